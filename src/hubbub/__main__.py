@@ -1,0 +1,3 @@
+from hubbub.cli import app
+
+app()

@@ -1,0 +1,95 @@
+"""The composition root: the only place that turns settings into adapters and services.
+
+Tests build the platform through these same functions with other settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hubbub.eventlog.port import EventLog
+from hubbub.eventlog.sqlite import SqliteEventLog
+from hubbub.ingest.mapping.base import SourceMapping
+from hubbub.ingest.mapping.jetstream import JetstreamMapping
+from hubbub.ingest.mapping.mastodon import MastodonMapping
+from hubbub.ingest.pipeline import Ingestor
+from hubbub.ingest.ports import IngestState
+from hubbub.ingest.sqlite import SqliteIngestState
+from hubbub.kernel.clock import Clock, SystemClock
+from hubbub.settings import EVENT_LOG_ADAPTERS, Settings
+
+SOURCES = ("jetstream", "mastodon")
+
+
+class ConfigurationError(ValueError):
+    """A setting names something that does not exist; the message says what does."""
+
+
+async def open_event_log(settings: Settings) -> EventLog:
+    """The event log the settings name, connected and ready."""
+    if settings.event_log == "sqlite":
+        return SqliteEventLog(settings.log_path, segment_size=settings.log_segment_size)
+    if settings.event_log == "jetstream":
+        from hubbub.eventlog.jetstream import JetStreamEventLog
+
+        return await JetStreamEventLog.connect(
+            settings.nats_url,
+            stream_prefix=settings.stream_prefix,
+            events_per_message=settings.events_per_message,
+            dedupe_window=settings.dedupe_window,
+            replicas=settings.stream_replicas,
+        )
+    known = ", ".join(EVENT_LOG_ADAPTERS)
+    raise ConfigurationError(f"unknown event log adapter {settings.event_log!r}: use {known}")
+
+
+def mapping_for(
+    source: str, settings: Settings, clock: Clock, *, instance: str = "mastodon"
+) -> SourceMapping[object]:
+    if source == "jetstream":
+        return JetstreamMapping(clock, settings.max_event_bytes)  # type: ignore[return-value]
+    if source == "mastodon":
+        return MastodonMapping(clock, settings.max_event_bytes, instance)  # type: ignore[return-value]
+    raise ConfigurationError(f"unknown source {source!r}: use {', '.join(SOURCES)}")
+
+
+@dataclass
+class Platform:
+    """The adapters one process shares between its services."""
+
+    settings: Settings
+    event_log: EventLog
+    ingest_state: IngestState
+    clock: Clock
+    ingestors: dict[str, Ingestor] = field(default_factory=dict)
+
+    async def ingestor(self, source: str, *, instance: str = "mastodon") -> Ingestor:
+        """The started ingestor of a source, made on first use."""
+        if source not in self.ingestors:
+            mapping = mapping_for(source, self.settings, self.clock, instance=instance)
+            ingestor = Ingestor(
+                mapping,
+                self.event_log,
+                self.ingest_state,
+                self.clock,
+                queue_batches=self.settings.queue_batches,
+            )
+            await ingestor.start()
+            self.ingestors[source] = ingestor
+        return self.ingestors[source]
+
+    async def close(self) -> None:
+        for ingestor in self.ingestors.values():
+            await ingestor.stop()
+        await self.ingest_state.close()
+        await self.event_log.close()
+
+
+async def build_platform(settings: Settings | None = None, clock: Clock | None = None) -> Platform:
+    settings = settings or Settings()
+    return Platform(
+        settings=settings,
+        event_log=await open_event_log(settings),
+        ingest_state=SqliteIngestState(settings.ingest_state_path),
+        clock=clock or SystemClock(),
+    )

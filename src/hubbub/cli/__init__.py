@@ -1,0 +1,40 @@
+"""The `hubbub` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hubbub.cli import bench, generate, ingest, log, serve
+from hubbub.cli.common import State
+
+app = typer.Typer(
+    name="hubbub",
+    help="Hubbub: social listening on public firehoses.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+def main(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where embedded state lives (HUBBUB_DATA_DIR).")
+    ] = None,
+    event_log: Annotated[
+        str | None, typer.Option(help="Event log adapter: sqlite or jetstream (HUBBUB_EVENT_LOG).")
+    ] = None,
+) -> None:
+    State.data_dir = data_dir
+    State.event_log = event_log
+
+
+app.add_typer(ingest.app, name="ingest")
+app.add_typer(generate.app, name="generate")
+app.add_typer(log.log_app, name="log")
+app.add_typer(log.deadletter_app, name="deadletter")
+app.add_typer(bench.app, name="bench")
+app.command()(serve.serve)
+app.command()(serve.demo)

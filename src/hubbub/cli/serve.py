@@ -1,0 +1,148 @@
+"""`hubbub serve` and `hubbub demo`: run the platform's HTTP API, with or without a firehose."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.live import Live
+from rich.panel import Panel
+
+from hubbub.bootstrap import Platform, build_platform
+from hubbub.cli.common import console, load_settings, run
+from hubbub.cli.ingest import LiveLine
+from hubbub.ingest.generate import FirehoseSpec, generate_firehose
+from hubbub.ingest.pipeline import Ingestor, IngestSummary
+from hubbub.kernel.events import DEADLETTER
+from hubbub.settings import Settings
+from hubbub.web.app import create_app
+
+ROLES = ("all", "ingest")
+
+
+def _server(platform: Platform, host: str, port: int) -> uvicorn.Server:
+    config = uvicorn.Config(
+        create_app(platform), host=host, port=port, log_level="warning", lifespan="off"
+    )
+    return uvicorn.Server(config)
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def _serve(settings: Settings, host: str, port: int) -> None:
+    platform = await build_platform(settings)
+    server = _server(platform, host, port)
+    try:
+        await server.serve()
+    finally:
+        await platform.close()
+
+
+def serve(
+    role: Annotated[str, typer.Option(help=f"Role to run: {', '.join(ROLES)}.")] = "all",
+    host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
+) -> None:
+    """Serve the HTTP API: push ingest, /healthz, /readyz, /metrics."""
+    if role not in ROLES:
+        raise typer.BadParameter(f"unknown role {role!r}: use {', '.join(ROLES)}")
+    settings = load_settings()
+    run(_serve(settings, host or settings.http_host, port or settings.http_port))
+
+
+def _with_junk(lines: Iterator[bytes], every: int) -> Iterator[bytes]:
+    """Real firehoses carry bad input now and then; the demo shows where it goes."""
+    junk = (b'{"did": "did:plc:broken", "time_us": "yesterday", "kind": "commit"}', b"{not json")
+    for n, line in enumerate(lines, 1):
+        yield line
+        if n % every == 0:
+            yield junk[(n // every) % 2]
+
+
+async def _feed(
+    ingestor: Ingestor, rate: int, pages: int, line: LiveLine, stop: asyncio.Event
+) -> None:
+    spec = FirehoseSpec(events=10**12, pages=pages, start_us=time.time_ns() // 1000,
+                        rate_per_s=rate, seed=int(time.time()))
+    lines = _with_junk(generate_firehose(spec), every=5000)
+    tick = 0.1
+    per_tick = max(1, int(rate * tick))
+    started = time.monotonic()
+    sent = 0
+    while not stop.is_set():
+        batch = [next(lines) for _ in range(per_tick)]
+        done = await ingestor.submit(batch)
+        done.add_done_callback(lambda f: line.add(f.result()) if not f.exception() else None)
+        sent += len(batch)
+        await asyncio.sleep(max(0.0, started + sent / rate - time.monotonic()))
+
+
+def _where_to_look(settings: Settings, host: str, port: int) -> Panel:
+    base = f"http://{host}:{port}"
+    data = f"--data-dir {settings.data_dir}"
+    return Panel(
+        f"HTTP API     {base}/docs  (push: POST {base}/v1/ingest/jetstream)\n"
+        f"metrics      {base}/metrics   health {base}/healthz   ready {base}/readyz\n"
+        f"event log    .venv/bin/hubbub {data} log stats\n"
+        f"dead letters .venv/bin/hubbub {data} deadletter list\n"
+        f"state        {settings.data_dir.resolve()}  ({settings.event_log} event log)\n"
+        "stop         Ctrl-C",
+        title="Hubbub demo: a live synthetic Jetstream firehose",
+    )
+
+
+async def _demo(settings: Settings, rate: int, pages: int, duration: float | None,
+                host: str, port: int) -> IngestSummary:
+    platform = await build_platform(settings)
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    server = _server(platform, host, port)
+    server_task = asyncio.create_task(server.serve())
+    line = LiveLine("firehose")
+    try:
+        ingestor = await platform.ingestor("jetstream")
+        console.print(_where_to_look(settings, host, port))
+        feeder = asyncio.create_task(_feed(ingestor, rate, pages, line, stop))
+        deadline = time.monotonic() + duration if duration else None
+        with Live(line.render(), console=console, refresh_per_second=4) as live:
+            while not stop.is_set() and not feeder.done():
+                if deadline and time.monotonic() >= deadline:
+                    stop.set()
+                await asyncio.sleep(0.25)
+                live.update(line.render())
+            await feeder
+            await ingestor.stop()
+            live.update(line.render())
+    finally:
+        server.should_exit = True
+        await server_task
+        stats = await platform.event_log.stats()
+        await platform.close()
+    counts = ", ".join(f"{t.topic} {t.count:,}" for t in stats.topics if t.topic != DEADLETTER)
+    console.print(f"event log: {counts}; dead letters: "
+                  f"{sum(t.count for t in stats.topics if t.topic == DEADLETTER):,}")
+    return line.totals
+
+
+def demo(
+    rate: Annotated[int, typer.Option(help="Synthetic events per second.", min=1)] = 2000,
+    pages: Annotated[int, typer.Option(help="Accounts in the synthetic world.", min=1)] = 50_000,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
+) -> None:
+    """Run the platform on embedded defaults with a live synthetic firehose."""
+    settings = load_settings()
+    run(_demo(settings, rate, pages, duration, host or settings.http_host,
+              port or settings.http_port))

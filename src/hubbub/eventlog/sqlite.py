@@ -1,0 +1,222 @@
+"""The embedded event log: one SQLite file in WAL mode.
+
+Events are stored packed, a segment of up to `segment_size` events of one topic per row
+(positions `first`..`last`), because one row per event costs a B-tree insert and a
+Python round trip each, several times the cost of decoding the event. Every id goes
+into `event_ids`, whose primary key makes append idempotent forever; ids begin with
+the source's own time-sortable part, so that index grows at its right edge.
+
+Writes go through one thread and reads through another, each with its own connection,
+so the event loop never blocks on disk and a reader never waits behind a writer (WAL).
+Several processes may share the file: positions are assigned inside `BEGIN IMMEDIATE`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from hubbub.eventlog.port import (
+    AppendResult,
+    GroupStats,
+    LogStats,
+    LogUnavailable,
+    Record,
+    TopicStats,
+)
+from hubbub.kernel.events import Event, decode_many, encode_many, topic_of
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS segments (
+    topic TEXT NOT NULL,
+    first INTEGER NOT NULL,
+    last INTEGER NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS segments_by_last ON segments (topic, last);
+CREATE TABLE IF NOT EXISTS event_ids (id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY, last INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS consumer_groups (
+    grp TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic)
+);
+"""
+
+# SQLite's default limit on host parameters in one statement is 32766.
+_IDS_PER_STATEMENT = 10_000
+_POLL_INTERVAL_S = 0.05
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("PRAGMA busy_timeout=30000")
+    return connection
+
+
+class SqliteEventLog:
+    """EventLog on a SQLite file; see `hubbub.eventlog.port` for the contract."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: Path, *, segment_size: int = 1000) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        self._segment_size = segment_size
+        self._writer = _connect(path)
+        self._writer.executescript(_SCHEMA)
+        self._reader = _connect(path)
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-write")
+        self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-read")
+        self._cursors: dict[tuple[str, str], int] = {}
+        self._appended = asyncio.Event()
+
+    async def _run(self, pool: ThreadPoolExecutor, work: Callable[[], T]) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, work)
+        except sqlite3.Error as error:
+            raise LogUnavailable(f"event log {self._path}: {error}") from error
+
+    async def append(self, events: Sequence[Event]) -> AppendResult:
+        if not events:
+            return AppendResult()
+        result = await self._run(self._write_thread, lambda: self._append(events))
+        if result.appended:
+            self._appended.set()
+        return result
+
+    def _append(self, events: Sequence[Event]) -> AppendResult:
+        unique = {event.id: event for event in reversed(events)}
+        db = self._writer
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            new_ids = self._insert_ids(list(unique))
+            fresh: list[Event] = []
+            skipped: list[str] = []
+            for event in events:
+                if event.id in new_ids and unique[event.id] is event:
+                    fresh.append(event)
+                else:
+                    skipped.append(event.id)
+            by_topic: dict[str, list[Event]] = {}
+            for event in fresh:
+                by_topic.setdefault(topic_of(event), []).append(event)
+            for topic, topic_events in by_topic.items():
+                self._write_segments(topic, topic_events)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return AppendResult(len(fresh), len(skipped), skipped)
+
+    def _insert_ids(self, ids: list[str]) -> set[str]:
+        inserted: set[str] = set()
+        for start in range(0, len(ids), _IDS_PER_STATEMENT):
+            chunk = ids[start : start + _IDS_PER_STATEMENT]
+            sql = "INSERT OR IGNORE INTO event_ids (id) VALUES " + ",".join(["(?)"] * len(chunk))
+            inserted.update(row[0] for row in self._writer.execute(sql + " RETURNING id", chunk))
+        return inserted
+
+    def _write_segments(self, topic: str, events: list[Event]) -> None:
+        row = self._writer.execute("SELECT last FROM topics WHERE topic = ?", (topic,)).fetchone()
+        last = row[0] if row else 0
+        rows = []
+        for start in range(0, len(events), self._segment_size):
+            segment = events[start : start + self._segment_size]
+            rows.append((topic, last + 1, last + len(segment), encode_many(segment)))
+            last += len(segment)
+        self._writer.executemany("INSERT INTO segments VALUES (?, ?, ?, ?)", rows)
+        self._writer.execute(
+            "INSERT INTO topics VALUES (?, ?) ON CONFLICT (topic) DO UPDATE SET last = excluded.last",
+            (topic, last),
+        )
+
+    async def read(self, topic: str, position: int = 1, limit: int = 1000) -> list[Record]:
+        return await self._run(self._read_thread, lambda: self._read(topic, position, limit))
+
+    def _read(self, topic: str, position: int, limit: int) -> list[Record]:
+        position = max(position, 1)
+        records: list[Record] = []
+        rows = self._reader.execute(
+            "SELECT first, payload FROM segments WHERE topic = ? AND last >= ? ORDER BY last",
+            (topic, position),
+        )
+        for first, payload in rows:
+            for offset, event in enumerate(decode_many(payload)):
+                if first + offset >= position:
+                    records.append(Record(topic, first + offset, event))
+                    if len(records) >= limit:
+                        return records
+        return records
+
+    async def fetch(
+        self, group: str, topic: str, limit: int = 1000, wait: float = 0.0
+    ) -> list[Record]:
+        cursor = self._cursors.get((group, topic))
+        if cursor is None:
+            cursor = await self.committed(group, topic) + 1
+        deadline = time.monotonic() + wait
+        while True:
+            self._appended.clear()
+            records = await self.read(topic, cursor, limit)
+            remaining = deadline - time.monotonic()
+            if records or remaining <= 0:
+                break
+            # Woken at once by appends from this process, by polling for other processes.
+            try:
+                await asyncio.wait_for(
+                    self._appended.wait(), timeout=min(remaining, _POLL_INTERVAL_S)
+                )
+            except TimeoutError:
+                pass
+        self._cursors[(group, topic)] = records[-1].position + 1 if records else cursor
+        return records
+
+    async def commit(self, group: str, topic: str, position: int) -> None:
+        await self._run(
+            self._write_thread,
+            lambda: self._writer.execute(
+                "INSERT INTO consumer_groups VALUES (?, ?, ?) "
+                "ON CONFLICT (grp, topic) DO UPDATE SET position = excluded.position",
+                (group, topic, position),
+            ),
+        )
+
+    async def committed(self, group: str, topic: str) -> int:
+        row = await self._run(
+            self._read_thread,
+            lambda: self._reader.execute(
+                "SELECT position FROM consumer_groups WHERE grp = ? AND topic = ?", (group, topic)
+            ).fetchone(),
+        )
+        return int(row[0]) if row else 0
+
+    async def stats(self) -> LogStats:
+        return await self._run(self._read_thread, self._stats)
+
+    def _stats(self) -> LogStats:
+        last = dict(self._reader.execute("SELECT topic, last FROM topics").fetchall())
+        topics = [TopicStats(topic, count, count) for topic, count in sorted(last.items())]
+        groups = [
+            GroupStats(group, topic, position, max(last.get(topic, 0) - position, 0))
+            for group, topic, position in self._reader.execute(
+                "SELECT grp, topic, position FROM consumer_groups ORDER BY grp, topic"
+            )
+        ]
+        return LogStats(self.backend, topics, groups)
+
+    async def close(self) -> None:
+        self._write_thread.shutdown(wait=True)
+        self._read_thread.shutdown(wait=True)
+        self._writer.close()
+        self._reader.close()

@@ -1,0 +1,60 @@
+"""HTTP push: `POST /v1/ingest/{source}` with an NDJSON body, answered with the counts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Request
+from pydantic import BaseModel
+
+from hubbub.bootstrap import SOURCES, Platform
+from hubbub.kernel.telemetry import child_traceparent
+
+
+class IngestRead(BaseModel):
+    accepted: int
+    skipped: int
+    rejected: int
+    duplicates: int
+    skipped_reasons: dict[str, int]
+
+
+def build_router(platform: Platform, max_body_bytes: int) -> APIRouter:
+    router = APIRouter(prefix="/v1/ingest", tags=["ingest"])
+
+    @router.post("/{source}")
+    async def push(
+        source: str,
+        request: Request,
+        traceparent: Annotated[str | None, Header()] = None,
+    ) -> IngestRead:
+        """Ingest a batch of source events, one JSON document per line.
+
+        Bad lines are dead-lettered and counted as rejected; the request still succeeds.
+        """
+        if source not in SOURCES:
+            raise HTTPException(404, f"unknown source {source!r}: use {', '.join(SOURCES)}")
+        body = await _read_body(request, max_body_bytes)
+        lines = [line for line in body.split(b"\n") if line.strip()]
+        ingestor = await platform.ingestor(source)
+        summary = await ingestor.ingest(lines, child_traceparent(traceparent))
+        return IngestRead(
+            accepted=summary.accepted,
+            skipped=summary.skipped,
+            rejected=summary.rejected,
+            duplicates=summary.duplicates,
+            skipped_reasons=summary.skipped_reasons,
+        )
+
+    return router
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"the body is over {limit} bytes: send smaller batches")
+        chunks.append(chunk)
+    return b"".join(chunks)

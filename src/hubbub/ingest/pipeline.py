@@ -1,0 +1,204 @@
+"""The ingest hot path: decode, validate, map, dedupe and append, a batch at a time.
+
+Two stages run concurrently so that mapping batch N+1 overlaps appending batch N (the
+log writes on its own thread, which releases the GIL inside SQLite or waits on the
+network for NATS):
+
+    submit() -> [queue: queue_batches] -> map stage -> [queue: 1] -> append stage
+
+Both queues are bounded: when the log is slow, `submit` waits, so a connector slows
+down instead of buffering without limit, and nothing is dropped. Each batch gets a
+correlation id (a traceparent) carried by its events, its dead letters and its one
+log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import structlog
+
+from hubbub.eventlog.port import EventLog
+from hubbub.ingest.mapping.base import MappedBatch, SourceMapping
+from hubbub.ingest.ports import IngestState
+from hubbub.kernel import telemetry
+from hubbub.kernel.clock import Clock
+from hubbub.kernel.events import Event, InputRejected
+
+log = structlog.get_logger("hubbub.ingest")
+
+
+class IngestSummary(msgspec.Struct):
+    """Counts of source events (lines) by outcome; they add up to the lines submitted."""
+
+    accepted: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    skipped_reasons: dict[str, int] = {}
+    newest_ts: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.accepted + self.skipped + self.rejected + self.duplicates
+
+    def add(self, other: IngestSummary) -> None:
+        self.accepted += other.accepted
+        self.skipped += other.skipped
+        self.rejected += other.rejected
+        self.duplicates += other.duplicates
+        reasons = Counter(self.skipped_reasons)
+        reasons.update(other.skipped_reasons)
+        self.skipped_reasons = dict(reasons)
+        self.newest_ts = max(self.newest_ts, other.newest_ts)
+
+
+@dataclass(slots=True)
+class _Work:
+    lines: Sequence[bytes]
+    trace: str
+    done: asyncio.Future[IngestSummary]
+    started: float = field(default_factory=time.perf_counter)
+    mapped: MappedBatch | None = None
+    rejected: list[InputRejected] = field(default_factory=list)
+
+
+_STOP: Any = object()
+
+
+class Ingestor:
+    """Runs one source's batches through the pipeline; `start` it, `submit`, then `stop`."""
+
+    def __init__(
+        self,
+        mapping: SourceMapping[Any],
+        event_log: EventLog,
+        state: IngestState,
+        clock: Clock,
+        *,
+        queue_batches: int = 4,
+    ) -> None:
+        self.mapping = mapping
+        self.event_log = event_log
+        self.state = state
+        self.clock = clock
+        self.source = mapping.source
+        self.totals = IngestSummary()
+        self._incoming: asyncio.Queue[_Work] = asyncio.Queue(queue_batches)
+        self._mapped: asyncio.Queue[_Work] = asyncio.Queue(1)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._map_stage(), name=f"ingest-map-{self.source}"),
+            asyncio.create_task(self._append_stage(), name=f"ingest-append-{self.source}"),
+        ]
+
+    async def stop(self) -> None:
+        """Finish every batch already submitted, then stop the stages."""
+        if self._tasks:
+            await self._incoming.put(_STOP)
+            await asyncio.gather(*self._tasks)
+            self._tasks = []
+
+    async def __aenter__(self) -> Ingestor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def submit(
+        self, lines: Sequence[bytes], trace: str | None = None
+    ) -> asyncio.Future[IngestSummary]:
+        """Queue a batch; waits while the queue is full. The future resolves once appended."""
+        if not self._tasks:
+            raise RuntimeError("the ingestor is not started")
+        work = _Work(lines, trace or telemetry.new_traceparent(), asyncio.Future())
+        await self._incoming.put(work)
+        telemetry.INGEST_QUEUE_DEPTH.labels(self.source).set(self._incoming.qsize())
+        return work.done
+
+    async def ingest(self, lines: Sequence[bytes], trace: str | None = None) -> IngestSummary:
+        """Submit one batch and wait for its outcome."""
+        return await (await self.submit(lines, trace))
+
+    async def _map_stage(self) -> None:
+        while (work := await self._incoming.get()) is not _STOP:
+            try:
+                await self._map(work)
+            except Exception as error:  # the batch fails, the pipeline goes on
+                work.done.set_exception(error)
+                continue
+            await self._mapped.put(work)
+        await self._mapped.put(_STOP)
+
+    async def _map(self, work: _Work) -> None:
+        decoded = self.mapping.decode(work.lines, work.trace)
+        refs = await self.state.get_refs(decoded.ref_keys)
+        work.mapped = self.mapping.map(decoded, refs, work.trace)
+        work.rejected = decoded.rejected + work.mapped.rejected
+        await self.state.apply_refs(work.mapped.refs_put, work.mapped.refs_deleted)
+
+    async def _append_stage(self) -> None:
+        while (work := await self._mapped.get()) is not _STOP:
+            try:
+                summary = await self._append(work)
+            except Exception as error:
+                log.error("ingest batch failed", trace=work.trace, source=self.source,
+                          lines=len(work.lines), error=str(error))
+                work.done.set_exception(error)
+            else:
+                work.done.set_result(summary)
+
+    async def _append(self, work: _Work) -> IngestSummary:
+        mapped = work.mapped
+        assert mapped is not None
+        events: list[Event] = [*mapped.events, *work.rejected]
+        result = await self.event_log.append(events)
+        duplicate_ids = set(result.duplicate_ids)
+        duplicates = sum(1 for event_id in mapped.primary_ids if event_id in duplicate_ids)
+        summary = IngestSummary(
+            accepted=len(mapped.primary_ids) - duplicates,
+            skipped=sum(mapped.skipped.values()),
+            rejected=len(work.rejected),
+            duplicates=duplicates,
+            skipped_reasons=dict(mapped.skipped),
+            newest_ts=max((event.ts for event in mapped.events), default=0),
+        )
+        self.totals.add(summary)
+        self._observe(work, summary, mapped)
+        return summary
+
+    def _observe(self, work: _Work, summary: IngestSummary, mapped: MappedBatch) -> None:
+        source = self.source
+        for outcome in ("accepted", "skipped", "rejected", "duplicates"):
+            telemetry.INGEST_EVENTS.labels(source, outcome).inc(getattr(summary, outcome))
+        telemetry.INGEST_BATCH_SIZE.labels(source).observe(len(work.lines))
+        elapsed = time.perf_counter() - work.started
+        telemetry.INGEST_BATCH_SECONDS.labels(source).observe(elapsed)
+        telemetry.INGEST_FACETS_DROPPED.labels(source).inc(mapped.facets_dropped)
+        if summary.newest_ts:
+            lag = (self.clock.now_us() - summary.newest_ts) / 1e6
+            telemetry.INGEST_LAG_SECONDS.labels(source).set(lag)
+        log.debug(
+            "ingest batch",
+            trace=work.trace,
+            source=source,
+            lines=len(work.lines),
+            accepted=summary.accepted,
+            skipped=summary.skipped,
+            rejected=summary.rejected,
+            duplicates=summary.duplicates,
+            seconds=round(elapsed, 4),
+        )
+        if summary.rejected:
+            log.warning("input dead-lettered", trace=work.trace, source=source,
+                        rejected=summary.rejected,
+                        reasons=sorted({r.reason.split(":")[0] for r in work.rejected}))

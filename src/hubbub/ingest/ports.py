@@ -1,0 +1,25 @@
+"""Ports of the ingest service's own state (it shares no tables with other services)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Protocol
+
+
+class IngestState(Protocol):
+    """Refs (what a remembered record pointed to) and source cursors.
+
+    `get_refs` returns only the keys it knows. `apply_refs` is idempotent: putting a
+    key again overwrites it, deleting an unknown key does nothing. `save_cursor` is
+    durable when it returns, so a restarted connector resumes from it.
+    """
+
+    async def get_refs(self, keys: Iterable[str]) -> dict[str, str]: ...
+
+    async def apply_refs(self, put: Mapping[str, str], deleted: Iterable[str]) -> None: ...
+
+    async def load_cursor(self, name: str) -> int | None: ...
+
+    async def save_cursor(self, name: str, value: int) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,176 @@
+"""Every event Hubbub writes to its log, in one module.
+
+Each event is a `msgspec.Struct` that carries its own envelope: the common fields of
+`Event` (`type`, `schema`, `id`, `key`, `ts`, `source`, `trace`) come first, the body
+after. `type` is the msgspec tag, so one decoder turns bytes back into the right class.
+
+- `id` is stable for a given source event (derived from the source's own identity of
+  it), so a redelivered source event produces the same id and the log drops it.
+- `key` is the partition key: events with the same key keep their order.
+- `ts` is the source's time of the event in microseconds since the Unix epoch.
+- `schema` is the version of the body; a reader that meets a newer one than it knows
+  fails loudly instead of guessing.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+import msgspec
+
+POSTS: Final = "posts"
+PAGES: Final = "pages"
+ENGAGEMENT: Final = "engagement"
+DELETES: Final = "deletes"
+DEADLETTER: Final = "deadletter"
+TOPICS: Final = (POSTS, PAGES, ENGAGEMENT, DELETES, DEADLETTER)
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=False):
+    """The envelope shared by every event."""
+
+    schema: int = 1
+    id: str
+    key: str
+    ts: int
+    source: str
+    trace: str = ""
+
+
+class Facet(msgspec.Struct, frozen=True):
+    """A span of a post's text (UTF-8 byte offsets, as in the source) and what it means."""
+
+    kind: Literal["mention", "tag", "link"]
+    value: str
+    byte_start: int
+    byte_end: int
+
+
+class PostPublished(Event, frozen=True, tag=True):
+    """A post was created. Mentions are page ids, tags are lower-cased without `#`."""
+
+    post: str
+    author: str
+    text: str
+    langs: list[str] = []
+    mentions: list[str] = []
+    tags: list[str] = []
+    links: list[str] = []
+    facets: list[Facet] = []
+    reply_parent: str | None = None
+    reply_root: str | None = None
+    created_at: int = 0
+
+
+class PostEdited(PostPublished, frozen=True, tag=True):
+    """A post's text or facets changed; the fields hold the new version."""
+
+
+class PostDeleted(Event, frozen=True, tag=True):
+    post: str
+    author: str
+
+
+class EngagementRecorded(Event, frozen=True, tag=True):
+    """Someone liked, reposted or replied to a post; `delta` is -1 when undone."""
+
+    kind: Literal["like", "repost", "reply"]
+    post: str
+    post_author: str
+    actor: str
+    delta: int
+
+
+class FollowersChanged(Event, frozen=True, tag=True):
+    """A page gained (delta +1) or lost (delta -1) a follower."""
+
+    page: str
+    follower: str
+    delta: int
+
+
+class PageSeen(Event, frozen=True, tag=True):
+    """What a source told us about a page (an account). None means "not said here"."""
+
+    page: str
+    handle: str | None = None
+    display_name: str | None = None
+    followers_count: int | None = None
+
+
+class PageDeactivated(Event, frozen=True, tag=True):
+    """The page's account is inactive (deactivated, deleted, taken down, suspended)."""
+
+    page: str
+    status: str
+
+
+class PageReactivated(Event, frozen=True, tag=True):
+    page: str
+
+
+class InputRejected(Event, frozen=True, tag=True):
+    """Input that could not become an event: the raw bytes, and why, for a person to act on."""
+
+    raw: bytes
+    reason: str
+    detail: str = ""
+
+
+class AlertRaised(Event, frozen=True, tag=True):
+    name: str
+    message: str
+
+
+AnyEvent = (
+    PostPublished
+    | PostEdited
+    | PostDeleted
+    | EngagementRecorded
+    | FollowersChanged
+    | PageSeen
+    | PageDeactivated
+    | PageReactivated
+    | InputRejected
+    | AlertRaised
+)
+
+_TOPIC_OF: Final[dict[type[Event], str]] = {
+    PostPublished: POSTS,
+    PostEdited: POSTS,
+    PostDeleted: DELETES,
+    EngagementRecorded: ENGAGEMENT,
+    FollowersChanged: PAGES,
+    PageSeen: PAGES,
+    PageDeactivated: PAGES,
+    PageReactivated: PAGES,
+    InputRejected: DEADLETTER,
+    AlertRaised: "alerts",
+}
+
+
+def topic_of(event: Event) -> str:
+    """The log topic an event is appended to."""
+    return _TOPIC_OF[type(event)]
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(AnyEvent)
+_list_decoder = msgspec.msgpack.Decoder(list[AnyEvent])
+
+
+def encode(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def encode_many(events: list[Event]) -> bytes:
+    """Pack several events into one blob (a log segment or a message)."""
+    return _encoder.encode(events)
+
+
+def decode(data: bytes) -> Event:
+    return _decoder.decode(data)
+
+
+def decode_many(data: bytes) -> list[AnyEvent]:
+    return _list_decoder.decode(data)

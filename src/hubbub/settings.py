@@ -1,0 +1,66 @@
+"""One typed settings object, read from `HUBBUB_*` environment variables once at start.
+
+Every tunable of the platform lives here, so operators change behaviour with settings,
+never with code. Adapter names are checked when the settings are read: a typo fails at
+start with the list of names that exist.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EVENT_LOG_ADAPTERS: Final = ("sqlite", "jetstream")
+MIB: Final = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HUBBUB_", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Where embedded adapters keep their state.")
+    event_log: str = Field("sqlite", description="Event log adapter: sqlite or jetstream.")
+
+    # Event log
+    log_segment_size: int = Field(1000, ge=1, description="Events per SQLite segment row.")
+    nats_url: str = "nats://127.0.0.1:4222"
+    stream_prefix: str = Field("hubbub", pattern=r"^[A-Za-z0-9_-]+$")
+    stream_replicas: int = Field(1, ge=1, le=5)
+    events_per_message: int = Field(1000, ge=1, description="Events packed per NATS message.")
+    dedupe_window: int = Field(100_000, ge=1, description="Recent ids per topic kept by NATS.")
+
+    # Ingest
+    max_event_bytes: int = Field(MIB, ge=1024, description="Larger events are dead-lettered.")
+    batch_size: int = Field(5000, ge=1, description="Events decoded and appended together.")
+    batch_max_wait_s: float = Field(0.2, gt=0, description="A partial batch waits this long.")
+    queue_batches: int = Field(4, ge=1, description="Batches in flight before sources wait.")
+    jetstream_url: str = "wss://jetstream2.us-east.bsky.network/subscribe"
+    jetstream_rewind_s: float = Field(
+        2.0, ge=0, description="Resume this far before the saved cursor; dedupe drops overlap."
+    )
+    reconnect_max_backoff_s: float = Field(30.0, gt=0)
+
+    # HTTP and operations
+    max_push_bytes: int = Field(64 * MIB, ge=1024, description="Largest HTTP push body.")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=0, le=65535)
+    log_level: str = "info"
+    log_format: str = Field("json", pattern="^(json|console)$")
+
+    @field_validator("event_log")
+    @classmethod
+    def _known_event_log(cls, name: str) -> str:
+        if name not in EVENT_LOG_ADAPTERS:
+            known = ", ".join(EVENT_LOG_ADAPTERS)
+            raise ValueError(f"unknown event log adapter {name!r} (HUBBUB_EVENT_LOG): use {known}")
+        return name
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "eventlog.db"
+
+    @property
+    def ingest_state_path(self) -> Path:
+        return self.data_dir / "ingest.db"

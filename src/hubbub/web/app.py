@@ -1,0 +1,43 @@
+"""The HTTP application of a process: every router mounted in one place, plus operations.
+
+- `/healthz`: the process is alive.
+- `/readyz`: its dependencies answer (the event log), 503 with the reason otherwise.
+- `/metrics`: Prometheus exposition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hubbub.bootstrap import Platform
+from hubbub.ingest import api as ingest_api
+
+READY_TIMEOUT_S = 2.0
+
+
+def create_app(platform: Platform) -> FastAPI:
+    app = FastAPI(title="Hubbub", version="0.1.0")
+    app.include_router(ingest_api.build_router(platform, platform.settings.max_push_bytes))
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> Response:
+        try:
+            await asyncio.wait_for(platform.event_log.stats(), READY_TIMEOUT_S)
+        except Exception as error:
+            reason = f"event log ({platform.settings.event_log}) not reachable: {error}"
+            return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+        return JSONResponse({"status": "ready", "event_log": platform.settings.event_log})
+
+    @app.get("/metrics", tags=["operations"])
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

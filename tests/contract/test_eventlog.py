@@ -1,0 +1,193 @@
+"""The EventLog contract, run against every adapter (see hubbub.eventlog.port)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from hubbub.eventlog.port import EventLog
+from hubbub.eventlog.sqlite import SqliteEventLog
+from hubbub.kernel.events import (
+    DEADLETTER,
+    ENGAGEMENT,
+    POSTS,
+    EngagementRecorded,
+    Event,
+    InputRejected,
+    PostPublished,
+)
+from tests.conftest import NATS_URL, require_service, unique_name
+
+OpenLog = Callable[[], Awaitable[EventLog]]
+
+
+def post(n: int, text: str = "hello") -> PostPublished:
+    return PostPublished(
+        id=f"post-{n:08d}",
+        key=f"did:plc:author{n % 7}",
+        ts=1_700_000_000_000_000 + n,
+        source="test",
+        post=f"at://did:plc:author{n % 7}/app.bsky.feed.post/{n}",
+        author=f"did:plc:author{n % 7}",
+        text=f"{text} {n} ✨ café",
+        tags=["demo"],
+    )
+
+
+def like(n: int) -> EngagementRecorded:
+    return EngagementRecorded(
+        id=f"like-{n:08d}",
+        key="did:plc:author1",
+        ts=1_700_000_000_000_000 + n,
+        source="test",
+        kind="like",
+        post="at://did:plc:author1/app.bsky.feed.post/1",
+        post_author="did:plc:author1",
+        actor=f"did:plc:fan{n}",
+        delta=1,
+    )
+
+
+@pytest.fixture(params=["sqlite", "jetstream"])
+async def open_log(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OpenLog]:
+    """A factory that opens the same log again each call, as a restarted process would."""
+    opened: list[EventLog] = []
+    if request.param == "sqlite":
+
+        async def open_sqlite() -> EventLog:
+            log = SqliteEventLog(tmp_path / "log.db", segment_size=100)
+            opened.append(log)
+            return log
+
+        yield open_sqlite
+    else:
+        require_service("NATS", "127.0.0.1", 4222)
+        from hubbub.eventlog.jetstream import JetStreamEventLog, delete_streams
+
+        prefix = unique_name("test")
+
+        async def open_jetstream() -> EventLog:
+            log = await JetStreamEventLog.connect(
+                NATS_URL, stream_prefix=prefix, events_per_message=100
+            )
+            opened.append(log)
+            return log
+
+        yield open_jetstream
+        await delete_streams(NATS_URL, prefix)
+    for log in opened:
+        await log.close()
+
+
+async def test_appended_events_are_read_back_in_order_with_dense_positions(
+    open_log: OpenLog,
+) -> None:
+    log = await open_log()
+    posts = [post(n) for n in range(250)]
+    result = await log.append(posts)
+    assert (result.appended, result.duplicates) == (250, 0)
+    records = await log.read(POSTS, 1, limit=1000)
+    assert [r.position for r in records] == list(range(1, 251))
+    assert [r.event for r in records] == posts
+    assert all(r.topic == POSTS for r in records)
+
+
+async def test_each_event_goes_to_the_topic_of_its_type(open_log: OpenLog) -> None:
+    log = await open_log()
+    rejected = InputRejected(
+        id="bad-1", key="x", ts=1, source="test", raw=b"\xff{", reason="invalid UTF-8"
+    )
+    await log.append([post(1), like(1), rejected, like(2)])
+    assert [r.event for r in await log.read(ENGAGEMENT)] == [like(1), like(2)]
+    assert [r.event for r in await log.read(DEADLETTER)] == [rejected]
+    assert [r.event for r in await log.read(POSTS)] == [post(1)]
+
+
+async def test_append_skips_ids_already_in_the_batch_or_the_log(open_log: OpenLog) -> None:
+    log = await open_log()
+    first = await log.append([post(1), post(2), post(1)])
+    again = await log.append([post(2), post(3)])
+    assert (first.appended, first.duplicates) == (2, 1)
+    assert (again.appended, again.duplicates) == (1, 1)
+    assert [r.event.id for r in await log.read(POSTS)] == ["post-00000001", "post-00000002",
+                                                           "post-00000003"]
+
+
+async def test_duplicates_are_recognised_after_a_restart(open_log: OpenLog) -> None:
+    log = await open_log()
+    await log.append([post(n) for n in range(10)])
+    await log.close()
+    reopened = await open_log()
+    result = await reopened.append([post(n) for n in range(5, 15)])
+    assert (result.appended, result.duplicates) == (5, 5)
+    assert [r.position for r in await reopened.read(POSTS)] == list(range(1, 16))
+
+
+async def test_read_replays_from_any_position(open_log: OpenLog) -> None:
+    log = await open_log()
+    await log.append([post(n) for n in range(1000)])
+    records = await log.read(POSTS, 437, limit=10)
+    assert [r.position for r in records] == list(range(437, 447))
+    assert records[0].event == post(436)
+    assert await log.read(POSTS, 1001) == []
+    assert await log.read("engagement") == []
+
+
+async def test_a_consumer_group_resumes_after_its_committed_position(open_log: OpenLog) -> None:
+    log = await open_log()
+    await log.append([post(n) for n in range(30)])
+    first = await log.fetch("reports", POSTS, limit=10)
+    second = await log.fetch("reports", POSTS, limit=10)
+    assert [r.position for r in first + second] == list(range(1, 21))
+    await log.commit("reports", POSTS, 15)
+    await log.close()
+
+    restarted = await open_log()
+    assert await restarted.committed("reports", POSTS) == 15
+    resumed = await restarted.fetch("reports", POSTS, limit=100)
+    assert [r.position for r in resumed] == list(range(16, 31))
+    assert await restarted.fetch("other-group", POSTS, limit=3) == await restarted.read(
+        POSTS, 1, 3
+    )
+
+
+async def test_fetch_waits_for_new_events(open_log: OpenLog) -> None:
+    log = await open_log()
+
+    async def append_later() -> None:
+        await asyncio.sleep(0.2)
+        await log.append([post(7)])
+
+    task = asyncio.create_task(append_later())
+    records = await log.fetch("live", POSTS, limit=10, wait=5.0)
+    await task
+    assert [r.event for r in records] == [post(7)]
+    assert await log.fetch("live", POSTS, limit=10, wait=0.1) == []
+
+
+async def test_stats_show_counts_positions_and_lag(open_log: OpenLog) -> None:
+    log = await open_log()
+    await log.append([post(n) for n in range(12)] + [like(n) for n in range(3)])
+    await log.commit("reports", POSTS, 5)
+    stats = await log.stats()
+    counts = {t.topic: (t.count, t.last_position) for t in stats.topics}
+    assert counts[POSTS] == (12, 12)
+    assert counts[ENGAGEMENT] == (3, 3)
+    groups = {(g.group, g.topic): (g.position, g.lag) for g in stats.groups}
+    assert groups[("reports", POSTS)] == (5, 7)
+
+
+async def test_large_batches_keep_every_event(open_log: OpenLog) -> None:
+    log = await open_log()
+    events: list[Event] = [post(n, text="x" * 200) for n in range(5000)]
+    result = await log.append(events)
+    assert result.appended == 5000
+    collected = []
+    position = 1
+    while batch := await log.read(POSTS, position, limit=777):
+        collected.extend(batch)
+        position = batch[-1].position + 1
+    assert [r.event for r in collected] == events
