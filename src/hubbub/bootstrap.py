@@ -47,9 +47,13 @@ def mapping_for(
     source: str, settings: Settings, clock: Clock, *, instance: str = "mastodon"
 ) -> SourceMapping[object]:
     if source == "jetstream":
-        return JetstreamMapping(clock, settings.max_event_bytes)  # type: ignore[return-value]
+        return JetstreamMapping(  # type: ignore[return-value]
+            clock, settings.max_event_bytes, settings.max_json_nesting
+        )
     if source == "mastodon":
-        return MastodonMapping(clock, settings.max_event_bytes, instance)  # type: ignore[return-value]
+        return MastodonMapping(  # type: ignore[return-value]
+            clock, settings.max_event_bytes, instance, settings.max_json_nesting
+        )
     raise ConfigurationError(f"unknown source {source!r}: use {', '.join(SOURCES)}")
 
 

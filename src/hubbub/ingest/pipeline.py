@@ -15,6 +15,7 @@ log line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -151,11 +152,16 @@ class Ingestor:
             try:
                 summary = await self._append(work)
             except Exception as error:
-                log.error("ingest batch failed", trace=work.trace, source=self.source,
-                          lines=len(work.lines), error=str(error))
                 work.done.set_exception(error)
+                self._report_failure(work, error)
             else:
                 work.done.set_result(summary)
+                self._observe(work, summary)
+
+    def _report_failure(self, work: _Work, error: Exception) -> None:
+        with contextlib.suppress(Exception):
+            log.error("ingest batch failed", trace=work.trace, source=self.source,
+                      lines=len(work.lines), error=str(error))
 
     async def _append(self, work: _Work) -> IngestSummary:
         mapped = work.mapped
@@ -173,10 +179,19 @@ class Ingestor:
             newest_ts=max((event.ts for event in mapped.events), default=0),
         )
         self.totals.add(summary)
-        self._observe(work, summary, mapped)
         return summary
 
-    def _observe(self, work: _Work, summary: IngestSummary, mapped: MappedBatch) -> None:
+    def _observe(self, work: _Work, summary: IngestSummary) -> None:
+        """Metrics and one log line for the batch; a failure here never fails the batch."""
+        try:
+            self._record(work, summary)
+        except Exception as error:  # a closed log stream, say
+            with contextlib.suppress(Exception):
+                log.warning("could not record batch telemetry", error=str(error))
+
+    def _record(self, work: _Work, summary: IngestSummary) -> None:
+        mapped = work.mapped
+        assert mapped is not None
         source = self.source
         for outcome in ("accepted", "skipped", "rejected", "duplicates"):
             telemetry.INGEST_EVENTS.labels(source, outcome).inc(getattr(summary, outcome))

@@ -8,6 +8,7 @@ and says which references to remember or forget.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -61,13 +62,28 @@ class InvalidInput(ValueError):
     """A line that is well-formed JSON but not a valid event; the message is the reason."""
 
 
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def nesting_depth(line: bytes) -> int:
+    """How deeply the JSON arrays and objects of a line nest (brackets in strings ignored)."""
+    brackets = _JSON_STRING.sub(b"", line).translate(None, _NOT_BRACKETS)
+    depth = deepest = 0
+    for char in brackets:
+        depth += 1 if char in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
 class Rejector:
     """Builds dead-letter records with a reason a person can act on."""
 
-    def __init__(self, source: str, clock: Clock, max_bytes: int) -> None:
+    def __init__(self, source: str, clock: Clock, max_bytes: int, max_nesting: int = 64) -> None:
         self.source = source
         self.clock = clock
         self.max_bytes = max_bytes
+        self.max_nesting = max_nesting
 
     def precheck(self, line: bytes) -> str | None:
         """The reason a raw line is unusable before decoding, or None."""
@@ -77,6 +93,12 @@ class Rejector:
             line.decode("utf-8")
         except UnicodeDecodeError as error:
             return f"invalid UTF-8: {error.reason} at byte {error.start}"
+        # Counting brackets is cheap; only a line with many of them is scanned properly.
+        if line.count(b"[") + line.count(b"{") > self.max_nesting:
+            depth = nesting_depth(line)
+            if depth > self.max_nesting:
+                return (f"pathological nesting: {depth} levels deep, the limit is "
+                        f"{self.max_nesting} (max_json_nesting)")
         return None
 
     def reject(self, line: bytes, reason: str, trace: str, detail: str = "") -> InputRejected:

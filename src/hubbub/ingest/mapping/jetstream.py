@@ -160,8 +160,8 @@ def micros(moment: datetime) -> int:
 class JetstreamMapping:
     source = SOURCE
 
-    def __init__(self, clock: Clock, max_event_bytes: int) -> None:
-        self.rejector = Rejector(SOURCE, clock, max_event_bytes)
+    def __init__(self, clock: Clock, max_event_bytes: int, max_nesting: int = 64) -> None:
+        self.rejector = Rejector(SOURCE, clock, max_event_bytes, max_nesting)
 
     def decode(self, lines: Sequence[bytes], trace: str) -> Decoded[Line]:
         decoded: Decoded[Line] = Decoded()

@@ -122,8 +122,10 @@ def sortable(status_id: str) -> str:
 class MastodonMapping:
     source = SOURCE
 
-    def __init__(self, clock: Clock, max_event_bytes: int, instance: str = "mastodon") -> None:
-        self.rejector = Rejector(SOURCE, clock, max_event_bytes)
+    def __init__(
+        self, clock: Clock, max_event_bytes: int, instance: str = "mastodon", max_nesting: int = 64
+    ) -> None:
+        self.rejector = Rejector(SOURCE, clock, max_event_bytes, max_nesting)
         self.clock = clock
         self.instance = instance
 

@@ -1,0 +1,75 @@
+"""The HTTP API: push ingest and the operations endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hubbub.bootstrap import Platform, build_platform
+from hubbub.kernel.events import DEADLETTER, ENGAGEMENT
+from hubbub.settings import Settings
+from hubbub.web.app import create_app
+from tests.conftest import FIXTURES
+
+
+@pytest.fixture
+async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
+    built = await build_platform(Settings(data_dir=tmp_path, max_push_bytes=200_000))
+    yield built
+    await built.close()
+
+
+@pytest.fixture
+async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(platform))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hubbub") as client:
+        yield client
+
+
+async def test_a_pushed_ndjson_batch_is_answered_with_the_counts(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    body = (FIXTURES / "jetstream-sample.jsonl").read_bytes() + b"\n{broken\n"
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    response = await client.post("/v1/ingest/jetstream", content=body,
+                                 headers={"traceparent": traceparent})
+    assert response.status_code == 200
+    counts = response.json()
+    assert (counts["accepted"], counts["skipped"], counts["rejected"], counts["duplicates"]) == (
+        145, 7, 1, 0)
+    again = (await client.post("/v1/ingest/jetstream", content=body)).json()
+    assert again["duplicates"] == 145
+    assert len(await platform.event_log.read(ENGAGEMENT, 1, 1000)) == 128
+    (letter,) = await platform.event_log.read(DEADLETTER)
+    assert letter.event.trace.split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
+
+
+async def test_push_errors_say_what_to_do(client: httpx.AsyncClient) -> None:
+    unknown = await client.post("/v1/ingest/twitter", content=b"{}")
+    assert unknown.status_code == 404 and "use jetstream, mastodon" in unknown.json()["detail"]
+    too_big = await client.post("/v1/ingest/jetstream", content=b"x" * 300_000)
+    assert too_big.status_code == 413 and "smaller batches" in too_big.json()["detail"]
+
+
+async def test_health_readiness_and_metrics(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["event_log"] == "sqlite"
+    await client.post("/v1/ingest/jetstream", content=(FIXTURES / "jetstream-sample.jsonl")
+                      .read_bytes())
+    metrics = (await client.get("/metrics")).text
+    assert 'hubbub_ingest_events_total{outcome="accepted",source="jetstream"}' in metrics
+    assert "hubbub_ingest_batch_size_bucket" in metrics
+    assert "hubbub_ingest_lag_seconds" in metrics
+
+
+async def test_readiness_fails_when_the_log_is_gone(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    await platform.event_log.close()
+    ready = await client.get("/readyz")
+    assert ready.status_code == 503
+    assert "event log (sqlite) not reachable" in ready.json()["reason"]
