@@ -47,13 +47,10 @@ def mapping_for(
     source: str, settings: Settings, clock: Clock, *, instance: str = "mastodon"
 ) -> SourceMapping[object]:
     if source == "jetstream":
-        return JetstreamMapping(  # type: ignore[return-value]
-            clock, settings.max_event_bytes, settings.max_json_nesting
-        )
+        return JetstreamMapping(clock, settings.max_event_bytes)  # type: ignore[return-value]
     if source == "mastodon":
-        return MastodonMapping(  # type: ignore[return-value]
-            clock, settings.max_event_bytes, instance, settings.max_json_nesting
-        )
+        mapping = MastodonMapping(clock, settings.max_event_bytes, instance)
+        return mapping  # type: ignore[return-value]
     raise ConfigurationError(f"unknown source {source!r}: use {', '.join(SOURCES)}")
 
 

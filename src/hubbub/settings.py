@@ -33,7 +33,6 @@ class Settings(BaseSettings):
 
     # Ingest
     max_event_bytes: int = Field(MIB, ge=1024, description="Larger events are dead-lettered.")
-    max_json_nesting: int = Field(64, ge=8, description="Deeper JSON is dead-lettered.")
     batch_size: int = Field(5000, ge=1, description="Events decoded and appended together.")
     batch_max_wait_s: float = Field(0.2, gt=0, description="A partial batch waits this long.")
     queue_batches: int = Field(4, ge=1, description="Batches in flight before sources wait.")

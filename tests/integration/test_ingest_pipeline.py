@@ -21,7 +21,7 @@ from hubbub.settings import Settings
 
 @pytest.fixture
 async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
-    built = await build_platform(Settings(data_dir=tmp_path, max_event_bytes=4096), FixedClock())
+    built = await build_platform(Settings(data_dir=tmp_path, max_event_bytes=16_384), FixedClock())
     yield built
     await built.close()
 
@@ -32,7 +32,7 @@ async def dead_letters(platform: Platform) -> list[InputRejected]:
 
 
 LIKE = (b'{"did":"did:plc:a","time_us":1,"kind":"commit","commit":{"rev":"3a","operation":'
-        b'"create","collection":"app.bsky.feed.like","rkey":"3r","record":{"subject":'
+        b'"create","collection":"app.bsky.feed.like","rkey":"3r","record":{"$type":"app.bsky.feed.like","subject":'
         b'{"uri":"at://did:plc:b/app.bsky.feed.post/3p","cid":"c"},"createdAt":"%s"}}}')
 
 BAD_INPUT = {
@@ -40,8 +40,8 @@ BAD_INPUT = {
     "invalid UTF-8": b'{"did": "did:plc:\xc3\x28", "time_us": 1, "kind": "identity"}',
     "wrong type": b'{"did": "did:plc:a", "time_us": "soon", "kind": "commit"}',
     "missing field": b'{"time_us": 1, "kind": "commit"}',
-    "oversized": b'{"did": "did:plc:a", "pad": "' + b"x" * 5000 + b'"}',
-    "pathological nesting": b'{"did": "did:plc:a", "x": ' + b"[" * 100 + b"]" * 100 + b"}",
+    "oversized": b'{"did": "did:plc:a", "pad": "' + b"x" * 20_000 + b'"}',
+    "pathological nesting": b'{"did": "did:plc:a", "x": ' + b"[" * 3000 + b"]" * 3000 + b"}",
     "invalid value": LIKE % b"not a date",
 }
 

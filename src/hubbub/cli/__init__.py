@@ -9,6 +9,7 @@ import typer
 
 from hubbub.cli import bench, generate, ingest, log, serve
 from hubbub.cli.common import State
+from hubbub.kernel.runtime import tune_for_throughput
 
 app = typer.Typer(
     name="hubbub",
@@ -29,6 +30,7 @@ def main(
 ) -> None:
     State.data_dir = data_dir
     State.event_log = event_log
+    tune_for_throughput()
 
 
 app.add_typer(ingest.app, name="ingest")

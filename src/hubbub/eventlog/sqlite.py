@@ -96,18 +96,10 @@ class SqliteEventLog:
         return result
 
     def _append(self, events: Sequence[Event]) -> AppendResult:
-        unique = {event.id: event for event in reversed(events)}
         db = self._writer
         db.execute("BEGIN IMMEDIATE")
         try:
-            new_ids = self._insert_ids(list(unique))
-            fresh: list[Event] = []
-            skipped: list[str] = []
-            for event in events:
-                if event.id in new_ids and unique[event.id] is event:
-                    fresh.append(event)
-                else:
-                    skipped.append(event.id)
+            fresh, skipped = self._without_known_ids(events)
             by_topic: dict[str, list[Event]] = {}
             for event in fresh:
                 by_topic.setdefault(topic_of(event), []).append(event)
@@ -119,13 +111,43 @@ class SqliteEventLog:
             raise
         return AppendResult(len(fresh), len(skipped), skipped)
 
-    def _insert_ids(self, ids: list[str]) -> set[str]:
-        inserted: set[str] = set()
+    def _without_known_ids(self, events: Sequence[Event]) -> tuple[list[Event], list[str]]:
+        """Record the ids of the batch; return the events to write and the duplicate ids.
+
+        Duplicates are rare, so the common case costs one lookup and one insert statement
+        per chunk and no Python work per event.
+        """
+        ids = [event.id for event in events]
+        known = self._known_ids(ids)
+        if not known and len(set(ids)) == len(ids):
+            self._insert_ids(ids)
+            return list(events), []
+        fresh: list[Event] = []
+        skipped: list[str] = []
+        seen = set(known)
+        for event in events:
+            if event.id in seen:
+                skipped.append(event.id)
+            else:
+                seen.add(event.id)
+                fresh.append(event)
+        self._insert_ids([event.id for event in fresh])
+        return fresh, skipped
+
+    def _known_ids(self, ids: list[str]) -> set[str]:
+        known: set[str] = set()
         for start in range(0, len(ids), _IDS_PER_STATEMENT):
             chunk = ids[start : start + _IDS_PER_STATEMENT]
-            sql = "INSERT OR IGNORE INTO event_ids (id) VALUES " + ",".join(["(?)"] * len(chunk))
-            inserted.update(row[0] for row in self._writer.execute(sql + " RETURNING id", chunk))
-        return inserted
+            marks = ",".join("?" * len(chunk))
+            rows = self._writer.execute(f"SELECT id FROM event_ids WHERE id IN ({marks})", chunk)
+            known.update(row[0] for row in rows)
+        return known
+
+    def _insert_ids(self, ids: list[str]) -> None:
+        for start in range(0, len(ids), _IDS_PER_STATEMENT):
+            chunk = ids[start : start + _IDS_PER_STATEMENT]
+            values = ",".join(["(?)"] * len(chunk))
+            self._writer.execute(f"INSERT INTO event_ids (id) VALUES {values}", chunk)
 
     def _write_segments(self, topic: str, events: list[Event]) -> None:
         row = self._writer.execute("SELECT last FROM topics WHERE topic = ?", (topic,)).fetchone()

@@ -68,6 +68,7 @@ class _Work:
     started: float = field(default_factory=time.perf_counter)
     mapped: MappedBatch | None = None
     rejected: list[InputRejected] = field(default_factory=list)
+    refs_saved: asyncio.Future[None] | None = None
 
 
 _STOP: Any = object()
@@ -94,6 +95,7 @@ class Ingestor:
         self._incoming: asyncio.Queue[_Work] = asyncio.Queue(queue_batches)
         self._mapped: asyncio.Queue[_Work] = asyncio.Queue(1)
         self._tasks: list[asyncio.Task[None]] = []
+        self._refs_saved: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         self._tasks = [
@@ -142,10 +144,16 @@ class Ingestor:
 
     async def _map(self, work: _Work) -> None:
         decoded = self.mapping.decode(work.lines, work.trace)
+        if self._refs_saved is not None:
+            await self._refs_saved  # this batch's lookups must see the last batch's refs
         refs = await self.state.get_refs(decoded.ref_keys)
         work.mapped = self.mapping.map(decoded, refs, work.trace)
         work.rejected = decoded.rejected + work.mapped.rejected
-        await self.state.apply_refs(work.mapped.refs_put, work.mapped.refs_deleted)
+        # Saved while the next batch decodes; the append stage waits for it before the
+        # batch counts as done.
+        work.refs_saved = self._refs_saved = asyncio.ensure_future(
+            self.state.apply_refs(work.mapped.refs_put, work.mapped.refs_deleted)
+        )
 
     async def _append_stage(self) -> None:
         while (work := await self._mapped.get()) is not _STOP:
@@ -168,6 +176,8 @@ class Ingestor:
         assert mapped is not None
         events: list[Event] = [*mapped.events, *work.rejected]
         result = await self.event_log.append(events)
+        if work.refs_saved is not None:
+            await work.refs_saved
         duplicate_ids = set(result.duplicate_ids)
         duplicates = sum(1 for event_id in mapped.primary_ids if event_id in duplicate_ids)
         summary = IngestSummary(

@@ -45,14 +45,14 @@ class SqliteIngestState:
         return found
 
     async def apply_refs(self, put: Mapping[str, str], deleted: Iterable[str]) -> None:
-        rows, gone = list(put.items()), [(key,) for key in deleted]
-        if rows or gone:
-            await self._run(lambda: self._apply_refs(rows, gone))
+        gone = [(key,) for key in deleted]
+        if put or gone:
+            await self._run(lambda: self._apply_refs(put, gone))
 
-    def _apply_refs(self, rows: list[tuple[str, str]], gone: list[tuple[str]]) -> None:
+    def _apply_refs(self, put: Mapping[str, str], gone: list[tuple[str]]) -> None:
         with self._db:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO refs VALUES (?, ?)", rows)
+            self._db.executemany("INSERT OR REPLACE INTO refs VALUES (?, ?)", put.items())
             self._db.executemany("DELETE FROM refs WHERE key = ?", gone)
 
     async def load_cursor(self, name: str) -> int | None:

@@ -26,7 +26,7 @@ DEADLETTER: Final = "deadletter"
 TOPICS: Final = (POSTS, PAGES, ENGAGEMENT, DELETES, DEADLETTER)
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=False):
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
     """The envelope shared by every event."""
 
     schema: int = 1
@@ -37,7 +37,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_de
     trace: str = ""
 
 
-class Facet(msgspec.Struct, frozen=True):
+class Facet(msgspec.Struct, frozen=True, gc=False):
     """A span of a post's text (UTF-8 byte offsets, as in the source) and what it means."""
 
     kind: Literal["mention", "tag", "link"]

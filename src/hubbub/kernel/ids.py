@@ -11,10 +11,16 @@ from __future__ import annotations
 
 from hashlib import blake2b
 
+from xxhash import xxh3_64_hexdigest
+
+# The hash only has to tell apart events that share a sortable prefix (the same repo
+# revision, the same sequence number), a handful at most, so a fast 64-bit hash is plenty:
+# xxh3 costs a quarter of blake2b here, on the hottest line of ingest.
+
 
 def event_id(sortable: str, identity: str) -> str:
     """`sortable` orders ids by source time; `identity` names the source event uniquely."""
-    return sortable + blake2b(identity.encode(), digest_size=8).hexdigest()
+    return sortable + xxh3_64_hexdigest(identity.encode())
 
 
 def content_id(prefix: str, raw: bytes) -> str:

@@ -30,7 +30,7 @@ from hubbub.ingest.mapping.base import (
     MappedBatch,
     Rejector,
     describe_decode_error,
-    rejecting,
+    map_each,
 )
 from hubbub.ingest.mapping.jetstream import micros
 from hubbub.kernel.clock import Clock
@@ -98,7 +98,6 @@ class Line(msgspec.Struct, frozen=True):
     event: str
     status: Status | None
     deleted_id: str | None
-    raw: bytes
 
 
 _probe = msgspec.json.Decoder(dict[str, msgspec.Raw])
@@ -122,10 +121,8 @@ def sortable(status_id: str) -> str:
 class MastodonMapping:
     source = SOURCE
 
-    def __init__(
-        self, clock: Clock, max_event_bytes: int, instance: str = "mastodon", max_nesting: int = 64
-    ) -> None:
-        self.rejector = Rejector(SOURCE, clock, max_event_bytes, max_nesting)
+    def __init__(self, clock: Clock, max_event_bytes: int, instance: str = "mastodon") -> None:
+        self.rejector = Rejector(SOURCE, clock, max_event_bytes)
         self.clock = clock
         self.instance = instance
 
@@ -143,6 +140,7 @@ class MastodonMapping:
                     problem = describe_decode_error(error)
                 else:
                     decoded.items.append(item)
+                    decoded.raws.append(line)
                     self._collect_ref_keys(item, decoded.ref_keys)
                     continue
             decoded.rejected.append(self.rejector.reject(line, problem, trace))
@@ -151,20 +149,20 @@ class MastodonMapping:
     def _decode_line(self, line: bytes) -> Line:
         fields = _probe.decode(line)
         if "event" not in fields:
-            return Line("update", _status_decoder.decode(line), None, line)
+            return Line("update", _status_decoder.decode(line), None)
         message = _message_decoder.decode(line)
         payload = bytes(message.payload)
         if payload[:1] == b'"':  # the streaming API sends the payload as a JSON string
             inner = _string_decoder.decode(payload)
             payload = inner.encode() if isinstance(inner, str) else str(inner).encode()
         if message.event not in STREAM_EVENTS:
-            return Line(message.event, None, None, line)
+            return Line(message.event, None, None)
         if message.event == "delete":
             deleted = payload.decode().strip().strip('"')
             if not deleted:
                 raise InvalidInput("a delete without the id of the status")
-            return Line("delete", None, deleted, line)
-        return Line(message.event, _status_decoder.decode(payload), None, line)
+            return Line("delete", None, deleted)
+        return Line(message.event, _status_decoder.decode(payload), None)
 
     def _collect_ref_keys(self, item: Line, keys: list[str]) -> None:
         if item.deleted_id:
@@ -174,9 +172,8 @@ class MastodonMapping:
 
     def map(self, decoded: Decoded[Line], refs: dict[str, str], trace: str) -> MappedBatch:
         batch = MappedBatch()
-        for item in decoded.items:
-            with rejecting(batch, self.rejector, item.raw, trace):
-                self._map_line(item, refs, trace, batch)
+        map_each(decoded, batch, self.rejector, trace,
+                 lambda item: self._map_line(item, refs, trace, batch))
         return batch
 
     def _map_line(self, item: Line, refs: dict[str, str], trace: str, batch: MappedBatch) -> None:
