@@ -12,7 +12,8 @@ from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.ingest.mapping.base import SourceMapping
 from hubbub.ingest.mapping.jetstream import JetstreamMapping
 from hubbub.ingest.mapping.mastodon import MastodonMapping
-from hubbub.ingest.pipeline import Ingestor
+from hubbub.ingest.parallel import ShardedIngestor
+from hubbub.ingest.pipeline import BatchSink, Ingestor
 from hubbub.ingest.ports import IngestState
 from hubbub.ingest.sqlite import SqliteIngestState
 from hubbub.kernel.clock import Clock, SystemClock
@@ -62,21 +63,33 @@ class Platform:
     event_log: EventLog
     ingest_state: IngestState
     clock: Clock
-    ingestors: dict[str, Ingestor] = field(default_factory=dict)
+    ingestors: dict[str, BatchSink] = field(default_factory=dict)
 
-    async def ingestor(self, source: str, *, instance: str = "mastodon") -> Ingestor:
-        """The started ingestor of a source, made on first use."""
+    async def ingestor(
+        self, source: str, *, instance: str = "mastodon", workers: int | None = None
+    ) -> BatchSink:
+        """The started ingestor of a source, made on first use.
+
+        With more than one worker (`ingest_workers`), Jetstream runs sharded across
+        processes; Mastodon always runs in this process (its deletes name a status by
+        its id alone, so its lines cannot be split by account).
+        """
         if source not in self.ingestors:
-            mapping = mapping_for(source, self.settings, self.clock, instance=instance)
-            ingestor = Ingestor(
-                mapping,
-                self.event_log,
-                self.ingest_state,
-                self.clock,
-                queue_batches=self.settings.queue_batches,
-            )
-            await ingestor.start()
-            self.ingestors[source] = ingestor
+            workers = workers or self.settings.ingest_workers
+            sink: BatchSink
+            if workers > 1 and source == "jetstream":
+                sink = ShardedIngestor(self.settings, source, workers=workers, instance=instance)
+            else:
+                mapping = mapping_for(source, self.settings, self.clock, instance=instance)
+                sink = Ingestor(
+                    mapping,
+                    self.event_log,
+                    self.ingest_state,
+                    self.clock,
+                    queue_batches=self.settings.queue_batches,
+                )
+            await sink.start()
+            self.ingestors[source] = sink
         return self.ingestors[source]
 
     async def close(self) -> None:

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(MIB, ge=1024, description="Larger events are dead-lettered.")
     batch_size: int = Field(5000, ge=1, description="Events decoded and appended together.")
     batch_max_wait_s: float = Field(0.2, gt=0, description="A partial batch waits this long.")
+    ingest_workers: int = Field(
+        1, ge=1, le=64, description="Processes sharing Jetstream ingest, split by account."
+    )
     queue_batches: int = Field(4, ge=1, description="Batches in flight before sources wait.")
     jetstream_url: str = "wss://jetstream2.us-east.bsky.network/subscribe"
     jetstream_rewind_s: float = Field(

@@ -112,8 +112,11 @@ async def test_append_skips_ids_already_in_the_batch_or_the_log(open_log: OpenLo
     again = await log.append([post(2), post(3)])
     assert (first.appended, first.duplicates) == (2, 1)
     assert (again.appended, again.duplicates) == (1, 1)
-    assert [r.event.id for r in await log.read(POSTS)] == ["post-00000001", "post-00000002",
-                                                           "post-00000003"]
+    assert [r.event.id for r in await log.read(POSTS)] == [
+        "post-00000001",
+        "post-00000002",
+        "post-00000003",
+    ]
 
 
 async def test_duplicates_are_recognised_after_a_restart(open_log: OpenLog) -> None:
@@ -149,9 +152,7 @@ async def test_a_consumer_group_resumes_after_its_committed_position(open_log: O
     assert await restarted.committed("reports", POSTS) == 15
     resumed = await restarted.fetch("reports", POSTS, limit=100)
     assert [r.position for r in resumed] == list(range(16, 31))
-    assert await restarted.fetch("other-group", POSTS, limit=3) == await restarted.read(
-        POSTS, 1, 3
-    )
+    assert await restarted.fetch("other-group", POSTS, limit=3) == await restarted.read(POSTS, 1, 3)
 
 
 async def test_fetch_waits_for_new_events(open_log: OpenLog) -> None:

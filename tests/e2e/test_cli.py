@@ -31,12 +31,18 @@ def test_replay_prints_one_json_summary_and_exits_0(hubbub: CliRunner) -> None:
     assert code == 0
     summary = json.loads(out)
     assert {k: summary[k] for k in ("accepted", "skipped", "rejected", "duplicates")} == {
-        "accepted": 145, "skipped": 7, "rejected": 0, "duplicates": 0}
+        "accepted": 145,
+        "skipped": 7,
+        "rejected": 0,
+        "duplicates": 0,
+    }
     code, out = invoke(hubbub, "ingest", "replay", str(SAMPLE), "--source", "jetstream", "--json")
     assert json.loads(out)["duplicates"] == 145
 
 
-def test_a_file_of_garbage_is_processed_and_dead_lettered(hubbub: CliRunner, tmp_path: Path) -> None:
+def test_a_file_of_garbage_is_processed_and_dead_lettered(
+    hubbub: CliRunner, tmp_path: Path
+) -> None:
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_bytes(b'{"did":\n\xff\xfe\xfd\n[1, 2]\n\n{"did": "did:plc:x", "time_us": -5}\n')
     code, out = invoke(hubbub, "ingest", "replay", str(garbage), "--source", "jetstream", "--json")
@@ -50,7 +56,8 @@ def test_a_file_of_garbage_is_processed_and_dead_lettered(hubbub: CliRunner, tmp
     assert letters[1]["raw"] == "\\xff\\xfe\\xfd"
 
     code, out = invoke(hubbub, "deadletter", "show", "4")
-    assert code == 0 and "time_us" in json.loads(out)["reason"]
+    assert code == 0
+    assert "time_us" in json.loads(out)["reason"]
     code, _ = invoke(hubbub, "deadletter", "show", "99")
     assert code == 2
 
@@ -58,8 +65,9 @@ def test_a_file_of_garbage_is_processed_and_dead_lettered(hubbub: CliRunner, tmp
 def test_a_mastodon_file_of_statuses_replays(hubbub: CliRunner, tmp_path: Path) -> None:
     statuses = tmp_path / "statuses.jsonl"
     status = json.loads((FIXTURES / "mastodon-status-example.json").read_text())
-    statuses.write_text(json.dumps(status) + "\n" + json.dumps({"event": "delete",
-                                                                "payload": status["id"]}) + "\n")
+    statuses.write_text(
+        json.dumps(status) + "\n" + json.dumps({"event": "delete", "payload": status["id"]}) + "\n"
+    )
     code, out = invoke(hubbub, "ingest", "replay", str(statuses), "--source", "mastodon", "--json")
     assert code == 0
     assert json.loads(out)["accepted"] == 2
@@ -87,6 +95,8 @@ def test_an_unknown_adapter_fails_at_start_with_the_names_that_exist(
 
 def test_replay_of_a_missing_file_or_source_is_a_clear_error(hubbub: CliRunner) -> None:
     result = hubbub.invoke(app, ["ingest", "replay", "nope.jsonl", "--source", "jetstream"])
-    assert result.exit_code == 2 and "no such file" in result.stderr
+    assert result.exit_code == 2
+    assert "no such file" in result.stderr
     result = hubbub.invoke(app, ["ingest", "replay", str(SAMPLE), "--source", "twitter"])
-    assert result.exit_code == 2 and "unknown source 'twitter'" in result.stderr
+    assert result.exit_code == 2
+    assert "unknown source 'twitter'" in result.stderr

@@ -34,12 +34,17 @@ async def test_a_pushed_ndjson_batch_is_answered_with_the_counts(
 ) -> None:
     body = (FIXTURES / "jetstream-sample.jsonl").read_bytes() + b"\n{broken\n"
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    response = await client.post("/v1/ingest/jetstream", content=body,
-                                 headers={"traceparent": traceparent})
+    response = await client.post(
+        "/v1/ingest/jetstream", content=body, headers={"traceparent": traceparent}
+    )
     assert response.status_code == 200
     counts = response.json()
     assert (counts["accepted"], counts["skipped"], counts["rejected"], counts["duplicates"]) == (
-        145, 7, 1, 0)
+        145,
+        7,
+        1,
+        0,
+    )
     again = (await client.post("/v1/ingest/jetstream", content=body)).json()
     assert again["duplicates"] == 145
     assert len(await platform.event_log.read(ENGAGEMENT, 1, 1000)) == 128
@@ -49,17 +54,21 @@ async def test_a_pushed_ndjson_batch_is_answered_with_the_counts(
 
 async def test_push_errors_say_what_to_do(client: httpx.AsyncClient) -> None:
     unknown = await client.post("/v1/ingest/twitter", content=b"{}")
-    assert unknown.status_code == 404 and "use jetstream, mastodon" in unknown.json()["detail"]
+    assert unknown.status_code == 404
+    assert "use jetstream, mastodon" in unknown.json()["detail"]
     too_big = await client.post("/v1/ingest/jetstream", content=b"x" * 300_000)
-    assert too_big.status_code == 413 and "smaller batches" in too_big.json()["detail"]
+    assert too_big.status_code == 413
+    assert "smaller batches" in too_big.json()["detail"]
 
 
 async def test_health_readiness_and_metrics(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["event_log"] == "sqlite"
-    await client.post("/v1/ingest/jetstream", content=(FIXTURES / "jetstream-sample.jsonl")
-                      .read_bytes())
+    assert ready.status_code == 200
+    assert ready.json()["event_log"] == "sqlite"
+    await client.post(
+        "/v1/ingest/jetstream", content=(FIXTURES / "jetstream-sample.jsonl").read_bytes()
+    )
     metrics = (await client.get("/metrics")).text
     assert 'hubbub_ingest_events_total{outcome="accepted",source="jetstream"}' in metrics
     assert "hubbub_ingest_batch_size_bucket" in metrics

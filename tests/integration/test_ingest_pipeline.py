@@ -31,9 +31,11 @@ async def dead_letters(platform: Platform) -> list[InputRejected]:
     return [r.event for r in records if isinstance(r.event, InputRejected)]
 
 
-LIKE = (b'{"did":"did:plc:a","time_us":1,"kind":"commit","commit":{"rev":"3a","operation":'
-        b'"create","collection":"app.bsky.feed.like","rkey":"3r","record":{"$type":"app.bsky.feed.like","subject":'
-        b'{"uri":"at://did:plc:b/app.bsky.feed.post/3p","cid":"c"},"createdAt":"%s"}}}')
+LIKE = (
+    b'{"did":"did:plc:a","time_us":1,"kind":"commit","commit":{"rev":"3a","operation":'
+    b'"create","collection":"app.bsky.feed.like","rkey":"3r","record":{"$type":"app.bsky.feed.like","subject":'
+    b'{"uri":"at://did:plc:b/app.bsky.feed.post/3p","cid":"c"},"createdAt":"%s"}}}'
+)
 
 BAD_INPUT = {
     "malformed JSON": b'{"did": "did:plc:a", "time_us": ',
@@ -50,12 +52,18 @@ async def test_every_kind_of_bad_input_is_dead_lettered_with_its_reason(
     platform: Platform,
 ) -> None:
     ingestor = await platform.ingestor("jetstream")
-    summary = await ingestor.ingest(list(BAD_INPUT.values()) + [LIKE % b"2026-07-04T14:38:08Z"])
+    summary = await ingestor.ingest([*list(BAD_INPUT.values()), LIKE % b"2026-07-04T14:38:08Z"])
     assert (summary.accepted, summary.rejected) == (1, len(BAD_INPUT))
     letters = await dead_letters(platform)
     assert [letter.reason.split(":")[0] for letter in letters] == [
-        "malformed JSON", "invalid UTF-8", "wrong type", "missing field", "oversized",
-        "pathological nesting", "invalid value"]
+        "malformed JSON",
+        "invalid UTF-8",
+        "wrong type",
+        "missing field",
+        "oversized",
+        "pathological nesting",
+        "invalid value",
+    ]
     for letter, raw in zip(letters, BAD_INPUT.values(), strict=True):
         assert letter.source == "jetstream"
         assert letter.trace.startswith("00-")
@@ -89,18 +97,45 @@ async def test_counts_add_up_to_the_lines_sent(
     assert summary.skipped_reasons["collection not used"] == 3
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=st.lists(st.one_of(
-    st.binary(max_size=300),
-    st.recursive(
-        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-            st.sampled_from(["did", "time_us", "kind", "commit", "record", "operation",
-                             "collection", "rkey", "rev", "identity", "account", "x"]),
-            inner, max_size=6),
-        max_leaves=20,
-    ).map(lambda value: json.dumps(value).encode()),
-), min_size=1, max_size=20))
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    lines=st.lists(
+        st.one_of(
+            st.binary(max_size=300),
+            st.recursive(
+                st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                lambda inner: (
+                    st.lists(inner, max_size=4)
+                    | st.dictionaries(
+                        st.sampled_from(
+                            [
+                                "did",
+                                "time_us",
+                                "kind",
+                                "commit",
+                                "record",
+                                "operation",
+                                "collection",
+                                "rkey",
+                                "rev",
+                                "identity",
+                                "account",
+                                "x",
+                            ]
+                        ),
+                        inner,
+                        max_size=6,
+                    )
+                ),
+                max_leaves=20,
+            ).map(lambda value: json.dumps(value).encode()),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
 def test_no_input_crashes_the_pipeline(tmp_path: Path, lines: list[bytes]) -> None:
     async def scenario() -> None:
         built = await build_platform(Settings(data_dir=tmp_path / "fuzz"), FixedClock())

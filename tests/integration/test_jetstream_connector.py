@@ -66,8 +66,13 @@ class FakeJetstream:
         for frame in self.first_frames:
             await websocket.send(frame)
         cursor = int(query["cursor"][0]) if "cursor" in query else None
-        start = self.live if cursor is None else next(
-            (i for i, line in enumerate(self.history) if stamp(line) >= cursor), len(self.history)
+        start = (
+            self.live
+            if cursor is None
+            else next(
+                (i for i, line in enumerate(self.history) if stamp(line) >= cursor),
+                len(self.history),
+            )
         )
         for index in range(start, len(self.history)):
             if self.drop_after is not None and self.sent[-1] == self.drop_after:
@@ -159,8 +164,9 @@ async def connector(rig: Rig, url: str, **options: Any) -> AsyncIterator[asyncio
     stop = asyncio.Event()
     settings: dict[str, Any] = {"batch_size": 25, "batch_max_wait_s": 0.02, "max_backoff_s": 0.05}
     settings.update(options)
-    task = asyncio.create_task(run_jetstream(rig.ingestor, rig.state, url=url, stop=stop,
-                                             **settings))
+    task = asyncio.create_task(
+        run_jetstream(rig.ingestor, rig.state, url=url, stop=stop, **settings)
+    )
     try:
         yield task
     finally:
@@ -278,8 +284,11 @@ async def test_garbage_frames_become_dead_letters(
         assert not task.done()
     letters = [record.event for record in await rig.log.read("deadletter")]
     assert all(isinstance(letter, InputRejected) for letter in letters)
-    reasons = {bytes(letter.raw): letter.reason.split(":")[0]
-               for letter in letters if isinstance(letter, InputRejected)}
+    reasons = {
+        bytes(letter.raw): letter.reason.split(":")[0]
+        for letter in letters
+        if isinstance(letter, InputRejected)
+    }
     assert reasons == {
         b"not json at all": "malformed JSON",
         b"{}": "missing field",

@@ -80,7 +80,8 @@ class FakeMastodon:
         writer.write(
             f"HTTP/1.1 {reply.status} {REASONS[reply.status]}\r\n"
             f"Content-Type: {reply.content_type}\r\nContent-Length: {len(reply.body)}\r\n"
-            "Connection: close\r\n\r\n".encode() + reply.body
+            "Connection: close\r\n\r\n".encode()
+            + reply.body
         )
 
     async def _stream(
@@ -136,8 +137,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 async def connector(rig: Rig, url: str, **options: Any) -> AsyncIterator[asyncio.Task[None]]:
     """Run the connector with test-sized waits; stop it (via `stop`) on the way out."""
     stop = asyncio.Event()
-    settings: dict[str, Any] = {"token": "s3cret", "batch_max_wait_s": 0.02,
-                                "max_backoff_s": 0.05}
+    settings: dict[str, Any] = {"token": "s3cret", "batch_max_wait_s": 0.02, "max_backoff_s": 0.05}
     settings.update(options)
     task = asyncio.create_task(run_mastodon(rig.ingestor, url=url, stop=stop, **settings))
     try:
@@ -186,8 +186,13 @@ def variant(status: dict[str, Any], **changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def reply_status(status: dict[str, Any]) -> dict[str, Any]:
-    return variant(status, id="103270115826049000", in_reply_to_id=status["id"],
-                   uri=status["uri"].replace("975", "999"), content="<p>a reply</p>")
+    return variant(
+        status,
+        id="103270115826049000",
+        in_reply_to_id=status["id"],
+        uri=status["uri"].replace("975", "999"),
+        content="<p>a reply</p>",
+    )
 
 
 async def contents_of(log: SqliteEventLog) -> dict[str, list[str]]:
@@ -207,20 +212,25 @@ async def expected_contents(tmp_path: Path, lines: Sequence[bytes]) -> dict[str,
 
 
 async def test_stream_events_land_in_the_log(
-    rig: Rig, mastodon: FakeMastodon, status: dict[str, Any], reply_status: dict[str, Any],
+    rig: Rig,
+    mastodon: FakeMastodon,
+    status: dict[str, Any],
+    reply_status: dict[str, Any],
     tmp_path: Path,
 ) -> None:
     edited = variant(status, content="<p>edited text</p>", edited_at="2019-12-08T04:00:00.000Z")
-    body = b"".join([
-        b":)\n\n",
-        sse("update", json.dumps(status)),
-        b":thump\n\n",
-        sse("notification", '{"id": "1"}', newline="\r\n"),
-        sse("status.update", json.dumps(edited), newline="\r\n"),
-        b":thump\n",
-        sse("update", json.dumps(reply_status, indent=2)),
-        sse("delete", status["id"]),
-    ])
+    body = b"".join(
+        [
+            b":)\n\n",
+            sse("update", json.dumps(status)),
+            b":thump\n\n",
+            sse("notification", '{"id": "1"}', newline="\r\n"),
+            sse("status.update", json.dumps(edited), newline="\r\n"),
+            b":thump\n",
+            sse("update", json.dumps(reply_status, indent=2)),
+            sse("delete", status["id"]),
+        ]
+    )
     mastodon.replies = [Reply(body=body)]
     async with connector(rig, mastodon.url):
         await until(has_posts(rig.log, 3))
@@ -336,9 +346,21 @@ async def test_stop_flushes_the_partial_batch(
 def test_sse_parser_follows_the_event_stream_rules() -> None:
     parser = SseParser()
     lines = [
-        "\ufeff:comment", "event: update", "data:first", "data: second", "id: 7", "",
-        "data", "", "event: lonely", "", "data:  two spaces", "retry: 10", "",
-        "event: unfinished", "data: never dispatched",
+        "\ufeff:comment",
+        "event: update",
+        "data:first",
+        "data: second",
+        "id: 7",
+        "",
+        "data",
+        "",
+        "event: lonely",
+        "",
+        "data:  two spaces",
+        "retry: 10",
+        "",
+        "event: unfinished",
+        "data: never dispatched",
     ]
     events = [event for line in lines if (event := parser.feed(line)) is not None]
     assert events == [("update", "first\nsecond"), ("message", ""), ("message", " two spaces")]

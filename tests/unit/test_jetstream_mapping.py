@@ -40,11 +40,19 @@ def run(lines: list[bytes], refs: dict[str, str] | None = None) -> MappedBatch:
 
 
 def commit(
-    collection: str, operation: str, rkey: str, record: dict[str, Any] | None = None,
-    did: str = DID, rev: str = "3mptbypluud2a",
+    collection: str,
+    operation: str,
+    rkey: str,
+    record: dict[str, Any] | None = None,
+    did: str = DID,
+    rev: str = "3mptbypluud2a",
 ) -> bytes:
-    body: dict[str, Any] = {"rev": rev, "operation": operation, "collection": collection,
-                            "rkey": rkey}
+    body: dict[str, Any] = {
+        "rev": rev,
+        "operation": operation,
+        "collection": collection,
+        "rkey": rkey,
+    }
     if record is not None:
         body["record"] = {"$type": collection, **record}
         body["cid"] = "bafyreiexample"
@@ -57,8 +65,10 @@ def post_record(text: str, **extra: Any) -> dict[str, Any]:
 
 
 def facet(kind: str, start: int, end: int, **value: str) -> dict[str, Any]:
-    return {"index": {"byteStart": start, "byteEnd": end},
-            "features": [{"$type": f"app.bsky.richtext.facet#{kind}", **value}]}
+    return {
+        "index": {"byteStart": start, "byteEnd": end},
+        "features": [{"$type": f"app.bsky.richtext.facet#{kind}", **value}],
+    }
 
 
 def test_the_real_sample_maps_every_line(jetstream_lines: list[bytes]) -> None:
@@ -81,7 +91,8 @@ def test_the_real_sample_maps_every_line(jetstream_lines: list[bytes]) -> None:
 def test_a_like_lands_on_the_subject_post_and_its_author(jetstream_lines: list[bytes]) -> None:
     like = run(jetstream_lines[:1]).events[0]
     assert isinstance(like, EngagementRecorded)
-    assert like.kind == "like" and like.delta == 1
+    assert like.kind == "like"
+    assert like.delta == 1
     assert like.actor == "did:plc:wq4aajammjtxdomz3e23667t"
     assert like.post == "at://did:plc:r2zybk6op3ymzpz6jhqpkoy5/app.bsky.feed.post/3mpsjbtci2c2o"
     assert like.post_author == like.key == "did:plc:r2zybk6op3ymzpz6jhqpkoy5"
@@ -94,11 +105,14 @@ def test_a_post_keeps_text_langs_and_facets_with_emoji_before_them() -> None:
     mention = raw.index(b"@bob")
     tag = raw.index(b"#Python")
     link = raw.index(b"example.com")
-    record = post_record(text, facets=[
-        facet("mention", mention, mention + len("@bob.bsky.social"), did=BOB),
-        facet("tag", tag, tag + len("#Python"), tag="Python"),
-        facet("link", link, link + len("example.com"), uri="https://example.com/"),
-    ])
+    record = post_record(
+        text,
+        facets=[
+            facet("mention", mention, mention + len("@bob.bsky.social"), did=BOB),
+            facet("tag", tag, tag + len("#Python"), tag="Python"),
+            facet("link", link, link + len("example.com"), uri="https://example.com/"),
+        ],
+    )
     (post,) = run([commit("app.bsky.feed.post", "create", "3mptbyqhi7s2f", record)]).events
     assert isinstance(post, PostPublished)
     assert post.text == text
@@ -113,57 +127,73 @@ def test_a_post_keeps_text_langs_and_facets_with_emoji_before_them() -> None:
 def test_a_facet_outside_the_text_is_dropped_and_the_post_kept() -> None:
     text = "日本語のテキスト #タグ"
     tag_start = len("日本語のテキスト ".encode())
-    record = post_record(text, facets=[
-        facet("tag", tag_start, tag_start + len("#タグ".encode()), tag="タグ"),
-        facet("mention", 0, 10_000, did=BOB),  # past the end
-        facet("link", 1, 2, uri="https://x"),  # cuts a character in two
-        facet("tag", -3, 2, tag="neg"),
-        {"index": {"byteStart": "0", "byteEnd": 3}, "features": []},
-        {"index": None},
-    ])
+    record = post_record(
+        text,
+        facets=[
+            facet("tag", tag_start, tag_start + len("#タグ".encode()), tag="タグ"),
+            facet("mention", 0, 10_000, did=BOB),  # past the end
+            facet("link", 1, 2, uri="https://x"),  # cuts a character in two
+            facet("tag", -3, 2, tag="neg"),
+            {"index": {"byteStart": "0", "byteEnd": 3}, "features": []},
+            {"index": None},
+        ],
+    )
     batch = run([commit("app.bsky.feed.post", "create", "3abc", record)])
     (post,) = batch.events
     assert isinstance(post, PostPublished)
     assert post.facets == [Facet("tag", "タグ", tag_start, tag_start + len("#タグ".encode()))]
-    assert post.mentions == [] and post.links == []
+    assert post.mentions == []
+    assert post.links == []
     assert batch.facets_dropped == 5
 
 
 def test_a_reply_is_a_post_and_a_reply_engagement_on_its_parent() -> None:
-    record = post_record("agreed", reply={"root": {"uri": POST_URI, "cid": "c"},
-                                          "parent": {"uri": POST_URI, "cid": "c"}})
+    record = post_record(
+        "agreed",
+        reply={"root": {"uri": POST_URI, "cid": "c"}, "parent": {"uri": POST_URI, "cid": "c"}},
+    )
     batch = run([commit("app.bsky.feed.post", "create", "3reply", record)])
     post, reply = batch.events
-    assert isinstance(post, PostPublished) and post.reply_parent == POST_URI
+    assert isinstance(post, PostPublished)
+    assert post.reply_parent == POST_URI
     assert isinstance(reply, EngagementRecorded)
     assert (reply.kind, reply.post, reply.post_author, reply.actor) == ("reply", POST_URI, BOB, DID)
     assert batch.primary_ids == [post.id]
 
 
 def test_post_update_and_delete() -> None:
-    batch = run([
-        commit("app.bsky.feed.post", "update", "3p", post_record("fixed typo")),
-        commit("app.bsky.feed.post", "delete", "3p", rev="3mptbypzzzz2a"),
-    ])
+    batch = run(
+        [
+            commit("app.bsky.feed.post", "update", "3p", post_record("fixed typo")),
+            commit("app.bsky.feed.post", "delete", "3p", rev="3mptbypzzzz2a"),
+        ]
+    )
     edited, deleted = batch.events
-    assert isinstance(edited, PostEdited) and edited.text == "fixed typo"
+    assert isinstance(edited, PostEdited)
+    assert edited.text == "fixed typo"
     assert isinstance(deleted, PostDeleted)
-    assert deleted.post == f"at://{DID}/app.bsky.feed.post/3p" and deleted.author == DID
+    assert deleted.post == f"at://{DID}/app.bsky.feed.post/3p"
+    assert deleted.author == DID
 
 
 def test_deleting_a_like_or_follow_undoes_what_its_create_pointed_to() -> None:
     like = {"subject": {"uri": POST_URI, "cid": "c"}, "createdAt": "2026-07-04T14:38:08Z"}
     follow = {"subject": BOB, "createdAt": "2026-07-04T14:38:08Z"}
-    created = run([
-        commit("app.bsky.feed.like", "create", "3like", like),
-        commit("app.bsky.graph.follow", "create", "3follow", follow),
-    ])
+    created = run(
+        [
+            commit("app.bsky.feed.like", "create", "3like", like),
+            commit("app.bsky.graph.follow", "create", "3follow", follow),
+        ]
+    )
     assert len(created.refs_put) == 2
     # Later, in another batch, the deletes carry only the record keys.
-    undone = run([
-        commit("app.bsky.feed.like", "delete", "3like", rev="3z1"),
-        commit("app.bsky.graph.follow", "delete", "3follow", rev="3z2"),
-    ], refs=created.refs_put)
+    undone = run(
+        [
+            commit("app.bsky.feed.like", "delete", "3like", rev="3z1"),
+            commit("app.bsky.graph.follow", "delete", "3follow", rev="3z2"),
+        ],
+        refs=created.refs_put,
+    )
     unlike, unfollow = undone.events
     assert isinstance(unlike, EngagementRecorded)
     assert (unlike.post, unlike.post_author, unlike.delta) == (POST_URI, BOB, -1)
@@ -174,38 +204,63 @@ def test_deleting_a_like_or_follow_undoes_what_its_create_pointed_to() -> None:
 
 def test_create_and_delete_in_one_batch_cancel_out() -> None:
     like = {"subject": {"uri": POST_URI, "cid": "c"}, "createdAt": "2026-07-04T14:38:08Z"}
-    batch = run([
-        commit("app.bsky.feed.like", "create", "3like", like),
-        commit("app.bsky.feed.like", "delete", "3like", rev="3z1"),
-    ])
+    batch = run(
+        [
+            commit("app.bsky.feed.like", "create", "3like", like),
+            commit("app.bsky.feed.like", "delete", "3like", rev="3z1"),
+        ]
+    )
     assert [e.delta for e in batch.events if isinstance(e, EngagementRecorded)] == [1, -1]
     assert batch.refs_put == {}
 
 
 def test_profile_identity_and_account_events_describe_pages() -> None:
-    identity = {"did": DID, "time_us": 5, "kind": "identity",
-                "identity": {"did": DID, "handle": "alice.bsky.social", "seq": 9, "time": "x"}}
-    gone = {"did": DID, "time_us": 6, "kind": "account",
-            "account": {"did": DID, "active": False, "status": "takendown", "seq": 10, "time": "x"}}
-    back = {"did": DID, "time_us": 7, "kind": "account",
-            "account": {"did": DID, "active": True, "seq": 11, "time": "x"}}
-    batch = run([
-        commit("app.bsky.actor.profile", "create", "self", {"displayName": "Alice 🌸"}),
-        json.dumps(identity).encode(), json.dumps(gone).encode(), json.dumps(back).encode(),
-    ])
+    identity = {
+        "did": DID,
+        "time_us": 5,
+        "kind": "identity",
+        "identity": {"did": DID, "handle": "alice.bsky.social", "seq": 9, "time": "x"},
+    }
+    gone = {
+        "did": DID,
+        "time_us": 6,
+        "kind": "account",
+        "account": {"did": DID, "active": False, "status": "takendown", "seq": 10, "time": "x"},
+    }
+    back = {
+        "did": DID,
+        "time_us": 7,
+        "kind": "account",
+        "account": {"did": DID, "active": True, "seq": 11, "time": "x"},
+    }
+    batch = run(
+        [
+            commit("app.bsky.actor.profile", "create", "self", {"displayName": "Alice 🌸"}),
+            json.dumps(identity).encode(),
+            json.dumps(gone).encode(),
+            json.dumps(back).encode(),
+        ]
+    )
     profile, handle, deactivated, reactivated = batch.events
-    assert isinstance(profile, PageSeen) and profile.display_name == "Alice 🌸"
-    assert isinstance(handle, PageSeen) and handle.handle == "alice.bsky.social"
-    assert isinstance(deactivated, PageDeactivated) and deactivated.status == "takendown"
-    assert isinstance(reactivated, PageReactivated) and reactivated.page == DID
+    assert isinstance(profile, PageSeen)
+    assert profile.display_name == "Alice 🌸"
+    assert isinstance(handle, PageSeen)
+    assert handle.handle == "alice.bsky.social"
+    assert isinstance(deactivated, PageDeactivated)
+    assert deactivated.status == "takendown"
+    assert isinstance(reactivated, PageReactivated)
+    assert reactivated.page == DID
 
 
 def test_unknown_collections_and_kinds_are_skipped_not_rejected() -> None:
-    batch = run([
-        commit("app.bsky.graph.block", "create", "3b", {"subject": BOB, "createdAt": "x"}),
-        json.dumps({"did": DID, "time_us": 1, "kind": "sync"}).encode(),
-    ])
-    assert batch.events == [] and batch.rejected == []
+    batch = run(
+        [
+            commit("app.bsky.graph.block", "create", "3b", {"subject": BOB, "createdAt": "x"}),
+            json.dumps({"did": DID, "time_us": 1, "kind": "sync"}).encode(),
+        ]
+    )
+    assert batch.events == []
+    assert batch.rejected == []
     assert sum(batch.skipped.values()) == 2
 
 

@@ -13,11 +13,12 @@ app = typer.Typer(help="Benchmarks of the core platforms.", no_args_is_help=True
 
 @app.command()
 def ingest(
-    events: Annotated[int, typer.Option(help="Events in the generated stream.", min=1)] = 500_000,
+    events: Annotated[int, typer.Option(help="Events in the generated stream.", min=1)] = 1_000_000,
     pages: Annotated[int, typer.Option(help="Accounts in the generated stream.", min=1)] = 100_000,
     log: Annotated[str, typer.Option(help="Event log: sqlite or jetstream.")] = "sqlite",
-    runs: Annotated[int, typer.Option(help="Runs; the median is reported.", min=1)] = 3,
-    batch_size: Annotated[int, typer.Option(help="Events per batch.", min=1)] = 5000,
+    runs: Annotated[int, typer.Option(help="Runs; the median is reported.", min=1)] = 5,
+    batch_size: Annotated[int, typer.Option(help="Events per batch.", min=1)] = 20_000,
+    workers: Annotated[int, typer.Option(help="Ingest processes, sharded by account.", min=1)] = 2,
     json: Annotated[bool, typer.Option("--json", help="Print the JSON object only.")] = False,
 ) -> None:
     """Generate a real-mix stream and run it through decode, validate, map, dedupe, append."""
@@ -27,9 +28,16 @@ def ingest(
     if log not in EVENT_LOG_ADAPTERS:
         fail(f"unknown event log {log!r}: use {', '.join(EVENT_LOG_ADAPTERS)}")
     if not json:
-        console.print(f"ingest benchmark: {events:,} events, {log} log, {runs} runs…")
+        console.print(
+            f"ingest benchmark: {events:,} events, {log} log, {workers} workers, {runs} runs…"
+        )
     result = run_ingest_benchmark(
-        events=events, pages=pages, log=log, runs=runs, batch_size=batch_size,
+        events=events,
+        pages=pages,
+        log=log,
+        runs=runs,
+        batch_size=batch_size,
+        workers=workers,
         base=load_settings(),
     )
     print_json(result)

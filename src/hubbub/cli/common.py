@@ -38,7 +38,10 @@ def load_settings() -> Settings:
     try:
         settings = Settings(**overrides)
     except ValidationError as error:
-        fail("invalid settings:\n" + "\n".join(f"  {e['loc'][0]}: {e['msg']}" for e in error.errors()))
+        fail(
+            "invalid settings:\n"
+            + "\n".join(f"  {e['loc'][0]}: {e['msg']}" for e in error.errors())
+        )
     configure_logging(settings.log_level, settings.log_format)
     return settings
 

@@ -23,8 +23,9 @@ def firehose(
 ) -> None:
     """Write a realistic Jetstream-format stream (real event mix, Zipf popularity)."""
     spec = FirehoseSpec(events=events, pages=pages, seed=seed)
-    with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(),
-                  console=console) as progress:
+    with Progress(
+        TextColumn("generating"), BarColumn(), MofNCompleteColumn(), console=console
+    ) as progress:
         task = progress.add_task("generate", total=events)
         written = write_firehose(spec, out, lambda n: progress.update(task, completed=n))
     console.print(f"wrote {written:,} events to {out}")

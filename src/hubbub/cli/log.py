@@ -14,8 +14,9 @@ from hubbub.eventlog.port import LogStats, Record
 from hubbub.kernel.events import DEADLETTER, InputRejected
 
 log_app = typer.Typer(help="Inspect the event log.", no_args_is_help=True)
-deadletter_app = typer.Typer(help="Read the dead-letter topic (input that was refused).",
-                             no_args_is_help=True)
+deadletter_app = typer.Typer(
+    help="Read the dead-letter topic (input that was refused).", no_args_is_help=True
+)
 out = Console()
 
 
@@ -80,7 +81,9 @@ def list_(
 
 
 @deadletter_app.command()
-def show(position: Annotated[int, typer.Argument(help="Position in the dead-letter topic.")]) -> None:
+def show(
+    position: Annotated[int, typer.Argument(help="Position in the dead-letter topic.")],
+) -> None:
     """Everything about one rejected input, raw bytes included."""
     records = run(_read_deadletters(position, 1))
     if not records or records[0].position != position:

@@ -18,7 +18,7 @@ from hubbub.bootstrap import Platform, build_platform
 from hubbub.cli.common import console, load_settings, run
 from hubbub.cli.ingest import LiveLine
 from hubbub.ingest.generate import FirehoseSpec, generate_firehose
-from hubbub.ingest.pipeline import Ingestor, IngestSummary
+from hubbub.ingest.pipeline import BatchSink, IngestSummary
 from hubbub.kernel.events import DEADLETTER
 from hubbub.settings import Settings
 from hubbub.web.app import create_app
@@ -71,10 +71,15 @@ def _with_junk(lines: Iterator[bytes], every: int) -> Iterator[bytes]:
 
 
 async def _feed(
-    ingestor: Ingestor, rate: int, pages: int, line: LiveLine, stop: asyncio.Event
+    ingestor: BatchSink, rate: int, pages: int, line: LiveLine, stop: asyncio.Event
 ) -> None:
-    spec = FirehoseSpec(events=10**12, pages=pages, start_us=time.time_ns() // 1000,
-                        rate_per_s=rate, seed=int(time.time()))
+    spec = FirehoseSpec(
+        events=10**12,
+        pages=pages,
+        start_us=time.time_ns() // 1000,
+        rate_per_s=rate,
+        seed=int(time.time()),
+    )
     lines = _with_junk(generate_firehose(spec), every=5000)
     tick = 0.1
     per_tick = max(1, int(rate * tick))
@@ -102,8 +107,9 @@ def _where_to_look(settings: Settings, host: str, port: int) -> Panel:
     )
 
 
-async def _demo(settings: Settings, rate: int, pages: int, duration: float | None,
-                host: str, port: int) -> IngestSummary:
+async def _demo(
+    settings: Settings, rate: int, pages: int, duration: float | None, host: str, port: int
+) -> IngestSummary:
     platform = await build_platform(settings)
     stop = asyncio.Event()
     _stop_on_signals(stop)
@@ -130,8 +136,10 @@ async def _demo(settings: Settings, rate: int, pages: int, duration: float | Non
         stats = await platform.event_log.stats()
         await platform.close()
     counts = ", ".join(f"{t.topic} {t.count:,}" for t in stats.topics if t.topic != DEADLETTER)
-    console.print(f"event log: {counts}; dead letters: "
-                  f"{sum(t.count for t in stats.topics if t.topic == DEADLETTER):,}")
+    console.print(
+        f"event log: {counts}; dead letters: "
+        f"{sum(t.count for t in stats.topics if t.topic == DEADLETTER):,}"
+    )
     return line.totals
 
 
@@ -144,5 +152,8 @@ def demo(
 ) -> None:
     """Run the platform on embedded defaults with a live synthetic firehose."""
     settings = load_settings()
-    run(_demo(settings, rate, pages, duration, host or settings.http_host,
-              port or settings.http_port))
+    run(
+        _demo(
+            settings, rate, pages, duration, host or settings.http_host, port or settings.http_port
+        )
+    )

@@ -14,6 +14,8 @@ Several processes may share the file: positions are assigned inside `BEGIN IMMED
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +32,7 @@ from hubbub.eventlog.port import (
     TopicStats,
 )
 from hubbub.kernel.events import Event, decode_many, encode_many, topic_of
+from hubbub.kernel.sqlite import connect
 
 T = TypeVar("T")
 
@@ -52,16 +55,8 @@ CREATE TABLE IF NOT EXISTS consumer_groups (
 """
 
 # SQLite's default limit on host parameters in one statement is 32766.
-_IDS_PER_STATEMENT = 10_000
+_IDS_PER_STATEMENT = 30_000
 _POLL_INTERVAL_S = 0.05
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    connection.execute("PRAGMA busy_timeout=30000")
-    return connection
 
 
 class SqliteEventLog:
@@ -70,12 +65,11 @@ class SqliteEventLog:
     backend = "sqlite"
 
     def __init__(self, path: Path, *, segment_size: int = 1000) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
         self._segment_size = segment_size
-        self._writer = _connect(path)
+        self._writer = connect(path)
         self._writer.executescript(_SCHEMA)
-        self._reader = _connect(path)
+        self._reader = connect(path)
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-write")
         self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-read")
         self._cursors: dict[tuple[str, str], int] = {}
@@ -96,6 +90,9 @@ class SqliteEventLog:
         return result
 
     def _append(self, events: Sequence[Event]) -> AppendResult:
+        # Few statements per batch, each covering many rows: a statement gives the GIL
+        # up while SQLite works, and with the ingest thread busy, getting it back costs
+        # up to a switch interval (5 ms), so per-row statements would wait per row.
         db = self._writer
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -103,8 +100,7 @@ class SqliteEventLog:
             by_topic: dict[str, list[Event]] = {}
             for event in fresh:
                 by_topic.setdefault(topic_of(event), []).append(event)
-            for topic, topic_events in by_topic.items():
-                self._write_segments(topic, topic_events)
+            self._write_segments(by_topic)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -149,18 +145,31 @@ class SqliteEventLog:
             values = ",".join(["(?)"] * len(chunk))
             self._writer.execute(f"INSERT INTO event_ids (id) VALUES {values}", chunk)
 
-    def _write_segments(self, topic: str, events: list[Event]) -> None:
-        row = self._writer.execute("SELECT last FROM topics WHERE topic = ?", (topic,)).fetchone()
-        last = row[0] if row else 0
-        rows = []
-        for start in range(0, len(events), self._segment_size):
-            segment = events[start : start + self._segment_size]
-            rows.append((topic, last + 1, last + len(segment), encode_many(segment)))
-            last += len(segment)
-        self._writer.executemany("INSERT INTO segments VALUES (?, ?, ?, ?)", rows)
+    def _write_segments(self, by_topic: dict[str, list[Event]]) -> None:
+        if not by_topic:
+            return
+        (positions,) = self._writer.execute(
+            "SELECT json_group_object(topic, last) FROM topics"
+        ).fetchone()
+        last_of: dict[str, int] = json.loads(positions)
+        segments: list[object] = []
+        for topic, events in by_topic.items():
+            last = last_of.get(topic, 0)
+            for start in range(0, len(events), self._segment_size):
+                segment = events[start : start + self._segment_size]
+                segments += (topic, last + 1, last + len(segment), encode_many(segment))
+                last += len(segment)
+            last_of[topic] = last
+        step = _IDS_PER_STATEMENT // 4 * 4
+        for start in range(0, len(segments), step):
+            chunk = segments[start : start + step]
+            rows = ",".join(["(?, ?, ?, ?)"] * (len(chunk) // 4))
+            self._writer.execute(f"INSERT INTO segments VALUES {rows}", chunk)
+        upserts = ",".join(["(?, ?)"] * len(by_topic))
         self._writer.execute(
-            "INSERT INTO topics VALUES (?, ?) ON CONFLICT (topic) DO UPDATE SET last = excluded.last",
-            (topic, last),
+            f"INSERT INTO topics VALUES {upserts} "
+            "ON CONFLICT (topic) DO UPDATE SET last = excluded.last",
+            [value for topic in by_topic for value in (topic, last_of[topic])],
         )
 
     async def read(self, topic: str, position: int = 1, limit: int = 1000) -> list[Record]:
@@ -195,12 +204,10 @@ class SqliteEventLog:
             if records or remaining <= 0:
                 break
             # Woken at once by appends from this process, by polling for other processes.
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._appended.wait(), timeout=min(remaining, _POLL_INTERVAL_S)
                 )
-            except TimeoutError:
-                pass
         self._cursors[(group, topic)] = records[-1].position + 1 if records else cursor
         return records
 

@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import structlog
@@ -168,8 +168,13 @@ class Ingestor:
 
     def _report_failure(self, work: _Work, error: Exception) -> None:
         with contextlib.suppress(Exception):
-            log.error("ingest batch failed", trace=work.trace, source=self.source,
-                      lines=len(work.lines), error=str(error))
+            log.error(
+                "ingest batch failed",
+                trace=work.trace,
+                source=self.source,
+                lines=len(work.lines),
+                error=str(error),
+            )
 
     async def _append(self, work: _Work) -> IngestSummary:
         mapped = work.mapped
@@ -203,15 +208,10 @@ class Ingestor:
         mapped = work.mapped
         assert mapped is not None
         source = self.source
-        for outcome in ("accepted", "skipped", "rejected", "duplicates"):
-            telemetry.INGEST_EVENTS.labels(source, outcome).inc(getattr(summary, outcome))
-        telemetry.INGEST_BATCH_SIZE.labels(source).observe(len(work.lines))
+        observe_summary(source, summary, len(work.lines), self.clock.now_us())
         elapsed = time.perf_counter() - work.started
         telemetry.INGEST_BATCH_SECONDS.labels(source).observe(elapsed)
         telemetry.INGEST_FACETS_DROPPED.labels(source).inc(mapped.facets_dropped)
-        if summary.newest_ts:
-            lag = (self.clock.now_us() - summary.newest_ts) / 1e6
-            telemetry.INGEST_LAG_SECONDS.labels(source).set(lag)
         log.debug(
             "ingest batch",
             trace=work.trace,
@@ -224,6 +224,36 @@ class Ingestor:
             seconds=round(elapsed, 4),
         )
         if summary.rejected:
-            log.warning("input dead-lettered", trace=work.trace, source=source,
-                        rejected=summary.rejected,
-                        reasons=sorted({r.reason.split(":")[0] for r in work.rejected}))
+            log.warning(
+                "input dead-lettered",
+                trace=work.trace,
+                source=source,
+                rejected=summary.rejected,
+                reasons=sorted({r.reason.split(":")[0] for r in work.rejected}),
+            )
+
+
+def observe_summary(source: str, summary: IngestSummary, lines: int, now_us: int) -> None:
+    """The per-batch metrics every ingestor records: outcomes, batch size, lag."""
+    for outcome in ("accepted", "skipped", "rejected", "duplicates"):
+        telemetry.INGEST_EVENTS.labels(source, outcome).inc(getattr(summary, outcome))
+    telemetry.INGEST_BATCH_SIZE.labels(source).observe(lines)
+    if summary.newest_ts:
+        telemetry.INGEST_LAG_SECONDS.labels(source).set((now_us - summary.newest_ts) / 1e6)
+
+
+class BatchSink(Protocol):
+    """What a connector feeds: an `Ingestor`, or several behind a `ShardedIngestor`."""
+
+    source: str
+    totals: IngestSummary
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def submit(
+        self, lines: Sequence[bytes], trace: str | None = None
+    ) -> asyncio.Future[IngestSummary]: ...
+
+    async def ingest(self, lines: Sequence[bytes], trace: str | None = None) -> IngestSummary: ...

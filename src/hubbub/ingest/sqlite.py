@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
+
+from hubbub.kernel.sqlite import connect
 
 T = TypeVar("T")
 
@@ -22,10 +23,7 @@ class SqliteIngestState:
     """IngestState on SQLite; see `hubbub.ingest.ports.IngestState` for the contract."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = connect(path)
         self._db.executescript(_SCHEMA)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="ingest-state")
 
@@ -41,7 +39,9 @@ class SqliteIngestState:
         for start in range(0, len(keys), _KEYS_PER_QUERY):
             chunk = keys[start : start + _KEYS_PER_QUERY]
             marks = ",".join("?" * len(chunk))
-            found.update(self._db.execute(f"SELECT key, value FROM refs WHERE key IN ({marks})", chunk))
+            found.update(
+                self._db.execute(f"SELECT key, value FROM refs WHERE key IN ({marks})", chunk)
+            )
         return found
 
     async def apply_refs(self, put: Mapping[str, str], deleted: Iterable[str]) -> None:
@@ -50,9 +50,16 @@ class SqliteIngestState:
             await self._run(lambda: self._apply_refs(put, gone))
 
     def _apply_refs(self, put: Mapping[str, str], gone: list[tuple[str]]) -> None:
+        # One multi-row statement per chunk, not executemany: executemany gives up the GIL
+        # around every row and, with the ingest thread busy, waits to get it back each time.
+        pairs = list(put.items())
         with self._db:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO refs VALUES (?, ?)", put.items())
+            for start in range(0, len(pairs), _KEYS_PER_QUERY // 2):
+                chunk = pairs[start : start + _KEYS_PER_QUERY // 2]
+                values = ",".join(["(?, ?)"] * len(chunk))
+                flat = [part for pair in chunk for part in pair]
+                self._db.execute(f"INSERT OR REPLACE INTO refs VALUES {values}", flat)
             self._db.executemany("DELETE FROM refs WHERE key = ?", gone)
 
     async def load_cursor(self, name: str) -> int | None:
@@ -64,7 +71,8 @@ class SqliteIngestState:
     async def save_cursor(self, name: str, value: int) -> None:
         await self._run(
             lambda: self._db.execute(
-                "INSERT INTO cursors VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                "INSERT INTO cursors VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (name, value),
             )
         )

@@ -155,7 +155,7 @@ def topic_of(event: Event) -> str:
 
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(AnyEvent)
+_decoder: msgspec.msgpack.Decoder[AnyEvent] = msgspec.msgpack.Decoder(AnyEvent)
 _list_decoder = msgspec.msgpack.Decoder(list[AnyEvent])
 
 

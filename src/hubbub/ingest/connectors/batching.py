@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from hubbub.ingest.pipeline import Ingestor, IngestSummary
+from hubbub.ingest.pipeline import BatchSink, IngestSummary
 
 log = structlog.get_logger("hubbub.ingest.connectors")
 
@@ -65,7 +65,7 @@ class LineBatcher:
 
     def __init__(
         self,
-        ingestor: Ingestor,
+        ingestor: BatchSink,
         *,
         batch_size: int,
         max_wait_s: float,
@@ -150,8 +150,12 @@ class LineBatcher:
             try:
                 await self.flush()
             except Exception as error:
-                log.error("batch could not be submitted", source=self._ingestor.source,
-                          lines=len(self._lines), error=str(error))
+                log.error(
+                    "batch could not be submitted",
+                    source=self._ingestor.source,
+                    lines=len(self._lines),
+                    error=str(error),
+                )
                 await asyncio.sleep(self._max_wait_s or 0.1)
 
     async def _resolve(self) -> None:
@@ -169,21 +173,31 @@ class LineBatcher:
         error = None if done.cancelled() else done.exception()
         if done.cancelled() or error is not None:
             self.failed = True
-            log.error("batch was not appended", source=self._ingestor.source, lines=len(lines),
-                      error=str(error) if error else "cancelled")
+            log.error(
+                "batch was not appended",
+                source=self._ingestor.source,
+                lines=len(lines),
+                error=str(error) if error else "cancelled",
+            )
             return
         if self._on_appended is not None and not self.failed:
             try:
                 await self._on_appended(lines)
             except Exception as callback_error:
-                log.error("after-append step failed", source=self._ingestor.source,
-                          error=str(callback_error))
+                log.error(
+                    "after-append step failed",
+                    source=self._ingestor.source,
+                    error=str(callback_error),
+                )
         if self._on_batch is not None:
             try:
                 self._on_batch(done.result())
             except Exception as callback_error:
-                log.error("on_batch callback failed", source=self._ingestor.source,
-                          error=str(callback_error))
+                log.error(
+                    "on_batch callback failed",
+                    source=self._ingestor.source,
+                    error=str(callback_error),
+                )
 
 
 async def run_until_stopped(stop: asyncio.Event | None, work: Coroutine[Any, Any, None]) -> None:

@@ -30,7 +30,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidURI, WebSocketException
 
 from hubbub.ingest.connectors.batching import Backoff, LineBatcher, OnBatch, run_until_stopped
-from hubbub.ingest.pipeline import Ingestor
+from hubbub.ingest.pipeline import BatchSink
 from hubbub.ingest.ports import IngestState
 from hubbub.kernel import telemetry
 
@@ -58,7 +58,7 @@ class _Settings:
 
 
 async def run_jetstream(
-    ingestor: Ingestor,
+    ingestor: BatchSink,
     state: IngestState,
     *,
     url: str,
@@ -81,8 +81,13 @@ async def run_jetstream(
         url, tuple(collections), int(rewind_s * 1_000_000), max_backoff_s, cursor_name
     )
     cursor = _CursorKeeper(state, cursor_name, await state.load_cursor(cursor_name))
-    batcher = LineBatcher(ingestor, batch_size=batch_size, max_wait_s=batch_max_wait_s,
-                          on_batch=on_batch, on_appended=cursor.advance)
+    batcher = LineBatcher(
+        ingestor,
+        batch_size=batch_size,
+        max_wait_s=batch_max_wait_s,
+        on_batch=on_batch,
+        on_appended=cursor.advance,
+    )
     async with batcher:
         await run_until_stopped(stop, _follow(settings, state, batcher))
 
@@ -90,8 +95,11 @@ async def run_jetstream(
 def subscribe_url(url: str, collections: Sequence[str], cursor: int | None) -> str:
     """`url` with `wantedCollections` (one per collection) and `cursor` in its query."""
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-             if k not in ("cursor", "wantedCollections")]
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if k not in ("cursor", "wantedCollections")
+    ]
     query += [("wantedCollections", collection) for collection in collections]
     if cursor is not None:
         query.append(("cursor", str(cursor)))
@@ -147,8 +155,13 @@ async def _follow(settings: _Settings, state: IngestState, batcher: LineBatcher)
         reason = await _attempt(target, batcher, backoff)
         delay = backoff.next_delay()
         reconnects.inc()
-        log.warning("jetstream disconnected, reconnecting", source=SOURCE, reason=reason,
-                    retry_in_s=round(delay, 3), resumed_from=resume)
+        log.warning(
+            "jetstream disconnected, reconnecting",
+            source=SOURCE,
+            reason=reason,
+            retry_in_s=round(delay, 3),
+            resumed_from=resume,
+        )
         await asyncio.sleep(delay)
 
 

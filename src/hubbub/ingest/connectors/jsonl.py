@@ -7,8 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from hubbub.ingest.pipeline import Ingestor, IngestSummary
-
+from hubbub.ingest.pipeline import BatchSink, IngestSummary
 
 CHUNK_BYTES = 8 * 1024 * 1024
 
@@ -38,7 +37,7 @@ def read_batches(path: Path, batch_size: int) -> Iterator[tuple[list[bytes], int
 
 
 async def replay_file(
-    ingestor: Ingestor,
+    ingestor: BatchSink,
     path: Path,
     *,
     rate: float | None = None,

@@ -25,7 +25,7 @@ import msgspec
 import structlog
 
 from hubbub.ingest.connectors.batching import Backoff, LineBatcher, OnBatch, run_until_stopped
-from hubbub.ingest.pipeline import Ingestor
+from hubbub.ingest.pipeline import BatchSink
 from hubbub.kernel import telemetry
 
 SOURCE: Final = "mastodon"
@@ -95,7 +95,7 @@ class _Refused(Exception):
 
 
 async def run_mastodon(
-    ingestor: Ingestor,
+    ingestor: BatchSink,
     *,
     url: str,
     token: str | None,
@@ -116,11 +116,13 @@ async def run_mastodon(
     if token:
         headers["Authorization"] = f"Bearer {token}"
     timeout = httpx.Timeout(_CONNECT_TIMEOUT_S, read=None)
-    batcher = LineBatcher(ingestor, batch_size=batch_size, max_wait_s=batch_max_wait_s,
-                          on_batch=on_batch)
+    batcher = LineBatcher(
+        ingestor, batch_size=batch_size, max_wait_s=batch_max_wait_s, on_batch=on_batch
+    )
     async with (
-        httpx.AsyncClient(transport=transport, headers=headers, timeout=timeout,
-                          follow_redirects=True) as client,
+        httpx.AsyncClient(
+            transport=transport, headers=headers, timeout=timeout, follow_redirects=True
+        ) as client,
         batcher,
     ):
         endpoint = streaming_url(url, stream)
@@ -138,18 +140,31 @@ async def _follow(
             await _session(client, endpoint, batcher, backoff)
         except _Refused as refused:
             delay = backoff.max_s if refused.lasting else backoff.next_delay()
-            log.error("mastodon stream refused, retrying", source=SOURCE, url=endpoint,
-                      problem=refused.message, retry_in_s=round(delay, 3))
+            log.error(
+                "mastodon stream refused, retrying",
+                source=SOURCE,
+                url=endpoint,
+                problem=refused.message,
+                retry_in_s=round(delay, 3),
+            )
         except httpx.RequestError as error:
             delay = backoff.next_delay()
-            log.warning("mastodon stream disconnected, reconnecting", source=SOURCE,
-                        url=endpoint, reason=f"{type(error).__name__}: {error}",
-                        retry_in_s=round(delay, 3))
+            log.warning(
+                "mastodon stream disconnected, reconnecting",
+                source=SOURCE,
+                url=endpoint,
+                reason=f"{type(error).__name__}: {error}",
+                retry_in_s=round(delay, 3),
+            )
         else:
             delay = backoff.next_delay()
-            log.warning("mastodon stream disconnected, reconnecting", source=SOURCE,
-                        url=endpoint, reason="the server ended the stream",
-                        retry_in_s=round(delay, 3))
+            log.warning(
+                "mastodon stream disconnected, reconnecting",
+                source=SOURCE,
+                url=endpoint,
+                reason="the server ended the stream",
+                retry_in_s=round(delay, 3),
+            )
         reconnects.inc()
         await asyncio.sleep(delay)
 

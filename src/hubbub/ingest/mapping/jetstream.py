@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -290,25 +290,42 @@ class _BatchMapper:
 
     def engagement(self, event: JetstreamEvent, commit: Commit, uri: str, delta: int = 1) -> None:
         author = post_author(uri)
-        kind = "like" if commit.collection == LIKE else "repost"
+        kind: Literal["like", "repost"] = "like" if commit.collection == LIKE else "repost"
         if author is None:
             self.batch.skipped[f"{kind} of something other than a post"] += 1
             return
         if delta > 0:
             self.remember(event, commit, uri)
-        self.emit(EngagementRecorded(
-            id=commit_id(event, commit), key=author, ts=event.time_us, source=SOURCE,
-            trace=self.trace, kind=kind, post=uri, post_author=author, actor=event.did,
-            delta=delta,
-        ))
+        self.emit(
+            EngagementRecorded(
+                id=commit_id(event, commit),
+                key=author,
+                ts=event.time_us,
+                source=SOURCE,
+                trace=self.trace,
+                kind=kind,
+                post=uri,
+                post_author=author,
+                actor=event.did,
+                delta=delta,
+            )
+        )
 
     def follow(self, event: JetstreamEvent, commit: Commit, page: str, delta: int = 1) -> None:
         if delta > 0:
             self.remember(event, commit, page)
-        self.emit(FollowersChanged(
-            id=commit_id(event, commit), key=page, ts=event.time_us, source=SOURCE,
-            trace=self.trace, page=page, follower=event.did, delta=delta,
-        ))
+        self.emit(
+            FollowersChanged(
+                id=commit_id(event, commit),
+                key=page,
+                ts=event.time_us,
+                source=SOURCE,
+                trace=self.trace,
+                page=page,
+                follower=event.did,
+                delta=delta,
+            )
+        )
 
     def remember(self, event: JetstreamEvent, commit: Commit, target: str) -> None:
         key = ref_key(event.did, commit.collection, commit.rkey)
@@ -318,7 +335,9 @@ class _BatchMapper:
         key = ref_key(event.did, commit.collection, commit.rkey)
         target = self.refs.pop(key, None)
         if target is None:
-            self.batch.skipped[f"{REMEMBERED[commit.collection]} delete of a record never seen"] += 1
+            self.batch.skipped[
+                f"{REMEMBERED[commit.collection]} delete of a record never seen"
+            ] += 1
             return
         self.batch.refs_put.pop(key, None)
         self.batch.refs_deleted.append(key)
@@ -330,10 +349,17 @@ class _BatchMapper:
     def post(self, event: JetstreamEvent, commit: Commit) -> None:
         uri = f"at://{event.did}/{POST}/{commit.rkey}"
         if commit.operation == "delete":
-            self.emit(PostDeleted(
-                id=commit_id(event, commit), key=event.did, ts=event.time_us, source=SOURCE,
-                trace=self.trace, post=uri, author=event.did,
-            ))
+            self.emit(
+                PostDeleted(
+                    id=commit_id(event, commit),
+                    key=event.did,
+                    ts=event.time_us,
+                    source=SOURCE,
+                    trace=self.trace,
+                    post=uri,
+                    author=event.did,
+                )
+            )
             return
         record = commit.record
         assert isinstance(record, PostRecord)
@@ -342,32 +368,56 @@ class _BatchMapper:
         kind = PostPublished if commit.operation == "create" else PostEdited
         parent = record.reply.parent.uri if record.reply else None
         post = kind(
-            id=commit_id(event, commit), key=event.did, ts=event.time_us, source=SOURCE,
-            trace=self.trace, post=uri, author=event.did, text=record.text, langs=record.langs,
+            id=commit_id(event, commit),
+            key=event.did,
+            ts=event.time_us,
+            source=SOURCE,
+            trace=self.trace,
+            post=uri,
+            author=event.did,
+            text=record.text,
+            langs=record.langs,
             mentions=[f.value for f in facets if f.kind == "mention"],
             tags=[f.value for f in facets if f.kind == "tag"],
             links=[f.value for f in facets if f.kind == "link"],
-            facets=facets, reply_parent=parent,
+            facets=facets,
+            reply_parent=parent,
             reply_root=record.reply.root.uri if record.reply else None,
             created_at=micros(record.createdAt),
         )
         self.emit(post)
         parent_author = post_author(parent) if parent else None
         if parent and parent_author and commit.operation == "create":
-            self.batch.events.append(EngagementRecorded(
-                id=post.id + "~reply", key=parent_author, ts=event.time_us, source=SOURCE,
-                trace=self.trace, kind="reply", post=parent, post_author=parent_author,
-                actor=event.did, delta=1,
-            ))
+            self.batch.events.append(
+                EngagementRecorded(
+                    id=post.id + "~reply",
+                    key=parent_author,
+                    ts=event.time_us,
+                    source=SOURCE,
+                    trace=self.trace,
+                    kind="reply",
+                    post=parent,
+                    post_author=parent_author,
+                    actor=event.did,
+                    delta=1,
+                )
+            )
 
     def profile(self, event: JetstreamEvent, commit: Commit, record: ProfileRecord) -> None:
         if record.displayName is None:
             self.batch.skipped["profile without display name"] += 1
             return
-        self.emit(PageSeen(
-            id=commit_id(event, commit), key=event.did, ts=event.time_us, source=SOURCE,
-            trace=self.trace, page=event.did, display_name=record.displayName,
-        ))
+        self.emit(
+            PageSeen(
+                id=commit_id(event, commit),
+                key=event.did,
+                ts=event.time_us,
+                source=SOURCE,
+                trace=self.trace,
+                page=event.did,
+                display_name=record.displayName,
+            )
+        )
 
     def identity(self, event: JetstreamEvent) -> None:
         identity = event.identity
@@ -375,24 +425,45 @@ class _BatchMapper:
         if not identity.handle:
             self.batch.skipped["identity without handle"] += 1
             return
-        self.emit(PageSeen(
-            id=event_id(f"{identity.seq:016d}", f"{event.did}/identity"), key=event.did,
-            ts=event.time_us, source=SOURCE, trace=self.trace, page=event.did,
-            handle=identity.handle,
-        ))
+        self.emit(
+            PageSeen(
+                id=event_id(f"{identity.seq:016d}", f"{event.did}/identity"),
+                key=event.did,
+                ts=event.time_us,
+                source=SOURCE,
+                trace=self.trace,
+                page=event.did,
+                handle=identity.handle,
+            )
+        )
 
     def account(self, event: JetstreamEvent) -> None:
         account = event.account
         assert account is not None
-        envelope = {
-            "id": event_id(f"{account.seq:016d}", f"{event.did}/account"),
-            "key": event.did, "ts": event.time_us, "source": SOURCE, "trace": self.trace,
-        }
+        identity = event_id(f"{account.seq:016d}", f"{event.did}/account")
         if account.active:
-            self.emit(PageReactivated(**envelope, page=event.did))
+            self.emit(
+                PageReactivated(
+                    id=identity,
+                    key=event.did,
+                    ts=event.time_us,
+                    source=SOURCE,
+                    trace=self.trace,
+                    page=event.did,
+                )
+            )
         else:
-            status = account.status or "inactive"
-            self.emit(PageDeactivated(**envelope, page=event.did, status=status))
+            self.emit(
+                PageDeactivated(
+                    id=identity,
+                    key=event.did,
+                    ts=event.time_us,
+                    source=SOURCE,
+                    trace=self.trace,
+                    page=event.did,
+                    status=account.status or "inactive",
+                )
+            )
 
 
 _FEATURES: Final = {
@@ -425,7 +496,8 @@ def _read_facet(raw: dict[str, Any], text_bytes: bytes) -> list[Facet]:
     start, end = index.get("byteStart"), index.get("byteEnd")
     if utf8_span(text_bytes, start, end) is None:
         return []
-    assert isinstance(start, int) and isinstance(end, int)
+    assert isinstance(start, int)
+    assert isinstance(end, int)
     found = []
     for feature in features:
         kind_field = _FEATURES.get(feature.get("$type", "")) if isinstance(feature, dict) else None
@@ -437,4 +509,3 @@ def _read_facet(raw: dict[str, Any], text_bytes: bytes) -> list[Facet]:
             value = value.lower() if kind == "tag" else value
             found.append(Facet(kind, value, start, end))  # type: ignore[arg-type]
     return found
-

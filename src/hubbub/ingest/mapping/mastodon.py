@@ -172,8 +172,13 @@ class MastodonMapping:
 
     def map(self, decoded: Decoded[Line], refs: dict[str, str], trace: str) -> MappedBatch:
         batch = MappedBatch()
-        map_each(decoded, batch, self.rejector, trace,
-                 lambda item: self._map_line(item, refs, trace, batch))
+        map_each(
+            decoded,
+            batch,
+            self.rejector,
+            trace,
+            lambda item: self._map_line(item, refs, trace, batch),
+        )
         return batch
 
     def _map_line(self, item: Line, refs: dict[str, str], trace: str, batch: MappedBatch) -> None:
@@ -186,7 +191,9 @@ class MastodonMapping:
         elif item.status is not None:
             self._map_status(item.status, item.event == "status.update", refs, trace, batch)
 
-    def _envelope(self, sort_key: str, identity: str, key: str, ts: int, trace: str) -> dict[str, Any]:
+    def _envelope(
+        self, sort_key: str, identity: str, key: str, ts: int, trace: str
+    ) -> dict[str, Any]:
         return {
             "id": event_id(sort_key, f"{self.instance}/{identity}"),
             "key": key,
@@ -226,8 +233,12 @@ class MastodonMapping:
             envelope.update(id=post.id + "~reply", key=parent_author)
             batch.events.append(
                 EngagementRecorded(
-                    **envelope, kind="reply", post=parent_uri, post_author=parent_author,
-                    actor=author, delta=1,
+                    **envelope,
+                    kind="reply",
+                    post=parent_uri,
+                    post_author=parent_author,
+                    actor=author,
+                    delta=1,
                 )
             )
         batch.events.append(self._page_seen(status.account, post, trace))
@@ -245,8 +256,12 @@ class MastodonMapping:
             sortable(status.id), f"{status.uri}/reblog", author, micros(status.created_at), trace
         )
         repost = EngagementRecorded(
-            **envelope, kind="repost", post=original.uri, post_author=author,
-            actor=status.account.url, delta=1,
+            **envelope,
+            kind="repost",
+            post=original.uri,
+            post_author=author,
+            actor=status.account.url,
+            delta=1,
         )
         _emit(batch, repost)
         batch.events.append(self._page_seen(status.account, repost, trace))

@@ -1,0 +1,300 @@
+"""Ingest in several worker processes, each owning a shard of the accounts.
+
+One Python process tops out near 80,000 Jetstream events/s: decoding and mapping hold
+the GIL, and the log's and the refs' threads wait for it between statements. The
+sharded ingestor splits each batch by the did of the account that acted, and hands
+each part to a worker process running the ordinary pipeline (`Ingestor`) against the
+same event log and ingest state. Everything an account does goes to one worker, in
+order, so a delete always finds the ref its create left; the log's id index and its
+positions are shared (SQLite assigns them under its write lock, JetStream with an
+expected-sequence check), so dedupe and dense positions hold across workers.
+
+A batch's future resolves once every part of it is appended, in submission order, so
+a connector saves a cursor only behind lines that are all in the log. Each worker has
+at most `max_in_flight` parts outstanding: `submit` waits beyond that (backpressure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import multiprocessing
+import threading
+import time
+import zlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from typing import Any
+
+import msgspec
+import structlog
+
+from hubbub.ingest.pipeline import IngestSummary, observe_summary
+from hubbub.kernel import telemetry
+from hubbub.settings import Settings
+
+log = structlog.get_logger("hubbub.ingest.parallel")
+_DID = b'"did":"'
+_READY = -1  # the batch number of the reply a worker sends once it is ready
+_START_TIMEOUT_S = 60.0
+
+
+class WorkerFailed(RuntimeError):
+    """An ingest worker process exited or could not process a batch."""
+
+
+class _Request(msgspec.Struct, array_like=True):
+    batch: int
+    trace: str
+    lines: list[bytes]
+
+
+class _Reply(msgspec.Struct, array_like=True):
+    batch: int
+    summary: IngestSummary | None = None
+    error: str = ""
+
+
+def shard_of(line: bytes, shards: int) -> int:
+    """The worker that owns the account acting in `line` (by its top-level `did`)."""
+    start = line.find(_DID)
+    if start < 0:
+        return 0
+    start += len(_DID)
+    end = line.find(b'"', start)
+    return zlib.crc32(line[start:end]) % shards
+
+
+class _Worker:
+    """One worker process and the two threads that talk to it over a pipe."""
+
+    def __init__(self, index: int, settings: Settings, source: str, instance: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.index = index
+        self.connection, child = context.Pipe(duplex=True)
+        self.process = context.Process(
+            target=worker_main,
+            args=(child, settings.model_dump_json(), source, instance),
+            name=f"hubbub-ingest-{source}-{index}",
+            daemon=True,
+        )
+        self.sender = ThreadPoolExecutor(1, thread_name_prefix=f"ingest-send-{index}")
+        self.pending: dict[int, asyncio.Future[IngestSummary]] = {}
+
+    async def start(self) -> None:
+        """Start the process; returns once its pipeline is built (or raises why not)."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[IngestSummary] = loop.create_future()
+        self.pending[_READY] = ready
+        self.process.start()
+        threading.Thread(
+            target=self._receive, args=(loop,), name=f"ingest-recv-{self.index}", daemon=True
+        ).start()
+        try:
+            await asyncio.wait_for(ready, _START_TIMEOUT_S)
+        except TimeoutError:
+            raise WorkerFailed(
+                f"worker {self.index} did not start within {_START_TIMEOUT_S} s"
+            ) from None
+
+    async def send(self, request: _Request) -> asyncio.Future[IngestSummary]:
+        if not self.process.is_alive():
+            raise WorkerFailed(
+                f"worker {self.index} is not running (exit code "
+                f"{self.process.exitcode}); see its log lines above"
+            )
+        done: asyncio.Future[IngestSummary] = asyncio.get_running_loop().create_future()
+        self.pending[request.batch] = done
+        payload = msgspec.msgpack.encode(request)
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self.sender, self.connection.send_bytes, payload
+            )
+        except OSError as error:
+            self.pending.pop(request.batch, None)
+            raise WorkerFailed(f"worker {self.index} stopped listening: {error}") from error
+        return done
+
+    def _receive(self, loop: asyncio.AbstractEventLoop) -> None:
+        decoder = msgspec.msgpack.Decoder(_Reply)
+        while True:
+            try:
+                reply = decoder.decode(self.connection.recv_bytes())
+            except (EOFError, OSError):
+                loop.call_soon_threadsafe(self._fail_all, "the ingest worker exited")
+                return
+            loop.call_soon_threadsafe(self._resolve, reply)
+
+    def _resolve(self, reply: _Reply) -> None:
+        done = self.pending.pop(reply.batch, None)
+        if done is None or done.done():
+            return
+        if reply.summary is not None:
+            done.set_result(reply.summary)
+        else:
+            done.set_exception(WorkerFailed(f"worker {self.index}: {reply.error}"))
+
+    def _fail_all(self, reason: str) -> None:
+        for done in self.pending.values():
+            if not done.done():
+                done.set_exception(WorkerFailed(f"worker {self.index}: {reason}"))
+        self.pending.clear()
+
+    async def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            await asyncio.get_running_loop().run_in_executor(
+                self.sender, self.connection.send_bytes, b""
+            )
+        await asyncio.get_running_loop().run_in_executor(None, self.process.join, 30)
+        if self.process.is_alive():
+            self.process.kill()
+        self.sender.shutdown(wait=False)
+        self.connection.close()
+
+
+class ShardedIngestor:
+    """The `Ingestor` interface, spread over `workers` processes; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        source: str,
+        *,
+        workers: int,
+        instance: str = "mastodon",
+        max_in_flight: int = 3,
+    ) -> None:
+        self.source = source
+        self.totals = IngestSummary()
+        self._workers = [_Worker(i, settings, source, instance) for i in range(workers)]
+        self._slots = [asyncio.Semaphore(max_in_flight) for _ in range(workers)]
+        self._next_batch = 0
+        self._previous: asyncio.Future[IngestSummary] | None = None
+        self._started = False
+
+    async def start(self) -> None:
+        try:
+            await asyncio.gather(*(worker.start() for worker in self._workers))
+        except WorkerFailed:
+            await asyncio.gather(*(worker.stop() for worker in self._workers))
+            raise
+        self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            if self._previous is not None:
+                await asyncio.wait([self._previous])
+            await asyncio.gather(*(worker.stop() for worker in self._workers))
+            self._started = False
+
+    async def __aenter__(self) -> ShardedIngestor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def submit(
+        self, lines: Sequence[bytes], trace: str | None = None
+    ) -> asyncio.Future[IngestSummary]:
+        """Split the batch by shard and hand the parts out; waits while a worker is full."""
+        if not self._started:
+            raise RuntimeError("the ingestor is not started")
+        trace = trace or telemetry.new_traceparent()
+        parts: list[list[bytes]] = [[] for _ in self._workers]
+        shards = len(parts)
+        for line in lines:
+            parts[shard_of(line, shards)].append(line)
+        batch, self._next_batch = self._next_batch, self._next_batch + 1
+        futures = [
+            await self._send(index, _Request(batch, trace, part))
+            for index, part in enumerate(parts)
+            if part
+        ]
+        combined = asyncio.ensure_future(self._combine(futures, self._previous, len(lines)))
+        self._previous = combined
+        return combined
+
+    async def ingest(self, lines: Sequence[bytes], trace: str | None = None) -> IngestSummary:
+        return await (await self.submit(lines, trace))
+
+    async def _send(self, index: int, request: _Request) -> asyncio.Future[IngestSummary]:
+        slot = self._slots[index]
+        await slot.acquire()
+        done = await self._workers[index].send(request)
+        done.add_done_callback(lambda _: slot.release())
+        return done
+
+    async def _combine(
+        self,
+        parts: list[asyncio.Future[IngestSummary]],
+        previous: asyncio.Future[IngestSummary] | None,
+        lines: int,
+    ) -> IngestSummary:
+        """All parts of a batch, resolved only after the batch before it."""
+        if previous is not None:
+            await asyncio.wait([previous])
+        summaries = await asyncio.gather(*parts)
+        summary = IngestSummary()
+        for part in summaries:
+            summary.add(part)
+        self.totals.add(summary)
+        observe_summary(self.source, summary, lines, time.time_ns() // 1000)
+        return summary
+
+
+def worker_main(connection: Connection, settings_json: str, source: str, instance: str) -> None:
+    """Entry point of a worker process: run the in-process pipeline on what arrives."""
+    from hubbub.kernel.runtime import tune_for_throughput
+    from hubbub.kernel.telemetry import configure_logging
+
+    settings = Settings(**msgspec.json.decode(settings_json))
+    configure_logging(settings.log_level, settings.log_format)
+    tune_for_throughput()
+    asyncio.run(_serve(connection, settings, source, instance))
+
+
+async def _serve(connection: Connection, settings: Settings, source: str, instance: str) -> None:
+    from hubbub.bootstrap import build_platform
+
+    try:
+        platform = await build_platform(settings)
+        ingestor = await platform.ingestor(source, instance=instance, workers=1)
+    except Exception as error:
+        connection.send_bytes(msgspec.msgpack.encode(_Reply(_READY, None, str(error))))
+        return
+    connection.send_bytes(msgspec.msgpack.encode(_Reply(_READY, IngestSummary())))
+    loop = asyncio.get_running_loop()
+    requests: asyncio.Queue[bytes] = asyncio.Queue()
+    threading.Thread(target=_read_requests, args=(connection, loop, requests), daemon=True).start()
+    decoder = msgspec.msgpack.Decoder(_Request)
+    try:
+        while payload := await requests.get():
+            request = decoder.decode(payload)
+            done = await ingestor.submit(request.lines, request.trace)
+            done.add_done_callback(functools.partial(_reply, connection, request.batch))
+    finally:
+        await platform.close()
+
+
+def _read_requests(connection: Connection, loop: asyncio.AbstractEventLoop, out: Any) -> None:
+    while True:
+        try:
+            payload = connection.recv_bytes()
+        except (EOFError, OSError):
+            payload = b""
+        loop.call_soon_threadsafe(out.put_nowait, payload)
+        if not payload:
+            return
+
+
+def _reply(connection: Connection, batch: int, future: asyncio.Future[IngestSummary]) -> None:
+    error = future.exception()
+    reply = (
+        _Reply(batch, None, f"{type(error).__name__}: {error}")
+        if error
+        else _Reply(batch, future.result())
+    )
+    connection.send_bytes(msgspec.msgpack.encode(reply))
