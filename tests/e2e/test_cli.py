@@ -100,3 +100,16 @@ def test_replay_of_a_missing_file_or_source_is_a_clear_error(hubbub: CliRunner) 
     result = hubbub.invoke(app, ["ingest", "replay", str(SAMPLE), "--source", "twitter"])
     assert result.exit_code == 2
     assert "unknown source 'twitter'" in result.stderr
+
+
+def test_replay_at_a_rate_takes_as_long_as_it_should(hubbub: CliRunner) -> None:
+    import time
+
+    started = time.monotonic()
+    code, out = invoke(
+        hubbub, "ingest", "replay", str(SAMPLE), "--source", "jetstream", "--rate", "200", "--json"
+    )
+    elapsed = time.monotonic() - started
+    assert code == 0
+    assert json.loads(out)["accepted"] == 145
+    assert elapsed >= 152 / 200 * 0.8  # 152 lines at 200 lines/s

@@ -17,7 +17,7 @@ def ingest(
     pages: Annotated[int, typer.Option(help="Accounts in the generated stream.", min=1)] = 100_000,
     log: Annotated[str, typer.Option(help="Event log: sqlite or jetstream.")] = "sqlite",
     runs: Annotated[int, typer.Option(help="Runs; the median is reported.", min=1)] = 5,
-    batch_size: Annotated[int, typer.Option(help="Events per batch.", min=1)] = 20_000,
+    batch_size: Annotated[int, typer.Option(help="Events per batch.", min=1)] = 50_000,
     workers: Annotated[int, typer.Option(help="Ingest processes, sharded by account.", min=1)] = 2,
     json: Annotated[bool, typer.Option("--json", help="Print the JSON object only.")] = False,
 ) -> None:

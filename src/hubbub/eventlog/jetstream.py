@@ -34,7 +34,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import logging
 import re
 from collections import deque
 from collections.abc import Awaitable, Iterator, Sequence
@@ -44,6 +43,7 @@ from typing import Final, TypeVar
 import msgspec
 import nats.errors
 import nats.js.errors
+import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -92,7 +92,7 @@ _ACK_WAIT_S = 120.0
 _MAX_ACK_PENDING = 100_000
 _MAX_PULL_BATCH = 256
 
-_log = logging.getLogger(__name__)
+_log = structlog.get_logger("hubbub.eventlog.jetstream")
 
 
 class _EventId(msgspec.Struct):
@@ -1028,7 +1028,7 @@ async def _connect(url: str, within: float) -> NATS:
     async def on_error(error: Exception) -> None:
         errors.append(error)
         del errors[:-1]
-        _log.warning("NATS at %s: %s", url, error or type(error).__name__)
+        _log.warning("nats error", url=url, error=str(error) or type(error).__name__)
 
     try:
         await asyncio.wait_for(

@@ -32,7 +32,7 @@ from hubbub.eventlog.port import (
     TopicStats,
 )
 from hubbub.kernel.events import Event, decode_many, encode_many, topic_of
-from hubbub.kernel.sqlite import connect
+from hubbub.kernel.sqlite import WriteLock, connect
 
 T = TypeVar("T")
 
@@ -68,6 +68,7 @@ class SqliteEventLog:
         self._path = path
         self._segment_size = segment_size
         self._writer = connect(path)
+        self._write_lock = WriteLock(path)
         self._writer.executescript(_SCHEMA)
         self._reader = connect(path)
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-write")
@@ -94,17 +95,18 @@ class SqliteEventLog:
         # up while SQLite works, and with the ingest thread busy, getting it back costs
         # up to a switch interval (5 ms), so per-row statements would wait per row.
         db = self._writer
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            fresh, skipped = self._without_known_ids(events)
-            by_topic: dict[str, list[Event]] = {}
-            for event in fresh:
-                by_topic.setdefault(topic_of(event), []).append(event)
-            self._write_segments(by_topic)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                fresh, skipped = self._without_known_ids(events)
+                by_topic: dict[str, list[Event]] = {}
+                for event in fresh:
+                    by_topic.setdefault(topic_of(event), []).append(event)
+                self._write_segments(by_topic)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
         return AppendResult(len(fresh), len(skipped), skipped)
 
     def _without_known_ids(self, events: Sequence[Event]) -> tuple[list[Event], list[str]]:
@@ -249,3 +251,4 @@ class SqliteEventLog:
         self._read_thread.shutdown(wait=True)
         self._writer.close()
         self._reader.close()
+        self._write_lock.close()

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from hubbub.kernel.sqlite import connect
+from hubbub.kernel.sqlite import WriteLock, connect
 
 T = TypeVar("T")
 
@@ -24,6 +24,7 @@ class SqliteIngestState:
 
     def __init__(self, path: Path) -> None:
         self._db = connect(path)
+        self._write_lock = WriteLock(path)
         self._db.executescript(_SCHEMA)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="ingest-state")
 
@@ -53,7 +54,7 @@ class SqliteIngestState:
         # One multi-row statement per chunk, not executemany: executemany gives up the GIL
         # around every row and, with the ingest thread busy, waits to get it back each time.
         pairs = list(put.items())
-        with self._db:
+        with self._write_lock, self._db:
             self._db.execute("BEGIN")
             for start in range(0, len(pairs), _KEYS_PER_QUERY // 2):
                 chunk = pairs[start : start + _KEYS_PER_QUERY // 2]
@@ -80,3 +81,4 @@ class SqliteIngestState:
     async def close(self) -> None:
         self._thread.shutdown(wait=True)
         self._db.close()
+        self._write_lock.close()

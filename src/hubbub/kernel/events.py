@@ -8,8 +8,8 @@ after. `type` is the msgspec tag, so one decoder turns bytes back into the right
   it), so a redelivered source event produces the same id and the log drops it.
 - `key` is the partition key: events with the same key keep their order.
 - `ts` is the source's time of the event in microseconds since the Unix epoch.
-- `schema` is the version of the body; a reader that meets a newer one than it knows
-  fails loudly instead of guessing.
+- `schema` is the version of the body, raised when a body changes in a way old readers
+  cannot read; new optional fields with defaults keep the version.
 """
 
 from __future__ import annotations
