@@ -113,3 +113,13 @@ def test_replay_at_a_rate_takes_as_long_as_it_should(hubbub: CliRunner) -> None:
     assert code == 0
     assert json.loads(out)["accepted"] == 145
     assert elapsed >= 152 / 200 * 0.8  # 152 lines at 200 lines/s
+
+
+def test_the_demo_runs_a_live_firehose_and_says_where_to_look(hubbub: CliRunner) -> None:
+    result = hubbub.invoke(app, ["demo", "--duration", "2", "--rate", "1000", "--port", "0"])
+    assert result.exit_code == 0, result.stderr
+    assert "deadletter list" in result.stderr and "/metrics" in result.stderr
+    code, out = invoke(hubbub, "log", "stats", "--json")
+    counts = {topic["topic"]: topic["count"] for topic in json.loads(out)["topics"]}
+    assert counts["engagement"] > 500
+    assert counts["posts"] > 50

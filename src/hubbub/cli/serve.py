@@ -95,14 +95,15 @@ async def _feed(
 
 def _where_to_look(settings: Settings, host: str, port: int) -> Panel:
     base = f"http://{host}:{port}"
-    data = f"--data-dir {settings.data_dir}"
+    hubbub = f".venv/bin/hubbub --data-dir {settings.data_dir}"
     return Panel(
-        f"HTTP API     {base}/docs  (push: POST {base}/v1/ingest/jetstream)\n"
-        f"metrics      {base}/metrics   health {base}/healthz   ready {base}/readyz\n"
-        f"event log    .venv/bin/hubbub {data} log stats\n"
-        f"dead letters .venv/bin/hubbub {data} deadletter list\n"
-        f"state        {settings.data_dir.resolve()}  ({settings.event_log} event log)\n"
-        "stop         Ctrl-C",
+        f"API      {base}/docs\n"
+        f"push     POST {base}/v1/ingest/jetstream\n"
+        f"metrics  {base}/metrics  (and /healthz, /readyz)\n"
+        f"log      {hubbub} log stats\n"
+        f"refused  {hubbub} deadletter list\n"
+        f"state    {settings.data_dir.resolve()} ({settings.event_log} event log)\n"
+        "stop     Ctrl-C",
         title="Hubbub demo: a live synthetic Jetstream firehose",
     )
 
@@ -135,6 +136,7 @@ async def _demo(
         await server_task
         stats = await platform.event_log.stats()
         await platform.close()
+    console.print()
     counts = ", ".join(f"{t.topic} {t.count:,}" for t in stats.topics if t.topic != DEADLETTER)
     console.print(
         f"event log: {counts}; dead letters: "
