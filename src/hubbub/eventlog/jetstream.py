@@ -95,7 +95,11 @@ _MAX_PULL_BATCH = 256
 _log = structlog.get_logger("hubbub.eventlog.jetstream")
 
 
-class _EventId(msgspec.Struct):
+class _EventId(msgspec.Struct, array_like=True):
+    """The head of an encoded event (see `Event`): enough to read its id alone."""
+
+    type: str
+    schema: int
     id: str
 
 

@@ -145,7 +145,9 @@ class Ingestor:
     async def _map(self, work: _Work) -> None:
         decoded = self.mapping.decode(work.lines, work.trace)
         if self._refs_saved is not None:
-            await self._refs_saved  # this batch's lookups must see the last batch's refs
+            # This batch's lookups must see the last batch's refs. If saving them failed,
+            # that batch fails with the error (in the append stage); this one goes on.
+            await asyncio.wait([self._refs_saved])
         refs = await self.state.get_refs(decoded.ref_keys)
         work.mapped = self.mapping.map(decoded, refs, work.trace)
         work.rejected = decoded.rejected + work.mapped.rejected
