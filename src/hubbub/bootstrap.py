@@ -5,6 +5,7 @@ Tests build the platform through these same functions with other settings.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from hubbub.eventlog.port import EventLog
@@ -63,40 +64,51 @@ class Platform:
     event_log: EventLog
     ingest_state: IngestState
     clock: Clock
-    ingestors: dict[str, BatchSink] = field(default_factory=dict)
+    ingestors: dict[tuple[str, str], BatchSink] = field(default_factory=dict)
+    _making: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def ingestor(
         self, source: str, *, instance: str = "mastodon", workers: int | None = None
     ) -> BatchSink:
-        """The started ingestor of a source, made on first use.
+        """The started ingestor of a source (and Mastodon instance), made on first use.
 
         With more than one worker (`ingest_workers`), Jetstream runs sharded across
         processes; Mastodon always runs in this process (its deletes name a status by
-        its id alone, so its lines cannot be split by account).
+        its id alone, so its lines cannot be split by account). Status ids are unique
+        only on their instance, so each instance has an ingestor of its own.
         """
-        if source not in self.ingestors:
-            workers = workers or self.settings.ingest_workers
-            sink: BatchSink
-            if workers > 1 and source == "jetstream":
-                sink = ShardedIngestor(self.settings, source, workers=workers, instance=instance)
-            else:
-                mapping = mapping_for(source, self.settings, self.clock, instance=instance)
-                sink = Ingestor(
-                    mapping,
-                    self.event_log,
-                    self.ingest_state,
-                    self.clock,
-                    queue_batches=self.settings.queue_batches,
+        key = (source, instance if source == "mastodon" else "")
+        async with self._making:  # two first requests at once must not make two
+            if key not in self.ingestors:
+                sink = self._make_ingestor(
+                    source, instance, workers or self.settings.ingest_workers
                 )
-            await sink.start()
-            self.ingestors[source] = sink
-        return self.ingestors[source]
+                await sink.start()
+                self.ingestors[key] = sink
+        return self.ingestors[key]
+
+    def _make_ingestor(self, source: str, instance: str, workers: int) -> BatchSink:
+        if workers > 1 and source == "jetstream":
+            return ShardedIngestor(self.settings, source, workers=workers, instance=instance)
+        mapping = mapping_for(source, self.settings, self.clock, instance=instance)
+        return Ingestor(
+            mapping,
+            self.event_log,
+            self.ingest_state,
+            self.clock,
+            queue_batches=self.settings.queue_batches,
+        )
 
     async def close(self) -> None:
-        for ingestor in self.ingestors.values():
-            await ingestor.stop()
-        await self.ingest_state.close()
-        await self.event_log.close()
+        """Stop every ingestor (finishing what was submitted), then close the adapters."""
+        try:
+            for ingestor in self.ingestors.values():
+                await ingestor.stop()
+        finally:
+            try:
+                await self.ingest_state.close()
+            finally:
+                await self.event_log.close()
 
 
 async def build_platform(settings: Settings | None = None, clock: Clock | None = None) -> Platform:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hubbub.bootstrap import Platform, build_platform
-from hubbub.eventlog.port import AppendResult, EventLog
+from hubbub.eventlog.port import AppendResult, EventLog, LogUnavailable
 from hubbub.ingest.pipeline import Ingestor
 from hubbub.kernel.clock import FixedClock
 from hubbub.kernel.events import DEADLETTER, ENGAGEMENT, Event, InputRejected
@@ -181,3 +181,56 @@ async def test_a_slow_log_slows_the_source_down_and_nothing_is_dropped(
     assert submitting >= 0.05 * (len(batches) - 5)
     assert sum(s.total for s in summaries) == len(jetstream_lines)
     assert len(await platform.event_log.read(ENGAGEMENT, 1, 10_000)) == 128
+
+
+async def test_a_line_sent_twice_in_one_batch_is_one_event_and_one_duplicate(
+    platform: Platform, jetstream_lines: list[bytes]
+) -> None:
+    ingestor = await platform.ingestor("jetstream")
+    like = jetstream_lines[0]
+    summary = await ingestor.ingest([like, like])
+    assert (summary.accepted, summary.duplicates) == (1, 1)
+    assert len(await platform.event_log.read(ENGAGEMENT)) == 1
+
+
+class FailingOnceLog(SlowLog):
+    """The real log, except that its first append fails as a lost connection would."""
+
+    failed = False
+
+    async def append(self, events: Sequence[Event]) -> AppendResult:
+        if not self.failed:
+            self.failed = True
+            raise LogUnavailable("connection lost")
+        return await self.inner.append(events)
+
+
+UNLIKE = (
+    b'{"did":"did:plc:a","time_us":2,"kind":"commit","commit":{"rev":"3b","operation":'
+    b'"delete","collection":"app.bsky.feed.like","rkey":"3r"}}'
+)
+
+
+async def test_a_delete_whose_batch_failed_is_undone_when_the_batch_is_sent_again(
+    platform: Platform,
+) -> None:
+    mapping = (await platform.ingestor("jetstream")).mapping
+    await (await platform.ingestor("jetstream")).ingest([LIKE % b"2026-07-04T14:38:08Z"])
+    flaky: EventLog = FailingOnceLog(platform.event_log)  # type: ignore[assignment]
+    async with Ingestor(mapping, flaky, platform.ingest_state, FixedClock()) as ingestor:
+        with pytest.raises(LogUnavailable):
+            await ingestor.ingest([UNLIKE])
+        again = await ingestor.ingest([UNLIKE])
+    assert again.accepted == 1
+    deltas = [r.event.delta for r in await platform.event_log.read(ENGAGEMENT)]
+    assert deltas == [1, -1]
+
+
+async def test_a_caller_that_gives_up_does_not_stop_the_pipeline(
+    platform: Platform, jetstream_lines: list[bytes]
+) -> None:
+    ingestor = await platform.ingestor("jetstream")
+    abandoned = await ingestor.submit(jetstream_lines[:50])
+    abandoned.cancel()
+    summary = await ingestor.ingest(jetstream_lines[50:])
+    assert summary.total == len(jetstream_lines) - 50

@@ -218,7 +218,7 @@ async def test_reconnects_after_a_drop_and_loses_nothing(
     assert reconnects() - before == 1
     warnings = [entry for entry in logs if entry["log_level"] == "warning"]
     assert [entry["event"] for entry in warnings] == ["jetstream disconnected, reconnecting"]
-    assert rig.ingestor.totals.duplicates + rig.ingestor.totals.skipped > 0
+    assert rig.ingestor.totals.duplicates > 0  # the rewound overlap came again, and was dropped
 
 
 async def _cursor_at_least(state: SqliteIngestState, value: int) -> bool:

@@ -64,7 +64,7 @@ async def test_positions_stay_dense_when_workers_append_together(tmp_path: Path)
 def test_an_account_always_maps_to_the_same_worker(jetstream_lines: list[bytes]) -> None:
     for line in jetstream_lines:
         did = line.split(b'"did":"')[1].split(b'"')[0]
-        other = b'{"did":"' + did + b'","time_us":1,"kind":"identity"}'
+        other = b'{"did": "' + did + b'", "time_us": 1, "kind": "identity"}'
         assert shard_of(line, 4) == shard_of(other, 4)
     assert shard_of(b"not json at all", 4) == 0
 

@@ -13,7 +13,15 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.text import Text
 
 from hubbub.bootstrap import SOURCES, Platform
-from hubbub.cli.common import console, fail, load_settings, print_json, run, with_platform
+from hubbub.cli.common import (
+    console,
+    fail,
+    load_settings,
+    print_json,
+    run,
+    stop_on_signals,
+    with_platform,
+)
 from hubbub.ingest.connectors.jsonl import replay_file
 from hubbub.ingest.pipeline import IngestSummary
 
@@ -68,7 +76,10 @@ def jetstream(
         list[str] | None, typer.Option("--collections", "-c", help="Only these (repeatable).")
     ] = None,
 ) -> None:
-    """Stream the Bluesky Jetstream into the log, resuming from the stored cursor."""
+    """Stream the Bluesky Jetstream into the log, resuming from the stored cursor.
+
+    Ctrl-C stops it cleanly: the batches already read are appended and the cursor saved.
+    """
     from hubbub.ingest.connectors.jetstream import run_jetstream
 
     settings = load_settings()
@@ -76,6 +87,8 @@ def jetstream(
 
     async def work(platform: Platform) -> None:
         ingestor = await platform.ingestor("jetstream")
+        stop = asyncio.Event()
+        stop_on_signals(stop)
         task = asyncio.create_task(
             run_jetstream(
                 ingestor,
@@ -87,6 +100,7 @@ def jetstream(
                 rewind_s=settings.jetstream_rewind_s,
                 max_backoff_s=settings.reconnect_max_backoff_s,
                 on_batch=line.add,
+                stop=stop,
             )
         )
         await run_live(line, task)
@@ -110,6 +124,8 @@ def mastodon(
 
     async def work(platform: Platform) -> None:
         ingestor = await platform.ingestor("mastodon", instance=urlsplit(url).hostname or url)
+        stop = asyncio.Event()
+        stop_on_signals(stop)
         task = asyncio.create_task(
             run_mastodon(
                 ingestor,
@@ -118,6 +134,7 @@ def mastodon(
                 stream=stream,
                 max_backoff_s=settings.reconnect_max_backoff_s,
                 on_batch=line.add,
+                stop=stop,
             )
         )
         await run_live(line, task)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import time
 from collections.abc import Iterator
 from typing import Annotated
@@ -15,7 +13,7 @@ from rich.live import Live
 from rich.panel import Panel
 
 from hubbub.bootstrap import Platform, build_platform
-from hubbub.cli.common import console, load_settings, run
+from hubbub.cli.common import console, load_settings, run, stop_on_signals
 from hubbub.cli.ingest import LiveLine
 from hubbub.ingest.generate import FirehoseSpec, generate_firehose
 from hubbub.ingest.pipeline import BatchSink, IngestSummary
@@ -31,13 +29,6 @@ def _server(platform: Platform, host: str, port: int) -> uvicorn.Server:
         create_app(platform), host=host, port=port, log_level="warning", lifespan="off"
     )
     return uvicorn.Server(config)
-
-
-def _stop_on_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
 
 
 async def _serve(settings: Settings, host: str, port: int) -> None:
@@ -113,7 +104,7 @@ async def _demo(
 ) -> IngestSummary:
     platform = await build_platform(settings)
     stop = asyncio.Event()
-    _stop_on_signals(stop)
+    stop_on_signals(stop)
     server = _server(platform, host, port)
     server_task = asyncio.create_task(server.serve())
     line = LiveLine("firehose")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi import APIRouter, Header, HTTPException, Query, Request
 from pydantic import BaseModel
 
 from hubbub.bootstrap import SOURCES, Platform
@@ -27,16 +27,19 @@ def build_router(platform: Platform, max_body_bytes: int) -> APIRouter:
         source: str,
         request: Request,
         traceparent: Annotated[str | None, Header()] = None,
+        instance: Annotated[str, Query(max_length=253)] = "push",
     ) -> IngestRead:
         """Ingest a batch of source events, one JSON document per line.
 
         Bad lines are dead-lettered and counted as rejected; the request still succeeds.
+        For Mastodon, `instance` names the server the status ids belong to (they are
+        unique only there), so deletes and replies find the right statuses.
         """
         if source not in SOURCES:
             raise HTTPException(404, f"unknown source {source!r}: use {', '.join(SOURCES)}")
         body = await _read_body(request, max_body_bytes)
         lines = [line for line in body.split(b"\n") if line.strip()]
-        ingestor = await platform.ingestor(source)
+        ingestor = await platform.ingestor(source, instance=instance)
         summary = await ingestor.ingest(lines, child_traceparent(traceparent))
         return IngestRead(
             accepted=summary.accepted,

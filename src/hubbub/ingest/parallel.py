@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 import multiprocessing
+import re
 import threading
 import time
 import zlib
@@ -36,7 +37,7 @@ from hubbub.kernel import telemetry
 from hubbub.settings import Settings
 
 log = structlog.get_logger("hubbub.ingest.parallel")
-_DID = b'"did":"'
+_DID = re.compile(rb'"did"\s*:\s*"([^"]*)"')
 _READY = -1  # the batch number of the reply a worker sends once it is ready
 _START_TIMEOUT_S = 60.0
 
@@ -58,13 +59,16 @@ class _Reply(msgspec.Struct, array_like=True):
 
 
 def shard_of(line: bytes, shards: int) -> int:
-    """The worker that owns the account acting in `line` (by its top-level `did`)."""
-    start = line.find(_DID)
-    if start < 0:
-        return 0
-    start += len(_DID)
-    end = line.find(b'"', start)
-    return zlib.crc32(line[start:end]) % shards
+    """The worker that owns the account acting in `line` (by its first `did`, which in
+    a Jetstream event is the top-level one); lines without one go to worker 0."""
+    found = _DID.search(line)
+    return zlib.crc32(found.group(1)) % shards if found else 0
+
+
+def _failed(error: Exception) -> asyncio.Future[IngestSummary]:
+    failed: asyncio.Future[IngestSummary] = asyncio.get_running_loop().create_future()
+    failed.set_exception(error)
+    return failed
 
 
 class _Worker:
@@ -208,11 +212,17 @@ class ShardedIngestor:
         for line in lines:
             parts[shard_of(line, shards)].append(line)
         batch, self._next_batch = self._next_batch, self._next_batch + 1
-        futures = [
-            await self._send(index, _Request(batch, trace, part))
-            for index, part in enumerate(parts)
-            if part
-        ]
+        futures: list[asyncio.Future[IngestSummary]] = []
+        for index, part in enumerate(parts):
+            if not part:
+                continue
+            try:
+                futures.append(await self._send(index, _Request(batch, trace, part)))
+            except WorkerFailed as error:
+                # The parts already sent are still tracked (and awaited by what follows);
+                # the batch as a whole fails with the reason.
+                futures.append(_failed(error))
+                break
         combined = asyncio.ensure_future(self._combine(futures, self._previous, len(lines)))
         self._previous = combined
         return combined
@@ -236,6 +246,7 @@ class ShardedIngestor:
         """All parts of a batch, resolved only after the batch before it."""
         if previous is not None:
             await asyncio.wait([previous])
+        await asyncio.wait(parts)  # every part settles before the batch does
         summaries = await asyncio.gather(*parts)
         summary = IngestSummary()
         for part in summaries:

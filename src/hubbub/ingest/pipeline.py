@@ -125,7 +125,6 @@ class Ingestor:
             raise RuntimeError("the ingestor is not started")
         work = _Work(lines, trace or telemetry.new_traceparent(), asyncio.Future())
         await self._incoming.put(work)
-        telemetry.INGEST_QUEUE_DEPTH.labels(self.source).set(self._incoming.qsize())
         return work.done
 
     async def ingest(self, lines: Sequence[bytes], trace: str | None = None) -> IngestSummary:
@@ -134,10 +133,11 @@ class Ingestor:
 
     async def _map_stage(self) -> None:
         while (work := await self._incoming.get()) is not _STOP:
+            telemetry.INGEST_QUEUE_DEPTH.labels(self.source).set(self._incoming.qsize())
             try:
                 await self._map(work)
             except Exception as error:  # the batch fails, the pipeline goes on
-                work.done.set_exception(error)
+                _settle(work.done, error=error)
                 continue
             await self._mapped.put(work)
         await self._mapped.put(_STOP)
@@ -151,10 +151,12 @@ class Ingestor:
         refs = await self.state.get_refs(decoded.ref_keys)
         work.mapped = self.mapping.map(decoded, refs, work.trace)
         work.rejected = decoded.rejected + work.mapped.rejected
-        # Saved while the next batch decodes; the append stage waits for it before the
-        # batch counts as done.
+        # New refs are saved while the next batch decodes (its lookups wait for them);
+        # the append stage waits too before the batch counts as done. Refs this batch
+        # undid are forgotten only once it is in the log: if the append fails, the
+        # replayed deletes must find them again.
         work.refs_saved = self._refs_saved = asyncio.ensure_future(
-            self.state.apply_refs(work.mapped.refs_put, work.mapped.refs_deleted)
+            self.state.apply_refs(work.mapped.refs_put, ())
         )
 
     async def _append_stage(self) -> None:
@@ -162,10 +164,10 @@ class Ingestor:
             try:
                 summary = await self._append(work)
             except Exception as error:
-                work.done.set_exception(error)
+                _settle(work.done, error=error)
                 self._report_failure(work, error)
             else:
-                work.done.set_result(summary)
+                _settle(work.done, summary)
                 self._observe(work, summary)
 
     def _report_failure(self, work: _Work, error: Exception) -> None:
@@ -185,8 +187,8 @@ class Ingestor:
         result = await self.event_log.append(events)
         if work.refs_saved is not None:
             await work.refs_saved
-        duplicate_ids = set(result.duplicate_ids)
-        duplicates = sum(1 for event_id in mapped.primary_ids if event_id in duplicate_ids)
+        await self.state.apply_refs({}, mapped.refs_deleted)
+        duplicates = _count_duplicates(mapped.primary_ids, result.duplicate_ids)
         summary = IngestSummary(
             accepted=len(mapped.primary_ids) - duplicates,
             skipped=sum(mapped.skipped.values()),
@@ -233,6 +235,32 @@ class Ingestor:
                 rejected=summary.rejected,
                 reasons=sorted({r.reason.split(":")[0] for r in work.rejected}),
             )
+
+
+def _settle(
+    done: asyncio.Future[IngestSummary],
+    summary: IngestSummary | None = None,
+    *,
+    error: Exception | None = None,
+) -> None:
+    """Resolve a batch's future, unless its caller cancelled it (it no longer listens)."""
+    if done.done():
+        return
+    if error is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(summary or IngestSummary())
+
+
+def _count_duplicates(primary_ids: list[str], duplicate_ids: list[str]) -> int:
+    """Lines whose primary event the log already had (a line sent twice counts once)."""
+    remaining = Counter(duplicate_ids)
+    duplicates = 0
+    for event_id in primary_ids:
+        if remaining[event_id]:
+            remaining[event_id] -= 1
+            duplicates += 1
+    return duplicates
 
 
 def observe_summary(source: str, summary: IngestSummary, lines: int, now_us: int) -> None:
