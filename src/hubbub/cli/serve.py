@@ -53,12 +53,18 @@ def serve(
 
 
 def _with_junk(lines: Iterator[bytes], every: int) -> Iterator[bytes]:
-    """Real firehoses carry bad input now and then; the demo shows where it goes."""
-    junk = (b'{"did": "did:plc:broken", "time_us": "yesterday", "kind": "commit"}', b"{not json")
+    """Real firehoses carry bad input now and then; the demo shows where it goes.
+
+    Each bad line differs (it carries its number): identical bytes would be one
+    redelivered line, which the dead-letter topic keeps once.
+    """
     for n, line in enumerate(lines, 1):
         yield line
         if n % every == 0:
-            yield junk[(n // every) % 2]
+            if (n // every) % 2:
+                yield b'{"did": "did:plc:broken%d", "time_us": "yesterday"}' % n
+            else:
+                yield b'{"did": "did:plc:truncated%d", "time_us": ' % n
 
 
 async def _feed(
