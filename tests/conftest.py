@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+
+from hubbub.kernel.events import PostPublished
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NATS_URL = os.environ.get("HUBBUB_TEST_NATS_URL", "nats://127.0.0.1:4222")
@@ -26,6 +30,29 @@ def require_service(name: str, host: str, port: int) -> None:
 
 def unique_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+async def until(check: Callable[[], Awaitable[bool]]) -> None:
+    """Poll `check` until it holds; fail after about five seconds."""
+    for _ in range(500):
+        if await check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition did not hold within 5 s")
+
+
+def post(n: int, text: str = "hello") -> PostPublished:
+    """A post event numbered `n`, by one of seven authors."""
+    return PostPublished(
+        id=f"post-{n:08d}",
+        key=f"did:plc:author{n % 7}",
+        ts=1_700_000_000_000_000 + n,
+        source="test",
+        post=f"at://did:plc:author{n % 7}/app.bsky.feed.post/{n}",
+        author=f"did:plc:author{n % 7}",
+        text=f"{text} {n} ✨ café",
+        tags=["demo"],
+    )
 
 
 @pytest.fixture

@@ -17,24 +17,10 @@ from hubbub.kernel.events import (
     EngagementRecorded,
     Event,
     InputRejected,
-    PostPublished,
 )
-from tests.conftest import NATS_URL, require_service, unique_name
+from tests.conftest import NATS_URL, post, require_service, unique_name
 
 OpenLog = Callable[[], Awaitable[EventLog]]
-
-
-def post(n: int, text: str = "hello") -> PostPublished:
-    return PostPublished(
-        id=f"post-{n:08d}",
-        key=f"did:plc:author{n % 7}",
-        ts=1_700_000_000_000_000 + n,
-        source="test",
-        post=f"at://did:plc:author{n % 7}/app.bsky.feed.post/{n}",
-        author=f"did:plc:author{n % 7}",
-        text=f"{text} {n} ✨ café",
-        tags=["demo"],
-    )
 
 
 def like(n: int) -> EngagementRecorded:

@@ -24,6 +24,7 @@ from hubbub.ingest.pipeline import Ingestor, IngestSummary
 from hubbub.ingest.sqlite import SqliteIngestState
 from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import TOPICS, InputRejected
+from tests.conftest import until
 
 Contents = dict[str, list[str]]
 
@@ -142,15 +143,6 @@ async def expected_contents(tmp_path: Path, lines: Sequence[bytes]) -> Contents:
     await state.close()
     await log.close()
     return contents
-
-
-async def until(check: Callable[[], Awaitable[bool]]) -> None:
-    """Poll `check` until it holds; fail after about five seconds."""
-    for _ in range(500):
-        if await check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the condition did not hold within 5 s")
 
 
 def reconnects() -> float:

@@ -12,24 +12,12 @@ import pytest
 
 from hubbub.eventlog.jetstream import JetStreamEventLog, delete_streams
 from hubbub.eventlog.port import LogUnavailable
-from hubbub.kernel.events import POSTS, Event, PostPublished
-from tests.conftest import NATS_URL, require_service, unique_name
+from hubbub.kernel.events import POSTS, Event
+from tests.conftest import NATS_URL, post, require_service, unique_name
 
 pytestmark = pytest.mark.services
 
 Open = Callable[..., Awaitable[JetStreamEventLog]]
-
-
-def post(n: int, text: str = "hello") -> PostPublished:
-    return PostPublished(
-        id=f"post-{n:08d}",
-        key=f"did:plc:author{n % 7}",
-        ts=1_700_000_000_000_000 + n,
-        source="test",
-        post=f"at://did:plc:author{n % 7}/app.bsky.feed.post/{n}",
-        author=f"did:plc:author{n % 7}",
-        text=f"{text} {n}",
-    )
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from hubbub.ingest.pipeline import Ingestor
 from hubbub.ingest.sqlite import SqliteIngestState
 from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import TOPICS, EngagementRecorded, PostDeleted, PostEdited, PostPublished
+from tests.conftest import until
 
 REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found"}
 
@@ -146,15 +147,6 @@ async def connector(rig: Rig, url: str, **options: Any) -> AsyncIterator[asyncio
         stop.set()
         async with asyncio.timeout(5):
             await task
-
-
-async def until(check: Callable[[], Awaitable[bool]]) -> None:
-    """Poll `check` until it holds; fail after about five seconds."""
-    for _ in range(500):
-        if await check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the condition did not hold within 5 s")
 
 
 def has_posts(log: SqliteEventLog, count: int) -> Callable[[], Awaitable[bool]]:
