@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from hubbub.bootstrap import build_platform
 from hubbub.eventlog.port import LogStats
@@ -29,6 +30,11 @@ async def ingest(settings: Settings, batches: list[list[bytes]]) -> tuple[Ingest
         await platform.close()
 
 
+def batches_timed() -> float:
+    count = REGISTRY.get_sample_value("hubbub_ingest_batch_seconds_count", {"source": "jetstream"})
+    return count or 0.0
+
+
 def batches_of(lines: list[bytes], size: int) -> list[list[bytes]]:
     return [lines[i : i + size] for i in range(0, len(lines), size)]
 
@@ -37,10 +43,13 @@ async def test_two_workers_write_what_one_process_writes(tmp_path: Path) -> None
     spec = FirehoseSpec(events=6000, pages=300, seed=7)
     batches = batches_of(list(generate_firehose(spec)), 500)
     single, single_stats = await ingest(Settings(data_dir=tmp_path / "one"), batches)
+    timed_before = batches_timed()
     sharded, sharded_stats = await ingest(
         Settings(data_dir=tmp_path / "two", ingest_workers=2), batches
     )
     assert sharded == single
+    # The workers' batches show in this process's /metrics.
+    assert batches_timed() - timed_before == len(batches)
     assert sharded_stats.topics == single_stats.topics
     # Deletes of likes and follows found the refs their creates left in another batch.
     assert single.skipped_reasons.get("like delete of a record never seen", 0) == 0

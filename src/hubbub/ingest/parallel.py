@@ -175,6 +175,7 @@ class ShardedIngestor:
         self._workers = [_Worker(i, settings, source, instance) for i in range(workers)]
         self._slots = [asyncio.Semaphore(max_in_flight) for _ in range(workers)]
         self._next_batch = 0
+        self._unresolved = 0
         self._previous: asyncio.Future[IngestSummary] | None = None
         self._started = False
 
@@ -207,6 +208,7 @@ class ShardedIngestor:
         if not self._started:
             raise RuntimeError("the ingestor is not started")
         trace = trace or telemetry.new_traceparent()
+        started = time.perf_counter()
         parts: list[list[bytes]] = [[] for _ in self._workers]
         shards = len(parts)
         for line in lines:
@@ -223,8 +225,12 @@ class ShardedIngestor:
                 # the batch as a whole fails with the reason.
                 futures.append(_failed(error))
                 break
-        combined = asyncio.ensure_future(self._combine(futures, self._previous, len(lines)))
+        combined = asyncio.ensure_future(
+            self._combine(futures, self._previous, len(lines), started)
+        )
         self._previous = combined
+        self._unresolved += 1
+        telemetry.INGEST_QUEUE_DEPTH.labels(self.source).set(self._unresolved)
         return combined
 
     async def ingest(self, lines: Sequence[bytes], trace: str | None = None) -> IngestSummary:
@@ -242,17 +248,27 @@ class ShardedIngestor:
         parts: list[asyncio.Future[IngestSummary]],
         previous: asyncio.Future[IngestSummary] | None,
         lines: int,
+        started: float,
     ) -> IngestSummary:
-        """All parts of a batch, resolved only after the batch before it."""
-        if previous is not None:
-            await asyncio.wait([previous])
-        await asyncio.wait(parts)  # every part settles before the batch does
-        summaries = await asyncio.gather(*parts)
+        """All parts of a batch, resolved only after the batch before it.
+
+        The workers' metrics stay in their processes; this one records every batch's
+        outcome, size, time from submit to append, lag and dropped facets.
+        """
+        try:
+            if previous is not None:
+                await asyncio.wait([previous])
+            await asyncio.wait(parts)  # every part settles before the batch does
+            summaries = await asyncio.gather(*parts)
+        finally:
+            self._unresolved -= 1
+            telemetry.INGEST_QUEUE_DEPTH.labels(self.source).set(self._unresolved)
         summary = IngestSummary()
         for part in summaries:
             summary.add(part)
         self.totals.add(summary)
-        observe_summary(self.source, summary, lines, time.time_ns() // 1000)
+        seconds = time.perf_counter() - started
+        observe_summary(self.source, summary, lines, seconds, time.time_ns() // 1000)
         return summary
 
 

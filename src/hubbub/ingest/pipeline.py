@@ -44,6 +44,7 @@ class IngestSummary(msgspec.Struct):
     duplicates: int = 0
     skipped_reasons: dict[str, int] = {}
     newest_ts: int = 0
+    facets_dropped: int = 0
 
     @property
     def total(self) -> int:
@@ -58,6 +59,7 @@ class IngestSummary(msgspec.Struct):
         reasons.update(other.skipped_reasons)
         self.skipped_reasons = dict(reasons)
         self.newest_ts = max(self.newest_ts, other.newest_ts)
+        self.facets_dropped += other.facets_dropped
 
 
 @dataclass(slots=True)
@@ -196,6 +198,7 @@ class Ingestor:
             duplicates=duplicates,
             skipped_reasons=dict(mapped.skipped),
             newest_ts=max((event.ts for event in mapped.events), default=0),
+            facets_dropped=mapped.facets_dropped,
         )
         self.totals.add(summary)
         return summary
@@ -212,10 +215,8 @@ class Ingestor:
         mapped = work.mapped
         assert mapped is not None
         source = self.source
-        observe_summary(source, summary, len(work.lines), self.clock.now_us())
         elapsed = time.perf_counter() - work.started
-        telemetry.INGEST_BATCH_SECONDS.labels(source).observe(elapsed)
-        telemetry.INGEST_FACETS_DROPPED.labels(source).inc(mapped.facets_dropped)
+        observe_summary(source, summary, len(work.lines), elapsed, self.clock.now_us())
         log.debug(
             "ingest batch",
             trace=work.trace,
@@ -263,11 +264,15 @@ def _count_duplicates(primary_ids: list[str], duplicate_ids: list[str]) -> int:
     return duplicates
 
 
-def observe_summary(source: str, summary: IngestSummary, lines: int, now_us: int) -> None:
-    """The per-batch metrics every ingestor records: outcomes, batch size, lag."""
+def observe_summary(
+    source: str, summary: IngestSummary, lines: int, seconds: float, now_us: int
+) -> None:
+    """The per-batch metrics every ingestor records: outcomes, size, time, lag, facets."""
     for outcome in ("accepted", "skipped", "rejected", "duplicates"):
         telemetry.INGEST_EVENTS.labels(source, outcome).inc(getattr(summary, outcome))
     telemetry.INGEST_BATCH_SIZE.labels(source).observe(lines)
+    telemetry.INGEST_BATCH_SECONDS.labels(source).observe(seconds)
+    telemetry.INGEST_FACETS_DROPPED.labels(source).inc(summary.facets_dropped)
     if summary.newest_ts:
         telemetry.INGEST_LAG_SECONDS.labels(source).set((now_us - summary.newest_ts) / 1e6)
 

@@ -38,7 +38,7 @@ INGEST_LAG_SECONDS: Final = Gauge(
     ["source"],
 )
 INGEST_QUEUE_DEPTH: Final = Gauge(
-    "hubbub_ingest_queue_batches", "Batches waiting to be processed.", ["source"]
+    "hubbub_ingest_queue_batches", "Batches submitted and not yet through the pipeline.", ["source"]
 )
 INGEST_FACETS_DROPPED: Final = Counter(
     "hubbub_ingest_facets_dropped",
