@@ -1,0 +1,76 @@
+"""How names and queries are compared: case-, accent- and width-insensitively.
+
+`normalize` applies NFKD (which splits accented letters and folds compatibility forms
+such as full-width letters), drops the combining marks, then casefolds. NFKD leaves a
+few letters whole that people still type without their stroke or ligature (ø ł đ ı æ œ
+ß þ); those are spelled out. Everything else, CJK, emoji and right-to-left scripts
+included, is kept as it is, so a prefix of it matches.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Final
+
+# Letters NFKD does not decompose, mapped the way people type them on a plain keyboard.
+_SPELLED_OUT: Final = str.maketrans(
+    {
+        "ø": "o",
+        "ł": "l",
+        "đ": "d",
+        "ı": "i",
+        "æ": "ae",
+        "œ": "oe",
+        "ß": "ss",
+        "þ": "th",
+        "ð": "d",
+        "ħ": "h",
+        "ŧ": "t",
+    }
+)
+# Categories that separate words in a display name: spaces, punctuation, controls.
+_SEPARATORS: Final = frozenset(
+    {"Zs", "Zl", "Zp", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Cc", "Cf"}
+)
+MAX_QUERY_CHARS: Final = 100
+
+
+def normalize(text: str) -> str:
+    """The comparable form of a handle, a name or a query (a leading `@` dropped)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    bare = "".join(char for char in decomposed if not unicodedata.combining(char))
+    folded = bare.casefold().translate(_SPELLED_OUT).strip()
+    return folded.removeprefix("@").lstrip()
+
+
+def words(text: str) -> list[str]:
+    """The normalized words of a display name or a query, in order."""
+    found: list[str] = []
+    current: list[str] = []
+    for char in normalize(text):
+        if unicodedata.category(char) in _SEPARATORS:
+            if current:
+                found.append("".join(current))
+                current = []
+        else:
+            current.append(char)
+    if current:
+        found.append("".join(current))
+    return found
+
+
+class InvalidQuery(ValueError):
+    """A query that cannot be answered; the message says why, for a 4xx answer."""
+
+
+def query_terms(query: str) -> list[str]:
+    """The terms of an autocomplete query, each to be matched as a prefix.
+
+    Raises InvalidQuery for an empty query or one longer than MAX_QUERY_CHARS.
+    """
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidQuery(f"the query is {len(query)} characters; at most {MAX_QUERY_CHARS}")
+    terms = words(query)
+    if not terms:
+        raise InvalidQuery("the query is empty: type at least one letter after @")
+    return terms
