@@ -64,13 +64,15 @@ class InvalidQuery(ValueError):
 
 
 def query_terms(query: str) -> list[str]:
-    """The terms of an autocomplete query, each to be matched as a prefix.
+    """The normalized, space-separated terms of an autocomplete query.
 
-    Raises InvalidQuery for an empty query or one longer than MAX_QUERY_CHARS.
+    A term keeps its punctuation ("swift.o" is a handle prefix); `words` splits it
+    further to match name words. Raises InvalidQuery for an empty query or one longer
+    than MAX_QUERY_CHARS.
     """
     if len(query) > MAX_QUERY_CHARS:
         raise InvalidQuery(f"the query is {len(query)} characters; at most {MAX_QUERY_CHARS}")
-    terms = words(query)
+    terms = normalize(query).split()
     if not terms:
         raise InvalidQuery("the query is empty: type at least one letter after @")
     return terms
