@@ -125,3 +125,18 @@ def test_the_demo_runs_a_live_firehose_and_says_where_to_look(hubbub: CliRunner)
     counts = {topic["topic"]: topic["count"] for topic in json.loads(out)["topics"]}
     assert counts["engagement"] > 500
     assert counts["posts"] > 50
+
+
+def test_mentions_query_answers_from_what_was_replayed(hubbub: CliRunner, tmp_path: Path) -> None:
+    statuses = tmp_path / "statuses.jsonl"
+    status = json.loads((FIXTURES / "mastodon-status-example.json").read_text())
+    statuses.write_text(json.dumps(status) + "\n")
+    invoke(hubbub, "ingest", "replay", str(statuses), "--source", "mastodon", "--json")
+    code, out = invoke(hubbub, "mentions", "query", "@EUG", "--json")
+    assert code == 0
+    (page,) = json.loads(out)
+    assert page["handle"] == "Gargron@mastodon.social"
+    assert page["followers"] == 322930
+    result = hubbub.invoke(app, ["mentions", "query", "   "])
+    assert result.exit_code == 2
+    assert "empty" in result.stderr

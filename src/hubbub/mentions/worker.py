@@ -1,0 +1,40 @@
+"""The mentions service's log consumer: it builds its own index from the `pages` topic.
+
+Each replica reads the log itself from its own position, so replicas scale out by
+being added; the position is kept with the index it produced (in memory for now).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hubbub.eventlog.port import EventLog
+from hubbub.kernel.events import PAGES
+from hubbub.mentions.index import MentionsIndex
+from hubbub.mentions.pages import Page, project
+from hubbub.mentions.service import Suggestion, apply_changes, suggest
+
+READ_BATCH = 20_000
+
+
+@dataclass
+class MentionsView:
+    """Pages, their index, and the last log position folded into them."""
+
+    pages: dict[str, Page] = field(default_factory=dict)
+    index: MentionsIndex = field(default_factory=MentionsIndex)
+    position: int = 0
+
+    def suggest(self, query: str, limit: int = 10) -> list[Suggestion]:
+        return suggest(self.index, self.pages, query, limit)
+
+
+async def catch_up(view: MentionsView, event_log: EventLog) -> int:
+    """Fold every page event after `view.position` into the view; returns how many."""
+    folded = 0
+    while records := await event_log.read(PAGES, view.position + 1, READ_BATCH):
+        changes = project(view.pages, (record.event for record in records))
+        apply_changes(view.index, view.pages, changes)
+        view.position = records[-1].position
+        folded += len(records)
+    return folded
