@@ -18,6 +18,7 @@ from hubbub.ingest.pipeline import BatchSink, Ingestor
 from hubbub.ingest.ports import IngestState
 from hubbub.ingest.sqlite import SqliteIngestState
 from hubbub.kernel.clock import Clock, SystemClock
+from hubbub.mentions.worker import MentionsView, catch_up, follow
 from hubbub.settings import EVENT_LOG_ADAPTERS, Settings
 
 SOURCES = ("jetstream", "mastodon")
@@ -66,6 +67,17 @@ class Platform:
     clock: Clock
     ingestors: dict[tuple[str, str], BatchSink] = field(default_factory=dict)
     _making: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _mentions: MentionsView | None = None
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def mentions(self) -> MentionsView:
+        """The live mentions view: caught up now, then kept up by a background task."""
+        if self._mentions is None:
+            view = MentionsView()
+            await catch_up(view, self.event_log)
+            self._mentions = view
+            self._background.append(asyncio.create_task(follow(view, self.event_log)))
+        return self._mentions
 
     async def ingestor(
         self, source: str, *, instance: str = "mastodon", workers: int | None = None
@@ -101,6 +113,9 @@ class Platform:
 
     async def close(self) -> None:
         """Stop every ingestor (finishing what was submitted), then close the adapters."""
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         try:
             for ingestor in self.ingestors.values():
                 await ingestor.stop()

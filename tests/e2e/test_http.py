@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -82,3 +83,35 @@ async def test_readiness_fails_when_the_log_is_gone(
     ready = await client.get("/readyz")
     assert ready.status_code == 503
     assert "event log (sqlite) not reachable" in ready.json()["reason"]
+
+
+async def test_a_pushed_page_is_suggested_within_two_seconds(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/v1/mentions", params={"q": "eug"})).json() == []
+    status = (FIXTURES / "mastodon-status-example.json").read_bytes().replace(b"\n", b"")
+    pushed = await client.post(
+        "/v1/ingest/mastodon", content=status, params={"instance": "mastodon.social"}
+    )
+    assert pushed.json()["accepted"] == 1
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 2.0
+    while not (found := (await client.get("/v1/mentions", params={"q": "@Eug"})).json()):
+        assert loop.time() < deadline, "the new page was not suggested within 2 s"
+        await asyncio.sleep(0.05)
+    assert found == [
+        {
+            "id": "https://mastodon.social/@Gargron",
+            "handle": "Gargron@mastodon.social",
+            "display_name": "Eugen",
+            "followers": 322930,
+            "source": "mastodon",
+        }
+    ]
+
+
+async def test_mention_queries_that_cannot_be_answered_get_a_4xx(
+    client: httpx.AsyncClient,
+) -> None:
+    for bad in ("", "   ", "@", "x" * 1000):
+        response = await client.get("/v1/mentions", params={"q": bad})
+        assert response.status_code == 422
+    assert (await client.get("/v1/mentions")).status_code == 422

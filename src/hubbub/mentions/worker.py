@@ -6,15 +6,19 @@ being added; the position is kept with the index it produced (in memory for now)
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
-from hubbub.eventlog.port import EventLog
+import structlog
+
+from hubbub.eventlog.port import EventLog, LogUnavailable
 from hubbub.kernel.events import PAGES
 from hubbub.mentions.index import MentionsIndex
 from hubbub.mentions.pages import Page, project
 from hubbub.mentions.service import Suggestion, apply_changes, suggest
 
 READ_BATCH = 20_000
+log = structlog.get_logger("hubbub.mentions")
 
 
 @dataclass
@@ -38,3 +42,17 @@ async def catch_up(view: MentionsView, event_log: EventLog) -> int:
         view.position = records[-1].position
         folded += len(records)
     return folded
+
+
+async def follow(view: MentionsView, event_log: EventLog, interval_s: float = 0.2) -> None:
+    """Keep the view caught up with the log until cancelled (a live replica's loop).
+
+    Polling every `interval_s` keeps answers within well under the 2 s freshness the
+    service promises. A log that is briefly unreachable is retried, not fatal.
+    """
+    while True:
+        try:
+            await catch_up(view, event_log)
+        except LogUnavailable as error:
+            log.warning("mentions cannot read the log", error=str(error))
+        await asyncio.sleep(interval_s)

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hubbub.bootstrap import Platform
 from hubbub.ingest import api as ingest_api
+from hubbub.mentions import api as mentions_api
 
 READY_TIMEOUT_S = 2.0
 
@@ -22,6 +23,7 @@ READY_TIMEOUT_S = 2.0
 def create_app(platform: Platform) -> FastAPI:
     app = FastAPI(title="Hubbub", version="0.1.0")
     app.include_router(ingest_api.build_router(platform, platform.settings.max_push_bytes))
+    app.include_router(mentions_api.build_router(platform))
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
