@@ -140,3 +140,13 @@ def test_mentions_query_answers_from_what_was_replayed(hubbub: CliRunner, tmp_pa
     result = hubbub.invoke(app, ["mentions", "query", "   "])
     assert result.exit_code == 2
     assert "empty" in result.stderr
+
+
+def test_bench_mentions_prints_one_json_object(hubbub: CliRunner) -> None:
+    code, out = invoke(hubbub, "bench", "mentions", "--pages", "2000", "--queries", "200", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["pages"] == 2000
+    assert result["keys"] >= 2000
+    assert 0 < result["p50_us"] <= result["p99_us"]
+    assert result["build_s"] >= 0

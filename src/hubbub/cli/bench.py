@@ -41,3 +41,22 @@ def ingest(
         base=load_settings(),
     )
     print_json(result)
+
+
+@app.command()
+def mentions(
+    pages: Annotated[
+        int, typer.Option(help="Pages in the generated population.", min=1)
+    ] = 1_000_000,
+    queries: Annotated[int, typer.Option(help="Prefixes to time.", min=1)] = 20_000,
+    json: Annotated[bool, typer.Option("--json", help="Print the JSON object only.")] = False,
+) -> None:
+    """Build the mentions index over generated pages, then time top-10 prefix queries.
+
+    In-process figures only so far: the HTTP and PostgreSQL comparisons print null.
+    """
+    from hubbub.benchmarks.mentions import run_mentions_benchmark
+
+    if not json:
+        console.print(f"mentions benchmark: {pages:,} pages, {queries:,} queries…")
+    print_json(run_mentions_benchmark(pages=pages, queries=queries))
