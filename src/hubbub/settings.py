@@ -69,3 +69,7 @@ class Settings(BaseSettings):
     @property
     def ingest_state_path(self) -> Path:
         return self.data_dir / "ingest.db"
+
+    @property
+    def mentions_snapshot_path(self) -> Path:
+        return self.data_dir / "mentions.snapshot"

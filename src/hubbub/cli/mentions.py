@@ -24,14 +24,19 @@ def query(
     limit: Annotated[int, typer.Option(help="How many pages.", min=1, max=50)] = 10,
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """The most followed pages matching TEXT, after catching up with the event log."""
+    """The most followed pages matching TEXT, after catching up with the event log.
+
+    The view is kept in a snapshot in the data dir with its log position: the next
+    query loads it and reads only what the log gained since.
+    """
     settings = load_settings()
 
     async def work() -> list[Suggestion]:
         event_log = await open_event_log(settings)
         try:
-            view = MentionsView()
-            await catch_up(view, event_log)
+            view = MentionsView.load(settings.mentions_snapshot_path)
+            if await catch_up(view, event_log):
+                view.save(settings.mentions_snapshot_path)
             return view.suggest(text, limit)
         finally:
             await event_log.close()
