@@ -6,8 +6,10 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +32,21 @@ def require_service(name: str, host: str, port: int) -> None:
 
 def unique_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@asynccontextmanager
+async def running(
+    start: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
+) -> AsyncIterator[asyncio.Task[None]]:
+    """Run a connector while the block runs; stop it through its `stop` event after."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(start(stop))
+    try:
+        yield task
+    finally:
+        stop.set()
+        async with asyncio.timeout(5):
+            await task
 
 
 async def until(check: Callable[[], Awaitable[bool]]) -> None:

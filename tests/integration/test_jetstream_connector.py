@@ -24,7 +24,7 @@ from hubbub.ingest.pipeline import Ingestor, IngestSummary
 from hubbub.ingest.sqlite import SqliteIngestState
 from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import TOPICS, InputRejected
-from tests.conftest import until
+from tests.conftest import running, until
 
 Contents = dict[str, list[str]]
 
@@ -153,18 +153,12 @@ def reconnects() -> float:
 @asynccontextmanager
 async def connector(rig: Rig, url: str, **options: Any) -> AsyncIterator[asyncio.Task[None]]:
     """Run the connector with test-sized waits; stop it (via `stop`) on the way out."""
-    stop = asyncio.Event()
     settings: dict[str, Any] = {"batch_size": 25, "batch_max_wait_s": 0.02, "max_backoff_s": 0.05}
     settings.update(options)
-    task = asyncio.create_task(
-        run_jetstream(rig.ingestor, rig.state, url=url, stop=stop, **settings)
-    )
-    try:
+    async with running(
+        lambda stop: run_jetstream(rig.ingestor, rig.state, url=url, stop=stop, **settings)
+    ) as task:
         yield task
-    finally:
-        stop.set()
-        async with asyncio.timeout(5):
-            await task
 
 
 def log_has(log: SqliteEventLog, expected: Contents) -> Callable[[], Awaitable[bool]]:

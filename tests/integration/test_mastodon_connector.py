@@ -22,7 +22,7 @@ from hubbub.ingest.pipeline import Ingestor
 from hubbub.ingest.sqlite import SqliteIngestState
 from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import TOPICS, EngagementRecorded, PostDeleted, PostEdited, PostPublished
-from tests.conftest import until
+from tests.conftest import running, until
 
 REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found"}
 
@@ -137,16 +137,12 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 @asynccontextmanager
 async def connector(rig: Rig, url: str, **options: Any) -> AsyncIterator[asyncio.Task[None]]:
     """Run the connector with test-sized waits; stop it (via `stop`) on the way out."""
-    stop = asyncio.Event()
     settings: dict[str, Any] = {"token": "s3cret", "batch_max_wait_s": 0.02, "max_backoff_s": 0.05}
     settings.update(options)
-    task = asyncio.create_task(run_mastodon(rig.ingestor, url=url, stop=stop, **settings))
-    try:
+    async with running(
+        lambda stop: run_mastodon(rig.ingestor, url=url, stop=stop, **settings)
+    ) as task:
         yield task
-    finally:
-        stop.set()
-        async with asyncio.timeout(5):
-            await task
 
 
 def has_posts(log: SqliteEventLog, count: int) -> Callable[[], Awaitable[bool]]:

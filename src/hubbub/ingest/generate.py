@@ -20,13 +20,10 @@ from typing import Any, Final
 
 import msgspec
 
+from hubbub.ingest.mapping.jetstream import FOLLOW, LIKE, POST, PROFILE, REPOST
+
 _Json = dict[str, Any]
 
-_LIKE: Final = "app.bsky.feed.like"
-_POST: Final = "app.bsky.feed.post"
-_REPOST: Final = "app.bsky.feed.repost"
-_FOLLOW: Final = "app.bsky.graph.follow"
-_PROFILE: Final = "app.bsky.actor.profile"
 
 _SORTABLE_BASE32: Final = "234567abcdefghijklmnopqrstuvwxyz"
 _BASE32: Final = "abcdefghijklmnopqrstuvwxyz234567"
@@ -761,7 +758,7 @@ class _Firehose:
         """
         age = _MIN_OLD_POST_AGE_US + _mix30(key) * 997 % _OLD_POST_MAX_AGE_US
         rkey = _tid(self._spec.start_us - age, _clock_pair(author))
-        return _strong_ref(self._cid(), f"at://{page_did(author)}/{_POST}/{rkey}")
+        return _strong_ref(self._cid(), f"at://{page_did(author)}/{POST}/{rkey}")
 
     def _engagement(
         self, actor: int, now: int, collection: str, record_members: str
@@ -789,38 +786,38 @@ class _Firehose:
         members = f'"subject":{self._subject_post()}'
         if self._random() < _LIKE_VIA_REPOST and self._reposts.items:
             members = f'{members},"via":{self._reposts.pick()[2]}'
-        line, rkey, _ = self._engagement(actor, now, _LIKE, members)
+        line, rkey, _ = self._engagement(actor, now, LIKE, members)
         self._likes.remember((actor, rkey), now)
         return line
 
     def _repost_created(self, now: int) -> bytes:
         actor = int(self._random() * self._pages)
-        line, rkey, cid = self._engagement(actor, now, _REPOST, f'"subject":{self._subject_post()}')
-        ref = _strong_ref(cid, f"at://{page_did(actor)}/{_REPOST}/{rkey}")
+        line, rkey, cid = self._engagement(actor, now, REPOST, f'"subject":{self._subject_post()}')
+        ref = _strong_ref(cid, f"at://{page_did(actor)}/{REPOST}/{rkey}")
         self._reposts.remember((actor, rkey, ref), now)
         return line
 
     def _follow_created(self, now: int) -> bytes:
         actor = int(self._random() * self._pages)
         members = f'"subject":"{page_did(self._popular())}"'
-        line, rkey, _ = self._engagement(actor, now, _FOLLOW, members)
+        line, rkey, _ = self._engagement(actor, now, FOLLOW, members)
         self._follows.remember((actor, rkey), now)
         return line
 
     def _like_deleted(self, now: int) -> bytes:
         if not self._likes.items:
             return self._like_created(now)
-        return self._deleted(self._likes, now, _LIKE)
+        return self._deleted(self._likes, now, LIKE)
 
     def _repost_deleted(self, now: int) -> bytes:
         if not self._reposts.items:
             return self._repost_created(now)
-        return self._deleted(self._reposts, now, _REPOST)
+        return self._deleted(self._reposts, now, REPOST)
 
     def _follow_deleted(self, now: int) -> bytes:
         if not self._follows.items:
             return self._follow_created(now)
-        return self._deleted(self._follows, now, _FOLLOW)
+        return self._deleted(self._follows, now, FOLLOW)
 
     # posts
 
@@ -828,9 +825,9 @@ class _Firehose:
         # Popular pages post more often than the average account.
         author = self._popular() if self._random() < _POSTS_BY_POPULAR else self._actor()
         record, root = self._post_record(author, now)
-        event = self._created(author, now, _POST, record)
+        event = self._created(author, now, POST, record)
         commit = event["commit"]
-        ref = _strong_ref(commit["cid"], f"at://{event['did']}/{_POST}/{commit['rkey']}")
+        ref = _strong_ref(commit["cid"], f"at://{event['did']}/{POST}/{commit['rkey']}")
         self._posts.remember((author, commit["rkey"], ref, root or ref), now)
         if author < len(self._latest_posts):
             self._latest_posts[author] = ref
@@ -839,13 +836,13 @@ class _Firehose:
     def _post_deleted(self, now: int) -> bytes:
         if not self._posts.items:
             return self._post_created(now)
-        return self._deleted(self._posts, now, _POST)
+        return self._deleted(self._posts, now, POST)
 
     def _post_updated(self, now: int) -> bytes:
         if not self._posts.items:
             return self._post_created(now)
         author, rkey = self._posts.pick()[:2]
-        event = self._commit(author, now, "update", _POST, rkey)
+        event = self._commit(author, now, "update", POST, rkey)
         return self._with_record(event, self._post_record(author, now)[0])
 
     def _post_lang(self, author: int) -> str:
@@ -857,7 +854,7 @@ class _Firehose:
         """A post record and, for a reply, the root of its thread."""
         lang = self._post_lang(author)
         text, facets, link = self._post_text(lang)
-        record: _Json = {"$type": _POST, "createdAt": self._created_at(now)}
+        record: _Json = {"$type": POST, "createdAt": self._created_at(now)}
         embed = self._embed(link, lang)
         if embed is not None:
             record["embed"] = embed
@@ -947,7 +944,7 @@ class _Firehose:
         about = page(author)
         bios = _BIOS[about.lang]
         return {
-            "$type": _PROFILE,
+            "$type": PROFILE,
             "createdAt": self._created_at(now),
             "description": bios[int(self._random() * len(bios))],
             "displayName": about.display_name,
@@ -956,11 +953,11 @@ class _Firehose:
     def _profile_created(self, now: int) -> bytes:
         author = self._actor()
         record = self._profile_record(author, now)
-        return self._encode(self._created(author, now, _PROFILE, record, "self"))
+        return self._encode(self._created(author, now, PROFILE, record, "self"))
 
     def _profile_updated(self, now: int) -> bytes:
         author = self._popular() if self._random() < _PROFILES_OF_POPULAR else self._actor()
-        event = self._commit(author, now, "update", _PROFILE, "self")
+        event = self._commit(author, now, "update", PROFILE, "self")
         return self._with_record(event, self._profile_record(author, now))
 
     def _identity_changed(self, now: int) -> bytes:

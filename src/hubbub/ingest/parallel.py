@@ -32,7 +32,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from hubbub.ingest.pipeline import IngestSummary, observe_summary
+from hubbub.ingest.pipeline import IngestSummary, SinkBase, observe_summary
 from hubbub.kernel import telemetry
 from hubbub.settings import Settings
 
@@ -158,7 +158,7 @@ class _Worker:
         self.connection.close()
 
 
-class ShardedIngestor:
+class ShardedIngestor(SinkBase):
     """The `Ingestor` interface, spread over `workers` processes; see the module docstring."""
 
     def __init__(
@@ -194,13 +194,6 @@ class ShardedIngestor:
             await asyncio.gather(*(worker.stop() for worker in self._workers))
             self._started = False
 
-    async def __aenter__(self) -> ShardedIngestor:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
     async def submit(
         self, lines: Sequence[bytes], trace: str | None = None
     ) -> asyncio.Future[IngestSummary]:
@@ -232,9 +225,6 @@ class ShardedIngestor:
         self._unresolved += 1
         telemetry.INGEST_QUEUE_DEPTH.labels(self.source).set(self._unresolved)
         return combined
-
-    async def ingest(self, lines: Sequence[bytes], trace: str | None = None) -> IngestSummary:
-        return await (await self.submit(lines, trace))
 
     async def _send(self, index: int, request: _Request) -> asyncio.Future[IngestSummary]:
         slot = self._slots[index]

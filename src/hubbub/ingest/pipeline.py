@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import msgspec
 import structlog
@@ -76,7 +76,33 @@ class _Work:
 _STOP: Any = object()
 
 
-class Ingestor:
+class SinkBase:
+    """What every ingestor derives from its `start`, `stop` and `submit`."""
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def submit(
+        self, lines: Sequence[bytes], trace: str | None = None
+    ) -> asyncio.Future[IngestSummary]:
+        raise NotImplementedError
+
+    async def ingest(self, lines: Sequence[bytes], trace: str | None = None) -> IngestSummary:
+        """Submit one batch and wait for its outcome."""
+        return await (await self.submit(lines, trace))
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+class Ingestor(SinkBase):
     """Runs one source's batches through the pipeline; `start` it, `submit`, then `stop`."""
 
     def __init__(
@@ -112,13 +138,6 @@ class Ingestor:
             await asyncio.gather(*self._tasks)
             self._tasks = []
 
-    async def __aenter__(self) -> Ingestor:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
     async def submit(
         self, lines: Sequence[bytes], trace: str | None = None
     ) -> asyncio.Future[IngestSummary]:
@@ -128,10 +147,6 @@ class Ingestor:
         work = _Work(lines, trace or telemetry.new_traceparent(), asyncio.Future())
         await self._incoming.put(work)
         return work.done
-
-    async def ingest(self, lines: Sequence[bytes], trace: str | None = None) -> IngestSummary:
-        """Submit one batch and wait for its outcome."""
-        return await (await self.submit(lines, trace))
 
     async def _map_stage(self) -> None:
         while (work := await self._incoming.get()) is not _STOP:
