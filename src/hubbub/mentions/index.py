@@ -1,14 +1,14 @@
-"""Prefix top-k over page keys: the ten most followed pages whose key starts with a prefix.
+"""Prefix top-k over page keys: the most followed pages whose key starts with a prefix.
 
 `PrefixTopK` is immutable in its keys and mutable in its scores. Its keys (already
-normalized strings) are kept sorted, UTF-8 encoded in one byte string with an offset
-array, so that the keys starting with a prefix form one range, found by binary search.
-Over the key positions lies a max segment tree (a flat numpy int64 array of `2n`
-nodes, leaves at `n..2n-1`) whose values rank pages: score in the high 32 bits, the
-complement of the page ordinal in the low 32 bits, so that a greater value means a
-higher score, then a lower ordinal. Removed pages have the value -1. A query splits
-its range into O(log n) tree nodes and walks them best first with a heap, stopping
-after `k` distinct pages; a page owning several keys in the range is reported once.
+normalized strings) are kept sorted and distinct, UTF-8 encoded in one byte array with
+an offset array, so that the keys starting with a prefix form one range, found by
+binary search; each distinct key names the run of positions of the pages owning it.
+Over the positions lies a max segment tree of blocks (`_kernels`), whose values rank
+pages by score then lower ordinal, read through a per-page score array: a query walks
+O(log n) tree nodes best first and stops after `k` distinct pages, so one-letter
+prefixes over millions of keys cost the same as long ones. Scores change in place.
+The compiled loops live in `_kernels`; `PageStore` (store.py) builds on this class.
 
 `MentionsIndex` maps page ids to ordinals and keeps pages added or renamed since the
 last build in a small sorted delta, merged into the base by `compact`.
@@ -23,19 +23,15 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from hubbub.mentions import _kernels
+
 __all__ = ["MAX_SCORE", "MentionsIndex", "PrefixTopK"]
 
 MAX_SCORE = (1 << 31) - 1
-"""Largest score a page may have (scores share an int64 with the page ordinal)."""
+"""Largest score a page may have (scores are int32; ranks share an int64 with the ordinal)."""
 
-_LOW = (1 << 32) - 1
-_MAX_PAGES = 1 << 32
-_ABOVE_UTF8 = b"\xff"  # greater than every byte of UTF-8: bounds a prefix range from above
-
-
-def _rank(page: int, score: int) -> int:
-    """Tree value of `page` at `score`: greater means better (higher score, lower page)."""
-    return (score << 32) | (_LOW - page)
+_MAX_PAGES = 1 << 31
+_ARRAYS = ("blob", "offsets", "starts", "key_page", "page_ptr", "page_keys", "tree")
 
 
 def _check_score(score: int) -> None:
@@ -43,60 +39,58 @@ def _check_score(score: int) -> None:
         raise ValueError(f"score must be in [0, {MAX_SCORE}], got {score}")
 
 
-class _SortedKeys:
-    """The sorted keys as a read-only sequence of bytes, for `bisect`."""
-
-    __slots__ = ("_offsets", "blob")
-
-    def __init__(self, blob: bytes, offsets: memoryview) -> None:
-        self.blob = blob
-        self._offsets = offsets
-
-    def __len__(self) -> int:
-        return len(self._offsets) - 1
-
-    def __getitem__(self, i: int) -> bytes:
-        return self.blob[self._offsets[i] : self._offsets[i + 1]]
-
-
 class PrefixTopK:
     """Top-k pages by score among keys starting with a prefix, over a sorted key array.
 
-    Pages are ordinals `0..n_pages-1`. Keys are fixed at build; scores change in place
-    (`set_score`) and pages can be removed (`remove`), after which they are never
-    returned again and their score updates are ignored. Memory is 24 bytes per key
-    (28 past 4 GB of key bytes) plus the key bytes, and 16 bytes per page.
+    Pages are ordinals `0..n_pages-1`; `scores[page]` (int32, -1 for an absent page) is
+    read at query time and may be longer than `n_pages`. Keys are fixed at build; scores
+    change in place (`set_score`, `remove`, or writing `scores` then `refresh`). Memory:
+    the distinct key bytes with 16 bytes per distinct key, 10 per key, 8 per page.
     """
 
-    __slots__ = (
-        "_keys",
-        "_n",
-        "_offsets",
-        "_page_keys",
-        "_page_ptr",
-        "_scores",
-        "_tree",
-        "_tv",
-    )
+    __slots__ = ("blob", "key_page", "offsets", "page_keys", "page_ptr", "scores", "starts", "tree")
 
     def __init__(
-        self,
-        blob: bytes,
-        offsets: npt.NDArray[np.uint32] | npt.NDArray[np.int64],
-        tree: npt.NDArray[np.int64],
-        page_keys: npt.NDArray[np.int32],
-        page_ptr: npt.NDArray[np.int64],
-        scores: npt.NDArray[np.int64],
+        self, arrays: dict[str, npt.NDArray[np.generic]], scores: npt.NDArray[np.int32]
     ) -> None:
-        """Use `build`; this takes the arrays as built, without checking them."""
-        self._n = len(offsets) - 1
-        self._offsets = offsets
-        self._keys = _SortedKeys(blob, offsets.data)
-        self._tree = tree
-        self._tv = tree.data
-        self._page_keys = page_keys.data
-        self._page_ptr = page_ptr.data
-        self._scores = scores.data
+        """Use `build` or `from_strings`; this takes the arrays as built (see `arrays`)."""
+        self.blob: npt.NDArray[np.uint8] = arrays["blob"]  # type: ignore[assignment]
+        self.offsets: npt.NDArray[np.int64] = arrays["offsets"]  # type: ignore[assignment]
+        self.starts: npt.NDArray[np.int64] = arrays["starts"]  # type: ignore[assignment]
+        self.key_page: npt.NDArray[np.int32] = arrays["key_page"]  # type: ignore[assignment]
+        self.page_ptr: npt.NDArray[np.int64] = arrays["page_ptr"]  # type: ignore[assignment]
+        self.page_keys: npt.NDArray[np.int32] = arrays["page_keys"]  # type: ignore[assignment]
+        self.tree: npt.NDArray[np.int64] = arrays["tree"]  # type: ignore[assignment]
+        self.scores = scores
+
+    @classmethod
+    def from_strings(
+        cls,
+        blob: npt.NDArray[np.uint8],
+        offsets: npt.NDArray[np.int64],
+        key_page: npt.NDArray[np.int32],
+        scores: npt.NDArray[np.int32],
+        n_pages: int,
+    ) -> PrefixTopK:
+        """Index the strings of (blob, offsets), string i owned by page key_page[i]."""
+        order = np.arange(len(key_page), dtype=np.int64)
+        _kernels.sort_keys(blob, offsets, order)
+        unique, unique_offsets, starts = _kernels.unique_sorted(blob, offsets, order)
+        sorted_pages = np.ascontiguousarray(key_page[order], dtype=np.int32)
+        del order
+        page_keys = np.argsort(sorted_pages, kind="stable").astype(np.int32)
+        page_ptr = np.zeros(n_pages + 1, dtype=np.int64)
+        np.cumsum(np.bincount(sorted_pages, minlength=n_pages), out=page_ptr[1:])
+        arrays: dict[str, npt.NDArray[np.generic]] = {
+            "blob": unique,
+            "offsets": unique_offsets,
+            "starts": starts,
+            "key_page": sorted_pages,
+            "page_ptr": page_ptr,
+            "page_keys": page_keys,
+            "tree": _kernels.build_tree(sorted_pages, scores),
+        }
+        return cls(arrays, scores)
 
     @classmethod
     def build(
@@ -123,127 +117,70 @@ class PrefixTopK:
         page_arr = np.asarray(pages, dtype=np.int64).reshape(-1)
         if n and (page_arr.min() < 0 or page_arr.max() >= n_pages):
             raise ValueError("page ordinals must index scores")
-
         encoded = [key.encode() for key in keys]
-        order = sorted(range(n), key=encoded.__getitem__)
-        sorted_keys = [encoded[i] for i in order]
-        del encoded
-        lengths = np.fromiter(map(len, sorted_keys), dtype=np.int64, count=n)
-        total = int(lengths.sum())
-        offsets: npt.NDArray[np.uint32] | npt.NDArray[np.int64] = (
-            np.zeros(n + 1, dtype=np.uint32)
-            if total < _MAX_PAGES
-            else np.zeros(n + 1, dtype=np.int64)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=n), out=offsets[1:])
+        blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        return cls.from_strings(
+            blob, offsets, page_arr.astype(np.int32), score_arr.astype(np.int32), n_pages
         )
-        np.cumsum(lengths, out=offsets[1:])
-        blob = b"".join(sorted_keys)
-        del sorted_keys
-        key_page = page_arr[np.fromiter(order, dtype=np.int64, count=n)]
-        del order
 
-        page_ord = np.arange(n_pages, dtype=np.int64)
-        ranks = np.where(score_arr >= 0, (score_arr << 32) | (_LOW - page_ord), -1)
-        tree = np.full(2 * n, -1, dtype=np.int64)
-        tree[n:] = ranks[key_page]
-        hi = n
-        while hi > 1:
-            lo = (hi + 1) // 2
-            np.maximum(tree[2 * lo : 2 * hi : 2], tree[2 * lo + 1 : 2 * hi : 2], out=tree[lo:hi])
-            hi = lo
-
-        page_keys = np.argsort(key_page, kind="stable").astype(np.int32)
-        page_ptr = np.zeros(n_pages + 1, dtype=np.int64)
-        np.cumsum(np.bincount(key_page, minlength=n_pages), out=page_ptr[1:])
-        return cls(blob, offsets, tree, page_keys, page_ptr, score_arr)
+    def arrays(self) -> dict[str, npt.NDArray[np.generic]]:
+        """The arrays that `PrefixTopK(arrays, scores)` takes back (for saving)."""
+        return {name: getattr(self, name) for name in _ARRAYS}
 
     def __len__(self) -> int:
         """Number of keys (removed pages' keys included)."""
-        return self._n
+        return len(self.key_page)
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the index's key bytes and arrays."""
-        return (
-            len(self._keys.blob)
-            + self._offsets.nbytes
-            + self._tree.nbytes
-            + self._page_keys.nbytes
-            + self._page_ptr.nbytes
-            + self._scores.nbytes
-        )
+        """Bytes held by the key bytes and arrays (scores excluded: they are the caller's)."""
+        return sum(getattr(self, name).nbytes for name in _ARRAYS)
 
     @property
     def n_pages(self) -> int:
         """Number of page ordinals, removed ones included."""
-        return len(self._scores)
+        return len(self.page_ptr) - 1
 
     def score(self, page: int) -> int:
         """Current score of `page`, or -1 if it was removed (or absent at build)."""
-        return int(self._scores[page])
+        return int(self.scores[page])
 
     def keys_of(self, page: int) -> list[str]:
         """The keys of `page`, in sorted order (also for a removed page)."""
-        ptr = self._page_ptr
-        positions = sorted(self._page_keys[ptr[page] : ptr[page + 1]])
-        return [self._keys[int(pos)].decode() for pos in positions]
+        positions = np.sort(self.page_keys[self.page_ptr[page] : self.page_ptr[page + 1]])
+        found = np.searchsorted(self.starts, positions, side="right") - 1
+        off, blob = self.offsets, self.blob
+        return [bytes(blob[off[u] : off[u + 1]]).decode() for u in found.tolist()]
 
-    def key_range(self, prefix: str) -> tuple[int, int]:
-        """Positions `[lo, hi)` of the sorted keys starting with `prefix`."""
-        encoded = prefix.encode()
-        lo = bisect_left(self._keys, encoded)
-        hi = bisect_left(self._keys, encoded + _ABOVE_UTF8, lo)
-        return lo, hi
-
-    def top_k(self, prefix: str, k: int = 10) -> list[int]:
+    def top_k(self, prefix: str | bytes, k: int = 10) -> list[int]:
         """Page ordinals with a key starting with `prefix`: best score first, ties by
         lower ordinal; each page at most once; removed pages never.
 
         Costs O(log n) for the range plus O(d log n) for d keys visited, where d is k
         plus the extra keys in the range of the pages returned; never the whole range.
         """
-        if k <= 0 or self._n == 0:
-            return []
-        lo, hi = self.key_range(prefix)
-        if lo >= hi:
-            return []
-        n, tv = self._n, self._tv
-        heap: list[tuple[int, int]] = []
-        left, right = lo + n, hi + n
-        while left < right:
-            if left & 1:
-                if tv[left] >= 0:
-                    heap.append((-tv[left], left))
-                left += 1
-            if right & 1:
-                right -= 1
-                if tv[right] >= 0:
-                    heap.append((-tv[right], right))
-            left >>= 1
-            right >>= 1
-        heapq.heapify(heap)
-        found: list[int] = []
-        seen: set[int] = set()
-        heappop, heappush = heapq.heappop, heapq.heappush
-        while heap:
-            neg, node = heappop(heap)
-            while node < n:
-                child = node << 1
-                a, b = tv[child], tv[child + 1]
-                if a >= b:
-                    node = child
-                    if b >= 0:
-                        heappush(heap, (-b, child + 1))
-                else:
-                    node = child + 1
-                    if a >= 0:
-                        heappush(heap, (-a, child))
-            page = _LOW - ((-neg) & _LOW)
-            if page not in seen:
-                seen.add(page)
-                found.append(page)
-                if len(found) == k:
-                    break
-        return found
+        return self.top_k_array(prefix, k).tolist()  # type: ignore[no-any-return]
+
+    def top_k_array(
+        self, prefix: str | bytes | npt.NDArray[np.uint8], k: int
+    ) -> npt.NDArray[np.int64]:
+        """`top_k` as an int64 array (`prefix` may be its UTF-8 bytes as a uint8 array)."""
+        if isinstance(prefix, str):
+            prefix = prefix.encode()
+        if isinstance(prefix, bytes):
+            prefix = np.frombuffer(prefix, dtype=np.uint8)
+        return _kernels.top_k(
+            self.blob,
+            self.offsets,
+            self.starts,
+            self.key_page,
+            self.tree,
+            self.scores,
+            prefix,
+            k,
+        )
 
     def set_score(self, page: int, score: int) -> None:
         """Set the score of `page` in place, in O(keys of page * log n).
@@ -251,32 +188,24 @@ class PrefixTopK:
         Ignored if `page` was removed. Raises ValueError if `score` is out of range.
         """
         _check_score(score)
-        if self._scores[page] < 0:
+        if self.scores[page] < 0:
             return
-        self._scores[page] = score
-        self._set_leaves(page, _rank(page, score))
+        self.scores[page] = score
+        self.refresh(page)
 
     def remove(self, page: int) -> None:
         """Tombstone `page`: it is never returned again."""
-        if self._scores[page] < 0:
+        if self.scores[page] < 0:
             return
-        self._scores[page] = -1
-        self._set_leaves(page, -1)
+        self.scores[page] = -1
+        self.refresh(page)
 
-    def _set_leaves(self, page: int, value: int) -> None:
-        tv, n, ptr = self._tv, self._n, self._page_ptr
-        for pos in self._page_keys[ptr[page] : ptr[page + 1]]:
-            node = pos + n
-            tv[node] = value
-            node >>= 1
-            while node:
-                child = node << 1
-                a, b = tv[child], tv[child + 1]
-                best = a if a >= b else b
-                if tv[node] == best:
-                    break
-                tv[node] = best
-                node >>= 1
+    def refresh(self, page: int) -> None:
+        """Bring the tree in line after `scores[page]` was written directly."""
+        if page < self.n_pages:
+            _kernels.update_page(
+                self.tree, self.key_page, self.scores, self.page_ptr, self.page_keys, page
+            )
 
 
 _EMPTY = PrefixTopK.build([], [], [])
