@@ -6,8 +6,8 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,31 @@ def require_service(name: str, host: str, port: int) -> None:
 
 def unique_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+POSTGRES_ADMIN_DSN = os.environ.get(
+    "HUBBUB_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/postgres"
+)
+
+
+@contextmanager
+def postgres_database(prefix: str = "hubbub_test") -> Iterator[str]:
+    """A database of its own on the real PostgreSQL, dropped after; yields its URL."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(POSTGRES_ADMIN_DSN)
+    require_service(
+        "PostgreSQL", str(params.get("host", "127.0.0.1")), int(params.get("port", 5432))
+    )
+    name = unique_name(prefix)
+    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_conninfo(POSTGRES_ADMIN_DSN, dbname=name)
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @asynccontextmanager

@@ -18,7 +18,9 @@ from hubbub.ingest.pipeline import BatchSink, Ingestor
 from hubbub.ingest.ports import IngestState
 from hubbub.ingest.sqlite import SqliteIngestState
 from hubbub.kernel.clock import Clock, SystemClock
-from hubbub.mentions.worker import MentionsView, catch_up, follow
+from hubbub.mentions.memory import MemoryMentions
+from hubbub.mentions.ports import MentionsBackend
+from hubbub.mentions.worker import MentionsReplica
 from hubbub.settings import EVENT_LOG_ADAPTERS, Settings
 
 SOURCES = ("jetstream", "mastodon")
@@ -57,6 +59,18 @@ def mapping_for(
     raise ConfigurationError(f"unknown source {source!r}: use {', '.join(SOURCES)}")
 
 
+async def open_mentions_backend(name: str, settings: Settings) -> MentionsBackend:
+    """The mentions backend `name`: the memory one from its snapshot (if any), the
+    postgres one connected to `mentions_postgres_url`."""
+    if name == "memory":
+        return MemoryMentions.load(settings.mentions_snapshot_path)
+    if name == "postgres":
+        from hubbub.mentions.postgres import PostgresMentions
+
+        return await PostgresMentions.connect(settings.mentions_postgres_url)
+    raise ConfigurationError(f"unknown mentions backend {name!r}: use memory, postgres")
+
+
 @dataclass
 class Platform:
     """The adapters one process shares between its services."""
@@ -67,17 +81,30 @@ class Platform:
     clock: Clock
     ingestors: dict[tuple[str, str], BatchSink] = field(default_factory=dict)
     _making: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _mentions: MentionsView | None = None
+    _starting_mentions: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _mentions: MentionsReplica | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def mentions(self) -> MentionsView:
-        """The live mentions view: caught up now, then kept up by a background task."""
-        if self._mentions is None:
-            view = MentionsView()
-            await catch_up(view, self.event_log)
-            self._mentions = view
-            self._background.append(asyncio.create_task(follow(view, self.event_log)))
+    async def mentions(self) -> MentionsReplica:
+        """This process's mentions replica: started (caught up) on first use, then kept up
+        by background tasks, and snapshotted now and then and at close."""
+        async with self._starting_mentions:
+            if self._mentions is None:
+                replica = MentionsReplica(
+                    self.event_log,
+                    lambda name: open_mentions_backend(name, self.settings),
+                    serving=self.settings.mentions_backend,
+                    shadow=self.settings.mentions_shadow,
+                )
+                await replica.start()
+                self._mentions = replica
+                self._background.append(asyncio.create_task(self._snapshot_mentions(replica)))
         return self._mentions
+
+    async def _snapshot_mentions(self, replica: MentionsReplica) -> None:
+        while True:
+            await asyncio.sleep(self.settings.mentions_snapshot_interval_s)
+            replica.save(self.settings.mentions_snapshot_path)
 
     async def ingestor(
         self, source: str, *, instance: str = "mastodon", workers: int | None = None
@@ -116,6 +143,9 @@ class Platform:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self._mentions is not None:
+            self._mentions.save(self.settings.mentions_snapshot_path)
+            await self._mentions.close()
         try:
             for ingestor in self.ingestors.values():
                 await ingestor.stop()

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EVENT_LOG_ADAPTERS: Final = ("sqlite", "jetstream")
+MENTIONS_BACKENDS: Final = ("memory", "postgres")
 MIB: Final = 1024 * 1024
 
 
@@ -47,6 +48,17 @@ class Settings(BaseSettings):
     )
     reconnect_max_backoff_s: float = Field(30.0, gt=0)
 
+    # Mentions
+    mentions_backend: str = Field("memory", description="Mentions backend that serves queries.")
+    mentions_shadow: str | None = Field(
+        None, description="Mentions backend sent the same queries off the request path."
+    )
+    mentions_postgres_url: str = Field(
+        "postgresql://127.0.0.1:5432/hubbub", description="Database of the postgres backend."
+    )
+    mentions_snapshot_interval_s: float = Field(
+        60.0, gt=0, description="How often a replica snapshots its in-memory index."
+    )
     # HTTP and operations
     max_push_bytes: int = Field(64 * MIB, ge=1024, description="Largest HTTP push body.")
     http_host: str = "127.0.0.1"
@@ -62,6 +74,14 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown event log adapter {name!r} (HUBBUB_EVENT_LOG): use {known}")
         return name
 
+    @field_validator("mentions_backend", "mentions_shadow")
+    @classmethod
+    def _known_mentions_backend(cls, name: str | None) -> str | None:
+        if name is not None and name not in MENTIONS_BACKENDS:
+            known = ", ".join(MENTIONS_BACKENDS)
+            raise ValueError(f"unknown mentions backend {name!r}: use {known}")
+        return name
+
     @property
     def log_path(self) -> Path:
         return self.data_dir / "eventlog.db"
@@ -72,4 +92,4 @@ class Settings(BaseSettings):
 
     @property
     def mentions_snapshot_path(self) -> Path:
-        return self.data_dir / "mentions.snapshot"
+        return self.data_dir / "mentions"

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hubbub.cli import app
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, require_service
 
 SAMPLE = FIXTURES / "jetstream-sample.jsonl"
 
@@ -143,10 +143,20 @@ def test_mentions_query_answers_from_what_was_replayed(hubbub: CliRunner, tmp_pa
 
 
 def test_bench_mentions_prints_one_json_object(hubbub: CliRunner) -> None:
-    code, out = invoke(hubbub, "bench", "mentions", "--pages", "2000", "--queries", "200", "--json")
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    code, out = invoke(
+        hubbub, "bench", "mentions", "--pages", "2000", "--queries", "300",
+        "--http-seconds", "1", "--http-rate", "300", "--postgres-queries", "50", "--json",
+    )  # fmt: skip
     assert code == 0
     result = json.loads(out)
     assert result["pages"] == 2000
-    assert result["keys"] >= 2000
-    assert 0 < result["p50_us"] <= result["p99_us"]
     assert result["build_s"] >= 0
+    assert result["rss_mb"] > 0
+    assert 0 < result["p50_us"] <= result["p99_us"]
+    assert result["updates_per_s"] > 0
+    assert result["http_errors"] == 0
+    assert result["http_rps"] > 0
+    assert 0 < result["http_p50_ms"] <= result["http_p99_ms"]
+    assert result["restart_ready_s"] > 0
+    assert result["vs_postgres_p99_ratio"] > 1

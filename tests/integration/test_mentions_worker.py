@@ -1,4 +1,4 @@
-"""The mentions view built from the log, saved with its position, and resumed."""
+"""The memory backend built from the log, snapshotted with its position, and resumed."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.events import FollowersChanged, PageSeen
-from hubbub.mentions.worker import MentionsView, catch_up
+from hubbub.mentions.memory import MemoryMentions
+from hubbub.mentions.worker import catch_up
 
 ALICE = "did:plc:alice"
 
@@ -39,23 +40,27 @@ async def test_a_restart_resumes_after_the_snapshot_without_counting_twice(
     tmp_path: Path,
 ) -> None:
     log = SqliteEventLog(tmp_path / "log.db")
-    snapshot = tmp_path / "mentions.snapshot"
+    snapshot = tmp_path / "mentions"
     try:
         await log.append([named(0), follow(1), follow(2)])
-        view = MentionsView.load(snapshot)
-        assert await catch_up(view, log) == 3
-        view.save(snapshot)
+        backend = MemoryMentions.load(snapshot)
+        assert await catch_up(backend, log) == 3
+        backend.save(snapshot)
 
         await log.append([follow(3)])
-        restarted = MentionsView.load(snapshot)
-        assert restarted.position == 3
+        restarted = MemoryMentions.load(snapshot)
+        assert await restarted.position() == 3
         assert await catch_up(restarted, log) == 1
-        (page,) = restarted.suggest("odeg")
+        (page,) = await restarted.suggest("odeg")
         assert (page.handle, page.followers) == ("alice.bsky.social", 3)
     finally:
         await log.close()
 
 
-def test_without_a_snapshot_the_view_starts_empty(tmp_path: Path) -> None:
-    view = MentionsView.load(tmp_path / "missing.snapshot")
-    assert (view.position, view.pages) == (0, {})
+async def test_without_a_usable_snapshot_the_backend_starts_empty(tmp_path: Path) -> None:
+    missing = MemoryMentions.load(tmp_path / "missing")
+    assert (await missing.position(), await missing.page_count()) == (0, 0)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "manifest.json").write_text("{not json")
+    broken = MemoryMentions.load(tmp_path / "broken")
+    assert (await broken.position(), await broken.page_count()) == (0, 0)

@@ -1,4 +1,4 @@
-"""PrefixTopK and MentionsIndex against a brute-force oracle."""
+"""PrefixTopK against a brute-force oracle."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hubbub.mentions.index import MAX_SCORE, MentionsIndex, PrefixTopK
+from hubbub.mentions.index import MAX_SCORE, PrefixTopK
 
 ALPHABET = "abc"
 
@@ -130,83 +130,3 @@ def test_large_range_one_letter_prefix() -> None:
     index.remove(best[3])
     score_list[best[3]] = -1
     assert index.top_k("a") == oracle(keys, pages, score_list, "a", 10)
-
-
-class Model:
-    """The brute-force MentionsIndex: every page's keys and score, in insertion order."""
-
-    def __init__(self) -> None:
-        self.pages: dict[str, tuple[set[str], int]] = {}
-
-    def top_k(self, prefix: str, k: int) -> list[tuple[str, int]]:
-        order = {page_id: i for i, page_id in enumerate(self.pages)}
-        hits = [
-            (page_id, score)
-            for page_id, (keys, score) in self.pages.items()
-            if any(key.startswith(prefix) for key in keys)
-        ]
-        return sorted(hits, key=lambda hit: (-hit[1], order[hit[0]]))[:k]
-
-
-@pytest.mark.parametrize("seed", range(30))
-@pytest.mark.parametrize("delta_limit", [0, 7, 10_000])
-def test_mentions_index_matches_model(seed: int, delta_limit: int) -> None:
-    rng = random.Random(seed)
-    index = MentionsIndex(delta_limit=delta_limit)
-    model = Model()
-    ids = [f"p{i}" for i in range(25)]
-    for step in range(120):
-        page_id = rng.choice(ids)
-        action = rng.random()
-        if action < 0.4:
-            keys = [random_key(rng) for _ in range(rng.randint(0, 3))]
-            score = rng.randint(0, 4)
-            index.upsert(page_id, keys, score)
-            model.pages[page_id] = (set(keys), score)
-        elif action < 0.7:
-            score = rng.randint(0, 4)
-            index.set_score(page_id, score)
-            if page_id in model.pages:
-                model.pages[page_id] = (model.pages[page_id][0], score)
-        elif action < 0.85:
-            index.remove(page_id)
-            model.pages.pop(page_id, None)
-        elif action < 0.9:
-            index.compact()
-            assert index.delta_size == 0
-        assert len(index) == len(model.pages)
-        all_keys = [key for keys, _ in model.pages.values() for key in keys]
-        for prefix in random_prefixes(rng, all_keys):
-            k = rng.choice([1, 2, 10, 100])
-            assert index.top_k(prefix, k) == model.top_k(prefix, k), (step, prefix, k)
-
-
-def test_mentions_index_rename_moves_keys_out_of_base() -> None:
-    index = MentionsIndex.build([("a", ["anna", "smith"], 10), ("b", ["bob"], 5)])
-    assert index.delta_size == 0
-    assert index.top_k("s") == [("a", 10)]
-    index.upsert("a", ["alice"], 10)
-    assert index.top_k("s") == []
-    assert index.top_k("a") == [("a", 10)]
-    index.set_score("a", 1)
-    index.set_score("b", 7)
-    index.set_score("ghost", 3)  # unknown pages are ignored
-    assert index.top_k("") == [("b", 7), ("a", 1)]
-    index.compact()
-    assert index.top_k("") == [("b", 7), ("a", 1)]
-    assert index.top_k("al") == [("a", 1)]
-    index.remove("b")
-    index.remove("b")
-    assert len(index) == 1
-    assert index.top_k("b") == []
-    with pytest.raises(ValueError, match="score"):
-        index.upsert("c", ["c"], -1)
-
-
-def test_mentions_index_auto_compacts() -> None:
-    index = MentionsIndex(delta_limit=3)
-    index.upsert("a", ["x", "y"], 1)
-    assert index.delta_size == 2
-    index.upsert("b", ["x", "z"], 2)
-    assert index.delta_size == 0
-    assert index.top_k("x") == [("b", 2), ("a", 1)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hubbub.kernel.events import FollowersChanged, PageDeactivated, PageReactivated, PageSeen
-from hubbub.mentions.pages import Page, project
+from hubbub.mentions.pages import PageDict, project
 
 ALICE = "did:plc:alice"
 
@@ -19,7 +19,7 @@ def follow(delta: int) -> FollowersChanged:
 
 
 def test_a_page_gathers_its_handle_name_and_followers() -> None:
-    pages: dict[str, Page] = {}
+    pages = PageDict()
     changes = project(
         pages,
         [
@@ -42,7 +42,7 @@ def test_a_page_gathers_its_handle_name_and_followers() -> None:
 
 
 def test_follower_counts_never_go_negative_and_mastodon_counts_are_absolute() -> None:
-    pages: dict[str, Page] = {}
+    pages = PageDict()
     project(pages, [follow(-1)])
     assert pages[ALICE].followers == 0
     changes = project(pages, [seen(followers_count=322_930)])
@@ -51,7 +51,7 @@ def test_follower_counts_never_go_negative_and_mastodon_counts_are_absolute() ->
 
 
 def test_a_deactivated_page_leaves_suggestions_until_reactivated() -> None:
-    pages: dict[str, Page] = {}
+    pages = PageDict()
     project(pages, [seen(handle="alice.bsky.social")])
     gone = PageDeactivated(
         id="d", key=ALICE, ts=2, source="jetstream", page=ALICE, status="takendown"
@@ -64,7 +64,7 @@ def test_a_deactivated_page_leaves_suggestions_until_reactivated() -> None:
 
 
 def test_a_page_known_only_by_followers_is_not_suggested() -> None:
-    pages: dict[str, Page] = {}
+    pages = PageDict()
     project(pages, [follow(5)])
     assert not pages[ALICE].suggestible
     assert pages[ALICE].keys() == []

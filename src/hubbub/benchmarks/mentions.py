@@ -1,94 +1,310 @@
-"""The mentions benchmark, in-process part: build the index, then time queries.
+"""The mentions benchmark: build the index over N pages, then time it in process, over
+HTTP with the load in another process, under follower updates, and against postgres.
 
 Pages come from the synthetic population (`hubbub.ingest.generate.page`: multilingual
-names, unique handles); followers are Zipf-distributed. Queries are 1 to 4 character
-prefixes of the handles and name words of pages drawn by popularity, since people
-mostly type the names of accounts many others follow. The update rate is measured with
-follower changes on pages drawn the same way.
+names, unique handles), generated as a stream so the benchmark holds no object per page.
+Followers are Zipf-distributed over a random ranking. Queries are 1 to 4 character
+prefixes (one query per keystroke, so each length is as likely) of a handle or name
+word of pages drawn by popularity, since people mostly type the names of accounts many
+others follow.
 """
 
 from __future__ import annotations
 
-import gc
-import random
+import asyncio
+import os
 import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from hubbub.ingest.generate import page
-from hubbub.mentions.index import MentionsIndex
-from hubbub.mentions.normalize import normalize, words
+import httpx
+import numpy as np
+import numpy.typing as npt
+import psutil
+
+from hubbub.ingest.generate import page as synthetic_page
+from hubbub.mentions.memory import MemoryMentions
+from hubbub.mentions.normalize import normalize
+from hubbub.mentions.pages import Page
+from hubbub.mentions.store import PageStore
 
 ZIPF_EXPONENT = 1.1
+TOP_FOLLOWERS = 10_000_000
+UPDATES = 50_000
+
+Progress = Callable[[str], None]
 
 
-def _followers(rank: int) -> int:
-    """Zipf: the most followed page has about ten million followers."""
-    return int(10_000_000 / rank**ZIPF_EXPONENT)
+def _followers(count: int, seed: int) -> npt.NDArray[np.int64]:
+    """Followers of each page: the most followed has ten million, by a random ranking."""
+    ranks = np.random.default_rng(seed).permutation(count).astype(np.float64) + 1
+    followers: npt.NDArray[np.int64] = (TOP_FOLLOWERS / ranks**ZIPF_EXPONENT).astype(np.int64)
+    return followers
 
 
-def _pages(count: int, rng: random.Random) -> list[tuple[str, list[str], int]]:
-    ranks = list(range(1, count + 1))
-    rng.shuffle(ranks)
+def synthetic_pages(followers: npt.NDArray[np.int64]) -> Iterator[Page]:
+    for index in range(len(followers)):
+        made = synthetic_page(index)
+        yield Page(made.did, "jetstream", made.handle, made.display_name, int(followers[index]))
+
+
+def _prefixes(followers: npt.NDArray[np.int64], count: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed + 1)
+    weights = followers.astype(np.float64) + 1
+    drawn = rng.choice(len(followers), size=count, p=weights / weights.sum())
+    lengths = rng.integers(1, 5, size=count)
     found = []
-    for index in range(count):
-        synthetic = page(index)
-        keys = list(dict.fromkeys([normalize(synthetic.handle), *words(synthetic.display_name)]))
-        found.append((synthetic.did, keys, _followers(ranks[index])))
+    for index, length in zip(drawn, lengths, strict=True):
+        made = synthetic_page(int(index))
+        keys = Page(made.did, "", made.handle, made.display_name).keys()
+        found.append(keys[int(rng.integers(len(keys)))][: int(length)])
     return found
 
 
-def _prefixes(pages: list[tuple[str, list[str], int]], count: int, rng: random.Random) -> list[str]:
-    weights = [score + 1 for _, _, score in pages]
-    drawn = rng.choices(pages, weights=weights, k=count)
-    prefixes = []
-    for _, keys, _ in drawn:
-        key = rng.choice(keys)
-        prefixes.append(key[: rng.choice((1, 2, 2, 3, 3, 4))])
-    return prefixes
+def _ms_percentiles(seconds: list[float], prefix: str) -> dict[str, float]:
+    ordered = sorted(seconds)
+    if not ordered:
+        return {}
+    return {
+        f"{prefix}p50_ms": round(statistics.median(ordered) * 1000, 3),
+        f"{prefix}p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))] * 1000, 3),
+    }
+
+
+def _us(ordered: list[float], q: float) -> float:
+    return round(ordered[int(q * (len(ordered) - 1))] * 1e6, 1)
 
 
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return round(float(psutil.Process().memory_info().rss) / 2**20, 1)
 
 
-def run_mentions_benchmark(*, pages: int, queries: int, seed: int = 7) -> dict[str, Any]:
-    rng = random.Random(seed)
-    population = _pages(pages, rng)
-    rss_before = _rss_mb()
-    started = time.perf_counter()
-    index = MentionsIndex.build(population)
-    build_s = time.perf_counter() - started
-    gc.collect()
-    prefixes = _prefixes(population, queries, rng)
+def _time_queries(query: Callable[[str], object], prefixes: list[str]) -> list[float]:
     latencies = []
+    clock = time.perf_counter
     for prefix in prefixes:
-        started = time.perf_counter_ns()
-        index.top_k(prefix, 10)
-        latencies.append((time.perf_counter_ns() - started) / 1000)
-    latencies.sort()
-    updates = [
-        (pid, score + rng.randint(1, 100)) for pid, _, score in rng.choices(population, k=50_000)
-    ]
+        started = clock()
+        query(prefix)
+        latencies.append(clock() - started)
+    return latencies
+
+
+def _serve_and_load(
+    workdir: Path, prefixes: list[str], seconds: float, rate: int, progress: Progress
+) -> dict[str, Any]:
+    """Start `hubbub serve --role mentions` on the snapshot, then load it from another
+    process: closed loop for the most requests/s, then open loop at `rate` for latency."""
+    from hubbub.web.app import create_app  # noqa: F401 (fail here, not in the child)
+
+    port = _free_port()
+    env = {**os.environ, "HUBBUB_LOG_LEVEL": "warning", "HUBBUB_DATA_DIR": str(workdir)}
     started = time.perf_counter()
-    for page_id, score in updates:
-        index.set_score(page_id, score)
-    update_s = time.perf_counter() - started
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hubbub", "serve", "--role", "mentions", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ready_s = _wait_ready(port, server, started)
+        paths = workdir / "paths.txt"
+        paths.write_text(
+            "\n".join(f"/v1/mentions?q={quote(prefix)}&limit=10" for prefix in prefixes)
+        )
+        progress("HTTP: closed loop")
+        most = _loadgen(port, paths, max(1.0, seconds / 3), 0, 16)
+        progress(f"HTTP: open loop at {rate:,} requests/s")
+        steady = _loadgen(port, paths, seconds, rate, 64)
+        server_rss = psutil.Process(server.pid).memory_info().rss / 2**20
+    finally:
+        server.terminate()
+        server.wait(30)
     return {
+        "restart_ready_s": round(ready_s, 2),
+        "server_rss_mb": round(server_rss, 1),
+        "http_rps": most["rps"],
+        "http_closed_loop_p99_ms": most["p99_ms"],
+        "http_target_rps": rate,
+        "http_achieved_rps": steady["rps"],
+        "http_p50_ms": steady["p50_ms"],
+        "http_p99_ms": steady["p99_ms"],
+        "http_errors": most["errors"] + steady["errors"],
+    }
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_ready(port: int, server: subprocess.Popen[bytes], started: float) -> float:
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(f"the mentions server exited with {server.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return time.perf_counter() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+
+
+def _loadgen(port: int, paths: Path, seconds: float, rate: int, connections: int) -> Any:
+    import json
+
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "hubbub.benchmarks.loadgen", "--port", str(port),
+            "--paths", str(paths), "--seconds", str(seconds), "--rate", str(rate),
+            "--connections", str(connections),
+        ],
+        capture_output=True, check=True, text=True,
+    )  # fmt: skip
+    return json.loads(done.stdout)
+
+
+def _against_postgres(
+    admin_url: str,
+    followers: npt.NDArray[np.int64],
+    prefixes: list[str],
+    memory: MemoryMentions,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Load the same pages into a fresh database and time the same queries on both."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    from hubbub.mentions.postgres import PostgresMentions
+
+    name = f"hubbub_bench_{os.getpid()}_{int(time.time())}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+
+    async def work() -> dict[str, Any]:
+        backend = await PostgresMentions.connect(make_conninfo(admin_url, dbname=name))
+        try:
+            progress("postgres: bulk load")
+            started = time.perf_counter()
+            await backend.bulk_load(synthetic_pages(followers))
+            load_s = time.perf_counter() - started
+            progress(f"postgres: {len(prefixes)} queries")
+            pg: list[float] = []
+            for prefix in prefixes:
+                started = time.perf_counter()
+                await backend.suggest(prefix)
+                pg.append(time.perf_counter() - started)
+        finally:
+            await backend.close()
+        mem = _time_queries(memory.suggest_now, prefixes)
+        short = [i for i, prefix in enumerate(prefixes) if len(prefix) <= 2]
+        pg_short = sorted(pg[i] for i in short)
+        mem_short = sorted(mem[i] for i in short)
+        pg.sort()
+        mem.sort()
+        return {
+            "postgres_load_s": round(load_s, 1),
+            "postgres_queries": len(prefixes),
+            **_ms_percentiles(pg, "postgres_"),
+            "vs_postgres_p50_ratio": round(statistics.median(pg) / statistics.median(mem)),
+            "vs_postgres_p99_ratio": round(pg[int(0.99 * (len(pg) - 1))] / _p99(mem)),
+            "vs_postgres_short_p50_ratio": (
+                round(statistics.median(pg_short) / statistics.median(mem_short)) if short else None
+            ),
+        }
+
+    try:
+        return asyncio.run(work())
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _p99(ordered: list[float]) -> float:
+    return ordered[int(0.99 * (len(ordered) - 1))]
+
+
+def run_mentions_benchmark(
+    *,
+    pages: int,
+    queries: int = 20_000,
+    http_seconds: float = 10.0,
+    http_rate: int = 10_000,
+    postgres_url: str | None = None,
+    postgres_queries: int = 200,
+    seed: int = 7,
+    progress: Progress = lambda _: None,
+) -> dict[str, Any]:
+    """Run every part of the benchmark; returns the one JSON object it prints."""
+    followers = _followers(pages, seed)
+    rss_before = _rss_mb()
+    progress(f"building the index of {pages:,} pages")
+    started = time.perf_counter()
+    store = PageStore.build(synthetic_pages(followers))
+    build_s = time.perf_counter() - started
+    build_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_built = _rss_mb()
+    memory = MemoryMentions(store)
+
+    progress(f"timing {queries:,} prefixes in process")
+    prefixes = _prefixes(followers, queries, seed)
+    normalized = [normalize(prefix) for prefix in prefixes]
+    _time_queries(store.top_k, normalized[:1000])  # warm the kernels and caches
+    index = sorted(_time_queries(store.top_k, normalized))
+    whole = sorted(_time_queries(memory.suggest_now, prefixes))
+
+    progress(f"{UPDATES:,} follower updates")
+    rng = np.random.default_rng(seed + 2)
+    weights = followers.astype(np.float64) + 1
+    drawn = rng.choice(pages, size=UPDATES, p=weights / weights.sum())
+    ids = [synthetic_page(int(i)).did for i in drawn]
+    started = time.perf_counter()
+    for page_id in ids:
+        page = store.get(page_id)
+        if page is not None:
+            page.followers += 1
+            store.put(page)
+    update_s = time.perf_counter() - started
+
+    result: dict[str, Any] = {
         "benchmark": "mentions",
         "backend": "memory",
         "pages": pages,
-        "keys": sum(len(keys) for _, keys, _ in population),
-        "build_s": round(build_s, 2),
-        "rss_mb": round(_rss_mb(), 1),
-        "build_rss_increase_mb": round(_rss_mb() - rss_before, 1),
+        "build_s": round(build_s, 1),
+        "rss_mb": rss_built,
+        "build_peak_rss_mb": round(build_peak_mb, 1),
+        "index_mb": round(store.nbytes / 2**20, 1),
+        "bytes_per_page": round(store.nbytes / pages, 1),
         "queries": queries,
-        "p50_us": round(statistics.median(latencies), 1),
-        "p99_us": round(latencies[int(len(latencies) * 0.99) - 1], 1),
-        "max_us": round(latencies[-1], 1),
-        "updates_per_s": round(len(updates) / update_s),
-        "http_p99_ms": None,
-        "http_rps": None,
-        "vs_postgres_p99_ratio": None,
+        "p50_us": _us(index, 0.5),
+        "p99_us": _us(index, 0.99),
+        "max_us": _us(index, 1.0),
+        "suggest_p50_us": _us(whole, 0.5),
+        "suggest_p99_us": _us(whole, 0.99),
+        "updates_per_s": round(UPDATES / update_s),
+        "rss_before_build_mb": rss_before,
     }
+    with tempfile.TemporaryDirectory(prefix="hubbub-bench-mentions-") as tmp:
+        workdir = Path(tmp)
+        progress("saving the snapshot")
+        started = time.perf_counter()
+        memory.save(workdir / "mentions")
+        result["snapshot_save_s"] = round(time.perf_counter() - started, 2)
+        if http_seconds > 0:
+            result |= _serve_and_load(workdir, prefixes, http_seconds, http_rate, progress)
+    if postgres_url:
+        sample = prefixes[:postgres_queries]
+        result |= _against_postgres(postgres_url, followers, sample, memory, progress)
+    else:
+        result |= {"vs_postgres_p99_ratio": None}
+    return result

@@ -49,14 +49,37 @@ def mentions(
         int, typer.Option(help="Pages in the generated population.", min=1)
     ] = 1_000_000,
     queries: Annotated[int, typer.Option(help="Prefixes to time.", min=1)] = 20_000,
+    http_seconds: Annotated[
+        float, typer.Option(help="Seconds of HTTP load at --http-rate (0: skip HTTP).", min=0)
+    ] = 10.0,
+    http_rate: Annotated[int, typer.Option(help="Requests/s of the open-loop load.", min=1)] = (
+        10_000
+    ),
+    postgres: Annotated[
+        bool, typer.Option(help="Compare with the postgres backend on the same queries.")
+    ] = True,
+    postgres_url: Annotated[
+        str, typer.Option(help="A PostgreSQL database to create the benchmark's database from.")
+    ] = "postgresql://127.0.0.1:5432/postgres",
+    postgres_queries: Annotated[
+        int, typer.Option(help="Of the prefixes, how many postgres answers.", min=1)
+    ] = 200,
     json: Annotated[bool, typer.Option("--json", help="Print the JSON object only.")] = False,
 ) -> None:
-    """Build the mentions index over generated pages, then time top-10 prefix queries.
-
-    In-process figures only so far: the HTTP and PostgreSQL comparisons print null.
-    """
+    """Build the mentions index over generated pages, then time it: in process, over HTTP
+    (server and load generator in processes of their own), under follower updates, and
+    against the postgres backend on the same queries."""
     from hubbub.benchmarks.mentions import run_mentions_benchmark
 
     if not json:
         console.print(f"mentions benchmark: {pages:,} pages, {queries:,} queries…")
-    print_json(run_mentions_benchmark(pages=pages, queries=queries))
+    result = run_mentions_benchmark(
+        pages=pages,
+        queries=queries,
+        http_seconds=http_seconds,
+        http_rate=http_rate,
+        postgres_url=postgres_url if postgres else None,
+        postgres_queries=postgres_queries,
+        progress=(lambda _: None) if json else (lambda step: console.print(f"  {step}…")),
+    )
+    print_json(result)

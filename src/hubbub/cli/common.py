@@ -12,6 +12,7 @@ from typing import Any, NoReturn, TypeVar
 
 import msgspec
 import typer
+import uvloop
 from pydantic import ValidationError
 from rich.console import Console
 
@@ -54,9 +55,10 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine, turning setup failures into one clear line."""
+    """Run a command's coroutine on uvloop, turning setup failures into one clear line."""
     try:
-        return asyncio.run(main)
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(main)
     except (ConfigurationError, LogUnavailable) as error:
         fail(str(error))
     except KeyboardInterrupt:

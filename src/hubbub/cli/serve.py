@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 import uvicorn
 from rich.live import Live
-from rich.panel import Panel
 
 from hubbub.bootstrap import Platform, build_platform
 from hubbub.cli.common import console, load_settings, run, stop_on_signals
@@ -19,23 +18,28 @@ from hubbub.ingest.generate import FirehoseSpec, generate_firehose
 from hubbub.ingest.pipeline import BatchSink, IngestSummary
 from hubbub.kernel.events import DEADLETTER
 from hubbub.settings import Settings
-from hubbub.web.app import create_app
-
-ROLES = ("all", "ingest")
+from hubbub.web.app import ROLES, create_app
 
 
-def _server(platform: Platform, host: str, port: int) -> uvicorn.Server:
+def _server(platform: Platform, host: str, port: int, role: str = "all") -> uvicorn.Server:
     config = uvicorn.Config(
-        create_app(platform), host=host, port=port, log_level="warning", lifespan="off"
+        create_app(platform, role), host=host, port=port, log_level="warning", lifespan="off"
     )
     return uvicorn.Server(config)
 
 
-async def _serve(settings: Settings, host: str, port: int) -> None:
+async def _serve(settings: Settings, role: str, host: str, port: int) -> None:
     platform = await build_platform(settings)
-    server = _server(platform, host, port)
     try:
-        await server.serve()
+        if role in ("all", "mentions"):
+            started = time.monotonic()
+            replica = await platform.mentions()  # listen once the index has caught up
+            pages = await replica.backends[replica.serving].page_count()
+            console.print(
+                f"mentions: serving from {replica.serving} "
+                f"({pages:,} pages, ready in {time.monotonic() - started:.1f} s)"
+            )
+        await _server(platform, host, port, role).serve()
     finally:
         await platform.close()
 
@@ -45,11 +49,15 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
 ) -> None:
-    """Serve the HTTP API: push ingest, /healthz, /readyz, /metrics."""
+    """Serve the HTTP API of a role (all of them by default), with /healthz, /readyz, /metrics.
+
+    Roles: `ingest` (push ingest), `mentions` (a replica of @mention autocomplete: it
+    builds its own index from the log, so several can run side by side).
+    """
     if role not in ROLES:
         raise typer.BadParameter(f"unknown role {role!r}: use {', '.join(ROLES)}")
     settings = load_settings()
-    run(_serve(settings, host or settings.http_host, port or settings.http_port))
+    run(_serve(settings, role, host or settings.http_host, port or settings.http_port))
 
 
 def _with_junk(lines: Iterator[bytes], every: int) -> Iterator[bytes]:
@@ -90,18 +98,18 @@ async def _feed(
         await asyncio.sleep(max(0.0, started + sent / rate - time.monotonic()))
 
 
-def _where_to_look(settings: Settings, host: str, port: int) -> Panel:
+def _where_to_look(settings: Settings, host: str, port: int) -> str:
     base = f"http://{host}:{port}"
     hubbub = f".venv/bin/hubbub --data-dir {settings.data_dir}"
-    return Panel(
+    return (
+        "[bold]Hubbub demo: a live synthetic Jetstream firehose[/]\n"
         f"API      {base}/docs\n"
         f"push     POST {base}/v1/ingest/jetstream\n"
         f"metrics  {base}/metrics  (and /healthz, /readyz)\n"
         f"log      {hubbub} log stats\n"
         f"refused  {hubbub} deadletter list\n"
         f"state    {settings.data_dir.resolve()} ({settings.event_log} event log)\n"
-        "stop     Ctrl-C",
-        title="Hubbub demo: a live synthetic Jetstream firehose",
+        "stop     Ctrl-C\n"
     )
 
 
@@ -116,7 +124,7 @@ async def _demo(
     line = LiveLine("firehose")
     try:
         ingestor = await platform.ingestor("jetstream")
-        console.print(_where_to_look(settings, host, port))
+        console.print(_where_to_look(settings, host, port), soft_wrap=True)  # paths stay whole
         feeder = asyncio.create_task(_feed(ingestor, rate, pages, line, stop))
         deadline = time.monotonic() + duration if duration else None
         with Live(line.render(), console=console, refresh_per_second=4) as live:

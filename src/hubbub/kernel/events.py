@@ -30,7 +30,8 @@ PAGES: Final = "pages"
 ENGAGEMENT: Final = "engagement"
 DELETES: Final = "deletes"
 DEADLETTER: Final = "deadletter"
-TOPICS: Final = (POSTS, PAGES, ENGAGEMENT, DELETES, DEADLETTER)
+CONTROL: Final = "control"
+TOPICS: Final = (POSTS, PAGES, ENGAGEMENT, DELETES, DEADLETTER, CONTROL)
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False, array_like=True):
@@ -129,6 +130,13 @@ class AlertRaised(Event, frozen=True, kw_only=True, tag=True):
     message: str
 
 
+class SettingChanged(Event, frozen=True, kw_only=True, tag=True):
+    """An operator changed a live setting; every replica that follows `control` applies it."""
+
+    name: str
+    value: str
+
+
 AnyEvent = (
     PostPublished
     | PostEdited
@@ -140,6 +148,7 @@ AnyEvent = (
     | PageReactivated
     | InputRejected
     | AlertRaised
+    | SettingChanged
 )
 
 _TOPIC_OF: Final[dict[type[Event], str]] = {
@@ -153,6 +162,7 @@ _TOPIC_OF: Final[dict[type[Event], str]] = {
     PageReactivated: PAGES,
     InputRejected: DEADLETTER,
     AlertRaised: "alerts",
+    SettingChanged: CONTROL,
 }
 
 

@@ -9,23 +9,18 @@ pages by score then lower ordinal, read through a per-page score array: a query 
 O(log n) tree nodes best first and stops after `k` distinct pages, so one-letter
 prefixes over millions of keys cost the same as long ones. Scores change in place.
 The compiled loops live in `_kernels`; `PageStore` (store.py) builds on this class.
-
-`MentionsIndex` maps page ids to ordinals and keeps pages added or renamed since the
-last build in a small sorted delta, merged into the base by `compact`.
 """
 
 from __future__ import annotations
 
-import heapq
-from bisect import bisect_left, insort
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from hubbub.mentions import _kernels
 
-__all__ = ["MAX_SCORE", "MentionsIndex", "PrefixTopK"]
+__all__ = ["MAX_SCORE", "PrefixTopK"]
 
 MAX_SCORE = (1 << 31) - 1
 """Largest score a page may have (scores are int32; ranks share an int64 with the ordinal)."""
@@ -206,157 +201,3 @@ class PrefixTopK:
             _kernels.update_page(
                 self.tree, self.key_page, self.scores, self.page_ptr, self.page_keys, page
             )
-
-
-_EMPTY = PrefixTopK.build([], [], [])
-
-
-class MentionsIndex:
-    """Page ids to their keys and scores, answering `top_k(prefix)` best first.
-
-    A base `PrefixTopK` holds the pages of the last build; pages added or renamed
-    since then live in a delta (a sorted list of `(key, ordinal)`, scanned over the
-    prefix range), and their base keys are tombstoned. When the delta holds more than
-    `delta_limit` keys, the index compacts itself (rebuilds the base from everything).
-    Ties between equal scores go to the page indexed first.
-    """
-
-    def __init__(self, delta_limit: int = 50_000) -> None:
-        """An empty index; `delta_limit` bounds the keys kept outside the base."""
-        self.delta_limit = delta_limit
-        self._base = _EMPTY
-        self._ids: list[str | None] = []
-        self._ords: dict[str, int] = {}
-        self._delta: list[tuple[str, int]] = []
-        self._delta_keys: dict[int, list[str]] = {}
-        self._delta_scores: dict[int, int] = {}
-
-    @classmethod
-    def build(
-        cls, pages: Iterable[tuple[str, list[str], int]], delta_limit: int = 50_000
-    ) -> MentionsIndex:
-        """An index of `(page_id, keys, score)`; a later entry for an id replaces earlier ones."""
-        latest: dict[str, tuple[list[str], int]] = {}
-        for page_id, keys, score in pages:
-            _check_score(score)
-            latest.pop(page_id, None)
-            latest[page_id] = (keys, score)
-        index = cls(delta_limit)
-        index._load(
-            list(latest), [ks for ks, _ in latest.values()], [s for _, s in latest.values()]
-        )
-        return index
-
-    def __len__(self) -> int:
-        """Number of live pages."""
-        return len(self._ords)
-
-    def __contains__(self, page_id: object) -> bool:
-        return page_id in self._ords
-
-    @property
-    def delta_size(self) -> int:
-        """Number of keys outside the base."""
-        return len(self._delta)
-
-    def upsert(self, page_id: str, keys: list[str], score: int) -> None:
-        """Add the page, or replace its keys and score (its old keys stop matching).
-
-        `keys` are normalized keys; duplicates are ignored. Raises ValueError if
-        `score` is out of `[0, MAX_SCORE]`.
-        """
-        _check_score(score)
-        ordinal = self._ords.get(page_id)
-        if ordinal is None:
-            ordinal = len(self._ids)
-            self._ids.append(page_id)
-            self._ords[page_id] = ordinal
-        elif ordinal in self._delta_keys:
-            self._drop_delta(ordinal)
-        else:
-            self._base.remove(ordinal)
-        unique = sorted(set(keys))
-        self._delta_keys[ordinal] = unique
-        self._delta_scores[ordinal] = score
-        for key in unique:
-            insort(self._delta, (key, ordinal))
-        if len(self._delta) > self.delta_limit:
-            self.compact()
-
-    def set_score(self, page_id: str, score: int) -> None:
-        """Set the page's score; ignored for a page not in the index."""
-        _check_score(score)
-        ordinal = self._ords.get(page_id)
-        if ordinal is None:
-            return
-        if ordinal in self._delta_scores:
-            self._delta_scores[ordinal] = score
-        else:
-            self._base.set_score(ordinal, score)
-
-    def remove(self, page_id: str) -> None:
-        """Remove the page; ignored for a page not in the index."""
-        ordinal = self._ords.pop(page_id, None)
-        if ordinal is None:
-            return
-        self._ids[ordinal] = None
-        if ordinal in self._delta_keys:
-            self._drop_delta(ordinal)
-        else:
-            self._base.remove(ordinal)
-
-    def top_k(self, prefix: str, k: int = 10) -> list[tuple[str, int]]:
-        """`(page_id, score)` of the k best pages with a key starting with `prefix`."""
-        if k <= 0:
-            return []
-        base = self._base
-        ranked = [(-base.score(o), o) for o in base.top_k(prefix, k)]
-        delta = self._delta
-        in_range: set[int] = set()
-        i = bisect_left(delta, (prefix,))
-        while i < len(delta) and delta[i][0].startswith(prefix):
-            in_range.add(delta[i][1])
-            i += 1
-        scores = self._delta_scores
-        ranked.extend((-scores[o], o) for o in in_range)
-        best = heapq.nsmallest(k, ranked)
-        ids = self._ids
-        return [(ids[o] or "", -neg) for neg, o in best]
-
-    def compact(self) -> None:
-        """Rebuild the base from all live pages, emptying the delta and renumbering."""
-        page_ids: list[str] = []
-        keys: list[list[str]] = []
-        scores: list[int] = []
-        base = self._base
-        for ordinal, page_id in enumerate(self._ids):
-            if page_id is None:
-                continue
-            page_ids.append(page_id)
-            if ordinal in self._delta_keys:
-                keys.append(self._delta_keys[ordinal])
-                scores.append(self._delta_scores[ordinal])
-            else:
-                keys.append(base.keys_of(ordinal))
-                scores.append(base.score(ordinal))
-        self._load(page_ids, keys, scores)
-
-    def _load(self, page_ids: list[str], keys: list[list[str]], scores: list[int]) -> None:
-        flat_keys: list[str] = []
-        flat_pages: list[int] = []
-        for ordinal, page_keys in enumerate(keys):
-            unique = set(page_keys)
-            flat_keys.extend(unique)
-            flat_pages.extend([ordinal] * len(unique))
-        self._base = PrefixTopK.build(flat_keys, flat_pages, scores)
-        self._ids = list[str | None](page_ids)
-        self._ords = {page_id: ordinal for ordinal, page_id in enumerate(page_ids)}
-        self._delta = []
-        self._delta_keys = {}
-        self._delta_scores = {}
-
-    def _drop_delta(self, ordinal: int) -> None:
-        del self._delta_scores[ordinal]
-        for key in self._delta_keys.pop(ordinal):
-            i = bisect_left(self._delta, (key, ordinal))
-            del self._delta[i]

@@ -1,8 +1,9 @@
 """The mentions service's own view of pages, projected from the event log.
 
-Pure functions over plain data: `project` folds `PageSeen`, `FollowersChanged`,
-`PageDeactivated` and `PageReactivated` events into `Page` records and says which pages
-changed, so an index (any backend) updates only those. Other events are ignored.
+`project` folds `PageSeen`, `FollowersChanged`, `PageDeactivated` and `PageReactivated`
+events into `Page` records held by any `PageRecords` (a dict, the in-memory store, rows
+loaded from a database) and says which pages changed, so a backend writes only those.
+Other events are ignored.
 
 - `PageSeen` sets what it says (a None field leaves the old value): handle, display
   name, and, from Mastodon, the absolute follower count.
@@ -13,8 +14,9 @@ changed, so an index (any backend) updates only those. Other events are ignored.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from hubbub.kernel.events import (
     Event,
@@ -54,31 +56,44 @@ class Changes:
     rescored: set[str] = field(default_factory=set)
 
 
-def project(pages: MutableMapping[str, Page], events: Iterable[Event]) -> Changes:
+class PageRecords(Protocol):
+    """Where `project` reads and writes pages: `get` gives a copy, `put` stores it."""
+
+    def get(self, page_id: str) -> Page | None: ...
+
+    def put(self, page: Page) -> None: ...
+
+
+class PageDict(dict[str, Page]):
+    """Pages in a plain dict, as `PageRecords`."""
+
+    def put(self, page: Page) -> None:
+        self[page.id] = page
+
+
+def project(pages: PageRecords, events: Iterable[Event]) -> Changes:
     """Fold page events into `pages`; returns what changed."""
     changes = Changes()
     for event in events:
         if isinstance(event, PageSeen):
-            _seen(pages, event, changes)
+            page = pages.get(event.page) or Page(event.page, event.source)
+            _seen(page, event, changes)
+            pages.put(page)
         elif isinstance(event, FollowersChanged):
-            page = pages.get(event.page) or _new(pages, event.page, event.source)
+            page = pages.get(event.page) or Page(event.page, event.source)
             page.followers = max(page.followers + event.delta, 0)
+            pages.put(page)
             changes.rescored.add(page.id)
         elif isinstance(event, PageDeactivated | PageReactivated):
-            page = pages.get(event.page) or _new(pages, event.page, event.source)
+            page = pages.get(event.page) or Page(event.page, event.source)
             page.active = isinstance(event, PageReactivated)
+            pages.put(page)
             changes.renamed.add(page.id)
     changes.rescored -= changes.renamed
     return changes
 
 
-def _new(pages: MutableMapping[str, Page], page_id: str, source: str) -> Page:
-    page = pages[page_id] = Page(page_id, source)
-    return page
-
-
-def _seen(pages: MutableMapping[str, Page], event: PageSeen, changes: Changes) -> None:
-    page = pages.get(event.page) or _new(pages, event.page, event.source)
+def _seen(page: Page, event: PageSeen, changes: Changes) -> None:
     before = (page.handle, page.display_name)
     if event.handle is not None:
         page.handle = event.handle

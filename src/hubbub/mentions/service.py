@@ -13,13 +13,12 @@ others, asking for more when too few do.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Protocol
 
 import msgspec
 
 from hubbub.mentions.normalize import query_terms, words
-from hubbub.mentions.pages import Changes, Page
+from hubbub.mentions.pages import Page
 
 MAX_LIMIT = 50
 _FIRST_FETCH = 8  # candidates asked per wanted result, for queries of several terms
@@ -35,60 +34,35 @@ class Suggestion(msgspec.Struct, frozen=True):
 
 
 class PrefixIndex(Protocol):
-    """What the service needs of an index: pages by prefix, best score first."""
+    """What matching needs of an index: pages by key prefix, most followed first."""
 
-    def upsert(self, page_id: str, keys: list[str], score: int) -> None: ...
-
-    def set_score(self, page_id: str, score: int) -> None: ...
-
-    def remove(self, page_id: str) -> None: ...
-
-    def top_k(self, prefix: str, k: int = 10) -> list[tuple[str, int]]: ...
+    def top_pages(self, prefix: str, k: int = 10) -> list[Page]: ...
 
 
-def apply_changes(index: PrefixIndex, pages: Mapping[str, Page], changes: Changes) -> None:
-    """Bring the index in line with pages that were renamed, rescored or (de)activated."""
-    for page_id in changes.renamed:
-        page = pages[page_id]
-        if page.suggestible:
-            index.upsert(page_id, page.keys(), page.followers)
-        else:
-            index.remove(page_id)
-    for page_id in changes.rescored:
-        page = pages[page_id]
-        if page.suggestible:
-            index.set_score(page_id, page.followers)
-
-
-def suggest(
-    index: PrefixIndex, pages: Mapping[str, Page], query: str, limit: int = 10
-) -> list[Suggestion]:
+def suggest(index: PrefixIndex, query: str, limit: int = 10) -> list[Suggestion]:
     """The `limit` most followed pages matching `query` (InvalidQuery if it cannot be)."""
     terms = query_terms(query)
     limit = max(1, min(limit, MAX_LIMIT))
     typed = "".join(terms)  # as one key: "swift.o", or "taylor sw" run together
-    found = dict(index.top_k(typed, limit))
+    found = {page.id: page for page in index.top_pages(typed, limit)}
     parts = [part for term in terms for part in words(term)]
     if parts and parts != [typed]:
-        found.update(_matching_all_terms(index, pages, parts, limit))
-    best = sorted(found.items(), key=lambda item: (-item[1], item[0]))[:limit]
-    return [_suggestion(pages[page_id]) for page_id, _ in best]
+        found.update(_matching_all_terms(index, parts, limit))
+    best = sorted(found.values(), key=lambda page: (-page.followers, page.id))[:limit]
+    return [
+        Suggestion(page.id, page.handle, page.display_name, page.followers, page.source)
+        for page in best
+    ]
 
 
-def _matching_all_terms(
-    index: PrefixIndex, pages: Mapping[str, Page], terms: list[str], limit: int
-) -> dict[str, int]:
+def _matching_all_terms(index: PrefixIndex, terms: list[str], limit: int) -> dict[str, Page]:
     lead = max(terms, key=len)
     others = list(terms)
     others.remove(lead)
     fetch = limit * _FIRST_FETCH
     while True:
-        candidates = index.top_k(lead, fetch)
-        found = {
-            page_id: score
-            for page_id, score in candidates
-            if _has_prefixes(pages[page_id].keys(), others)
-        }
+        candidates = index.top_pages(lead, fetch)
+        found = {page.id: page for page in candidates if _has_prefixes(page.keys(), others)}
         if len(found) >= limit or len(candidates) < fetch or fetch >= _MAX_FETCH:
             return found
         fetch *= 4
@@ -96,7 +70,3 @@ def _matching_all_terms(
 
 def _has_prefixes(keys: list[str], terms: list[str]) -> bool:
     return all(any(key.startswith(term) for key in keys) for term in terms)
-
-
-def _suggestion(page: Page) -> Suggestion:
-    return Suggestion(page.id, page.handle, page.display_name, page.followers, page.source)

@@ -1,113 +1,250 @@
-"""The mentions service's log consumer: it builds its own index from the `pages` topic.
+"""A replica of the mentions role: its backends, fed from the log, and which one serves.
 
-Each replica reads the log itself from its own position, so replicas scale out by
-being added; the position is kept with the index it produced (in memory for now).
+Every backend a replica runs reads the `pages` topic itself from its own position, so
+replicas scale out by being added. One backend serves queries. Another may shadow it:
+each query is also sent to the shadow off the request path, and the two answers and
+latencies are compared (`ShadowReport`). The serving backend is switched live by a
+`SettingChanged("mentions.backend", ...)` on the `control` topic, which every replica
+follows (`hubbub mentions cutover`): the target is opened and caught up while the old
+one goes on serving, then a reference is swapped, so no request fails.
+
+The log is the source of truth for that setting: a replica starting up applies the last
+such change, and only falls back to `HUBBUB_MENTIONS_BACKEND` when there is none.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-from dataclasses import dataclass, field
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
 import structlog
 
 from hubbub.eventlog.port import EventLog, LogUnavailable
-from hubbub.kernel.events import PAGES
-from hubbub.mentions.index import MentionsIndex
-from hubbub.mentions.pages import Page, project
-from hubbub.mentions.service import Suggestion, apply_changes, suggest
+from hubbub.kernel.events import CONTROL, PAGES, SettingChanged
+from hubbub.mentions.memory import MemoryMentions
+from hubbub.mentions.ports import BACKENDS, MentionsBackend
+from hubbub.mentions.service import Suggestion
 
 READ_BATCH = 20_000
+SERVING_SETTING = "mentions.backend"
 log = structlog.get_logger("hubbub.mentions")
 
-
-class _SavedPage(msgspec.Struct, array_like=True):
-    id: str
-    source: str
-    handle: str | None
-    display_name: str | None
-    followers: int
-    active: bool
+Opener = Callable[[str], Awaitable[MentionsBackend]]
 
 
-class _Snapshot(msgspec.Struct):
-    version: int
-    position: int
-    pages: list[_SavedPage]
-
-
-SNAPSHOT_VERSION = 1
-
-
-@dataclass
-class MentionsView:
-    """Pages, their index, and the last log position folded into them."""
-
-    pages: dict[str, Page] = field(default_factory=dict)
-    index: MentionsIndex = field(default_factory=MentionsIndex)
-    position: int = 0
-
-    def suggest(self, query: str, limit: int = 10) -> list[Suggestion]:
-        return suggest(self.index, self.pages, query, limit)
-
-    def save(self, path: Path) -> None:
-        """Write the pages with the position they reflect, atomically (a crash leaves the
-        previous snapshot), so a restart resumes the log right after that position."""
-        saved = [
-            _SavedPage(p.id, p.source, p.handle, p.display_name, p.followers, p.active)
-            for p in self.pages.values()
-        ]
-        data = msgspec.msgpack.encode(_Snapshot(SNAPSHOT_VERSION, self.position, saved))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        with partial.open("wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        partial.replace(path)
-
-    @classmethod
-    def load(cls, path: Path) -> MentionsView:
-        """The view a snapshot holds, its index rebuilt; an empty view if there is none."""
-        if not path.exists():
-            return cls()
-        snapshot = msgspec.msgpack.decode(path.read_bytes(), type=_Snapshot)
-        if snapshot.version != SNAPSHOT_VERSION:
-            log.warning("mentions snapshot of another version ignored", path=str(path))
-            return cls()
-        pages = {
-            p.id: Page(p.id, p.source, p.handle, p.display_name, p.followers, p.active)
-            for p in snapshot.pages
-        }
-        index = MentionsIndex.build(
-            (page.id, page.keys(), page.followers) for page in pages.values() if page.suggestible
-        )
-        return cls(pages, index, snapshot.position)
-
-
-async def catch_up(view: MentionsView, event_log: EventLog) -> int:
-    """Fold every page event after `view.position` into the view; returns how many."""
+async def catch_up(backend: MentionsBackend, event_log: EventLog) -> int:
+    """Fold every page event after the backend's position into it; returns how many."""
     folded = 0
-    while records := await event_log.read(PAGES, view.position + 1, READ_BATCH):
-        changes = project(view.pages, (record.event for record in records))
-        apply_changes(view.index, view.pages, changes)
-        view.position = records[-1].position
+    position = await backend.position()
+    while records := await event_log.read(PAGES, position + 1, READ_BATCH):
+        await backend.apply(records)
+        position = records[-1].position
         folded += len(records)
     return folded
 
 
-async def follow(view: MentionsView, event_log: EventLog, interval_s: float = 0.2) -> None:
-    """Keep the view caught up with the log until cancelled (a live replica's loop).
+class Latencies:
+    """The most recent latencies of one backend, for percentiles."""
 
-    Polling every `interval_s` keeps answers within well under the 2 s freshness the
-    service promises. A log that is briefly unreachable is retried, not fatal.
-    """
-    while True:
-        try:
-            await catch_up(view, event_log)
-        except LogUnavailable as error:
-            log.warning("mentions cannot read the log", error=str(error))
-        await asyncio.sleep(interval_s)
+    def __init__(self, keep: int = 100_000) -> None:
+        self._seconds: deque[float] = deque(maxlen=keep)
+
+    def add(self, seconds: float) -> None:
+        self._seconds.append(seconds)
+
+    def summary(self) -> dict[str, float | int]:
+        ordered = sorted(self._seconds)
+        if not ordered:
+            return {"count": 0}
+
+        def ms(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
+
+        return {"count": len(ordered), "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99)}
+
+
+class Difference(msgspec.Struct):
+    query: str
+    serving: list[str]
+    shadow: list[str]
+
+
+class ShadowReport(msgspec.Struct):
+    """How the shadow backend's answers compare with the serving one's."""
+
+    serving: str
+    shadow: str | None
+    compared: int
+    identical: int
+    agreement: float | None
+    skipped: int
+    errors: int
+    latency: dict[str, dict[str, float | int]]
+    positions: dict[str, int]
+    recent_differences: list[Difference]
+
+
+class MentionsReplica:
+    """The backends one process runs for the mentions role; see the module docstring."""
+
+    def __init__(
+        self,
+        event_log: EventLog,
+        opener: Opener,
+        *,
+        serving: str,
+        shadow: str | None = None,
+        interval_s: float = 0.2,
+        shadow_queue: int = 1000,
+    ) -> None:
+        for name in (serving, shadow):
+            if name is not None and name not in BACKENDS:
+                raise ValueError(f"unknown mentions backend {name!r}: use {', '.join(BACKENDS)}")
+        self.event_log = event_log
+        self.serving = serving
+        self.shadow = shadow if shadow != serving else None
+        self.backends: dict[str, MentionsBackend] = {}
+        self._opener = opener
+        self._interval_s = interval_s
+        self._tasks: list[asyncio.Task[None]] = []
+        self._control_position = 0
+        self._switching: asyncio.Lock = asyncio.Lock()
+        self._queue: asyncio.Queue[tuple[str, int, list[str]]] = asyncio.Queue(shadow_queue)
+        self._latency = {name: Latencies() for name in BACKENDS}
+        self._compared = self._identical = self._skipped = self._errors = 0
+        self._differences: deque[Difference] = deque(maxlen=20)
+
+    async def start(self) -> None:
+        """Open and catch up the serving backend (and the shadow), then follow the log."""
+        await self._read_control(apply=False)
+        for name in (self.serving, self.shadow):
+            if name is not None:
+                await self._open(name)
+        self._tasks.append(asyncio.create_task(self._follow_control()))
+        self._tasks.append(asyncio.create_task(self._compare_shadow()))
+
+    async def suggest(self, query: str, limit: int = 10) -> tuple[str, list[Suggestion]]:
+        """The serving backend's name and answer; the shadow gets the query too, later."""
+        name = self.serving
+        started = time.perf_counter()
+        found = await self.backends[name].suggest(query, limit)
+        self._latency[name].add(time.perf_counter() - started)
+        if self.shadow is not None:
+            try:
+                self._queue.put_nowait((query, limit, [s.id for s in found]))
+            except asyncio.QueueFull:
+                self._skipped += 1
+        return name, found
+
+    async def cutover(self, to: str) -> None:
+        """Serve from `to` from now on, once it has caught up with the log."""
+        if to not in BACKENDS:
+            raise ValueError(f"unknown mentions backend {to!r}: use {', '.join(BACKENDS)}")
+        async with self._switching:
+            if to == self.serving:
+                return
+            if to not in self.backends:
+                await self._open(to)
+            await catch_up(self.backends[to], self.event_log)
+            before = self.serving
+            self.serving = to
+            self.shadow = before if self.shadow == to else self.shadow
+            log.info("mentions backend switched", serving=to, before=before, shadow=self.shadow)
+
+    async def report(self) -> ShadowReport:
+        positions = {name: await b.position() for name, b in self.backends.items()}
+        compared = self._compared
+        return ShadowReport(
+            serving=self.serving,
+            shadow=self.shadow,
+            compared=compared,
+            identical=self._identical,
+            agreement=round(self._identical / compared, 4) if compared else None,
+            skipped=self._skipped,
+            errors=self._errors,
+            latency={name: self._latency[name].summary() for name in self.backends},
+            positions=positions,
+            recent_differences=list(self._differences),
+        )
+
+    def save(self, directory: Path) -> None:
+        """Snapshot the memory backend, if this replica runs one."""
+        memory = self.backends.get("memory")
+        if isinstance(memory, MemoryMentions):
+            memory.save(directory)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for backend in self.backends.values():
+            await backend.close()
+        self.backends.clear()
+
+    async def _open(self, name: str) -> None:
+        backend = await self._opener(name)
+        folded = await catch_up(backend, self.event_log)
+        self.backends[name] = backend
+        log.info("mentions backend ready", backend=name, caught_up=folded)
+        self._tasks.append(asyncio.create_task(self._follow(backend)))
+
+    async def _follow(self, backend: MentionsBackend) -> None:
+        while True:
+            try:
+                await catch_up(backend, self.event_log)
+            except LogUnavailable as error:
+                log.warning("mentions cannot read the log", error=str(error))
+            except Exception:  # a bad backend must not end the replica; it retries
+                log.exception("mentions backend failed to fold events", backend=backend.name)
+            await asyncio.sleep(self._interval_s)
+
+    async def _read_control(self, *, apply: bool) -> None:
+        while records := await self.event_log.read(CONTROL, self._control_position + 1, 1000):
+            self._control_position = records[-1].position
+            for record in records:
+                event = record.event
+                if not isinstance(event, SettingChanged) or event.name != SERVING_SETTING:
+                    continue
+                if event.value not in BACKENDS:
+                    log.warning("unknown mentions backend in the log", value=event.value)
+                elif apply:
+                    await self.cutover(event.value)
+                else:
+                    self.shadow = None if self.shadow == event.value else self.shadow
+                    self.serving = event.value
+
+    async def _follow_control(self) -> None:
+        while True:
+            try:
+                await self._read_control(apply=True)
+            except LogUnavailable as error:
+                log.warning("mentions cannot read the control topic", error=str(error))
+            except Exception:
+                log.exception("mentions cutover failed; still serving", serving=self.serving)
+            await asyncio.sleep(self._interval_s)
+
+    async def _compare_shadow(self) -> None:
+        while True:
+            query, limit, served = await self._queue.get()
+            name = self.shadow
+            backend = self.backends.get(name) if name else None
+            if name is None or backend is None:
+                continue
+            started = time.perf_counter()
+            try:
+                shadowed = [s.id for s in await backend.suggest(query, limit)]
+            except Exception as error:
+                self._errors += 1
+                log.warning("mentions shadow query failed", backend=name, error=str(error))
+                continue
+            self._latency[name].add(time.perf_counter() - started)
+            self._compared += 1
+            if shadowed == served:
+                self._identical += 1
+            else:
+                self._differences.append(Difference(query, served, shadowed))

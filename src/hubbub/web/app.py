@@ -20,10 +20,19 @@ from hubbub.mentions import api as mentions_api
 READY_TIMEOUT_S = 2.0
 
 
-def create_app(platform: Platform) -> FastAPI:
+ROLES = ("all", "ingest", "mentions")
+
+
+def create_app(platform: Platform, role: str = "all") -> FastAPI:
+    """The API of `role`: its own routes, plus the operations routes every process has."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}: use {', '.join(ROLES)}")
     app = FastAPI(title="Hubbub", version="0.1.0")
-    app.include_router(ingest_api.build_router(platform, platform.settings.max_push_bytes))
-    app.include_router(mentions_api.build_router(platform))
+    if role in ("all", "ingest"):
+        app.include_router(ingest_api.build_router(platform, platform.settings.max_push_bytes))
+    if role in ("all", "mentions"):
+        app.include_router(mentions_api.build_router(platform))
+        app.add_middleware(mentions_api.MentionsFastPath, platform=platform)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
