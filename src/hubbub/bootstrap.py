@@ -82,12 +82,16 @@ class Platform:
     ingestors: dict[tuple[str, str], BatchSink] = field(default_factory=dict)
     _making: asyncio.Lock = field(default_factory=asyncio.Lock)
     _starting_mentions: asyncio.Lock = field(default_factory=asyncio.Lock)
+    keeps_snapshots: bool = True
+    """Whether this process writes the mentions snapshot (one of several replicas does)."""
     _mentions: MentionsReplica | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def mentions(self) -> MentionsReplica:
         """This process's mentions replica: started (caught up) on first use, then kept up
         by background tasks, and snapshotted now and then and at close."""
+        if self._mentions is not None:
+            return self._mentions
         async with self._starting_mentions:
             if self._mentions is None:
                 replica = MentionsReplica(
@@ -98,7 +102,8 @@ class Platform:
                 )
                 await replica.start()
                 self._mentions = replica
-                self._background.append(asyncio.create_task(self._snapshot_mentions(replica)))
+                if self.keeps_snapshots:
+                    self._background.append(asyncio.create_task(self._snapshot_mentions(replica)))
         return self._mentions
 
     async def _snapshot_mentions(self, replica: MentionsReplica) -> None:
@@ -144,7 +149,8 @@ class Platform:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         if self._mentions is not None:
-            self._mentions.save(self.settings.mentions_snapshot_path)
+            if self.keeps_snapshots:
+                self._mentions.save(self.settings.mentions_snapshot_path)
             await self._mentions.close()
         try:
             for ingestor in self.ingestors.values():

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from hubbub.eventlog.port import Record
@@ -260,6 +261,7 @@ async def test_random_worlds_agree_with_brute_force(world: World, seed: int) -> 
         for query in [word()[:2], word(), f"{word()} {word()[:1]}", "a", "山"]:
             answer = await world.backend.suggest(query, 5)
             assert [s.followers for s in answer] == oracle(truth, query, 5), query
+            assert await world.backend.suggest_json(query, 5) == msgspec.json.encode(answer)
             for suggestion in answer:
                 page = truth[suggestion.id]
                 assert (suggestion.handle, suggestion.display_name) == (

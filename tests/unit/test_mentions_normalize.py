@@ -53,3 +53,10 @@ def test_normalizing_is_idempotent_and_never_fails(text: str) -> None:
     once = normalize(text)
     assert normalize(once) == once or once.startswith("@")
     assert all(" " not in word and word for word in words(text))
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_the_ascii_shortcut_agrees_with_the_unicode_path(text: str) -> None:
+    # A lone combining accent makes the text non-ASCII and is then dropped by NFKD.
+    assert normalize(text) == normalize(text + "\u0301")
+    assert words(text) == words(text + "\u0301")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hubbub.mentions.index import MAX_SCORE
 from hubbub.mentions.pages import Page
+from hubbub.mentions.service import Suggestion
 from hubbub.mentions.store import PageStore, warm_up
 
 HANDLES = [None, "", "ab", "abc", "b.c", "ba", "é", "@"]
@@ -248,3 +250,36 @@ def test_save_replaces_the_snapshot(tmp_path: Path) -> None:
 
 def test_warm_up_runs() -> None:
     warm_up()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pages=st.lists(
+        st.tuples(
+            st.text(min_size=1, max_size=12),
+            st.one_of(st.none(), st.text(max_size=12)),
+            st.one_of(st.none(), st.text(max_size=12)),
+            st.integers(0, 10**12),
+            st.sampled_from(["jetstream", "mastodon", 'we"ird\\source']),
+        ),
+        max_size=12,
+    )
+)
+def test_json_answers_are_what_msgspec_writes(
+    pages: list[tuple[str, str | None, str | None, int, str]],
+) -> None:
+    """Any text (quotes, backslashes, control characters, emoji) is escaped alike."""
+    store = PageStore.build(
+        Page(page_id, source, handle, name, followers)
+        for page_id, handle, name, followers, source in pages
+    )
+    for prefix in ["", *sorted({key for page in pages for key in _keys(page)})[:5]]:
+        found = store.top_pages(prefix, 50)
+        expected = msgspec.json.encode(
+            [Suggestion(p.id, p.handle, p.display_name, p.followers, p.source) for p in found]
+        )
+        assert store.top_json(prefix, 50) == expected
+
+
+def _keys(page: tuple[str, str | None, str | None, int, str]) -> list[str]:
+    return [key[:2] for key in Page(page[0], page[4], page[1], page[2]).keys()]

@@ -7,13 +7,21 @@ Followers are Zipf-distributed over a random ranking. Queries are 1 to 4 charact
 prefixes (one query per keystroke, so each length is as likely) of a handle or name
 word of pages drawn by popularity, since people mostly type the names of accounts many
 others follow.
+
+In-process figures: `p50_us`/`p99_us` time the index answering a prefix with page ids
+and followers (`PageStore.top_k`); `answer_json_*` the whole answer of the API, query
+parsing and JSON included; `suggest_*` the same as Python objects.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -24,7 +32,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import numpy as np
 import numpy.typing as npt
 import psutil
@@ -96,47 +103,109 @@ def _time_queries(query: Callable[[str], object], prefixes: list[str]) -> list[f
     return latencies
 
 
-def _serve_and_load(
-    workdir: Path, prefixes: list[str], seconds: float, rate: int, progress: Progress
-) -> dict[str, Any]:
-    """Start `hubbub serve --role mentions` on the snapshot, then load it from another
-    process: closed loop for the most requests/s, then open loop at `rate` for latency."""
-    from hubbub.web.app import create_app  # noqa: F401 (fail here, not in the child)
+HTTP_CONNECTIONS = (2, 4, 8, 16, 32)
+HTTP_P99_TARGET_MS = 2.0
+_WRK_SCRIPT = """
+local paths = {}
+for line in io.lines(os.getenv("HUBBUB_PATHS")) do paths[#paths + 1] = line end
+local i = 0
+request = function()
+  i = i % #paths + 1
+  return wrk.format("GET", paths[i])
+end
+"""
 
+
+def _serve_and_load(
+    workdir: Path, prefixes: list[str], seconds: float, replicas: int, progress: Progress
+) -> dict[str, Any]:
+    """Start `hubbub serve --role mentions --replicas N` on the snapshot, then load it
+    from another process at several concurrencies, `seconds` each.
+
+    The load comes from wrk when it is installed (`apt install wrk`): written in C, it
+    leaves the cores to the server. Otherwise it comes from `hubbub.benchmarks.loadgen`,
+    which spends about as much CPU per request as the server, on the same two cores.
+    The headline is the most requests/s among the runs whose p99 is within 2 ms.
+    """
     port = _free_port()
     env = {**os.environ, "HUBBUB_LOG_LEVEL": "warning", "HUBBUB_DATA_DIR": str(workdir)}
+    command = [sys.executable, "-m", "hubbub", "serve", "--role", "mentions", "--port", str(port)]
     started = time.perf_counter()
     server = subprocess.Popen(
-        [sys.executable, "-m", "hubbub", "serve", "--role", "mentions", "--port", str(port)],
+        [*command, "--replicas", str(replicas)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    tool = "wrk" if shutil.which("wrk") else "hubbub.benchmarks.loadgen"
     try:
-        ready_s = _wait_ready(port, server, started)
+        ready_s = _wait_listening(port, server, started, replicas)
         paths = workdir / "paths.txt"
         paths.write_text(
             "\n".join(f"/v1/mentions?q={quote(prefix)}&limit=10" for prefix in prefixes)
         )
-        progress("HTTP: closed loop")
-        most = _loadgen(port, paths, max(1.0, seconds / 3), 0, 16)
-        progress(f"HTTP: open loop at {rate:,} requests/s")
-        steady = _loadgen(port, paths, seconds, rate, 64)
-        server_rss = psutil.Process(server.pid).memory_info().rss / 2**20
+        runs = []
+        for connections in HTTP_CONNECTIONS:
+            progress(f"HTTP: {connections} connections, {tool}")
+            if tool == "wrk":
+                runs.append(_wrk(port, paths, seconds, connections))
+            else:
+                runs.append(_loadgen(port, paths, seconds, connections))
+        processes = [psutil.Process(server.pid), *psutil.Process(server.pid).children()]
+        server_rss = max(process.memory_info().rss for process in processes) / 2**20
     finally:
         server.terminate()
         server.wait(30)
+    within = [run for run in runs if run["p99_ms"] <= HTTP_P99_TARGET_MS]
+    best = max(within, key=lambda run: run["rps"]) if within else min(runs, key=_p99_ms)
     return {
         "restart_ready_s": round(ready_s, 2),
         "server_rss_mb": round(server_rss, 1),
-        "http_rps": most["rps"],
-        "http_closed_loop_p99_ms": most["p99_ms"],
-        "http_target_rps": rate,
-        "http_achieved_rps": steady["rps"],
-        "http_p50_ms": steady["p50_ms"],
-        "http_p99_ms": steady["p99_ms"],
-        "http_errors": most["errors"] + steady["errors"],
+        "http_replicas": replicas,
+        "http_load_generator": tool,
+        "http_rps": best["rps"],
+        "http_p50_ms": best["p50_ms"],
+        "http_p99_ms": best["p99_ms"],
+        "http_connections": best["connections"],
+        "http_max_rps": max(run["rps"] for run in runs),
+        "http_errors": sum(run["errors"] for run in runs),
+        "http_runs": runs,
     }
+
+
+def _p99_ms(run: dict[str, Any]) -> float:
+    return float(run["p99_ms"])
+
+
+def _wrk(port: int, paths: Path, seconds: float, connections: int) -> dict[str, Any]:
+    script = paths.with_suffix(".lua")
+    script.write_text(_WRK_SCRIPT)
+    done = subprocess.run(
+        [
+            "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+            "-s", str(script), f"http://127.0.0.1:{port}",
+        ],
+        capture_output=True, check=True, text=True, env={**os.environ, "HUBBUB_PATHS": str(paths)},
+    )  # fmt: skip
+    out = done.stdout
+    latency = {
+        q: _wrk_ms(float(value), unit)
+        for q, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", out, re.M)
+    }
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    rps = float(re.findall(r"Requests/sec:\s+([\d.]+)", out)[0])
+    return {
+        "connections": connections,
+        "rps": round(rps),
+        "p50_ms": latency["50"],
+        "p99_ms": latency["99"],
+        "errors": errors,
+    }
+
+
+def _wrk_ms(value: float, unit: str) -> float:
+    return round(value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 3)
 
 
 def _free_port() -> int:
@@ -148,30 +217,36 @@ def _free_port() -> int:
         return port
 
 
-def _wait_ready(port: int, server: subprocess.Popen[bytes], started: float) -> float:
+def _wait_listening(
+    port: int, server: subprocess.Popen[bytes], started: float, count: int
+) -> float:
+    """Seconds until `count` processes of the server listen on `port` (each replica
+    listens once its index is loaded and caught up)."""
     while True:
         if server.poll() is not None:
             raise RuntimeError(f"the mentions server exited with {server.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return time.perf_counter() - started
-        except httpx.HTTPError:
-            pass
+        listening = 0
+        for process in [psutil.Process(server.pid), *psutil.Process(server.pid).children()]:
+            with contextlib.suppress(psutil.Error):
+                listening += any(
+                    c.status == psutil.CONN_LISTEN and c.laddr.port == port
+                    for c in process.net_connections("tcp")
+                )
+        if listening >= count:
+            return time.perf_counter() - started
         time.sleep(0.05)
 
 
-def _loadgen(port: int, paths: Path, seconds: float, rate: int, connections: int) -> Any:
-    import json
-
+def _loadgen(port: int, paths: Path, seconds: float, connections: int) -> dict[str, Any]:
     done = subprocess.run(
         [
             sys.executable, "-m", "hubbub.benchmarks.loadgen", "--port", str(port),
-            "--paths", str(paths), "--seconds", str(seconds), "--rate", str(rate),
-            "--connections", str(connections),
+            "--paths", str(paths), "--seconds", str(seconds), "--connections", str(connections),
         ],
         capture_output=True, check=True, text=True,
     )  # fmt: skip
-    return json.loads(done.stdout)
+    found = json.loads(done.stdout)
+    return {key: found[key] for key in ("connections", "rps", "p50_ms", "p99_ms", "errors")}
 
 
 def _against_postgres(
@@ -238,8 +313,8 @@ def run_mentions_benchmark(
     *,
     pages: int,
     queries: int = 20_000,
-    http_seconds: float = 10.0,
-    http_rate: int = 10_000,
+    http_seconds: float = 3.0,
+    http_replicas: int = 2,
     postgres_url: str | None = None,
     postgres_queries: int = 200,
     seed: int = 7,
@@ -262,6 +337,7 @@ def run_mentions_benchmark(
     _time_queries(store.top_k, normalized[:1000])  # warm the kernels and caches
     index = sorted(_time_queries(store.top_k, normalized))
     whole = sorted(_time_queries(memory.suggest_now, prefixes))
+    answered = sorted(_time_queries(memory.suggest_json_now, prefixes))
 
     progress(f"{UPDATES:,} follower updates")
     rng = np.random.default_rng(seed + 2)
@@ -291,6 +367,8 @@ def run_mentions_benchmark(
         "max_us": _us(index, 1.0),
         "suggest_p50_us": _us(whole, 0.5),
         "suggest_p99_us": _us(whole, 0.99),
+        "answer_json_p50_us": _us(answered, 0.5),
+        "answer_json_p99_us": _us(answered, 0.99),
         "updates_per_s": round(UPDATES / update_s),
         "rss_before_build_mb": rss_before,
     }
@@ -301,7 +379,7 @@ def run_mentions_benchmark(
         memory.save(workdir / "mentions")
         result["snapshot_save_s"] = round(time.perf_counter() - started, 2)
         if http_seconds > 0:
-            result |= _serve_and_load(workdir, prefixes, http_seconds, http_rate, progress)
+            result |= _serve_and_load(workdir, prefixes, http_seconds, http_replicas, progress)
     if postgres_url:
         sample = prefixes[:postgres_queries]
         result |= _against_postgres(postgres_url, followers, sample, memory, progress)

@@ -50,11 +50,11 @@ def mentions(
     ] = 1_000_000,
     queries: Annotated[int, typer.Option(help="Prefixes to time.", min=1)] = 20_000,
     http_seconds: Annotated[
-        float, typer.Option(help="Seconds of HTTP load at --http-rate (0: skip HTTP).", min=0)
-    ] = 10.0,
-    http_rate: Annotated[int, typer.Option(help="Requests/s of the open-loop load.", min=1)] = (
-        10_000
-    ),
+        float, typer.Option(help="Seconds of HTTP load per concurrency (0: skip HTTP).", min=0)
+    ] = 3.0,
+    http_replicas: Annotated[
+        int, typer.Option(help="Mentions replicas serving HTTP (processes).", min=1)
+    ] = 2,
     postgres: Annotated[
         bool, typer.Option(help="Compare with the postgres backend on the same queries.")
     ] = True,
@@ -77,7 +77,7 @@ def mentions(
         pages=pages,
         queries=queries,
         http_seconds=http_seconds,
-        http_rate=http_rate,
+        http_replicas=http_replicas,
         postgres_url=postgres_url if postgres else None,
         postgres_queries=postgres_queries,
         progress=(lambda _: None) if json else (lambda step: console.print(f"  {step}…")),

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import multiprocessing
+import os
+import signal
+import socket
 import time
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
 from rich.live import Live
 
 from hubbub.bootstrap import Platform, build_platform
-from hubbub.cli.common import console, load_settings, run, stop_on_signals
+from hubbub.cli.common import console, fail, load_settings, run, stop_on_signals
 from hubbub.cli.ingest import LiveLine
 from hubbub.ingest.generate import FirehoseSpec, generate_firehose
 from hubbub.ingest.pipeline import BatchSink, IngestSummary
 from hubbub.kernel.events import DEADLETTER
+from hubbub.kernel.telemetry import configure_logging
 from hubbub.settings import Settings
 from hubbub.web.app import ROLES, create_app
 
@@ -28,36 +34,99 @@ def _server(platform: Platform, host: str, port: int, role: str = "all") -> uvic
     return uvicorn.Server(config)
 
 
-async def _serve(settings: Settings, role: str, host: str, port: int) -> None:
+def _shared_socket(host: str, port: int) -> socket.socket:
+    """A listening socket other processes may bind too; the kernel spreads connections."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+async def _serve(
+    settings: Settings, role: str, host: str, port: int, *, replica: int | None = None
+) -> None:
+    """Serve `role`; as replica N of several (sharing the port), only replica 0 writes
+    the mentions snapshot that all of them start from."""
     platform = await build_platform(settings)
+    platform.keeps_snapshots = not replica
     try:
         if role in ("all", "mentions"):
             started = time.monotonic()
-            replica = await platform.mentions()  # listen once the index has caught up
-            pages = await replica.backends[replica.serving].page_count()
+            mentions = await platform.mentions()  # listen once the index has caught up
+            pages = await mentions.backends[mentions.serving].page_count()
             console.print(
-                f"mentions: serving from {replica.serving} "
+                f"mentions: serving from {mentions.serving} "
                 f"({pages:,} pages, ready in {time.monotonic() - started:.1f} s)"
             )
-        await _server(platform, host, port, role).serve()
+        server = _server(platform, host, port, role)
+        if replica is None:
+            await server.serve()
+        else:
+            await server.serve(sockets=[_shared_socket(host, port)])
     finally:
         await platform.close()
+
+
+def _replica_main(settings: dict[str, Any], role: str, host: str, port: int, n: int) -> None:
+    """A replica process: the same role on the same port, with a log position of its own."""
+    loaded = Settings(**settings)
+    configure_logging(loaded.log_level, loaded.log_format)
+    with contextlib.suppress(KeyboardInterrupt):
+        run(_serve(loaded, role, host, port, replica=n))
+
+
+def _run_replicas(settings: Settings, role: str, host: str, port: int, count: int) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    dump = settings.model_dump()
+    processes = [
+        spawn.Process(target=_replica_main, args=(dump, role, host, port, n), name=f"{role}-{n}")
+        for n in range(count)
+    ]
+    for process in processes:
+        process.start()
+
+    def stop(signum: int, frame: object) -> None:
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+
+    # SIGTERM (a supervisor, `kill`) is passed on; Ctrl-C reaches every process already.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    console.print(f"{count} {role} replicas on {host}:{port}; Ctrl-C stops them")
+    for process in processes:
+        process.join()
+    failed = [p.name for p in processes if p.exitcode not in (0, -signal.SIGINT, -signal.SIGTERM)]
+    if failed:
+        fail(f"replicas exited with an error: {', '.join(failed)}")
 
 
 def serve(
     role: Annotated[str, typer.Option(help=f"Role to run: {', '.join(ROLES)}.")] = "all",
     host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
+    replicas: Annotated[
+        int, typer.Option(help="Processes of the mentions role sharing the port.", min=1)
+    ] = 1,
 ) -> None:
     """Serve the HTTP API of a role (all of them by default), with /healthz, /readyz, /metrics.
 
     Roles: `ingest` (push ingest), `mentions` (a replica of @mention autocomplete: it
-    builds its own index from the log, so several can run side by side).
+    builds its own index from the log, so several can run side by side; `--replicas N`
+    starts N of them on one port, one per core).
     """
     if role not in ROLES:
         raise typer.BadParameter(f"unknown role {role!r}: use {', '.join(ROLES)}")
+    if replicas > 1 and role != "mentions":
+        raise typer.BadParameter("--replicas is for the mentions role")
     settings = load_settings()
-    run(_serve(settings, role, host or settings.http_host, port or settings.http_port))
+    host, port = host or settings.http_host, port or settings.http_port
+    if replicas > 1:
+        _run_replicas(settings, role, host, port, replicas)
+    else:
+        run(_serve(settings, role, host, port))
 
 
 def _with_junk(lines: Iterator[bytes], every: int) -> Iterator[bytes]:

@@ -27,11 +27,12 @@ __all__ = [
     "BLOCK",
     "RANK_LOW",
     "build_tree",
-    "dedupe_ids",
     "find_id",
     "gather_strings",
     "gather_texts",
+    "last_of_each",
     "prefix_range",
+    "render_json",
     "scan_recent",
     "sort_keys",
     "top_k",
@@ -199,39 +200,157 @@ def gather_texts(
     return out, out_off
 
 
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_NULL = np.frombuffer(b"null", dtype=np.uint8)
+
+
 @_kernel
-def dedupe_ids(hashes: UInt64s, blob: Bytes, off: Int64s, order: Int64s) -> npt.NDArray[np.bool_]:
-    """Which rows of `order` (rows stably sorted by hash) to keep: the last of each id."""
-    keep = np.ones(len(order), dtype=np.bool_)
+def _json_string(out: Bytes, at: int, blob: Bytes, s: int, e: int) -> int:
+    """Write blob[s:e] (UTF-8) as a JSON string at `out[at]`, escaped as msgspec does."""
+    out[at] = 34  # "
+    at += 1
+    for i in range(s, e):
+        byte = blob[i]
+        if byte == 34 or byte == 92:  # " and backslash
+            out[at] = 92
+            out[at + 1] = byte
+            at += 2
+        elif byte >= 32:
+            out[at] = byte
+            at += 1
+        else:
+            out[at] = 92
+            short = 0
+            if byte == 8:
+                short = 98  # b
+            elif byte == 9:
+                short = 116  # t
+            elif byte == 10:
+                short = 110  # n
+            elif byte == 12:
+                short = 102  # f
+            elif byte == 13:
+                short = 114  # r
+            if short:
+                out[at + 1] = short
+                at += 2
+            else:
+                out[at + 1 : at + 6] = np.array([117, 48, 48, 0, 0], dtype=np.uint8)  # u00
+                out[at + 4] = _HEX[byte >> 4]
+                out[at + 5] = _HEX[byte & 15]
+                at += 6
+    out[at] = 34
+    return at + 1
+
+
+@_kernel
+def _put(out: Bytes, at: int, text: Bytes) -> int:
+    out[at : at + len(text)] = text
+    return at + len(text)
+
+
+@_kernel
+def render_json(
+    ids: Bytes,
+    id_off: Int64s,
+    handles: Bytes,
+    handle_off: Int64s,
+    names: Bytes,
+    name_off: Int64s,
+    has: Bytes,
+    source: Bytes,
+    parts: Bytes,
+    part_off: Int64s,
+    followers: Int64s,
+    rows: Int64s,
+) -> Bytes:
+    """A JSON array of the rows as suggestion objects (id, handle, display_name,
+    followers, source), byte for byte what msgspec writes for them.
+
+    `parts` holds the fixed pieces: `[{"id":`, `,"handle":`, `,"display_name":`,
+    `,"followers":`, `,"source":`, `},{"id":`, `}]`, then each source as a JSON string.
+    """
+    size = 2 + 160 * len(rows)
+    for row in rows:
+        size += 6 * (id_off[row + 1] - id_off[row] + handle_off[row + 1] - handle_off[row])
+        size += 6 * (name_off[row + 1] - name_off[row])
+    out = np.empty(size, dtype=np.uint8)
+    if len(rows) == 0:
+        out[0] = 91
+        out[1] = 93
+        return out[:2]
+    at = 0
+    for i, row in enumerate(rows):
+        at = _put(out, at, parts[part_off[0 if i == 0 else 5] : part_off[1 if i == 0 else 6]])
+        at = _json_string(out, at, ids, id_off[row], id_off[row + 1])
+        at = _put(out, at, parts[part_off[1] : part_off[2]])
+        if has[row] & 1:
+            at = _json_string(out, at, handles, handle_off[row], handle_off[row + 1])
+        else:
+            at = _put(out, at, _NULL)
+        at = _put(out, at, parts[part_off[2] : part_off[3]])
+        if has[row] & 2:
+            at = _json_string(out, at, names, name_off[row], name_off[row + 1])
+        else:
+            at = _put(out, at, _NULL)
+        at = _put(out, at, parts[part_off[3] : part_off[4]])
+        count = followers[row]
+        digits = 1
+        while count >= 10**digits:
+            digits += 1
+        for d in range(digits - 1, -1, -1):
+            out[at + d] = 48 + count % 10
+            count //= 10
+        at += digits
+        at = _put(out, at, parts[part_off[4] : part_off[5]])
+        code = 7 + source[row]
+        at = _put(out, at, parts[part_off[code] : part_off[code + 1]])
+    return out[: _put(out, at, parts[part_off[6] : part_off[7]])]
+
+
+@_kernel
+def last_of_each(blob: Bytes, off: Int64s, order: Int64s) -> npt.NDArray[np.bool_]:
+    """Which entries of `order` (string numbers sorted by their bytes) to keep: of each
+    run of equal strings, the greatest string number (the last one added)."""
+    keep = np.zeros(len(order), dtype=np.bool_)
     i = 0
     while i < len(order):
+        best = i
         j = i + 1
-        while j < len(order) and hashes[order[j]] == hashes[order[i]]:
+        while j < len(order) and _compare(blob, off, order[j], order[i], 0) == 0:
+            if order[j] > order[best]:
+                best = j
             j += 1
-        for a in range(i, j - 1):
-            for b in range(a + 1, j):
-                if _compare(blob, off, order[a], order[b], 0) == 0:
-                    keep[a] = False
-                    break
+        keep[best] = True
         i = j
     return keep
 
 
 @_kernel
-def find_id(hashes: UInt64s, blob: Bytes, off: Int64s, digest: np.uint64, key: Bytes) -> int:
-    """Position of the string `key` (whose hash is `digest`) among hash-sorted ids, or -1."""
-    i = np.searchsorted(hashes, digest)
-    while i < len(hashes) and hashes[i] == digest:
-        s, e = off[i], off[i + 1]
-        if e - s == len(key):
-            same = True
-            for j in range(len(key)):
-                if blob[s + j] != key[j]:
-                    same = False
-                    break
-            if same:
-                return int(i)
-        i += 1
+def _compare_key(blob: Bytes, s: int, e: int, key: Bytes) -> int:
+    """-1, 0 or 1 as the string blob[s:e] sorts before, with or after `key`."""
+    n = min(e - s, len(key))
+    for j in range(n):
+        if blob[s + j] != key[j]:
+            return -1 if blob[s + j] < key[j] else 1
+    if e - s == len(key):
+        return 0
+    return -1 if e - s < len(key) else 1
+
+
+@_kernel
+def find_id(blob: Bytes, off: Int64s, key: Bytes) -> int:
+    """Position of the string `key` among the sorted strings (blob, off), or -1."""
+    lo, hi = 0, len(off) - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        order = _compare_key(blob, off[mid], off[mid + 1], key)
+        if order == 0:
+            return mid
+        if order < 0:
+            lo = mid + 1
+        else:
+            hi = mid
     return -1
 
 

@@ -46,10 +46,10 @@ async def answer(platform: Platform, q: str | None, limit: str | int) -> tuple[i
         return _invalid("limit", f"limit must be between 1 and {MAX_LIMIT}")
     replica = await platform.mentions()
     try:
-        backend, found = await replica.suggest(q, limit)
+        backend, found = await replica.suggest_json(q, limit)
     except InvalidQuery as error:
         return _invalid("q", str(error))
-    return 200, backend, msgspec.json.encode(found)
+    return 200, backend, found
 
 
 def _invalid(field: str, message: str) -> tuple[int, str, bytes]:

@@ -11,11 +11,13 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
 import structlog
 
 from hubbub.eventlog.port import Record
+from hubbub.mentions.normalize import query_terms, words
 from hubbub.mentions.pages import project
-from hubbub.mentions.service import Suggestion, suggest
+from hubbub.mentions.service import MAX_LIMIT, Suggestion, suggest
 from hubbub.mentions.store import PageStore
 
 log = structlog.get_logger("hubbub.mentions")
@@ -67,6 +69,19 @@ class MemoryMentions:
 
     async def suggest(self, query: str, limit: int = 10) -> list[Suggestion]:
         return suggest(self.store, query, limit)
+
+    async def suggest_json(self, query: str, limit: int = 10) -> bytes:
+        return self.suggest_json_now(query, limit)
+
+    def suggest_json_now(self, query: str, limit: int = 10) -> bytes:
+        """`suggest` as JSON. A query of one word, the common case while typing, is
+        written straight from the store's columns, with no object per page."""
+        terms = query_terms(query)
+        if len(terms) == 1 and words(terms[0]) == terms:
+            found = self.store.top_json(terms[0], max(1, min(limit, MAX_LIMIT)))
+            if found is not None:
+                return found
+        return msgspec.json.encode(suggest(self.store, query, limit))
 
     def suggest_now(self, query: str, limit: int = 10) -> list[Suggestion]:
         """`suggest` without a coroutine, for callers in a hurry (benchmarks, the CLI)."""

@@ -9,6 +9,7 @@ included, is kept as it is, so a prefix of it matches.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Final
 
@@ -35,8 +36,18 @@ _SEPARATORS: Final = frozenset(
 MAX_QUERY_CHARS: Final = 100
 
 
+# ASCII text, most of what is typed, needs none of the Unicode steps: a shortcut.
+_ASCII_SEPARATORS: Final = re.compile(
+    "["
+    + re.escape("".join(c for c in map(chr, range(128)) if unicodedata.category(c) in _SEPARATORS))
+    + "]+"
+)
+
+
 def normalize(text: str) -> str:
     """The comparable form of a handle, a name or a query (a leading `@` dropped)."""
+    if text.isascii():
+        return text.lower().strip().removeprefix("@").lstrip()
     decomposed = unicodedata.normalize("NFKD", text)
     bare = "".join(char for char in decomposed if not unicodedata.combining(char))
     folded = bare.casefold().translate(_SPELLED_OUT).strip()
@@ -45,6 +56,8 @@ def normalize(text: str) -> str:
 
 def words(text: str) -> list[str]:
     """The normalized words of a display name or a query, in order."""
+    if text.isascii():
+        return [word for word in _ASCII_SEPARATORS.split(normalize(text)) if word]
     found: list[str] = []
     current: list[str] = []
     for char in normalize(text):

@@ -35,6 +35,10 @@ class MentionsBackend(Protocol):
         """The `limit` most followed pages matching `query` (InvalidQuery if it cannot be)."""
         ...
 
+    async def suggest_json(self, query: str, limit: int = 10) -> bytes:
+        """`suggest`, encoded as the JSON array the API answers with."""
+        ...
+
     async def page_count(self) -> int:
         """Pages known, suggestible or not."""
         ...

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
@@ -211,6 +212,9 @@ class PostgresMentions:
         found = {row[0]: Suggestion(*row) for row in rows}
         best = sorted(found.values(), key=lambda s: (-s.followers, s.id))
         return best[:limit]
+
+    async def suggest_json(self, query: str, limit: int = 10) -> bytes:
+        return msgspec.json.encode(await self.suggest(query, limit))
 
     async def close(self) -> None:
         await self._pool.close()

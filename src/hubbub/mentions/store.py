@@ -4,10 +4,11 @@
 of millions of pages: no Python object per page is kept outside the delta.
 
 - The *base* holds the pages of the last build or compaction as numpy columns, sorted
-  by a 64-bit hash of the id (xxh3), so a page's ordinal is found by binary search and
-  confirmed against the id bytes. Strings (id, handle, display name) are UTF-8 blobs
-  with offsets, sources a one-byte code. Followers, activity and the index tree are
-  updated in place; the rest never changes, so a saved base is memory-mapped on load.
+  by id, so a page's ordinal is found by binary search, and pages with as many
+  followers rank by id, as in the postgres backend. Strings (id, handle, display
+  name) are UTF-8 blobs with offsets, sources a one-byte code. Followers, activity
+  and the index tree are updated in place; the rest never changes, so a saved base is
+  memory-mapped on load.
 - The base keys (`PrefixTopK`) are the distinct normalized keys, sorted, each naming
   its pages. A page whose followers or activity change keeps its keys and ordinal.
 - The *delta* holds pages added or renamed since the base, as `Page` records; a renamed
@@ -17,7 +18,7 @@ of millions of pages: no Python object per page is kept outside the delta.
   base (`compact`).
 
 Ranking: followers, capped at `MAX_SCORE`; among equal scores, base pages before delta
-pages, then the lower ordinal (an arbitrary but stable order).
+pages, then the lower ordinal (by id in the base, by arrival in the delta).
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
-import xxhash
 
 from hubbub.mentions import _kernels
 from hubbub.mentions.index import MAX_SCORE, PrefixTopK
@@ -44,7 +45,7 @@ from hubbub.mentions.pages import Page
 
 __all__ = ["PageStore", "warm_up"]
 
-FORMAT: Final = "hubbub-pagestore-1"
+FORMAT: Final = "hubbub-pagestore-2"
 _ACTIVE: Final = 1
 _MOVED: Final = 2  # the page's record lives in the delta
 _RECENT_LIMIT: Final = 512  # delta keys scanned unsorted (~3 us) before the delta index is rebuilt
@@ -53,7 +54,6 @@ _MANIFEST: Final = "manifest.json"
 
 _Array = npt.NDArray[Any]
 _PAGE_COLUMNS: Final = (
-    "hashes",
     "ids",
     "id_off",
     "source",
@@ -80,7 +80,6 @@ class _Columns:
         self._codes = {source: code for code, source in enumerate(sources)}
         self.ids, self.handles, self.names, self.keys = (bytearray() for _ in range(4))
         self.id_len, self.handle_len, self.name_len, self.key_len = (array("q") for _ in range(4))
-        self.hashes = array("Q")
         self.source, self.has, self.active = array("B"), array("B"), array("B")
         self.followers = array("q")
         self.key_row = array("i")
@@ -90,7 +89,6 @@ class _Columns:
         ident = page.id.encode()
         self.ids += ident
         self.id_len.append(len(ident))
-        self.hashes.append(xxhash.xxh3_64_intdigest(ident))
         self.source.append(self._code(page.source))
         handle = b"" if page.handle is None else page.handle.encode()
         name = b"" if page.display_name is None else page.display_name.encode()
@@ -127,7 +125,6 @@ class _Columns:
             return np.frombuffer(bytes(data), dtype=np.uint8)
 
         return {
-            "hashes": np.frombuffer(self.hashes, dtype=np.uint64).copy(),
             "ids": blob(self.ids),
             "id_off": _offsets(self.id_len),
             "source": np.frombuffer(self.source, dtype=np.uint8).copy(),
@@ -142,6 +139,25 @@ class _Columns:
             "key_off": _offsets(self.key_len),
             "key_row": np.frombuffer(self.key_row, dtype=np.int32).copy(),
         }
+
+
+_JSON_PIECES: Final = (
+    b'[{"id":',
+    b',"handle":',
+    b',"display_name":',
+    b',"followers":',
+    b',"source":',
+    b'},{"id":',
+    b"}]",
+)
+
+
+def _json_parts(sources: list[str]) -> tuple[_Array, _Array]:
+    """The fixed pieces of a suggestion array, then each source, for `render_json`."""
+    pieces = [*_JSON_PIECES, *(msgspec.json.encode(source) for source in sources)]
+    offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
+    np.cumsum([len(piece) for piece in pieces], out=offsets[1:])
+    return np.frombuffer(b"".join(pieces), dtype=np.uint8), offsets
 
 
 def _offsets(lengths: array[int]) -> npt.NDArray[np.int64]:
@@ -162,23 +178,24 @@ def _concat(a: dict[str, _Array], b: dict[str, _Array]) -> dict[str, _Array]:
     out = {name: np.concatenate([a[name], b[name]]) for name in a}
     for name in ("id_off", "handle_off", "name_off", "key_off"):
         out[name] = np.concatenate([a[name][:-1], b[name] + a[name][-1]])
-    out["key_row"] = np.concatenate([a["key_row"], b["key_row"] + len(a["hashes"])]).astype(
+    out["key_row"] = np.concatenate([a["key_row"], b["key_row"] + len(a["id_off"]) - 1]).astype(
         np.int32
     )
     return out
 
 
 def _finish(raw: dict[str, _Array]) -> tuple[dict[str, _Array], npt.NDArray[np.int32], PrefixTopK]:
-    """Base columns (sorted by id hash, the last of each id kept), scores and index."""
-    hashes = raw["hashes"]
-    order = np.argsort(hashes, kind="stable")
-    order = order[_kernels.dedupe_ids(hashes, raw["ids"], raw["id_off"], order)]
+    """Base columns (sorted by id, the last of each id kept), scores and index."""
+    rows = len(raw["id_off"]) - 1
+    order = np.arange(rows, dtype=np.int64)
+    _kernels.sort_keys(raw["ids"], raw["id_off"], order)
+    order = order[_kernels.last_of_each(raw["ids"], raw["id_off"], order)]
     n = len(order)
     if n >= 1 << 31:
         raise ValueError("at most 2**31 - 1 pages")
-    new_row = np.full(len(hashes), -1, dtype=np.int64)
+    new_row = np.full(rows, -1, dtype=np.int64)
     new_row[order] = np.arange(n, dtype=np.int64)
-    columns: dict[str, _Array] = {"hashes": hashes[order]}
+    columns: dict[str, _Array] = {}
     for blob, off in (("ids", "id_off"), ("handles", "handle_off"), ("names", "name_off")):
         columns[blob], columns[off] = _strings(raw, blob, off, order)
     for name in ("source", "has", "followers", "state"):
@@ -236,6 +253,7 @@ class PageStore:
         self._scores = scores
         self._index = index
         self._base_live = int(np.count_nonzero((self._state & _MOVED) == 0))
+        self._json_parts = (*_json_parts(self._sources), len(self._sources))
         self._reset_delta()
 
     def _reset_delta(self) -> None:
@@ -281,15 +299,8 @@ class PageStore:
         return -1 if ordinal < 0 or self._state[ordinal] & _MOVED else ordinal
 
     def _find(self, page_id: str) -> int:
-        ident = page_id.encode()
-        c = self._columns
-        return _kernels.find_id(
-            c["hashes"],
-            c["ids"],
-            c["id_off"],
-            np.uint64(xxhash.xxh3_64_intdigest(ident)),
-            np.frombuffer(ident, dtype=np.uint8),
-        )
+        key = np.frombuffer(page_id.encode(), dtype=np.uint8)
+        return _kernels.find_id(self._columns["ids"], self._columns["id_off"], key)
 
     def _text(self, blob: str, off: str, ordinal: int) -> str:
         offsets = self._columns[off]
@@ -337,6 +348,23 @@ class PageStore:
             base[i] if tier == 0 else dataclasses.replace(self._delta[self._delta_ids[i]])
             for _, tier, i in ranked[:k]
         ]
+
+    def top_json(self, prefix: str, k: int = 10) -> bytes | None:
+        """`top_pages` as the JSON array of suggestions the API answers, written by a
+        compiled loop; None when the delta has pages for `prefix` (ask `top_pages`)."""
+        encoded = np.frombuffer(prefix.encode(), dtype=np.uint8)
+        if self._delta_key_count and len(self._delta_top_k(encoded, 1)):
+            return None
+        ordinals = self._index.top_k_array(encoded, k) if k > 0 else np.empty(0, np.int64)
+        c = self._columns
+        if self._json_parts[2] != len(self._sources):
+            self._json_parts = (*_json_parts(self._sources), len(self._sources))
+        parts, part_off, _ = self._json_parts
+        rendered = _kernels.render_json(
+            c["ids"], c["id_off"], c["handles"], c["handle_off"], c["names"], c["name_off"],
+            c["has"], c["source"], parts, part_off, self._followers, ordinals,
+        )  # fmt: skip
+        return rendered.tobytes()
 
     def _base_pages(self, ordinals: npt.NDArray[np.int64]) -> list[Page]:
         """Base pages by ordinal, their strings gathered in one pass."""
@@ -497,7 +525,7 @@ class PageStore:
         """The base pages not moved to the delta, as raw columns (see `_Columns.arrays`)."""
         c = self._columns
         rows = np.flatnonzero((self._state & _MOVED) == 0)
-        raw: dict[str, _Array] = {"hashes": c["hashes"][rows]}
+        raw: dict[str, _Array] = {}
         for blob, off in (("ids", "id_off"), ("handles", "handle_off"), ("names", "name_off")):
             raw[blob], raw[off] = _strings(c, blob, off, rows)
         for name in ("source", "has", "followers", "state"):

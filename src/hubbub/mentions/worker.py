@@ -134,11 +134,25 @@ class MentionsReplica:
         found = await self.backends[name].suggest(query, limit)
         self._latency[name].add(time.perf_counter() - started)
         if self.shadow is not None:
-            try:
-                self._queue.put_nowait((query, limit, [s.id for s in found]))
-            except asyncio.QueueFull:
-                self._skipped += 1
+            self._compare_later(query, limit, [s.id for s in found])
         return name, found
+
+    async def suggest_json(self, query: str, limit: int = 10) -> tuple[str, bytes]:
+        """`suggest`, encoded as the API's JSON answer."""
+        name = self.serving
+        started = time.perf_counter()
+        found = await self.backends[name].suggest_json(query, limit)
+        self._latency[name].add(time.perf_counter() - started)
+        if self.shadow is not None:
+            served = [s.id for s in msgspec.json.decode(found, type=list[Suggestion])]
+            self._compare_later(query, limit, served)
+        return name, found
+
+    def _compare_later(self, query: str, limit: int, served: list[str]) -> None:
+        try:
+            self._queue.put_nowait((query, limit, served))
+        except asyncio.QueueFull:
+            self._skipped += 1
 
     async def cutover(self, to: str) -> None:
         """Serve from `to` from now on, once it has caught up with the log."""

@@ -12,6 +12,7 @@ import asyncio
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp
 
 from hubbub.bootstrap import Platform
 from hubbub.ingest import api as ingest_api
@@ -23,8 +24,12 @@ READY_TIMEOUT_S = 2.0
 ROLES = ("all", "ingest", "mentions")
 
 
-def create_app(platform: Platform, role: str = "all") -> FastAPI:
-    """The API of `role`: its own routes, plus the operations routes every process has."""
+def create_app(platform: Platform, role: str = "all") -> ASGIApp:
+    """The API of `role`: its own routes, plus the operations routes every process has.
+
+    With the mentions role, `GET /v1/mentions` is answered ahead of the framework (see
+    `hubbub.mentions.api`); everything else goes through FastAPI.
+    """
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}: use {', '.join(ROLES)}")
     app = FastAPI(title="Hubbub", version="0.1.0")
@@ -32,7 +37,6 @@ def create_app(platform: Platform, role: str = "all") -> FastAPI:
         app.include_router(ingest_api.build_router(platform, platform.settings.max_push_bytes))
     if role in ("all", "mentions"):
         app.include_router(mentions_api.build_router(platform))
-        app.add_middleware(mentions_api.MentionsFastPath, platform=platform)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -51,4 +55,6 @@ def create_app(platform: Platform, role: str = "all") -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    if role in ("all", "mentions"):
+        return mentions_api.MentionsFastPath(app, platform)
     return app
