@@ -137,6 +137,11 @@ def test_mentions_query_answers_from_what_was_replayed(hubbub: CliRunner, tmp_pa
     (page,) = json.loads(out)
     assert page["handle"] == "Gargron@mastodon.social"
     assert page["followers"] == 322930
+    elsewhere = tmp_path / "elsewhere"
+    invoke(hubbub, "--data-dir", str(elsewhere), "ingest", "replay", str(statuses),
+           "--source", "mastodon", "--json")  # fmt: skip
+    code, out = invoke(hubbub, "mentions", "query", "gargr", "--data-dir", str(elsewhere), "--json")
+    assert [page["id"] for page in json.loads(out)] == ["https://mastodon.social/@Gargron"]
     result = hubbub.invoke(app, ["mentions", "query", "   "])
     assert result.exit_code == 2
     assert "empty" in result.stderr
@@ -160,4 +165,5 @@ def test_bench_mentions_prints_one_json_object(hubbub: CliRunner) -> None:
     assert 0 < result["http_p50_ms"] <= result["http_p99_ms"]
     assert len(result["http_runs"]) == 5
     assert result["restart_ready_s"] > 0
+    assert 0 < result["replica_anon_mb"] < result["replica_rss_mb"]
     assert result["vs_postgres_p99_ratio"] > 1

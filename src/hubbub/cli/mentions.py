@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated
 
 import httpx
@@ -12,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hubbub.bootstrap import open_event_log, open_mentions_backend
-from hubbub.cli.common import fail, load_settings, print_json, run
+from hubbub.cli.common import State, fail, load_settings, print_json, run
 from hubbub.kernel.events import SettingChanged
 from hubbub.kernel.ids import event_id
 from hubbub.mentions.memory import MemoryMentions
@@ -32,6 +33,9 @@ def query(
     backend: Annotated[
         str | None, typer.Option(help="memory or postgres (default: HUBBUB_MENTIONS_BACKEND).")
     ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="The data dir to answer from (as `hubbub --data-dir`).")
+    ] = None,
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The most followed pages matching TEXT, after catching up with the event log.
@@ -39,6 +43,8 @@ def query(
     The memory index is kept in a snapshot in the data dir with its log position: the
     next query loads it and reads only what the log gained since.
     """
+    if data_dir is not None:
+        State.data_dir = data_dir
     settings = load_settings()
     name = backend or settings.mentions_backend
     if name not in MENTIONS_BACKENDS:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import mmap
 import os
 import shutil
 import tempfile
@@ -33,7 +34,7 @@ import uuid
 from array import array
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import msgspec
 import numpy as np
@@ -635,9 +636,10 @@ def _load_array(directory: Path, name: str, shape: object) -> _Array:
     path = directory / f"{name}.npy"
     mutable = name in _MUTABLE
     try:
-        big = path.stat().st_size > _MMAP_BYTES
-        mode: Literal["r", "c"] | None = ("c" if mutable else "r") if big else None
-        values = np.asarray(np.load(path, mmap_mode=mode, allow_pickle=False))
+        if path.stat().st_size > _MMAP_BYTES:
+            values = _map(path, mutable)
+        else:
+            values = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
         raise ValueError(f"{path}: cannot load ({error})") from None
     if not isinstance(shape, list) or [str(values.dtype), len(values)] != shape:
@@ -647,6 +649,32 @@ def _load_array(directory: Path, name: str, shape: object) -> _Array:
     if not mutable:
         values.flags.writeable = False  # the same array type whether mapped or read
     return values
+
+
+def _map(path: Path, mutable: bool) -> _Array:
+    """The array of an .npy file, memory-mapped: copy-on-write if `mutable`, else read-only.
+
+    Queries read these arrays at scattered places, a few bytes each, so the kernel is
+    told not to read ahead (MADV_RANDOM): otherwise every touch would bring in the
+    pages around it too, and a replica's memory would grow to the whole snapshot.
+    """
+    with path.open("rb") as file:
+        version = np.lib.format.read_magic(file)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"an .npy file of version {version}")
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = read_header(file)
+        offset = file.tell()
+        if fortran or len(shape) != 1:
+            raise ValueError("not a one-dimensional array")
+        access = mmap.ACCESS_COPY if mutable else mmap.ACCESS_READ
+        mapped = mmap.mmap(file.fileno(), 0, access=access)
+    mapped.madvise(mmap.MADV_RANDOM)
+    return np.frombuffer(mapped, dtype=dtype, count=shape[0], offset=offset)
 
 
 def _fsync(directory: Path) -> None:
