@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "compiling the mentions index kernels (once, about 20 s)"
+	$(BIN)/python -c "from hubbub.mentions.store import warm_up; warm_up()"
 	touch $@
 
 install: $(STAMP)

@@ -20,6 +20,7 @@ from hubbub.ingest.sqlite import SqliteIngestState
 from hubbub.kernel.clock import Clock, SystemClock
 from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.ports import MentionsBackend
+from hubbub.mentions.store import warm_up
 from hubbub.mentions.worker import MentionsReplica
 from hubbub.settings import EVENT_LOG_ADAPTERS, Settings
 
@@ -63,6 +64,7 @@ async def open_mentions_backend(name: str, settings: Settings) -> MentionsBacken
     """The mentions backend `name`: the memory one from its snapshot (if any), the
     postgres one connected to `mentions_postgres_url`."""
     if name == "memory":
+        warm_up()  # compile the kernels now, not on the first query
         return MemoryMentions.load(settings.mentions_snapshot_path)
     if name == "postgres":
         from hubbub.mentions.postgres import PostgresMentions

@@ -13,12 +13,13 @@ from rich.console import Console
 from rich.table import Table
 
 from hubbub.bootstrap import open_event_log, open_mentions_backend
-from hubbub.cli.common import State, fail, load_settings, print_json, run
+from hubbub.cli.common import State, console, fail, load_settings, print_json, run
 from hubbub.kernel.events import SettingChanged
 from hubbub.kernel.ids import event_id
 from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.normalize import InvalidQuery
 from hubbub.mentions.service import Suggestion
+from hubbub.mentions.store import warm_up
 from hubbub.mentions.worker import SERVING_SETTING, catch_up
 from hubbub.settings import MENTIONS_BACKENDS
 
@@ -49,6 +50,10 @@ def query(
     name = backend or settings.mentions_backend
     if name not in MENTIONS_BACKENDS:
         fail(f"unknown mentions backend {name!r}: use {', '.join(MENTIONS_BACKENDS)}")
+
+    if name == "memory":
+        with console.status("loading the index kernels (compiled on first use)…"):
+            warm_up()
 
     async def work() -> list[Suggestion]:
         event_log = await open_event_log(settings)
