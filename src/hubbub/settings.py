@@ -93,3 +93,7 @@ class Settings(BaseSettings):
     @property
     def mentions_snapshot_path(self) -> Path:
         return self.data_dir / "mentions"
+
+    @property
+    def analytics_path(self) -> Path:
+        return self.data_dir / "analytics.duckdb"

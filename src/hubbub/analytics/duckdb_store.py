@@ -1,0 +1,160 @@
+"""The embedded rollup store: one DuckDB file, owned by the analytics worker.
+
+Each batch of deltas is added to the rollup tables, and the consumer's log positions are
+written, in one transaction: after a crash at any moment the file holds either the
+whole batch and its positions or neither, so a restart neither loses nor repeats an
+event. Deltas go in as Arrow tables, added to the rows they meet with
+`INSERT ... ON CONFLICT DO UPDATE`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import msgspec
+import pyarrow as pa
+
+from hubbub.analytics.rollups import GLOBAL_COUNTERS, PAGE_COUNTERS, Contribution, Deltas
+
+_counters = ", ".join(f"{name} BIGINT NOT NULL DEFAULT 0" for name in PAGE_COUNTERS)
+_totals = ", ".join(f"{name} BIGINT NOT NULL DEFAULT 0" for name in GLOBAL_COUNTERS)
+SCHEMA = (
+    f"CREATE TABLE IF NOT EXISTS page_minute (page VARCHAR NOT NULL, minute BIGINT NOT NULL,"
+    f" {_counters}, PRIMARY KEY (page, minute))",
+    "CREATE TABLE IF NOT EXISTS tag_minute (tag VARCHAR NOT NULL, minute BIGINT NOT NULL,"
+    " posts BIGINT NOT NULL, PRIMARY KEY (tag, minute))",
+    "CREATE TABLE IF NOT EXISTS lang_minute (lang VARCHAR NOT NULL, source VARCHAR NOT NULL,"
+    " minute BIGINT NOT NULL, posts BIGINT NOT NULL, PRIMARY KEY (lang, source, minute))",
+    f"CREATE TABLE IF NOT EXISTS global_minute (minute BIGINT PRIMARY KEY, {_totals})",
+    "CREATE TABLE IF NOT EXISTS post_contribution (post VARCHAR PRIMARY KEY, record BLOB)",
+    "CREATE TABLE IF NOT EXISTS consumer_position (topic VARCHAR PRIMARY KEY, position BIGINT)",
+)
+
+_add = ", ".join(f"{name} = page_minute.{name} + excluded.{name}" for name in PAGE_COUNTERS)
+_add_totals = ", ".join(
+    f"{name} = global_minute.{name} + excluded.{name}" for name in GLOBAL_COUNTERS
+)
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(Contribution).decode
+
+
+class DuckDBRollups:
+    """Rollups in a DuckDB file; one writer process at a time (DuckDB's rule)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = duckdb.connect(str(path))
+        for statement in SCHEMA:
+            self._db.execute(statement)
+
+    def positions(self) -> dict[str, int]:
+        """The last log position folded, per topic."""
+        rows = self._db.execute("SELECT topic, position FROM consumer_position").fetchall()
+        return {topic: int(position) for topic, position in rows}
+
+    def contributions(self, posts: set[str]) -> dict[str, Contribution]:
+        """What these posts added so far (those never seen are left out)."""
+        if not posts:
+            return {}
+        wanted = pa.table({"post": list(posts)})
+        self._db.register("wanted_posts", wanted)
+        try:
+            rows = self._db.execute(
+                "SELECT c.post, c.record FROM post_contribution c"
+                " JOIN wanted_posts w ON c.post = w.post"
+            ).fetchall()
+        finally:
+            self._db.unregister("wanted_posts")
+        return {post: _decode(record) for post, record in rows}
+
+    def apply(self, deltas: Deltas, positions: dict[str, int]) -> None:
+        """Add the deltas and move the positions, all or nothing."""
+        db = self._db
+        db.begin()
+        try:
+            self._upsert(
+                "page_minute",
+                {
+                    "page": [page for page, _ in deltas.pages],
+                    "minute": [minute for _, minute in deltas.pages],
+                    **{
+                        name: [counts.get(name, 0) for counts in deltas.pages.values()]
+                        for name in PAGE_COUNTERS
+                    },
+                },
+                "(page, minute)",
+                _add,
+            )
+            self._upsert(
+                "tag_minute",
+                {
+                    "tag": [tag for tag, _ in deltas.tags],
+                    "minute": [minute for _, minute in deltas.tags],
+                    "posts": list(deltas.tags.values()),
+                },
+                "(tag, minute)",
+                "posts = tag_minute.posts + excluded.posts",
+            )
+            self._upsert(
+                "lang_minute",
+                {
+                    "lang": [lang for lang, _, _ in deltas.langs],
+                    "source": [source for _, source, _ in deltas.langs],
+                    "minute": [minute for _, _, minute in deltas.langs],
+                    "posts": list(deltas.langs.values()),
+                },
+                "(lang, source, minute)",
+                "posts = lang_minute.posts + excluded.posts",
+            )
+            self._upsert(
+                "global_minute",
+                {
+                    "minute": list(deltas.totals),
+                    **{
+                        name: [counts.get(name, 0) for counts in deltas.totals.values()]
+                        for name in GLOBAL_COUNTERS
+                    },
+                },
+                "(minute)",
+                _add_totals,
+            )
+            if deltas.contributions:
+                records = pa.table(
+                    {
+                        "post": list(deltas.contributions),
+                        "record": [_encode(c) for c in deltas.contributions.values()],
+                    }
+                )
+                db.register("delta_posts", records)
+                db.execute("INSERT OR REPLACE INTO post_contribution SELECT * FROM delta_posts")
+                db.unregister("delta_posts")
+            for topic, position in positions.items():
+                db.execute(
+                    "INSERT OR REPLACE INTO consumer_position VALUES (?, ?)", [topic, position]
+                )
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+
+    def _upsert(self, table: str, columns: dict[str, list[Any]], key: str, update: str) -> None:
+        if not next(iter(columns.values())):
+            return
+        self._db.register("delta_rows", pa.table(columns))
+        try:
+            names = ", ".join(columns)
+            self._db.execute(
+                f"INSERT INTO {table} ({names}) SELECT {names} FROM delta_rows"
+                f" ON CONFLICT {key} DO UPDATE SET {update}"
+            )
+        finally:
+            self._db.unregister("delta_rows")
+
+    def query(self, sql: str, parameters: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Rows of a read query (reports, checks)."""
+        return self._db.execute(sql, parameters or []).fetchall()
+
+    def close(self) -> None:
+        self._db.close()
