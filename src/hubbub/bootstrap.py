@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from hubbub.analytics.duckdb_store import DuckDBRollups
 from hubbub.eventlog.port import EventLog
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.ingest.mapping.base import SourceMapping
@@ -87,6 +88,7 @@ class Platform:
     keeps_snapshots: bool = True
     """Whether this process writes the mentions snapshot (one of several replicas does)."""
     _mentions: MentionsReplica | None = None
+    _analytics: DuckDBRollups | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def mentions(self) -> MentionsReplica:
@@ -107,6 +109,18 @@ class Platform:
                 if self.keeps_snapshots:
                     self._background.append(asyncio.create_task(self._snapshot_mentions(replica)))
         return self._mentions
+
+    async def analytics(self) -> DuckDBRollups:
+        """The rollups, owned by this process: opened on first use, then kept up with the
+        log by the analytics worker in the background (DuckDB allows one writer)."""
+        if self._analytics is None:
+            from hubbub.analytics.worker import follow as follow_rollups
+
+            self._analytics = DuckDBRollups(self.settings.analytics_path)
+            self._background.append(
+                asyncio.create_task(follow_rollups(self._analytics, self.event_log))
+            )
+        return self._analytics
 
     async def _snapshot_mentions(self, replica: MentionsReplica) -> None:
         while True:
@@ -150,6 +164,8 @@ class Platform:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self._analytics is not None:
+            self._analytics.close()
         if self._mentions is not None:
             if self.keeps_snapshots:
                 self._mentions.save(self.settings.mentions_snapshot_path)

@@ -9,6 +9,7 @@ event. Deltas go in as Arrow tables, added to the rows they meet with
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -46,31 +47,36 @@ class DuckDBRollups:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = duckdb.connect(str(path))
+        self._writing = threading.Lock()  # close() waits for a batch being applied
         for statement in SCHEMA:
             self._db.execute(statement)
 
     def positions(self) -> dict[str, int]:
         """The last log position folded, per topic."""
-        rows = self._db.execute("SELECT topic, position FROM consumer_position").fetchall()
+        rows = self.query("SELECT topic, position FROM consumer_position")
         return {topic: int(position) for topic, position in rows}
 
     def contributions(self, posts: set[str]) -> dict[str, Contribution]:
         """What these posts added so far (those never seen are left out)."""
         if not posts:
             return {}
-        wanted = pa.table({"post": list(posts)})
-        self._db.register("wanted_posts", wanted)
+        cursor = self._db.cursor()
         try:
-            rows = self._db.execute(
+            cursor.register("wanted_posts", pa.table({"post": list(posts)}))
+            rows = cursor.execute(
                 "SELECT c.post, c.record FROM post_contribution c"
                 " JOIN wanted_posts w ON c.post = w.post"
             ).fetchall()
         finally:
-            self._db.unregister("wanted_posts")
+            cursor.close()
         return {post: _decode(record) for post, record in rows}
 
     def apply(self, deltas: Deltas, positions: dict[str, int]) -> None:
         """Add the deltas and move the positions, all or nothing."""
+        with self._writing:
+            self._apply(deltas, positions)
+
+    def _apply(self, deltas: Deltas, positions: dict[str, int]) -> None:
         db = self._db
         db.begin()
         try:
@@ -153,8 +159,14 @@ class DuckDBRollups:
             self._db.unregister("delta_rows")
 
     def query(self, sql: str, parameters: list[Any] | None = None) -> list[tuple[Any, ...]]:
-        """Rows of a read query (reports, checks)."""
-        return self._db.execute(sql, parameters or []).fetchall()
+        """Rows of a read query (reports, checks), on a cursor of its own: reads may run
+        in other threads while the worker writes, each seeing committed batches only."""
+        cursor = self._db.cursor()
+        try:
+            return cursor.execute(sql, parameters or []).fetchall()
+        finally:
+            cursor.close()
 
     def close(self) -> None:
-        self._db.close()
+        with self._writing:
+            self._db.close()

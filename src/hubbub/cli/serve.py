@@ -60,6 +60,8 @@ async def _serve(
                 f"mentions: serving from {mentions.serving} "
                 f"({pages:,} pages, ready in {time.monotonic() - started:.1f} s)"
             )
+        if role in ("all", "analytics"):
+            await platform.analytics()  # the worker starts folding the log now
         server = _server(platform, host, port, role)
         if replica is None:
             await server.serve()
@@ -115,7 +117,8 @@ def serve(
 
     Roles: `ingest` (push ingest), `mentions` (a replica of @mention autocomplete: it
     builds its own index from the log, so several can run side by side; `--replicas N`
-    starts N of them on one port, one per core).
+    starts N of them on one port, one per core), `analytics` (the rollups worker and
+    the reports API; one process, since it owns the DuckDB file).
     """
     if role not in ROLES:
         raise typer.BadParameter(f"unknown role {role!r}: use {', '.join(ROLES)}")

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp
 
+from hubbub.analytics import api as reports_api
 from hubbub.bootstrap import Platform
 from hubbub.ingest import api as ingest_api
 from hubbub.mentions import api as mentions_api
@@ -21,7 +22,7 @@ from hubbub.mentions import api as mentions_api
 READY_TIMEOUT_S = 2.0
 
 
-ROLES = ("all", "ingest", "mentions")
+ROLES = ("all", "ingest", "mentions", "analytics")
 
 
 def create_app(platform: Platform, role: str = "all") -> ASGIApp:
@@ -37,6 +38,8 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
         app.include_router(ingest_api.build_router(platform, platform.settings.max_push_bytes))
     if role in ("all", "mentions"):
         app.include_router(mentions_api.build_router(platform))
+    if role in ("all", "analytics"):
+        app.include_router(reports_api.build_router(platform))
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

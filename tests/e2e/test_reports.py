@@ -1,0 +1,157 @@
+"""The reports API over rollups the analytics worker keeps up from the log."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hubbub.bootstrap import Platform, build_platform
+from hubbub.kernel.events import EngagementRecorded, Event, PostDeleted, PostPublished
+from hubbub.settings import Settings
+from hubbub.web.app import create_app
+from tests.conftest import until
+
+# 2026-03-29 is the day Europe/Paris moves to summer time: 01:00 UTC is 03:00 there.
+DAY = datetime(2026, 3, 29, tzinfo=UTC)
+
+
+def at(hour: int, minute: int = 0) -> int:
+    return int(DAY.replace(hour=hour, minute=minute).timestamp() * 1_000_000)
+
+
+def post(n: int, author: str, ts: int, tags: list[str], mentions: list[str] = []) -> Event:  # noqa: B006
+    return PostPublished(
+        id=f"p{n}", key=author, ts=ts, source="jetstream", post=f"post{n}", author=author,
+        text="…", tags=tags, mentions=mentions,
+    )  # fmt: skip
+
+
+def like(n: int, author: str, ts: int, delta: int = 1) -> Event:
+    return EngagementRecorded(
+        id=f"l{n}", key=author, ts=ts, source="jetstream", kind="like", post="post1",
+        post_author=author, actor=f"fan{n}", delta=delta,
+    )  # fmt: skip
+
+
+EVENTS = [
+    post(1, "alice", at(0, 10), ["python", "duckdb"], ["bob"]),
+    post(2, "alice", at(0, 50), ["python"]),
+    post(3, "bob", at(1, 5), ["python", "rust"], ["alice"]),
+    post(4, "bob", at(2, 30), ["rust"]),
+    post(5, "carol", at(2, 31), ["python"]),
+    PostDeleted(id="d5", key="carol", ts=at(3), source="jetstream", post="post5", author="carol"),
+    like(1, "alice", at(0, 11)),
+    like(2, "alice", at(1, 20)),
+    like(3, "alice", at(1, 21), -1),
+    like(4, "bob", at(2, 40)),
+]
+
+
+@pytest.fixture
+async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
+    built = await build_platform(Settings(data_dir=tmp_path))
+    await built.event_log.append(EVENTS)
+    store = await built.analytics()
+
+    async def caught_up() -> bool:
+        return sum(store.positions().values()) == len(EVENTS)
+
+    await until(caught_up)
+    yield built
+    await built.close()
+
+
+@pytest.fixture
+async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(platform, "analytics"))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hubbub") as client:
+        yield client
+
+
+WINDOW = {"start": "2026-03-29T00:00:00Z", "end": "2026-03-29T04:00:00Z"}
+
+
+async def test_top_hashtags_count_each_post_once_and_forget_deleted_ones(
+    client: httpx.AsyncClient,
+) -> None:
+    answer = await client.get("/v1/reports/top/hashtags", params=WINDOW)
+    assert answer.json() == [
+        {"rank": 1, "key": "python", "count": 3},
+        {"rank": 2, "key": "rust", "count": 2},
+        {"rank": 3, "key": "duckdb", "count": 1},
+    ]
+    page = await client.get("/v1/reports/top/hashtags", params={**WINDOW, "limit": 1, "offset": 1})
+    assert page.json() == [{"rank": 2, "key": "rust", "count": 2}]
+
+
+async def test_mentioned_and_engaged_pages_and_a_summary(client: httpx.AsyncClient) -> None:
+    mentioned = await client.get("/v1/reports/top/mentioned", params=WINDOW)
+    assert [(row["key"], row["count"]) for row in mentioned.json()] == [("alice", 1), ("bob", 1)]
+    engaged = await client.get("/v1/reports/top/engaged", params=WINDOW)
+    assert [(row["key"], row["count"]) for row in engaged.json()] == [("alice", 1), ("bob", 1)]
+    summary = await client.get("/v1/reports/pages/alice/summary", params=WINDOW)
+    assert summary.json() == [
+        {"page": "alice", "posts": 2, "replies": 0, "mentions_received": 1,
+         "likes_received": 1, "reposts_received": 0, "replies_received": 0}
+    ]  # fmt: skip
+
+
+async def test_series_are_bucketed_in_the_callers_time_zone(client: httpx.AsyncClient) -> None:
+    utc = await client.get("/v1/reports/series/hashtag/python", params=WINDOW)
+    assert [(r["bucket"], r["value"]) for r in utc.json()] == [
+        ("2026-03-29T00:00:00+00:00", 2),
+        ("2026-03-29T01:00:00+00:00", 1),
+        ("2026-03-29T02:00:00+00:00", 0),  # carol's post was deleted
+        ("2026-03-29T03:00:00+00:00", 0),
+    ]
+    paris = await client.get(
+        "/v1/reports/series/hashtag/python", params={**WINDOW, "tz": "Europe/Paris"}
+    )
+    assert [(r["bucket"], r["value"]) for r in paris.json()] == [
+        ("2026-03-29T01:00:00+01:00", 2),
+        ("2026-03-29T03:00:00+02:00", 1),  # 02:00 does not exist there that night
+        ("2026-03-29T04:00:00+02:00", 0),
+        ("2026-03-29T05:00:00+02:00", 0),
+    ]
+    days = await client.get(
+        "/v1/reports/series/page/alice",
+        params={**WINDOW, "bucket": "day", "tz": "Europe/Paris", "metric": "likes_received"},
+    )
+    assert days.json() == [{"bucket": "2026-03-29T00:00:00+01:00", "value": 1}]
+
+
+async def test_every_report_exports_as_csv(client: httpx.AsyncClient) -> None:
+    answer = await client.get("/v1/reports/top/hashtags", params={**WINDOW, "format": "csv"})
+    assert answer.headers["content-type"].startswith("text/csv")
+    assert 'filename="top-hashtags.csv"' in answer.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(answer.text)))
+    assert rows[0] == {"rank": "1", "key": "python", "count": "3"}
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "says"),
+    [
+        ("/v1/reports/top/hashtags", {**WINDOW, "end": "2026-03-28T00:00:00Z"}, "after start"),
+        ("/v1/reports/top/hashtags", {**WINDOW, "start": "2026-03-29T00:00:00"}, "offset"),
+        ("/v1/reports/top/hashtags", {**WINDOW, "limit": "0"}, "greater than or equal"),
+        ("/v1/reports/top/hashtags", {"start": "yesterday", "end": "now"}, "datetime"),
+        ("/v1/reports/top/nothing", WINDOW, "hashtags"),
+        ("/v1/reports/series/hashtag/x", {**WINDOW, "tz": "Mars/Olympus"}, "time zone"),
+        ("/v1/reports/series/page/x", {**WINDOW, "metric": "vibes"}, "unknown metric"),
+        ("/v1/reports/series/page/x", {**WINDOW, "bucket": "week"}, "minute"),
+        ("/v1/reports/series/page/x", {"start": "2026-01-01T00:00Z", "end": "2026-03-01T00:00Z",
+                                       "bucket": "minute"}, "7 days"),
+    ],
+)  # fmt: skip
+async def test_bad_parameters_get_a_422_that_says_what_is_wrong(
+    client: httpx.AsyncClient, path: str, params: dict[str, str], says: str
+) -> None:
+    answer = await client.get(path, params=params)
+    assert answer.status_code == 422
+    assert says in answer.text
