@@ -83,3 +83,23 @@ def mentions(
         progress=(lambda _: None) if json else (lambda step: console.print(f"  {step}…")),
     )
     print_json(result)
+
+
+@app.command()
+def reports(
+    events: Annotated[int, typer.Option(help="Events through the worker.", min=1)] = 1_000_000,
+    posts_per_year: Annotated[
+        int, typer.Option(help="Posts a year of bulk-loaded rollups stands for.", min=1)
+    ] = 100_000_000,
+    json: Annotated[bool, typer.Option("--json", help="Print the JSON object only.")] = False,
+) -> None:
+    """Time the analytics worker into rollups, and reports over a year of rollups."""
+    from hubbub.benchmarks.reports import run_reports_benchmark
+
+    load_settings()  # logging as configured
+    result = run_reports_benchmark(
+        events=events,
+        posts_per_year=posts_per_year,
+        progress=(lambda _: None) if json else (lambda step: console.print(f"  {step}…")),
+    )
+    print_json(result)
