@@ -1,17 +1,16 @@
 """Reports over the rollups: time series, top lists and page summaries (the read side).
 
 Every report takes a window `[start, end)` of UTC instants. Time series are bucketed by
-minute, hour or day in the caller's time zone: the rollups are summed per quarter hour
-in SQL (every time zone in use is a whole number of quarter hours from UTC), and the
-quarters are then put in local buckets with `zoneinfo`, so daylight saving days have 23
-or 25 hours, as a person there would count them.
+minute, hour or day in the caller's time zone, in SQL, piece by piece between the
+zone's offset changes (found with `zoneinfo`), so daylight saving days have 23 or 25
+hours, as a person there would count them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
@@ -22,7 +21,6 @@ Query = Callable[[str, list[Any]], list[tuple[Any, ...]]]
 
 MAX_MINUTE_BUCKETS: Final = 7 * 24 * 60
 ENGAGEMENT: Final = "likes_received + reposts_received + replies_received"
-_QUARTER: Final = 15
 
 
 class ReportError(ValueError):
@@ -51,11 +49,12 @@ def _minute(moment: datetime) -> int:
 
 
 SERIES_SQL: Final = {
-    "page": "SELECT minute // 15, sum({metric}) FROM page_minute"
+    "page": "SELECT (minute + ?) // ?, sum({metric}) FROM page_minute"
     " WHERE page = ? AND minute >= ? AND minute < ? GROUP BY 1",
-    "hashtag": "SELECT minute // 15, sum(posts) FROM tag_minute"
+    "hashtag": "SELECT (minute + ?) // ?, sum(posts) FROM tag_minute"
     " WHERE tag = ? AND minute >= ? AND minute < ? GROUP BY 1",
 }
+_BUCKET_MINUTES: Final = {"minute": 1, "hour": 60, "day": 1440}
 
 
 def series(
@@ -67,7 +66,12 @@ def series(
     tz: ZoneInfo,
     metric: str = "posts",
 ) -> list[tuple[datetime, int]]:
-    """`(bucket start in tz, value)` for every bucket of the window, zeros included."""
+    """`(bucket start in tz, value)` for every bucket of the window, zeros included.
+
+    The window is cut where the zone's offset from UTC changes; within each piece the
+    local bucket of a minute is `(minute + offset) // bucket size`, summed in SQL. An
+    hour lived twice (when clocks go back) gives two buckets, told apart by their offset.
+    """
     if kind == "page" and metric not in (*PAGE_COUNTERS, "engagement"):
         raise ReportError(f"unknown metric {metric!r}: use {', '.join(PAGE_COUNTERS)}, engagement")
     first, last = window.minutes
@@ -75,34 +79,50 @@ def series(
         raise ReportError("minute buckets cover at most 7 days: ask for hours or days")
     column = ENGAGEMENT if metric == "engagement" else metric
     sql = SERIES_SQL[kind].replace("{metric}", column)  # column: one of the names above
-    values = dict.fromkeys(_buckets(window, bucket, tz), 0)
-    for quarter, value in query(sql, [key, first, last]):
-        local = datetime.fromtimestamp(int(quarter) * _QUARTER * 60, UTC).astimezone(tz)
-        start = _truncate(local, bucket)
-        values[start] = values.get(start, 0) + int(value)
-    return list(values.items())
+    size = _BUCKET_MINUTES[bucket]
+    values: dict[tuple[int, int | None], int] = {}
+    for lo, hi, offset in offset_pieces(first, last, tz):
+        tag = None if bucket == "day" else offset  # a day is one bucket, whatever its hours
+        for index in range((lo + offset) // size, (hi - 1 + offset) // size + 1):
+            values.setdefault((index, tag), 0)
+        for index, value in query(sql, [offset, size, key, lo, hi]):
+            values[(int(index), tag)] += int(value)
+    return [(_label(index * size, tag, tz), value) for (index, tag), value in values.items()]
 
 
-def _truncate(local: datetime, bucket: Bucket) -> datetime:
-    if bucket == "minute":
-        return local.replace(second=0, microsecond=0)
-    if bucket == "hour":
-        return local.replace(minute=0, second=0, microsecond=0)
-    day = local.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
-    return day.replace(tzinfo=local.tzinfo)  # the offset of midnight, not of the hour
+def _label(local_minute: int, offset: int | None, tz: ZoneInfo) -> datetime:
+    """The bucket start as an aware datetime: at `offset`, or (days) at the zone's own."""
+    naive = datetime(1970, 1, 1) + timedelta(minutes=local_minute)
+    if offset is None:
+        return naive.replace(tzinfo=tz)
+    return naive.replace(tzinfo=timezone(timedelta(minutes=offset)))
 
 
-def _buckets(window: Window, bucket: Bucket, tz: ZoneInfo) -> list[datetime]:
-    """The local bucket starts meeting the window, in order."""
-    found: list[datetime] = []
-    step = timedelta(minutes=1 if bucket == "minute" else 15)
-    moment = window.start.astimezone(UTC)
-    while moment < window.end:
-        local = _truncate(moment.astimezone(tz), bucket)
-        if not found or found[-1] != local:
-            found.append(local)
-        moment += step
-    return found
+def offset_pieces(first: int, last: int, tz: ZoneInfo) -> list[tuple[int, int, int]]:
+    """`(from, to, offset)`: the epoch minutes `[first, last)` cut where the zone's UTC
+    offset (in minutes) changes. Offsets change at most a few times a year, so the
+    window is probed once a day and searched where two probes differ."""
+
+    def offset(minute: int) -> int:
+        delta = datetime.fromtimestamp(minute * 60, UTC).astimezone(tz).utcoffset()
+        return int(delta.total_seconds() // 60) if delta else 0
+
+    pieces: list[tuple[int, int, int]] = []
+    start, current = first, offset(first)
+    probe = first  # offset(probe) == current
+    while probe < last:
+        following = min(probe + 1440, last)
+        if offset(following - 1) == current:
+            probe = following
+            continue
+        lo, hi = probe, following - 1  # the offset changes in (lo, hi]
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if offset(mid) == current else (lo, mid)
+        pieces.append((start, hi, current))
+        start, current, probe = hi, offset(hi), hi
+    pieces.append((start, last, current))
+    return pieces
 
 
 TOP_SQL: Final = {
