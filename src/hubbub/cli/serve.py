@@ -177,6 +177,8 @@ def _where_to_look(settings: Settings, host: str, port: int) -> str:
         "[bold]Hubbub demo: a live synthetic Jetstream firehose[/]\n"
         f"API      {base}/docs\n"
         f"push     POST {base}/v1/ingest/jetstream\n"
+        f"mentions {base}/v1/mentions?q=ma\n"
+        f"reports  {base}/v1/reports/top/hashtags?start=<ISO time>&end=<ISO time>\n"
         f"metrics  {base}/metrics  (and /healthz, /readyz)\n"
         f"log      {hubbub} log stats\n"
         f"refused  {hubbub} deadletter list\n"
@@ -196,6 +198,7 @@ async def _demo(
     line = LiveLine("firehose")
     try:
         ingestor = await platform.ingestor("jetstream")
+        await platform.analytics()  # rollups for the reports, kept up as events arrive
         console.print(_where_to_look(settings, host, port), soft_wrap=True)  # paths stay whole
         feeder = asyncio.create_task(_feed(ingestor, rate, pages, line, stop))
         deadline = time.monotonic() + duration if duration else None
