@@ -9,6 +9,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from hubbub.analytics.duckdb_store import DuckDBRollups
+from hubbub.analytics.ports import RollupStore
 from hubbub.eventlog.port import EventLog
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.ingest.mapping.base import SourceMapping
@@ -74,6 +75,15 @@ async def open_mentions_backend(name: str, settings: Settings) -> MentionsBacken
     raise ConfigurationError(f"unknown mentions backend {name!r}: use memory, postgres")
 
 
+def open_rollups(settings: Settings) -> RollupStore:
+    """The rollup store the settings name (DuckDB allows one process to open its file)."""
+    if settings.analytics_store == "postgres":
+        from hubbub.analytics.postgres_store import PostgresRollups
+
+        return PostgresRollups(settings.analytics_postgres_url)
+    return DuckDBRollups(settings.analytics_path)
+
+
 @dataclass
 class Platform:
     """The adapters one process shares between its services."""
@@ -88,7 +98,7 @@ class Platform:
     keeps_snapshots: bool = True
     """Whether this process writes the mentions snapshot (one of several replicas does)."""
     _mentions: MentionsReplica | None = None
-    _analytics: DuckDBRollups | None = None
+    _analytics: RollupStore | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def mentions(self) -> MentionsReplica:
@@ -110,13 +120,13 @@ class Platform:
                     self._background.append(asyncio.create_task(self._snapshot_mentions(replica)))
         return self._mentions
 
-    async def analytics(self) -> DuckDBRollups:
+    async def analytics(self) -> RollupStore:
         """The rollups, owned by this process: opened on first use, then kept up with the
         log by the analytics worker in the background (DuckDB allows one writer)."""
         if self._analytics is None:
             from hubbub.analytics.worker import follow as follow_rollups
 
-            self._analytics = DuckDBRollups(self.settings.analytics_path)
+            self._analytics = open_rollups(self.settings)
             self._background.append(
                 asyncio.create_task(follow_rollups(self._analytics, self.event_log))
             )

@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     mentions_snapshot_interval_s: float = Field(
         60.0, gt=0, description="How often a replica snapshots its in-memory index."
     )
+    # Analytics
+    analytics_store: str = Field(
+        "duckdb",
+        pattern="^(duckdb|postgres)$",
+        description=("Rollup store: duckdb (a file in the data dir) or postgres."),
+    )
+    analytics_postgres_url: str = Field(
+        "postgresql://127.0.0.1:5432/hubbub", description="Database of the postgres rollups."
+    )
     # HTTP and operations
     max_push_bytes: int = Field(64 * MIB, ge=1024, description="Largest HTTP push body.")
     http_host: str = "127.0.0.1"

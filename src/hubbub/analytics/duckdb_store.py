@@ -30,7 +30,8 @@ SCHEMA = (
     " minute BIGINT NOT NULL, posts BIGINT NOT NULL, PRIMARY KEY (lang, source, minute))",
     f"CREATE TABLE IF NOT EXISTS global_minute (minute BIGINT PRIMARY KEY, {_totals})",
     "CREATE TABLE IF NOT EXISTS post_contribution (post VARCHAR PRIMARY KEY, record BLOB)",
-    "CREATE TABLE IF NOT EXISTS consumer_position (topic VARCHAR PRIMARY KEY, position BIGINT)",
+    "CREATE TABLE IF NOT EXISTS consumer_position (topic VARCHAR PRIMARY KEY,"
+    " position BIGINT NOT NULL)",
 )
 
 _add = ", ".join(f"{name} = page_minute.{name} + excluded.{name}" for name in PAGE_COUNTERS)

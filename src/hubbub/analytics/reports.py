@@ -49,9 +49,9 @@ def _minute(moment: datetime) -> int:
 
 
 SERIES_SQL: Final = {
-    "page": "SELECT (minute + ?) // ?, sum({metric}) FROM page_minute"
+    "page": "SELECT floor((minute + ?) / ?), sum({metric}) FROM page_minute"
     " WHERE page = ? AND minute >= ? AND minute < ? GROUP BY 1",
-    "hashtag": "SELECT (minute + ?) // ?, sum(posts) FROM tag_minute"
+    "hashtag": "SELECT floor((minute + ?) / ?), sum(posts) FROM tag_minute"
     " WHERE tag = ? AND minute >= ? AND minute < ? GROUP BY 1",
 }
 _BUCKET_MINUTES: Final = {"minute": 1, "hour": 60, "day": 1440}
@@ -69,7 +69,7 @@ def series(
     """`(bucket start in tz, value)` for every bucket of the window, zeros included.
 
     The window is cut where the zone's offset from UTC changes; within each piece the
-    local bucket of a minute is `(minute + offset) // bucket size`, summed in SQL. An
+    local bucket of a minute is `floor((minute + offset) / bucket size)`, summed in SQL. An
     hour lived twice (when clocks go back) gives two buckets, told apart by their offset.
     """
     if kind == "page" and metric not in (*PAGE_COUNTERS, "engagement"):
@@ -127,12 +127,12 @@ def offset_pieces(first: int, last: int, tz: ZoneInfo) -> list[tuple[int, int, i
 
 TOP_SQL: Final = {
     "hashtags": "SELECT tag, sum(posts) AS n FROM tag_minute WHERE minute >= ? AND minute < ?"
-    " GROUP BY tag HAVING n > 0 ORDER BY n DESC, tag LIMIT ? OFFSET ?",
+    " GROUP BY tag HAVING sum(posts) > 0 ORDER BY n DESC, tag LIMIT ? OFFSET ?",
     "mentioned": "SELECT page, sum(mentions_received) AS n FROM page_minute"
-    " WHERE minute >= ? AND minute < ? GROUP BY page HAVING n > 0"
+    " WHERE minute >= ? AND minute < ? GROUP BY page HAVING sum(mentions_received) > 0"
     " ORDER BY n DESC, page LIMIT ? OFFSET ?",
     "engaged": f"SELECT page, sum({ENGAGEMENT}) AS n FROM page_minute"
-    " WHERE minute >= ? AND minute < ? GROUP BY page HAVING n > 0"
+    f" WHERE minute >= ? AND minute < ? GROUP BY page HAVING sum({ENGAGEMENT}) > 0"
     " ORDER BY n DESC, page LIMIT ? OFFSET ?",
 }
 

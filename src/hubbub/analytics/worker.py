@@ -11,22 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol
 
-from hubbub.analytics.rollups import Contribution, Deltas, fold, posts_to_look_up
+from hubbub.analytics.ports import RollupStore
+from hubbub.analytics.rollups import fold, posts_to_look_up
 from hubbub.eventlog.port import EventLog
 from hubbub.kernel.events import DELETES, ENGAGEMENT, POSTS
 
 TOPICS = (POSTS, ENGAGEMENT, DELETES)
 BATCH = 50_000
-
-
-class RollupStore(Protocol):
-    def positions(self) -> dict[str, int]: ...
-
-    def contributions(self, posts: set[str]) -> dict[str, Contribution]: ...
-
-    def apply(self, deltas: Deltas, positions: dict[str, int]) -> None: ...
 
 
 async def catch_up(

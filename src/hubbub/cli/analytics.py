@@ -8,9 +8,8 @@ from typing import Annotated
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from hubbub.analytics.duckdb_store import DuckDBRollups
 from hubbub.analytics.worker import BATCH, catch_up, follow
-from hubbub.bootstrap import open_event_log
+from hubbub.bootstrap import open_event_log, open_rollups
 from hubbub.cli.common import console, load_settings, print_json, run, stop_on_signals
 
 app = typer.Typer(
@@ -34,7 +33,7 @@ def run_worker(
 
     async def work() -> int:
         event_log = await open_event_log(settings)
-        store = DuckDBRollups(settings.analytics_path)
+        store = open_rollups(settings)
         try:
             with Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True
@@ -56,7 +55,7 @@ def run_worker(
             await event_log.close()
 
     folded = run(work())
-    console.print(f"folded {folded:,} records into {settings.analytics_path}")
+    console.print(f"folded {folded:,} records into the {settings.analytics_store} rollups")
 
 
 @app.command()
@@ -65,14 +64,14 @@ def totals(
 ) -> None:
     """Totals over every minute: posts, replies, likes, reposts, deleted; the top hashtags."""
     settings = load_settings()
-    store = DuckDBRollups(settings.analytics_path)
+    store = open_rollups(settings)
     try:
         (row,) = store.query(
             "SELECT coalesce(sum(posts), 0), coalesce(sum(replies), 0), coalesce(sum(likes), 0),"
             " coalesce(sum(reposts), 0), coalesce(sum(deleted), 0) FROM global_minute"
         )
         tags = store.query(
-            "SELECT tag, sum(posts) AS n FROM tag_minute GROUP BY tag HAVING n > 0"
+            "SELECT tag, sum(posts) AS n FROM tag_minute GROUP BY tag HAVING sum(posts) > 0"
             " ORDER BY n DESC, tag LIMIT 10"
         )
     finally:
