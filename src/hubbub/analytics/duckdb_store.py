@@ -17,22 +17,9 @@ import duckdb
 import msgspec
 import pyarrow as pa
 
-from hubbub.analytics.rollups import GLOBAL_COUNTERS, PAGE_COUNTERS, Contribution, Deltas
+from hubbub.analytics.rollups import GLOBAL_COUNTERS, PAGE_COUNTERS, Contribution, Deltas, schema
 
-_counters = ", ".join(f"{name} BIGINT NOT NULL DEFAULT 0" for name in PAGE_COUNTERS)
-_totals = ", ".join(f"{name} BIGINT NOT NULL DEFAULT 0" for name in GLOBAL_COUNTERS)
-SCHEMA = (
-    f"CREATE TABLE IF NOT EXISTS page_minute (page VARCHAR NOT NULL, minute BIGINT NOT NULL,"
-    f" {_counters}, PRIMARY KEY (page, minute))",
-    "CREATE TABLE IF NOT EXISTS tag_minute (tag VARCHAR NOT NULL, minute BIGINT NOT NULL,"
-    " posts BIGINT NOT NULL, PRIMARY KEY (tag, minute))",
-    "CREATE TABLE IF NOT EXISTS lang_minute (lang VARCHAR NOT NULL, source VARCHAR NOT NULL,"
-    " minute BIGINT NOT NULL, posts BIGINT NOT NULL, PRIMARY KEY (lang, source, minute))",
-    f"CREATE TABLE IF NOT EXISTS global_minute (minute BIGINT PRIMARY KEY, {_totals})",
-    "CREATE TABLE IF NOT EXISTS post_contribution (post VARCHAR PRIMARY KEY, record BLOB)",
-    "CREATE TABLE IF NOT EXISTS consumer_position (topic VARCHAR PRIMARY KEY,"
-    " position BIGINT NOT NULL)",
-)
+SCHEMA = schema("BLOB")
 
 _add = ", ".join(f"{name} = page_minute.{name} + excluded.{name}" for name in PAGE_COUNTERS)
 _add_totals = ", ".join(

@@ -14,22 +14,9 @@ from typing import Any
 import msgspec
 from psycopg_pool import ConnectionPool
 
-from hubbub.analytics.rollups import GLOBAL_COUNTERS, PAGE_COUNTERS, Contribution, Deltas
+from hubbub.analytics.rollups import GLOBAL_COUNTERS, PAGE_COUNTERS, Contribution, Deltas, schema
 
-_counters = ", ".join(f"{name} bigint NOT NULL DEFAULT 0" for name in PAGE_COUNTERS)
-_totals = ", ".join(f"{name} bigint NOT NULL DEFAULT 0" for name in GLOBAL_COUNTERS)
-SCHEMA = (
-    f"CREATE TABLE IF NOT EXISTS page_minute (page text NOT NULL, minute bigint NOT NULL,"
-    f" {_counters}, PRIMARY KEY (page, minute))",
-    "CREATE TABLE IF NOT EXISTS tag_minute (tag text NOT NULL, minute bigint NOT NULL,"
-    " posts bigint NOT NULL, PRIMARY KEY (tag, minute))",
-    "CREATE TABLE IF NOT EXISTS lang_minute (lang text NOT NULL, source text NOT NULL,"
-    " minute bigint NOT NULL, posts bigint NOT NULL, PRIMARY KEY (lang, source, minute))",
-    f"CREATE TABLE IF NOT EXISTS global_minute (minute bigint PRIMARY KEY, {_totals})",
-    "CREATE TABLE IF NOT EXISTS post_contribution (post text PRIMARY KEY, record bytea)",
-    "CREATE TABLE IF NOT EXISTS consumer_position"
-    " (topic text PRIMARY KEY, position bigint NOT NULL)",
-)
+SCHEMA = schema("BYTEA")
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Contribution).decode

@@ -39,6 +39,24 @@ PAGE_COUNTERS = (
 GLOBAL_COUNTERS = ("posts", "replies", "likes", "reposts", "deleted")
 
 
+def schema(blob: str) -> tuple[str, ...]:
+    """The rollup tables, in SQL both stores speak (`blob`: their binary type)."""
+    counters = ", ".join(f"{name} BIGINT NOT NULL DEFAULT 0" for name in PAGE_COUNTERS)
+    totals = ", ".join(f"{name} BIGINT NOT NULL DEFAULT 0" for name in GLOBAL_COUNTERS)
+    return (
+        "CREATE TABLE IF NOT EXISTS page_minute (page TEXT NOT NULL, minute BIGINT NOT NULL,"
+        f" {counters}, PRIMARY KEY (page, minute))",
+        "CREATE TABLE IF NOT EXISTS tag_minute (tag TEXT NOT NULL, minute BIGINT NOT NULL,"
+        " posts BIGINT NOT NULL, PRIMARY KEY (tag, minute))",
+        "CREATE TABLE IF NOT EXISTS lang_minute (lang TEXT NOT NULL, source TEXT NOT NULL,"
+        " minute BIGINT NOT NULL, posts BIGINT NOT NULL, PRIMARY KEY (lang, source, minute))",
+        f"CREATE TABLE IF NOT EXISTS global_minute (minute BIGINT PRIMARY KEY, {totals})",
+        f"CREATE TABLE IF NOT EXISTS post_contribution (post TEXT PRIMARY KEY, record {blob})",
+        "CREATE TABLE IF NOT EXISTS consumer_position (topic TEXT PRIMARY KEY,"
+        " position BIGINT NOT NULL)",
+    )
+
+
 class Contribution(msgspec.Struct, frozen=True, array_like=True):
     """What one post added to the rollups, so that a delete or an edit can undo it."""
 
