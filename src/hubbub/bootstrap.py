@@ -19,6 +19,7 @@ from hubbub.ingest.parallel import ShardedIngestor
 from hubbub.ingest.pipeline import BatchSink, Ingestor
 from hubbub.ingest.ports import IngestState
 from hubbub.ingest.sqlite import SqliteIngestState
+from hubbub.kernel.cache import Cache, MemoryCache, RedisCache
 from hubbub.kernel.clock import Clock, SystemClock
 from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.ports import MentionsBackend
@@ -99,6 +100,7 @@ class Platform:
     """Whether this process writes the mentions snapshot (one of several replicas does)."""
     _mentions: MentionsReplica | None = None
     _analytics: RollupStore | None = None
+    _cache: Cache | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def mentions(self) -> MentionsReplica:
@@ -131,6 +133,15 @@ class Platform:
                 asyncio.create_task(follow_rollups(self._analytics, self.event_log))
             )
         return self._analytics
+
+    def cache(self) -> Cache:
+        """The cache the settings name; Redis keys are prefixed by the stream prefix."""
+        if self._cache is None:
+            if self.settings.cache == "redis":
+                self._cache = RedisCache(self.settings.redis_url, self.settings.stream_prefix)
+            else:
+                self._cache = MemoryCache()
+        return self._cache
 
     async def _snapshot_mentions(self, replica: MentionsReplica) -> None:
         while True:
@@ -176,6 +187,8 @@ class Platform:
         await asyncio.gather(*self._background, return_exceptions=True)
         if self._analytics is not None:
             self._analytics.close()
+        if self._cache is not None:
+            await self._cache.close()
         if self._mentions is not None:
             if self.keeps_snapshots:
                 self._mentions.save(self.settings.mentions_snapshot_path)

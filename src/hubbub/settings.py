@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     analytics_postgres_url: str = Field(
         "postgresql://127.0.0.1:5432/hubbub", description="Database of the postgres rollups."
     )
+    # Cache
+    cache: str = Field("memory", pattern="^(memory|redis)$", description="memory or redis.")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    report_cache_ttl_s: float = Field(300.0, gt=0, description="Longest a cached report lives.")
     # HTTP and operations
     max_push_bytes: int = Field(64 * MIB, ge=1024, description="Largest HTTP push body.")
     http_host: str = "127.0.0.1"

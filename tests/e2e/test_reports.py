@@ -155,3 +155,22 @@ async def test_bad_parameters_get_a_422_that_says_what_is_wrong(
     answer = await client.get(path, params=params)
     assert answer.status_code == 422
     assert says in answer.text
+
+
+async def test_a_cached_report_is_recomputed_once_the_rollups_advance(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    def python_count(answer: httpx.Response) -> int:
+        return next(row["count"] for row in answer.json() if row["key"] == "python")
+
+    params = {**WINDOW, "limit": 5}
+    assert python_count(await client.get("/v1/reports/top/hashtags", params=params)) == 3
+    assert python_count(await client.get("/v1/reports/top/hashtags", params=params)) == 3
+    await platform.event_log.append([post(6, "dave", at(2), ["python"])])
+    store = await platform.analytics()
+
+    async def folded() -> bool:
+        return sum(store.positions().values()) == len(EVENTS) + 1
+
+    await until(folded)
+    assert python_count(await client.get("/v1/reports/top/hashtags", params=params)) == 4

@@ -1,7 +1,8 @@
 """`/v1/reports/...`: reports over the rollups, as JSON or CSV (`format=csv`).
 
 The routes only read: the analytics worker writes the rollups. Reads run in a thread,
-each on a DuckDB cursor of its own, so they never wait for the worker's transactions.
+each on a cursor of its own, so they never wait for the worker's transactions. Answers
+are cached (`hubbub.kernel.cache`) under a key that holds the rollups' log positions.
 """
 
 from __future__ import annotations
@@ -9,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, HTTPException, Query
-from fastapi.responses import JSONResponse, Response
+import msgspec
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import Response
 
 from hubbub.analytics import reports
 from hubbub.analytics.reports import Bucket, ReportError, Window
 from hubbub.bootstrap import Platform
+from hubbub.kernel.cache import cached
 
 Format = Literal["json", "csv"]
 StartQ = Annotated[datetime, Query(description="Start of the window (ISO 8601, with offset).")]
@@ -42,9 +46,10 @@ def _zone(name: str) -> ZoneInfo:
         raise HTTPException(422, f"unknown time zone {name!r}: use an IANA name") from error
 
 
-def _answer(rows: list[dict[str, Any]], format: Format, name: str) -> Response:
+def _answer(body: bytes, format: Format, name: str) -> Response:
     if format == "json":
-        return JSONResponse(rows)
+        return Response(body, media_type="application/json")
+    rows: list[dict[str, Any]] = msgspec.json.decode(body)
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["empty"])
     writer.writeheader()
@@ -58,15 +63,29 @@ def _answer(rows: list[dict[str, Any]], format: Format, name: str) -> Response:
 def build_router(platform: Platform) -> APIRouter:
     router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
-    async def run(report: Any, *args: Any) -> Any:
+    async def run(
+        request: Request, report: Any, shape: Callable[[Any], list[dict[str, Any]]], *args: Any
+    ) -> bytes:
+        """The report's rows as JSON, through the cache. The key holds the request and the
+        rollups' log positions, so an entry is never served once the rollups advance."""
         store = await platform.analytics()
-        try:
-            return await asyncio.to_thread(report, store.query, *args)
-        except ReportError as error:
-            raise HTTPException(422, str(error)) from error
+        params = sorted((k, v) for k, v in request.query_params.items() if k != "format")
+        positions = await asyncio.to_thread(store.positions)
+        key = f"report:{request.url.path}?{params}@{sorted(positions.items())}"
+
+        async def compute() -> bytes:
+            try:
+                rows = shape(await asyncio.to_thread(report, store.query, *args))
+            except ReportError as error:
+                raise HTTPException(422, str(error)) from error
+            return msgspec.json.encode(rows)
+
+        ttl = platform.settings.report_cache_ttl_s
+        return await cached(platform.cache(), key, compute, ttl_s=ttl)
 
     @router.get("/series/{kind}/{key}")
     async def series(
+        request: Request,
         kind: Literal["page", "hashtag"],
         key: str,
         start: StartQ,
@@ -79,17 +98,18 @@ def build_router(platform: Platform) -> APIRouter:
         format: FormatQ = "json",
     ) -> Response:
         """A page's or a hashtag's counts per minute, hour or day, in a time zone."""
-        zone = _zone(tz)
-        rows = await run(reports.series, kind, key.lower() if kind == "hashtag" else key,
-                         _window(start, end), bucket, zone, metric)  # fmt: skip
-        return _answer(
-            [{"bucket": moment.isoformat(), "value": value} for moment, value in rows],
-            format,
-            f"{kind}-{key}-{bucket}",
-        )
+        body = await run(
+            request,
+            reports.series,
+            lambda rows: [{"bucket": moment.isoformat(), "value": n} for moment, n in rows],
+            kind, key.lower() if kind == "hashtag" else key, _window(start, end), bucket,
+            _zone(tz), metric,
+        )  # fmt: skip
+        return _answer(body, format, f"{kind}-{key}-{bucket}")
 
     @router.get("/top/{what}")
     async def top(
+        request: Request,
         what: Literal["hashtags", "mentioned", "engaged"],
         start: StartQ,
         end: EndQ,
@@ -98,17 +118,27 @@ def build_router(platform: Platform) -> APIRouter:
         format: FormatQ = "json",
     ) -> Response:
         """Top hashtags, most mentioned pages, or pages by engagement received; paginated."""
-        rows = await run(reports.top, what, _window(start, end), limit, offset)
-        return _answer(
-            [{"rank": offset + i + 1, "key": key, "count": n} for i, (key, n) in enumerate(rows)],
-            format,
-            f"top-{what}",
-        )
+        body = await run(
+            request,
+            reports.top,
+            lambda rows: [
+                {"rank": offset + i + 1, "key": key, "count": n} for i, (key, n) in enumerate(rows)
+            ],
+            what, _window(start, end), limit, offset,
+        )  # fmt: skip
+        return _answer(body, format, f"top-{what}")
 
     @router.get("/pages/{page}/summary")
-    async def summary(page: str, start: StartQ, end: EndQ, format: FormatQ = "json") -> Response:
+    async def summary(
+        request: Request, page: str, start: StartQ, end: EndQ, format: FormatQ = "json"
+    ) -> Response:
         """A page's posts, replies, mentions and engagement received over the window."""
-        counts = await run(reports.page_summary, page, _window(start, end))
-        return _answer([{"page": page, **counts}], format, f"summary-{page}")
+        body = await run(
+            request,
+            reports.page_summary,
+            lambda counts: [{"page": page, **counts}],
+            page, _window(start, end),
+        )  # fmt: skip
+        return _answer(body, format, f"summary-{page}")
 
     return router

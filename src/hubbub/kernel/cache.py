@@ -1,0 +1,131 @@
+"""The cache port, its two adapters, and `cached`, which computes a value once.
+
+- `MemoryCache`: in the process, the embedded default.
+- `RedisCache`: shared by every process of every host, to scale out. Keys carry a prefix,
+  so several platforms (and tests) share one Redis.
+
+Invalidation is by key: a caller puts the version of what the value depends on in the
+key (the reports put the rollups' log positions), so an entry is never served once its
+source has advanced, and old entries simply expire.
+
+A stampede (many requests for one missing entry at once) computes the value once:
+`cached` takes a short lock for the key (SET NX in Redis); the others wait for the
+value instead of computing it too, and compute it themselves only if the holder of the
+lock does not deliver in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import redis.asyncio as aioredis
+
+
+class Cache(Protocol):
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None: ...
+
+    async def lock(self, key: str, ttl_s: float) -> bool:
+        """Take the lock named `key` unless someone holds it; it lapses after `ttl_s`."""
+        ...
+
+    async def unlock(self, key: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryCache:
+    """Entries in a dict, in this process; the oldest go first beyond `max_entries`."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, bytes]] = {}
+        self._locks: dict[str, float] = {}
+
+    async def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            self._entries.pop(key, None)
+            return None
+        return entry[1]
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        self._entries.pop(key, None)
+        self._entries[key] = (time.monotonic() + ttl_s, value)
+        while len(self._entries) > self.max_entries:
+            del self._entries[next(iter(self._entries))]
+
+    async def lock(self, key: str, ttl_s: float) -> bool:
+        now = time.monotonic()
+        if self._locks.get(key, 0.0) > now:
+            return False
+        self._locks[key] = now + ttl_s
+        return True
+
+    async def unlock(self, key: str) -> None:
+        self._locks.pop(key, None)
+
+    async def close(self) -> None:
+        self._entries.clear()
+
+
+class RedisCache:
+    """Entries in Redis under `prefix`, with Redis's own expiry."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self._redis = aioredis.Redis.from_url(url)
+        self._prefix = prefix + ":"
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self._redis.get(self._prefix + key)
+        return value if isinstance(value, bytes) else None
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        await self._redis.set(self._prefix + key, value, px=max(1, int(ttl_s * 1000)))
+
+    async def lock(self, key: str, ttl_s: float) -> bool:
+        taken = await self._redis.set(
+            self._prefix + "lock:" + key, b"1", nx=True, px=max(1, int(ttl_s * 1000))
+        )
+        return bool(taken)
+
+    async def unlock(self, key: str) -> None:
+        await self._redis.delete(self._prefix + "lock:" + key)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+async def cached(
+    cache: Cache,
+    key: str,
+    compute: Callable[[], Awaitable[bytes]],
+    *,
+    ttl_s: float = 60.0,
+    wait_s: float = 5.0,
+) -> bytes:
+    """The cached value of `key`, computed (once, however many ask at the same time)
+    when it is missing."""
+    value = await cache.get(key)
+    if value is not None:
+        return value
+    deadline = time.monotonic() + wait_s
+    while not await cache.lock(key, wait_s):
+        await asyncio.sleep(0.005)  # another request is computing it
+        value = await cache.get(key)
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            break  # its holder is gone or slow: compute it here
+    try:
+        value = await cache.get(key)  # it may have landed while the lock was taken
+        if value is None:
+            value = await compute()
+            await cache.set(key, value, ttl_s)
+        return value
+    finally:
+        await cache.unlock(key)
