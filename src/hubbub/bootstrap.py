@@ -126,11 +126,16 @@ class Platform:
         """The rollups, owned by this process: opened on first use, then kept up with the
         log by the analytics worker in the background (DuckDB allows one writer)."""
         if self._analytics is None:
+            from hubbub.analytics.alerts import monitor
             from hubbub.analytics.worker import follow as follow_rollups
 
             self._analytics = open_rollups(self.settings)
             self._background.append(
                 asyncio.create_task(follow_rollups(self._analytics, self.event_log))
+            )
+            interval = self.settings.alert_check_interval_s
+            self._background.append(
+                asyncio.create_task(monitor(self._analytics, self.event_log, interval))
             )
         return self._analytics
 

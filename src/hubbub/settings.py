@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     analytics_postgres_url: str = Field(
         "postgresql://127.0.0.1:5432/hubbub", description="Database of the postgres rollups."
     )
+    tenant: str = Field("default", description="Tenant of commands until tenants are real.")
+    alert_check_interval_s: float = Field(30.0, gt=0, description="How often watches are checked.")
     # Cache
     cache: str = Field("memory", pattern="^(memory|redis)$", description="memory or redis.")
     redis_url: str = "redis://127.0.0.1:6379/0"

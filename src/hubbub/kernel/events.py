@@ -130,6 +130,17 @@ class AlertRaised(Event, frozen=True, kw_only=True, tag=True):
     message: str
 
 
+class WatchChanged(Event, frozen=True, kw_only=True, tag=True):
+    """A tenant started (or, with `active` false, stopped) watching a hashtag or a page."""
+
+    tenant: str
+    watch: str
+    kind: Literal["hashtag", "page"]
+    target: str
+    sensitivity: Literal["high", "medium", "low"] = "medium"
+    active: bool = True
+
+
 class SettingChanged(Event, frozen=True, kw_only=True, tag=True):
     """An operator changed a live setting; every replica that follows `control` applies it."""
 
@@ -149,6 +160,7 @@ AnyEvent = (
     | InputRejected
     | AlertRaised
     | SettingChanged
+    | WatchChanged
 )
 
 _TOPIC_OF: Final[dict[type[Event], str]] = {
@@ -163,6 +175,7 @@ _TOPIC_OF: Final[dict[type[Event], str]] = {
     InputRejected: DEADLETTER,
     AlertRaised: "alerts",
     SettingChanged: CONTROL,
+    WatchChanged: CONTROL,
 }
 
 

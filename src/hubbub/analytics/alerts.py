@@ -1,0 +1,133 @@
+"""Watches and the alerts they raise.
+
+A watch is a tenant's interest in a hashtag or a page. Watches are changed through the
+log's `control` topic (`WatchChanged`), so every process sees the same list by folding
+that topic, and the CLI needs no access to the analytics store.
+
+Every minute the monitor takes, for each watch, the hour that just ended and the same
+hour on each of the 7 days before (Socialmetrix-style: a day against the week), asks
+the spike detector, and appends an `AlertRaised` to the log for each spike. The cooldown
+counts from the watch's last alert in the log, so a restart does not alert twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Final
+
+import msgspec
+import structlog
+
+from hubbub.analytics.ports import RollupStore
+from hubbub.analytics.spikes import SENSITIVITY, Rule, Spike, detect
+from hubbub.eventlog.port import EventLog
+from hubbub.kernel.events import CONTROL, AlertRaised, Event, WatchChanged
+from hubbub.kernel.ids import event_id
+
+ALERTS: Final = "alerts"
+WINDOW_MINUTES: Final = 60
+DAYS: Final = 7
+COOLDOWN_MINUTES: Final = 6 * 60
+log = structlog.get_logger("hubbub.alerts")
+
+
+class Alert(msgspec.Struct, frozen=True):
+    """What an `AlertRaised` message carries, as JSON."""
+
+    tenant: str
+    watch: str
+    kind: str
+    target: str
+    minute: int
+    count: int
+    usual: float
+    threshold: float
+
+
+def fold_watches(events: Iterable[Event]) -> dict[str, WatchChanged]:
+    """The active watches after these control events, by watch id."""
+    watches: dict[str, WatchChanged] = {}
+    for event in events:
+        if isinstance(event, WatchChanged):
+            if event.active:
+                watches[event.watch] = event
+            else:
+                watches.pop(event.watch, None)
+    return watches
+
+
+async def read_watches(event_log: EventLog) -> dict[str, WatchChanged]:
+    return fold_watches(r.event for r in await event_log.read(CONTROL, 1, 10**9))
+
+
+_SQL: Final = {
+    "hashtag": "SELECT minute, posts FROM tag_minute WHERE tag = ? AND minute >= ? AND minute < ?",
+    "page": "SELECT minute, posts + mentions_received FROM page_minute"
+    " WHERE page = ? AND minute >= ? AND minute < ?",
+}
+
+
+def check(store: RollupStore, watch: WatchChanged, now: int) -> Spike | None:
+    """The spike of the hour ending at minute `now`, if it is one, against the same hour
+    of the days before."""
+    first = now - DAYS * 1440 - WINDOW_MINUTES
+    counts = [0] * (DAYS + 1)  # oldest day first; the last is the hour just ended
+    for minute, n in store.query(_SQL[watch.kind], [watch.target, first, now]):
+        ago = now - 1 - int(minute)  # minutes before the end of the hour just ended
+        day, within = divmod(ago, 1440)
+        if within < WINDOW_MINUTES:
+            counts[DAYS - day] += int(n)
+    rule = Rule(k=SENSITIVITY[watch.sensitivity], baseline=DAYS, cooldown=0)
+    spikes = detect(counts, rule)
+    return spikes[0] if spikes else None
+
+
+async def monitor_once(store: RollupStore, event_log: EventLog, now: int) -> list[Alert]:
+    """Check every watch at minute `now`; append and return the alerts raised."""
+    watches = await read_watches(event_log)
+    last = {
+        alert.watch: alert.minute
+        for record in await event_log.read(ALERTS, 1, 10**9)
+        if isinstance(record.event, AlertRaised)
+        for alert in [msgspec.json.decode(record.event.message, type=Alert)]
+    }
+    raised = []
+    for watch in watches.values():
+        if now - last.get(watch.watch, -(10**9)) < COOLDOWN_MINUTES:
+            continue
+        spike = await asyncio.to_thread(check, store, watch, now)
+        if spike is not None:
+            raised.append(
+                Alert(watch.tenant, watch.watch, watch.kind, watch.target, now,
+                      spike.count, spike.usual, spike.threshold)
+            )  # fmt: skip
+    if raised:
+        ts = now * 60_000_000
+        await event_log.append(
+            [
+                AlertRaised(
+                    id=event_id(f"{ts:016d}", f"{alert.watch}@{now}"),
+                    key=alert.tenant,
+                    ts=ts,
+                    source="analytics",
+                    name=f"spike:{alert.kind}:{alert.target}",
+                    message=msgspec.json.encode(alert).decode(),
+                )
+                for alert in raised
+            ]
+        )
+        for alert in raised:
+            log.info("spike", **msgspec.structs.asdict(alert))
+    return raised
+
+
+async def monitor(store: RollupStore, event_log: EventLog, interval_s: float = 30.0) -> None:
+    """Check the watches every `interval_s` until cancelled (well within a minute)."""
+    while True:
+        try:
+            await monitor_once(store, event_log, int(time.time() // 60))
+        except Exception:  # a failed check must not stop the next ones
+            log.exception("the spike check failed")
+        await asyncio.sleep(interval_s)

@@ -1,0 +1,80 @@
+"""Watches set from the CLI, checked against the rollups, raising alerts on the log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import msgspec
+import pytest
+from typer.testing import CliRunner
+
+from hubbub.analytics.alerts import ALERTS, Alert, monitor_once
+from hubbub.analytics.duckdb_store import DuckDBRollups
+from hubbub.analytics.worker import catch_up
+from hubbub.cli import app
+from hubbub.eventlog.sqlite import SqliteEventLog
+from hubbub.kernel.events import AlertRaised, Event, PostPublished
+
+NOW = 29_600_000  # an epoch minute (2026-04-12); checks run at the end of the hour before it
+
+
+def posts(tag: str, per_day: list[int]) -> list[Event]:
+    """`per_day[d]` posts in the hour before NOW, d days ago (the last entry: today)."""
+    events: list[Event] = []
+    for day, count in enumerate(reversed(per_day)):
+        for n in range(count):
+            minute = NOW - 1 - day * 1440 - n % 60
+            events.append(
+                PostPublished(
+                    id=f"{tag}-{day}-{n}", key="a", ts=minute * 60_000_000, source="jetstream",
+                    post=f"{tag}/{day}/{n}", author=f"did:plc:{n}", text="…", tags=[tag],
+                )
+            )  # fmt: skip
+    return events
+
+
+async def cli(data_dir: Path, *args: str) -> str:
+    """Run a command as a person would (in a thread: the command runs its own loop)."""
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["--data-dir", str(data_dir), *args])
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+async def test_a_watched_spike_raises_one_alert_and_a_quiet_watch_none(data_dir: Path) -> None:
+    log = SqliteEventLog(data_dir / "eventlog.db")
+    store = DuckDBRollups(data_dir / "analytics.duckdb")
+    try:
+        await log.append(posts("quake", [9, 12, 10, 11, 8, 10, 12, 140]))
+        await log.append(posts("coffee", [30, 28, 33, 31, 29, 30, 32, 34]))
+        await catch_up(store, log)
+        quake = await cli(data_dir, "watch", "add", "--hashtag", "#Quake", "--tenant", "newsroom")
+        await cli(data_dir, "watch", "add", "--hashtag", "coffee", "--sensitivity", "high")
+        watches = json.loads(await cli(data_dir, "watch", "list", "--json"))
+        assert {(w["target"], w["tenant"]) for w in watches} == {
+            ("quake", "newsroom"), ("coffee", "default"),
+        }  # fmt: skip
+
+        (alert,) = await monitor_once(store, log, NOW)
+        assert (alert.watch, alert.tenant, alert.target, alert.count) == (
+            quake, "newsroom", "quake", 140,
+        )  # fmt: skip
+        assert alert.usual == 10
+        (record,) = await log.read(ALERTS, 1, 10)
+        assert isinstance(record.event, AlertRaised)
+        assert msgspec.json.decode(record.event.message, type=Alert) == alert
+
+        assert await monitor_once(store, log, NOW + 1) == []  # the cooldown holds
+        await cli(data_dir, "watch", "remove", quake)
+        assert [
+            w["target"] for w in json.loads(await cli(data_dir, "watch", "list", "--json"))
+        ] == ["coffee"]
+    finally:
+        store.close()
+        await log.close()
