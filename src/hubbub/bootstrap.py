@@ -127,6 +127,7 @@ class Platform:
         log by the analytics worker in the background (DuckDB allows one writer)."""
         if self._analytics is None:
             from hubbub.analytics.alerts import monitor
+            from hubbub.analytics.webhooks import dispatch
             from hubbub.analytics.worker import follow as follow_rollups
 
             self._analytics = open_rollups(self.settings)
@@ -137,6 +138,7 @@ class Platform:
             self._background.append(
                 asyncio.create_task(monitor(self._analytics, self.event_log, interval))
             )
+            self._background.append(asyncio.create_task(dispatch(self.event_log)))
         return self._analytics
 
     def cache(self) -> Cache:

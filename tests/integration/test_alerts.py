@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import msgspec
 import pytest
+import uvicorn
 from typer.testing import CliRunner
 
 from hubbub.analytics.alerts import ALERTS, Alert, monitor_once
 from hubbub.analytics.duckdb_store import DuckDBRollups
+from hubbub.analytics.webhooks import dispatch_once, signature
 from hubbub.analytics.worker import catch_up
 from hubbub.cli import app
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.events import AlertRaised, Event, PostPublished
+from tests.conftest import until
+from tests.integration.test_mentions_replica import free_port
 
 NOW = 29_600_000  # an epoch minute (2026-04-12); checks run at the end of the hour before it
 
@@ -76,5 +83,67 @@ async def test_a_watched_spike_raises_one_alert_and_a_quiet_watch_none(data_dir:
             w["target"] for w in json.loads(await cli(data_dir, "watch", "list", "--json"))
         ] == ["coffee"]
     finally:
+        store.close()
+        await log.close()
+
+
+class Receiver:
+    """A tenant's webhook endpoint: fails its first `failures` requests, then records."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.received: list[tuple[bytes, str]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = dict(scope["headers"])
+        self.received.append((body, headers.get(b"hubbub-signature", b"").decode()))
+        status = 503 if len(self.received) <= self.failures else 204
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def test_an_alert_reaches_its_tenants_webhook_signed_after_retries(data_dir: Path) -> None:
+    receiver = Receiver(failures=2)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(receiver, port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    log = SqliteEventLog(data_dir / "eventlog.db")
+    store = DuckDBRollups(data_dir / "analytics.duckdb")
+    try:
+        await until(lambda: asyncio.sleep(0.01, server.started))
+        await log.append(posts("quake", [9, 12, 10, 11, 8, 10, 12, 140]))
+        await catch_up(store, log)
+        await cli(data_dir, "watch", "add", "--hashtag", "quake", "--tenant", "newsroom")
+        added = await cli(data_dir, "webhook", "add", "--url", f"http://127.0.0.1:{port}/hook",
+                          "--tenant", "newsroom")  # fmt: skip
+        await cli(data_dir, "webhook", "add", "--url", "http://127.0.0.1:9/other-tenant")
+        secret = added.split("secret")[1].split()[0]
+        (alert,) = await monitor_once(store, log, NOW)
+
+        async with httpx.AsyncClient(timeout=5) as client:
+            assert await dispatch_once(log, client, backoff_s=0.01) == 1
+            assert await dispatch_once(log, client, backoff_s=0.01) == 0  # delivered once
+
+        *failed, (body, signed) = receiver.received
+        assert len(failed) == 2
+        assert msgspec.json.decode(body, type=Alert) == alert
+        stamp = int(signed.split(",")[0].removeprefix("t="))
+        assert abs(stamp - time.time()) < 60
+        assert signed == signature(secret, stamp, body)
+        (delivery,) = json.loads(await cli(data_dir, "webhook", "deliveries", "--json"))
+        assert (delivery["tenant"], delivery["status"], delivery["attempts"]) == (
+            "newsroom", 204, 3,
+        )  # fmt: skip
+    finally:
+        server.should_exit = True
+        await serving
         store.close()
         await log.close()

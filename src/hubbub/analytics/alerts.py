@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Callable, Iterable
+from typing import Final, Protocol, TypeVar
 
 import msgspec
 import structlog
@@ -46,16 +46,31 @@ class Alert(msgspec.Struct, frozen=True):
     threshold: float
 
 
+class _Switchable(Protocol):
+    @property
+    def active(self) -> bool: ...
+
+
+Switchable = TypeVar("Switchable", bound=_Switchable)
+
+
+def fold_active(
+    events: Iterable[Event], kind: type[Switchable], name: Callable[[Switchable], str]
+) -> dict[str, Switchable]:
+    """The things of `kind` switched on and not since off, by name, after these events."""
+    found: dict[str, Switchable] = {}
+    for event in events:
+        if isinstance(event, kind):
+            if event.active:
+                found[name(event)] = event
+            else:
+                found.pop(name(event), None)
+    return found
+
+
 def fold_watches(events: Iterable[Event]) -> dict[str, WatchChanged]:
     """The active watches after these control events, by watch id."""
-    watches: dict[str, WatchChanged] = {}
-    for event in events:
-        if isinstance(event, WatchChanged):
-            if event.active:
-                watches[event.watch] = event
-            else:
-                watches.pop(event.watch, None)
-    return watches
+    return fold_active(events, WatchChanged, lambda change: change.watch)
 
 
 async def read_watches(event_log: EventLog) -> dict[str, WatchChanged]:

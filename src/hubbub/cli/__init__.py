@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hubbub.cli import analytics, bench, generate, ingest, log, mentions, serve, watch
+from hubbub.cli import analytics, bench, generate, ingest, log, mentions, serve, watch, webhook
 from hubbub.cli.common import State
 from hubbub.kernel.runtime import tune_for_throughput
 
@@ -40,6 +40,7 @@ app.add_typer(log.deadletter_app, name="deadletter")
 app.add_typer(mentions.app, name="mentions")
 app.add_typer(analytics.app, name="analytics")
 app.add_typer(watch.app, name="watch")
+app.add_typer(webhook.app, name="webhook")
 app.add_typer(bench.app, name="bench")
 app.command()(serve.serve)
 app.command()(serve.demo)

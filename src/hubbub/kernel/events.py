@@ -141,6 +141,27 @@ class WatchChanged(Event, frozen=True, kw_only=True, tag=True):
     active: bool = True
 
 
+class WebhookChanged(Event, frozen=True, kw_only=True, tag=True):
+    """A tenant's alert webhook was added (or, with `active` false, removed)."""
+
+    tenant: str
+    webhook: str
+    url: str
+    secret: str
+    active: bool = True
+
+
+class WebhookDelivered(Event, frozen=True, kw_only=True, tag=True):
+    """The outcome of delivering one alert to one webhook, after its retries."""
+
+    tenant: str
+    webhook: str
+    alert: str
+    status: int
+    attempts: int
+    error: str = ""
+
+
 class SettingChanged(Event, frozen=True, kw_only=True, tag=True):
     """An operator changed a live setting; every replica that follows `control` applies it."""
 
@@ -161,6 +182,8 @@ AnyEvent = (
     | AlertRaised
     | SettingChanged
     | WatchChanged
+    | WebhookChanged
+    | WebhookDelivered
 )
 
 _TOPIC_OF: Final[dict[type[Event], str]] = {
@@ -176,6 +199,8 @@ _TOPIC_OF: Final[dict[type[Event], str]] = {
     AlertRaised: "alerts",
     SettingChanged: CONTROL,
     WatchChanged: CONTROL,
+    WebhookChanged: CONTROL,
+    WebhookDelivered: "deliveries",
 }
 
 

@@ -1,0 +1,121 @@
+"""Alert webhooks: each alert POSTed to its tenant's webhooks, signed, retried, logged.
+
+- **Signed** as GitHub and Stripe sign theirs: the `Hubbub-Signature` header is
+  `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the webhook's secret>`.
+  A receiver recomputes it (`signature`) and rejects old timestamps to stop replays.
+- **Retried** with exponential backoff and jitter on a network error or a 5xx/429,
+  up to `attempts` tries; a 4xx other than 429 is final.
+- **Logged:** each delivery's outcome is a `WebhookDelivered` event on the `deliveries`
+  topic (`hubbub webhook deliveries`).
+
+Webhooks are added and removed through the `control` topic (`WebhookChanged`). The
+dispatcher reads the `alerts` topic as the consumer group `webhooks`, committing after
+each alert, so a restart resumes after the last alert it finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import random
+import time
+from typing import Final
+
+import httpx
+import msgspec
+import structlog
+
+from hubbub.analytics.alerts import ALERTS, Alert, fold_active
+from hubbub.eventlog.port import EventLog
+from hubbub.kernel.events import CONTROL, AlertRaised, WebhookChanged, WebhookDelivered
+from hubbub.kernel.ids import event_id
+
+GROUP: Final = "webhooks"
+DELIVERIES: Final = "deliveries"
+log = structlog.get_logger("hubbub.webhooks")
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), b"%d." % timestamp + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+async def read_webhooks(event_log: EventLog) -> dict[str, WebhookChanged]:
+    """The active webhooks, by id, from the control topic."""
+    events = (r.event for r in await event_log.read(CONTROL, 1, 10**9))
+    return fold_active(events, WebhookChanged, lambda change: change.webhook)
+
+
+async def deliver(
+    client: httpx.AsyncClient,
+    hook: WebhookChanged,
+    body: bytes,
+    *,
+    attempts: int = 5,
+    backoff_s: float = 0.5,
+) -> tuple[int, int, str]:
+    """POST `body` to the hook, retrying; returns (status or 0, attempts made, error)."""
+    status, error = 0, ""
+    for attempt in range(1, attempts + 1):
+        now = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "Hubbub-Signature": signature(hook.secret, now, body),
+        }
+        try:
+            response = await client.post(hook.url, content=body, headers=headers)
+            status, error = response.status_code, ""
+            if status < 500 and status != 429:
+                return status, attempt, "" if status < 300 else f"HTTP {status}"
+            error = f"HTTP {status}"
+        except httpx.HTTPError as failure:
+            status, error = 0, f"{type(failure).__name__}: {failure}"
+        if attempt < attempts:
+            await asyncio.sleep(backoff_s * 2 ** (attempt - 1) * random.uniform(0.8, 1.2))
+    return status, attempts, error
+
+
+async def dispatch_once(
+    event_log: EventLog, client: httpx.AsyncClient, *, attempts: int = 5, backoff_s: float = 0.5
+) -> int:
+    """Deliver every alert not yet delivered; returns how many alerts were handled."""
+    handled = 0
+    while records := await event_log.fetch(GROUP, ALERTS, 100):
+        hooks = await read_webhooks(event_log)
+        for record in records:
+            event = record.event
+            if not isinstance(event, AlertRaised):
+                continue
+            alert = msgspec.json.decode(event.message, type=Alert)
+            body = event.message.encode()
+            outcomes = []
+            for hook in (h for h in hooks.values() if h.tenant == alert.tenant):
+                status, made, error = await deliver(
+                    client, hook, body, attempts=attempts, backoff_s=backoff_s
+                )
+                outcomes.append(
+                    WebhookDelivered(
+                        id=event_id(f"{event.ts:016d}", f"{event.id}/{hook.webhook}"),
+                        key=hook.tenant, ts=time.time_ns() // 1000, source="webhooks",
+                        tenant=hook.tenant, webhook=hook.webhook, alert=event.id,
+                        status=status, attempts=made, error=error,
+                    )
+                )  # fmt: skip
+                log.info("webhook delivered", webhook=hook.webhook, status=status, tries=made)
+            if outcomes:
+                await event_log.append(outcomes)
+            await event_log.commit(GROUP, ALERTS, record.position)
+            handled += 1
+    return handled
+
+
+async def dispatch(event_log: EventLog, interval_s: float = 1.0) -> None:
+    """Deliver alerts as they come, until cancelled."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        while True:
+            try:
+                await dispatch_once(event_log, client)
+            except Exception:
+                log.exception("webhook dispatch failed; retrying")
+            await asyncio.sleep(interval_s)

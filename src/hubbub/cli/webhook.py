@@ -1,0 +1,114 @@
+"""`hubbub webhook add|list|remove|deliveries`: where a tenant's alerts are POSTed."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from typing import Annotated
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hubbub.analytics.webhooks import DELIVERIES, read_webhooks
+from hubbub.bootstrap import open_event_log
+from hubbub.cli.common import fail, load_settings, print_json, run
+from hubbub.kernel.events import WebhookChanged, WebhookDelivered
+from hubbub.kernel.ids import event_id
+from hubbub.settings import Settings
+
+app = typer.Typer(help="Webhooks that receive spike alerts.", no_args_is_help=True)
+out = Console()
+
+
+async def _append(settings: Settings, change: WebhookChanged) -> None:
+    now = time.time_ns() // 1000
+    stamped = msgspec.structs.replace(
+        change, id=event_id(f"{now:016d}", f"{change.webhook}/{change.active}"), ts=now,
+        key=change.tenant, source="cli",
+    )  # fmt: skip
+    event_log = await open_event_log(settings)
+    try:
+        await event_log.append([stamped])
+    finally:
+        await event_log.close()
+
+
+async def _hooks(settings: Settings) -> dict[str, WebhookChanged]:
+    event_log = await open_event_log(settings)
+    try:
+        return await read_webhooks(event_log)
+    finally:
+        await event_log.close()
+
+
+@app.command()
+def add(
+    url: Annotated[str, typer.Option(help="Where alerts are POSTed (https://…).")],
+    tenant: Annotated[str | None, typer.Option(help="Tenant (default: HUBBUB_TENANT).")] = None,
+) -> None:
+    """Add a webhook; prints its id and its signing secret, which is shown only now."""
+    if not url.startswith(("https://", "http://")):
+        fail("the url must start with https:// or http://")
+    settings = load_settings()
+    hook = WebhookChanged(
+        id="", key="", ts=0, source="cli", tenant=tenant or settings.tenant,
+        webhook=uuid.uuid4().hex[:12], url=url, secret=secrets.token_urlsafe(32),
+    )  # fmt: skip
+    run(_append(settings, hook))
+    out.print(f"webhook {hook.webhook}\nsecret  {hook.secret}  (verify Hubbub-Signature with it)")
+
+
+@app.command("list")
+def list_hooks(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The active webhooks (secrets are not shown)."""
+    hooks = list(run(_hooks(load_settings())).values())
+    if json:
+        print_json([{"webhook": h.webhook, "tenant": h.tenant, "url": h.url} for h in hooks])
+        return
+    table = Table("webhook", "tenant", "url")
+    for h in hooks:
+        table.add_row(h.webhook, h.tenant, h.url)
+    out.print(table if hooks else "no webhooks")
+
+
+@app.command()
+def remove(webhook: Annotated[str, typer.Argument(help="The id `add` printed.")]) -> None:
+    """Stop sending alerts to a webhook."""
+    settings = load_settings()
+    found = run(_hooks(settings)).get(webhook)
+    if found is None:
+        fail(f"no active webhook {webhook!r}")
+    run(_append(settings, msgspec.structs.replace(found, active=False)))
+    out.print(f"webhook {webhook} removed")
+
+
+@app.command()
+def deliveries(
+    limit: Annotated[int, typer.Option(help="The most recent N.", min=1)] = 50,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The delivery log: each alert sent to each webhook, its status and tries."""
+    settings = load_settings()
+
+    async def work() -> list[WebhookDelivered]:
+        event_log = await open_event_log(settings)
+        try:
+            stats = {t.topic: t for t in (await event_log.stats()).topics}
+            last = stats[DELIVERIES].last_position if DELIVERIES in stats else 0
+            records = await event_log.read(DELIVERIES, max(1, last - limit + 1), limit)
+            return [r.event for r in records if isinstance(r.event, WebhookDelivered)]
+        finally:
+            await event_log.close()
+
+    found = run(work())
+    if json:
+        fields = ("webhook", "tenant", "alert", "status", "attempts", "error")
+        print_json([{name: getattr(d, name) for name in fields} for d in found])
+        return
+    table = Table("webhook", "alert", "status", "tries", "error")
+    for d in found:
+        table.add_row(d.webhook, d.alert, str(d.status), str(d.attempts), d.error)
+    out.print(table if found else "no deliveries yet")
