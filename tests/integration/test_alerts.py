@@ -18,9 +18,11 @@ from hubbub.analytics.alerts import ALERTS, Alert, monitor_once
 from hubbub.analytics.duckdb_store import DuckDBRollups
 from hubbub.analytics.webhooks import dispatch_once, signature
 from hubbub.analytics.worker import catch_up
+from hubbub.bootstrap import build_platform
 from hubbub.cli import app
 from hubbub.eventlog.sqlite import SqliteEventLog
-from hubbub.kernel.events import AlertRaised, Event, PostPublished
+from hubbub.kernel.events import AlertRaised, Event, PostPublished, WatchChanged
+from hubbub.settings import Settings
 from tests.conftest import until
 from tests.integration.test_mentions_replica import free_port
 
@@ -147,3 +149,42 @@ async def test_an_alert_reaches_its_tenants_webhook_signed_after_retries(data_di
         await serving
         store.close()
         await log.close()
+
+
+async def test_a_spike_starting_now_is_alerted_within_a_minute(tmp_path: Path) -> None:
+    platform = await build_platform(Settings(data_dir=tmp_path, alert_check_interval_s=1))
+    now = int(time.time() // 60)
+    usual = [
+        PostPublished(
+            id=f"usual-{day}-{n}", key="a", ts=(now - day * 1440 - n) * 60_000_000,
+            source="jetstream", post=f"usual/{day}/{n}", author="did:plc:x", text="…",
+            tags=["quake"],
+        )
+        for day in range(1, 8) for n in range(10)
+    ]  # fmt: skip
+    watch = WatchChanged(
+        id="w", key="newsroom", ts=0, source="test", tenant="newsroom", watch="w1",
+        kind="hashtag", target="quake",
+    )  # fmt: skip
+    try:
+        await platform.event_log.append([*usual, watch])
+        await platform.analytics()
+        await asyncio.sleep(1.5)  # a check of the quiet hour: no alert
+        assert await platform.event_log.read(ALERTS, 1, 10) == []
+        started = time.monotonic()
+        burst = [
+            PostPublished(
+                id=f"burst-{n}", key="a", ts=time.time_ns() // 1000, source="jetstream",
+                post=f"burst/{n}", author=f"did:plc:{n}", text="…", tags=["quake"],
+            )
+            for n in range(120)
+        ]  # fmt: skip
+        await platform.event_log.append(burst)
+
+        async def alerted() -> bool:
+            return bool(await platform.event_log.read(ALERTS, 1, 10))
+
+        await until(alerted)
+        assert time.monotonic() - started < 60
+    finally:
+        await platform.close()

@@ -142,7 +142,8 @@ async def monitor(store: RollupStore, event_log: EventLog, interval_s: float = 3
     """Check the watches every `interval_s` until cancelled (well within a minute)."""
     while True:
         try:
-            await monitor_once(store, event_log, int(time.time() // 60))
+            # The hour up to the end of the current minute: a spike shows at once.
+            await monitor_once(store, event_log, int(time.time() // 60) + 1)
         except Exception:  # a failed check must not stop the next ones
             log.exception("the spike check failed")
         await asyncio.sleep(interval_s)
