@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -16,8 +17,10 @@ import uvloop
 from pydantic import ValidationError
 from rich.console import Console
 
-from hubbub.bootstrap import ConfigurationError, Platform, build_platform
-from hubbub.eventlog.port import LogUnavailable
+from hubbub.bootstrap import ConfigurationError, Platform, build_platform, open_event_log
+from hubbub.eventlog.port import EventLog, LogUnavailable
+from hubbub.kernel.events import Event
+from hubbub.kernel.ids import event_id
 from hubbub.kernel.telemetry import configure_logging
 from hubbub.settings import Settings
 
@@ -73,6 +76,24 @@ async def with_platform(settings: Settings, work: Callable[[Platform], Awaitable
         return await work(platform)
     finally:
         await platform.close()
+
+
+async def with_log(settings: Settings, work: Callable[[EventLog], Awaitable[T]]) -> T:
+    """Run `work` on the settings' event log, closed after."""
+    event_log = await open_event_log(settings)
+    try:
+        return await work(event_log)
+    finally:
+        await event_log.close()
+
+
+async def append_command(settings: Settings, event: Event, identity: str) -> None:
+    """Append an operator's change (`identity` names it) to the log, stamped now."""
+    now = time.time_ns() // 1000
+    stamped = msgspec.structs.replace(
+        event, id=event_id(f"{now:016d}", identity), ts=now, source="cli"
+    )
+    await with_log(settings, lambda event_log: event_log.append([stamped]))
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -13,9 +12,16 @@ from rich.console import Console
 from rich.table import Table
 
 from hubbub.bootstrap import open_event_log, open_mentions_backend
-from hubbub.cli.common import State, console, fail, load_settings, print_json, run
+from hubbub.cli.common import (
+    State,
+    append_command,
+    console,
+    fail,
+    load_settings,
+    print_json,
+    run,
+)
 from hubbub.kernel.events import SettingChanged
-from hubbub.kernel.ids import event_id
 from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.normalize import InvalidQuery
 from hubbub.mentions.service import Suggestion
@@ -95,26 +101,10 @@ def cutover(
         fail(f"unknown mentions backend {to!r}: use {', '.join(MENTIONS_BACKENDS)}")
     settings = load_settings()
 
-    async def work() -> None:
-        event_log = await open_event_log(settings)
-        try:
-            now = time.time_ns() // 1000
-            await event_log.append(
-                [
-                    SettingChanged(
-                        id=event_id(f"{now:016d}", f"{SERVING_SETTING}={to}"),
-                        key=SERVING_SETTING,
-                        ts=now,
-                        source="cli",
-                        name=SERVING_SETTING,
-                        value=to,
-                    )
-                ]
-            )
-        finally:
-            await event_log.close()
-
-    run(work())
+    change = SettingChanged(
+        id="", key=SERVING_SETTING, ts=0, source="cli", name=SERVING_SETTING, value=to
+    )
+    run(append_command(settings, change, f"{SERVING_SETTING}={to}"))
     out.print(f"mentions replicas will serve from [bold]{to}[/] once it has caught up")
 
 

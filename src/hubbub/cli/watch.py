@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Annotated, Literal
 
@@ -12,10 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from hubbub.analytics.alerts import read_watches
-from hubbub.bootstrap import open_event_log
-from hubbub.cli.common import fail, load_settings, print_json, run
+from hubbub.cli.common import append_command, fail, load_settings, print_json, run, with_log
 from hubbub.kernel.events import WatchChanged
-from hubbub.kernel.ids import event_id
 from hubbub.settings import Settings
 
 app = typer.Typer(help="Watches: spike alerts on hashtags and pages.", no_args_is_help=True)
@@ -23,19 +20,8 @@ out = Console()
 Sensitivity = Literal["high", "medium", "low"]
 
 
-async def _change(settings: Settings, change: WatchChanged) -> None:
-    event_log = await open_event_log(settings)
-    try:
-        await event_log.append([change])
-    finally:
-        await event_log.close()
-
-
-def _stamped(change: WatchChanged) -> WatchChanged:
-    """The change with an id and a time of its own (each change is a new event)."""
-    now = time.time_ns() // 1000
-    ident = event_id(f"{now:016d}", f"{change.watch}/{change.active}")
-    return msgspec.structs.replace(change, id=ident, ts=now, key=change.tenant, source="cli")
+def _save(settings: Settings, change: WatchChanged) -> None:
+    run(append_command(settings, change, f"{change.watch}/{change.active}"))
 
 
 @app.command()
@@ -53,11 +39,12 @@ def add(
     settings = load_settings()
     watch = uuid.uuid4().hex[:12]
     change = WatchChanged(
-        id="", key="", ts=0, source="cli", tenant=tenant or settings.tenant, watch=watch,
+        id="", key=tenant or settings.tenant, ts=0, source="cli", tenant=tenant or settings.tenant,
+        watch=watch,
         kind="hashtag" if hashtag else "page",
         target=hashtag.lstrip("#").lower() if hashtag else page or "", sensitivity=sensitivity,
     )  # fmt: skip
-    run(_change(settings, _stamped(change)))
+    _save(settings, change)
     out.print(watch)
 
 
@@ -69,14 +56,11 @@ def list_watches(
     """The active watches."""
     settings = load_settings()
 
-    async def work() -> list[WatchChanged]:
-        event_log = await open_event_log(settings)
-        try:
-            return list((await read_watches(event_log)).values())
-        finally:
-            await event_log.close()
-
-    watches = [w for w in run(work()) if tenant is None or w.tenant == tenant]
+    watches = [
+        w
+        for w in run(with_log(settings, read_watches)).values()
+        if tenant is None or w.tenant == tenant
+    ]
     if json:
         print_json([{"watch": w.watch, "tenant": w.tenant, "kind": w.kind, "target": w.target,
                      "sensitivity": w.sensitivity} for w in watches])  # fmt: skip
@@ -92,15 +76,8 @@ def remove(watch: Annotated[str, typer.Argument(help="The watch id `add` printed
     """Stop a watch."""
     settings = load_settings()
 
-    async def work() -> WatchChanged | None:
-        event_log = await open_event_log(settings)
-        try:
-            return (await read_watches(event_log)).get(watch)
-        finally:
-            await event_log.close()
-
-    found = run(work())
+    found = run(with_log(settings, read_watches)).get(watch)
     if found is None:
         fail(f"no active watch {watch!r}")
-    run(_change(settings, _stamped(msgspec.structs.replace(found, active=False))))
+    _save(settings, msgspec.structs.replace(found, active=False))
     out.print(f"watch {watch} removed")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
 from typing import Annotated
 
@@ -13,35 +12,17 @@ from rich.console import Console
 from rich.table import Table
 
 from hubbub.analytics.webhooks import DELIVERIES, read_webhooks
-from hubbub.bootstrap import open_event_log
-from hubbub.cli.common import fail, load_settings, print_json, run
+from hubbub.cli.common import append_command, fail, load_settings, print_json, run, with_log
+from hubbub.eventlog.port import EventLog
 from hubbub.kernel.events import WebhookChanged, WebhookDelivered
-from hubbub.kernel.ids import event_id
 from hubbub.settings import Settings
 
 app = typer.Typer(help="Webhooks that receive spike alerts.", no_args_is_help=True)
 out = Console()
 
 
-async def _append(settings: Settings, change: WebhookChanged) -> None:
-    now = time.time_ns() // 1000
-    stamped = msgspec.structs.replace(
-        change, id=event_id(f"{now:016d}", f"{change.webhook}/{change.active}"), ts=now,
-        key=change.tenant, source="cli",
-    )  # fmt: skip
-    event_log = await open_event_log(settings)
-    try:
-        await event_log.append([stamped])
-    finally:
-        await event_log.close()
-
-
-async def _hooks(settings: Settings) -> dict[str, WebhookChanged]:
-    event_log = await open_event_log(settings)
-    try:
-        return await read_webhooks(event_log)
-    finally:
-        await event_log.close()
+def _save(settings: Settings, change: WebhookChanged) -> None:
+    run(append_command(settings, change, f"{change.webhook}/{change.active}"))
 
 
 @app.command()
@@ -54,17 +35,17 @@ def add(
         fail("the url must start with https:// or http://")
     settings = load_settings()
     hook = WebhookChanged(
-        id="", key="", ts=0, source="cli", tenant=tenant or settings.tenant,
+        id="", key=tenant or settings.tenant, ts=0, source="cli", tenant=tenant or settings.tenant,
         webhook=uuid.uuid4().hex[:12], url=url, secret=secrets.token_urlsafe(32),
     )  # fmt: skip
-    run(_append(settings, hook))
+    _save(settings, hook)
     out.print(f"webhook {hook.webhook}\nsecret  {hook.secret}  (verify Hubbub-Signature with it)")
 
 
 @app.command("list")
 def list_hooks(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """The active webhooks (secrets are not shown)."""
-    hooks = list(run(_hooks(load_settings())).values())
+    hooks = list(run(with_log(load_settings(), read_webhooks)).values())
     if json:
         print_json([{"webhook": h.webhook, "tenant": h.tenant, "url": h.url} for h in hooks])
         return
@@ -78,10 +59,10 @@ def list_hooks(json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
 def remove(webhook: Annotated[str, typer.Argument(help="The id `add` printed.")]) -> None:
     """Stop sending alerts to a webhook."""
     settings = load_settings()
-    found = run(_hooks(settings)).get(webhook)
+    found = run(with_log(settings, read_webhooks)).get(webhook)
     if found is None:
         fail(f"no active webhook {webhook!r}")
-    run(_append(settings, msgspec.structs.replace(found, active=False)))
+    _save(settings, msgspec.structs.replace(found, active=False))
     out.print(f"webhook {webhook} removed")
 
 
@@ -93,17 +74,13 @@ def deliveries(
     """The delivery log: each alert sent to each webhook, its status and tries."""
     settings = load_settings()
 
-    async def work() -> list[WebhookDelivered]:
-        event_log = await open_event_log(settings)
-        try:
-            stats = {t.topic: t for t in (await event_log.stats()).topics}
-            last = stats[DELIVERIES].last_position if DELIVERIES in stats else 0
-            records = await event_log.read(DELIVERIES, max(1, last - limit + 1), limit)
-            return [r.event for r in records if isinstance(r.event, WebhookDelivered)]
-        finally:
-            await event_log.close()
+    async def work(event_log: EventLog) -> list[WebhookDelivered]:
+        stats = {t.topic: t for t in (await event_log.stats()).topics}
+        last = stats[DELIVERIES].last_position if DELIVERIES in stats else 0
+        records = await event_log.read(DELIVERIES, max(1, last - limit + 1), limit)
+        return [r.event for r in records if isinstance(r.event, WebhookDelivered)]
 
-    found = run(work())
+    found = run(with_log(settings, work))
     if json:
         fields = ("webhook", "tenant", "alert", "status", "attempts", "error")
         print_json([{name: getattr(d, name) for name in fields} for d in found])
