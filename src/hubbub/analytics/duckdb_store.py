@@ -17,11 +17,29 @@ import duckdb
 import msgspec
 import pyarrow as pa
 
-from hubbub.analytics.rollups import GLOBAL_COUNTERS, PAGE_COUNTERS, Contribution, Deltas, schema
+from hubbub.analytics.rollups import (
+    GLOBAL_COUNTERS,
+    TIERED,
+    TIERS,
+    Contribution,
+    Deltas,
+    schema,
+    tier_upserts,
+)
 
-SCHEMA = schema("BLOB")
+SCHEMA = (
+    *schema("BLOB"),
+    # A key's rows for a long window, found without reading the whole tier: DuckDB scans
+    # by column and prunes by zone maps, which a key scattered over the year defeats, and
+    # it uses an index for `key = ?` only when the index is on that column alone. Minute
+    # windows are short, so time pruning serves the minute tier.
+    *(
+        f"CREATE INDEX IF NOT EXISTS {key}_{tier}_key ON {key}_{tier} ({key})"
+        for key in TIERED
+        for tier, _ in TIERS[1:]
+    ),
+)
 
-_add = ", ".join(f"{name} = page_minute.{name} + excluded.{name}" for name in PAGE_COUNTERS)
 _add_totals = ", ".join(
     f"{name} = global_minute.{name} + excluded.{name}" for name in GLOBAL_COUNTERS
 )
@@ -68,29 +86,15 @@ class DuckDBRollups:
         db = self._db
         db.begin()
         try:
-            self._upsert(
-                "page_minute",
-                {
-                    "page": [page for page, _ in deltas.pages],
-                    "minute": [minute for _, minute in deltas.pages],
-                    **{
-                        name: [counts.get(name, 0) for counts in deltas.pages.values()]
-                        for name in PAGE_COUNTERS
-                    },
-                },
-                "(page, minute)",
-                _add,
-            )
-            self._upsert(
-                "tag_minute",
-                {
-                    "tag": [tag for tag, _ in deltas.tags],
-                    "minute": [minute for _, minute in deltas.tags],
-                    "posts": list(deltas.tags.values()),
-                },
-                "(tag, minute)",
-                "posts = tag_minute.posts + excluded.posts",
-            )
+            for key in TIERED:
+                columns = deltas.columns(key)
+                if columns["minute"]:
+                    db.register("delta_rows", pa.table(columns))
+                    try:
+                        for statement in tier_upserts(key, "delta_rows"):
+                            db.execute(statement)
+                    finally:
+                        db.unregister("delta_rows")
             self._upsert(
                 "lang_minute",
                 {

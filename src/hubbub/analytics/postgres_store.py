@@ -1,7 +1,8 @@
 """The scale-out rollup store: the same tables in PostgreSQL.
 
-A batch's deltas are copied into temporary tables and added to the rollups with
-`INSERT ... ON CONFLICT DO UPDATE`, and the positions written, in one transaction, as
+A batch's page and hashtag deltas are copied into temporary tables and added to every
+tier of the rollups with `INSERT ... SELECT ... ON CONFLICT DO UPDATE`; the small ones
+(languages, totals) go in row by row; and the positions are written, in one transaction, as
 in the DuckDB store. Reads (reports) take a pooled connection each, so they run beside
 the worker. The report queries are written once for both stores; `?` placeholders are
 turned into psycopg's `%s` here.
@@ -14,7 +15,14 @@ from typing import Any
 import msgspec
 from psycopg_pool import ConnectionPool
 
-from hubbub.analytics.rollups import GLOBAL_COUNTERS, PAGE_COUNTERS, Contribution, Deltas, schema
+from hubbub.analytics.rollups import (
+    GLOBAL_COUNTERS,
+    TIERED,
+    Contribution,
+    Deltas,
+    schema,
+    tier_upserts,
+)
 
 SCHEMA = schema("BYTEA")
 
@@ -32,8 +40,6 @@ def _upsert(table: str, key: tuple[str, ...], values: tuple[str, ...]) -> str:
     )
 
 
-_PAGE = _upsert("page_minute", ("page", "minute"), PAGE_COUNTERS)
-_TAG = _upsert("tag_minute", ("tag", "minute"), ("posts",))
 _LANG = _upsert("lang_minute", ("lang", "source", "minute"), ("posts",))
 _GLOBAL = _upsert("global_minute", ("minute",), GLOBAL_COUNTERS)
 
@@ -67,14 +73,18 @@ class PostgresRollups:
     def apply(self, deltas: Deltas, positions: dict[str, int]) -> None:
         """Add the deltas and move the positions, all or nothing."""
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
-            cursor.executemany(
-                _PAGE,
-                [
-                    (page, minute, *(counts.get(name, 0) for name in PAGE_COUNTERS))
-                    for (page, minute), counts in deltas.pages.items()
-                ],
-            )
-            cursor.executemany(_TAG, [(*key, n) for key, n in deltas.tags.items()])
+            for key in TIERED:
+                columns = deltas.columns(key)
+                if not columns["minute"]:
+                    continue
+                cursor.execute(
+                    f"CREATE TEMPORARY TABLE delta_{key} (LIKE {key}_minute) ON COMMIT DROP"
+                )
+                with cursor.copy(f"COPY delta_{key} ({', '.join(columns)}) FROM STDIN") as copy:
+                    for row in zip(*columns.values(), strict=True):
+                        copy.write_row(row)
+                for statement in tier_upserts(key, f"delta_{key}"):
+                    cursor.execute(statement)
             cursor.executemany(_LANG, [(*key, n) for key, n in deltas.langs.items()])
             cursor.executemany(
                 _GLOBAL,

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
-from hubbub.analytics.rollups import PAGE_COUNTERS
+from hubbub.analytics.rollups import PAGE_COUNTERS, TIERS
 
 Bucket = Literal["minute", "hour", "day"]
 Query = Callable[[str, list[Any]], list[tuple[Any, ...]]]
@@ -48,13 +48,39 @@ def _minute(moment: datetime) -> int:
     return int(moment.timestamp() // 60)
 
 
-SERIES_SQL: Final = {
-    "page": "SELECT floor((minute + ?) / ?), sum({metric}) FROM page_minute"
-    " WHERE page = ? AND minute >= ? AND minute < ? GROUP BY 1",
-    "hashtag": "SELECT floor((minute + ?) / ?), sum(posts) FROM tag_minute"
-    " WHERE tag = ? AND minute >= ? AND minute < ? GROUP BY 1",
-}
 _BUCKET_MINUTES: Final = {"minute": 1, "hour": 60, "day": 1440}
+_SERIES_KEYS: Final = {"page": "page", "hashtag": "tag"}
+
+Piece = tuple[str, int, int]
+"""`(tier, first minute, end minute)`: a span of the window read from one tier."""
+
+
+def cover(first: int, last: int, tiers: tuple[tuple[str, int], ...] = TIERS) -> list[Piece]:
+    """The minutes `[first, last)` as spans of the coarsest of `tiers` that fit: whole
+    days in the middle, hours then minutes at the edges (a year is read as 365 day rows
+    and at most 46 hour and 118 minute rows per key, not 525,600). `tiers` go from
+    minutes to the coarsest allowed."""
+    *finer, (tier, size) = tiers
+    lo, hi = -(-first // size) * size, last // size * size
+    if first >= last or not finer:
+        return [(tier, first, last)] if first < last else []
+    if lo >= hi:
+        return cover(first, last, tuple(finer))
+    return [*cover(first, lo, tuple(finer)), (tier, lo, hi), *cover(hi, last, tuple(finer))]
+
+
+def _union(prefix: str, columns: str, pieces: list[Piece], key: str | None = None) -> str:
+    """One SELECT reading `columns` from each piece's tier table (rows of `key` only, if
+    given), glued with UNION ALL; its parameters come from `_parameters`."""
+    where = f"{key} = ? AND " if key else ""
+    return " UNION ALL ".join(
+        f"SELECT {columns} FROM {prefix}_{tier} WHERE {where}minute >= ? AND minute < ?"
+        for tier, _, _ in pieces
+    )
+
+
+def _parameters(pieces: list[Piece], *key: str) -> list[Any]:
+    return [value for _, lo, hi in pieces for value in (*key, lo, hi)]
 
 
 def series(
@@ -69,7 +95,9 @@ def series(
     """`(bucket start in tz, value)` for every bucket of the window, zeros included.
 
     The window is cut where the zone's offset from UTC changes; within each piece the
-    local bucket of a minute is `floor((minute + offset) / bucket size)`, summed in SQL. An
+    local bucket of a minute is `floor((minute + offset) / bucket size)`, summed in SQL,
+    over the coarsest tiers whose buckets fall whole into the local ones (days for day
+    buckets in UTC, hours in a zone a whole number of hours away, minutes otherwise). An
     hour lived twice (when clocks go back) gives two buckets, told apart by their offset.
     """
     if kind == "page" and metric not in (*PAGE_COUNTERS, "engagement"):
@@ -78,14 +106,20 @@ def series(
     if bucket == "minute" and last - first > MAX_MINUTE_BUCKETS:
         raise ReportError("minute buckets cover at most 7 days: ask for hours or days")
     column = ENGAGEMENT if metric == "engagement" else metric
-    sql = SERIES_SQL[kind].replace("{metric}", column)  # column: one of the names above
+    prefix = _SERIES_KEYS[kind]
     size = _BUCKET_MINUTES[bucket]
     values: dict[tuple[int, int | None], int] = {}
     for lo, hi, offset in offset_pieces(first, last, tz):
         tag = None if bucket == "day" else offset  # a day is one bucket, whatever its hours
         for index in range((lo + offset) // size, (hi - 1 + offset) // size + 1):
             values.setdefault((index, tag), 0)
-        for index, value in query(sql, [offset, size, key, lo, hi]):
+        tiers = tuple(t for t in TIERS if size % t[1] == 0 and offset % t[1] == 0)
+        pieces = cover(lo, hi, tiers)
+        if not pieces:
+            continue
+        rows = _union(prefix, f"minute, {column} AS n", pieces, prefix)
+        sql = f"SELECT floor((minute + ?) / ?), sum(n) FROM ({rows}) AS r GROUP BY 1"
+        for index, value in query(sql, [offset, size, *_parameters(pieces, key)]):
             values[(int(index), tag)] += int(value)
     return [(_label(index * size, tag, tz), value) for (index, tag), value in values.items()]
 
@@ -125,16 +159,12 @@ def offset_pieces(first: int, last: int, tz: ZoneInfo) -> list[tuple[int, int, i
     return pieces
 
 
-TOP_SQL: Final = {
-    "hashtags": "SELECT tag, sum(posts) AS n FROM tag_minute WHERE minute >= ? AND minute < ?"
-    " GROUP BY tag HAVING sum(posts) > 0 ORDER BY n DESC, tag LIMIT ? OFFSET ?",
-    "mentioned": "SELECT page, sum(mentions_received) AS n FROM page_minute"
-    " WHERE minute >= ? AND minute < ? GROUP BY page HAVING sum(mentions_received) > 0"
-    " ORDER BY n DESC, page LIMIT ? OFFSET ?",
-    "engaged": f"SELECT page, sum({ENGAGEMENT}) AS n FROM page_minute"
-    f" WHERE minute >= ? AND minute < ? GROUP BY page HAVING sum({ENGAGEMENT}) > 0"
-    " ORDER BY n DESC, page LIMIT ? OFFSET ?",
+TOP: Final = {
+    "hashtags": ("tag", "tag", "posts"),
+    "mentioned": ("page", "page", "mentions_received"),
+    "engaged": ("page", "page", ENGAGEMENT),
 }
+"""What each top list ranks: (table prefix, key column, counted expression)."""
 
 
 def top(
@@ -146,17 +176,24 @@ def top(
 ) -> list[tuple[str, int]]:
     """The first `limit` after `offset` of the hashtags, the mentioned pages or the pages
     by engagement received, most first."""
-    first, last = window.minutes
-    rows = query(TOP_SQL[what], [first, last, limit, offset])
-    return [(key, int(n)) for key, n in rows]
+    prefix, key, counted = TOP[what]
+    pieces = cover(*window.minutes)
+    if not pieces:  # a window within one minute
+        return []
+    rows = _union(prefix, f"{key} AS k, {counted} AS n", pieces)
+    sql = (
+        f"SELECT k, sum(n) AS total FROM ({rows}) AS r GROUP BY k HAVING sum(n) > 0"
+        " ORDER BY total DESC, k LIMIT ? OFFSET ?"
+    )
+    return [(k, int(n)) for k, n in query(sql, [*_parameters(pieces), limit, offset])]
 
 
 def page_summary(query: Query, page: str, window: Window) -> dict[str, int]:
     """The page's counters summed over the window."""
-    first, last = window.minutes
+    pieces = cover(*window.minutes)
+    if not pieces:
+        return dict.fromkeys(PAGE_COUNTERS, 0)
+    rows = _union("page", ", ".join(PAGE_COUNTERS), pieces, "page")
     sums = ", ".join(f"coalesce(sum({name}), 0)" for name in PAGE_COUNTERS)
-    (row,) = query(
-        f"SELECT {sums} FROM page_minute WHERE page = ? AND minute >= ? AND minute < ?",
-        [page, first, last],
-    )
+    (row,) = query(f"SELECT {sums} FROM ({rows}) AS r", _parameters(pieces, page))
     return dict(zip(PAGE_COUNTERS, map(int, row), strict=True))

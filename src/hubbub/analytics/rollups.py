@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Final
 
 import msgspec
 
@@ -39,15 +40,28 @@ PAGE_COUNTERS = (
 GLOBAL_COUNTERS = ("posts", "replies", "likes", "reposts", "deleted")
 
 
+TIERS: Final = (("minute", 1), ("hour", 60), ("day", 1440))
+"""The rollup tiers, as (name, minutes). Page and hashtag counts are kept at each tier
+(`page_minute`, `page_hour`, `page_day`, and `tag_...`), a row's `minute` being the
+first minute of its bucket (UTC), so that a long window reads whole days, its edges
+hours and minutes, and every tier answers the same SQL."""
+
+TIERED: Final = {"page": PAGE_COUNTERS, "tag": ("posts",)}
+"""The tiered rollups: key column (and table prefix) -> counters."""
+
+
 def schema(blob: str) -> tuple[str, ...]:
     """The rollup tables, in SQL both stores speak (`blob`: their binary type)."""
-    counters = ", ".join(f"{name} BIGINT NOT NULL DEFAULT 0" for name in PAGE_COUNTERS)
     totals = ", ".join(f"{name} BIGINT NOT NULL DEFAULT 0" for name in GLOBAL_COUNTERS)
+    tiered = tuple(
+        f"CREATE TABLE IF NOT EXISTS {key}_{tier} ({key} TEXT NOT NULL, minute BIGINT NOT NULL,"
+        f" {', '.join(f'{name} BIGINT NOT NULL DEFAULT 0' for name in counters)},"
+        f" PRIMARY KEY ({key}, minute))"
+        for key, counters in TIERED.items()
+        for tier, _ in TIERS
+    )
     return (
-        "CREATE TABLE IF NOT EXISTS page_minute (page TEXT NOT NULL, minute BIGINT NOT NULL,"
-        f" {counters}, PRIMARY KEY (page, minute))",
-        "CREATE TABLE IF NOT EXISTS tag_minute (tag TEXT NOT NULL, minute BIGINT NOT NULL,"
-        " posts BIGINT NOT NULL, PRIMARY KEY (tag, minute))",
+        *tiered,
         "CREATE TABLE IF NOT EXISTS lang_minute (lang TEXT NOT NULL, source TEXT NOT NULL,"
         " minute BIGINT NOT NULL, posts BIGINT NOT NULL, PRIMARY KEY (lang, source, minute))",
         f"CREATE TABLE IF NOT EXISTS global_minute (minute BIGINT PRIMARY KEY, {totals})",
@@ -55,6 +69,27 @@ def schema(blob: str) -> tuple[str, ...]:
         "CREATE TABLE IF NOT EXISTS consumer_position (topic TEXT PRIMARY KEY,"
         " position BIGINT NOT NULL)",
     )
+
+
+def tier_upserts(key: str, source: str) -> tuple[str, ...]:
+    """Statements adding the minute deltas in table `source` (columns: `key`, minute and
+    the counters) to every tier of the `key` rollup, coarser tiers summed per bucket."""
+    counters = TIERED[key]
+    statements = []
+    for tier, minutes in TIERS:
+        table = f"{key}_{tier}"
+        bucket = "minute" if minutes == 1 else f"minute - minute % {minutes}"
+        adds = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in counters)
+        if minutes == 1:
+            select = f"SELECT {key}, minute, {', '.join(counters)} FROM {source}"
+        else:
+            sums = ", ".join(f"sum({name})" for name in counters)
+            select = f"SELECT {key}, {bucket}, {sums} FROM {source} GROUP BY 1, 2"
+        statements.append(
+            f"INSERT INTO {table} ({key}, minute, {', '.join(counters)}) {select}"
+            f" ON CONFLICT ({key}, minute) DO UPDATE SET {adds}"
+        )
+    return tuple(statements)
 
 
 class Contribution(msgspec.Struct, frozen=True, array_like=True):
@@ -91,6 +126,23 @@ class Deltas:
         default_factory=lambda: defaultdict(_counters)
     )
     contributions: dict[str, Contribution] = field(default_factory=dict)
+
+    def columns(self, key: str) -> dict[str, list[Any]]:
+        """The page (`key` "page") or hashtag ("tag") minute deltas, as columns."""
+        if key == "tag":
+            return {
+                "tag": [tag for tag, _ in self.tags],
+                "minute": [minute for _, minute in self.tags],
+                "posts": list(self.tags.values()),
+            }
+        return {
+            "page": [page for page, _ in self.pages],
+            "minute": [minute for _, minute in self.pages],
+            **{
+                name: [counts.get(name, 0) for counts in self.pages.values()]
+                for name in PAGE_COUNTERS
+            },
+        }
 
     def add(self, c: Contribution, sign: int) -> None:
         """Add (sign 1) or take away (sign -1) what a post contributes."""

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from hubbub.analytics import reports
 from hubbub.analytics.duckdb_store import DuckDBRollups
 from hubbub.analytics.reports import Window
+from hubbub.analytics.rollups import TIERED, TIERS
 from hubbub.analytics.worker import catch_up
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.ingest.generate import FirehoseSpec, generate_firehose
@@ -90,6 +91,13 @@ def bulk_load_year(store: DuckDBRollups, posts_per_year: int) -> None:
     ]
     for statement in statements:
         store.query(statement, [first])
+    for key, counters in TIERED.items():  # the coarser tiers, as the worker keeps them
+        for tier, minutes in TIERS[1:]:
+            sums = ", ".join(f"sum({name})" for name in counters)
+            store.query(
+                f"INSERT INTO {key}_{tier} SELECT {key}, minute - minute % {minutes}, {sums}"
+                f" FROM {key}_minute GROUP BY 1, 2 ORDER BY 2"
+            )
 
 
 def _report_mix(rng: random.Random) -> list[tuple[str, Any, tuple[Any, ...]]]:
