@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from hubbub.analytics.duckdb_store import DuckDBRollups
-from hubbub.analytics.ports import RollupStore
+from hubbub.analytics.archive import PostArchive
+from hubbub.analytics.duckdb_store import DuckDBStaging, LiveDuckDB
+from hubbub.analytics.ports import RollupStore, StagedRollups
 from hubbub.eventlog.port import EventLog
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.ingest.mapping.base import SourceMapping
@@ -77,12 +78,26 @@ async def open_mentions_backend(name: str, settings: Settings) -> MentionsBacken
 
 
 def open_rollups(settings: Settings) -> RollupStore:
-    """The rollup store the settings name (DuckDB allows one process to open its file)."""
+    """The live rollups the settings name (DuckDB allows one process to open its file);
+    either follows a rebuild swapped in while it is open."""
     if settings.analytics_store == "postgres":
         from hubbub.analytics.postgres_store import PostgresRollups
 
         return PostgresRollups(settings.analytics_postgres_url)
-    return DuckDBRollups(settings.analytics_path)
+    return LiveDuckDB(settings.data_dir)
+
+
+def open_staged_rollups(settings: Settings) -> StagedRollups:
+    """Fresh, empty rollups beside the live ones, for a rebuild to fill and promote."""
+    if settings.analytics_store == "postgres":
+        from hubbub.analytics.postgres_store import PostgresStaging
+
+        return PostgresStaging(settings.analytics_postgres_url)
+    return DuckDBStaging(settings.data_dir)
+
+
+def open_archive(settings: Settings) -> PostArchive:
+    return PostArchive(settings.archive_path)
 
 
 @dataclass
@@ -126,19 +141,26 @@ class Platform:
         """The rollups, owned by this process: opened on first use, then kept up with the
         log by the analytics worker in the background (DuckDB allows one writer)."""
         if self._analytics is None:
-            from hubbub.analytics.alerts import monitor
+            from hubbub.analytics.alerts import AlertPolicy, monitor
             from hubbub.analytics.webhooks import dispatch
             from hubbub.analytics.worker import follow as follow_rollups
+            from hubbub.analytics.worker import follow_archive, keep_retention
 
-            self._analytics = open_rollups(self.settings)
-            self._background.append(
-                asyncio.create_task(follow_rollups(self._analytics, self.event_log))
-            )
-            interval = self.settings.alert_check_interval_s
-            self._background.append(
-                asyncio.create_task(monitor(self._analytics, self.event_log, interval))
-            )
-            self._background.append(asyncio.create_task(dispatch(self.event_log)))
+            settings = self.settings
+            store = self._analytics = open_rollups(settings)
+            archive = open_archive(settings)
+            policy = AlertPolicy.from_settings(settings)
+            self._background += [
+                asyncio.create_task(follow_rollups(store, self.event_log)),
+                asyncio.create_task(
+                    follow_archive(archive, self.event_log, settings.archive_flush_s)
+                ),
+                asyncio.create_task(keep_retention(store, archive, settings)),
+                asyncio.create_task(
+                    monitor(store, self.event_log, settings.alert_check_interval_s, policy)
+                ),
+                asyncio.create_task(dispatch(self.event_log)),
+            ]
         return self._analytics
 
     def cache(self) -> Cache:

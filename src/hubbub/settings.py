@@ -69,7 +69,26 @@ class Settings(BaseSettings):
         "postgresql://127.0.0.1:5432/hubbub", description="Database of the postgres rollups."
     )
     tenant: str = Field("default", description="Tenant of commands until tenants are real.")
+    rollup_minute_days: float = Field(
+        35.0, ge=8, description="Days of minute rollups kept (spike checks need 8)."
+    )
+    rollup_hour_days: float = Field(400.0, ge=1, description="Days of hour rollups kept.")
+    rollup_day_days: float = Field(0.0, ge=0, description="Days of day rollups kept; 0: all.")
+    archive_dir: Path | None = Field(None, description="Post archive root (DATA_DIR/archive).")
+    archive_days: float = Field(30.0, ge=0, description="Days of raw posts archived; 0: all.")
+    archive_flush_s: float = Field(60.0, gt=0, description="How often archive files are cut.")
     alert_check_interval_s: float = Field(30.0, gt=0, description="How often watches are checked.")
+    spike_window_minutes: int = Field(60, ge=1, le=1440, description="The window judged.")
+    spike_baseline_days: int = Field(7, ge=2, le=7, description="Same window, days before.")
+    spike_min_volume: int = Field(20, ge=0, description="Fewer posts than this never alert.")
+    spike_min_ratio: float = Field(1.5, ge=1, description="Times the usual level, at least.")
+    spike_cooldown_minutes: int = Field(360, ge=0, description="Quiet time after an alert.")
+    spike_statistic: str = Field(
+        "mean", pattern="^(mean|robust)$", description="mean + k·sigma, or median + k·MAD."
+    )
+    spike_sensitivity: str = Field(
+        "medium", pattern="^(high|medium|low)$", description="Default sensitivity of watches."
+    )
     # Cache
     cache: str = Field("memory", pattern="^(memory|redis)$", description="memory or redis.")
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -110,5 +129,14 @@ class Settings(BaseSettings):
         return self.data_dir / "mentions"
 
     @property
-    def analytics_path(self) -> Path:
-        return self.data_dir / "analytics.duckdb"
+    def archive_path(self) -> Path:
+        return self.archive_dir or self.data_dir / "archive"
+
+    def rollup_horizons(self, now_minute: int) -> dict[str, int]:
+        """The first minute each rollup tier keeps (and post records, as the hours)."""
+        days = {"minute": self.rollup_minute_days, "hour": self.rollup_hour_days}
+        if self.rollup_day_days:
+            days["day"] = self.rollup_day_days
+        horizons = {tier: now_minute - int(n * 1440) for tier, n in days.items()}
+        horizons["posts"] = horizons["hour"]
+        return horizons

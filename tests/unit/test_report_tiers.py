@@ -52,7 +52,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DuckDBRollups]:
             for name in PAGE_COUNTERS:
                 page[name] += rng.randrange(-1, 4)
             deltas.tags[(f"tag{rng.randrange(8)}", minute)] += rng.randrange(0, 3)
-        built.apply(deltas, {})
+        built.apply(deltas, {}, {})
     yield built
     built.close()
 

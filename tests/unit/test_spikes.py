@@ -83,10 +83,19 @@ def test_the_deviation_never_falls_below_counting_noise() -> None:
     assert (usual, limit) == (100, 100 + 2 * math.sqrt(100))
 
 
-def test_an_earlier_spike_in_the_baseline_does_not_hide_the_next() -> None:
+def test_an_earlier_spike_in_the_baseline_hides_the_next_from_the_mean_only() -> None:
     counts = [60, 55, 300, 50, 45, 62, 58, 190]  # one spike already in the baseline
-    (spike,) = detect(counts, Rule(baseline=7))
+    assert detect(counts, Rule(baseline=7)) == []  # σ is inflated by the earlier spike
+    (spike,) = detect(counts, Rule(baseline=7, statistic="robust"))
     assert (spike.window, spike.usual) == (7, 58)
+
+
+@pytest.mark.parametrize("statistic", ["mean", "robust"])
+def test_both_statistics_catch_spikes_with_few_false_alarms(statistic: str) -> None:
+    detection, false_per_1000 = score(Rule(baseline=7, season=24, statistic=statistic))  # type: ignore[arg-type]
+    print(f"{statistic}: {detection:.1%} detected, {false_per_1000:.2f} false per 1,000 h")
+    assert detection >= 0.95
+    assert false_per_1000 <= 3
 
 
 def test_rules_are_checked() -> None:

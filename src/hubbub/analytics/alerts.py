@@ -1,13 +1,15 @@
 """Watches and the alerts they raise.
 
-A watch is a tenant's interest in a hashtag or a page. Watches are changed through the
-log's `control` topic (`WatchChanged`), so every process sees the same list by folding
-that topic, and the CLI needs no access to the analytics store.
+A watch is a tenant's interest in a hashtag, a page or a term. Watches are changed
+through the log's `control` topic (`WatchChanged`), so every process sees the same list
+by folding that topic, and the CLI needs no access to the analytics store.
 
-Every minute the monitor takes, for each watch, the hour that just ended and the same
-hour on each of the 7 days before (Socialmetrix-style: a day against the week), asks
-the spike detector, and appends an `AlertRaised` to the log for each spike. The cooldown
-counts from the watch's last alert in the log, so a restart does not alert twice.
+Every `alert_check_interval_s` the monitor takes, for each watch, the last hour (up to
+the current minute) and the same hour on each of the 7 days before (Socialmetrix-style:
+a day against the week), asks the spike detector, and appends an `AlertRaised` to the
+log for each spike. The cooldown counts from the watch's last alert in the log, so a
+restart does not alert twice. Window, baseline, minimum volume, cooldown and statistic
+are settings (`AlertPolicy.from_settings`); the sensitivity is each watch's own.
 """
 
 from __future__ import annotations
@@ -15,22 +17,52 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar
 
 import msgspec
 import structlog
 
 from hubbub.analytics.ports import RollupStore
-from hubbub.analytics.spikes import SENSITIVITY, Rule, Spike, detect
+from hubbub.analytics.spikes import SENSITIVITY, Rule, Spike, Statistic, detect
+from hubbub.analytics.terms import term_key
 from hubbub.eventlog.port import EventLog
 from hubbub.kernel.events import CONTROL, AlertRaised, Event, WatchChanged
 from hubbub.kernel.ids import event_id
+from hubbub.settings import Settings
 
 ALERTS: Final = "alerts"
-WINDOW_MINUTES: Final = 60
-DAYS: Final = 7
-COOLDOWN_MINUTES: Final = 6 * 60
 log = structlog.get_logger("hubbub.alerts")
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """How watches are judged: the recent `window_minutes` against the same window on
+    each of the `baseline_days` before, with the detector's volume, ratio and statistic."""
+
+    window_minutes: int = 60
+    baseline_days: int = 7
+    min_volume: int = 20
+    min_ratio: float = 1.5
+    cooldown_minutes: int = 6 * 60
+    statistic: Statistic = "mean"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AlertPolicy:
+        return cls(
+            window_minutes=settings.spike_window_minutes,
+            baseline_days=settings.spike_baseline_days,
+            min_volume=settings.spike_min_volume,
+            min_ratio=settings.spike_min_ratio,
+            cooldown_minutes=settings.spike_cooldown_minutes,
+            statistic=settings.spike_statistic,  # type: ignore[arg-type]
+        )
+
+    def rule(self, sensitivity: str) -> Rule:
+        return Rule(
+            k=SENSITIVITY[sensitivity], baseline=self.baseline_days, min_volume=self.min_volume,
+            min_ratio=self.min_ratio, cooldown=0, statistic=self.statistic,
+        )  # fmt: skip
 
 
 class Alert(msgspec.Struct, frozen=True):
@@ -81,25 +113,31 @@ _SQL: Final = {
     "hashtag": "SELECT minute, posts FROM tag_minute WHERE tag = ? AND minute >= ? AND minute < ?",
     "page": "SELECT minute, posts + mentions_received FROM page_minute"
     " WHERE page = ? AND minute >= ? AND minute < ?",
+    "term": "SELECT minute, posts FROM term_minute WHERE term = ? AND minute >= ? AND minute < ?",
 }
 
 
-def check(store: RollupStore, watch: WatchChanged, now: int) -> Spike | None:
-    """The spike of the hour ending at minute `now`, if it is one, against the same hour
-    of the days before."""
-    first = now - DAYS * 1440 - WINDOW_MINUTES
-    counts = [0] * (DAYS + 1)  # oldest day first; the last is the hour just ended
-    for minute, n in store.query(_SQL[watch.kind], [watch.target, first, now]):
-        ago = now - 1 - int(minute)  # minutes before the end of the hour just ended
+def check(
+    store: RollupStore, watch: WatchChanged, now: int, policy: AlertPolicy = AlertPolicy()
+) -> Spike | None:
+    """The spike of the window ending at minute `now`, if it is one, against the same
+    window of the days before."""
+    days, width = policy.baseline_days, policy.window_minutes
+    first = now - days * 1440 - width
+    counts = [0] * (days + 1)  # oldest day first; the last is the window just ended
+    target = watch_target(watch.kind, watch.target)
+    for minute, n in store.query(_SQL[watch.kind], [target, first, now]):
+        ago = now - 1 - int(minute)  # minutes before the end of the window just ended
         day, within = divmod(ago, 1440)
-        if within < WINDOW_MINUTES:
-            counts[DAYS - day] += int(n)
-    rule = Rule(k=SENSITIVITY[watch.sensitivity], baseline=DAYS, cooldown=0)
-    spikes = detect(counts, rule)
+        if within < width:
+            counts[days - day] += int(n)
+    spikes = detect(counts, policy.rule(watch.sensitivity))
     return spikes[0] if spikes else None
 
 
-async def monitor_once(store: RollupStore, event_log: EventLog, now: int) -> list[Alert]:
+async def monitor_once(
+    store: RollupStore, event_log: EventLog, now: int, policy: AlertPolicy = AlertPolicy()
+) -> list[Alert]:
     """Check every watch at minute `now`; append and return the alerts raised."""
     watches = await read_watches(event_log)
     last = {
@@ -110,9 +148,13 @@ async def monitor_once(store: RollupStore, event_log: EventLog, now: int) -> lis
     }
     raised = []
     for watch in watches.values():
-        if now - last.get(watch.watch, -(10**9)) < COOLDOWN_MINUTES:
+        if now - last.get(watch.watch, -(10**9)) < policy.cooldown_minutes:
             continue
-        spike = await asyncio.to_thread(check, store, watch, now)
+        try:
+            spike = await asyncio.to_thread(check, store, watch, now, policy)
+        except Exception:  # one watch's failure must not keep the others from alerting
+            log.exception("a watch could not be checked", watch=watch.watch)
+            continue
         if spike is not None:
             raised.append(
                 Alert(watch.tenant, watch.watch, watch.kind, watch.target, now,
@@ -138,12 +180,25 @@ async def monitor_once(store: RollupStore, event_log: EventLog, now: int) -> lis
     return raised
 
 
-async def monitor(store: RollupStore, event_log: EventLog, interval_s: float = 30.0) -> None:
+async def monitor(
+    store: RollupStore,
+    event_log: EventLog,
+    interval_s: float = 30.0,
+    policy: AlertPolicy = AlertPolicy(),
+) -> None:
     """Check the watches every `interval_s` until cancelled (well within a minute)."""
     while True:
         try:
             # The hour up to the end of the current minute: a spike shows at once.
-            await monitor_once(store, event_log, int(time.time() // 60) + 1)
+            await monitor_once(store, event_log, int(time.time() // 60) + 1, policy)
         except Exception:  # a failed check must not stop the next ones
             log.exception("the spike check failed")
         await asyncio.sleep(interval_s)
+
+
+def watch_target(kind: str, target: str) -> str:
+    """What a watch of `kind` matches: a hashtag as posts carry it (no `#`, lower case),
+    a term by its words (`InvalidTerm` if it has none); a page as given."""
+    if kind == "term":
+        return term_key(target)
+    return target.lstrip("#").lower() if kind == "hashtag" else target

@@ -11,7 +11,7 @@ import asyncio
 import csv
 import io
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,9 +20,11 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from hubbub.analytics import reports
-from hubbub.analytics.reports import Bucket, ReportError, Window
+from hubbub.analytics.reports import Bucket, ReportError, SeriesKind, Window
+from hubbub.analytics.terms import InvalidTerm, term_key
 from hubbub.bootstrap import Platform
 from hubbub.kernel.cache import cached
+from hubbub.settings import Settings
 
 Format = Literal["json", "csv"]
 StartQ = Annotated[datetime, Query(description="Start of the window (ISO 8601, with offset).")]
@@ -32,11 +34,26 @@ LimitQ = Annotated[int, Query(ge=1, le=1000)]
 OffsetQ = Annotated[int, Query(ge=0)]
 
 
-def _window(start: datetime, end: datetime) -> Window:
+def _window(start: datetime, end: datetime, settings: Settings) -> Window:
+    """The window asked for, widened to whole buckets where retention dropped the finer
+    rollups (`reports.retained`)."""
     try:
-        return Window(start, end)
+        window = Window(start, end)
     except ReportError as error:
         raise HTTPException(422, str(error)) from error
+    now_minute = int(datetime.now(UTC).timestamp() // 60)
+    return reports.retained(window, settings.rollup_horizons(now_minute))
+
+
+def _series_key(kind: str, key: str) -> str:
+    if kind == "hashtag":
+        return key.lstrip("#").lower()
+    if kind == "term":
+        try:
+            return term_key(key)
+        except InvalidTerm as error:
+            raise HTTPException(422, str(error)) from error
+    return key
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -86,7 +103,7 @@ def build_router(platform: Platform) -> APIRouter:
     @router.get("/series/{kind}/{key}")
     async def series(
         request: Request,
-        kind: Literal["page", "hashtag"],
+        kind: SeriesKind,
         key: str,
         start: StartQ,
         end: EndQ,
@@ -97,13 +114,24 @@ def build_router(platform: Platform) -> APIRouter:
         ),
         format: FormatQ = "json",
     ) -> Response:
-        """A page's or a hashtag's counts per minute, hour or day, in a time zone."""
+        """A page's, a hashtag's or a watched term's counts per minute, hour or day, in a
+        time zone. A term is counted from the moment a watch names it (404 before)."""
+        settings = platform.settings
+        key = _series_key(kind, key)
+        if kind == "term":
+            store = await platform.analytics()
+            if await asyncio.to_thread(reports.tracked_since, store.query, key) is None:
+                raise HTTPException(
+                    404,
+                    f"the term {key!r} is not counted: watch it (POST /v1/watches, kind term)"
+                    " and it is counted from then on; `hubbub analytics rebuild` counts it"
+                    " over the whole log",
+                )
         body = await run(
             request,
             reports.series,
             lambda rows: [{"bucket": moment.isoformat(), "value": n} for moment, n in rows],
-            kind, key.lower() if kind == "hashtag" else key, _window(start, end), bucket,
-            _zone(tz), metric,
+            kind, key, _window(start, end, settings), bucket, _zone(tz), metric,
         )  # fmt: skip
         return _answer(body, format, f"{kind}-{key}-{bucket}")
 
@@ -124,7 +152,7 @@ def build_router(platform: Platform) -> APIRouter:
             lambda rows: [
                 {"rank": offset + i + 1, "key": key, "count": n} for i, (key, n) in enumerate(rows)
             ],
-            what, _window(start, end), limit, offset,
+            what, _window(start, end, platform.settings), limit, offset,
         )  # fmt: skip
         return _answer(body, format, f"top-{what}")
 
@@ -137,7 +165,7 @@ def build_router(platform: Platform) -> APIRouter:
             request,
             reports.page_summary,
             lambda counts: [{"page": page, **counts}],
-            page, _window(start, end),
+            page, _window(start, end, platform.settings),
         )  # fmt: skip
         return _answer(body, format, f"summary-{page}")
 

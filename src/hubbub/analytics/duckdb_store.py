@@ -9,7 +9,10 @@ event. Deltas go in as Arrow tables, added to the rows they meet with
 
 from __future__ import annotations
 
+import os
 import threading
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +20,14 @@ import duckdb
 import msgspec
 import pyarrow as pa
 
+from hubbub.analytics.ports import RollupStore, StalePositions
 from hubbub.analytics.rollups import (
     GLOBAL_COUNTERS,
     TIERED,
     TIERS,
     Contribution,
     Deltas,
+    prune_statements,
     schema,
     tier_upserts,
 )
@@ -77,15 +82,19 @@ class DuckDBRollups:
             cursor.close()
         return {post: _decode(record) for post, record in rows}
 
-    def apply(self, deltas: Deltas, positions: dict[str, int]) -> None:
-        """Add the deltas and move the positions, all or nothing."""
+    def apply(self, deltas: Deltas, positions: dict[str, int], since: dict[str, int]) -> None:
+        """Add the deltas and move the positions, all or nothing; `StalePositions` if the
+        stored positions are no longer `since`."""
         with self._writing:
-            self._apply(deltas, positions)
+            self._apply(deltas, positions, since)
 
-    def _apply(self, deltas: Deltas, positions: dict[str, int]) -> None:
+    def _apply(self, deltas: Deltas, positions: dict[str, int], since: dict[str, int]) -> None:
         db = self._db
         db.begin()
         try:
+            stored = dict(db.execute("SELECT topic, position FROM consumer_position").fetchall())
+            if any(stored.get(topic, 0) != since.get(topic, 0) for topic in positions):
+                raise StalePositions(f"positions moved to {stored}, the batch read after {since}")
             for key in TIERED:
                 columns = deltas.columns(key)
                 if columns["minute"]:
@@ -122,12 +131,21 @@ class DuckDBRollups:
                 records = pa.table(
                     {
                         "post": list(deltas.contributions),
+                        "minute": [c.minute for c in deltas.contributions.values()],
                         "record": [_encode(c) for c in deltas.contributions.values()],
                     }
                 )
                 db.register("delta_posts", records)
-                db.execute("INSERT OR REPLACE INTO post_contribution SELECT * FROM delta_posts")
+                db.execute(
+                    "INSERT OR REPLACE INTO post_contribution SELECT post, minute, record"
+                    " FROM delta_posts"
+                )
                 db.unregister("delta_posts")
+            for term, since_minute in deltas.tracked.items():
+                db.execute(
+                    "INSERT INTO tracked_term VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    [term, since_minute],
+                )
             for topic, position in positions.items():
                 db.execute(
                     "INSERT OR REPLACE INTO consumer_position VALUES (?, ?)", [topic, position]
@@ -150,6 +168,15 @@ class DuckDBRollups:
         finally:
             self._db.unregister("delta_rows")
 
+    def prune(self, horizons: dict[str, int]) -> int:
+        """Delete each tier's rows before its horizon, and older post records."""
+        with self._writing:
+            deleted = 0
+            for statement, parameter in prune_statements(horizons):
+                (row,) = self._db.execute(statement, [parameter]).fetchall()
+                deleted += int(row[0])
+            return deleted
+
     def query(self, sql: str, parameters: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Rows of a read query (reports, checks), on a cursor of its own: reads may run
         in other threads while the worker writes, each seeing committed batches only."""
@@ -162,3 +189,119 @@ class DuckDBRollups:
     def close(self) -> None:
         with self._writing:
             self._db.close()
+
+
+POINTER = "analytics.current"
+"""In the data directory: the name of the DuckDB file that holds the live rollups. A
+rebuild writes a new file, then replaces this one (a rename, so atomically)."""
+
+
+def live_path(data_dir: Path) -> Path:
+    """The live rollups' file: the one the pointer names, else `analytics.duckdb`."""
+    pointer = data_dir / POINTER
+    if pointer.exists():
+        return data_dir / pointer.read_text().strip()
+    return data_dir / "analytics.duckdb"
+
+
+class LiveDuckDB:
+    """The live DuckDB rollups, following the pointer: when a rebuild replaces it, the
+    next call opens the new file and answers from it, while reads already running
+    finish on the old one (unlinked at once, closed a little later)."""
+
+    CHECK_EVERY_S = 0.5
+    RETIRE_AFTER_S = 30.0
+
+    def __init__(self, data_dir: Path) -> None:
+        self._data_dir = data_dir
+        self._path = live_path(data_dir)
+        self._store = DuckDBRollups(self._path)
+        self._checked = time.monotonic()
+        self._retired: list[tuple[float, DuckDBRollups]] = []
+        self._swapping = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def current(self) -> DuckDBRollups:
+        """The store to use now, after a swap if the pointer moved."""
+        now = time.monotonic()
+        if now - self._checked >= self.CHECK_EVERY_S:
+            self._checked = now
+            if live_path(self._data_dir) != self._path:
+                with self._swapping:
+                    self._swap(now)
+            while self._retired and now - self._retired[0][0] > self.RETIRE_AFTER_S:
+                self._retired.pop(0)[1].close()
+        return self._store
+
+    def _swap(self, now: float) -> None:
+        path = live_path(self._data_dir)
+        if path == self._path:
+            return
+        old, old_path = self._store, self._path
+        self._store, self._path = DuckDBRollups(path), path
+        self._retired.append((now, old))
+        for leftover in (old_path, old_path.with_name(old_path.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+
+    def __call__(self) -> RollupStore:
+        return self.current()
+
+    def positions(self) -> dict[str, int]:
+        return self.current().positions()
+
+    def contributions(self, posts: set[str]) -> dict[str, Contribution]:
+        return self.current().contributions(posts)
+
+    def apply(self, deltas: Deltas, positions: dict[str, int], since: dict[str, int]) -> None:
+        self.current().apply(deltas, positions, since)
+
+    def prune(self, horizons: dict[str, int]) -> int:
+        return self.current().prune(horizons)
+
+    def query(self, sql: str, parameters: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        return self.current().query(sql, parameters)
+
+    def close(self) -> None:
+        for _, store in self._retired:
+            store.close()
+        self._store.close()
+
+
+class DuckDBStaging:
+    """A rebuild's fresh DuckDB file beside the live one, and its promotion: the file is
+    closed (checkpointed), then the pointer is replaced, and the live process swaps."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._data_dir = data_dir
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        self._final = data_dir / f"analytics-{stamp}-{uuid.uuid4().hex[:6]}.duckdb"
+        self._building = self._final.with_suffix(".building")
+        self.store = DuckDBRollups(self._building)
+
+    def promote(self) -> str:
+        self.store.close()
+        os.replace(self._building, self._final)
+        replaced = live_path(self._data_dir)
+        temporary = self._data_dir / f".{POINTER}.tmp"
+        temporary.write_text(self._final.name)
+        os.replace(temporary, self._data_dir / POINTER)
+        _remove_if_unowned(replaced)
+        return str(self._final)
+
+    def discard(self) -> None:
+        self.store.close()
+        for leftover in (self._building, self._building.with_name(self._building.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+
+
+def _remove_if_unowned(path: Path) -> None:
+    """Delete a replaced rollups file, unless a live process holds it (that process
+    deletes it when it swaps)."""
+    try:
+        duckdb.connect(str(path)).close()
+    except duckdb.IOException:
+        return  # held by the analytics process
+    path.unlink(missing_ok=True)

@@ -11,6 +11,11 @@ from typing import Any, Protocol
 from hubbub.analytics.rollups import Contribution, Deltas
 
 
+class StalePositions(RuntimeError):
+    """The stored positions moved since the batch was read: another writer, or a rebuild
+    swapped in. Nothing was written; read the positions again and fold from there."""
+
+
 class RollupStore(Protocol):
     def positions(self) -> dict[str, int]:
         """The last log position folded, per topic."""
@@ -20,8 +25,16 @@ class RollupStore(Protocol):
         """What these posts added so far (posts never seen are left out)."""
         ...
 
-    def apply(self, deltas: Deltas, positions: dict[str, int]) -> None:
-        """Add the deltas and move the positions, all or nothing."""
+    def apply(self, deltas: Deltas, positions: dict[str, int], since: dict[str, int]) -> None:
+        """Add the deltas, record the newly tracked terms and move the positions, all or
+        nothing. `since` holds the positions the batch was read after; if the stored ones
+        differ, nothing is written and `StalePositions` is raised, so a batch can never be
+        counted twice, whoever else writes."""
+        ...
+
+    def prune(self, horizons: dict[str, int]) -> int:
+        """Delete the rows of each tier (`minute`, `hour`, `day`) before its horizon (a
+        minute), and the records of posts before the `posts` horizon; returns rows deleted."""
         ...
 
     def query(self, sql: str, parameters: list[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -29,3 +42,19 @@ class RollupStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class StagedRollups(Protocol):
+    """Fresh rollups being built beside the live ones (a rebuild), and their swap."""
+
+    @property
+    def store(self) -> RollupStore: ...
+
+    def promote(self) -> str:
+        """Make these the live rollups atomically, and close them; readers of the live
+        rollups see the old ones up to the swap and these after it. Returns their name."""
+        ...
+
+    def discard(self) -> None:
+        """Drop them (a rebuild that failed or was stopped)."""
+        ...

@@ -13,13 +13,17 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import psycopg
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from hubbub.analytics.ports import StalePositions
 from hubbub.analytics.rollups import (
     GLOBAL_COUNTERS,
     TIERED,
     Contribution,
     Deltas,
+    prune_statements,
     schema,
     tier_upserts,
 )
@@ -44,12 +48,27 @@ _LANG = _upsert("lang_minute", ("lang", "source", "minute"), ("posts",))
 _GLOBAL = _upsert("global_minute", ("minute",), GLOBAL_COUNTERS)
 
 
-class PostgresRollups:
-    """Rollups in PostgreSQL; several readers, one writer (the analytics worker)."""
+LIVE_SCHEMA = "rollups"
 
-    def __init__(self, conninfo: str, *, max_connections: int = 4) -> None:
+
+class PostgresRollups:
+    """Rollups in one schema of a PostgreSQL database (`rollups`; a rebuild fills
+    another, then swaps the names). Several readers, and writers fenced by positions."""
+
+    def __init__(
+        self, conninfo: str, *, schema: str = LIVE_SCHEMA, max_connections: int = 4
+    ) -> None:
+        self.schema = schema
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         self._pool = ConnectionPool(
-            conninfo, min_size=1, max_size=max_connections, open=False, kwargs={"autocommit": True}
+            conninfo,
+            min_size=1,
+            max_size=max_connections,
+            open=False,
+            # Names resolve through the search path, so a swap of schemas reaches every
+            # connection's next statement.
+            kwargs={"autocommit": True, "options": f"-c search_path={schema}"},
         )
         self._pool.open(wait=True, timeout=10)
         with self._pool.connection() as conn, conn.transaction():
@@ -70,9 +89,16 @@ class PostgresRollups:
         )
         return {post: _decode(record) for post, record in rows}
 
-    def apply(self, deltas: Deltas, positions: dict[str, int]) -> None:
-        """Add the deltas and move the positions, all or nothing."""
+    def apply(self, deltas: Deltas, positions: dict[str, int], since: dict[str, int]) -> None:
+        """Add the deltas and move the positions, all or nothing; `StalePositions` if the
+        stored positions are no longer `since`. Writers take turns on the positions."""
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            cursor.execute("LOCK TABLE consumer_position IN EXCLUSIVE MODE")
+            stored: dict[str, int] = dict(
+                cursor.execute("SELECT topic, position FROM consumer_position")
+            )
+            if any(stored.get(topic, 0) != since.get(topic, 0) for topic in positions):
+                raise StalePositions(f"positions moved to {stored}, the batch read after {since}")
             for key in TIERED:
                 columns = deltas.columns(key)
                 if not columns["minute"]:
@@ -94,9 +120,13 @@ class PostgresRollups:
                 ],
             )
             cursor.executemany(
-                "INSERT INTO post_contribution VALUES (%s, %s)"
+                "INSERT INTO post_contribution VALUES (%s, %s, %s)"
                 " ON CONFLICT (post) DO UPDATE SET record = excluded.record",
-                [(post, _encode(c)) for post, c in deltas.contributions.items()],
+                [(post, c.minute, _encode(c)) for post, c in deltas.contributions.items()],
+            )
+            cursor.executemany(
+                "INSERT INTO tracked_term VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                list(deltas.tracked.items()),
             )
             cursor.executemany(
                 "INSERT INTO consumer_position VALUES (%s, %s)"
@@ -104,10 +134,54 @@ class PostgresRollups:
                 list(positions.items()),
             )
 
-    def query(self, sql: str, parameters: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    def prune(self, horizons: dict[str, int]) -> int:
+        """Delete each tier's rows before its horizon, and older post records."""
+        deleted = 0
+        with self._pool.connection() as conn:
+            for statement, parameter in prune_statements(horizons):
+                deleted += conn.execute(statement.replace("?", "%s"), [parameter]).rowcount
+        return deleted
+
+    def query(self, text: str, parameters: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Rows of a read query written with `?` placeholders."""
         with self._pool.connection() as conn:
-            return conn.execute(sql.replace("?", "%s"), parameters or []).fetchall()
+            return conn.execute(text.replace("?", "%s"), parameters or []).fetchall()
+
+    def promote(self) -> None:
+        """Make this store's schema the live one, in one transaction: readers see the old
+        rollups up to the swap and these from the next statement on; a live worker's
+        next batch is fenced off by the positions and folds on from these."""
+        if self.schema == LIVE_SCHEMA:
+            return
+        live, old = sql.Identifier(LIVE_SCHEMA), sql.Identifier(f"{LIVE_SCHEMA}_replaced")
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(old))
+            conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(live, old))
+            conn.execute(
+                sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(self.schema), live)
+            )
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(old))
+        self.schema = LIVE_SCHEMA
 
     def close(self) -> None:
         self._pool.close()
+
+
+class PostgresStaging:
+    """A rebuild's fresh schema in the same database; promoted by renaming schemas."""
+
+    def __init__(self, conninfo: str) -> None:
+        staging = f"{LIVE_SCHEMA}_rebuild"
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(staging))
+            )
+        self.store = PostgresRollups(conninfo, schema=staging)
+
+    def promote(self) -> str:
+        self.store.promote()
+        self.store.close()
+        return f"schema {LIVE_SCHEMA}"
+
+    def discard(self) -> None:
+        self.store.close()

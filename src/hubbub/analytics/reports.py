@@ -49,7 +49,8 @@ def _minute(moment: datetime) -> int:
 
 
 _BUCKET_MINUTES: Final = {"minute": 1, "hour": 60, "day": 1440}
-_SERIES_KEYS: Final = {"page": "page", "hashtag": "tag"}
+_SERIES_KEYS: Final = {"page": "page", "hashtag": "tag", "term": "term"}
+SeriesKind = Literal["page", "hashtag", "term"]
 
 Piece = tuple[str, int, int]
 """`(tier, first minute, end minute)`: a span of the window read from one tier."""
@@ -85,7 +86,7 @@ def _parameters(pieces: list[Piece], *key: str) -> list[Any]:
 
 def series(
     query: Query,
-    kind: Literal["page", "hashtag"],
+    kind: SeriesKind,
     key: str,
     window: Window,
     bucket: Bucket,
@@ -102,6 +103,8 @@ def series(
     """
     if kind == "page" and metric not in (*PAGE_COUNTERS, "engagement"):
         raise ReportError(f"unknown metric {metric!r}: use {', '.join(PAGE_COUNTERS)}, engagement")
+    if kind != "page" and metric != "posts":
+        raise ReportError(f"a {kind} series counts posts only: leave metric out")
     first, last = window.minutes
     if bucket == "minute" and last - first > MAX_MINUTE_BUCKETS:
         raise ReportError("minute buckets cover at most 7 days: ask for hours or days")
@@ -197,3 +200,27 @@ def page_summary(query: Query, page: str, window: Window) -> dict[str, int]:
     sums = ", ".join(f"coalesce(sum({name}), 0)" for name in PAGE_COUNTERS)
     (row,) = query(f"SELECT {sums} FROM ({rows}) AS r", _parameters(pieces, page))
     return dict(zip(PAGE_COUNTERS, map(int, row), strict=True))
+
+
+def tracked_since(query: Query, term: str) -> datetime | None:
+    """When the rollups started counting a term (`terms.term_key` form), or None."""
+    rows = query("SELECT since FROM tracked_term WHERE term = ?", [term])
+    return datetime.fromtimestamp(int(rows[0][0]) * 60, UTC) if rows else None
+
+
+def retained(window: Window, horizons: dict[str, int]) -> Window:
+    """The window widened to whole hours where minute rows are gone, and to whole days
+    where hour rows are: a report then counts whole buckets rather than missing edges."""
+    start, end = window.start, window.end
+    for tier, unit in (("minute", timedelta(hours=1)), ("hour", timedelta(days=1))):
+        horizon = datetime.fromtimestamp(horizons.get(tier, 0) * 60, UTC)
+        if start < horizon:
+            start = _floor(start, unit)
+        if end < horizon:
+            end = _floor(end, unit) + (unit if _floor(end, unit) != end else timedelta(0))
+    return Window(start, end)
+
+
+def _floor(moment: datetime, unit: timedelta) -> datetime:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return epoch + (moment - epoch) // unit * unit

@@ -13,6 +13,9 @@ of what each post added, which the store keeps and hands back (`known`).
   topics are read side by side) is remembered, and the post then adds nothing.
 - Likes, reposts and replies count for the author of the post they target, with their
   sign (an undone like subtracts).
+- A post counts once for each watched term its text contains (`terms`); the terms it
+  matched are kept in its contribution, so a delete subtracts them whatever is watched
+  by then.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, Final
 
 import msgspec
 
+from hubbub.analytics.terms import TermMatcher
 from hubbub.eventlog.port import Record
 from hubbub.kernel.events import EngagementRecorded, PostDeleted, PostEdited, PostPublished
 
@@ -46,7 +50,7 @@ TIERS: Final = (("minute", 1), ("hour", 60), ("day", 1440))
 first minute of its bucket (UTC), so that a long window reads whole days, its edges
 hours and minutes, and every tier answers the same SQL."""
 
-TIERED: Final = {"page": PAGE_COUNTERS, "tag": ("posts",)}
+TIERED: Final = {"page": PAGE_COUNTERS, "tag": ("posts",), "term": ("posts",)}
 """The tiered rollups: key column (and table prefix) -> counters."""
 
 
@@ -65,7 +69,9 @@ def schema(blob: str) -> tuple[str, ...]:
         "CREATE TABLE IF NOT EXISTS lang_minute (lang TEXT NOT NULL, source TEXT NOT NULL,"
         " minute BIGINT NOT NULL, posts BIGINT NOT NULL, PRIMARY KEY (lang, source, minute))",
         f"CREATE TABLE IF NOT EXISTS global_minute (minute BIGINT PRIMARY KEY, {totals})",
-        f"CREATE TABLE IF NOT EXISTS post_contribution (post TEXT PRIMARY KEY, record {blob})",
+        "CREATE TABLE IF NOT EXISTS tracked_term (term TEXT PRIMARY KEY, since BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS post_contribution (post TEXT PRIMARY KEY,"
+        f" minute BIGINT NOT NULL, record {blob})",
         "CREATE TABLE IF NOT EXISTS consumer_position (topic TEXT PRIMARY KEY,"
         " position BIGINT NOT NULL)",
     )
@@ -92,6 +98,26 @@ def tier_upserts(key: str, source: str) -> tuple[str, ...]:
     return tuple(statements)
 
 
+def prune_statements(horizons: dict[str, int]) -> list[tuple[str, int]]:
+    """`(DELETE statement, horizon)` pairs dropping the rows of each tier (and the minute
+    tables that have no tiers) before its horizon, and the records of posts before the
+    `posts` horizon: a later delete of such a post no longer subtracts anything."""
+    statements = [
+        (f"DELETE FROM {key}_{tier} WHERE minute < ?", horizons[tier])
+        for key in TIERED
+        for tier, _ in TIERS
+        if tier in horizons
+    ]
+    if "minute" in horizons:
+        statements += [
+            (f"DELETE FROM {table} WHERE minute < ?", horizons["minute"])
+            for table in ("lang_minute", "global_minute")
+        ]
+    if "posts" in horizons:
+        statements.append(("DELETE FROM post_contribution WHERE minute < ?", horizons["posts"]))
+    return statements
+
+
 class Contribution(msgspec.Struct, frozen=True, array_like=True):
     """What one post added to the rollups, so that a delete or an edit can undo it."""
 
@@ -103,6 +129,7 @@ class Contribution(msgspec.Struct, frozen=True, array_like=True):
     mentions: tuple[str, ...] = ()
     langs: tuple[str, ...] = ()
     deleted: bool = False
+    terms: tuple[str, ...] = ()  # last, so that records written before terms still decode
 
 
 DELETED_UNSEEN = Contribution(0, "", "", False, deleted=True)
@@ -121,19 +148,23 @@ class Deltas:
         default_factory=lambda: defaultdict(_counters)
     )
     tags: defaultdict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
+    terms: defaultdict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
     langs: defaultdict[tuple[str, str, int], int] = field(default_factory=lambda: defaultdict(int))
     totals: defaultdict[int, defaultdict[str, int]] = field(
         default_factory=lambda: defaultdict(_counters)
     )
     contributions: dict[str, Contribution] = field(default_factory=dict)
+    tracked: dict[str, int] = field(default_factory=dict)
+    """Terms counted from now on: term -> the first minute they were counted in."""
 
     def columns(self, key: str) -> dict[str, list[Any]]:
-        """The page (`key` "page") or hashtag ("tag") minute deltas, as columns."""
-        if key == "tag":
+        """The page (`key` "page"), hashtag ("tag") or term minute deltas, as columns."""
+        if key in ("tag", "term"):
+            counts = self.tags if key == "tag" else self.terms
             return {
-                "tag": [tag for tag, _ in self.tags],
-                "minute": [minute for _, minute in self.tags],
-                "posts": list(self.tags.values()),
+                key: [name for name, _ in counts],
+                "minute": [minute for _, minute in counts],
+                "posts": list(counts.values()),
             }
         return {
             "page": [page for page, _ in self.pages],
@@ -157,13 +188,15 @@ class Deltas:
             total["replies"] += sign
         for tag in c.tags:
             self.tags[(tag, c.minute)] += sign
+        for term in c.terms:
+            self.terms[(term, c.minute)] += sign
         for mentioned in c.mentions:
             self.pages[(mentioned, c.minute)]["mentions_received"] += sign
         for lang in c.langs or ("",):
             self.langs[(lang, c.source, c.minute)] += sign
 
 
-def contribution(event: PostPublished) -> Contribution:
+def contribution(event: PostPublished, terms: TermMatcher | None = None) -> Contribution:
     return Contribution(
         minute=event.ts // MINUTE_US,
         author=event.author,
@@ -172,6 +205,7 @@ def contribution(event: PostPublished) -> Contribution:
         tags=tuple(dict.fromkeys(event.tags)),
         mentions=tuple(dict.fromkeys(event.mentions)),
         langs=tuple(dict.fromkeys(event.langs)),
+        terms=terms.match(event.text) if terms else (),
     )
 
 
@@ -191,8 +225,13 @@ def posts_to_look_up(records: Iterable[Record]) -> set[str]:
     }
 
 
-def fold(records: Iterable[Record], known: Mapping[str, Contribution]) -> Deltas:
-    """The deltas of `records` (any order of topics), given the posts' earlier records."""
+def fold(
+    records: Iterable[Record],
+    known: Mapping[str, Contribution],
+    terms: TermMatcher | None = None,
+) -> Deltas:
+    """The deltas of `records` (any order of topics), given the posts' earlier records
+    and the watched terms to count."""
     deltas = Deltas()
     seen = deltas.contributions
 
@@ -206,7 +245,7 @@ def fold(records: Iterable[Record], known: Mapping[str, Contribution]) -> Deltas
             if before is None or before.deleted:
                 continue  # an edit of a post never seen (or gone) changes nothing
             after = msgspec.structs.replace(
-                contribution(event), minute=before.minute, source=before.source
+                contribution(event, terms), minute=before.minute, source=before.source
             )
             deltas.add(before, -1)
             deltas.add(after, 1)
@@ -215,7 +254,7 @@ def fold(records: Iterable[Record], known: Mapping[str, Contribution]) -> Deltas
             before = current(event.post)
             if before is not None:
                 continue  # a post counts once; after a delete, not at all
-            added = contribution(event)
+            added = contribution(event, terms)
             deltas.add(added, 1)
             seen[event.post] = added
         elif isinstance(event, PostDeleted):

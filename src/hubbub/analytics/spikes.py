@@ -7,11 +7,12 @@ before it; Socialmetrix 24 hours with the 7 days before, at k = 1.5, 2 or 3). Wi
 `baseline` previous seasons: a series that rises every evening is then compared with
 its previous evenings, not with its mornings. A spike is a count that is
 
-- above the baseline's usual level plus `k` deviations. Level and deviation are the
-  median and the scaled median absolute deviation, which stand for the mean and the
-  standard deviation but are not thrown off by an earlier spike inside the baseline.
-  The deviation is never taken below the square root of the level, the noise of a count
-  that merely keeps its rate, so a flat baseline does not make every wiggle a spike;
+- above the baseline's usual level plus `k` deviations: the mean plus k·sigma by default
+  (`statistic="mean"`), or, with `statistic="robust"`, the median plus k times the
+  scaled median absolute deviation, which an earlier spike inside the baseline does not
+  throw off. The deviation is never taken below the square root of the level, the noise
+  of a count that merely keeps its rate, so a flat baseline does not make every wiggle
+  a spike;
 - at least `min_ratio` times the usual level, so the daily rise of a busy series,
   however regular, is not news either;
 - at least `min_volume`, so that 0 → 3 posts is not news;
@@ -28,7 +29,9 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
+
+Statistic = Literal["mean", "robust"]
 
 SENSITIVITY: Final = {"high": 1.5, "medium": 2.0, "low": 3.0}
 """Named values of `k`: a higher sensitivity alerts on smaller rises."""
@@ -42,6 +45,7 @@ class Rule:
     min_ratio: float = 1.5
     cooldown: int = 6
     season: int | None = None
+    statistic: Statistic = "mean"
 
     @property
     def history(self) -> int:
@@ -56,6 +60,7 @@ class Rule:
             or self.min_ratio < 1
             or self.cooldown < 0
             or (self.season is not None and self.season < 1)
+            or self.statistic not in ("mean", "robust")
         ):
             raise ValueError(f"invalid spike rule {self}")
 
@@ -76,10 +81,16 @@ class Spike:
 _MAD_TO_SIGMA: Final = 1.4826  # for normal noise, the MAD times this is the deviation
 
 
-def threshold(history: Sequence[int], k: float) -> tuple[float, float]:
+def threshold(
+    history: Sequence[int], k: float, statistic: Statistic = "mean"
+) -> tuple[float, float]:
     """The baseline's usual level, and the count above which a window is a spike."""
-    usual = statistics.median(history)
-    deviation = _MAD_TO_SIGMA * statistics.median(abs(n - usual) for n in history)
+    if statistic == "mean":
+        usual = statistics.fmean(history)
+        deviation = statistics.pstdev(history, usual)
+    else:
+        usual = statistics.median(history)
+        deviation = _MAD_TO_SIGMA * statistics.median(abs(n - usual) for n in history)
     return usual, usual + k * max(deviation, math.sqrt(usual), 1.0)
 
 
@@ -91,7 +102,8 @@ def detect(counts: Sequence[int], rule: Rule = Rule()) -> list[Spike]:
     step = rule.season or 1
     for window in range(rule.history, len(counts)):
         count = counts[window]
-        usual, limit = threshold(counts[window - rule.history : window : step], rule.k)
+        history = counts[window - rule.history : window : step]
+        usual, limit = threshold(history, rule.k, rule.statistic)
         big = count >= rule.min_volume and count >= rule.min_ratio * usual
         if window > quiet_until and big and count > limit:
             spikes.append(Spike(window, count, usual, limit))

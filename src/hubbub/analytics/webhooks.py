@@ -33,6 +33,7 @@ from hubbub.kernel.ids import event_id
 
 GROUP: Final = "webhooks"
 DELIVERIES: Final = "deliveries"
+_READ_PAGE: Final = 1000
 log = structlog.get_logger("hubbub.webhooks")
 
 
@@ -41,10 +42,43 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest}"
 
 
+def check_url(url: str) -> str:
+    """`url`, if alerts can be POSTed to it; otherwise `ValueError` saying what to give."""
+    if not url.startswith(("https://", "http://")):
+        raise ValueError("the url must start with https:// or http://")
+    return url
+
+
 async def read_webhooks(event_log: EventLog) -> dict[str, WebhookChanged]:
     """The active webhooks, by id, from the control topic."""
     events = (r.event for r in await event_log.read(CONTROL, 1, 10**9))
     return fold_active(events, WebhookChanged, lambda change: change.webhook)
+
+
+async def read_deliveries(
+    event_log: EventLog, *, limit: int, offset: int = 0, tenant: str | None = None
+) -> list[WebhookDelivered]:
+    """Up to `limit` deliveries, newest first, after skipping the `offset` newest; only
+    `tenant`'s when given. The topic is read back from its end a page at a time, so an
+    answer costs what it skips and returns, not the whole log."""
+    wanted = offset + limit
+    found: list[WebhookDelivered] = []
+    end = await _last_position(event_log, DELIVERIES)
+    while end >= 1 and len(found) < wanted:
+        start = max(1, end - _READ_PAGE + 1)
+        records = await event_log.read(DELIVERIES, start, end - start + 1)
+        found += [
+            r.event
+            for r in reversed(records)
+            if isinstance(r.event, WebhookDelivered) and tenant in (None, r.event.tenant)
+        ]
+        end = start - 1
+    return found[offset:wanted]
+
+
+async def _last_position(event_log: EventLog, topic: str) -> int:
+    stats = (await event_log.stats()).topics
+    return next((t.last_position for t in stats if t.topic == topic), 0)
 
 
 async def deliver(

@@ -6,10 +6,25 @@ import asyncio
 from typing import Annotated
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
-from hubbub.analytics.worker import BATCH, catch_up, follow
-from hubbub.bootstrap import open_event_log, open_rollups
+from hubbub.analytics.worker import (
+    BATCH,
+    TOPICS,
+    catch_up,
+    follow,
+    follow_archive,
+    keep_retention,
+    rebuild,
+)
+from hubbub.bootstrap import open_archive, open_event_log, open_rollups, open_staged_rollups
 from hubbub.cli.common import console, load_settings, print_json, run, stop_on_signals
 
 app = typer.Typer(
@@ -46,9 +61,16 @@ def run_worker(
                 return folded
             stop = asyncio.Event()
             stop_on_signals(stop)
-            following = asyncio.create_task(follow(store, event_log))
+            archive = open_archive(settings)
+            tasks = [
+                asyncio.create_task(follow(store, event_log)),
+                asyncio.create_task(follow_archive(archive, event_log, settings.archive_flush_s)),
+                asyncio.create_task(keep_retention(store, archive, settings)),
+            ]
             await stop.wait()
-            following.cancel()
+            for running in tasks:
+                running.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             return folded
         finally:
             store.close()
@@ -56,6 +78,35 @@ def run_worker(
 
     folded = run(work())
     console.print(f"folded {folded:,} records into the {settings.analytics_store} rollups")
+
+
+@app.command("rebuild")
+def rebuild_rollups() -> None:
+    """Replay the whole log into fresh rollups, then swap them in atomically.
+
+    The live rollups keep answering reports until the swap; a running analytics role
+    picks the new ones up by itself and folds on from where the rebuild ended. Watched
+    terms are counted over the whole log.
+    """
+    settings = load_settings()
+
+    async def work() -> tuple[int, str]:
+        event_log = await open_event_log(settings)
+        try:
+            stats = await event_log.stats()
+            total = sum(t.count for t in stats.topics if t.topic in TOPICS)
+            staged = open_staged_rollups(settings)
+            with Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeRemainingColumn(), console=console,
+            ) as bar:  # fmt: skip
+                task = bar.add_task("replaying the log into fresh rollups", total=total)
+                return await rebuild(staged, event_log, lambda n: bar.update(task, advance=n))
+        finally:
+            await event_log.close()
+
+    folded, where = run(work())
+    console.print(f"rebuilt the rollups from {folded:,} records; now live: {where}")
 
 
 @app.command()

@@ -19,8 +19,8 @@ from rich.console import Console
 
 from hubbub.bootstrap import ConfigurationError, Platform, build_platform, open_event_log
 from hubbub.eventlog.port import EventLog, LogUnavailable
+from hubbub.kernel.commands import stamped
 from hubbub.kernel.events import Event
-from hubbub.kernel.ids import event_id
 from hubbub.kernel.telemetry import configure_logging
 from hubbub.settings import Settings
 
@@ -89,11 +89,8 @@ async def with_log(settings: Settings, work: Callable[[EventLog], Awaitable[T]])
 
 async def append_command(settings: Settings, event: Event, identity: str) -> None:
     """Append an operator's change (`identity` names it) to the log, stamped now."""
-    now = time.time_ns() // 1000
-    stamped = msgspec.structs.replace(
-        event, id=event_id(f"{now:016d}", identity), ts=now, source="cli"
-    )
-    await with_log(settings, lambda event_log: event_log.append([stamped]))
+    change = stamped(event, identity, source="cli", now_us=time.time_ns() // 1000)
+    await with_log(settings, lambda event_log: event_log.append([change]))
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:

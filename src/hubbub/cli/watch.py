@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Literal
 
 import msgspec
@@ -10,12 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hubbub.analytics.alerts import read_watches
+from hubbub.analytics.alerts import read_watches, watch_target
+from hubbub.analytics.terms import InvalidTerm
 from hubbub.cli.common import append_command, fail, load_settings, print_json, run, with_log
+from hubbub.kernel.commands import short_id
 from hubbub.kernel.events import WatchChanged
 from hubbub.settings import Settings
 
-app = typer.Typer(help="Watches: spike alerts on hashtags and pages.", no_args_is_help=True)
+app = typer.Typer(help="Watches: spike alerts on hashtags, pages and terms.", no_args_is_help=True)
 out = Console()
 Sensitivity = Literal["high", "medium", "low"]
 
@@ -28,24 +29,33 @@ def _save(settings: Settings, change: WatchChanged) -> None:
 def add(
     hashtag: Annotated[str | None, typer.Option(help="A hashtag, with or without #.")] = None,
     page: Annotated[str | None, typer.Option(help="A page id (did:plc:…, an account URL).")] = None,
-    sensitivity: Annotated[Sensitivity, typer.Option(help="high alerts on smaller rises.")] = (
-        "medium"
+    term: Annotated[str | None, typer.Option(help="Words or a phrase in the text of posts.")] = (
+        None
     ),
+    sensitivity: Annotated[
+        Sensitivity | None,
+        typer.Option(help="high alerts on smaller rises (default: HUBBUB_SPIKE_SENSITIVITY)."),
+    ] = None,
     tenant: Annotated[str | None, typer.Option(help="Tenant (default: HUBBUB_TENANT).")] = None,
 ) -> None:
-    """Watch a hashtag or a page; prints the watch id."""
-    if (hashtag is None) == (page is None):
-        fail("give one of --hashtag or --page")
+    """Watch a hashtag, a page or a term; prints the watch id."""
+    given = {"hashtag": hashtag, "page": page, "term": term}
+    chosen = [(kind, target) for kind, target in given.items() if target is not None]
+    if len(chosen) != 1:
+        fail("give one of --hashtag, --page or --term")
     settings = load_settings()
-    watch = uuid.uuid4().hex[:12]
+    kind, target = chosen[0]
+    try:
+        target = watch_target(kind, target)
+    except InvalidTerm as error:
+        fail(str(error))
     change = WatchChanged(
         id="", key=tenant or settings.tenant, ts=0, source="cli", tenant=tenant or settings.tenant,
-        watch=watch,
-        kind="hashtag" if hashtag else "page",
-        target=hashtag.lstrip("#").lower() if hashtag else page or "", sensitivity=sensitivity,
+        watch=short_id(), kind=kind, target=target,  # type: ignore[arg-type]
+        sensitivity=sensitivity or settings.spike_sensitivity,  # type: ignore[arg-type]
     )  # fmt: skip
     _save(settings, change)
-    out.print(watch)
+    out.print(change.watch)
 
 
 @app.command("list")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import uuid
 from typing import Annotated
 
 import msgspec
@@ -11,10 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hubbub.analytics.webhooks import DELIVERIES, read_webhooks
+from hubbub.analytics.webhooks import check_url, read_deliveries, read_webhooks
 from hubbub.cli.common import append_command, fail, load_settings, print_json, run, with_log
-from hubbub.eventlog.port import EventLog
-from hubbub.kernel.events import WebhookChanged, WebhookDelivered
+from hubbub.kernel.commands import short_id
+from hubbub.kernel.events import WebhookChanged
 from hubbub.settings import Settings
 
 app = typer.Typer(help="Webhooks that receive spike alerts.", no_args_is_help=True)
@@ -31,12 +30,14 @@ def add(
     tenant: Annotated[str | None, typer.Option(help="Tenant (default: HUBBUB_TENANT).")] = None,
 ) -> None:
     """Add a webhook; prints its id and its signing secret, which is shown only now."""
-    if not url.startswith(("https://", "http://")):
-        fail("the url must start with https:// or http://")
+    try:
+        check_url(url)
+    except ValueError as error:
+        fail(str(error))
     settings = load_settings()
     hook = WebhookChanged(
         id="", key=tenant or settings.tenant, ts=0, source="cli", tenant=tenant or settings.tenant,
-        webhook=uuid.uuid4().hex[:12], url=url, secret=secrets.token_urlsafe(32),
+        webhook=short_id(), url=url, secret=secrets.token_urlsafe(32),
     )  # fmt: skip
     _save(settings, hook)
     out.print(f"webhook {hook.webhook}\nsecret  {hook.secret}  (verify Hubbub-Signature with it)")
@@ -72,15 +73,8 @@ def deliveries(
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The delivery log: each alert sent to each webhook, its status and tries."""
-    settings = load_settings()
-
-    async def work(event_log: EventLog) -> list[WebhookDelivered]:
-        stats = {t.topic: t for t in (await event_log.stats()).topics}
-        last = stats[DELIVERIES].last_position if DELIVERIES in stats else 0
-        records = await event_log.read(DELIVERIES, max(1, last - limit + 1), limit)
-        return [r.event for r in records if isinstance(r.event, WebhookDelivered)]
-
-    found = run(with_log(settings, work))
+    newest_first = run(with_log(load_settings(), lambda log: read_deliveries(log, limit=limit)))
+    found = list(reversed(newest_first))
     if json:
         fields = ("webhook", "tenant", "alert", "status", "attempts", "error")
         print_json([{name: getattr(d, name) for name in fields} for d in found])

@@ -131,11 +131,12 @@ class AlertRaised(Event, frozen=True, kw_only=True, tag=True):
 
 
 class WatchChanged(Event, frozen=True, kw_only=True, tag=True):
-    """A tenant started (or, with `active` false, stopped) watching a hashtag or a page."""
+    """A tenant started (or, with `active` false, stopped) watching a hashtag, a page or
+    a term (words in the text of posts)."""
 
     tenant: str
     watch: str
-    kind: Literal["hashtag", "page"]
+    kind: Literal["hashtag", "page", "term"]
     target: str
     sensitivity: Literal["high", "medium", "low"] = "medium"
     active: bool = True

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp
 
 from hubbub.analytics import api as reports_api
+from hubbub.analytics import watches_api
 from hubbub.bootstrap import Platform
 from hubbub.ingest import api as ingest_api
 from hubbub.mentions import api as mentions_api
@@ -40,6 +41,7 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
         app.include_router(mentions_api.build_router(platform))
     if role in ("all", "analytics"):
         app.include_router(reports_api.build_router(platform))
+        app.include_router(watches_api.build_router(platform))
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

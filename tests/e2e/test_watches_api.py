@@ -1,0 +1,220 @@
+"""Watches and alert webhooks over HTTP, on the same log the CLI and the monitor read."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import get_args, get_type_hints
+
+import httpx
+import msgspec
+import pytest
+
+from hubbub.analytics.alerts import Alert, read_watches
+from hubbub.analytics.webhooks import dispatch_once, signature
+from hubbub.bootstrap import Platform, build_platform
+from hubbub.kernel.events import AlertRaised, WatchChanged, WebhookDelivered
+from hubbub.settings import Settings
+from hubbub.web.app import create_app
+from tests.integration.test_alerts import cli
+
+TENANT = "newsroom"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+async def platform(data_dir: Path) -> AsyncIterator[Platform]:
+    built = await build_platform(Settings(data_dir=data_dir, tenant=TENANT))
+    yield built
+    await built.close()
+
+
+@pytest.fixture
+async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(platform, "analytics"))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hubbub") as client:
+        yield client
+
+
+async def add_watch(client: httpx.AsyncClient, **body: str) -> dict[str, str]:
+    answer = await client.post("/v1/watches", json=body)
+    assert answer.status_code == 201, answer.text
+    watch: dict[str, str] = answer.json()
+    return watch
+
+
+async def test_a_watch_is_added_listed_read_and_removed(client: httpx.AsyncClient) -> None:
+    quake = await add_watch(client, kind="hashtag", target="#Quake")
+    assert quake == {
+        "id": quake["id"], "tenant": TENANT, "kind": "hashtag", "target": "quake",
+        "sensitivity": "medium",
+    }  # fmt: skip
+    page = await add_watch(client, kind="page", target="did:plc:Mayor", sensitivity="high")
+    assert page["target"] == "did:plc:Mayor"  # a page id is kept as given
+
+    assert (await client.get("/v1/watches")).json() == [quake, page]
+    assert (await client.get(f"/v1/watches/{quake['id']}")).json() == quake
+
+    assert (await client.delete(f"/v1/watches/{quake['id']}")).status_code == 204
+    assert (await client.get("/v1/watches")).json() == [page]
+    assert (await client.get(f"/v1/watches/{quake['id']}")).status_code == 404
+    assert (await client.delete(f"/v1/watches/{quake['id']}")).status_code == 404
+
+
+@pytest.mark.parametrize("kind", get_args(get_type_hints(WatchChanged)["kind"]))
+async def test_every_kind_a_watch_can_have_is_accepted(
+    client: httpx.AsyncClient, kind: str
+) -> None:
+    assert (await add_watch(client, kind=kind, target="python"))["kind"] == kind
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"kind": "vibe", "target": "python"}, "'hashtag'"),
+        ({"target": "python"}, "Field required"),
+        ({"kind": "hashtag", "target": ""}, "the target is empty"),
+        ({"kind": "hashtag", "target": " # "}, "the target is empty"),
+        ({"kind": "page", "target": "did:plc:x", "sensitivity": "extreme"}, "'medium'"),
+    ],
+)
+async def test_a_bad_watch_gets_a_422_that_says_what_is_wrong(
+    client: httpx.AsyncClient, body: dict[str, str], says: str
+) -> None:
+    answer = await client.post("/v1/watches", json=body)
+    assert answer.status_code == 422
+    assert says in answer.text
+    assert (await client.get("/v1/watches")).json() == []
+
+
+async def test_another_tenants_watch_and_webhook_are_not_found(
+    client: httpx.AsyncClient, data_dir: Path
+) -> None:
+    watch = await cli(data_dir, "watch", "add", "--hashtag", "quake", "--tenant", "rival")
+    added = await cli(data_dir, "webhook", "add", "--url", "https://rival.example/h",
+                      "--tenant", "rival")  # fmt: skip
+    webhook = added.split()[1]
+    assert (await client.get("/v1/watches")).json() == []
+    assert (await client.get(f"/v1/watches/{watch}")).status_code == 404
+    assert (await client.delete(f"/v1/watches/{watch}")).status_code == 404
+    assert (await client.get("/v1/webhooks")).json() == []
+    assert (await client.delete(f"/v1/webhooks/{webhook}")).status_code == 404
+    assert (await client.get("/v1/watches/nothing")).json() == {"detail": "no watch 'nothing'"}
+
+
+async def test_the_cli_and_the_api_see_the_same_watches(
+    client: httpx.AsyncClient, platform: Platform, data_dir: Path
+) -> None:
+    from_api = await add_watch(client, kind="hashtag", target="#Election")
+    (folded,) = (await read_watches(platform.event_log)).values()
+    assert (folded.watch, folded.tenant, folded.target) == (from_api["id"], TENANT, "election")
+    listed = json.loads(await cli(data_dir, "watch", "list", "--json"))
+    assert [(w["watch"], w["target"]) for w in listed] == [(from_api["id"], "election")]
+
+    from_cli = await cli(data_dir, "watch", "add", "--page", "did:plc:mayor", "--tenant", TENANT)
+    assert (await client.get(f"/v1/watches/{from_cli}")).json()["target"] == "did:plc:mayor"
+    await cli(data_dir, "watch", "remove", from_api["id"])
+    assert [w["id"] for w in (await client.get("/v1/watches")).json()] == [from_cli]
+
+
+async def test_a_webhook_secret_is_answered_once_and_never_listed(
+    client: httpx.AsyncClient,
+) -> None:
+    made = await client.post("/v1/webhooks", json={"url": "https://hooks.example/a"})
+    assert made.status_code == 201
+    hook = made.json()
+    assert len(hook["secret"]) == 64  # 32 random bytes, in hex
+    chosen = await client.post(
+        "/v1/webhooks", json={"url": "https://hooks.example/b", "secret": "s3cret-of-ours"}
+    )
+    assert chosen.json()["secret"] == "s3cret-of-ours"
+
+    listed = await client.get("/v1/webhooks")
+    assert listed.json() == [
+        {"id": hook["id"], "tenant": TENANT, "url": "https://hooks.example/a"},
+        {"id": chosen.json()["id"], "tenant": TENANT, "url": "https://hooks.example/b"},
+    ]
+    assert "s3cret" not in listed.text
+    assert hook["secret"] not in listed.text
+
+    assert (await client.delete(f"/v1/webhooks/{hook['id']}")).status_code == 204
+    assert [h["id"] for h in (await client.get("/v1/webhooks")).json()] == [chosen.json()["id"]]
+    assert (await client.delete(f"/v1/webhooks/{hook['id']}")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"url": "ftp://hooks.example/a"}, "must start with https:// or http://"),
+        ({"url": "hooks.example/a"}, "must start with https:// or http://"),
+        ({}, "Field required"),
+        ({"url": "https://hooks.example/a", "secret": ""}, "at least 1 character"),
+    ],
+)
+async def test_a_bad_webhook_gets_a_422_that_says_what_is_wrong(
+    client: httpx.AsyncClient, body: dict[str, str], says: str
+) -> None:
+    answer = await client.post("/v1/webhooks", json=body)
+    assert answer.status_code == 422
+    assert says in answer.text
+    assert (await client.get("/v1/webhooks")).json() == []
+
+
+def delivery(n: int, tenant: str) -> WebhookDelivered:
+    return WebhookDelivered(
+        id=f"delivery-{n:06d}", key=tenant, ts=1_800_000_000_000_000 + n, source="webhooks",
+        tenant=tenant, webhook="h1", alert=f"alert-{n}", status=200, attempts=1,
+    )  # fmt: skip
+
+
+async def test_the_delivery_log_is_the_tenants_newest_first_a_page_at_a_time(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    # More than the log is read back at once, and every third one another tenant's.
+    tenants = [TENANT if n % 3 else "rival" for n in range(2500)]
+    await platform.event_log.append([delivery(n, t) for n, t in enumerate(tenants)])
+    ours = [f"alert-{n}" for n in reversed(range(2500)) if tenants[n] == TENANT]
+
+    async def alerts(**params: int) -> list[str]:
+        answer = await client.get("/v1/webhooks/deliveries", params=params)
+        assert answer.status_code == 200, answer.text
+        return [d["alert"] for d in answer.json()]
+
+    assert await alerts() == ours[:50]
+    assert await alerts(limit=3) == ["alert-2498", "alert-2497", "alert-2495"]
+    assert await alerts(limit=1000, offset=600) == ours[600:1600]
+    assert await alerts(limit=10, offset=len(ours) - 4) == ours[-4:]
+    assert await alerts(offset=len(ours)) == []
+    too_many = await client.get("/v1/webhooks/deliveries", params={"limit": 1001})
+    assert too_many.status_code == 422
+
+
+async def test_an_alert_reaches_a_webhook_added_over_http_signed_with_its_secret(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    hook = (await client.post("/v1/webhooks", json={"url": "https://hooks.example/a"})).json()
+    received: list[httpx.Request] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        received.append(request)
+        return httpx.Response(204)
+
+    alert = Alert(TENANT, "w1", "hashtag", "quake", 29_600_000, 40, 2.0, 9.0)
+    await platform.event_log.append(
+        [AlertRaised(id="alert-1", key=TENANT, ts=1, source="analytics",
+                     name="spike:hashtag:quake", message=msgspec.json.encode(alert).decode())]
+    )  # fmt: skip
+    async with httpx.AsyncClient(transport=httpx.MockTransport(receiver)) as sender:
+        assert await dispatch_once(platform.event_log, sender, attempts=1) == 1
+
+    (request,) = received
+    stamp = request.headers["Hubbub-Signature"].split(",")[0].removeprefix("t=")
+    expected = signature(hook["secret"], int(stamp), request.content)
+    assert request.headers["Hubbub-Signature"] == expected
+    (logged,) = (await client.get("/v1/webhooks/deliveries")).json()
+    assert (logged["webhook"], logged["alert"], logged["status"]) == (hook["id"], "alert-1", 204)
