@@ -72,8 +72,18 @@ class Settings(BaseSettings):
     rollup_minute_days: float = Field(
         35.0, ge=8, description="Days of minute rollups kept (spike checks need 8)."
     )
-    rollup_hour_days: float = Field(400.0, ge=1, description="Days of hour rollups kept.")
-    rollup_day_days: float = Field(0.0, ge=0, description="Days of day rollups kept; 0: all.")
+    rollup_hour_days: float = Field(
+        0.0, ge=0, description="Days of hour rollups kept (series read them); 0: all."
+    )
+    rollup_day_days: float = Field(
+        0.0, ge=0, description="Days of day, week and four-week rollups kept; 0: all."
+    )
+    rollup_compact_interval_s: float = Field(
+        60.0, gt=0, description="How often the DuckDB rollups merge what was appended."
+    )
+    rollup_post_days: float = Field(
+        35.0, ge=1, description="Days a post's deletes and edits still change the rollups."
+    )
     archive_dir: Path | None = Field(None, description="Post archive root (DATA_DIR/archive).")
     archive_days: float = Field(30.0, ge=0, description="Days of raw posts archived; 0: all.")
     archive_flush_s: float = Field(60.0, gt=0, description="How often archive files are cut.")
@@ -133,10 +143,14 @@ class Settings(BaseSettings):
         return self.archive_dir or self.data_dir / "archive"
 
     def rollup_horizons(self, now_minute: int) -> dict[str, int]:
-        """The first minute each rollup tier keeps (and post records, as the hours)."""
-        days = {"minute": self.rollup_minute_days, "hour": self.rollup_hour_days}
-        if self.rollup_day_days:
-            days["day"] = self.rollup_day_days
-        horizons = {tier: now_minute - int(n * 1440) for tier, n in days.items()}
-        horizons["posts"] = horizons["hour"]
-        return horizons
+        """The first minute each rollup tier keeps, and post records (`posts`); a tier
+        kept for ever has none."""
+        days = {
+            "minute": self.rollup_minute_days,
+            "hour": self.rollup_hour_days,
+            "day": self.rollup_day_days,
+            "week": self.rollup_day_days,
+            "fourweek": self.rollup_day_days,
+            "posts": self.rollup_post_days,
+        }
+        return {tier: now_minute - int(n * 1440) for tier, n in days.items() if n}

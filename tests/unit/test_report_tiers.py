@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hubbub.analytics import reports
 from hubbub.analytics.duckdb_store import DuckDBRollups
 from hubbub.analytics.reports import Window, cover
-from hubbub.analytics.rollups import PAGE_COUNTERS, TIERS, Deltas
+from hubbub.analytics.rollups import PAGE_COUNTERS, TIERED, TIERS, Deltas
 
 START = datetime(2026, 3, 26, tzinfo=UTC)  # Europe moves its clocks on the 29th
 DAYS = 6
@@ -39,9 +39,12 @@ def test_cover_spans_the_window_once_in_aligned_pieces(a: int, length: int) -> N
     assert sum(1 for tier, _, _ in pieces if tier == "day") <= 1
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DuckDBRollups]:
-    """Six days of random minute counts, written in several batches as a worker would."""
+@pytest.fixture(scope="module", params=["appended", "compacted"])
+def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DuckDBRollups]:
+    """Six days of random minute counts, written in several batches as a worker would;
+    then, for the second run of each test, compacted (buckets merged, tables reordered)."""
     built = DuckDBRollups(tmp_path_factory.mktemp("tiers") / "rollups.duckdb")
     rng = random.Random(7)
     for _ in range(4):
@@ -53,6 +56,14 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DuckDBRollups]:
                 page[name] += rng.randrange(-1, 4)
             deltas.tags[(f"tag{rng.randrange(8)}", minute)] += rng.randrange(0, 3)
         built.apply(deltas, {}, {})
+    if request.param == "compacted":
+        assert built.compact(force=True) == 2 * len(TIERS)  # pages and hashtags; no terms
+        for key in TIERED:
+            for tier, _ in TIERS:
+                (duplicates,) = built.query(
+                    f"SELECT count(*) - count(DISTINCT ({key}, minute)) FROM {key}_{tier}"
+                )[0]
+                assert duplicates == 0
     yield built
     built.close()
 

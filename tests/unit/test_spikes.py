@@ -85,7 +85,7 @@ def test_the_deviation_never_falls_below_counting_noise() -> None:
 
 def test_an_earlier_spike_in_the_baseline_hides_the_next_from_the_mean_only() -> None:
     counts = [60, 55, 300, 50, 45, 62, 58, 190]  # one spike already in the baseline
-    assert detect(counts, Rule(baseline=7)) == []  # σ is inflated by the earlier spike
+    assert detect(counts, Rule(baseline=7)) == []  # the deviation is inflated by the earlier spike
     (spike,) = detect(counts, Rule(baseline=7, statistic="robust"))
     assert (spike.window, spike.usual) == (7, 58)
 

@@ -34,15 +34,20 @@ LimitQ = Annotated[int, Query(ge=1, le=1000)]
 OffsetQ = Annotated[int, Query(ge=0)]
 
 
-def _window(start: datetime, end: datetime, settings: Settings) -> Window:
+def _window(
+    start: datetime,
+    end: datetime,
+    settings: Settings,
+    tiers: tuple[tuple[str, int], ...] = reports.SERIES_TIERS,
+) -> Window:
     """The window asked for, widened to whole buckets where retention dropped the finer
-    rollups (`reports.retained`)."""
+    rollups the report reads (`reports.retained`)."""
     try:
         window = Window(start, end)
     except ReportError as error:
         raise HTTPException(422, str(error)) from error
     now_minute = int(datetime.now(UTC).timestamp() // 60)
-    return reports.retained(window, settings.rollup_horizons(now_minute))
+    return reports.retained(window, settings.rollup_horizons(now_minute), tiers)
 
 
 def _series_key(kind: str, key: str) -> str:
@@ -152,7 +157,7 @@ def build_router(platform: Platform) -> APIRouter:
             lambda rows: [
                 {"rank": offset + i + 1, "key": key, "count": n} for i, (key, n) in enumerate(rows)
             ],
-            what, _window(start, end, platform.settings), limit, offset,
+            what, _window(start, end, platform.settings, reports.TOP_TIERS), limit, offset,
         )  # fmt: skip
         return _answer(body, format, f"top-{what}")
 

@@ -3,8 +3,21 @@
 Each batch of deltas is added to the rollup tables, and the consumer's log positions are
 written, in one transaction: after a crash at any moment the file holds either the
 whole batch and its positions or neither, so a restart neither loses nor repeats an
-event. Deltas go in as Arrow tables, added to the rows they meet with
-`INSERT ... ON CONFLICT DO UPDATE`.
+event.
+
+The tiered tables (pages, hashtags and terms, by minute, hour, day and week) have no
+primary key: a batch's deltas are appended as new rows (DuckDB's upserts into a large
+ART index cost ten times a plain insert), and the reports sum whatever rows a bucket
+has. `compact` then merges each bucket's rows into one, and lays the tables out for the
+reads they serve, since DuckDB finds rows by the min/max statistics of each row group
+of about 122,000 rows:
+
+- minute and week tiers in time order: top lists read every key over a time range;
+- hour and day tiers in key order (`h`, the key's hash, then time): a series reads one
+  key over up to a year, which is then a few row groups instead of the whole table.
+
+Rows appended since the last compaction sit at the end, in time order, and are found
+by their time. The small tables (languages, totals, positions) are upserted.
 """
 
 from __future__ import annotations
@@ -23,27 +36,27 @@ import pyarrow as pa
 from hubbub.analytics.ports import RollupStore, StalePositions
 from hubbub.analytics.rollups import (
     GLOBAL_COUNTERS,
+    KEYED_TIERS,
     TIERED,
     TIERS,
     Contribution,
     Deltas,
     prune_statements,
     schema,
-    tier_upserts,
+    tier_appends,
 )
 
 SCHEMA = (
-    *schema("BLOB"),
-    # A key's rows for a long window, found without reading the whole tier: DuckDB scans
-    # by column and prunes by zone maps, which a key scattered over the year defeats, and
-    # it uses an index for `key = ?` only when the index is on that column alone. Minute
-    # windows are short, so time pruning serves the minute tier.
-    *(
-        f"CREATE INDEX IF NOT EXISTS {key}_{tier}_key ON {key}_{tier} ({key})"
-        for key in TIERED
-        for tier, _ in TIERS[1:]
-    ),
+    *schema("BLOB", keyed=False),
+    # Per tiered table: its rows right after the last compaction, and the earliest minute
+    # appended to since (the tail to merge).
+    "CREATE TABLE IF NOT EXISTS compacted (name TEXT PRIMARY KEY, rows BIGINT NOT NULL,"
+    " tail_since BIGINT)",
 )
+COMPACT_TAIL_SHARE = 0.05
+"""A table is compacted once the rows appended since exceed this share of it, or
+`COMPACT_TAIL_ROWS`: a key-ordered one is rewritten, a time-ordered one merges its tail."""
+COMPACT_TAIL_ROWS = 200_000
 
 _add_totals = ", ".join(
     f"{name} = global_minute.{name} + excluded.{name}" for name in GLOBAL_COUNTERS
@@ -100,8 +113,9 @@ class DuckDBRollups:
                 if columns["minute"]:
                     db.register("delta_rows", pa.table(columns))
                     try:
-                        for statement in tier_upserts(key, "delta_rows"):
+                        for statement in tier_appends(key, "delta_rows"):
                             db.execute(statement)
+                        self._note_tail(key, min(columns["minute"]))
                     finally:
                         db.unregister("delta_rows")
             self._upsert(
@@ -176,6 +190,60 @@ class DuckDBRollups:
                 (row,) = self._db.execute(statement, [parameter]).fetchall()
                 deleted += int(row[0])
             return deleted
+
+    def _note_tail(self, key: str, first_minute: int) -> None:
+        tables = [(f"{key}_{tier}", first_minute - first_minute % size) for tier, size in TIERS]
+        self._db.execute(
+            "INSERT INTO compacted SELECT name, 0, since FROM (VALUES"
+            f" {', '.join(['(?, ?)'] * len(tables))}) AS t(name, since)"
+            " ON CONFLICT (name) DO UPDATE SET tail_since ="
+            " least(coalesce(compacted.tail_since, excluded.tail_since), excluded.tail_since)",
+            [value for pair in tables for value in pair],
+        )
+
+    def compact(self, *, force: bool = False) -> int:
+        """Merge each bucket's rows and restore each table's order (see the module
+        docstring); returns the tables rewritten. Sums are unchanged, so a crash in the
+        middle leaves the rollups as right as before."""
+        rewritten = 0
+        with self._writing:
+            for key in TIERED:
+                for tier, _ in TIERS:
+                    rewritten += self._compact(key, tier, force)
+        return rewritten
+
+    def _compact(self, key: str, tier: str, force: bool) -> int:
+        table, db = f"{key}_{tier}", self._db
+        (total,) = db.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)
+        found = db.execute(
+            "SELECT rows, tail_since FROM compacted WHERE name = ?", [table]
+        ).fetchall()
+        before, tail_since = found[0] if found else (0, 0)
+        tail = total - before
+        if tail <= 0 or not (force or tail > min(COMPACT_TAIL_ROWS, COMPACT_TAIL_SHARE * total)):
+            return 0
+        sums = ", ".join(f"sum({name}) AS {name}" for name in TIERED[key])
+        keyed = tier in KEYED_TIERS
+        # Key order needs the whole table rewritten; time order, the buckets of the tail.
+        since = 0 if keyed or tail_since is None else tail_since
+        db.begin()
+        try:
+            db.execute(
+                f"CREATE TEMPORARY TABLE merged AS SELECT h, {key}, minute, {sums} FROM {table}"
+                f" WHERE minute >= ? GROUP BY h, {key}, minute"
+                f" ORDER BY {'h, minute' if keyed else 'minute, h'}",
+                [since],
+            )
+            db.execute(f"DELETE FROM {table} WHERE minute >= ?", [since])
+            db.execute(f"INSERT INTO {table} SELECT * FROM merged")
+            db.execute("DROP TABLE merged")
+            (left,) = db.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)
+            db.execute("INSERT OR REPLACE INTO compacted VALUES (?, ?, NULL)", [table, left])
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+        return 1
 
     def query(self, sql: str, parameters: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Rows of a read query (reports, checks), on a cursor of its own: reads may run
@@ -260,6 +328,9 @@ class LiveDuckDB:
 
     def prune(self, horizons: dict[str, int]) -> int:
         return self.current().prune(horizons)
+
+    def compact(self, *, force: bool = False) -> int:
+        return self.current().compact(force=force)
 
     def query(self, sql: str, parameters: list[Any] | None = None) -> list[tuple[Any, ...]]:
         return self.current().query(sql, parameters)

@@ -37,6 +37,11 @@ class RollupStore(Protocol):
         minute), and the records of posts before the `posts` horizon; returns rows deleted."""
         ...
 
+    def compact(self, *, force: bool = False) -> int:
+        """Merge rows and restore the layout reads rely on, when enough was appended (or
+        always, with `force`); sums never change. Returns the tables rewritten."""
+        ...
+
     def query(self, sql: str, parameters: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Rows of a read query written with `?` placeholders, beside the writer."""
         ...

@@ -21,6 +21,7 @@ from hubbub.analytics.ports import StalePositions
 from hubbub.analytics.rollups import (
     GLOBAL_COUNTERS,
     TIERED,
+    TIERS,
     Contribution,
     Deltas,
     prune_statements,
@@ -28,7 +29,16 @@ from hubbub.analytics.rollups import (
     tier_upserts,
 )
 
-SCHEMA = schema("BYTEA")
+SCHEMA = (
+    *schema("BYTEA"),
+    # The primary key (key, minute) finds one key's rows; top lists read every key of a
+    # time range, through this.
+    *(
+        f"CREATE INDEX IF NOT EXISTS {key}_{tier}_minute ON {key}_{tier} (minute)"
+        for key in TIERED
+        for tier, _ in TIERS
+    ),
+)
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Contribution).decode
@@ -142,6 +152,10 @@ class PostgresRollups:
                 deleted += conn.execute(statement.replace("?", "%s"), [parameter]).rowcount
         return deleted
 
+    def compact(self, *, force: bool = False) -> int:
+        """Nothing to do: upserts keep one row per bucket, and indexes find them."""
+        return 0
+
     def query(self, text: str, parameters: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Rows of a read query written with `?` placeholders."""
         with self._pool.connection() as conn:
@@ -155,6 +169,8 @@ class PostgresRollups:
             return
         live, old = sql.Identifier(LIVE_SCHEMA), sql.Identifier(f"{LIVE_SCHEMA}_replaced")
         with self._pool.connection() as conn, conn.transaction():
+            # A first rebuild, before any live rollups, has no schema to move aside.
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(live))
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(old))
             conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(live, old))
             conn.execute(

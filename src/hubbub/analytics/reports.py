@@ -8,13 +8,14 @@ hours, as a person there would count them.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
-from hubbub.analytics.rollups import PAGE_COUNTERS, TIERS
+from hubbub.analytics.rollups import PAGE_COUNTERS, TIERS, key_hash
 
 Bucket = Literal["minute", "hour", "day"]
 Query = Callable[[str, list[Any]], list[tuple[Any, ...]]]
@@ -52,6 +53,13 @@ _BUCKET_MINUTES: Final = {"minute": 1, "hour": 60, "day": 1440}
 _SERIES_KEYS: Final = {"page": "page", "hashtag": "tag", "term": "term"}
 SeriesKind = Literal["page", "hashtag", "term"]
 
+SERIES_TIERS: Final = tuple(t for t in TIERS if t[0] in ("minute", "hour"))
+"""What series and summaries read: one key's hours (8,760 rows for a year), its minutes
+at the edges."""
+TOP_TIERS: Final = tuple(t for t in TIERS if t[0] in ("minute", "day", "week", "fourweek"))
+"""What top lists read: every key's four-week and week buckets, then days, then minutes
+at the edges (a year: 13 + 4 + 6 + 6 rows a key at most, and minutes)."""
+
 Piece = tuple[str, int, int]
 """`(tier, first minute, end minute)`: a span of the window read from one tier."""
 
@@ -72,16 +80,17 @@ def cover(first: int, last: int, tiers: tuple[tuple[str, int], ...] = TIERS) -> 
 
 def _union(prefix: str, columns: str, pieces: list[Piece], key: str | None = None) -> str:
     """One SELECT reading `columns` from each piece's tier table (rows of `key` only, if
-    given), glued with UNION ALL; its parameters come from `_parameters`."""
-    where = f"{key} = ? AND " if key else ""
+    given, found by its hash first), glued with UNION ALL; parameters from `_parameters`."""
+    where = f"h = ? AND {key} = ? AND " if key else ""
     return " UNION ALL ".join(
         f"SELECT {columns} FROM {prefix}_{tier} WHERE {where}minute >= ? AND minute < ?"
         for tier, _, _ in pieces
     )
 
 
-def _parameters(pieces: list[Piece], *key: str) -> list[Any]:
-    return [value for _, lo, hi in pieces for value in (*key, lo, hi)]
+def _parameters(pieces: list[Piece], key: str | None = None) -> list[Any]:
+    found = (key_hash(key), key) if key is not None else ()
+    return [value for _, lo, hi in pieces for value in (*found, lo, hi)]
 
 
 def series(
@@ -116,7 +125,7 @@ def series(
         tag = None if bucket == "day" else offset  # a day is one bucket, whatever its hours
         for index in range((lo + offset) // size, (hi - 1 + offset) // size + 1):
             values.setdefault((index, tag), 0)
-        tiers = tuple(t for t in TIERS if size % t[1] == 0 and offset % t[1] == 0)
+        tiers = tuple(t for t in SERIES_TIERS if size % t[1] == 0 and offset % t[1] == 0)
         pieces = cover(lo, hi, tiers)
         if not pieces:
             continue
@@ -124,10 +133,10 @@ def series(
         sql = f"SELECT floor((minute + ?) / ?), sum(n) FROM ({rows}) AS r GROUP BY 1"
         for index, value in query(sql, [offset, size, *_parameters(pieces, key)]):
             values[(int(index), tag)] += int(value)
-    return [(_label(index * size, tag, tz), value) for (index, tag), value in values.items()]
+    return [(bucket_start(index * size, tag, tz), value) for (index, tag), value in values.items()]
 
 
-def _label(local_minute: int, offset: int | None, tz: ZoneInfo) -> datetime:
+def bucket_start(local_minute: int, offset: int | None, tz: ZoneInfo) -> datetime:
     """The bucket start as an aware datetime: at `offset`, or (days) at the zone's own."""
     naive = datetime(1970, 1, 1) + timedelta(minutes=local_minute)
     if offset is None:
@@ -178,22 +187,38 @@ def top(
     offset: int,
 ) -> list[tuple[str, int]]:
     """The first `limit` after `offset` of the hashtags, the mentioned pages or the pages
-    by engagement received, most first."""
+    by engagement received, most first (ties by name).
+
+    Keys are summed by their hash, a number, which groups several times faster than
+    text; only the leaders (those tied at the cut included) are then named."""
     prefix, key, counted = TOP[what]
-    pieces = cover(*window.minutes)
+    pieces = cover(*window.minutes, TOP_TIERS)
     if not pieces:  # a window within one minute
         return []
-    rows = _union(prefix, f"{key} AS k, {counted} AS n", pieces)
-    sql = (
-        f"SELECT k, sum(n) AS total FROM ({rows}) AS r GROUP BY k HAVING sum(n) > 0"
-        " ORDER BY total DESC, k LIMIT ? OFFSET ?"
+    rows = _union(prefix, f"h, {counted} AS n", pieces)
+    ranked = query(
+        "SELECT h, total FROM (SELECT h, sum(n) AS total, rank() OVER (ORDER BY sum(n) DESC)"
+        f" AS place FROM ({rows}) AS r GROUP BY h HAVING sum(n) > 0) AS t WHERE place <= ?",
+        [*_parameters(pieces), limit + offset],
     )
-    return [(k, int(n)) for k, n in query(sql, [*_parameters(pieces), limit, offset])]
+    if not ranked:
+        return []
+    wanted = [h for h, _ in ranked]
+    named = _union(prefix, f"h, {key} AS k", pieces)
+    names: dict[int, str] = dict(
+        query(
+            f"SELECT h, min(k) FROM ({named}) AS r WHERE h IN ({', '.join('?' * len(wanted))})"
+            " GROUP BY h",
+            [*_parameters(pieces), *wanted],
+        )
+    )
+    leaders = sorted(((names[h], int(total)) for h, total in ranked), key=lambda r: (-r[1], r[0]))
+    return leaders[offset : offset + limit]
 
 
 def page_summary(query: Query, page: str, window: Window) -> dict[str, int]:
     """The page's counters summed over the window."""
-    pieces = cover(*window.minutes)
+    pieces = cover(*window.minutes, SERIES_TIERS)
     if not pieces:
         return dict.fromkeys(PAGE_COUNTERS, 0)
     rows = _union("page", ", ".join(PAGE_COUNTERS), pieces, "page")
@@ -208,15 +233,23 @@ def tracked_since(query: Query, term: str) -> datetime | None:
     return datetime.fromtimestamp(int(rows[0][0]) * 60, UTC) if rows else None
 
 
-def retained(window: Window, horizons: dict[str, int]) -> Window:
-    """The window widened to whole hours where minute rows are gone, and to whole days
-    where hour rows are: a report then counts whole buckets rather than missing edges."""
+def retained(
+    window: Window, horizons: dict[str, int], tiers: tuple[tuple[str, int], ...] = SERIES_TIERS
+) -> Window:
+    """The window of a report reading `tiers`, widened to whole buckets of the next tier
+    where a tier's rows are gone (minutes to hours for series, to days for top lists): a
+    report then counts whole buckets rather than missing its edges."""
     start, end = window.start, window.end
-    for tier, unit in (("minute", timedelta(hours=1)), ("hour", timedelta(days=1))):
+    steps = [
+        (finer, timedelta(minutes=size)) for (finer, _), (_, size) in itertools.pairwise(tiers)
+    ]
+    for tier, unit in steps:
         horizon = datetime.fromtimestamp(horizons.get(tier, 0) * 60, UTC)
         if start < horizon:
             start = _floor(start, unit)
-        if end < horizon:
+        # The end's partial bucket is read from the finer rows, from its start (or the
+        # window's): an end just past the horizon, in the horizon's bucket, needs it too.
+        if max(start, _floor(end, unit)) < horizon:
             end = _floor(end, unit) + (unit if _floor(end, unit) != end else timedelta(0))
     return Window(start, end)
 

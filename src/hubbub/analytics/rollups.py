@@ -20,12 +20,14 @@ of what each post added, which the store keeps and hands back (`known`).
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgspec
+import xxhash
 
 from hubbub.analytics.terms import TermMatcher
 from hubbub.eventlog.port import Record
@@ -44,23 +46,46 @@ PAGE_COUNTERS = (
 GLOBAL_COUNTERS = ("posts", "replies", "likes", "reposts", "deleted")
 
 
-TIERS: Final = (("minute", 1), ("hour", 60), ("day", 1440))
-"""The rollup tiers, as (name, minutes). Page and hashtag counts are kept at each tier
-(`page_minute`, `page_hour`, `page_day`, and `tag_...`), a row's `minute` being the
-first minute of its bucket (UTC), so that a long window reads whole days, its edges
-hours and minutes, and every tier answers the same SQL."""
+TIERS: Final = (
+    ("minute", 1),
+    ("hour", 60),
+    ("day", 1440),
+    ("week", 7 * 1440),
+    ("fourweek", 28 * 1440),
+)
+"""The rollup tiers, as (name, minutes). Page, hashtag and term counts are kept at each
+tier (`page_minute`, `page_hour`, ..., `page_fourweek`, and `tag_...`, `term_...`), a
+row's `minute` being the first minute of its bucket (UTC; weeks and four-week spans
+start on a Thursday, as the epoch did), so that a long window reads a few coarse rows
+and its edges finer ones, and every tier answers the same SQL."""
 
 TIERED: Final = {"page": PAGE_COUNTERS, "tag": ("posts",), "term": ("posts",)}
 """The tiered rollups: key column (and table prefix) -> counters."""
 
+KEYED_TIERS: Final = ("hour",)
+"""The tiers a store should keep in key order: series and page summaries (one key over
+up to a year) read minutes and hours; top lists (every key over a time range) read
+minutes, days and weeks, kept in time order (`reports.SERIES_TIERS`, `TOP_TIERS`)."""
 
-def schema(blob: str) -> tuple[str, ...]:
-    """The rollup tables, in SQL both stores speak (`blob`: their binary type)."""
+
+@functools.lru_cache(maxsize=1 << 18)
+def key_hash(key: str) -> int:
+    """A key's 63-bit hash, stored beside it (column `h`): rows kept in `h` order are found
+    by DuckDB's min/max statistics, which for text compare only the first 8 bytes (and
+    every page id starts with `did:plc:`)."""
+    return xxhash.xxh3_64_intdigest(key.encode()) >> 1
+
+
+def schema(blob: str, *, keyed: bool = True) -> tuple[str, ...]:
+    """The rollup tables, in SQL both stores speak (`blob`: their binary type). With
+    `keyed`, the tiered tables have a primary key to upsert into; without, a store
+    appends deltas and merges rows itself (the reports sum whatever rows there are)."""
     totals = ", ".join(f"{name} BIGINT NOT NULL DEFAULT 0" for name in GLOBAL_COUNTERS)
     tiered = tuple(
-        f"CREATE TABLE IF NOT EXISTS {key}_{tier} ({key} TEXT NOT NULL, minute BIGINT NOT NULL,"
-        f" {', '.join(f'{name} BIGINT NOT NULL DEFAULT 0' for name in counters)},"
-        f" PRIMARY KEY ({key}, minute))"
+        f"CREATE TABLE IF NOT EXISTS {key}_{tier} (h BIGINT NOT NULL, {key} TEXT NOT NULL,"
+        f" minute BIGINT NOT NULL,"
+        f" {', '.join(f'{name} BIGINT NOT NULL DEFAULT 0' for name in counters)}"
+        f"{f', PRIMARY KEY ({key}, minute)' if keyed else ''})"
         for key, counters in TIERED.items()
         for tier, _ in TIERS
     )
@@ -77,25 +102,39 @@ def schema(blob: str) -> tuple[str, ...]:
     )
 
 
+def _tier_select(key: str, source: str, minutes: int) -> str:
+    """The minute deltas in `source` summed into the buckets of a tier."""
+    counters = TIERED[key]
+    if minutes == 1:
+        return f"SELECT h, {key}, minute, {', '.join(counters)} FROM {source}"
+    sums = ", ".join(f"sum({name})" for name in counters)
+    return f"SELECT h, {key}, minute - minute % {minutes}, {sums} FROM {source} GROUP BY 1, 2, 3"
+
+
 def tier_upserts(key: str, source: str) -> tuple[str, ...]:
-    """Statements adding the minute deltas in table `source` (columns: `key`, minute and
-    the counters) to every tier of the `key` rollup, coarser tiers summed per bucket."""
+    """Statements adding the minute deltas in table `source` (columns: h, `key`, minute
+    and the counters) to every tier of the `key` rollup, coarser tiers summed per bucket."""
     counters = TIERED[key]
     statements = []
     for tier, minutes in TIERS:
         table = f"{key}_{tier}"
-        bucket = "minute" if minutes == 1 else f"minute - minute % {minutes}"
         adds = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in counters)
-        if minutes == 1:
-            select = f"SELECT {key}, minute, {', '.join(counters)} FROM {source}"
-        else:
-            sums = ", ".join(f"sum({name})" for name in counters)
-            select = f"SELECT {key}, {bucket}, {sums} FROM {source} GROUP BY 1, 2"
         statements.append(
-            f"INSERT INTO {table} ({key}, minute, {', '.join(counters)}) {select}"
+            f"INSERT INTO {table} (h, {key}, minute, {', '.join(counters)})"
+            f" {_tier_select(key, source, minutes)}"
             f" ON CONFLICT ({key}, minute) DO UPDATE SET {adds}"
         )
     return tuple(statements)
+
+
+def tier_appends(key: str, source: str) -> tuple[str, ...]:
+    """Statements appending the minute deltas in `source` to every tier, as new rows."""
+    counters = TIERED[key]
+    return tuple(
+        f"INSERT INTO {key}_{tier} (h, {key}, minute, {', '.join(counters)})"
+        f" {_tier_select(key, source, minutes)} ORDER BY 3"
+        for tier, minutes in TIERS
+    )
 
 
 def prune_statements(horizons: dict[str, int]) -> list[tuple[str, int]]:
@@ -162,11 +201,13 @@ class Deltas:
         if key in ("tag", "term"):
             counts = self.tags if key == "tag" else self.terms
             return {
+                "h": [key_hash(name) for name, _ in counts],
                 key: [name for name, _ in counts],
                 "minute": [minute for _, minute in counts],
                 "posts": list(counts.values()),
             }
         return {
+            "h": [key_hash(page) for page, _ in self.pages],
             "page": [page for page, _ in self.pages],
             "minute": [minute for _, minute in self.pages],
             **{

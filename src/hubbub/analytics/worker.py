@@ -17,6 +17,7 @@ from then on (`hubbub.analytics.terms`).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -26,7 +27,7 @@ import structlog
 from hubbub.analytics.archive import TOPICS as ARCHIVED
 from hubbub.analytics.archive import PostArchive
 from hubbub.analytics.ports import RollupStore, StagedRollups, StalePositions
-from hubbub.analytics.rollups import MINUTE_US, fold, posts_to_look_up
+from hubbub.analytics.rollups import MINUTE_US, Deltas, fold, posts_to_look_up
 from hubbub.analytics.terms import InvalidTerm, TermMatcher, term_key
 from hubbub.eventlog.port import EventLog
 from hubbub.kernel.events import CONTROL, DELETES, ENGAGEMENT, POSTS, WatchChanged
@@ -98,11 +99,14 @@ async def catch_up(
             if got:
                 records += got
                 reached[topic] = got[-1].position
+        newly = terms.matcher.terms - set(await asyncio.to_thread(_tracked, target))
         if not records:
+            if newly:  # a term watched on a quiet log is counted from now on
+                deltas = Deltas(tracked=dict.fromkeys(newly, time.time_ns() // 60_000_000_000))
+                await asyncio.to_thread(target.apply, deltas, {}, positions)
             return folded
         known = await asyncio.to_thread(target.contributions, posts_to_look_up(records))
         deltas = fold(records, known, terms.matcher)
-        newly = terms.matcher.terms - set(_tracked(target))
         first_minute = min(r.event.ts for r in records) // MINUTE_US
         deltas.tracked = dict.fromkeys(newly, first_minute)
         try:
@@ -162,7 +166,7 @@ def enforce_retention(
 ) -> dict[str, int]:
     """Drop rollups and archived hours past their retention; merge finished hours of the
     archive into one file each. Returns what was done, for the log."""
-    done = {"rollup_rows": store.prune(horizons)}
+    done = {"rollup_rows_dropped": store.prune(horizons)}
     if archive is not None:
         done["hours_merged"] = archive.compact(datetime.now(UTC) - timedelta(hours=1))
         if archive_horizon is not None:
@@ -173,21 +177,30 @@ def enforce_retention(
 async def keep_retention(
     store: RollupStore, archive: PostArchive | None, settings: Settings, every_s: float = 3600.0
 ) -> None:
-    """Enforce the retention settings now and every `every_s` until cancelled."""
+    """Compact the rollups every `rollup_compact_interval_s`, and enforce the retention
+    settings now and every `every_s`, until cancelled."""
+    due = 0.0
     while True:
-        now = datetime.now(UTC)
-        horizons = settings.rollup_horizons(int(now.timestamp() // 60))
-        archive_horizon = (
-            now - timedelta(days=settings.archive_days) if settings.archive_days else None
-        )
         try:
-            done = await asyncio.to_thread(
-                enforce_retention, store, archive, horizons, archive_horizon
-            )
-            log.info("retention enforced", **done)
+            if await asyncio.to_thread(store.compact):
+                log.info("rollups compacted")
         except Exception:
-            log.exception("retention could not be enforced")
-        await asyncio.sleep(every_s)
+            log.exception("the rollups could not be compacted")
+        if time.monotonic() >= due:
+            due = time.monotonic() + every_s
+            await _enforce(store, archive, settings)
+        await asyncio.sleep(settings.rollup_compact_interval_s)
+
+
+async def _enforce(store: RollupStore, archive: PostArchive | None, settings: Settings) -> None:
+    now = datetime.now(UTC)
+    horizons = settings.rollup_horizons(int(now.timestamp() // 60))
+    archive_horizon = now - timedelta(days=settings.archive_days) if settings.archive_days else None
+    try:
+        done = await asyncio.to_thread(enforce_retention, store, archive, horizons, archive_horizon)
+        log.info("retention enforced", **done)
+    except Exception:
+        log.exception("retention could not be enforced")
 
 
 async def rebuild(
@@ -197,6 +210,7 @@ async def rebuild(
     answering until the swap. Returns the records folded and where the rollups now are."""
     try:
         folded = await catch_up(staged.store, event_log, progress=progress)
+        await asyncio.to_thread(staged.store.compact, force=True)
     except BaseException:
         staged.discard()
         raise
