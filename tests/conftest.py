@@ -11,9 +11,12 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from hubbub.bootstrap import Platform
 from hubbub.kernel.events import PostPublished
+from hubbub.web.app import create_app
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NATS_URL = os.environ.get("HUBBUB_TEST_NATS_URL", "nats://127.0.0.1:4222")
@@ -72,6 +75,16 @@ async def running(
         stop.set()
         async with asyncio.timeout(5):
             await task
+
+
+@asynccontextmanager
+async def api_client(
+    platform: Platform, role: str = "analytics"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the app a process of `role` serves, over this platform."""
+    transport = httpx.ASGITransport(app=create_app(platform, role))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hubbub") as client:
+        yield client
 
 
 async def until(check: Callable[[], Awaitable[bool]]) -> None:

@@ -14,8 +14,7 @@ import pytest
 from hubbub.bootstrap import Platform, build_platform
 from hubbub.kernel.events import EngagementRecorded, Event, PostDeleted, PostPublished
 from hubbub.settings import Settings
-from hubbub.web.app import create_app
-from tests.conftest import until
+from tests.conftest import api_client, until
 
 # 2026-03-29 is the day Europe/Paris moves to summer time: 01:00 UTC is 03:00 there.
 DAY = datetime(2026, 3, 29, tzinfo=UTC)
@@ -69,8 +68,7 @@ async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
 
 @pytest.fixture
 async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(platform, "analytics"))
-    async with httpx.AsyncClient(transport=transport, base_url="http://hubbub") as client:
+    async with api_client(platform) as client:
         yield client
 
 

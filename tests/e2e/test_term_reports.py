@@ -13,8 +13,7 @@ import pytest
 from hubbub.bootstrap import Platform, build_platform
 from hubbub.kernel.events import Event, PostPublished
 from hubbub.settings import Settings
-from hubbub.web.app import create_app
-from tests.conftest import until
+from tests.conftest import api_client, until
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 WINDOW = {"start": "2026-11-20T00:00:00Z", "end": "2026-11-20T04:00:00Z"}
@@ -39,8 +38,7 @@ async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
 
 @pytest.fixture
 async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(platform, "analytics"))
-    async with httpx.AsyncClient(transport=transport, base_url="http://hubbub") as client:
+    async with api_client(platform) as client:
         yield client
 
 

@@ -16,7 +16,7 @@ from hubbub.analytics.webhooks import dispatch_once, signature
 from hubbub.bootstrap import Platform, build_platform
 from hubbub.kernel.events import AlertRaised, WatchChanged, WebhookDelivered
 from hubbub.settings import Settings
-from hubbub.web.app import create_app
+from tests.conftest import api_client
 from tests.integration.test_alerts import cli
 
 TENANT = "newsroom"
@@ -36,8 +36,7 @@ async def platform(data_dir: Path) -> AsyncIterator[Platform]:
 
 @pytest.fixture
 async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(platform, "analytics"))
-    async with httpx.AsyncClient(transport=transport, base_url="http://hubbub") as client:
+    async with api_client(platform) as client:
         yield client
 
 

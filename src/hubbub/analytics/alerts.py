@@ -23,6 +23,7 @@ from typing import Final, Protocol, TypeVar
 import msgspec
 import structlog
 
+from hubbub.analytics import reports
 from hubbub.analytics.ports import RollupStore
 from hubbub.analytics.spikes import SENSITIVITY, Rule, Spike, Statistic, detect
 from hubbub.analytics.terms import term_key
@@ -109,12 +110,12 @@ async def read_watches(event_log: EventLog) -> dict[str, WatchChanged]:
     return fold_watches(r.event for r in await event_log.read(CONTROL, 1, 10**9))
 
 
-_SQL: Final = {
-    "hashtag": "SELECT minute, posts FROM tag_minute WHERE tag = ? AND minute >= ? AND minute < ?",
-    "page": "SELECT minute, posts + mentions_received FROM page_minute"
-    " WHERE page = ? AND minute >= ? AND minute < ?",
-    "term": "SELECT minute, posts FROM term_minute WHERE term = ? AND minute >= ? AND minute < ?",
+_COUNTED: Final = {
+    "hashtag": ("tag", "posts"),
+    "page": ("page", "posts + mentions_received"),
+    "term": ("term", "posts"),
 }
+"""What a watch counts: (rollup, counted expression); a page's own posts and mentions."""
 
 
 def check(
@@ -123,14 +124,12 @@ def check(
     """The spike of the window ending at minute `now`, if it is one, against the same
     window of the days before."""
     days, width = policy.baseline_days, policy.window_minutes
-    first = now - days * 1440 - width
-    counts = [0] * (days + 1)  # oldest day first; the last is the window just ended
+    prefix, counted = _COUNTED[watch.kind]
     target = watch_target(watch.kind, watch.target)
-    for minute, n in store.query(_SQL[watch.kind], [target, first, now]):
-        ago = now - 1 - int(minute)  # minutes before the end of the window just ended
-        day, within = divmod(ago, 1440)
-        if within < width:
-            counts[days - day] += int(n)
+    counts = [  # oldest day first; the last is the window just ended
+        reports.total(store.query, prefix, target, counted, end - width, end)
+        for end in range(now - days * 1440, now + 1, 1440)
+    ]
     spikes = detect(counts, policy.rule(watch.sensitivity))
     return spikes[0] if spikes else None
 

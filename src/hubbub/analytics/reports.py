@@ -119,19 +119,36 @@ def series(
         raise ReportError("minute buckets cover at most 7 days: ask for hours or days")
     column = ENGAGEMENT if metric == "engagement" else metric
     prefix = _SERIES_KEYS[kind]
-    size = _BUCKET_MINUTES[bucket]
-    values: dict[tuple[int, int | None], int] = {}
-    for lo, hi, offset in offset_pieces(first, last, tz):
-        tag = None if bucket == "day" else offset  # a day is one bucket, whatever its hours
-        for index in range((lo + offset) // size, (hi - 1 + offset) // size + 1):
-            values.setdefault((index, tag), 0)
+
+    def sums(lo: int, hi: int, offset: int, size: int) -> list[tuple[Any, ...]]:
         tiers = tuple(t for t in SERIES_TIERS if size % t[1] == 0 and offset % t[1] == 0)
         pieces = cover(lo, hi, tiers)
         if not pieces:
-            continue
+            return []
         rows = _union(prefix, f"minute, {column} AS n", pieces, prefix)
         sql = f"SELECT floor((minute + ?) / ?), sum(n) FROM ({rows}) AS r GROUP BY 1"
-        for index, value in query(sql, [offset, size, *_parameters(pieces, key)]):
+        return query(sql, [offset, size, *_parameters(pieces, key)])
+
+    return bucketed(window, bucket, tz, sums)
+
+
+BucketSums = Callable[[int, int, int, int], list[tuple[Any, ...]]]
+"""`(lo, hi, offset, size) -> [(local bucket index, value)]`: the sums of the minutes
+`[lo, hi)`, all at one UTC offset, by `floor((minute + offset) / size)`."""
+
+
+def bucketed(
+    window: Window, bucket: Bucket, tz: ZoneInfo, sums: BucketSums
+) -> list[tuple[datetime, int]]:
+    """Every bucket of the window in `tz`, zeros included, filled in by `sums` piece by
+    piece between the zone's offset changes."""
+    size = _BUCKET_MINUTES[bucket]
+    values: dict[tuple[int, int | None], int] = {}
+    for lo, hi, offset in offset_pieces(*window.minutes, tz):
+        tag = None if bucket == "day" else offset  # a day is one bucket, whatever its hours
+        for index in range((lo + offset) // size, (hi - 1 + offset) // size + 1):
+            values.setdefault((index, tag), 0)
+        for index, value in sums(lo, hi, offset, size):
             values[(int(index), tag)] += int(value)
     return [(bucket_start(index * size, tag, tz), value) for (index, tag), value in values.items()]
 
@@ -203,17 +220,41 @@ def top(
     )
     if not ranked:
         return []
-    wanted = [h for h, _ in ranked]
-    named = _union(prefix, f"h, {key} AS k", pieces)
-    names: dict[int, str] = dict(
-        query(
-            f"SELECT h, min(k) FROM ({named}) AS r WHERE h IN ({', '.join('?' * len(wanted))})"
-            " GROUP BY h",
-            [*_parameters(pieces), *wanted],
-        )
-    )
+    names = _names(query, prefix, key, pieces, {h for h, _ in ranked})
     leaders = sorted(((names[h], int(total)) for h, total in ranked), key=lambda r: (-r[1], r[0]))
     return leaders[offset : offset + limit]
+
+
+def _names(
+    query: Query, prefix: str, key: str, pieces: list[Piece], wanted: set[int]
+) -> dict[int, str]:
+    """The keys of these hashes, looked up in the window's pieces from the coarsest
+    (fewest rows; usually the only one needed) on."""
+    sizes = dict(TIERS)
+    names: dict[int, str] = {}
+    for tier, lo, hi in sorted(pieces, key=lambda piece: -sizes[piece[0]]):
+        missing = sorted(wanted - names.keys())
+        if not missing:
+            break
+        names |= dict(
+            query(
+                f"SELECT h, min({key}) FROM {prefix}_{tier} WHERE minute >= ? AND minute < ?"
+                f" AND h IN ({', '.join('?' * len(missing))}) GROUP BY h",
+                [lo, hi, *missing],
+            )
+        )
+    return names
+
+
+def total(query: Query, prefix: str, key: str, counted: str, first: int, last: int) -> int:
+    """One key's `counted` summed over the minutes `[first, last)`: its hours, and
+    minutes at the edges."""
+    pieces = cover(first, last, SERIES_TIERS)
+    if not pieces:
+        return 0
+    rows = _union(prefix, f"{counted} AS n", pieces, prefix)
+    (row,) = query(f"SELECT coalesce(sum(n), 0) FROM ({rows}) AS r", _parameters(pieces, key))
+    return int(row[0])
 
 
 def page_summary(query: Query, page: str, window: Window) -> dict[str, int]:

@@ -244,22 +244,17 @@ class RawReports:
         tz: ZoneInfo,
         metric: str = "posts",
     ) -> list[tuple[datetime, int]]:
-        size = {"minute": 1, "hour": 60, "day": 1440}[bucket]
-        values: dict[tuple[int, int | None], int] = {}
-        for lo, hi, offset in reports.offset_pieces(*window.minutes, tz):
-            tag = None if bucket == "day" else offset
-            for index in range((lo + offset) // size, (hi - 1 + offset) // size + 1):
-                values.setdefault((index, tag), 0)
+        """Posts per bucket, bucketed as `reports.series` does (`metric` is posts)."""
+
+        def counts(lo: int, hi: int, offset: int, size: int) -> list[tuple[Any, ...]]:
             where, parameters = self._where(lo, hi)
             sql = (
                 f"SELECT floor((minute + ?) / ?), count(*) FROM {self._posts}"
                 f" WHERE {where} AND {_RAW_MATCH[kind]} GROUP BY 1"
             )
-            for index, n in self._db.execute(sql, [offset, size, *parameters, key]).fetchall():
-                values[(int(index), tag)] += int(n)
-        return [
-            (reports.bucket_start(index * size, tag, tz), n) for (index, tag), n in values.items()
-        ]
+            return self._db.execute(sql, [offset, size, *parameters, key]).fetchall()
+
+        return reports.bucketed(window, bucket, tz, counts)
 
     def close(self) -> None:
         self._db.close()
