@@ -246,13 +246,16 @@ class RawReports:
     ) -> list[tuple[datetime, int]]:
         """Posts per bucket, bucketed as `reports.series` does (`metric` is posts)."""
 
-        def counts(lo: int, hi: int, offset: int, size: int) -> list[tuple[Any, ...]]:
-            where, parameters = self._where(lo, hi)
-            sql = (
-                f"SELECT floor((minute + ?) / ?), count(*) FROM {self._posts}"
-                f" WHERE {where} AND {_RAW_MATCH[kind]} GROUP BY 1"
-            )
-            return self._db.execute(sql, [offset, size, *parameters, key]).fetchall()
+        def counts(spans: list[tuple[int, int, int]], size: int) -> list[tuple[Any, ...]]:
+            found = []
+            for lo, hi, offset in spans:
+                where, parameters = self._where(lo, hi)
+                sql = (
+                    f"SELECT floor((minute + ?) / ?), ?, count(*) FROM {self._posts}"
+                    f" WHERE {where} AND {_RAW_MATCH[kind]} GROUP BY 1"
+                )
+                found += self._db.execute(sql, [offset, size, offset, *parameters, key]).fetchall()
+            return found
 
         return reports.bucketed(window, bucket, tz, counts)
 
