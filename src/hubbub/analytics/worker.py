@@ -29,7 +29,7 @@ from hubbub.analytics.archive import PostArchive
 from hubbub.analytics.ports import RollupStore, StagedRollups, StalePositions
 from hubbub.analytics.rollups import MINUTE_US, Deltas, fold, posts_to_look_up
 from hubbub.analytics.terms import InvalidTerm, TermMatcher, term_key
-from hubbub.eventlog.port import EventLog
+from hubbub.eventlog.port import EventLog, Record
 from hubbub.kernel.events import CONTROL, DELETES, ENGAGEMENT, POSTS, WatchChanged
 from hubbub.settings import Settings
 
@@ -92,13 +92,7 @@ async def catch_up(
         target = current()
         positions = await asyncio.to_thread(target.positions)
         await terms.refresh(event_log)
-        records = []
-        reached: dict[str, int] = {}
-        for topic in TOPICS:
-            got = await event_log.read(topic, positions.get(topic, 0) + 1, batch)
-            if got:
-                records += got
-                reached[topic] = got[-1].position
+        records, reached = await _read_batch(event_log, positions, batch)
         newly = terms.matcher.terms - set(await asyncio.to_thread(_tracked, target))
         if not records:
             if newly:  # a term watched on a quiet log is counted from now on
@@ -116,6 +110,20 @@ async def catch_up(
             continue
         folded += len(records)
         progress(len(records))
+
+
+async def _read_batch(
+    event_log: EventLog, positions: dict[str, int], batch: int
+) -> tuple[list[Record], dict[str, int]]:
+    """Up to `batch` records of each topic past `positions`, and the positions reached."""
+    records: list[Record] = []
+    reached: dict[str, int] = {}
+    for topic in TOPICS:
+        got = await event_log.read(topic, positions.get(topic, 0) + 1, batch)
+        if got:
+            records += got
+            reached[topic] = got[-1].position
+    return records, reached
 
 
 def _tracked(store: RollupStore) -> list[str]:
