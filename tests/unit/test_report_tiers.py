@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -134,3 +135,31 @@ def test_a_window_inside_one_minute_is_empty(store: DuckDBRollups) -> None:
     window = Window(moment, moment + timedelta(seconds=20))
     assert reports.top(store.query, "hashtags", window, 10, 0) == []
     assert reports.page_summary(store.query, "page3", window) == dict.fromkeys(PAGE_COUNTERS, 0)
+
+
+def test_compaction_waits_for_a_tail_worth_merging(tmp_path: Path) -> None:
+    store = DuckDBRollups(tmp_path / "r.duckdb", compact_tail_rows=50, compact_tail_share=0.5)
+
+    def rows(table: str) -> tuple[int, int]:
+        ((count, total),) = store.query(f"SELECT count(*), sum(posts) FROM {table}")
+        return int(count), int(total)
+
+    def batch() -> None:  # one post on #news in each of the day's first 40 minutes
+        deltas = Deltas()
+        for minute in range(40):
+            deltas.tags[("news", FIRST + minute)] += 1
+        store.apply(deltas, {}, {})
+
+    try:
+        batch()
+        assert store.compact() == 0  # 40 new minute rows: under the 50 a table waits for
+        batch()
+        assert rows("tag_minute") == (80, 80)
+        assert store.compact() >= 1  # 80: the minute tier merges its tail
+        assert rows("tag_minute") == (40, 80)
+        assert rows("tag_hour") == (2, 80)  # 2 new rows: the hour tier waits
+        assert store.compact(force=True) >= 1
+        assert rows("tag_hour") == (1, 80)
+        assert reports.top(store.query, "hashtags", window_of(0, 60), 5, 0) == [("news", 80)]
+    finally:
+        store.close()

@@ -70,10 +70,12 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS compacted (name TEXT PRIMARY KEY, rows BIGINT NOT NULL,"
     " tail_since BIGINT)",
 )
-COMPACT_TAIL_SHARE = 0.05
-"""A table is compacted once the rows appended since exceed this share of it, or
-`COMPACT_TAIL_ROWS`: a key-ordered one is rewritten, a time-ordered one merges its tail."""
 COMPACT_TAIL_ROWS = 200_000
+"""A time-ordered table merges its tail once this many rows were appended to it."""
+COMPACT_TAIL_SHARE = 0.05
+"""A key-ordered table, which compaction rewrites whole, waits until the rows appended
+since are also this share of it: the rewrite's cost is then a few percent of the writes
+however large the table grows, and a series reads a tail of at most that many rows."""
 
 _add_totals = ", ".join(
     f"{name} = global_minute.{name} + excluded.{name}" for name in GLOBAL_COUNTERS
@@ -85,8 +87,15 @@ _decode = msgspec.msgpack.Decoder(Contribution).decode
 class DuckDBRollups:
     """Rollups in a DuckDB file; one writer process at a time (DuckDB's rule)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        compact_tail_rows: int = COMPACT_TAIL_ROWS,
+        compact_tail_share: float = COMPACT_TAIL_SHARE,
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._tail_rows, self._tail_share = compact_tail_rows, compact_tail_share
         self._db = duckdb.connect(str(path))
         self._writing = threading.Lock()  # close() waits for a batch being applied
         for statement in SCHEMA:
@@ -237,10 +246,11 @@ class DuckDBRollups:
         ).fetchall()
         before, tail_since = found[0] if found else (0, 0)
         tail = total - before
-        if tail <= 0 or not (force or tail > min(COMPACT_TAIL_ROWS, COMPACT_TAIL_SHARE * total)):
+        keyed = tier in KEYED_TIERS
+        due = max(self._tail_rows, self._tail_share * total if keyed else 0)
+        if tail <= 0 or not (force or tail > due):
             return 0
         sums = ", ".join(f"sum({name}) AS {name}" for name in TIERED[key])
-        keyed = tier in KEYED_TIERS
         # Key order needs the whole table rewritten; time order, the buckets of the tail.
         since = 0 if keyed or tail_since is None else tail_since
         db.begin()
