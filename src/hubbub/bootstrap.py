@@ -13,6 +13,7 @@ from hubbub.analytics.duckdb_store import DuckDBStaging, LiveDuckDB
 from hubbub.analytics.ports import RollupStore, StagedRollups
 from hubbub.eventlog.port import EventLog
 from hubbub.eventlog.sqlite import SqliteEventLog
+from hubbub.gateway.ports import TenantStore
 from hubbub.ingest.mapping.base import SourceMapping
 from hubbub.ingest.mapping.jetstream import JetstreamMapping
 from hubbub.ingest.mapping.mastodon import MastodonMapping
@@ -94,6 +95,14 @@ def open_staged_rollups(settings: Settings) -> StagedRollups:
 
         return PostgresStaging(settings.analytics_postgres_url)
     return DuckDBStaging(settings.data_dir)
+
+
+def open_tenant_store(settings: Settings) -> TenantStore:
+    """Tenants, users and keys: SQLite in the data dir, or the database the URL names."""
+    from hubbub.gateway.sql import SqlTenantStore
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqlTenantStore(settings.relational)
 
 
 def open_archive(settings: Settings) -> PostArchive:

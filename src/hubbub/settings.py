@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     spike_sensitivity: str = Field(
         "medium", pattern="^(high|medium|low)$", description="Default sensitivity of watches."
     )
+    # Tenants, users, keys
+    relational_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the relational store (postgresql+psycopg://...);"
+        " default: SQLite in the data dir.",
+    )
     # Cache
     cache: str = Field("memory", pattern="^(memory|redis)$", description="memory or redis.")
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -137,6 +143,10 @@ class Settings(BaseSettings):
     @property
     def mentions_snapshot_path(self) -> Path:
         return self.data_dir / "mentions"
+
+    @property
+    def relational(self) -> str:
+        return self.relational_url or f"sqlite:///{self.data_dir / 'relational.db'}"
 
     @property
     def archive_path(self) -> Path:

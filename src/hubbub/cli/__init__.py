@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from hubbub.cli import analytics, bench, generate, ingest, log, mentions, serve, watch, webhook
+from hubbub.cli import (
+    analytics,
+    bench,
+    generate,
+    ingest,
+    log,
+    mentions,
+    serve,
+    tenants,
+    watch,
+    webhook,
+)
 from hubbub.cli.common import State
 from hubbub.kernel.runtime import tune_for_throughput
 
@@ -38,6 +49,8 @@ app.add_typer(generate.app, name="generate")
 app.add_typer(log.log_app, name="log")
 app.add_typer(log.deadletter_app, name="deadletter")
 app.add_typer(mentions.app, name="mentions")
+app.add_typer(tenants.tenants_app, name="tenants")
+app.add_typer(tenants.keys_app, name="keys")
 app.add_typer(analytics.app, name="analytics")
 app.add_typer(watch.app, name="watch")
 app.add_typer(webhook.app, name="webhook")

@@ -1,0 +1,1 @@
+"""The gateway: tenants, users and API keys, and (to come) the public entrance."""

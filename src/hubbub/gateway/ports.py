@@ -1,0 +1,86 @@
+"""The relational store port: tenants (workspaces), their users and their API keys.
+
+Contract, which every adapter meets (`tests/contract/test_tenant_stores.py`):
+
+- Tenants have unique names; creating a second one of the same name is `Conflict`.
+- A user belongs to one tenant with one role of `ROLES`; an email is unique within
+  its tenant.
+- A key is shown once, when made; the store keeps its hash. `authenticate` answers the
+  key's tenant and role for a valid, unrevoked token, and None for anything else
+  (malformed, unknown, revoked, wrong secret), never telling which.
+- Everything a tenant owns is reached through its tenant id: a key id of another
+  tenant is `NotFound`, as one that does not exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Literal, Protocol
+
+Role = Literal["owner", "admin", "editor", "viewer"]
+ROLES: Final[tuple[Role, ...]] = ("owner", "admin", "editor", "viewer")
+
+
+class Conflict(ValueError):
+    """The thing exists already; the message says which."""
+
+
+class NotFound(LookupError):
+    """No such thing for this tenant."""
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    tenant: str
+    email: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    tenant: str
+    name: str
+    role: Role
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a valid key speaks for."""
+
+    tenant: str
+    key: str
+    role: Role
+
+
+class TenantStore(Protocol):
+    def create_tenant(self, name: str) -> Tenant: ...
+
+    def tenants(self) -> list[Tenant]: ...
+
+    def add_user(self, tenant: str, email: str, role: Role) -> User: ...
+
+    def users(self, tenant: str) -> list[User]: ...
+
+    def create_key(self, tenant: str, name: str, role: Role) -> tuple[ApiKey, str]:
+        """The key and its token, which is never available again."""
+        ...
+
+    def keys(self, tenant: str) -> list[ApiKey]: ...
+
+    def revoke_key(self, tenant: str, key: str) -> ApiKey: ...
+
+    def authenticate(self, token: str) -> Caller | None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,175 @@
+"""The relational store on SQLAlchemy Core: SQLite by default, PostgreSQL to scale out.
+
+The schema is Alembic's (`hubbub/gateway/migrations`), brought to its head when the
+store opens, so a new release migrates the database it finds. Every statement is built
+with SQLAlchemy's expression language: values are always bound parameters.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.exc import IntegrityError
+
+from hubbub.gateway import keys
+from hubbub.gateway.ports import ROLES, ApiKey, Caller, Conflict, NotFound, Role, Tenant, User
+
+metadata = sa.MetaData()
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.String(32), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.UniqueConstraint("tenant", "email"),
+)
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.String(32), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Index("api_keys_tenant", "tenant"),
+)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the database to the newest schema."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; they were written in UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+def _role(role: str) -> Role:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}: use {', '.join(ROLES)}")
+    return role
+
+
+class SqlTenantStore:
+    """Tenants, users and keys in the database at `url` (any SQLAlchemy URL)."""
+
+    def __init__(self, url: str) -> None:
+        self._engine = sa.create_engine(url)
+        migrate(self._engine)
+
+    @classmethod
+    def sqlite(cls, path: Path) -> SqlTenantStore:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{path}")
+
+    def create_tenant(self, name: str) -> Tenant:
+        tenant = Tenant(secrets.token_hex(8), name, _now())
+        try:
+            with self._engine.begin() as db:
+                db.execute(tenants.insert().values(vars(tenant)))
+        except IntegrityError as error:
+            raise Conflict(f"a tenant named {name!r} exists already") from error
+        return tenant
+
+    def tenants(self) -> list[Tenant]:
+        with self._engine.connect() as db:
+            rows = db.execute(sa.select(tenants).order_by(tenants.c.created_at)).all()
+        return [Tenant(row.id, row.name, _aware(row.created_at) or _now()) for row in rows]
+
+    def _check_tenant(self, db: sa.Connection, tenant: str) -> None:
+        if db.execute(sa.select(tenants.c.id).where(tenants.c.id == tenant)).first() is None:
+            raise NotFound(f"no tenant {tenant!r}")
+
+    def add_user(self, tenant: str, email: str, role: Role) -> User:
+        user = User(secrets.token_hex(8), tenant, email.strip().lower(), _role(role))
+        try:
+            with self._engine.begin() as db:
+                self._check_tenant(db, tenant)
+                db.execute(users.insert().values(vars(user)))
+        except IntegrityError as error:
+            raise Conflict(f"{user.email} is a user of this tenant already") from error
+        return user
+
+    def users(self, tenant: str) -> list[User]:
+        with self._engine.connect() as db:
+            rows = db.execute(
+                sa.select(users).where(users.c.tenant == tenant).order_by(users.c.email)
+            ).all()
+        return [User(row.id, row.tenant, row.email, _role(row.role)) for row in rows]
+
+    def create_key(self, tenant: str, name: str, role: Role) -> tuple[ApiKey, str]:
+        made = keys.new_key()
+        key = ApiKey(made.key_id, tenant, name, _role(role), _now(), None)
+        with self._engine.begin() as db:
+            self._check_tenant(db, tenant)
+            db.execute(api_keys.insert().values(**vars(key), secret_hash=made.secret_hash))
+        return key, made.token
+
+    def keys(self, tenant: str) -> list[ApiKey]:
+        with self._engine.connect() as db:
+            rows = db.execute(
+                sa.select(api_keys)
+                .where(api_keys.c.tenant == tenant)
+                .order_by(api_keys.c.created_at)
+            ).all()
+        return [self._key(row) for row in rows]
+
+    def revoke_key(self, tenant: str, key: str) -> ApiKey:
+        mine = (api_keys.c.id == key) & (api_keys.c.tenant == tenant)
+        with self._engine.begin() as db:
+            row = db.execute(sa.select(api_keys).where(mine)).first()
+            if row is None:
+                raise NotFound(f"no key {key!r}")
+            if row.revoked_at is None:
+                db.execute(api_keys.update().where(mine).values(revoked_at=_now()))
+            row = db.execute(sa.select(api_keys).where(mine)).one()
+        return self._key(row)
+
+    def authenticate(self, token: str) -> Caller | None:
+        parsed = keys.parse(token)
+        if parsed is None:
+            return None
+        key_id, secret = parsed
+        with self._engine.connect() as db:
+            row = db.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).first()
+        if row is None or row.revoked_at is not None or not keys.matches(secret, row.secret_hash):
+            return None
+        return Caller(row.tenant, row.id, _role(row.role))
+
+    @staticmethod
+    def _key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
+        return ApiKey(
+            row.id, row.tenant, row.name, _role(row.role),
+            _aware(row.created_at) or _now(), _aware(row.revoked_at),
+        )  # fmt: skip
+
+    def close(self) -> None:
+        self._engine.dispose()
