@@ -23,6 +23,7 @@ from hubbub.ingest.ports import IngestState
 from hubbub.ingest.sqlite import SqliteIngestState
 from hubbub.kernel.cache import Cache, MemoryCache, RedisCache
 from hubbub.kernel.clock import Clock, SystemClock
+from hubbub.kernel.sealing import SecretBox, key_file
 from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.ports import MentionsBackend
 from hubbub.mentions.store import warm_up
@@ -105,6 +106,13 @@ def open_tenant_store(settings: Settings) -> TenantStore:
     return SqlTenantStore(settings.relational)
 
 
+def open_secret_box(settings: Settings) -> SecretBox:
+    """What seals and opens secrets at rest: the configured key, or the data dir's."""
+    if settings.secret_key is not None:
+        return SecretBox(settings.secret_key.get_secret_value().encode())
+    return SecretBox(key_file(settings.data_dir / "secret.key"))
+
+
 def open_archive(settings: Settings) -> PostArchive:
     return PostArchive(settings.archive_path)
 
@@ -125,6 +133,7 @@ class Platform:
     _mentions: MentionsReplica | None = None
     _analytics: RollupStore | None = None
     _cache: Cache | None = None
+    _secret_box: SecretBox | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def mentions(self) -> MentionsReplica:
@@ -168,9 +177,15 @@ class Platform:
                 asyncio.create_task(
                     monitor(store, self.event_log, settings.alert_check_interval_s, policy)
                 ),
-                asyncio.create_task(dispatch(self.event_log)),
+                asyncio.create_task(dispatch(self.event_log, self.secret_box())),
             ]
         return self._analytics
+
+    def secret_box(self) -> SecretBox:
+        """What seals secrets before they are written and opens them where used."""
+        if self._secret_box is None:
+            self._secret_box = open_secret_box(self.settings)
+        return self._secret_box
 
     def cache(self) -> Cache:
         """The cache the settings name; Redis keys are prefixed by the stream prefix."""

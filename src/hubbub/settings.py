@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EVENT_LOG_ADAPTERS: Final = ("sqlite", "jetstream")
@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     )
     spike_sensitivity: str = Field(
         "medium", pattern="^(high|medium|low)$", description="Default sensitivity of watches."
+    )
+    # Secrets at rest
+    secret_key: SecretStr | None = Field(
+        None, description="Fernet key sealing secrets at rest; default: DATA_DIR/secret.key."
     )
     # Tenants, users, keys
     relational_url: str | None = Field(

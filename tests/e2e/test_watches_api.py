@@ -14,7 +14,7 @@ import pytest
 from hubbub.analytics.alerts import Alert, read_watches
 from hubbub.analytics.webhooks import dispatch_once, signature
 from hubbub.bootstrap import Platform, build_platform
-from hubbub.kernel.events import AlertRaised, WatchChanged, WebhookDelivered
+from hubbub.kernel.events import CONTROL, AlertRaised, WatchChanged, WebhookDelivered
 from hubbub.settings import Settings
 from tests.conftest import api_client
 from tests.integration.test_alerts import cli
@@ -127,7 +127,7 @@ async def test_a_webhook_secret_is_answered_once_and_never_listed(
     made = await client.post("/v1/webhooks", json={"url": "https://hooks.example/a"})
     assert made.status_code == 201
     hook = made.json()
-    assert len(hook["secret"]) == 64  # 32 random bytes, in hex
+    assert len(hook["secret"]) == 43  # 32 random bytes, URL-safe base64, as the CLI makes
     chosen = await client.post(
         "/v1/webhooks", json={"url": "https://hooks.example/b", "secret": "s3cret-of-ours"}
     )
@@ -209,9 +209,13 @@ async def test_an_alert_reaches_a_webhook_added_over_http_signed_with_its_secret
                      name="spike:hashtag:quake", message=msgspec.json.encode(alert).decode())]
     )  # fmt: skip
     async with httpx.AsyncClient(transport=httpx.MockTransport(receiver)) as sender:
-        assert await dispatch_once(platform.event_log, sender, attempts=1) == 1
+        assert (
+            await dispatch_once(platform.event_log, sender, platform.secret_box(), attempts=1) == 1
+        )
 
     (request,) = received
+    logged_hooks = await platform.event_log.read(CONTROL, 1, 100)
+    assert all(hook["secret"] not in repr(r.event) for r in logged_hooks)  # sealed at rest
     stamp = request.headers["Hubbub-Signature"].split(",")[0].removeprefix("t=")
     expected = signature(hook["secret"], int(stamp), request.content)
     assert request.headers["Hubbub-Signature"] == expected

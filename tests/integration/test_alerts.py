@@ -18,7 +18,7 @@ from hubbub.analytics.alerts import ALERTS, Alert, monitor_once
 from hubbub.analytics.duckdb_store import DuckDBRollups
 from hubbub.analytics.webhooks import dispatch_once, signature
 from hubbub.analytics.worker import catch_up
-from hubbub.bootstrap import build_platform
+from hubbub.bootstrap import build_platform, open_secret_box
 from hubbub.cli import app
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.events import AlertRaised, Event, PostPublished, WatchChanged
@@ -130,9 +130,10 @@ async def test_an_alert_reaches_its_tenants_webhook_signed_after_retries(data_di
         secret = added.split("secret")[1].split()[0]
         (alert,) = await monitor_once(store, log, NOW)
 
+        box = open_secret_box(Settings(data_dir=data_dir))  # the key the CLI sealed with
         async with httpx.AsyncClient(timeout=5) as client:
-            assert await dispatch_once(log, client, backoff_s=0.01) == 1
-            assert await dispatch_once(log, client, backoff_s=0.01) == 0  # delivered once
+            assert await dispatch_once(log, client, box, backoff_s=0.01) == 1
+            assert await dispatch_once(log, client, box, backoff_s=0.01) == 0  # delivered once
 
         *failed, (body, signed) = receiver.received
         assert len(failed) == 2

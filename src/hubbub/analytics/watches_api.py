@@ -162,12 +162,13 @@ def _webhook_routes(platform: Platform, tenant_of: TenantOf) -> APIRouter:
         """Add a webhook for the tenant's alerts. The answer holds the secret that signs
         them (`Hubbub-Signature`), and is the only one that does: keep it."""
         tenant = tenant_of(request)
+        secret = body.secret or secrets.token_urlsafe(32)
         hook = WebhookChanged(
             id="", key=tenant, ts=0, source="api", tenant=tenant, webhook=short_id(),
-            url=body.url, secret=body.secret or secrets.token_hex(32),
+            url=body.url, secret=platform.secret_box().seal(secret),
         )  # fmt: skip
         await _append(platform, hook, hook.webhook)
-        return WebhookSecretRead(id=hook.webhook, tenant=tenant, url=hook.url, secret=hook.secret)
+        return WebhookSecretRead(id=hook.webhook, tenant=tenant, url=hook.url, secret=secret)
 
     @router.get("")
     async def list_hooks(request: Request) -> list[WebhookRead]:

@@ -5,6 +5,8 @@
   A receiver recomputes it (`signature`) and rejects old timestamps to stop replays.
 - **Retried** with exponential backoff and jitter on a network error or a 5xx/429,
   up to `attempts` tries; a 4xx other than 429 is final.
+- **Sealed at rest:** the secret travels in `WebhookChanged` sealed
+  (`hubbub.kernel.sealing`), and is opened only to sign.
 - **Logged:** each delivery's outcome is a `WebhookDelivered` event on the `deliveries`
   topic (`hubbub webhook deliveries`).
 
@@ -30,6 +32,7 @@ from hubbub.analytics.alerts import ALERTS, Alert, fold_active
 from hubbub.eventlog.port import EventLog
 from hubbub.kernel.events import CONTROL, AlertRaised, WebhookChanged, WebhookDelivered
 from hubbub.kernel.ids import event_id
+from hubbub.kernel.sealing import SealError, SecretBox
 
 GROUP: Final = "webhooks"
 DELIVERIES: Final = "deliveries"
@@ -85,17 +88,23 @@ async def deliver(
     client: httpx.AsyncClient,
     hook: WebhookChanged,
     body: bytes,
+    box: SecretBox,
     *,
     attempts: int = 5,
     backoff_s: float = 0.5,
 ) -> tuple[int, int, str]:
-    """POST `body` to the hook, retrying; returns (status or 0, attempts made, error)."""
+    """POST `body` to the hook, signed with its secret (opened with `box`), retrying;
+    returns (status or 0, attempts made, error)."""
     status, error = 0, ""
+    try:
+        secret = box.open(hook.secret)
+    except SealError as failure:  # logged as a failed delivery, not retried
+        return 0, 0, str(failure)
     for attempt in range(1, attempts + 1):
         now = int(time.time())
         headers = {
             "Content-Type": "application/json",
-            "Hubbub-Signature": signature(hook.secret, now, body),
+            "Hubbub-Signature": signature(secret, now, body),
         }
         try:
             response = await client.post(hook.url, content=body, headers=headers)
@@ -111,7 +120,12 @@ async def deliver(
 
 
 async def dispatch_once(
-    event_log: EventLog, client: httpx.AsyncClient, *, attempts: int = 5, backoff_s: float = 0.5
+    event_log: EventLog,
+    client: httpx.AsyncClient,
+    box: SecretBox,
+    *,
+    attempts: int = 5,
+    backoff_s: float = 0.5,
 ) -> int:
     """Deliver every alert not yet delivered; returns how many alerts were handled."""
     handled = 0
@@ -126,7 +140,7 @@ async def dispatch_once(
             outcomes = []
             for hook in (h for h in hooks.values() if h.tenant == alert.tenant):
                 status, made, error = await deliver(
-                    client, hook, body, attempts=attempts, backoff_s=backoff_s
+                    client, hook, body, box, attempts=attempts, backoff_s=backoff_s
                 )
                 outcomes.append(
                     WebhookDelivered(
@@ -144,12 +158,12 @@ async def dispatch_once(
     return handled
 
 
-async def dispatch(event_log: EventLog, interval_s: float = 1.0) -> None:
+async def dispatch(event_log: EventLog, box: SecretBox, interval_s: float = 1.0) -> None:
     """Deliver alerts as they come, until cancelled."""
     async with httpx.AsyncClient(timeout=10) as client:
         while True:
             try:
-                await dispatch_once(event_log, client)
+                await dispatch_once(event_log, client, box)
             except Exception:
                 log.exception("webhook dispatch failed; retrying")
             await asyncio.sleep(interval_s)

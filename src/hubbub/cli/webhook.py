@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hubbub.analytics.webhooks import check_url, read_deliveries, read_webhooks
+from hubbub.bootstrap import open_secret_box
 from hubbub.cli.common import append_command, fail, load_settings, print_json, run, with_log
 from hubbub.kernel.commands import short_id
 from hubbub.kernel.events import WebhookChanged
@@ -35,12 +36,13 @@ def add(
     except ValueError as error:
         fail(str(error))
     settings = load_settings()
+    secret = secrets.token_urlsafe(32)
     hook = WebhookChanged(
         id="", key=tenant or settings.tenant, ts=0, source="cli", tenant=tenant or settings.tenant,
-        webhook=short_id(), url=url, secret=secrets.token_urlsafe(32),
+        webhook=short_id(), url=url, secret=open_secret_box(settings).seal(secret),
     )  # fmt: skip
     _save(settings, hook)
-    out.print(f"webhook {hook.webhook}\nsecret  {hook.secret}  (verify Hubbub-Signature with it)")
+    out.print(f"webhook {hook.webhook}\nsecret  {secret}  (verify Hubbub-Signature with it)")
 
 
 @app.command("list")
