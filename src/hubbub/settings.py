@@ -8,7 +8,7 @@ start with the list of names that exist.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -93,11 +93,11 @@ class Settings(BaseSettings):
     spike_min_volume: int = Field(20, ge=0, description="Fewer posts than this never alert.")
     spike_min_ratio: float = Field(1.5, ge=1, description="Times the usual level, at least.")
     spike_cooldown_minutes: int = Field(360, ge=0, description="Quiet time after an alert.")
-    spike_statistic: str = Field(
-        "mean", pattern="^(mean|robust)$", description="mean + k·sigma, or median + k·MAD."
+    spike_statistic: Literal["mean", "robust"] = Field(
+        "mean", description="mean + k·sigma, or median + k·MAD."
     )
-    spike_sensitivity: str = Field(
-        "medium", pattern="^(high|medium|low)$", description="Default sensitivity of watches."
+    spike_sensitivity: Literal["high", "medium", "low"] = Field(
+        "medium", description="Default sensitivity of watches."
     )
     # Secrets at rest
     secret_key: SecretStr | None = Field(

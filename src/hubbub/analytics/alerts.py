@@ -56,7 +56,7 @@ class AlertPolicy:
             min_volume=settings.spike_min_volume,
             min_ratio=settings.spike_min_ratio,
             cooldown_minutes=settings.spike_cooldown_minutes,
-            statistic=settings.spike_statistic,  # type: ignore[arg-type]
+            statistic=settings.spike_statistic,
         )
 
     def rule(self, sensitivity: str) -> Rule:

@@ -25,7 +25,7 @@ import re
 import shutil
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -202,12 +202,3 @@ def _ranges(folder: Path) -> Iterable[tuple[int, int, Path]]:
         match = _FILE.match(path.name)
         if match:
             yield int(match[1]), int(match[2]), path
-
-
-def hour_start(moment: datetime) -> datetime:
-    return moment.replace(minute=0, second=0, microsecond=0)
-
-
-def retention_horizon(now: datetime, days: float) -> datetime:
-    """The start of the oldest hour kept when `days` of archive are kept."""
-    return hour_start(now - timedelta(days=days))

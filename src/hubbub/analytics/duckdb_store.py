@@ -60,8 +60,14 @@ class _PandasAbsent(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 
-if importlib.util.find_spec("pandas") is None:
-    sys.meta_path.insert(0, _PandasAbsent())
+def skip_pandas_lookups() -> None:
+    """Install `_PandasAbsent` once, if pandas is not installed (DuckDB stores and any
+    other DuckDB reader call this when they open)."""
+    if any(isinstance(finder, _PandasAbsent) for finder in sys.meta_path):
+        return
+    if importlib.util.find_spec("pandas") is None:
+        sys.meta_path.insert(0, _PandasAbsent())
+
 
 SCHEMA = (
     *schema("BLOB", keyed=False),
@@ -96,6 +102,7 @@ class DuckDBRollups:
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._tail_rows, self._tail_share = compact_tail_rows, compact_tail_share
+        skip_pandas_lookups()
         self._db = duckdb.connect(str(path))
         self._writing = threading.Lock()  # close() waits for a batch being applied
         for statement in SCHEMA:

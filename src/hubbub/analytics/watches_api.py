@@ -129,7 +129,7 @@ def _watch_routes(platform: Platform, tenant_of: TenantOf) -> APIRouter:
         sensitivity = body.sensitivity or platform.settings.spike_sensitivity
         change = WatchChanged(
             id="", key=tenant, ts=0, source="api", tenant=tenant, watch=short_id(),
-            kind=body.kind, target=body.target, sensitivity=sensitivity,  # type: ignore[arg-type]
+            kind=body.kind, target=body.target, sensitivity=sensitivity,
         )  # fmt: skip
         await _append(platform, change, change.watch)
         return _watch_read(change)

@@ -52,7 +52,7 @@ def add(
     change = WatchChanged(
         id="", key=tenant or settings.tenant, ts=0, source="cli", tenant=tenant or settings.tenant,
         watch=short_id(), kind=kind, target=target,  # type: ignore[arg-type]
-        sensitivity=sensitivity or settings.spike_sensitivity,  # type: ignore[arg-type]
+        sensitivity=sensitivity or settings.spike_sensitivity,
     )  # fmt: skip
     _save(settings, change)
     out.print(change.watch)
