@@ -10,6 +10,7 @@ import typer
 from hubbub.cli import (
     analytics,
     bench,
+    flags,
     generate,
     ingest,
     log,
@@ -54,6 +55,7 @@ app.add_typer(tenants.keys_app, name="keys")
 app.add_typer(analytics.app, name="analytics")
 app.add_typer(watch.app, name="watch")
 app.add_typer(webhook.app, name="webhook")
+app.add_typer(flags.app, name="flags")
 app.add_typer(bench.app, name="bench")
 app.command()(serve.serve)
 app.command()(serve.demo)

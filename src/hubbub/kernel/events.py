@@ -31,6 +31,7 @@ ENGAGEMENT: Final = "engagement"
 DELETES: Final = "deletes"
 DEADLETTER: Final = "deadletter"
 CONTROL: Final = "control"
+USAGE: Final = "usage"
 TOPICS: Final = (POSTS, PAGES, ENGAGEMENT, DELETES, DEADLETTER, CONTROL)
 
 
@@ -170,6 +171,46 @@ class SettingChanged(Event, frozen=True, kw_only=True, tag=True):
     value: str
 
 
+class FlagChanged(Event, frozen=True, kw_only=True, tag=True):
+    """A feature flag was set (or, with `active` false, removed).
+
+    `scope` is `platform` for the operator's flags, rolled out across tenants, or a
+    tenant id for a tenant's own. `enabled` false is the kill switch: off for everyone.
+    """
+
+    scope: str
+    flag: str
+    enabled: bool = True
+    percent: float = 0.0
+    allow: list[str] = []
+    deny: list[str] = []
+    description: str = ""
+    active: bool = True
+
+
+class RouteChanged(Event, frozen=True, kw_only=True, tag=True):
+    """A gateway route (a path prefix) now goes to `new`, to `legacy`, or to `new` for
+    `percent` of tenants; `shadow` also sends each request to the other side and logs
+    where the answers differ. `active` false removes the route."""
+
+    prefix: str
+    target: Literal["new", "legacy", "percent"]
+    percent: float = 0.0
+    shadow: bool = False
+    active: bool = True
+
+
+class FeatureUsed(Event, frozen=True, kw_only=True, tag=True):
+    """Which tenant used which feature (a route), for product analytics; its own topic."""
+
+    tenant: str
+    api_key: str
+    feature: str
+    method: str
+    status: int
+    duration_ms: float
+
+
 AnyEvent = (
     PostPublished
     | PostEdited
@@ -185,6 +226,9 @@ AnyEvent = (
     | WatchChanged
     | WebhookChanged
     | WebhookDelivered
+    | FlagChanged
+    | RouteChanged
+    | FeatureUsed
 )
 
 _TOPIC_OF: Final[dict[type[Event], str]] = {
@@ -202,6 +246,9 @@ _TOPIC_OF: Final[dict[type[Event], str]] = {
     WatchChanged: CONTROL,
     WebhookChanged: CONTROL,
     WebhookDelivered: "deliveries",
+    FlagChanged: CONTROL,
+    RouteChanged: CONTROL,
+    FeatureUsed: USAGE,
 }
 
 
