@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from hubbub.analytics.archive import PostArchive
 from hubbub.analytics.duckdb_store import DuckDBStaging, LiveDuckDB
@@ -29,6 +30,11 @@ from hubbub.mentions.ports import MentionsBackend
 from hubbub.mentions.store import warm_up
 from hubbub.mentions.worker import MentionsReplica
 from hubbub.settings import EVENT_LOG_ADAPTERS, Settings
+
+if TYPE_CHECKING:
+    from hubbub.gateway.app import Gateway
+    from hubbub.gateway.ratelimit import RateLimiter
+    from hubbub.gateway.upstreams import Upstream
 
 SOURCES = ("jetstream", "mastodon")
 
@@ -111,6 +117,69 @@ def open_secret_box(settings: Settings) -> SecretBox:
     if settings.secret_key is not None:
         return SecretBox(settings.secret_key.get_secret_value().encode())
     return SecretBox(key_file(settings.data_dir / "secret.key"))
+
+
+def open_rate_limiter(settings: Settings) -> RateLimiter:
+    """Rate-limit counters: in this process, or in Redis, shared by every gateway."""
+    from hubbub.gateway.ratelimit import MemoryRateLimiter, RedisRateLimiter
+
+    if settings.rate_limiter == "redis":
+        return RedisRateLimiter(settings.redis_url, f"{settings.stream_prefix}:ratelimit")
+    return MemoryRateLimiter()
+
+
+def gateway_upstreams(settings: Settings) -> dict[str, Upstream]:
+    """The services behind the gateway, and the legacy application when one is set."""
+    from hubbub.gateway.upstreams import CircuitBreaker, Upstream
+
+    places = {
+        "ingest": (settings.ingest_url, settings.ingest_timeout_s),
+        "mentions": (settings.mentions_url, settings.mentions_timeout_s),
+        "analytics": (settings.analytics_url, settings.analytics_timeout_s),
+    }
+    if settings.legacy_url:
+        places["legacy"] = (settings.legacy_url, settings.legacy_timeout_s)
+    return {
+        name: Upstream(
+            name, url, timeout, CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s)
+        )
+        for name, (url, timeout) in places.items()
+    }
+
+
+async def build_gateway(settings: Settings) -> Gateway:
+    """The gateway the settings describe, started: route table and flags read, the
+    upstreams checked once, and all of it kept current in the background."""
+    from hubbub.gateway.app import Gateway
+    from hubbub.gateway.auth import Authenticator
+    from hubbub.gateway.flags import FlagBook
+    from hubbub.gateway.health import Health
+    from hubbub.gateway.ratelimit import Quota
+    from hubbub.gateway.routing import RouteTable
+    from hubbub.gateway.usage import UsageRecorder
+
+    event_log = await open_event_log(settings)
+    store = open_tenant_store(settings)
+    admin = settings.admin_token.get_secret_value() if settings.admin_token else None
+    upstreams = gateway_upstreams(settings)
+    gateway = Gateway(
+        store=store,
+        event_log=event_log,
+        auth=Authenticator(store, admin, settings.key_cache_ttl_s),
+        limiter=open_rate_limiter(settings),
+        key_quota=Quota(settings.rate_limit_key_per_s, settings.rate_limit_key_burst, "key"),
+        tenant_quota=Quota(
+            settings.rate_limit_tenant_per_s, settings.rate_limit_tenant_burst, "tenant"
+        ),
+        upstreams=upstreams,
+        routes=RouteTable(event_log),
+        flags=FlagBook(event_log),
+        health=Health(upstreams),
+        usage=UsageRecorder(event_log),
+        control_poll_s=settings.control_poll_s,
+    )
+    await gateway.start()
+    return gateway
 
 
 def open_archive(settings: Settings) -> PostArchive:

@@ -109,6 +109,46 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the relational store (postgresql+psycopg://...);"
         " default: SQLite in the data dir.",
     )
+    admin_token: SecretStr | None = Field(
+        None, description="Operator token: manages tenants and platform flags over the API."
+    )
+    # Gateway
+    ingest_url: str = Field("http://127.0.0.1:8081", description="Where the ingest role listens.")
+    mentions_url: str = Field(
+        "http://127.0.0.1:8082", description="Where the mentions role listens."
+    )
+    analytics_url: str = Field(
+        "http://127.0.0.1:8083", description="Where the analytics role listens."
+    )
+    legacy_url: str | None = Field(None, description="The legacy application routes go to.")
+    ingest_timeout_s: float = Field(30.0, gt=0, description="Longest wait on the ingest role.")
+    mentions_timeout_s: float = Field(2.0, gt=0, description="Longest wait on the mentions role.")
+    analytics_timeout_s: float = Field(
+        10.0, gt=0, description="Longest wait on the analytics role."
+    )
+    legacy_timeout_s: float = Field(10.0, gt=0, description="Longest wait on the legacy app.")
+    breaker_failures: int = Field(
+        5, ge=1, description="Failures in a row that open an upstream's circuit."
+    )
+    breaker_reset_s: float = Field(
+        5.0, gt=0, description="How long an open circuit waits before a trial request."
+    )
+    rate_limiter: str = Field("memory", pattern="^(memory|redis)$", description="memory or redis.")
+    rate_limit_key_per_s: float = Field(50.0, gt=0, description="Requests a second per key.")
+    rate_limit_key_burst: int = Field(200, ge=1, description="Requests a key may send at once.")
+    rate_limit_tenant_per_s: float = Field(
+        200.0, gt=0, description="Requests a second per tenant, all its keys together."
+    )
+    rate_limit_tenant_burst: int = Field(800, ge=1, description="A tenant's burst.")
+    key_cache_ttl_s: float = Field(
+        5.0, ge=0, description="How long a checked API key is trusted before it is looked up."
+    )
+    control_poll_s: float = Field(
+        0.5, gt=0, description="How often flags and routes are read from the log."
+    )
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP collector traces are sent to (off when unset)."
+    )
     # Cache
     cache: str = Field("memory", pattern="^(memory|redis)$", description="memory or redis.")
     redis_url: str = "redis://127.0.0.1:6379/0"

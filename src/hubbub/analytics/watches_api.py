@@ -28,6 +28,7 @@ from pydantic import (
 from hubbub.analytics.alerts import read_watches, watch_target
 from hubbub.analytics.webhooks import check_url, read_deliveries, read_webhooks
 from hubbub.bootstrap import Platform
+from hubbub.gateway.ports import TENANT_HEADER
 from hubbub.kernel.commands import short_id, stamped
 from hubbub.kernel.events import WatchChanged, WebhookChanged, WebhookDelivered
 
@@ -103,9 +104,10 @@ def build_router(platform: Platform) -> APIRouter:
     """The watch and webhook routes, acting for the tenant `tenant_of` names."""
 
     def tenant_of(request: Request) -> str:
-        """The tenant a request acts for: the configured one, until the gateway brings
-        real tenants."""
-        return platform.settings.tenant
+        """The tenant a request acts for: the one the gateway authenticated (it sets
+        `X-Hubbub-Tenant`, and drops any a client sent), else the configured one, for a
+        role called directly on its internal port."""
+        return request.headers.get(TENANT_HEADER) or platform.settings.tenant
 
     router = APIRouter()
     router.include_router(_watch_routes(platform, tenant_of))

@@ -20,6 +20,10 @@ from typing import Final, Literal, Protocol
 
 Role = Literal["owner", "admin", "editor", "viewer"]
 ROLES: Final[tuple[Role, ...]] = ("owner", "admin", "editor", "viewer")
+TENANT_HEADER: Final = "x-hubbub-tenant"
+"""The header the gateway tells the services behind it the caller's tenant in."""
+PLATFORM: Final = "platform"
+"""The tenant id of the operator's token: it manages tenants and platform-wide flags."""
 
 
 class Conflict(ValueError):
@@ -62,6 +66,14 @@ class Caller:
     tenant: str
     key: str
     role: Role
+
+    def may(self, role: Role) -> bool:
+        """Whether the caller's role is `role` or above (owner > admin > editor > viewer)."""
+        return ROLES.index(self.role) <= ROLES.index(role)
+
+    @property
+    def operator(self) -> bool:
+        return self.tenant == PLATFORM
 
 
 class TenantStore(Protocol):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request
+import structlog
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
 from hubbub.bootstrap import SOURCES, Platform
-from hubbub.kernel.telemetry import child_traceparent
+from hubbub.kernel.telemetry import current_trace
+
+log = structlog.get_logger()
 
 
 class IngestRead(BaseModel):
@@ -26,7 +29,6 @@ def build_router(platform: Platform, max_body_bytes: int) -> APIRouter:
     async def push(
         source: str,
         request: Request,
-        traceparent: Annotated[str | None, Header()] = None,
         instance: Annotated[str, Query(max_length=253)] = "push",
     ) -> IngestRead:
         """Ingest a batch of source events, one JSON document per line.
@@ -40,7 +42,11 @@ def build_router(platform: Platform, max_body_bytes: int) -> APIRouter:
         body = await _read_body(request, max_body_bytes)
         lines = [line for line in body.split(b"\n") if line.strip()]
         ingestor = await platform.ingestor(source, instance=instance)
-        summary = await ingestor.ingest(lines, child_traceparent(traceparent))
+        summary = await ingestor.ingest(lines, current_trace())
+        log.info(
+            "push ingested", source=source, accepted=summary.accepted,
+            rejected=summary.rejected, duplicates=summary.duplicates,
+        )  # fmt: skip
         return IngestRead(
             accepted=summary.accepted,
             skipped=summary.skipped,

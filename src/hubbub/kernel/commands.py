@@ -13,6 +13,7 @@ import msgspec
 
 from hubbub.kernel.events import Event
 from hubbub.kernel.ids import event_id
+from hubbub.kernel.telemetry import current_trace
 
 E = TypeVar("E", bound=Event)
 
@@ -27,5 +28,9 @@ def stamped(change: E, identity: str, *, source: str, now_us: int) -> E:
     """`change` with its envelope filled in: the time `now_us`, an id that sorts by that
     time and is told apart by `identity` (what changed, and how), and `source`."""
     return msgspec.structs.replace(
-        change, id=event_id(f"{now_us:016d}", identity), ts=now_us, source=source
+        change,
+        id=event_id(f"{now_us:016d}", identity),
+        ts=now_us,
+        source=source,
+        trace=change.trace or current_trace(),
     )

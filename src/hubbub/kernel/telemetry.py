@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
-from typing import Final
+import time
+from collections.abc import Callable, MutableMapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Final
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 INGEST_EVENTS: Final = Counter(
     "hubbub_ingest_events",
@@ -47,6 +53,19 @@ INGEST_FACETS_DROPPED: Final = Counter(
 )
 SOURCE_RECONNECTS: Final = Counter(
     "hubbub_source_reconnects", "Times a streaming connector reconnected.", ["source"]
+)
+
+
+HTTP_REQUESTS: Final = Counter(
+    "hubbub_http_requests",
+    "HTTP requests answered, by service, route, method and status.",
+    ["service", "route", "method", "status"],
+)
+HTTP_SECONDS: Final = Histogram(
+    "hubbub_http_request_seconds",
+    "Time from a request's arrival to the end of its answer.",
+    ["service", "route"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
 
@@ -85,3 +104,125 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+_current: ContextVar[Correlation | None] = ContextVar("hubbub_correlation", default=None)
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """What ties a request to every log line and event it causes.
+
+    `request_id` is the caller's `X-Request-ID` when it sent a sensible one, else the
+    trace id of `traceparent` (the caller's trace, continued, or a new one).
+    """
+
+    request_id: str
+    traceparent: str
+
+    @property
+    def trace(self) -> str:
+        """The envelope `trace` of events the request causes: its traceparent, or the
+        caller's own request id when it chose one (so a search for it finds them)."""
+        if self.request_id == self.traceparent.split("-")[1]:
+            return self.traceparent
+        return self.request_id
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"x-request-id", self.request_id.encode()),
+            (b"traceparent", self.traceparent.encode()),
+        ]
+
+
+def correlate(request_id: str | None, traceparent: str | None) -> Correlation:
+    """The correlation of a request from its headers; a bad request id is replaced."""
+    parent = child_traceparent(traceparent)
+    if request_id is None or not _REQUEST_ID.match(request_id):
+        request_id = parent.split("-")[1]
+    return Correlation(request_id, parent)
+
+
+def current_trace() -> str:
+    """The envelope trace of events caused now: the request's, or a new trace."""
+    correlation = _current.get()
+    return correlation.trace if correlation is not None else new_traceparent()
+
+
+def current_correlation() -> Correlation | None:
+    return _current.get()
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """One request header (the first of that name), decoded as Latin-1 as HTTP says."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def route_of(scope: Scope) -> str:
+    """The route template a request matched (bounded, for metric labels)."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        return path
+    found = scope.get("hubbub.route")
+    return found if isinstance(found, str) else "unmatched"
+
+
+class Observed:
+    """ASGI middleware of every service: the request's correlation (bound to each log
+    line, returned in `X-Request-ID`), and its count and duration per route.
+
+    `route` names the route of a request when the app does not record one in its scope
+    (FastAPI does); `skip` lists paths not measured (the metrics scrape itself).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        service: str,
+        route: Callable[[Scope], str] = route_of,
+        skip: frozenset[str] = frozenset({"/metrics"}),
+    ) -> None:
+        self.app, self.service, self.route, self.skip = app, service, route, skip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        correlation = correlate(header(scope, b"x-request-id"), header(scope, b"traceparent"))
+        scope["hubbub.correlation"] = correlation
+        status = 500
+        extra = (b"x-request-id", correlation.request_id.encode())
+
+        async def answer(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), extra]
+            await send(message)
+
+        token = _current.set(correlation)
+        try:
+            with structlog.contextvars.bound_contextvars(
+                request_id=correlation.request_id, trace=correlation.traceparent
+            ):
+                await self.app(scope, receive, answer)
+        finally:
+            _current.reset(token)
+            if scope["path"] not in self.skip:
+                route = self.route(scope)
+                HTTP_REQUESTS.labels(self.service, route, scope["method"], str(status)).inc()
+                HTTP_SECONDS.labels(self.service, route).observe(time.perf_counter() - started)
+
+
+def log_fields(scope: MutableMapping[str, Any]) -> dict[str, str]:
+    """The correlation fields of a request, for a log line written outside its context."""
+    correlation = scope.get("hubbub.correlation")
+    if not isinstance(correlation, Correlation):
+        return {}
+    return {"request_id": correlation.request_id, "trace": correlation.traceparent}

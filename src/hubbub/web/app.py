@@ -12,12 +12,13 @@ import asyncio
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
 
 from hubbub.analytics import api as reports_api
 from hubbub.analytics import watches_api
 from hubbub.bootstrap import Platform
 from hubbub.ingest import api as ingest_api
+from hubbub.kernel.telemetry import Observed, route_of
 from hubbub.mentions import api as mentions_api
 
 READY_TIMEOUT_S = 2.0
@@ -60,6 +61,12 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    served: ASGIApp = app
     if role in ("all", "mentions"):
-        return mentions_api.MentionsFastPath(app, platform)
-    return app
+        served = mentions_api.MentionsFastPath(app, platform)
+    return Observed(served, role, route=_route)
+
+
+def _route(scope: Scope) -> str:
+    """The route template of a request: FastAPI's, or the mentions fast path's."""
+    return mentions_api.PATH if scope["path"] == mentions_api.PATH else route_of(scope)

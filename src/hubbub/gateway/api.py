@@ -1,0 +1,259 @@
+"""The gateway's own routes: tenants, users and API keys, and the strangler route table.
+
+- `/v1/tenants`: the operator's (its token is `HUBBUB_ADMIN_TOKEN`). Making a tenant
+  answers its first owner key, shown once.
+- `/v1/tenant`, `/v1/users`, `/v1/keys`: a tenant's own, with its key. Reading needs
+  the admin role or above, as does making a user or a key; a key never gets a role
+  above its maker's. Another tenant's key id is 404, as one that does not exist.
+- `/v1/platform/routes`: the operator's; a change reaches every gateway through the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from hubbub.eventlog.port import EventLog
+from hubbub.gateway.auth import Authenticator
+from hubbub.gateway.ports import ApiKey, Caller, Conflict, NotFound, Role, Tenant, TenantStore, User
+from hubbub.gateway.routing import Route, RouteTable, remove_route, set_route
+
+CallerOf = Callable[[Request], Caller]
+
+
+class TenantRead(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class KeyRead(BaseModel):
+    id: str
+    tenant: str
+    name: str
+    role: Role
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class NewKeyRead(KeyRead):
+    token: str = Field(description="The key itself: shown this once, never again.")
+
+
+class NewTenantRead(BaseModel):
+    tenant: TenantRead
+    owner_key: NewKeyRead
+
+
+class TenantCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class KeyCreate(BaseModel):
+    name: str = Field("default", min_length=1, max_length=100)
+    role: Role = "editor"
+
+
+class UserCreate(BaseModel):
+    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    role: Role = "viewer"
+
+
+class UserRead(BaseModel):
+    id: str
+    tenant: str
+    email: str
+    role: Role
+
+
+class RouteRead(BaseModel):
+    prefix: str
+    service: str | None
+    target: Literal["new", "legacy", "percent"]
+    percent: float
+    shadow: bool
+
+
+class RouteSet(BaseModel):
+    prefix: str = Field(description="A path prefix, such as /v1/reports.")
+    target: Literal["new", "legacy", "percent"]
+    percent: float = Field(0.0, ge=0, le=100, description="With `percent`: tenants on new.")
+    shadow: bool = Field(False, description="Also send reads to the other side and compare.")
+
+
+def build_router(
+    store: TenantStore,
+    auth: Authenticator,
+    routes: RouteTable,
+    event_log: EventLog,
+    caller: CallerOf,
+) -> APIRouter:
+    router = APIRouter()
+    router.include_router(_tenant_routes(store, caller))
+    router.include_router(_key_routes(store, auth, caller))
+    router.include_router(_route_routes(routes, event_log, caller))
+    return router
+
+
+def operator(who: Caller) -> Caller:
+    if not who.operator:
+        raise HTTPException(403, "only the operator's token may do this")
+    return who
+
+
+def tenant_admin(who: Caller) -> Caller:
+    if who.operator:
+        raise HTTPException(403, "the operator's token has no tenant: use a tenant's key")
+    if not who.may("admin"):
+        raise HTTPException(403, f"this needs the admin role or above; the key is {who.role}")
+    return who
+
+
+def _tenant_routes(store: TenantStore, caller: CallerOf) -> APIRouter:
+    router = APIRouter(tags=["tenants"])
+
+    @router.post("/v1/tenants", status_code=201)
+    def create_tenant(request: Request, body: TenantCreate) -> NewTenantRead:
+        """Make a tenant (a workspace) and its first owner key (operator only)."""
+        operator(caller(request))
+        try:
+            tenant = store.create_tenant(body.name)
+        except Conflict as error:
+            raise HTTPException(409, str(error)) from error
+        key, token = store.create_key(tenant.id, "owner", "owner")
+        return NewTenantRead(tenant=_tenant(tenant), owner_key=_new_key(key, token))
+
+    @router.get("/v1/tenants")
+    def list_tenants(request: Request) -> list[TenantRead]:
+        """Every tenant (operator only)."""
+        operator(caller(request))
+        return [_tenant(t) for t in store.tenants()]
+
+    @router.get("/v1/tenant")
+    def own_tenant(request: Request) -> TenantRead:
+        """The tenant the key belongs to."""
+        who = caller(request)
+        found = next((t for t in store.tenants() if t.id == who.tenant), None)
+        if found is None:
+            raise HTTPException(404, "the operator's token has no tenant")
+        return _tenant(found)
+
+    @router.get("/v1/users")
+    def list_users(request: Request) -> list[UserRead]:
+        """The tenant's users (admin or above)."""
+        return [_user(u) for u in store.users(tenant_admin(caller(request)).tenant)]
+
+    @router.post("/v1/users", status_code=201)
+    def add_user(request: Request, body: UserCreate) -> UserRead:
+        """Add a user to the tenant (admin or above; never above the caller's role)."""
+        who = _granting(caller(request), body.role)
+        try:
+            return _user(store.add_user(who.tenant, body.email, body.role))
+        except Conflict as error:
+            raise HTTPException(409, str(error)) from error
+
+    return router
+
+
+def _key_routes(store: TenantStore, auth: Authenticator, caller: CallerOf) -> APIRouter:
+    router = APIRouter(prefix="/v1/keys", tags=["keys"])
+
+    @router.get("")
+    def list_keys(request: Request) -> list[KeyRead]:
+        """The tenant's keys, revoked ones too; never their tokens."""
+        return [_key(k) for k in store.keys(tenant_admin(caller(request)).tenant)]
+
+    @router.post("", status_code=201)
+    def create_key(request: Request, body: KeyCreate) -> NewKeyRead:
+        """Make a key; its token is in this answer only, and stored hashed."""
+        who = _granting(caller(request), body.role)
+        key, token = store.create_key(who.tenant, body.name, body.role)
+        return _new_key(key, token)
+
+    @router.delete("/{key_id}")
+    def revoke_key(request: Request, key_id: str) -> KeyRead:
+        """Revoke a key: it stops working at once here, within seconds everywhere."""
+        who = tenant_admin(caller(request))
+        try:
+            key = store.revoke_key(who.tenant, key_id)
+        except NotFound as error:
+            raise HTTPException(404, f"no key {key_id!r}") from error
+        auth.forget(key_id)
+        return _key(key)
+
+    return router
+
+
+def _route_routes(routes: RouteTable, event_log: EventLog, caller: CallerOf) -> APIRouter:
+    router = APIRouter(prefix="/v1/platform/routes", tags=["platform"])
+
+    @router.get("")
+    async def list_routes(request: Request) -> list[RouteRead]:
+        """Every route: the services' own, and the strangler settings over them."""
+        operator(caller(request))
+        return [_route(r) for r in routes.routes()]
+
+    @router.put("")
+    async def put_route(request: Request, body: Annotated[RouteSet, Body()]) -> RouteRead:
+        """Send a prefix to new, to legacy, or to new for a share of tenants (sticky)."""
+        operator(caller(request))
+        try:
+            await set_route(
+                event_log, body.prefix, body.target, percent=body.percent, shadow=body.shadow
+            )
+        except ValueError as error:
+            raise HTTPException(422, str(error)) from error
+        await routes.catch_up()
+        found = routes.match(body.prefix)
+        assert found is not None  # the route just set matches its own prefix
+        return _route(found)
+
+    @router.delete("", status_code=204, response_class=Response)
+    async def delete_route(
+        request: Request, prefix: Annotated[str, Query(description="The route's prefix.")]
+    ) -> None:
+        """Drop the strangler setting on a prefix: it goes back to its service."""
+        operator(caller(request))
+        if prefix not in {r.prefix for r in routes.strangler()}:
+            raise HTTPException(404, f"no strangler route {prefix!r}")
+        await remove_route(event_log, prefix)
+        await routes.catch_up()
+
+    return router
+
+
+def _granting(who: Caller, role: Role) -> Caller:
+    tenant_admin(who)
+    if not who.may(role):
+        raise HTTPException(403, f"a {who.role} key cannot grant the {role} role")
+    return who
+
+
+def _tenant(tenant: Tenant) -> TenantRead:
+    return TenantRead(id=tenant.id, name=tenant.name, created_at=tenant.created_at)
+
+
+def _key(key: ApiKey) -> KeyRead:
+    return KeyRead(
+        id=key.id, tenant=key.tenant, name=key.name, role=key.role,
+        created_at=key.created_at, revoked_at=key.revoked_at,
+    )  # fmt: skip
+
+
+def _new_key(key: ApiKey, token: str) -> NewKeyRead:
+    return NewKeyRead(**_key(key).model_dump(), token=token)
+
+
+def _user(user: User) -> UserRead:
+    return UserRead(id=user.id, tenant=user.tenant, email=user.email, role=user.role)
+
+
+def _route(route: Route) -> RouteRead:
+    return RouteRead(
+        prefix=route.prefix, service=route.service, target=route.target,
+        percent=route.percent, shadow=route.shadow,
+    )  # fmt: skip

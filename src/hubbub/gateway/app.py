@@ -1,0 +1,479 @@
+"""The gateway: the one public entrance, in front of every service.
+
+A request is, in order:
+
+1. Given a correlation id (`X-Request-ID` or `traceparent`, or a new one), returned in
+   the answer and sent on to the service, whose log lines and events carry it.
+2. Authenticated: a tenant's API key, or the operator's token (401 otherwise).
+   `/healthz`, `/readyz`, `/metrics`, `/docs` and `/openapi.json` are open.
+3. Rate limited per key and per tenant (429 with Retry-After; RateLimit headers on
+   every answer).
+4. Routed: the gateway's own routes (tenants, keys, users, flags, the route table), or
+   a service's by path prefix, where the strangler fig may send it to the legacy
+   application instead (`hubbub.gateway.routing`).
+5. Proxied with the service's own timeout and circuit breaker, bodies streamed both
+   ways. A service that is down answers 503 with Retry-After for its routes only; the
+   rest keep working. The service is told the tenant in `X-Hubbub-Tenant`.
+6. Counted: Prometheus metrics per route, and a usage record on the log's `usage` topic.
+
+The proxy path is plain ASGI, not the framework: it runs on every request, and the
+framework's routing and validation would cost more than the gateway's own work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiohttp
+import structlog
+import uvicorn
+import xxhash
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from starlette.types import Message, Receive, Scope, Send
+
+from hubbub.eventlog.port import EventLog
+from hubbub.gateway import api as gateway_api
+from hubbub.gateway import flags_api
+from hubbub.gateway.auth import Authenticator, token_of
+from hubbub.gateway.flags import FlagBook
+from hubbub.gateway.health import Health
+from hubbub.gateway.ports import TENANT_HEADER, Caller, Role, TenantStore
+from hubbub.gateway.ratelimit import Decision, Quota, RateLimiter, headers, strictest
+from hubbub.gateway.routing import LEGACY, Route, RouteTable
+from hubbub.gateway.upstreams import Unavailable, Upstream
+from hubbub.gateway.usage import UsageRecorder
+from hubbub.kernel.telemetry import Correlation, Observed, header, route_of
+
+log = structlog.get_logger()
+
+PUBLIC: Final = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"})
+OWN_PREFIXES: Final = ("/v1/tenants", "/v1/tenant", "/v1/users", "/v1/keys", "/v1/flags",
+                       "/v1/platform")  # fmt: skip
+ANSWERED_BY_GATEWAY: Final = frozenset({b"x-request-id", b"date", b"server"})
+HOP_BY_HOP: Final = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
+    b"trailer", b"transfer-encoding", b"upgrade", b"host",
+})  # fmt: skip
+CLIENT_ONLY: Final = frozenset({b"authorization", b"x-api-key", b"x-hubbub-tenant",
+                                b"x-hubbub-key", b"x-hubbub-role", b"x-request-id",
+                                b"traceparent"})  # fmt: skip
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+SHADOW_COMPARED: Final = Counter(
+    "hubbub_gateway_shadow", "Shadowed requests by route and outcome.", ["route", "outcome"]
+)
+SPEC_TTL_S: Final = 30.0
+
+
+@dataclass
+class Gateway:
+    """Everything a request passes through; `own` serves the gateway's own routes."""
+
+    store: TenantStore
+    event_log: EventLog
+    auth: Authenticator
+    limiter: RateLimiter
+    key_quota: Quota
+    tenant_quota: Quota
+    upstreams: dict[str, Upstream]
+    routes: RouteTable
+    flags: FlagBook
+    health: Health
+    usage: UsageRecorder
+    control_poll_s: float = 0.5
+    own: FastAPI = field(init=False)
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
+    _spec: tuple[float, dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        self.own = _own_app(self)
+
+    async def start(self) -> None:
+        """Read the route table and flags, check the upstreams, then keep them current."""
+        await self.routes.catch_up()
+        await self.flags.catch_up()
+        await self.health.check()
+        self._background += [
+            asyncio.create_task(self.routes.follow(self.control_poll_s)),
+            asyncio.create_task(self.flags.follow(self.control_poll_s)),
+            asyncio.create_task(self.health.watch()),
+            asyncio.create_task(self.usage.run()),
+        ]
+
+    async def close(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        for upstream in self.upstreams.values():
+            await upstream.close()
+        await self.limiter.close()
+        self.store.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC:
+            scope["hubbub.route"] = scope.get("path", "")
+            await self.own(scope, receive, send)
+            return
+        token = token_of(header(scope, b"authorization"), header(scope, b"x-api-key"))
+        caller = await self.auth.caller(token) if token else None
+        if caller is None:
+            scope["hubbub.route"] = "unauthenticated"
+            await _refuse_unauthenticated(send, token is not None)
+            return
+        started = time.perf_counter()
+        decision, quota = await self._limit(caller)
+        limited = [(k.encode(), v.encode()) for k, v in headers(decision, quota).items()]
+        status = 429
+
+        async def answer(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *limited]
+            await send(message)
+
+        try:
+            if not decision.allowed:
+                scope["hubbub.route"] = "rate-limited"
+                wait = f"retry after {max(1, math.ceil(decision.retry_after_s))} s"
+                await _error(answer, 429, f"too many requests for this {quota.name}: {wait}")
+            elif scope["path"].startswith(OWN_PREFIXES):
+                scope["hubbub.caller"] = caller
+                await self.own(scope, receive, answer)
+            else:
+                await self._proxy(scope, receive, answer, caller)
+        finally:
+            if not caller.operator:
+                feature = route_name(scope)
+                self.usage.record(
+                    caller.tenant, caller.key, feature, scope["method"], status,
+                    time.perf_counter() - started,
+                )  # fmt: skip
+
+    async def _limit(self, caller: Caller) -> tuple[Decision, Quota]:
+        by_tenant = await self.limiter.acquire(f"tenant:{caller.tenant}", self.tenant_quota)
+        if not by_tenant.allowed:
+            return by_tenant, self.tenant_quota
+        by_key = await self.limiter.acquire(f"key:{caller.key}", self.key_quota)
+        return strictest([(by_key, self.key_quota), (by_tenant, self.tenant_quota)])
+
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
+        route = self.routes.match(scope["path"])
+        if route is None:
+            scope["hubbub.route"] = "unmatched"
+            await _error(send, 404, f"no route for {scope['path']}")
+            return
+        scope["hubbub.route"] = route.prefix
+        if caller.operator:
+            await _error(send, 403, "the operator's token has no tenant: use a tenant's key")
+            return
+        needed = _needed_role(route, scope["method"])
+        if not caller.may(needed):
+            await _error(send, 403, f"this needs the {needed} role or above; the key is "
+                                    f"{caller.role}")  # fmt: skip
+            return
+        side = route.side(caller.tenant)
+        upstream = self._upstream(route, side)
+        if isinstance(upstream, str):
+            await _error(send, 404 if side == "new" else 503, upstream)
+            return
+        if self.health.down(upstream.name):
+            await _error(send, 503, f"the {upstream.name} service is down; the others answer",
+                         retry_after=1)  # fmt: skip
+            return
+        other = self._upstream(route, "legacy" if side == "new" else "new")
+        if route.shadow and scope["method"] in SAFE_METHODS and isinstance(other, Upstream):
+            await self._shadowed(scope, receive, send, caller, upstream, other, route)
+            return
+        try:
+            await _forward(scope, receive, send, caller, upstream)
+        except Unavailable as error:
+            await _error(send, error.status, str(error), retry_after=error.retry_after_s)
+
+    def _upstream(self, route: Route, side: str) -> Upstream | str:
+        """The upstream of a route's side, or why there is none."""
+        name = route.upstream("legacy" if side == "legacy" else "new")
+        if name is None:
+            return f"no service answers {route.prefix} yet; it is served by legacy only"
+        found = self.upstreams.get(name)
+        if found is None:
+            return f"{route.prefix} is routed to {name}, which is not configured"
+        return found
+
+    async def _shadowed(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        caller: Caller,
+        primary: Upstream,
+        shadow: Upstream,
+        route: Route,
+    ) -> None:
+        """Answer from `primary`, send the same read to `shadow`, compare off the path."""
+        digest = xxhash.xxh3_64()
+        status = 0
+
+        async def keep(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            else:
+                digest.update(message.get("body", b""))
+            await send(message)
+
+        compared = asyncio.create_task(_fetch(scope, caller, shadow))
+        try:
+            await _forward(scope, receive, keep, caller, primary)
+        except Unavailable as error:
+            compared.cancel()
+            await _error(send, error.status, str(error), retry_after=error.retry_after_s)
+            return
+        task = asyncio.create_task(_compare(route, scope, (status, digest.hexdigest()), compared))
+        self._background.append(task)
+        task.add_done_callback(self._background.remove)
+
+    async def openapi(self) -> dict[str, Any]:
+        """The whole API: the gateway's own routes and every service's, merged; cached."""
+        now = time.monotonic()
+        if self._spec is not None and now - self._spec[0] < SPEC_TTL_S:
+            return self._spec[1]
+        spec: dict[str, Any] = json.loads(json.dumps(self.own.openapi()))  # FastAPI's is cached
+        for name in ("ingest", "mentions", "analytics"):
+            upstream = self.upstreams.get(name)
+            if upstream is not None and not self.health.down(name):
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+                    status, body = await upstream.get("/openapi.json")
+                    if status == 200:
+                        _merge(spec, json.loads(body))
+        spec.setdefault("components", {})["securitySchemes"] = {
+            "apiKey": {"type": "http", "scheme": "bearer", "description": "hb_... API key"}
+        }
+        spec["security"] = [{"apiKey": []}]
+        self._spec = (now, spec)
+        return spec
+
+
+def _needed_role(route: Route, method: str) -> Role:
+    """Push ingest is an admin's; other writes an editor's; reads anyone's."""
+    if route.service == "ingest":
+        return "admin"
+    return "viewer" if method in SAFE_METHODS else "editor"
+
+
+def _merge(spec: dict[str, Any], other: dict[str, Any]) -> None:
+    for path, item in other.get("paths", {}).items():
+        if path not in PUBLIC:
+            spec["paths"][path] = item
+    schemas = other.get("components", {}).get("schemas", {})
+    spec.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
+
+
+def _forwarded_headers(scope: Scope, caller: Caller, upstream: Upstream) -> list[tuple[str, str]]:
+    """The request's end-to-end headers, with the gateway's word on who is calling.
+
+    A service is told the tenant by the gateway alone: what a client sent under those
+    names is dropped. The legacy application also gets the client's credentials."""
+    legacy = upstream.name == LEGACY
+    kept = [
+        (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
+        if k not in HOP_BY_HOP and (k not in CLIENT_ONLY or (legacy and k == b"authorization"))
+    ]  # fmt: skip
+    correlation: Correlation = scope["hubbub.correlation"]
+    client = scope.get("client")
+    return [
+        *kept,
+        ("x-request-id", correlation.request_id),
+        ("traceparent", correlation.traceparent),
+        (TENANT_HEADER, caller.tenant),
+        ("x-hubbub-key", caller.key),
+        ("x-hubbub-role", caller.role),
+        ("x-forwarded-for", client[0] if client else ""),
+        ("x-forwarded-proto", scope.get("scheme", "http")),
+    ]
+
+
+def _has_body(scope: Scope) -> bool:
+    return any(k in (b"content-length", b"transfer-encoding") for k, _ in scope["headers"])
+
+
+async def _body(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        if chunk := message.get("body", b""):
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+def _url(scope: Scope, upstream: Upstream) -> str:
+    raw_path = scope.get("raw_path")
+    url = upstream.base_url + (raw_path.decode("latin-1") if raw_path else scope["path"])
+    query = scope.get("query_string", b"")
+    return f"{url}?{query.decode('latin-1')}" if query else url
+
+
+async def _forward(
+    scope: Scope, receive: Receive, send: Send, caller: Caller, upstream: Upstream
+) -> None:
+    """Send the request to `upstream` and stream its answer back, as it comes."""
+    body = _body(receive) if _has_body(scope) else None
+    headers = _forwarded_headers(scope, caller, upstream)
+    response = await upstream.send(scope["method"], _url(scope, upstream), headers, body)
+    try:
+        answer = [
+            (k, v) for k, v in response.raw_headers
+            if (name := k.lower()) not in HOP_BY_HOP and name not in ANSWERED_BY_GATEWAY
+        ]  # fmt: skip
+        await send({"type": "http.response.start", "status": response.status, "headers": answer})
+        async for chunk in response.content.iter_any():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        response.release()
+
+
+async def _fetch(scope: Scope, caller: Caller, upstream: Upstream) -> tuple[int, str]:
+    """The status and a digest of the body of the same read, sent to `upstream`."""
+    headers = _forwarded_headers(scope, caller, upstream)
+    response = await upstream.send(scope["method"], _url(scope, upstream), headers)
+    try:
+        digest = xxhash.xxh3_64()
+        async for chunk in response.content.iter_any():
+            digest.update(chunk)
+        return response.status, digest.hexdigest()
+    finally:
+        response.release()
+
+
+async def _compare(
+    route: Route, scope: Scope, served: tuple[int, str], shadowed: asyncio.Task[tuple[int, str]]
+) -> None:
+    try:
+        other = await shadowed
+    except Exception as error:
+        SHADOW_COMPARED.labels(route.prefix, "error").inc()
+        log.warning("shadow request failed", route=route.prefix, error=str(error))
+        return
+    if other == served:
+        SHADOW_COMPARED.labels(route.prefix, "same").inc()
+        return
+    SHADOW_COMPARED.labels(route.prefix, "different").inc()
+    correlation: Correlation = scope["hubbub.correlation"]
+    log.warning(
+        "shadow answer differs", route=route.prefix, path=scope["path"],
+        served_status=served[0], shadow_status=other[0], same_body=served[1] == other[1],
+        request_id=correlation.request_id,
+    )  # fmt: skip
+
+
+async def _error(
+    send: Callable[[Message], Awaitable[None]],
+    status: int,
+    detail: str,
+    *,
+    retry_after: float | None = None,
+) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    answer = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if retry_after is not None:
+        answer.append((b"retry-after", b"%d" % max(1, round(retry_after))))
+    await send({"type": "http.response.start", "status": status, "headers": answer})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse_unauthenticated(send: Send, sent_one: bool) -> None:
+    detail = (
+        "the API key is not valid: it is unknown, revoked or malformed"
+        if sent_one
+        else "an API key is required: send `Authorization: Bearer <key>`"
+    )
+    body = json.dumps({"detail": detail}).encode()
+    answer = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        (b"www-authenticate", b'Bearer realm="hubbub"'),
+    ]
+    await send({"type": "http.response.start", "status": 401, "headers": answer})
+    await send({"type": "http.response.body", "body": body})
+
+
+def caller_of(request: Request) -> Caller:
+    """Who a request to the gateway's own routes speaks for (set by `Gateway`)."""
+    found = request.scope.get("hubbub.caller")
+    if not isinstance(found, Caller):
+        raise HTTPException(401, "an API key is required: send `Authorization: Bearer <key>`")
+    return found
+
+
+def _own_app(gateway: Gateway) -> FastAPI:
+    app = FastAPI(
+        title="Hubbub", version="0.1.0", openapi_url=None, docs_url=None, redoc_url=None,
+        description="Every Hubbub API, through the gateway. Send `Authorization: Bearer <key>`.",
+    )  # fmt: skip
+    app.include_router(
+        gateway_api.build_router(
+            gateway.store, gateway.auth, gateway.routes, gateway.event_log, caller_of
+        )
+    )
+    app.include_router(flags_api.build_router(gateway.flags, gateway.event_log, caller_of))
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> JSONResponse:
+        """The gateway answers; with the status of every service behind it: ok, degraded
+        (answering, but requests to it have been failing, or slowly) or down."""
+        roles: dict[str, str] = {"gateway": "ok", **gateway.health.report()}
+        overall = gateway.health.overall()
+        return JSONResponse({"status": overall, "roles": roles})
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        """503 while no service behind the gateway answers."""
+        if gateway.health.overall() == "down":
+            return JSONResponse({"status": "unavailable", "roles": gateway.health.report()}, 503)
+        return JSONResponse({"status": "ready", "roles": gateway.health.report()})
+
+    @app.get("/metrics", tags=["operations"])
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(await gateway.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Hubbub API")
+
+    return app
+
+
+def route_name(scope: Scope) -> str:
+    """The route of a request to the gateway: a service's prefix, or an own route."""
+    found = scope.get("hubbub.route")
+    return found if isinstance(found, str) else route_of(scope)
+
+
+def observed(gateway: Gateway) -> Observed:
+    """The gateway as served: with correlation ids and per-route metrics around it."""
+    return Observed(gateway, "gateway", route=route_name)
+
+
+def gateway_server(gateway: Gateway, host: str, port: int) -> uvicorn.Server:
+    """The HTTP server of the gateway on `host:port` (`serve()` it)."""
+    config = uvicorn.Config(
+        observed(gateway), host=host, port=port, log_level="warning", lifespan="off",
+        access_log=False,
+    )  # fmt: skip
+    return uvicorn.Server(config)

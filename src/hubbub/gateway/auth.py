@@ -1,0 +1,69 @@
+"""Who is calling: an API key (`Authorization: Bearer hb_...` or `X-API-Key`), or the
+operator's token.
+
+A key checked against the store is trusted for `ttl_s` seconds, so the store is not
+asked on every request; a key revoked through this gateway stops at once, and on other
+replicas within `ttl_s`. Tokens that fail are remembered as briefly, so a flood of bad
+tokens does not reach the store either. The cache is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Final
+
+from hubbub.gateway.ports import PLATFORM, Caller, TenantStore
+
+MAX_CACHED: Final = 100_000
+OPERATOR: Final = Caller(tenant=PLATFORM, key="operator", role="owner")
+
+
+def token_of(authorization: str | None, api_key: str | None) -> str | None:
+    """The token a request carries, from either header."""
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return api_key.strip() if api_key else None
+
+
+class Authenticator:
+    def __init__(
+        self,
+        store: TenantStore,
+        operator_token: str | None = None,
+        ttl_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._operator = operator_token.encode() if operator_token else None
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[float, Caller | None]] = OrderedDict()
+
+    async def caller(self, token: str) -> Caller | None:
+        """Who `token` speaks for, or None when it is not a valid key (or the operator's)."""
+        if self._operator is not None and hmac.compare_digest(token.encode(), self._operator):
+            return OPERATOR
+        now = self._clock()
+        cached = self._cache.get(token)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = await asyncio.to_thread(self._store.authenticate, token)
+        self._remember(token, (now + self._ttl_s, found))
+        return found
+
+    def forget(self, key_id: str) -> None:
+        """Drop every cached token of the key `key_id` (it was just revoked)."""
+        for token in [t for t, (_, c) in self._cache.items() if c is not None and c.key == key_id]:
+            del self._cache[token]
+
+    def _remember(self, token: str, entry: tuple[float, Caller | None]) -> None:
+        self._cache[token] = entry
+        self._cache.move_to_end(token)
+        while len(self._cache) > MAX_CACHED:
+            self._cache.popitem(last=False)

@@ -1,0 +1,77 @@
+"""The health of every upstream, as the gateway sees it, checked in the background.
+
+Each upstream is asked `GET /healthz` every `interval_s`. It is `ok` when it answers
+(any status below 500: a legacy application may have no such route) and its circuit
+is closed, `degraded` when it answers but its circuit is not closed
+(requests have been failing) or it is slow to answer, and `down` when it does not
+answer. While an upstream is down, its routes are answered 503 at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Final, Literal
+
+import aiohttp
+import structlog
+
+from hubbub.gateway.upstreams import Upstream
+
+Status = Literal["ok", "degraded", "down"]
+SLOW_S: Final = 0.5
+log = structlog.get_logger()
+
+
+class Health:
+    def __init__(self, upstreams: Mapping[str, Upstream], interval_s: float = 1.0) -> None:
+        self._upstreams = upstreams
+        self._interval_s = interval_s
+        self._answered: dict[str, tuple[bool, float]] = {}
+
+    def status(self, name: str) -> Status:
+        """What is known of `name`; `ok` until the first check says otherwise."""
+        answered, took_s = self._answered.get(name, (True, 0.0))
+        if not answered:
+            return "down"
+        if self._upstreams[name].breaker.state != "closed" or took_s > SLOW_S:
+            return "degraded"
+        return "ok"
+
+    def down(self, name: str) -> bool:
+        return not self._answered.get(name, (True, 0.0))[0]
+
+    def report(self) -> dict[str, Status]:
+        return {name: self.status(name) for name in self._upstreams}
+
+    def overall(self) -> Status:
+        """`ok` when every upstream is, `down` when none answers, `degraded` between."""
+        statuses = set(self.report().values())
+        if statuses <= {"ok"}:
+            return "ok"
+        return "down" if statuses == {"down"} else "degraded"
+
+    async def check(self) -> None:
+        """Ask every upstream once, at the same time."""
+        await asyncio.gather(*(self._check(name) for name in self._upstreams))
+
+    async def watch(self) -> None:
+        while True:
+            await self.check()
+            await asyncio.sleep(self._interval_s)
+
+    async def _check(self, name: str) -> None:
+        upstream = self._upstreams[name]
+        started = time.perf_counter()
+        try:
+            status, _ = await upstream.get("/healthz", min(upstream.timeout_s, 2.0))
+            answered = status < 500  # a legacy app may have no /healthz: it answered
+        except (aiohttp.ClientError, TimeoutError):
+            answered = False
+        was = self._answered.get(name, (True, 0.0))[0]
+        self._answered[name] = (answered, time.perf_counter() - started)
+        if answered != was:
+            log.warning("upstream is back" if answered else "upstream is down", upstream=name)
+            if answered:
+                upstream.breaker.succeeded()

@@ -1,0 +1,451 @@
+"""The gateway in front of real services over HTTP: keys, tenants, limits, correlation,
+isolation when a service is down, and the strangler fig against a legacy app."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
+
+from hubbub.bootstrap import Platform, build_gateway, build_platform
+from hubbub.gateway.app import Gateway, observed
+from hubbub.kernel.events import POSTS, USAGE, FeatureUsed
+from hubbub.kernel.telemetry import configure_logging
+from hubbub.settings import Settings
+from hubbub.web.app import create_app
+from tests.conftest import FIXTURES, serving
+
+OPERATOR = "operator-token-for-tests"
+ROLES = ("ingest", "mentions", "analytics")
+
+
+@dataclass
+class Stack:
+    """Three services on ports of their own, a gateway in front, and a client of it."""
+
+    platform: Platform
+    gateway: Gateway
+    client: httpx.AsyncClient
+    servers: dict[str, Any] = field(default_factory=dict)
+
+    async def tenant(self, name: str) -> dict[str, str]:
+        """A new tenant; answers its id and its owner key's token."""
+        answer = await self.client.post(
+            "/v1/tenants", json={"name": name}, headers={"Authorization": f"Bearer {OPERATOR}"}
+        )
+        assert answer.status_code == 201, answer.text
+        made = answer.json()
+        return {"id": made["tenant"]["id"], "token": made["owner_key"]["token"]}
+
+    async def key(self, owner: dict[str, str], role: str) -> str:
+        answer = await self.client.post(
+            "/v1/keys", json={"name": role, "role": role}, headers=auth(owner["token"])
+        )
+        assert answer.status_code == 201, answer.text
+        token: str = answer.json()["token"]
+        return token
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def legacy_app() -> FastAPI:
+    """The application being replaced: it answers the same paths, in its own way."""
+    app = FastAPI()
+
+    @app.get("/v1/mentions")
+    async def mentions(q: str = "") -> dict[str, str]:
+        return {"from": "legacy", "q": q}
+
+    @app.get("/v1/legacy/stream")
+    async def stream() -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            for n in range(5):
+                yield b"chunk %d\n" % n
+                await asyncio.sleep(0.01)
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    @app.get("/v1/legacy/slow")
+    async def slow() -> dict[str, str]:
+        await asyncio.sleep(2)
+        return {"from": "legacy"}
+
+    @app.get("/v1/legacy/whoami")
+    async def whoami(request: Request) -> dict[str, str | None]:
+        return {"tenant": request.headers.get("x-hubbub-tenant")}
+
+    return app
+
+
+async def start_stack(data_dir: Path, **settings: Any) -> tuple[Stack, AsyncExitStack]:
+    stack = AsyncExitStack()
+    platform = await build_platform(Settings(data_dir=data_dir))
+    stack.push_async_callback(platform.close)
+    urls = {}
+    servers = {}
+    for role in ROLES:
+        server_cm = serving(create_app(platform, role))
+        urls[role] = await stack.enter_async_context(server_cm)
+        servers[role] = server_cm
+    legacy = await stack.enter_async_context(serving(legacy_app()))
+    gateway = await build_gateway(
+        Settings(
+            data_dir=data_dir, admin_token=OPERATOR, legacy_url=legacy, legacy_timeout_s=0.5,
+            ingest_url=urls["ingest"], mentions_url=urls["mentions"],
+            analytics_url=urls["analytics"], control_poll_s=0.05, **settings,
+        )
+    )  # fmt: skip
+    stack.push_async_callback(gateway.close)
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=observed(gateway)), base_url="http://gateway"
+    )
+    stack.push_async_callback(client.aclose)
+    return Stack(platform, gateway, client, servers), stack
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    built, exits = await start_stack(tmp_path / "data")
+    async with exits:
+        yield built
+
+
+async def test_a_request_needs_a_valid_key(stack: Stack) -> None:
+    missing = await stack.client.get("/v1/mentions?q=ma")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert "API key is required" in missing.json()["detail"]
+    forged = await stack.client.get(
+        "/v1/mentions?q=ma", headers=auth("hb_000000000000_" + "x" * 43)
+    )
+    assert forged.status_code == 401
+    assert "not valid" in forged.json()["detail"]
+
+
+async def test_a_revoked_key_stops_at_once(stack: Stack) -> None:
+    owner = await stack.tenant("newsroom")
+    viewer = await stack.key(owner, "viewer")
+    assert (await stack.client.get("/v1/mentions?q=ma", headers=auth(viewer))).status_code == 200
+    keys = (await stack.client.get("/v1/keys", headers=auth(owner["token"]))).json()
+    viewer_id = next(k["id"] for k in keys if k["role"] == "viewer")
+    revoked = await stack.client.delete(f"/v1/keys/{viewer_id}", headers=auth(owner["token"]))
+    assert revoked.status_code == 200
+    assert revoked.json()["revoked_at"] is not None
+    assert (await stack.client.get("/v1/mentions?q=ma", headers=auth(viewer))).status_code == 401
+
+
+async def test_roles_limit_what_a_key_may_do(stack: Stack) -> None:
+    owner = await stack.tenant("newsroom")
+    viewer, editor = await stack.key(owner, "viewer"), await stack.key(owner, "editor")
+    watch = {"kind": "hashtag", "target": "quake"}
+    refused = await stack.client.post("/v1/watches", json=watch, headers=auth(viewer))
+    assert refused.status_code == 403
+    assert "editor role" in refused.json()["detail"]
+    assert (
+        await stack.client.post("/v1/watches", json=watch, headers=auth(editor))
+    ).status_code == 201
+    pushed = await stack.client.post("/v1/ingest/jetstream", content=b"", headers=auth(editor))
+    assert pushed.status_code == 403  # pushing into the firehose is an admin's
+    grant = await stack.client.post("/v1/keys", json={"role": "owner"}, headers=auth(editor))
+    assert grant.status_code == 403
+    operator_on_service = await stack.client.get("/v1/watches", headers=auth(OPERATOR))
+    assert operator_on_service.status_code == 403
+
+
+async def test_tenants_are_made_and_listed_by_the_operator_only(stack: Stack) -> None:
+    owner = await stack.tenant("newsroom")
+    listed = await stack.client.get("/v1/tenants", headers=auth(OPERATOR))
+    assert [t["name"] for t in listed.json()] == ["newsroom"]
+    assert (await stack.client.get("/v1/tenants", headers=auth(owner["token"]))).status_code == 403
+    again = await stack.client.post(
+        "/v1/tenants", json={"name": "newsroom"}, headers=auth(OPERATOR)
+    )
+    assert again.status_code == 409
+    own = await stack.client.get("/v1/tenant", headers=auth(owner["token"]))
+    assert own.json()["id"] == owner["id"]
+
+
+async def test_a_tenant_never_reaches_another_tenants_resources(stack: Stack) -> None:
+    """Every route with an id of a tenant-owned thing in its path, read from the API
+    description (so a route added later is covered), called with another tenant's key
+    and the first tenant's ids: 403 or 404 each time; lists show only one's own."""
+    a, b = await stack.tenant("alpha"), await stack.tenant("beta")
+    ids = await _resources_of(stack, a)
+    spec = (await stack.client.get("/openapi.json")).json()
+    calls = []
+    for path, item in spec["paths"].items():
+        params = [p for p in ids if "{" + p + "}" in path]
+        if not params:
+            continue
+        for method in item:
+            url = path
+            for param in params:
+                url = url.replace("{" + param + "}", ids[param])
+            calls.append((method, url))
+    called = 0
+    for method, url in sorted(calls, key=lambda call: call[0] == "put"):  # upserts last
+        body = {"enabled": True, "percent": 50.0} if method == "put" else None
+        answer = await stack.client.request(
+            method.upper(), url, headers=auth(b["token"]), json=body
+        )
+        if method == "put" and answer.is_success:  # an upsert makes the caller's own
+            assert answer.json()["scope"] == b["id"], answer.text
+        else:
+            assert answer.status_code in (403, 404), (method, url, answer.text)
+        called += 1
+    assert called >= 8, f"only {called} tenant-owned routes found"
+    for listing in ("/v1/watches", "/v1/webhooks", "/v1/keys", "/v1/flags", "/v1/users"):
+        answer = await stack.client.get(listing, headers=auth(b["token"]))
+        assert answer.status_code == 200
+        assert a["id"] not in answer.text, listing
+    # and the first tenant's things are all still there for it
+    mine = await stack.client.get(f"/v1/watches/{ids['watch_id']}", headers=auth(a["token"]))
+    assert mine.status_code == 200
+    flag = await stack.client.get("/v1/flags/beta-reports", headers=auth(a["token"]))
+    assert flag.json()["percent"] == 10
+
+
+async def _resources_of(stack: Stack, owner: dict[str, str]) -> dict[str, str]:
+    """One of each tenant-owned thing; answers the path parameter names and ids."""
+    headers = auth(owner["token"])
+    watch = await stack.client.post(
+        "/v1/watches", json={"kind": "hashtag", "target": "quake"}, headers=headers
+    )
+    hook = await stack.client.post(
+        "/v1/webhooks", json={"url": "http://127.0.0.1:9/hook"}, headers=headers
+    )
+    flag = await stack.client.put("/v1/flags/beta-reports", json={"percent": 10}, headers=headers)
+    await stack.client.post("/v1/users", json={"email": "a@alpha.test"}, headers=headers)
+    keys = (await stack.client.get("/v1/keys", headers=headers)).json()
+    for answer in (watch, hook, flag):
+        assert answer.status_code in (200, 201), answer.text
+    return {
+        "watch_id": watch.json()["id"],
+        "webhook_id": hook.json()["id"],
+        "name": "beta-reports",
+        "key_id": keys[0]["id"],
+    }
+
+
+async def test_a_burst_over_the_limit_is_refused_with_retry_after(tmp_path: Path) -> None:
+    built, exits = await start_stack(
+        tmp_path / "data", rate_limit_key_burst=3, rate_limit_key_per_s=1.0
+    )
+    async with exits:
+        owner = await built.tenant("newsroom")
+        answers = [
+            await built.client.get("/v1/mentions?q=ma", headers=auth(owner["token"]))
+            for _ in range(4)
+        ]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [a.headers["ratelimit-remaining"] for a in answers[:3]] == ["2", "1", "0"]
+    assert answers[0].headers["ratelimit-limit"] == "3"
+    assert answers[3].headers["retry-after"] == "1"
+    assert "too many requests" in answers[3].json()["detail"]
+
+
+async def test_the_request_id_reaches_the_answer_the_events_and_the_logs(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("info", "json")
+    owner = await stack.tenant("newsroom")
+    body = (FIXTURES / "jetstream-sample.jsonl").read_bytes()
+    pushed = await stack.client.post(
+        "/v1/ingest/jetstream", content=body,
+        headers={**auth(owner["token"]), "X-Request-ID": "push-4711"},
+    )  # fmt: skip
+    assert pushed.status_code == 200, pushed.text
+    assert pushed.headers["x-request-id"] == "push-4711"
+    posts = await stack.platform.event_log.read(POSTS, 1, 1000)
+    assert posts
+    assert {r.event.trace for r in posts} == {"push-4711"}
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line[:1] == "{"]
+    pushed_line = next(line for line in lines if line["event"] == "push ingested")
+    assert pushed_line["request_id"] == "push-4711"
+
+    traced = await stack.client.get(
+        "/v1/mentions?q=ma",
+        headers={**auth(owner["token"]), "traceparent": f"00-{'a' * 32}-{'b' * 16}-01"},
+    )
+    assert traced.headers["x-request-id"] == "a" * 32  # the caller's trace id
+    generated = await stack.client.get("/v1/mentions?q=ma", headers=auth(owner["token"]))
+    assert len(generated.headers["x-request-id"]) == 32
+
+
+async def test_usage_goes_to_its_own_topic_and_metrics_count_each_route(stack: Stack) -> None:
+    owner = await stack.tenant("newsroom")
+    for _ in range(3):
+        await stack.client.get("/v1/mentions?q=ma", headers=auth(owner["token"]))
+    await stack.gateway.usage.flush()
+    used = [r.event for r in await stack.platform.event_log.read(USAGE, 1, 100)]
+    mentions = [u for u in used if isinstance(u, FeatureUsed) and u.feature == "/v1/mentions"]
+    assert len(mentions) == 3
+    assert {u.tenant for u in mentions} == {owner["id"]}
+    metrics = (await stack.client.get("/metrics")).text
+    assert (
+        'hubbub_http_requests_total{method="GET",route="/v1/mentions",service="gateway",'
+        'status="200"}' in metrics
+    )
+    assert (
+        'hubbub_http_request_seconds_bucket{le="0.005",route="/v1/mentions",service="gateway"'
+        in metrics
+    )
+
+
+async def test_when_mentions_is_down_only_its_routes_answer_503(stack: Stack) -> None:
+    owner = await stack.tenant("newsroom")
+    headers = auth(owner["token"])
+    assert (await stack.client.get("/v1/mentions?q=ma", headers=headers)).status_code == 200
+    await stack.servers["mentions"].__aexit__(None, None, None)  # the mentions role stops
+    await stack.gateway.health.check()
+
+    down = await stack.client.get("/v1/mentions?q=ma", headers=headers)
+    assert down.status_code == 503
+    assert down.headers["retry-after"] == "1"
+    assert "mentions service is down" in down.json()["detail"]
+    health = (await stack.client.get("/healthz")).json()
+    assert health == {
+        "status": "degraded",
+        "roles": {"gateway": "ok", "ingest": "ok", "mentions": "down", "analytics": "ok",
+                  "legacy": "ok"},
+    }  # fmt: skip
+    reports = await stack.client.get(
+        "/v1/reports/top/hashtags",
+        params={"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"},
+        headers=headers,
+    )
+    assert reports.status_code == 200, reports.text
+    pushed = await stack.client.post(
+        "/v1/ingest/jetstream", content=(FIXTURES / "jetstream-sample.jsonl").read_bytes(),
+        headers=headers,
+    )  # fmt: skip
+    assert pushed.status_code == 200
+    assert pushed.json()["accepted"] > 0
+
+
+async def test_an_upstream_that_stops_answering_opens_its_circuit(tmp_path: Path) -> None:
+    built, exits = await start_stack(tmp_path / "data", breaker_failures=2, breaker_reset_s=30)
+    async with exits:
+        owner = await built.tenant("newsroom")
+        await built.client.put(
+            "/v1/platform/routes", json={"prefix": "/v1/legacy", "target": "legacy"},
+            headers=auth(OPERATOR),
+        )  # fmt: skip
+        slow = [
+            await built.client.get("/v1/legacy/slow", headers=auth(owner["token"]))
+            for _ in range(3)
+        ]
+        other = await built.client.get("/v1/mentions?q=ma", headers=auth(owner["token"]))
+    assert [a.status_code for a in slow] == [504, 504, 503]
+    assert "circuit is open" in slow[2].json()["detail"]
+    assert int(slow[2].headers["retry-after"]) >= 25
+    assert other.status_code == 200  # one breaker per upstream
+
+
+async def test_legacy_answers_stream_through_with_the_callers_tenant(stack: Stack) -> None:
+    owner = await stack.tenant("newsroom")
+    await stack.client.put(
+        "/v1/platform/routes", json={"prefix": "/v1/legacy", "target": "legacy"},
+        headers=auth(OPERATOR),
+    )  # fmt: skip
+    streamed = await stack.client.get("/v1/legacy/stream", headers=auth(owner["token"]))
+    assert streamed.text == "".join(f"chunk {n}\n" for n in range(5))
+    whoami = await stack.client.get(
+        "/v1/legacy/whoami", headers={**auth(owner["token"]), "X-Hubbub-Tenant": "someone-else"}
+    )
+    assert whoami.json() == {"tenant": owner["id"]}  # a client cannot claim a tenant
+
+
+async def test_flipping_a_route_live_fails_no_request(tmp_path: Path) -> None:
+    built, exits = await start_stack(
+        tmp_path / "data", rate_limit_key_burst=100_000, rate_limit_tenant_burst=100_000
+    )
+    async with exits:
+        await _flip_under_load(built)
+
+
+async def _flip_under_load(stack: Stack) -> None:
+    owner = await stack.tenant("newsroom")
+    headers = auth(owner["token"])
+
+    async def flip(target: str) -> None:
+        answer = await stack.client.put(
+            "/v1/platform/routes", json={"prefix": "/v1/mentions", "target": target},
+            headers=auth(OPERATOR),
+        )  # fmt: skip
+        assert answer.status_code == 200, answer.text
+
+    await flip("legacy")
+    sides: list[str] = []
+    stop = asyncio.Event()
+
+    async def keep_asking() -> None:
+        while not stop.is_set():
+            answer = await stack.client.get("/v1/mentions?q=ma", headers=headers)
+            assert answer.status_code == 200, answer.text
+            sides.append("legacy" if answer.json() == {"from": "legacy", "q": "ma"} else "new")
+
+    callers = [asyncio.create_task(keep_asking()) for _ in range(4)]
+    await asyncio.sleep(0.3)
+    await flip("new")
+    await asyncio.sleep(0.3)
+    await flip("legacy")
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.gather(*callers)
+    assert "new" in sides
+    assert sides[0] == "legacy"
+    assert sides[-1] == "legacy"
+    assert len(sides) > 20
+
+
+async def test_a_percentage_route_is_sticky_per_tenant(stack: Stack) -> None:
+    await stack.client.put(
+        "/v1/platform/routes", json={"prefix": "/v1/mentions", "target": "percent", "percent": 50},
+        headers=auth(OPERATOR),
+    )  # fmt: skip
+    seen: dict[str, set[str]] = {}
+    for n in range(16):
+        owner = await stack.tenant(f"tenant-{n}")
+        for _ in range(3):
+            answer = await stack.client.get("/v1/mentions?q=ma", headers=auth(owner["token"]))
+            side = "legacy" if "from" in answer.text else "new"
+            seen.setdefault(owner["id"], set()).add(side)
+    assert all(len(sides) == 1 for sides in seen.values())  # sticky
+    assert {next(iter(s)) for s in seen.values()} == {"new", "legacy"}  # split
+
+
+async def test_shadow_mode_compares_both_sides_off_the_path(stack: Stack) -> None:
+    owner = await stack.tenant("newsroom")
+    await stack.client.put(
+        "/v1/platform/routes", json={"prefix": "/v1/mentions", "target": "new", "shadow": True},
+        headers=auth(OPERATOR),
+    )  # fmt: skip
+    answer = await stack.client.get("/v1/mentions?q=ma", headers=auth(owner["token"]))
+    assert answer.status_code == 200
+    assert answer.json() == []
+    for _ in range(100):
+        if (shadowed := _metric(await stack.client.get("/metrics"), "different")) >= 1:
+            break
+        await asyncio.sleep(0.02)
+    assert shadowed == 1  # legacy answered otherwise, and it was noticed
+
+
+def _metric(answer: httpx.Response, outcome: str) -> float:
+    for line in answer.text.splitlines():
+        if line.startswith("hubbub_gateway_shadow_total") and (
+            f'outcome="{outcome}"' in line and 'route="/v1/mentions"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
