@@ -1,4 +1,5 @@
-"""`hubbub serve --role mentions --replicas 2`: replicas sharing a port, stopped together."""
+"""`hubbub serve`: every role in a process of its own under a supervisor, restarted when
+it dies; and `hubbub serve --role mentions --replicas 2`: replicas sharing a port."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -61,3 +63,67 @@ def listening(pid: int, port: int, expected: int) -> list[psutil.Process]:
             return found
         time.sleep(0.1)
     raise AssertionError(f"{expected} replicas did not listen on {port} within 30 s")
+
+
+ROLES = ("ingest", "mentions", "analytics", "gateway")
+
+
+def test_serve_runs_every_role_and_restarts_one_that_dies(tmp_path: Path) -> None:
+    ports = {role: free_port() for role in ROLES}
+    env = {
+        **os.environ,
+        "HUBBUB_LOG_LEVEL": "warning",
+        "HUBBUB_HTTP_PORT": str(ports["gateway"]),
+        **{f"HUBBUB_{r.upper()}_URL": f"http://127.0.0.1:{ports[r]}" for r in ROLES[:3]},
+    }
+    command = [sys.executable, "-m", "hubbub", "--data-dir", str(tmp_path), "serve"]
+    supervisor = subprocess.Popen(command, env=env)
+    try:
+        until_healthy(ports)
+        killed = role_process(supervisor.pid, "mentions")
+        killed.kill()
+        until_healthy({"mentions": ports["mentions"]})
+        assert role_process(supervisor.pid, "mentions").pid != killed.pid
+        gateway = f"http://127.0.0.1:{ports['gateway']}/healthz"
+        assert wait_for(lambda: httpx.get(gateway).json()["roles"] == dict.fromkeys(ROLES, "ok"))
+        children = psutil.Process(supervisor.pid).children(recursive=True)
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(30) == 0
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
+
+
+def role_process(supervisor: int, role: str) -> psutil.Process:
+    """The supervisor's child running `role`."""
+    found = [
+        child
+        for child in psutil.Process(supervisor).children()
+        if child.cmdline()[-4:-2] == ["--role", role]
+    ]
+    assert len(found) == 1, f"{len(found)} {role} processes"
+    return found[0]
+
+
+def until_healthy(ports: dict[str, int], timeout_s: float = 45.0) -> None:
+    """Wait until every role of `ports` answers /healthz with 200."""
+
+    def healthy(port: int) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    if not wait_for(lambda: all(healthy(port) for port in ports.values()), timeout_s):
+        down = [role for role, port in ports.items() if not healthy(port)]
+        raise AssertionError(f"{', '.join(down)} did not answer /healthz within {timeout_s} s")
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    """Poll `check` until it holds (True) or `timeout_s` passes (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
