@@ -449,3 +449,37 @@ def _metric(answer: httpx.Response, outcome: str) -> float:
         ):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+async def test_a_route_rolls_out_behind_a_flag_and_is_killed_live(stack: Stack) -> None:
+    early, late = await stack.tenant("early"), await stack.tenant("late")
+    params = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"}
+
+    async def reports(tenant: dict[str, str]) -> int:
+        answer = await stack.client.get(
+            "/v1/reports/top/hashtags", params=params, headers=auth(tenant["token"])
+        )
+        return answer.status_code
+
+    assert [await reports(early), await reports(late)] == [200, 200]  # no flag: on
+    flag = {"enabled": True, "percent": 0, "allow": [early["id"]]}
+    answer = await stack.client.put(
+        "/v1/platform/flags/route.reports", json=flag, headers=auth(OPERATOR)
+    )
+    assert answer.status_code == 200, answer.text
+    await stack.gateway.flags.catch_up()
+    assert [await reports(early), await reports(late)] == [200, 403]
+    refused = await stack.client.get(
+        "/v1/reports/top/hashtags", params=params, headers=auth(late["token"])
+    )
+    assert "route.reports" in refused.json()["detail"]
+
+    killed = {**flag, "enabled": False}
+    await stack.client.put("/v1/platform/flags/route.reports", json=killed, headers=auth(OPERATOR))
+    for _ in range(100):  # the gateway follows the log: no restart, no call to it
+        if await reports(early) == 403:
+            break
+        await asyncio.sleep(0.02)
+    assert [await reports(early), await reports(late)] == [403, 403]
+    mentions = await stack.client.get("/v1/mentions?q=ma", headers=auth(early["token"]))
+    assert mentions.status_code == 200  # other routes are not behind it

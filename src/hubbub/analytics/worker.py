@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -31,6 +32,7 @@ from hubbub.analytics.rollups import MINUTE_US, Deltas, fold, posts_to_look_up
 from hubbub.analytics.terms import InvalidTerm, TermMatcher, term_key
 from hubbub.eventlog.port import EventLog, Record
 from hubbub.kernel.events import CONTROL, DELETES, ENGAGEMENT, POSTS, WatchChanged
+from hubbub.kernel.tracing import consumer_span
 from hubbub.settings import Settings
 
 TOPICS = (POSTS, ENGAGEMENT, DELETES)
@@ -74,6 +76,21 @@ class WatchedTerms:
             log.warning("watch of an empty term ignored", watch=change.watch)
 
 
+async def _fold_batch(
+    target: RollupStore,
+    records: list[Record],
+    reached: dict[str, int],
+    positions: dict[str, int],
+    newly: AbstractSet[str],
+    terms: WatchedTerms,
+) -> None:
+    """Fold one batch into `target`, with the positions it reached, in one transaction."""
+    known = await asyncio.to_thread(target.contributions, posts_to_look_up(records))
+    deltas = fold(records, known, terms.matcher)
+    deltas.tracked = dict.fromkeys(newly, min(r.event.ts for r in records) // MINUTE_US)
+    await asyncio.to_thread(target.apply, deltas, reached, positions)
+
+
 async def catch_up(
     store: RollupStore | StoreSource,
     event_log: EventLog,
@@ -99,12 +116,9 @@ async def catch_up(
                 deltas = Deltas(tracked=dict.fromkeys(newly, time.time_ns() // 60_000_000_000))
                 await asyncio.to_thread(target.apply, deltas, {}, positions)
             return folded
-        known = await asyncio.to_thread(target.contributions, posts_to_look_up(records))
-        deltas = fold(records, known, terms.matcher)
-        first_minute = min(r.event.ts for r in records) // MINUTE_US
-        deltas.tracked = dict.fromkeys(newly, first_minute)
         try:
-            await asyncio.to_thread(target.apply, deltas, reached, positions)
+            with consumer_span("analytics fold", (r.event.trace for r in records)):
+                await _fold_batch(target, records, reached, positions, newly, terms)
         except StalePositions as error:
             log.info("positions moved under the worker; folding on from them", why=str(error))
             continue

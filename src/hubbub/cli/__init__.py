@@ -15,6 +15,7 @@ from hubbub.cli import (
     ingest,
     log,
     mentions,
+    routes,
     serve,
     tenants,
     watch,
@@ -56,6 +57,7 @@ app.add_typer(analytics.app, name="analytics")
 app.add_typer(watch.app, name="watch")
 app.add_typer(webhook.app, name="webhook")
 app.add_typer(flags.app, name="flags")
+app.add_typer(routes.app, name="routes")
 app.add_typer(bench.app, name="bench")
 app.command()(serve.serve)
 app.command()(serve.demo)

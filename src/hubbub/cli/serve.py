@@ -35,6 +35,7 @@ from hubbub.ingest.generate import FirehoseSpec, generate_firehose
 from hubbub.ingest.pipeline import IngestSummary
 from hubbub.kernel.events import DEADLETTER
 from hubbub.kernel.telemetry import configure_logging
+from hubbub.kernel.tracing import configure_tracing
 from hubbub.settings import Settings
 from hubbub.supervisor import PLATFORM_ROLES, Supervisor, platform_roles, role_urls, url_port
 from hubbub.web.app import ROLES, create_app
@@ -94,6 +95,7 @@ async def _serve(
 ) -> None:
     """Serve `role`; as replica N of several (sharing the port), only replica 0 writes
     the mentions snapshot that all of them start from."""
+    configure_tracing(role, settings.otlp_endpoint)
     platform = await build_platform(settings)
     platform.keeps_snapshots = not replica
     try:
@@ -170,6 +172,7 @@ async def _gateway(settings: Settings, host: str, port: int) -> None:
     from hubbub.bootstrap import build_gateway  # its dependencies load only where it runs
     from hubbub.gateway.app import gateway_server
 
+    configure_tracing("gateway", settings.otlp_endpoint)
     gateway = await build_gateway(settings)
     try:
         server = gateway_server(gateway, host, port)

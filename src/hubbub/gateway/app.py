@@ -38,6 +38,9 @@ import xxhash
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from openfeature import api as openfeature_api
+from openfeature.client import OpenFeatureClient
+from openfeature.evaluation_context import EvaluationContext
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from starlette.types import Message, Receive, Scope, Send
 
@@ -47,11 +50,13 @@ from hubbub.gateway import flags_api
 from hubbub.gateway.auth import Authenticator, token_of
 from hubbub.gateway.flags import FlagBook
 from hubbub.gateway.health import Health
+from hubbub.gateway.openfeature_provider import install
 from hubbub.gateway.ports import TENANT_HEADER, Caller, Role, TenantStore
 from hubbub.gateway.ratelimit import Decision, Quota, RateLimiter, headers, strictest
 from hubbub.gateway.routing import LEGACY, Route, RouteTable
 from hubbub.gateway.upstreams import Unavailable, Upstream
 from hubbub.gateway.usage import UsageRecorder
+from hubbub.kernel import tracing
 from hubbub.kernel.telemetry import Correlation, Observed, header, route_of
 
 log = structlog.get_logger()
@@ -91,16 +96,30 @@ class Gateway:
     usage: UsageRecorder
     control_poll_s: float = 0.5
     own: FastAPI = field(init=False)
+    _features: OpenFeatureClient | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     _spec: tuple[float, dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         self.own = _own_app(self)
+        self._flag_domain = f"hubbub-gateway-{id(self)}"
+
+    def enabled(self, route: Route, tenant: str) -> bool:
+        """Whether the route's feature is on for `tenant`: on, unless a flag named
+        `route.<path after /v1/, dots for slashes>` (e.g. `route.reports`) says
+        otherwise. Evaluated through OpenFeature; only asked when such a flag exists."""
+        name = feature_flag(route.prefix)
+        if self._features is None or self.flags.governing(name, tenant) is None:
+            return True
+        context = EvaluationContext(targeting_key=tenant)
+        return self._features.get_boolean_value(name, True, context)
 
     async def start(self) -> None:
         """Read the route table and flags, check the upstreams, then keep them current."""
         await self.routes.catch_up()
         await self.flags.catch_up()
+        install(self.flags, self._flag_domain)
+        self._features = openfeature_api.get_client(self._flag_domain)
         await self.health.check()
         self._background += [
             asyncio.create_task(self.routes.follow(self.control_poll_s)),
@@ -180,6 +199,11 @@ class Gateway:
         if not caller.may(needed):
             await _error(send, 403, f"this needs the {needed} role or above; the key is "
                                     f"{caller.role}")  # fmt: skip
+            return
+        if not self.enabled(route, caller.tenant):
+            name = feature_flag(route.prefix)
+            await _error(send, 403, f"{route.prefix} is not enabled for this workspace "
+                                    f"(feature flag {name})")  # fmt: skip
             return
         side = route.side(caller.tenant)
         upstream = self._upstream(route, side)
@@ -263,6 +287,11 @@ class Gateway:
         return spec
 
 
+def feature_flag(prefix: str) -> str:
+    """The flag that gates a route: `/v1/reports/top` is `route.reports.top`."""
+    return "route." + prefix.removeprefix("/v1/").strip("/").replace("/", ".").lower()
+
+
 def _needed_role(route: Route, method: str) -> Role:
     """Push ingest is an admin's; other writes an editor's; reads anyone's."""
     if route.service == "ingest":
@@ -278,7 +307,9 @@ def _merge(spec: dict[str, Any], other: dict[str, Any]) -> None:
     spec.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
 
 
-def _forwarded_headers(scope: Scope, caller: Caller, upstream: Upstream) -> list[tuple[str, str]]:
+def _forwarded_headers(
+    scope: Scope, caller: Caller, upstream: Upstream, traceparent: str | None = None
+) -> list[tuple[str, str]]:
     """The request's end-to-end headers, with the gateway's word on who is calling.
 
     A service is told the tenant by the gateway alone: what a client sent under those
@@ -293,7 +324,7 @@ def _forwarded_headers(scope: Scope, caller: Caller, upstream: Upstream) -> list
     return [
         *kept,
         ("x-request-id", correlation.request_id),
-        ("traceparent", correlation.traceparent),
+        ("traceparent", traceparent or correlation.traceparent),
         (TENANT_HEADER, caller.tenant),
         ("x-hubbub-key", caller.key),
         ("x-hubbub-role", caller.role),
@@ -328,8 +359,23 @@ async def _forward(
     scope: Scope, receive: Receive, send: Send, caller: Caller, upstream: Upstream
 ) -> None:
     """Send the request to `upstream` and stream its answer back, as it comes."""
+    if tracing.enabled():
+        with tracing.client_span(f"{scope['method']} {upstream.name}") as span:
+            await _stream(scope, receive, send, caller, upstream, tracing.traceparent_of(span))
+    else:
+        await _stream(scope, receive, send, caller, upstream, None)
+
+
+async def _stream(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    caller: Caller,
+    upstream: Upstream,
+    traceparent: str | None,
+) -> None:
     body = _body(receive) if _has_body(scope) else None
-    headers = _forwarded_headers(scope, caller, upstream)
+    headers = _forwarded_headers(scope, caller, upstream, traceparent)
     response = await upstream.send(scope["method"], _url(scope, upstream), headers, body)
     try:
         answer = [

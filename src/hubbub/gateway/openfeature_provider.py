@@ -104,8 +104,12 @@ def _error(default_value: T, code: ErrorCode, message: str) -> FlagResolutionDet
     )
 
 
-def install(book: FlagBook) -> None:
-    """Make a `HubbubProvider` over `book` the OpenFeature default provider, ready on
-    return: `set_provider` would initialise it on a thread of its own, and a flag asked
-    for before that thread ran would answer the default with `PROVIDER_NOT_READY`."""
-    api.set_provider_and_wait(HubbubProvider(book))
+def install(book: FlagBook, domain: str | None = None) -> None:
+    """Make a `HubbubProvider` over `book` the OpenFeature provider (of `domain`, or the
+    default one), ready on return: `set_provider` would initialise it on a thread of its
+    own, and a flag asked for before that thread ran would answer the default with
+    `PROVIDER_NOT_READY`."""
+    if domain is None:
+        api.set_provider_and_wait(HubbubProvider(book))
+    else:
+        api.set_provider_and_wait(HubbubProvider(book), domain)

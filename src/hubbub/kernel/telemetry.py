@@ -12,14 +12,16 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hubbub.kernel import tracing
 
 INGEST_EVENTS: Final = Counter(
     "hubbub_ingest_events",
@@ -136,9 +138,13 @@ class Correlation:
         ]
 
 
-def correlate(request_id: str | None, traceparent: str | None) -> Correlation:
-    """The correlation of a request from its headers; a bad request id is replaced."""
-    parent = child_traceparent(traceparent)
+def correlate(
+    request_id: str | None, traceparent: str | None, *, child: bool = True
+) -> Correlation:
+    """The correlation of a request from its headers (continuing the caller's trace in
+    a span of its own, unless `child` is false: `traceparent` is this span's already);
+    a bad request id is replaced by the trace id."""
+    parent = child_traceparent(traceparent) if child else traceparent or new_traceparent()
     if request_id is None or not _REQUEST_ID.match(request_id):
         request_id = parent.split("-")[1]
     return Correlation(request_id, parent)
@@ -194,7 +200,18 @@ class Observed:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        correlation = correlate(header(scope, b"x-request-id"), header(scope, b"traceparent"))
+        request_id, parent = header(scope, b"x-request-id"), header(scope, b"traceparent")
+        if not tracing.enabled():
+            await self._observe(scope, receive, send, correlate(request_id, parent), started)
+            return
+        with tracing.server_span(f"{scope['method']} {self.service}", parent) as span:
+            here = correlate(request_id, tracing.traceparent_of(span), child=False)
+            await self._observe(scope, receive, send, here, started)
+            span.update_name(f"{scope['method']} {self.route(scope)}")
+
+    async def _observe(
+        self, scope: Scope, receive: Receive, send: Send, correlation: Correlation, started: float
+    ) -> None:
         scope["hubbub.correlation"] = correlation
         status = 500
         extra = (b"x-request-id", correlation.request_id.encode())
@@ -218,11 +235,3 @@ class Observed:
                 route = self.route(scope)
                 HTTP_REQUESTS.labels(self.service, route, scope["method"], str(status)).inc()
                 HTTP_SECONDS.labels(self.service, route).observe(time.perf_counter() - started)
-
-
-def log_fields(scope: MutableMapping[str, Any]) -> dict[str, str]:
-    """The correlation fields of a request, for a log line written outside its context."""
-    correlation = scope.get("hubbub.correlation")
-    if not isinstance(correlation, Correlation):
-        return {}
-    return {"request_id": correlation.request_id, "trace": correlation.traceparent}
