@@ -103,3 +103,22 @@ def reports(
         progress=(lambda _: None) if json else (lambda step: console.print(f"  {step}…")),
     )
     print_json(result)
+
+
+@app.command()
+def gateway(
+    requests: Annotated[int, typer.Option(help="Requests each way per round.", min=10)] = 2000,
+    rounds: Annotated[int, typer.Option(help="Rounds; medians are reported.", min=1)] = 5,
+    json: Annotated[bool, typer.Option("--json", help="Print the JSON object only.")] = False,
+) -> None:
+    """The latency the gateway adds: one query straight to the mentions role and through
+    the gateway, alternating, in the same run."""
+    from hubbub.benchmarks.gateway import run_gateway_benchmark
+
+    load_settings()  # logging as configured
+    result = run_gateway_benchmark(
+        requests=requests,
+        rounds=rounds,
+        progress=(lambda _: None) if json else (lambda step: console.print(f"  {step}…")),
+    )
+    print_json(result)
