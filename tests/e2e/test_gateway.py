@@ -22,7 +22,7 @@ from hubbub.kernel.events import POSTS, USAGE, FeatureUsed
 from hubbub.kernel.telemetry import configure_logging
 from hubbub.settings import Settings
 from hubbub.web.app import create_app
-from tests.conftest import FIXTURES, serving
+from tests.conftest import FIXTURES, require_service, serving, unique_name
 
 OPERATOR = "operator-token-for-tests"
 ROLES = ("ingest", "mentions", "analytics")
@@ -35,6 +35,7 @@ class Stack:
     platform: Platform
     gateway: Gateway
     client: httpx.AsyncClient
+    gateway_settings: Settings
     servers: dict[str, Any] = field(default_factory=dict)
 
     async def tenant(self, name: str) -> dict[str, str]:
@@ -99,19 +100,18 @@ async def start_stack(data_dir: Path, **settings: Any) -> tuple[Stack, AsyncExit
         urls[role] = await stack.enter_async_context(server_cm)
         servers[role] = server_cm
     legacy = await stack.enter_async_context(serving(legacy_app()))
-    gateway = await build_gateway(
-        Settings(
-            data_dir=data_dir, admin_token=OPERATOR, legacy_url=legacy, legacy_timeout_s=0.5,
-            ingest_url=urls["ingest"], mentions_url=urls["mentions"],
-            analytics_url=urls["analytics"], control_poll_s=0.05, **settings,
-        )
+    gateway_settings = Settings(
+        data_dir=data_dir, admin_token=OPERATOR, legacy_url=legacy, legacy_timeout_s=0.5,
+        ingest_url=urls["ingest"], mentions_url=urls["mentions"],
+        analytics_url=urls["analytics"], control_poll_s=0.05, **settings,
     )  # fmt: skip
+    gateway = await build_gateway(gateway_settings)
     stack.push_async_callback(gateway.close)
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=observed(gateway)), base_url="http://gateway"
     )
     stack.push_async_callback(client.aclose)
-    return Stack(platform, gateway, client, servers), stack
+    return Stack(platform, gateway, client, gateway_settings, servers), stack
 
 
 @pytest.fixture
@@ -483,3 +483,26 @@ async def test_a_route_rolls_out_behind_a_flag_and_is_killed_live(stack: Stack) 
     assert [await reports(early), await reports(late)] == [403, 403]
     mentions = await stack.client.get("/v1/mentions?q=ma", headers=auth(early["token"]))
     assert mentions.status_code == 200  # other routes are not behind it
+
+
+@pytest.mark.services
+async def test_gateway_replicas_share_rate_limits_through_redis(tmp_path: Path) -> None:
+    require_service("Redis", "127.0.0.1", 6379)
+    shared = {
+        "rate_limiter": "redis", "stream_prefix": unique_name("gw"), "rate_limit_key_burst": 4,
+        "rate_limit_key_per_s": 0.5,
+    }  # fmt: skip
+    built, exits = await start_stack(tmp_path / "data", **shared)
+    async with exits:
+        owner = await built.tenant("newsroom")
+        other = await build_gateway(built.gateway_settings)  # a second replica
+        exits.push_async_callback(other.close)
+        second = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=observed(other)), base_url="http://gateway-2"
+        )
+        exits.push_async_callback(second.aclose)
+        answers = []
+        for client in (built.client, second, built.client, second, built.client):
+            answer = await client.get("/v1/mentions?q=ma", headers=auth(owner["token"]))
+            answers.append(answer.status_code)
+    assert answers == [200, 200, 200, 200, 429]
