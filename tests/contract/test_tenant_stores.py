@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 from psycopg.conninfo import conninfo_to_dict
 
 from hubbub.gateway.ports import Conflict, NotFound, TenantStore
 from hubbub.gateway.sql import SqlTenantStore
+from hubbub.kernel.sealing import SecretBox
 from tests.conftest import postgres_database
 
 
@@ -97,6 +99,67 @@ def test_another_tenants_key_is_not_found(store: TenantStore) -> None:
     assert store.authenticate(token) is not None  # still working
 
 
+@pytest.fixture
+def box() -> SecretBox:
+    return SecretBox(Fernet.generate_key())
+
+
+def test_a_connector_token_is_kept_sealed_and_replaced(store: TenantStore, box: SecretBox) -> None:
+    first, second = box.seal("token-one"), box.seal("token-two")
+    assert store.connector_token("acme", "mastodon", "mastodon.social") is None
+    store.put_connector_token("acme", "mastodon", "mastodon.social", first)
+    assert store.connector_token("acme", "mastodon", "mastodon.social") == first
+    [made] = store.connector_tokens("acme")
+    store.put_connector_token("acme", "mastodon", "mastodon.social", second)
+    assert store.connector_token("acme", "mastodon", "mastodon.social") == second
+    [replaced] = store.connector_tokens("acme")
+    assert (replaced.tenant, replaced.connector, replaced.account) == (
+        "acme", "mastodon", "mastodon.social"
+    )  # fmt: skip
+    assert replaced.created_at == made.created_at
+    assert replaced.updated_at >= made.updated_at >= made.created_at
+    assert replaced.created_at.tzinfo is not None
+
+
+def test_connector_tokens_are_listed_without_the_tokens(store: TenantStore, box: SecretBox) -> None:
+    sealed = {account: box.seal(f"token for {account}") for account in ("b.example", "a.example")}
+    for account, value in sealed.items():
+        store.put_connector_token("acme", "mastodon", account, value)
+    listed = store.connector_tokens("acme")
+    assert [(t.connector, t.account) for t in listed] == [
+        ("mastodon", "a.example"), ("mastodon", "b.example")
+    ]  # fmt: skip
+    assert all(value not in repr(listed) for value in sealed.values())
+
+
+def test_plaintext_is_never_stored(store: TenantStore) -> None:
+    for plaintext in ("s3cret", "", "sealed:v1:", "SEALED:V1:abc", " sealed:v1:abc"):
+        with pytest.raises(ValueError, match="must be sealed"):
+            store.put_connector_token("acme", "mastodon", "mastodon.social", plaintext)
+    assert store.connector_tokens("acme") == []
+
+
+def test_a_removed_connector_token_is_gone(store: TenantStore, box: SecretBox) -> None:
+    store.put_connector_token("acme", "mastodon", "mastodon.social", box.seal("t"))
+    store.put_connector_token("acme", "mastodon", "fosstodon.org", box.seal("u"))
+    store.delete_connector_token("acme", "mastodon", "mastodon.social")
+    assert store.connector_token("acme", "mastodon", "mastodon.social") is None
+    assert [t.account for t in store.connector_tokens("acme")] == ["fosstodon.org"]
+    with pytest.raises(NotFound, match="no mastodon token"):
+        store.delete_connector_token("acme", "mastodon", "mastodon.social")
+
+
+def test_another_tenants_connector_token_is_not_found(store: TenantStore, box: SecretBox) -> None:
+    sealed = box.seal("acme's token")
+    store.put_connector_token("acme", "mastodon", "mastodon.social", sealed)
+    assert store.connector_token("globex", "mastodon", "mastodon.social") is None
+    assert store.connector_tokens("globex") == []
+    with pytest.raises(NotFound):
+        store.delete_connector_token("globex", "mastodon", "mastodon.social")
+    store.put_connector_token("globex", "mastodon", "mastodon.social", box.seal("globex's"))
+    assert store.connector_token("acme", "mastodon", "mastodon.social") == sealed
+
+
 def test_reopening_migrates_nothing_twice(tmp_path: Path) -> None:
     first = SqlTenantStore.sqlite(tmp_path / "relational.db")
     acme = first.create_tenant("acme")
@@ -108,14 +171,23 @@ def test_reopening_migrates_nothing_twice(tmp_path: Path) -> None:
         again.close()
 
 
-def test_the_migrations_make_the_schema_the_code_expects(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'relational.db'}"
+        return
+    with postgres_database("hubbub_tenants") as dsn:
+        yield sqlalchemy_url(dsn)
+
+
+def test_the_migrations_make_the_schema_the_code_expects(database_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
     from hubbub.gateway.sql import metadata
 
-    SqlTenantStore.sqlite(tmp_path / "relational.db").close()
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'relational.db'}")
+    SqlTenantStore(database_url).close()
+    engine = sa.create_engine(database_url)
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
     engine.dispose()

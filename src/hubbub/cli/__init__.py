@@ -10,6 +10,7 @@ import typer
 from hubbub.cli import (
     analytics,
     bench,
+    connectors,
     flags,
     generate,
     ingest,
@@ -53,6 +54,7 @@ app.add_typer(log.deadletter_app, name="deadletter")
 app.add_typer(mentions.app, name="mentions")
 app.add_typer(tenants.tenants_app, name="tenants")
 app.add_typer(tenants.keys_app, name="keys")
+app.add_typer(connectors.app, name="connectors")
 app.add_typer(analytics.app, name="analytics")
 app.add_typer(watch.app, name="watch")
 app.add_typer(webhook.app, name="webhook")

@@ -22,6 +22,7 @@ from hubbub.cli.common import (
     stop_on_signals,
     with_platform,
 )
+from hubbub.cli.connectors import stored_token
 from hubbub.ingest.connectors.jsonl import replay_file
 from hubbub.ingest.pipeline import IngestSummary
 
@@ -111,7 +112,9 @@ def jetstream(
 @app.command()
 def mastodon(
     url: Annotated[str, typer.Option(help="Instance URL, e.g. https://mastodon.social.")],
-    token: Annotated[str | None, typer.Option(help="Access token (read:statuses).")] = None,
+    token: Annotated[
+        str | None, typer.Option(help="Access token (read:statuses); default: the one kept.")
+    ] = None,
     stream: Annotated[str, typer.Option(help="Stream name: public, public/local, ...")] = "public",
 ) -> None:
     """Stream a Mastodon instance's public timeline (SSE) into the log."""
@@ -120,10 +123,12 @@ def mastodon(
     from hubbub.ingest.connectors.mastodon import run_mastodon
 
     settings = load_settings()
+    instance = urlsplit(url).hostname or url
+    token = token or stored_token(settings, "mastodon", instance)
     line = LiveLine("mastodon")
 
     async def work(platform: Platform) -> None:
-        ingestor = await platform.ingestor("mastodon", instance=urlsplit(url).hostname or url)
+        ingestor = await platform.ingestor("mastodon", instance=instance)
         stop = asyncio.Event()
         stop_on_signals(stop)
         task = asyncio.create_task(

@@ -1,4 +1,5 @@
-"""The relational store port: tenants (workspaces), their users and their API keys.
+"""The relational store port: tenants (workspaces), their users, their API keys and their
+connector tokens.
 
 Contract, which every adapter meets (`tests/contract/test_tenant_stores.py`):
 
@@ -10,6 +11,11 @@ Contract, which every adapter meets (`tests/contract/test_tenant_stores.py`):
   (malformed, unknown, revoked, wrong secret), never telling which.
 - Everything a tenant owns is reached through its tenant id: a key id of another
   tenant is `NotFound`, as one that does not exist.
+- A connector token (a Mastodon access token, say) is kept per tenant, connector and
+  account (the instance host), sealed by the caller (`hubbub.kernel.sealing`): the store
+  refuses, with ValueError, a value that is not sealed, so plaintext is never written.
+  Setting one again replaces it; listing them never shows them. Its tenant is not
+  checked against the tenants: the CLI's tenant (`HUBBUB_TENANT`) need not be one.
 """
 
 from __future__ import annotations
@@ -60,6 +66,17 @@ class ApiKey:
 
 
 @dataclass(frozen=True)
+class ConnectorTokenInfo:
+    """A kept connector token, described: which account it is for, never the token."""
+
+    tenant: str
+    connector: str
+    account: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
 class Caller:
     """Who a valid key speaks for."""
 
@@ -94,5 +111,22 @@ class TenantStore(Protocol):
     def revoke_key(self, tenant: str, key: str) -> ApiKey: ...
 
     def authenticate(self, token: str) -> Caller | None: ...
+
+    def put_connector_token(self, tenant: str, connector: str, account: str, sealed: str) -> None:
+        """Keep `sealed` (a `SecretBox.seal` value, else ValueError) for the account,
+        replacing the one kept before; the first one's `created_at` stays."""
+        ...
+
+    def connector_token(self, tenant: str, connector: str, account: str) -> str | None:
+        """The sealed token kept for the account, or None."""
+        ...
+
+    def connector_tokens(self, tenant: str) -> list[ConnectorTokenInfo]:
+        """The tenant's kept tokens, by connector then account (without the tokens)."""
+        ...
+
+    def delete_connector_token(self, tenant: str, connector: str, account: str) -> None:
+        """Forget the account's token; `NotFound` if none is kept."""
+        ...
 
     def close(self) -> None: ...

@@ -17,7 +17,18 @@ from alembic.config import Config
 from sqlalchemy.exc import IntegrityError
 
 from hubbub.gateway import keys
-from hubbub.gateway.ports import ROLES, ApiKey, Caller, Conflict, NotFound, Role, Tenant, User
+from hubbub.gateway.ports import (
+    ROLES,
+    ApiKey,
+    Caller,
+    Conflict,
+    ConnectorTokenInfo,
+    NotFound,
+    Role,
+    Tenant,
+    User,
+)
+from hubbub.kernel.sealing import PREFIX as SEALED_PREFIX
 
 metadata = sa.MetaData()
 tenants = sa.Table(
@@ -48,6 +59,27 @@ api_keys = sa.Table(
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
     sa.Index("api_keys_tenant", "tenant"),
 )
+# No foreign key to tenants: the CLI's tenant ("default") need not be a tenant's id.
+connector_tokens = sa.Table(
+    "connector_tokens",
+    metadata,
+    sa.Column("tenant", sa.String(32), primary_key=True),
+    sa.Column("connector", sa.String(32), primary_key=True),
+    sa.Column("account", sa.String(255), primary_key=True),
+    sa.Column("sealed", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def _token(tenant: str, connector: str, account: str) -> sa.ColumnElement[bool]:
+    """The row of one account's connector token."""
+    return (
+        (connector_tokens.c.tenant == tenant)
+        & (connector_tokens.c.connector == connector)
+        & (connector_tokens.c.account == account)
+    )
+
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -70,6 +102,13 @@ def _aware(moment: datetime | None) -> datetime | None:
     if moment is not None and moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment
+
+
+def _sealed(value: str) -> str:
+    """`value`, if `SecretBox.seal` made it: the store must never be handed plaintext."""
+    if not value.startswith(SEALED_PREFIX) or value == SEALED_PREFIX:
+        raise ValueError("a connector token must be sealed (SecretBox.seal) before it is stored")
+    return value
 
 
 def _role(role: str) -> Role:
@@ -163,6 +202,53 @@ class SqlTenantStore:
         if row is None or row.revoked_at is not None or not keys.matches(secret, row.secret_hash):
             return None
         return Caller(row.tenant, row.id, _role(row.role))
+
+    def put_connector_token(self, tenant: str, connector: str, account: str, sealed: str) -> None:
+        sealed, now = _sealed(sealed), _now()
+        where = _token(tenant, connector, account)
+        changed = connector_tokens.update().where(where).values(sealed=sealed, updated_at=now)
+        added = connector_tokens.insert().values(
+            tenant=tenant, connector=connector, account=account,
+            sealed=sealed, created_at=now, updated_at=now,
+        )  # fmt: skip
+        try:
+            with self._engine.begin() as db:
+                if db.execute(changed).rowcount == 0:
+                    db.execute(added)
+        except IntegrityError:  # another writer added it between the two: replace theirs
+            with self._engine.begin() as db:
+                db.execute(changed)
+
+    def connector_token(self, tenant: str, connector: str, account: str) -> str | None:
+        chosen = sa.select(connector_tokens.c.sealed).where(_token(tenant, connector, account))
+        with self._engine.connect() as db:
+            return db.execute(chosen).scalar_one_or_none()
+
+    def connector_tokens(self, tenant: str) -> list[ConnectorTokenInfo]:
+        c = connector_tokens.c
+        listed = (
+            sa.select(c.tenant, c.connector, c.account, c.created_at, c.updated_at)  # not sealed
+            .where(c.tenant == tenant)
+            .order_by(c.connector, c.account)
+        )
+        with self._engine.connect() as db:
+            rows = db.execute(listed).all()
+        return [
+            ConnectorTokenInfo(
+                row.tenant,
+                row.connector,
+                row.account,
+                _aware(row.created_at) or _now(),
+                _aware(row.updated_at) or _now(),
+            )
+            for row in rows
+        ]
+
+    def delete_connector_token(self, tenant: str, connector: str, account: str) -> None:
+        with self._engine.begin() as db:
+            gone = db.execute(connector_tokens.delete().where(_token(tenant, connector, account)))
+        if gone.rowcount == 0:
+            raise NotFound(f"no {connector} token for {account!r}")
 
     @staticmethod
     def _key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
