@@ -13,7 +13,6 @@ Reasons are OpenFeature `Reason` values, so the provider passes them on unchange
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from collections.abc import Iterable
@@ -23,11 +22,12 @@ from typing import Final, Literal
 import mmh3
 import structlog
 
-from hubbub.eventlog.port import EventLog, LogUnavailable
+from hubbub.eventlog.port import EventLog
+from hubbub.gateway.control import ControlView
 from hubbub.gateway.ports import PLATFORM
 from hubbub.kernel.clock import Clock, SystemClock
 from hubbub.kernel.commands import stamped
-from hubbub.kernel.events import CONTROL, Event, FlagChanged
+from hubbub.kernel.events import Event, FlagChanged
 
 log = structlog.get_logger("hubbub.flags")
 
@@ -35,7 +35,6 @@ Reason = Literal["DISABLED", "TARGETING_MATCH", "SPLIT"]
 """Why a flag answered what it did: the OpenFeature reasons a flag can give."""
 
 FLAG_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-_READ_BATCH: Final = 1000
 
 
 def bucket(flag: str, subject: str) -> float:
@@ -89,7 +88,7 @@ def evaluate(flag: Flag, subject: str) -> tuple[bool, Reason]:
     return bucket(flag.name, subject) < flag.percent, "SPLIT"
 
 
-class FlagBook:
+class FlagBook(ControlView):
     """The flags of every scope, as far as this book has read the `control` topic.
 
     `catch_up` reads what is new (other events on the topic are skipped); `follow`
@@ -97,39 +96,11 @@ class FlagBook:
     answer from memory, at most one poll interval behind the log.
     """
 
+    what = "flags"
+
     def __init__(self, event_log: EventLog) -> None:
-        self._event_log = event_log
-        self._position = 0
+        super().__init__(event_log)
         self._scopes: dict[str, dict[str, Flag]] = {}
-        # One reader at a time, so a slow read never folds older changes over newer ones.
-        self._reading = asyncio.Lock()
-
-    @property
-    def position(self) -> int:
-        """The last `control` position folded in (0 before the first)."""
-        return self._position
-
-    async def catch_up(self) -> int:
-        """Fold every flag change appended since the last call; returns how many.
-        Raises `LogUnavailable` when the log cannot be read (the book keeps its flags)."""
-        changed = 0
-        async with self._reading:
-            while records := await self._event_log.read(CONTROL, self._position + 1, _READ_BATCH):
-                changed += self._fold(r.event for r in records)
-                self._position = records[-1].position
-        return changed
-
-    async def follow(self, interval_s: float) -> None:
-        """Catch up every `interval_s` seconds, forever. A failed read is logged and
-        retried at the next tick: the book keeps answering with what it has."""
-        while True:
-            try:
-                await self.catch_up()
-            except LogUnavailable as error:
-                log.warning("flags cannot read the control topic", error=str(error))
-            except Exception:
-                log.exception("flags failed to fold the control topic")
-            await asyncio.sleep(interval_s)
 
     def lookup(self, scope: str, flag: str) -> Flag | None:
         """The scope's flag of that name, None when it has none."""

@@ -13,7 +13,6 @@ matching prefix wins, so `/v1/reports/top` can move before the rest of `/v1/repo
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,11 +20,12 @@ from typing import Final, Literal
 
 import structlog
 
-from hubbub.eventlog.port import EventLog, LogUnavailable
+from hubbub.eventlog.port import EventLog
+from hubbub.gateway.control import ControlView
 from hubbub.gateway.flags import bucket
 from hubbub.kernel.clock import Clock, SystemClock
 from hubbub.kernel.commands import stamped
-from hubbub.kernel.events import CONTROL, Event, RouteChanged
+from hubbub.kernel.events import Event, RouteChanged
 
 log = structlog.get_logger()
 
@@ -73,15 +73,15 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
-class RouteTable:
+class RouteTable(ControlView):
     """The service routes, with the strangler routes folded from the log over them."""
 
+    what = "routes"
+
     def __init__(self, event_log: EventLog) -> None:
-        self._event_log = event_log
-        self._position = 0
+        super().__init__(event_log)
         self._strangler: dict[str, RouteChanged] = {}
         self._routes = self._build()
-        self._reading = asyncio.Lock()
 
     def match(self, path: str) -> Route | None:
         """The longest route whose prefix `path` is under, None when none is."""
@@ -97,28 +97,8 @@ class RouteTable:
         """The routes an operator set, by prefix."""
         return [r for r in self.routes() if r.prefix in self._strangler]
 
-    async def catch_up(self) -> int:
-        """Fold every route change appended since the last call; returns how many."""
-        async with self._reading:
-            changed = 0
-            while records := await self._event_log.read(CONTROL, self._position + 1, 1000):
-                changed += self._fold(r.event for r in records)
-                self._position = records[-1].position
-            if changed:
-                self._routes = self._build()
-            return changed
-
-    async def follow(self, interval_s: float) -> None:
-        """Catch up every `interval_s` seconds, forever; a failed read is logged and the
-        table keeps routing as it did."""
-        while True:
-            try:
-                await self.catch_up()
-            except LogUnavailable as error:
-                log.warning("routes cannot read the control topic", error=str(error))
-            except Exception:
-                log.exception("routes failed to fold the control topic")
-            await asyncio.sleep(interval_s)
+    def _changed(self) -> None:
+        self._routes = self._build()
 
     def _fold(self, events: Iterable[Event]) -> int:
         changed = 0
