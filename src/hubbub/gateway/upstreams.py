@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import aiohttp
+from yarl import URL
 
 State = Literal["closed", "open", "half-open"]
 FAILING_STATUSES = frozenset({502, 503, 504})
@@ -128,7 +129,7 @@ class Upstream:
         self.check()
         try:
             response = await self.session.request(
-                method, url, headers=headers, data=body, allow_redirects=False
+                method, URL(url, encoded=True), headers=headers, data=body, allow_redirects=False
             )
         except TimeoutError as error:
             self.breaker.failed()

@@ -108,6 +108,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     )
 
 
+METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 _current: ContextVar[Correlation | None] = ContextVar("hubbub_correlation", default=None)
 
@@ -194,6 +195,7 @@ class Observed:
         skip: frozenset[str] = frozenset({"/metrics"}),
     ) -> None:
         self.app, self.service, self.route, self.skip = app, service, route, skip
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -232,6 +234,18 @@ class Observed:
         finally:
             _current.reset(token)
             if scope["path"] not in self.skip:
-                route = self.route(scope)
-                HTTP_REQUESTS.labels(self.service, route, scope["method"], str(status)).inc()
-                HTTP_SECONDS.labels(self.service, route).observe(time.perf_counter() - started)
+                method = scope["method"] if scope["method"] in METHODS else "OTHER"
+                count, duration = self._series(self.route(scope), method, status)
+                count.inc()
+                duration.observe(time.perf_counter() - started)
+
+    def _series(self, route: str, method: str, status: int) -> tuple[Counter, Histogram]:
+        """The metric children of a route, looked up once (`labels` costs microseconds)."""
+        key = (route, method, status)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = (
+                HTTP_REQUESTS.labels(self.service, route, method, str(status)),
+                HTTP_SECONDS.labels(self.service, route),
+            )
+        return found
