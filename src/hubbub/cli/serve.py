@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import httpx
@@ -386,6 +387,8 @@ def _reachable(host: str) -> str:
 def _where_to_look(settings: Settings, base: str, token: str) -> str:
     hubbub = f".venv/bin/hubbub --data-dir {settings.data_dir}"
     auth = f'-H "Authorization: Bearer {token}"'
+    day = datetime.now(UTC).date()
+    today, tomorrow = f"{day}T00:00:00Z", f"{day + timedelta(days=1)}T00:00:00Z"
     return (
         "[bold]Hubbub demo: a live synthetic Jetstream firehose, every role its own process[/]\n"
         f"API docs {base}/docs\n"
@@ -393,7 +396,7 @@ def _where_to_look(settings: Settings, base: str, token: str) -> str:
         f"metrics  {base}/metrics\n"
         f"API key  {token}  (owner of tenant demo; shown this once)\n"
         f'mentions curl {auth} "{base}/v1/mentions?q=ma"\n'
-        f'reports  curl {auth} "{base}/v1/reports/top/hashtags?start=<ISO time>&end=<ISO time>"\n'
+        f'reports  curl {auth} "{base}/v1/reports/top/hashtags?start={today}&end={tomorrow}"\n'
         f"push     POST {settings.ingest_url}/v1/ingest/jetstream  (the ingest role, fed now)\n"
         f"log      {hubbub} log stats\n"
         f"refused  {hubbub} deadletter list\n"
