@@ -132,6 +132,17 @@ async def test_every_report_exports_as_csv(client: httpx.AsyncClient) -> None:
     assert rows[0] == {"rank": "1", "key": "python", "count": "3"}
 
 
+async def test_a_csv_export_names_its_file_whatever_the_key(client: httpx.AsyncClient) -> None:
+    """A key outside Latin-1, or with a quote, used to fail the header: a 500."""
+    answer = await client.get('/v1/reports/series/page/🦆"duck', params={**WINDOW, "format": "csv"})
+    assert answer.status_code == 200, answer.text
+    disposition = answer.headers["content-disposition"]
+    assert disposition == (
+        'attachment; filename="page-__duck-hour.csv"; '
+        "filename*=UTF-8''page-%F0%9F%A6%86%22duck-hour.csv"
+    )
+
+
 @pytest.mark.parametrize(
     ("path", "params", "says"),
     [
@@ -145,6 +156,17 @@ async def test_every_report_exports_as_csv(client: httpx.AsyncClient) -> None:
         ("/v1/reports/series/page/x", {**WINDOW, "bucket": "week"}, "minute"),
         ("/v1/reports/series/page/x", {"start": "2026-01-01T00:00Z", "end": "2026-03-01T00:00Z",
                                        "bucket": "minute"}, "7 days"),
+        # A series answers every bucket: these took seconds to minutes and gigabytes.
+        ("/v1/reports/series/page/x", {"start": "2000-01-01T00:00Z", "end": "2026-01-01T00:00Z",
+                                       "bucket": "hour"}, "hour buckets cover at most 2 years"),
+        ("/v1/reports/series/page/x", {"start": "1970-01-01T00:00Z", "end": "8999-01-01T00:00Z",
+                                       "bucket": "day"}, "day buckets cover at most 100 years"),
+        # These were 500s: dates overflowed, the offset overflowed DuckDB's integers.
+        ("/v1/reports/series/page/x", {"start": "0001-01-01T00:00+01:00",
+                                       "end": "0001-01-02T00:00Z"}, "between 1970-01-01 and"),
+        ("/v1/reports/top/hashtags", {"start": "0001-01-01T00:00Z", "end": "0001-01-02T00:00Z"},
+         "between 1970-01-01 and 9000-01-01"),
+        ("/v1/reports/top/hashtags", {**WINDOW, "offset": str(2**63)}, "less than or equal"),
     ],
 )  # fmt: skip
 async def test_bad_parameters_get_a_422_that_says_what_is_wrong(

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -24,6 +26,7 @@ from hubbub.analytics.reports import Bucket, ReportError, SeriesKind, Window
 from hubbub.analytics.terms import InvalidTerm, term_key
 from hubbub.bootstrap import Platform
 from hubbub.kernel.cache import cached
+from hubbub.kernel.validation import PrintableErrorsRoute
 from hubbub.settings import Settings
 
 Format = Literal["json", "csv"]
@@ -31,7 +34,10 @@ StartQ = Annotated[datetime, Query(description="Start of the window (ISO 8601, w
 EndQ = Annotated[datetime, Query(description="End of the window, excluded.")]
 FormatQ = Annotated[Format, Query(description="json, or csv for a spreadsheet.")]
 LimitQ = Annotated[int, Query(ge=1, le=1000)]
-OffsetQ = Annotated[int, Query(ge=0)]
+# A top list is ranked up to `offset + limit` in SQL, with spare rows to settle ties:
+# bounded, so it fits DuckDB's integers and the memory of one request.
+OffsetQ = Annotated[int, Query(ge=0, le=reports.MAX_TOP_OFFSET)]
+_UNSAFE_IN_FILENAME: Final = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def _window(
@@ -42,12 +48,11 @@ def _window(
 ) -> Window:
     """The window asked for, widened to whole buckets where retention dropped the finer
     rollups the report reads (`reports.retained`)."""
+    now_minute = int(datetime.now(UTC).timestamp() // 60)
     try:
-        window = Window(start, end)
+        return reports.retained(Window(start, end), settings.rollup_horizons(now_minute), tiers)
     except ReportError as error:
         raise HTTPException(422, str(error)) from error
-    now_minute = int(datetime.now(UTC).timestamp() // 60)
-    return reports.retained(window, settings.rollup_horizons(now_minute), tiers)
 
 
 def _series_key(kind: str, key: str) -> str:
@@ -76,14 +81,24 @@ def _answer(body: bytes, format: Format, name: str) -> Response:
     writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["empty"])
     writer.writeheader()
     writer.writerows(rows)
-    disposition = f'attachment; filename="{name}.csv"'
     return Response(
-        out.getvalue(), media_type="text/csv", headers={"Content-Disposition": disposition}
+        out.getvalue(), media_type="text/csv", headers={"Content-Disposition": _attachment(name)}
     )
 
 
+def _attachment(name: str) -> str:
+    """The Content-Disposition of the download `name`.csv. A header holds Latin-1 only,
+    and a quote or a line break in it would end it early, so the name (a report's key,
+    as the caller typed it) goes in percent-encoded UTF-8 (RFC 6266), after a fallback
+    for old clients with anything but letters, digits, `.`, `_` and `-` replaced."""
+    filename = f"{name}.csv"
+    fallback = _UNSAFE_IN_FILENAME.sub("_", filename)
+    encoded = quote(filename.encode("utf-8", "replace"), safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+
+
 def build_router(platform: Platform) -> APIRouter:
-    router = APIRouter(prefix="/v1/reports", tags=["reports"])
+    router = APIRouter(prefix="/v1/reports", tags=["reports"], route_class=PrintableErrorsRoute)
 
     async def run(
         request: Request, report: Any, shape: Callable[[Any], list[dict[str, Any]]], *args: Any

@@ -20,7 +20,21 @@ from hubbub.analytics.rollups import PAGE_COUNTERS, TIERS, key_hash
 Bucket = Literal["minute", "hour", "day"]
 Query = Callable[[str, list[Any]], list[tuple[Any, ...]]]
 
-MAX_MINUTE_BUCKETS: Final = 7 * 24 * 60
+EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
+"""A window lies within `[EARLIEST, LATEST]`: the log holds nothing before the epoch,
+and far enough from `datetime`'s end (year 9999) that widening a window to whole
+buckets, or shifting it into a time zone, cannot overflow."""
+MAX_SERIES_SPAN: Final[dict[Bucket, tuple[timedelta, str]]] = {
+    "minute": (timedelta(days=7), "7 days: ask for hours or days"),
+    "hour": (timedelta(days=731), "2 years: ask for days"),
+    "day": (timedelta(days=36_525), "100 years"),
+}
+"""The longest window a series of each bucket covers, and how to say so: every bucket
+of the window is answered, zeros included, so the window bounds the answer's size."""
+MAX_TOP_OFFSET: Final = 100_000
+"""The most ranks a top list skips: it ranks `2 * (offset + limit) + 10` keys to settle
+ties at the cut, so the offset bounds a request's work."""
 ENGAGEMENT: Final = "likes_received + reposts_received + replies_received"
 
 
@@ -38,6 +52,10 @@ class Window:
             raise ReportError("start and end need a time zone offset, e.g. 2026-11-22T00:00Z")
         if self.end <= self.start:
             raise ReportError("end must be after start")
+        if self.start < EARLIEST or self.end > LATEST:
+            raise ReportError(
+                f"start and end must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
+            )
 
     @property
     def minutes(self) -> tuple[int, int]:
@@ -114,9 +132,9 @@ def series(
         raise ReportError(f"unknown metric {metric!r}: use {', '.join(PAGE_COUNTERS)}, engagement")
     if kind != "page" and metric != "posts":
         raise ReportError(f"a {kind} series counts posts only: leave metric out")
-    first, last = window.minutes
-    if bucket == "minute" and last - first > MAX_MINUTE_BUCKETS:
-        raise ReportError("minute buckets cover at most 7 days: ask for hours or days")
+    span, advice = MAX_SERIES_SPAN[bucket]
+    if window.end - window.start > span:
+        raise ReportError(f"{bucket} buckets cover at most {advice}")
     column = ENGAGEMENT if metric == "engagement" else metric
     prefix = _SERIES_KEYS[kind]
 

@@ -21,6 +21,7 @@ from hubbub.eventlog.port import EventLog
 from hubbub.gateway.auth import Authenticator
 from hubbub.gateway.ports import ApiKey, Caller, Conflict, NotFound, Role, Tenant, TenantStore, User
 from hubbub.gateway.routing import Route, RouteTable, remove_route, set_route
+from hubbub.kernel.validation import PrintableErrorsRoute
 
 CallerOf = Callable[[Request], Caller]
 
@@ -114,7 +115,7 @@ def tenant_admin(who: Caller) -> Caller:
 
 
 def _tenant_routes(store: TenantStore, caller: CallerOf) -> APIRouter:
-    router = APIRouter(tags=["tenants"])
+    router = APIRouter(tags=["tenants"], route_class=PrintableErrorsRoute)
 
     @router.post("/v1/tenants", status_code=201)
     def create_tenant(request: Request, body: TenantCreate) -> NewTenantRead:
@@ -160,7 +161,7 @@ def _tenant_routes(store: TenantStore, caller: CallerOf) -> APIRouter:
 
 
 def _key_routes(store: TenantStore, auth: Authenticator, caller: CallerOf) -> APIRouter:
-    router = APIRouter(prefix="/v1/keys", tags=["keys"])
+    router = APIRouter(prefix="/v1/keys", tags=["keys"], route_class=PrintableErrorsRoute)
 
     @router.get("")
     def list_keys(request: Request) -> list[KeyRead]:
@@ -189,7 +190,9 @@ def _key_routes(store: TenantStore, auth: Authenticator, caller: CallerOf) -> AP
 
 
 def _route_routes(routes: RouteTable, event_log: EventLog, caller: CallerOf) -> APIRouter:
-    router = APIRouter(prefix="/v1/platform/routes", tags=["platform"])
+    router = APIRouter(
+        prefix="/v1/platform/routes", tags=["platform"], route_class=PrintableErrorsRoute
+    )
 
     @router.get("")
     async def list_routes(request: Request) -> list[RouteRead]:

@@ -29,6 +29,7 @@ from hubbub.gateway.flags import (
     set_flag,
 )
 from hubbub.gateway.ports import PLATFORM, Caller
+from hubbub.kernel.validation import PrintableErrorsRoute
 
 CallerOf = Callable[[Request], Caller]
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
@@ -80,7 +81,7 @@ def build_router(book: FlagBook, event_log: EventLog, caller: CallerOf) -> APIRo
 
 
 def _tenant_routes(book: FlagBook, event_log: EventLog, caller: CallerOf) -> APIRouter:
-    router = APIRouter(prefix="/v1/flags", tags=["flags"])
+    router = APIRouter(prefix="/v1/flags", tags=["flags"], route_class=PrintableErrorsRoute)
 
     @router.get("")
     async def list_flags(request: Request) -> list[FlagRead]:
@@ -124,7 +125,9 @@ def _tenant_routes(book: FlagBook, event_log: EventLog, caller: CallerOf) -> API
 
 
 def _platform_routes(book: FlagBook, event_log: EventLog, caller: CallerOf) -> APIRouter:
-    router = APIRouter(prefix="/v1/platform/flags", tags=["flags"])
+    router = APIRouter(
+        prefix="/v1/platform/flags", tags=["flags"], route_class=PrintableErrorsRoute
+    )
 
     @router.get("")
     async def list_flags(request: Request) -> list[FlagRead]:

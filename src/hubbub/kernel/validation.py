@@ -1,0 +1,53 @@
+"""Validation errors that an answer can always carry.
+
+FastAPI answers a request that fails validation with a 422 holding each error's
+`input`, the value as it was sent. JSON can escape a lone surrogate (`"\\ud800"`),
+which Python decodes into a `str` that no UTF-8 encoder writes: pydantic rightly
+refuses it, but the 422 naming it then fails to encode, and the caller gets a 500.
+Routes of `PrintableErrorsRoute` replace such characters in the errors first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+REPLACEMENT: Final = "\ufffd"
+
+
+def printable(value: Any) -> Any:
+    """`value` with every surrogate in its strings (in dicts, lists and tuples too)
+    replaced by U+FFFD, so it encodes as UTF-8; other values are returned as they are."""
+    if isinstance(value, str):
+        return _SURROGATE.sub(REPLACEMENT, value)
+    if isinstance(value, dict):
+        return {printable(k): printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(printable(item) for item in value)
+    return value
+
+
+class PrintableErrorsRoute(APIRoute):
+    """An API route whose validation errors always encode: use it as an APIRouter's
+    `route_class`. The errors and their 422 are otherwise FastAPI's own."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as error:
+                raise RequestValidationError(
+                    printable(error.errors()),
+                    body=printable(error.body),
+                    endpoint_ctx=error.endpoint_ctx,
+                ) from None
+
+        return handle
