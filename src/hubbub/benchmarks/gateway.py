@@ -6,6 +6,10 @@ each in turn, one request at a time on a kept-alive connection: straight to the 
 (the baseline, in the same run), then through the gateway (authentication, rate limit,
 routing, proxy, metrics, usage record). The added latency is the difference of the two
 distributions' percentiles, per round; the figures are the medians over the rounds.
+
+A second baseline is a bare proxy on the same server and client libraries (uvicorn
+in, aiohttp out) that does nothing but pass the request on: what one more hop costs on
+this machine before the gateway does any work of its own (`bare_added_*`).
 """
 
 from __future__ import annotations
@@ -80,16 +84,42 @@ def _process(argv: list[str], env: dict[str, str], health: str) -> Iterator[None
             child.kill()
 
 
+def bare_proxy(port: int, upstream: str) -> None:
+    """Serve a pass-through proxy to `upstream` on `port`: the floor of any gateway."""
+    import aiohttp
+    import uvicorn
+    import uvloop
+    from yarl import URL
+
+    session: aiohttp.ClientSession | None = None
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal session
+        if scope["type"] != "http":
+            return
+        session = session or aiohttp.ClientSession(auto_decompress=False)
+        url = URL(f"{upstream}{scope['path']}?{scope['query_string'].decode()}", encoded=True)
+        async with session.get(url) as response:
+            body = await response.read()
+            headers = [(k, v) for k, v in response.raw_headers if k.lower() != b"date"]
+            await send({"type": "http.response.start", "status": response.status,
+                        "headers": headers})  # fmt: skip
+            await send({"type": "http.response.body", "body": body})
+
+    config = uvicorn.Config(app, port=port, log_level="warning", lifespan="off", access_log=False)
+    uvloop.run(uvicorn.Server(config).serve())
+
+
 def _percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _round(direct: httpx.Client, gateway: httpx.Client, requests: int) -> dict[str, float]:
-    """One round: `requests` to each, alternating, so both see the same noise."""
-    timings: dict[str, list[float]] = {"direct": [], "gateway": []}
+def _round(clients: dict[str, httpx.Client], requests: int) -> dict[str, float]:
+    """One round: `requests` to each, alternating, so all see the same noise."""
+    timings: dict[str, list[float]] = {name: [] for name in clients}
     for _ in range(requests):
-        for name, client in (("direct", direct), ("gateway", gateway)):
+        for name, client in clients.items():
             started = time.perf_counter()
             response = client.get(QUERY)
             timings[name].append((time.perf_counter() - started) * 1000)
@@ -120,7 +150,7 @@ def run_gateway_benchmark(
         _, token = store.create_key(tenant.id, "bench", "viewer")
         store.close()
 
-        role_port, gateway_port = _free_port(), _free_port()
+        role_port, gateway_port, bare_port = _free_port(), _free_port(), _free_port()
         env = {
             **os.environ,
             "HUBBUB_DATA_DIR": str(data),
@@ -135,21 +165,29 @@ def run_gateway_benchmark(
         serve = [sys.executable, "-m", "hubbub", "serve"]
         role = [*serve, "--role", "mentions", "--port", str(role_port)]
         front = [*serve, "--role", "gateway", "--port", str(gateway_port)]
-        progress("starting the mentions role and the gateway")
+        bare = [
+            sys.executable, "-c",
+            "from hubbub.benchmarks.gateway import bare_proxy; "
+            f"bare_proxy({bare_port}, 'http://127.0.0.1:{role_port}')",
+        ]  # fmt: skip
+        progress("starting the mentions role, the gateway and a bare proxy")
         with (
             _process(role, env, f"http://127.0.0.1:{role_port}/healthz"),
             _process(front, env, f"http://127.0.0.1:{gateway_port}/healthz"),
+            _process(bare, env, f"http://127.0.0.1:{bare_port}/healthz"),
             httpx.Client(base_url=f"http://127.0.0.1:{role_port}") as direct,
+            httpx.Client(base_url=f"http://127.0.0.1:{bare_port}") as bare_client,
             httpx.Client(
                 base_url=f"http://127.0.0.1:{gateway_port}",
                 headers={"Authorization": f"Bearer {token}"},
             ) as gateway,
         ):
-            _round(direct, gateway, 200)  # warm up connections, caches, the JIT
+            clients = {"direct": direct, "bare": bare_client, "gateway": gateway}
+            _round(clients, 200)  # warm up connections, caches, the JIT
             results = []
             for n in range(rounds):
                 progress(f"round {n + 1} of {rounds}: {requests:,} requests each way")
-                results.append(_round(direct, gateway, requests))
+                results.append(_round(clients, requests))
     return _summary(results, requests, rounds, events, pages)
 
 
@@ -159,8 +197,8 @@ def _summary(
     def median(name: str) -> float:
         return round(statistics.median(r[name] for r in results), 3)
 
-    def added(q: str) -> float:
-        diffs = [r[f"gateway_{q}_ms"] - r[f"direct_{q}_ms"] for r in results]
+    def added(q: str, by: str = "gateway") -> float:
+        diffs = [r[f"{by}_{q}_ms"] - r[f"direct_{q}_ms"] for r in results]
         return round(statistics.median(diffs), 3)
 
     return {
@@ -172,6 +210,8 @@ def _summary(
         "seed_pages": pages,
         "added_p50_ms": added("p50"),
         "added_p99_ms": added("p99"),
+        "bare_added_p50_ms": added("p50", "bare"),
+        "bare_added_p99_ms": added("p99", "bare"),
         "direct_p50_ms": median("direct_p50_ms"),
         "direct_p99_ms": median("direct_p99_ms"),
         "gateway_p50_ms": median("gateway_p50_ms"),

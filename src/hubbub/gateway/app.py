@@ -31,7 +31,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import aiohttp
 import structlog
 import uvicorn
 import xxhash
@@ -50,6 +49,7 @@ from hubbub.gateway import flags_api
 from hubbub.gateway.auth import Authenticator, token_of
 from hubbub.gateway.flags import FlagBook
 from hubbub.gateway.health import Health
+from hubbub.gateway.http1 import UpstreamError
 from hubbub.gateway.openfeature_provider import install
 from hubbub.gateway.ports import TENANT_HEADER, Caller, Role, TenantStore
 from hubbub.gateway.ratelimit import Decision, Quota, RateLimiter, headers, strictest
@@ -67,7 +67,7 @@ OWN_PREFIXES: Final = ("/v1/tenants", "/v1/tenant", "/v1/users", "/v1/keys", "/v
 ANSWERED_BY_GATEWAY: Final = frozenset({b"x-request-id", b"date", b"server"})
 HOP_BY_HOP: Final = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
-    b"trailer", b"transfer-encoding", b"upgrade", b"host",
+    b"trailer", b"transfer-encoding", b"upgrade", b"host", b"expect",
 })  # fmt: skip
 CLIENT_ONLY: Final = frozenset({b"authorization", b"x-api-key", b"x-hubbub-tenant",
                                 b"x-hubbub-key", b"x-hubbub-role", b"x-request-id",
@@ -77,6 +77,9 @@ SHADOW_COMPARED: Final = Counter(
     "hubbub_gateway_shadow", "Shadowed requests by route and outcome.", ["route", "outcome"]
 )
 SPEC_TTL_S: Final = 30.0
+WHOLE_BODY_BYTES: Final = 64 * 1024
+"""An answer of a known length up to this is passed on in one piece; longer ones, or
+ones of unknown length, stream as they come."""
 
 
 @dataclass
@@ -275,7 +278,7 @@ class Gateway:
         for name in ("ingest", "mentions", "analytics"):
             upstream = self.upstreams.get(name)
             if upstream is not None and not self.health.down(name):
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+                with contextlib.suppress(UpstreamError, ValueError):
                     status, body = await upstream.get("/openapi.json")
                     if status == 200:
                         _merge(spec, json.loads(body))
@@ -309,27 +312,27 @@ def _merge(spec: dict[str, Any], other: dict[str, Any]) -> None:
 
 def _forwarded_headers(
     scope: Scope, caller: Caller, upstream: Upstream, traceparent: str | None = None
-) -> list[tuple[str, str]]:
+) -> list[tuple[bytes, bytes]]:
     """The request's end-to-end headers, with the gateway's word on who is calling.
 
     A service is told the tenant by the gateway alone: what a client sent under those
     names is dropped. The legacy application also gets the client's credentials."""
     legacy = upstream.name == LEGACY
     kept = [
-        (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
+        (k, v) for k, v in scope["headers"]
         if k not in HOP_BY_HOP and (k not in CLIENT_ONLY or (legacy and k == b"authorization"))
     ]  # fmt: skip
     correlation: Correlation = scope["hubbub.correlation"]
     client = scope.get("client")
     return [
         *kept,
-        ("x-request-id", correlation.request_id),
-        ("traceparent", traceparent or correlation.traceparent),
-        (TENANT_HEADER, caller.tenant),
-        ("x-hubbub-key", caller.key),
-        ("x-hubbub-role", caller.role),
-        ("x-forwarded-for", client[0] if client else ""),
-        ("x-forwarded-proto", scope.get("scheme", "http")),
+        (b"x-request-id", correlation.request_id.encode()),
+        (b"traceparent", (traceparent or correlation.traceparent).encode()),
+        (TENANT_HEADER.encode(), caller.tenant.encode()),
+        (b"x-hubbub-key", caller.key.encode()),
+        (b"x-hubbub-role", caller.role.encode()),
+        (b"x-forwarded-for", (client[0] if client else "").encode()),
+        (b"x-forwarded-proto", scope.get("scheme", "http").encode()),
     ]
 
 
@@ -348,11 +351,12 @@ async def _body(receive: Receive) -> AsyncIterator[bytes]:
             return
 
 
-def _url(scope: Scope, upstream: Upstream) -> str:
+def _target(scope: Scope) -> str:
+    """The path and query of the request, as the client encoded them."""
     raw_path = scope.get("raw_path")
-    url = upstream.base_url + (raw_path.decode("latin-1") if raw_path else scope["path"])
+    path = raw_path.decode("latin-1") if raw_path else scope["path"]
     query = scope.get("query_string", b"")
-    return f"{url}?{query.decode('latin-1')}" if query else url
+    return f"{path}?{query.decode('latin-1')}" if query else path
 
 
 async def _forward(
@@ -376,14 +380,18 @@ async def _stream(
 ) -> None:
     body = _body(receive) if _has_body(scope) else None
     headers = _forwarded_headers(scope, caller, upstream, traceparent)
-    response = await upstream.send(scope["method"], _url(scope, upstream), headers, body)
+    response = await upstream.send(scope["method"], _target(scope), headers, body)
     try:
         answer = [
-            (k, v) for k, v in response.raw_headers
+            (k, v) for k, v in response.headers
             if (name := k.lower()) not in HOP_BY_HOP and name not in ANSWERED_BY_GATEWAY
         ]  # fmt: skip
         await send({"type": "http.response.start", "status": response.status, "headers": answer})
-        async for chunk in response.content.iter_any():
+        length = response.content_length
+        if length is not None and length <= WHOLE_BODY_BYTES:  # most answers: one write
+            await send({"type": "http.response.body", "body": await response.read()})
+            return
+        async for chunk in response.chunks():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
     finally:
@@ -393,10 +401,10 @@ async def _stream(
 async def _fetch(scope: Scope, caller: Caller, upstream: Upstream) -> tuple[int, str]:
     """The status and a digest of the body of the same read, sent to `upstream`."""
     headers = _forwarded_headers(scope, caller, upstream)
-    response = await upstream.send(scope["method"], _url(scope, upstream), headers)
+    response = await upstream.send(scope["method"], _target(scope), headers)
     try:
         digest = xxhash.xxh3_64()
-        async for chunk in response.content.iter_any():
+        async for chunk in response.chunks():
             digest.update(chunk)
         return response.status, digest.hexdigest()
     finally:

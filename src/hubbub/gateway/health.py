@@ -14,9 +14,9 @@ import time
 from collections.abc import Mapping
 from typing import Final, Literal
 
-import aiohttp
 import structlog
 
+from hubbub.gateway.http1 import UpstreamError
 from hubbub.gateway.upstreams import Upstream
 
 Status = Literal["ok", "degraded", "down"]
@@ -67,7 +67,10 @@ class Health:
         try:
             status, _ = await upstream.get("/healthz", min(upstream.timeout_s, 2.0))
             answered = status < 500  # a legacy app may have no /healthz: it answered
-        except (aiohttp.ClientError, TimeoutError):
+        except UpstreamError:
+            answered = False
+        except Exception:  # a check must never end the gateway
+            log.exception("health check failed", upstream=name)
             answered = False
         was = self._answered.get(name, (True, 0.0))[0]
         self._answered[name] = (answered, time.perf_counter() - started)
