@@ -528,6 +528,6 @@ def gateway_server(gateway: Gateway, host: str, port: int) -> uvicorn.Server:
     """The HTTP server of the gateway on `host:port` (`serve()` it)."""
     config = uvicorn.Config(
         observed(gateway), host=host, port=port, log_level="warning", lifespan="off",
-        access_log=False,
+        access_log=False, proxy_headers=False,  # the edge: a client's X-Forwarded-* is not trusted
     )  # fmt: skip
     return uvicorn.Server(config)

@@ -148,10 +148,14 @@ class Response:
         return None
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        queue = self._connection.chunks
         while True:
             try:
-                async with asyncio.timeout(self._timeout_s):
-                    chunk = await self._connection.chunks.get()
+                if queue.empty():  # wait, at most the timeout
+                    async with asyncio.timeout(self._timeout_s):
+                        chunk = await queue.get()
+                else:  # most small answers are whole by the time they are read
+                    chunk = queue.get_nowait()
             except TimeoutError as error:
                 raise UpstreamTimeout(
                     f"no more of the answer within {self._timeout_s:g} s"

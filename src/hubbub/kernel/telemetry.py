@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
 import sys
 import time
@@ -71,16 +72,25 @@ HTTP_SECONDS: Final = Histogram(
 )
 
 
+# Trace and span ids need to be unique, not secret: a PRNG seeded from the OS once, not
+# a system call for every request.
+_random = random.Random(os.urandom(32))
+
+
+def _span_id() -> str:
+    return f"{_random.getrandbits(64) or 1:016x}"
+
+
 def new_traceparent() -> str:
     """A fresh W3C traceparent, used as the correlation id of a batch."""
-    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+    return f"00-{_random.getrandbits(128):032x}-{_span_id()}-01"
 
 
 def child_traceparent(parent: str | None) -> str:
     """Continue the caller's trace when it sent a valid traceparent, else start one."""
     parts = (parent or "").split("-")
     if len(parts) == 4 and len(parts[1]) == 32 and len(parts[2]) == 16:
-        return f"00-{parts[1]}-{os.urandom(8).hex()}-{parts[3]}"
+        return f"00-{parts[1]}-{_span_id()}-{parts[3]}"
     return new_traceparent()
 
 
