@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/hubbub bench ingest --log jetstream --json
 	$(BIN)/hubbub bench mentions --pages 1000000 --json
 	$(BIN)/hubbub bench reports --json
+	$(BIN)/hubbub bench gateway --json
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
