@@ -157,6 +157,9 @@ class Settings(BaseSettings):
     max_push_bytes: int = Field(64 * MIB, ge=1024, description="Largest HTTP push body.")
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
+    supervisor_pid: int | None = Field(
+        None, description="Set by `hubbub serve` for its roles: they stop if it is gone."
+    )
     log_level: str = "info"
     log_format: str = Field("json", pattern="^(json|console)$")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import sys
 import time
@@ -137,8 +138,10 @@ class Supervisor:
             # A session of its own (uvloop has no `process_group`): Ctrl-C in a terminal
             # reaches the supervisor alone, which stops the children in order (a demo
             # stops its feeder first) instead of seeing them all exit and restarting them.
+            env = {**(role.env if role.env is not None else os.environ)}
+            env["HUBBUB_SUPERVISOR_PID"] = str(os.getpid())  # a role outliving us stops
             process = await asyncio.create_subprocess_exec(
-                *role.argv, env=role.env, start_new_session=True
+                *role.argv, env=env, start_new_session=True
             )
         except OSError as error:
             log.error("role failed to start", role=role.name, error=str(error))

@@ -127,3 +127,23 @@ def wait_for(check: Callable[[], bool], timeout_s: float = 10.0) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def test_roles_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    ports = {role: free_port() for role in ROLES}
+    env = {
+        **os.environ,
+        "HUBBUB_LOG_LEVEL": "warning",
+        "HUBBUB_HTTP_PORT": str(ports["gateway"]),
+        **{f"HUBBUB_{r.upper()}_URL": f"http://127.0.0.1:{ports[r]}" for r in ROLES[:3]},
+    }
+    command = [sys.executable, "-m", "hubbub", "--data-dir", str(tmp_path), "serve"]
+    supervisor = subprocess.Popen(command, env=env)
+    try:
+        until_healthy(ports)
+        children = psutil.Process(supervisor.pid).children(recursive=True)
+    finally:
+        supervisor.kill()  # SIGKILL: it cannot stop its roles itself
+        supervisor.wait(10)
+    _, alive = psutil.wait_procs(children, timeout=20)
+    assert alive == []

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 import httpx
 import msgspec
+import structlog
 import typer
 import uvicorn
 from rich.console import Group, RenderableType
@@ -45,6 +46,8 @@ SERVE_ROLES = (*ROLES, "gateway")
 READY_TIMEOUT_S = 120.0  # the mentions role compiles its kernels on a first start
 PUSH_TICK_S = 0.1
 PUSHES_IN_FLIGHT = 8
+
+log = structlog.get_logger()
 
 
 def _server(platform: Platform, host: str, port: int, role: str = "all") -> uvicorn.Server:
@@ -77,6 +80,28 @@ def _close_after_signals(server: uvicorn.Server) -> None:
         signal.signal(sig, finish)
 
 
+def _stop_with_supervisor(server: uvicorn.Server, supervisor_pid: int | None) -> None:
+    """A role started by `hubbub serve` stops when its supervisor is gone (killed with
+    SIGKILL, say): the roles are in sessions of their own, so nothing else would stop
+    them, and a new supervisor could not bind their ports."""
+    if supervisor_pid is None:
+        return
+
+    async def watch() -> None:
+        while True:  # no event says a parent died: its child is handed to another
+            await asyncio.sleep(1.0)
+            if os.getppid() != supervisor_pid:
+                break
+        log.warning("the supervisor is gone; stopping", supervisor=supervisor_pid)
+        server.should_exit = True
+
+    task = asyncio.get_running_loop().create_task(watch())
+    _watchers.add(task)  # held, so the task is not collected while it runs
+
+
+_watchers: set[asyncio.Task[None]] = set()
+
+
 async def _warm_up(platform: Platform, role: str) -> None:
     """Start what `role` serves from, so it listens once it can answer."""
     if role in ("all", "mentions"):
@@ -103,6 +128,7 @@ async def _serve(
         await _warm_up(platform, role)
         server = _server(platform, host, port, role)
         _close_after_signals(server)
+        _stop_with_supervisor(server, settings.supervisor_pid)
         if replica is None:
             await server.serve()
         else:
@@ -122,6 +148,7 @@ def _replica_main(settings: dict[str, Any], role: str, host: str, port: int, n: 
 def _run_replicas(settings: Settings, role: str, host: str, port: int, count: int) -> None:
     spawn = multiprocessing.get_context("spawn")
     dump = settings.model_dump()
+    dump["supervisor_pid"] = os.getpid()  # replicas stop if this process is gone
     processes = [
         spawn.Process(target=_replica_main, args=(dump, role, host, port, n), name=f"{role}-{n}")
         for n in range(count)
@@ -178,6 +205,7 @@ async def _gateway(settings: Settings, host: str, port: int) -> None:
     try:
         server = gateway_server(gateway, host, port)
         _close_after_signals(server)
+        _stop_with_supervisor(server, settings.supervisor_pid)
         await server.serve()
     finally:
         await gateway.close()  # usage records still buffered reach the log
