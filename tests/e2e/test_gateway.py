@@ -506,3 +506,22 @@ async def test_gateway_replicas_share_rate_limits_through_redis(tmp_path: Path) 
             answer = await client.get("/v1/mentions?q=ma", headers=auth(owner["token"]))
             answers.append(answer.status_code)
     assert answers == [200, 200, 200, 200, 429]
+
+
+async def test_control_characters_are_refused_where_people_name_things(stack: Stack) -> None:
+    owner = await stack.tenant("newsroom")
+    headers = auth(owner["token"])
+    refused = [
+        await stack.client.post(
+            "/v1/watches", json={"kind": "term", "target": "solar\u0000flare"}, headers=headers
+        ),
+        await stack.client.post("/v1/users", json={"email": "a\u0000@b.test"}, headers=headers),
+        await stack.client.post("/v1/keys", json={"name": "ci\u001b[31m"}, headers=headers),
+        await stack.client.post("/v1/tenants", json={"name": "evil\u0000"}, headers=auth(OPERATOR)),
+    ]
+    assert [answer.status_code for answer in refused] == [422, 422, 422, 422]
+    assert all("control characters" in answer.text for answer in refused)
+    kept = await stack.client.post(
+        "/v1/watches", json={"kind": "term", "target": "solar flare"}, headers=headers
+    )
+    assert kept.status_code == 201

@@ -31,7 +31,7 @@ from hubbub.bootstrap import Platform
 from hubbub.gateway.ports import TENANT_HEADER
 from hubbub.kernel.commands import short_id, stamped
 from hubbub.kernel.events import WatchChanged, WebhookChanged, WebhookDelivered
-from hubbub.kernel.validation import PrintableErrorsRoute
+from hubbub.kernel.validation import PlainText, PrintableErrorsRoute
 
 # The kinds are read from the event, so a kind added there is accepted here unchanged.
 WatchKind = get_type_hints(WatchChanged)["kind"]
@@ -46,7 +46,7 @@ class WatchCreate(BaseModel):
 
     # mypy cannot check a type read at run time; pydantic checks it, and says the kinds.
     kind: WatchKind  # type: ignore[valid-type]
-    target: Annotated[str, StringConstraints(strip_whitespace=True, max_length=512)]
+    target: Annotated[str, StringConstraints(strip_whitespace=True, max_length=512), PlainText]
     sensitivity: Sensitivity | None = Field(
         None, description="high alerts on smaller rises; default: HUBBUB_SPIKE_SENSITIVITY."
     )

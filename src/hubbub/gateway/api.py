@@ -21,7 +21,7 @@ from hubbub.eventlog.port import EventLog
 from hubbub.gateway.auth import Authenticator
 from hubbub.gateway.ports import ApiKey, Caller, Conflict, NotFound, Role, Tenant, TenantStore, User
 from hubbub.gateway.routing import Route, RouteTable, remove_route, set_route
-from hubbub.kernel.validation import PrintableErrorsRoute
+from hubbub.kernel.validation import PlainText, PrintableErrorsRoute
 
 CallerOf = Callable[[Request], Caller]
 
@@ -51,16 +51,18 @@ class NewTenantRead(BaseModel):
 
 
 class TenantCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: Annotated[str, PlainText] = Field(min_length=1, max_length=100)
 
 
 class KeyCreate(BaseModel):
-    name: str = Field("default", min_length=1, max_length=100)
+    name: Annotated[str, PlainText] = Field("default", min_length=1, max_length=100)
     role: Role = "editor"
 
 
 class UserCreate(BaseModel):
-    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    email: Annotated[str, PlainText] = Field(
+        min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$"
+    )
     role: Role = "viewer"
 
 

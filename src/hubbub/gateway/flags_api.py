@@ -29,7 +29,7 @@ from hubbub.gateway.flags import (
     set_flag,
 )
 from hubbub.gateway.ports import PLATFORM, Caller
-from hubbub.kernel.validation import PrintableErrorsRoute
+from hubbub.kernel.validation import PlainText, PrintableErrorsRoute
 
 CallerOf = Callable[[Request], Caller]
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
@@ -49,7 +49,7 @@ class FlagWrite(BaseModel):
     percent: float = Field(0.0, ge=0, le=100, description="Share rolled out to, 0 to 100.")
     allow: list[Id] = Field(default_factory=list, max_length=_MAX_IDS)
     deny: list[Id] = Field(default_factory=list, max_length=_MAX_IDS)
-    description: str = Field("", max_length=1000)
+    description: Annotated[str, PlainText] = Field("", max_length=1000)
 
 
 class FlagRead(BaseModel):

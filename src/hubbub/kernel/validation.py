@@ -16,6 +16,7 @@ from typing import Any, Final
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import AfterValidator
 
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 REPLACEMENT: Final = "\ufffd"
@@ -51,3 +52,18 @@ class PrintableErrorsRoute(APIRoute):
                 ) from None
 
         return handle
+
+
+_CONTROL: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def no_control_characters(value: str) -> str:
+    """Refuse NUL and the other control characters but tab and newlines: in a name, an
+    email or a target they are never meant, and they break what stores or shows them."""
+    if _CONTROL.search(value):
+        raise ValueError("control characters (such as NUL) are not allowed")
+    return value
+
+
+PlainText = AfterValidator(no_control_characters)
+"""Annotate a `str` field with this to refuse control characters (a 422)."""
