@@ -53,7 +53,8 @@ from hubbub.gateway.http1 import UpstreamError
 from hubbub.gateway.openfeature_provider import install
 from hubbub.gateway.ports import TENANT_HEADER, Caller, Role, TenantStore
 from hubbub.gateway.ratelimit import Decision, Quota, RateLimiter, headers, strictest
-from hubbub.gateway.routing import LEGACY, Route, RouteTable
+from hubbub.gateway.routing import LEGACY, SERVICE_ROUTES, Route, RouteTable
+from hubbub.gateway.spec import describe_answers
 from hubbub.gateway.upstreams import Unavailable, Upstream
 from hubbub.gateway.usage import UsageRecorder
 from hubbub.kernel import tracing
@@ -286,6 +287,7 @@ class Gateway:
             "apiKey": {"type": "http", "scheme": "bearer", "description": "hb_... API key"}
         }
         spec["security"] = [{"apiKey": []}]
+        describe_answers(spec, tuple(SERVICE_ROUTES))
         self._spec = (now, spec)
         return spec
 
