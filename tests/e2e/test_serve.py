@@ -69,15 +69,7 @@ ROLES = ("ingest", "mentions", "analytics", "gateway")
 
 
 def test_serve_runs_every_role_and_restarts_one_that_dies(tmp_path: Path) -> None:
-    ports = {role: free_port() for role in ROLES}
-    env = {
-        **os.environ,
-        "HUBBUB_LOG_LEVEL": "warning",
-        "HUBBUB_HTTP_PORT": str(ports["gateway"]),
-        **{f"HUBBUB_{r.upper()}_URL": f"http://127.0.0.1:{ports[r]}" for r in ROLES[:3]},
-    }
-    command = [sys.executable, "-m", "hubbub", "--data-dir", str(tmp_path), "serve"]
-    supervisor = subprocess.Popen(command, env=env)
+    supervisor, ports = start_serve(tmp_path)
     try:
         until_healthy(ports)
         killed = role_process(supervisor.pid, "mentions")
@@ -92,6 +84,19 @@ def test_serve_runs_every_role_and_restarts_one_that_dies(tmp_path: Path) -> Non
         assert supervisor.wait(30) == 0
     _, alive = psutil.wait_procs(children, timeout=10)
     assert alive == []
+
+
+def start_serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    """`hubbub serve` with every role on a free port; answers it and the ports."""
+    ports = {role: free_port() for role in ROLES}
+    env = {
+        **os.environ,
+        "HUBBUB_LOG_LEVEL": "warning",
+        "HUBBUB_HTTP_PORT": str(ports["gateway"]),
+        **{f"HUBBUB_{r.upper()}_URL": f"http://127.0.0.1:{ports[r]}" for r in ROLES[:3]},
+    }
+    command = [sys.executable, "-m", "hubbub", "--data-dir", str(data_dir), "serve"]
+    return subprocess.Popen(command, env=env), ports
 
 
 def role_process(supervisor: int, role: str) -> psutil.Process:
@@ -130,15 +135,7 @@ def wait_for(check: Callable[[], bool], timeout_s: float = 10.0) -> bool:
 
 
 def test_roles_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
-    ports = {role: free_port() for role in ROLES}
-    env = {
-        **os.environ,
-        "HUBBUB_LOG_LEVEL": "warning",
-        "HUBBUB_HTTP_PORT": str(ports["gateway"]),
-        **{f"HUBBUB_{r.upper()}_URL": f"http://127.0.0.1:{ports[r]}" for r in ROLES[:3]},
-    }
-    command = [sys.executable, "-m", "hubbub", "--data-dir", str(tmp_path), "serve"]
-    supervisor = subprocess.Popen(command, env=env)
+    supervisor, ports = start_serve(tmp_path)
     try:
         until_healthy(ports)
         children = psutil.Process(supervisor.pid).children(recursive=True)
