@@ -26,7 +26,6 @@ from hubbub.analytics.reports import Bucket, ReportError, SeriesKind, Window
 from hubbub.analytics.terms import InvalidTerm, term_key
 from hubbub.bootstrap import Platform
 from hubbub.kernel.cache import cached
-from hubbub.kernel.validation import PrintableErrorsRoute
 from hubbub.settings import Settings
 
 Format = Literal["json", "csv"]
@@ -98,7 +97,7 @@ def _attachment(name: str) -> str:
 
 
 def build_router(platform: Platform) -> APIRouter:
-    router = APIRouter(prefix="/v1/reports", tags=["reports"], route_class=PrintableErrorsRoute)
+    router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
     async def run(
         request: Request, report: Any, shape: Callable[[Any], list[dict[str, Any]]], *args: Any

@@ -31,7 +31,7 @@ from hubbub.bootstrap import Platform
 from hubbub.gateway.ports import TENANT_HEADER
 from hubbub.kernel.commands import short_id, stamped
 from hubbub.kernel.events import WatchChanged, WebhookChanged, WebhookDelivered
-from hubbub.kernel.validation import PlainText, PrintableErrorsRoute
+from hubbub.kernel.validation import PlainText
 
 # The kinds are read from the event, so a kind added there is accepted here unchanged.
 WatchKind = get_type_hints(WatchChanged)["kind"]
@@ -117,7 +117,7 @@ def build_router(platform: Platform) -> APIRouter:
 
 
 def _watch_routes(platform: Platform, tenant_of: TenantOf) -> APIRouter:
-    router = APIRouter(prefix="/v1/watches", tags=["watches"], route_class=PrintableErrorsRoute)
+    router = APIRouter(prefix="/v1/watches", tags=["watches"])
 
     async def find(request: Request, watch_id: str) -> WatchChanged:
         found = (await read_watches(platform.event_log)).get(watch_id)
@@ -158,7 +158,7 @@ def _watch_routes(platform: Platform, tenant_of: TenantOf) -> APIRouter:
 
 
 def _webhook_routes(platform: Platform, tenant_of: TenantOf) -> APIRouter:
-    router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=PrintableErrorsRoute)
+    router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
     @router.post("", status_code=201)
     async def add(request: Request, body: WebhookCreate) -> WebhookSecretRead:

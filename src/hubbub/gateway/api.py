@@ -18,10 +18,11 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from hubbub.eventlog.port import EventLog
+from hubbub.gateway.access import operator, tenant_admin
 from hubbub.gateway.auth import Authenticator
 from hubbub.gateway.ports import ApiKey, Caller, Conflict, NotFound, Role, Tenant, TenantStore, User
 from hubbub.gateway.routing import Route, RouteTable, remove_route, set_route
-from hubbub.kernel.validation import PlainText, PrintableErrorsRoute
+from hubbub.kernel.validation import PlainText
 
 CallerOf = Callable[[Request], Caller]
 
@@ -102,22 +103,8 @@ def build_router(
     return router
 
 
-def operator(who: Caller) -> Caller:
-    if not who.operator:
-        raise HTTPException(403, "only the operator's token may do this")
-    return who
-
-
-def tenant_admin(who: Caller) -> Caller:
-    if who.operator:
-        raise HTTPException(403, "the operator's token has no tenant: use a tenant's key")
-    if not who.may("admin"):
-        raise HTTPException(403, f"this needs the admin role or above; the key is {who.role}")
-    return who
-
-
 def _tenant_routes(store: TenantStore, caller: CallerOf) -> APIRouter:
-    router = APIRouter(tags=["tenants"], route_class=PrintableErrorsRoute)
+    router = APIRouter(tags=["tenants"])
 
     @router.post("/v1/tenants", status_code=201)
     def create_tenant(request: Request, body: TenantCreate) -> NewTenantRead:
@@ -163,7 +150,7 @@ def _tenant_routes(store: TenantStore, caller: CallerOf) -> APIRouter:
 
 
 def _key_routes(store: TenantStore, auth: Authenticator, caller: CallerOf) -> APIRouter:
-    router = APIRouter(prefix="/v1/keys", tags=["keys"], route_class=PrintableErrorsRoute)
+    router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
     @router.get("")
     def list_keys(request: Request) -> list[KeyRead]:
@@ -192,9 +179,7 @@ def _key_routes(store: TenantStore, auth: Authenticator, caller: CallerOf) -> AP
 
 
 def _route_routes(routes: RouteTable, event_log: EventLog, caller: CallerOf) -> APIRouter:
-    router = APIRouter(
-        prefix="/v1/platform/routes", tags=["platform"], route_class=PrintableErrorsRoute
-    )
+    router = APIRouter(prefix="/v1/platform/routes", tags=["platform"])
 
     @router.get("")
     async def list_routes(request: Request) -> list[RouteRead]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import time
@@ -35,6 +36,7 @@ import structlog
 import uvicorn
 import xxhash
 from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from openfeature import api as openfeature_api
@@ -46,6 +48,7 @@ from starlette.types import Message, Receive, Scope, Send
 from hubbub.eventlog.port import EventLog
 from hubbub.gateway import api as gateway_api
 from hubbub.gateway import flags_api
+from hubbub.gateway.access import refusal
 from hubbub.gateway.auth import Authenticator, token_of
 from hubbub.gateway.flags import FlagBook
 from hubbub.gateway.health import Health
@@ -59,6 +62,7 @@ from hubbub.gateway.upstreams import Unavailable, Upstream
 from hubbub.gateway.usage import UsageRecorder
 from hubbub.kernel import tracing
 from hubbub.kernel.telemetry import Correlation, Observed, header, route_of
+from hubbub.kernel.validation import printable_validation_errors
 
 log = structlog.get_logger()
 
@@ -199,10 +203,8 @@ class Gateway:
         if caller.operator:
             await _error(send, 403, "the operator's token has no tenant: use a tenant's key")
             return
-        needed = _needed_role(route, scope["method"])
-        if not caller.may(needed):
-            await _error(send, 403, f"this needs the {needed} role or above; the key is "
-                                    f"{caller.role}")  # fmt: skip
+        if (why := refusal(caller, _needed_role(route, scope["method"]))) is not None:
+            await _error(send, 403, why)
             return
         if not self.enabled(route, caller.tenant):
             name = feature_flag(route.prefix)
@@ -292,6 +294,7 @@ class Gateway:
         return spec
 
 
+@functools.lru_cache(maxsize=1024)  # asked on every request, for a few prefixes
 def feature_flag(prefix: str) -> str:
     """The flag that gates a route: `/v1/reports/top` is `route.reports.top`."""
     return "route." + prefix.removeprefix("/v1/").strip("/").replace("/", ".").lower()
@@ -478,6 +481,7 @@ def _own_app(gateway: Gateway) -> FastAPI:
         title="Hubbub", version="0.1.0", openapi_url=None, docs_url=None, redoc_url=None,
         description="Every Hubbub API, through the gateway. Send `Authorization: Bearer <key>`.",
     )  # fmt: skip
+    app.add_exception_handler(RequestValidationError, printable_validation_errors)  # type: ignore[arg-type]
     app.include_router(
         gateway_api.build_router(
             gateway.store, gateway.auth, gateway.routes, gateway.event_log, caller_of

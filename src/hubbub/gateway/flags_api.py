@@ -20,6 +20,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from hubbub.eventlog.port import EventLog
+from hubbub.gateway.access import at_least, operator
 from hubbub.gateway.flags import (
     Flag,
     FlagBook,
@@ -29,7 +30,7 @@ from hubbub.gateway.flags import (
     set_flag,
 )
 from hubbub.gateway.ports import PLATFORM, Caller
-from hubbub.kernel.validation import PlainText, PrintableErrorsRoute
+from hubbub.kernel.validation import PlainText
 
 CallerOf = Callable[[Request], Caller]
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
@@ -81,7 +82,7 @@ def build_router(book: FlagBook, event_log: EventLog, caller: CallerOf) -> APIRo
 
 
 def _tenant_routes(book: FlagBook, event_log: EventLog, caller: CallerOf) -> APIRouter:
-    router = APIRouter(prefix="/v1/flags", tags=["flags"], route_class=PrintableErrorsRoute)
+    router = APIRouter(prefix="/v1/flags", tags=["flags"])
 
     @router.get("")
     async def list_flags(request: Request) -> list[FlagRead]:
@@ -96,12 +97,12 @@ def _tenant_routes(book: FlagBook, event_log: EventLog, caller: CallerOf) -> API
     @router.put("/{name}")
     async def put(request: Request, name: NamePath, body: FlagWrite) -> FlagRead:
         """Set one of the tenant's flags (admin or above)."""
-        return await _set(book, event_log, _writer(caller(request)).tenant, name, body)
+        return await _set(book, event_log, at_least(caller(request), "admin").tenant, name, body)
 
     @router.delete("/{name}", status_code=204, response_class=Response)
     async def delete(request: Request, name: NamePath) -> None:
         """Remove one of the tenant's flags (admin or above): callers get their default."""
-        await _remove(book, event_log, _writer(caller(request)).tenant, name)
+        await _remove(book, event_log, at_least(caller(request), "admin").tenant, name)
 
     @router.get("/{name}/evaluation")
     async def evaluation(
@@ -125,47 +126,33 @@ def _tenant_routes(book: FlagBook, event_log: EventLog, caller: CallerOf) -> API
 
 
 def _platform_routes(book: FlagBook, event_log: EventLog, caller: CallerOf) -> APIRouter:
-    router = APIRouter(
-        prefix="/v1/platform/flags", tags=["flags"], route_class=PrintableErrorsRoute
-    )
+    router = APIRouter(prefix="/v1/platform/flags", tags=["flags"])
 
     @router.get("")
     async def list_flags(request: Request) -> list[FlagRead]:
         """The platform's flags, rolled out across tenants (operator only)."""
-        _operator(caller(request))
+        operator(caller(request))
         return [_flag_read(f) for f in book.flags(PLATFORM)]
 
     @router.get("/{name}")
     async def get(request: Request, name: NamePath) -> FlagRead:
         """One platform flag (operator only)."""
-        _operator(caller(request))
+        operator(caller(request))
         return _flag_read(_find(book, PLATFORM, name))
 
     @router.put("/{name}")
     async def put(request: Request, name: NamePath, body: FlagWrite) -> FlagRead:
         """Set a platform flag (operator, admin or above); allow and deny hold tenant ids."""
-        _writer(_operator(caller(request)))
+        at_least(operator(caller(request)), "admin")
         return await _set(book, event_log, PLATFORM, name, body)
 
     @router.delete("/{name}", status_code=204, response_class=Response)
     async def delete(request: Request, name: NamePath) -> None:
         """Remove a platform flag (operator, admin or above)."""
-        _writer(_operator(caller(request)))
+        at_least(operator(caller(request)), "admin")
         await _remove(book, event_log, PLATFORM, name)
 
     return router
-
-
-def _writer(who: Caller) -> Caller:
-    if not who.may("admin"):
-        raise HTTPException(403, "changing flags takes the admin role or above")
-    return who
-
-
-def _operator(who: Caller) -> Caller:
-    if not who.operator:
-        raise HTTPException(403, "platform flags are the operator's")
-    return who
 
 
 def _find(book: FlagBook, scope: str, name: str) -> Flag:

@@ -18,16 +18,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-import structlog
-
 from hubbub.eventlog.port import EventLog
 from hubbub.gateway.control import ControlView
 from hubbub.gateway.flags import bucket
 from hubbub.kernel.clock import Clock, SystemClock
 from hubbub.kernel.commands import stamped
 from hubbub.kernel.events import Event, RouteChanged
-
-log = structlog.get_logger()
 
 SERVICE_ROUTES: Final[dict[str, str]] = {
     "/v1/ingest": "ingest",
@@ -140,8 +136,6 @@ async def set_route(
     check_prefix(prefix)
     if not 0 <= percent <= 100:
         raise ValueError(f"percent is between 0 and 100, not {percent:g}")
-    if target == "percent" and percent == 0 and not shadow:
-        log.info("a route at 0 percent sends every tenant to legacy", prefix=prefix)
     change = RouteChanged(
         id="", key=prefix, ts=0, source="", prefix=prefix, target=target, percent=percent,
         shadow=shadow,

@@ -10,7 +10,6 @@ from pydantic import BaseModel
 
 from hubbub.bootstrap import SOURCES, Platform
 from hubbub.kernel.telemetry import current_trace
-from hubbub.kernel.validation import PrintableErrorsRoute
 
 log = structlog.get_logger()
 
@@ -24,7 +23,7 @@ class IngestRead(BaseModel):
 
 
 def build_router(platform: Platform, max_body_bytes: int) -> APIRouter:
-    router = APIRouter(prefix="/v1/ingest", tags=["ingest"], route_class=PrintableErrorsRoute)
+    router = APIRouter(prefix="/v1/ingest", tags=["ingest"])
 
     @router.post("/{source}")
     async def push(

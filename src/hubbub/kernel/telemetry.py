@@ -142,12 +142,6 @@ class Correlation:
             return self.traceparent
         return self.request_id
 
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        return [
-            (b"x-request-id", self.request_id.encode()),
-            (b"traceparent", self.traceparent.encode()),
-        ]
-
 
 def correlate(
     request_id: str | None, traceparent: str | None, *, child: bool = True
@@ -165,10 +159,6 @@ def current_trace() -> str:
     """The envelope trace of events caused now: the request's, or a new trace."""
     correlation = _current.get()
     return correlation.trace if correlation is not None else new_traceparent()
-
-
-def current_correlation() -> Correlation | None:
-    return _current.get()
 
 
 def header(scope: Scope, name: bytes) -> str | None:

@@ -4,18 +4,18 @@ FastAPI answers a request that fails validation with a 422 holding each error's
 `input`, the value as it was sent. JSON can escape a lone surrogate (`"\\ud800"`),
 which Python decodes into a `str` that no UTF-8 encoder writes: pydantic rightly
 refuses it, but the 422 naming it then fails to encode, and the caller gets a 500.
-Routes of `PrintableErrorsRoute` replace such characters in the errors first.
+`printable_validation_errors`, the 422 handler of every app, replaces such characters
+in the errors first.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from fastapi import Request, Response
+from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from pydantic import AfterValidator
 
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
@@ -34,24 +34,12 @@ def printable(value: Any) -> Any:
     return value
 
 
-class PrintableErrorsRoute(APIRoute):
-    """An API route whose validation errors always encode: use it as an APIRouter's
-    `route_class`. The errors and their 422 are otherwise FastAPI's own."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as error:
-                raise RequestValidationError(
-                    printable(error.errors()),
-                    body=printable(error.body),
-                    endpoint_ctx=error.endpoint_ctx,
-                ) from None
-
-        return handle
+async def printable_validation_errors(request: Request, error: RequestValidationError) -> Response:
+    """FastAPI's 422 for a request that failed validation, with its errors made
+    printable first: register it on an app for `RequestValidationError`."""
+    return await request_validation_exception_handler(
+        request, RequestValidationError(printable(error.errors()), body=printable(error.body))
+    )
 
 
 _CONTROL: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -19,7 +19,6 @@ from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hubbub.bootstrap import Platform
-from hubbub.kernel.validation import PrintableErrorsRoute
 from hubbub.mentions.normalize import InvalidQuery
 from hubbub.mentions.service import MAX_LIMIT
 
@@ -81,7 +80,7 @@ class MentionsFastPath:
 
 
 def build_router(platform: Platform) -> APIRouter:
-    router = APIRouter(prefix=PATH, tags=["mentions"], route_class=PrintableErrorsRoute)
+    router = APIRouter(prefix=PATH, tags=["mentions"])
 
     @router.get("", response_model=list[MentionRead])
     async def mentions(

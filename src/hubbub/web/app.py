@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import FastAPI, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Scope
@@ -19,6 +20,7 @@ from hubbub.analytics import watches_api
 from hubbub.bootstrap import Platform
 from hubbub.ingest import api as ingest_api
 from hubbub.kernel.telemetry import Observed, route_of
+from hubbub.kernel.validation import printable_validation_errors
 from hubbub.mentions import api as mentions_api
 
 READY_TIMEOUT_S = 2.0
@@ -36,6 +38,7 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}: use {', '.join(ROLES)}")
     app = FastAPI(title="Hubbub", version="0.1.0")
+    app.add_exception_handler(RequestValidationError, printable_validation_errors)  # type: ignore[arg-type]
     if role in ("all", "ingest"):
         app.include_router(ingest_api.build_router(platform, platform.settings.max_push_bytes))
     if role in ("all", "mentions"):
