@@ -104,6 +104,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_correlation,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -153,6 +154,19 @@ def correlate(
     if request_id is None or not _REQUEST_ID.match(request_id):
         request_id = parent.split("-")[1]
     return Correlation(request_id, parent)
+
+
+def add_correlation(
+    logger: object, method: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """A structlog processor: the request's correlation on every line logged while it
+    is served (looked up when a line is written, so requests that log nothing pay
+    nothing for it)."""
+    correlation = _current.get()
+    if correlation is not None:
+        event.setdefault("request_id", correlation.request_id)
+        event.setdefault("trace", correlation.traceparent)
+    return event
 
 
 def current_trace() -> str:
@@ -225,12 +239,9 @@ class Observed:
                 message["headers"] = [*message.get("headers", ()), extra]
             await send(message)
 
-        token = _current.set(correlation)
+        token = _current.set(correlation)  # each log line takes it: `add_correlation`
         try:
-            with structlog.contextvars.bound_contextvars(
-                request_id=correlation.request_id, trace=correlation.traceparent
-            ):
-                await self.app(scope, receive, answer)
+            await self.app(scope, receive, answer)
         finally:
             _current.reset(token)
             if scope["path"] not in self.skip:
