@@ -103,6 +103,20 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         None, description="Fernet key sealing secrets at rest; default: DATA_DIR/secret.key."
     )
+    # Requests from the gateway to the roles
+    internal_secret: SecretStr | None = Field(
+        None,
+        description="Secret the gateway signs requests to the roles with; every process of a"
+        " deployment needs the same one. Default: DATA_DIR/internal.key.",
+    )
+    signature_ttl_s: float = Field(
+        60.0, gt=0, description="How long a signed request from the gateway stays valid."
+    )
+    role_host: str = Field(
+        "127.0.0.1",
+        description="Where the internal roles listen (`hubbub serve`): loopback unless told"
+        " otherwise, whatever address the gateway is published on.",
+    )
     # Tenants, users, keys
     relational_url: str | None = Field(
         None,

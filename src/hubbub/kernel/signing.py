@@ -1,0 +1,115 @@
+"""Requests from the gateway to the roles behind it, signed with the deployment's secret.
+
+The roles (ingest, mentions, analytics) trust the gateway's word on who is calling: the
+tenant in `X-Hubbub-Tenant` and the key in `X-Hubbub-Key`. A port reachable by anything
+but the gateway would make that word anyone's, so the gateway signs what it says:
+
+    X-Hubbub-Time:      unix seconds when it was signed
+    X-Hubbub-Signature: hex HMAC-SHA256, with the secret, of
+                        "<METHOD>\\n<raw path>\\n<tenant>\\n<key id>\\n<time>"
+
+and a role answers only a request whose signature is right and at most `ttl_s` old (or
+early, for clocks a little apart); `/healthz`, `/readyz` and `/metrics` aside. The path
+is the one the client encoded, without the query: the route, not its arguments, is what
+a signature grants, for the few seconds it lives.
+
+The secret is `HUBBUB_INTERNAL_SECRET`, which every process of a deployment shares, or
+else a file made in the data directory on first use, readable by its owner only, so one
+machine (where every role shares the data directory) works with no configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+TENANT: Final = b"x-hubbub-tenant"
+KEY: Final = b"x-hubbub-key"
+TIME: Final = b"x-hubbub-time"
+SIGNATURE: Final = b"x-hubbub-signature"
+SIGNED_HEADERS: Final = frozenset({TENANT, KEY, TIME, SIGNATURE})
+
+
+class RequestSigner:
+    """Signs requests (the gateway) and checks them (every role), with one secret."""
+
+    def __init__(
+        self, secret: bytes, ttl_s: float = 60.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        if len(secret) < 16:
+            raise ValueError("the internal secret must be at least 16 bytes")
+        self._secret = secret
+        self.ttl_s = ttl_s
+        self._clock = clock
+
+    def _digest(self, method: str, path: str, tenant: str, key: str, at: str) -> str:
+        message = f"{method}\n{path}\n{tenant}\n{key}\n{at}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    def headers(self, method: str, path: str, tenant: str, key: str) -> list[tuple[bytes, bytes]]:
+        """The four headers that tell a role, verifiably, who this request is for."""
+        at = str(int(self._clock()))
+        signature = self._digest(method, path, tenant, key, at)
+        return [
+            (TENANT, tenant.encode()),
+            (KEY, key.encode()),
+            (TIME, at.encode()),
+            (SIGNATURE, signature.encode()),
+        ]
+
+    def refusal(
+        self, method: str, path: str, found: dict[bytes, str]
+    ) -> str | None:
+        """Why a request with the signed headers `found` must be refused (None: it is
+        the gateway's, for the tenant it names)."""
+        signature, at = found.get(SIGNATURE), found.get(TIME)
+        if not signature or not at:
+            return (
+                "this service answers only requests signed by the gateway: call it through"
+                " the gateway with an API key"
+            )
+        tenant, key = found.get(TENANT, ""), found.get(KEY, "")
+        expected = self._digest(method, path, tenant, key, at)
+        if not hmac.compare_digest(expected, signature):
+            return (
+                "the request's signature is not valid: every process of a deployment needs"
+                " the same HUBBUB_INTERNAL_SECRET (or the same data directory)"
+            )
+        try:
+            age = self._clock() - int(at)
+        except ValueError:
+            return "the request's signature time is not a number"
+        if abs(age) > self.ttl_s:
+            return f"the request's signature is {age:.0f} s old: at most {self.ttl_s:.0f} s"
+        if not tenant:
+            return "the request names no tenant: call the service through the gateway"
+        return None
+
+
+def secret_file(path: Path) -> bytes:
+    """The secret kept in `path`, made (owner-only) if there is none yet."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            return _read_whole(path)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(secrets.token_hex(32))
+    return _read_whole(path)
+
+
+def _read_whole(path: Path) -> bytes:
+    """A file another process may be writing: wait until it holds a whole secret."""
+    for _ in range(100):
+        found = path.read_bytes().strip()
+        if len(found) >= 64:
+            return found
+        time.sleep(0.01)
+    raise ValueError(f"{path} does not hold an internal secret: delete it to make a new one")
