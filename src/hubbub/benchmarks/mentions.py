@@ -21,6 +21,7 @@ import json
 import os
 import re
 import resource
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -37,6 +38,7 @@ import numpy.typing as npt
 import psutil
 
 from hubbub.ingest.generate import page as synthetic_page
+from hubbub.kernel.signing import RequestSigner
 from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.normalize import normalize
 from hubbub.mentions.pages import Page
@@ -108,12 +110,37 @@ HTTP_P99_TARGET_MS = 2.0
 _WRK_SCRIPT = """
 local paths = {}
 for line in io.lines(os.getenv("HUBBUB_PATHS")) do paths[#paths + 1] = line end
+local headers = {}
+for line in io.lines(os.getenv("HUBBUB_HEADERS")) do
+  local name, value = line:match("^([^:]+):%s*(.*)$")
+  headers[name] = value
+end
 local i = 0
 request = function()
   i = i % #paths + 1
-  return wrk.format("GET", paths[i])
+  return wrk.format("GET", paths[i], headers)
 end
 """
+# A role answers only requests the gateway signed. The load calls the role directly with
+# headers signed once, so the role is started with a secret of the benchmark's own and a
+# signature life longer than any run (wrk sends the same headers all along).
+_SIGNATURE_TTL_S = 86_400
+_SIGNED_PATH = "/v1/mentions"
+
+
+def _signed_role(env: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """`env` for a role that checks signatures with a fresh secret, and the
+    "Name: value" header lines that sign the benchmark's requests to it."""
+    secret = secrets.token_hex(32)
+    signer = RequestSigner(secret.encode(), ttl_s=_SIGNATURE_TTL_S)
+    headers = signer.headers("GET", _SIGNED_PATH, "bench", "bench")
+    lines = [f"{name.decode()}: {value.decode()}" for name, value in headers]
+    signed_env = {
+        **env,
+        "HUBBUB_INTERNAL_SECRET": secret,
+        "HUBBUB_SIGNATURE_TTL_S": str(_SIGNATURE_TTL_S),
+    }
+    return signed_env, lines
 
 
 def _serve_and_load(
@@ -128,7 +155,9 @@ def _serve_and_load(
     The headline is the most requests/s among the runs whose p99 is within 2 ms.
     """
     port = _free_port()
-    env = {**os.environ, "HUBBUB_LOG_LEVEL": "warning", "HUBBUB_DATA_DIR": str(workdir)}
+    env, headers = _signed_role(
+        {**os.environ, "HUBBUB_LOG_LEVEL": "warning", "HUBBUB_DATA_DIR": str(workdir)}
+    )
     command = [sys.executable, "-m", "hubbub", "serve", "--role", "mentions", "--port", str(port)]
     started = time.perf_counter()
     server = subprocess.Popen(
@@ -142,15 +171,15 @@ def _serve_and_load(
         ready_s = _wait_listening(port, server, started, replicas)
         paths = workdir / "paths.txt"
         paths.write_text(
-            "\n".join(f"/v1/mentions?q={quote(prefix)}&limit=10" for prefix in prefixes)
+            "\n".join(f"{_SIGNED_PATH}?q={quote(prefix)}&limit=10" for prefix in prefixes)
         )
         runs = []
         for connections in HTTP_CONNECTIONS:
             progress(f"HTTP: {connections} connections, {tool}")
             if tool == "wrk":
-                runs.append(_wrk(port, paths, seconds, connections))
+                runs.append(_wrk(port, paths, headers, seconds, connections))
             else:
-                runs.append(_loadgen(port, paths, seconds, connections))
+                runs.append(_loadgen(port, paths, headers, seconds, connections))
         replica_memory = [_memory(child.pid) for child in psutil.Process(server.pid).children()]
     finally:
         server.terminate()
@@ -204,15 +233,20 @@ def _p99_ms(run: dict[str, Any]) -> float:
     return float(run["p99_ms"])
 
 
-def _wrk(port: int, paths: Path, seconds: float, connections: int) -> dict[str, Any]:
+def _wrk(
+    port: int, paths: Path, headers: list[str], seconds: float, connections: int
+) -> dict[str, Any]:
     script = paths.with_suffix(".lua")
     script.write_text(_WRK_SCRIPT)
+    header_file = paths.with_suffix(".headers")
+    header_file.write_text("\n".join(headers))
+    env = {**os.environ, "HUBBUB_PATHS": str(paths), "HUBBUB_HEADERS": str(header_file)}
     done = subprocess.run(
         [
             "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
             "-s", str(script), f"http://127.0.0.1:{port}",
         ],
-        capture_output=True, check=True, text=True, env={**os.environ, "HUBBUB_PATHS": str(paths)},
+        capture_output=True, check=True, text=True, env=env,
     )  # fmt: skip
     out = done.stdout
     latency = {
@@ -264,11 +298,14 @@ def _wait_listening(
         time.sleep(0.05)
 
 
-def _loadgen(port: int, paths: Path, seconds: float, connections: int) -> dict[str, Any]:
+def _loadgen(
+    port: int, paths: Path, headers: list[str], seconds: float, connections: int
+) -> dict[str, Any]:
     done = subprocess.run(
         [
             sys.executable, "-m", "hubbub.benchmarks.loadgen", "--port", str(port),
             "--paths", str(paths), "--seconds", str(seconds), "--connections", str(connections),
+            *(part for line in headers for part in ("--header", line)),
         ],
         capture_output=True, check=True, text=True,
     )  # fmt: skip
