@@ -5,7 +5,7 @@ The PostgreSQL store runs against the real server, in a database made for each t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,11 +18,12 @@ from hubbub.analytics.duckdb_store import DuckDBRollups
 from hubbub.analytics.ports import StalePositions
 from hubbub.analytics.postgres_store import PostgresRollups
 from hubbub.analytics.reports import Window
-from hubbub.analytics.rollups import Contribution, Deltas
+from hubbub.analytics.rollups import TIERED, TIERS, Contribution, Deltas
 from hubbub.analytics.worker import catch_up
 from hubbub.eventlog.sqlite import SqliteEventLog
+from hubbub.kernel.events import EngagementRecorded, Event, PostDeleted, PostEdited, PostPublished
 from tests.conftest import postgres_database
-from tests.e2e.test_reports import EVENTS
+from tests.e2e.test_reports import EVENTS, at
 
 
 class Store(Protocol):
@@ -139,3 +140,110 @@ async def test_prune_drops_each_tier_before_its_horizon(store: Store) -> None:
     assert store.query("SELECT sum(posts) FROM tag_day") == [(3,)]
     assert store.query("SELECT count(*) FROM global_minute") == [(1,)]
     assert store.contributions({"p"}) == {}
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
+    """Opens fresh stores of one kind: DuckDB files, or PostgreSQL schemas of one database."""
+    opened: list[Store] = []
+
+    def duckdb_store() -> Store:
+        opened.append(DuckDBRollups(tmp_path / f"rollups{len(opened)}.duckdb"))
+        return opened[-1]
+
+    if request.param == "duckdb":
+        yield duckdb_store
+    else:
+        with postgres_database("hubbub_rollups") as dsn:
+
+            def postgres_store() -> Store:
+                opened.append(PostgresRollups(dsn, schema=f"rollups{len(opened)}"))
+                return opened[-1]
+
+            yield postgres_store
+    for store in opened:
+        store.close()
+
+
+def activity() -> tuple[list[Event], list[Event]]:
+    """Posts (some replies, some edited) over two hours, likes and reposts of them, and
+    deletes of every third, a third of those deleted after an edit: (posts topic, others)."""
+    posts: list[Event] = []
+    others: list[Event] = []
+    for n in range(60):
+        author, ts = f"page{n % 7}", at(n % 2, n)
+        posts.append(
+            PostPublished(
+                id=f"p{n}", key=author, ts=ts, source="jetstream", post=f"post{n}",
+                author=author, text=f"post {n}", tags=[f"tag{n % 5}"],
+                mentions=[f"page{(n + 1) % 7}"], langs=["en"],
+                reply_parent="post0" if n % 4 == 0 else None,
+            )
+        )  # fmt: skip
+        if n % 9 == 0:
+            posts.append(
+                PostEdited(
+                    id=f"e{n}", key=author, ts=ts + 1, source="jetstream", post=f"post{n}",
+                    author=author, text="edited", tags=["edited"],
+                )
+            )  # fmt: skip
+        others.append(
+            EngagementRecorded(
+                id=f"l{n}", key=author, ts=ts + 2, source="jetstream",
+                kind=("like", "repost", "reply")[n % 3], post=f"post{n}", post_author=author,
+                actor=f"fan{n}", delta=1,
+            )
+        )  # fmt: skip
+        if n % 3 == 0:
+            others.append(
+                PostDeleted(
+                    id=f"d{n}", key=author, ts=ts + 3, source="jetstream", post=f"post{n}",
+                    author=author,
+                )
+            )  # fmt: skip
+    return posts, others
+
+
+def everything(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """Every counter a report can read, rows with only zeros left out."""
+    found = {
+        "global": store.query(
+            "SELECT minute, posts, replies, likes, reposts, deleted FROM global_minute"
+            " WHERE posts <> 0 OR replies <> 0 OR likes <> 0 OR reposts <> 0 OR deleted <> 0"
+        ),
+        "langs": store.query(
+            "SELECT lang, source, minute, posts FROM lang_minute WHERE posts <> 0"
+        ),
+    }
+    for key, counters in TIERED.items():
+        for tier, _ in TIERS:
+            sums = ", ".join(f"sum({name}) AS {name}" for name in counters)
+            rows = store.query(
+                f"SELECT {key}, minute, {sums} FROM {key}_{tier} GROUP BY {key}, minute"
+            )
+            found[f"{key}_{tier}"] = [
+                tuple(int(v) if isinstance(v, int) else v for v in row)
+                for row in rows
+                if any(row[2:])
+            ]
+    return {name: sorted(rows) for name, rows in found.items()}
+
+
+async def test_deletes_read_before_their_posts_count_as_a_rebuild_does(
+    open_store: Callable[[], Store], tmp_path: Path
+) -> None:
+    posts, others = activity()
+    log = SqliteEventLog(tmp_path / "log.db")
+    try:
+        live = open_store()
+        await log.append(others)  # the deletes and engagement topics are read first
+        assert await catch_up(live, log) == len(others)
+        await log.append(posts)
+        assert await catch_up(live, log) == len(posts)
+        rebuilt = open_store()
+        assert await catch_up(rebuilt, log) == len(posts) + len(others)
+    finally:
+        await log.close()
+    assert everything(live) == everything(rebuilt)
+    (row,) = live.query("SELECT sum(posts), sum(deleted), sum(likes) FROM global_minute")
+    assert tuple(map(int, row)) == (40, 20, 20)

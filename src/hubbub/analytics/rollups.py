@@ -9,8 +9,12 @@ of what each post added, which the store keeps and hands back (`known`).
   once as a mention received by each page it mentions, and once for its language(s) and
   source, in the minute of its event time.
 - An edit moves the post's counts from its old hashtags and mentions to its new ones.
-- A delete subtracts what the post added; a delete that arrives before its post (the
-  topics are read side by side) is remembered, and the post then adds nothing.
+- A delete subtracts what the post added and counts as deleted in the post's minute. A
+  delete read before its post (the topics are read side by side, so either may come
+  first) is remembered with the post records (`awaiting_post`); when the post comes it
+  adds nothing and counts as deleted then, so every counter is the same whatever the
+  order the topics were read in. A remembered delete whose post never comes is dropped
+  with the post records at the `posts` retention horizon.
 - Likes, reposts and replies count for the author of the post they target, with their
   sign (an undone like subtracts).
 - A post counts once for each watched term its text contains (`terms`); the terms it
@@ -171,8 +175,17 @@ class Contribution(msgspec.Struct, frozen=True, array_like=True):
     terms: tuple[str, ...] = ()  # last, so that records written before terms still decode
 
 
-DELETED_UNSEEN = Contribution(0, "", "", False, deleted=True)
-"""A post deleted before it was seen: when it comes, it adds nothing."""
+def awaiting_post(minute: int) -> Contribution:
+    """The record of a delete read before its post, kept from `minute` (the delete's):
+    deleted, with no author (every post has one). When the post comes it adds nothing
+    and is counted as deleted; the record is pruned with the post records."""
+    return Contribution(minute, "", "", False, deleted=True)
+
+
+def is_awaiting_post(c: Contribution) -> bool:
+    """Whether `c` is a delete still waiting for its post (`awaiting_post`); records
+    written before the delete's minute was kept have minute 0 and match too."""
+    return c.deleted and not c.author
 
 
 def _counters() -> defaultdict[str, int]:
@@ -293,15 +306,19 @@ def fold(
             seen[event.post] = after
         elif isinstance(event, PostPublished):
             before = current(event.post)
-            if before is not None:
-                continue  # a post counts once; after a delete, not at all
-            added = contribution(event, terms)
-            deltas.add(added, 1)
-            seen[event.post] = added
+            if before is None:
+                added = contribution(event, terms)
+                deltas.add(added, 1)
+                seen[event.post] = added
+            elif is_awaiting_post(before):  # deleted already: counted as deleted only
+                gone = msgspec.structs.replace(contribution(event, terms), deleted=True)
+                deltas.totals[gone.minute]["deleted"] += 1
+                seen[event.post] = gone
+            # otherwise a post counts once
         elif isinstance(event, PostDeleted):
             before = current(event.post)
             if before is None:
-                seen[event.post] = DELETED_UNSEEN
+                seen[event.post] = awaiting_post(event.ts // MINUTE_US)
             elif not before.deleted:
                 deltas.add(before, -1)
                 deltas.totals[before.minute]["deleted"] += 1
