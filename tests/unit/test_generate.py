@@ -5,12 +5,16 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from hubbub.cli import app
 from hubbub.ingest.generate import FirehoseSpec, generate_firehose, page, write_firehose
 
 PAGES = 2_000
@@ -313,3 +317,41 @@ def test_write_firehose_writes_lines_and_reports_progress(tmp_path: Path) -> Non
 def test_an_invalid_spec_is_refused() -> None:
     with pytest.raises(ValueError, match="invalid firehose spec"):
         generate_firehose(FirehoseSpec(events=10, pages=0))
+
+
+def generated_times(tmp_path: Path, *options: str) -> tuple[int, list[int]]:
+    """`hubbub generate firehose` with these options: exit code and each event's time."""
+    out = tmp_path / "firehose.jsonl"
+    result = CliRunner().invoke(
+        app,
+        ["generate", "firehose", "--events", "500", "--pages", "50", "--out", str(out), *options],
+    )
+    if result.exit_code != 0:
+        return result.exit_code, []
+    return 0, [json.loads(line)["time_us"] for line in out.read_text().splitlines()]
+
+
+def test_the_firehose_starts_now_by_default(tmp_path: Path) -> None:
+    before = time.time() * 1_000_000
+    code, times = generated_times(tmp_path)
+    assert code == 0
+    assert before <= times[0] <= time.time() * 1_000_000 + 1_000_000
+
+
+def test_the_firehose_starts_when_asked(tmp_path: Path) -> None:
+    code, times = generated_times(tmp_path, "--start", "2026-07-04T12:00+02:00")
+    assert code == 0
+    start = datetime(2026, 7, 4, 10, tzinfo=UTC).timestamp() * 1_000_000
+    assert start < times[0] < start + 1_000_000
+    code, naive = generated_times(tmp_path, "--start", "2026-07-04T10:00")
+    assert naive == times  # no offset: UTC
+
+
+def test_an_unreadable_start_is_refused_with_an_example(tmp_path: Path) -> None:
+    out = tmp_path / "firehose.jsonl"
+    result = CliRunner().invoke(
+        app, ["generate", "firehose", "--events", "5", "--out", str(out), "--start", "July 4th"]
+    )
+    assert result.exit_code == 2
+    assert "is not an ISO 8601 time, e.g. 2026-07-04T12:00Z" in result.output
+    assert not out.exists()
