@@ -3,24 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
-from hubbub.eventlog.port import EventLog
+from hubbub.eventlog import retention
+from hubbub.eventlog.port import EventLog, PositionExpired, Record
+from hubbub.eventlog.retention import DAY_S, RetentionPolicy
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.events import (
+    CONTROL,
     DEADLETTER,
     ENGAGEMENT,
+    PAGES,
     POSTS,
     EngagementRecorded,
     Event,
+    FlagChanged,
+    FollowersChanged,
     InputRejected,
+    SettingChanged,
 )
 from tests.conftest import NATS_URL, post, require_service, unique_name
 
-OpenLog = Callable[[], Awaitable[EventLog]]
+OpenLog = Callable[..., Awaitable[EventLog]]
+
+# Posts, engagement and deletes live one second; pages, control and the rest as usual.
+SHORT_LIVED = retention.policy(firehose_days=1.0 / DAY_S)
 
 
 def like(n: int) -> EngagementRecorded:
@@ -43,8 +55,10 @@ async def open_log(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     opened: list[EventLog] = []
     if request.param == "sqlite":
 
-        async def open_sqlite() -> EventLog:
-            log = SqliteEventLog(tmp_path / "log.db", segment_size=100)
+        async def open_sqlite(policy: RetentionPolicy | None = None) -> EventLog:
+            log = SqliteEventLog(
+                tmp_path / "log.db", segment_size=100, retention=policy, retention_interval_s=0
+            )
             opened.append(log)
             return log
 
@@ -55,9 +69,9 @@ async def open_log(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 
         prefix = unique_name("test")
 
-        async def open_jetstream() -> EventLog:
+        async def open_jetstream(policy: RetentionPolicy | None = None) -> EventLog:
             log = await JetStreamEventLog.connect(
-                NATS_URL, stream_prefix=prefix, events_per_message=100
+                NATS_URL, stream_prefix=prefix, events_per_message=100, retention=policy
             )
             opened.append(log)
             return log
@@ -178,3 +192,118 @@ async def test_large_batches_keep_every_event(open_log: OpenLog) -> None:
         collected.extend(batch)
         position = batch[-1].position + 1
     assert [r.event for r in collected] == events
+
+
+def rejected(n: int) -> InputRejected:
+    return InputRejected(id=f"bad-{n}", key="x", ts=n, source="test", raw=b"{", reason="cut")
+
+
+def follower(n: int, page: str = "did:plc:page") -> FollowersChanged:
+    return FollowersChanged(
+        id=f"follow-{n:08d}", key=page, ts=n, source="test", page=page, follower=f"f{n}", delta=1
+    )
+
+
+async def kept(log: EventLog, topic: str, expected: list[int], within: float = 10.0) -> None:
+    """Wait until reading `topic` from the start gives exactly these positions.
+
+    The server (JetStream) or the next retention pass (SQLite) removes expired events
+    a little after they expire."""
+    deadline = time.monotonic() + within
+    while (positions := [r.position for r in await log.read(topic, 1)]) != expected:
+        assert time.monotonic() < deadline, f"{topic} kept {positions}, not {expected}"
+        await asyncio.sleep(0.1)
+
+
+def expired_reads(topic: str) -> float:
+    value = REGISTRY.get_sample_value("hubbub_eventlog_position_expired_total", {"topic": topic})
+    return value or 0.0
+
+
+async def expire_first_posts(log: EventLog, count: int) -> None:
+    """Append `count` posts and wait until retention removed them, appending to an
+    unexpiring topic meanwhile (an append is what runs the SQLite log's retention)."""
+    await log.append([post(n) for n in range(count)])
+    await asyncio.sleep(1.2)
+    await log.append([rejected(1)])
+    await kept(log, POSTS, [])
+
+
+async def test_a_reader_behind_retention_gets_an_error_not_a_gap(open_log: OpenLog) -> None:
+    log = await open_log(SHORT_LIVED)
+    await log.commit("slow", POSTS, 10)
+    await expire_first_posts(log, 50)
+    await log.append([post(n) for n in range(50, 60)])
+    await kept(log, POSTS, list(range(51, 61)))
+    before = expired_reads(POSTS)
+
+    with pytest.raises(PositionExpired) as error:
+        await log.read(POSTS, 20)
+    assert (error.value.position, error.value.first_kept) == (20, 51)
+    assert "fell behind" in str(error.value)
+    with pytest.raises(PositionExpired):
+        await log.fetch("slow", POSTS, limit=100)
+    assert expired_reads(POSTS) == before + 2
+
+    fresh = await log.fetch("new-group", POSTS, limit=100)
+    assert [r.event for r in fresh] == [post(n) for n in range(50, 60)]
+
+
+async def test_positions_go_on_after_retention_empties_a_topic(open_log: OpenLog) -> None:
+    log = await open_log(SHORT_LIVED)
+    await expire_first_posts(log, 10)
+    await log.close()
+
+    restarted = await open_log(SHORT_LIVED)
+    await restarted.append([post(n) for n in range(10, 15)])
+    records = await restarted.read(POSTS, 1)
+    assert [r.position for r in records] == list(range(11, 16))
+    assert [r.event for r in records] == [post(n) for n in range(10, 15)]
+    with pytest.raises(PositionExpired):
+        await restarted.read(POSTS, 5)
+
+
+async def test_pages_and_other_topics_are_not_expired_with_the_firehose(
+    open_log: OpenLog,
+) -> None:
+    log = await open_log(SHORT_LIVED)
+    pages: list[Event] = [follower(n) for n in range(30)]
+    await log.append(pages)
+    await expire_first_posts(log, 10)
+    assert [r.event for r in await log.read(PAGES, 1)] == pages
+    assert [r.event for r in await log.read(DEADLETTER, 1)] == [rejected(1)]
+
+
+def setting(n: int, name: str, value: str) -> SettingChanged:
+    return SettingChanged(id=f"set-{n}", key=name, ts=n, source="test", name=name, value=value)
+
+
+def flag(n: int, name: str, enabled: bool) -> FlagChanged:
+    # Flags of one scope share the envelope's key: compaction must tell them apart.
+    return FlagChanged(
+        id=f"flag-{n}", key="platform", ts=n, source="test", scope="platform", flag=name,
+        enabled=enabled,
+    )  # fmt: skip
+
+
+async def test_control_keeps_the_latest_event_of_each_key(open_log: OpenLog) -> None:
+    log = await open_log()
+    changes: list[Event] = [
+        setting(1, "mentions.serving", "memory"),
+        flag(2, "route.reports", True),
+        flag(3, "reports.csv", True),
+        setting(4, "mentions.serving", "postgres"),
+        flag(5, "route.reports", False),
+        setting(6, "log.level", "debug"),
+    ]
+    for change in changes:  # one append each, as operators make them
+        await log.append([change])
+    await kept(log, CONTROL, [3, 4, 5, 6])
+    live: list[Record] = await log.read(CONTROL, 1)
+    assert [r.event for r in live] == [changes[2], changes[3], changes[4], changes[5]]
+    assert [r.event for r in await log.read(CONTROL, 2)] == changes[2:3] + changes[3:]
+
+    await log.append([setting(7, "log.level", "info")])
+    await kept(log, CONTROL, [3, 4, 5, 7])
+    stats = {t.topic: (t.count, t.last_position) for t in (await log.stats()).topics}
+    assert stats[CONTROL] == (4, 7)

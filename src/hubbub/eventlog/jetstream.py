@@ -8,7 +8,23 @@ Layout, for a prefix `p` and a topic `t`:
   `Hubbub-First-Position` and `Hubbub-Last-Position`, so positions are dense per topic
   while stream sequences count messages.
 - KV bucket `p_offsets` holds each consumer group's committed position per topic.
+- KV bucket `p_tails` holds, per topic, the last sequence and position a writer stored,
+  so numbering goes on after retention emptied a stream (see Retention).
 - Durable pull consumer `<group>` on `p_t` delivers the group's messages (explicit ack).
+
+Retention (`hubbub.eventlog.retention`, settings `HUBBUB_RETAIN_*`) is the streams' own
+limits, kept by the server: `max_age` and `max_bytes` for topics kept by age and size
+(firehose topics 30 days by default; `usage` 90, `deadletter`, `deliveries` and
+`alerts` 30), none for `pages` (kept whole). `control` is compacted by subject: each
+event is a message of its own on `p.control.<digest of its compaction key>`, and the
+stream keeps one message per subject (`max_msgs_per_subject` 1), the latest. Every
+stream and bucket has `HUBBUB_NATS_REPLICAS` replicas on file storage.
+
+Checked at start. `connect` compares every existing stream of the prefix (and the
+buckets) with what the settings ask: limits, replicas and subjects that differ are
+updated; a stream on memory storage, or a `control` stream holding events in the
+layout from before compaction, stops the start with `LogMisconfigured` saying what to
+do. So the log never runs on a stream that keeps less, or less safely, than configured.
 
 Writing. A writer learns the last sequence and position of a topic from the stream's
 tail when it first appends there, and rebuilds from the last `dedupe_window` events a
@@ -59,13 +75,21 @@ from nats.js.api import (
 )
 from nats.js.kv import KeyValue
 
+from hubbub.eventlog.packing import packed_ids
 from hubbub.eventlog.port import (
     AppendResult,
     GroupStats,
+    LogMisconfigured,
     LogStats,
     LogUnavailable,
     Record,
     TopicStats,
+)
+from hubbub.eventlog.retention import (
+    RetentionPolicy,
+    TopicRetention,
+    check_not_expired,
+    compaction_key,
 )
 from hubbub.kernel.events import AnyEvent, Event, decode_many, encode_many, topic_of
 
@@ -95,15 +119,12 @@ _MAX_PULL_BATCH = 256
 _log = structlog.get_logger("hubbub.eventlog.jetstream")
 
 
-class _EventId(msgspec.Struct, array_like=True):
-    """The head of an encoded event (see `Event`): enough to read its id alone."""
+class _TailMark(msgspec.Struct, frozen=True):
+    """A topic's last stored sequence and position, as kept in the tails bucket."""
 
-    type: str
-    schema: int
-    id: str
-
-
-_ids_decoder = msgspec.msgpack.Decoder(list[_EventId])
+    seq: int
+    position: int
+    events_per_message: int
 
 
 class _Offset(msgspec.Struct, frozen=True):
@@ -157,7 +178,7 @@ class _Message:
 
     def ids(self) -> list[str]:
         """The event ids, in order, without decoding the events' bodies."""
-        return [event.id for event in _ids_decoder.decode(self.data)]
+        return packed_ids(self.data)
 
     def records(self, topic: str, start: int, limit: int) -> list[Record]:
         """Up to `limit` records from position `start` (at least `first`) of this message."""
@@ -267,13 +288,17 @@ class _Outgoing(msgspec.Struct):
     payload: bytes
     headers: dict[str, str]
     ids: list[str]
+    subject: str
 
 
 class _Group:
     """One process's consumption of a topic by a group: consumer, inbox and cursor."""
 
-    def __init__(self, stream: str, consumer: str, inbox: str, cursor: int) -> None:
+    def __init__(
+        self, stream: str, consumer: str, inbox: str, cursor: int, rule: TopicRetention
+    ) -> None:
         self.stream = stream
+        self.rule = rule
         self.consumer = consumer
         self.inbox = inbox
         self.cursor = cursor
@@ -310,6 +335,9 @@ class _Group:
         records: list[Record] = []
         while self.buffer and len(records) < limit:
             message = self.buffer[0]
+            if message.first > self.cursor and not records:
+                # The server dropped what lay between (retention): say so, skip nothing.
+                check_not_expired(topic, self.cursor, message.first, self.rule)
             if message.last >= self.cursor:
                 taken = message.records(topic, self.cursor, limit - len(records))
                 records.extend(taken)
@@ -360,6 +388,45 @@ def _offset_key(group: str, topic: str) -> str:
     return f"{topic}.g{token}"
 
 
+def _require_file_storage(stream: str, config: StreamConfig) -> None:
+    """Raise LogMisconfigured for a stream that would lose everything on a restart."""
+    if config.storage != StorageType.FILE:
+        raise LogMisconfigured(
+            f"stream {stream} keeps its messages in memory, so a NATS restart would lose "
+            "the log; NATS cannot change a stream's storage: move its messages to a "
+            "file-storage stream (nats stream backup/restore) or delete it"
+        )
+
+
+# What Hubbub sets on its streams and checks at start; the rest is NATS's to choose.
+_CHECKED: Final = (
+    "subjects",
+    "num_replicas",
+    "max_age",
+    "max_bytes",
+    "max_msgs",
+    "max_msgs_per_subject",
+    "duplicate_window",
+    "allow_direct",
+)
+
+
+def _differences(actual: StreamConfig, wanted: StreamConfig) -> list[str]:
+    """The checked fields where `actual` is not `wanted`, as "field: actual → wanted"."""
+    unset = {"max_age": 0.0, "max_bytes": -1, "max_msgs": -1, "max_msgs_per_subject": -1}
+    changes = []
+    for name in _CHECKED:
+        have = getattr(actual, name)
+        want = getattr(wanted, name)
+        if have is None:
+            have = unset.get(name, have)
+        if name == "subjects":
+            have, want = sorted(have or []), sorted(want or [])
+        if have != want:
+            changes.append(f"{name}: {have} → {want}")
+    return changes
+
+
 def _check_name(kind: str, name: str) -> str:
     if not _NAME.fullmatch(name):
         raise ValueError(f"{kind} {name!r} must be letters, digits, '_' or '-'")
@@ -381,8 +448,10 @@ class JetStreamEventLog:
         dedupe_window: int,
         replicas: int,
         timeout: float,
+        retention: RetentionPolicy | None = None,
     ) -> None:
-        """Use `connect`, which also checks that the server runs JetStream."""
+        """Use `connect`, which also checks that the server runs JetStream and the
+        streams' configuration."""
         if events_per_message < 1 or dedupe_window < 0 or replicas < 1 or timeout <= 0:
             raise ValueError(
                 "events_per_message and replicas must be >= 1, dedupe_window >= 0, timeout > 0"
@@ -395,6 +464,8 @@ class JetStreamEventLog:
         self._window = dedupe_window
         self._replicas = replicas
         self._timeout = timeout
+        self._retention = retention or RetentionPolicy()
+        self._tails_kv: KeyValue | None = None
         self._streams: set[str] = set()
         self._tails: dict[str, _Tail] = {}
         self._write_locks: dict[str, asyncio.Lock] = {}
@@ -417,11 +488,15 @@ class JetStreamEventLog:
         dedupe_window: int = 100_000,
         replicas: int = 1,
         timeout: float = 5.0,  # noqa: ASYNC109 (per request, not for the call)
+        retention: RetentionPolicy | None = None,
     ) -> JetStreamEventLog:
-        """Connect to NATS at `url`; raises LogUnavailable when it or JetStream is not there.
+        """Connect to NATS at `url` (several servers: comma-separated); raises
+        LogUnavailable when it or JetStream is not there, LogMisconfigured when an
+        existing stream cannot keep what the settings ask (see the module docstring).
 
-        Streams and the offsets bucket are created when first needed, idempotently, so
-        any number of processes may connect with the same prefix.
+        Streams and buckets are created when first needed, idempotently, so any number
+        of processes may connect with the same prefix. Without a `retention` policy
+        every topic is kept whole except `control`, which is compacted.
         """
         nc = await _connect(url, timeout)
         log = cls(
@@ -432,11 +507,13 @@ class JetStreamEventLog:
             dedupe_window=dedupe_window,
             replicas=replicas,
             timeout=timeout,
+            retention=retention,
         )
         try:
             with log._guard("reaching JetStream"):
                 await log._js.account_info()
-        except LogUnavailable:
+            await log._check_streams()
+        except (LogUnavailable, LogMisconfigured):
             await nc.close()
             raise
         return log
@@ -448,6 +525,19 @@ class JetStreamEventLog:
 
     def _subject(self, topic: str) -> str:
         return f"{self._prefix}.{topic}"
+
+    def _filter(self, topic: str) -> str:
+        """The subjects the topic's events are on: one, or one per key when compacted."""
+        if self._retention.of(topic).compacted:
+            return f"{self._prefix}.{topic}.>"
+        return self._subject(topic)
+
+    def _subject_of(self, topic: str, event: Event, compacted: bool) -> str:
+        """The subject an event is published on; per compaction key in a compacted topic."""
+        if not compacted:
+            return self._subject(topic)
+        digest = hashlib.blake2b(compaction_key(event).encode(), digest_size=16).hexdigest()
+        return f"{self._prefix}.{topic}.{digest}"
 
     @contextmanager
     def _guard(self, action: str) -> Iterator[None]:
@@ -465,29 +555,97 @@ class JetStreamEventLog:
         with self._guard(action):
             return await work
 
+    def _stream_config(self, topic: str) -> StreamConfig:
+        """The configuration the topic's stream must have (see the module docstring)."""
+        rule = self._retention.of(topic)
+        subjects = [self._subject(topic)]
+        if rule.compacted:
+            subjects.append(self._filter(topic))
+        return StreamConfig(
+            name=self._stream(topic),
+            description=f"Hubbub event log, topic {topic}",
+            subjects=subjects,
+            storage=StorageType.FILE,
+            num_replicas=self._replicas,
+            # The server refuses a duplicate window longer than the messages live.
+            duplicate_window=min(_DUPLICATE_WINDOW_S, rule.max_age_s or _DUPLICATE_WINDOW_S),
+            allow_direct=True,
+            max_age=rule.max_age_s,
+            max_bytes=rule.max_bytes or -1,
+            max_msgs=-1,
+            max_msgs_per_subject=1 if rule.compacted else -1,
+        )
+
     async def _ensure_stream(self, topic: str) -> str:
-        """The topic's stream, created if missing; an existing stream is used as it is."""
+        """The topic's stream, created if missing, checked and updated if it exists."""
         stream = self._stream(topic)
         if stream in self._streams:
             return stream
-        config = StreamConfig(
-            name=stream,
-            description=f"Hubbub event log, topic {topic}",
-            subjects=[self._subject(topic)],
-            storage=StorageType.FILE,
-            num_replicas=self._replicas,
-            duplicate_window=_DUPLICATE_WINDOW_S,
-            allow_direct=True,
-        )
         with self._guard(f"creating stream {stream}"):
             try:
-                await self._js.add_stream(config)
+                await self._js.add_stream(self._stream_config(topic))
             except nats.js.errors.BadRequestError as error:
                 if error.err_code != _STREAM_NAME_IN_USE:
                     raise
-                await self._js.stream_info(stream)
+                await self._check_stream(topic)
         self._streams.add(stream)
         return stream
+
+    async def _check_streams(self) -> None:
+        """Check (and update) every existing stream of the prefix and both buckets."""
+        for topic in await _topics(self._nc, self._prefix, self._url, self._timeout):
+            await self._check_stream(topic)
+            self._streams.add(self._stream(topic))
+        for bucket in (f"{self._prefix}_offsets", f"{self._prefix}_tails"):
+            await self._check_bucket(bucket)
+
+    async def _check_stream(self, topic: str) -> None:
+        """Update the topic's stream to the configured limits, replicas and subjects, or
+        raise LogMisconfigured when it cannot be (memory storage, old control layout)."""
+        stream, wanted = self._stream(topic), self._stream_config(topic)
+        with self._guard(f"reading stream {stream}"):
+            info = await self._js.stream_info(stream)
+        config = info.config
+        _require_file_storage(stream, config)
+        packed = self._filter(topic) not in (config.subjects or [])
+        if wanted.max_msgs_per_subject == 1 and packed and info.state.messages:
+            raise LogMisconfigured(
+                f"stream {stream} holds {info.state.messages} control events packed on "
+                "one subject, from before control was compacted by key; compacting it "
+                "would keep only the last message. Copy the live settings out (hubbub "
+                f"log read control), delete the stream (nats stream rm {stream}) and "
+                "set them again, or use a new HUBBUB_STREAM_PREFIX"
+            )
+        if _differences(config, wanted):
+            await self._update_stream(stream, wanted, _differences(config, wanted))
+
+    async def _update_stream(self, stream: str, wanted: StreamConfig, why: list[str]) -> None:
+        """Apply `wanted` to an existing stream; LogMisconfigured when the server refuses."""
+        _log.warning("updating stream to the configured retention", stream=stream, changes=why)
+        with self._guard(f"updating stream {stream}"):
+            try:
+                await self._js.update_stream(wanted)
+            except nats.js.errors.APIError as error:
+                raise LogMisconfigured(
+                    f"stream {stream} differs from the settings ({', '.join(why)}) and NATS "
+                    f"refused to update it: {error.description} (err_code {error.err_code}). "
+                    "Fix the stream with the nats CLI or change HUBBUB_NATS_REPLICAS / "
+                    "HUBBUB_RETAIN_* to what it can hold"
+                ) from error
+
+    async def _check_bucket(self, bucket: str) -> None:
+        """A bucket's stream on file storage with the configured replicas, if it exists."""
+        stream = f"KV_{bucket}"
+        with self._guard(f"reading stream {stream}"):
+            try:
+                info = await self._js.stream_info(stream)
+            except nats.js.errors.NotFoundError:
+                return
+        _require_file_storage(stream, info.config)
+        if info.config.num_replicas != self._replicas:
+            wanted = StreamConfig.from_response(info.config.as_dict())
+            wanted.num_replicas = self._replicas
+            await self._update_stream(stream, wanted, [f"num_replicas → {self._replicas}"])
 
     async def _stream_info(self, topic: str) -> StreamInfo | None:
         """The topic's stream info, None when the topic has no stream yet."""
@@ -503,7 +661,7 @@ class JetStreamEventLog:
     async def _get(self, topic: str, seq: int, *, exact: bool = False) -> _Message | None:
         """The message at `seq` (exact) or the first at or after it; None when there is none."""
         stream = self._stream(topic)
-        subject = None if exact else self._subject(topic)
+        subject = None if exact else self._filter(topic)
         with self._guard(f"reading stream {stream}"):
             try:
                 raw: RawStreamMsg = await self._js.get_msg(
@@ -563,7 +721,7 @@ class JetStreamEventLog:
                 todo = [e for e in events if e.id not in tail and e.id not in stored_before]
                 if not todo:
                     return written
-                outgoing = self._pack(todo, tail)
+                outgoing = self._pack(topic, todo, tail)
                 try:
                     replies = await self._publish(topic, outgoing)
                 except BaseException:
@@ -576,6 +734,7 @@ class JetStreamEventLog:
                         stored_before.update(message.ids)
                 if all(reply.stored for reply in replies):
                     self._advance(tail, outgoing)
+                    await self._mark_tail(topic, tail)
                     return written
                 tail.stale = True
                 self._raise_unless_lost_race(topic, replies)
@@ -602,13 +761,17 @@ class JetStreamEventLog:
         tail.last_seq += len(outgoing)
         tail.last_position += sum(len(message.ids) for message in outgoing)
 
-    def _pack(self, events: list[Event], tail: _Tail) -> list[_Outgoing]:
-        """Pack events into messages placed after the tail, each chained to the one before."""
+    def _pack(self, topic: str, events: list[Event], tail: _Tail) -> list[_Outgoing]:
+        """Pack events into messages placed after the tail, each chained to the one before.
+
+        A compacted topic gets one event per message, on the subject of its key."""
         outgoing: list[_Outgoing] = []
         position = tail.last_position + 1
         previous: str | None = None
-        for start in range(0, len(events), self._per_message):
-            for chunk, payload in self._fit(events[start : start + self._per_message]):
+        compacted = self._retention.of(topic).compacted
+        per_message = 1 if compacted else self._per_message
+        for start in range(0, len(events), per_message):
+            for chunk, payload in self._fit(events[start : start + per_message]):
                 ids = [event.id for event in chunk]
                 msg_id = _message_id(ids)
                 headers = {
@@ -619,7 +782,8 @@ class JetStreamEventLog:
                 }
                 if previous is not None:
                     headers[_EXPECTED_LAST_MSG_ID] = previous
-                outgoing.append(_Outgoing(payload, headers, ids))
+                subject = self._subject_of(topic, chunk[0], compacted)
+                outgoing.append(_Outgoing(payload, headers, ids, subject))
                 position += len(chunk)
                 previous = msg_id
         return outgoing
@@ -641,7 +805,6 @@ class JetStreamEventLog:
     async def _publish(self, topic: str, outgoing: list[_Outgoing]) -> list[_PubReply]:
         """Publish the messages in order without waiting in between; their replies in order."""
         acks = await self._acks()
-        subject = self._subject(topic)
         futures: list[asyncio.Future[_PubReply]] = []
         with self._guard(f"appending to topic {topic}"):
             try:
@@ -649,7 +812,7 @@ class JetStreamEventLog:
                     reply, future = acks.expect()
                     futures.append(future)
                     await self._nc.publish(
-                        subject, message.payload, reply=reply, headers=message.headers
+                        message.subject, message.payload, reply=reply, headers=message.headers
                     )
                 return await asyncio.wait_for(asyncio.gather(*futures), self._timeout)
             finally:
@@ -663,6 +826,43 @@ class JetStreamEventLog:
                 acks.subscription = await self._nc.subscribe(f"{acks.inbox}.*", cb=acks.deliver)
             self._ack_inbox = acks
         return self._ack_inbox
+
+    async def _mark_tail(self, topic: str, tail: _Tail) -> None:
+        """Record the topic's last sequence and position, for when retention empties it.
+
+        A failure is only logged: the messages are stored, and a mark that lags costs
+        nothing unless the stream empties before the next append (see `_emptied_tail`).
+        """
+        mark = _TailMark(tail.last_seq, tail.last_position, self._per_message)
+        try:
+            kv = await self._tail_marks()
+            await self._request(
+                f"marking the tail of {topic}", kv.put(topic, msgspec.json.encode(mark))
+            )
+        except LogUnavailable as error:
+            _log.warning("could not mark a topic's tail", topic=topic, error=str(error))
+
+    async def _emptied_tail(self, topic: str, last_seq: int) -> int:
+        """The last position of a topic whose stream retention emptied: the mark's, plus
+        at most a message's worth for each message stored after it."""
+        kv = await self._tail_marks()
+        with self._guard(f"reading the tail mark of {topic}"):
+            try:
+                entry = await kv.get(topic)
+            except nats.js.errors.KeyNotFoundError:
+                entry = None
+        if entry is None or not entry.value:
+            mark = _TailMark(0, 0, self._per_message)
+        else:
+            mark = msgspec.json.decode(entry.value, type=_TailMark)
+        per_message = max(mark.events_per_message, self._per_message)
+        return mark.position + max(last_seq - mark.seq, 0) * per_message
+
+    async def _tail_marks(self) -> KeyValue:
+        """The tails bucket, created on first use."""
+        if self._tails_kv is None:
+            self._tails_kv = await self._bucket(f"{self._prefix}_tails")
+        return self._tails_kv
 
     async def _tail(self, topic: str) -> _Tail:
         """The writer's view of the topic's end, loaded or caught up with the stream."""
@@ -684,7 +884,9 @@ class JetStreamEventLog:
         last_seq, first_seq = info.state.last_seq, info.state.first_seq
         if known is not None and known.last_seq > last_seq:
             known = None
-        floor = max(known.last_seq if known else 0, first_seq - 1)
+        # Holes (compaction) make a walk of `dedupe_window` sequences cover fewer events;
+        # that only narrows the id window, JetStream's own duplicate window still holds.
+        floor = max(known.last_seq if known else 0, first_seq - 1, last_seq - self._window)
         newest_first: list[_Message] = []
         count, seq = 0, last_seq
         while seq > floor and (count < self._window or not newest_first):
@@ -699,9 +901,11 @@ class JetStreamEventLog:
         tail = known if known is not None and seq <= floor else _Tail(self._window)
         for message in reversed(newest_first):
             tail.remember(message.ids())
-        tail.last_seq = last_seq
         if newest_first:
             tail.last_position = newest_first[0].last
+        elif not info.state.messages and last_seq > tail.last_seq:
+            tail.last_position = await self._emptied_tail(topic, last_seq)
+        tail.last_seq = last_seq
         tail.stale = False
         return tail
 
@@ -713,6 +917,8 @@ class JetStreamEventLog:
         if limit <= 0:
             return []
         message = await self._find(topic, position)
+        if message is not None and message.first > position:
+            check_not_expired(topic, position, message.first, self._retention.of(topic))
         records: list[Record] = []
         ahead: deque[_Message] = deque()
         while message is not None:
@@ -847,7 +1053,7 @@ class JetStreamEventLog:
         start = await self._start_seq(topic, cursor)
         consumer = _consumer_name(group)
         await self._open_consumer(stream, consumer, start)
-        state = _Group(stream, consumer, self._nc.new_inbox(), cursor)
+        state = _Group(stream, consumer, self._nc.new_inbox(), cursor, self._retention.of(topic))
         with self._guard(f"subscribing for group {group}"):
             state.subscription = await self._nc.subscribe(f"{state.inbox}.*", cb=state.deliver)
         self._groups[(group, topic)] = state
@@ -864,9 +1070,12 @@ class JetStreamEventLog:
                 await state.subscription.unsubscribe()
 
     async def _start_seq(self, topic: str, position: int) -> int:
-        """The sequence of the message holding `position`, or the next one to be written."""
+        """The sequence of the message holding `position`, or the next one to be written;
+        PositionExpired when retention removed `position`."""
         message = await self._find(topic, position)
         if message is not None:
+            if message.first > position:
+                check_not_expired(topic, position, message.first, self._retention.of(topic))
             return message.seq
         info = await self._stream_info(topic)
         return info.state.last_seq + 1 if info is not None else 1
@@ -973,17 +1182,20 @@ class JetStreamEventLog:
     async def _offsets(self) -> KeyValue:
         """The offsets bucket, created on first use."""
         if self._kv is None:
-            bucket = f"{self._prefix}_offsets"
-            with self._guard(f"opening bucket {bucket}"):
-                try:
-                    self._kv = await self._js.create_key_value(
-                        bucket=bucket, history=1, storage=StorageType.FILE, replicas=self._replicas
-                    )
-                except nats.js.errors.BadRequestError as error:
-                    if error.err_code != _STREAM_NAME_IN_USE:
-                        raise
-                    self._kv = await self._js.key_value(bucket)
+            self._kv = await self._bucket(f"{self._prefix}_offsets")
         return self._kv
+
+    async def _bucket(self, bucket: str) -> KeyValue:
+        """A key-value bucket keeping the latest value of each key, created if missing."""
+        with self._guard(f"opening bucket {bucket}"):
+            try:
+                return await self._js.create_key_value(
+                    bucket=bucket, history=1, storage=StorageType.FILE, replicas=self._replicas
+                )
+            except nats.js.errors.BadRequestError as error:
+                if error.err_code != _STREAM_NAME_IN_USE:
+                    raise
+                return await self._js.key_value(bucket)
 
     # Stats and lifecycle.
 
@@ -991,18 +1203,26 @@ class JetStreamEventLog:
         """Every topic's count and last position, every group's position and lag."""
         topics = []
         for topic in await _topics(self._nc, self._prefix, self._url, self._timeout):
-            info = await self._stream_info(topic)
-            last = 0
-            if info is not None and info.state.messages:
-                message = await self._get(topic, info.state.last_seq, exact=True)
-                last = message.last if message is not None else 0
-            topics.append(TopicStats(topic, last, last))
+            topics.append(await self._topic_stats(topic))
         lasts = {t.topic: t.last_position for t in topics}
         groups = [
             GroupStats(o.group, o.topic, o.position, max(lasts.get(o.topic, 0) - o.position, 0))
             for o in await self._all_offsets()
         ]
         return LogStats(self.backend, topics, groups)
+
+    async def _topic_stats(self, topic: str) -> TopicStats:
+        """The topic's kept events and last position (that of its tail when emptied)."""
+        info = await self._stream_info(topic)
+        if info is None or not info.state.messages:
+            tail = await self._tail(topic) if info is not None else None
+            return TopicStats(topic, 0, tail.last_position if tail else 0)
+        newest = await self._get(topic, info.state.last_seq, exact=True)
+        oldest = await self._get(topic, info.state.first_seq)
+        last = newest.last if newest is not None else 0
+        if self._retention.of(topic).compacted:
+            return TopicStats(topic, info.state.messages, last)
+        return TopicStats(topic, last - oldest.first + 1 if oldest else 0, last)
 
     async def _all_offsets(self) -> list[_Offset]:
         """Every committed position in the offsets bucket, by group and topic."""
@@ -1037,7 +1257,7 @@ async def _connect(url: str, within: float) -> NATS:
     try:
         await asyncio.wait_for(
             nc.connect(
-                url,
+                [server.strip() for server in url.split(",")],
                 name="hubbub-eventlog",
                 connect_timeout=max(1, round(within)),
                 max_reconnect_attempts=-1,
@@ -1084,7 +1304,8 @@ async def delete_streams(url: str, prefix: str) -> None:
         js = nc.jetstream()
         for topic in await _topics(nc, prefix, url, 5.0):
             await js.delete_stream(f"{prefix}_{topic}")
-        with suppress(nats.js.errors.NotFoundError):
-            await js.delete_key_value(f"{prefix}_offsets")
+        for bucket in (f"{prefix}_offsets", f"{prefix}_tails"):
+            with suppress(nats.js.errors.NotFoundError):
+                await js.delete_key_value(bucket)
     finally:
         await nc.close()

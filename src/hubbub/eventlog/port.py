@@ -3,8 +3,8 @@
 Contract, which every adapter meets (tests/contract/test_eventlog.py checks it):
 
 - Topics. Each event goes to the topic of its type (`hubbub.kernel.events.topic_of`).
-- Positions. Within a topic, events get dense positions 1, 2, 3, ... in append order.
-  Order across topics is not defined.
+- Positions. Within a topic, events get positions 1, 2, 3, ... in append order, dense
+  when appended; retention never reuses one. Order across topics is not defined.
 - Idempotent append. `append` writes a batch and skips every event whose id is
   already in the log or earlier in the same batch, counting it as a duplicate. The
   embedded adapter remembers every id; the JetStream adapter remembers the ids of the
@@ -12,13 +12,30 @@ Contract, which every adapter meets (tests/contract/test_eventlog.py checks it):
   which covers every redelivery a connector makes.
 - Atomicity. A batch is written whole or not at all (SQLite); on JetStream each packed
   message is atomic and retrying the same call writes nothing twice.
-- Replay. `read(topic, position)` returns events from any position, however old.
+- Retention (`hubbub.eventlog.retention`; settings `HUBBUB_RETAIN_*`). Each topic
+  keeps what its rule says: topics kept by age and size (`posts`, `engagement`,
+  `deletes` 30 days; `usage` 90; `deadletter`, `deliveries`, `alerts` 30; no size cap by
+  default) lose a prefix, oldest first, never events in between; `control` is compacted
+  to the latest event of each key (positions then have holes, and no live setting is
+  lost); `pages` is kept whole, so the mentions index can always be rebuilt from it.
+  Ids of removed events leave the dedupe memory with them.
+- Replay. `read(topic, position)` returns the kept events from `position` on, in
+  order, skipping the holes compaction leaves. Position 1 means "from the start": it
+  reads from the first kept event, whatever retention removed.
+- Falling behind. A reader whose position (greater than 1) lies in a prefix retention
+  removed gets `PositionExpired`, from `read` and from `fetch` (when the group's next
+  position was removed, or the server removed messages it had not delivered yet),
+  and the Prometheus counter `hubbub_eventlog_position_expired_total{topic}` goes up.
+  Nothing is skipped silently: the error names the first kept position, and the
+  reader decides (rebuild from position 1, or accept the gap by moving past it). It
+  keeps raising until the reader moves; a compacted topic never raises.
 - Consumer groups. `fetch(group, topic)` returns the events after the last one this
   process fetched for the group, starting after the group's committed position.
   `commit` makes a position durable: a new process of the same group resumes right
   after it. A group is consumed by one process at a time on the embedded adapter.
 - Errors. `LogUnavailable` when the backend cannot be reached; nothing is half-written
-  that a retry would duplicate.
+  that a retry would duplicate. `LogMisconfigured` at start when the backend holds the
+  log somewhere that cannot keep what the settings ask (JetStream: a memory stream).
 """
 
 from __future__ import annotations
@@ -28,11 +45,29 @@ from typing import Protocol
 
 import msgspec
 
+from hubbub.eventlog.retention import PositionExpired
 from hubbub.kernel.events import Event
+
+__all__ = [
+    "AppendResult",
+    "EventLog",
+    "GroupStats",
+    "LogMisconfigured",
+    "LogStats",
+    "LogUnavailable",
+    "PositionExpired",
+    "Record",
+    "TopicStats",
+]
 
 
 class LogUnavailable(RuntimeError):
     """The log's backend cannot be reached or refused the write."""
+
+
+class LogMisconfigured(RuntimeError):
+    """The backend's configuration cannot keep what the settings ask; the message says
+    what to change."""
 
 
 class Record(msgspec.Struct, frozen=True):
@@ -48,6 +83,8 @@ class AppendResult(msgspec.Struct):
 
 
 class TopicStats(msgspec.Struct, frozen=True):
+    """`count` is the events retention has kept; `last_position` the last ever appended."""
+
     topic: str
     count: int
     last_position: int
@@ -74,13 +111,15 @@ class EventLog(Protocol):
         ...
 
     async def read(self, topic: str, position: int = 1, limit: int = 1000) -> list[Record]:
-        """Up to `limit` records of `topic` with position >= `position`, in order."""
+        """Up to `limit` kept records of `topic` with position >= `position`, in order;
+        PositionExpired when retention removed `position` (> 1)."""
         ...
 
     async def fetch(
         self, group: str, topic: str, limit: int = 1000, wait: float = 0.0
     ) -> list[Record]:
-        """The group's next records; waits up to `wait` seconds when there are none."""
+        """The group's next records; waits up to `wait` seconds when there are none;
+        PositionExpired when retention removed the group's next position."""
         ...
 
     async def commit(self, group: str, topic: str, position: int) -> None:

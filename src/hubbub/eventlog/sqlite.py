@@ -9,6 +9,16 @@ the source's own time-sortable part, so that index grows at its right edge.
 Writes go through one thread and reads through another, each with its own connection,
 so the event loop never blocks on disk and a reader never waits behind a writer (WAL).
 Several processes may share the file: positions are assigned inside `BEGIN IMMEDIATE`.
+
+Retention (`hubbub.eventlog.retention`, settings `HUBBUB_RETAIN_*`): each segment
+records when it was appended. At most every `retention_interval_s` (default 60 s,
+`HUBBUB_RETENTION_INTERVAL_S`) an append also queues, behind itself in the write thread,
+a pass that deletes whole expired segments and their ids (firehose topics keep 30 days
+by default; `usage` 90, `deadletter`, `deliveries` and `alerts` 30) and compacts
+`control` to the latest event of each key; `pages` is kept whole. So the process that
+appends does the removing, and a log nobody appends to keeps what it has. `topics.last`
+survives the segments it counted, so positions never restart. A read at a position
+retention removed raises `PositionExpired` (see `hubbub.eventlog.port`).
 """
 
 from __future__ import annotations
@@ -23,6 +33,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+import structlog
+
+from hubbub.eventlog import sqlite_retention
 from hubbub.eventlog.port import (
     AppendResult,
     GroupStats,
@@ -31,6 +44,8 @@ from hubbub.eventlog.port import (
     Record,
     TopicStats,
 )
+from hubbub.eventlog.retention import RetentionPolicy, check_not_expired
+from hubbub.kernel.clock import Clock, SystemClock
 from hubbub.kernel.events import Event, decode_many, encode_many, topic_of
 from hubbub.kernel.sqlite import WriteLock, connect
 
@@ -41,7 +56,8 @@ CREATE TABLE IF NOT EXISTS segments (
     topic TEXT NOT NULL,
     first INTEGER NOT NULL,
     last INTEGER NOT NULL,
-    payload BLOB NOT NULL
+    payload BLOB NOT NULL,
+    appended REAL NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS segments_by_last ON segments (topic, last);
 CREATE TABLE IF NOT EXISTS event_ids (id TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -58,23 +74,57 @@ CREATE TABLE IF NOT EXISTS consumer_groups (
 _IDS_PER_STATEMENT = 30_000
 _POLL_INTERVAL_S = 0.05
 
+_log = structlog.get_logger("hubbub.eventlog.sqlite")
+
 
 class SqliteEventLog:
     """EventLog on a SQLite file; see `hubbub.eventlog.port` for the contract."""
 
     backend = "sqlite"
 
-    def __init__(self, path: Path, *, segment_size: int = 1000) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        segment_size: int = 1000,
+        retention: RetentionPolicy | None = None,
+        retention_interval_s: float = 60.0,
+        clock: Clock | None = None,
+    ) -> None:
+        """Open (or create) the log at `path`. Without a `retention` policy every topic
+        is kept whole except `control`, which is compacted."""
         self._path = path
         self._segment_size = segment_size
+        self._retention = retention or RetentionPolicy()
+        self._retention_interval_s = retention_interval_s
+        self._clock = clock or SystemClock()
+        self._next_retention = 0.0
+        self._retention_pass: asyncio.Future[None] | None = None
+        self._compacted: dict[str, int] = {}
         self._writer = connect(path)
         self._write_lock = WriteLock(path)
         self._writer.executescript(_SCHEMA)
+        self._add_appended_column()
         self._reader = connect(path)
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-write")
         self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-read")
         self._cursors: dict[tuple[str, str], int] = {}
         self._appended = asyncio.Event()
+
+    def _add_appended_column(self) -> None:
+        """Give a log made before retention its `appended` column, dated now: its
+        segments start their life today rather than expiring at once."""
+        columns = {row[1] for row in self._writer.execute("PRAGMA table_info(segments)")}
+        if "appended" in columns:
+            return
+        with self._write_lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            self._writer.execute("ALTER TABLE segments ADD COLUMN appended REAL")
+            self._writer.execute("UPDATE segments SET appended = ?", (self._now_s(),))
+            self._writer.execute("COMMIT")
+
+    def _now_s(self) -> float:
+        return self._clock.now_us() / 1e6
 
     async def _run(self, pool: ThreadPoolExecutor, work: Callable[[], T]) -> T:
         try:
@@ -88,7 +138,46 @@ class SqliteEventLog:
         result = await self._run(self._write_thread, lambda: self._append(events))
         if result.appended:
             self._appended.set()
+            self._schedule_retention()
         return result
+
+    def _schedule_retention(self) -> None:
+        """Queue a retention pass in the write thread when one is due; not awaited, so
+        the append that triggers it returns at once."""
+        now = time.monotonic()
+        if now < self._next_retention or self._retention_pass is not None:
+            return
+        self._next_retention = now + self._retention_interval_s
+        future = asyncio.get_running_loop().run_in_executor(
+            self._write_thread, self._enforce_retention
+        )
+        self._retention_pass = future
+        future.add_done_callback(self._retention_done)
+
+    def _retention_done(self, future: asyncio.Future[None]) -> None:
+        self._retention_pass = None
+        if not future.cancelled() and future.exception() is not None:
+            # The next pass retries; appends go on meanwhile.
+            _log.error(
+                "event log retention failed", path=str(self._path), error=str(future.exception())
+            )
+
+    def _enforce_retention(self) -> None:
+        """Expire and compact every topic as its rule says (runs in the write thread)."""
+        lasts = dict(self._writer.execute("SELECT topic, last FROM topics").fetchall())
+        for topic, last in lasts.items():
+            rule = self._retention.of(topic)
+            if rule.compacted and self._compacted.get(topic) != last:
+                removed = sqlite_retention.compact(self._writer, self._write_lock, topic)
+                self._compacted[topic] = last
+            elif rule.expires:
+                removed = sqlite_retention.expire(
+                    self._writer, self._write_lock, topic, rule, self._now_s()
+                )
+            else:
+                continue
+            if removed:
+                _log.info("event log retention", topic=topic, removed=removed)
 
     def _append(self, events: Sequence[Event]) -> AppendResult:
         # Few statements per batch, each covering many rows: a statement gives the GIL
@@ -155,18 +244,22 @@ class SqliteEventLog:
         ).fetchone()
         last_of: dict[str, int] = json.loads(positions)
         segments: list[object] = []
+        now = self._now_s()
         for topic, events in by_topic.items():
             last = last_of.get(topic, 0)
             for start in range(0, len(events), self._segment_size):
                 segment = events[start : start + self._segment_size]
-                segments += (topic, last + 1, last + len(segment), encode_many(segment))
+                segments += (topic, last + 1, last + len(segment), encode_many(segment), now)
                 last += len(segment)
             last_of[topic] = last
-        step = _IDS_PER_STATEMENT // 4 * 4
+        step = _IDS_PER_STATEMENT // 5 * 5
         for start in range(0, len(segments), step):
             chunk = segments[start : start + step]
-            rows = ",".join(["(?, ?, ?, ?)"] * (len(chunk) // 4))
-            self._writer.execute(f"INSERT INTO segments VALUES {rows}", chunk)
+            rows = ",".join(["(?, ?, ?, ?, ?)"] * (len(chunk) // 5))
+            self._writer.execute(
+                f"INSERT INTO segments (topic, first, last, payload, appended) VALUES {rows}",
+                chunk,
+            )
         upserts = ",".join(["(?, ?)"] * len(by_topic))
         self._writer.execute(
             f"INSERT INTO topics VALUES {upserts} "
@@ -185,6 +278,8 @@ class SqliteEventLog:
             (topic, position),
         )
         for first, payload in rows:
+            if not records and first > position:
+                check_not_expired(topic, position, first, self._retention.of(topic))
             for offset, event in enumerate(decode_many(payload)):
                 if first + offset >= position:
                     records.append(Record(topic, first + offset, event))
@@ -237,7 +332,9 @@ class SqliteEventLog:
 
     def _stats(self) -> LogStats:
         last = dict(self._reader.execute("SELECT topic, last FROM topics").fetchall())
-        topics = [TopicStats(topic, count, count) for topic, count in sorted(last.items())]
+        topics = [
+            TopicStats(topic, self._kept(topic, end), end) for topic, end in sorted(last.items())
+        ]
         groups = [
             GroupStats(group, topic, position, max(last.get(topic, 0) - position, 0))
             for group, topic, position in self._reader.execute(
@@ -245,6 +342,18 @@ class SqliteEventLog:
             )
         ]
         return LogStats(self.backend, topics, groups)
+
+    def _kept(self, topic: str, last: int) -> int:
+        """How many events of the topic retention has kept."""
+        if self._retention.of(topic).compacted:
+            (count,) = self._reader.execute(
+                "SELECT count(*) FROM segments WHERE topic = ?", (topic,)
+            ).fetchone()
+            return int(count)
+        row = self._reader.execute(
+            "SELECT first FROM segments WHERE topic = ? ORDER BY last LIMIT 1", (topic,)
+        ).fetchone()
+        return last - int(row[0]) + 1 if row else 0
 
     async def close(self) -> None:
         self._write_thread.shutdown(wait=True)
