@@ -238,7 +238,9 @@ class Platform:
             archive = open_archive(settings)
             policy = AlertPolicy.from_settings(settings)
             self._background += [
-                asyncio.create_task(follow_rollups(store, self.event_log)),
+                asyncio.create_task(
+                    follow_rollups(store, self.event_log, poison_retries=settings.poison_retries)
+                ),
                 asyncio.create_task(
                     follow_archive(archive, self.event_log, settings.archive_flush_s)
                 ),

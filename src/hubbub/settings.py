@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     analytics_postgres_url: str = Field(
         "postgresql://127.0.0.1:5432/hubbub", description="Database of the postgres rollups."
     )
+    poison_retries: int = Field(
+        3,
+        ge=1,
+        description="Times a rollup batch fails the same way before its unfoldable"
+        " records are dead-lettered and the analytics worker goes on.",
+    )
     tenant: str = Field("default", description="Tenant of commands until tenants are real.")
     rollup_minute_days: float = Field(
         35.0, ge=8, description="Days of minute rollups kept (spike checks need 8)."

@@ -5,20 +5,23 @@ The PostgreSQL store runs against the real server, in a database made for each t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+import duckdb
+import psycopg
 import pytest
+from psycopg import sql
 
 from hubbub.analytics import reports
 from hubbub.analytics.duckdb_store import DuckDBRollups
 from hubbub.analytics.ports import StalePositions
 from hubbub.analytics.postgres_store import PostgresRollups
 from hubbub.analytics.reports import Window
-from hubbub.analytics.rollups import TIERED, TIERS, Contribution, Deltas
+from hubbub.analytics.rollups import GLOBAL_TIERS, TIERED, TIERS, Contribution, Deltas
 from hubbub.analytics.worker import catch_up
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.events import EngagementRecorded, Event, PostDeleted, PostEdited, PostPublished
@@ -142,26 +145,43 @@ async def test_prune_drops_each_tier_before_its_horizon(store: Store) -> None:
     assert store.contributions({"p"}) == {}
 
 
+class Stores:
+    """Opens stores of one kind by name (DuckDB files, or PostgreSQL schemas of one
+    database), and changes their tables behind their back, as an older version would."""
+
+    def __init__(self, directory: Path, dsn: str | None) -> None:
+        self.directory, self.dsn = directory, dsn
+        self.opened: list[Store] = []
+
+    def open(self, name: str = "") -> Store:
+        name = name or f"rollups{len(self.opened)}"
+        if self.dsn is None:
+            store: Store = DuckDBRollups(self.directory / f"{name}.duckdb")
+        else:
+            store = PostgresRollups(self.dsn, schema=name)
+        self.opened.append(store)
+        return store
+
+    def alter(self, name: str, statement: str) -> None:
+        if self.dsn is None:
+            with duckdb.connect(str(self.directory / f"{name}.duckdb")) as db:
+                db.execute(statement)
+            return
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(name)))
+            conn.execute(statement)  # type: ignore[arg-type]  # (the tests' own SQL)
+
+
 @pytest.fixture(params=["duckdb", "postgres"])
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
-    """Opens fresh stores of one kind: DuckDB files, or PostgreSQL schemas of one database."""
-    opened: list[Store] = []
-
-    def duckdb_store() -> Store:
-        opened.append(DuckDBRollups(tmp_path / f"rollups{len(opened)}.duckdb"))
-        return opened[-1]
-
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
     if request.param == "duckdb":
-        yield duckdb_store
+        made = Stores(tmp_path, None)
+        yield made
     else:
         with postgres_database("hubbub_rollups") as dsn:
-
-            def postgres_store() -> Store:
-                opened.append(PostgresRollups(dsn, schema=f"rollups{len(opened)}"))
-                return opened[-1]
-
-            yield postgres_store
-    for store in opened:
+            made = Stores(tmp_path, dsn)
+            yield made
+    for store in made.opened:
         store.close()
 
 
@@ -230,20 +250,54 @@ def everything(store: Store) -> dict[str, list[tuple[Any, ...]]]:
 
 
 async def test_deletes_read_before_their_posts_count_as_a_rebuild_does(
-    open_store: Callable[[], Store], tmp_path: Path
+    stores: Stores, tmp_path: Path
 ) -> None:
     posts, others = activity()
     log = SqliteEventLog(tmp_path / "log.db")
     try:
-        live = open_store()
+        live = stores.open()
         await log.append(others)  # the deletes and engagement topics are read first
         assert await catch_up(live, log) == len(others)
         await log.append(posts)
         assert await catch_up(live, log) == len(posts)
-        rebuilt = open_store()
+        rebuilt = stores.open()
         assert await catch_up(rebuilt, log) == len(posts) + len(others)
     finally:
         await log.close()
     assert everything(live) == everything(rebuilt)
     (row,) = live.query("SELECT sum(posts), sum(deleted), sum(likes) FROM global_minute")
     assert tuple(map(int, row)) == (40, 20, 20)
+
+
+def test_totals_by_hour_and_day_are_kept_beside_the_minutes(store: Store) -> None:
+    deltas = Deltas()
+    for minute, posts in ((10, 1), (70, 2), (1500, 4)):
+        deltas.totals[minute]["posts"] += posts
+        deltas.totals[minute]["deleted"] += 1
+    store.apply(deltas, {"posts": 1}, {})
+    store.prune({"minute": 2000})
+    assert store.query("SELECT minute, posts, deleted FROM global_hour ORDER BY minute") == [
+        (0, 1, 1), (60, 2, 1), (1500, 4, 1),
+    ]  # fmt: skip
+    assert store.query("SELECT minute, posts, deleted FROM global_day ORDER BY minute") == [
+        (0, 3, 2), (1440, 4, 1),
+    ]  # fmt: skip
+    assert store.query("SELECT count(*) FROM global_minute") == [(0,)]
+
+
+def test_a_database_from_before_the_total_tiers_gets_them_filled(stores: Stores) -> None:
+    old = stores.open("old")
+    deltas = Deltas()
+    deltas.totals[10]["posts"] += 1
+    deltas.totals[1500]["likes"] += 2
+    old.apply(deltas, {"posts": 1}, {})
+    old.close()
+    for table in GLOBAL_TIERS:
+        stores.alter("old", f"DROP TABLE {table}")
+    reopened = stores.open("old")
+    assert reopened.query("SELECT minute, posts, likes FROM global_day ORDER BY minute") == [
+        (0, 1, 0), (1440, 0, 2),
+    ]  # fmt: skip
+    assert reopened.query("SELECT sum(posts), sum(likes) FROM global_fourweek") == [(1, 2)]
+    stores.open("old").close()  # opened again, nothing is added twice
+    assert reopened.query("SELECT sum(posts), sum(likes) FROM global_fourweek") == [(1, 2)]

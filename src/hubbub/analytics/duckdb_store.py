@@ -22,6 +22,7 @@ by their time. The small tables (languages, totals, positions) are upserted.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.util
 import os
@@ -29,6 +30,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,7 @@ import duckdb
 import msgspec
 import pyarrow as pa
 
-from hubbub.analytics.ports import RollupStore, StalePositions
+from hubbub.analytics.ports import RejectedBatch, RollupStore, StalePositions
 from hubbub.analytics.rollups import (
     GLOBAL_COUNTERS,
     KEYED_TIERS,
@@ -44,6 +46,7 @@ from hubbub.analytics.rollups import (
     TIERS,
     Contribution,
     Deltas,
+    global_backfills,
     prune_statements,
     schema,
     tier_appends,
@@ -83,11 +86,23 @@ COMPACT_TAIL_SHARE = 0.05
 since are also this share of it: the rewrite's cost is then a few percent of the writes
 however large the table grows, and a series reads a tail of at most that many rows."""
 
-_add_totals = ", ".join(
-    f"{name} = global_minute.{name} + excluded.{name}" for name in GLOBAL_COUNTERS
-)
+
+def _add_totals(table: str) -> str:
+    return ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in GLOBAL_COUNTERS)
+
+
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Contribution).decode
+
+
+@contextlib.contextmanager
+def _rejecting_bad_values() -> Iterator[None]:
+    """DuckDB's and Arrow's errors about a value (out of range, not convertible) as
+    `RejectedBatch`: folded again, the batch would fail the same way."""
+    try:
+        yield
+    except (duckdb.DataError, OverflowError, pa.ArrowInvalid) as error:
+        raise RejectedBatch(f"{type(error).__name__}: {error}") from error
 
 
 class DuckDBRollups:
@@ -105,8 +120,27 @@ class DuckDBRollups:
         skip_pandas_lookups()
         self._db = duckdb.connect(str(path))
         self._writing = threading.Lock()  # close() waits for a batch being applied
-        for statement in SCHEMA:
-            self._db.execute(statement)
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        """The tables, in one transaction; those added since a database was made are
+        added to it and filled from what it holds."""
+        db = self._db
+        existing = {
+            name
+            for (name,) in db.execute(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = current_schema()"
+            ).fetchall()
+        }
+        db.begin()
+        try:
+            for statement in (*SCHEMA, *global_backfills(existing)):
+                db.execute(statement)
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
 
     def positions(self) -> dict[str, int]:
         """The last log position folded, per topic."""
@@ -131,7 +165,7 @@ class DuckDBRollups:
     def apply(self, deltas: Deltas, positions: dict[str, int], since: dict[str, int]) -> None:
         """Add the deltas and move the positions, all or nothing; `StalePositions` if the
         stored positions are no longer `since`."""
-        with self._writing:
+        with self._writing, _rejecting_bad_values():
             self._apply(deltas, positions, since)
 
     def _apply(self, deltas: Deltas, positions: dict[str, int], since: dict[str, int]) -> None:
@@ -162,18 +196,18 @@ class DuckDBRollups:
                 "(lang, source, minute)",
                 "posts = lang_minute.posts + excluded.posts",
             )
-            self._upsert(
-                "global_minute",
-                {
-                    "minute": list(deltas.totals),
-                    **{
-                        name: [counts.get(name, 0) for counts in deltas.totals.values()]
-                        for name in GLOBAL_COUNTERS
-                    },
-                },
-                "(minute)",
-                _add_totals,
-            )
+            for tier, minutes in TIERS:
+                rows = deltas.total_rows(minutes)
+                counts = {
+                    name: [sums[i] for sums in rows.values()]
+                    for i, name in enumerate(GLOBAL_COUNTERS)
+                }
+                self._upsert(
+                    f"global_{tier}",
+                    {"minute": list(rows), **counts},
+                    "(minute)",
+                    _add_totals(f"global_{tier}"),
+                )
             if deltas.contributions:
                 records = pa.table(
                     {

@@ -16,20 +16,29 @@ class StalePositions(RuntimeError):
     swapped in. Nothing was written; read the positions again and fold from there."""
 
 
+class RejectedBatch(ValueError):
+    """The batch cannot be folded or stored as it is: the fold failed on its records, or
+    the store cannot hold a value it holds (a number out of range, a character its text
+    type refuses). Folded again it fails the same way; nothing was written. A store
+    that is down or slow raises its own errors instead: those are worth retrying."""
+
+
 class RollupStore(Protocol):
     def positions(self) -> dict[str, int]:
         """The last log position folded, per topic."""
         ...
 
     def contributions(self, posts: set[str]) -> dict[str, Contribution]:
-        """What these posts added so far (posts never seen are left out)."""
+        """What these posts added so far (posts never seen are left out); `RejectedBatch`
+        if the store cannot look one of them up."""
         ...
 
     def apply(self, deltas: Deltas, positions: dict[str, int], since: dict[str, int]) -> None:
         """Add the deltas, record the newly tracked terms and move the positions, all or
         nothing. `since` holds the positions the batch was read after; if the stored ones
         differ, nothing is written and `StalePositions` is raised, so a batch can never be
-        counted twice, whoever else writes."""
+        counted twice, whoever else writes. `RejectedBatch` if the store cannot hold a
+        value of the deltas (nothing is written either)."""
         ...
 
     def prune(self, horizons: dict[str, int]) -> int:

@@ -10,6 +10,8 @@ turned into psycopg's `%s` here.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -17,13 +19,14 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from hubbub.analytics.ports import StalePositions
+from hubbub.analytics.ports import RejectedBatch, StalePositions
 from hubbub.analytics.rollups import (
     GLOBAL_COUNTERS,
     TIERED,
     TIERS,
     Contribution,
     Deltas,
+    global_backfills,
     prune_statements,
     schema,
     tier_upserts,
@@ -55,10 +58,20 @@ def _upsert(table: str, key: tuple[str, ...], values: tuple[str, ...]) -> str:
 
 
 _LANG = _upsert("lang_minute", ("lang", "source", "minute"), ("posts",))
-_GLOBAL = _upsert("global_minute", ("minute",), GLOBAL_COUNTERS)
+_GLOBAL = {tier: _upsert(f"global_{tier}", ("minute",), GLOBAL_COUNTERS) for tier, _ in TIERS}
 
 
 LIVE_SCHEMA = "rollups"
+
+
+@contextlib.contextmanager
+def _rejecting_bad_values() -> Iterator[None]:
+    """PostgreSQL's errors about a value (out of range, a NUL in text) as `RejectedBatch`:
+    folded again, the batch would fail the same way."""
+    try:
+        yield
+    except psycopg.DataError as error:
+        raise RejectedBatch(f"{type(error).__name__}: {error}") from error
 
 
 class PostgresRollups:
@@ -82,7 +95,15 @@ class PostgresRollups:
         )
         self._pool.open(wait=True, timeout=10)
         with self._pool.connection() as conn, conn.transaction():
-            for statement in SCHEMA:
+            existing = {
+                name
+                for (name,) in conn.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                    [schema],
+                )
+            }
+            # Tables added since the database was made are added, and filled from it.
+            for statement in (*SCHEMA, *global_backfills(existing)):
                 conn.execute(statement)
 
     def positions(self) -> dict[str, int]:
@@ -94,15 +115,21 @@ class PostgresRollups:
     def contributions(self, posts: set[str]) -> dict[str, Contribution]:
         if not posts:
             return {}
-        rows = self.query(
-            "SELECT post, record FROM post_contribution WHERE post = ANY(?)", [list(posts)]
-        )
+        with _rejecting_bad_values():
+            rows = self.query(
+                "SELECT post, record FROM post_contribution WHERE post = ANY(?)", [list(posts)]
+            )
         return {post: _decode(record) for post, record in rows}
 
     def apply(self, deltas: Deltas, positions: dict[str, int], since: dict[str, int]) -> None:
         """Add the deltas and move the positions, all or nothing; `StalePositions` if the
         stored positions are no longer `since`. Writers take turns on the positions."""
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+        with (
+            _rejecting_bad_values(),
+            self._pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor() as cursor,
+        ):
             cursor.execute("LOCK TABLE consumer_position IN EXCLUSIVE MODE")
             stored: dict[str, int] = dict(
                 cursor.execute("SELECT topic, position FROM consumer_position")
@@ -122,13 +149,11 @@ class PostgresRollups:
                 for statement in tier_upserts(key, f"delta_{key}"):
                     cursor.execute(statement)
             cursor.executemany(_LANG, [(*key, n) for key, n in deltas.langs.items()])
-            cursor.executemany(
-                _GLOBAL,
-                [
-                    (minute, *(counts.get(name, 0) for name in GLOBAL_COUNTERS))
-                    for minute, counts in deltas.totals.items()
-                ],
-            )
+            for tier, minutes in TIERS:
+                rows = deltas.total_rows(minutes)
+                cursor.executemany(
+                    _GLOBAL[tier], [(minute, *sums) for minute, sums in rows.items()]
+                )
             cursor.executemany(
                 "INSERT INTO post_contribution VALUES (%s, %s, %s)"
                 " ON CONFLICT (post) DO UPDATE SET record = excluded.record",

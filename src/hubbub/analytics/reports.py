@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
-from hubbub.analytics.rollups import PAGE_COUNTERS, TIERS, key_hash
+from hubbub.analytics.rollups import GLOBAL_COUNTERS, PAGE_COUNTERS, TIERS, key_hash
 
 Bucket = Literal["minute", "hour", "day"]
 Query = Callable[[str, list[Any]], list[tuple[Any, ...]]]
@@ -302,6 +302,20 @@ def page_summary(query: Query, page: str, window: Window) -> dict[str, int]:
     sums = ", ".join(f"coalesce(sum({name}), 0)" for name in PAGE_COUNTERS)
     (row,) = query(f"SELECT {sums} FROM ({rows}) AS r", _parameters(pieces, page))
     return dict(zip(PAGE_COUNTERS, map(int, row), strict=True))
+
+
+def global_totals(query: Query, window: Window) -> dict[str, int]:
+    """The global counters (posts, replies, likes, reposts, deleted) summed over the
+    window, read as top lists read (`TOP_TIERS`: four-week, week and day buckets, minutes
+    at the edges), so that they hold after retention drops the minutes; pass the window
+    through `retained` to have whole buckets where it did."""
+    pieces = cover(*window.minutes, TOP_TIERS)
+    if not pieces:
+        return dict.fromkeys(GLOBAL_COUNTERS, 0)
+    rows = _union("global", ", ".join(GLOBAL_COUNTERS), pieces)
+    sums = ", ".join(f"coalesce(sum({name}), 0)" for name in GLOBAL_COUNTERS)
+    (row,) = query(f"SELECT {sums} FROM ({rows}) AS r", _parameters(pieces))
+    return dict(zip(GLOBAL_COUNTERS, map(int, row), strict=True))
 
 
 def tracked_since(query: Query, term: str) -> datetime | None:

@@ -66,6 +66,10 @@ and its edges finer ones, and every tier answers the same SQL."""
 TIERED: Final = {"page": PAGE_COUNTERS, "tag": ("posts",), "term": ("posts",)}
 """The tiered rollups: key column (and table prefix) -> counters."""
 
+GLOBAL_TIERS: Final = tuple(f"global_{tier}" for tier, minutes in TIERS if minutes > 1)
+"""The global counters' tiers above `global_minute` (one row a bucket), so that totals over
+a long window read a few rows, and survive the minute tier's retention."""
+
 KEYED_TIERS: Final = ("hour",)
 """The tiers a store should keep in key order: series and page summaries (one key over
 up to a year) read minutes and hours; top lists (every key over a time range) read
@@ -98,11 +102,31 @@ def schema(blob: str, *, keyed: bool = True) -> tuple[str, ...]:
         "CREATE TABLE IF NOT EXISTS lang_minute (lang TEXT NOT NULL, source TEXT NOT NULL,"
         " minute BIGINT NOT NULL, posts BIGINT NOT NULL, PRIMARY KEY (lang, source, minute))",
         f"CREATE TABLE IF NOT EXISTS global_minute (minute BIGINT PRIMARY KEY, {totals})",
+        *(
+            f"CREATE TABLE IF NOT EXISTS {table} (minute BIGINT PRIMARY KEY, {totals})"
+            for table in GLOBAL_TIERS
+        ),
         "CREATE TABLE IF NOT EXISTS tracked_term (term TEXT PRIMARY KEY, since BIGINT NOT NULL)",
         "CREATE TABLE IF NOT EXISTS post_contribution (post TEXT PRIMARY KEY,"
         f" minute BIGINT NOT NULL, record {blob})",
         "CREATE TABLE IF NOT EXISTS consumer_position (topic TEXT PRIMARY KEY,"
         " position BIGINT NOT NULL)",
+    )
+
+
+def global_backfills(existing: set[str]) -> tuple[str, ...]:
+    """Statements filling, from `global_minute`, the global tiers missing from the tables
+    that `existing` names (a database made before the tiers, which `schema` has just
+    given them; nothing for a new database). They hold what the minute tier still
+    holds: older totals come back with a rebuild."""
+    if "global_minute" not in existing:
+        return ()
+    sums = ", ".join(f"sum({name})" for name in GLOBAL_COUNTERS)
+    return tuple(
+        f"INSERT INTO {table} (minute, {', '.join(GLOBAL_COUNTERS)})"
+        f" SELECT minute - minute % {minutes}, {sums} FROM global_minute GROUP BY 1"
+        for table, (_, minutes) in zip(GLOBAL_TIERS, TIERS[1:], strict=True)
+        if table not in existing
     )
 
 
@@ -151,11 +175,13 @@ def prune_statements(horizons: dict[str, int]) -> list[tuple[str, int]]:
         for tier, _ in TIERS
         if tier in horizons
     ]
+    statements += [
+        (f"DELETE FROM global_{tier} WHERE minute < ?", horizons[tier])
+        for tier, _ in TIERS
+        if tier in horizons
+    ]
     if "minute" in horizons:
-        statements += [
-            (f"DELETE FROM {table} WHERE minute < ?", horizons["minute"])
-            for table in ("lang_minute", "global_minute")
-        ]
+        statements.append(("DELETE FROM lang_minute WHERE minute < ?", horizons["minute"]))
     if "posts" in horizons:
         statements.append(("DELETE FROM post_contribution WHERE minute < ?", horizons["posts"]))
     return statements
@@ -228,6 +254,16 @@ class Deltas:
                 for name in PAGE_COUNTERS
             },
         }
+
+    def total_rows(self, minutes: int) -> dict[int, tuple[int, ...]]:
+        """The global counters (`GLOBAL_COUNTERS`, in order) summed into the buckets of
+        a tier of `minutes`, by the bucket's first minute."""
+        buckets: defaultdict[int, list[int]] = defaultdict(lambda: [0] * len(GLOBAL_COUNTERS))
+        for minute, counts in self.totals.items():
+            bucket = buckets[minute - minute % minutes]
+            for i, name in enumerate(GLOBAL_COUNTERS):
+                bucket[i] += counts.get(name, 0)
+        return {minute: tuple(sums) for minute, sums in buckets.items()}
 
     def add(self, c: Contribution, sign: int) -> None:
         """Add (sign 1) or take away (sign -1) what a post contributes."""

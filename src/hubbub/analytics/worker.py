@@ -10,6 +10,13 @@ The store refuses a batch read from positions that have since moved (a rebuild s
 in, or a second worker): the worker then reads the positions again and folds on from
 there, so nothing is ever counted twice.
 
+A batch that cannot be folded (`RejectedBatch`: the fold fails on its records, or the
+store cannot hold one of its values) is folded again; when it has failed the same way
+`poison_retries` times it is split in halves, folded apart, and so on down to the
+records that fail alone: those go to the dead-letter topic with the reason, their
+positions are passed, and the worker goes on. A store that is down is not a reason to
+drop anything: its errors are retried for ever.
+
 It also follows the `control` topic for the terms that watches name, and counts them
 from then on (`hubbub.analytics.terms`).
 """
@@ -20,6 +27,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -27,16 +35,26 @@ import structlog
 
 from hubbub.analytics.archive import TOPICS as ARCHIVED
 from hubbub.analytics.archive import PostArchive
-from hubbub.analytics.ports import RollupStore, StagedRollups, StalePositions
+from hubbub.analytics.ports import RejectedBatch, RollupStore, StagedRollups, StalePositions
 from hubbub.analytics.rollups import MINUTE_US, Deltas, fold, posts_to_look_up
 from hubbub.analytics.terms import InvalidTerm, TermMatcher, term_key
 from hubbub.eventlog.port import EventLog, Record
-from hubbub.kernel.events import CONTROL, DELETES, ENGAGEMENT, POSTS, WatchChanged
+from hubbub.kernel.events import (
+    CONTROL,
+    DELETES,
+    ENGAGEMENT,
+    POSTS,
+    InputRejected,
+    WatchChanged,
+    encode,
+)
 from hubbub.kernel.tracing import consumer_span
 from hubbub.settings import Settings
 
 TOPICS = (POSTS, ENGAGEMENT, DELETES)
 BATCH = 150_000
+POISON_RETRIES = 3
+"""Times a batch may fail the same way before it is split (`HUBBUB_POISON_RETRIES`)."""
 log = structlog.get_logger("hubbub.analytics")
 
 
@@ -79,16 +97,96 @@ class WatchedTerms:
 async def _fold_batch(
     target: RollupStore,
     records: list[Record],
-    reached: dict[str, int],
     positions: dict[str, int],
     newly: AbstractSet[str],
     terms: WatchedTerms,
-) -> None:
-    """Fold one batch into `target`, with the positions it reached, in one transaction."""
+) -> dict[str, int]:
+    """Fold records read after `positions` into `target`, with the positions they reach,
+    in one transaction; returns the positions now stored. `RejectedBatch` if the records
+    cannot be folded or stored."""
     known = await asyncio.to_thread(target.contributions, posts_to_look_up(records))
-    deltas = fold(records, known, terms.matcher)
+    try:
+        deltas = fold(records, known, terms.matcher)
+    except Exception as error:  # the fold is pure: its records make it fail, every time
+        raise RejectedBatch(f"the fold failed: {type(error).__name__}: {error}") from error
     deltas.tracked = dict.fromkeys(newly, min(r.event.ts for r in records) // MINUTE_US)
+    reached = reached_by(records)
     await asyncio.to_thread(target.apply, deltas, reached, positions)
+    return positions | reached
+
+
+def reached_by(records: list[Record]) -> dict[str, int]:
+    """The position of the last of `records` in each topic they hold (records of a topic
+    come in log order)."""
+    return {record.topic: record.position for record in records}
+
+
+@dataclass
+class RepeatedFailure:
+    """The batch that failed last, where it was read from and why, and how many times
+    in a row it failed that way."""
+
+    positions: dict[str, int] = field(default_factory=dict)
+    reason: str = ""
+    times: int = 0
+
+    def again(self, positions: dict[str, int], reason: str) -> int:
+        """Count one more failure; returns how many times in a row it failed that way."""
+        if (positions, reason) != (self.positions, self.reason):
+            self.positions, self.reason, self.times = positions, reason, 0
+        self.times += 1
+        return self.times
+
+
+@dataclass
+class PoisonIsolation:
+    """Folds a batch that failed the same way too often in halves, down to the records
+    that fail alone, and sends those to the dead-letter topic with the reason."""
+
+    target: RollupStore
+    event_log: EventLog
+    newly: AbstractSet[str]
+    terms: WatchedTerms
+    reason: str
+    dead_lettered: int = 0
+
+    async def fold(self, records: list[Record], positions: dict[str, int]) -> dict[str, int]:
+        """Fold `records` (read after `positions`) as they can be; returns the positions
+        now stored."""
+        try:
+            return await _fold_batch(self.target, records, positions, self.newly, self.terms)
+        except RejectedBatch as error:
+            if len(records) > 1:
+                half = len(records) // 2
+                return await self.fold(records[half:], await self.fold(records[:half], positions))
+            return await self._dead_letter(records[0], positions, str(error))
+
+    async def _dead_letter(
+        self, record: Record, positions: dict[str, int], error: str
+    ) -> dict[str, int]:
+        """Append the record to the dead-letter topic, then move past it. A crash between
+        the two dead-letters it again, with the same id: the log drops the duplicate."""
+        reason = (
+            f"the analytics worker cannot fold {record.topic} record {record.position}"
+            f" ({type(record.event).__name__} {record.event.id}): {error}; its batch"
+            f" failed the same way ({self.reason}) too often, and it fails alone"
+        )
+        rejected = InputRejected(
+            id=f"unfoldable-{record.topic}-{record.event.id}",
+            key=record.event.key,
+            ts=time.time_ns() // 1000,
+            source="analytics",
+            trace=record.event.trace,
+            raw=encode(record.event),
+            reason=reason,
+            detail=f"{record.topic}#{record.position}",
+        )
+        await self.event_log.append([rejected])
+        log.error("a record was dead-lettered", topic=record.topic, position=record.position)
+        reached = {record.topic: record.position}
+        await asyncio.to_thread(self.target.apply, Deltas(), reached, positions)
+        self.dead_lettered += 1
+        return positions | reached
 
 
 async def catch_up(
@@ -97,19 +195,24 @@ async def catch_up(
     batch: int = BATCH,
     progress: Callable[[int], None] = lambda _: None,
     terms: WatchedTerms | None = None,
+    poison_retries: int = POISON_RETRIES,
 ) -> int:
-    """Fold everything the log holds past the stored positions; returns how many records.
+    """Fold everything the log holds past the stored positions; returns how many records
+    (dead-lettered ones included).
 
     `store` is a store, or a function returning the store to write now (which may
-    change between batches when a rebuild is swapped in)."""
+    change between batches when a rebuild is swapped in). A batch that fails the same
+    way `poison_retries` times is folded in halves and its unfoldable records are
+    dead-lettered (see the module's docstring)."""
     current: StoreSource = store if callable(store) else (lambda: store)
     terms = terms or WatchedTerms()
+    failure = RepeatedFailure()
     folded = 0
     while True:
         target = current()
         positions = await asyncio.to_thread(target.positions)
         await terms.refresh(event_log)
-        records, reached = await _read_batch(event_log, positions, batch)
+        records = await _read_batch(event_log, positions, batch)
         newly = terms.matcher.terms - set(await asyncio.to_thread(_tracked, target))
         if not records:
             if newly:  # a term watched on a quiet log is counted from now on
@@ -118,26 +221,30 @@ async def catch_up(
             return folded
         try:
             with consumer_span("analytics fold", (r.event.trace for r in records)):
-                await _fold_batch(target, records, reached, positions, newly, terms)
+                await _fold_batch(target, records, positions, newly, terms)
         except StalePositions as error:
             log.info("positions moved under the worker; folding on from them", why=str(error))
             continue
+        except RejectedBatch as error:
+            times = failure.again(positions, str(error))
+            log.warning("a batch could not be folded", why=str(error), times=times)
+            if times < poison_retries:
+                continue
+            isolation = PoisonIsolation(target, event_log, newly, terms, str(error))
+            try:
+                await isolation.fold(records, positions)
+            except StalePositions:
+                continue
         folded += len(records)
         progress(len(records))
 
 
-async def _read_batch(
-    event_log: EventLog, positions: dict[str, int], batch: int
-) -> tuple[list[Record], dict[str, int]]:
-    """Up to `batch` records of each topic past `positions`, and the positions reached."""
+async def _read_batch(event_log: EventLog, positions: dict[str, int], batch: int) -> list[Record]:
+    """Up to `batch` records of each topic past `positions`, topic after topic."""
     records: list[Record] = []
-    reached: dict[str, int] = {}
     for topic in TOPICS:
-        got = await event_log.read(topic, positions.get(topic, 0) + 1, batch)
-        if got:
-            records += got
-            reached[topic] = got[-1].position
-    return records, reached
+        records += await event_log.read(topic, positions.get(topic, 0) + 1, batch)
+    return records
 
 
 def _tracked(store: RollupStore) -> list[str]:
@@ -145,13 +252,16 @@ def _tracked(store: RollupStore) -> list[str]:
 
 
 async def follow(
-    store: RollupStore | StoreSource, event_log: EventLog, interval_s: float = 0.5
+    store: RollupStore | StoreSource,
+    event_log: EventLog,
+    interval_s: float = 0.5,
+    poison_retries: int = POISON_RETRIES,
 ) -> None:
     """Keep the rollups caught up until cancelled."""
     terms = WatchedTerms()
     while True:
         try:
-            await catch_up(store, event_log, terms=terms)
+            await catch_up(store, event_log, terms=terms, poison_retries=poison_retries)
         except Exception:  # a failed batch is folded again on the next round
             log.exception("the rollups could not be brought up to date")
         await asyncio.sleep(interval_s)
