@@ -3,6 +3,11 @@ with DuckDB as an analyst would, exact after a crash, compacted and pruned by th
 
 from __future__ import annotations
 
+import random
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,7 +57,12 @@ def rows(archive: PostArchive, topic: str = POSTS) -> list[tuple[Any, ...]]:
 
 
 def files(archive: PostArchive) -> list[str]:
-    return sorted(str(p.relative_to(archive.root)) for p in archive.root.rglob("*") if p.is_file())
+    """The archive's files, but for its hidden lock file."""
+    return sorted(
+        str(p.relative_to(archive.root))
+        for p in archive.root.rglob("*")
+        if p.is_file() and p.name != ".lock"
+    )
 
 
 @pytest.fixture
@@ -215,3 +225,69 @@ async def test_retention_merges_and_drops_archived_hours_with_the_rollups(
         "3-4.parquet"
     ]
     assert [p for p, _ in rows(archive)] == ["post250", "post255"]
+
+
+def archived(archive: PostArchive, topic: str) -> list[str]:
+    """Every row's post id in the topic's files, duplicates included."""
+    if not list((archive.root / topic).glob("*/*.parquet")):
+        return []
+    query = f"SELECT post FROM '{archive.pattern(topic)}'"
+    return [row[0] for row in duckdb.sql(query).fetchall()]
+
+
+def last_committed(journal: Path) -> tuple[int, int]:
+    """The positions of posts and deletes the writer last saw committed (0, 0: none)."""
+    # A line cut short by the kill is not a commit the writer reported.
+    text = journal.read_text()
+    lines = text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]
+    whole = [line.split() for line in lines]
+    return (int(whole[-1][0]), int(whole[-1][1])) if whole else (0, 0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_writer_killed_at_random_moments_loses_and_doubles_no_committed_row(
+    tmp_path: Path, seed: int
+) -> None:
+    """A process writes and compacts from two threads, as the worker does, and is killed
+    with SIGKILL at random moments, eight times; after each kill the reopened archive
+    holds every row up to its positions exactly once, and its positions never fall
+    behind what the writer was told was committed."""
+    rng = random.Random(seed)
+    root, journal = tmp_path / "archive", tmp_path / "journal"
+    journal.touch()
+    repo = Path(__file__).parents[2]
+    for _ in range(8):
+        committed_before = last_committed(journal)
+        writer = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.integration.archive_writer",
+                str(root),
+                str(journal),
+                str(rng.randrange(2**32)),
+            ],
+            cwd=repo,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while last_committed(journal) == committed_before and writer.poll() is None:
+                assert time.monotonic() < deadline, "the writer committed nothing in 20 s"
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.3))
+        finally:
+            writer.kill()
+            _, errors = writer.communicate()
+        assert writer.returncode == -signal.SIGKILL, errors.decode()
+        assert b"Traceback" not in errors, errors.decode()
+
+        posts, deletes = last_committed(journal)
+        reopened = PostArchive(root)
+        stored = reopened.positions()
+        assert stored[POSTS] >= posts  # nothing the writer was told is committed is lost
+        assert stored[DELETES] >= deletes
+        expected_posts = [f"p{n}" for n in range(1, stored[POSTS] + 1)]
+        expected_deletes = [f"d{n}" for n in range(1, stored[DELETES] + 1)]
+        assert sorted(archived(reopened, POSTS)) == sorted(expected_posts)
+        assert sorted(archived(reopened, DELETES)) == sorted(expected_deletes)

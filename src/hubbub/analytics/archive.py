@@ -16,18 +16,33 @@ Files are cut every `flush_s` (a minute by default) rather than per log batch, s
 hour holds tens of files, not thousands; `compact` merges a finished hour's files into
 one, named by the whole range, and opening the archive drops any file whose range lies
 inside another's (a compaction cut short). `prune` drops whole hours past retention.
+
+So that a crash at any instant (a kill, or the machine losing power) loses no row whose
+position was committed and doubles none:
+
+- Writing, compacting, pruning and the recovery on opening all hold one lock: a lock
+  of the process (the worker writes and compacts from different threads) and an
+  advisory lock on `.lock` (another process may open the same archive). Without it a
+  compaction could merge a batch's file before its positions were saved; a crash then
+  made the merged file look uncommitted, and recovery deleted committed rows with it.
+- Every file is written under a temporary name, fsynced, renamed, and its folder
+  fsynced, before anything that relies on it: the positions move only once the batch's
+  files are durable, and a compaction deletes its parts only once the merged file is.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
+import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import msgspec
 import pyarrow as pa
@@ -86,14 +101,30 @@ def delete_row(event: PostDeleted) -> dict[str, Any]:
 
 
 class PostArchive:
-    """Parquet files of posts and deletes under `root`; one writing process at a time."""
+    """Parquet files of posts and deletes under `root`. Threads and processes may share
+    it: every change holds the archive's lock."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         for topic in TOPICS:
             (root / topic).mkdir(parents=True, exist_ok=True)
+        _fsync_folder(root)
         self._positions_path = root / "positions.json"
-        self._recover()
+        self._thread_lock = threading.Lock()
+        self._lock_path = root / ".lock"
+        with self._locked():
+            self._recover()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The archive's one lock, for this thread among the process's and for this
+        process among others (flock on `.lock`, released if the process dies)."""
+        with self._thread_lock, self._lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def positions(self) -> dict[str, int]:
         """The last log position archived, per topic."""
@@ -103,7 +134,12 @@ class PostArchive:
 
     def write(self, records: Iterable[Record]) -> int:
         """Archive these records (posts and deletes topics), then move the positions;
-        returns the rows written. Records at or before the stored positions are skipped."""
+        returns the rows written, committed (durable) once it returns. Records at or
+        before the stored positions are skipped."""
+        with self._locked():
+            return self._write(records)
+
+    def _write(self, records: Iterable[Record]) -> int:
         positions = self.positions()
         rows: dict[str, defaultdict[str, list[dict[str, Any]]]] = {
             topic: defaultdict(list) for topic in TOPICS
@@ -145,44 +181,60 @@ class PostArchive:
         limit = before.strftime(_HOUR_FORMAT)
         for topic in TOPICS:
             for folder in (self.root / topic).glob("hour=*"):
-                parts = sorted(_ranges(folder))
-                if len(parts) < 2 or folder.name.removeprefix("hour=") >= limit:
-                    continue
-                first, last = min(a for a, _, _ in parts), max(b for _, b, _ in parts)
-                table = pa.concat_tables(pq.read_table(path) for _, _, path in parts)
-                self._write_file(topic, folder.name.removeprefix("hour="), f"{first}-{last}", table)
-                for _, _, path in parts:
-                    path.unlink()
-                merged += 1
+                if folder.name.removeprefix("hour=") < limit:
+                    # One hour at a time, so a writer waits for one merge, not for all.
+                    with self._locked():
+                        merged += self._compact_hour(topic, folder)
         return merged
+
+    def _compact_hour(self, topic: str, folder: Path) -> int:
+        """Merge the hour's files into one (1), unless it has fewer than two (0)."""
+        parts = sorted(_ranges(folder)) if folder.exists() else []
+        if len(parts) < 2:
+            return 0
+        first, last = min(a for a, _, _ in parts), max(b for _, b, _ in parts)
+        table = pa.concat_tables(pq.read_table(path) for _, _, path in parts)
+        self._write_file(topic, folder.name.removeprefix("hour="), f"{first}-{last}", table)
+        # The merged file is durable: the parts may go (opening drops any left behind).
+        for _, _, path in parts:
+            path.unlink()
+        _fsync_folder(folder)
+        return 1
 
     def prune(self, before: datetime) -> int:
         """Delete the hours that ended before `before` (retention); returns hours deleted."""
         limit = before.strftime(_HOUR_FORMAT)
         dropped = 0
-        for topic in TOPICS:
-            for folder in (self.root / topic).glob("hour=*"):
-                if folder.name.removeprefix("hour=") < limit:
-                    shutil.rmtree(folder)
-                    dropped += 1
+        with self._locked():
+            for topic in TOPICS:
+                for folder in (self.root / topic).glob("hour=*"):
+                    if folder.name.removeprefix("hour=") < limit:
+                        shutil.rmtree(folder)
+                        dropped += 1
+                _fsync_folder(self.root / topic)
         return dropped
 
     def _write_file(self, topic: str, hour: str, name: str, table: pa.Table) -> None:
+        """Write `name`.parquet in the hour's folder, durably, or nothing under that name."""
         folder = self.root / topic / f"hour={hour}"
-        folder.mkdir(exist_ok=True)
-        temporary = folder / f".{name}.parquet.tmp"
-        pq.write_table(table, temporary, compression="zstd")
-        os.replace(temporary, folder / f"{name}.parquet")
+        if not folder.exists():
+            folder.mkdir()
+            _fsync_folder(folder.parent)
+        _write_durably(
+            folder / f"{name}.parquet",
+            lambda out: pq.write_table(table, out, compression="zstd"),
+        )
 
     def _save_positions(self, positions: dict[str, int]) -> None:
-        temporary = self._positions_path.with_suffix(".tmp")
-        temporary.write_bytes(msgspec.json.encode(positions))
-        os.replace(temporary, self._positions_path)
+        encoded = msgspec.json.encode(positions)
+        _write_durably(self._positions_path, lambda out: out.write(encoded))
 
     def _recover(self) -> None:
         """Delete what a crash left: files past the stored positions, temporary files,
         and parts that a compaction had already merged."""
         positions = self.positions()
+        for temporary in self.root.glob(".*.tmp"):
+            temporary.unlink()
         for topic in TOPICS:
             for folder in (self.root / topic).glob("hour=*"):
                 for temporary in folder.glob(".*.tmp"):
@@ -195,6 +247,29 @@ class PostArchive:
                     )
                     if uncommitted or merged:
                         path.unlink()
+                _fsync_folder(folder)
+
+
+def _write_durably(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write `path` as `write` fills it, all or nothing, and durably once this returns:
+    a hidden temporary file is written and fsynced, renamed over `path` (atomic), and
+    the folder fsynced, so the rename itself survives a loss of power."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("wb") as out:
+        write(out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the folder's entries (files made, renamed or deleted in it) durable."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _ranges(folder: Path) -> Iterable[tuple[int, int, Path]]:
