@@ -235,6 +235,7 @@ async def catch_up(
                 await isolation.fold(records, positions)
             except StalePositions:
                 continue
+            log.error("a batch was folded in parts", dead_lettered=isolation.dead_lettered)
         folded += len(records)
         progress(len(records))
 

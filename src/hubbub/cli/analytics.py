@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import typer
 from rich.progress import (
@@ -15,6 +16,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from hubbub.analytics import reports
+from hubbub.analytics.reports import ReportError, Window
 from hubbub.analytics.worker import (
     BATCH,
     TOPICS,
@@ -25,7 +28,8 @@ from hubbub.analytics.worker import (
     rebuild,
 )
 from hubbub.bootstrap import open_archive, open_event_log, open_rollups, open_staged_rollups
-from hubbub.cli.common import console, load_settings, print_json, run, stop_on_signals
+from hubbub.cli.common import console, fail, load_settings, print_json, run, stop_on_signals
+from hubbub.settings import Settings
 
 app = typer.Typer(
     help="Rollups of posts and engagement, kept up from the log.", no_args_is_help=True
@@ -55,7 +59,11 @@ def run_worker(
             ) as bar:
                 task = bar.add_task("folding the log into rollups", total=None)
                 folded = await catch_up(
-                    store, event_log, batch, lambda n: bar.update(task, advance=n)
+                    store,
+                    event_log,
+                    batch,
+                    lambda n: bar.update(task, advance=n),
+                    poison_retries=settings.poison_retries,
                 )
             if once:
                 return folded
@@ -63,7 +71,9 @@ def run_worker(
             stop_on_signals(stop)
             archive = open_archive(settings)
             tasks = [
-                asyncio.create_task(follow(store, event_log)),
+                asyncio.create_task(
+                    follow(store, event_log, poison_retries=settings.poison_retries)
+                ),
                 asyncio.create_task(follow_archive(archive, event_log, settings.archive_flush_s)),
                 asyncio.create_task(keep_retention(store, archive, settings)),
             ]
@@ -111,28 +121,45 @@ def rebuild_rollups() -> None:
 
 @app.command()
 def totals(
+    start: Annotated[
+        datetime | None, typer.Option(help="From (UTC), e.g. 2026-07-04T12:00; default: all.")
+    ] = None,
+    end: Annotated[datetime | None, typer.Option(help="Until (UTC); default: all.")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Totals over every minute: posts, replies, likes, reposts, deleted; the top hashtags."""
+    """Totals over the window (default: all the rollups hold): posts, replies, likes,
+    reposts, deleted; the top hashtags.
+
+    They are read from the tiers that still cover the window: once retention drops the
+    minute rollups, from the hours and days, a window's edges widened to whole buckets.
+    """
     settings = load_settings()
+    window = _totals_window(start, end, settings)
     store = open_rollups(settings)
     try:
-        (row,) = store.query(
-            "SELECT coalesce(sum(posts), 0), coalesce(sum(replies), 0), coalesce(sum(likes), 0),"
-            " coalesce(sum(reposts), 0), coalesce(sum(deleted), 0) FROM global_minute"
-        )
-        tags = store.query(
-            "SELECT tag, sum(posts) AS n FROM tag_minute GROUP BY tag HAVING sum(posts) > 0"
-            " ORDER BY n DESC, tag LIMIT 10"
-        )
+        found: dict[str, Any] = reports.global_totals(store.query, window)
+        found["top_tags"] = dict(reports.top(store.query, "hashtags", window, 10, 0))
     finally:
         store.close()
-    found = dict(
-        zip(("posts", "replies", "likes", "reposts", "deleted"), map(int, row), strict=True)
-    )
-    found["top_tags"] = {tag: int(n) for tag, n in tags}  # type: ignore[assignment]
     if json:
         print_json(found)
         return
     for name, value in found.items():
         console.print(f"{name:10} {value}")
+
+
+def _totals_window(start: datetime | None, end: datetime | None, settings: Settings) -> Window:
+    """The window asked for (naive times are UTC), widened where retention dropped the
+    finer tiers; a clear error for one that makes no sense."""
+    now_minute = int(datetime.now(UTC).timestamp() // 60)
+    try:
+        window = Window(_utc(start, reports.EARLIEST), _utc(end, reports.LATEST))
+        return reports.retained(window, settings.rollup_horizons(now_minute), reports.TOP_TIERS)
+    except ReportError as error:
+        fail(str(error))
+
+
+def _utc(moment: datetime | None, default: datetime) -> datetime:
+    if moment is None:
+        return default
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
