@@ -1,0 +1,161 @@
+"""Where a webhook may send alerts: public addresses only, unless allow-listed.
+
+A webhook URL is a tenant's input that makes the platform send requests, so without a
+check a tenant could reach the platform's own network (SSRF): loopback, private,
+link-local, multicast, reserved and unspecified addresses, in IPv4 and IPv6, however
+written (`::ffff:127.0.0.1`, `2130706433`, `0x7f000001`, `127.1`, `localhost`).
+
+- `check_url` refuses, when a webhook is added, a URL whose host is such an address
+  written out, or a `localhost` name (no DNS is asked then: the answer could change).
+- `resolve` is asked at each delivery: it resolves the host and refuses it if any of
+  its addresses is refused, and `pinned` sends the request to the address checked, with
+  the Host header and TLS server name of the URL, so a DNS answer that changes between
+  the check and the connection (rebinding) cannot swap another address in.
+
+An operator allows more with `HUBBUB_WEBHOOK_ALLOWED_NETWORKS` (the tests allow
+loopback to reach their receivers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import socket
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import httpx
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+ALLOWED_HINT: Final = "alerts go to public addresses only (HUBBUB_WEBHOOK_ALLOWED_NETWORKS)"
+_REFUSED: Final[tuple[tuple[str, Callable[[Address], bool]], ...]] = (
+    ("an unspecified", lambda a: a.is_unspecified),
+    ("a loopback", lambda a: a.is_loopback),
+    ("a link-local", lambda a: a.is_link_local),
+    ("a multicast", lambda a: a.is_multicast),
+    ("a reserved", lambda a: a.is_reserved),
+    ("a private", lambda a: a.is_private),
+    ("a non-public", lambda a: not a.is_global),
+)
+"""Kinds of address refused, the first that matches naming why (`is_global` last: it
+also catches shared and documentation ranges the others do not name)."""
+# inet_aton's forms of IPv4 (`127.1`, `2130706433`, `0x7f.1`, `0177.0.0.1`), which
+# resolvers accept as addresses although URL parsers take them for names.
+_NUMERIC_IPV4: Final = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}\.?$", re.I)
+
+
+class AddressRefused(ValueError):
+    """A webhook's host is, or resolves to, an address alerts may not go to."""
+
+
+def check_url(url: str, allowed: Sequence[Network] = ()) -> str:
+    """`url`, if alerts may be POSTed to it; otherwise `ValueError` saying why. The host
+    is checked as written; `resolve` checks what it resolves to at each delivery."""
+    if not url.startswith(("https://", "http://")):
+        raise ValueError("the url must start with https:// or http://")
+    try:
+        host = httpx.URL(url).host
+    except httpx.InvalidURL as error:
+        raise ValueError(f"the url is not valid: {error}") from error
+    if not host:
+        raise ValueError("the url has no host")
+    for address in _written_addresses(host):
+        refuse(host, address, allowed)
+    return url
+
+
+def _written_addresses(host: str) -> list[Address]:
+    """The addresses `host` names without asking DNS: the one it writes out, or those
+    of a `localhost` name (RFC 6761: always loopback); none for another name."""
+    name = host.rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
+    address = literal_address(host)
+    return [] if address is None else [address]
+
+
+def literal_address(host: str) -> Address | None:
+    """The address `host` writes out (IPv6, dotted IPv4, or a numeric form resolvers
+    read as IPv4), None when it is a name."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    if _NUMERIC_IPV4.match(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host.rstrip(".")))
+        except OSError:
+            raise AddressRefused(f"{host} is not a valid address") from None
+    return None
+
+
+def refusal(address: Address, allowed: Sequence[Network] = ()) -> str | None:
+    """Why alerts may not go to `address` ("a private address"), None when they may.
+    An IPv4 address carried in IPv6 (mapped, 6to4, Teredo) is judged as itself."""
+    if any(address in network for network in allowed):
+        return None
+    inner = _embedded_ipv4(address)
+    if inner is not None and inner != address:
+        return refusal(inner, allowed)
+    for kind, matches in _REFUSED:
+        if matches(address):
+            return f"{kind} address"
+    return None
+
+
+def refuse(host: str, address: Address, allowed: Sequence[Network]) -> None:
+    """Raise `AddressRefused` naming `host` and why, if `address` is refused."""
+    why = refusal(address, allowed)
+    if why is not None:
+        judged = _embedded_ipv4(address) or address
+        shown = host if host == str(judged) else f"{host} ({judged})"
+        raise AddressRefused(f"{shown} is {why}: {ALLOWED_HINT}")
+
+
+def _embedded_ipv4(address: Address) -> Address | None:
+    if isinstance(address, ipaddress.IPv4Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    return address.teredo[1] if address.teredo is not None else None
+
+
+async def resolve(host: str, port: int, allowed: Sequence[Network] = ()) -> list[Address]:
+    """Every address `host` resolves to, checked: `AddressRefused` if any is refused
+    (a name with one private address among public ones is refused whole, as a
+    resolver could hand out either) or if it resolves to none."""
+    loop = asyncio.get_running_loop()
+    try:
+        found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise AddressRefused(f"{host} does not resolve: {error.strerror}") from error
+    addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in found))
+    if not addresses:
+        raise AddressRefused(f"{host} resolves to no address")
+    for address in addresses:
+        refuse(host, address, allowed)
+    return addresses
+
+
+def pinned(client: httpx.AsyncClient, request: httpx.Request, address: Address) -> httpx.Request:
+    """`request` sent to `address`, checked, instead of whatever the host resolves to
+    when connecting: the URL names the address, the Host header and (for https) the
+    TLS server name, which the certificate is verified against, keep the host."""
+    url = request.url
+    headers = request.headers.copy()
+    headers["Host"] = url.netloc.decode("ascii")
+    extensions = dict(request.extensions)
+    if url.scheme == "https" and literal_address(url.host) is None:
+        extensions["sni_hostname"] = url.host
+    return client.build_request(
+        request.method,
+        url.copy_with(host=str(address)),
+        headers=headers,
+        content=request.content,
+        extensions=extensions,
+    )

@@ -1,0 +1,61 @@
+"""Which addresses webhooks may reach, and requests pinned to the address checked."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import httpx
+import pytest
+
+from hubbub.analytics.destinations import AddressRefused, pinned, refusal, resolve
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("127.0.0.2", "a loopback address"),
+        ("10.0.0.1", "a private address"),
+        ("172.16.5.4", "a private address"),
+        ("192.168.1.1", "a private address"),
+        ("100.64.0.1", "a non-public address"),  # shared address space (carrier NAT)
+        ("169.254.169.254", "a link-local address"),
+        ("0.0.0.0", "an unspecified address"),
+        ("239.1.2.3", "a multicast address"),
+        ("::", "an unspecified address"),
+        ("::1", "a loopback address"),
+        ("fe80::1", "a link-local address"),
+        ("fc00::1", "a private address"),
+        ("ff02::1", "a multicast address"),
+        ("::ffff:10.0.0.1", "a private address"),  # IPv4-mapped
+        ("2002:7f00:1::1", "a loopback address"),  # 6to4 of 127.0.0.1
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", "a loopback address"),  # Teredo, 127.0.0.1
+        ("93.184.216.34", None),
+        ("2606:2800:220:1:248:1893:25c8:1946", None),
+    ],
+)
+def test_only_public_addresses_are_reachable(address: str, why: str | None) -> None:
+    assert refusal(ipaddress.ip_address(address)) == why
+
+
+def test_an_allowed_network_is_reachable_and_only_it() -> None:
+    allowed = [ipaddress.ip_network("10.1.0.0/16")]
+    assert refusal(ipaddress.ip_address("10.1.2.3"), allowed) is None
+    assert refusal(ipaddress.ip_address("10.2.0.1"), allowed) == "a private address"
+
+
+async def test_a_name_is_refused_if_any_address_it_resolves_to_is() -> None:
+    with pytest.raises(AddressRefused, match=r"localhost \(127\.0\.0\.1\) is a loopback"):
+        await resolve("localhost", 80)
+    assert await resolve("127.0.0.1", 80, [ipaddress.ip_network("127.0.0.0/8")]) == [
+        ipaddress.ip_address("127.0.0.1")
+    ]
+
+
+async def test_a_pinned_request_goes_to_the_address_checked_as_the_host_it_names() -> None:
+    async with httpx.AsyncClient() as client:
+        request = client.build_request("POST", "https://hooks.example:8443/a?b=1", content=b"{}")
+        sent = pinned(client, request, ipaddress.ip_address("2001:db8::5"))
+    assert str(sent.url) == "https://[2001:db8::5]:8443/a?b=1"
+    assert sent.headers["Host"] == "hooks.example:8443"
+    assert sent.extensions["sni_hostname"] == "hooks.example"
+    assert sent.content == b"{}"
