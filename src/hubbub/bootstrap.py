@@ -32,6 +32,7 @@ from hubbub.mentions.worker import MentionsReplica
 from hubbub.settings import EVENT_LOG_ADAPTERS, Settings
 
 if TYPE_CHECKING:
+    from hubbub.analytics.views import AlertViews
     from hubbub.gateway.app import Gateway
     from hubbub.gateway.ratelimit import RateLimiter
     from hubbub.gateway.upstreams import Upstream
@@ -201,6 +202,7 @@ class Platform:
     """Whether this process writes the mentions snapshot (one of several replicas does)."""
     _mentions: MentionsReplica | None = None
     _analytics: RollupStore | None = None
+    _alert_views: AlertViews | None = None
     _cache: Cache | None = None
     _secret_box: SecretBox | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -229,7 +231,8 @@ class Platform:
         log by the analytics worker in the background (DuckDB allows one writer)."""
         if self._analytics is None:
             from hubbub.analytics.alerts import AlertPolicy, monitor
-            from hubbub.analytics.webhooks import dispatch
+            from hubbub.analytics.views import AlertViews
+            from hubbub.analytics.webhooks import DeliveryPolicy, dispatch
             from hubbub.analytics.worker import follow as follow_rollups
             from hubbub.analytics.worker import follow_archive, keep_retention
 
@@ -237,7 +240,9 @@ class Platform:
             store = self._analytics = open_rollups(settings)
             archive = open_archive(settings)
             policy = AlertPolicy.from_settings(settings)
+            views = self._alert_views = AlertViews.open(self.event_log, settings)
             self._background += [
+                *map(asyncio.create_task, views.followers(settings.control_poll_s)),
                 asyncio.create_task(
                     follow_rollups(store, self.event_log, poison_retries=settings.poison_retries)
                 ),
@@ -246,11 +251,23 @@ class Platform:
                 ),
                 asyncio.create_task(keep_retention(store, archive, settings)),
                 asyncio.create_task(
-                    monitor(store, self.event_log, settings.alert_check_interval_s, policy)
+                    monitor(store, self.event_log, views, settings.alert_check_interval_s, policy)
                 ),
-                asyncio.create_task(dispatch(self.event_log, self.secret_box())),
+                asyncio.create_task(
+                    dispatch(
+                        self.event_log, views, self.secret_box(),
+                        DeliveryPolicy.from_settings(settings),
+                    )  # fmt: skip
+                ),
             ]
         return self._analytics
+
+    async def alert_views(self) -> AlertViews:
+        """The watches, webhooks, last alerts and deliveries of the analytics role, folded
+        from the log and kept up in the background (started with the role's workers)."""
+        await self.analytics()
+        assert self._alert_views is not None  # made with the analytics workers
+        return self._alert_views
 
     def secret_box(self) -> SecretBox:
         """What seals secrets before they are written and opens them where used."""

@@ -8,10 +8,10 @@ start with the list of names that exist.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 EVENT_LOG_ADAPTERS: Final = ("sqlite", "jetstream")
 MENTIONS_BACKENDS: Final = ("memory", "postgres")
@@ -105,6 +105,27 @@ class Settings(BaseSettings):
     spike_sensitivity: Literal["high", "medium", "low"] = Field(
         "medium", description="Default sensitivity of watches."
     )
+    view_read_limit: int = Field(
+        10_000, ge=1, description="Most log records a read folds into a view before it answers."
+    )
+    # Alert webhooks
+    webhook_allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        [],
+        description="Networks webhooks may reach although not public (comma-separated CIDRs,"
+        " e.g. 10.0.0.0/8,::1/128); others are refused.",
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Longest wait on one webhook try.")
+    webhook_attempts: int = Field(5, ge=1, le=20, description="Tries of one delivery.")
+    webhook_backoff_s: float = Field(
+        0.5, gt=0, description="Wait before the second try; doubles at each try after."
+    )
+    webhook_concurrency: int = Field(16, ge=1, le=1000, description="Deliveries made at once.")
+    webhook_queue_size: int = Field(
+        1000, ge=1, description="Deliveries in flight before no more alerts are read."
+    )
+    webhook_deliveries_kept: int = Field(
+        1000, ge=1, le=10_000, description="Newest deliveries per tenant the API can list."
+    )
     # Secrets at rest
     secret_key: SecretStr | None = Field(
         None, description="Fernet key sealing secrets at rest; default: DATA_DIR/secret.key."
@@ -182,6 +203,13 @@ class Settings(BaseSettings):
     )
     log_level: str = "info"
     log_format: str = Field("json", pattern="^(json|console)$")
+
+    @field_validator("webhook_allowed_networks", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("event_log")
     @classmethod

@@ -1,5 +1,6 @@
 """Series of a watched term over HTTP: not counted (404) until a watch names it, then
-counted by the analytics worker from the watch on."""
+counted by the analytics worker from the watch on; a tenant sees only the terms it
+watches itself."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from hubbub.bootstrap import Platform, build_platform
+from hubbub.gateway.ports import TENANT_HEADER
 from hubbub.kernel.events import Event, PostPublished
 from hubbub.settings import Settings
 from tests.conftest import api_client, until
@@ -39,6 +41,7 @@ async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
 @pytest.fixture
 async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(platform) as client:
+        client.headers[TENANT_HEADER] = "newsroom"  # as the gateway names the key's tenant
         yield client
 
 
@@ -65,7 +68,7 @@ async def test_a_term_is_not_counted_until_watched_then_counted_from_the_watch_o
     await logged_and_folded(platform, [said(1, 10, "climate change, before anyone watched")])
     unwatched = await client.get(SERIES, params=WINDOW)
     assert unwatched.status_code == 404
-    assert "'climate change' is not counted" in unwatched.json()["detail"]
+    assert "'climate change' is not counted for you" in unwatched.json()["detail"]
     assert "POST /v1/watches, kind term" in unwatched.json()["detail"]
 
     watch = await client.post("/v1/watches", json={"kind": "term", "target": "Climate-Change!"})
@@ -115,3 +118,28 @@ async def test_a_hashtag_series_of_another_metric_than_posts_is_a_422(
     assert "counts posts only" in answer.json()["detail"]
     posts = await client.get("/v1/reports/series/hashtag/news", params=WINDOW)
     assert values(posts)[0] == ("2026-11-20T00:00:00+00:00", 1)
+
+
+async def test_a_term_another_tenant_watches_is_answered_as_one_no_one_watches(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    async with api_client(platform) as rival:
+        rival.headers[TENANT_HEADER] = "rival"
+        watch = await rival.post("/v1/watches", json={"kind": "term", "target": "acme merger"})
+        assert watch.status_code == 201, watch.text
+        await logged_and_folded(platform, [said(1, 10, "the acme merger is off")])
+        assert values(await rival.get("/v1/reports/series/term/acme%20merger", params=WINDOW))
+
+    watched_by_another = await client.get("/v1/reports/series/term/acme%20merger", params=WINDOW)
+    watched_by_none = await client.get("/v1/reports/series/term/acme%20murder", params=WINDOW)
+    assert watched_by_another.status_code == watched_by_none.status_code == 404
+    assert watched_by_another.json() == {
+        "detail": watched_by_none.json()["detail"].replace("murder", "merger")
+    }
+
+
+async def test_a_term_series_without_a_tenant_is_refused(platform: Platform) -> None:
+    async with api_client(platform) as anonymous:
+        answer = await anonymous.get(SERIES, params=WINDOW)
+    assert answer.status_code == 401
+    assert "no tenant" in answer.json()["detail"]

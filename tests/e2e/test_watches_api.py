@@ -5,19 +5,21 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import get_args, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 import httpx
 import msgspec
 import pytest
 
-from hubbub.analytics.alerts import Alert, read_watches
-from hubbub.analytics.webhooks import dispatch_once, signature
+from hubbub.analytics.alerts import Alert
+from hubbub.analytics.views import WatchesView, loaded
+from hubbub.analytics.webhooks import signature
 from hubbub.bootstrap import Platform, build_platform
+from hubbub.gateway.ports import TENANT_HEADER
 from hubbub.kernel.events import CONTROL, AlertRaised, WatchChanged, WebhookDelivered
 from hubbub.settings import Settings
-from tests.conftest import api_client
-from tests.integration.test_alerts import cli
+from tests.conftest import api_client, serving, until
+from tests.integration.test_alerts import Receiver, cli
 
 TENANT = "newsroom"
 
@@ -29,7 +31,10 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def platform(data_dir: Path) -> AsyncIterator[Platform]:
-    built = await build_platform(Settings(data_dir=data_dir, tenant=TENANT))
+    settings = Settings(
+        data_dir=data_dir, webhook_deliveries_kept=2000, webhook_allowed_networks=["127.0.0.0/8"]
+    )
+    built = await build_platform(settings)
     yield built
     await built.close()
 
@@ -37,6 +42,7 @@ async def platform(data_dir: Path) -> AsyncIterator[Platform]:
 @pytest.fixture
 async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(platform) as client:
+        client.headers[TENANT_HEADER] = TENANT  # as the gateway names the key's tenant
         yield client
 
 
@@ -110,7 +116,7 @@ async def test_the_cli_and_the_api_see_the_same_watches(
     client: httpx.AsyncClient, platform: Platform, data_dir: Path
 ) -> None:
     from_api = await add_watch(client, kind="hashtag", target="#Election")
-    (folded,) = (await read_watches(platform.event_log)).values()
+    (folded,) = (await loaded(WatchesView(platform.event_log))).all()
     assert (folded.watch, folded.tenant, folded.target) == (from_api["id"], TENANT, "election")
     listed = json.loads(await cli(data_dir, "watch", "list", "--json"))
     assert [(w["watch"], w["target"]) for w in listed] == [(from_api["id"], "election")]
@@ -193,31 +199,99 @@ async def test_the_delivery_log_is_the_tenants_newest_first_a_page_at_a_time(
     assert too_many.status_code == 422
 
 
+def raised(n: int, tenant: str) -> AlertRaised:
+    alert = Alert(tenant, f"w{n}", "hashtag", "quake", 29_600_000 + n, 40, 2.0, 9.0)
+    message = msgspec.json.encode(alert).decode()
+    return AlertRaised(
+        id=f"alert-{n}", key=tenant, ts=1, source="analytics", name="spike:hashtag:quake",
+        message=message,
+    )  # fmt: skip
+
+
+async def delivered(client: httpx.AsyncClient, count: int = 1) -> list[dict[str, Any]]:
+    """The tenant's delivery log once it holds `count` deliveries."""
+
+    async def logged() -> bool:
+        return len((await client.get("/v1/webhooks/deliveries")).json()) >= count
+
+    await until(logged)
+    found: list[dict[str, Any]] = (await client.get("/v1/webhooks/deliveries")).json()
+    return found
+
+
 async def test_an_alert_reaches_a_webhook_added_over_http_signed_with_its_secret(
     client: httpx.AsyncClient, platform: Platform
 ) -> None:
-    hook = (await client.post("/v1/webhooks", json={"url": "https://hooks.example/a"})).json()
-    received: list[httpx.Request] = []
+    receiver = Receiver(failures=0)
+    async with serving(receiver) as url:
+        hook = (await client.post("/v1/webhooks", json={"url": f"{url}/hook"})).json()
+        await platform.event_log.append([raised(1, TENANT)])
+        (logged,) = await delivered(client)
 
-    def receiver(request: httpx.Request) -> httpx.Response:
-        received.append(request)
-        return httpx.Response(204)
-
-    alert = Alert(TENANT, "w1", "hashtag", "quake", 29_600_000, 40, 2.0, 9.0)
-    await platform.event_log.append(
-        [AlertRaised(id="alert-1", key=TENANT, ts=1, source="analytics",
-                     name="spike:hashtag:quake", message=msgspec.json.encode(alert).decode())]
-    )  # fmt: skip
-    async with httpx.AsyncClient(transport=httpx.MockTransport(receiver)) as sender:
-        assert (
-            await dispatch_once(platform.event_log, sender, platform.secret_box(), attempts=1) == 1
-        )
-
-    (request,) = received
+    ((body, signed),) = receiver.received
     logged_hooks = await platform.event_log.read(CONTROL, 1, 100)
     assert all(hook["secret"] not in repr(r.event) for r in logged_hooks)  # sealed at rest
-    stamp = request.headers["Hubbub-Signature"].split(",")[0].removeprefix("t=")
-    expected = signature(hook["secret"], int(stamp), request.content)
-    assert request.headers["Hubbub-Signature"] == expected
-    (logged,) = (await client.get("/v1/webhooks/deliveries")).json()
+    stamp = signed.split(",")[0].removeprefix("t=")
+    assert signed == signature(hook["secret"], int(stamp), body)
     assert (logged["webhook"], logged["alert"], logged["status"]) == (hook["id"], "alert-1", 204)
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/watches", "/v1/webhooks", "/v1/webhooks/deliveries", "/v1/watches/w1"]
+)
+async def test_a_request_without_a_tenant_is_refused_not_given_a_default(
+    platform: Platform, path: str
+) -> None:
+    async with api_client(platform) as anonymous:
+        answer = await anonymous.get(path)
+    assert answer.status_code == 401
+    assert answer.json() == {
+        "detail": "no tenant: call through the gateway with an API key"
+        f" ({TENANT_HEADER} is not set)"
+    }
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://10.1.2.3/hook", "10.1.2.3 is a private address"),
+        ("http://169.254.169.254/latest/meta-data", "is a link-local address"),
+        ("http://[::1]:8080/hook", "::1 is a loopback address"),
+        ("http://[::ffff:192.168.0.1]/hook", "::ffff:192.168.0.1 (192.168.0.1) is a private"),
+        ("http://[fe80::1]/hook", "is a link-local address"),
+        ("http://[fd00::1]/hook", "is a private address"),
+        ("http://0.0.0.0/hook", "is an unspecified address"),
+        ("http://224.0.0.1/hook", "is a multicast address"),
+        ("http://240.0.0.1/hook", "is a reserved address"),
+        ("http://167772161/hook", "167772161 (10.0.0.1) is a private address"),
+        ("http://0x0a000001/hook", "0x0a000001 (10.0.0.1) is a private address"),
+        ("http://localhost:8080/hook", "localhost (::1) is a loopback address"),
+        ("https://admin.localhost./", "admin.localhost. (::1) is a loopback address"),
+    ],
+)
+async def test_a_webhook_to_an_internal_address_is_refused_saying_why(
+    client: httpx.AsyncClient, url: str, says: str
+) -> None:
+    answer = await client.post("/v1/webhooks", json={"url": url})
+    assert answer.status_code == 422
+    (error,) = answer.json()["detail"]
+    assert error["loc"] == ["body", "url"]
+    assert says in error["msg"]
+    assert "HUBBUB_WEBHOOK_ALLOWED_NETWORKS" in error["msg"]
+    assert (await client.get("/v1/webhooks")).json() == []
+
+
+async def test_the_delivery_log_keeps_a_tenants_newest_and_bounds_the_offset(
+    data_dir: Path,
+) -> None:
+    platform = await build_platform(Settings(data_dir=data_dir, webhook_deliveries_kept=3))
+    try:
+        await platform.event_log.append([delivery(n, TENANT) for n in range(10)])
+        async with api_client(platform) as client:
+            client.headers[TENANT_HEADER] = TENANT
+            listed = await client.get("/v1/webhooks/deliveries", params={"limit": 10})
+            too_far = await client.get("/v1/webhooks/deliveries", params={"offset": 10_001})
+    finally:
+        await platform.close()
+    assert [d["alert"] for d in listed.json()] == ["alert-9", "alert-8", "alert-7"]
+    assert too_far.status_code == 422

@@ -1,30 +1,36 @@
-"""Watches set from the CLI, checked against the rollups, raising alerts on the log."""
+"""Watches set from the CLI, checked against the rollups, raising alerts on the log, and
+the alerts delivered to webhooks."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-import httpx
 import msgspec
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from hubbub.analytics.alerts import ALERTS, Alert, monitor_once
+from hubbub.analytics.destinations import ALLOWED_HINT
 from hubbub.analytics.duckdb_store import DuckDBRollups
-from hubbub.analytics.webhooks import dispatch_once, signature
+from hubbub.analytics.views import AlertViews
+from hubbub.analytics.webhooks import GROUP, DeliveryPolicy, Dispatcher, signature
 from hubbub.analytics.worker import catch_up
 from hubbub.bootstrap import build_platform, open_secret_box
 from hubbub.cli import app
+from hubbub.eventlog.port import EventLog
 from hubbub.eventlog.sqlite import SqliteEventLog
-from hubbub.kernel.events import AlertRaised, Event, PostPublished, WatchChanged
+from hubbub.kernel.events import AlertRaised, Event, PostPublished, WatchChanged, WebhookDelivered
 from hubbub.settings import Settings
-from tests.conftest import until
-from tests.integration.test_mentions_replica import free_port
+from tests.conftest import serving, until
 
 NOW = 29_600_000  # an epoch minute (2026-04-12); checks run at the end of the hour before it
 
@@ -59,6 +65,7 @@ def data_dir(tmp_path: Path) -> Path:
 async def test_a_watched_spike_raises_one_alert_and_a_quiet_watch_none(data_dir: Path) -> None:
     log = SqliteEventLog(data_dir / "eventlog.db")
     store = DuckDBRollups(data_dir / "analytics.duckdb")
+    views = AlertViews.open(log, Settings(data_dir=data_dir))
     try:
         await log.append(posts("quake", [9, 12, 10, 11, 8, 10, 12, 140]))
         await log.append(posts("coffee", [30, 28, 33, 31, 29, 30, 32, 34]))
@@ -70,7 +77,7 @@ async def test_a_watched_spike_raises_one_alert_and_a_quiet_watch_none(data_dir:
             ("quake", "newsroom"), ("coffee", "default"),
         }  # fmt: skip
 
-        (alert,) = await monitor_once(store, log, NOW)
+        (alert,) = await monitor_once(store, log, views, NOW)
         assert (alert.watch, alert.tenant, alert.target, alert.count) == (
             quake, "newsroom", "quake", 140,
         )  # fmt: skip
@@ -79,7 +86,9 @@ async def test_a_watched_spike_raises_one_alert_and_a_quiet_watch_none(data_dir:
         assert isinstance(record.event, AlertRaised)
         assert msgspec.json.decode(record.event.message, type=Alert) == alert
 
-        assert await monitor_once(store, log, NOW + 1) == []  # the cooldown holds
+        assert await monitor_once(store, log, views, NOW + 1) == []  # the cooldown holds
+        restarted = AlertViews.open(log, Settings(data_dir=data_dir))
+        assert await monitor_once(store, log, restarted, NOW + 2) == []  # and across restarts
         await cli(data_dir, "watch", "remove", quake)
         assert [
             w["target"] for w in json.loads(await cli(data_dir, "watch", "list", "--json"))
@@ -90,11 +99,14 @@ async def test_a_watched_spike_raises_one_alert_and_a_quiet_watch_none(data_dir:
 
 
 class Receiver:
-    """A tenant's webhook endpoint: fails its first `failures` requests, then records."""
+    """A tenant's webhook endpoint: fails its first `failures` requests (503), answers
+    each after `delay_s`, and records what it was sent and when."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int = 0, delay_s: float = 0.0) -> None:
         self.failures = failures
+        self.delay_s = delay_s
         self.received: list[tuple[bytes, str]] = []
+        self.times: list[float] = []
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -107,49 +119,171 @@ class Receiver:
                 break
         headers = dict(scope["headers"])
         self.received.append((body, headers.get(b"hubbub-signature", b"").decode()))
+        self.times.append(time.monotonic())
         status = 503 if len(self.received) <= self.failures else 204
+        await asyncio.sleep(self.delay_s)
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
 
+LOCAL: Final = DeliveryPolicy(
+    backoff_s=0.01, poll_s=0.05, allowed=(ipaddress.ip_network("127.0.0.0/8"),)
+)
+"""Deliveries as configured, but quick to retry, and allowed to reach the test's receivers."""
+
+
+@asynccontextmanager
+async def dispatching(
+    data_dir: Path, policy: DeliveryPolicy = LOCAL
+) -> AsyncIterator[tuple[EventLog, AlertViews]]:
+    """A webhook dispatcher running, on a log of its own (as a process would have), until
+    the block ends (as a process would be stopped)."""
+    settings = Settings(data_dir=data_dir)
+    log = SqliteEventLog(data_dir / "eventlog.db")
+    views = AlertViews.open(log, settings)
+    task = asyncio.create_task(Dispatcher(log, views, open_secret_box(settings), policy).run())
+    try:
+        yield log, views
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await log.close()
+
+
+async def deliveries(
+    views: AlertViews, count: int, within_s: float = 5.0
+) -> list[WebhookDelivered]:
+    """The delivery log, oldest first, once it holds `count` deliveries."""
+    deadline = time.monotonic() + within_s
+    while True:
+        found = (await views.current(views.deliveries)).newest(limit=100)
+        if len(found) >= count:
+            return list(reversed(found))
+        assert time.monotonic() < deadline, f"{len(found)} of {count} deliveries logged"
+        await asyncio.sleep(0.01)
+
+
+async def raise_alert(data_dir: Path, tenant: str, n: int = 0) -> AlertRaised:
+    alert = Alert(tenant, f"w{n}", "hashtag", "quake", NOW + n, 140, 10.0, 20.0)
+    raised = AlertRaised(
+        id=f"alert-{tenant}-{n}", key=tenant, ts=(NOW + n) * 60_000_000, source="analytics",
+        name="spike:hashtag:quake", message=msgspec.json.encode(alert).decode(),
+    )  # fmt: skip
+    log = SqliteEventLog(data_dir / "eventlog.db")
+    try:
+        await log.append([raised])
+    finally:
+        await log.close()
+    return raised
+
+
+@pytest.fixture
+def local_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI may add webhooks on loopback, where the tests' receivers listen."""
+    monkeypatch.setenv("HUBBUB_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
+
+
+async def add_webhook(data_dir: Path, url: str, tenant: str) -> str:
+    """Add a webhook with the CLI; returns its secret."""
+    added = await cli(data_dir, "webhook", "add", "--url", url, "--tenant", tenant)
+    return added.split("secret")[1].split()[0]
+
+
+@pytest.mark.usefixtures("local_webhooks")
 async def test_an_alert_reaches_its_tenants_webhook_signed_after_retries(data_dir: Path) -> None:
     receiver = Receiver(failures=2)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(receiver, port=port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
     log = SqliteEventLog(data_dir / "eventlog.db")
     store = DuckDBRollups(data_dir / "analytics.duckdb")
     try:
-        await until(lambda: asyncio.sleep(0.01, server.started))
-        await log.append(posts("quake", [9, 12, 10, 11, 8, 10, 12, 140]))
-        await catch_up(store, log)
-        await cli(data_dir, "watch", "add", "--hashtag", "quake", "--tenant", "newsroom")
-        added = await cli(data_dir, "webhook", "add", "--url", f"http://127.0.0.1:{port}/hook",
-                          "--tenant", "newsroom")  # fmt: skip
-        await cli(data_dir, "webhook", "add", "--url", "http://127.0.0.1:9/other-tenant")
-        secret = added.split("secret")[1].split()[0]
-        (alert,) = await monitor_once(store, log, NOW)
+        async with serving(receiver) as url:
+            await log.append(posts("quake", [9, 12, 10, 11, 8, 10, 12, 140]))
+            await catch_up(store, log)
+            await cli(data_dir, "watch", "add", "--hashtag", "quake", "--tenant", "newsroom")
+            secret = await add_webhook(data_dir, f"{url}/hook", "newsroom")
+            await add_webhook(data_dir, "http://127.0.0.1:9/other-tenant", "default")
+            views = AlertViews.open(log, Settings(data_dir=data_dir))
+            (alert,) = await monitor_once(store, log, views, NOW)
 
-        box = open_secret_box(Settings(data_dir=data_dir))  # the key the CLI sealed with
-        async with httpx.AsyncClient(timeout=5) as client:
-            assert await dispatch_once(log, client, box, backoff_s=0.01) == 1
-            assert await dispatch_once(log, client, box, backoff_s=0.01) == 0  # delivered once
-
-        *failed, (body, signed) = receiver.received
-        assert len(failed) == 2
-        assert msgspec.json.decode(body, type=Alert) == alert
-        stamp = int(signed.split(",")[0].removeprefix("t="))
-        assert abs(stamp - time.time()) < 60
-        assert signed == signature(secret, stamp, body)
-        (delivery,) = json.loads(await cli(data_dir, "webhook", "deliveries", "--json"))
-        assert (delivery["tenant"], delivery["status"], delivery["attempts"]) == (
-            "newsroom", 204, 3,
-        )  # fmt: skip
+            async with dispatching(data_dir) as (_, delivery_views):
+                (delivery,) = await deliveries(delivery_views, 1)
+            async with dispatching(data_dir) as (restarted, _):  # delivered once
+                await asyncio.sleep(0.3)
+                assert await restarted.committed(GROUP, ALERTS) == 1
     finally:
-        server.should_exit = True
-        await serving
         store.close()
         await log.close()
+
+    *failed, (body, signed) = receiver.received
+    assert len(failed) == 2
+    assert msgspec.json.decode(body, type=Alert) == alert
+    stamp = int(signed.split(",")[0].removeprefix("t="))
+    assert abs(stamp - time.time()) < 60
+    assert signed == signature(secret, stamp, body)
+    assert (delivery.tenant, delivery.status, delivery.attempts) == ("newsroom", 204, 3)
+    (logged,) = json.loads(await cli(data_dir, "webhook", "deliveries", "--json"))
+    assert (logged["tenant"], logged["status"], logged["attempts"]) == ("newsroom", 204, 3)
+
+
+@pytest.mark.usefixtures("local_webhooks")
+async def test_a_slow_webhook_does_not_delay_another_tenants_delivery(data_dir: Path) -> None:
+    slow, quick = Receiver(delay_s=10), Receiver()
+    async with serving(slow) as slow_url, serving(quick) as quick_url:
+        await add_webhook(data_dir, f"{slow_url}/hook", "slow")
+        await add_webhook(data_dir, f"{quick_url}/hook", "quick")
+        await raise_alert(data_dir, "slow")  # first in the log
+        await raise_alert(data_dir, "quick")
+        started = time.monotonic()
+        async with dispatching(data_dir, replace(LOCAL, timeout_s=15)) as (log, views):
+            first, second = await deliveries(views, 2, within_s=15)  # the slow one: 10 s
+
+            assert quick.times[0] - started < 1.0
+            assert (first.tenant, first.status) == ("quick", 204)
+            assert (second.tenant, second.status) == ("slow", 204)
+            assert await log.committed(GROUP, ALERTS) == 2
+
+
+@pytest.mark.usefixtures("local_webhooks")
+async def test_a_restart_neither_loses_nor_sends_again_a_delivery(data_dir: Path) -> None:
+    done, failing = Receiver(), Receiver(failures=1)
+    async with serving(done) as done_url, serving(failing) as failing_url:
+        await add_webhook(data_dir, f"{done_url}/hook", "newsroom")
+        await add_webhook(data_dir, f"{failing_url}/hook", "newsroom")
+        await raise_alert(data_dir, "newsroom")
+        slow_retry = replace(LOCAL, backoff_s=60)
+        async with dispatching(data_dir, slow_retry) as (log, views):
+            (finished,) = await deliveries(views, 1)  # the other waits for its retry
+            await until(lambda: asyncio.sleep(0, len(failing.received) == 1))
+            assert await log.committed(GROUP, ALERTS) == 0  # not every delivery is final
+        # Stopped with one delivery made and one not: a new process makes the other.
+        async with dispatching(data_dir) as (log, views):
+            first, second = await deliveries(views, 2)
+            await until(lambda: log.committed(GROUP, ALERTS))
+
+    assert first == finished
+    assert (second.status, second.attempts) == (204, 1)
+    assert (len(done.received), len(failing.received)) == (1, 2)
+
+
+async def test_a_webhook_that_resolves_to_a_refused_address_is_not_called(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver = Receiver()
+    async with serving(receiver) as url:
+        monkeypatch.setenv("HUBBUB_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
+        await add_webhook(data_dir, f"{url}/hook", "newsroom")
+        await add_webhook(data_dir, url.replace("127.0.0.1", "2130706433"), "newsroom")
+        await raise_alert(data_dir, "newsroom")
+        # The operator no longer allows loopback: every delivery checks again.
+        async with dispatching(data_dir, replace(LOCAL, allowed=())) as (_, views):
+            refused = await deliveries(views, 2)
+
+    assert receiver.received == []
+    assert [(d.status, d.attempts) for d in refused] == [(0, 1), (0, 1)]
+    assert {d.error for d in refused} == {
+        "refused: 127.0.0.1 is a loopback address: " + ALLOWED_HINT,
+        "refused: 2130706433 (127.0.0.1) is a loopback address: " + ALLOWED_HINT,
+    }
 
 
 async def test_a_spike_starting_now_is_alerted_within_a_minute(tmp_path: Path) -> None:

@@ -2,23 +2,24 @@
 
 A watch is a tenant's interest in a hashtag, a page or a term. Watches are changed
 through the log's `control` topic (`WatchChanged`), so every process sees the same list
-by folding that topic, and the CLI needs no access to the analytics store.
+by folding that topic (`views.WatchesView`), and the CLI needs no access to the
+analytics store.
 
 Every `alert_check_interval_s` the monitor takes, for each watch, the last hour (up to
 the current minute) and the same hour on each of the 7 days before (Socialmetrix-style:
 a day against the week), asks the spike detector, and appends an `AlertRaised` to the
-log for each spike. The cooldown counts from the watch's last alert in the log, so a
-restart does not alert twice. Window, baseline, minimum volume, cooldown and statistic
-are settings (`AlertPolicy.from_settings`); the sensitivity is each watch's own.
+log for each spike. The cooldown counts from the watch's last alert in the log (folded
+by `views.LastAlerts`), so a restart does not alert twice. Window, baseline, minimum
+volume, cooldown and statistic are settings (`AlertPolicy.from_settings`); the
+sensitivity is each watch's own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 import structlog
@@ -28,9 +29,12 @@ from hubbub.analytics.ports import RollupStore
 from hubbub.analytics.spikes import SENSITIVITY, Rule, Spike, Statistic, detect
 from hubbub.analytics.terms import term_key
 from hubbub.eventlog.port import EventLog
-from hubbub.kernel.events import CONTROL, AlertRaised, Event, WatchChanged
+from hubbub.kernel.events import AlertRaised, WatchChanged
 from hubbub.kernel.ids import event_id
 from hubbub.settings import Settings
+
+if TYPE_CHECKING:
+    from hubbub.analytics.views import AlertViews
 
 ALERTS: Final = "alerts"
 log = structlog.get_logger("hubbub.alerts")
@@ -79,37 +83,6 @@ class Alert(msgspec.Struct, frozen=True):
     threshold: float
 
 
-class _Switchable(Protocol):
-    @property
-    def active(self) -> bool: ...
-
-
-Switchable = TypeVar("Switchable", bound=_Switchable)
-
-
-def fold_active(
-    events: Iterable[Event], kind: type[Switchable], name: Callable[[Switchable], str]
-) -> dict[str, Switchable]:
-    """The things of `kind` switched on and not since off, by name, after these events."""
-    found: dict[str, Switchable] = {}
-    for event in events:
-        if isinstance(event, kind):
-            if event.active:
-                found[name(event)] = event
-            else:
-                found.pop(name(event), None)
-    return found
-
-
-def fold_watches(events: Iterable[Event]) -> dict[str, WatchChanged]:
-    """The active watches after these control events, by watch id."""
-    return fold_active(events, WatchChanged, lambda change: change.watch)
-
-
-async def read_watches(event_log: EventLog) -> dict[str, WatchChanged]:
-    return fold_watches(r.event for r in await event_log.read(CONTROL, 1, 10**9))
-
-
 _COUNTED: Final = {
     "hashtag": ("tag", "posts"),
     "page": ("page", "posts + mentions_received"),
@@ -135,19 +108,20 @@ def check(
 
 
 async def monitor_once(
-    store: RollupStore, event_log: EventLog, now: int, policy: AlertPolicy = AlertPolicy()
+    store: RollupStore,
+    event_log: EventLog,
+    views: AlertViews,
+    now: int,
+    policy: AlertPolicy = AlertPolicy(),
 ) -> list[Alert]:
-    """Check every watch at minute `now`; append and return the alerts raised."""
-    watches = await read_watches(event_log)
-    last = {
-        alert.watch: alert.minute
-        for record in await event_log.read(ALERTS, 1, 10**9)
-        if isinstance(record.event, AlertRaised)
-        for alert in [msgspec.json.decode(record.event.message, type=Alert)]
-    }
+    """Check every watch at minute `now`; append and return the alerts raised. A watch
+    alerted less than the cooldown ago (`views.last_alerts`) is not checked."""
+    watches = await views.current(views.watches)
+    last_alerts = await views.current(views.last_alerts)
+    last_alerts.forget_before(now - policy.cooldown_minutes + 1)
     raised = []
-    for watch in watches.values():
-        if now - last.get(watch.watch, -(10**9)) < policy.cooldown_minutes:
+    for watch in watches.all():
+        if last_alerts.last(watch.watch) is not None:
             continue
         try:
             spike = await asyncio.to_thread(check, store, watch, now, policy)
@@ -160,28 +134,33 @@ async def monitor_once(
                       spike.count, spike.usual, spike.threshold)
             )  # fmt: skip
     if raised:
-        ts = now * 60_000_000
-        await event_log.append(
-            [
-                AlertRaised(
-                    id=event_id(f"{ts:016d}", f"{alert.watch}@{now}"),
-                    key=alert.tenant,
-                    ts=ts,
-                    source="analytics",
-                    name=f"spike:{alert.kind}:{alert.target}",
-                    message=msgspec.json.encode(alert).decode(),
-                )
-                for alert in raised
-            ]
-        )
-        for alert in raised:
-            log.info("spike", **msgspec.structs.asdict(alert))
+        await _append_alerts(event_log, raised, now)
     return raised
+
+
+async def _append_alerts(event_log: EventLog, raised: list[Alert], now: int) -> None:
+    ts = now * 60_000_000
+    await event_log.append(
+        [
+            AlertRaised(
+                id=event_id(f"{ts:016d}", f"{alert.watch}@{now}"),
+                key=alert.tenant,
+                ts=ts,
+                source="analytics",
+                name=f"spike:{alert.kind}:{alert.target}",
+                message=msgspec.json.encode(alert).decode(),
+            )
+            for alert in raised
+        ]
+    )
+    for alert in raised:
+        log.info("spike", **msgspec.structs.asdict(alert))
 
 
 async def monitor(
     store: RollupStore,
     event_log: EventLog,
+    views: AlertViews,
     interval_s: float = 30.0,
     policy: AlertPolicy = AlertPolicy(),
 ) -> None:
@@ -189,7 +168,7 @@ async def monitor(
     while True:
         try:
             # The hour up to the end of the current minute: a spike shows at once.
-            await monitor_once(store, event_log, int(time.time() // 60) + 1, policy)
+            await monitor_once(store, event_log, views, int(time.time() // 60) + 1, policy)
         except Exception:  # a failed check must not stop the next ones
             log.exception("the spike check failed")
         await asyncio.sleep(interval_s)

@@ -24,6 +24,7 @@ from fastapi.responses import Response
 from hubbub.analytics import reports
 from hubbub.analytics.reports import Bucket, ReportError, SeriesKind, Window
 from hubbub.analytics.terms import InvalidTerm, term_key
+from hubbub.analytics.watches_api import tenant_of
 from hubbub.bootstrap import Platform
 from hubbub.kernel.cache import cached
 from hubbub.settings import Settings
@@ -119,6 +120,19 @@ def build_router(platform: Platform) -> APIRouter:
         ttl = platform.settings.report_cache_ttl_s
         return await cached(platform.cache(), key, compute, ttl_s=ttl)
 
+    async def _check_watched(request: Request, term: str) -> None:
+        """404 unless the caller's tenant watches `term`: the same answer whether another
+        tenant watches it or no one does, so a tenant cannot learn what others watch."""
+        tenant = tenant_of(request)
+        views = await platform.alert_views()
+        if not (await views.current(views.watches)).watches_term(tenant, term):
+            raise HTTPException(
+                404,
+                f"the term {term!r} is not counted for you: watch it (POST /v1/watches, kind"
+                " term) and it is counted from then on; `hubbub analytics rebuild` counts it"
+                " over the whole log",
+            )
+
     @router.get("/series/{kind}/{key}")
     async def series(
         request: Request,
@@ -134,18 +148,12 @@ def build_router(platform: Platform) -> APIRouter:
         format: FormatQ = "json",
     ) -> Response:
         """A page's, a hashtag's or a watched term's counts per minute, hour or day, in a
-        time zone. A term is counted from the moment a watch names it (404 before)."""
+        time zone. A term is counted from the moment a watch names it; a term the tenant
+        does not watch is answered 404, whether or not another tenant watches it."""
         settings = platform.settings
         key = _series_key(kind, key)
         if kind == "term":
-            store = await platform.analytics()
-            if await asyncio.to_thread(reports.tracked_since, store.query, key) is None:
-                raise HTTPException(
-                    404,
-                    f"the term {key!r} is not counted: watch it (POST /v1/watches, kind term)"
-                    " and it is counted from then on; `hubbub analytics rebuild` counts it"
-                    " over the whole log",
-                )
+            await _check_watched(request, key)
         body = await run(
             request,
             reports.series,

@@ -1,32 +1,30 @@
 """`/v1/watches` and `/v1/webhooks`: a tenant's spike-alert watches, and the webhooks its
 alerts are POSTed to, as `hubbub watch` and `hubbub webhook` manage them.
 
-Changes are appended to the log's `control` topic (`WatchChanged`, `WebhookChanged`)
-and reads fold that topic, so the API, the CLI and the alert monitor see the same
-watches. A tenant sees and changes only its own: another tenant's watch or webhook is
-answered 404, as one that does not exist, so ids do not leak across tenants.
+Changes are appended to the log's `control` topic (`WatchChanged`, `WebhookChanged`);
+reads answer from views folded from the log (`hubbub.analytics.views`), caught up
+before each read, so the API, the CLI and the alert monitor see the same watches, and
+a change is visible to the next read. The tenant is the one the gateway names: a
+request without one is refused (401). A tenant sees and changes only its own: another
+tenant's watch or webhook is answered 404, as one that does not exist, so ids do not
+leak across tenants.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Literal, get_type_hints
+from typing import Annotated, Final, Literal, get_type_hints
 
 import msgspec
-from fastapi import APIRouter, HTTPException, Query, Request, Response
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    Field,
-    StringConstraints,
-    ValidationInfo,
-    field_validator,
-)
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 
-from hubbub.analytics.alerts import read_watches, watch_target
-from hubbub.analytics.webhooks import check_url, read_deliveries, read_webhooks
+from hubbub.analytics.alerts import watch_target
+from hubbub.analytics.destinations import Network, check_url
+from hubbub.analytics.views import AlertViews, WatchesView
 from hubbub.bootstrap import Platform
 from hubbub.gateway.ports import TENANT_HEADER
 from hubbub.kernel.commands import short_id, stamped
@@ -35,10 +33,11 @@ from hubbub.kernel.validation import PlainText
 
 # The kinds are read from the event, so a kind added there is accepted here unchanged.
 WatchKind = get_type_hints(WatchChanged)["kind"]
+MAX_OFFSET: Final = 10_000
+"""No tenant keeps more deliveries than this (`HUBBUB_WEBHOOK_DELIVERIES_KEPT`)."""
 Sensitivity = Literal["high", "medium", "low"]
 LimitQ = Annotated[int, Query(ge=1, le=1000, description="At most this many.")]
-OffsetQ = Annotated[int, Query(ge=0, description="Skip this many of the newest.")]
-TenantOf = Callable[[Request], str]
+OffsetQ = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Skip this many of the newest.")]
 
 
 class WatchCreate(BaseModel):
@@ -70,9 +69,11 @@ class WatchRead(BaseModel):
 
 
 class WebhookCreate(BaseModel):
-    """A webhook to add; without a `secret`, one is made (and answered once)."""
+    """A webhook to add; without a `secret`, one is made (and answered once). The URL's
+    host must be a public address, unless `HUBBUB_WEBHOOK_ALLOWED_NETWORKS` allows it
+    (`_check_url`: the allowed networks are settings, which a model cannot read)."""
 
-    url: Annotated[str, StringConstraints(max_length=2048), AfterValidator(check_url)]
+    url: Annotated[str, StringConstraints(max_length=2048)]
     secret: Annotated[str | None, Field(min_length=1, max_length=256)] = None
 
 
@@ -101,34 +102,46 @@ class DeliveryRead(BaseModel):
     delivered_at: datetime
 
 
+def tenant_of(request: Request) -> str:
+    """The tenant a request acts for: the one the gateway authenticated and named in
+    `X-Hubbub-Tenant` (dropping any a client sent). Without it, 401: a role has no
+    tenant of its own to fall back on."""
+    tenant = request.headers.get(TENANT_HEADER)
+    if not tenant:
+        raise HTTPException(
+            401,
+            f"no tenant: call through the gateway with an API key ({TENANT_HEADER} is not set)",
+        )
+    return tenant
+
+
+Tenant = Annotated[str, Depends(tenant_of)]
+
+
 def build_router(platform: Platform) -> APIRouter:
-    """The watch and webhook routes, acting for the tenant `tenant_of` names."""
-
-    def tenant_of(request: Request) -> str:
-        """The tenant a request acts for: the one the gateway authenticated (it sets
-        `X-Hubbub-Tenant`, and drops any a client sent), else the configured one, for a
-        role called directly on its internal port."""
-        return request.headers.get(TENANT_HEADER) or platform.settings.tenant
-
+    """The watch and webhook routes, acting for the tenant the gateway names."""
     router = APIRouter()
-    router.include_router(_watch_routes(platform, tenant_of))
-    router.include_router(_webhook_routes(platform, tenant_of))
+    router.include_router(_watch_routes(platform))
+    router.include_router(_webhook_routes(platform))
     return router
 
 
-def _watch_routes(platform: Platform, tenant_of: TenantOf) -> APIRouter:
+def _watch_routes(platform: Platform) -> APIRouter:
     router = APIRouter(prefix="/v1/watches", tags=["watches"])
 
-    async def find(request: Request, watch_id: str) -> WatchChanged:
-        found = (await read_watches(platform.event_log)).get(watch_id)
-        if found is None or found.tenant != tenant_of(request):
+    async def watches() -> WatchesView:
+        views = await platform.alert_views()
+        return await views.current(views.watches)
+
+    async def find(tenant: str, watch_id: str) -> WatchChanged:
+        found = (await watches()).get(watch_id)
+        if found is None or found.tenant != tenant:
             raise HTTPException(404, f"no watch {watch_id!r}")
         return found
 
     @router.post("", status_code=201)
-    async def add(request: Request, body: WatchCreate) -> WatchRead:
+    async def add(tenant: Tenant, body: WatchCreate) -> WatchRead:
         """Watch a hashtag, a page or a term for spikes; answers the watch, with its id."""
-        tenant = tenant_of(request)
         sensitivity = body.sensitivity or platform.settings.spike_sensitivity
         change = WatchChanged(
             id="", key=tenant, ts=0, source="api", tenant=tenant, watch=short_id(),
@@ -138,33 +151,36 @@ def _watch_routes(platform: Platform, tenant_of: TenantOf) -> APIRouter:
         return _watch_read(change)
 
     @router.get("")
-    async def list_watches(request: Request) -> list[WatchRead]:
+    async def list_watches(tenant: Tenant) -> list[WatchRead]:
         """The tenant's active watches."""
-        watches = (await read_watches(platform.event_log)).values()
-        return [_watch_read(w) for w in watches if w.tenant == tenant_of(request)]
+        return [_watch_read(w) for w in (await watches()).of_tenant(tenant)]
 
     @router.get("/{watch_id}")
-    async def get(request: Request, watch_id: str) -> WatchRead:
+    async def get(tenant: Tenant, watch_id: str) -> WatchRead:
         """One of the tenant's active watches."""
-        return _watch_read(await find(request, watch_id))
+        return _watch_read(await find(tenant, watch_id))
 
     @router.delete("/{watch_id}", status_code=204, response_class=Response)
-    async def remove(request: Request, watch_id: str) -> None:
+    async def remove(tenant: Tenant, watch_id: str) -> None:
         """Stop a watch: it raises no more alerts."""
-        found = await find(request, watch_id)
+        found = await find(tenant, watch_id)
         await _append(platform, msgspec.structs.replace(found, active=False), found.watch)
 
     return router
 
 
-def _webhook_routes(platform: Platform, tenant_of: TenantOf) -> APIRouter:
+def _webhook_routes(platform: Platform) -> APIRouter:
     router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+    allowed = tuple(platform.settings.webhook_allowed_networks)
+
+    async def views() -> AlertViews:
+        return await platform.alert_views()
 
     @router.post("", status_code=201)
-    async def add(request: Request, body: WebhookCreate) -> WebhookSecretRead:
+    async def add(tenant: Tenant, body: WebhookCreate) -> WebhookSecretRead:
         """Add a webhook for the tenant's alerts. The answer holds the secret that signs
         them (`Hubbub-Signature`), and is the only one that does: keep it."""
-        tenant = tenant_of(request)
+        _check_url(body.url, allowed)
         secret = body.secret or secrets.token_urlsafe(32)
         hook = WebhookChanged(
             id="", key=tenant, ts=0, source="api", tenant=tenant, webhook=short_id(),
@@ -174,30 +190,45 @@ def _webhook_routes(platform: Platform, tenant_of: TenantOf) -> APIRouter:
         return WebhookSecretRead(id=hook.webhook, tenant=tenant, url=hook.url, secret=secret)
 
     @router.get("")
-    async def list_hooks(request: Request) -> list[WebhookRead]:
+    async def list_hooks(tenant: Tenant) -> list[WebhookRead]:
         """The tenant's active webhooks, without their secrets."""
-        hooks = (await read_webhooks(platform.event_log)).values()
-        return [_webhook_read(h) for h in hooks if h.tenant == tenant_of(request)]
+        found = await views()
+        return [_webhook_read(h) for h in (await found.current(found.webhooks)).of_tenant(tenant)]
 
     @router.get("/deliveries")
     async def deliveries(
-        request: Request, limit: LimitQ = 50, offset: OffsetQ = 0
+        tenant: Tenant, limit: LimitQ = 50, offset: OffsetQ = 0
     ) -> list[DeliveryRead]:
-        """The tenant's delivery log, newest first: each alert sent to each webhook."""
-        found = await read_deliveries(
-            platform.event_log, limit=limit, offset=offset, tenant=tenant_of(request)
-        )
-        return [_delivery_read(d) for d in found]
+        """The tenant's delivery log, newest first: each alert sent to each webhook (the
+        newest `HUBBUB_WEBHOOK_DELIVERIES_KEPT` of them)."""
+        found = await views()
+        log = await found.current(found.deliveries)
+        return [_delivery_read(d) for d in log.newest(limit=limit, offset=offset, tenant=tenant)]
 
     @router.delete("/{webhook_id}", status_code=204, response_class=Response)
-    async def remove(request: Request, webhook_id: str) -> None:
+    async def remove(tenant: Tenant, webhook_id: str) -> None:
         """Stop sending the tenant's alerts to a webhook."""
-        found = (await read_webhooks(platform.event_log)).get(webhook_id)
-        if found is None or found.tenant != tenant_of(request):
+        found = await views()
+        hook = (await found.current(found.webhooks)).get(webhook_id)
+        if hook is None or hook.tenant != tenant:
             raise HTTPException(404, f"no webhook {webhook_id!r}")
-        await _append(platform, msgspec.structs.replace(found, active=False), found.webhook)
+        await _append(platform, msgspec.structs.replace(hook, active=False), hook.webhook)
 
     return router
+
+
+def _check_url(url: str, allowed: Sequence[Network]) -> None:
+    """A 422 shaped as the model's own, saying why alerts may not go to `url`
+    (`destinations.check_url`)."""
+    try:
+        check_url(url, allowed)
+    except ValueError as error:
+        raise RequestValidationError(
+            [
+                {"type": "value_error", "loc": ("body", "url"), "msg": f"Value error, {error}",
+                 "input": url}
+            ]
+        ) from error  # fmt: skip
 
 
 async def _append(platform: Platform, change: WatchChanged | WebhookChanged, name: str) -> None:

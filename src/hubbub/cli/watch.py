@@ -9,8 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hubbub.analytics.alerts import read_watches, watch_target
+from hubbub.analytics.alerts import watch_target
 from hubbub.analytics.terms import InvalidTerm
+from hubbub.analytics.views import WatchesView, loaded
 from hubbub.cli.common import append_command, fail, load_settings, print_json, run, with_log
 from hubbub.kernel.commands import short_id
 from hubbub.kernel.events import WatchChanged
@@ -23,6 +24,11 @@ Sensitivity = Literal["high", "medium", "low"]
 
 def _save(settings: Settings, change: WatchChanged) -> None:
     run(append_command(settings, change, f"{change.watch}/{change.active}"))
+
+
+def _watches(settings: Settings) -> WatchesView:
+    """The active watches, folded from the log's `control` topic."""
+    return run(with_log(settings, lambda event_log: loaded(WatchesView(event_log))))
 
 
 @app.command()
@@ -66,11 +72,8 @@ def list_watches(
     """The active watches."""
     settings = load_settings()
 
-    watches = [
-        w
-        for w in run(with_log(settings, read_watches)).values()
-        if tenant is None or w.tenant == tenant
-    ]
+    view = _watches(settings)
+    watches = view.all() if tenant is None else view.of_tenant(tenant)
     if json:
         print_json([{"watch": w.watch, "tenant": w.tenant, "kind": w.kind, "target": w.target,
                      "sensitivity": w.sensitivity} for w in watches])  # fmt: skip
@@ -86,7 +89,7 @@ def remove(watch: Annotated[str, typer.Argument(help="The watch id `add` printed
     """Stop a watch."""
     settings = load_settings()
 
-    found = run(with_log(settings, read_watches)).get(watch)
+    found = _watches(settings).get(watch)
     if found is None:
         fail(f"no active watch {watch!r}")
     _save(settings, msgspec.structs.replace(found, active=False))

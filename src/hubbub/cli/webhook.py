@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hubbub.analytics.webhooks import check_url, read_deliveries, read_webhooks
+from hubbub.analytics.destinations import check_url
+from hubbub.analytics.views import DeliveriesView, WebhooksView, loaded
 from hubbub.bootstrap import open_secret_box
 from hubbub.cli.common import append_command, fail, load_settings, print_json, run, with_log
 from hubbub.kernel.commands import short_id
@@ -25,17 +26,22 @@ def _save(settings: Settings, change: WebhookChanged) -> None:
     run(append_command(settings, change, f"{change.webhook}/{change.active}"))
 
 
+def _webhooks(settings: Settings) -> WebhooksView:
+    """The active webhooks, folded from the log's `control` topic."""
+    return run(with_log(settings, lambda event_log: loaded(WebhooksView(event_log))))
+
+
 @app.command()
 def add(
     url: Annotated[str, typer.Option(help="Where alerts are POSTed (https://…).")],
     tenant: Annotated[str | None, typer.Option(help="Tenant (default: HUBBUB_TENANT).")] = None,
 ) -> None:
     """Add a webhook; prints its id and its signing secret, which is shown only now."""
+    settings = load_settings()
     try:
-        check_url(url)
+        check_url(url, settings.webhook_allowed_networks)
     except ValueError as error:
         fail(str(error))
-    settings = load_settings()
     secret = secrets.token_urlsafe(32)
     hook = WebhookChanged(
         id="", key=tenant or settings.tenant, ts=0, source="cli", tenant=tenant or settings.tenant,
@@ -48,7 +54,7 @@ def add(
 @app.command("list")
 def list_hooks(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """The active webhooks (secrets are not shown)."""
-    hooks = list(run(with_log(load_settings(), read_webhooks)).values())
+    hooks = _webhooks(load_settings()).all()
     if json:
         print_json([{"webhook": h.webhook, "tenant": h.tenant, "url": h.url} for h in hooks])
         return
@@ -62,7 +68,7 @@ def list_hooks(json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
 def remove(webhook: Annotated[str, typer.Argument(help="The id `add` printed.")]) -> None:
     """Stop sending alerts to a webhook."""
     settings = load_settings()
-    found = run(with_log(settings, read_webhooks)).get(webhook)
+    found = _webhooks(settings).get(webhook)
     if found is None:
         fail(f"no active webhook {webhook!r}")
     _save(settings, msgspec.structs.replace(found, active=False))
@@ -71,11 +77,20 @@ def remove(webhook: Annotated[str, typer.Argument(help="The id `add` printed.")]
 
 @app.command()
 def deliveries(
-    limit: Annotated[int, typer.Option(help="The most recent N.", min=1)] = 50,
+    limit: Annotated[
+        int, typer.Option(help="The most recent N (of each tenant's newest kept).", min=1)
+    ] = 50,
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The delivery log: each alert sent to each webhook, its status and tries."""
-    newest_first = run(with_log(load_settings(), lambda log: read_deliveries(log, limit=limit)))
+    settings = load_settings()
+    view = run(
+        with_log(
+            settings,
+            lambda log: loaded(DeliveriesView(log, kept=settings.webhook_deliveries_kept)),
+        )
+    )
+    newest_first = view.newest(limit=limit)
     found = list(reversed(newest_first))
     if json:
         fields = ("webhook", "tenant", "alert", "status", "attempts", "error")
