@@ -245,10 +245,7 @@ async def test_a_request_without_a_tenant_is_refused_not_given_a_default(
     async with api_client(platform) as anonymous:
         answer = await anonymous.get(path)
     assert answer.status_code == 401
-    assert answer.json() == {
-        "detail": "no tenant: call through the gateway with an API key"
-        f" ({TENANT_HEADER} is not set)"
-    }
+    assert "through the gateway" in answer.json()["detail"]
 
 
 @pytest.mark.parametrize(
