@@ -22,8 +22,10 @@ from hubbub.ingest.parallel import ShardedIngestor
 from hubbub.ingest.pipeline import BatchSink, Ingestor
 from hubbub.ingest.ports import IngestState
 from hubbub.ingest.sqlite import SqliteIngestState
+from hubbub.kernel.breaker import Guard
 from hubbub.kernel.cache import Cache, MemoryCache, RedisCache
 from hubbub.kernel.clock import Clock, SystemClock
+from hubbub.kernel.redis_guard import redis_guard
 from hubbub.kernel.sealing import SecretBox, key_file
 from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.ports import MentionsBackend
@@ -125,8 +127,19 @@ def open_rate_limiter(settings: Settings) -> RateLimiter:
     from hubbub.gateway.ratelimit import MemoryRateLimiter, RedisRateLimiter
 
     if settings.rate_limiter == "redis":
-        return RedisRateLimiter(settings.redis_url, f"{settings.stream_prefix}:ratelimit")
+        prefix = f"{settings.stream_prefix}:ratelimit"
+        return RedisRateLimiter(settings.redis_url, prefix, guard=open_redis_guard(settings))
     return MemoryRateLimiter()
+
+
+def open_redis_guard(settings: Settings) -> Guard:
+    """One user's guard on Redis: its timeout and circuit breaker, from the settings."""
+    return redis_guard(
+        "redis",
+        settings.redis_timeout_s,
+        settings.redis_breaker_failures,
+        settings.redis_breaker_reset_s,
+    )
 
 
 def gateway_upstreams(settings: Settings) -> dict[str, Upstream]:
@@ -155,7 +168,7 @@ async def build_gateway(settings: Settings) -> Gateway:
     from hubbub.gateway.auth import Authenticator
     from hubbub.gateway.flags import FlagBook
     from hubbub.gateway.health import Health
-    from hubbub.gateway.ratelimit import Quota
+    from hubbub.gateway.ratelimit import Quota, shared_servers
     from hubbub.gateway.routing import RouteTable
     from hubbub.gateway.usage import UsageRecorder
 
@@ -163,11 +176,12 @@ async def build_gateway(settings: Settings) -> Gateway:
     store = open_tenant_store(settings)
     admin = settings.admin_token.get_secret_value() if settings.admin_token else None
     upstreams = gateway_upstreams(settings)
+    limiter = open_rate_limiter(settings)
     gateway = Gateway(
         store=store,
         event_log=event_log,
         auth=Authenticator(store, admin, settings.key_cache_ttl_s),
-        limiter=open_rate_limiter(settings),
+        limiter=limiter,
         key_quota=Quota(settings.rate_limit_key_per_s, settings.rate_limit_key_burst, "key"),
         tenant_quota=Quota(
             settings.rate_limit_tenant_per_s, settings.rate_limit_tenant_burst, "tenant"
@@ -175,7 +189,7 @@ async def build_gateway(settings: Settings) -> Gateway:
         upstreams=upstreams,
         routes=RouteTable(event_log),
         flags=FlagBook(event_log),
-        health=Health(upstreams),
+        health=Health(upstreams, dependencies=shared_servers(limiter)),
         usage=UsageRecorder(event_log),
         control_poll_s=settings.control_poll_s,
     )
@@ -279,7 +293,11 @@ class Platform:
         """The cache the settings name; Redis keys are prefixed by the stream prefix."""
         if self._cache is None:
             if self.settings.cache == "redis":
-                self._cache = RedisCache(self.settings.redis_url, self.settings.stream_prefix)
+                self._cache = RedisCache(
+                    self.settings.redis_url,
+                    self.settings.stream_prefix,
+                    guard=open_redis_guard(self.settings),
+                )
             else:
                 self._cache = MemoryCache()
         return self._cache

@@ -193,6 +193,15 @@ class Settings(BaseSettings):
     # Cache
     cache: str = Field("memory", pattern="^(memory|redis)$", description="memory or redis.")
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout_s: float = Field(
+        0.25, gt=0, description="Longest wait on Redis before answering from the process."
+    )
+    redis_breaker_failures: int = Field(
+        3, ge=1, description="Redis failures in a row that stop asking it for a while."
+    )
+    redis_breaker_reset_s: float = Field(
+        5.0, gt=0, description="How long Redis is not asked after its circuit opens."
+    )
     report_cache_ttl_s: float = Field(300.0, gt=0, description="Longest a cached report lives.")
     # HTTP and operations
     max_push_bytes: int = Field(64 * MIB, ge=1024, description="Largest HTTP push body.")

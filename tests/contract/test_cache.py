@@ -4,12 +4,16 @@ with a key prefix of its own per test)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+import redis.asyncio as aioredis
 
 from hubbub.kernel.cache import Cache, MemoryCache, RedisCache, cached
+from hubbub.kernel.redis_guard import redis_guard
 from tests.conftest import require_service, unique_name
+from tests.redis_outage import redis_stopped
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 MakeCache = Callable[[], Cache]
@@ -83,3 +87,37 @@ async def test_a_new_version_in_the_key_is_computed_again(make_cache: MakeCache)
     assert await cached(cache, "report?positions=10", compute) == b"old"
     assert await cached(cache, "report?positions=10", compute) == b"old"
     assert await cached(cache, "report?positions=11", compute) == b"new"
+
+
+@pytest.mark.services
+async def test_while_redis_is_down_reports_are_computed_then_cached_in_redis_again() -> None:
+    require_service("Redis", "127.0.0.1", 6379)
+    prefix = unique_name("hubbub_test")
+    guard = redis_guard(timeout_s=0.2, failures=2, reset_s=0.3)
+    cache = RedisCache(REDIS_URL, prefix, guard=guard)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    computed: list[str] = []
+
+    def compute(value: str) -> Callable[[], Awaitable[bytes]]:
+        async def run() -> bytes:
+            computed.append(value)
+            return value.encode()
+
+        return run
+
+    try:
+        with redis_stopped():
+            started = time.perf_counter()
+            answers = [await cached(cache, "during", compute("during")) for _ in range(10)]
+            took_s = time.perf_counter() - started
+            assert answers == [b"during"] * 10
+            assert computed == ["during"]  # once, kept in the process meanwhile
+            assert guard.status == "degraded"
+            assert took_s < 0.5
+        await asyncio.sleep(0.35)  # the breaker's period ends: the next call is a trial
+        assert await cached(cache, "after", compute("after")) == b"after"
+        assert guard.status == "ok"
+        assert await client.get(f"{prefix}:after") == b"after"
+    finally:
+        await cache.close()
+        await client.aclose()

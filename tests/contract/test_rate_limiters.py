@@ -4,7 +4,9 @@ server on 127.0.0.1:6379, real time, a key prefix of its own per test)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -21,7 +23,9 @@ from hubbub.gateway.ratelimit import (
     headers,
     strictest,
 )
+from hubbub.kernel.redis_guard import redis_guard
 from tests.conftest import require_service, unique_name
+from tests.redis_outage import redis_stopped
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 SLOW = Quota(rate_per_s=1, burst=3)  # nothing refills while a test runs
@@ -249,3 +253,65 @@ def test_a_quota_needs_a_positive_rate_and_burst() -> None:
         Quota(rate_per_s=0, burst=5)
     with pytest.raises(ValueError, match="quota"):
         Quota(rate_per_s=1, burst=0)
+
+
+@asynccontextmanager
+async def silent_server() -> AsyncIterator[str]:
+    """A server that accepts connections and never answers: Redis hung, or a network
+    that drops replies. Yields its redis:// URL."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.services
+async def test_while_redis_is_down_the_limit_holds_in_process_then_redis_again() -> None:
+    require_service("Redis", "127.0.0.1", 6379)
+    prefix = unique_name("hubbub_test")
+    guard = redis_guard(timeout_s=0.2, failures=2, reset_s=0.3)
+    limiter = RedisRateLimiter(REDIS_URL, prefix, guard=guard)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        assert (await limiter.acquire("before", SLOW)).allowed
+        assert guard.status == "ok"
+        with redis_stopped():
+            started = time.perf_counter()
+            during = await acquire_all(limiter, "during", SLOW, 4)
+            took_s = time.perf_counter() - started
+            assert [d.allowed for d in during] == [True, True, True, False]
+            assert guard.status == "degraded"
+            assert took_s < 0.5
+        await asyncio.sleep(0.35)  # the breaker's period ends: the next check is a trial
+        assert (await limiter.acquire("after", SLOW)).allowed
+        assert guard.status == "ok"
+        assert await client.exists(f"{prefix}:after") == 1
+    finally:
+        await limiter.close()
+        await client.aclose()
+        await delete_keys(prefix)
+
+
+async def test_a_silent_redis_costs_one_timeout_per_breaker_period() -> None:
+    async with silent_server() as url:
+        guard = redis_guard(timeout_s=0.1, failures=1, reset_s=60)
+        limiter = RedisRateLimiter(url, "silent", guard=guard)
+        try:
+            started = time.perf_counter()
+            decisions = await acquire_all(limiter, "k", SLOW, 20)
+            took_s = time.perf_counter() - started
+        finally:
+            await limiter.close()
+    assert sum(d.allowed for d in decisions) == SLOW.burst
+    assert guard.status == "degraded"
+    assert 0.1 <= took_s < 0.3  # one timeout, then the open circuit answers at once

@@ -495,7 +495,10 @@ def _own_app(gateway: Gateway) -> FastAPI:
         (answering, but requests to it have been failing, or slowly) or down."""
         roles: dict[str, str] = {"gateway": "ok", **gateway.health.report()}
         overall = gateway.health.overall()
-        return JSONResponse({"status": overall, "roles": roles})
+        body: dict[str, object] = {"status": overall, "roles": roles}
+        if dependencies := gateway.health.dependencies():  # Redis: ok or degraded
+            body["dependencies"] = dependencies
+        return JSONResponse(body)
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:

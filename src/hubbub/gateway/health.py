@@ -5,6 +5,10 @@ Each upstream is asked `GET /healthz` every `interval_s`. It is `ok` when it ans
 is closed, `degraded` when it answers but its circuit is not closed
 (requests have been failing) or it is slow to answer, and `down` when it does not
 answer. While an upstream is down, its routes are answered 503 at once.
+
+The shared servers the gateway itself uses (Redis, for the rate limiter) are
+`dependencies`: each is `ok`, or `degraded` while its guard answers from the process
+instead; a degraded dependency makes the gateway `degraded` too, but never `down`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import structlog
 
 from hubbub.gateway.http1 import UpstreamError
 from hubbub.gateway.upstreams import Upstream
+from hubbub.kernel.breaker import Guard, GuardStatus
 
 Status = Literal["ok", "degraded", "down"]
 SLOW_S: Final = 0.5
@@ -25,9 +30,15 @@ log = structlog.get_logger()
 
 
 class Health:
-    def __init__(self, upstreams: Mapping[str, Upstream], interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        upstreams: Mapping[str, Upstream],
+        interval_s: float = 1.0,
+        dependencies: Mapping[str, Guard] | None = None,
+    ) -> None:
         self._upstreams = upstreams
         self._interval_s = interval_s
+        self._dependencies = dict(dependencies or {})
         self._answered: dict[str, tuple[bool, float]] = {}
 
     def status(self, name: str) -> Status:
@@ -45,11 +56,17 @@ class Health:
     def report(self) -> dict[str, Status]:
         return {name: self.status(name) for name in self._upstreams}
 
+    def dependencies(self) -> dict[str, GuardStatus]:
+        """Each shared server the gateway uses: `ok`, or `degraded` (answered from the
+        process meanwhile)."""
+        return {name: guard.status for name, guard in self._dependencies.items()}
+
     def overall(self) -> Status:
-        """`ok` when every upstream is, `down` when none answers, `degraded` between."""
+        """`ok` when every upstream and dependency is, `down` when no upstream answers,
+        `degraded` between."""
         statuses = set(self.report().values())
         if statuses <= {"ok"}:
-            return "ok"
+            return "ok" if set(self.dependencies().values()) <= {"ok"} else "degraded"
         return "down" if statuses == {"down"} else "degraded"
 
     async def check(self) -> None:

@@ -3,6 +3,9 @@
 - `MemoryRateLimiter`: in the process, the embedded default; time from an injected clock.
 - `RedisRateLimiter`: shared by every replica; one Lua script does the whole check
   atomically on the Redis server's clock, so replicas agree however their clocks drift.
+  While Redis is unreachable or slow it counts in the process instead (a `Guard`: a
+  timeout and a circuit breaker), so an outage loosens the limit to one budget per
+  replica for its duration rather than failing every request.
 
 Both use GCRA, the generic cell rate algorithm (ITU-T I.371; as in redis-cell and the
 `throttled` library). A key keeps one number, its theoretical arrival time (TAT): when
@@ -27,7 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-import redis.asyncio as aioredis
+from hubbub.kernel.breaker import Guard
+from hubbub.kernel.redis_guard import redis_client, redis_guard
 
 MICROS: Final = 1_000_000
 
@@ -178,15 +182,36 @@ return {allowed, remaining, tat - now, retry}
 
 class RedisRateLimiter:
     """Each key's TAT in Redis under `prefix`, expiring (SET ... PX) when its bucket is
-    full again; the check is one EVALSHA of `GCRA_SCRIPT`."""
+    full again; the check is one EVALSHA of `GCRA_SCRIPT`.
 
-    def __init__(self, url: str, prefix: str) -> None:
-        self._redis = aioredis.Redis.from_url(url)
+    A check Redis does not answer within the guard's timeout, or that the guard's open
+    circuit holds back, is made by `fallback` (an in-process limiter unless given);
+    `guard.status` says `degraded` meanwhile. Once Redis answers again every check is
+    made there, from the state it kept.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        *,
+        guard: Guard | None = None,
+        fallback: RateLimiter | None = None,
+    ) -> None:
+        self.guard = guard or redis_guard()
+        self._fallback = fallback or MemoryRateLimiter()
+        self._redis = redis_client(url, self.guard.timeout_s)
         self._prefix = prefix + ":"
         self._script = self._redis.register_script(GCRA_SCRIPT)
 
     async def acquire(self, key: str, quota: Quota, cost: int = 1) -> Decision:
         _check_cost(quota, cost)
+        return await self.guard.call(
+            lambda: self._acquire(key, quota, cost),
+            lambda: self._fallback.acquire(key, quota, cost),
+        )
+
+    async def _acquire(self, key: str, quota: Quota, cost: int) -> Decision:
         reply = await self._script(
             keys=[self._prefix + key], args=[_interval_us(quota), quota.burst, cost]
         )
@@ -201,6 +226,14 @@ class RedisRateLimiter:
 
     async def close(self) -> None:
         await self._redis.aclose()
+        await self._fallback.close()
+
+
+def shared_servers(limiter: RateLimiter) -> dict[str, Guard]:
+    """The shared servers `limiter` depends on, by name, with their guards (for health)."""
+    if isinstance(limiter, RedisRateLimiter):
+        return {limiter.guard.name: limiter.guard}
+    return {}
 
 
 def headers(decision: Decision, quota: Quota) -> dict[str, str]:

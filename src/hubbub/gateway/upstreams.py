@@ -6,21 +6,19 @@ answered 503 at once, with a Retry-After of the time left, instead of each waiti
 a timeout. When that time is up it is half-open: one trial request goes through, and
 its outcome closes the breaker again or opens it for another period.
 
-The breaker is written here rather than taken from a library: the ones on PyPI
-(pybreaker, aiobreaker) are either synchronous or unmaintained, and this is the
-whole of the state machine the gateway needs.
+The breaker itself is `hubbub.kernel.breaker.CircuitBreaker` (the Redis adapters use it
+too), re-exported here.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal
 
 from hubbub.gateway.http1 import Pool, Response, UpstreamError, UpstreamTimeout
+from hubbub.kernel.breaker import CircuitBreaker, State
 
-State = Literal["closed", "open", "half-open"]
+__all__ = ["FAILING_STATUSES", "CircuitBreaker", "State", "Unavailable", "Upstream"]
 FAILING_STATUSES = frozenset({502, 503, 504})
 
 
@@ -34,46 +32,6 @@ class Unavailable(Exception):
         self.reason = reason
         self.retry_after_s = retry_after_s
         self.status = status
-
-
-@dataclass
-class CircuitBreaker:
-    failures: int = 5
-    reset_s: float = 5.0
-    clock: Callable[[], float] = time.monotonic
-    _failed: int = 0
-    _opened_at: float | None = None
-    _trial: bool = False
-
-    @property
-    def state(self) -> State:
-        if self._opened_at is None:
-            return "closed"
-        return "open" if self.clock() - self._opened_at < self.reset_s else "half-open"
-
-    def retry_after_s(self) -> float:
-        """Seconds until the breaker lets a request through (0 when it does now)."""
-        if self._opened_at is None:
-            return 0.0
-        return max(0.0, self._opened_at + self.reset_s - self.clock())
-
-    def admit(self) -> bool:
-        """Whether a request may go now; in half-open, only one trial at a time."""
-        state = self.state
-        if state == "closed":
-            return True
-        if state == "half-open" and not self._trial:
-            self._trial = True
-            return True
-        return False
-
-    def succeeded(self) -> None:
-        self._failed, self._opened_at, self._trial = 0, None, False
-
-    def failed(self) -> None:
-        self._failed += 1
-        if self._trial or self._failed >= self.failures:
-            self._opened_at, self._trial = self.clock(), False
 
 
 @dataclass

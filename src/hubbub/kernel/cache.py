@@ -2,7 +2,9 @@
 
 - `MemoryCache`: in the process, the embedded default.
 - `RedisCache`: shared by every process of every host, to scale out. Keys carry a prefix,
-  so several platforms (and tests) share one Redis.
+  so several platforms (and tests) share one Redis. While Redis is unreachable or slow
+  it keeps entries and locks in the process instead (a `Guard`: a timeout and a circuit
+  breaker), so a report is computed rather than failed, and computed once per process.
 
 Invalidation is by key: a caller puts the version of what the value depends on in the
 key (the reports put the rollups' log positions), so an entry is never served once its
@@ -21,7 +23,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-import redis.asyncio as aioredis
+from hubbub.kernel.breaker import Guard
+from hubbub.kernel.redis_guard import redis_client, redis_guard
 
 
 class Cache(Protocol):
@@ -74,30 +77,70 @@ class MemoryCache:
 
 
 class RedisCache:
-    """Entries in Redis under `prefix`, with Redis's own expiry."""
+    """Entries in Redis under `prefix`, with Redis's own expiry.
 
-    def __init__(self, url: str, prefix: str) -> None:
-        self._redis = aioredis.Redis.from_url(url)
+    A call Redis does not answer within the guard's timeout, or that the guard's open
+    circuit holds back, goes to `fallback` (an in-process cache unless given) instead;
+    `guard.status` says `degraded` meanwhile. Entries are keyed by the version of their
+    source, so one kept in the process while Redis was away is as right as Redis's.
+    """
+
+    def __init__(
+        self, url: str, prefix: str, *, guard: Guard | None = None, fallback: Cache | None = None
+    ) -> None:
+        self.guard = guard or redis_guard()
+        self._fallback = fallback or MemoryCache()
+        self._redis = redis_client(url, self.guard.timeout_s)
         self._prefix = prefix + ":"
 
     async def get(self, key: str) -> bytes | None:
+        return await self.guard.call(lambda: self._get(key), lambda: self._fallback.get(key))
+
+    async def _get(self, key: str) -> bytes | None:
         value = await self._redis.get(self._prefix + key)
         return value if isinstance(value, bytes) else None
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        await self.guard.call(
+            lambda: self._set(key, value, ttl_s), lambda: self._fallback.set(key, value, ttl_s)
+        )
+
+    async def _set(self, key: str, value: bytes, ttl_s: float) -> None:
         await self._redis.set(self._prefix + key, value, px=max(1, int(ttl_s * 1000)))
 
     async def lock(self, key: str, ttl_s: float) -> bool:
+        return await self.guard.call(
+            lambda: self._lock(key, ttl_s), lambda: self._fallback.lock(key, ttl_s)
+        )
+
+    async def _lock(self, key: str, ttl_s: float) -> bool:
         taken = await self._redis.set(
             self._prefix + "lock:" + key, b"1", nx=True, px=max(1, int(ttl_s * 1000))
         )
         return bool(taken)
 
     async def unlock(self, key: str) -> None:
+        # The lock may have been taken in either place, while Redis came or went.
+        await self._fallback.unlock(key)
+        await self.guard.call(lambda: self._unlock(key), _nothing)
+
+    async def _unlock(self, key: str) -> None:
         await self._redis.delete(self._prefix + "lock:" + key)
 
     async def close(self) -> None:
         await self._redis.aclose()
+        await self._fallback.close()
+
+
+def shared_servers(cache: Cache) -> dict[str, Guard]:
+    """The shared servers `cache` depends on, by name, with their guards (for health)."""
+    if isinstance(cache, RedisCache):
+        return {cache.guard.name: cache.guard}
+    return {}
+
+
+async def _nothing() -> None:
+    """The fallback of a call with nothing left to do."""
 
 
 async def cached(

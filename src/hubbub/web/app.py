@@ -19,6 +19,7 @@ from hubbub.analytics import api as reports_api
 from hubbub.analytics import watches_api
 from hubbub.bootstrap import Platform
 from hubbub.ingest import api as ingest_api
+from hubbub.kernel.cache import shared_servers
 from hubbub.kernel.telemetry import Observed, route_of
 from hubbub.kernel.validation import printable_validation_errors
 from hubbub.mentions import api as mentions_api
@@ -48,8 +49,14 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
         app.include_router(watches_api.build_router(platform))
 
     @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> dict[str, object]:
+        """`ok`; `degraded` while a shared server (Redis) fails and is done without."""
+        guards = shared_servers(platform.cache()) if role in ("all", "analytics") else {}
+        if not guards:
+            return {"status": "ok"}
+        dependencies = {name: guard.status for name, guard in guards.items()}
+        degraded = "degraded" in dependencies.values()
+        return {"status": "degraded" if degraded else "ok", "dependencies": dependencies}
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> Response:
