@@ -227,14 +227,15 @@ def activity() -> tuple[list[Event], list[Event]]:
 def everything(store: Store) -> dict[str, list[tuple[Any, ...]]]:
     """Every counter a report can read, rows with only zeros left out."""
     found = {
-        "global": store.query(
-            "SELECT minute, posts, replies, likes, reposts, deleted FROM global_minute"
+        table: store.query(
+            f"SELECT minute, posts, replies, likes, reposts, deleted FROM {table}"
             " WHERE posts <> 0 OR replies <> 0 OR likes <> 0 OR reposts <> 0 OR deleted <> 0"
-        ),
-        "langs": store.query(
-            "SELECT lang, source, minute, posts FROM lang_minute WHERE posts <> 0"
-        ),
+        )
+        for table in ("global_minute", *GLOBAL_TIERS)
     }
+    found["langs"] = store.query(
+        "SELECT lang, source, minute, posts FROM lang_minute WHERE posts <> 0"
+    )
     for key, counters in TIERED.items():
         for tier, _ in TIERS:
             sums = ", ".join(f"sum({name}) AS {name}" for name in counters)
