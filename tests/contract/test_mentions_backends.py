@@ -24,7 +24,7 @@ from hubbub.kernel.events import (
     PageSeen,
 )
 from hubbub.mentions.memory import MemoryMentions
-from hubbub.mentions.normalize import InvalidQuery, query_terms, words
+from hubbub.mentions.normalize import InvalidQuery, normalize, query_terms, words
 from hubbub.mentions.pages import PageDict, project
 from hubbub.mentions.ports import MentionsBackend
 from hubbub.mentions.postgres import PostgresMentions
@@ -268,3 +268,61 @@ async def test_random_worlds_agree_with_brute_force(world: World, seed: int) -> 
                     page.handle,
                     page.display_name,
                 )
+
+
+async def test_short_prefixes_of_many_pages_follow_followers_renames_and_removals(
+    world: World,
+) -> None:
+    """More pages share each short prefix than any table of its best could hold, and the
+    best ones fall, leave, are removed and come back: every one- to three-character
+    prefix still answers exactly the brute force's best. Followers are unique (a page's
+    number in the last three digits), so the order is too."""
+    rng = random.Random(12)
+    starts = ["ka", "ko", "kø", "ta"]
+    truth = PageDict()
+    count = 400
+
+    def named(n: int) -> PageSeen:
+        handle = f"{rng.choice(starts)}{rng.choice('abc')}{n}.example"
+        return seen(
+            f"d{n:03}", handle, f"{rng.choice(starts)}ri {n}", rng.randrange(10**4) * 1000 + n
+        )
+
+    async def feed(*events: Event) -> None:
+        project(truth, events)
+        await world.feed(*events)
+
+    async def agree() -> None:
+        for query in ("k", "ka", "kab", "kø", "t", "tac", "r", "ri", "kori", "kob1"):
+            for limit in (1, 10, 50):
+                answer = [(s.followers, s.id) for s in await world.backend.suggest(query, limit)]
+                expected = sorted(
+                    ((p.followers, p.id) for p in truth.values()
+                     if p.suggestible and any(k.startswith(normalize(query)) for k in p.keys())),
+                    key=lambda rank: (-rank[0], rank[1]),
+                )[:limit]  # fmt: skip
+                assert answer == expected, (query, limit)
+
+    await feed(*(named(n) for n in range(count)))
+    await agree()
+    best = sorted(truth.values(), key=lambda p: -p.followers)
+    await feed(*(followed(p.id, -p.followers // 1000 * 1000, 1) for p in best[:150]))
+    await agree()  # the best 150 fell to the bottom
+    await feed(followed(best[-1].id, 10**9, 2))
+    await agree()  # the least followed rose to the top
+    gone = sorted(truth.values(), key=lambda p: -p.followers)[:120]
+    await feed(*(
+        PageDeactivated(id=f"x{p.id}", key=p.id, ts=3, source="jetstream", page=p.id,
+                        status="deactivated")
+        for p in gone
+    ))  # fmt: skip
+    await agree()  # the best 120 were removed
+    await feed(*(named(n) for n in range(0, count, 3)))  # renamed: handles and names move
+    await agree()
+    await feed(*(
+        PageReactivated(id=f"y{p.id}", key=p.id, ts=4, source="jetstream", page=p.id)
+        for p in gone[::2]
+    ))  # fmt: skip
+    await agree()
+    await world.restart()
+    await agree()

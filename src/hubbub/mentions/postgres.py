@@ -3,8 +3,11 @@
 It is the baseline the in-memory index is measured against, and the "before" of a
 live migration. A page's keys (its normalized handle and name words, as `Page.keys`)
 are rows of `mention_keys`; a query finds the pages with a key in the prefix's range
-through a B-tree in byte order (`COLLATE "C"`), then sorts them by followers. That is
-what a document store does, and it slows down as a short prefix covers more pages.
+through a B-tree in byte order (`COLLATE "C"`), then sorts them by followers. That
+slows down as a short prefix covers more pages, so a prefix of up to three characters
+is answered from a table of its most followed pages instead, kept up to date in the
+same transaction as the pages (`hubbub.mentions.postgres_top`), as a competent
+engineer would precompute it.
 
 Events are folded with the same `project` as every backend: the touched pages are read,
 changed in Python, and written back with the log position in one transaction, so a
@@ -23,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from hubbub.eventlog.port import Record
 from hubbub.kernel.events import FollowersChanged, PageDeactivated, PageReactivated, PageSeen
+from hubbub.mentions import postgres_top
 from hubbub.mentions.normalize import query_terms, words
 from hubbub.mentions.pages import Page, PageDict, project
 from hubbub.mentions.service import MAX_LIMIT, Suggestion
@@ -112,9 +116,20 @@ class PostgresMentions:
         )
         await pool.open(wait=True, timeout=10)
         async with pool.connection() as conn, conn.transaction():
-            for statement in SCHEMA:
+            for statement in (*SCHEMA, *postgres_top.SCHEMA):
                 await conn.execute(statement)
-        return cls(pool)
+            await postgres_top.ensure_built(conn)
+        backend = cls(pool)
+        await backend.warm()
+        return backend
+
+    async def warm(self) -> None:
+        """Ask each one-character prefix once, so the top table's index and the pages
+        it names are in memory and the statements planned before the first query."""
+        async with self._pool.connection() as conn:
+            found = await conn.execute("SELECT DISTINCT left(prefix, 1) FROM mention_top")
+            for (prefix,) in await found.fetchall():
+                await conn.execute(postgres_top.BY_SHORT_PREFIX, (prefix, MAX_LIMIT))
 
     async def position(self) -> int:
         async with self._pool.connection() as conn:
@@ -141,6 +156,7 @@ class PostgresMentions:
                 )
                 for row in await rows.fetchall():
                     pages.put(Page(*row))
+            before = {page.id: postgres_top.prefixes(page) for page in pages.values()}
             changes = project(pages, events)
             async with conn.cursor() as cursor:
                 written = [pages[page_id] for page_id in touched if page_id in pages]
@@ -163,6 +179,7 @@ class PostgresMentions:
                 await cursor.execute(
                     "UPDATE mention_position SET position = %s", (records[-1].position,)
                 )
+            await postgres_top.update(conn, before, written)
 
     async def bulk_load(
         self, pages: Iterable[Page], position: int = 0, chunk: int = 100_000
@@ -191,9 +208,11 @@ class PostgresMentions:
             await conn.execute("ALTER TABLE mention_keys ADD PRIMARY KEY (page_id, key)")
             await conn.execute(SCHEMA[2])
             await conn.execute("UPDATE mention_position SET position = %s", (position,))
+            await postgres_top.build(conn)
         async with self._pool.connection() as conn:
-            await conn.execute("ANALYZE mention_pages")
-            await conn.execute("ANALYZE mention_keys")
+            for table in ("mention_pages", "mention_keys", "mention_top", "mention_top_cutoff"):
+                await conn.execute(f"ANALYZE {table}")
+        await self.warm()
         return count
 
     async def suggest(self, query: str, limit: int = 10) -> list[Suggestion]:
@@ -202,7 +221,11 @@ class PostgresMentions:
         typed = "".join(terms)
         parts = [part for term in terms for part in words(term)]
         async with self._pool.connection() as conn:
-            rows = await (await conn.execute(_BY_PREFIX, (typed, typed + _ABOVE, limit))).fetchall()
+            if len(typed) <= postgres_top.SHORT:
+                best_of = await conn.execute(postgres_top.BY_SHORT_PREFIX, (typed, limit))
+            else:
+                best_of = await conn.execute(_BY_PREFIX, (typed, typed + _ABOVE, limit))
+            rows = await best_of.fetchall()
             if parts and parts != [typed]:
                 lead = max(parts, key=len)
                 more = await conn.execute(
