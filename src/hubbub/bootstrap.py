@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 from hubbub.analytics.archive import PostArchive
 from hubbub.analytics.duckdb_store import DuckDBStaging, LiveDuckDB
 from hubbub.analytics.ports import RollupStore, StagedRollups
+from hubbub.eventlog import retention
 from hubbub.eventlog.port import EventLog
+from hubbub.eventlog.retention import RetentionPolicy
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.gateway.ports import TenantStore
 from hubbub.ingest.mapping.base import SourceMapping
@@ -46,10 +48,28 @@ class ConfigurationError(ValueError):
     """A setting names something that does not exist; the message says what does."""
 
 
+def retention_policy(settings: Settings) -> RetentionPolicy:
+    """What the log keeps of each topic, from the `HUBBUB_RETAIN_*` settings."""
+    return retention.policy(
+        firehose_days=settings.retain_firehose_days,
+        firehose_bytes=settings.retain_firehose_bytes,
+        usage_days=settings.retain_usage_days,
+        deadletter_days=settings.retain_deadletter_days,
+        deliveries_days=settings.retain_deliveries_days,
+        alerts_days=settings.retain_alerts_days,
+        pages_bytes=settings.retain_pages_bytes,
+    )
+
+
 async def open_event_log(settings: Settings) -> EventLog:
     """The event log the settings name, connected and ready."""
     if settings.event_log == "sqlite":
-        return SqliteEventLog(settings.log_path, segment_size=settings.log_segment_size)
+        return SqliteEventLog(
+            settings.log_path,
+            segment_size=settings.log_segment_size,
+            retention=retention_policy(settings),
+            retention_interval_s=settings.retention_interval_s,
+        )
     if settings.event_log == "jetstream":
         from hubbub.eventlog.jetstream import JetStreamEventLog
 
@@ -58,7 +78,8 @@ async def open_event_log(settings: Settings) -> EventLog:
             stream_prefix=settings.stream_prefix,
             events_per_message=settings.events_per_message,
             dedupe_window=settings.dedupe_window,
-            replicas=settings.stream_replicas,
+            replicas=settings.nats_replicas,
+            retention=retention_policy(settings),
         )
     known = ", ".join(EVENT_LOG_ADAPTERS)
     raise ConfigurationError(f"unknown event log adapter {settings.event_log!r}: use {known}")
@@ -364,9 +385,15 @@ class Platform:
 
 async def build_platform(settings: Settings | None = None, clock: Clock | None = None) -> Platform:
     settings = settings or Settings()
+    clock = clock or SystemClock()
     return Platform(
         settings=settings,
         event_log=await open_event_log(settings),
-        ingest_state=SqliteIngestState(settings.ingest_state_path),
-        clock=clock or SystemClock(),
+        ingest_state=SqliteIngestState(
+            settings.ingest_state_path,
+            ref_ttl_s=settings.ingest_ref_days * retention.DAY_S,
+            sweep_interval_s=settings.retention_interval_s,
+            clock=clock,
+        ),
+        clock=clock,
     )

@@ -28,9 +28,30 @@ class Settings(BaseSettings):
     log_segment_size: int = Field(1000, ge=1, description="Events per SQLite segment row.")
     nats_url: str = "nats://127.0.0.1:4222"
     stream_prefix: str = Field("hubbub", pattern=r"^[A-Za-z0-9_-]+$")
-    stream_replicas: int = Field(1, ge=1, le=5)
+    nats_replicas: int = Field(1, ge=1, le=5, description="Replicas of every JetStream stream.")
     events_per_message: int = Field(1000, ge=1, description="Events packed per NATS message.")
     dedupe_window: int = Field(100_000, ge=1, description="Recent ids per topic kept by NATS.")
+    # Retention (see hubbub.eventlog.retention): 0 means no limit of that kind. `control`
+    # is compacted to the latest event per key; `pages` is kept whole (follower deltas).
+    retain_firehose_days: float = Field(
+        30.0, ge=0, description="Days posts, engagement and deletes stay in the log."
+    )
+    retain_firehose_bytes: int = Field(
+        0, ge=0, description="Most bytes each firehose topic keeps; 0: no cap."
+    )
+    retain_usage_days: float = Field(90.0, ge=0, description="Days usage events stay.")
+    retain_deadletter_days: float = Field(30.0, ge=0, description="Days rejected input stays.")
+    retain_deliveries_days: float = Field(30.0, ge=0, description="Days webhook outcomes stay.")
+    retain_alerts_days: float = Field(30.0, ge=0, description="Days raised alerts stay.")
+    retain_pages_bytes: int = Field(
+        0, ge=0, description="Most bytes `pages` keeps; 0: all (the mentions index needs it)."
+    )
+    retention_interval_s: float = Field(
+        60.0, gt=0, description="How often the SQLite log and ingest refs drop what expired."
+    )
+    ingest_ref_days: float = Field(
+        90.0, ge=0, description="Days a like, repost or follow is remembered for its undo; 0: ever."
+    )
 
     # Ingest
     max_event_bytes: int = Field(MIB, ge=1024, description="Larger events are dead-lettered.")

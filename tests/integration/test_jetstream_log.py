@@ -1,4 +1,5 @@
-"""What the JetStream event log does beyond the shared contract: races, restarts, search."""
+"""What the JetStream event log does beyond the shared contract: races, restarts, search,
+and the check of each stream's configuration at start."""
 
 from __future__ import annotations
 
@@ -8,11 +9,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import nats
 import pytest
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
 
+from hubbub.eventlog import retention
 from hubbub.eventlog.jetstream import JetStreamEventLog, delete_streams
-from hubbub.eventlog.port import LogUnavailable
-from hubbub.kernel.events import POSTS, Event
+from hubbub.eventlog.port import LogMisconfigured, LogUnavailable
+from hubbub.eventlog.retention import DAY_S
+from hubbub.kernel.events import CONTROL, POSTS, Event, SettingChanged
 from tests.conftest import NATS_URL, post, require_service, unique_name
 
 pytestmark = pytest.mark.services
@@ -21,10 +27,14 @@ Open = Callable[..., Awaitable[JetStreamEventLog]]
 
 
 @pytest.fixture
-async def open_log() -> AsyncIterator[Open]:
+def prefix() -> str:
+    return unique_name("itest")
+
+
+@pytest.fixture
+async def open_log(prefix: str) -> AsyncIterator[Open]:
     """Opens logs on one fresh prefix; every log opened is closed and the streams deleted."""
     require_service("NATS", "127.0.0.1", 4222)
-    prefix = unique_name("itest")
     opened: list[JetStreamEventLog] = []
 
     async def open_jetstream(**options: Any) -> JetStreamEventLog:
@@ -166,3 +176,87 @@ async def delete_consumer(log: JetStreamEventLog, consumer: str) -> None:
     """Delete a consumer behind the log's back, as an operator might."""
     stream = log._stream(POSTS)
     await log._js.delete_consumer(stream, consumer)
+
+
+@pytest.fixture
+async def js() -> AsyncIterator[JetStreamContext]:
+    """A plain JetStream client, for what an operator (or an old version) did by hand."""
+    require_service("NATS", "127.0.0.1", 4222)
+    nc = await nats.connect(NATS_URL)
+    yield nc.jetstream()
+    await nc.close()
+
+
+async def test_a_stream_kept_in_memory_stops_the_start(
+    open_log: Open, prefix: str, js: JetStreamContext
+) -> None:
+    await js.add_stream(
+        StreamConfig(
+            name=f"{prefix}_posts", subjects=[f"{prefix}.posts"], storage=StorageType.MEMORY
+        )
+    )
+    with pytest.raises(
+        LogMisconfigured, match=f"stream {prefix}_posts keeps its messages in memory"
+    ):
+        await open_log()
+
+
+async def test_a_stream_with_a_shorter_life_is_updated_to_the_settings(
+    open_log: Open, prefix: str, js: JetStreamContext
+) -> None:
+    stream = f"{prefix}_posts"
+    await js.add_stream(
+        StreamConfig(
+            name=stream, subjects=[f"{prefix}.posts"], storage=StorageType.FILE, max_age=60.0,
+            max_msgs=1000, duplicate_window=60.0,
+        )
+    )  # fmt: skip
+    await open_log(retention=retention.policy(firehose_days=30))
+    config = (await js.stream_info(stream)).config
+    assert (config.max_age, config.max_msgs, config.num_replicas) == (30 * DAY_S, -1, 1)
+
+
+async def test_replicas_a_single_server_cannot_hold_stop_the_start_with_the_reason(
+    open_log: Open, prefix: str, js: JetStreamContext
+) -> None:
+    await js.add_stream(
+        StreamConfig(name=f"{prefix}_posts", subjects=[f"{prefix}.posts"], storage=StorageType.FILE)
+    )
+    with pytest.raises(
+        LogMisconfigured, match=r"has 1 copy\(ies\) where HUBBUB_NATS_REPLICAS asks 3"
+    ):
+        await open_log(replicas=3)
+
+
+async def test_a_control_stream_of_packed_events_is_not_compacted_away(
+    open_log: Open, prefix: str, js: JetStreamContext
+) -> None:
+    await js.add_stream(
+        StreamConfig(
+            name=f"{prefix}_control", subjects=[f"{prefix}.control"], storage=StorageType.FILE
+        )
+    )
+    await js.publish(f"{prefix}.control", b"packed control events")
+    with pytest.raises(LogMisconfigured, match="compacting it would keep only the last message"):
+        await open_log()
+    assert (await js.stream_info(f"{prefix}_control")).state.messages == 1
+
+
+async def test_control_events_of_one_key_replace_each_other_on_the_server(
+    open_log: Open, prefix: str, js: JetStreamContext
+) -> None:
+    log = await open_log()
+    for n, value in enumerate(["a", "b", "c"]):
+        await log.append(
+            [SettingChanged(id=f"s{n}", key="k", ts=n, source="t", name="log.level", value=value)]
+        )
+    info = await js.stream_info(f"{prefix}_control")
+    assert (info.state.messages, info.config.max_msgs_per_subject) == (1, 1)
+    assert [r.event.value for r in await log.read(CONTROL)] == ["c"]  # type: ignore[attr-defined]
+
+
+async def test_replicas_asked_of_a_single_server_stop_the_start_of_a_new_log(
+    open_log: Open,
+) -> None:
+    with pytest.raises(LogMisconfigured, match="HUBBUB_NATS_REPLICAS"):
+        await open_log(replicas=3)

@@ -388,6 +388,27 @@ def _offset_key(group: str, topic: str) -> str:
     return f"{topic}.g{token}"
 
 
+def _refused(stream: str, error: nats.js.errors.APIError) -> LogMisconfigured:
+    """The error for a stream NATS would not create as the settings ask."""
+    return LogMisconfigured(
+        f"NATS refused to create stream {stream} as configured: {error.description} "
+        f"(err_code {error.err_code}); check HUBBUB_NATS_REPLICAS (more than 1 needs a "
+        "NATS cluster with that many JetStream servers) and HUBBUB_RETAIN_*"
+    )
+
+
+def _require_replicas(stream: str, info: StreamInfo, replicas: int) -> None:
+    """Raise LogMisconfigured when a stream has fewer copies than asked: a server outside
+    a cluster accepts an update to more replicas, reports them, and keeps one."""
+    copies = 1 if info.cluster is None else 1 + len(info.cluster.replicas or [])
+    if (info.config.num_replicas or 1) != replicas or (replicas > 1 and info.cluster is None):
+        raise LogMisconfigured(
+            f"stream {stream} has {copies} copy(ies) where HUBBUB_NATS_REPLICAS asks "
+            f"{replicas}: NATS keeps one copy of a stream unless it runs as a cluster of at "
+            f"least {replicas} JetStream servers"
+        )
+
+
 def _require_file_storage(stream: str, config: StreamConfig) -> None:
     """Raise LogMisconfigured for a stream that would lose everything on a restart."""
     if config.storage != StorageType.FILE:
@@ -583,10 +604,11 @@ class JetStreamEventLog:
             return stream
         with self._guard(f"creating stream {stream}"):
             try:
-                await self._js.add_stream(self._stream_config(topic))
-            except nats.js.errors.BadRequestError as error:
+                info = await self._js.add_stream(self._stream_config(topic))
+                _require_replicas(stream, info, self._replicas)
+            except nats.js.errors.APIError as error:
                 if error.err_code != _STREAM_NAME_IN_USE:
-                    raise
+                    raise _refused(stream, error) from error
                 await self._check_stream(topic)
         self._streams.add(stream)
         return stream
@@ -598,6 +620,8 @@ class JetStreamEventLog:
             self._streams.add(self._stream(topic))
         for bucket in (f"{self._prefix}_offsets", f"{self._prefix}_tails"):
             await self._check_bucket(bucket)
+        # Created now, so replicas the servers cannot hold stop the start, not an append.
+        await self._tail_marks()
 
     async def _check_stream(self, topic: str) -> None:
         """Update the topic's stream to the configured limits, replicas and subjects, or
@@ -624,7 +648,7 @@ class JetStreamEventLog:
         _log.warning("updating stream to the configured retention", stream=stream, changes=why)
         with self._guard(f"updating stream {stream}"):
             try:
-                await self._js.update_stream(wanted)
+                info = await self._js.update_stream(wanted)
             except nats.js.errors.APIError as error:
                 raise LogMisconfigured(
                     f"stream {stream} differs from the settings ({', '.join(why)}) and NATS "
@@ -632,6 +656,7 @@ class JetStreamEventLog:
                     "Fix the stream with the nats CLI or change HUBBUB_NATS_REPLICAS / "
                     "HUBBUB_RETAIN_* to what it can hold"
                 ) from error
+        _require_replicas(stream, info, self._replicas)
 
     async def _check_bucket(self, bucket: str) -> None:
         """A bucket's stream on file storage with the configured replicas, if it exists."""
@@ -1192,9 +1217,9 @@ class JetStreamEventLog:
                 return await self._js.create_key_value(
                     bucket=bucket, history=1, storage=StorageType.FILE, replicas=self._replicas
                 )
-            except nats.js.errors.BadRequestError as error:
+            except nats.js.errors.APIError as error:
                 if error.err_code != _STREAM_NAME_IN_USE:
-                    raise
+                    raise _refused(f"KV_{bucket}", error) from error
                 return await self._js.key_value(bucket)
 
     # Stats and lifecycle.

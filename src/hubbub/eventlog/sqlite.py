@@ -154,6 +154,14 @@ class SqliteEventLog:
         self._retention_pass = future
         future.add_done_callback(self._retention_done)
 
+    async def apply_retention(self) -> None:
+        """Run a retention pass now, after the one in flight if any (appends run them
+        on their own; this is for operators' tools and tests)."""
+        if self._retention_pass is not None:
+            with contextlib.suppress(Exception):
+                await self._retention_pass
+        await self._run(self._write_thread, self._enforce_retention)
+
     def _retention_done(self, future: asyncio.Future[None]) -> None:
         self._retention_pass = None
         if not future.cancelled() and future.exception() is not None:
