@@ -160,13 +160,13 @@ class Dispatcher:
     views: AlertViews
     box: SecretBox
     policy: DeliveryPolicy = DeliveryPolicy()
-    _queue: RetryQueue = field(default_factory=RetryQueue)
-    _pending: dict[int, set[str]] = field(default_factory=dict)
+    _queue: RetryQueue = field(default_factory=RetryQueue, init=False)
+    _pending: dict[int, set[str]] = field(default_factory=dict, init=False)
     """Alert positions in log order, each with its webhooks not yet final."""
-    _in_flight: int = 0
-    _room: asyncio.Event = field(default_factory=asyncio.Event)
-    _committing: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _finished: set[tuple[str, str]] = field(default_factory=set)
+    _in_flight: int = field(default=0, init=False)
+    _room: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _committing: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    _finished: set[tuple[str, str]] = field(default_factory=set, init=False)
     """(alert id, webhook) of deliveries logged before a restart, not to send again."""
 
     async def run(self) -> None:
