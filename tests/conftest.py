@@ -14,8 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from hubbub.bootstrap import Platform
+from hubbub.bootstrap import Platform, open_request_signer
 from hubbub.kernel.events import PostPublished
+from hubbub.kernel.signing import SignedAs
+from hubbub.settings import Settings
 from hubbub.web.app import create_app
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -77,13 +79,23 @@ async def running(
             await task
 
 
+def signed(settings: Settings, tenant: str = "t-test") -> SignedAs:
+    """Requests signed as the gateway signs them for `tenant`, in the deployment of
+    `settings` (its secret)."""
+    return SignedAs(open_request_signer(settings), tenant, "test-key")
+
+
 @asynccontextmanager
 async def api_client(
-    platform: Platform, role: str = "analytics"
+    platform: Platform, role: str = "analytics", tenant: str = "t-test"
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client of the app a process of `role` serves, over this platform."""
+    """An HTTP client of the app a process of `role` serves, over this platform, whose
+    requests come signed as the gateway's for `tenant`."""
     transport = httpx.ASGITransport(app=create_app(platform, role))
-    async with httpx.AsyncClient(transport=transport, base_url="http://hubbub") as client:
+    auth = signed(platform.settings, tenant)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://hubbub", auth=auth
+    ) as client:
         yield client
 
 

@@ -29,6 +29,7 @@ from hubbub.kernel.cache import Cache, MemoryCache, RedisCache
 from hubbub.kernel.clock import Clock, SystemClock
 from hubbub.kernel.redis_guard import redis_guard
 from hubbub.kernel.sealing import SecretBox, key_file
+from hubbub.kernel.signing import RequestSigner, secret_file
 from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.ports import MentionsBackend
 from hubbub.mentions.store import warm_up
@@ -46,6 +47,10 @@ SOURCES = ("jetstream", "mastodon")
 
 class ConfigurationError(ValueError):
     """A setting names something that does not exist; the message says what does."""
+
+
+class TooManyIngestors(RuntimeError):
+    """`max_ingestors` are live already; the message says so."""
 
 
 def retention_policy(settings: Settings) -> RetentionPolicy:
@@ -163,9 +168,22 @@ def open_redis_guard(settings: Settings) -> Guard:
     )
 
 
+def open_request_signer(settings: Settings) -> RequestSigner:
+    """What signs the gateway's requests to the roles and checks them there: the
+    configured secret, or the data dir's."""
+    if settings.internal_secret is not None:
+        secret = settings.internal_secret.get_secret_value().encode()
+    else:
+        secret = secret_file(settings.data_dir / "internal.key")
+    return RequestSigner(secret, settings.signature_ttl_s)
+
+
 def gateway_upstreams(settings: Settings) -> dict[str, Upstream]:
-    """The services behind the gateway, and the legacy application when one is set."""
+    """The services behind the gateway, and the legacy application when one is set.
+    Requests to the platform's roles are signed; the legacy application's are not."""
     from hubbub.gateway.upstreams import CircuitBreaker, Upstream
+
+    signer = open_request_signer(settings)
 
     places = {
         "ingest": (settings.ingest_url, settings.ingest_timeout_s),
@@ -176,7 +194,11 @@ def gateway_upstreams(settings: Settings) -> dict[str, Upstream]:
         places["legacy"] = (settings.legacy_url, settings.legacy_timeout_s)
     return {
         name: Upstream(
-            name, url, timeout, CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s)
+            name,
+            url,
+            timeout,
+            CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s),
+            signer if name != "legacy" else None,
         )
         for name, (url, timeout) in places.items()
     }
@@ -213,6 +235,8 @@ async def build_gateway(settings: Settings) -> Gateway:
         health=Health(upstreams, dependencies=shared_servers(limiter)),
         usage=UsageRecorder(event_log),
         control_poll_s=settings.control_poll_s,
+        max_body_bytes=settings.max_body_bytes,
+        max_push_bytes=settings.max_push_bytes,
     )
     await gateway.start()
     return gateway
@@ -290,9 +314,11 @@ class Platform:
                 ),
                 asyncio.create_task(
                     dispatch(
-                        self.event_log, views, self.secret_box(),
+                        self.event_log,
+                        views,
+                        self.secret_box(),
                         DeliveryPolicy.from_settings(settings),
-                    )  # fmt: skip
+                    )
                 ),
             ]
         return self._analytics
@@ -341,6 +367,11 @@ class Platform:
         key = (source, instance if source == "mastodon" else "")
         async with self._making:  # two first requests at once must not make two
             if key not in self.ingestors:
+                if len(self.ingestors) >= self.settings.max_ingestors:
+                    raise TooManyIngestors(
+                        f"{len(self.ingestors)} ingestors are live, the most allowed"
+                        " (HUBBUB_MAX_INGESTORS)"
+                    )
                 sink = self._make_ingestor(
                     source, instance, workers or self.settings.ingest_workers
                 )

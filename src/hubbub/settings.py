@@ -68,6 +68,14 @@ class Settings(BaseSettings):
         2.0, ge=0, description="Resume this far before the saved cursor; dedupe drops overlap."
     )
     reconnect_max_backoff_s: float = Field(30.0, gt=0)
+    mastodon_instances: str = Field(
+        "",
+        description="Comma-separated Mastodon hosts whose statuses may be pushed"
+        " (`?instance=`); `push` is always allowed.",
+    )
+    max_ingestors: int = Field(
+        16, ge=1, le=1024, description="Live ingestors (a source, or a Mastodon instance)."
+    )
 
     # Mentions
     mentions_backend: str = Field("memory", description="Mentions backend that serves queries.")
@@ -226,6 +234,9 @@ class Settings(BaseSettings):
     report_cache_ttl_s: float = Field(300.0, gt=0, description="Longest a cached report lives.")
     # HTTP and operations
     max_push_bytes: int = Field(64 * MIB, ge=1024, description="Largest HTTP push body.")
+    max_body_bytes: int = Field(
+        MIB, ge=1024, description="Largest request body of any other endpoint."
+    )
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
     supervisor_pid: int | None = Field(
@@ -256,6 +267,10 @@ class Settings(BaseSettings):
             known = ", ".join(MENTIONS_BACKENDS)
             raise ValueError(f"unknown mentions backend {name!r}: use {known}")
         return name
+
+    @property
+    def mastodon_instance_list(self) -> list[str]:
+        return [host.strip().lower() for host in self.mastodon_instances.split(",") if host.strip()]
 
     @property
     def log_path(self) -> Path:

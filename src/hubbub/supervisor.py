@@ -237,20 +237,25 @@ def platform_roles(
     """`hubbub serve --role NAME` for each of `roles`, each on the port of its URL
     setting (the gateway on `gateway_port`, by default `settings.http_port`), with the
     settings' data dir and event log; the rest of the settings reach the children
-    through the environment they inherit."""
+    through the environment they inherit. The gateway listens on `host` (by default
+    `http_host`); the roles behind it on `role_host`, loopback unless told otherwise,
+    so publishing the gateway never publishes them."""
     port = gateway_port or settings.http_port
-    urls = role_urls(settings, host or settings.http_host, port)
+    gateway_host = host or settings.http_host
+    urls = role_urls(settings, gateway_host, port)
     common = (
         sys.executable, "-m", "hubbub",
         "--data-dir", str(settings.data_dir.resolve()),
         "--event-log", settings.event_log,
         "serve",
-        *(("--host", host) if host else ()),
     )  # fmt: skip
     specs = []
     for name in roles:
-        role_port = port if name == "gateway" else url_port(urls[name])
-        argv = (*common, "--role", name, "--port", str(role_port))
+        gateway = name == "gateway"
+        role_port = port if gateway else url_port(urls[name])
+        listen = gateway_host if gateway else settings.role_host
+        where = ("--host", listen, "--role", name, "--port", str(role_port))
+        argv: tuple[str, ...] = (*common, *where)
         if name == "mentions" and mentions_replicas > 1:
             argv = (*argv, "--replicas", str(mentions_replicas))
         specs.append(RoleSpec(name, argv, None, urls[name]))

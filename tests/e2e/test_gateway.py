@@ -48,12 +48,26 @@ class Stack:
         return {"id": made["tenant"]["id"], "token": made["owner_key"]["token"]}
 
     async def key(self, owner: dict[str, str], role: str) -> str:
+        return (await self.made_key(owner, role))["token"]
+
+    async def made_key(self, owner: dict[str, str], role: str) -> dict[str, str]:
         answer = await self.client.post(
             "/v1/keys", json={"name": role, "role": role}, headers=auth(owner["token"])
         )
         assert answer.status_code == 201, answer.text
-        token: str = answer.json()["token"]
-        return token
+        made: dict[str, str] = answer.json()
+        return made
+
+    async def pusher(self, owner: dict[str, str]) -> str:
+        """A key of the tenant that the operator granted `ingest`; its token."""
+        made = await self.made_key(owner, "editor")
+        granted = await self.client.put(
+            f"/v1/tenants/{owner['id']}/keys/{made['id']}/permissions",
+            json={"permissions": ["ingest"]}, headers=auth(OPERATOR),
+        )  # fmt: skip
+        assert granted.status_code == 200, granted.text
+        assert granted.json()["permissions"] == ["ingest"]
+        return made["token"]
 
 
 def auth(token: str) -> dict[str, str]:
@@ -155,8 +169,26 @@ async def test_roles_limit_what_a_key_may_do(stack: Stack) -> None:
     assert (
         await stack.client.post("/v1/watches", json=watch, headers=auth(editor))
     ).status_code == 201
-    pushed = await stack.client.post("/v1/ingest/jetstream", content=b"", headers=auth(editor))
-    assert pushed.status_code == 403  # pushing into the firehose is an admin's
+    for refused_key in (editor, owner["token"]):  # the firehose is everyone's: no role may
+        pushed = await stack.client.post(
+            "/v1/ingest/jetstream", content=b"", headers=auth(refused_key)
+        )
+        assert pushed.status_code == 403
+        assert "ingest permission" in pushed.json()["detail"]
+    lines = (FIXTURES / "jetstream-sample.jsonl").read_bytes()
+    pusher = await stack.pusher(owner)
+    for token in (pusher, OPERATOR):
+        pushed = await stack.client.post("/v1/ingest/jetstream", content=lines, headers=auth(token))
+        assert pushed.status_code == 200, pushed.text
+    posts = [r.event for r in await stack.platform.event_log.read(POSTS, 1, 1000)]
+    assert posts
+    pushers = {p.pushed_by.split("/")[0] for p in posts}  # type: ignore[attr-defined]
+    assert pushers == {owner["id"]}  # the operator's second push was all duplicates
+    not_granted = await stack.client.put(
+        f"/v1/tenants/{owner['id']}/keys/x/permissions", json={"permissions": ["ingest"]},
+        headers=auth(owner["token"]),
+    )  # fmt: skip
+    assert not_granted.status_code == 403  # a tenant cannot grant itself the firehose
     grant = await stack.client.post("/v1/keys", json={"role": "owner"}, headers=auth(editor))
     assert grant.status_code == 403
     operator_on_service = await stack.client.get("/v1/watches", headers=auth(OPERATOR))
@@ -263,7 +295,7 @@ async def test_the_request_id_reaches_the_answer_the_events_and_the_logs(
     body = (FIXTURES / "jetstream-sample.jsonl").read_bytes()
     pushed = await stack.client.post(
         "/v1/ingest/jetstream", content=body,
-        headers={**auth(owner["token"]), "X-Request-ID": "push-4711"},
+        headers={**auth(await stack.pusher(owner)), "X-Request-ID": "push-4711"},
     )  # fmt: skip
     assert pushed.status_code == 200, pushed.text
     assert pushed.headers["x-request-id"] == "push-4711"
@@ -292,7 +324,9 @@ async def test_usage_goes_to_its_own_topic_and_metrics_count_each_route(stack: S
     mentions = [u for u in used if isinstance(u, FeatureUsed) and u.feature == "/v1/mentions"]
     assert len(mentions) == 3
     assert {u.tenant for u in mentions} == {owner["id"]}
-    metrics = (await stack.client.get("/metrics")).text
+    assert (await stack.client.get("/metrics")).status_code == 401
+    assert (await stack.client.get("/metrics", headers=auth(owner["token"]))).status_code == 403
+    metrics = (await stack.client.get("/metrics", headers=auth(OPERATOR))).text
     assert (
         'hubbub_http_requests_total{method="GET",route="/v1/mentions",service="gateway",'
         'status="200"}' in metrics
@@ -328,7 +362,7 @@ async def test_when_mentions_is_down_only_its_routes_answer_503(stack: Stack) ->
     assert reports.status_code == 200, reports.text
     pushed = await stack.client.post(
         "/v1/ingest/jetstream", content=(FIXTURES / "jetstream-sample.jsonl").read_bytes(),
-        headers=headers,
+        headers=auth(await stack.pusher(owner)),
     )  # fmt: skip
     assert pushed.status_code == 200
     assert pushed.json()["accepted"] > 0
@@ -436,7 +470,8 @@ async def test_shadow_mode_compares_both_sides_off_the_path(stack: Stack) -> Non
     assert answer.status_code == 200
     assert answer.json() == []
     for _ in range(100):
-        if (shadowed := _metric(await stack.client.get("/metrics"), "different")) >= 1:
+        metrics = await stack.client.get("/metrics", headers=auth(OPERATOR))
+        if (shadowed := _metric(metrics, "different")) >= 1:
             break
         await asyncio.sleep(0.02)
     assert shadowed == 1  # legacy answered otherwise, and it was noticed

@@ -12,21 +12,25 @@ import pytest
 from hubbub.bootstrap import Platform, build_platform
 from hubbub.kernel.events import DEADLETTER, ENGAGEMENT
 from hubbub.settings import Settings
-from hubbub.web.app import create_app
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, api_client
 
 
 @pytest.fixture
 async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
-    built = await build_platform(Settings(data_dir=tmp_path, max_push_bytes=200_000))
+    settings = Settings(
+        data_dir=tmp_path,
+        max_push_bytes=200_000,
+        mastodon_instances="mastodon.social, mastodon.example",
+        max_ingestors=3,
+    )
+    built = await build_platform(settings)
     yield built
     await built.close()
 
 
 @pytest.fixture
 async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(platform))
-    async with httpx.AsyncClient(transport=transport, base_url="http://hubbub") as client:
+    async with api_client(platform, "all") as client:
         yield client
 
 
@@ -59,7 +63,44 @@ async def test_push_errors_say_what_to_do(client: httpx.AsyncClient) -> None:
     assert "use jetstream, mastodon" in unknown.json()["detail"]
     too_big = await client.post("/v1/ingest/jetstream", content=b"x" * 300_000)
     assert too_big.status_code == 413
-    assert "smaller batches" in too_big.json()["detail"]
+    assert "over 200000 bytes" in too_big.json()["detail"]
+
+
+async def test_pushed_events_record_who_pushed_them(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    lines = (FIXTURES / "jetstream-sample.jsonl").read_bytes().splitlines()[:50]
+    pushed = await client.post("/v1/ingest/jetstream", content=b"\n".join([*lines, b"{oops"]))
+    assert pushed.json()["accepted"] > 0
+    stats = await platform.event_log.stats()
+    written = [
+        r.event for t in stats.topics for r in await platform.event_log.read(t.topic, 1, 10_000)
+    ]
+    assert written
+    assert {e.pushed_by for e in written} == {"t-test/test-key"}  # type: ignore[attr-defined]
+
+
+async def test_mastodon_instances_are_an_allow_list_and_ingestors_are_bounded(
+    client: httpx.AsyncClient,
+) -> None:
+    status = (FIXTURES / "mastodon-status-example.json").read_bytes().replace(b"\n", b"")
+    refused = await client.post(
+        "/v1/ingest/mastodon", content=status, params={"instance": "evil.example"}
+    )
+    assert refused.status_code == 422
+    assert "HUBBUB_MASTODON_INSTANCES" in refused.json()["detail"]
+    for instance in ("push", "mastodon.social"):  # two ingestors, then the third is the last
+        answer = await client.post(
+            "/v1/ingest/mastodon", content=status, params={"instance": instance}
+        )
+        assert answer.status_code == 200
+    third = await client.post("/v1/ingest/jetstream", content=b"")
+    assert third.status_code == 200
+    over = await client.post(
+        "/v1/ingest/mastodon", content=status, params={"instance": "mastodon.example"}
+    )
+    assert over.status_code == 503
+    assert "HUBBUB_MAX_INGESTORS" in over.json()["detail"]
 
 
 async def test_health_readiness_and_metrics(client: httpx.AsyncClient) -> None:

@@ -17,6 +17,8 @@ import psutil
 
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.events import PageSeen
+from hubbub.settings import Settings
+from tests.conftest import signed
 from tests.integration.test_mentions_replica import free_port
 
 
@@ -39,8 +41,12 @@ def test_mentions_replicas_share_a_port_and_stop_together(tmp_path: Path) -> Non
     server = subprocess.Popen([*command, "--replicas", "2"], env=env)
     try:
         replicas = listening(server.pid, port, expected=2)
+        url = f"http://127.0.0.1:{port}/v1/mentions"
+        unsigned = httpx.get(url, params={"q": "odeg"})
+        assert unsigned.status_code == 401, "a role answers only what the gateway signed"
+        auth = signed(Settings(data_dir=tmp_path))
         for _ in range(20):  # connections land on both; each answers from its own index
-            answer = httpx.get(f"http://127.0.0.1:{port}/v1/mentions", params={"q": "odeg"})
+            answer = httpx.get(url, params={"q": "odeg"}, auth=auth)
             assert [page["handle"] for page in answer.json()] == ["zoe.example"]
             assert answer.headers["x-mentions-backend"] == "memory"
     finally:

@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from hubbub.bootstrap import Platform, build_platform
-from hubbub.gateway.ports import TENANT_HEADER
 from hubbub.kernel.events import Event, PostPublished
 from hubbub.settings import Settings
 from tests.conftest import api_client, until
@@ -40,8 +39,7 @@ async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
 
 @pytest.fixture
 async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(platform) as client:
-        client.headers[TENANT_HEADER] = "newsroom"  # as the gateway names the key's tenant
+    async with api_client(platform, tenant="newsroom") as client:
         yield client
 
 
@@ -123,8 +121,7 @@ async def test_a_hashtag_series_of_another_metric_than_posts_is_a_422(
 async def test_a_term_another_tenant_watches_is_answered_as_one_no_one_watches(
     client: httpx.AsyncClient, platform: Platform
 ) -> None:
-    async with api_client(platform) as rival:
-        rival.headers[TENANT_HEADER] = "rival"
+    async with api_client(platform, tenant="rival") as rival:
         watch = await rival.post("/v1/watches", json={"kind": "term", "target": "acme merger"})
         assert watch.status_code == 201, watch.text
         await logged_and_folded(platform, [said(1, 10, "the acme merger is off")])
@@ -139,7 +136,7 @@ async def test_a_term_another_tenant_watches_is_answered_as_one_no_one_watches(
 
 
 async def test_a_term_series_without_a_tenant_is_refused(platform: Platform) -> None:
-    async with api_client(platform) as anonymous:
+    async with api_client(platform, tenant="") as anonymous:
         answer = await anonymous.get(SERIES, params=WINDOW)
     assert answer.status_code == 401
     assert "through the gateway" in answer.json()["detail"]

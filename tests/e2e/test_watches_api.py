@@ -15,7 +15,6 @@ from hubbub.analytics.alerts import Alert
 from hubbub.analytics.views import WatchesView, loaded
 from hubbub.analytics.webhooks import signature
 from hubbub.bootstrap import Platform, build_platform
-from hubbub.gateway.ports import TENANT_HEADER
 from hubbub.kernel.events import CONTROL, AlertRaised, WatchChanged, WebhookDelivered
 from hubbub.settings import Settings
 from tests.conftest import api_client, serving, until
@@ -41,8 +40,7 @@ async def platform(data_dir: Path) -> AsyncIterator[Platform]:
 
 @pytest.fixture
 async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(platform) as client:
-        client.headers[TENANT_HEADER] = TENANT  # as the gateway names the key's tenant
+    async with api_client(platform, tenant=TENANT) as client:  # signed as the gateway's
         yield client
 
 
@@ -242,7 +240,7 @@ async def test_an_alert_reaches_a_webhook_added_over_http_signed_with_its_secret
 async def test_a_request_without_a_tenant_is_refused_not_given_a_default(
     platform: Platform, path: str
 ) -> None:
-    async with api_client(platform) as anonymous:
+    async with api_client(platform, tenant="") as anonymous:
         answer = await anonymous.get(path)
     assert answer.status_code == 401
     assert "through the gateway" in answer.json()["detail"]
@@ -284,8 +282,7 @@ async def test_the_delivery_log_keeps_a_tenants_newest_and_bounds_the_offset(
     platform = await build_platform(Settings(data_dir=data_dir, webhook_deliveries_kept=3))
     try:
         await platform.event_log.append([delivery(n, TENANT) for n in range(10)])
-        async with api_client(platform) as client:
-            client.headers[TENANT_HEADER] = TENANT
+        async with api_client(platform, tenant=TENANT) as client:
             listed = await client.get("/v1/webhooks/deliveries", params={"limit": 10})
             too_far = await client.get("/v1/webhooks/deliveries", params={"offset": 10_001})
     finally:

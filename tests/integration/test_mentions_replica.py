@@ -24,7 +24,7 @@ from hubbub.kernel.events import Event, FollowersChanged, PageSeen
 from hubbub.mentions.worker import MentionsReplica
 from hubbub.settings import Settings
 from hubbub.web.app import create_app
-from tests.conftest import postgres_database, until
+from tests.conftest import postgres_database, signed, until
 
 NAMES = ["Taylor Swift", "Taylor Otwell", "Swift Language", "Zoë Ødegård", "山田 太郎"]
 
@@ -128,7 +128,7 @@ async def test_a_cutover_under_load_fails_no_request(tmp_path: Path) -> None:
         )
         async with (
             mentions_server(settings, 500) as (platform, base),
-            httpx.AsyncClient(base_url=base, timeout=10) as client,
+            httpx.AsyncClient(base_url=base, timeout=10, auth=signed(settings)) as client,
         ):
             replica = await platform.mentions()
             workers = [asyncio.create_task(load(client, w)) for w in range(8)]
@@ -191,7 +191,7 @@ async def test_the_shadow_report_command_reads_a_running_replica(tmp_path: Path)
             data_dir=tmp_path, mentions_shadow="postgres", mentions_postgres_url=dsn
         )
         async with mentions_server(settings, 100) as (platform, url):
-            async with httpx.AsyncClient(base_url=url) as client:
+            async with httpx.AsyncClient(base_url=url, auth=signed(settings)) as client:
                 for query in QUERIES:
                     assert (await client.get("/v1/mentions", params={"q": query})).is_success
             replica = await platform.mentions()
@@ -201,11 +201,12 @@ async def test_the_shadow_report_command_reads_a_running_replica(tmp_path: Path)
 
             await until(compared)
             runner = CliRunner()
+            data_dir = ["--data-dir", str(tmp_path)]  # the deployment's, and its secret
             result = await asyncio.to_thread(
-                runner.invoke, app, ["mentions", "shadow-report", "--url", url, "--json"]
+                runner.invoke, app, [*data_dir, "mentions", "shadow-report", "--url", url, "--json"]
             )
             text = await asyncio.to_thread(
-                runner.invoke, app, ["mentions", "shadow-report", "--url", url]
+                runner.invoke, app, [*data_dir, "mentions", "shadow-report", "--url", url]
             )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)

@@ -120,6 +120,7 @@ class DuckDBRollups:
         skip_pandas_lookups()
         self._db = duckdb.connect(str(path))
         self._writing = threading.Lock()  # close() waits for a batch being applied
+        self._readers = _Readers()  # and for reads in other threads: DuckDB crashes else
         self._create_schema()
 
     def _create_schema(self) -> None:
@@ -151,6 +152,10 @@ class DuckDBRollups:
         """What these posts added so far (those never seen are left out)."""
         if not posts:
             return {}
+        with self._readers.reading():
+            return self._contributions(posts)
+
+    def _contributions(self, posts: set[str]) -> dict[str, Contribution]:
         cursor = self._db.cursor()
         try:
             cursor.register("wanted_posts", pa.table({"post": list(posts)}))
@@ -316,15 +321,49 @@ class DuckDBRollups:
     def query(self, sql: str, parameters: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Rows of a read query (reports, checks), on a cursor of its own: reads may run
         in other threads while the worker writes, each seeing committed batches only."""
-        cursor = self._db.cursor()
-        try:
-            return cursor.execute(sql, parameters or []).fetchall()
-        finally:
-            cursor.close()
+        with self._readers.reading():
+            cursor = self._db.cursor()
+            try:
+                return cursor.execute(sql, parameters or []).fetchall()
+            finally:
+                cursor.close()
 
     def close(self) -> None:
         with self._writing:
+            self._readers.close()
             self._db.close()
+
+
+class RollupsClosed(RuntimeError):
+    """The rollups were closed (the process is stopping); nothing more can be read."""
+
+
+class _Readers:
+    """Reads in flight in other threads: closing waits for them, and refuses new ones,
+    since DuckDB closed under a running cursor crashes the process."""
+
+    def __init__(self) -> None:
+        self._idle = threading.Condition()
+        self._count = 0
+        self._closed = False
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._idle:
+            if self._closed:
+                raise RollupsClosed("the rollups are closed: the process is stopping")
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._count -= 1
+                self._idle.notify_all()
+
+    def close(self) -> None:
+        with self._idle:
+            self._closed = True
+            self._idle.wait_for(lambda: self._count == 0)
 
 
 POINTER = "analytics.current"

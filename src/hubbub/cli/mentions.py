@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hubbub.bootstrap import open_event_log, open_mentions_backend
+from hubbub.bootstrap import open_event_log, open_mentions_backend, open_request_signer
 from hubbub.cli.common import (
     State,
     append_command,
@@ -21,7 +21,9 @@ from hubbub.cli.common import (
     print_json,
     run,
 )
+from hubbub.gateway.ports import PLATFORM
 from hubbub.kernel.events import SettingChanged
+from hubbub.kernel.signing import SignedAs
 from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.normalize import InvalidQuery
 from hubbub.mentions.service import Suggestion
@@ -111,15 +113,16 @@ def cutover(
 @app.command("shadow-report")
 def shadow_report(
     url: Annotated[
-        str | None, typer.Option(help="A running replica (default: the configured HTTP address).")
+        str | None, typer.Option(help="A running replica (default: HUBBUB_MENTIONS_URL).")
     ] = None,
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """How the shadow backend's answers agree with the serving one's, and both latencies."""
     settings = load_settings()
-    base = url or f"http://{settings.http_host}:{settings.http_port}"
+    base = url or settings.mentions_url
+    auth = SignedAs(open_request_signer(settings), PLATFORM, "cli")
     try:
-        response = httpx.get(f"{base}/v1/mentions/shadow-report", timeout=10)
+        response = httpx.get(f"{base}/v1/mentions/shadow-report", timeout=10, auth=auth)
         response.raise_for_status()
     except httpx.HTTPError as error:
         fail(f"cannot read the shadow report from {base}: {error}")

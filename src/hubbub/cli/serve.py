@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import secrets
 import signal
 import socket
 import time
@@ -25,6 +26,7 @@ import msgspec
 import structlog
 import typer
 import uvicorn
+from pydantic import SecretStr
 from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.text import Text
@@ -223,7 +225,13 @@ def serve(
             "Default: every role but `all`, each in a process of its own."
         ),
     ] = None,
-    host: Annotated[str | None, typer.Option(help="Listen address (HUBBUB_HTTP_HOST).")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Listen address (the gateway's HUBBUB_HTTP_HOST; a role's HUBBUB_ROLE_HOST,"
+            " loopback by default)."
+        ),
+    ] = None,
     port: Annotated[
         int | None,
         typer.Option(help="Listen port (default: the gateway's HUBBUB_HTTP_PORT, a role's URL)."),
@@ -251,7 +259,8 @@ def serve(
     if role is None:
         run(_supervise(settings, host, port, replicas))
         return
-    host, port = host or settings.http_host, port or _role_port(settings, role)
+    default_host = settings.http_host if role == "gateway" else settings.role_host
+    host, port = host or default_host, port or _role_port(settings, role)
     if role == "gateway":
         _serve_gateway(settings, host, port)
     elif replicas > 1:
@@ -339,14 +348,21 @@ async def _feed(
 
 
 async def _show_feed(
-    settings: Settings, rate: int, pages: int, duration: float | None, stop: asyncio.Event
+    settings: Settings,
+    gateway: str,
+    pusher: str,
+    spec: tuple[int, int, float | None],
+    stop: asyncio.Event,
 ) -> IngestSummary:
-    """Feed the ingest role under a live line of counts until `stop` or `duration`."""
+    """Feed the platform through the gateway, with the key `pusher`, under a live line of
+    counts until `stop` or the duration of `spec` (rate, pages, duration)."""
+    rate, pages, duration = spec
     feed = _Feed()
-    url = f"{settings.ingest_url.rstrip('/')}/v1/ingest/jetstream"
+    url = f"{gateway}/v1/ingest/jetstream"
     deadline = time.monotonic() + duration if duration else None
     timeout = httpx.Timeout(settings.ingest_timeout_s)
-    async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
+    auth = {"Authorization": f"Bearer {pusher}"}
+    async with httpx.AsyncClient(timeout=timeout, trust_env=False, headers=auth) as client:
         feeder = asyncio.create_task(_feed(client, url, rate, pages, feed, stop))
         with Live(feed.render(), console=console, refresh_per_second=4) as live:
             while not stop.is_set() and not feeder.done():
@@ -395,14 +411,17 @@ async def _until_healthy(
     return not pending
 
 
-def _demo_key(settings: Settings) -> str:
-    """A new owner key of the tenant named "demo" (made the first time); its token."""
+def _demo_keys(settings: Settings) -> tuple[str, str]:
+    """New keys of the tenant named "demo" (made the first time): an owner's, and the
+    firehose feeder's, which the operator grants `ingest`; their tokens."""
     store = open_tenant_store(settings)
     try:
         tenant = next((t for t in store.tenants() if t.name == "demo"), None)
         tenant = tenant or store.create_tenant("demo")
-        _, token = store.create_key(tenant.id, "demo", "owner")
-        return token
+        _, owner = store.create_key(tenant.id, "demo", "owner")
+        feeder, pusher = store.create_key(tenant.id, "demo firehose", "editor")
+        store.set_permissions(tenant.id, feeder.id, frozenset({"ingest"}))
+        return owner, pusher
     finally:
         store.close()
 
@@ -415,17 +434,18 @@ def _reachable(host: str) -> str:
 def _where_to_look(settings: Settings, base: str, token: str) -> str:
     hubbub = f".venv/bin/hubbub --data-dir {settings.data_dir}"
     auth = f'-H "Authorization: Bearer {token}"'
+    operator = settings.admin_token.get_secret_value() if settings.admin_token else "<operator>"
     day = datetime.now(UTC).date()
     today, tomorrow = f"{day}T00:00:00Z", f"{day + timedelta(days=1)}T00:00:00Z"
     return (
         "[bold]Hubbub demo: a live synthetic Jetstream firehose, every role its own process[/]\n"
         f"API docs {base}/docs\n"
         f"health   {base}/healthz  (and /readyz)\n"
-        f"metrics  {base}/metrics\n"
+        f'metrics  curl -H "Authorization: Bearer {operator}" {base}/metrics  (operator token)\n'
         f"API key  {token}  (owner of tenant demo; shown this once)\n"
         f'mentions curl {auth} "{base}/v1/mentions?q=ma"\n'
         f'reports  curl {auth} "{base}/v1/reports/top/hashtags?start={today}&end={tomorrow}"\n'
-        f"push     POST {settings.ingest_url}/v1/ingest/jetstream  (the ingest role, fed now)\n"
+        f"push     POST {base}/v1/ingest/jetstream  (fed now, by a key granted `ingest`)\n"
         f"log      {hubbub} log stats\n"
         f"refused  {hubbub} deadletter list\n"
         f"state    {settings.data_dir.resolve()} ({settings.event_log} event log)\n"
@@ -460,9 +480,10 @@ async def _demo(
         gateway_port = port or settings.http_port
         urls = role_urls(settings, _reachable(host or settings.http_host), gateway_port)
         if await _until_healthy(urls, stop, supervising):
-            token = await asyncio.to_thread(_demo_key, settings)
-            console.print(_where_to_look(settings, urls["gateway"], token), soft_wrap=True)
-            totals = await _show_feed(settings, rate, pages, duration, stop)
+            owner, pusher = await asyncio.to_thread(_demo_keys, settings)
+            console.print(_where_to_look(settings, urls["gateway"], owner), soft_wrap=True)
+            spec = (rate, pages, duration)
+            totals = await _show_feed(settings, urls["gateway"], pusher, spec, stop)
     finally:
         roles_stop.set()
         await supervising
@@ -477,7 +498,13 @@ def demo(
     host: Annotated[str | None, typer.Option(help="Listen address (HUBBUB_HTTP_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="The gateway's port (HUBBUB_HTTP_PORT).")] = None,
 ) -> None:
-    """Run the whole platform (`hubbub serve`) with a live synthetic firehose pushed to
-    the ingest role; prints where the API docs, health page and metrics are, and an API
-    key to try them with."""
-    run(_demo(load_settings(), rate, pages, duration, host, port))
+    """Run the whole platform (`hubbub serve`) with a live synthetic firehose pushed
+    through the gateway; prints where the API docs, health page and metrics are, an API
+    key to try them with, and the operator's token (made for this run when
+    HUBBUB_ADMIN_TOKEN is not set)."""
+    settings = load_settings()
+    if settings.admin_token is None:
+        made = secrets.token_urlsafe(24)
+        os.environ["HUBBUB_ADMIN_TOKEN"] = made  # the roles' environment: the gateway's
+        settings = settings.model_copy(update={"admin_token": SecretStr(made)})
+    run(_demo(settings, rate, pages, duration, host, port))

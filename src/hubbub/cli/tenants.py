@@ -1,15 +1,15 @@
-"""`hubbub tenants create|list` and `hubbub keys create|list|revoke`."""
+"""`hubbub tenants create|list` and `hubbub keys create|list|revoke|grant`."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import typer
 from rich.table import Table
 
 from hubbub.bootstrap import open_tenant_store
 from hubbub.cli.common import console, fail, load_settings, print_json
-from hubbub.gateway.ports import Conflict, NotFound, Role, TenantStore
+from hubbub.gateway.ports import PERMISSIONS, Conflict, NotFound, Permission, Role, TenantStore
 
 tenants_app = typer.Typer(help="Tenants (workspaces).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys: shown once, stored hashed, revocable.", no_args_is_help=True)
@@ -78,24 +78,24 @@ def list_keys(
         found = store.keys(tenant)
     finally:
         store.close()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": k.id,
             "name": k.name,
             "role": k.role,
             "created_at": k.created_at.isoformat(),
             "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+            "permissions": sorted(k.permissions),
         }
         for k in found
     ]
     if json:
         print_json(rows)
         return
-    table = Table("id", "name", "role", "created", "revoked")
+    table = Table("id", "name", "role", "created", "revoked", "permissions")
     for row in rows:
-        table.add_row(
-            *(str(row[c] or "") for c in ("id", "name", "role", "created_at", "revoked_at"))
-        )
+        columns = ("id", "name", "role", "created_at", "revoked_at")
+        table.add_row(*(str(row[c] or "") for c in columns), " ".join(row["permissions"]))
     console.print(table if rows else "no keys")
 
 
@@ -113,3 +113,29 @@ def revoke_key(
     finally:
         store.close()
     console.print(f"key {revoked.id} revoked")
+
+
+@keys_app.command("grant")
+def grant(
+    key: Annotated[str, typer.Argument(help="The key's id.")],
+    tenant: Annotated[str, typer.Option(help="The tenant's id.")],
+    permission: Annotated[
+        list[str] | None,
+        typer.Option(help="A permission to hold (repeat it); none: take every one away."),
+    ] = None,
+) -> None:
+    """Set what a key may do beyond its role (the operator's call): `--permission ingest`
+    lets it push into the shared firehose."""
+    unknown = sorted(set(permission or ()) - set(PERMISSIONS))
+    if unknown:
+        fail(f"unknown permissions {', '.join(unknown)}: use {', '.join(PERMISSIONS)}")
+    store = _store()
+    try:
+        held = cast(frozenset[Permission], frozenset(permission or ()))
+        changed = store.set_permissions(tenant, key, held)
+    except NotFound as error:
+        fail(str(error))
+    finally:
+        store.close()
+    holds = ", ".join(sorted(changed.permissions)) or "no permissions"
+    console.print(f"key {changed.id} now holds {holds}")

@@ -10,17 +10,28 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from hubbub.eventlog.port import EventLog
 from hubbub.gateway.access import operator, tenant_admin
 from hubbub.gateway.auth import Authenticator
-from hubbub.gateway.ports import ApiKey, Caller, Conflict, NotFound, Role, Tenant, TenantStore, User
+from hubbub.gateway.ports import (
+    ApiKey,
+    Caller,
+    Conflict,
+    NotFound,
+    Permission,
+    Role,
+    Tenant,
+    TenantStore,
+    User,
+)
 from hubbub.gateway.routing import Route, RouteTable, remove_route, set_route
 from hubbub.kernel.validation import PlainText
 
@@ -40,6 +51,16 @@ class KeyRead(BaseModel):
     role: Role
     created_at: datetime
     revoked_at: datetime | None
+    permissions: list[Permission] = Field(
+        default_factory=list, description="What the operator granted beyond the role."
+    )
+
+
+class PermissionsSet(BaseModel):
+    permissions: list[Permission] = Field(
+        description="Exactly what the key may do beyond its role: `ingest` pushes into the"
+        " shared firehose."
+    )
 
 
 class NewKeyRead(KeyRead):
@@ -98,6 +119,7 @@ def build_router(
 ) -> APIRouter:
     router = APIRouter()
     router.include_router(_tenant_routes(store, caller))
+    router.include_router(_permission_routes(store, auth, caller))
     router.include_router(_key_routes(store, auth, caller))
     router.include_router(_route_routes(routes, event_log, caller))
     return router
@@ -165,14 +187,41 @@ def _key_routes(store: TenantStore, auth: Authenticator, caller: CallerOf) -> AP
         return _new_key(key, token)
 
     @router.delete("/{key_id}")
-    def revoke_key(request: Request, key_id: str) -> KeyRead:
-        """Revoke a key: it stops working at once here, within seconds everywhere."""
+    async def revoke_key(request: Request, key_id: str) -> KeyRead:
+        """Revoke a key (admin or above, and of a role no higher than the caller's): it
+        stops working at once here, within seconds everywhere."""
         who = tenant_admin(caller(request))
         try:
-            key = store.revoke_key(who.tenant, key_id)
+            found = await asyncio.to_thread(store.key, who.tenant, key_id)
+            if not who.may(found.role):
+                raise HTTPException(403, f"a {who.role} key cannot revoke a {found.role}'s key")
+            key = await asyncio.to_thread(store.revoke_key, who.tenant, key_id)
         except NotFound as error:
             raise HTTPException(404, f"no key {key_id!r}") from error
-        auth.forget(key_id)
+        auth.forget(key_id)  # here, on the event loop: the cache is changed from one thread
+        return _key(key)
+
+    return router
+
+
+def _permission_routes(store: TenantStore, auth: Authenticator, caller: CallerOf) -> APIRouter:
+    router = APIRouter(tags=["tenants"])
+
+    def by_operator(request: Request) -> Caller:
+        return operator(caller(request))  # before the body is read: 403 comes first
+
+    @router.put(
+        "/v1/tenants/{tenant_id}/keys/{key_id}/permissions", dependencies=[Depends(by_operator)]
+    )
+    async def set_permissions(tenant_id: str, key_id: str, body: PermissionsSet) -> KeyRead:
+        """Grant a tenant's key exactly these permissions (operator only)."""
+        try:
+            key = await asyncio.to_thread(
+                store.set_permissions, tenant_id, key_id, frozenset(body.permissions)
+            )
+        except NotFound as error:
+            raise HTTPException(404, f"no key {key_id!r} in tenant {tenant_id!r}") from error
+        auth.forget(key_id)  # its next request is checked with what it may do now
         return _key(key)
 
     return router
@@ -231,6 +280,7 @@ def _key(key: ApiKey) -> KeyRead:
     return KeyRead(
         id=key.id, tenant=key.tenant, name=key.name, role=key.role,
         created_at=key.created_at, revoked_at=key.revoked_at,
+        permissions=sorted(key.permissions),
     )  # fmt: skip
 
 

@@ -5,7 +5,8 @@ A request is, in order:
 1. Given a correlation id (`X-Request-ID` or `traceparent`, or a new one), returned in
    the answer and sent on to the service, whose log lines and events carry it.
 2. Authenticated: a tenant's API key, or the operator's token (401 otherwise).
-   `/healthz`, `/readyz`, `/metrics`, `/docs` and `/openapi.json` are open.
+   `/healthz`, `/readyz`, `/docs` and `/openapi.json` are open; `/metrics` is the
+   operator's.
 3. Rate limited per key and per tenant (429 with Retry-After; RateLimit headers on
    every answer).
 4. Routed: the gateway's own routes (tenants, keys, users, flags, the route table), or
@@ -13,7 +14,9 @@ A request is, in order:
    application instead (`hubbub.gateway.routing`).
 5. Proxied with the service's own timeout and circuit breaker, bodies streamed both
    ways. A service that is down answers 503 with Retry-After for its routes only; the
-   rest keep working. The service is told the tenant in `X-Hubbub-Tenant`.
+   rest keep working. The service is told the tenant in `X-Hubbub-Tenant`, and the key,
+   signed with the deployment's secret (`hubbub.kernel.signing`), so a role can tell
+   the gateway's word from anyone's.
 6. Counted: Prometheus metrics per route, and a usage record on the log's `usage` topic.
 
 The proxy path is plain ASGI, not the framework: it runs on every request, and the
@@ -48,35 +51,36 @@ from starlette.types import Message, Receive, Scope, Send
 from hubbub.eventlog.port import EventLog
 from hubbub.gateway import api as gateway_api
 from hubbub.gateway import flags_api
-from hubbub.gateway.access import refusal
+from hubbub.gateway.access import operator, refusal
 from hubbub.gateway.auth import Authenticator, token_of
 from hubbub.gateway.flags import FlagBook
 from hubbub.gateway.health import Health
 from hubbub.gateway.http1 import UpstreamError
 from hubbub.gateway.openfeature_provider import install
-from hubbub.gateway.ports import TENANT_HEADER, Caller, Role, TenantStore
+from hubbub.gateway.ports import TENANT_HEADER, Caller, TenantStore
 from hubbub.gateway.ratelimit import Decision, Quota, RateLimiter, headers, strictest
 from hubbub.gateway.routing import LEGACY, SERVICE_ROUTES, Route, RouteTable
 from hubbub.gateway.spec import describe_answers
 from hubbub.gateway.upstreams import Unavailable, Upstream
 from hubbub.gateway.usage import UsageRecorder
 from hubbub.kernel import tracing
+from hubbub.kernel.limits import BodyLimit, limit_by_path
+from hubbub.kernel.signing import KEY, SIGNED_HEADERS
 from hubbub.kernel.telemetry import Correlation, Observed, header, route_of
 from hubbub.kernel.validation import printable_validation_errors
 
 log = structlog.get_logger()
 
-PUBLIC: Final = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"})
+PUBLIC: Final = frozenset({"/healthz", "/readyz", "/docs", "/openapi.json"})
 OWN_PREFIXES: Final = ("/v1/tenants", "/v1/tenant", "/v1/users", "/v1/keys", "/v1/flags",
-                       "/v1/platform")  # fmt: skip
+                       "/v1/platform", "/metrics")  # fmt: skip
 ANSWERED_BY_GATEWAY: Final = frozenset({b"x-request-id", b"date", b"server"})
 HOP_BY_HOP: Final = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
     b"trailer", b"transfer-encoding", b"upgrade", b"host", b"expect",
 })  # fmt: skip
-CLIENT_ONLY: Final = frozenset({b"authorization", b"x-api-key", b"x-hubbub-tenant",
-                                b"x-hubbub-key", b"x-hubbub-role", b"x-request-id",
-                                b"traceparent"})  # fmt: skip
+CLIENT_ONLY: Final = frozenset({b"authorization", b"x-api-key", b"x-hubbub-role",
+                                b"x-request-id", b"traceparent", *SIGNED_HEADERS})  # fmt: skip
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 SHADOW_COMPARED: Final = Counter(
     "hubbub_gateway_shadow", "Shadowed requests by route and outcome.", ["route", "outcome"]
@@ -103,6 +107,8 @@ class Gateway:
     health: Health
     usage: UsageRecorder
     control_poll_s: float = 0.5
+    max_body_bytes: int = 1024 * 1024
+    max_push_bytes: int = 64 * 1024 * 1024
     own: FastAPI = field(init=False)
     _features: OpenFeatureClient | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -187,10 +193,12 @@ class Gateway:
                 )  # fmt: skip
 
     async def _limit(self, caller: Caller) -> tuple[Decision, Quota]:
-        by_tenant = await self.limiter.acquire(f"tenant:{caller.tenant}", self.tenant_quota)
-        if not by_tenant.allowed:
-            return by_tenant, self.tenant_quota
+        """The key's limit first: a request its own key refuses spends nothing of the
+        tenant's budget, so one busy key cannot starve the tenant's other keys."""
         by_key = await self.limiter.acquire(f"key:{caller.key}", self.key_quota)
+        if not by_key.allowed:
+            return by_key, self.key_quota
+        by_tenant = await self.limiter.acquire(f"tenant:{caller.tenant}", self.tenant_quota)
         return strictest([(by_key, self.key_quota), (by_tenant, self.tenant_quota)])
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
@@ -200,10 +208,7 @@ class Gateway:
             await _error(send, 404, f"no route for {scope['path']}")
             return
         scope["hubbub.route"] = route.prefix
-        if caller.operator:
-            await _error(send, 403, "the operator's token has no tenant: use a tenant's key")
-            return
-        if (why := refusal(caller, _needed_role(route, scope["method"]))) is not None:
+        if (why := _refusal(caller, route, scope["method"])) is not None:
             await _error(send, 403, why)
             return
         if not self.enabled(route, caller.tenant):
@@ -300,11 +305,20 @@ def feature_flag(prefix: str) -> str:
     return "route." + prefix.removeprefix("/v1/").strip("/").replace("/", ".").lower()
 
 
-def _needed_role(route: Route, method: str) -> Role:
-    """Push ingest is an admin's; other writes an editor's; reads anyone's."""
+def _refusal(caller: Caller, route: Route, method: str) -> str | None:
+    """Why `caller` may not call `route` (None: it may). Pushing into the firehose, which
+    every tenant's mentions and analytics read, is the operator's or a key's the operator
+    granted `ingest`; other writes need an editor, reads anyone."""
     if route.service == "ingest":
-        return "admin"
-    return "viewer" if method in SAFE_METHODS else "editor"
+        if caller.operator or "ingest" in caller.permissions:
+            return None
+        return (
+            "pushing into the shared firehose needs the operator's token or a key the"
+            " operator granted the ingest permission (`hubbub keys grant`)"
+        )
+    if caller.operator:
+        return "the operator's token has no tenant: use a tenant's key"
+    return refusal(caller, "viewer" if method in SAFE_METHODS else "editor")
 
 
 def _merge(spec: dict[str, Any], other: dict[str, Any]) -> None:
@@ -329,12 +343,16 @@ def _forwarded_headers(
     ]  # fmt: skip
     correlation: Correlation = scope["hubbub.correlation"]
     client = scope.get("client")
+    if upstream.signer is not None:
+        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        who = upstream.signer.headers(scope["method"], path, caller.tenant, caller.key)
+    else:
+        who = [(TENANT_HEADER.encode(), caller.tenant.encode()), (KEY, caller.key.encode())]
     return [
         *kept,
         (b"x-request-id", correlation.request_id.encode()),
         (b"traceparent", (traceparent or correlation.traceparent).encode()),
-        (TENANT_HEADER.encode(), caller.tenant.encode()),
-        (b"x-hubbub-key", caller.key.encode()),
+        *who,
         (b"x-hubbub-role", caller.role.encode()),
         (b"x-forwarded-for", (client[0] if client else "").encode()),
         (b"x-forwarded-proto", scope.get("scheme", "http").encode()),
@@ -508,7 +526,10 @@ def _own_app(gateway: Gateway) -> FastAPI:
         return JSONResponse({"status": "ready", "roles": gateway.health.report()})
 
     @app.get("/metrics", tags=["operations"])
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        """Prometheus exposition, for the operator's token only: the series name routes
+        and tenants' traffic."""
+        operator(caller_of(request))
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/openapi.json", include_in_schema=False)
@@ -530,7 +551,8 @@ def route_name(scope: Scope) -> str:
 
 def observed(gateway: Gateway) -> Observed:
     """The gateway as served: with correlation ids and per-route metrics around it."""
-    return Observed(gateway, "gateway", route=route_name)
+    limit = limit_by_path(gateway.max_body_bytes, gateway.max_push_bytes)
+    return Observed(BodyLimit(gateway, limit), "gateway", route=route_name)
 
 
 def gateway_server(gateway: Gateway, host: str, port: int) -> uvicorn.Server:

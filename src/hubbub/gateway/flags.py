@@ -9,6 +9,11 @@ replaying the topic.
 An answer follows one order of precedence (`evaluate`): the kill switch, then the deny
 list, then the allow list, then the rollout percent over a stable hash (`bucket`).
 Reasons are OpenFeature `Reason` values, so the provider passes them on unchanged.
+
+The platform's word comes first: where a platform flag exists, its kill switch and its
+deny list answer for every tenant before a tenant's own flag of that name is asked, so
+a kill switch kills. Names the platform reserves (`route.*`, and any platform flag's)
+are refused for tenants' own flags (`reserved`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ Reason = Literal["DISABLED", "TARGETING_MATCH", "SPLIT"]
 """Why a flag answered what it did: the OpenFeature reasons a flag can give."""
 
 FLAG_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+RESERVED_PREFIXES: Final = ("route.",)
+"""Flag names only the platform sets: `route.*` gates the gateway's routes."""
 
 
 def bucket(flag: str, subject: str) -> float:
@@ -111,8 +118,10 @@ class FlagBook(ControlView):
         return sorted(self._scopes.get(scope, {}).values(), key=lambda f: f.name)
 
     def governing(self, flag: str, tenant: str) -> Flag | None:
-        """The flag that answers for `tenant`: its own of that name, else the platform's."""
-        return self.lookup(tenant, flag) or self.lookup(PLATFORM, flag)
+        """The flag that answers for `tenant`: the platform's when its kill switch or deny
+        list holds for the tenant, else the tenant's own of that name, else the platform's."""
+        answer = self._answer(flag, tenant, None)
+        return answer[0] if answer is not None else None
 
     def evaluate(
         self, flag: str, tenant: str, subject: str | None = None
@@ -120,12 +129,29 @@ class FlagBook(ControlView):
         """`flag` for `tenant`, None when neither it nor the platform has such a flag (the
         caller uses its default). A platform flag is rolled out by tenant; a tenant's own
         flag by `subject` (a user or key id), or by the tenant when no subject is given."""
-        found = self.governing(flag, tenant)
-        if found is None:
-            return None
-        if found.scope == PLATFORM:
-            return evaluate(found, tenant)
-        return evaluate(found, subject or tenant)
+        answer = self._answer(flag, tenant, subject)
+        return answer[1:] if answer is not None else None
+
+    def _answer(
+        self, flag: str, tenant: str, subject: str | None
+    ) -> tuple[Flag, bool, Reason] | None:
+        platform = self.lookup(PLATFORM, flag)
+        if platform is not None and (not platform.enabled or tenant in platform.deny):
+            return (platform, *evaluate(platform, tenant))
+        own = self.lookup(tenant, flag) if tenant != PLATFORM else None
+        if own is not None:
+            return (own, *evaluate(own, subject or tenant))
+        if platform is not None:
+            return (platform, *evaluate(platform, tenant))
+        return None
+
+    def reserved(self, flag: str) -> str | None:
+        """Why a tenant may not have a flag named `flag` (None: it may)."""
+        if flag.startswith(RESERVED_PREFIXES):
+            return f"flag names starting {' or '.join(RESERVED_PREFIXES)} are the platform's"
+        if self.lookup(PLATFORM, flag) is not None:
+            return f"{flag!r} is a platform flag: a tenant cannot set one of that name"
+        return None
 
     def _fold(self, events: Iterable[Event]) -> int:
         changed = 0

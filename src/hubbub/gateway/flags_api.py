@@ -96,8 +96,12 @@ def _tenant_routes(book: FlagBook, event_log: EventLog, caller: CallerOf) -> API
 
     @router.put("/{name}")
     async def put(request: Request, name: NamePath, body: FlagWrite) -> FlagRead:
-        """Set one of the tenant's flags (admin or above)."""
-        return await _set(book, event_log, at_least(caller(request), "admin").tenant, name, body)
+        """Set one of the tenant's flags (admin or above); names the platform reserves
+        (`route.*`, and its own flags' names) are refused."""
+        tenant = at_least(caller(request), "admin").tenant
+        if (why := book.reserved(name)) is not None:
+            raise HTTPException(403, why)
+        return await _set(book, event_log, tenant, name, body)
 
     @router.delete("/{name}", status_code=204, response_class=Response)
     async def delete(request: Request, name: NamePath) -> None:

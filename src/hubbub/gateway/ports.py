@@ -7,7 +7,7 @@ Contract, which every adapter meets (`tests/contract/test_tenant_stores.py`):
 - A user belongs to one tenant with one role of `ROLES`; an email is unique within
   its tenant.
 - A key is shown once, when made; the store keeps its hash. `authenticate` answers the
-  key's tenant and role for a valid, unrevoked token, and None for anything else
+  key's tenant, role and permissions for a valid, unrevoked token, and None for anything else
   (malformed, unknown, revoked, wrong secret), never telling which.
 - Everything a tenant owns is reached through its tenant id: a key id of another
   tenant is `NotFound`, as one that does not exist.
@@ -26,6 +26,10 @@ from typing import Final, Literal, Protocol
 
 Role = Literal["owner", "admin", "editor", "viewer"]
 ROLES: Final[tuple[Role, ...]] = ("owner", "admin", "editor", "viewer")
+Permission = Literal["ingest"]
+PERMISSIONS: Final[tuple[Permission, ...]] = ("ingest",)
+"""What only the operator grants a key, whatever its role: `ingest` pushes events into the
+firehose every tenant's mentions and analytics read."""
 TENANT_HEADER: Final = "x-hubbub-tenant"
 """The header the gateway tells the services behind it the caller's tenant in."""
 PLATFORM: Final = "platform"
@@ -63,6 +67,7 @@ class ApiKey:
     role: Role
     created_at: datetime
     revoked_at: datetime | None
+    permissions: frozenset[Permission] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class Caller:
     tenant: str
     key: str
     role: Role
+    permissions: frozenset[Permission] = frozenset()
 
     def may(self, role: Role) -> bool:
         """Whether the caller's role is `role` or above (owner > admin > editor > viewer)."""
@@ -109,6 +115,14 @@ class TenantStore(Protocol):
     def keys(self, tenant: str) -> list[ApiKey]: ...
 
     def revoke_key(self, tenant: str, key: str) -> ApiKey: ...
+
+    def key(self, tenant: str, key: str) -> ApiKey:
+        """One of the tenant's keys; `NotFound` for another tenant's, as for none."""
+        ...
+
+    def set_permissions(self, tenant: str, key: str, permissions: frozenset[Permission]) -> ApiKey:
+        """Give the key exactly `permissions` (the operator's call, never a tenant's)."""
+        ...
 
     def authenticate(self, token: str) -> Caller | None: ...
 

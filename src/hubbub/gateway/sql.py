@@ -18,12 +18,14 @@ from sqlalchemy.exc import IntegrityError
 
 from hubbub.gateway import keys
 from hubbub.gateway.ports import (
+    PERMISSIONS,
     ROLES,
     ApiKey,
     Caller,
     Conflict,
     ConnectorTokenInfo,
     NotFound,
+    Permission,
     Role,
     Tenant,
     User,
@@ -57,6 +59,7 @@ api_keys = sa.Table(
     sa.Column("secret_hash", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("permissions", sa.String(200), nullable=False, server_default=""),
     sa.Index("api_keys_tenant", "tenant"),
 )
 # No foreign key to tenants: the CLI's tenant ("default") need not be a tenant's id.
@@ -109,6 +112,10 @@ def _sealed(value: str) -> str:
     if not value.startswith(SEALED_PREFIX) or value == SEALED_PREFIX:
         raise ValueError("a connector token must be sealed (SecretBox.seal) before it is stored")
     return value
+
+
+def _permissions(stored: str) -> frozenset[Permission]:
+    return frozenset(p for p in PERMISSIONS if p in stored.split())
 
 
 def _role(role: str) -> Role:
@@ -169,7 +176,8 @@ class SqlTenantStore:
         key = ApiKey(made.key_id, tenant, name, _role(role), _now(), None)
         with self._engine.begin() as db:
             self._check_tenant(db, tenant)
-            db.execute(api_keys.insert().values(**vars(key), secret_hash=made.secret_hash))
+            row = {**vars(key), "permissions": ""}  # none until the operator grants some
+            db.execute(api_keys.insert().values(**row, secret_hash=made.secret_hash))
         return key, made.token
 
     def keys(self, tenant: str) -> list[ApiKey]:
@@ -192,6 +200,25 @@ class SqlTenantStore:
             row = db.execute(sa.select(api_keys).where(mine)).one()
         return self._key(row)
 
+    def key(self, tenant: str, key: str) -> ApiKey:
+        mine = (api_keys.c.id == key) & (api_keys.c.tenant == tenant)
+        with self._engine.connect() as db:
+            row = db.execute(sa.select(api_keys).where(mine)).first()
+        if row is None:
+            raise NotFound(f"no key {key!r}")
+        return self._key(row)
+
+    def set_permissions(self, tenant: str, key: str, permissions: frozenset[Permission]) -> ApiKey:
+        unknown = set(permissions) - set(PERMISSIONS)
+        if unknown:
+            raise ValueError(f"unknown permissions {sorted(unknown)}: use {', '.join(PERMISSIONS)}")
+        mine = (api_keys.c.id == key) & (api_keys.c.tenant == tenant)
+        stored = " ".join(sorted(permissions))
+        with self._engine.begin() as db:
+            if db.execute(api_keys.update().where(mine).values(permissions=stored)).rowcount == 0:
+                raise NotFound(f"no key {key!r}")
+        return self.key(tenant, key)
+
     def authenticate(self, token: str) -> Caller | None:
         parsed = keys.parse(token)
         if parsed is None:
@@ -201,7 +228,7 @@ class SqlTenantStore:
             row = db.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).first()
         if row is None or row.revoked_at is not None or not keys.matches(secret, row.secret_hash):
             return None
-        return Caller(row.tenant, row.id, _role(row.role))
+        return Caller(row.tenant, row.id, _role(row.role), _permissions(row.permissions))
 
     def put_connector_token(self, tenant: str, connector: str, account: str, sealed: str) -> None:
         sealed, now = _sealed(sealed), _now()
@@ -254,7 +281,7 @@ class SqlTenantStore:
     def _key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
         return ApiKey(
             row.id, row.tenant, row.name, _role(row.role),
-            _aware(row.created_at) or _now(), _aware(row.revoked_at),
+            _aware(row.created_at) or _now(), _aware(row.revoked_at), _permissions(row.permissions),
         )  # fmt: skip
 
     def close(self) -> None:

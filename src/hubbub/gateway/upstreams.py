@@ -16,7 +16,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from hubbub.gateway.http1 import Pool, Response, UpstreamError, UpstreamTimeout
+from hubbub.gateway.ports import PLATFORM
 from hubbub.kernel.breaker import CircuitBreaker, State
+from hubbub.kernel.signing import RequestSigner
 
 __all__ = ["FAILING_STATUSES", "CircuitBreaker", "State", "Unavailable", "Upstream"]
 FAILING_STATUSES = frozenset({502, 503, 504})
@@ -42,6 +44,8 @@ class Upstream:
     base_url: str
     timeout_s: float
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    signer: RequestSigner | None = None
+    """Signs what is sent to a role of the platform; None for the legacy application."""
     pool: Pool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -87,7 +91,10 @@ class Upstream:
     async def get(self, path: str, timeout_s: float | None = None) -> tuple[int, bytes]:
         """A small GET off the request path (health checks, API descriptions), outside
         the breaker; raises `UpstreamError` (a timeout is one too)."""
-        response = await self.pool.request("GET", path, [], timeout_s=timeout_s or self.timeout_s)
+        headers = self.signer.headers("GET", path, PLATFORM, "gateway") if self.signer else []
+        response = await self.pool.request(
+            "GET", path, headers, timeout_s=timeout_s or self.timeout_s
+        )
         try:
             return response.status, await response.read()
         finally:

@@ -8,7 +8,8 @@ import structlog
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
-from hubbub.bootstrap import SOURCES, Platform
+from hubbub.bootstrap import SOURCES, Platform, TooManyIngestors
+from hubbub.kernel.signing import KEY, TENANT
 from hubbub.kernel.telemetry import current_trace
 
 log = structlog.get_logger()
@@ -24,6 +25,7 @@ class IngestRead(BaseModel):
 
 def build_router(platform: Platform, max_body_bytes: int) -> APIRouter:
     router = APIRouter(prefix="/v1/ingest", tags=["ingest"])
+    allowed_instances = {"push", *platform.settings.mastodon_instance_list}
 
     @router.post("/{source}")
     async def push(
@@ -35,14 +37,28 @@ def build_router(platform: Platform, max_body_bytes: int) -> APIRouter:
 
         Bad lines are dead-lettered and counted as rejected; the request still succeeds.
         For Mastodon, `instance` names the server the status ids belong to (they are
-        unique only there), so deletes and replies find the right statuses.
+        unique only there), so deletes and replies find the right statuses; it must be
+        one of HUBBUB_MASTODON_INSTANCES (or `push`). Every event made records who
+        pushed it (`pushed_by`: tenant and key, as the gateway signed them).
         """
         if source not in SOURCES:
             raise HTTPException(404, f"unknown source {source!r}: use {', '.join(SOURCES)}")
+        if source == "mastodon" and instance not in allowed_instances:
+            known = ", ".join(sorted(allowed_instances))
+            raise HTTPException(
+                422, f"instance {instance!r} is not allowed: use one of {known}"
+                " (HUBBUB_MASTODON_INSTANCES)",
+            )  # fmt: skip
         body = await _read_body(request, max_body_bytes)
         lines = [line for line in body.split(b"\n") if line.strip()]
-        ingestor = await platform.ingestor(source, instance=instance)
-        summary = await ingestor.ingest(lines, current_trace())
+        try:
+            ingestor = await platform.ingestor(source, instance=instance)
+        except TooManyIngestors as error:
+            raise HTTPException(503, str(error), headers={"Retry-After": "60"}) from error
+        pushed_by = (
+            f"{request.headers.get(TENANT.decode(), '')}/{request.headers.get(KEY.decode(), '')}"
+        )
+        summary = await ingestor.ingest(lines, current_trace(), pushed_by)
         log.info(
             "push ingested", source=source, accepted=summary.accepted,
             rejected=summary.rejected, duplicates=summary.duplicates,

@@ -50,6 +50,7 @@ class _Request(msgspec.Struct, array_like=True):
     batch: int
     trace: str
     lines: list[bytes]
+    pushed_by: str = ""
 
 
 class _Reply(msgspec.Struct, array_like=True):
@@ -195,7 +196,7 @@ class ShardedIngestor(SinkBase):
             self._started = False
 
     async def submit(
-        self, lines: Sequence[bytes], trace: str | None = None
+        self, lines: Sequence[bytes], trace: str | None = None, pushed_by: str = ""
     ) -> asyncio.Future[IngestSummary]:
         """Split the batch by shard and hand the parts out; waits while a worker is full."""
         if not self._started:
@@ -212,7 +213,7 @@ class ShardedIngestor(SinkBase):
             if not part:
                 continue
             try:
-                futures.append(await self._send(index, _Request(batch, trace, part)))
+                futures.append(await self._send(index, _Request(batch, trace, part, pushed_by)))
             except WorkerFailed as error:
                 # The parts already sent are still tracked (and awaited by what follows);
                 # the batch as a whole fails with the reason.
@@ -290,7 +291,7 @@ async def _serve(connection: Connection, settings: Settings, source: str, instan
     try:
         while payload := await requests.get():
             request = decoder.decode(payload)
-            done = await ingestor.submit(request.lines, request.trace)
+            done = await ingestor.submit(request.lines, request.trace, request.pushed_by)
             done.add_done_callback(functools.partial(_reply, connection, request.batch))
     finally:
         await platform.close()

@@ -67,6 +67,7 @@ class _Work:
     lines: Sequence[bytes]
     trace: str
     done: asyncio.Future[IngestSummary]
+    pushed_by: str = ""
     started: float = field(default_factory=time.perf_counter)
     mapped: MappedBatch | None = None
     rejected: list[InputRejected] = field(default_factory=list)
@@ -86,13 +87,16 @@ class SinkBase:
         raise NotImplementedError
 
     async def submit(
-        self, lines: Sequence[bytes], trace: str | None = None
+        self, lines: Sequence[bytes], trace: str | None = None, pushed_by: str = ""
     ) -> asyncio.Future[IngestSummary]:
         raise NotImplementedError
 
-    async def ingest(self, lines: Sequence[bytes], trace: str | None = None) -> IngestSummary:
-        """Submit one batch and wait for its outcome."""
-        return await (await self.submit(lines, trace))
+    async def ingest(
+        self, lines: Sequence[bytes], trace: str | None = None, pushed_by: str = ""
+    ) -> IngestSummary:
+        """Submit one batch and wait for its outcome; `pushed_by` (`tenant/key`) is
+        recorded on every event the batch makes, dead letters included."""
+        return await (await self.submit(lines, trace, pushed_by))
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -139,12 +143,12 @@ class Ingestor(SinkBase):
             self._tasks = []
 
     async def submit(
-        self, lines: Sequence[bytes], trace: str | None = None
+        self, lines: Sequence[bytes], trace: str | None = None, pushed_by: str = ""
     ) -> asyncio.Future[IngestSummary]:
         """Queue a batch; waits while the queue is full. The future resolves once appended."""
         if not self._tasks:
             raise RuntimeError("the ingestor is not started")
-        work = _Work(lines, trace or telemetry.new_traceparent(), asyncio.Future())
+        work = _Work(lines, trace or telemetry.new_traceparent(), asyncio.Future(), pushed_by)
         await self._incoming.put(work)
         return work.done
 
@@ -201,6 +205,8 @@ class Ingestor(SinkBase):
         mapped = work.mapped
         assert mapped is not None
         events: list[Event] = [*mapped.events, *work.rejected]
+        if work.pushed_by:
+            events = [msgspec.structs.replace(e, pushed_by=work.pushed_by) for e in events]
         result = await self.event_log.append(events)
         if work.refs_saved is not None:
             await work.refs_saved
@@ -303,7 +309,9 @@ class BatchSink(Protocol):
     async def stop(self) -> None: ...
 
     async def submit(
-        self, lines: Sequence[bytes], trace: str | None = None
+        self, lines: Sequence[bytes], trace: str | None = None, pushed_by: str = ""
     ) -> asyncio.Future[IngestSummary]: ...
 
-    async def ingest(self, lines: Sequence[bytes], trace: str | None = None) -> IngestSummary: ...
+    async def ingest(
+        self, lines: Sequence[bytes], trace: str | None = None, pushed_by: str = ""
+    ) -> IngestSummary: ...

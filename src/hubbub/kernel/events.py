@@ -16,7 +16,9 @@ class is `kw_only`, which keeps that order). A log holds billions of events, and
 dropping the field names saved a quarter of the bytes and of the encoding time; a
 reader can take the id from the third element without decoding the body. The price is
 that fields keep their order: add new ones at the end, with a default, and never
-reorder or remove one without raising `schema`.
+reorder or remove one without raising `schema`. (So `pushed_by`, the attribution of an
+event pushed over HTTP, is the last field of each event ingest makes, not an envelope
+field: one there would move every body.)
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class PostPublished(Event, frozen=True, kw_only=True, tag=True):
     reply_parent: str | None = None
     reply_root: str | None = None
     created_at: int = 0
+    pushed_by: str = ""
+    """Who pushed it over HTTP (`tenant/key`); empty for a connector's events."""
 
 
 class PostEdited(PostPublished, frozen=True, kw_only=True, tag=True):
@@ -78,6 +82,8 @@ class PostEdited(PostPublished, frozen=True, kw_only=True, tag=True):
 class PostDeleted(Event, frozen=True, kw_only=True, tag=True):
     post: str
     author: str
+    pushed_by: str = ""
+    """Who pushed it over HTTP (`tenant/key`); empty for a connector's events."""
 
 
 class EngagementRecorded(Event, frozen=True, kw_only=True, tag=True):
@@ -88,6 +94,8 @@ class EngagementRecorded(Event, frozen=True, kw_only=True, tag=True):
     post_author: str
     actor: str
     delta: int
+    pushed_by: str = ""
+    """Who pushed it over HTTP (`tenant/key`); empty for a connector's events."""
 
 
 class FollowersChanged(Event, frozen=True, kw_only=True, tag=True):
@@ -96,6 +104,8 @@ class FollowersChanged(Event, frozen=True, kw_only=True, tag=True):
     page: str
     follower: str
     delta: int
+    pushed_by: str = ""
+    """Who pushed it over HTTP (`tenant/key`); empty for a connector's events."""
 
 
 class PageSeen(Event, frozen=True, kw_only=True, tag=True):
@@ -105,6 +115,8 @@ class PageSeen(Event, frozen=True, kw_only=True, tag=True):
     handle: str | None = None
     display_name: str | None = None
     followers_count: int | None = None
+    pushed_by: str = ""
+    """Who pushed it over HTTP (`tenant/key`); empty for a connector's events."""
 
 
 class PageDeactivated(Event, frozen=True, kw_only=True, tag=True):
@@ -112,10 +124,14 @@ class PageDeactivated(Event, frozen=True, kw_only=True, tag=True):
 
     page: str
     status: str
+    pushed_by: str = ""
+    """Who pushed it over HTTP (`tenant/key`); empty for a connector's events."""
 
 
 class PageReactivated(Event, frozen=True, kw_only=True, tag=True):
     page: str
+    pushed_by: str = ""
+    """Who pushed it over HTTP (`tenant/key`); empty for a connector's events."""
 
 
 class InputRejected(Event, frozen=True, kw_only=True, tag=True):
@@ -124,6 +140,8 @@ class InputRejected(Event, frozen=True, kw_only=True, tag=True):
     raw: bytes
     reason: str
     detail: str = ""
+    pushed_by: str = ""
+    """Who pushed it over HTTP (`tenant/key`); empty for a connector's events."""
 
 
 class AlertRaised(Event, frozen=True, kw_only=True, tag=True):

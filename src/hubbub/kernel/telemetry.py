@@ -108,6 +108,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redact_credentials,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -166,6 +167,28 @@ def add_correlation(
     if correlation is not None:
         event.setdefault("request_id", correlation.request_id)
         event.setdefault("trace", correlation.traceparent)
+    return event
+
+
+_CREDENTIALS: Final = re.compile(
+    r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@|(?P<word>password=)\S+"
+)
+
+
+def redact(text: str) -> str:
+    """`text` with the passwords of URLs (`scheme://user:secret@host`) and of connection
+    strings (`password=secret`) replaced by `***`."""
+    return _CREDENTIALS.sub(lambda m: f"{m['keep']}***@" if m["keep"] else f"{m['word']}***", text)
+
+
+def redact_credentials(
+    logger: object, method: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """A structlog processor: no database, Redis or NATS password reaches a log line,
+    whatever message or error carried the URL."""
+    for name, value in event.items():
+        if isinstance(value, str) and ("@" in value or "password=" in value):
+            event[name] = redact(value)
     return event
 
 

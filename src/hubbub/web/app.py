@@ -17,9 +17,11 @@ from starlette.types import ASGIApp, Scope
 
 from hubbub.analytics import api as reports_api
 from hubbub.analytics import watches_api
-from hubbub.bootstrap import Platform
+from hubbub.bootstrap import Platform, open_request_signer
 from hubbub.ingest import api as ingest_api
 from hubbub.kernel.cache import shared_servers
+from hubbub.kernel.limits import BodyLimit, limit_by_path
+from hubbub.kernel.signing import SignedOnly
 from hubbub.kernel.telemetry import Observed, route_of
 from hubbub.kernel.validation import printable_validation_errors
 from hubbub.mentions import api as mentions_api
@@ -74,7 +76,10 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
     served: ASGIApp = app
     if role in ("all", "mentions"):
         served = mentions_api.MentionsFastPath(app, platform)
-    return Observed(served, role, route=_route)
+    settings = platform.settings
+    signed = SignedOnly(served, open_request_signer(settings))
+    limited = BodyLimit(signed, limit_by_path(settings.max_body_bytes, settings.max_push_bytes))
+    return Observed(limited, role, route=_route)
 
 
 def _route(scope: Scope) -> str:
