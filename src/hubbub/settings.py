@@ -155,6 +155,8 @@ class Settings(BaseSettings):
     webhook_deliveries_kept: int = Field(
         1000, ge=1, le=10_000, description="Newest deliveries per tenant the API can list."
     )
+    watches_per_tenant: int = Field(500, ge=1, description="Most active watches of a tenant.")
+    webhooks_per_tenant: int = Field(20, ge=1, description="Most active webhooks of a tenant.")
     # Secrets at rest
     secret_key: SecretStr | None = Field(
         None, description="Fernet key sealing secrets at rest; default: DATA_DIR/secret.key."

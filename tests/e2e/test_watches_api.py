@@ -289,3 +289,23 @@ async def test_the_delivery_log_keeps_a_tenants_newest_and_bounds_the_offset(
         await platform.close()
     assert [d["alert"] for d in listed.json()] == ["alert-9", "alert-8", "alert-7"]
     assert too_far.status_code == 422
+
+
+async def test_a_tenant_has_at_most_the_watches_and_webhooks_the_settings_allow(
+    data_dir: Path,
+) -> None:
+    settings = Settings(data_dir=data_dir, watches_per_tenant=2, webhooks_per_tenant=1)
+    platform = await build_platform(settings)
+    try:
+        async with api_client(platform, tenant=TENANT) as client:
+            for target in ("a", "b"):
+                await add_watch(client, kind="hashtag", target=target)
+            third = await client.post("/v1/watches", json={"kind": "hashtag", "target": "c"})
+            hook = {"url": "https://hooks.example/a"}
+            assert (await client.post("/v1/webhooks", json=hook)).status_code == 201
+            second_hook = await client.post("/v1/webhooks", json=hook)
+    finally:
+        await platform.close()
+    assert third.status_code == second_hook.status_code == 422
+    assert "has 2 watches, the most it may have (HUBBUB_WATCHES_PER_TENANT)" in third.text
+    assert "has 1 webhooks, the most it may have (HUBBUB_WEBHOOKS_PER_TENANT)" in second_hook.text

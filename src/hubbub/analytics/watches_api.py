@@ -142,6 +142,8 @@ def _watch_routes(platform: Platform) -> APIRouter:
     @router.post("", status_code=201)
     async def add(tenant: Tenant, body: WatchCreate) -> WatchRead:
         """Watch a hashtag, a page or a term for spikes; answers the watch, with its id."""
+        mine = (await watches()).of_tenant(tenant)
+        _check_room(len(mine), platform.settings.watches_per_tenant, "watches")
         sensitivity = body.sensitivity or platform.settings.spike_sensitivity
         change = WatchChanged(
             id="", key=tenant, ts=0, source="api", tenant=tenant, watch=short_id(),
@@ -181,6 +183,9 @@ def _webhook_routes(platform: Platform) -> APIRouter:
         """Add a webhook for the tenant's alerts. The answer holds the secret that signs
         them (`Hubbub-Signature`), and is the only one that does: keep it."""
         _check_url(body.url, allowed)
+        found = await views()
+        mine = (await found.current(found.webhooks)).of_tenant(tenant)
+        _check_room(len(mine), platform.settings.webhooks_per_tenant, "webhooks")
         secret = body.secret or secrets.token_urlsafe(32)
         hook = WebhookChanged(
             id="", key=tenant, ts=0, source="api", tenant=tenant, webhook=short_id(),
@@ -215,6 +220,16 @@ def _webhook_routes(platform: Platform) -> APIRouter:
         await _append(platform, msgspec.structs.replace(hook, active=False), hook.webhook)
 
     return router
+
+
+def _check_room(count: int, most: int, what: str) -> None:
+    """A 422 when a tenant has `most` of `what` already: every watch is checked and
+    every webhook called for each alert, so neither may grow without bound."""
+    if count >= most:
+        setting = f"HUBBUB_{what.upper()}_PER_TENANT"
+        raise HTTPException(
+            422, f"the tenant has {count} {what}, the most it may have ({setting}): remove one"
+        )
 
 
 def _check_url(url: str, allowed: Sequence[Network]) -> None:
