@@ -560,3 +560,132 @@ async def test_control_characters_are_refused_where_people_name_things(stack: St
         "/v1/watches", json={"kind": "term", "target": "solar flare"}, headers=headers
     )
     assert kept.status_code == 201
+
+
+def _role_of(path: str) -> str:
+    if path.startswith("/v1/ingest"):
+        return "ingest"
+    return "mentions" if path.startswith("/v1/mentions") else "analytics"
+
+
+async def test_a_role_refuses_a_forged_tenant_the_gateway_is_let_through(stack: Stack) -> None:
+    """Every route a role serves, read from the API description: called on the role's own
+    port with a tenant header (and a made-up signature) it is 401; the same request
+    through the gateway, with a key, is let through (whatever the route then answers)."""
+    owner = await stack.tenant("newsroom")
+    pusher = await stack.pusher(owner)
+    spec = (await stack.client.get("/openapi.json")).json()
+    urls = {
+        "ingest": stack.gateway_settings.ingest_url,
+        "mentions": stack.gateway_settings.mentions_url,
+        "analytics": stack.gateway_settings.analytics_url,
+    }
+    forgeries = [
+        {"x-hubbub-tenant": owner["id"]},
+        {"x-hubbub-tenant": owner["id"], "x-hubbub-key": "k", "x-hubbub-time": "1",
+         "x-hubbub-signature": "0" * 64},
+    ]  # fmt: skip
+    routes = [
+        (method, path)
+        for path, item in spec["paths"].items()
+        if path.startswith(("/v1/ingest", "/v1/mentions", "/v1/reports", "/v1/watches",
+                            "/v1/webhooks"))
+        for method in item
+    ]  # fmt: skip
+    assert len(routes) >= 10, routes
+    async with httpx.AsyncClient() as direct:
+        for method, path in routes:
+            url = path.replace("{source}", "jetstream").replace("{", "").replace("}", "")
+            role = _role_of(path)
+            for forged in forgeries:
+                answer = await direct.request(
+                    method.upper(), urls[role] + url, headers=forged, json={}
+                )
+                assert answer.status_code == 401, (method, url, answer.text)
+            key = pusher if role == "ingest" else owner["token"]
+            through = await stack.client.request(
+                method.upper(), url, headers=auth(key), content=b"{}"
+            )
+            assert through.status_code not in (401, 403), (method, url, through.text)
+            assert through.status_code < 500, (method, url, through.text)
+    healthy = await direct_get(urls["mentions"] + "/healthz")
+    assert healthy == 200  # health, readiness and metrics stay open on a role
+
+
+async def direct_get(url: str) -> int:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(url)).status_code
+
+
+async def test_the_platforms_kill_switch_beats_a_tenants_flag_of_that_name(stack: Stack) -> None:
+    owner = await stack.tenant("newsroom")
+    headers = auth(owner["token"])
+    own = await stack.client.put("/v1/flags/beta", json={"percent": 100}, headers=headers)
+    assert own.status_code == 200, own.text
+    killed = await stack.client.put(
+        "/v1/platform/flags/beta", json={"enabled": False}, headers=auth(OPERATOR)
+    )
+    assert killed.status_code == 200, killed.text
+    await stack.gateway.flags.catch_up()
+    answer = await stack.client.get("/v1/flags/beta/evaluation", headers=headers)
+    assert answer.json() == {"flag": "beta", "value": False, "reason": "DISABLED",
+                             "scope": "platform"}  # fmt: skip
+    for reserved in ("route.reports", "beta"):
+        refused = await stack.client.put(
+            f"/v1/flags/{reserved}", json={"percent": 100}, headers=headers
+        )
+        assert refused.status_code == 403, reserved
+    denied = await stack.client.put(
+        "/v1/platform/flags/gamma", json={"percent": 100, "deny": [owner["id"]]},
+        headers=auth(OPERATOR),
+    )  # fmt: skip
+    assert denied.status_code == 200
+    await stack.gateway.flags.catch_up()
+    answer = await stack.client.get("/v1/flags/gamma/evaluation", headers=headers)
+    assert (answer.json()["value"], answer.json()["scope"]) == (False, "platform")
+
+
+async def test_only_the_same_role_or_above_revokes_a_key(stack: Stack) -> None:
+    owner = await stack.tenant("newsroom")
+    admin = await stack.key(owner, "admin")
+    editor = await stack.made_key(owner, "editor")
+    keys = (await stack.client.get("/v1/keys", headers=auth(admin))).json()
+    owners_key = next(k["id"] for k in keys if k["role"] == "owner")
+    refused = await stack.client.delete(f"/v1/keys/{owners_key}", headers=auth(admin))
+    assert refused.status_code == 403
+    assert "cannot revoke" in refused.json()["detail"]
+    assert (await stack.client.get("/v1/tenant", headers=auth(owner["token"]))).status_code == 200
+    revoked = await stack.client.delete(f"/v1/keys/{editor['id']}", headers=auth(admin))
+    assert revoked.status_code == 200
+    assert (await stack.client.get("/v1/tenant", headers=auth(editor["token"]))).status_code == 401
+
+
+async def test_a_key_refused_by_its_own_limit_spends_none_of_its_tenants(tmp_path: Path) -> None:
+    built, exits = await start_stack(
+        tmp_path / "data", rate_limit_key_per_s=0.001, rate_limit_key_burst=2,
+        rate_limit_tenant_per_s=0.001, rate_limit_tenant_burst=6,
+    )  # fmt: skip
+    async with exits:
+        owner = await built.tenant("newsroom")
+        busy, other = await built.key(owner, "viewer"), await built.key(owner, "viewer")
+        busy_answers = [
+            (await built.client.get("/v1/tenant", headers=auth(busy))).status_code
+            for _ in range(10)
+        ]
+        assert busy_answers == [200, 200] + [429] * 8
+        other_answers = [
+            (await built.client.get("/v1/tenant", headers=auth(other))).status_code
+            for _ in range(2)
+        ]
+    assert other_answers == [200, 200]  # of the tenant's 6: 2 made the keys, 2 the busy one
+
+
+async def test_every_endpoint_limits_the_body_it_reads(tmp_path: Path) -> None:
+    built, exits = await start_stack(tmp_path / "data", max_body_bytes=4096)
+    async with exits:
+        owner = await built.tenant("newsroom")
+        big = {"kind": "hashtag", "target": "x", "pad": "y" * 10_000}
+        for path in ("/v1/watches", "/v1/keys", "/v1/flags/big"):
+            answer = await built.client.post(path, json=big, headers=auth(owner["token"]))
+            assert answer.status_code == 413, (path, answer.text)
+            assert "over 4096 bytes" in answer.json()["detail"]

@@ -18,6 +18,7 @@ import psutil
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.events import PageSeen
 from hubbub.settings import Settings
+from hubbub.supervisor import platform_roles
 from tests.conftest import signed
 from tests.integration.test_mentions_replica import free_port
 
@@ -150,3 +151,12 @@ def test_roles_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
         supervisor.wait(10)
     _, alive = psutil.wait_procs(children, timeout=20)
     assert alive == []
+
+
+def test_the_roles_listen_on_loopback_wherever_the_gateway_is_published(
+    tmp_path: Path,
+) -> None:
+    specs = platform_roles(Settings(data_dir=tmp_path), host="0.0.0.0")
+    hosts = {spec.name: spec.argv[spec.argv.index("--host") + 1] for spec in specs}
+    assert hosts == {"ingest": "127.0.0.1", "mentions": "127.0.0.1", "analytics": "127.0.0.1",
+                     "gateway": "0.0.0.0"}  # fmt: skip

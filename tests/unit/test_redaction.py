@@ -1,0 +1,30 @@
+"""No password of a database, Redis or NATS URL reaches a log line."""
+
+from __future__ import annotations
+
+import pytest
+import structlog
+
+from hubbub.kernel.telemetry import configure_logging, redact
+
+
+def test_passwords_in_urls_and_connection_strings_are_redacted() -> None:
+    said = redact(
+        "cannot reach nats://hub:n4ts@10.0.0.5:4222 nor postgresql://app:pg-s3cret@db/hubbub"
+        " (host=db password=kw-s3cret dbname=hubbub); mail ops@example.com"
+    )
+    for secret in ("n4ts", "pg-s3cret", "kw-s3cret"):
+        assert secret not in said
+    assert "nats://hub:***@10.0.0.5:4222" in said
+    assert "postgresql://app:***@db/hubbub" in said
+    assert "ops@example.com" in said  # only credentials go
+
+
+def test_a_log_line_carries_no_password(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "json")
+    structlog.get_logger().error(
+        "event log unreachable", url="redis://:r3dis@127.0.0.1:6379/0", error="auth failed"
+    )
+    line = capsys.readouterr().err
+    assert "r3dis" not in line
+    assert "redis://:***@127.0.0.1:6379/0" in line
