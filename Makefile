@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test check lint audit bench clean
+.PHONY: install demo test check lint audit bench wrk clean
 
 # venv seeds the setuptools its Python shipped with (65.5 for 3.11: known vulnerable).
 $(STAMP): pyproject.toml
@@ -47,7 +47,18 @@ audit: $(STAMP)
 
 check: lint test audit
 
-bench: $(STAMP)
+# The HTTP load comes from wrk (Debian's), as in BENCHMARKS.md: without it the load
+# generator shares the two cores with the server and the figures are a third as high.
+WRK := $(shell command -v wrk 2>/dev/null)
+wrk:
+ifeq ($(WRK),)
+	@echo "installing wrk (Debian's), the HTTP load generator the benchmarks use"
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y -qq wrk >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk; }
+endif
+
+bench: $(STAMP) wrk
 	$(BIN)/hubbub bench ingest --json
 	$(BIN)/hubbub bench ingest --log jetstream --json
 	$(BIN)/hubbub bench mentions --pages 1000000 --json
