@@ -683,14 +683,19 @@ class JetStreamEventLog:
         self._streams.add(stream)
         return info
 
-    async def _get(self, topic: str, seq: int, *, exact: bool = False) -> _Message | None:
-        """The message at `seq` (exact) or the first at or after it; None when there is none."""
+    async def _get(
+        self, topic: str, seq: int, *, exact: bool = False, direct: bool = True
+    ) -> _Message | None:
+        """The message at `seq` (exact) or the first at or after it; None when there is none.
+
+        A direct get may be answered by any replica, one that has not yet stored the
+        newest messages; `direct=False` asks the stream's leader, which has them all."""
         stream = self._stream(topic)
         subject = None if exact else self._filter(topic)
         with self._guard(f"reading stream {stream}"):
             try:
                 raw: RawStreamMsg = await self._js.get_msg(
-                    stream, seq, subject=subject, next=not exact, direct=True
+                    stream, seq, subject=subject, next=not exact, direct=direct
                 )
             except nats.js.errors.NotFoundError:
                 return None
@@ -917,7 +922,10 @@ class JetStreamEventLog:
         while seq > floor and (count < self._window or not newest_first):
             wanted = max(self._window - count, 1) // self._per_message + 1
             batch = range(seq, max(seq - min(wanted, _GETS_IN_FLIGHT), floor), -1)
-            messages = await asyncio.gather(*(self._get(topic, s, exact=True) for s in batch))
+            # From the leader: a lagging replica's answer would misplace the positions.
+            messages = await asyncio.gather(
+                *(self._get(topic, s, exact=True, direct=False) for s in batch)
+            )
             for message in messages:
                 if message is not None:
                     newest_first.append(message)
