@@ -4,10 +4,8 @@ live (flags, routes), read by each replica on its own, without a restart."""
 from __future__ import annotations
 
 from hubbub.eventlog.port import EventLog
-from hubbub.eventlog.view import READ_BATCH, LogView
+from hubbub.eventlog.view import LogView
 from hubbub.kernel.events import CONTROL
-
-__all__ = ["READ_BATCH", "ControlView"]
 
 
 class ControlView(LogView):
