@@ -24,7 +24,12 @@ import schemathesis
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from schemathesis import APIOperation, Case, CheckFunction, GenerationMode
-from schemathesis.checks import not_a_server_error, status_code_conformance
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from schemathesis.core.result import Ok
 
 from hubbub.gateway.app import observed
@@ -35,11 +40,15 @@ from tests.e2e.test_gateway import OPERATOR, auth, start_stack
 T = TypeVar("T")
 Operation = APIOperation[Any, Any, Any, Any]
 OPERATOR_PATHS: Final = ("/v1/tenants", "/v1/platform/")
-# No server error, and every status is one the spec describes (the gateway describes its
-# own answers and the services' hand-raised ones: `hubbub.gateway.spec`). Not response
-# schemas: CSV reports are described as JSON, which would fail for a reason of the
-# description, not of the service.
-CHECKS: Final[list[CheckFunction]] = [not_a_server_error, status_code_conformance]
+# No server error; every status, content type and body is one the spec describes (the
+# gateway describes its own answers and the services' hand-raised ones,
+# `hubbub.gateway.spec`; reports describe their CSV as text/csv).
+CHECKS: Final[list[CheckFunction]] = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 WINDOW: Final = {"start": "2026-03-29T00:00:00Z", "end": "2026-03-30T00:00:00+01:00"}
 LONE_SURROGATE: Final = "x\ud800"
 SEED: Final = 20_260_101

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from hubbub.analytics import reports
 from hubbub.analytics.reports import Bucket, ReportError, SeriesKind, Window
@@ -97,6 +98,41 @@ def _attachment(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
+class SeriesRow(BaseModel):
+    bucket: str = Field(description="Start of the bucket, ISO 8601 in the time zone asked.")
+    value: int
+
+
+class TopRow(BaseModel):
+    rank: int
+    key: str
+    count: int
+
+
+class SummaryRow(BaseModel):
+    page: str
+    posts: int
+    replies: int
+    mentions_received: int
+    likes_received: int
+    reposts_received: int
+    replies_received: int
+
+
+def _rows(row: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """The 200 of a report: its rows as JSON, or as CSV with `format=csv`."""
+    return {
+        200: {
+            "description": "The report's rows; CSV (a header line, then a row a line) with"
+            " `format=csv`.",
+            "content": {
+                "application/json": {"schema": {"type": "array", "items": row.model_json_schema()}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        }
+    }
+
+
 def build_router(platform: Platform) -> APIRouter:
     router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -133,7 +169,7 @@ def build_router(platform: Platform) -> APIRouter:
                 " over the whole log",
             )
 
-    @router.get("/series/{kind}/{key}")
+    @router.get("/series/{kind}/{key}", responses=_rows(SeriesRow))
     async def series(
         request: Request,
         kind: SeriesKind,
@@ -162,7 +198,7 @@ def build_router(platform: Platform) -> APIRouter:
         )  # fmt: skip
         return _answer(body, format, f"{kind}-{key}-{bucket}")
 
-    @router.get("/top/{what}")
+    @router.get("/top/{what}", responses=_rows(TopRow))
     async def top(
         request: Request,
         what: Literal["hashtags", "mentioned", "engaged"],
@@ -183,7 +219,7 @@ def build_router(platform: Platform) -> APIRouter:
         )  # fmt: skip
         return _answer(body, format, f"top-{what}")
 
-    @router.get("/pages/{page}/summary")
+    @router.get("/pages/{page}/summary", responses=_rows(SummaryRow))
     async def summary(
         request: Request, page: str, start: StartQ, end: EndQ, format: FormatQ = "json"
     ) -> Response:
