@@ -33,6 +33,7 @@ import hmac
 import itertools
 import random
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -166,6 +167,9 @@ class Dispatcher:
     _in_flight: int = field(default=0, init=False)
     _room: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _committing: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    _final: int = field(default=0, init=False)
+    """The last alert position up to which every delivery is final."""
+    _committed: int = field(default=0, init=False)
     _finished: set[tuple[str, str]] = field(default_factory=set, init=False)
     """(alert id, webhook) of deliveries logged before a restart, not to send again."""
 
@@ -191,21 +195,26 @@ class Dispatcher:
                 await asyncio.sleep(self.policy.poll_s)
 
     async def _admit(self) -> None:
-        """Fetch alerts while the queue has room, and queue their deliveries."""
+        """Fetch alerts while the queue has room, and queue their deliveries. Alerts
+        fetched are queued even if a read fails meanwhile: they are retried, not lost."""
+        fetched: deque[Record] = deque()
         while True:
             room = self.policy.queue_size - self._in_flight
-            if room <= 0:
+            if not fetched and room <= 0:
                 self._room.clear()
                 await self._room.wait()
                 continue
             try:
-                records = await self.event_log.fetch(
-                    GROUP, ALERTS, min(room, _FETCH_PAGE), wait=self.policy.poll_s
-                )
-                if records:
+                if not fetched:
+                    limit = min(room, _FETCH_PAGE)
+                    fetched += await self.event_log.fetch(
+                        GROUP, ALERTS, limit, wait=self.policy.poll_s
+                    )
+                if fetched:
                     await self.views.current(self.views.webhooks)
-                for record in records:
-                    await self._queue_deliveries(record)
+                while fetched:
+                    await self._queue_deliveries(fetched[0])
+                    fetched.popleft()
             except Exception:  # a failed read must not stop the deliveries
                 log.exception("alerts cannot be read; retrying")
                 await asyncio.sleep(self.policy.poll_s)
@@ -270,14 +279,19 @@ class Dispatcher:
         await self._commit_finished()
 
     async def _commit_finished(self) -> None:
-        """Commit the last alert position up to which every delivery is final."""
+        """Commit the last alert position up to which every delivery is final. A failed
+        commit is logged and made by the next call: a restart meanwhile only reads
+        again alerts whose deliveries are logged, and skips them."""
         async with self._committing:  # commits in order: a later one never goes first
-            last = None
             while self._pending and not self._pending[next(iter(self._pending))]:
-                last = next(iter(self._pending))
-                del self._pending[last]
-            if last is not None:
-                await self.event_log.commit(GROUP, ALERTS, last)
+                self._final = next(iter(self._pending))
+                del self._pending[self._final]
+            if self._final > self._committed:
+                try:
+                    await self.event_log.commit(GROUP, ALERTS, self._final)
+                    self._committed = self._final
+                except Exception:
+                    log.exception("the alerts position cannot be committed; retrying later")
 
 
 async def attempt(
