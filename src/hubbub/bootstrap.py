@@ -79,7 +79,7 @@ async def open_event_log(settings: Settings) -> EventLog:
         from hubbub.eventlog.jetstream import JetStreamEventLog
 
         return await JetStreamEventLog.connect(
-            settings.nats_url,
+            settings.nats_url.get_secret_value(),
             stream_prefix=settings.stream_prefix,
             events_per_message=settings.events_per_message,
             dedupe_window=settings.dedupe_window,
@@ -110,7 +110,7 @@ async def open_mentions_backend(name: str, settings: Settings) -> MentionsBacken
     if name == "postgres":
         from hubbub.mentions.postgres import PostgresMentions
 
-        return await PostgresMentions.connect(settings.mentions_postgres_url)
+        return await PostgresMentions.connect(settings.mentions_postgres_url.get_secret_value())
     raise ConfigurationError(f"unknown mentions backend {name!r}: use memory, postgres")
 
 
@@ -120,7 +120,7 @@ def open_rollups(settings: Settings) -> RollupStore:
     if settings.analytics_store == "postgres":
         from hubbub.analytics.postgres_store import PostgresRollups
 
-        return PostgresRollups(settings.analytics_postgres_url)
+        return PostgresRollups(settings.analytics_postgres_url.get_secret_value())
     return LiveDuckDB(settings.data_dir)
 
 
@@ -129,7 +129,7 @@ def open_staged_rollups(settings: Settings) -> StagedRollups:
     if settings.analytics_store == "postgres":
         from hubbub.analytics.postgres_store import PostgresStaging
 
-        return PostgresStaging(settings.analytics_postgres_url)
+        return PostgresStaging(settings.analytics_postgres_url.get_secret_value())
     return DuckDBStaging(settings.data_dir)
 
 
@@ -154,7 +154,9 @@ def open_rate_limiter(settings: Settings) -> RateLimiter:
 
     if settings.rate_limiter == "redis":
         prefix = f"{settings.stream_prefix}:ratelimit"
-        return RedisRateLimiter(settings.redis_url, prefix, guard=open_redis_guard(settings))
+        return RedisRateLimiter(
+            settings.redis_url.get_secret_value(), prefix, guard=open_redis_guard(settings)
+        )
     return MemoryRateLimiter()
 
 
@@ -341,7 +343,7 @@ class Platform:
         if self._cache is None:
             if self.settings.cache == "redis":
                 self._cache = RedisCache(
-                    self.settings.redis_url,
+                    self.settings.redis_url.get_secret_value(),
                     self.settings.stream_prefix,
                     guard=open_redis_guard(self.settings),
                 )

@@ -7,6 +7,7 @@ start with the list of names that exist.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
@@ -26,7 +27,10 @@ class Settings(BaseSettings):
 
     # Event log
     log_segment_size: int = Field(1000, ge=1, description="Events per SQLite segment row.")
-    nats_url: str = "nats://127.0.0.1:4222"
+    nats_url: SecretStr = Field(
+        SecretStr("nats://127.0.0.1:4222"),
+        description="NATS servers (a secret: may hold a password).",
+    )
     stream_prefix: str = Field("hubbub", pattern=r"^[A-Za-z0-9_-]+$")
     nats_replicas: int = Field(1, ge=1, le=5, description="Replicas of every JetStream stream.")
     events_per_message: int = Field(1000, ge=1, description="Events packed per NATS message.")
@@ -82,8 +86,9 @@ class Settings(BaseSettings):
     mentions_shadow: str | None = Field(
         None, description="Mentions backend sent the same queries off the request path."
     )
-    mentions_postgres_url: str = Field(
-        "postgresql://127.0.0.1:5432/hubbub", description="Database of the postgres backend."
+    mentions_postgres_url: SecretStr = Field(
+        SecretStr("postgresql://127.0.0.1:5432/hubbub"),
+        description="Database of the postgres backend.",
     )
     mentions_snapshot_interval_s: float = Field(
         60.0, gt=0, description="How often a replica snapshots its in-memory index."
@@ -94,8 +99,9 @@ class Settings(BaseSettings):
         pattern="^(duckdb|postgres)$",
         description=("Rollup store: duckdb (a file in the data dir) or postgres."),
     )
-    analytics_postgres_url: str = Field(
-        "postgresql://127.0.0.1:5432/hubbub", description="Database of the postgres rollups."
+    analytics_postgres_url: SecretStr = Field(
+        SecretStr("postgresql://127.0.0.1:5432/hubbub"),
+        description="Database of the postgres rollups.",
     )
     poison_retries: int = Field(
         3,
@@ -176,7 +182,7 @@ class Settings(BaseSettings):
         " otherwise, whatever address the gateway is published on.",
     )
     # Tenants, users, keys
-    relational_url: str | None = Field(
+    relational_url: SecretStr | None = Field(
         None,
         description="SQLAlchemy URL of the relational store (postgresql+psycopg://...);"
         " default: SQLite in the data dir.",
@@ -223,7 +229,9 @@ class Settings(BaseSettings):
     )
     # Cache
     cache: str = Field("memory", pattern="^(memory|redis)$", description="memory or redis.")
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/0"), description="Redis (a secret: may hold a password)."
+    )
     redis_timeout_s: float = Field(
         0.25, gt=0, description="Longest wait on Redis before answering from the process."
     )
@@ -288,7 +296,18 @@ class Settings(BaseSettings):
 
     @property
     def relational(self) -> str:
-        return self.relational_url or f"sqlite:///{self.data_dir / 'relational.db'}"
+        if self.relational_url is not None:
+            return self.relational_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'relational.db'}"
+
+    def revealed_json(self) -> str:
+        """These settings as JSON with the secrets in the clear (`model_dump_json` masks
+        them): for a child process of this one, never for a log."""
+        dumped = self.model_dump(mode="json")
+        for name, value in self:
+            if isinstance(value, SecretStr):
+                dumped[name] = value.get_secret_value()
+        return json.dumps(dumped)
 
     @property
     def archive_path(self) -> Path:

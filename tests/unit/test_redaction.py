@@ -6,6 +6,7 @@ import pytest
 import structlog
 
 from hubbub.kernel.telemetry import configure_logging, redact
+from hubbub.settings import Settings
 
 
 def test_passwords_in_urls_and_connection_strings_are_redacted() -> None:
@@ -28,3 +29,19 @@ def test_a_log_line_carries_no_password(capsys: pytest.CaptureFixture[str]) -> N
     line = capsys.readouterr().err
     assert "r3dis" not in line
     assert "redis://:***@127.0.0.1:6379/0" in line
+
+
+def test_server_urls_are_secrets_in_the_settings() -> None:
+    settings = Settings(
+        nats_url="nats://hub:n4ts@nats:4222",
+        redis_url="redis://:r3dis@redis:6379/0",
+        mentions_postgres_url="postgresql://app:pg1@db/m",
+        analytics_postgres_url="postgresql://app:pg2@db/a",
+        relational_url="postgresql+psycopg://app:pg3@db/r",
+    )
+    shown = f"{settings!r} {settings.model_dump_json()}"
+    for secret in ("n4ts", "r3dis", "pg1", "pg2", "pg3"):
+        assert secret not in shown
+    child = Settings.model_validate_json(settings.revealed_json())
+    assert child.nats_url.get_secret_value() == "nats://hub:n4ts@nats:4222"
+    assert child.relational == "postgresql+psycopg://app:pg3@db/r"

@@ -74,7 +74,7 @@ async def _cleanup(settings: Settings) -> None:
     if settings.event_log == "jetstream":
         from hubbub.eventlog.jetstream import delete_streams
 
-        await delete_streams(settings.nats_url, settings.stream_prefix)
+        await delete_streams(settings.nats_url.get_secret_value(), settings.stream_prefix)
 
 
 def _peak_rss_mb() -> float:

@@ -81,7 +81,7 @@ class _Worker:
         self.connection, child = context.Pipe(duplex=True)
         self.process = context.Process(
             target=worker_main,
-            args=(child, settings.model_dump_json(), source, instance),
+            args=(child, settings.revealed_json(), source, instance),
             name=f"hubbub-ingest-{source}-{index}",
             daemon=True,
         )
