@@ -6,6 +6,7 @@ made for each test and dropped after it.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
@@ -326,3 +327,28 @@ async def test_short_prefixes_of_many_pages_follow_followers_renames_and_removal
     await agree()
     await world.restart()
     await agree()
+
+
+@pytest.mark.services
+async def test_a_postgres_database_from_before_the_top_table_gets_one_on_connecting() -> None:
+    with postgres_database("hubbub_mentions") as dsn:
+        backend = await PostgresMentions.connect(dsn)
+        try:
+            world = World(backend, lambda: PostgresMentions.connect(dsn))
+            await populate(world)
+            expected = await world.handles("t")
+            assert expected == ["taylorswift.bsky.social", "taylor.dev"]
+            async with backend._pool.connection() as conn:  # as a database of before was
+                await conn.execute("DELETE FROM mention_top")
+                await conn.execute("UPDATE mention_position SET top_built = false")
+            assert await world.handles("t") == []
+        finally:
+            await backend.close()
+        opened = await asyncio.gather(*(PostgresMentions.connect(dsn) for _ in range(3)))
+        try:
+            for replica in opened:  # replicas starting at once: one builds, all answer
+                answer = [s.handle for s in await replica.suggest("t")]
+                assert answer == expected
+        finally:
+            for replica in opened:
+                await replica.close()

@@ -116,6 +116,7 @@ class PostgresMentions:
         )
         await pool.open(wait=True, timeout=10)
         async with pool.connection() as conn, conn.transaction():
+            await conn.execute(postgres_top.LOCK)
             for statement in (*SCHEMA, *postgres_top.SCHEMA):
                 await conn.execute(statement)
             await postgres_top.ensure_built(conn)

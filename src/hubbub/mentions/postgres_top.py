@@ -94,6 +94,9 @@ _TRIM: Final = f"""
     RETURNING t.prefix, t.followers, t.page_id"""
 
 _ABOVE: Final = "\U0010ffff"
+# One writer of the table (or of the schema, on connecting) at a time, until its
+# transaction ends: replicas connecting at once would otherwise deadlock on the DDL.
+LOCK: Final = "SELECT pg_advisory_xact_lock(hashtext('mention_top'))"
 
 
 def prefixes(page: Page) -> set[str]:
@@ -128,7 +131,9 @@ async def build(conn: Connection) -> None:
 
 
 async def ensure_built(conn: Connection) -> None:
-    """Build the table if this database has never had it (pages from before it)."""
+    """Build the table if this database has never had it (pages from before it), in a
+    transaction holding `LOCK`: the first of several replicas starting at once builds
+    it, the others wait for it."""
     row = await (await conn.execute("SELECT top_built FROM mention_position")).fetchone()
     if row is not None and not row[0]:
         await build(conn)
@@ -144,7 +149,7 @@ async def update(conn: Connection, before: Mapping[str, set[str]], after: Iterab
     affected = sorted(set().union(*before.values(), *now.values()))
     if not affected:
         return
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('mention_top'))")
+    await conn.execute(LOCK)
     cutoffs = await _cutoffs(conn, affected)
     await conn.execute("DELETE FROM mention_top WHERE page_id = ANY(%s)", (touched,))
     rows = [
