@@ -6,6 +6,7 @@ Tests build the platform through these same functions with other settings.
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from hubbub.ingest.parallel import ShardedIngestor
 from hubbub.ingest.pipeline import BatchSink, Ingestor
 from hubbub.ingest.ports import IngestState
 from hubbub.ingest.sqlite import SqliteIngestState
+from hubbub.kernel.background import Background
 from hubbub.kernel.breaker import Guard
 from hubbub.kernel.cache import Cache, MemoryCache, RedisCache
 from hubbub.kernel.clock import Clock, SystemClock
@@ -266,7 +268,8 @@ class Platform:
     _alert_views: AlertViews | None = None
     _cache: Cache | None = None
     _secret_box: SecretBox | None = None
-    _background: list[asyncio.Task[None]] = field(default_factory=list)
+    background: Background = field(default_factory=Background)
+    """Its long-running tasks, restarted when they fail; health reports them."""
 
     async def mentions(self) -> MentionsReplica:
         """This process's mentions replica: started (caught up) on first use, then kept up
@@ -284,7 +287,9 @@ class Platform:
                 await replica.start()
                 self._mentions = replica
                 if self.keeps_snapshots:
-                    self._background.append(asyncio.create_task(self._snapshot_mentions(replica)))
+                    self.background.start(
+                        "mentions-snapshot", lambda: self._snapshot_mentions(replica)
+                    )
         return self._mentions
 
     async def analytics(self) -> RollupStore:
@@ -302,27 +307,25 @@ class Platform:
             archive = open_archive(settings)
             policy = AlertPolicy.from_settings(settings)
             views = self._alert_views = AlertViews.open(self.event_log, settings)
-            self._background += [
-                *map(asyncio.create_task, views.followers(settings.control_poll_s)),
-                asyncio.create_task(
-                    follow_rollups(store, self.event_log, poison_retries=settings.poison_retries)
-                ),
-                asyncio.create_task(
-                    follow_archive(archive, self.event_log, settings.archive_flush_s)
-                ),
-                asyncio.create_task(keep_retention(store, archive, settings)),
-                asyncio.create_task(
-                    monitor(store, self.event_log, views, settings.alert_check_interval_s, policy)
-                ),
-                asyncio.create_task(
-                    dispatch(
-                        self.event_log,
-                        views,
-                        self.secret_box(),
-                        DeliveryPolicy.from_settings(settings),
-                    )
-                ),
-            ]
+            log, poll = self.event_log, settings.control_poll_s
+            for name, view in views.named().items():
+                self.background.start(f"{name}-view", functools.partial(view.follow, poll))
+            self.background.start(
+                "rollups",
+                lambda: follow_rollups(store, log, poison_retries=settings.poison_retries),
+            )
+            self.background.start(
+                "archive", lambda: follow_archive(archive, log, settings.archive_flush_s)
+            )
+            self.background.start("retention", lambda: keep_retention(store, archive, settings))
+            self.background.start(
+                "alerts",
+                lambda: monitor(store, log, views, settings.alert_check_interval_s, policy),
+            )
+            delivery = DeliveryPolicy.from_settings(settings)
+            self.background.start(
+                "webhooks", lambda: dispatch(log, views, self.secret_box(), delivery)
+            )
         return self._analytics
 
     async def alert_views(self) -> AlertViews:
@@ -395,9 +398,7 @@ class Platform:
 
     async def close(self) -> None:
         """Stop every ingestor (finishing what was submitted), then close the adapters."""
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.background.close()
         if self._analytics is not None:
             self._analytics.close()
         if self._cache is not None:

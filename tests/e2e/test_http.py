@@ -126,6 +126,21 @@ async def test_readiness_fails_when_the_log_is_gone(
     assert "event log (sqlite) not reachable" in ready.json()["reason"]
 
 
+async def test_health_says_degraded_while_background_work_fails(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    await platform.analytics()  # the role's log followers, monitor and webhooks start
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    await platform.event_log.close()  # every follower of the log fails from now on
+    for _ in range(100):
+        health = (await client.get("/healthz")).json()
+        if "rollups" in health.get("failing_tasks", {}):
+            break
+        await asyncio.sleep(0.05)
+    assert health["status"] == "degraded"
+    assert {"rollups", "archive"} <= set(health["failing_tasks"]), health
+
+
 async def test_a_pushed_page_is_suggested_within_two_seconds(client: httpx.AsyncClient) -> None:
     assert (await client.get("/v1/mentions", params={"q": "eug"})).json() == []
     status = (FIXTURES / "mastodon-status-example.json").read_bytes().replace(b"\n", b"")

@@ -29,6 +29,7 @@ from hubbub.analytics.ports import RollupStore
 from hubbub.analytics.spikes import SENSITIVITY, Rule, Spike, Statistic, detect
 from hubbub.analytics.terms import term_key
 from hubbub.eventlog.port import EventLog
+from hubbub.kernel.background import note_failure
 from hubbub.kernel.events import AlertRaised, WatchChanged
 from hubbub.kernel.ids import event_id
 from hubbub.settings import Settings
@@ -169,8 +170,9 @@ async def monitor(
         try:
             # The hour up to the end of the current minute: a spike shows at once.
             await monitor_once(store, event_log, views, int(time.time() // 60) + 1, policy)
-        except Exception:  # a failed check must not stop the next ones
+        except Exception as failure:  # a failed check must not stop the next ones
             log.exception("the spike check failed")
+            note_failure(failure)
         await asyncio.sleep(interval_s)
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 import msgspec
 import structlog
@@ -190,10 +190,14 @@ class AlertViews:
         await view.fresh(self.read_limit)
         return view
 
-    def followers(self, interval_s: float) -> list[Coroutine[Any, Any, None]]:
-        """What keeps every view up with the log in the background."""
-        views: list[LogView] = [self.watches, self.webhooks, self.last_alerts, self.deliveries]
-        return [view.follow(interval_s) for view in views]
+    def named(self) -> dict[str, LogView]:
+        """Every view, by name: what keeps each up is `view.follow(interval_s)`."""
+        return {
+            "watches": self.watches,
+            "webhooks": self.webhooks,
+            "last-alerts": self.last_alerts,
+            "deliveries": self.deliveries,
+        }
 
 
 async def loaded(view: View) -> View:

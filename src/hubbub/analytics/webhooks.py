@@ -46,6 +46,7 @@ from hubbub.analytics.alerts import ALERTS, Alert
 from hubbub.analytics.destinations import AddressRefused, Network, pinned, resolve
 from hubbub.analytics.views import DELIVERIES, AlertViews
 from hubbub.eventlog.port import EventLog, Record
+from hubbub.kernel.background import note_failure
 from hubbub.kernel.events import AlertRaised, WebhookChanged, WebhookDelivered
 from hubbub.kernel.ids import event_id
 from hubbub.kernel.sealing import SealError, SecretBox
@@ -190,8 +191,9 @@ class Dispatcher:
             try:
                 self._finished = await finished_deliveries(self.event_log)
                 return
-            except Exception:
+            except Exception as failure:
                 log.exception("the delivery log cannot be read; retrying")
+                note_failure(failure)
                 await asyncio.sleep(self.policy.poll_s)
 
     async def _admit(self) -> None:
@@ -215,8 +217,9 @@ class Dispatcher:
                 while fetched:
                     await self._queue_deliveries(fetched[0])
                     fetched.popleft()
-            except Exception:  # a failed read must not stop the deliveries
+            except Exception as failure:  # a failed read must not stop the deliveries
                 log.exception("alerts cannot be read; retrying")
+                note_failure(failure)
                 await asyncio.sleep(self.policy.poll_s)
 
     async def _queue_deliveries(self, record: Record) -> None:
@@ -246,8 +249,9 @@ class Dispatcher:
             delivery = await self._queue.take()
             try:
                 await self._try(client, delivery)
-            except Exception:  # one delivery's bug must not stop the worker
+            except Exception as failure:  # one delivery's bug must not stop the worker
                 log.exception("a webhook delivery failed", webhook=delivery.hook.webhook)
+                note_failure(failure)
             finally:
                 await self._queue.release(delivery)
 
@@ -266,8 +270,9 @@ class Dispatcher:
             try:
                 await self.event_log.append([outcome])
                 break
-            except Exception:
+            except Exception as failure:
                 log.exception("a delivery cannot be logged; retrying", webhook=outcome.webhook)
+                note_failure(failure)
                 await asyncio.sleep(self.policy.poll_s)
         log.info(
             "webhook delivered", webhook=outcome.webhook, status=outcome.status,
@@ -290,8 +295,9 @@ class Dispatcher:
                 try:
                     await self.event_log.commit(GROUP, ALERTS, self._final)
                     self._committed = self._final
-                except Exception:
+                except Exception as failure:
                     log.exception("the alerts position cannot be committed; retrying later")
+                    note_failure(failure)
 
 
 async def attempt(

@@ -39,6 +39,7 @@ from hubbub.analytics.ports import RejectedBatch, RollupStore, StagedRollups, St
 from hubbub.analytics.rollups import MINUTE_US, Deltas, fold, posts_to_look_up
 from hubbub.analytics.terms import InvalidTerm, TermMatcher, term_key
 from hubbub.eventlog.port import EventLog, Record
+from hubbub.kernel.background import note_failure
 from hubbub.kernel.events import (
     CONTROL,
     DELETES,
@@ -263,8 +264,9 @@ async def follow(
     while True:
         try:
             await catch_up(store, event_log, terms=terms, poison_retries=poison_retries)
-        except Exception:  # a failed batch is folded again on the next round
+        except Exception as failure:  # a failed batch is folded again on the next round
             log.exception("the rollups could not be brought up to date")
+            note_failure(failure)
         await asyncio.sleep(interval_s)
 
 
@@ -286,8 +288,9 @@ async def follow_archive(archive: PostArchive, event_log: EventLog, flush_s: flo
     while True:
         try:
             await archive_once(archive, event_log)
-        except Exception:  # written again from the stored positions next time
+        except Exception as failure:  # written again from the stored positions next time
             log.exception("the post archive could not be written")
+            note_failure(failure)
         await asyncio.sleep(flush_s)
 
 
@@ -317,8 +320,9 @@ async def keep_retention(
         try:
             if await asyncio.to_thread(store.compact):
                 log.info("rollups compacted")
-        except Exception:
+        except Exception as failure:
             log.exception("the rollups could not be compacted")
+            note_failure(failure)
         if time.monotonic() >= due:
             due = time.monotonic() + every_s
             await _enforce(store, archive, settings)
@@ -332,8 +336,9 @@ async def _enforce(store: RollupStore, archive: PostArchive | None, settings: Se
     try:
         done = await asyncio.to_thread(enforce_retention, store, archive, horizons, archive_horizon)
         log.info("retention enforced", **done)
-    except Exception:
+    except Exception as failure:
         log.exception("retention could not be enforced")
+        note_failure(failure)
 
 
 async def rebuild(

@@ -22,6 +22,7 @@ from typing import Final
 import structlog
 
 from hubbub.eventlog.port import EventLog, LogUnavailable
+from hubbub.kernel.background import note_failure
 from hubbub.kernel.events import Event
 
 READ_BATCH: Final = 1000
@@ -87,8 +88,10 @@ class LogView:
                 await self.catch_up()
             except LogUnavailable as error:
                 log.warning(f"{self.what} cannot read the {self._topic} topic", error=str(error))
-            except Exception:
+                note_failure(error)
+            except Exception as failure:
                 log.exception(f"{self.what} failed to fold the {self._topic} topic")
+                note_failure(failure)
             await asyncio.sleep(interval_s)
 
     def _fold(self, events: Iterable[Event]) -> int:

@@ -64,6 +64,7 @@ from hubbub.gateway.spec import describe_answers
 from hubbub.gateway.upstreams import Unavailable, Upstream
 from hubbub.gateway.usage import UsageRecorder
 from hubbub.kernel import tracing
+from hubbub.kernel.background import Background
 from hubbub.kernel.limits import BodyLimit, limit_by_path
 from hubbub.kernel.signing import KEY, SIGNED_HEADERS
 from hubbub.kernel.telemetry import Correlation, Observed, header, route_of
@@ -111,6 +112,8 @@ class Gateway:
     max_push_bytes: int = 64 * 1024 * 1024
     own: FastAPI = field(init=False)
     _features: OpenFeatureClient | None = None
+    tasks: Background = field(default_factory=Background)
+    """Its long-running tasks (route table, flags, health checks, usage), kept alive."""
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     _spec: tuple[float, dict[str, Any]] | None = None
 
@@ -135,14 +138,14 @@ class Gateway:
         install(self.flags, self._flag_domain)
         self._features = openfeature_api.get_client(self._flag_domain)
         await self.health.check()
-        self._background += [
-            asyncio.create_task(self.routes.follow(self.control_poll_s)),
-            asyncio.create_task(self.flags.follow(self.control_poll_s)),
-            asyncio.create_task(self.health.watch()),
-            asyncio.create_task(self.usage.run()),
-        ]
+        poll = self.control_poll_s
+        self.tasks.start("routes", lambda: self.routes.follow(poll))
+        self.tasks.start("flags", lambda: self.flags.follow(poll))
+        self.tasks.start("health", self.health.watch)
+        self.tasks.start("usage", self.usage.run)
 
     async def close(self) -> None:
+        await self.tasks.close()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -511,11 +514,17 @@ def _own_app(gateway: Gateway) -> FastAPI:
     async def healthz() -> JSONResponse:
         """The gateway answers; with the status of every service behind it: ok, degraded
         (answering, but requests to it have been failing, or slowly) or down."""
-        roles: dict[str, str] = {"gateway": "ok", **gateway.health.report()}
+        failing = gateway.tasks.failing()
+        own = "degraded" if failing else "ok"
+        roles: dict[str, str] = {"gateway": own, **gateway.health.report()}
         overall = gateway.health.overall()
+        if failing and overall == "ok":
+            overall = "degraded"
         body: dict[str, object] = {"status": overall, "roles": roles}
         if dependencies := gateway.health.dependencies():  # Redis: ok or degraded
             body["dependencies"] = dependencies
+        if failing:  # a background task raised lately: which, and why
+            body["failing_tasks"] = failing
         return JSONResponse(body)
 
     @app.get("/readyz", tags=["operations"])

@@ -24,6 +24,7 @@ import msgspec
 import structlog
 
 from hubbub.eventlog.port import EventLog, LogUnavailable
+from hubbub.kernel.background import note_failure
 from hubbub.kernel.events import CONTROL, PAGES, SettingChanged
 from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.ports import BACKENDS, MentionsBackend
@@ -213,6 +214,7 @@ class MentionsReplica:
                 await catch_up(backend, self.event_log)
             except LogUnavailable as error:
                 log.warning("mentions cannot read the log", error=str(error))
+                note_failure(error)
             except Exception:  # a bad backend must not end the replica; it retries
                 log.exception("mentions backend failed to fold events", backend=backend.name)
             await asyncio.sleep(self._interval_s)
@@ -238,8 +240,10 @@ class MentionsReplica:
                 await self._read_control(apply=True)
             except LogUnavailable as error:
                 log.warning("mentions cannot read the control topic", error=str(error))
-            except Exception:
+                note_failure(error)
+            except Exception as failure:
                 log.exception("mentions cutover failed; still serving", serving=self.serving)
+                note_failure(failure)
             await asyncio.sleep(self._interval_s)
 
     async def _compare_shadow(self) -> None:

@@ -52,13 +52,18 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, object]:
-        """`ok`; `degraded` while a shared server (Redis) fails and is done without."""
+        """`ok`; `degraded` while a shared server (Redis) fails and is done without, or
+        while a background task (a log follower, the alert monitor) fails and restarts."""
         guards = shared_servers(platform.cache()) if role in ("all", "analytics") else {}
-        if not guards:
-            return {"status": "ok"}
         dependencies = {name: guard.status for name, guard in guards.items()}
-        degraded = "degraded" in dependencies.values()
-        return {"status": "degraded" if degraded else "ok", "dependencies": dependencies}
+        failing = platform.background.failing()
+        degraded = "degraded" in dependencies.values() or bool(failing)
+        body: dict[str, object] = {"status": "degraded" if degraded else "ok"}
+        if dependencies:
+            body["dependencies"] = dependencies
+        if failing:
+            body["failing_tasks"] = failing
+        return body
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> Response:
