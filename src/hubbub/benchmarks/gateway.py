@@ -31,9 +31,10 @@ from typing import Any
 
 import httpx
 
-from hubbub.bootstrap import build_platform, open_tenant_store
+from hubbub.bootstrap import build_platform, open_request_signer, open_tenant_store
 from hubbub.ingest.connectors.jsonl import replay_file
 from hubbub.ingest.generate import FirehoseSpec, write_firehose
+from hubbub.kernel.signing import SignedAs
 from hubbub.settings import Settings
 
 QUERY = "/v1/mentions?q=ma&limit=10"
@@ -99,7 +100,9 @@ def bare_proxy(port: int, upstream: str) -> None:
             return
         session = session or aiohttp.ClientSession(auto_decompress=False)
         url = URL(f"{upstream}{scope['path']}?{scope['query_string'].decode()}", encoded=True)
-        async with session.get(url) as response:
+        # The client's signed headers pass through: the role answers only signed requests.
+        signed = {k.decode(): v.decode() for k, v in scope["headers"] if k.startswith(b"x-hubbub-")}
+        async with session.get(url, headers=signed) as response:
             body = await response.read()
             headers = [(k, v) for k, v in response.raw_headers if k.lower() != b"date"]
             await send({"type": "http.response.start", "status": response.status,
@@ -147,8 +150,9 @@ def run_gateway_benchmark(
         asyncio.run(_seed(settings, events, pages))
         store = open_tenant_store(settings)
         tenant = store.create_tenant("bench")
-        _, token = store.create_key(tenant.id, "bench", "viewer")
+        key, token = store.create_key(tenant.id, "bench", "viewer")
         store.close()
+        signed = SignedAs(open_request_signer(settings), tenant.id, key.id)
 
         role_port, gateway_port, bare_port = _free_port(), _free_port(), _free_port()
         env = {
@@ -175,8 +179,10 @@ def run_gateway_benchmark(
             _process(role, env, f"http://127.0.0.1:{role_port}/healthz"),
             _process(front, env, f"http://127.0.0.1:{gateway_port}/healthz"),
             _process(bare, env, f"http://127.0.0.1:{bare_port}/healthz"),
-            httpx.Client(base_url=f"http://127.0.0.1:{role_port}") as direct,
-            httpx.Client(base_url=f"http://127.0.0.1:{bare_port}") as bare_client,
+            # Direct and bare requests are signed as the gateway signs them (the role
+            # refuses others), so the baseline pays for checking a signature too.
+            httpx.Client(base_url=f"http://127.0.0.1:{role_port}", auth=signed) as direct,
+            httpx.Client(base_url=f"http://127.0.0.1:{bare_port}", auth=signed) as bare_client,
             httpx.Client(
                 base_url=f"http://127.0.0.1:{gateway_port}",
                 headers={"Authorization": f"Bearer {token}"},
