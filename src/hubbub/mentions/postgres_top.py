@@ -20,7 +20,8 @@ cutoff row has all its matching pages in the table. So:
   the key range, the one time the slow path is taken.
 
 Ranks compare followers, then ids in byte order (`COLLATE "C"`), as Python compares
-strings.
+strings. The ids themselves keep the pages' collation, so a join on them uses the
+pages' primary key (measured: 108 ms for "a" over a million pages when it could not).
 """
 
 from __future__ import annotations
@@ -41,14 +42,14 @@ Rank = tuple[int, str]  # (followers, page id): higher followers, then lower id,
 SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS mention_top (
         prefix text COLLATE "C" NOT NULL,
-        page_id text COLLATE "C" NOT NULL,
+        page_id text NOT NULL,
         followers bigint NOT NULL,
         PRIMARY KEY (prefix, page_id))""",
     "CREATE INDEX IF NOT EXISTS mention_top_by_page ON mention_top (page_id)",
     """CREATE TABLE IF NOT EXISTS mention_top_cutoff (
         prefix text COLLATE "C" PRIMARY KEY,
         followers bigint NOT NULL,
-        page_id text COLLATE "C" NOT NULL)""",
+        page_id text NOT NULL)""",
     """ALTER TABLE mention_position
         ADD COLUMN IF NOT EXISTS top_built boolean NOT NULL DEFAULT false""",
 )
@@ -57,7 +58,7 @@ BY_SHORT_PREFIX: Final = """
     SELECT p.id, p.handle, p.display_name, p.followers, p.source
     FROM mention_top t JOIN mention_pages p ON p.id = t.page_id
     WHERE t.prefix = %s
-    ORDER BY t.followers DESC, t.page_id
+    ORDER BY t.followers DESC, t.page_id COLLATE "C"
     LIMIT %s"""
 
 # Every (prefix, page) of the suggestible pages' keys, ranked within the prefix; those
@@ -65,10 +66,9 @@ BY_SHORT_PREFIX: Final = """
 _RANKED: Final = f"""
     SELECT prefix, page_id, followers, rank FROM (
         SELECT prefix, page_id, followers, row_number() OVER (
-            PARTITION BY prefix ORDER BY followers DESC, page_id) AS rank
+            PARTITION BY prefix ORDER BY followers DESC, page_id COLLATE "C") AS rank
         FROM (
-            SELECT DISTINCT left(k.key, n) COLLATE "C" AS prefix,
-                   k.page_id COLLATE "C" AS page_id, p.followers
+            SELECT DISTINCT left(k.key, n) COLLATE "C" AS prefix, k.page_id, p.followers
             FROM mention_keys k
             JOIN mention_pages p ON p.id = k.page_id
             CROSS JOIN generate_series(1, {SHORT}) AS n
@@ -87,7 +87,7 @@ _TRIM: Final = f"""
     DELETE FROM mention_top t
     USING (
         SELECT prefix, page_id, row_number() OVER (
-            PARTITION BY prefix ORDER BY followers DESC, page_id) AS rank
+            PARTITION BY prefix ORDER BY followers DESC, page_id COLLATE "C") AS rank
         FROM mention_top WHERE prefix = ANY(%s)
     ) AS ranked
     WHERE t.prefix = ranked.prefix AND t.page_id = ranked.page_id AND ranked.rank > {KEPT}
