@@ -112,6 +112,7 @@ def _time_queries(query: Callable[[str], object], prefixes: list[str]) -> list[f
 
 HTTP_CONNECTIONS = (2, 4, 8, 16, 32)
 HTTP_P99_TARGET_MS = 2.0
+WRK_TIMEOUT_S = 10  # wrk's own 2 s would drop the slowest postgres answers from its p99
 _WRK_SCRIPT = """
 local paths = {}
 for line in io.lines(os.getenv("HUBBUB_PATHS")) do paths[#paths + 1] = line end
@@ -272,6 +273,7 @@ def _wrk(
     done = subprocess.run(
         [
             "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+            "--timeout", f"{WRK_TIMEOUT_S}s",
             "-s", str(script), f"http://127.0.0.1:{port}",
         ],
         capture_output=True, check=True, text=True, env=env,
@@ -279,8 +281,11 @@ def _wrk(
     out = done.stdout
     latency = {
         q: _wrk_ms(float(value), unit)
-        for q, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", out, re.M)
+        # wrk pads a value in seconds ("1.64s ") and may print minutes ("1.02m").
+        for q, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
     }
+    if set(latency) != {"50", "99"}:
+        raise RuntimeError(f"wrk answered no latency distribution:\n{out}")
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     rps = float(re.findall(r"Requests/sec:\s+([\d.]+)", out)[0])
@@ -294,7 +299,7 @@ def _wrk(
 
 
 def _wrk_ms(value: float, unit: str) -> float:
-    return round(value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 3)
+    return round(value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit], 3)
 
 
 def _free_port() -> int:
@@ -384,6 +389,7 @@ def _against_postgres(
         finally:
             await backend.close()
         mem = _time_queries(memory.suggest_now, prefixes)
+        by_length = _ms_by_length(prefixes, pg)
         short = [i for i, prefix in enumerate(prefixes) if len(prefix) <= 2]
         pg_short = sorted(pg[i] for i in short)
         mem_short = sorted(mem[i] for i in short)
@@ -395,6 +401,8 @@ def _against_postgres(
             **_ms_percentiles(pg, "postgres_"),
             "vs_postgres_p50_ratio": round(statistics.median(pg) / statistics.median(mem)),
             "vs_postgres_p99_ratio": round(pg[int(0.99 * (len(pg) - 1))] / _p99(mem)),
+            # Up to three characters come from the top table, longer ones from a range scan.
+            "postgres_ms_by_length": by_length,
             "vs_postgres_short_p50_ratio": (
                 round(statistics.median(pg_short) / statistics.median(mem_short)) if short else None
             ),
@@ -423,6 +431,14 @@ def _postgres_http(served: dict[str, Any], memory_best: dict[str, Any] | None) -
         figures["vs_postgres_http_connections"] = same["connections"]
         figures["vs_postgres_http_p99_ratio"] = round(same["p99_ms"] / memory_best["p99_ms"], 1)
     return figures
+
+
+def _ms_by_length(prefixes: list[str], seconds: list[float]) -> dict[int, dict[str, float]]:
+    """p50 and p99 in ms of the queries of each length of prefix."""
+    by: dict[int, list[float]] = {}
+    for prefix, took in zip(prefixes, seconds, strict=True):
+        by.setdefault(len(prefix), []).append(took)
+    return {length: _ms_percentiles(by[length], "") for length in sorted(by)}
 
 
 def _p99(ordered: list[float]) -> float:
