@@ -426,7 +426,6 @@ async def build_platform(settings: Settings | None = None, clock: Clock | None =
         ingest_state=SqliteIngestState(
             settings.ingest_state_path,
             ref_ttl_s=settings.ingest_ref_days * retention.DAY_S,
-            sweep_interval_s=settings.retention_interval_s,
             clock=clock,
         ),
         clock=clock,

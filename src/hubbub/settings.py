@@ -51,10 +51,11 @@ class Settings(BaseSettings):
         0, ge=0, description="Most bytes `pages` keeps; 0: all (the mentions index needs it)."
     )
     retention_interval_s: float = Field(
-        60.0, gt=0, description="How often the SQLite log and ingest refs drop what expired."
+        60.0, gt=0, description="How often the SQLite log deletes what retention expired."
     )
     ingest_ref_days: float = Field(
-        90.0, ge=0, description="Days a like, repost or follow is remembered for its undo; 0: ever."
+        90.0, ge=0, description="Days (at most; half at least) a like, repost or follow is"
+        " remembered for its undo; 0: ever."
     )
 
     # Ingest

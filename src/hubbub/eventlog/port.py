@@ -7,9 +7,9 @@ Contract, which every adapter meets (tests/contract/test_eventlog.py checks it):
   when appended; retention never reuses one. Order across topics is not defined.
 - Idempotent append. `append` writes a batch and skips every event whose id is
   already in the log or earlier in the same batch, counting it as a duplicate. The
-  embedded adapter remembers every id; the JetStream adapter remembers the ids of the
-  last `dedupe_window` events of each topic (like JetStream's own duplicate window),
-  which covers every redelivery a connector makes.
+  embedded adapter remembers the id of every event retention has kept; the JetStream
+  adapter remembers the ids of the last `dedupe_window` events of each topic (like
+  JetStream's own duplicate window), which covers every redelivery a connector makes.
 - Atomicity. A batch is written whole or not at all (SQLite); on JetStream each packed
   message is atomic and retrying the same call writes nothing twice.
 - Retention (`hubbub.eventlog.retention`; settings `HUBBUB_RETAIN_*`). Each topic

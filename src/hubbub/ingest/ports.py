@@ -13,9 +13,10 @@ class IngestState(Protocol):
     key again overwrites it, deleting an unknown key does nothing. `save_cursor` is
     durable when it returns, so a restarted connector resumes from it.
 
-    Refs expire: a ref not put again for the adapter's ref lifetime (setting
-    `HUBBUB_INGEST_REF_DAYS`, 90 days by default) is forgotten, so the refs of likes,
-    reposts and follows do not grow without bound. An undo of a record older than that
+    Refs expire: a ref not put again is forgotten between half the adapter's ref
+    lifetime and that lifetime after it was last put (setting `HUBBUB_INGEST_REF_DAYS`,
+    90 days by default), so the refs of likes, reposts and follows do not grow without
+    bound. An undo of a record older than that
     finds no ref and is counted as skipped ("delete of a record never seen"), not
     applied: a follower count may then stay one too high, which is the price of a
     bounded table. Cursors never expire (there is one per source).
