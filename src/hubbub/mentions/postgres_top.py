@@ -151,19 +151,33 @@ async def update(conn: Connection, before: Mapping[str, set[str]], after: Iterab
         return
     await conn.execute(LOCK)
     cutoffs = await _cutoffs(conn, affected)
-    await conn.execute("DELETE FROM mention_top WHERE page_id = ANY(%s)", (touched,))
+    removed = await conn.execute(
+        "DELETE FROM mention_top WHERE page_id = ANY(%s) RETURNING prefix, page_id", (touched,)
+    )
+    was = {(prefix, page_id) for prefix, page_id in await removed.fetchall()}
     rows = [
         (prefix, page.id, page.followers)
         for page in pages
         for prefix in now[page.id]
         if ranks_above((page.followers, page.id), cutoffs.get(prefix))
     ]
-    async with conn.cursor() as cursor:
-        await cursor.executemany(
-            "INSERT INTO mention_top (prefix, page_id, followers) VALUES (%s, %s, %s)", rows
+    await _insert(conn, rows)
+    # Only a prefix that gained a page can hold too many, and only one that lost a page
+    # too few: a page that stays in a prefix's table (most changes) costs neither check.
+    kept = {(prefix, page_id) for prefix, page_id, _ in rows}
+    await _trim(conn, sorted({prefix for prefix, _ in kept - was}), cutoffs)
+    await _refill_short(conn, sorted({prefix for prefix, _ in was - kept}), cutoffs)
+
+
+async def _insert(conn: Connection, rows: list[tuple[str, str, int]]) -> None:
+    """Put rows in the table in one statement (a batch of pages touches thousands)."""
+    if rows:
+        prefixes, page_ids, followers = (list(column) for column in zip(*rows, strict=True))
+        await conn.execute(
+            "INSERT INTO mention_top (prefix, page_id, followers)"
+            " SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[])",
+            (prefixes, page_ids, followers),
         )
-    await _trim(conn, affected, cutoffs)
-    await _refill_short(conn, affected, cutoffs)
 
 
 async def _cutoffs(conn: Connection, affected: list[str]) -> dict[str, Rank]:
@@ -174,9 +188,11 @@ async def _cutoffs(conn: Connection, affected: list[str]) -> dict[str, Rank]:
     return {prefix: (followers, page_id) for prefix, followers, page_id in await found.fetchall()}
 
 
-async def _trim(conn: Connection, affected: list[str], cutoffs: dict[str, Rank]) -> None:
+async def _trim(conn: Connection, grown: list[str], cutoffs: dict[str, Rank]) -> None:
     """Keep each prefix's best KEPT; the best one dropped is the prefix's new cutoff."""
-    dropped = await (await conn.execute(_TRIM, (affected,))).fetchall()
+    if not grown:
+        return
+    dropped = await (await conn.execute(_TRIM, (grown,))).fetchall()
     best: dict[str, Rank] = {}
     for prefix, followers, page_id in dropped:
         if prefix not in best or ranks_above((followers, page_id), best[prefix]):
@@ -191,15 +207,18 @@ async def _trim(conn: Connection, affected: list[str], cutoffs: dict[str, Rank])
     cutoffs.update(best)
 
 
-async def _refill_short(conn: Connection, affected: list[str], cutoffs: dict[str, Rank]) -> None:
+async def _refill_short(conn: Connection, shrunk: list[str], cutoffs: dict[str, Rank]) -> None:
     """Gather again, from the key range, each prefix with a cutoff left with fewer pages
     than a query may ask."""
+    shrunk = [prefix for prefix in shrunk if prefix in cutoffs]
+    if not shrunk:
+        return
     counted = await conn.execute(
         "SELECT prefix, count(*) FROM mention_top WHERE prefix = ANY(%s) GROUP BY prefix",
-        (affected,),
+        (shrunk,),
     )
     held: dict[str, int] = {prefix: count for prefix, count in await counted.fetchall()}
-    for prefix in affected:
+    for prefix in shrunk:
         if prefix in cutoffs and held.get(prefix, 0) < MAX_LIMIT:
             await _gather(conn, prefix)
 
@@ -209,11 +228,7 @@ async def _gather(conn: Connection, prefix: str) -> None:
     best = await found.fetchall()
     await conn.execute("DELETE FROM mention_top WHERE prefix = %s", (prefix,))
     await conn.execute("DELETE FROM mention_top_cutoff WHERE prefix = %s", (prefix,))
-    async with conn.cursor() as cursor:
-        await cursor.executemany(
-            "INSERT INTO mention_top (prefix, page_id, followers) VALUES (%s, %s, %s)",
-            [(prefix, page_id, followers) for page_id, followers in best[:KEPT]],
-        )
+    await _insert(conn, [(prefix, page_id, followers) for page_id, followers in best[:KEPT]])
     if len(best) > KEPT:
         page_id, followers = best[KEPT]
         await conn.execute(
