@@ -178,14 +178,14 @@ class SqliteEventLog:
             if rule.compacted and self._compacted.get(topic) != last:
                 removed = sqlite_retention.compact(self._writer, self._write_lock, topic)
                 self._compacted[topic] = last
+                if removed:  # routine, and run by every command that opens the log
+                    _log.debug("event log compacted", topic=topic, removed=removed)
             elif rule.expires:
                 removed = sqlite_retention.expire(
                     self._writer, self._write_lock, topic, rule, self._now_s()
                 )
-            else:
-                continue
-            if removed:
-                _log.info("event log retention", topic=topic, removed=removed)
+                if removed:
+                    _log.info("event log retention", topic=topic, removed=removed)
 
     def _append(self, events: Sequence[Event]) -> AppendResult:
         # Few statements per batch, each covering many rows: a statement gives the GIL
