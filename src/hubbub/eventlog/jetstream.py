@@ -92,6 +92,7 @@ from hubbub.eventlog.retention import (
     compaction_key,
 )
 from hubbub.kernel.events import AnyEvent, Event, decode_many, encode_many, topic_of
+from hubbub.kernel.telemetry import redact
 
 T = TypeVar("T")
 
@@ -479,7 +480,7 @@ class JetStreamEventLog:
             )
         self._nc = nc
         self._js: JetStreamContext = nc.jetstream(timeout=timeout)
-        self._url = url
+        self._url = redact(url)  # only ever shown: in messages, without its password
         self._prefix = _check_name("stream prefix", stream_prefix)
         self._per_message = events_per_message
         self._window = dedupe_window
@@ -1308,7 +1309,8 @@ async def _connect(url: str, within: float) -> NATS:
         await nc.close()
         cause = errors[-1] if errors else error
         raise LogUnavailable(
-            f"cannot connect to NATS at {url} within {within}s ({cause or type(cause).__name__}); "
+            f"cannot connect to NATS at {redact(url)} within {within}s"
+            f" ({cause or type(cause).__name__}); "
             "check the URL and that nats-server is running with JetStream enabled (-js)"
         ) from error
     return nc
@@ -1323,12 +1325,12 @@ async def _topics(nc: NATS, prefix: str, url: str, within: float) -> list[str]:
             reply = await nc.request("$JS.API.STREAM.NAMES", request, timeout=within)
         except (nats.errors.Error, OSError) as error:
             raise LogUnavailable(
-                f"event log on NATS JetStream at {url}: listing streams failed ({error}); "
+                f"event log on NATS JetStream at {redact(url)}: listing streams failed ({error}); "
                 "check that nats-server is running with JetStream enabled (-js)"
             ) from error
         page = json.loads(reply.data)
         if "error" in page:
-            raise LogUnavailable(f"NATS JetStream at {url} refused to list streams: {page}")
+            raise LogUnavailable(f"NATS JetStream at {redact(url)} refused to list streams: {page}")
         names.extend(page.get("streams") or [])
         if not page.get("streams") or len(names) >= page.get("total", 0):
             break
