@@ -36,11 +36,11 @@ async def test_a_push_is_one_trace_from_gateway_to_rollups(
     caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     built, exits = await start_stack(tmp_path / "data")
     async with exits:
-        owner = await built.tenant("newsroom")
+        pusher = await built.pusher(await built.tenant("newsroom"))
         spans.clear()
         pushed = await built.client.post(
             "/v1/ingest/jetstream", content=(FIXTURES / "jetstream-sample.jsonl").read_bytes(),
-            headers={**auth(owner["token"]), "traceparent": f"00-{caller_trace}-{'1' * 16}-01"},
+            headers={**auth(pusher), "traceparent": f"00-{caller_trace}-{'1' * 16}-01"},
         )  # fmt: skip
         assert pushed.status_code == 200
         store = LiveDuckDB(tmp_path / "data")
