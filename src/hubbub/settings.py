@@ -54,8 +54,10 @@ class Settings(BaseSettings):
         60.0, gt=0, description="How often the SQLite log deletes what retention expired."
     )
     ingest_ref_days: float = Field(
-        90.0, ge=0, description="Days (at most; half at least) a like, repost or follow is"
-        " remembered for its undo; 0: ever."
+        90.0,
+        ge=0,
+        description="Days (at most; half at least) a like, repost or follow is"
+        " remembered for its undo; 0: ever.",
     )
 
     # Ingest
