@@ -10,11 +10,12 @@ use, readable by its owner only, so that one machine works with no configuration
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Final
 
 from cryptography.fernet import Fernet, InvalidToken
+
+from hubbub.kernel.keyfile import kept_secret
 
 PREFIX: Final = "sealed:v1:"
 
@@ -52,12 +53,4 @@ class SecretBox:
 
 def key_file(path: Path) -> bytes:
     """The key in `path`, made (owner-only) if there is none yet."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
-            return path.read_bytes().strip()
-        with os.fdopen(descriptor, "wb") as out:
-            out.write(Fernet.generate_key())
-    return path.read_bytes().strip()
+    return kept_secret(path, Fernet.generate_key, least=44)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 from collections.abc import Callable, Generator
@@ -32,6 +31,8 @@ from typing import Final
 
 import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from hubbub.kernel.keyfile import kept_secret
 
 TENANT: Final = b"x-hubbub-tenant"
 KEY: Final = b"x-hubbub-key"
@@ -95,26 +96,8 @@ class RequestSigner:
 
 
 def secret_file(path: Path) -> bytes:
-    """The secret kept in `path`, made (owner-only) if there is none yet."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
-            return _read_whole(path)
-        with os.fdopen(descriptor, "w") as out:
-            out.write(secrets.token_hex(32))
-    return _read_whole(path)
-
-
-def _read_whole(path: Path) -> bytes:
-    """A file another process may be writing: wait until it holds a whole secret."""
-    for _ in range(100):
-        found = path.read_bytes().strip()
-        if len(found) >= 64:
-            return found
-        time.sleep(0.01)
-    raise ValueError(f"{path} does not hold an internal secret: delete it to make a new one")
+    """The internal secret kept in `path`, made (owner-only) if there is none yet."""
+    return kept_secret(path, lambda: secrets.token_hex(32).encode(), least=64)
 
 
 OPEN_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
