@@ -14,7 +14,7 @@ from hubbub.analytics.archive import PostArchive
 from hubbub.analytics.duckdb_store import DuckDBStaging, LiveDuckDB
 from hubbub.analytics.ports import RollupStore, StagedRollups
 from hubbub.eventlog import retention
-from hubbub.eventlog.port import EventLog
+from hubbub.eventlog.ports import EventLog
 from hubbub.eventlog.retention import RetentionPolicy
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.gateway.ports import TenantStore

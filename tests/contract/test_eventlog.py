@@ -1,4 +1,4 @@
-"""The EventLog contract, run against every adapter (see hubbub.eventlog.port)."""
+"""The EventLog contract, run against every adapter (see hubbub.eventlog.ports)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from hubbub.eventlog import retention
-from hubbub.eventlog.port import EventLog, PositionExpired, Record
+from hubbub.eventlog.ports import EventLog, PositionExpired, Record
 from hubbub.eventlog.retention import DAY_S, RetentionPolicy
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.events import (

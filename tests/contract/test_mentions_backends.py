@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from hubbub.eventlog.port import Record
+from hubbub.eventlog.ports import Record
 from hubbub.kernel.events import (
     PAGES,
     Event,

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from hubbub.analytics.archive import PostArchive
-from hubbub.eventlog.port import Record
+from hubbub.eventlog.ports import Record
 from hubbub.kernel.events import DELETES, POSTS, PostDeleted, PostPublished
 
 HOURS = 6

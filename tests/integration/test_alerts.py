@@ -26,7 +26,7 @@ from hubbub.analytics.webhooks import GROUP, DeliveryPolicy, Dispatcher, signatu
 from hubbub.analytics.worker import catch_up
 from hubbub.bootstrap import build_platform, open_secret_box
 from hubbub.cli import app
-from hubbub.eventlog.port import EventLog
+from hubbub.eventlog.ports import EventLog
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.events import AlertRaised, Event, PostPublished, WatchChanged, WebhookDelivered
 from hubbub.settings import Settings

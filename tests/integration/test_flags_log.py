@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, HTTPException, Request
 
-from hubbub.eventlog.port import LogUnavailable
+from hubbub.eventlog.ports import LogUnavailable
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.gateway.flags import FlagBook, remove_flag, set_flag
 from hubbub.gateway.flags_api import build_router

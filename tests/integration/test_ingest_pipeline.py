@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hubbub.bootstrap import Platform, build_platform
-from hubbub.eventlog.port import AppendResult, EventLog, LogUnavailable
+from hubbub.eventlog.ports import AppendResult, EventLog, LogUnavailable
 from hubbub.ingest.pipeline import Ingestor
 from hubbub.kernel.clock import FixedClock
 from hubbub.kernel.events import DEADLETTER, ENGAGEMENT, Event, InputRejected

@@ -16,7 +16,7 @@ from nats.js.api import StorageType, StreamConfig
 
 from hubbub.eventlog import retention
 from hubbub.eventlog.jetstream import JetStreamEventLog, delete_streams
-from hubbub.eventlog.port import LogMisconfigured, LogUnavailable
+from hubbub.eventlog.ports import LogMisconfigured, LogUnavailable
 from hubbub.eventlog.retention import DAY_S
 from hubbub.kernel.events import CONTROL, POSTS, Event, SettingChanged
 from tests.conftest import NATS_URL, post, require_service, unique_name

@@ -23,7 +23,7 @@ import nats
 import pytest
 
 from hubbub.bootstrap import open_event_log
-from hubbub.eventlog.port import EventLog, LogUnavailable, Record
+from hubbub.eventlog.ports import EventLog, LogUnavailable, Record
 from hubbub.kernel.events import POSTS, Event
 from hubbub.settings import Settings
 from tests.conftest import post

@@ -20,7 +20,7 @@ from hubbub.analytics.archive import PostArchive
 from hubbub.analytics.duckdb_store import DuckDBRollups
 from hubbub.analytics.worker import archive_once, enforce_retention
 from hubbub.bootstrap import build_platform
-from hubbub.eventlog.port import EventLog
+from hubbub.eventlog.ports import EventLog
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.clock import FixedClock
 from hubbub.kernel.events import DELETES, POSTS, PostDeleted, PostEdited, PostPublished

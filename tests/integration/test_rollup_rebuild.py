@@ -25,7 +25,7 @@ from hubbub.analytics.rollups import fold, posts_to_look_up
 from hubbub.analytics.worker import TOPICS, catch_up, rebuild
 from hubbub.bootstrap import open_rollups, open_staged_rollups
 from hubbub.cli import app
-from hubbub.eventlog.port import EventLog
+from hubbub.eventlog.ports import EventLog
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.events import EngagementRecorded, Event, PostDeleted, PostPublished
 from hubbub.settings import Settings

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from hubbub.bootstrap import build_platform
-from hubbub.eventlog.port import LogStats
+from hubbub.eventlog.ports import LogStats
 from hubbub.ingest.generate import FirehoseSpec, generate_firehose
 from hubbub.ingest.parallel import ShardedIngestor, WorkerFailed, shard_of
 from hubbub.ingest.pipeline import IngestSummary

@@ -6,7 +6,7 @@ import pytest
 
 from hubbub.analytics.rollups import MINUTE_US, fold
 from hubbub.analytics.terms import InvalidTerm, TermMatcher, term_key
-from hubbub.eventlog.port import Record
+from hubbub.eventlog.ports import Record
 from hubbub.kernel.events import DELETES, POSTS, PostDeleted, PostEdited, PostPublished
 
 CLIMATE = "climate change"

@@ -28,7 +28,7 @@ from hubbub.analytics import reports
 from hubbub.analytics.ports import RollupStore
 from hubbub.analytics.spikes import SENSITIVITY, Rule, Spike, Statistic, detect
 from hubbub.analytics.terms import term_key
-from hubbub.eventlog.port import EventLog
+from hubbub.eventlog.ports import EventLog
 from hubbub.kernel.background import note_failure
 from hubbub.kernel.events import AlertRaised, WatchChanged
 from hubbub.kernel.ids import event_id

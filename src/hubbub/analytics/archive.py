@@ -48,7 +48,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hubbub.eventlog.port import Record
+from hubbub.eventlog.ports import Record
 from hubbub.kernel.events import DELETES, POSTS, PostDeleted, PostEdited, PostPublished
 
 TOPICS: Final = (POSTS, DELETES)

@@ -34,7 +34,7 @@ import msgspec
 import xxhash
 
 from hubbub.analytics.terms import TermMatcher
-from hubbub.eventlog.port import Record
+from hubbub.eventlog.ports import Record
 from hubbub.kernel.events import EngagementRecorded, PostDeleted, PostEdited, PostPublished
 
 MINUTE_US = 60_000_000

@@ -22,7 +22,7 @@ import msgspec
 import structlog
 
 from hubbub.analytics.alerts import ALERTS, Alert
-from hubbub.eventlog.port import EventLog
+from hubbub.eventlog.ports import EventLog
 from hubbub.eventlog.view import LogView
 from hubbub.kernel.events import (
     CONTROL,

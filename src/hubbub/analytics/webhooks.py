@@ -45,7 +45,7 @@ import structlog
 from hubbub.analytics.alerts import ALERTS, Alert
 from hubbub.analytics.destinations import AddressRefused, Network, pinned, resolve
 from hubbub.analytics.views import DELIVERIES, AlertViews
-from hubbub.eventlog.port import EventLog, Record
+from hubbub.eventlog.ports import EventLog, Record
 from hubbub.kernel.background import note_failure
 from hubbub.kernel.events import AlertRaised, WebhookChanged, WebhookDelivered
 from hubbub.kernel.ids import event_id

@@ -38,7 +38,7 @@ from hubbub.analytics.archive import PostArchive
 from hubbub.analytics.ports import RejectedBatch, RollupStore, StagedRollups, StalePositions
 from hubbub.analytics.rollups import MINUTE_US, Deltas, fold, posts_to_look_up
 from hubbub.analytics.terms import InvalidTerm, TermMatcher, term_key
-from hubbub.eventlog.port import EventLog, Record
+from hubbub.eventlog.ports import EventLog, Record
 from hubbub.kernel.background import note_failure
 from hubbub.kernel.events import (
     CONTROL,

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from hubbub.bootstrap import ConfigurationError, Platform, build_platform, open_event_log
-from hubbub.eventlog.port import EventLog, LogUnavailable
+from hubbub.eventlog.ports import EventLog, LogUnavailable
 from hubbub.kernel.commands import stamped
 from hubbub.kernel.events import Event
 from hubbub.kernel.telemetry import configure_logging

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hubbub.cli.common import fail, load_settings, print_json, run, with_log
-from hubbub.eventlog.port import EventLog
+from hubbub.eventlog.ports import EventLog
 from hubbub.gateway.flags import Flag, FlagBook, remove_flag, set_flag
 from hubbub.gateway.ports import PLATFORM
 from hubbub.settings import Settings

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from hubbub.bootstrap import open_event_log
 from hubbub.cli.common import fail, load_settings, print_json, run
-from hubbub.eventlog.port import LogStats, Record
+from hubbub.eventlog.ports import LogStats, Record
 from hubbub.kernel.events import DEADLETTER, InputRejected
 
 log_app = typer.Typer(help="Inspect the event log.", no_args_is_help=True)

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hubbub.cli.common import fail, load_settings, print_json, run, with_log
-from hubbub.eventlog.port import EventLog
+from hubbub.eventlog.ports import EventLog
 from hubbub.gateway.routing import Route, RouteTable, remove_route, set_route
 
 app = typer.Typer(help="Gateway routes: new services, the legacy app, or a share of tenants.")

@@ -34,7 +34,7 @@ from rich.text import Text
 from hubbub.bootstrap import Platform, build_platform, open_tenant_store
 from hubbub.cli.common import console, fail, load_settings, run, with_log
 from hubbub.cli.ingest import LiveLine
-from hubbub.eventlog.port import LogStats
+from hubbub.eventlog.ports import LogStats
 from hubbub.ingest.generate import FirehoseSpec, generate_firehose
 from hubbub.ingest.pipeline import IngestSummary
 from hubbub.kernel.events import DEADLETTER

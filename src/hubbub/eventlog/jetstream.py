@@ -76,7 +76,7 @@ from nats.js.api import (
 from nats.js.kv import KeyValue
 
 from hubbub.eventlog.packing import packed_ids
-from hubbub.eventlog.port import (
+from hubbub.eventlog.ports import (
     AppendResult,
     GroupStats,
     LogMisconfigured,
@@ -456,7 +456,7 @@ def _check_name(kind: str, name: str) -> str:
 
 
 class JetStreamEventLog:
-    """EventLog on NATS JetStream; see `hubbub.eventlog.port` and this module's docstring."""
+    """EventLog on NATS JetStream; see `hubbub.eventlog.ports` and this module's docstring."""
 
     backend = "jetstream"
 

@@ -23,7 +23,7 @@ firehose topics 30 days, `usage` 90 days, `deadletter` 30 days, `deliveries` 30 
 
 Falling behind. A reader whose position points into a removed prefix gets
 `PositionExpired` (and `hubbub_eventlog_position_expired_total` counts it) instead of
-silently skipping to the first kept event; see `hubbub.eventlog.port`.
+silently skipping to the first kept event; see `hubbub.eventlog.ports`.
 """
 
 from __future__ import annotations

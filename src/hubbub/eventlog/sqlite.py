@@ -18,7 +18,7 @@ by default; `usage` 90, `deadletter`, `deliveries` and `alerts` 30) and compacts
 `control` to the latest event of each key; `pages` is kept whole. So the process that
 appends does the removing, and a log nobody appends to keeps what it has. `topics.last`
 survives the segments it counted, so positions never restart. A read at a position
-retention removed raises `PositionExpired` (see `hubbub.eventlog.port`).
+retention removed raises `PositionExpired` (see `hubbub.eventlog.ports`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import TypeVar
 import structlog
 
 from hubbub.eventlog import sqlite_retention
-from hubbub.eventlog.port import (
+from hubbub.eventlog.ports import (
     AppendResult,
     GroupStats,
     LogStats,
@@ -78,7 +78,7 @@ _log = structlog.get_logger("hubbub.eventlog.sqlite")
 
 
 class SqliteEventLog:
-    """EventLog on a SQLite file; see `hubbub.eventlog.port` for the contract."""
+    """EventLog on a SQLite file; see `hubbub.eventlog.ports` for the contract."""
 
     backend = "sqlite"
 

@@ -21,7 +21,7 @@ from typing import Final
 
 import structlog
 
-from hubbub.eventlog.port import EventLog, LogUnavailable
+from hubbub.eventlog.ports import EventLog, LogUnavailable
 from hubbub.kernel.background import note_failure
 from hubbub.kernel.events import Event
 

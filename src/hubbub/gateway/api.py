@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from hubbub.eventlog.port import EventLog
+from hubbub.eventlog.ports import EventLog
 from hubbub.gateway.access import operator, tenant_admin
 from hubbub.gateway.auth import Authenticator
 from hubbub.gateway.ports import (

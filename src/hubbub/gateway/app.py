@@ -48,7 +48,7 @@ from openfeature.evaluation_context import EvaluationContext
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from starlette.types import Message, Receive, Scope, Send
 
-from hubbub.eventlog.port import EventLog
+from hubbub.eventlog.ports import EventLog
 from hubbub.gateway import api as gateway_api
 from hubbub.gateway import flags_api
 from hubbub.gateway.access import operator, refusal

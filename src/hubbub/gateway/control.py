@@ -3,7 +3,7 @@ live (flags, routes), read by each replica on its own, without a restart."""
 
 from __future__ import annotations
 
-from hubbub.eventlog.port import EventLog
+from hubbub.eventlog.ports import EventLog
 from hubbub.eventlog.view import LogView
 from hubbub.kernel.events import CONTROL
 

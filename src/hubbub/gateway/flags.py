@@ -27,7 +27,7 @@ from typing import Final, Literal
 import mmh3
 import structlog
 
-from hubbub.eventlog.port import EventLog
+from hubbub.eventlog.ports import EventLog
 from hubbub.gateway.control import ControlView
 from hubbub.gateway.ports import PLATFORM
 from hubbub.kernel.clock import Clock, SystemClock

@@ -19,7 +19,7 @@ from typing import Annotated, Final
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
-from hubbub.eventlog.port import EventLog
+from hubbub.eventlog.ports import EventLog
 from hubbub.gateway.access import at_least, operator
 from hubbub.gateway.flags import (
     Flag,

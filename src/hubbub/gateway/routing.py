@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from hubbub.eventlog.port import EventLog
+from hubbub.eventlog.ports import EventLog
 from hubbub.gateway.control import ControlView
 from hubbub.gateway.flags import bucket
 from hubbub.kernel.clock import Clock, SystemClock

@@ -16,7 +16,7 @@ from typing import Final
 import structlog
 from prometheus_client import Counter
 
-from hubbub.eventlog.port import EventLog, LogUnavailable
+from hubbub.eventlog.ports import EventLog, LogUnavailable
 from hubbub.kernel.events import FeatureUsed
 from hubbub.kernel.ids import event_id
 

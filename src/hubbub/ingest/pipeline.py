@@ -25,7 +25,7 @@ from typing import Any, Protocol, Self
 import msgspec
 import structlog
 
-from hubbub.eventlog.port import EventLog
+from hubbub.eventlog.ports import EventLog
 from hubbub.ingest.mapping.base import MappedBatch, SourceMapping
 from hubbub.ingest.ports import IngestState
 from hubbub.kernel import telemetry

@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 import structlog
 
-from hubbub.eventlog.port import Record
+from hubbub.eventlog.ports import Record
 from hubbub.mentions.normalize import query_terms, words
 from hubbub.mentions.pages import project
 from hubbub.mentions.service import MAX_LIMIT, Suggestion, suggest

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from hubbub.eventlog.port import Record
+from hubbub.eventlog.ports import Record
 from hubbub.mentions.service import Suggestion
 from hubbub.settings import MENTIONS_BACKENDS as BACKENDS
 

@@ -24,7 +24,7 @@ import psycopg
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
-from hubbub.eventlog.port import Record
+from hubbub.eventlog.ports import Record
 from hubbub.kernel.events import FollowersChanged, PageDeactivated, PageReactivated, PageSeen
 from hubbub.mentions import postgres_top
 from hubbub.mentions.normalize import query_terms, words

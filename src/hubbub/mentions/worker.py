@@ -23,7 +23,7 @@ from pathlib import Path
 import msgspec
 import structlog
 
-from hubbub.eventlog.port import EventLog, LogUnavailable
+from hubbub.eventlog.ports import EventLog, LogUnavailable
 from hubbub.kernel.background import note_failure
 from hubbub.kernel.events import CONTROL, PAGES, SettingChanged
 from hubbub.mentions.memory import MemoryMentions
