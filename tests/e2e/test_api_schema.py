@@ -35,7 +35,7 @@ from schemathesis.core.result import Ok
 from hubbub.gateway.app import observed
 from hubbub.gateway.routing import SERVICE_ROUTES
 from tests.conftest import serving
-from tests.e2e.test_gateway import OPERATOR, auth, start_stack
+from tests.support.stack import OPERATOR, auth, start_stack
 
 T = TypeVar("T")
 Operation = APIOperation[Any, Any, Any, Any]

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from hubbub.cli import app
 from hubbub.cli.connectors import stored_token
 from hubbub.settings import Settings
-from tests.integration.test_mastodon_connector import FakeMastodon
+from tests.support.mastodon import FakeMastodon
 
 PLAINTEXT = "plaintext-mastodon-token-3f9a71c2"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.gateway.routing import RouteTable
-from tests.e2e.test_tenants_cli import hubbub
+from tests.support.cli import hubbub
 
 
 def test_routes_are_set_listed_and_removed(tmp_path: Path) -> None:

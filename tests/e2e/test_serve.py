@@ -20,7 +20,7 @@ from hubbub.kernel.events import PageSeen
 from hubbub.settings import Settings
 from hubbub.supervisor import platform_roles
 from tests.conftest import signed
-from tests.integration.test_mentions_replica import free_port
+from tests.support.net import free_port
 
 
 async def seed(data_dir: Path) -> None:

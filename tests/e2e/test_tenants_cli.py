@@ -5,16 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from typer.testing import CliRunner
-
 from hubbub.bootstrap import open_tenant_store
-from hubbub.cli import app
 from hubbub.settings import Settings
-
-
-def hubbub(data_dir: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["--data-dir", str(data_dir), *args])
-    return result.exit_code, result.output
+from tests.support.cli import hubbub
 
 
 def test_a_tenant_gets_a_key_shown_once_then_revoked(tmp_path: Path) -> None:

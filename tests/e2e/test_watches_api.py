@@ -18,7 +18,8 @@ from hubbub.bootstrap import Platform, build_platform
 from hubbub.kernel.events import CONTROL, AlertRaised, WatchChanged, WebhookDelivered
 from hubbub.settings import Settings
 from tests.conftest import api_client, serving, until
-from tests.integration.test_alerts import Receiver, cli
+from tests.support.cli import cli
+from tests.support.receiver import Receiver
 
 TENANT = "newsroom"
 

@@ -12,11 +12,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 import pytest
-from typer.testing import CliRunner
 
 from hubbub.analytics.alerts import ALERTS, Alert, monitor_once
 from hubbub.analytics.destinations import ALLOWED_HINT
@@ -25,12 +24,13 @@ from hubbub.analytics.views import AlertViews
 from hubbub.analytics.webhooks import GROUP, DeliveryPolicy, Dispatcher, signature
 from hubbub.analytics.worker import catch_up
 from hubbub.bootstrap import build_platform, open_secret_box
-from hubbub.cli import app
 from hubbub.eventlog.ports import EventLog
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.events import AlertRaised, Event, PostPublished, WatchChanged, WebhookDelivered
 from hubbub.settings import Settings
 from tests.conftest import serving, until
+from tests.support.cli import cli
+from tests.support.receiver import Receiver
 
 NOW = 29_600_000  # an epoch minute (2026-04-12); checks run at the end of the hour before it
 
@@ -48,13 +48,6 @@ def posts(tag: str, per_day: list[int]) -> list[Event]:
                 )
             )  # fmt: skip
     return events
-
-
-async def cli(data_dir: Path, *args: str) -> str:
-    """Run a command as a person would (in a thread: the command runs its own loop)."""
-    result = await asyncio.to_thread(CliRunner().invoke, app, ["--data-dir", str(data_dir), *args])
-    assert result.exit_code == 0, result.output
-    return result.stdout.strip()
 
 
 @pytest.fixture
@@ -96,34 +89,6 @@ async def test_a_watched_spike_raises_one_alert_and_a_quiet_watch_none(data_dir:
     finally:
         store.close()
         await log.close()
-
-
-class Receiver:
-    """A tenant's webhook endpoint: fails its first `failures` requests (503), answers
-    each after `delay_s`, and records what it was sent and when."""
-
-    def __init__(self, failures: int = 0, delay_s: float = 0.0) -> None:
-        self.failures = failures
-        self.delay_s = delay_s
-        self.received: list[tuple[bytes, str]] = []
-        self.times: list[float] = []
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = dict(scope["headers"])
-        self.received.append((body, headers.get(b"hubbub-signature", b"").decode()))
-        self.times.append(time.monotonic())
-        status = 503 if len(self.received) <= self.failures else 204
-        await asyncio.sleep(self.delay_s)
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
 
 
 LOCAL: Final = DeliveryPolicy(

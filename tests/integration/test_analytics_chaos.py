@@ -28,7 +28,7 @@ from typing import Any
 from hubbub.analytics.duckdb_store import DuckDBRollups, live_path
 from hubbub.analytics.worker import BATCH, TOPICS
 from hubbub.eventlog.sqlite import SqliteEventLog
-from tests.contract.test_rollup_stores import everything
+from tests.support.rollups import everything
 
 HUBBUB = [sys.executable, "-m", "hubbub"]
 

@@ -16,7 +16,7 @@ from hubbub.bootstrap import open_rollups
 from hubbub.cli import app
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.settings import Settings
-from tests.contract.test_rollup_stores import activity
+from tests.support.rollups import activity
 
 
 def hubbub(data_dir: Path, *args: str) -> str:

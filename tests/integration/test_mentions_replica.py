@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +24,7 @@ from hubbub.mentions.worker import MentionsReplica
 from hubbub.settings import Settings
 from hubbub.web.app import create_app
 from tests.conftest import postgres_database, signed, until
+from tests.support.net import free_port
 
 NAMES = ["Taylor Swift", "Taylor Otwell", "Swift Language", "Zoë Ødegård", "山田 太郎"]
 
@@ -78,13 +78,6 @@ async def test_the_shadow_backend_answers_the_same_queries_off_the_request_path(
         finally:
             await replica.close()
             await log.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @asynccontextmanager

@@ -23,7 +23,7 @@ from hubbub.kernel.events import (
     decode,
 )
 from tests.conftest import postgres_database
-from tests.e2e.test_reports import at
+from tests.support.reports import at
 
 TOO_BIG = 2**63  # a valid event (msgspec carries it), but no BIGINT holds it
 

@@ -30,7 +30,7 @@ from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.events import EngagementRecorded, Event, PostDeleted, PostPublished
 from hubbub.settings import Settings
 from tests.conftest import FIXTURES, postgres_database, until
-from tests.integration.test_alerts import cli
+from tests.support.cli import cli
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 Totals = tuple[int, int, int]

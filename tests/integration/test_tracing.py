@@ -14,7 +14,7 @@ from hubbub.analytics.duckdb_store import LiveDuckDB
 from hubbub.analytics.worker import catch_up
 from hubbub.kernel import tracing
 from tests.conftest import FIXTURES
-from tests.e2e.test_gateway import auth, start_stack
+from tests.support.stack import auth, start_stack
 
 _exporter = InMemorySpanExporter()
 

@@ -1,0 +1,1 @@
+"""What several test modules share: stacks, servers, runners and data. No tests here."""
