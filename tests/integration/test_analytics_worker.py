@@ -21,7 +21,6 @@ from typer.testing import CliRunner
 from hubbub.analytics.duckdb_store import DuckDBRollups
 from hubbub.cli import app
 from hubbub.eventlog.sqlite import SqliteEventLog
-from hubbub.ingest.generate import FirehoseSpec, write_firehose
 from hubbub.kernel.events import (
     DELETES,
     ENGAGEMENT,
@@ -31,6 +30,7 @@ from hubbub.kernel.events import (
     PostEdited,
     PostPublished,
 )
+from hubbub.synthetic.firehose import FirehoseSpec, write_firehose
 
 Truth = dict[str, Counter[str]]
 

@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from hubbub.bootstrap import build_platform
-from hubbub.ingest.generate import FirehoseSpec, generate_firehose
 from hubbub.kernel.events import Event, FollowersChanged, PageDeactivated, PageSeen
 from hubbub.mentions.worker import MentionsReplica
 from hubbub.settings import Settings
+from hubbub.synthetic.firehose import FirehoseSpec, generate_firehose
 
 RATE = 10_000
 PROBE = "did:plc:freshprobe"

@@ -10,11 +10,11 @@ from prometheus_client import REGISTRY
 
 from hubbub.bootstrap import build_platform
 from hubbub.eventlog.ports import LogStats
-from hubbub.ingest.generate import FirehoseSpec, generate_firehose
 from hubbub.ingest.parallel import ShardedIngestor, WorkerFailed, shard_of
 from hubbub.ingest.pipeline import IngestSummary
 from hubbub.kernel.events import ENGAGEMENT, EngagementRecorded
 from hubbub.settings import Settings
+from hubbub.synthetic.firehose import FirehoseSpec, generate_firehose
 
 
 async def ingest(settings: Settings, batches: list[list[bytes]]) -> tuple[IngestSummary, LogStats]:

@@ -33,9 +33,9 @@ import httpx
 
 from hubbub.bootstrap import build_platform, open_request_signer, open_tenant_store
 from hubbub.ingest.connectors.jsonl import replay_file
-from hubbub.ingest.generate import FirehoseSpec, write_firehose
 from hubbub.kernel.signing import SignedAs
 from hubbub.settings import Settings
+from hubbub.synthetic.firehose import FirehoseSpec, write_firehose
 
 QUERY = "/v1/mentions?q=ma&limit=10"
 

@@ -21,8 +21,8 @@ import msgspec
 
 from hubbub.bootstrap import build_platform
 from hubbub.ingest.connectors.jsonl import read_batches, replay_file
-from hubbub.ingest.generate import FirehoseSpec, write_firehose
 from hubbub.settings import Settings
+from hubbub.synthetic.firehose import FirehoseSpec, write_firehose
 
 
 def baseline_decode_rate(path: Path) -> float:

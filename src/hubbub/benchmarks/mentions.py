@@ -2,7 +2,7 @@
 HTTP with the load in another process, under follower updates, and against postgres,
 in process and over HTTP (the same role served with HUBBUB_MENTIONS_BACKEND=postgres).
 
-Pages come from the synthetic population (`hubbub.ingest.generate.page`: multilingual
+Pages come from the synthetic population (`hubbub.synthetic.population.page`: multilingual
 names, unique handles), generated as a stream so the benchmark holds no object per page.
 Followers are Zipf-distributed over a random ranking. Queries are 1 to 4 character
 prefixes (one query per keystroke, so each length is as likely) of a handle or name
@@ -42,12 +42,12 @@ import numpy as np
 import numpy.typing as npt
 import psutil
 
-from hubbub.ingest.generate import page as synthetic_page
 from hubbub.kernel.signing import RequestSigner
 from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.normalize import normalize
 from hubbub.mentions.pages import Page
 from hubbub.mentions.store import PageStore
+from hubbub.synthetic.population import page as synthetic_page
 
 ZIPF_EXPONENT = 1.1
 TOP_FOLLOWERS = 10_000_000

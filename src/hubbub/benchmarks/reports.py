@@ -48,11 +48,11 @@ from hubbub.analytics.reports import Bucket, Window
 from hubbub.analytics.rollups import KEYED_TIERS, TIERED, TIERS, key_hash
 from hubbub.analytics.worker import BATCH, TOPICS, catch_up
 from hubbub.eventlog.sqlite import SqliteEventLog
-from hubbub.ingest.generate import FirehoseSpec, generate_firehose
 from hubbub.ingest.pipeline import Ingestor
 from hubbub.ingest.sqlite import SqliteIngestState
 from hubbub.kernel.clock import SystemClock
 from hubbub.settings import Settings
+from hubbub.synthetic.firehose import FirehoseSpec, generate_firehose
 
 YEAR_START = datetime(2025, 1, 1, tzinfo=UTC)
 MINUTES_PER_YEAR = 365 * 24 * 60

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from hubbub.cli.common import console, fail
-from hubbub.ingest.generate import FirehoseSpec, write_firehose
+from hubbub.synthetic.firehose import FirehoseSpec, write_firehose
 
 app = typer.Typer(help="Synthetic input for demos and benchmarks.", no_args_is_help=True)
 

@@ -35,13 +35,13 @@ from hubbub.bootstrap import Platform, build_platform, open_tenant_store
 from hubbub.cli.common import console, fail, load_settings, run, with_log
 from hubbub.cli.ingest import LiveLine
 from hubbub.eventlog.ports import LogStats
-from hubbub.ingest.generate import FirehoseSpec, generate_firehose
 from hubbub.ingest.pipeline import IngestSummary
 from hubbub.kernel.events import DEADLETTER
 from hubbub.kernel.telemetry import configure_logging
 from hubbub.kernel.tracing import configure_tracing
 from hubbub.settings import Settings
 from hubbub.supervisor import PLATFORM_ROLES, Supervisor, platform_roles, role_urls, url_port
+from hubbub.synthetic.firehose import FirehoseSpec, generate_firehose
 from hubbub.web.app import ROLES, create_app
 
 SERVE_ROLES = (*ROLES, "gateway")

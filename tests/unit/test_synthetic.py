@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hubbub.cli import app
-from hubbub.ingest.generate import FirehoseSpec, generate_firehose, page, write_firehose
+from hubbub.synthetic.firehose import FirehoseSpec, generate_firehose, write_firehose
+from hubbub.synthetic.population import page
 
 PAGES = 2_000
 SPEC = FirehoseSpec(events=40_000, pages=PAGES, seed=7)
