@@ -36,7 +36,7 @@ from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.ports import MentionsBackend
 from hubbub.mentions.store import warm_up
 from hubbub.mentions.worker import MentionsReplica
-from hubbub.settings import EVENT_LOG_ADAPTERS, Settings
+from hubbub.settings import MentionsBackendName, Settings
 
 if TYPE_CHECKING:
     from hubbub.analytics.views import AlertViews
@@ -77,19 +77,16 @@ async def open_event_log(settings: Settings) -> EventLog:
             retention=retention_policy(settings),
             retention_interval_s=settings.retention_interval_s,
         )
-    if settings.event_log == "jetstream":
-        from hubbub.eventlog.jetstream import JetStreamEventLog
+    from hubbub.eventlog.jetstream import JetStreamEventLog
 
-        return await JetStreamEventLog.connect(
-            settings.nats_url.get_secret_value(),
-            stream_prefix=settings.stream_prefix,
-            events_per_message=settings.events_per_message,
-            dedupe_window=settings.dedupe_window,
-            replicas=settings.nats_replicas,
-            retention=retention_policy(settings),
-        )
-    known = ", ".join(EVENT_LOG_ADAPTERS)
-    raise ConfigurationError(f"unknown event log adapter {settings.event_log!r}: use {known}")
+    return await JetStreamEventLog.connect(
+        settings.nats_url.get_secret_value(),
+        stream_prefix=settings.stream_prefix,
+        events_per_message=settings.events_per_message,
+        dedupe_window=settings.dedupe_window,
+        replicas=settings.nats_replicas,
+        retention=retention_policy(settings),
+    )
 
 
 def mapping_for(
@@ -103,17 +100,15 @@ def mapping_for(
     raise ConfigurationError(f"unknown source {source!r}: use {', '.join(SOURCES)}")
 
 
-async def open_mentions_backend(name: str, settings: Settings) -> MentionsBackend:
+async def open_mentions_backend(name: MentionsBackendName, settings: Settings) -> MentionsBackend:
     """The mentions backend `name`: the memory one from its snapshot (if any), the
     postgres one connected to `mentions_postgres_url`."""
     if name == "memory":
         warm_up()  # compile the kernels now, not on the first query
         return MemoryMentions.load(settings.mentions_snapshot_path)
-    if name == "postgres":
-        from hubbub.mentions.postgres import PostgresMentions
+    from hubbub.mentions.postgres import PostgresMentions
 
-        return await PostgresMentions.connect(settings.mentions_postgres_url.get_secret_value())
-    raise ConfigurationError(f"unknown mentions backend {name!r}: use memory, postgres")
+    return await PostgresMentions.connect(settings.mentions_postgres_url.get_secret_value())
 
 
 def open_rollups(settings: Settings) -> RollupStore:
@@ -160,6 +155,17 @@ def open_rate_limiter(settings: Settings) -> RateLimiter:
             settings.redis_url.get_secret_value(), prefix, guard=open_redis_guard(settings)
         )
     return MemoryRateLimiter()
+
+
+def open_cache(settings: Settings) -> Cache:
+    """The cache the settings name; Redis keys are prefixed by the stream prefix."""
+    if settings.cache == "redis":
+        return RedisCache(
+            settings.redis_url.get_secret_value(),
+            settings.stream_prefix,
+            guard=open_redis_guard(settings),
+        )
+    return MemoryCache()
 
 
 def open_redis_guard(settings: Settings) -> Guard:
@@ -342,16 +348,9 @@ class Platform:
         return self._secret_box
 
     def cache(self) -> Cache:
-        """The cache the settings name; Redis keys are prefixed by the stream prefix."""
+        """The cache the settings name, made on first use."""
         if self._cache is None:
-            if self.settings.cache == "redis":
-                self._cache = RedisCache(
-                    self.settings.redis_url.get_secret_value(),
-                    self.settings.stream_prefix,
-                    guard=open_redis_guard(self.settings),
-                )
-            else:
-                self._cache = MemoryCache()
+            self._cache = open_cache(self.settings)
         return self._cache
 
     async def _snapshot_mentions(self, replica: MentionsReplica) -> None:

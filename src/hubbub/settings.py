@@ -1,21 +1,28 @@
 """One typed settings object, read from `HUBBUB_*` environment variables once at start.
 
 Every tunable of the platform lives here, so operators change behaviour with settings,
-never with code. Adapter names are checked when the settings are read: a typo fails at
-start with the list of names that exist.
+never with code. Each setting that picks an adapter is a `Literal` of the names
+`bootstrap` knows, checked when the settings are read: a typo fails at start with the
+list of names that exist.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, get_args
 
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-EVENT_LOG_ADAPTERS: Final = ("sqlite", "jetstream")
-MENTIONS_BACKENDS: Final = ("memory", "postgres")
+EventLogName = Literal["sqlite", "jetstream"]
+MentionsBackendName = Literal["memory", "postgres"]
+RollupStoreName = Literal["duckdb", "postgres"]
+RateLimiterName = Literal["memory", "redis"]
+CacheName = Literal["memory", "redis"]
+# For what checks a name that is not a setting (a command's option, a value in the log).
+EVENT_LOG_ADAPTERS: Final[tuple[EventLogName, ...]] = get_args(EventLogName)
+MENTIONS_BACKENDS: Final[tuple[MentionsBackendName, ...]] = get_args(MentionsBackendName)
 MIB: Final = 1024 * 1024
 
 
@@ -23,7 +30,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HUBBUB_", extra="ignore")
 
     data_dir: Path = Field(Path("data"), description="Where embedded adapters keep their state.")
-    event_log: str = Field("sqlite", description="Event log adapter: sqlite or jetstream.")
+    event_log: EventLogName = Field("sqlite", description="Event log adapter: sqlite or jetstream.")
 
     # Event log
     log_segment_size: int = Field(1000, ge=1, description="Events per SQLite segment row.")
@@ -85,8 +92,10 @@ class Settings(BaseSettings):
     )
 
     # Mentions
-    mentions_backend: str = Field("memory", description="Mentions backend that serves queries.")
-    mentions_shadow: str | None = Field(
+    mentions_backend: MentionsBackendName = Field(
+        "memory", description="Mentions backend that serves queries."
+    )
+    mentions_shadow: MentionsBackendName | None = Field(
         None, description="Mentions backend sent the same queries off the request path."
     )
     mentions_postgres_url: SecretStr = Field(
@@ -97,10 +106,8 @@ class Settings(BaseSettings):
         60.0, gt=0, description="How often a replica snapshots its in-memory index."
     )
     # Analytics
-    analytics_store: str = Field(
-        "duckdb",
-        pattern="^(duckdb|postgres)$",
-        description=("Rollup store: duckdb (a file in the data dir) or postgres."),
+    analytics_store: RollupStoreName = Field(
+        "duckdb", description="Rollup store: duckdb (a file in the data dir) or postgres."
     )
     analytics_postgres_url: SecretStr = Field(
         SecretStr("postgresql://127.0.0.1:5432/hubbub"),
@@ -214,7 +221,7 @@ class Settings(BaseSettings):
     breaker_reset_s: float = Field(
         5.0, gt=0, description="How long an open circuit waits before a trial request."
     )
-    rate_limiter: str = Field("memory", pattern="^(memory|redis)$", description="memory or redis.")
+    rate_limiter: RateLimiterName = Field("memory", description="memory or redis.")
     rate_limit_key_per_s: float = Field(50.0, gt=0, description="Requests a second per key.")
     rate_limit_key_burst: int = Field(200, ge=1, description="Requests a key may send at once.")
     rate_limit_tenant_per_s: float = Field(
@@ -231,7 +238,7 @@ class Settings(BaseSettings):
         None, description="OTLP/HTTP collector traces are sent to (off when unset)."
     )
     # Cache
-    cache: str = Field("memory", pattern="^(memory|redis)$", description="memory or redis.")
+    cache: CacheName = Field("memory", description="memory or redis.")
     redis_url: SecretStr = Field(
         SecretStr("redis://127.0.0.1:6379/0"), description="Redis (a secret: may hold a password)."
     )
@@ -264,22 +271,6 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
-
-    @field_validator("event_log")
-    @classmethod
-    def _known_event_log(cls, name: str) -> str:
-        if name not in EVENT_LOG_ADAPTERS:
-            known = ", ".join(EVENT_LOG_ADAPTERS)
-            raise ValueError(f"unknown event log adapter {name!r} (HUBBUB_EVENT_LOG): use {known}")
-        return name
-
-    @field_validator("mentions_backend", "mentions_shadow")
-    @classmethod
-    def _known_mentions_backend(cls, name: str | None) -> str | None:
-        if name is not None and name not in MENTIONS_BACKENDS:
-            known = ", ".join(MENTIONS_BACKENDS)
-            raise ValueError(f"unknown mentions backend {name!r}: use {known}")
-        return name
 
     @property
     def mastodon_instance_list(self) -> list[str]:

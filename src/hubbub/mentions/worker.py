@@ -29,12 +29,13 @@ from hubbub.kernel.events import CONTROL, PAGES, SettingChanged
 from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.ports import BACKENDS, MentionsBackend
 from hubbub.mentions.service import Suggestion
+from hubbub.settings import MentionsBackendName
 
 READ_BATCH = 20_000
 SERVING_SETTING = "mentions.backend"
 log = structlog.get_logger("hubbub.mentions")
 
-Opener = Callable[[str], Awaitable[MentionsBackend]]
+Opener = Callable[[MentionsBackendName], Awaitable[MentionsBackend]]
 
 
 async def catch_up(backend: MentionsBackend, event_log: EventLog) -> int:
@@ -97,14 +98,11 @@ class MentionsReplica:
         event_log: EventLog,
         opener: Opener,
         *,
-        serving: str,
-        shadow: str | None = None,
+        serving: MentionsBackendName,
+        shadow: MentionsBackendName | None = None,
         interval_s: float = 0.2,
         shadow_queue: int = 1000,
     ) -> None:
-        for name in (serving, shadow):
-            if name is not None and name not in BACKENDS:
-                raise ValueError(f"unknown mentions backend {name!r}: use {', '.join(BACKENDS)}")
         self.event_log = event_log
         self.serving = serving
         self.shadow = shadow if shadow != serving else None
@@ -115,7 +113,7 @@ class MentionsReplica:
         self._control_position = 0
         self._switching: asyncio.Lock = asyncio.Lock()
         self._queue: asyncio.Queue[tuple[str, int, list[str]]] = asyncio.Queue(shadow_queue)
-        self._latency = {name: Latencies() for name in BACKENDS}
+        self._latency: dict[str, Latencies] = {name: Latencies() for name in BACKENDS}
         self._compared = self._identical = self._skipped = self._errors = 0
         self._differences: deque[Difference] = deque(maxlen=20)
 
@@ -155,10 +153,8 @@ class MentionsReplica:
         except asyncio.QueueFull:
             self._skipped += 1
 
-    async def cutover(self, to: str) -> None:
+    async def cutover(self, to: MentionsBackendName) -> None:
         """Serve from `to` from now on, once it has caught up with the log."""
-        if to not in BACKENDS:
-            raise ValueError(f"unknown mentions backend {to!r}: use {', '.join(BACKENDS)}")
         async with self._switching:
             if to == self.serving:
                 return
@@ -201,7 +197,7 @@ class MentionsReplica:
             await backend.close()
         self.backends.clear()
 
-    async def _open(self, name: str) -> None:
+    async def _open(self, name: MentionsBackendName) -> None:
         backend = await self._opener(name)
         folded = await catch_up(backend, self.event_log)
         self.backends[name] = backend
