@@ -27,6 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench tools
 	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/mypy src
+	$(BIN)/lint-imports
 
 # Known vulnerabilities in the installed packages, from PyPI's advisories; hubbub itself,
 # installed editable, is skipped. pip-audit passes a package it could not look up (no

@@ -26,9 +26,9 @@ from hubbub.analytics.alerts import watch_target
 from hubbub.analytics.destinations import Network, check_url
 from hubbub.analytics.views import AlertViews, WatchesView
 from hubbub.bootstrap import Platform
-from hubbub.gateway.ports import TENANT_HEADER
 from hubbub.kernel.commands import short_id, stamped
 from hubbub.kernel.events import WatchChanged, WebhookChanged, WebhookDelivered
+from hubbub.kernel.signing import TENANT_HEADER
 from hubbub.kernel.validation import PlainText
 
 # The kinds are read from the event, so a kind added there is accepted here unchanged.

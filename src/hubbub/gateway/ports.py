@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal, Protocol
 
+from hubbub.kernel.signing import TENANT_HEADER as TENANT_HEADER  # shared through the kernel
+
 Role = Literal["owner", "admin", "editor", "viewer"]
 ROLES: Final[tuple[Role, ...]] = ("owner", "admin", "editor", "viewer")
 Permission = Literal["ingest"]
 PERMISSIONS: Final[tuple[Permission, ...]] = ("ingest",)
 """What only the operator grants a key, whatever its role: `ingest` pushes events into the
 firehose every tenant's mentions and analytics read."""
-TENANT_HEADER: Final = "x-hubbub-tenant"
-"""The header the gateway tells the services behind it the caller's tenant in."""
 PLATFORM: Final = "platform"
 """The tenant id of the operator's token: it manages tenants and platform-wide flags."""
 

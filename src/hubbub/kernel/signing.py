@@ -34,7 +34,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hubbub.kernel.keyfile import kept_secret
 
-TENANT: Final = b"x-hubbub-tenant"
+TENANT_HEADER: Final = "x-hubbub-tenant"
+"""The header that tells a role the caller's tenant (signed, with the key and time)."""
+TENANT: Final = TENANT_HEADER.encode()
 KEY: Final = b"x-hubbub-key"
 TIME: Final = b"x-hubbub-time"
 SIGNATURE: Final = b"x-hubbub-signature"
