@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hubbub.mentions.index import MAX_SCORE
+from hubbub.mentions.matching import Suggestion
 from hubbub.mentions.pages import Page
-from hubbub.mentions.service import Suggestion
 from hubbub.mentions.store import PageStore, warm_up
 
 HANDLES = [None, "", "ab", "abc", "b.c", "ba", "é", "@"]

@@ -24,9 +24,9 @@ from hubbub.cli.common import (
 from hubbub.gateway.ports import PLATFORM
 from hubbub.kernel.events import SettingChanged
 from hubbub.kernel.signing import SignedAs
+from hubbub.mentions.matching import Suggestion
 from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.normalize import InvalidQuery
-from hubbub.mentions.service import Suggestion
 from hubbub.mentions.store import warm_up
 from hubbub.mentions.worker import SERVING_SETTING, catch_up
 from hubbub.settings import MENTIONS_BACKENDS

@@ -19,8 +19,8 @@ from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hubbub.bootstrap import Platform
+from hubbub.mentions.matching import MAX_LIMIT
 from hubbub.mentions.normalize import InvalidQuery
-from hubbub.mentions.service import MAX_LIMIT
 
 PATH = "/v1/mentions"
 _JSON = b"application/json"

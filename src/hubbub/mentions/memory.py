@@ -15,9 +15,9 @@ import msgspec
 import structlog
 
 from hubbub.eventlog.ports import Record
+from hubbub.mentions.matching import MAX_LIMIT, Suggestion, suggest
 from hubbub.mentions.normalize import query_terms, words
 from hubbub.mentions.pages import project
-from hubbub.mentions.service import MAX_LIMIT, Suggestion, suggest
 from hubbub.mentions.store import PageStore
 
 log = structlog.get_logger("hubbub.mentions")

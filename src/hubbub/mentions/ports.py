@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from hubbub.eventlog.ports import Record
-from hubbub.mentions.service import Suggestion
+from hubbub.mentions.matching import Suggestion
 from hubbub.settings import MENTIONS_BACKENDS as BACKENDS
 
 __all__ = ["BACKENDS", "MentionsBackend"]

@@ -27,9 +27,9 @@ from psycopg_pool import AsyncConnectionPool
 from hubbub.eventlog.ports import Record
 from hubbub.kernel.events import FollowersChanged, PageDeactivated, PageReactivated, PageSeen
 from hubbub.mentions import postgres_top
+from hubbub.mentions.matching import MAX_LIMIT, Suggestion
 from hubbub.mentions.normalize import query_terms, words
 from hubbub.mentions.pages import Page, PageDict, project
-from hubbub.mentions.service import MAX_LIMIT, Suggestion
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS mention_pages (

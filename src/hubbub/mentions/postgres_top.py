@@ -31,8 +31,8 @@ from typing import Any, Final
 
 import psycopg
 
+from hubbub.mentions.matching import MAX_LIMIT
 from hubbub.mentions.pages import Page
-from hubbub.mentions.service import MAX_LIMIT
 
 SHORT: Final = 3
 KEPT: Final = 2 * MAX_LIMIT

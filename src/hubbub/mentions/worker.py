@@ -26,9 +26,9 @@ import structlog
 from hubbub.eventlog.ports import EventLog, LogUnavailable
 from hubbub.kernel.background import note_failure
 from hubbub.kernel.events import CONTROL, PAGES, SettingChanged
+from hubbub.mentions.matching import Suggestion
 from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.ports import BACKENDS, MentionsBackend
-from hubbub.mentions.service import Suggestion
 from hubbub.settings import MentionsBackendName
 
 READ_BATCH = 20_000

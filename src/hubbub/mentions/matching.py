@@ -1,4 +1,4 @@
-"""Mention suggestions: the use cases, over an index and the service's page view.
+"""Mention suggestions: matching a query against an index and the service's page view.
 
 A query is split into terms (`query_terms`). A page matches when the terms typed
 together are a prefix of one of its keys ("swift.o" finds `swift.org`, "taylor sw"
