@@ -130,6 +130,15 @@ def open_staged_rollups(settings: Settings) -> StagedRollups:
     return DuckDBStaging(settings.data_dir)
 
 
+def open_ingest_state(settings: Settings, clock: Clock) -> IngestState:
+    """The ingest service's refs and cursors, in its own SQLite file in the data dir."""
+    return SqliteIngestState(
+        settings.ingest_state_path,
+        ref_ttl_s=settings.ingest_ref_days * retention.DAY_S,
+        clock=clock,
+    )
+
+
 def open_tenant_store(settings: Settings) -> TenantStore:
     """Tenants, users and keys: SQLite in the data dir, or the database the URL names."""
     from hubbub.gateway.sql import SqlTenantStore
@@ -422,10 +431,6 @@ async def build_platform(settings: Settings | None = None, clock: Clock | None =
     return Platform(
         settings=settings,
         event_log=await open_event_log(settings),
-        ingest_state=SqliteIngestState(
-            settings.ingest_state_path,
-            ref_ttl_s=settings.ingest_ref_days * retention.DAY_S,
-            clock=clock,
-        ),
+        ingest_state=open_ingest_state(settings, clock),
         clock=clock,
     )

@@ -10,8 +10,11 @@ class IngestState(Protocol):
     """Refs (what a remembered record pointed to) and source cursors.
 
     `get_refs` returns only the keys it knows. `apply_refs` is idempotent: putting a
-    key again overwrites it, deleting an unknown key does nothing. `save_cursor` is
-    durable when it returns, so a restarted connector resumes from it.
+    key again overwrites it, deleting an unknown key does nothing. It writes all its puts
+    and deletes or none (a key both put and deleted in one call ends deleted), and they
+    are durable when it returns. `save_cursor` is durable when it returns, so a
+    restarted connector resumes from it; `load_cursor` of a name never saved is `None`.
+    A store that fails raises its own error; nothing is retried here.
 
     Refs expire: a ref not put again is forgotten between half the adapter's ref
     lifetime and that lifetime after it was last put (setting `HUBBUB_INGEST_REF_DAYS`,
