@@ -59,7 +59,15 @@ class RollupStore(Protocol):
 
 
 class StagedRollups(Protocol):
-    """Fresh rollups being built beside the live ones (a rebuild), and their swap."""
+    """Fresh rollups being built beside the live ones (a rebuild), and their swap.
+
+    `store` starts empty, whatever the live rollups hold, and nothing written to it is
+    seen by readers of the live rollups before `promote`. Promotion replaces the live
+    rollups whole (not merged), in one step; a live store already open follows it (the
+    DuckDB one within `LiveDuckDB.CHECK_EVERY_S`). Call `promote` or `discard` once:
+    both close `store`. A discard leaves the live rollups as they were. A store that
+    fails raises its own error; a promotion that raises leaves the old rollups live.
+    """
 
     @property
     def store(self) -> RollupStore: ...
