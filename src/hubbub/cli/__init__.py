@@ -11,6 +11,7 @@ from hubbub.cli import (
     analytics,
     bench,
     connectors,
+    demo,
     flags,
     generate,
     ingest,
@@ -62,4 +63,4 @@ app.add_typer(flags.app, name="flags")
 app.add_typer(routes.app, name="routes")
 app.add_typer(bench.app, name="bench")
 app.command()(serve.serve)
-app.command()(serve.demo)
+app.command()(demo.demo)
