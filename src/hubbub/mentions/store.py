@@ -19,39 +19,33 @@ of millions of pages: no Python object per page is kept outside the delta.
 
 Ranking: followers, capped at `MAX_SCORE`; among equal scores, base pages before delta
 pages, then the lower ordinal (by id in the base, by arrival in the delta).
+
+Snapshots on disk are written and read by `snapshots`; answers are rendered as JSON by
+`rendering`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
-import mmap
-import os
-import shutil
 import tempfile
-import uuid
 from array import array
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
-import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from hubbub.mentions import _kernels
+from hubbub.mentions import _kernels, snapshots
 from hubbub.mentions.index import MAX_SCORE, PrefixTopK
 from hubbub.mentions.pages import Page
+from hubbub.mentions.rendering import json_parts, render_suggestions
 
 __all__ = ["PageStore", "warm_up"]
 
-FORMAT: Final = "hubbub-pagestore-2"
 _ACTIVE: Final = 1
 _MOVED: Final = 2  # the page's record lives in the delta
 _RECENT_LIMIT: Final = 512  # delta keys scanned unsorted (~3 us) before the delta index is rebuilt
-_MMAP_BYTES: Final = 1 << 20  # smaller arrays are read into memory
-_MANIFEST: Final = "manifest.json"
 
 _Array = npt.NDArray[Any]
 _PAGE_COLUMNS: Final = (
@@ -64,7 +58,7 @@ _PAGE_COLUMNS: Final = (
     "name_off",
     "has",
 )
-_MUTABLE: Final = ("followers", "state", "scores", "tree")
+_MUTABLE: Final = ("followers", "state", "scores", "tree")  # changed in place, mapped copy-on-write
 _HAS_HANDLE: Final = 1
 _HAS_NAME: Final = 2
 
@@ -140,25 +134,6 @@ class _Columns:
             "key_off": _offsets(self.key_len),
             "key_row": np.frombuffer(self.key_row, dtype=np.int32).copy(),
         }
-
-
-_JSON_PIECES: Final = (
-    b'[{"id":',
-    b',"handle":',
-    b',"display_name":',
-    b',"followers":',
-    b',"source":',
-    b'},{"id":',
-    b"}]",
-)
-
-
-def _json_parts(sources: list[str]) -> tuple[_Array, _Array]:
-    """The fixed pieces of a suggestion array, then each source, for `render_json`."""
-    pieces = [*_JSON_PIECES, *(msgspec.json.encode(source) for source in sources)]
-    offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
-    np.cumsum([len(piece) for piece in pieces], out=offsets[1:])
-    return np.frombuffer(b"".join(pieces), dtype=np.uint8), offsets
 
 
 def _offsets(lengths: array[int]) -> npt.NDArray[np.int64]:
@@ -254,7 +229,7 @@ class PageStore:
         self._scores = scores
         self._index = index
         self._base_live = int(np.count_nonzero((self._state & _MOVED) == 0))
-        self._json_parts = (*_json_parts(self._sources), len(self._sources))
+        self._json_parts = (*json_parts(self._sources), len(self._sources))
         self._reset_delta()
 
     def _reset_delta(self) -> None:
@@ -357,15 +332,10 @@ class PageStore:
         if self._delta_key_count and len(self._delta_top_k(encoded, 1)):
             return None
         ordinals = self._index.top_k_array(encoded, k) if k > 0 else np.empty(0, np.int64)
-        c = self._columns
         if self._json_parts[2] != len(self._sources):
-            self._json_parts = (*_json_parts(self._sources), len(self._sources))
+            self._json_parts = (*json_parts(self._sources), len(self._sources))
         parts, part_off, _ = self._json_parts
-        rendered = _kernels.render_json(
-            c["ids"], c["id_off"], c["handles"], c["handle_off"], c["names"], c["name_off"],
-            c["has"], c["source"], parts, part_off, self._followers, ordinals,
-        )  # fmt: skip
-        return rendered.tobytes()
+        return render_suggestions(self._columns, self._followers, (parts, part_off), ordinals)
 
     def _base_pages(self, ordinals: npt.NDArray[np.int64]) -> list[Page]:
         """Base pages by ordinal, their strings gathered in one pass."""
@@ -548,42 +518,21 @@ class PageStore:
         The snapshot is written to a sibling temporary directory, synced, then renamed
         over `directory`; a crash leaves the previous snapshot (see `load`).
         """
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=f".{directory.name}.partial-", dir=directory.parent))
-        try:
-            self._write(partial, meta)
-            _fsync(partial)
-            _replace_directory(partial, directory)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
+        delta = [self._delta[self._delta_ids[o]] for o in sorted(self._delta_keys)]
+        delta += [p for i, p in self._delta.items() if i not in self._delta_ord]
+        snapshots.write(
+            directory,
+            self._arrays(),
+            meta=meta,
+            sources=self._sources,
+            delta=[dataclasses.astuple(page) for page in delta],
+        )
 
     def _arrays(self) -> dict[str, _Array]:
         arrays = {name: self._columns[name] for name in (*_PAGE_COLUMNS, "followers", "state")}
         arrays["scores"] = self._scores
         arrays.update(self._index.arrays())
         return arrays
-
-    def _write(self, partial: Path, meta: dict[str, object]) -> None:
-        arrays = self._arrays()
-        for name, values in arrays.items():
-            with (partial / f"{name}.npy").open("wb") as file:
-                np.save(file, values)
-                file.flush()
-                os.fsync(file.fileno())
-        delta = [self._delta[self._delta_ids[o]] for o in sorted(self._delta_keys)]
-        delta += [p for i, p in self._delta.items() if i not in self._delta_ord]
-        manifest = {
-            "format": FORMAT,
-            "meta": meta,
-            "sources": self._sources,
-            "shapes": {name: [str(v.dtype), len(v)] for name, v in arrays.items()},
-            "delta": [dataclasses.astuple(page) for page in delta],
-        }
-        with (partial / _MANIFEST).open("w") as file:
-            json.dump(manifest, file)
-            file.flush()
-            os.fsync(file.fileno())
 
     @classmethod
     def load(cls, directory: Path) -> tuple[PageStore, dict[str, object]]:
@@ -593,10 +542,8 @@ class PageStore:
         followers, activity and the index tree. Raises ValueError naming the file when
         the snapshot is missing, corrupt or of another format.
         """
-        directory = _existing_snapshot(Path(directory))
-        manifest = _read_manifest(directory / _MANIFEST)
-        shapes = manifest["shapes"]
-        arrays = {name: _load_array(directory, name, shapes.get(name)) for name in shapes}
+        snapshot = snapshots.read(directory, mutable=_MUTABLE)
+        manifest, arrays = snapshot.manifest, snapshot.arrays
         store = cls(int(manifest.get("delta_limit", 100_000)))
         store._sources = list(manifest["sources"])
         try:
@@ -606,7 +553,7 @@ class PageStore:
                 {name: arrays[name] for name in PrefixTopK.__slots__ if name in arrays}, scores
             )
         except KeyError as error:
-            raise ValueError(f"{directory / _MANIFEST}: no array {error}") from None
+            raise ValueError(f"{snapshot.manifest_path}: no array {error}") from None
         store._set_base(columns, scores, index)
         for fields in manifest["delta"]:
             store._put_delta(Page(*fields))
@@ -620,90 +567,6 @@ class PageStore:
         base = sum(values.nbytes for values in self._arrays().values())
         delta = self._delta_index.nbytes + self._delta_scores.nbytes + self._recent_blob.nbytes
         return base + delta + self._recent_off.nbytes + self._recent_page.nbytes
-
-
-def _read_manifest(path: Path) -> dict[str, Any]:
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: cannot read the page store manifest ({error})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a {FORMAT} snapshot")
-    return manifest
-
-
-def _load_array(directory: Path, name: str, shape: object) -> _Array:
-    path = directory / f"{name}.npy"
-    mutable = name in _MUTABLE
-    try:
-        if path.stat().st_size > _MMAP_BYTES:
-            values = _map(path, mutable)
-        else:
-            values = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: cannot load ({error})") from None
-    if not isinstance(shape, list) or [str(values.dtype), len(values)] != shape:
-        raise ValueError(
-            f"{path}: expected dtype and length {shape}, found {values.dtype}, {len(values)}"
-        )
-    if not mutable:
-        values.flags.writeable = False  # the same array type whether mapped or read
-    return values
-
-
-def _map(path: Path, mutable: bool) -> _Array:
-    """The array of an .npy file, memory-mapped: copy-on-write if `mutable`, else read-only.
-
-    Queries read these arrays at scattered places, a few bytes each, so the kernel is
-    told not to read ahead (MADV_RANDOM): otherwise every touch would bring in the
-    pages around it too, and a replica's memory would grow to the whole snapshot.
-    """
-    with path.open("rb") as file:
-        version = np.lib.format.read_magic(file)
-        if version not in ((1, 0), (2, 0)):
-            raise ValueError(f"an .npy file of version {version}")
-        read_header = (
-            np.lib.format.read_array_header_1_0
-            if version == (1, 0)
-            else np.lib.format.read_array_header_2_0
-        )
-        shape, fortran, dtype = read_header(file)
-        offset = file.tell()
-        if fortran or len(shape) != 1:
-            raise ValueError("not a one-dimensional array")
-        access = mmap.ACCESS_COPY if mutable else mmap.ACCESS_READ
-        mapped = mmap.mmap(file.fileno(), 0, access=access)
-    mapped.madvise(mmap.MADV_RANDOM)
-    return np.frombuffer(mapped, dtype=dtype, count=shape[0], offset=offset)
-
-
-def _fsync(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _replace_directory(partial: Path, directory: Path) -> None:
-    """Rename `partial` to `directory`; an old one is renamed aside first, then removed."""
-    old = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex}")
-    if directory.exists():
-        directory.rename(old)
-    partial.rename(directory)
-    _fsync(directory.parent)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _existing_snapshot(directory: Path) -> Path:
-    """`directory`, or the snapshot set aside by a save that crashed before replacing it."""
-    if (directory / _MANIFEST).exists():
-        return directory
-    with contextlib.suppress(OSError):
-        for aside in sorted(directory.parent.glob(f".{directory.name}.old-*")):
-            if (aside / _MANIFEST).exists():
-                return aside
-    raise ValueError(f"{directory / _MANIFEST}: no page store snapshot")
 
 
 _warmed = False
