@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from hubbub.analytics.archive import PostArchive
-from hubbub.analytics.duckdb import DuckDBStaging, LiveDuckDB
+from hubbub.analytics.duckdb_store import DuckDBStaging, LiveDuckDB
 from hubbub.analytics.ports import RollupStore, StagedRollups
 from hubbub.eventlog import retention
 from hubbub.eventlog.ports import EventLog
@@ -21,9 +25,9 @@ from hubbub.gateway.ports import TenantStore
 from hubbub.ingest.mapping.base import SourceMapping
 from hubbub.ingest.mapping.jetstream import JetstreamMapping
 from hubbub.ingest.mapping.mastodon import MastodonMapping
-from hubbub.ingest.parallel import ShardedIngestor
+from hubbub.ingest.parallel import ShardedIngestor, serve_worker
 from hubbub.ingest.pipeline import BatchSink, Ingestor
-from hubbub.ingest.ports import IngestState
+from hubbub.ingest.ports import SOURCES, IngestState, TooManyIngestors
 from hubbub.ingest.sqlite import SqliteIngestState
 from hubbub.kernel.background import Background
 from hubbub.kernel.breaker import Guard
@@ -44,15 +48,9 @@ if TYPE_CHECKING:
     from hubbub.gateway.ratelimit import RateLimiter
     from hubbub.gateway.upstreams import Upstream
 
-SOURCES = ("jetstream", "mastodon")
-
 
 class ConfigurationError(ValueError):
     """A setting names something that does not exist; the message says what does."""
-
-
-class TooManyIngestors(RuntimeError):
-    """`max_ingestors` are live already; the message says so."""
 
 
 def retention_policy(settings: Settings) -> RetentionPolicy:
@@ -115,7 +113,7 @@ def open_rollups(settings: Settings) -> RollupStore:
     """The live rollups the settings name (DuckDB allows one process to open its file);
     either follows a rebuild swapped in while it is open."""
     if settings.analytics_store == "postgres":
-        from hubbub.analytics.postgres import PostgresRollups
+        from hubbub.analytics.postgres_store import PostgresRollups
 
         return PostgresRollups(settings.analytics_postgres_url.get_secret_value())
     return LiveDuckDB(settings.data_dir)
@@ -124,7 +122,7 @@ def open_rollups(settings: Settings) -> RollupStore:
 def open_staged_rollups(settings: Settings) -> StagedRollups:
     """Fresh, empty rollups beside the live ones, for a rebuild to fill and promote."""
     if settings.analytics_store == "postgres":
-        from hubbub.analytics.postgres import PostgresStaging
+        from hubbub.analytics.postgres_store import PostgresStaging
 
         return PostgresStaging(settings.analytics_postgres_url.get_secret_value())
     return DuckDBStaging(settings.data_dir)
@@ -394,7 +392,9 @@ class Platform:
 
     def _make_ingestor(self, source: str, instance: str, workers: int) -> BatchSink:
         if workers > 1 and source == "jetstream":
-            return ShardedIngestor(self.settings, source, workers=workers, instance=instance)
+            return ShardedIngestor(
+                self.settings, source, workers=workers, instance=instance, main=ingest_worker_main
+            )
         mapping = mapping_for(source, self.settings, self.clock, instance=instance)
         return Ingestor(
             mapping,
@@ -423,6 +423,27 @@ class Platform:
                 await self.ingest_state.close()
             finally:
                 await self.event_log.close()
+
+
+def ingest_worker_main(
+    connection: Connection, settings_json: str, source: str, instance: str
+) -> None:
+    """Entry point of a sharded ingest worker process: the in-process pipeline of this
+    platform's settings, fed what arrives on `connection` (`ShardedIngestor`)."""
+    from hubbub.kernel.runtime import tune_for_throughput
+    from hubbub.kernel.telemetry import configure_logging
+
+    settings = Settings(**msgspec.json.decode(settings_json))
+    configure_logging(settings.log_level, settings.log_format)
+    tune_for_throughput()
+    asyncio.run(serve_worker(connection, lambda: _worker_ingestor(settings, source, instance)))
+
+
+async def _worker_ingestor(
+    settings: Settings, source: str, instance: str
+) -> tuple[BatchSink, Callable[[], Awaitable[None]]]:
+    platform = await build_platform(settings)
+    return await platform.ingestor(source, instance=instance, workers=1), platform.close
 
 
 async def build_platform(settings: Settings | None = None, clock: Clock | None = None) -> Platform:

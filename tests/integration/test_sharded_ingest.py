@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from hubbub.bootstrap import build_platform
+from hubbub.bootstrap import build_platform, ingest_worker_main
 from hubbub.eventlog.ports import LogStats
 from hubbub.ingest.parallel import ShardedIngestor, WorkerFailed, shard_of
 from hubbub.ingest.pipeline import IngestSummary
@@ -82,6 +82,6 @@ async def test_a_worker_that_cannot_start_says_why(tmp_path: Path) -> None:
     settings = Settings(
         data_dir=tmp_path, event_log="jetstream", nats_url="nats://127.0.0.1:1", ingest_workers=2
     )
-    ingestor = ShardedIngestor(settings, "jetstream", workers=2)
+    ingestor = ShardedIngestor(settings, "jetstream", workers=2, main=ingest_worker_main)
     with pytest.raises(WorkerFailed, match=r"127\.0\.0\.1:1"):
         await ingestor.start()

@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from hubbub.bootstrap import SOURCES, Platform
+from hubbub.bootstrap import Platform
 from hubbub.cli.common import (
     console,
     fail,
@@ -25,6 +25,7 @@ from hubbub.cli.common import (
 from hubbub.cli.connectors import stored_token
 from hubbub.ingest.connectors.jsonl import replay_file
 from hubbub.ingest.pipeline import IngestSummary
+from hubbub.ingest.ports import SOURCES
 
 app = typer.Typer(help="Connect a source (live or a file) to the event log.", no_args_is_help=True)
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
-from hubbub.bootstrap import SOURCES, Platform, TooManyIngestors
+from hubbub.ingest.pipeline import BatchSink
+from hubbub.ingest.ports import SOURCES, TooManyIngestors
 from hubbub.kernel.signing import KEY, TENANT
 from hubbub.kernel.telemetry import current_trace
 
@@ -23,9 +25,16 @@ class IngestRead(BaseModel):
     skipped_reasons: dict[str, int]
 
 
-def build_router(platform: Platform, max_body_bytes: int) -> APIRouter:
+IngestorFor = Callable[[str, str], Awaitable[BatchSink]]
+"""The started ingestor of a source and Mastodon instance, made on first use."""
+
+
+def build_router(
+    ingestor_for: IngestorFor, *, max_body_bytes: int, mastodon_instances: Iterable[str]
+) -> APIRouter:
+    """The push route; `mastodon_instances` may be named in `?instance=` (and `push`)."""
     router = APIRouter(prefix="/v1/ingest", tags=["ingest"])
-    allowed_instances = {"push", *platform.settings.mastodon_instance_list}
+    allowed_instances = {"push", *mastodon_instances}
 
     @router.post("/{source}")
     async def push(
@@ -52,7 +61,7 @@ def build_router(platform: Platform, max_body_bytes: int) -> APIRouter:
         body = await _read_body(request, max_body_bytes)
         lines = [line for line in body.split(b"\n") if line.strip()]
         try:
-            ingestor = await platform.ingestor(source, instance=instance)
+            ingestor = await ingestor_for(source, instance)
         except TooManyIngestors as error:
             raise HTTPException(503, str(error), headers={"Retry-After": "60"}) from error
         pushed_by = (

@@ -24,7 +24,7 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
@@ -32,7 +32,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from hubbub.ingest.pipeline import IngestSummary, SinkBase, observe_summary
+from hubbub.ingest.pipeline import BatchSink, IngestSummary, SinkBase, observe_summary
 from hubbub.kernel import telemetry
 from hubbub.settings import Settings
 
@@ -44,6 +44,14 @@ _START_TIMEOUT_S = 60.0
 
 class WorkerFailed(RuntimeError):
     """An ingest worker process exited or could not process a batch."""
+
+
+WorkerMain = Callable[[Connection, str, str, str], None]
+"""A worker process's entry point, given (its pipe, the settings as JSON, the source,
+the instance): it opens an in-process ingestor and hands it to `serve_worker`. The
+composition root provides it (`hubbub.bootstrap.ingest_worker_main`): ingest does not
+build platforms."""
+OpenIngestor = Callable[[], Awaitable[tuple[BatchSink, Callable[[], Awaitable[None]]]]]
 
 
 class _Request(msgspec.Struct, array_like=True):
@@ -75,12 +83,14 @@ def _failed(error: Exception) -> asyncio.Future[IngestSummary]:
 class _Worker:
     """One worker process and the two threads that talk to it over a pipe."""
 
-    def __init__(self, index: int, settings: Settings, source: str, instance: str) -> None:
+    def __init__(
+        self, index: int, settings: Settings, source: str, instance: str, main: WorkerMain
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         self.index = index
         self.connection, child = context.Pipe(duplex=True)
         self.process = context.Process(
-            target=worker_main,
+            target=main,
             args=(child, settings.revealed_json(), source, instance),
             name=f"hubbub-ingest-{source}-{index}",
             daemon=True,
@@ -170,10 +180,11 @@ class ShardedIngestor(SinkBase):
         workers: int,
         instance: str = "mastodon",
         max_in_flight: int = 3,
+        main: WorkerMain,
     ) -> None:
         self.source = source
         self.totals = IngestSummary()
-        self._workers = [_Worker(i, settings, source, instance) for i in range(workers)]
+        self._workers = [_Worker(i, settings, source, instance, main) for i in range(workers)]
         self._slots = [asyncio.Semaphore(max_in_flight) for _ in range(workers)]
         self._next_batch = 0
         self._unresolved = 0
@@ -263,23 +274,11 @@ class ShardedIngestor(SinkBase):
         return summary
 
 
-def worker_main(connection: Connection, settings_json: str, source: str, instance: str) -> None:
-    """Entry point of a worker process: run the in-process pipeline on what arrives."""
-    from hubbub.kernel.runtime import tune_for_throughput
-    from hubbub.kernel.telemetry import configure_logging
-
-    settings = Settings(**msgspec.json.decode(settings_json))
-    configure_logging(settings.log_level, settings.log_format)
-    tune_for_throughput()
-    asyncio.run(_serve(connection, settings, source, instance))
-
-
-async def _serve(connection: Connection, settings: Settings, source: str, instance: str) -> None:
-    from hubbub.bootstrap import build_platform
-
+async def serve_worker(connection: Connection, open_ingestor: OpenIngestor) -> None:
+    """Run the batches that arrive on `connection` through the ingestor `open_ingestor`
+    makes (with what closes it), replying to each; says why when it cannot start."""
     try:
-        platform = await build_platform(settings)
-        ingestor = await platform.ingestor(source, instance=instance, workers=1)
+        ingestor, close = await open_ingestor()
     except Exception as error:
         connection.send_bytes(msgspec.msgpack.encode(_Reply(_READY, None, str(error))))
         return
@@ -294,7 +293,7 @@ async def _serve(connection: Connection, settings: Settings, source: str, instan
             done = await ingestor.submit(request.lines, request.trace, request.pushed_by)
             done.add_done_callback(functools.partial(_reply, connection, request.batch))
     finally:
-        await platform.close()
+        await close()
 
 
 def _read_requests(connection: Connection, loop: asyncio.AbstractEventLoop, out: Any) -> None:

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from typing import Final, Protocol
+
+SOURCES: Final = ("jetstream", "mastodon")
+"""The sources ingest maps: what `hubbub ingest` and `POST /v1/ingest/{source}` take."""
+
+
+class TooManyIngestors(RuntimeError):
+    """`HUBBUB_MAX_INGESTORS` are live already; the message says so."""
 
 
 class IngestState(Protocol):

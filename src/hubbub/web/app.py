@@ -43,7 +43,13 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
     app = FastAPI(title="Hubbub", version="0.1.0")
     app.add_exception_handler(RequestValidationError, printable_validation_errors)  # type: ignore[arg-type]
     if role in ("all", "ingest"):
-        app.include_router(ingest_api.build_router(platform, platform.settings.max_push_bytes))
+        app.include_router(
+            ingest_api.build_router(
+                lambda source, instance: platform.ingestor(source, instance=instance),
+                max_body_bytes=platform.settings.max_push_bytes,
+                mastodon_instances=platform.settings.mastodon_instance_list,
+            )
+        )
     if role in ("all", "mentions"):
         app.include_router(mentions_api.build_router(platform))
     if role in ("all", "analytics"):
