@@ -12,7 +12,7 @@ import csv
 import io
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -28,6 +28,7 @@ from hubbub.analytics.terms import InvalidTerm, term_key
 from hubbub.analytics.watches_api import tenant_of
 from hubbub.bootstrap import Platform
 from hubbub.kernel.cache import cached
+from hubbub.kernel.clock import Clock
 from hubbub.settings import Settings
 
 Format = Literal["json", "csv"]
@@ -45,11 +46,12 @@ def _window(
     start: datetime,
     end: datetime,
     settings: Settings,
+    clock: Clock,
     tiers: tuple[tuple[str, int], ...] = reports.SERIES_TIERS,
 ) -> Window:
     """The window asked for, widened to whole buckets where retention dropped the finer
     rollups the report reads (`reports.retained`)."""
-    now_minute = int(datetime.now(UTC).timestamp() // 60)
+    now_minute = clock.now_us() // 60_000_000
     try:
         return reports.retained(Window(start, end), settings.rollup_horizons(now_minute), tiers)
     except ReportError as error:
@@ -194,7 +196,7 @@ def build_router(platform: Platform) -> APIRouter:
             request,
             reports.series,
             lambda rows: [{"bucket": moment.isoformat(), "value": n} for moment, n in rows],
-            kind, key, _window(start, end, settings), bucket, _zone(tz), metric,
+            kind, key, _window(start, end, settings, platform.clock), bucket, _zone(tz), metric,
         )  # fmt: skip
         return _answer(body, format, f"{kind}-{key}-{bucket}")
 
@@ -215,7 +217,8 @@ def build_router(platform: Platform) -> APIRouter:
             lambda rows: [
                 {"rank": offset + i + 1, "key": key, "count": n} for i, (key, n) in enumerate(rows)
             ],
-            what, _window(start, end, platform.settings, reports.TOP_TIERS), limit, offset,
+            what, _window(start, end, platform.settings, platform.clock, reports.TOP_TIERS),
+            limit, offset,
         )  # fmt: skip
         return _answer(body, format, f"top-{what}")
 
@@ -228,7 +231,7 @@ def build_router(platform: Platform) -> APIRouter:
             request,
             reports.page_summary,
             lambda counts: [{"page": page, **counts}],
-            page, _window(start, end, platform.settings),
+            page, _window(start, end, platform.settings, platform.clock),
         )  # fmt: skip
         return _answer(body, format, f"summary-{page}")
 
