@@ -21,23 +21,22 @@ A request is, in order:
 
 The proxy path is plain ASGI, not the framework: it runs on every request, and the
 framework's routing and validation would cost more than the gateway's own work.
+
+This module is the entry (the `Gateway`: steps 1 to 4 and 6, starting and closing) and
+the gateway's own app. Forwarding (5) is `hubbub.gateway.proxy`; reads shadowed to the
+other side of a route and compared, `hubbub.gateway.shadow`; the merged API
+description, `hubbub.gateway.openapi`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
-import json
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import structlog
 import uvicorn
-import xxhash
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -45,7 +44,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from openfeature import api as openfeature_api
 from openfeature.client import OpenFeatureClient
 from openfeature.evaluation_context import EvaluationContext
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import Message, Receive, Scope, Send
 
 from hubbub.eventlog.ports import EventLog
@@ -55,41 +54,25 @@ from hubbub.gateway.access import operator, refusal
 from hubbub.gateway.auth import Authenticator, token_of
 from hubbub.gateway.flags import FlagBook
 from hubbub.gateway.health import Health
-from hubbub.gateway.http1 import UpstreamError
+from hubbub.gateway.openapi import merged_spec
 from hubbub.gateway.openfeature_provider import install
-from hubbub.gateway.ports import TENANT_HEADER, Caller, TenantStore
-from hubbub.gateway.ratelimit import Decision, Quota, RateLimiter, headers, strictest
-from hubbub.gateway.routing import LEGACY, SERVICE_ROUTES, Route, RouteTable
-from hubbub.gateway.spec import describe_answers
+from hubbub.gateway.ports import Caller, Decision, Quota, RateLimiter, TenantStore
+from hubbub.gateway.proxy import forward, refuse_unauthenticated, send_error
+from hubbub.gateway.ratelimit import headers, strictest
+from hubbub.gateway.routing import Route, RouteTable
+from hubbub.gateway.shadow import ShadowReads
 from hubbub.gateway.upstreams import Unavailable, Upstream
 from hubbub.gateway.usage import UsageRecorder
-from hubbub.kernel import tracing
 from hubbub.kernel.background import Background
 from hubbub.kernel.limits import BodyLimit, limit_by_path
-from hubbub.kernel.signing import KEY, SIGNED_HEADERS
-from hubbub.kernel.telemetry import Correlation, Observed, header, route_of
+from hubbub.kernel.telemetry import Observed, header, route_of
 from hubbub.kernel.validation import printable_validation_errors
-
-log = structlog.get_logger()
 
 PUBLIC: Final = frozenset({"/healthz", "/readyz", "/docs", "/openapi.json"})
 OWN_PREFIXES: Final = ("/v1/tenants", "/v1/tenant", "/v1/users", "/v1/keys", "/v1/flags",
                        "/v1/platform", "/metrics")  # fmt: skip
-ANSWERED_BY_GATEWAY: Final = frozenset({b"x-request-id", b"date", b"server"})
-HOP_BY_HOP: Final = frozenset({
-    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
-    b"trailer", b"transfer-encoding", b"upgrade", b"host", b"expect",
-})  # fmt: skip
-CLIENT_ONLY: Final = frozenset({b"authorization", b"x-api-key", b"x-hubbub-role",
-                                b"x-request-id", b"traceparent", *SIGNED_HEADERS})  # fmt: skip
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
-SHADOW_COMPARED: Final = Counter(
-    "hubbub_gateway_shadow", "Shadowed requests by route and outcome.", ["route", "outcome"]
-)
 SPEC_TTL_S: Final = 30.0
-WHOLE_BODY_BYTES: Final = 64 * 1024
-"""An answer of a known length up to this is passed on in one piece; longer ones, or
-ones of unknown length, stream as they come."""
 
 
 @dataclass
@@ -114,7 +97,7 @@ class Gateway:
     _features: OpenFeatureClient | None = None
     tasks: Background = field(default_factory=Background)
     """Its long-running tasks (route table, flags, health checks, usage), kept alive."""
-    _background: list[asyncio.Task[None]] = field(default_factory=list)
+    _shadows: ShadowReads = field(default_factory=ShadowReads)
     _spec: tuple[float, dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
@@ -146,9 +129,7 @@ class Gateway:
 
     async def close(self) -> None:
         await self.tasks.close()
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._shadows.close()
         for upstream in self.upstreams.values():
             await upstream.close()
         await self.limiter.close()
@@ -163,7 +144,7 @@ class Gateway:
         caller = await self.auth.caller(token) if token else None
         if caller is None:
             scope["hubbub.route"] = "unauthenticated"
-            await _refuse_unauthenticated(send, token is not None)
+            await refuse_unauthenticated(send, token is not None)
             return
         started = time.perf_counter()
         decision, quota = await self._limit(caller)
@@ -181,7 +162,7 @@ class Gateway:
             if not decision.allowed:
                 scope["hubbub.route"] = "rate-limited"
                 wait = f"retry after {max(1, math.ceil(decision.retry_after_s))} s"
-                await _error(answer, 429, f"too many requests for this {quota.name}: {wait}")
+                await send_error(answer, 429, f"too many requests for this {quota.name}: {wait}")
             elif scope["path"].startswith(OWN_PREFIXES):
                 scope["hubbub.caller"] = caller
                 await self.own(scope, receive, answer)
@@ -208,34 +189,34 @@ class Gateway:
         route = self.routes.match(scope["path"])
         if route is None:
             scope["hubbub.route"] = "unmatched"
-            await _error(send, 404, f"no route for {scope['path']}")
+            await send_error(send, 404, f"no route for {scope['path']}")
             return
         scope["hubbub.route"] = route.prefix
         if (why := _refusal(caller, route, scope["method"])) is not None:
-            await _error(send, 403, why)
+            await send_error(send, 403, why)
             return
         if not self.enabled(route, caller.tenant):
             name = feature_flag(route.prefix)
-            await _error(send, 403, f"{route.prefix} is not enabled for this workspace "
-                                    f"(feature flag {name})")  # fmt: skip
+            await send_error(send, 403, f"{route.prefix} is not enabled for this workspace "
+                                         f"(feature flag {name})")  # fmt: skip
             return
         side = route.side(caller.tenant)
         upstream = self._upstream(route, side)
         if isinstance(upstream, str):
-            await _error(send, 404 if side == "new" else 503, upstream)
+            await send_error(send, 404 if side == "new" else 503, upstream)
             return
         if self.health.down(upstream.name):
-            await _error(send, 503, f"the {upstream.name} service is down; the others answer",
-                         retry_after=1)  # fmt: skip
+            await send_error(send, 503, f"the {upstream.name} service is down; the others answer",
+                              retry_after=1)  # fmt: skip
             return
         other = self._upstream(route, "legacy" if side == "new" else "new")
         if route.shadow and scope["method"] in SAFE_METHODS and isinstance(other, Upstream):
-            await self._shadowed(scope, receive, send, caller, upstream, other, route)
+            await self._shadows.answer(scope, receive, send, caller, upstream, other, route)
             return
         try:
-            await _forward(scope, receive, send, caller, upstream)
+            await forward(scope, receive, send, caller, upstream)
         except Unavailable as error:
-            await _error(send, error.status, str(error), retry_after=error.retry_after_s)
+            await send_error(send, error.status, str(error), retry_after=error.retry_after_s)
 
     def _upstream(self, route: Route, side: str) -> Upstream | str:
         """The upstream of a route's side, or why there is none."""
@@ -247,57 +228,12 @@ class Gateway:
             return f"{route.prefix} is routed to {name}, which is not configured"
         return found
 
-    async def _shadowed(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        caller: Caller,
-        primary: Upstream,
-        shadow: Upstream,
-        route: Route,
-    ) -> None:
-        """Answer from `primary`, send the same read to `shadow`, compare off the path."""
-        digest = xxhash.xxh3_64()
-        status = 0
-
-        async def keep(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            else:
-                digest.update(message.get("body", b""))
-            await send(message)
-
-        compared = asyncio.create_task(_fetch(scope, caller, shadow))
-        try:
-            await _forward(scope, receive, keep, caller, primary)
-        except Unavailable as error:
-            compared.cancel()
-            await _error(send, error.status, str(error), retry_after=error.retry_after_s)
-            return
-        task = asyncio.create_task(_compare(route, scope, (status, digest.hexdigest()), compared))
-        self._background.append(task)
-        task.add_done_callback(self._background.remove)
-
     async def openapi(self) -> dict[str, Any]:
         """The whole API: the gateway's own routes and every service's, merged; cached."""
         now = time.monotonic()
         if self._spec is not None and now - self._spec[0] < SPEC_TTL_S:
             return self._spec[1]
-        spec: dict[str, Any] = json.loads(json.dumps(self.own.openapi()))  # FastAPI's is cached
-        for name in ("ingest", "mentions", "analytics"):
-            upstream = self.upstreams.get(name)
-            if upstream is not None and not self.health.down(name):
-                with contextlib.suppress(UpstreamError, ValueError):
-                    status, body = await upstream.get("/openapi.json")
-                    if status == 200:
-                        _merge(spec, json.loads(body))
-        spec.setdefault("components", {})["securitySchemes"] = {
-            "apiKey": {"type": "http", "scheme": "bearer", "description": "hb_... API key"}
-        }
-        spec["security"] = [{"apiKey": []}]
-        describe_answers(spec, tuple(SERVICE_ROUTES))
+        spec = await merged_spec(self.own, self.upstreams, self.health, PUBLIC)
         self._spec = (now, spec)
         return spec
 
@@ -322,171 +258,6 @@ def _refusal(caller: Caller, route: Route, method: str) -> str | None:
     if caller.operator:
         return "the operator's token has no tenant: use a tenant's key"
     return refusal(caller, "viewer" if method in SAFE_METHODS else "editor")
-
-
-def _merge(spec: dict[str, Any], other: dict[str, Any]) -> None:
-    for path, item in other.get("paths", {}).items():
-        if path not in PUBLIC:
-            spec["paths"][path] = item
-    schemas = other.get("components", {}).get("schemas", {})
-    spec.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
-
-
-def _forwarded_headers(
-    scope: Scope, caller: Caller, upstream: Upstream, traceparent: str | None = None
-) -> list[tuple[bytes, bytes]]:
-    """The request's end-to-end headers, with the gateway's word on who is calling.
-
-    A service is told the tenant by the gateway alone: what a client sent under those
-    names is dropped. The legacy application also gets the client's credentials."""
-    legacy = upstream.name == LEGACY
-    kept = [
-        (k, v) for k, v in scope["headers"]
-        if k not in HOP_BY_HOP and (k not in CLIENT_ONLY or (legacy and k == b"authorization"))
-    ]  # fmt: skip
-    correlation: Correlation = scope["hubbub.correlation"]
-    client = scope.get("client")
-    if upstream.signer is not None:
-        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-        who = upstream.signer.headers(scope["method"], path, caller.tenant, caller.key)
-    else:
-        who = [(TENANT_HEADER.encode(), caller.tenant.encode()), (KEY, caller.key.encode())]
-    return [
-        *kept,
-        (b"x-request-id", correlation.request_id.encode()),
-        (b"traceparent", (traceparent or correlation.traceparent).encode()),
-        *who,
-        (b"x-hubbub-role", caller.role.encode()),
-        (b"x-forwarded-for", (client[0] if client else "").encode()),
-        (b"x-forwarded-proto", scope.get("scheme", "http").encode()),
-    ]
-
-
-def _has_body(scope: Scope) -> bool:
-    return any(k in (b"content-length", b"transfer-encoding") for k, _ in scope["headers"])
-
-
-async def _body(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-        if chunk := message.get("body", b""):
-            yield chunk
-        if not message.get("more_body", False):
-            return
-
-
-def _target(scope: Scope) -> str:
-    """The path and query of the request, as the client encoded them."""
-    raw_path = scope.get("raw_path")
-    path = raw_path.decode("latin-1") if raw_path else scope["path"]
-    query = scope.get("query_string", b"")
-    return f"{path}?{query.decode('latin-1')}" if query else path
-
-
-async def _forward(
-    scope: Scope, receive: Receive, send: Send, caller: Caller, upstream: Upstream
-) -> None:
-    """Send the request to `upstream` and stream its answer back, as it comes."""
-    if tracing.enabled():
-        with tracing.client_span(f"{scope['method']} {upstream.name}") as span:
-            await _stream(scope, receive, send, caller, upstream, tracing.traceparent_of(span))
-    else:
-        await _stream(scope, receive, send, caller, upstream, None)
-
-
-async def _stream(
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    caller: Caller,
-    upstream: Upstream,
-    traceparent: str | None,
-) -> None:
-    body = _body(receive) if _has_body(scope) else None
-    headers = _forwarded_headers(scope, caller, upstream, traceparent)
-    response = await upstream.send(scope["method"], _target(scope), headers, body)
-    try:
-        answer = [
-            (k, v) for k, v in response.headers
-            if (name := k.lower()) not in HOP_BY_HOP and name not in ANSWERED_BY_GATEWAY
-        ]  # fmt: skip
-        await send({"type": "http.response.start", "status": response.status, "headers": answer})
-        length = response.content_length
-        if length is not None and length <= WHOLE_BODY_BYTES:  # most answers: one write
-            await send({"type": "http.response.body", "body": await response.read()})
-            return
-        async for chunk in response.chunks():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-    finally:
-        response.release()
-
-
-async def _fetch(scope: Scope, caller: Caller, upstream: Upstream) -> tuple[int, str]:
-    """The status and a digest of the body of the same read, sent to `upstream`."""
-    headers = _forwarded_headers(scope, caller, upstream)
-    response = await upstream.send(scope["method"], _target(scope), headers)
-    try:
-        digest = xxhash.xxh3_64()
-        async for chunk in response.chunks():
-            digest.update(chunk)
-        return response.status, digest.hexdigest()
-    finally:
-        response.release()
-
-
-async def _compare(
-    route: Route, scope: Scope, served: tuple[int, str], shadowed: asyncio.Task[tuple[int, str]]
-) -> None:
-    try:
-        other = await shadowed
-    except Exception as error:
-        SHADOW_COMPARED.labels(route.prefix, "error").inc()
-        log.warning("shadow request failed", route=route.prefix, error=str(error))
-        return
-    if other == served:
-        SHADOW_COMPARED.labels(route.prefix, "same").inc()
-        return
-    SHADOW_COMPARED.labels(route.prefix, "different").inc()
-    correlation: Correlation = scope["hubbub.correlation"]
-    log.warning(
-        "shadow answer differs", route=route.prefix, path=scope["path"],
-        served_status=served[0], shadow_status=other[0], same_body=served[1] == other[1],
-        request_id=correlation.request_id,
-    )  # fmt: skip
-
-
-async def _error(
-    send: Callable[[Message], Awaitable[None]],
-    status: int,
-    detail: str,
-    *,
-    retry_after: float | None = None,
-) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    answer = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    if retry_after is not None:
-        answer.append((b"retry-after", b"%d" % max(1, round(retry_after))))
-    await send({"type": "http.response.start", "status": status, "headers": answer})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _refuse_unauthenticated(send: Send, sent_one: bool) -> None:
-    detail = (
-        "the API key is not valid: it is unknown, revoked or malformed"
-        if sent_one
-        else "an API key is required: send `Authorization: Bearer <key>`"
-    )
-    body = json.dumps({"detail": detail}).encode()
-    answer = [
-        (b"content-type", b"application/json"),
-        (b"content-length", b"%d" % len(body)),
-        (b"www-authenticate", b'Bearer realm="hubbub"'),
-    ]
-    await send({"type": "http.response.start", "status": 401, "headers": answer})
-    await send({"type": "http.response.body", "body": body})
 
 
 def caller_of(request: Request) -> Caller:
