@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from hubbub.analytics.archive import PostArchive
-from hubbub.analytics.duckdb_store import DuckDBStaging, LiveDuckDB
+from hubbub.analytics.duckdb import DuckDBStaging, LiveDuckDB
 from hubbub.analytics.ports import RollupStore, StagedRollups
 from hubbub.eventlog import retention
 from hubbub.eventlog.ports import EventLog
@@ -113,7 +113,7 @@ def open_rollups(settings: Settings) -> RollupStore:
     """The live rollups the settings name (DuckDB allows one process to open its file);
     either follows a rebuild swapped in while it is open."""
     if settings.analytics_store == "postgres":
-        from hubbub.analytics.postgres_store import PostgresRollups
+        from hubbub.analytics.postgres import PostgresRollups
 
         return PostgresRollups(settings.analytics_postgres_url.get_secret_value())
     return LiveDuckDB(settings.data_dir)
@@ -122,7 +122,7 @@ def open_rollups(settings: Settings) -> RollupStore:
 def open_staged_rollups(settings: Settings) -> StagedRollups:
     """Fresh, empty rollups beside the live ones, for a rebuild to fill and promote."""
     if settings.analytics_store == "postgres":
-        from hubbub.analytics.postgres_store import PostgresStaging
+        from hubbub.analytics.postgres import PostgresStaging
 
         return PostgresStaging(settings.analytics_postgres_url.get_secret_value())
     return DuckDBStaging(settings.data_dir)

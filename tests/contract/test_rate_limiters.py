@@ -23,6 +23,7 @@ from hubbub.gateway.ratelimit import (
     headers,
     strictest,
 )
+from hubbub.kernel.clock import FixedClock
 from hubbub.kernel.redis_guard import redis_guard
 from tests.conftest import require_service, unique_name
 from tests.redis_outage import redis_stopped
@@ -30,17 +31,6 @@ from tests.redis_outage import redis_stopped
 REDIS_URL = "redis://127.0.0.1:6379/0"
 SLOW = Quota(rate_per_s=1, burst=3)  # nothing refills while a test runs
 FAST = Quota(rate_per_s=20, burst=2)  # one request refills every 50 ms
-
-
-@dataclass
-class FakeClock:
-    now: float = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
@@ -57,9 +47,13 @@ async def bench(request: pytest.FixtureRequest) -> AsyncIterator[Bench]:
     """For memory, one limiter on a fake clock; for Redis, clients of one prefix, as in
     several replicas, on real time (its keys deleted after)."""
     if request.param == "memory":
-        clock = FakeClock()
+        clock = FixedClock()
         shared = MemoryRateLimiter(clock)
-        yield Bench(make=lambda: shared, wait=clock.advance, made=[shared])
+
+        async def wait(seconds: float) -> None:
+            clock.advance(seconds)
+
+        yield Bench(make=lambda: shared, wait=wait, made=[shared])
         await shared.close()
         return
     require_service("Redis", "127.0.0.1", 6379)
@@ -171,11 +165,11 @@ async def test_a_redis_key_expires_when_its_bucket_is_full_again() -> None:
 
 
 async def test_the_memory_limiter_forgets_keys_whose_bucket_is_full() -> None:
-    clock = FakeClock()
+    clock = FixedClock()
     limiter = MemoryRateLimiter(clock, max_keys=10)
     for n in range(10):
         await limiter.acquire(f"old{n}", FAST)
-    await clock.advance(1.0)
+    clock.advance(1.0)
     for n in range(5):
         await limiter.acquire(f"new{n}", FAST)
     assert len(limiter) == 5
@@ -191,15 +185,15 @@ async def test_the_memory_limiter_forgets_keys_whose_bucket_is_full() -> None:
 async def test_no_window_passes_more_than_burst_plus_rate_times_its_length(
     rate: float, burst: int, requests: list[tuple[float, int]]
 ) -> None:
-    clock = FakeClock()
+    clock = FixedClock()
     limiter = MemoryRateLimiter(clock)
     quota = Quota(rate_per_s=rate, burst=burst)
     passed: list[tuple[float, int]] = []
     for gap, wanted in requests:
-        await clock.advance(gap)
+        clock.advance(gap)
         cost = min(wanted, burst)
         if (await limiter.acquire("k", quota, cost)).allowed:
-            passed.append((clock.now, cost))
+            passed.append((clock.monotonic_s(), cost))
     for start, (opened, _) in enumerate(passed):
         cells = 0
         for closed, cost in passed[start:]:

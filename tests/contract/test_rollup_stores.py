@@ -16,9 +16,9 @@ import pytest
 from psycopg import sql
 
 from hubbub.analytics import reports
-from hubbub.analytics.duckdb_store import DuckDBRollups
+from hubbub.analytics.duckdb import DuckDBRollups
 from hubbub.analytics.ports import StalePositions
-from hubbub.analytics.postgres_store import PostgresRollups
+from hubbub.analytics.postgres import PostgresRollups
 from hubbub.analytics.reports import Window
 from hubbub.analytics.rollups import GLOBAL_TIERS, Contribution, Deltas
 from hubbub.analytics.worker import catch_up

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from hubbub.analytics.duckdb_store import LiveDuckDB
+from hubbub.analytics.duckdb import LiveDuckDB
 from hubbub.analytics.worker import catch_up
 from hubbub.bootstrap import build_platform
 from hubbub.kernel.events import POSTS, PostPublished

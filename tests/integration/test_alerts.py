@@ -19,7 +19,7 @@ import pytest
 
 from hubbub.analytics.alerts import ALERTS, Alert, monitor_once
 from hubbub.analytics.destinations import ALLOWED_HINT
-from hubbub.analytics.duckdb_store import DuckDBRollups
+from hubbub.analytics.duckdb import DuckDBRollups
 from hubbub.analytics.views import AlertViews
 from hubbub.analytics.webhooks import GROUP, DeliveryPolicy, Dispatcher, signature
 from hubbub.analytics.worker import catch_up

@@ -25,7 +25,7 @@ from pathlib import Path
 from subprocess import DEVNULL
 from typing import Any
 
-from hubbub.analytics.duckdb_store import DuckDBRollups, live_path
+from hubbub.analytics.duckdb import DuckDBRollups, live_path
 from hubbub.analytics.worker import BATCH, TOPICS
 from hubbub.eventlog.sqlite import SqliteEventLog
 from tests.support.rollups import everything

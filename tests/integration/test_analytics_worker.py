@@ -18,7 +18,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from hubbub.analytics.duckdb_store import DuckDBRollups
+from hubbub.analytics.duckdb import DuckDBRollups
 from hubbub.cli import app
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.events import (

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hubbub.analytics.duckdb_store import DuckDBRollups, RollupsClosed
+from hubbub.analytics.duckdb import DuckDBRollups, RollupsClosed
 from hubbub.analytics.ports import RollupStore
-from hubbub.analytics.postgres_store import PostgresRollups
+from hubbub.analytics.postgres import PostgresRollups
 from hubbub.analytics.worker import catch_up
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.events import (

@@ -17,7 +17,7 @@ import duckdb
 import pytest
 
 from hubbub.analytics.archive import PostArchive
-from hubbub.analytics.duckdb_store import DuckDBRollups
+from hubbub.analytics.duckdb import DuckDBRollups
 from hubbub.analytics.worker import archive_once, enforce_retention
 from hubbub.bootstrap import build_platform
 from hubbub.eventlog.ports import EventLog

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hubbub.analytics import reports
-from hubbub.analytics.duckdb_store import POINTER, LiveDuckDB
+from hubbub.analytics.duckdb import POINTER, LiveDuckDB
 from hubbub.analytics.ports import RollupStore, StalePositions
 from hubbub.analytics.reports import Window
 from hubbub.analytics.rollups import fold, posts_to_look_up

@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from hubbub.analytics.duckdb_store import LiveDuckDB
+from hubbub.analytics.duckdb import LiveDuckDB
 from hubbub.analytics.worker import catch_up
 from hubbub.kernel import tracing
 from tests.conftest import FIXTURES

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from hubbub.kernel.background import Background
+from hubbub.kernel.clock import FixedClock
 from hubbub.kernel.telemetry import configure_logging
 
 
@@ -25,14 +26,15 @@ async def test_a_task_that_raises_is_logged_restarted_and_reported_failing(
         recovered.set()
         await asyncio.Event().wait()  # then runs for good
 
-    background = Background(initial_s=0.01, recent_s=0.3)
+    clock = FixedClock()
+    background = Background(initial_s=0.01, recent_s=0.3, clock=clock)
     background.start("follower", flaky)
     try:
         await asyncio.wait_for(recovered.wait(), 5)
         assert runs == 3
         assert background.report() == {"follower": "failing"}  # failed lately
         assert background.failing() == {"follower": "ConnectionError: log unreachable (2)"}
-        await asyncio.sleep(0.35)
+        clock.advance(0.35)
         assert background.report() == {"follower": "ok"}
     finally:
         await background.close()

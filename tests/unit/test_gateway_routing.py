@@ -8,18 +8,11 @@ from pathlib import Path
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.gateway.routing import RouteTable, remove_route, set_route
 from hubbub.gateway.upstreams import CircuitBreaker
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from hubbub.kernel.clock import FixedClock
 
 
 def test_a_breaker_opens_after_failures_in_a_row_and_tries_once_when_half_open() -> None:
-    clock = Clock()
+    clock = FixedClock()
     breaker = CircuitBreaker(failures=3, reset_s=5, clock=clock)
     breaker.failed()
     breaker.failed()
@@ -32,14 +25,14 @@ def test_a_breaker_opens_after_failures_in_a_row_and_tries_once_when_half_open()
     assert breaker.state == "open"
     assert not breaker.admit()
     assert breaker.retry_after_s() == 5
-    clock.now += 5
+    clock.advance(5)
     assert breaker.state == "half-open"
     assert breaker.admit()  # one trial
     assert not breaker.admit()  # and only one
     breaker.failed()  # the trial failed: open again, for a full period
     assert breaker.state == "open"
     assert breaker.retry_after_s() == 5
-    clock.now += 5
+    clock.advance(5)
     assert breaker.admit()
     breaker.succeeded()
     assert breaker.state == "closed"

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hubbub.analytics import reports
-from hubbub.analytics.duckdb_store import DuckDBRollups
+from hubbub.analytics.duckdb import DuckDBRollups
 from hubbub.analytics.reports import Window, cover
 from hubbub.analytics.rollups import PAGE_COUNTERS, TIERED, TIERS, Deltas
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from hubbub.analytics import reports
-from hubbub.analytics.duckdb_store import DuckDBRollups
+from hubbub.analytics.duckdb import DuckDBRollups
 from hubbub.analytics.reports import Window
 from hubbub.analytics.rollups import Deltas
 

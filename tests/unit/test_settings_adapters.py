@@ -13,8 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from hubbub import bootstrap
-from hubbub.analytics.duckdb_store import DuckDBStaging, LiveDuckDB
-from hubbub.analytics.postgres_store import PostgresRollups, PostgresStaging
+from hubbub.analytics.duckdb import DuckDBStaging, LiveDuckDB
+from hubbub.analytics.postgres import PostgresRollups, PostgresStaging
 from hubbub.eventlog.jetstream import JetStreamEventLog, delete_streams
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.gateway.ratelimit import MemoryRateLimiter, RedisRateLimiter

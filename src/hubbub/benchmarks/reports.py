@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from hubbub.analytics import reports
 from hubbub.analytics.archive import hour_of
-from hubbub.analytics.duckdb_store import DuckDBRollups, skip_pandas_lookups
+from hubbub.analytics.duckdb import DuckDBRollups, skip_pandas_lookups
 from hubbub.analytics.reports import Bucket, Window
 from hubbub.analytics.rollups import KEYED_TIERS, TIERED, TIERS, key_hash
 from hubbub.analytics.worker import BATCH, TOPICS, catch_up

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import time
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import Final
 
 from hubbub.gateway.ports import PLATFORM, Caller, TenantStore
+from hubbub.kernel.clock import Clock, SystemClock
 
 MAX_CACHED: Final = 100_000
 OPERATOR: Final = Caller(tenant=PLATFORM, key="operator", role="owner")
@@ -37,19 +36,19 @@ class Authenticator:
         store: TenantStore,
         operator_token: str | None = None,
         ttl_s: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self._store = store
         self._operator = operator_token.encode() if operator_token else None
         self._ttl_s = ttl_s
-        self._clock = clock
+        self._clock = clock or SystemClock()
         self._cache: OrderedDict[str, tuple[float, Caller | None]] = OrderedDict()
 
     async def caller(self, token: str) -> Caller | None:
         """Who `token` speaks for, or None when it is not a valid key (or the operator's)."""
         if self._operator is not None and hmac.compare_digest(token.encode(), self._operator):
             return OPERATOR
-        now = self._clock()
+        now = self._clock.monotonic_s()
         cached = self._cache.get(token)
         if cached is not None and cached[0] > now:
             return cached[1]

@@ -14,7 +14,6 @@ instead; a degraded dependency makes the gateway `degraded` too, but never `down
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping
 from typing import Final, Literal
 
@@ -23,6 +22,7 @@ import structlog
 from hubbub.gateway.http1 import UpstreamError
 from hubbub.gateway.upstreams import Upstream
 from hubbub.kernel.breaker import Guard, GuardStatus
+from hubbub.kernel.clock import Clock, SystemClock
 
 Status = Literal["ok", "degraded", "down"]
 SLOW_S: Final = 0.5
@@ -35,8 +35,10 @@ class Health:
         upstreams: Mapping[str, Upstream],
         interval_s: float = 1.0,
         dependencies: Mapping[str, Guard] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._upstreams = upstreams
+        self._clock = clock or SystemClock()
         self._interval_s = interval_s
         self._dependencies = dict(dependencies or {})
         self._answered: dict[str, tuple[bool, float]] = {}
@@ -80,7 +82,7 @@ class Health:
 
     async def _check(self, name: str) -> None:
         upstream = self._upstreams[name]
-        started = time.perf_counter()
+        started = self._clock.monotonic_s()
         try:
             status, _ = await upstream.get("/healthz", min(upstream.timeout_s, 2.0))
             answered = status < 500  # a legacy app may have no /healthz: it answered
@@ -90,7 +92,7 @@ class Health:
             log.exception("health check failed", upstream=name)
             answered = False
         was = self._answered.get(name, (True, 0.0))[0]
-        self._answered[name] = (answered, time.perf_counter() - started)
+        self._answered[name] = (answered, self._clock.monotonic_s() - started)
         if answered != was:
             log.warning("upstream is back" if answered else "upstream is down", upstream=name)
             if answered:

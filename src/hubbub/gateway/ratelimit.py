@@ -25,12 +25,12 @@ integer arithmetic is exact in Python, and exact in Lua's doubles below 2**53 µ
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
 from hubbub.kernel.breaker import Guard
+from hubbub.kernel.clock import Clock, SystemClock
 from hubbub.kernel.redis_guard import redis_client, redis_guard
 
 MICROS: Final = 1_000_000
@@ -125,17 +125,15 @@ class MemoryRateLimiter:
     dict holds at most about twice the busy keys (or `max_keys`).
     """
 
-    def __init__(
-        self, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000
-    ) -> None:
-        self._clock = clock
+    def __init__(self, clock: Clock | None = None, max_keys: int = 100_000) -> None:
+        self._clock = clock or SystemClock()
         self.max_keys = max_keys
         self._sweep_at = max_keys
         self._tats: dict[str, int] = {}
 
     async def acquire(self, key: str, quota: Quota, cost: int = 1) -> Decision:
         _check_cost(quota, cost)
-        now_us = math.floor(self._clock() * MICROS)
+        now_us = math.floor(self._clock.monotonic_s() * MICROS)
         decision, tat_us = decide(self._tats.get(key), now_us, quota, cost)
         if decision.allowed:
             self._tats[key] = tat_us

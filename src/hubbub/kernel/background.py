@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -21,6 +20,8 @@ from typing import Final, Literal
 
 import structlog
 from prometheus_client import Counter
+
+from hubbub.kernel.clock import Clock, SystemClock
 
 TaskState = Literal["ok", "failing"]
 FAILURES: Final = Counter(
@@ -35,7 +36,7 @@ log = structlog.get_logger("hubbub.background")
 class _Kept:
     name: str
     run: Callable[[], Awaitable[None]]
-    clock: Callable[[], float]
+    clock: Clock
     task: asyncio.Task[None] | None = None
     failures: int = 0
     last_error: str = ""
@@ -43,7 +44,7 @@ class _Kept:
 
     def failed(self, error: str) -> None:
         self.failures += 1
-        self.last_error, self.failed_at = error, self.clock()
+        self.last_error, self.failed_at = error, self.clock.monotonic_s()
         FAILURES.labels(self.name).inc()
 
 
@@ -66,7 +67,7 @@ class Background:
     cap_s: float = 30.0
     healthy_after_s: float = 60.0
     recent_s: float = 60.0
-    clock: Callable[[], float] = time.monotonic
+    clock: Clock = field(default_factory=SystemClock)
     _kept: dict[str, _Kept] = field(default_factory=dict)
 
     def start(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -85,7 +86,9 @@ class Background:
         return {name: k.last_error for name, k in self._kept.items() if self._failing(k)}
 
     def _failing(self, kept: _Kept) -> bool:
-        return kept.failed_at is not None and self.clock() - kept.failed_at < self.recent_s
+        return (
+            kept.failed_at is not None and self.clock.monotonic_s() - kept.failed_at < self.recent_s
+        )
 
     async def close(self) -> None:
         tasks = [k.task for k in self._kept.values() if k.task is not None]
@@ -98,7 +101,7 @@ class Background:
         _running.set(kept)  # this task's context: what it runs may `note_failure`
         delay = self.initial_s
         while True:
-            started = self.clock()
+            started = self.clock.monotonic_s()
             try:
                 await kept.run()
                 error = "it ended"
@@ -109,7 +112,7 @@ class Background:
             else:
                 with contextlib.suppress(Exception):
                     log.warning("background task ended", task=kept.name, retry_in_s=delay)
-            if self.clock() - started >= self.healthy_after_s:
+            if self.clock.monotonic_s() - started >= self.healthy_after_s:
                 delay = self.initial_s
             kept.failed(error)
             await asyncio.sleep(delay)

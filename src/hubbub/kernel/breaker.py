@@ -15,12 +15,13 @@ whole of the state machine Hubbub needs.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 import structlog
+
+from hubbub.kernel.clock import Clock, SystemClock
 
 State = Literal["closed", "open", "half-open"]
 GuardStatus = Literal["ok", "degraded"]
@@ -32,7 +33,7 @@ log = structlog.get_logger()
 class CircuitBreaker:
     failures: int = 5
     reset_s: float = 5.0
-    clock: Callable[[], float] = time.monotonic
+    clock: Clock = field(default_factory=SystemClock)
     _failed: int = 0
     _opened_at: float | None = None
     _trial: bool = False
@@ -41,13 +42,13 @@ class CircuitBreaker:
     def state(self) -> State:
         if self._opened_at is None:
             return "closed"
-        return "open" if self.clock() - self._opened_at < self.reset_s else "half-open"
+        return "open" if self.clock.monotonic_s() - self._opened_at < self.reset_s else "half-open"
 
     def retry_after_s(self) -> float:
         """Seconds until the breaker lets a request through (0 when it does now)."""
         if self._opened_at is None:
             return 0.0
-        return max(0.0, self._opened_at + self.reset_s - self.clock())
+        return max(0.0, self._opened_at + self.reset_s - self.clock.monotonic_s())
 
     def admit(self) -> bool:
         """Whether a request may go now; in half-open, only one trial at a time."""
@@ -65,7 +66,7 @@ class CircuitBreaker:
     def failed(self) -> None:
         self._failed += 1
         if self._trial or self._failed >= self.failures:
-            self._opened_at, self._trial = self.clock(), False
+            self._opened_at, self._trial = self.clock.monotonic_s(), False
 
 
 class Guard:

@@ -1,4 +1,9 @@
-"""Time comes from an injected clock, so tests and replays control it."""
+"""Time comes from an injected clock, so tests and replays control it.
+
+A clock gives two readings: wall time (`now_us`), for what is stamped or compared with
+other machines, and a monotonic one (`monotonic_s`), for timeouts, TTLs and rates within
+the process, which a wall clock set back or forward must not disturb.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +16,32 @@ class Clock(Protocol):
         """Microseconds since the Unix epoch."""
         ...
 
+    def monotonic_s(self) -> float:
+        """Seconds from an arbitrary start; never goes back. Only differences mean anything."""
+        ...
+
 
 class SystemClock:
     def now_us(self) -> int:
         return time.time_ns() // 1000
 
+    def monotonic_s(self) -> float:
+        return time.monotonic()
+
 
 class FixedClock:
-    """A clock that only moves when told to."""
+    """A clock that only moves when told to; `advance` moves both its readings."""
 
-    def __init__(self, now_us: int = 1_700_000_000_000_000) -> None:
+    def __init__(self, now_us: int = 1_700_000_000_000_000, monotonic_s: float = 1_000.0) -> None:
         self._now = now_us
+        self._monotonic_s = monotonic_s
 
     def now_us(self) -> int:
         return self._now
 
+    def monotonic_s(self) -> float:
+        return self._monotonic_s
+
     def advance(self, seconds: float) -> None:
         self._now += int(seconds * 1_000_000)
+        self._monotonic_s += seconds
