@@ -47,6 +47,7 @@ from hubbub.analytics.destinations import AddressRefused, Network, pinned, resol
 from hubbub.analytics.views import DELIVERIES, AlertViews
 from hubbub.eventlog.ports import EventLog, Record
 from hubbub.kernel.background import note_failure
+from hubbub.kernel.clock import Clock, SystemClock
 from hubbub.kernel.events import AlertRaised, WebhookChanged, WebhookDelivered
 from hubbub.kernel.ids import event_id
 from hubbub.kernel.sealing import SealError, SecretBox
@@ -106,11 +107,11 @@ class Delivery:
     due: float = 0.0
     order: int = 0
 
-    def outcome(self) -> WebhookDelivered:
+    def outcome(self, now_us: int) -> WebhookDelivered:
         alert, hook = self.alert, self.hook
         return WebhookDelivered(
             id=event_id(f"{alert.ts:016d}", f"{alert.id}/{hook.webhook}"), key=hook.tenant,
-            ts=time.time_ns() // 1000, source="webhooks", tenant=hook.tenant,
+            ts=now_us, source="webhooks", tenant=hook.tenant,
             webhook=hook.webhook, alert=alert.id, status=self.status, attempts=self.attempts,
             error=self.error,
         )  # fmt: skip
@@ -118,7 +119,10 @@ class Delivery:
 
 class RetryQueue:
     """Deliveries waiting for their next try, taken by when it is due, at most one try
-    in flight per webhook (`take` to `release`)."""
+    in flight per webhook (`take` to `release`).
+
+    Due times are read from `time.monotonic`, not an injected clock: they drive real
+    waits on the event loop, which a fake clock would never end."""
 
     def __init__(self) -> None:
         self._waiting: list[Delivery] = []
@@ -162,6 +166,7 @@ class Dispatcher:
     views: AlertViews
     box: SecretBox
     policy: DeliveryPolicy = DeliveryPolicy()
+    clock: Clock = field(default_factory=SystemClock)
     _queue: RetryQueue = field(default_factory=RetryQueue, init=False)
     _pending: dict[int, set[str]] = field(default_factory=dict, init=False)
     """Alert positions in log order, each with its webhooks not yet final."""
@@ -257,7 +262,7 @@ class Dispatcher:
 
     async def _try(self, client: httpx.AsyncClient, delivery: Delivery) -> None:
         delivery.attempts += 1
-        retry = await attempt(client, delivery, self.box, self.policy)
+        retry = await attempt(client, delivery, self.box, self.policy, self.clock)
         if retry and delivery.attempts < self.policy.attempts:
             await self._queue.put(delivery, self.policy.backoff(delivery.attempts))
             return
@@ -265,7 +270,7 @@ class Dispatcher:
 
     async def _finish(self, delivery: Delivery) -> None:
         """Log the outcome (until the log takes it), then commit what is final."""
-        outcome = delivery.outcome()
+        outcome = delivery.outcome(self.clock.now_us())
         while True:
             try:
                 await self.event_log.append([outcome])
@@ -301,7 +306,11 @@ class Dispatcher:
 
 
 async def attempt(
-    client: httpx.AsyncClient, delivery: Delivery, box: SecretBox, policy: DeliveryPolicy
+    client: httpx.AsyncClient,
+    delivery: Delivery,
+    box: SecretBox,
+    policy: DeliveryPolicy,
+    clock: Clock,
 ) -> bool:
     """Make one try of `delivery`, noting its status and error; whether to try again."""
     hook = delivery.hook
@@ -313,7 +322,7 @@ async def attempt(
     body = delivery.alert.message.encode()
     headers = {
         "Content-Type": "application/json",
-        "Hubbub-Signature": signature(secret, int(time.time()), body),
+        "Hubbub-Signature": signature(secret, clock.now_us() // 1_000_000, body),
     }
     try:
         async with asyncio.timeout(policy.timeout_s):  # the whole try, however it dribbles
@@ -385,7 +394,11 @@ async def _last_position(event_log: EventLog, topic: str) -> int:
 
 
 async def dispatch(
-    event_log: EventLog, views: AlertViews, box: SecretBox, policy: DeliveryPolicy
+    event_log: EventLog,
+    views: AlertViews,
+    box: SecretBox,
+    policy: DeliveryPolicy,
+    clock: Clock | None = None,
 ) -> None:
     """Deliver alerts as they come, until cancelled."""
-    await Dispatcher(event_log, views, box, policy).run()
+    await Dispatcher(event_log, views, box, policy, clock or SystemClock()).run()
