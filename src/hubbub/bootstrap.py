@@ -45,7 +45,7 @@ from hubbub.settings import MentionsBackendName, Settings
 if TYPE_CHECKING:
     from hubbub.analytics.views import AlertViews
     from hubbub.gateway.app import Gateway
-    from hubbub.gateway.ratelimit import RateLimiter
+    from hubbub.gateway.ports import RateLimiter
     from hubbub.gateway.upstreams import Upstream
 
 
@@ -228,7 +228,8 @@ async def build_gateway(settings: Settings) -> Gateway:
     from hubbub.gateway.auth import Authenticator
     from hubbub.gateway.flags import FlagBook
     from hubbub.gateway.health import Health
-    from hubbub.gateway.ratelimit import Quota, shared_servers
+    from hubbub.gateway.ports import Quota
+    from hubbub.gateway.ratelimit import shared_servers
     from hubbub.gateway.routing import RouteTable
     from hubbub.gateway.usage import UsageRecorder
 

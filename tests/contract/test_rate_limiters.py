@@ -14,15 +14,8 @@ import redis.asyncio as aioredis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubbub.gateway.ratelimit import (
-    Decision,
-    MemoryRateLimiter,
-    Quota,
-    RateLimiter,
-    RedisRateLimiter,
-    headers,
-    strictest,
-)
+from hubbub.gateway.ports import Decision, Quota, RateLimiter
+from hubbub.gateway.ratelimit import MemoryRateLimiter, RedisRateLimiter, headers, strictest
 from hubbub.kernel.clock import FixedClock
 from hubbub.kernel.redis_guard import redis_guard
 from tests.conftest import require_service, unique_name

@@ -1,4 +1,5 @@
-"""The gateway's rate limiter: the port, its two adapters, and the HTTP headers of a decision.
+"""The gateway's rate limiters (the port, `RateLimiter`, is in `ports.py`), and the HTTP
+headers of a decision.
 
 - `MemoryRateLimiter`: in the process, the embedded default; time from an injected clock.
 - `RedisRateLimiter`: shared by every replica; one Lua script does the whole check
@@ -26,56 +27,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final
 
+from hubbub.gateway.ports import Decision, Quota, RateLimiter
 from hubbub.kernel.breaker import Guard
 from hubbub.kernel.clock import Clock, SystemClock
 from hubbub.kernel.redis_guard import redis_client, redis_guard
 
 MICROS: Final = 1_000_000
-
-
-@dataclass(frozen=True)
-class Quota:
-    """`burst` requests at once, then `rate_per_s` sustained; `name` labels the policy."""
-
-    rate_per_s: float
-    burst: int
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.rate_per_s > 0 or self.burst < 1:
-            raise ValueError(f"a quota needs a rate above 0 and a burst of 1 or more: {self}")
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The answer to one check: whether it passed, and what the client may do next."""
-
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_s: float
-    retry_after_s: float
-
-
-class RateLimiter(Protocol):
-    """Contract, met by every adapter (`tests/contract/test_rate_limiters.py`):
-
-    - A fresh key passes `quota.burst` requests at once; the next is refused with
-      `retry_after_s` of about one emission interval (1 / rate), after which one passes.
-    - A refused request consumes nothing: the state after it is the state before it.
-    - `cost` (1 to `quota.burst`, else `ValueError`) requests are counted as one check.
-    - `remaining` is how many requests of cost 1 would pass right now; `reset_s` is how
-      long until the key is as fresh as a new one.
-    - Keys are independent. Clients of the same store (the same Redis prefix, the same
-      `MemoryRateLimiter`) share every key's state.
-    """
-
-    async def acquire(self, key: str, quota: Quota, cost: int = 1) -> Decision: ...
-
-    async def close(self) -> None: ...
 
 
 def _interval_us(quota: Quota) -> int:
