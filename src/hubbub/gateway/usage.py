@@ -10,13 +10,13 @@ beyond that the oldest are dropped and counted.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Final
 
 import structlog
 from prometheus_client import Counter
 
 from hubbub.eventlog.ports import EventLog, LogUnavailable
+from hubbub.kernel.clock import Clock, SystemClock
 from hubbub.kernel.events import FeatureUsed
 from hubbub.kernel.ids import event_id
 
@@ -28,9 +28,14 @@ log = structlog.get_logger()
 
 class UsageRecorder:
     def __init__(
-        self, event_log: EventLog, interval_s: float = 1.0, max_buffer: int = 100_000
+        self,
+        event_log: EventLog,
+        interval_s: float = 1.0,
+        max_buffer: int = 100_000,
+        clock: Clock | None = None,
     ) -> None:
         self._event_log = event_log
+        self._clock = clock or SystemClock()
         self._interval_s = interval_s
         self._max_buffer = max_buffer
         self._buffer: list[FeatureUsed] = []
@@ -39,7 +44,7 @@ class UsageRecorder:
     def record(
         self, tenant: str, api_key: str, feature: str, method: str, status: int, seconds: float
     ) -> None:
-        now_us = time.time_ns() // 1000
+        now_us = self._clock.now_us()
         self._sequence += 1
         self._buffer.append(
             FeatureUsed(

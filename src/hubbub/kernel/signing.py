@@ -24,14 +24,14 @@ import hashlib
 import hmac
 import json
 import secrets
-import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Final
 
 import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hubbub.kernel.clock import Clock, SystemClock
 from hubbub.kernel.keyfile import kept_secret
 
 TENANT_HEADER: Final = "x-hubbub-tenant"
@@ -46,14 +46,12 @@ SIGNED_HEADERS: Final = frozenset({TENANT, KEY, TIME, SIGNATURE})
 class RequestSigner:
     """Signs requests (the gateway) and checks them (every role), with one secret."""
 
-    def __init__(
-        self, secret: bytes, ttl_s: float = 60.0, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, secret: bytes, ttl_s: float = 60.0, clock: Clock | None = None) -> None:
         if len(secret) < 16:
             raise ValueError("the internal secret must be at least 16 bytes")
         self._secret = secret
         self.ttl_s = ttl_s
-        self._clock = clock
+        self._clock = clock or SystemClock()
 
     def _digest(self, method: str, path: str, tenant: str, key: str, at: str) -> str:
         message = f"{method}\n{path}\n{tenant}\n{key}\n{at}".encode()
@@ -61,7 +59,7 @@ class RequestSigner:
 
     def headers(self, method: str, path: str, tenant: str, key: str) -> list[tuple[bytes, bytes]]:
         """The four headers that tell a role, verifiably, who this request is for."""
-        at = str(int(self._clock()))
+        at = str(self._clock.now_us() // 1_000_000)
         signature = self._digest(method, path, tenant, key, at)
         return [
             (TENANT, tenant.encode()),
@@ -87,7 +85,7 @@ class RequestSigner:
                 " the same HUBBUB_INTERNAL_SECRET (or the same data directory)"
             )
         try:
-            age = self._clock() - int(at)
+            age = self._clock.now_us() / 1_000_000 - int(at)
         except ValueError:
             return "the request's signature time is not a number"
         if abs(age) > self.ttl_s:
