@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from hubbub.kernel.breaker import Guard
+from hubbub.kernel.clock import Clock, SystemClock
 from hubbub.kernel.redis_guard import redis_client, redis_guard
 
 
@@ -44,26 +45,27 @@ class Cache(Protocol):
 class MemoryCache:
     """Entries in a dict, in this process; the oldest go first beyond `max_entries`."""
 
-    def __init__(self, max_entries: int = 10_000) -> None:
+    def __init__(self, max_entries: int = 10_000, clock: Clock | None = None) -> None:
         self.max_entries = max_entries
+        self._clock = clock or SystemClock()
         self._entries: dict[str, tuple[float, bytes]] = {}
         self._locks: dict[str, float] = {}
 
     async def get(self, key: str) -> bytes | None:
         entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
+        if entry is None or entry[0] < self._clock.monotonic_s():
             self._entries.pop(key, None)
             return None
         return entry[1]
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         self._entries.pop(key, None)
-        self._entries[key] = (time.monotonic() + ttl_s, value)
+        self._entries[key] = (self._clock.monotonic_s() + ttl_s, value)
         while len(self._entries) > self.max_entries:
             del self._entries[next(iter(self._entries))]
 
     async def lock(self, key: str, ttl_s: float) -> bool:
-        now = time.monotonic()
+        now = self._clock.monotonic_s()
         if self._locks.get(key, 0.0) > now:
             return False
         self._locks[key] = now + ttl_s
