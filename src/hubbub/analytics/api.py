@@ -11,7 +11,7 @@ import asyncio
 import csv
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import quote
@@ -23,11 +23,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from hubbub.analytics import reports
+from hubbub.analytics.ports import RollupStore
 from hubbub.analytics.reports import Bucket, ReportError, SeriesKind, Window
 from hubbub.analytics.terms import InvalidTerm, term_key
+from hubbub.analytics.views import AlertViews
 from hubbub.analytics.watches_api import tenant_of
-from hubbub.bootstrap import Platform
-from hubbub.kernel.cache import cached
+from hubbub.kernel.cache import Cache, cached
 from hubbub.kernel.clock import Clock
 from hubbub.settings import Settings
 
@@ -135,7 +136,20 @@ def _rows(row: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def build_router(platform: Platform) -> APIRouter:
+RollupsOf = Callable[[], Awaitable[RollupStore]]
+ViewsOf = Callable[[], Awaitable[AlertViews]]
+
+
+def build_router(
+    *,
+    rollups_of: RollupsOf,
+    views_of: ViewsOf,
+    cache_of: Callable[[], Cache],
+    settings: Settings,
+    clock: Clock,
+) -> APIRouter:
+    """The report routes, over the rollups `rollups_of` opens (and keeps up) and the
+    watches `views_of` folds; answers cached in `cache_of()`."""
     router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
     async def run(
@@ -143,7 +157,7 @@ def build_router(platform: Platform) -> APIRouter:
     ) -> bytes:
         """The report's rows as JSON, through the cache. The key holds the request and the
         rollups' log positions, so an entry is never served once the rollups advance."""
-        store = await platform.analytics()
+        store = await rollups_of()
         params = sorted((k, v) for k, v in request.query_params.items() if k != "format")
         positions = await asyncio.to_thread(store.positions)
         key = f"report:{request.url.path}?{params}@{sorted(positions.items())}"
@@ -155,14 +169,14 @@ def build_router(platform: Platform) -> APIRouter:
                 raise HTTPException(422, str(error)) from error
             return msgspec.json.encode(rows)
 
-        ttl = platform.settings.report_cache_ttl_s
-        return await cached(platform.cache(), key, compute, ttl_s=ttl)
+        ttl = settings.report_cache_ttl_s
+        return await cached(cache_of(), key, compute, ttl_s=ttl)
 
     async def _check_watched(request: Request, term: str) -> None:
         """404 unless the caller's tenant watches `term`: the same answer whether another
         tenant watches it or no one does, so a tenant cannot learn what others watch."""
         tenant = tenant_of(request)
-        views = await platform.alert_views()
+        views = await views_of()
         if not (await views.current(views.watches)).watches_term(tenant, term):
             raise HTTPException(
                 404,
@@ -188,7 +202,6 @@ def build_router(platform: Platform) -> APIRouter:
         """A page's, a hashtag's or a watched term's counts per minute, hour or day, in a
         time zone. A term is counted from the moment a watch names it; a term the tenant
         does not watch is answered 404, whether or not another tenant watches it."""
-        settings = platform.settings
         key = _series_key(kind, key)
         if kind == "term":
             await _check_watched(request, key)
@@ -196,7 +209,7 @@ def build_router(platform: Platform) -> APIRouter:
             request,
             reports.series,
             lambda rows: [{"bucket": moment.isoformat(), "value": n} for moment, n in rows],
-            kind, key, _window(start, end, settings, platform.clock), bucket, _zone(tz), metric,
+            kind, key, _window(start, end, settings, clock), bucket, _zone(tz), metric,
         )  # fmt: skip
         return _answer(body, format, f"{kind}-{key}-{bucket}")
 
@@ -217,7 +230,7 @@ def build_router(platform: Platform) -> APIRouter:
             lambda rows: [
                 {"rank": offset + i + 1, "key": key, "count": n} for i, (key, n) in enumerate(rows)
             ],
-            what, _window(start, end, platform.settings, platform.clock, reports.TOP_TIERS),
+            what, _window(start, end, settings, clock, reports.TOP_TIERS),
             limit, offset,
         )  # fmt: skip
         return _answer(body, format, f"top-{what}")
@@ -231,7 +244,7 @@ def build_router(platform: Platform) -> APIRouter:
             request,
             reports.page_summary,
             lambda counts: [{"page": page, **counts}],
-            page, _window(start, end, platform.settings, platform.clock),
+            page, _window(start, end, settings, clock),
         )  # fmt: skip
         return _answer(body, format, f"summary-{page}")
 

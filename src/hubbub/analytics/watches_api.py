@@ -13,7 +13,8 @@ leak across tenants.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Final, Literal, get_type_hints
 
@@ -25,11 +26,14 @@ from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_
 from hubbub.analytics.alerts import watch_target
 from hubbub.analytics.destinations import Network, check_url
 from hubbub.analytics.views import AlertViews, WatchesView
-from hubbub.bootstrap import Platform
+from hubbub.eventlog.ports import EventLog
+from hubbub.kernel.clock import Clock
 from hubbub.kernel.commands import short_id, stamped
 from hubbub.kernel.events import WatchChanged, WebhookChanged, WebhookDelivered
+from hubbub.kernel.sealing import SecretBox
 from hubbub.kernel.signing import TENANT_HEADER
 from hubbub.kernel.validation import PlainText
+from hubbub.settings import Settings
 
 # The kinds are read from the event, so a kind added there is accepted here unchanged.
 WatchKind = get_type_hints(WatchChanged)["kind"]
@@ -118,19 +122,31 @@ def tenant_of(request: Request) -> str:
 Tenant = Annotated[str, Depends(tenant_of)]
 
 
-def build_router(platform: Platform) -> APIRouter:
+@dataclass(frozen=True)
+class RouteContext:
+    """What the watch and webhook routes use: the log they append changes to, the views
+    that fold it, what seals webhook secrets, the settings and the clock."""
+
+    event_log: EventLog
+    views_of: Callable[[], Awaitable[AlertViews]]
+    secret_box_of: Callable[[], SecretBox]
+    settings: Settings
+    clock: Clock
+
+
+def build_router(ctx: RouteContext) -> APIRouter:
     """The watch and webhook routes, acting for the tenant the gateway names."""
     router = APIRouter()
-    router.include_router(_watch_routes(platform))
-    router.include_router(_webhook_routes(platform))
+    router.include_router(_watch_routes(ctx))
+    router.include_router(_webhook_routes(ctx))
     return router
 
 
-def _watch_routes(platform: Platform) -> APIRouter:
+def _watch_routes(ctx: RouteContext) -> APIRouter:
     router = APIRouter(prefix="/v1/watches", tags=["watches"])
 
     async def watches() -> WatchesView:
-        views = await platform.alert_views()
+        views = await ctx.views_of()
         return await views.current(views.watches)
 
     async def find(tenant: str, watch_id: str) -> WatchChanged:
@@ -143,13 +159,13 @@ def _watch_routes(platform: Platform) -> APIRouter:
     async def add(tenant: Tenant, body: WatchCreate) -> WatchRead:
         """Watch a hashtag, a page or a term for spikes; answers the watch, with its id."""
         mine = (await watches()).of_tenant(tenant)
-        _check_room(len(mine), platform.settings.watches_per_tenant, "watches")
-        sensitivity = body.sensitivity or platform.settings.spike_sensitivity
+        _check_room(len(mine), ctx.settings.watches_per_tenant, "watches")
+        sensitivity = body.sensitivity or ctx.settings.spike_sensitivity
         change = WatchChanged(
             id="", key=tenant, ts=0, source="api", tenant=tenant, watch=short_id(),
             kind=body.kind, target=body.target, sensitivity=sensitivity,
         )  # fmt: skip
-        await _append(platform, change, change.watch)
+        await _append(ctx, change, change.watch)
         return _watch_read(change)
 
     @router.get("")
@@ -166,17 +182,17 @@ def _watch_routes(platform: Platform) -> APIRouter:
     async def remove(tenant: Tenant, watch_id: str) -> None:
         """Stop a watch: it raises no more alerts."""
         found = await find(tenant, watch_id)
-        await _append(platform, msgspec.structs.replace(found, active=False), found.watch)
+        await _append(ctx, msgspec.structs.replace(found, active=False), found.watch)
 
     return router
 
 
-def _webhook_routes(platform: Platform) -> APIRouter:
+def _webhook_routes(ctx: RouteContext) -> APIRouter:
     router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
-    allowed = tuple(platform.settings.webhook_allowed_networks)
+    allowed = tuple(ctx.settings.webhook_allowed_networks)
 
     async def views() -> AlertViews:
-        return await platform.alert_views()
+        return await ctx.views_of()
 
     @router.post("", status_code=201)
     async def add(tenant: Tenant, body: WebhookCreate) -> WebhookSecretRead:
@@ -185,13 +201,13 @@ def _webhook_routes(platform: Platform) -> APIRouter:
         _check_url(body.url, allowed)
         found = await views()
         mine = (await found.current(found.webhooks)).of_tenant(tenant)
-        _check_room(len(mine), platform.settings.webhooks_per_tenant, "webhooks")
+        _check_room(len(mine), ctx.settings.webhooks_per_tenant, "webhooks")
         secret = body.secret or secrets.token_urlsafe(32)
         hook = WebhookChanged(
             id="", key=tenant, ts=0, source="api", tenant=tenant, webhook=short_id(),
-            url=body.url, secret=platform.secret_box().seal(secret),
+            url=body.url, secret=ctx.secret_box_of().seal(secret),
         )  # fmt: skip
-        await _append(platform, hook, hook.webhook)
+        await _append(ctx, hook, hook.webhook)
         return WebhookSecretRead(id=hook.webhook, tenant=tenant, url=hook.url, secret=secret)
 
     @router.get("")
@@ -217,7 +233,7 @@ def _webhook_routes(platform: Platform) -> APIRouter:
         hook = (await found.current(found.webhooks)).get(webhook_id)
         if hook is None or hook.tenant != tenant:
             raise HTTPException(404, f"no webhook {webhook_id!r}")
-        await _append(platform, msgspec.structs.replace(hook, active=False), hook.webhook)
+        await _append(ctx, msgspec.structs.replace(hook, active=False), hook.webhook)
 
     return router
 
@@ -246,11 +262,11 @@ def _check_url(url: str, allowed: Sequence[Network]) -> None:
         ) from error  # fmt: skip
 
 
-async def _append(platform: Platform, change: WatchChanged | WebhookChanged, name: str) -> None:
+async def _append(ctx: RouteContext, change: WatchChanged | WebhookChanged, name: str) -> None:
     """Append a change to the watch or webhook `name`, stamped now, as the CLI does."""
     identity = f"{name}/{change.active}"
-    now_us = platform.clock.now_us()
-    await platform.event_log.append([stamped(change, identity, source="api", now_us=now_us)])
+    now_us = ctx.clock.now_us()
+    await ctx.event_log.append([stamped(change, identity, source="api", now_us=now_us)])
 
 
 def _watch_read(watch: WatchChanged) -> WatchRead:

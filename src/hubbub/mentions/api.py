@@ -10,6 +10,7 @@ that served it in `X-Mentions-Backend`. The shadow report is at
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
@@ -18,9 +19,9 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hubbub.bootstrap import Platform
 from hubbub.mentions.matching import MAX_LIMIT
 from hubbub.mentions.normalize import InvalidQuery
+from hubbub.mentions.worker import MentionsReplica
 
 PATH = "/v1/mentions"
 _JSON = b"application/json"
@@ -34,7 +35,11 @@ class MentionRead(BaseModel):
     source: str
 
 
-async def answer(platform: Platform, q: str | None, limit: str | int) -> tuple[int, str, bytes]:
+ReplicaOf = Callable[[], Awaitable[MentionsReplica]]
+"""This process's mentions replica, started (caught up) on first use."""
+
+
+async def answer(replica_of: ReplicaOf, q: str | None, limit: str | int) -> tuple[int, str, bytes]:
     """Status, serving backend ('' if none was asked) and JSON body of a request."""
     if q is None:
         return _invalid("q", "the query parameter q is required")
@@ -44,7 +49,7 @@ async def answer(platform: Platform, q: str | None, limit: str | int) -> tuple[i
         return _invalid("limit", "limit must be an integer")
     if not 1 <= limit <= MAX_LIMIT:
         return _invalid("limit", f"limit must be between 1 and {MAX_LIMIT}")
-    replica = await platform.mentions()
+    replica = await replica_of()
     try:
         backend, found = await replica.suggest_json(q, limit)
     except InvalidQuery as error:
@@ -60,9 +65,9 @@ def _invalid(field: str, message: str) -> tuple[int, str, bytes]:
 class MentionsFastPath:
     """Answers `GET /v1/mentions` itself; passes every other request on."""
 
-    def __init__(self, app: ASGIApp, platform: Platform) -> None:
+    def __init__(self, app: ASGIApp, replica_of: ReplicaOf) -> None:
         self.app = app
-        self.platform = platform
+        self.replica_of = replica_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "GET":
@@ -70,7 +75,7 @@ class MentionsFastPath:
             return
         params = parse_qs(scope["query_string"].decode("utf-8", "replace"), True)
         status, backend, body = await answer(
-            self.platform, params.get("q", [None])[0], params.get("limit", ["10"])[0]
+            self.replica_of, params.get("q", [None])[0], params.get("limit", ["10"])[0]
         )
         headers = [(b"content-type", _JSON), (b"content-length", b"%d" % len(body))]
         if backend:
@@ -79,7 +84,7 @@ class MentionsFastPath:
         await send({"type": "http.response.body", "body": body})
 
 
-def build_router(platform: Platform) -> APIRouter:
+def build_router(replica_of: ReplicaOf) -> APIRouter:
     router = APIRouter(prefix=PATH, tags=["mentions"])
 
     @router.get("", response_model=list[MentionRead])
@@ -91,14 +96,14 @@ def build_router(platform: Platform) -> APIRouter:
 
         The answer's `X-Mentions-Backend` header names the backend that served it.
         """
-        status, backend, body = await answer(platform, q, limit)
+        status, backend, body = await answer(replica_of, q, limit)
         headers = {"X-Mentions-Backend": backend} if backend else {}
         return Response(body, status, headers, media_type="application/json")
 
     @router.get("/shadow-report")
     async def shadow_report() -> dict[str, Any]:
         """Agreement between the serving and the shadow backend, and both latencies."""
-        replica = await platform.mentions()
+        replica = await replica_of()
         built: dict[str, Any] = msgspec.to_builtins(await replica.report())
         return built
 

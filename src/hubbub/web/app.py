@@ -51,10 +51,25 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
             )
         )
     if role in ("all", "mentions"):
-        app.include_router(mentions_api.build_router(platform))
+        app.include_router(mentions_api.build_router(platform.mentions))
     if role in ("all", "analytics"):
-        app.include_router(reports_api.build_router(platform))
-        app.include_router(watches_api.build_router(platform))
+        app.include_router(
+            reports_api.build_router(
+                rollups_of=platform.analytics,
+                views_of=platform.alert_views,
+                cache_of=platform.cache,
+                settings=platform.settings,
+                clock=platform.clock,
+            )
+        )
+        context = watches_api.RouteContext(
+            event_log=platform.event_log,
+            views_of=platform.alert_views,
+            secret_box_of=platform.secret_box,
+            settings=platform.settings,
+            clock=platform.clock,
+        )
+        app.include_router(watches_api.build_router(context))
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, object]:
@@ -86,7 +101,7 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
 
     served: ASGIApp = app
     if role in ("all", "mentions"):
-        served = mentions_api.MentionsFastPath(app, platform)
+        served = mentions_api.MentionsFastPath(app, platform.mentions)
     settings = platform.settings
     signed = SignedOnly(served, open_request_signer(settings))
     limited = BodyLimit(signed, limit_by_path(settings.max_body_bytes, settings.max_push_bytes))
