@@ -282,8 +282,11 @@ class Platform:
     _alert_views: AlertViews | None = None
     _cache: Cache | None = None
     _secret_box: SecretBox | None = None
-    background: Background = field(default_factory=Background)
+    background: Background = field(init=False)
     """Its long-running tasks, restarted when they fail; health reports them."""
+
+    def __post_init__(self) -> None:
+        self.background = Background(clock=self.clock)
 
     async def mentions(self) -> MentionsReplica:
         """This process's mentions replica: started (caught up) on first use, then kept up
@@ -338,7 +341,7 @@ class Platform:
             )
             delivery = DeliveryPolicy.from_settings(settings)
             self.background.start(
-                "webhooks", lambda: dispatch(log, views, self.secret_box(), delivery)
+                "webhooks", lambda: dispatch(log, views, self.secret_box(), delivery, self.clock)
             )
         return self._analytics
 
