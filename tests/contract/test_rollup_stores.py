@@ -25,20 +25,13 @@ from hubbub.analytics.worker import catch_up
 from hubbub.eventlog.sqlite import SqliteEventLog
 from tests.conftest import postgres_database
 from tests.support.reports import EVENTS
-from tests.support.rollups import Store, activity, everything
+from tests.support.rollups import Store, activity, everything, rollup_store
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "duckdb":
-        built: Store = DuckDBRollups(tmp_path / "rollups.duckdb")
+    with rollup_store(request.param, tmp_path, "hubbub_rollups") as built:
         yield built
-        built.close()
-        return
-    with postgres_database("hubbub_rollups") as dsn:
-        built = PostgresRollups(dsn)
-        yield built
-        built.close()
 
 
 WINDOW = Window(

@@ -11,7 +11,6 @@ import pytest
 
 from hubbub.analytics.duckdb import DuckDBRollups, RollupsClosed
 from hubbub.analytics.ports import RollupStore
-from hubbub.analytics.postgres import PostgresRollups
 from hubbub.analytics.worker import catch_up
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.events import (
@@ -22,23 +21,16 @@ from hubbub.kernel.events import (
     PostPublished,
     decode,
 )
-from tests.conftest import postgres_database
 from tests.support.reports import at
+from tests.support.rollups import Store, rollup_store
 
 TOO_BIG = 2**63  # a valid event (msgspec carries it), but no BIGINT holds it
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.services)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RollupStore]:
-    if request.param == "duckdb":
-        opened: RollupStore = DuckDBRollups(tmp_path / "rollups.duckdb")
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    with rollup_store(request.param, tmp_path, "hubbub_poison") as opened:
         yield opened
-        opened.close()
-        return
-    with postgres_database("hubbub_poison") as dsn:
-        opened = PostgresRollups(dsn)
-        yield opened
-        opened.close()
 
 
 @pytest.fixture

@@ -3,10 +3,16 @@ and every counter a report can read, to compare a store with another."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
+from hubbub.analytics.duckdb import DuckDBRollups
+from hubbub.analytics.postgres import PostgresRollups
 from hubbub.analytics.rollups import GLOBAL_TIERS, TIERED, TIERS, Contribution, Deltas
 from hubbub.kernel.events import EngagementRecorded, Event, PostDeleted, PostEdited, PostPublished
+from tests.conftest import postgres_database
 from tests.support.reports import at
 
 
@@ -83,3 +89,22 @@ def everything(store: Store) -> dict[str, list[tuple[Any, ...]]]:
                 if any(row[2:])
             ]
     return {name: sorted(rows) for name, rows in found.items()}
+
+
+@contextmanager
+def rollup_store(kind: Literal["duckdb", "postgres"], folder: Path, name: str) -> Iterator[Store]:
+    """A fresh store: DuckDB in `folder`, or PostgreSQL in a database of its own (named
+    after `name`, dropped after); closed when the block ends."""
+    if kind == "duckdb":
+        built: Store = DuckDBRollups(folder / "rollups.duckdb")
+        try:
+            yield built
+        finally:
+            built.close()
+        return
+    with postgres_database(name) as dsn:
+        built = PostgresRollups(dsn)
+        try:
+            yield built
+        finally:
+            built.close()
