@@ -185,7 +185,8 @@ class Supervisor:
                 next_delay_s=round(delay, 3),
             )
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
+            async with asyncio.timeout(delay):
+                await stop.wait()
         if stop.is_set():
             return False
         log.info("role restarting", role=role.name, restarts=self.restarts[role.name] + 1)
@@ -196,7 +197,8 @@ class Supervisor:
         with contextlib.suppress(ProcessLookupError):
             process.terminate()
         try:
-            await asyncio.wait_for(process.wait(), self.grace_s)
+            async with asyncio.timeout(self.grace_s):
+                await process.wait()
         except TimeoutError:
             log.warning("role killed", role=role.name, pid=process.pid, grace_s=self.grace_s)
             _kill_if_running(process)

@@ -169,6 +169,24 @@ async def test_fetch_waits_for_new_events(open_log: OpenLog) -> None:
     assert await log.fetch("live", POSTS, limit=10, wait=0.1) == []
 
 
+async def test_a_waiting_fetch_stops_when_cancelled_even_as_events_arrive(
+    open_log: OpenLog,
+) -> None:
+    """A consumer is stopped by cancelling its fetch. When an append wakes the fetch at
+    the instant it is cancelled, the cancellation must still win: a fetch that swallowed
+    it went on waiting, and the process it ran in never finished closing."""
+    log = await open_log()
+    for n in range(20):
+        fetching = asyncio.create_task(log.fetch("stopping", POSTS, limit=10, wait=5.0))
+        await asyncio.sleep(0.03)  # parked, waiting for events
+        await log.append([post(n)])
+        cancelled = fetching.cancel()  # the same instant the append woke it
+        async with asyncio.timeout(10):
+            (outcome,) = await asyncio.gather(fetching, return_exceptions=True)
+        if cancelled:
+            assert isinstance(outcome, asyncio.CancelledError), f"round {n}: {outcome!r}"
+
+
 async def test_stats_show_counts_positions_and_lag(open_log: OpenLog) -> None:
     log = await open_log()
     await log.append([post(n) for n in range(12)] + [like(n) for n in range(3)])

@@ -149,7 +149,8 @@ class RetryQueue:
                     self._busy.add(first.hook.webhook)
                     return first
                 with contextlib.suppress(TimeoutError):  # a delivery fell due
-                    await asyncio.wait_for(self._changed.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self._changed.wait()
 
     async def release(self, delivery: Delivery) -> None:
         """The webhook of `delivery` may have its next try."""

@@ -310,9 +310,8 @@ class SqliteEventLog:
                 break
             # Woken at once by appends from this process, by polling for other processes.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._appended.wait(), timeout=min(remaining, _POLL_INTERVAL_S)
-                )
+                async with asyncio.timeout(min(remaining, _POLL_INTERVAL_S)):
+                    await self._appended.wait()
         self._cursors[(group, topic)] = records[-1].position + 1 if records else cursor
         return records
 

@@ -89,7 +89,8 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> Response:
         try:
-            await asyncio.wait_for(platform.event_log.stats(), READY_TIMEOUT_S)
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                await platform.event_log.stats()
         except Exception as error:
             reason = f"event log ({platform.settings.event_log}) not reachable: {error}"
             return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)

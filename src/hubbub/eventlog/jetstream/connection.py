@@ -157,16 +157,14 @@ async def _connect(url: str, within: float) -> NATS:
         _log.warning("nats error", url=url, error=str(error) or type(error).__name__)
 
     try:
-        await asyncio.wait_for(
-            nc.connect(
+        async with asyncio.timeout(within):
+            await nc.connect(
                 [server.strip() for server in url.split(",")],
                 name="hubbub-eventlog",
                 connect_timeout=max(1, round(within)),
                 max_reconnect_attempts=-1,
                 error_cb=on_error,
-            ),
-            within,
-        )
+            )
     except (nats.errors.Error, OSError) as error:
         await nc.close()
         cause = errors[-1] if errors else error

@@ -229,7 +229,8 @@ class _Groups(_Reading, _Streams):
         msgs: list[Msg] = []
         while len(msgs) < batch:
             try:
-                msg = await asyncio.wait_for(state.queue.get(), deadline - loop.time())
+                async with asyncio.timeout_at(deadline):
+                    msg = await state.queue.get()
             except TimeoutError:
                 if msgs:
                     break

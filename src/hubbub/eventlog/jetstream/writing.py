@@ -256,7 +256,8 @@ class _Writing(_Streams):
                     await self._nc.publish(
                         message.subject, message.payload, reply=reply, headers=message.headers
                     )
-                return await asyncio.wait_for(asyncio.gather(*futures), self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    return await asyncio.gather(*futures)
             finally:
                 acks.forget(futures)
 
