@@ -6,7 +6,6 @@ Tests build the platform through these same functions with other settings.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -36,6 +35,7 @@ from hubbub.kernel.clock import Clock, SystemClock
 from hubbub.kernel.redis_guard import redis_guard
 from hubbub.kernel.sealing import SecretBox, key_file
 from hubbub.kernel.signing import RequestSigner, secret_file
+from hubbub.mentions import worker as mentions_worker
 from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.ports import MentionsBackend
 from hubbub.mentions.store import warm_up
@@ -109,14 +109,14 @@ async def open_mentions_backend(name: MentionsBackendName, settings: Settings) -
     return await PostgresMentions.connect(settings.mentions_postgres_url.get_secret_value())
 
 
-def open_rollups(settings: Settings) -> RollupStore:
+def open_rollups(settings: Settings, clock: Clock) -> RollupStore:
     """The live rollups the settings name (DuckDB allows one process to open its file);
     either follows a rebuild swapped in while it is open."""
     if settings.analytics_store == "postgres":
         from hubbub.analytics.postgres import PostgresRollups
 
         return PostgresRollups(settings.analytics_postgres_url.get_secret_value())
-    return LiveDuckDB(settings.data_dir)
+    return LiveDuckDB(settings.data_dir, clock)
 
 
 def open_staged_rollups(settings: Settings) -> StagedRollups:
@@ -137,12 +137,12 @@ def open_ingest_state(settings: Settings, clock: Clock) -> IngestState:
     )
 
 
-def open_tenant_store(settings: Settings) -> TenantStore:
+def open_tenant_store(settings: Settings, clock: Clock) -> TenantStore:
     """Tenants, users and keys: SQLite in the data dir, or the database the URL names."""
     from hubbub.gateway.sql import SqlTenantStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return SqlTenantStore(settings.relational)
+    return SqlTenantStore(settings.relational, clock)
 
 
 def open_secret_box(settings: Settings) -> SecretBox:
@@ -152,16 +152,19 @@ def open_secret_box(settings: Settings) -> SecretBox:
     return SecretBox(key_file(settings.data_dir / "secret.key"))
 
 
-def open_rate_limiter(settings: Settings) -> RateLimiter:
+def open_rate_limiter(settings: Settings, clock: Clock) -> RateLimiter:
     """Rate-limit counters: in this process, or in Redis, shared by every gateway."""
     from hubbub.gateway.ratelimit import MemoryRateLimiter, RedisRateLimiter
 
     if settings.rate_limiter == "redis":
         prefix = f"{settings.stream_prefix}:ratelimit"
         return RedisRateLimiter(
-            settings.redis_url.get_secret_value(), prefix, guard=open_redis_guard(settings)
+            settings.redis_url.get_secret_value(),
+            prefix,
+            clock=clock,
+            guard=open_redis_guard(settings),
         )
-    return MemoryRateLimiter()
+    return MemoryRateLimiter(clock)
 
 
 def open_cache(settings: Settings) -> Cache:
@@ -195,7 +198,7 @@ def open_request_signer(settings: Settings) -> RequestSigner:
     return RequestSigner(secret, settings.signature_ttl_s)
 
 
-def gateway_upstreams(settings: Settings) -> dict[str, Upstream]:
+def gateway_upstreams(settings: Settings, clock: Clock) -> dict[str, Upstream]:
     """The services behind the gateway, and the legacy application when one is set.
     Requests to the platform's roles are signed; the legacy application's are not."""
     from hubbub.gateway.upstreams import CircuitBreaker, Upstream
@@ -214,16 +217,17 @@ def gateway_upstreams(settings: Settings) -> dict[str, Upstream]:
             name,
             url,
             timeout,
-            CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s),
+            CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s, clock),
             signer if name != "legacy" else None,
         )
         for name, (url, timeout) in places.items()
     }
 
 
-async def build_gateway(settings: Settings) -> Gateway:
+async def build_gateway(settings: Settings, clock: Clock) -> Gateway:
     """The gateway the settings describe, started: route table and flags read, the
-    upstreams checked once, and all of it kept current in the background."""
+    upstreams checked once, and all of it kept current in the background. Every part of
+    it reads time from `clock`."""
     from hubbub.gateway.app import Gateway
     from hubbub.gateway.auth import Authenticator
     from hubbub.gateway.flags import FlagBook
@@ -234,14 +238,14 @@ async def build_gateway(settings: Settings) -> Gateway:
     from hubbub.gateway.usage import UsageRecorder
 
     event_log = await open_event_log(settings)
-    store = open_tenant_store(settings)
+    store = open_tenant_store(settings, clock)
     admin = settings.admin_token.get_secret_value() if settings.admin_token else None
-    upstreams = gateway_upstreams(settings)
-    limiter = open_rate_limiter(settings)
+    upstreams = gateway_upstreams(settings, clock)
+    limiter = open_rate_limiter(settings, clock)
     gateway = Gateway(
         store=store,
         event_log=event_log,
-        auth=Authenticator(store, admin, settings.key_cache_ttl_s),
+        auth=Authenticator(store, admin, settings.key_cache_ttl_s, clock=clock),
         limiter=limiter,
         key_quota=Quota(settings.rate_limit_key_per_s, settings.rate_limit_key_burst, "key"),
         tenant_quota=Quota(
@@ -250,8 +254,9 @@ async def build_gateway(settings: Settings) -> Gateway:
         upstreams=upstreams,
         routes=RouteTable(event_log),
         flags=FlagBook(event_log),
-        health=Health(upstreams, dependencies=shared_servers(limiter)),
-        usage=UsageRecorder(event_log),
+        health=Health(upstreams, dependencies=shared_servers(limiter), clock=clock),
+        usage=UsageRecorder(event_log, clock=clock),
+        clock=clock,
         control_poll_s=settings.control_poll_s,
         max_body_bytes=settings.max_body_bytes,
         max_push_bytes=settings.max_push_bytes,
@@ -290,58 +295,47 @@ class Platform:
 
     async def mentions(self) -> MentionsReplica:
         """This process's mentions replica: started (caught up) on first use, then kept up
-        by background tasks, and snapshotted now and then and at close."""
+        by its worker in the background, and snapshotted now and then and at close."""
         if self._mentions is not None:
             return self._mentions
         async with self._starting_mentions:
             if self._mentions is None:
+                settings = self.settings
                 replica = MentionsReplica(
                     self.event_log,
-                    lambda name: open_mentions_backend(name, self.settings),
-                    serving=self.settings.mentions_backend,
-                    shadow=self.settings.mentions_shadow,
+                    lambda name: open_mentions_backend(name, settings),
+                    serving=settings.mentions_backend,
+                    shadow=settings.mentions_shadow,
                 )
                 await replica.start()
+                mentions_worker.run(
+                    self.background,
+                    replica,
+                    snapshots=settings.mentions_snapshot_path if self.keeps_snapshots else None,
+                    snapshot_every_s=settings.mentions_snapshot_interval_s,
+                )
                 self._mentions = replica
-                if self.keeps_snapshots:
-                    self.background.start(
-                        "mentions-snapshot", lambda: self._snapshot_mentions(replica)
-                    )
         return self._mentions
 
     async def analytics(self) -> RollupStore:
         """The rollups, owned by this process: opened on first use, then kept up with the
         log by the analytics worker in the background (DuckDB allows one writer)."""
         if self._analytics is None:
-            from hubbub.analytics.alerts import AlertPolicy, monitor
+            from hubbub.analytics import worker
             from hubbub.analytics.views import AlertViews
-            from hubbub.analytics.webhooks import DeliveryPolicy, dispatch
-            from hubbub.analytics.worker import follow as follow_rollups
-            from hubbub.analytics.worker import follow_archive, keep_retention
 
             settings = self.settings
-            store = self._analytics = open_rollups(settings)
-            archive = open_archive(settings)
-            policy = AlertPolicy.from_settings(settings)
+            store = self._analytics = open_rollups(settings, self.clock)
             views = self._alert_views = AlertViews.open(self.event_log, settings)
-            log, poll = self.event_log, settings.control_poll_s
-            for name, view in views.named().items():
-                self.background.start(f"{name}-view", functools.partial(view.follow, poll))
-            self.background.start(
-                "rollups",
-                lambda: follow_rollups(store, log, poison_retries=settings.poison_retries),
-            )
-            self.background.start(
-                "archive", lambda: follow_archive(archive, log, settings.archive_flush_s)
-            )
-            self.background.start("retention", lambda: keep_retention(store, archive, settings))
-            self.background.start(
-                "alerts",
-                lambda: monitor(store, log, views, settings.alert_check_interval_s, policy),
-            )
-            delivery = DeliveryPolicy.from_settings(settings)
-            self.background.start(
-                "webhooks", lambda: dispatch(log, views, self.secret_box(), delivery, self.clock)
+            worker.run(
+                self.background,
+                store=store,
+                archive=open_archive(settings),
+                views=views,
+                event_log=self.event_log,
+                settings=settings,
+                box=self.secret_box(),
+                clock=self.clock,
             )
         return self._analytics
 
@@ -363,11 +357,6 @@ class Platform:
         if self._cache is None:
             self._cache = open_cache(self.settings)
         return self._cache
-
-    async def _snapshot_mentions(self, replica: MentionsReplica) -> None:
-        while True:
-            await asyncio.sleep(self.settings.mentions_snapshot_interval_s)
-            replica.save(self.settings.mentions_snapshot_path)
 
     async def ingestor(
         self, source: str, *, instance: str = "mastodon", workers: int | None = None
@@ -397,7 +386,12 @@ class Platform:
     def _make_ingestor(self, source: str, instance: str, workers: int) -> BatchSink:
         if workers > 1 and source == "jetstream":
             return ShardedIngestor(
-                self.settings, source, workers=workers, instance=instance, main=ingest_worker_main
+                self.settings,
+                source,
+                workers=workers,
+                instance=instance,
+                main=ingest_worker_main,
+                clock=self.clock,
             )
         mapping = mapping_for(source, self.settings, self.clock, instance=instance)
         return Ingestor(

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from hubbub.gateway.ports import Decision, Quota, RateLimiter
 from hubbub.gateway.ratelimit import MemoryRateLimiter, RedisRateLimiter, headers, strictest
-from hubbub.kernel.clock import FixedClock
+from hubbub.kernel.clock import FixedClock, SystemClock
 from hubbub.kernel.redis_guard import redis_guard
 from tests.conftest import require_service, unique_name
 from tests.redis_outage import redis_stopped
@@ -54,7 +54,7 @@ async def bench(request: pytest.FixtureRequest) -> AsyncIterator[Bench]:
     made: list[RateLimiter] = []
 
     def make() -> RateLimiter:
-        made.append(RedisRateLimiter(REDIS_URL, prefix))
+        made.append(RedisRateLimiter(REDIS_URL, prefix, clock=SystemClock()))
         return made[-1]
 
     yield Bench(make=make, wait=asyncio.sleep, made=made)
@@ -144,7 +144,7 @@ async def test_clients_of_one_store_share_buckets(bench: Bench) -> None:
 async def test_a_redis_key_expires_when_its_bucket_is_full_again() -> None:
     require_service("Redis", "127.0.0.1", 6379)
     prefix = unique_name("hubbub_test")
-    limiter = RedisRateLimiter(REDIS_URL, prefix)
+    limiter = RedisRateLimiter(REDIS_URL, prefix, clock=SystemClock())
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
         await limiter.acquire("k", FAST)
@@ -267,7 +267,7 @@ async def test_while_redis_is_down_the_limit_holds_in_process_then_redis_again()
     require_service("Redis", "127.0.0.1", 6379)
     prefix = unique_name("hubbub_test")
     guard = redis_guard(timeout_s=0.2, failures=2, reset_s=0.3)
-    limiter = RedisRateLimiter(REDIS_URL, prefix, guard=guard)
+    limiter = RedisRateLimiter(REDIS_URL, prefix, clock=SystemClock(), guard=guard)
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
         assert (await limiter.acquire("before", SLOW)).allowed
@@ -292,7 +292,7 @@ async def test_while_redis_is_down_the_limit_holds_in_process_then_redis_again()
 async def test_a_silent_redis_costs_one_timeout_per_breaker_period() -> None:
     async with silent_server() as url:
         guard = redis_guard(timeout_s=0.1, failures=1, reset_s=60)
-        limiter = RedisRateLimiter(url, "silent", guard=guard)
+        limiter = RedisRateLimiter(url, "silent", clock=SystemClock(), guard=guard)
         try:
             started = time.perf_counter()
             decisions = await acquire_all(limiter, "k", SLOW, 20)

@@ -23,9 +23,12 @@ from hubbub.analytics.reports import Window
 from hubbub.analytics.rollups import GLOBAL_TIERS, Contribution, Deltas
 from hubbub.analytics.worker import catch_up
 from hubbub.eventlog.sqlite import SqliteEventLog
+from hubbub.kernel.clock import SystemClock
 from tests.conftest import postgres_database
 from tests.support.reports import EVENTS
 from tests.support.rollups import Store, activity, everything, rollup_store
+
+CLOCK = SystemClock()
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
@@ -43,7 +46,7 @@ async def fill(store: Store, tmp_path: Path) -> None:
     log = SqliteEventLog(tmp_path / "log.db")
     try:
         await log.append(EVENTS)
-        assert await catch_up(store, log, batch=3) == len(EVENTS)
+        assert await catch_up(store, log, batch=3, clock=CLOCK) == len(EVENTS)
     finally:
         await log.close()
 
@@ -175,11 +178,11 @@ async def test_deletes_read_before_their_posts_count_as_a_rebuild_does(
     try:
         live = stores.open()
         await log.append(others)  # the deletes and engagement topics are read first
-        assert await catch_up(live, log) == len(others)
+        assert await catch_up(live, log, clock=CLOCK) == len(others)
         await log.append(posts)
-        assert await catch_up(live, log) == len(posts)
+        assert await catch_up(live, log, clock=CLOCK) == len(posts)
         rebuilt = stores.open()
-        assert await catch_up(rebuilt, log) == len(posts) + len(others)
+        assert await catch_up(rebuilt, log, clock=CLOCK) == len(posts) + len(others)
     finally:
         await log.close()
     assert everything(live) == everything(rebuilt)

@@ -19,9 +19,12 @@ from hubbub.analytics.worker import catch_up
 from hubbub.bootstrap import open_rollups, open_staged_rollups
 from hubbub.eventlog.ports import EventLog
 from hubbub.eventlog.sqlite import SqliteEventLog
+from hubbub.kernel.clock import SystemClock
 from hubbub.settings import Settings
 from tests.conftest import postgres_database, until
 from tests.support.reports import EVENTS
+
+CLOCK = SystemClock()
 
 ALL_POSITIONS = {"posts": 5, "engagement": 4, "deletes": 1}
 
@@ -47,7 +50,7 @@ async def log(tmp_path: Path) -> AsyncIterator[EventLog]:
 
 @pytest.fixture
 def live(settings: Settings) -> Iterator[RollupStore]:
-    opened = open_rollups(settings)
+    opened = open_rollups(settings, CLOCK)
     yield opened
     opened.close()
 
@@ -64,7 +67,7 @@ async def test_staged_rollups_stay_unseen_until_promoted(
     settings: Settings, log: EventLog, live: RollupStore
 ) -> None:
     staged = open_staged_rollups(settings)
-    await catch_up(staged.store, log)
+    await catch_up(staged.store, log, clock=CLOCK)
     assert staged.store.positions() == ALL_POSITIONS
     assert live.positions() == {}
     staged.discard()
@@ -74,7 +77,7 @@ async def test_promoted_rollups_become_the_live_ones(
     settings: Settings, log: EventLog, live: RollupStore
 ) -> None:
     staged = open_staged_rollups(settings)
-    await catch_up(staged.store, log)
+    await catch_up(staged.store, log, clock=CLOCK)
     where = staged.promote()
     assert where  # where they now are, for the operator
 
@@ -82,7 +85,7 @@ async def test_promoted_rollups_become_the_live_ones(
         return live.positions() == ALL_POSITIONS
 
     await until(swapped_in)  # a live store already open follows the swap
-    reopened = open_rollups(settings)
+    reopened = open_rollups(settings, CLOCK)
     try:
         assert reopened.positions() == ALL_POSITIONS
     finally:
@@ -92,7 +95,7 @@ async def test_promoted_rollups_become_the_live_ones(
 async def test_a_promotion_replaces_the_live_rollups_whole(
     settings: Settings, log: EventLog, live: RollupStore
 ) -> None:
-    await catch_up(live, log)
+    await catch_up(live, log, clock=CLOCK)
     staged = open_staged_rollups(settings)
     staged.promote()  # nothing folded: the live rollups are now empty ones
 
@@ -105,9 +108,9 @@ async def test_a_promotion_replaces_the_live_rollups_whole(
 async def test_discarded_rollups_leave_the_live_ones_as_they_were(
     settings: Settings, log: EventLog, live: RollupStore
 ) -> None:
-    await catch_up(live, log, batch=3)
+    await catch_up(live, log, batch=3, clock=CLOCK)
     staged = open_staged_rollups(settings)
-    await catch_up(staged.store, log)
+    await catch_up(staged.store, log, clock=CLOCK)
     staged.discard()
     assert live.positions() == ALL_POSITIONS
     again = open_staged_rollups(settings)

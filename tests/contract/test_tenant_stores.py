@@ -15,6 +15,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from hubbub.gateway.ports import Conflict, NotFound, TenantStore
 from hubbub.gateway.sql import SqlTenantStore
+from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.sealing import SecretBox
 from tests.conftest import postgres_database
 
@@ -36,12 +37,12 @@ def sqlalchemy_url(conninfo: str) -> str:
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TenantStore]:
     if request.param == "sqlite":
-        built: TenantStore = SqlTenantStore.sqlite(tmp_path / "relational.db")
+        built: TenantStore = SqlTenantStore.sqlite(tmp_path / "relational.db", SystemClock())
         yield built
         built.close()
         return
     with postgres_database("hubbub_tenants") as dsn:
-        built = SqlTenantStore(sqlalchemy_url(dsn))
+        built = SqlTenantStore(sqlalchemy_url(dsn), SystemClock())
         yield built
         built.close()
 
@@ -161,10 +162,10 @@ def test_another_tenants_connector_token_is_not_found(store: TenantStore, box: S
 
 
 def test_reopening_migrates_nothing_twice(tmp_path: Path) -> None:
-    first = SqlTenantStore.sqlite(tmp_path / "relational.db")
+    first = SqlTenantStore.sqlite(tmp_path / "relational.db", SystemClock())
     acme = first.create_tenant("acme")
     first.close()
-    again = SqlTenantStore.sqlite(tmp_path / "relational.db")
+    again = SqlTenantStore.sqlite(tmp_path / "relational.db", SystemClock())
     try:
         assert again.tenants() == [acme]
     finally:
@@ -186,7 +187,7 @@ def test_the_migrations_make_the_schema_the_code_expects(database_url: str) -> N
 
     from hubbub.gateway.sql import metadata
 
-    SqlTenantStore(database_url).close()
+    SqlTenantStore(database_url, SystemClock()).close()
     engine = sa.create_engine(database_url)
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)

@@ -8,9 +8,12 @@ from pathlib import Path
 from hubbub.analytics.duckdb import LiveDuckDB
 from hubbub.analytics.worker import catch_up
 from hubbub.bootstrap import build_platform
+from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import POSTS, PostPublished
 from hubbub.settings import Settings
 from tests.conftest import FIXTURES, api_client
+
+CLOCK = SystemClock()
 
 
 async def test_ingest_and_mentions_answer_without_analytics_which_then_catches_up(
@@ -34,9 +37,9 @@ async def test_ingest_and_mentions_answer_without_analytics_which_then_catches_u
         posts = [r.event for r in await platform.event_log.read(POSTS, 1, 10_000)]
         published = [p for p in posts if isinstance(p, PostPublished)]
         assert published  # the sample has posts for analytics to catch up on
-        store = LiveDuckDB(tmp_path)
+        store = LiveDuckDB(tmp_path, CLOCK)
         try:
-            assert await catch_up(store, platform.event_log) > 0
+            assert await catch_up(store, platform.event_log, clock=CLOCK) > 0
             ((counted,),) = store.query("SELECT sum(posts) FROM global_minute")
             assert counted == len({p.post for p in published}) - _deleted(store)
         finally:

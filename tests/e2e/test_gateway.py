@@ -13,6 +13,7 @@ import pytest
 
 from hubbub.bootstrap import build_gateway
 from hubbub.gateway.app import observed
+from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import POSTS, USAGE, FeatureUsed
 from hubbub.kernel.telemetry import configure_logging
 from tests.conftest import FIXTURES, require_service, unique_name
@@ -421,7 +422,7 @@ async def test_gateway_replicas_share_rate_limits_through_redis(tmp_path: Path) 
     built, exits = await start_stack(tmp_path / "data", **shared)
     async with exits:
         owner = await built.tenant("newsroom")
-        other = await build_gateway(built.gateway_settings)  # a second replica
+        other = await build_gateway(built.gateway_settings, SystemClock())  # a second replica
         exits.push_async_callback(other.close)
         second = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=observed(other)), base_url="http://gateway-2"

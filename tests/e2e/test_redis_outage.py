@@ -77,7 +77,8 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
                 analytics_url=urls["analytics"],
                 control_poll_s=0.05,
                 **redis_settings,
-            )
+            ),
+            platform.clock,
         )
         stack.push_async_callback(gateway.close)
         client = httpx.AsyncClient(

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from hubbub.bootstrap import open_tenant_store
+from hubbub.kernel.clock import SystemClock
 from hubbub.settings import Settings
 from tests.support.cli import hubbub
 
@@ -23,7 +24,7 @@ def test_a_tenant_gets_a_key_shown_once_then_revoked(tmp_path: Path) -> None:
     code, made = hubbub(tmp_path, "keys", "create", "--tenant", tenant, "--role", "viewer")
     assert code == 0
     token = made.strip().splitlines()[-1]
-    store = open_tenant_store(Settings(data_dir=tmp_path))
+    store = open_tenant_store(Settings(data_dir=tmp_path), SystemClock())
     try:
         caller = store.authenticate(token)
         assert caller is not None

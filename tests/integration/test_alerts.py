@@ -26,11 +26,14 @@ from hubbub.analytics.worker import catch_up
 from hubbub.bootstrap import build_platform, open_secret_box
 from hubbub.eventlog.ports import EventLog
 from hubbub.eventlog.sqlite import SqliteEventLog
+from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import AlertRaised, Event, PostPublished, WatchChanged, WebhookDelivered
 from hubbub.settings import Settings
 from tests.conftest import serving, until
 from tests.support.cli import cli
 from tests.support.receiver import Receiver
+
+CLOCK = SystemClock()
 
 NOW = 29_600_000  # an epoch minute (2026-04-12); checks run at the end of the hour before it
 
@@ -62,7 +65,7 @@ async def test_a_watched_spike_raises_one_alert_and_a_quiet_watch_none(data_dir:
     try:
         await log.append(posts("quake", [9, 12, 10, 11, 8, 10, 12, 140]))
         await log.append(posts("coffee", [30, 28, 33, 31, 29, 30, 32, 34]))
-        await catch_up(store, log)
+        await catch_up(store, log, clock=CLOCK)
         quake = await cli(data_dir, "watch", "add", "--hashtag", "#Quake", "--tenant", "newsroom")
         await cli(data_dir, "watch", "add", "--hashtag", "coffee", "--sensitivity", "high")
         watches = json.loads(await cli(data_dir, "watch", "list", "--json"))
@@ -163,7 +166,7 @@ async def test_an_alert_reaches_its_tenants_webhook_signed_after_retries(data_di
     try:
         async with serving(receiver) as url:
             await log.append(posts("quake", [9, 12, 10, 11, 8, 10, 12, 140]))
-            await catch_up(store, log)
+            await catch_up(store, log, clock=CLOCK)
             await cli(data_dir, "watch", "add", "--hashtag", "quake", "--tenant", "newsroom")
             secret = await add_webhook(data_dir, f"{url}/hook", "newsroom")
             await add_webhook(data_dir, "http://127.0.0.1:9/other-tenant", "default")
@@ -205,7 +208,11 @@ async def test_a_slow_webhook_does_not_delay_another_tenants_delivery(data_dir: 
             assert quick.times[0] - started < 1.0
             assert (first.tenant, first.status) == ("quick", 204)
             assert (second.tenant, second.status) == ("slow", 204)
-            assert await log.committed(GROUP, ALERTS) == 2
+
+            async def both_committed() -> bool:  # committed just after it is logged
+                return await log.committed(GROUP, ALERTS) == 2
+
+            await until(both_committed)
 
 
 @pytest.mark.usefixtures("local_webhooks")

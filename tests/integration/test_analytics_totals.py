@@ -15,8 +15,11 @@ from hubbub.analytics.worker import enforce_retention
 from hubbub.bootstrap import open_rollups
 from hubbub.cli import app
 from hubbub.eventlog.sqlite import SqliteEventLog
+from hubbub.kernel.clock import SystemClock
 from hubbub.settings import Settings
 from tests.support.rollups import activity
+
+CLOCK = SystemClock()
 
 
 def hubbub(data_dir: Path, *args: str) -> str:
@@ -45,10 +48,11 @@ async def append_activity(data_dir: Path) -> None:
 
 def drop_minutes_as_retention_does(data_dir: Path) -> None:
     settings = Settings(data_dir=data_dir)
-    store = open_rollups(settings)
+    store = open_rollups(settings, CLOCK)
     try:
-        now_minute = int(datetime.now(UTC).timestamp() // 60)
-        done = enforce_retention(store, None, settings.rollup_horizons(now_minute), None)
+        now = datetime.now(UTC)
+        now_minute = int(now.timestamp() // 60)
+        done = enforce_retention(store, None, settings.rollup_horizons(now_minute), None, now)
         assert done["rollup_rows_dropped"] > 0
         assert store.query("SELECT count(*) FROM global_minute") == [(0,)]
     finally:

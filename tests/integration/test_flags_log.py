@@ -18,6 +18,7 @@ from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.gateway.flags import FlagBook, remove_flag, set_flag
 from hubbub.gateway.flags_api import build_router
 from hubbub.gateway.ports import Caller, Role
+from hubbub.kernel.clock import FixedClock
 from hubbub.kernel.events import WatchChanged
 from tests.conftest import until
 
@@ -40,9 +41,12 @@ async def following(book: FlagBook, interval_s: float = 0.05) -> AsyncIterator[F
             await task
 
 
+CLOCK = FixedClock()  # every change's stamp: the flags' ids keep them apart
+
+
 async def put(event_log: SqliteEventLog, scope: str, name: str, **fields: Any) -> None:
     rule: dict[str, Any] = {"enabled": True, "percent": 0.0, "allow": [], "deny": []}
-    await set_flag(event_log, scope, name, description="", **(rule | fields))
+    await set_flag(event_log, scope, name, description="", clock=CLOCK, **(rule | fields))
 
 
 async def within_a_second(check: Callable[[], bool]) -> None:
@@ -68,7 +72,7 @@ async def test_a_change_reaches_another_replica_without_a_restart(
             await within_a_second(
                 lambda: replica.evaluate("new-composer", "acme") == (False, "DISABLED")
             )
-            await remove_flag(event_log, "platform", "new-composer")
+            await remove_flag(event_log, "platform", "new-composer", clock=CLOCK)
             await within_a_second(lambda: replica.evaluate("new-composer", "acme") is None)
     finally:
         await other_log.close()
@@ -124,7 +128,7 @@ async def test_a_tenant_flag_beats_the_platform_flag_of_that_name(
     assert book.evaluate("dark-mode", "acme", "user-1") == (True, "TARGETING_MATCH")
     assert [f.name for f in book.flags("acme")] == ["dark-mode"]
 
-    await remove_flag(event_log, "acme", "dark-mode")
+    await remove_flag(event_log, "acme", "dark-mode", clock=CLOCK)
     await book.catch_up()
     assert book.evaluate("dark-mode", "acme") == (True, "SPLIT")  # the platform's again
     assert book.lookup("acme", "dark-mode") is None
@@ -170,7 +174,9 @@ Client = Callable[[str], httpx.AsyncClient]
 @pytest.fixture
 async def client(event_log: SqliteEventLog) -> AsyncIterator[Client]:
     app = FastAPI()
-    app.include_router(build_router(FlagBook(event_log), event_log, caller_from_header))
+    app.include_router(
+        build_router(FlagBook(event_log), event_log, caller_from_header, FixedClock())
+    )
     transport = httpx.ASGITransport(app=app)
     clients: list[httpx.AsyncClient] = []
 

@@ -19,7 +19,9 @@ from typer.testing import CliRunner
 from hubbub.bootstrap import Platform, build_platform, open_mentions_backend
 from hubbub.cli import app
 from hubbub.eventlog.sqlite import SqliteEventLog
+from hubbub.kernel.background import Background
 from hubbub.kernel.events import Event, FollowersChanged, PageSeen
+from hubbub.mentions import worker
 from hubbub.mentions.worker import MentionsReplica
 from hubbub.settings import Settings
 from hubbub.web.app import create_app
@@ -61,8 +63,10 @@ async def test_the_shadow_backend_answers_the_same_queries_off_the_request_path(
             serving="memory",
             shadow="postgres",
         )
+        background = Background()
         try:
             await replica.start()
+            worker.run(background, replica)
             for query in QUERIES * 3:
                 backend, _ = await replica.suggest(query)
                 assert backend == "memory"
@@ -158,10 +162,12 @@ async def test_replicas_each_build_their_index_from_the_same_log(tmp_path: Path)
                         serving="memory", interval_s=0.01)
         for d in (tmp_path / "a", tmp_path / "b")
     ]  # fmt: skip
+    followers = [Background() for _ in replicas]
     try:
         await log.append(pages(50))
-        for replica in replicas:
+        for replica, background in zip(replicas, followers, strict=True):
             await replica.start()
+            worker.run(background, replica)
         await log.append(
             [FollowersChanged(id="f", key="did:plc:2", ts=9, source="jetstream",
                               page="did:plc:2", follower="did:plc:fan", delta=1_000_000)]
@@ -173,7 +179,8 @@ async def test_replicas_each_build_their_index_from_the_same_log(tmp_path: Path)
 
         await until(both_see_it)
     finally:
-        for replica in replicas:
+        for replica, background in zip(replicas, followers, strict=True):
+            await background.close()
             await replica.close()
         await log.close()
 

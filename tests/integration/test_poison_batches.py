@@ -13,6 +13,7 @@ from hubbub.analytics.duckdb import DuckDBRollups, RollupsClosed
 from hubbub.analytics.ports import RollupStore
 from hubbub.analytics.worker import catch_up
 from hubbub.eventlog.sqlite import SqliteEventLog
+from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import (
     DEADLETTER,
     EngagementRecorded,
@@ -23,6 +24,8 @@ from hubbub.kernel.events import (
 )
 from tests.support.reports import at
 from tests.support.rollups import Store, rollup_store
+
+CLOCK = SystemClock()
 
 TOO_BIG = 2**63  # a valid event (msgspec carries it), but no BIGINT holds it
 
@@ -68,7 +71,7 @@ async def test_an_unfoldable_record_is_dead_lettered_and_the_rest_counted(
     await log.append([*posts(0, 40), *map(like, range(20)), like(99, TOO_BIG), like(20)])
     await log.append([*posts(40, 10), like(21)])
 
-    assert await catch_up(store, log, batch=1000, poison_retries=2) == 50 + 23
+    assert await catch_up(store, log, batch=1000, poison_retries=2, clock=CLOCK) == 50 + 23
 
     assert counted(store) == (50, 22)
     (rejected,) = await log.read(DEADLETTER, 1, 10)
@@ -80,7 +83,7 @@ async def test_an_unfoldable_record_is_dead_lettered_and_the_rest_counted(
     assert store.positions() == {"posts": 50, "engagement": 23}
 
     await log.append([*posts(50, 5), like(22)])  # the worker goes on
-    assert await catch_up(store, log, batch=1000, poison_retries=2) == 6
+    assert await catch_up(store, log, batch=1000, poison_retries=2, clock=CLOCK) == 6
     assert counted(store) == (55, 23)
     assert len(await log.read(DEADLETTER, 1, 10)) == 1
 
@@ -92,5 +95,5 @@ async def test_a_store_that_cannot_be_reached_is_never_a_reason_to_dead_letter(
     await log.append(posts(0, 5))
     store.close()  # every call now fails: the store is closed, not the batch bad
     with pytest.raises(RollupsClosed):
-        await catch_up(store, log, poison_retries=1)
+        await catch_up(store, log, poison_retries=1, clock=CLOCK)
     assert await log.read(DEADLETTER, 1, 10) == []

@@ -216,7 +216,9 @@ async def test_retention_merges_and_drops_archived_hours_with_the_rollups(
         await archive_once(archive, log)
     store = DuckDBRollups(tmp_path / "rollups.duckdb")
     try:
-        done = enforce_retention(store, archive, {"minute": 0}, HOUR + timedelta(days=1))
+        done = enforce_retention(
+            store, archive, {"minute": 0}, HOUR + timedelta(days=1), datetime.now(UTC)
+        )
     finally:
         store.close()
     assert (done["hours_merged"], done["hours_dropped"]) == (2, 1)

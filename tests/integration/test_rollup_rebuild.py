@@ -27,10 +27,13 @@ from hubbub.bootstrap import open_rollups, open_staged_rollups
 from hubbub.cli import app
 from hubbub.eventlog.ports import EventLog
 from hubbub.eventlog.sqlite import SqliteEventLog
+from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import EngagementRecorded, Event, PostDeleted, PostPublished
 from hubbub.settings import Settings
 from tests.conftest import FIXTURES, postgres_database, until
 from tests.support.cli import cli
+
+CLOCK = SystemClock()
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 Totals = tuple[int, int, int]
@@ -105,7 +108,7 @@ async def log(settings: Settings) -> AsyncIterator[EventLog]:
 @pytest.fixture
 def live(settings: Settings) -> Iterator[RollupStore]:
     """The live rollups, as the analytics role opens them."""
-    store = open_rollups(settings)
+    store = open_rollups(settings, CLOCK)
     yield store
     store.close()
 
@@ -151,14 +154,14 @@ async def test_reports_answer_through_a_rebuild_then_from_the_rebuilt_rollups(
 ) -> None:
     first, first_totals = activity(0, 3000)
     await log.append(first)
-    await catch_up(live, log)
+    await catch_up(live, log, clock=CLOCK)
     later, later_totals = activity(3000, 500)  # logged, not yet folded by the live worker
     await log.append(later)
     everything = add(first_totals, later_totals)
     old_file = live.path if isinstance(live, LiveDuckDB) else None
 
     with Reader(live) as reader:
-        folded, where = await rebuild(open_staged_rollups(settings), log)
+        folded, where = await rebuild(open_staged_rollups(settings), log, CLOCK)
         rebuilt = {t.topic: t.last_position for t in (await log.stats()).topics}
         await swapped_in(live, {topic: rebuilt[topic] for topic in TOPICS})
         seen = len(reader.answers)
@@ -188,7 +191,7 @@ async def test_reports_answer_through_a_rebuild_then_from_the_rebuilt_rollups(
 
     more, more_totals = activity(3500, 200)
     await log.append(more)
-    assert await catch_up(live, log) == len(more)
+    assert await catch_up(live, log, clock=CLOCK) == len(more)
     assert totals(live) == add(everything, more_totals)
 
 
@@ -197,7 +200,7 @@ async def test_a_batch_read_before_the_swap_is_refused_and_the_worker_folds_on(
 ) -> None:
     first, first_totals = activity(0, 2000)
     await log.append(first)
-    await catch_up(live, log)
+    await catch_up(live, log, clock=CLOCK)
     later, later_totals = activity(2000, 300)
     await log.append(later)
 
@@ -207,17 +210,17 @@ async def test_a_batch_read_before_the_swap_is_refused_and_the_worker_folds_on(
     reached = {r.topic: r.position for r in batch}  # each topic's last, in order
     deltas = fold(batch, live.contributions(posts_to_look_up(batch)))
     # ...while the rebuild, which folded the same records, is swapped in.
-    await rebuild(open_staged_rollups(settings), log)
+    await rebuild(open_staged_rollups(settings), log, CLOCK)
     await swapped_in(live, reached)
 
     with pytest.raises(StalePositions):
         live.apply(deltas, reached, since)
     assert totals(live) == add(first_totals, later_totals)
-    assert await catch_up(live, log) == 0
+    assert await catch_up(live, log, clock=CLOCK) == 0
 
     more, more_totals = activity(2300, 100)
     await log.append(more)
-    assert await catch_up(live, log) == len(more)
+    assert await catch_up(live, log, clock=CLOCK) == len(more)
     assert totals(live) == add(first_totals, later_totals, more_totals)
 
 
@@ -248,18 +251,18 @@ async def test_a_rebuild_counts_a_watched_term_over_the_whole_log(
             said(4, 130, "on climate change: a thread"),
         ]
     )
-    await catch_up(live, log)
+    await catch_up(live, log, clock=CLOCK)
     assert reports.tracked_since(live.query, CLIMATE) is None
 
     watch = await cli(settings.data_dir, "watch", "add", "--term", "Climate  Change!")
     watches = json.loads(await cli(settings.data_dir, "watch", "list", "--json"))
     assert [(w["watch"], w["kind"], w["target"]) for w in watches] == [(watch, "term", CLIMATE)]
     await log.append([said(5, 190, "climate change at 3")])
-    await catch_up(live, log)
+    await catch_up(live, log, clock=CLOCK)
     assert climate_series(live) == [0, 0, 0, 1]  # counted from the watch on
     assert reports.tracked_since(live.query, CLIMATE) == DAY + timedelta(minutes=190)
 
-    await rebuild(open_staged_rollups(settings), log)
+    await rebuild(open_staged_rollups(settings), log, CLOCK)
 
     async def counted_from_the_start() -> bool:
         return climate_series(live) == [1, 1, 1, 1]
@@ -271,7 +274,7 @@ async def test_a_rebuild_counts_a_watched_term_over_the_whole_log(
         id="x2", key="alice", ts=at(200), source="jetstream", post="talk2", author="alice"
     )
     await log.append([unsaid])
-    await catch_up(live, log)
+    await catch_up(live, log, clock=CLOCK)
     assert climate_series(live) == [1, 0, 1, 1]  # a post folded before the watch, deleted
 
 
@@ -285,13 +288,13 @@ async def test_a_first_postgres_rebuild_makes_the_live_rollups(tmp_path: Path) -
         try:
             events, expected = activity(0, 300)
             await log.append(events)
-            assert await rebuild(open_staged_rollups(settings), log) == (
+            assert await rebuild(open_staged_rollups(settings), log, CLOCK) == (
                 len(events),
                 "schema rollups",
             )
         finally:
             await log.close()
-        live = open_rollups(settings)
+        live = open_rollups(settings, CLOCK)
         try:
             assert totals(live) == expected
         finally:

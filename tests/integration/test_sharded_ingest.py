@@ -12,6 +12,7 @@ from hubbub.bootstrap import build_platform, ingest_worker_main
 from hubbub.eventlog.ports import LogStats
 from hubbub.ingest.parallel import ShardedIngestor, WorkerFailed, shard_of
 from hubbub.ingest.pipeline import IngestSummary
+from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import ENGAGEMENT, EngagementRecorded
 from hubbub.settings import Settings
 from hubbub.synthetic.firehose import FirehoseSpec, generate_firehose
@@ -82,6 +83,8 @@ async def test_a_worker_that_cannot_start_says_why(tmp_path: Path) -> None:
     settings = Settings(
         data_dir=tmp_path, event_log="jetstream", nats_url="nats://127.0.0.1:1", ingest_workers=2
     )
-    ingestor = ShardedIngestor(settings, "jetstream", workers=2, main=ingest_worker_main)
+    ingestor = ShardedIngestor(
+        settings, "jetstream", workers=2, main=ingest_worker_main, clock=SystemClock()
+    )
     with pytest.raises(WorkerFailed, match=r"127\.0\.0\.1:1"):
         await ingestor.start()

@@ -13,8 +13,11 @@ from opentelemetry.trace import SpanKind
 from hubbub.analytics.duckdb import LiveDuckDB
 from hubbub.analytics.worker import catch_up
 from hubbub.kernel import tracing
+from hubbub.kernel.clock import SystemClock
 from tests.conftest import FIXTURES
 from tests.support.stack import auth, start_stack
+
+CLOCK = SystemClock()
 
 _exporter = InMemorySpanExporter()
 
@@ -43,9 +46,9 @@ async def test_a_push_is_one_trace_from_gateway_to_rollups(
             headers={**auth(pusher), "traceparent": f"00-{caller_trace}-{'1' * 16}-01"},
         )  # fmt: skip
         assert pushed.status_code == 200
-        store = LiveDuckDB(tmp_path / "data")
+        store = LiveDuckDB(tmp_path / "data", CLOCK)
         try:
-            assert await catch_up(store, built.platform.event_log) > 0
+            assert await catch_up(store, built.platform.event_log, clock=CLOCK) > 0
         finally:
             store.close()
 

@@ -115,7 +115,7 @@ async def start_stack(data_dir: Path, **settings: Any) -> tuple[Stack, AsyncExit
         ingest_url=urls["ingest"], mentions_url=urls["mentions"],
         analytics_url=urls["analytics"], control_poll_s=0.05, **settings,
     )  # fmt: skip
-    gateway = await build_gateway(gateway_settings)
+    gateway = await build_gateway(gateway_settings, platform.clock)
     stack.push_async_callback(gateway.close)
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=observed(gateway)), base_url="http://gateway"

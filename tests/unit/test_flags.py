@@ -16,6 +16,7 @@ from openfeature.flag_evaluation import Reason
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.gateway.flags import Flag, FlagBook, bucket, evaluate, set_flag
 from hubbub.gateway.openfeature_provider import install
+from hubbub.kernel.clock import FixedClock
 
 
 def flag(
@@ -87,7 +88,7 @@ async def test_the_provider_answers_through_the_openfeature_client(
     try:
         await set_flag(
             event_log, "platform", "new-composer", enabled=True, percent=0, allow=["acme"],
-            deny=[], description="the new composer",
+            deny=[], description="the new composer", clock=FixedClock(),
         )  # fmt: skip
         book = FlagBook(event_log)
         await book.catch_up()
@@ -122,7 +123,7 @@ async def test_a_tenant_flag_rolls_out_by_the_subject_attribute(
     try:
         await set_flag(
             event_log, "acme", "dark-mode", enabled=True, percent=0, allow=["user-7"],
-            deny=[], description="",
+            deny=[], description="", clock=FixedClock(),
         )  # fmt: skip
         book = FlagBook(event_log)
         await book.catch_up()

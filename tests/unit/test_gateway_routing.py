@@ -43,13 +43,14 @@ async def test_the_longest_prefix_wins_and_strangler_routes_override_services(
     tmp_path: Path,
 ) -> None:
     log = SqliteEventLog(tmp_path / "log.db")
+    clock = FixedClock()
     table = RouteTable(log)
     assert table.match("/v1/reports/top/hashtags").service == "analytics"  # type: ignore[union-attr]
     assert table.match("/v1/reportsX") is None  # a prefix ends at a /
     assert table.match("/v1/unknown") is None
 
-    await set_route(log, "/v1/reports/top", "legacy")
-    await set_route(log, "/v1/old", "legacy")
+    await set_route(log, "/v1/reports/top", "legacy", clock=clock)
+    await set_route(log, "/v1/old", "legacy", clock=clock)
     await table.catch_up()
     top = table.match("/v1/reports/top/hashtags")
     assert top is not None
@@ -61,7 +62,7 @@ async def test_the_longest_prefix_wins_and_strangler_routes_override_services(
     assert old is not None
     assert (old.service, old.upstream("new"), old.upstream("legacy")) == (None, None, "legacy")
 
-    await remove_route(log, "/v1/reports/top")
+    await remove_route(log, "/v1/reports/top", clock=clock)
     await table.catch_up()
     assert table.match("/v1/reports/top/hashtags").prefix == "/v1/reports"  # type: ignore[union-attr]
     await log.close()
@@ -69,11 +70,12 @@ async def test_the_longest_prefix_wins_and_strangler_routes_override_services(
 
 async def test_a_percentage_grows_without_moving_a_tenant_back(tmp_path: Path) -> None:
     log = SqliteEventLog(tmp_path / "log.db")
+    clock = FixedClock()
     table = RouteTable(log)
     tenants = [f"tenant-{n}" for n in range(400)]
     on_new: list[set[str]] = []
     for percent in (10, 25, 50, 100):
-        await set_route(log, "/v1/mentions", "percent", percent=percent)
+        await set_route(log, "/v1/mentions", "percent", percent=percent, clock=clock)
         await table.catch_up()
         route = table.match("/v1/mentions")
         assert route is not None

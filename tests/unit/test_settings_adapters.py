@@ -19,10 +19,13 @@ from hubbub.eventlog.jetstream import JetStreamEventLog, delete_streams
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.gateway.ratelimit import MemoryRateLimiter, RedisRateLimiter
 from hubbub.kernel.cache import MemoryCache, RedisCache
+from hubbub.kernel.clock import FixedClock, SystemClock
 from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.postgres import PostgresMentions
 from hubbub.settings import Settings
 from tests.conftest import NATS_URL, postgres_database, require_service, unique_name
+
+CLOCK = SystemClock()
 
 Open = Callable[[Settings, AsyncExitStack], Awaitable[list[object]]]
 
@@ -47,7 +50,7 @@ async def open_mentions_shadow(settings: Settings, stack: AsyncExitStack) -> lis
 
 
 async def open_rollups(settings: Settings, stack: AsyncExitStack) -> list[object]:
-    live = bootstrap.open_rollups(settings)
+    live = bootstrap.open_rollups(settings, CLOCK)
     stack.callback(live.close)
     staged = bootstrap.open_staged_rollups(settings)
     stack.callback(staged.discard)
@@ -55,7 +58,7 @@ async def open_rollups(settings: Settings, stack: AsyncExitStack) -> list[object
 
 
 async def open_rate_limiter(settings: Settings, stack: AsyncExitStack) -> list[object]:
-    limiter = bootstrap.open_rate_limiter(settings)
+    limiter = bootstrap.open_rate_limiter(settings, FixedClock())
     stack.push_async_callback(limiter.close)
     return [limiter]
 

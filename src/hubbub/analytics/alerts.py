@@ -17,7 +17,6 @@ sensitivity is each watch's own.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -28,8 +27,9 @@ from hubbub.analytics import reports
 from hubbub.analytics.ports import RollupStore
 from hubbub.analytics.spikes import SENSITIVITY, Rule, Spike, Statistic, detect
 from hubbub.analytics.terms import term_key
+from hubbub.eventlog.follow import every
 from hubbub.eventlog.ports import EventLog
-from hubbub.kernel.background import note_failure
+from hubbub.kernel.clock import Clock
 from hubbub.kernel.events import AlertRaised, WatchChanged
 from hubbub.kernel.ids import event_id
 from hubbub.settings import Settings
@@ -162,18 +162,18 @@ async def monitor(
     store: RollupStore,
     event_log: EventLog,
     views: AlertViews,
+    clock: Clock,
     interval_s: float = 30.0,
     policy: AlertPolicy = AlertPolicy(),
 ) -> None:
-    """Check the watches every `interval_s` until cancelled (well within a minute)."""
-    while True:
-        try:
-            # The hour up to the end of the current minute: a spike shows at once.
-            await monitor_once(store, event_log, views, int(time.time() // 60) + 1, policy)
-        except Exception as failure:  # a failed check must not stop the next ones
-            log.exception("the spike check failed")
-            note_failure(failure)
-        await asyncio.sleep(interval_s)
+    """Check the watches every `interval_s` until cancelled (well within a minute); a
+    failed check is logged and does not stop the next ones."""
+
+    async def check() -> None:
+        # The hour up to the end of the current minute: a spike shows at once.
+        await monitor_once(store, event_log, views, clock.now_us() // 60_000_000 + 1, policy)
+
+    await every(interval_s, check, what="the spike check")
 
 
 def watch_target(kind: str, target: str) -> str:

@@ -28,7 +28,6 @@ import importlib.util
 import os
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +50,7 @@ from hubbub.analytics.rollups import (
     schema,
     tier_appends,
 )
+from hubbub.kernel.clock import Clock
 
 
 class _PandasAbsent(importlib.abc.MetaPathFinder):
@@ -387,11 +387,12 @@ class LiveDuckDB:
     CHECK_EVERY_S = 0.5
     RETIRE_AFTER_S = 30.0
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, clock: Clock) -> None:
         self._data_dir = data_dir
+        self._clock = clock
         self._path = live_path(data_dir)
         self._store = DuckDBRollups(self._path)
-        self._checked = time.monotonic()
+        self._checked = clock.monotonic_s()
         self._retired: list[tuple[float, DuckDBRollups]] = []
         self._swapping = threading.Lock()
 
@@ -401,7 +402,7 @@ class LiveDuckDB:
 
     def current(self) -> DuckDBRollups:
         """The store to use now, after a swap if the pointer moved."""
-        now = time.monotonic()
+        now = self._clock.monotonic_s()
         if now - self._checked >= self.CHECK_EVERY_S:
             self._checked = now
             if live_path(self._data_dir) != self._path:
@@ -454,8 +455,8 @@ class DuckDBStaging:
 
     def __init__(self, data_dir: Path) -> None:
         self._data_dir = data_dir
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        self._final = data_dir / f"analytics-{stamp}-{uuid.uuid4().hex[:6]}.duckdb"
+        # A fresh name per rebuild (the file's own time says when it was made).
+        self._final = data_dir / f"analytics-{uuid.uuid4().hex[:12]}.duckdb"
         self._building = self._final.with_suffix(".building")
         self.store = DuckDBRollups(self._building)
 

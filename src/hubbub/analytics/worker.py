@@ -24,8 +24,8 @@ from then on (`hubbub.analytics.terms`).
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,22 +33,30 @@ from typing import Protocol
 
 import structlog
 
+from hubbub.analytics.alerts import AlertPolicy, monitor
 from hubbub.analytics.archive import TOPICS as ARCHIVED
 from hubbub.analytics.archive import PostArchive
 from hubbub.analytics.ports import RejectedBatch, RollupStore, StagedRollups, StalePositions
 from hubbub.analytics.rollups import MINUTE_US, Deltas, fold, posts_to_look_up
 from hubbub.analytics.terms import InvalidTerm, TermMatcher, term_key
+from hubbub.analytics.views import AlertViews
+from hubbub.analytics.webhooks import DeliveryPolicy, dispatch
+from hubbub.eventlog.follow import every, read_past
 from hubbub.eventlog.ports import EventLog, Record
-from hubbub.kernel.background import note_failure
+from hubbub.eventlog.view import LogView
+from hubbub.kernel.background import Background, note_failure
+from hubbub.kernel.clock import Clock
 from hubbub.kernel.events import (
     CONTROL,
     DELETES,
     ENGAGEMENT,
     POSTS,
+    Event,
     InputRejected,
     WatchChanged,
     encode,
 )
+from hubbub.kernel.sealing import SecretBox
 from hubbub.kernel.tracing import consumer_span
 from hubbub.settings import Settings
 
@@ -65,23 +73,25 @@ class StoreSource(Protocol):
     def __call__(self) -> RollupStore: ...
 
 
-class WatchedTerms:
-    """The terms active watches name, kept up from the `control` topic."""
+class WatchedTerms(LogView):
+    """The terms active watches name, folded from the `control` topic."""
 
-    def __init__(self) -> None:
-        self.position = 0
+    what = "the watched terms"
+
+    def __init__(self, event_log: EventLog) -> None:
+        super().__init__(event_log, CONTROL, read_batch=10_000)
         self._watches: dict[str, str] = {}
         self.matcher = TermMatcher()
 
-    async def refresh(self, event_log: EventLog) -> None:
-        records = await event_log.read(CONTROL, self.position + 1, 10_000)
-        while records:
-            for record in records:
-                self.position = record.position
-                change = record.event
-                if isinstance(change, WatchChanged) and change.kind == "term":
-                    self._apply(change)
-            records = await event_log.read(CONTROL, self.position + 1, 10_000)
+    def _fold(self, events: Iterable[Event]) -> int:
+        changed = 0
+        for change in events:
+            if isinstance(change, WatchChanged) and change.kind == "term":
+                self._apply(change)
+                changed += 1
+        return changed
+
+    def _changed(self) -> None:
         if set(self._watches.values()) != self.matcher.terms:
             self.matcher = TermMatcher(self._watches.values())
 
@@ -149,6 +159,7 @@ class PoisonIsolation:
     newly: AbstractSet[str]
     terms: WatchedTerms
     reason: str
+    clock: Clock
     dead_lettered: int = 0
 
     async def fold(self, records: list[Record], positions: dict[str, int]) -> dict[str, int]:
@@ -175,7 +186,7 @@ class PoisonIsolation:
         rejected = InputRejected(
             id=f"unfoldable-{record.topic}-{record.event.id}",
             key=record.event.key,
-            ts=time.time_ns() // 1000,
+            ts=self.clock.now_us(),
             source="analytics",
             trace=record.event.trace,
             raw=encode(record.event),
@@ -197,6 +208,8 @@ async def catch_up(
     progress: Callable[[int], None] = lambda _: None,
     terms: WatchedTerms | None = None,
     poison_retries: int = POISON_RETRIES,
+    *,
+    clock: Clock,
 ) -> int:
     """Fold everything the log holds past the stored positions; returns how many records
     (dead-lettered ones included).
@@ -206,18 +219,18 @@ async def catch_up(
     way `poison_retries` times is folded in halves and its unfoldable records are
     dead-lettered (see the module's docstring)."""
     current: StoreSource = store if callable(store) else (lambda: store)
-    terms = terms or WatchedTerms()
+    terms = terms or WatchedTerms(event_log)
     failure = RepeatedFailure()
     folded = 0
     while True:
         target = current()
         positions = await asyncio.to_thread(target.positions)
-        await terms.refresh(event_log)
-        records = await _read_batch(event_log, positions, batch)
+        await terms.catch_up()
+        records = await read_past(event_log, TOPICS, positions, batch)
         newly = terms.matcher.terms - set(await asyncio.to_thread(_tracked, target))
         if not records:
             if newly:  # a term watched on a quiet log is counted from now on
-                deltas = Deltas(tracked=dict.fromkeys(newly, time.time_ns() // 60_000_000_000))
+                deltas = Deltas(tracked=dict.fromkeys(newly, clock.now_us() // MINUTE_US))
                 await asyncio.to_thread(target.apply, deltas, {}, positions)
             return folded
         try:
@@ -231,7 +244,7 @@ async def catch_up(
             log.warning("a batch could not be folded", why=str(error), times=times)
             if times < poison_retries:
                 continue
-            isolation = PoisonIsolation(target, event_log, newly, terms, str(error))
+            isolation = PoisonIsolation(target, event_log, newly, terms, str(error), clock)
             try:
                 await isolation.fold(records, positions)
             except StalePositions:
@@ -241,14 +254,6 @@ async def catch_up(
         progress(len(records))
 
 
-async def _read_batch(event_log: EventLog, positions: dict[str, int], batch: int) -> list[Record]:
-    """Up to `batch` records of each topic past `positions`, topic after topic."""
-    records: list[Record] = []
-    for topic in TOPICS:
-        records += await event_log.read(topic, positions.get(topic, 0) + 1, batch)
-    return records
-
-
 def _tracked(store: RollupStore) -> list[str]:
     return [term for (term,) in store.query("SELECT term FROM tracked_term")]
 
@@ -256,42 +261,31 @@ def _tracked(store: RollupStore) -> list[str]:
 async def follow(
     store: RollupStore | StoreSource,
     event_log: EventLog,
+    clock: Clock,
     interval_s: float = 0.5,
     poison_retries: int = POISON_RETRIES,
 ) -> None:
     """Keep the rollups caught up until cancelled."""
-    terms = WatchedTerms()
-    while True:
-        try:
-            await catch_up(store, event_log, terms=terms, poison_retries=poison_retries)
-        except Exception as failure:  # a failed batch is folded again on the next round
-            log.exception("the rollups could not be brought up to date")
-            note_failure(failure)
-        await asyncio.sleep(interval_s)
+    terms = WatchedTerms(event_log)
+    await every(
+        interval_s,
+        lambda: catch_up(store, event_log, terms=terms, poison_retries=poison_retries, clock=clock),
+        what="bringing the rollups up to date",
+    )
 
 
 async def archive_once(archive: PostArchive, event_log: EventLog, batch: int = BATCH) -> int:
     """Write what the log holds past the archive's positions; returns the rows written."""
     written = 0
-    while True:
-        positions = archive.positions()
-        records = []
-        for topic in ARCHIVED:
-            records += await event_log.read(topic, positions.get(topic, 0) + 1, batch)
-        if not records:
-            return written
+    while records := await read_past(event_log, ARCHIVED, archive.positions(), batch):
         written += await asyncio.to_thread(archive.write, records)
+    return written
 
 
 async def follow_archive(archive: PostArchive, event_log: EventLog, flush_s: float = 60.0) -> None:
-    """Archive the log's posts and deletes every `flush_s` until cancelled."""
-    while True:
-        try:
-            await archive_once(archive, event_log)
-        except Exception as failure:  # written again from the stored positions next time
-            log.exception("the post archive could not be written")
-            note_failure(failure)
-        await asyncio.sleep(flush_s)
+    """Archive the log's posts and deletes every `flush_s` until cancelled; what failed
+    is written again from the stored positions next time."""
+    await every(flush_s, lambda: archive_once(archive, event_log), what="writing the post archive")
 
 
 def enforce_retention(
@@ -299,19 +293,24 @@ def enforce_retention(
     archive: PostArchive | None,
     horizons: dict[str, int],
     archive_horizon: datetime | None,
+    now: datetime,
 ) -> dict[str, int]:
-    """Drop rollups and archived hours past their retention; merge finished hours of the
-    archive into one file each. Returns what was done, for the log."""
+    """Drop rollups and archived hours past their retention; merge finished hours (those
+    before `now`'s) of the archive into one file each. Returns what was done, for the log."""
     done = {"rollup_rows_dropped": store.prune(horizons)}
     if archive is not None:
-        done["hours_merged"] = archive.compact(datetime.now(UTC) - timedelta(hours=1))
+        done["hours_merged"] = archive.compact(now - timedelta(hours=1))
         if archive_horizon is not None:
             done["hours_dropped"] = archive.prune(archive_horizon)
     return done
 
 
 async def keep_retention(
-    store: RollupStore, archive: PostArchive | None, settings: Settings, every_s: float = 3600.0
+    store: RollupStore,
+    archive: PostArchive | None,
+    settings: Settings,
+    clock: Clock,
+    every_s: float = 3600.0,
 ) -> None:
     """Compact the rollups every `rollup_compact_interval_s`, and enforce the retention
     settings now and every `every_s`, until cancelled."""
@@ -323,18 +322,22 @@ async def keep_retention(
         except Exception as failure:
             log.exception("the rollups could not be compacted")
             note_failure(failure)
-        if time.monotonic() >= due:
-            due = time.monotonic() + every_s
-            await _enforce(store, archive, settings)
+        if clock.monotonic_s() >= due:
+            due = clock.monotonic_s() + every_s
+            await _enforce(store, archive, settings, clock)
         await asyncio.sleep(settings.rollup_compact_interval_s)
 
 
-async def _enforce(store: RollupStore, archive: PostArchive | None, settings: Settings) -> None:
-    now = datetime.now(UTC)
+async def _enforce(
+    store: RollupStore, archive: PostArchive | None, settings: Settings, clock: Clock
+) -> None:
+    now = datetime.fromtimestamp(clock.now_us() / 1e6, UTC)
     horizons = settings.rollup_horizons(int(now.timestamp() // 60))
     archive_horizon = now - timedelta(days=settings.archive_days) if settings.archive_days else None
     try:
-        done = await asyncio.to_thread(enforce_retention, store, archive, horizons, archive_horizon)
+        done = await asyncio.to_thread(
+            enforce_retention, store, archive, horizons, archive_horizon, now
+        )
         log.info("retention enforced", **done)
     except Exception as failure:
         log.exception("retention could not be enforced")
@@ -342,14 +345,70 @@ async def _enforce(store: RollupStore, archive: PostArchive | None, settings: Se
 
 
 async def rebuild(
-    staged: StagedRollups, event_log: EventLog, progress: Callable[[int], None] = lambda _: None
+    staged: StagedRollups,
+    event_log: EventLog,
+    clock: Clock,
+    progress: Callable[[int], None] = lambda _: None,
 ) -> tuple[int, str]:
     """Replay the whole log into fresh rollups, then swap them in; the live rollups keep
     answering until the swap. Returns the records folded and where the rollups now are."""
     try:
-        folded = await catch_up(staged.store, event_log, progress=progress)
+        folded = await catch_up(staged.store, event_log, progress=progress, clock=clock)
         await asyncio.to_thread(staged.store.compact, force=True)
     except BaseException:
         staged.discard()
         raise
     return folded, await asyncio.to_thread(staged.promote)
+
+
+def run_rollups(
+    background: Background,
+    *,
+    store: RollupStore,
+    archive: PostArchive,
+    event_log: EventLog,
+    settings: Settings,
+    clock: Clock,
+) -> None:
+    """Start what keeps the rollups and the post archive up with the log, and their
+    retention enforced, under `background`."""
+    background.start(
+        "rollups",
+        lambda: follow(store, event_log, clock, poison_retries=settings.poison_retries),
+    )
+    background.start(
+        "archive", lambda: follow_archive(archive, event_log, settings.archive_flush_s)
+    )
+    background.start("retention", lambda: keep_retention(store, archive, settings, clock))
+
+
+def run(
+    background: Background,
+    *,
+    store: RollupStore,
+    archive: PostArchive,
+    views: AlertViews,
+    event_log: EventLog,
+    settings: Settings,
+    box: SecretBox,
+    clock: Clock,
+) -> None:
+    """Start the analytics role's background work under `background`: the rollups, the
+    archive and retention (`run_rollups`), the alerting views, the spike check, and the
+    webhook deliveries."""
+    run_rollups(
+        background,
+        store=store,
+        archive=archive,
+        event_log=event_log,
+        settings=settings,
+        clock=clock,
+    )
+    poll = settings.control_poll_s
+    for name, view in views.named().items():
+        background.start(f"{name}-view", functools.partial(view.follow, poll))
+    policy = AlertPolicy.from_settings(settings)
+    interval = settings.alert_check_interval_s
+    background.start("alerts", lambda: monitor(store, event_log, views, clock, interval, policy))
+    delivery = DeliveryPolicy.from_settings(settings)
+    background.start("webhooks", lambda: dispatch(event_log, views, box, delivery, clock))

@@ -33,6 +33,7 @@ import httpx
 
 from hubbub.bootstrap import build_platform, open_request_signer, open_tenant_store
 from hubbub.ingest.connectors.jsonl import replay_file
+from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.signing import SignedAs
 from hubbub.settings import Settings
 from hubbub.synthetic.firehose import FirehoseSpec, write_firehose
@@ -148,7 +149,7 @@ def run_gateway_benchmark(
         settings = Settings(data_dir=data)
         progress(f"seeding the log with {events:,} events")
         asyncio.run(_seed(settings, events, pages))
-        store = open_tenant_store(settings)
+        store = open_tenant_store(settings, SystemClock())
         tenant = store.create_tenant("bench")
         key, token = store.create_key(tenant.id, "bench", "viewer")
         store.close()

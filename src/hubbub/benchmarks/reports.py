@@ -95,7 +95,7 @@ async def _worker_rate(events: int, directory: Path) -> tuple[int, float, float]
     try:
         baseline = await _read_rate(log)
         started = time.perf_counter()
-        folded = await catch_up(store, log)
+        folded = await catch_up(store, log, clock=SystemClock())
         seconds = time.perf_counter() - started
     finally:
         store.close()

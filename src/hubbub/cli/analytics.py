@@ -16,19 +16,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from hubbub.analytics import reports
+from hubbub.analytics import reports, worker
 from hubbub.analytics.reports import ReportError, Window
-from hubbub.analytics.worker import (
-    BATCH,
-    TOPICS,
-    catch_up,
-    follow,
-    follow_archive,
-    keep_retention,
-    rebuild,
-)
+from hubbub.analytics.worker import BATCH, TOPICS, catch_up, rebuild
 from hubbub.bootstrap import open_archive, open_event_log, open_rollups, open_staged_rollups
 from hubbub.cli.common import console, fail, load_settings, print_json, run, stop_on_signals
+from hubbub.kernel.background import Background
+from hubbub.kernel.clock import SystemClock
 from hubbub.settings import Settings
 
 app = typer.Typer(
@@ -51,8 +45,9 @@ def run_worker(
     settings = load_settings()
 
     async def work() -> int:
+        clock = SystemClock()
         event_log = await open_event_log(settings)
-        store = open_rollups(settings)
+        store = open_rollups(settings, clock)
         try:
             with Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True
@@ -64,23 +59,23 @@ def run_worker(
                     batch,
                     lambda n: bar.update(task, advance=n),
                     poison_retries=settings.poison_retries,
+                    clock=clock,
                 )
             if once:
                 return folded
             stop = asyncio.Event()
             stop_on_signals(stop)
-            archive = open_archive(settings)
-            tasks = [
-                asyncio.create_task(
-                    follow(store, event_log, poison_retries=settings.poison_retries)
-                ),
-                asyncio.create_task(follow_archive(archive, event_log, settings.archive_flush_s)),
-                asyncio.create_task(keep_retention(store, archive, settings)),
-            ]
+            background = Background(clock=clock)
+            worker.run_rollups(
+                background,
+                store=store,
+                archive=open_archive(settings),
+                event_log=event_log,
+                settings=settings,
+                clock=clock,
+            )
             await stop.wait()
-            for running in tasks:
-                running.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await background.close()
             return folded
         finally:
             store.close()
@@ -111,7 +106,9 @@ def rebuild_rollups() -> None:
                 TimeRemainingColumn(), console=console,
             ) as bar:  # fmt: skip
                 task = bar.add_task("replaying the log into fresh rollups", total=total)
-                return await rebuild(staged, event_log, lambda n: bar.update(task, advance=n))
+                return await rebuild(
+                    staged, event_log, SystemClock(), lambda n: bar.update(task, advance=n)
+                )
         finally:
             await event_log.close()
 
@@ -135,7 +132,7 @@ def totals(
     """
     settings = load_settings()
     window = _totals_window(start, end, settings)
-    store = open_rollups(settings)
+    store = open_rollups(settings, SystemClock())
     try:
         found: dict[str, Any] = reports.global_totals(store.query, window)
         found["top_tags"] = dict(reports.top(store.query, "hashtags", window, 10, 0))

@@ -20,6 +20,7 @@ from rich.table import Table
 from hubbub.bootstrap import open_secret_box, open_tenant_store
 from hubbub.cli.common import console, fail, load_settings, print_json
 from hubbub.gateway.ports import NotFound
+from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.sealing import SealError
 from hubbub.settings import Settings
 
@@ -44,7 +45,7 @@ def account_of(host_or_url: str) -> str:
 def stored_token(settings: Settings, connector: Connector, account: str) -> str | None:
     """The token kept for the settings' tenant's `connector` account, opened; None if none
     is kept. Exits with the reason when it does not open (sealed under another key)."""
-    with closing(open_tenant_store(settings)) as store:
+    with closing(open_tenant_store(settings, SystemClock())) as store:
         sealed = store.connector_token(settings.tenant, connector, account_of(account))
     if sealed is None:
         return None
@@ -75,7 +76,7 @@ def set_token(
     settings = load_settings()
     tenant, account = tenant or settings.tenant, account_of(account)
     sealed = open_secret_box(settings).seal(token)
-    with closing(open_tenant_store(settings)) as store:
+    with closing(open_tenant_store(settings, SystemClock())) as store:
         store.put_connector_token(tenant, connector, account, sealed)
     console.print(f"{connector} token for {account} kept, sealed (tenant {tenant})")
 
@@ -84,7 +85,7 @@ def set_token(
 def list_tokens(tenant: TenantOption = None, json: JsonOption = False) -> None:
     """The tenant's kept tokens: which connector and account, never the tokens."""
     settings = load_settings()
-    with closing(open_tenant_store(settings)) as store:
+    with closing(open_tenant_store(settings, SystemClock())) as store:
         found = store.connector_tokens(tenant or settings.tenant)
     if json:
         print_json([{"tenant": t.tenant, "connector": t.connector, "account": t.account,
@@ -109,7 +110,7 @@ def remove(
     """Forget a connector's token for an account."""
     settings = load_settings()
     tenant, account = tenant or settings.tenant, account_of(account)
-    with closing(open_tenant_store(settings)) as store:
+    with closing(open_tenant_store(settings, SystemClock())) as store:
         try:
             store.delete_connector_token(tenant, connector, account)
         except NotFound as error:

@@ -30,6 +30,7 @@ from hubbub.cli.common import console, fail, load_settings, run, with_log
 from hubbub.cli.ingest import LiveLine
 from hubbub.eventlog.ports import LogStats
 from hubbub.ingest.pipeline import IngestSummary
+from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import DEADLETTER
 from hubbub.processes import stop_on_signals
 from hubbub.settings import Settings
@@ -186,7 +187,7 @@ async def _until_healthy(
 def _demo_keys(settings: Settings) -> tuple[str, str]:
     """New keys of the tenant named "demo" (made the first time): an owner's, and the
     firehose feeder's, which the operator grants `ingest`; their tokens."""
-    store = open_tenant_store(settings)
+    store = open_tenant_store(settings, SystemClock())
     try:
         tenant = next((t for t in store.tenants() if t.name == "demo"), None)
         tenant = tenant or store.create_tenant("demo")

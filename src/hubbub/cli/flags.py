@@ -19,6 +19,7 @@ from hubbub.cli.common import fail, load_settings, print_json, run, with_log
 from hubbub.eventlog.ports import EventLog
 from hubbub.gateway.flags import Flag, FlagBook, remove_flag, set_flag
 from hubbub.gateway.ports import PLATFORM
+from hubbub.kernel.clock import SystemClock
 from hubbub.settings import Settings
 
 T = TypeVar("T")
@@ -86,7 +87,7 @@ def _set(
     async def write(event_log: EventLog) -> Flag:
         change = await set_flag(
             event_log, scope, name, enabled=enabled, percent=percent, allow=allow,
-            deny=deny, description=description, source="cli",
+            deny=deny, description=description, clock=SystemClock(), source="cli",
         )  # fmt: skip
         return Flag.from_change(change)
 
@@ -126,7 +127,14 @@ def remove(name: NameArgument, tenant: TenantOption = None) -> None:
     scope = tenant or PLATFORM
     if _current(settings, scope, name) is None:
         fail(f"no flag {name!r} in {_scope_name(scope)}")
-    run(with_log(settings, lambda event_log: remove_flag(event_log, scope, name, source="cli")))
+    run(
+        with_log(
+            settings,
+            lambda event_log: remove_flag(
+                event_log, scope, name, clock=SystemClock(), source="cli"
+            ),
+        )
+    )
     out.print(f"flag {name} removed from {_scope_name(scope)}")
 
 

@@ -15,6 +15,7 @@ from rich.table import Table
 from hubbub.cli.common import fail, load_settings, print_json, run, with_log
 from hubbub.eventlog.ports import EventLog
 from hubbub.gateway.routing import Route, RouteTable, remove_route, set_route
+from hubbub.kernel.clock import SystemClock
 
 app = typer.Typer(help="Gateway routes: new services, the legacy app, or a share of tenants.")
 out = Console()
@@ -46,7 +47,9 @@ def set_command(
     settings = load_settings()
 
     async def change(event_log: EventLog) -> None:
-        await set_route(event_log, prefix, target, percent=percent, shadow=shadow)
+        await set_route(
+            event_log, prefix, target, percent=percent, shadow=shadow, clock=SystemClock()
+        )
 
     try:
         run(with_log(settings, change))
@@ -81,7 +84,7 @@ def remove_command(prefix: PrefixArgument) -> None:
         fail(f"no strangler route {prefix!r}; `hubbub routes list` shows them")
 
     async def change(event_log: EventLog) -> None:
-        await remove_route(event_log, prefix)
+        await remove_route(event_log, prefix, clock=SystemClock())
 
     run(with_log(settings, change))
     out.print(f"{prefix} goes back to its service")

@@ -121,9 +121,10 @@ def _role_port(settings: Settings, role: str) -> int:
 async def _gateway(settings: Settings, host: str, port: int) -> None:
     from hubbub.bootstrap import build_gateway  # its dependencies load only where it runs
     from hubbub.gateway.app import gateway_server
+    from hubbub.kernel.clock import SystemClock
 
     configure_tracing("gateway", settings.otlp_endpoint)
-    gateway = await build_gateway(settings)
+    gateway = await build_gateway(settings, SystemClock())
     try:
         server = gateway_server(gateway, host, port)
         close_after_signals(server)

@@ -10,6 +10,7 @@ from rich.table import Table
 from hubbub.bootstrap import open_tenant_store
 from hubbub.cli.common import console, fail, load_settings, print_json
 from hubbub.gateway.ports import PERMISSIONS, Conflict, NotFound, Permission, Role, TenantStore
+from hubbub.kernel.clock import SystemClock
 
 tenants_app = typer.Typer(help="Tenants (workspaces).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys: shown once, stored hashed, revocable.", no_args_is_help=True)
@@ -17,7 +18,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _store() -> TenantStore:
-    return open_tenant_store(load_settings())
+    return open_tenant_store(load_settings(), SystemClock())
 
 
 @tenants_app.command("create")

@@ -19,14 +19,11 @@ import asyncio
 from collections.abc import Iterable
 from typing import Final
 
-import structlog
-
-from hubbub.eventlog.ports import EventLog, LogUnavailable
-from hubbub.kernel.background import note_failure
+from hubbub.eventlog.follow import every
+from hubbub.eventlog.ports import EventLog
 from hubbub.kernel.events import Event
 
 READ_BATCH: Final = 1000
-log = structlog.get_logger("hubbub.view")
 
 
 class LogView:
@@ -81,18 +78,10 @@ class LogView:
         await self.catch_up(limit if self._loaded else None)
 
     async def follow(self, interval_s: float) -> None:
-        """Catch up every `interval_s` seconds, forever. A failed read is logged and
-        retried at the next tick: the view keeps answering with what it has."""
-        while True:
-            try:
-                await self.catch_up()
-            except LogUnavailable as error:
-                log.warning(f"{self.what} cannot read the {self._topic} topic", error=str(error))
-                note_failure(error)
-            except Exception as failure:
-                log.exception(f"{self.what} failed to fold the {self._topic} topic")
-                note_failure(failure)
-            await asyncio.sleep(interval_s)
+        """Catch up every `interval_s` seconds, forever (`hubbub.eventlog.follow.every`):
+        a failed read is logged and retried at the next tick, and the view keeps
+        answering with what it has meanwhile."""
+        await every(interval_s, self.catch_up, what=f"{self.what} following {self._topic}")
 
     def _fold(self, events: Iterable[Event]) -> int:
         """Fold these events, in order; returns how many changed the view."""

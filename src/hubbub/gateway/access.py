@@ -1,39 +1,44 @@
-"""Who may do what: the checks of a caller's role, in one place, with their messages.
+"""Who may do what, as HTTP answers.
 
-The gateway's own routes raise them as HTTP 403s; its proxy path, plain ASGI, asks
-`refusal` for the message alone.
+The checks themselves are the use cases' (`hubbub.gateway.service`); the gateway's own
+routes go through these, which answer the use cases' errors over HTTP: refused 403, not
+found 404, conflict 409. Its proxy path, plain ASGI, asks `refusal` for the message alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from fastapi import HTTPException
 
-from hubbub.gateway.ports import Caller, Role
+from hubbub.gateway import service
+from hubbub.gateway.ports import Caller, Conflict, NotFound, Role
+from hubbub.gateway.service import Refused, refusal
+
+__all__ = ["answering", "at_least", "operator", "refusal"]
 
 
-def refusal(who: Caller, role: Role) -> str | None:
-    """Why `who` may not do what takes `role` (None when it may)."""
-    if who.may(role):
-        return None
-    return f"this needs the {role} role or above; the key is {who.role}"
+@contextmanager
+def answering() -> Iterator[None]:
+    """The use cases' errors, raised inside, as HTTP errors."""
+    try:
+        yield
+    except Refused as error:
+        raise HTTPException(403, str(error)) from error
+    except NotFound as error:
+        raise HTTPException(404, str(error)) from error
+    except Conflict as error:
+        raise HTTPException(409, str(error)) from error
 
 
 def at_least(who: Caller, role: Role) -> Caller:
     """`who`, when its role is `role` or above; else a 403."""
-    if (why := refusal(who, role)) is not None:
-        raise HTTPException(403, why)
-    return who
+    with answering():
+        return service.at_least(who, role)
 
 
 def operator(who: Caller) -> Caller:
     """`who`, when it is the operator; else a 403."""
-    if not who.operator:
-        raise HTTPException(403, "only the operator's token may do this")
-    return who
-
-
-def tenant_admin(who: Caller) -> Caller:
-    """`who`, when it is a tenant's key of the admin role or above; else a 403."""
-    if who.operator:
-        raise HTTPException(403, "the operator's token has no tenant: use a tenant's key")
-    return at_least(who, "admin")
+    with answering():
+        return service.operator(who)

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Literal
@@ -19,20 +18,18 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Res
 from pydantic import BaseModel, Field
 
 from hubbub.eventlog.ports import EventLog
-from hubbub.gateway.access import operator, tenant_admin
-from hubbub.gateway.auth import Authenticator
+from hubbub.gateway.access import answering, operator
 from hubbub.gateway.ports import (
     ApiKey,
     Caller,
-    Conflict,
-    NotFound,
     Permission,
     Role,
     Tenant,
-    TenantStore,
     User,
 )
 from hubbub.gateway.routing import Route, RouteTable, remove_route, set_route
+from hubbub.gateway.service import Tenancy
+from hubbub.kernel.clock import Clock
 from hubbub.kernel.validation import PlainText
 
 CallerOf = Callable[[Request], Caller]
@@ -111,100 +108,84 @@ class RouteSet(BaseModel):
 
 
 def build_router(
-    store: TenantStore,
-    auth: Authenticator,
+    tenancy: Tenancy,
     routes: RouteTable,
     event_log: EventLog,
     caller: CallerOf,
+    clock: Clock,
 ) -> APIRouter:
     router = APIRouter()
-    router.include_router(_tenant_routes(store, caller))
-    router.include_router(_permission_routes(store, auth, caller))
-    router.include_router(_key_routes(store, auth, caller))
-    router.include_router(_route_routes(routes, event_log, caller))
+    router.include_router(_tenant_routes(tenancy, caller))
+    router.include_router(_permission_routes(tenancy, caller))
+    router.include_router(_key_routes(tenancy, caller))
+    router.include_router(_route_routes(routes, event_log, caller, clock))
     return router
 
 
-def _tenant_routes(store: TenantStore, caller: CallerOf) -> APIRouter:
+def _tenant_routes(tenancy: Tenancy, caller: CallerOf) -> APIRouter:
     router = APIRouter(tags=["tenants"])
 
     @router.post("/v1/tenants", status_code=201)
     def create_tenant(request: Request, body: TenantCreate) -> NewTenantRead:
         """Make a tenant (a workspace) and its first owner key (operator only)."""
-        operator(caller(request))
-        try:
-            tenant = store.create_tenant(body.name)
-        except Conflict as error:
-            raise HTTPException(409, str(error)) from error
-        key, token = store.create_key(tenant.id, "owner", "owner")
+        with answering():
+            tenant, key, token = tenancy.create_tenant(caller(request), body.name)
         return NewTenantRead(tenant=_tenant(tenant), owner_key=_new_key(key, token))
 
     @router.get("/v1/tenants")
     def list_tenants(request: Request) -> list[TenantRead]:
         """Every tenant (operator only)."""
-        operator(caller(request))
-        return [_tenant(t) for t in store.tenants()]
+        with answering():
+            return [_tenant(t) for t in tenancy.tenants(caller(request))]
 
     @router.get("/v1/tenant")
     def own_tenant(request: Request) -> TenantRead:
         """The tenant the key belongs to."""
-        who = caller(request)
-        found = next((t for t in store.tenants() if t.id == who.tenant), None)
-        if found is None:
-            raise HTTPException(404, "the operator's token has no tenant")
-        return _tenant(found)
+        with answering():
+            return _tenant(tenancy.own_tenant(caller(request)))
 
     @router.get("/v1/users")
     def list_users(request: Request) -> list[UserRead]:
         """The tenant's users (admin or above)."""
-        return [_user(u) for u in store.users(tenant_admin(caller(request)).tenant)]
+        with answering():
+            return [_user(u) for u in tenancy.users(caller(request))]
 
     @router.post("/v1/users", status_code=201)
     def add_user(request: Request, body: UserCreate) -> UserRead:
         """Add a user to the tenant (admin or above; never above the caller's role)."""
-        who = _granting(caller(request), body.role)
-        try:
-            return _user(store.add_user(who.tenant, body.email, body.role))
-        except Conflict as error:
-            raise HTTPException(409, str(error)) from error
+        with answering():
+            return _user(tenancy.add_user(caller(request), body.email, body.role))
 
     return router
 
 
-def _key_routes(store: TenantStore, auth: Authenticator, caller: CallerOf) -> APIRouter:
+def _key_routes(tenancy: Tenancy, caller: CallerOf) -> APIRouter:
     router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
     @router.get("")
     def list_keys(request: Request) -> list[KeyRead]:
         """The tenant's keys, revoked ones too; never their tokens."""
-        return [_key(k) for k in store.keys(tenant_admin(caller(request)).tenant)]
+        with answering():
+            return [_key(k) for k in tenancy.keys(caller(request))]
 
     @router.post("", status_code=201)
     def create_key(request: Request, body: KeyCreate) -> NewKeyRead:
         """Make a key; its token is in this answer only, and stored hashed."""
-        who = _granting(caller(request), body.role)
-        key, token = store.create_key(who.tenant, body.name, body.role)
+        with answering():
+            key, token = tenancy.create_key(caller(request), body.name, body.role)
         return _new_key(key, token)
 
     @router.delete("/{key_id}")
     async def revoke_key(request: Request, key_id: str) -> KeyRead:
         """Revoke a key (admin or above, and of a role no higher than the caller's): it
         stops working at once here, within seconds everywhere."""
-        who = tenant_admin(caller(request))
-        try:
-            found = await asyncio.to_thread(store.key, who.tenant, key_id)
-            if not who.may(found.role):
-                raise HTTPException(403, f"a {who.role} key cannot revoke a {found.role}'s key")
-            key = await asyncio.to_thread(store.revoke_key, who.tenant, key_id)
-        except NotFound as error:
-            raise HTTPException(404, f"no key {key_id!r}") from error
-        auth.forget(key_id)  # here, on the event loop: the cache is changed from one thread
-        return _key(key)
+        with answering():
+            return _key(await tenancy.revoke_key(caller(request), key_id))
 
     return router
 
 
-def _permission_routes(store: TenantStore, auth: Authenticator, caller: CallerOf) -> APIRouter:
+def _permission_routes(tenancy: Tenancy, caller: CallerOf) -> APIRouter:
     router = APIRouter(tags=["tenants"])
 
     def by_operator(request: Request) -> Caller:
@@ -213,21 +194,22 @@ def _permission_routes(store: TenantStore, auth: Authenticator, caller: CallerOf
     @router.put(
         "/v1/tenants/{tenant_id}/keys/{key_id}/permissions", dependencies=[Depends(by_operator)]
     )
-    async def set_permissions(tenant_id: str, key_id: str, body: PermissionsSet) -> KeyRead:
+    async def set_permissions(
+        request: Request, tenant_id: str, key_id: str, body: PermissionsSet
+    ) -> KeyRead:
         """Grant a tenant's key exactly these permissions (operator only)."""
-        try:
-            key = await asyncio.to_thread(
-                store.set_permissions, tenant_id, key_id, frozenset(body.permissions)
+        with answering():
+            key = await tenancy.set_permissions(
+                caller(request), tenant_id, key_id, frozenset(body.permissions)
             )
-        except NotFound as error:
-            raise HTTPException(404, f"no key {key_id!r} in tenant {tenant_id!r}") from error
-        auth.forget(key_id)  # its next request is checked with what it may do now
         return _key(key)
 
     return router
 
 
-def _route_routes(routes: RouteTable, event_log: EventLog, caller: CallerOf) -> APIRouter:
+def _route_routes(
+    routes: RouteTable, event_log: EventLog, caller: CallerOf, clock: Clock
+) -> APIRouter:
     router = APIRouter(prefix="/v1/platform/routes", tags=["platform"])
 
     @router.get("")
@@ -242,8 +224,9 @@ def _route_routes(routes: RouteTable, event_log: EventLog, caller: CallerOf) -> 
         operator(caller(request))
         try:
             await set_route(
-                event_log, body.prefix, body.target, percent=body.percent, shadow=body.shadow
-            )
+                event_log, body.prefix, body.target, percent=body.percent, shadow=body.shadow,
+                clock=clock,
+            )  # fmt: skip
         except ValueError as error:
             raise HTTPException(422, str(error)) from error
         await routes.catch_up()
@@ -259,17 +242,10 @@ def _route_routes(routes: RouteTable, event_log: EventLog, caller: CallerOf) -> 
         operator(caller(request))
         if prefix not in {r.prefix for r in routes.strangler()}:
             raise HTTPException(404, f"no strangler route {prefix!r}")
-        await remove_route(event_log, prefix)
+        await remove_route(event_log, prefix, clock=clock)
         await routes.catch_up()
 
     return router
-
-
-def _granting(who: Caller, role: Role) -> Caller:
-    tenant_admin(who)
-    if not who.may(role):
-        raise HTTPException(403, f"a {who.role} key cannot grant the {role} role")
-    return who
 
 
 def _tenant(tenant: Tenant) -> TenantRead:

@@ -49,7 +49,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from hubbub.eventlog.ports import EventLog
 from hubbub.gateway import api as gateway_api
-from hubbub.gateway import flags_api
+from hubbub.gateway import flags_api, worker
 from hubbub.gateway.access import operator, refusal
 from hubbub.gateway.auth import Authenticator, token_of
 from hubbub.gateway.flags import FlagBook
@@ -60,10 +60,12 @@ from hubbub.gateway.ports import Caller, Decision, Quota, RateLimiter, TenantSto
 from hubbub.gateway.proxy import forward, refuse_unauthenticated, send_error
 from hubbub.gateway.ratelimit import headers, strictest
 from hubbub.gateway.routing import Route, RouteTable
+from hubbub.gateway.service import Tenancy
 from hubbub.gateway.shadow import ShadowReads
 from hubbub.gateway.upstreams import Unavailable, Upstream
 from hubbub.gateway.usage import UsageRecorder
 from hubbub.kernel.background import Background
+from hubbub.kernel.clock import Clock
 from hubbub.kernel.limits import BodyLimit, limit_by_path
 from hubbub.kernel.telemetry import Observed, header, route_of
 from hubbub.kernel.validation import printable_validation_errors
@@ -90,6 +92,8 @@ class Gateway:
     flags: FlagBook
     health: Health
     usage: UsageRecorder
+    clock: Clock
+    """The gateway's one clock: every part of it reads time from this."""
     control_poll_s: float = 0.5
     max_body_bytes: int = 1024 * 1024
     max_push_bytes: int = 64 * 1024 * 1024
@@ -121,11 +125,14 @@ class Gateway:
         install(self.flags, self._flag_domain)
         self._features = openfeature_api.get_client(self._flag_domain)
         await self.health.check()
-        poll = self.control_poll_s
-        self.tasks.start("routes", lambda: self.routes.follow(poll))
-        self.tasks.start("flags", lambda: self.flags.follow(poll))
-        self.tasks.start("health", self.health.watch)
-        self.tasks.start("usage", self.usage.run)
+        worker.run(
+            self.tasks,
+            routes=self.routes,
+            flags=self.flags,
+            health=self.health,
+            usage=self.usage,
+            control_poll_s=self.control_poll_s,
+        )
 
     async def close(self) -> None:
         await self.tasks.close()
@@ -230,7 +237,7 @@ class Gateway:
 
     async def openapi(self) -> dict[str, Any]:
         """The whole API: the gateway's own routes and every service's, merged; cached."""
-        now = time.monotonic()
+        now = self.clock.monotonic_s()
         if self._spec is not None and now - self._spec[0] < SPEC_TTL_S:
             return self._spec[1]
         spec = await merged_spec(self.own, self.upstreams, self.health, PUBLIC)
@@ -276,10 +283,16 @@ def _own_app(gateway: Gateway) -> FastAPI:
     app.add_exception_handler(RequestValidationError, printable_validation_errors)  # type: ignore[arg-type]
     app.include_router(
         gateway_api.build_router(
-            gateway.store, gateway.auth, gateway.routes, gateway.event_log, caller_of
+            Tenancy(gateway.store, gateway.auth.forget),
+            gateway.routes,
+            gateway.event_log,
+            caller_of,
+            gateway.clock,
         )
     )
-    app.include_router(flags_api.build_router(gateway.flags, gateway.event_log, caller_of))
+    app.include_router(
+        flags_api.build_router(gateway.flags, gateway.event_log, caller_of, gateway.clock)
+    )
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> JSONResponse:

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from typing import Final
 
 from hubbub.gateway.ports import PLATFORM, Caller, TenantStore
-from hubbub.kernel.clock import Clock, SystemClock
+from hubbub.kernel.clock import Clock
 
 MAX_CACHED: Final = 100_000
 OPERATOR: Final = Caller(tenant=PLATFORM, key="operator", role="owner")
@@ -36,12 +36,13 @@ class Authenticator:
         store: TenantStore,
         operator_token: str | None = None,
         ttl_s: float = 5.0,
-        clock: Clock | None = None,
+        *,
+        clock: Clock,
     ) -> None:
         self._store = store
         self._operator = operator_token.encode() if operator_token else None
         self._ttl_s = ttl_s
-        self._clock = clock or SystemClock()
+        self._clock = clock
         self._cache: OrderedDict[str, tuple[float, Caller | None]] = OrderedDict()
 
     async def caller(self, token: str) -> Caller | None:

@@ -30,7 +30,7 @@ import structlog
 from hubbub.eventlog.ports import EventLog
 from hubbub.gateway.control import ControlView
 from hubbub.gateway.ports import PLATFORM
-from hubbub.kernel.clock import Clock, SystemClock
+from hubbub.kernel.clock import Clock
 from hubbub.kernel.commands import stamped
 from hubbub.kernel.events import Event, FlagChanged
 
@@ -202,7 +202,7 @@ async def set_flag(
     allow: Iterable[str],
     deny: Iterable[str],
     description: str,
-    clock: Clock | None = None,
+    clock: Clock,
     source: str = "api",
 ) -> FlagChanged:
     """Set `flag` in `scope` (replacing all of it) by appending a `FlagChanged`; returns
@@ -220,7 +220,7 @@ async def remove_flag(
     scope: str,
     flag: str,
     *,
-    clock: Clock | None = None,
+    clock: Clock,
     source: str = "api",
 ) -> FlagChanged:
     """Remove `flag` from `scope` by appending a `FlagChanged` with `active` false;
@@ -237,11 +237,11 @@ def _ids(ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(i.strip() for i in ids if i.strip()))
 
 
-async def _append(event_log: EventLog, change: FlagChanged, clock: Clock | None) -> FlagChanged:
+async def _append(event_log: EventLog, change: FlagChanged, clock: Clock) -> FlagChanged:
     # A fresh identity per change: setting the same flag the same way twice is two
     # changes, and the log's dedupe must keep both (the second may undo one between).
     identity = f"{change.scope}/{change.flag}/{uuid.uuid4().hex}"
-    now_us = (clock or SystemClock()).now_us()
+    now_us = clock.now_us()
     stamped_change = stamped(change, identity, source=change.source, now_us=now_us)
     await event_log.append([stamped_change])
     return stamped_change

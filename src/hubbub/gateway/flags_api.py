@@ -30,6 +30,7 @@ from hubbub.gateway.flags import (
     set_flag,
 )
 from hubbub.gateway.ports import PLATFORM, Caller
+from hubbub.kernel.clock import Clock
 from hubbub.kernel.validation import PlainText
 
 CallerOf = Callable[[Request], Caller]
@@ -73,15 +74,18 @@ class EvaluationRead(BaseModel):
     scope: str = Field(description="Whose flag answered: the tenant's own, or `platform`.")
 
 
-def build_router(book: FlagBook, event_log: EventLog, caller: CallerOf) -> APIRouter:
-    """The flag routes; `caller` names who a request speaks for (or raises 401)."""
+def build_router(book: FlagBook, event_log: EventLog, caller: CallerOf, clock: Clock) -> APIRouter:
+    """The flag routes; `caller` names who a request speaks for (or raises 401), `clock`
+    stamps the changes."""
     router = APIRouter()
-    router.include_router(_tenant_routes(book, event_log, caller))
-    router.include_router(_platform_routes(book, event_log, caller))
+    router.include_router(_tenant_routes(book, event_log, caller, clock))
+    router.include_router(_platform_routes(book, event_log, caller, clock))
     return router
 
 
-def _tenant_routes(book: FlagBook, event_log: EventLog, caller: CallerOf) -> APIRouter:
+def _tenant_routes(
+    book: FlagBook, event_log: EventLog, caller: CallerOf, clock: Clock
+) -> APIRouter:
     router = APIRouter(prefix="/v1/flags", tags=["flags"])
 
     @router.get("")
@@ -101,12 +105,12 @@ def _tenant_routes(book: FlagBook, event_log: EventLog, caller: CallerOf) -> API
         tenant = at_least(caller(request), "admin").tenant
         if (why := book.reserved(name)) is not None:
             raise HTTPException(403, why)
-        return await _set(book, event_log, tenant, name, body)
+        return await _set(book, event_log, tenant, name, body, clock)
 
     @router.delete("/{name}", status_code=204, response_class=Response)
     async def delete(request: Request, name: NamePath) -> None:
         """Remove one of the tenant's flags (admin or above): callers get their default."""
-        await _remove(book, event_log, at_least(caller(request), "admin").tenant, name)
+        await _remove(book, event_log, at_least(caller(request), "admin").tenant, name, clock)
 
     @router.get("/{name}/evaluation")
     async def evaluation(
@@ -129,7 +133,9 @@ def _tenant_routes(book: FlagBook, event_log: EventLog, caller: CallerOf) -> API
     return router
 
 
-def _platform_routes(book: FlagBook, event_log: EventLog, caller: CallerOf) -> APIRouter:
+def _platform_routes(
+    book: FlagBook, event_log: EventLog, caller: CallerOf, clock: Clock
+) -> APIRouter:
     router = APIRouter(prefix="/v1/platform/flags", tags=["flags"])
 
     @router.get("")
@@ -148,13 +154,13 @@ def _platform_routes(book: FlagBook, event_log: EventLog, caller: CallerOf) -> A
     async def put(request: Request, name: NamePath, body: FlagWrite) -> FlagRead:
         """Set a platform flag (operator, admin or above); allow and deny hold tenant ids."""
         at_least(operator(caller(request)), "admin")
-        return await _set(book, event_log, PLATFORM, name, body)
+        return await _set(book, event_log, PLATFORM, name, body, clock)
 
     @router.delete("/{name}", status_code=204, response_class=Response)
     async def delete(request: Request, name: NamePath) -> None:
         """Remove a platform flag (operator, admin or above)."""
         at_least(operator(caller(request)), "admin")
-        await _remove(book, event_log, PLATFORM, name)
+        await _remove(book, event_log, PLATFORM, name, clock)
 
     return router
 
@@ -167,12 +173,12 @@ def _find(book: FlagBook, scope: str, name: str) -> Flag:
 
 
 async def _set(
-    book: FlagBook, event_log: EventLog, scope: str, name: str, body: FlagWrite
+    book: FlagBook, event_log: EventLog, scope: str, name: str, body: FlagWrite, clock: Clock
 ) -> FlagRead:
     try:
         change = await set_flag(
             event_log, scope, name, enabled=body.enabled, percent=body.percent,
-            allow=body.allow, deny=body.deny, description=body.description,
+            allow=body.allow, deny=body.deny, description=body.description, clock=clock,
         )  # fmt: skip
     except ValueError as error:
         raise HTTPException(422, str(error)) from None
@@ -180,11 +186,11 @@ async def _set(
     return _flag_read(Flag.from_change(change))
 
 
-async def _remove(book: FlagBook, event_log: EventLog, scope: str, name: str) -> None:
+async def _remove(book: FlagBook, event_log: EventLog, scope: str, name: str, clock: Clock) -> None:
     # Catch up first: the flag may have been set through another process a moment ago.
     await book.catch_up()
     _find(book, scope, name)
-    await remove_flag(event_log, scope, name)
+    await remove_flag(event_log, scope, name, clock=clock)
     await book.catch_up()
 
 

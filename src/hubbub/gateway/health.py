@@ -22,7 +22,7 @@ import structlog
 from hubbub.gateway.http1 import UpstreamError
 from hubbub.gateway.upstreams import Upstream
 from hubbub.kernel.breaker import Guard, GuardStatus
-from hubbub.kernel.clock import Clock, SystemClock
+from hubbub.kernel.clock import Clock
 
 Status = Literal["ok", "degraded", "down"]
 SLOW_S: Final = 0.5
@@ -35,10 +35,11 @@ class Health:
         upstreams: Mapping[str, Upstream],
         interval_s: float = 1.0,
         dependencies: Mapping[str, Guard] | None = None,
-        clock: Clock | None = None,
+        *,
+        clock: Clock,
     ) -> None:
         self._upstreams = upstreams
-        self._clock = clock or SystemClock()
+        self._clock = clock
         self._interval_s = interval_s
         self._dependencies = dict(dependencies or {})
         self._answered: dict[str, tuple[bool, float]] = {}

@@ -31,7 +31,7 @@ from typing import Final
 
 from hubbub.gateway.ports import Decision, Quota, RateLimiter
 from hubbub.kernel.breaker import Guard
-from hubbub.kernel.clock import Clock, SystemClock
+from hubbub.kernel.clock import Clock
 from hubbub.kernel.redis_guard import redis_client, redis_guard
 
 MICROS: Final = 1_000_000
@@ -84,8 +84,8 @@ class MemoryRateLimiter:
     dict holds at most about twice the busy keys (or `max_keys`).
     """
 
-    def __init__(self, clock: Clock | None = None, max_keys: int = 100_000) -> None:
-        self._clock = clock or SystemClock()
+    def __init__(self, clock: Clock, max_keys: int = 100_000) -> None:
+        self._clock = clock
         self.max_keys = max_keys
         self._sweep_at = max_keys
         self._tats: dict[str, int] = {}
@@ -152,11 +152,12 @@ class RedisRateLimiter:
         url: str,
         prefix: str,
         *,
+        clock: Clock,
         guard: Guard | None = None,
         fallback: RateLimiter | None = None,
     ) -> None:
         self.guard = guard or redis_guard()
-        self._fallback = fallback or MemoryRateLimiter()
+        self._fallback = fallback or MemoryRateLimiter(clock)
         self._redis = redis_client(url, self.guard.timeout_s)
         self._prefix = prefix + ":"
         self._script = self._redis.register_script(GCRA_SCRIPT)

@@ -21,7 +21,7 @@ from typing import Final, Literal
 from hubbub.eventlog.ports import EventLog
 from hubbub.gateway.control import ControlView
 from hubbub.gateway.flags import bucket
-from hubbub.kernel.clock import Clock, SystemClock
+from hubbub.kernel.clock import Clock
 from hubbub.kernel.commands import stamped
 from hubbub.kernel.events import Event, RouteChanged
 
@@ -130,7 +130,7 @@ async def set_route(
     *,
     percent: float = 0.0,
     shadow: bool = False,
-    clock: Clock | None = None,
+    clock: Clock,
 ) -> RouteChanged:
     """Send `prefix` to `target` on every gateway; raises ValueError on a bad change."""
     check_prefix(prefix)
@@ -143,9 +143,7 @@ async def set_route(
     return await _append(event_log, change, clock)
 
 
-async def remove_route(
-    event_log: EventLog, prefix: str, *, clock: Clock | None = None
-) -> RouteChanged:
+async def remove_route(event_log: EventLog, prefix: str, *, clock: Clock) -> RouteChanged:
     """Drop the strangler setting on `prefix`: it goes back to its service (if any)."""
     change = RouteChanged(
         id="", key=check_prefix(prefix), ts=0, source="", prefix=prefix, target="new",
@@ -154,8 +152,8 @@ async def remove_route(
     return await _append(event_log, change, clock)
 
 
-async def _append(event_log: EventLog, change: RouteChanged, clock: Clock | None) -> RouteChanged:
-    now_us = (clock or SystemClock()).now_us()
+async def _append(event_log: EventLog, change: RouteChanged, clock: Clock) -> RouteChanged:
+    now_us = clock.now_us()
     identity = f"{change.prefix}/{change.target}/{change.percent}/{change.shadow}/{now_us}"
     stamped_change = stamped(change, identity, source="gateway", now_us=now_us)
     await event_log.append([stamped_change])

@@ -8,7 +8,7 @@ with SQLAlchemy's expression language: values are always bound parameters.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -30,6 +30,7 @@ from hubbub.gateway.ports import (
     Tenant,
     User,
 )
+from hubbub.kernel.clock import Clock
 from hubbub.kernel.sealing import PREFIX as SEALED_PREFIX
 
 metadata = sa.MetaData()
@@ -96,8 +97,12 @@ def migrate(engine: sa.Engine) -> None:
         command.upgrade(config, "head")
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _moment_of(now_us: int) -> datetime:
+    """The aware UTC datetime of a clock's `now_us` (exact to the microsecond)."""
+    return _EPOCH + timedelta(microseconds=now_us)
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -125,19 +130,24 @@ def _role(role: str) -> Role:
 
 
 class SqlTenantStore:
-    """Tenants, users and keys in the database at `url` (any SQLAlchemy URL)."""
+    """Tenants, users and keys in the database at `url` (any SQLAlchemy URL); what it
+    stamps (created, revoked, updated) is the time of `clock`."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, clock: Clock) -> None:
+        self._clock = clock
         self._engine = sa.create_engine(url)
         migrate(self._engine)
 
     @classmethod
-    def sqlite(cls, path: Path) -> SqlTenantStore:
+    def sqlite(cls, path: Path, clock: Clock) -> SqlTenantStore:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return cls(f"sqlite:///{path}")
+        return cls(f"sqlite:///{path}", clock)
+
+    def _now(self) -> datetime:
+        return _moment_of(self._clock.now_us())
 
     def create_tenant(self, name: str) -> Tenant:
-        tenant = Tenant(secrets.token_hex(8), name, _now())
+        tenant = Tenant(secrets.token_hex(8), name, self._now())
         try:
             with self._engine.begin() as db:
                 db.execute(tenants.insert().values(vars(tenant)))
@@ -148,7 +158,7 @@ class SqlTenantStore:
     def tenants(self) -> list[Tenant]:
         with self._engine.connect() as db:
             rows = db.execute(sa.select(tenants).order_by(tenants.c.created_at)).all()
-        return [Tenant(row.id, row.name, _aware(row.created_at) or _now()) for row in rows]
+        return [Tenant(row.id, row.name, _aware(row.created_at) or self._now()) for row in rows]
 
     def _check_tenant(self, db: sa.Connection, tenant: str) -> None:
         if db.execute(sa.select(tenants.c.id).where(tenants.c.id == tenant)).first() is None:
@@ -173,7 +183,7 @@ class SqlTenantStore:
 
     def create_key(self, tenant: str, name: str, role: Role) -> tuple[ApiKey, str]:
         made = keys.new_key()
-        key = ApiKey(made.key_id, tenant, name, _role(role), _now(), None)
+        key = ApiKey(made.key_id, tenant, name, _role(role), self._now(), None)
         with self._engine.begin() as db:
             self._check_tenant(db, tenant)
             row = {**vars(key), "permissions": ""}  # none until the operator grants some
@@ -196,7 +206,7 @@ class SqlTenantStore:
             if row is None:
                 raise NotFound(f"no key {key!r}")
             if row.revoked_at is None:
-                db.execute(api_keys.update().where(mine).values(revoked_at=_now()))
+                db.execute(api_keys.update().where(mine).values(revoked_at=self._now()))
             row = db.execute(sa.select(api_keys).where(mine)).one()
         return self._key(row)
 
@@ -231,7 +241,7 @@ class SqlTenantStore:
         return Caller(row.tenant, row.id, _role(row.role), _permissions(row.permissions))
 
     def put_connector_token(self, tenant: str, connector: str, account: str, sealed: str) -> None:
-        sealed, now = _sealed(sealed), _now()
+        sealed, now = _sealed(sealed), self._now()
         where = _token(tenant, connector, account)
         changed = connector_tokens.update().where(where).values(sealed=sealed, updated_at=now)
         added = connector_tokens.insert().values(
@@ -265,8 +275,8 @@ class SqlTenantStore:
                 row.tenant,
                 row.connector,
                 row.account,
-                _aware(row.created_at) or _now(),
-                _aware(row.updated_at) or _now(),
+                _aware(row.created_at) or self._now(),
+                _aware(row.updated_at) or self._now(),
             )
             for row in rows
         ]
@@ -277,11 +287,10 @@ class SqlTenantStore:
         if gone.rowcount == 0:
             raise NotFound(f"no {connector} token for {account!r}")
 
-    @staticmethod
-    def _key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
+    def _key(self, row: sa.Row[tuple[object, ...]]) -> ApiKey:
         return ApiKey(
-            row.id, row.tenant, row.name, _role(row.role),
-            _aware(row.created_at) or _now(), _aware(row.revoked_at), _permissions(row.permissions),
+            row.id, row.tenant, row.name, _role(row.role), _aware(row.created_at) or self._now(),
+            _aware(row.revoked_at), _permissions(row.permissions),
         )  # fmt: skip
 
     def close(self) -> None:

@@ -43,7 +43,7 @@ class Upstream:
     name: str
     base_url: str
     timeout_s: float
-    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    breaker: CircuitBreaker
     signer: RequestSigner | None = None
     """Signs what is sent to a role of the platform; None for the legacy application."""
     pool: Pool = field(init=False)

@@ -16,7 +16,7 @@ import structlog
 from prometheus_client import Counter
 
 from hubbub.eventlog.ports import EventLog, LogUnavailable
-from hubbub.kernel.clock import Clock, SystemClock
+from hubbub.kernel.clock import Clock
 from hubbub.kernel.events import FeatureUsed
 from hubbub.kernel.ids import event_id
 
@@ -32,10 +32,11 @@ class UsageRecorder:
         event_log: EventLog,
         interval_s: float = 1.0,
         max_buffer: int = 100_000,
-        clock: Clock | None = None,
+        *,
+        clock: Clock,
     ) -> None:
         self._event_log = event_log
-        self._clock = clock or SystemClock()
+        self._clock = clock
         self._interval_s = interval_s
         self._max_buffer = max_buffer
         self._buffer: list[FeatureUsed] = []

@@ -34,6 +34,7 @@ import structlog
 
 from hubbub.ingest.pipeline import BatchSink, IngestSummary, SinkBase, observe_summary
 from hubbub.kernel import telemetry
+from hubbub.kernel.clock import Clock
 from hubbub.settings import Settings
 
 log = structlog.get_logger("hubbub.ingest.parallel")
@@ -108,7 +109,8 @@ class _Worker:
             target=self._receive, args=(loop,), name=f"ingest-recv-{self.index}", daemon=True
         ).start()
         try:
-            await asyncio.wait_for(ready, _START_TIMEOUT_S)
+            async with asyncio.timeout(_START_TIMEOUT_S):
+                await ready
         except TimeoutError:
             raise WorkerFailed(
                 f"worker {self.index} did not start within {_START_TIMEOUT_S} s"
@@ -181,8 +183,10 @@ class ShardedIngestor(SinkBase):
         instance: str = "mastodon",
         max_in_flight: int = 3,
         main: WorkerMain,
+        clock: Clock,
     ) -> None:
         self.source = source
+        self.clock = clock
         self.totals = IngestSummary()
         self._workers = [_Worker(i, settings, source, instance, main) for i in range(workers)]
         self._slots = [asyncio.Semaphore(max_in_flight) for _ in range(workers)]
@@ -270,7 +274,7 @@ class ShardedIngestor(SinkBase):
             summary.add(part)
         self.totals.add(summary)
         seconds = time.perf_counter() - started
-        observe_summary(self.source, summary, lines, seconds, time.time_ns() // 1000)
+        observe_summary(self.source, summary, lines, seconds, self.clock.now_us())
         return summary
 
 

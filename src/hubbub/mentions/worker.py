@@ -23,8 +23,9 @@ from pathlib import Path
 import msgspec
 import structlog
 
+from hubbub.eventlog.follow import every
 from hubbub.eventlog.ports import EventLog, LogUnavailable
-from hubbub.kernel.background import note_failure
+from hubbub.kernel.background import Background, note_failure
 from hubbub.kernel.events import CONTROL, PAGES, SettingChanged
 from hubbub.mentions.matching import Suggestion
 from hubbub.mentions.memory import MemoryMentions
@@ -108,8 +109,7 @@ class MentionsReplica:
         self.shadow = shadow if shadow != serving else None
         self.backends: dict[str, MentionsBackend] = {}
         self._opener = opener
-        self._interval_s = interval_s
-        self._tasks: list[asyncio.Task[None]] = []
+        self.interval_s = interval_s
         self._control_position = 0
         self._switching: asyncio.Lock = asyncio.Lock()
         self._queue: asyncio.Queue[tuple[str, int, list[str]]] = asyncio.Queue(shadow_queue)
@@ -118,13 +118,12 @@ class MentionsReplica:
         self._differences: deque[Difference] = deque(maxlen=20)
 
     async def start(self) -> None:
-        """Open and catch up the serving backend (and the shadow), then follow the log."""
+        """Open and catch up the serving backend (and the shadow); `run` then keeps them
+        up with the log."""
         await self._read_control(apply=False)
         for name in (self.serving, self.shadow):
             if name is not None:
                 await self._open(name)
-        self._tasks.append(asyncio.create_task(self._follow_control()))
-        self._tasks.append(asyncio.create_task(self._compare_shadow()))
 
     async def suggest(self, query: str, limit: int = 10) -> tuple[str, list[Suggestion]]:
         """The serving backend's name and answer; the shadow gets the query too, later."""
@@ -189,10 +188,7 @@ class MentionsReplica:
             memory.save(directory)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        """Close the backends (stop what `run` started first)."""
         for backend in self.backends.values():
             await backend.close()
         self.backends.clear()
@@ -202,18 +198,22 @@ class MentionsReplica:
         folded = await catch_up(backend, self.event_log)
         self.backends[name] = backend
         log.info("mentions backend ready", backend=name, caught_up=folded)
-        self._tasks.append(asyncio.create_task(self._follow(backend)))
 
-    async def _follow(self, backend: MentionsBackend) -> None:
-        while True:
+    async def catch_up(self) -> None:
+        """Fold what the log holds past each backend's position into it. A backend that
+        fails is logged and reported, and the others are still brought up to date."""
+        for backend in list(self.backends.values()):
             try:
                 await catch_up(backend, self.event_log)
-            except LogUnavailable as error:
-                log.warning("mentions cannot read the log", error=str(error))
-                note_failure(error)
-            except Exception:  # a bad backend must not end the replica; it retries
+            except LogUnavailable:
+                raise
+            except Exception as failure:  # a bad backend must not hold the others back
                 log.exception("mentions backend failed to fold events", backend=backend.name)
-            await asyncio.sleep(self._interval_s)
+                note_failure(failure)
+
+    async def follow_control(self) -> None:
+        """Apply what was appended to the `control` topic since the last call (a cutover)."""
+        await self._read_control(apply=True)
 
     async def _read_control(self, *, apply: bool) -> None:
         while records := await self.event_log.read(CONTROL, self._control_position + 1, 1000):
@@ -230,19 +230,8 @@ class MentionsReplica:
                     self.shadow = None if self.shadow == event.value else self.shadow
                     self.serving = event.value
 
-    async def _follow_control(self) -> None:
-        while True:
-            try:
-                await self._read_control(apply=True)
-            except LogUnavailable as error:
-                log.warning("mentions cannot read the control topic", error=str(error))
-                note_failure(error)
-            except Exception as failure:
-                log.exception("mentions cutover failed; still serving", serving=self.serving)
-                note_failure(failure)
-            await asyncio.sleep(self._interval_s)
-
-    async def _compare_shadow(self) -> None:
+    async def compare_shadow(self) -> None:
+        """Send the queries served to the shadow backend and compare, until cancelled."""
         while True:
             query, limit, served = await self._queue.get()
             name = self.shadow
@@ -262,3 +251,33 @@ class MentionsReplica:
                 self._identical += 1
             else:
                 self._differences.append(Difference(query, served, shadowed))
+
+
+def run(
+    background: Background,
+    replica: MentionsReplica,
+    *,
+    snapshots: Path | None = None,
+    snapshot_every_s: float = 300.0,
+) -> None:
+    """Keep a started replica up with the log under `background`: its backends follow the
+    `pages` topic and its serving backend the `control` topic, the shadow's answers are
+    compared, and the memory index is saved to `snapshots` (when given) now and then."""
+    interval = replica.interval_s
+    background.start(
+        "mentions-pages", lambda: every(interval, replica.catch_up, what="following the pages")
+    )
+    background.start(
+        "mentions-control",
+        lambda: every(interval, replica.follow_control, what="following mentions cutovers"),
+    )
+    background.start("mentions-shadow", replica.compare_shadow)
+    if snapshots is not None:
+        where = snapshots
+
+        async def save() -> None:
+            while True:
+                await asyncio.sleep(snapshot_every_s)
+                replica.save(where)
+
+        background.start("mentions-snapshot", save)

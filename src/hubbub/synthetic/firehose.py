@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import msgspec
 
-from hubbub.ingest.mapping.jetstream import FOLLOW, LIKE, POST, PROFILE, REPOST
+from hubbub.kernel.bluesky import FOLLOW, LIKE, POST, PROFILE, REPOST
 from hubbub.synthetic.corpus import (
     BIOS,
     HASHTAGS,

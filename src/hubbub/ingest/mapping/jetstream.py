@@ -36,6 +36,7 @@ from hubbub.ingest.mapping.base import (
     describe_decode_error,
     map_each,
 )
+from hubbub.kernel.bluesky import FOLLOW, LIKE, POST, PROFILE, REPOST
 from hubbub.kernel.clock import Clock
 from hubbub.kernel.events import (
     EngagementRecorded,
@@ -53,11 +54,6 @@ from hubbub.kernel.ids import event_id
 from hubbub.kernel.text import utf8_span
 
 SOURCE: Final = "jetstream"
-POST: Final = "app.bsky.feed.post"
-LIKE: Final = "app.bsky.feed.like"
-REPOST: Final = "app.bsky.feed.repost"
-FOLLOW: Final = "app.bsky.graph.follow"
-PROFILE: Final = "app.bsky.actor.profile"
 USED: Final = frozenset({POST, LIKE, REPOST, FOLLOW, PROFILE})
 REMEMBERED: Final = {LIKE: "like", REPOST: "repost", FOLLOW: "follow"}
 _POST_PATH: Final = "/" + POST + "/"

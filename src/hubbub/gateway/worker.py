@@ -1,0 +1,27 @@
+"""What a gateway runs in the background: it follows the `control` topic for the route
+table and the flags, probes the services behind it, and writes usage records in batches."""
+
+from __future__ import annotations
+
+from hubbub.gateway.flags import FlagBook
+from hubbub.gateway.health import Health
+from hubbub.gateway.routing import RouteTable
+from hubbub.gateway.usage import UsageRecorder
+from hubbub.kernel.background import Background
+
+
+def run(
+    background: Background,
+    *,
+    routes: RouteTable,
+    flags: FlagBook,
+    health: Health,
+    usage: UsageRecorder,
+    control_poll_s: float,
+) -> None:
+    """Keep a started gateway's views current under `background`: a route or flag
+    changed anywhere reaches this gateway within `control_poll_s`."""
+    background.start("routes", lambda: routes.follow(control_poll_s))
+    background.start("flags", lambda: flags.follow(control_poll_s))
+    background.start("health", health.watch)
+    background.start("usage", usage.run)
