@@ -24,10 +24,10 @@ from hubbub.gateway.ports import TenantStore
 from hubbub.ingest.mapping.base import SourceMapping
 from hubbub.ingest.mapping.jetstream import JetstreamMapping
 from hubbub.ingest.mapping.mastodon import MastodonMapping
-from hubbub.ingest.parallel import ShardedIngestor, serve_worker
-from hubbub.ingest.pipeline import BatchSink, Ingestor
 from hubbub.ingest.ports import SOURCES, IngestState, TooManyIngestors
+from hubbub.ingest.service import BatchSink, Ingestor
 from hubbub.ingest.sqlite import SqliteIngestState
+from hubbub.ingest.worker import ShardedIngestor, serve_worker
 from hubbub.kernel.background import Background
 from hubbub.kernel.breaker import Guard
 from hubbub.kernel.cache import Cache, MemoryCache, RedisCache
@@ -38,8 +38,8 @@ from hubbub.kernel.signing import RequestSigner, secret_file
 from hubbub.mentions import worker as mentions_worker
 from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.ports import MentionsBackend
+from hubbub.mentions.service import MentionsReplica
 from hubbub.mentions.store import warm_up
-from hubbub.mentions.worker import MentionsReplica
 from hubbub.settings import MentionsBackendName, Settings
 
 if TYPE_CHECKING:

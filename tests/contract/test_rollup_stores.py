@@ -15,12 +15,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from hubbub.analytics import reports
+from hubbub.analytics import service
 from hubbub.analytics.duckdb import DuckDBRollups
 from hubbub.analytics.ports import StalePositions
 from hubbub.analytics.postgres import PostgresRollups
-from hubbub.analytics.reports import Window
 from hubbub.analytics.rollups import GLOBAL_TIERS, Contribution, Deltas
+from hubbub.analytics.service import Window
 from hubbub.analytics.worker import catch_up
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.clock import SystemClock
@@ -54,12 +54,12 @@ async def fill(store: Store, tmp_path: Path) -> None:
 async def test_both_stores_answer_the_same_reports(store: Store, tmp_path: Path) -> None:
     await fill(store, tmp_path)
     assert store.positions() == {"posts": 5, "engagement": 4, "deletes": 1}
-    assert reports.top(store.query, "hashtags", WINDOW, 10, 0) == [
+    assert service.top(store.query, "hashtags", WINDOW, 10, 0) == [
         ("python", 3), ("rust", 2), ("duckdb", 1),
     ]  # fmt: skip
-    assert reports.top(store.query, "engaged", WINDOW, 10, 0) == [("alice", 1), ("bob", 1)]
-    assert reports.page_summary(store.query, "bob", WINDOW)["posts"] == 2
-    series = reports.series(
+    assert service.top(store.query, "engaged", WINDOW, 10, 0) == [("alice", 1), ("bob", 1)]
+    assert service.page_summary(store.query, "bob", WINDOW)["posts"] == 2
+    series = service.series(
         store.query, "hashtag", "python", WINDOW, "hour", ZoneInfo("Europe/Paris")
     )
     assert [(moment.isoformat(), n) for moment, n in series] == [

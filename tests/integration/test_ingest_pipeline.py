@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from hubbub.bootstrap import Platform, build_platform
 from hubbub.eventlog.ports import AppendResult, EventLog, LogUnavailable
-from hubbub.ingest.pipeline import Ingestor
+from hubbub.ingest.service import Ingestor
 from hubbub.kernel.clock import FixedClock
 from hubbub.kernel.events import DEADLETTER, ENGAGEMENT, Event, InputRejected
 from hubbub.settings import Settings

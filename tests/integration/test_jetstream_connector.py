@@ -20,7 +20,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.ingest.connectors.jetstream import newest_time_us, run_jetstream, time_us_of
 from hubbub.ingest.mapping.jetstream import JetstreamMapping
-from hubbub.ingest.pipeline import Ingestor, IngestSummary
+from hubbub.ingest.service import Ingestor, IngestSummary
 from hubbub.ingest.sqlite import SqliteIngestState
 from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import TOPICS, InputRejected

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.ingest.connectors.mastodon import SseParser, run_mastodon, stream_line
 from hubbub.ingest.mapping.mastodon import MastodonMapping
-from hubbub.ingest.pipeline import Ingestor
+from hubbub.ingest.service import Ingestor
 from hubbub.ingest.sqlite import SqliteIngestState
 from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import TOPICS, EngagementRecorded, PostDeleted, PostEdited, PostPublished

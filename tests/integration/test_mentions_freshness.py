@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hubbub.bootstrap import build_platform
 from hubbub.kernel.events import Event, FollowersChanged, PageDeactivated, PageSeen
-from hubbub.mentions.worker import MentionsReplica
+from hubbub.mentions.service import MentionsReplica
 from hubbub.settings import Settings
 from hubbub.synthetic.firehose import FirehoseSpec, generate_firehose
 

@@ -22,7 +22,7 @@ from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.background import Background
 from hubbub.kernel.events import Event, FollowersChanged, PageSeen
 from hubbub.mentions import worker
-from hubbub.mentions.worker import MentionsReplica
+from hubbub.mentions.service import MentionsReplica
 from hubbub.settings import Settings
 from hubbub.web.app import create_app
 from tests.conftest import postgres_database, signed, until

@@ -7,7 +7,7 @@ from pathlib import Path
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.events import FollowersChanged, PageSeen
 from hubbub.mentions.memory import MemoryMentions
-from hubbub.mentions.worker import catch_up
+from hubbub.mentions.service import catch_up
 
 ALICE = "did:plc:alice"
 

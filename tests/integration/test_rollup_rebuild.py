@@ -17,11 +17,11 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from hubbub.analytics import reports
+from hubbub.analytics import service
 from hubbub.analytics.duckdb import POINTER, LiveDuckDB
 from hubbub.analytics.ports import RollupStore, StalePositions
-from hubbub.analytics.reports import Window
 from hubbub.analytics.rollups import fold, posts_to_look_up
+from hubbub.analytics.service import Window
 from hubbub.analytics.worker import TOPICS, catch_up, rebuild
 from hubbub.bootstrap import open_rollups, open_staged_rollups
 from hubbub.cli import app
@@ -236,7 +236,7 @@ def said(n: int, minute: int, text: str) -> PostPublished:
 
 
 def climate_series(store: RollupStore) -> list[int]:
-    rows = reports.series(store.query, "term", CLIMATE, WINDOW, "hour", ZoneInfo("UTC"), "posts")
+    rows = service.series(store.query, "term", CLIMATE, WINDOW, "hour", ZoneInfo("UTC"), "posts")
     return [n for _, n in rows]
 
 
@@ -252,7 +252,7 @@ async def test_a_rebuild_counts_a_watched_term_over_the_whole_log(
         ]
     )
     await catch_up(live, log, clock=CLOCK)
-    assert reports.tracked_since(live.query, CLIMATE) is None
+    assert service.tracked_since(live.query, CLIMATE) is None
 
     watch = await cli(settings.data_dir, "watch", "add", "--term", "Climate  Change!")
     watches = json.loads(await cli(settings.data_dir, "watch", "list", "--json"))
@@ -260,7 +260,7 @@ async def test_a_rebuild_counts_a_watched_term_over_the_whole_log(
     await log.append([said(5, 190, "climate change at 3")])
     await catch_up(live, log, clock=CLOCK)
     assert climate_series(live) == [0, 0, 0, 1]  # counted from the watch on
-    assert reports.tracked_since(live.query, CLIMATE) == DAY + timedelta(minutes=190)
+    assert service.tracked_since(live.query, CLIMATE) == DAY + timedelta(minutes=190)
 
     await rebuild(open_staged_rollups(settings), log, CLOCK)
 
@@ -268,7 +268,7 @@ async def test_a_rebuild_counts_a_watched_term_over_the_whole_log(
         return climate_series(live) == [1, 1, 1, 1]
 
     await until(counted_from_the_start)
-    assert reports.tracked_since(live.query, CLIMATE) == DAY + timedelta(minutes=10)
+    assert service.tracked_since(live.query, CLIMATE) == DAY + timedelta(minutes=10)
 
     unsaid = PostDeleted(
         id="x2", key="alice", ts=at(200), source="jetstream", post="talk2", author="alice"

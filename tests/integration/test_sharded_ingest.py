@@ -10,8 +10,8 @@ from prometheus_client import REGISTRY
 
 from hubbub.bootstrap import build_platform, ingest_worker_main
 from hubbub.eventlog.ports import LogStats
-from hubbub.ingest.parallel import ShardedIngestor, WorkerFailed, shard_of
-from hubbub.ingest.pipeline import IngestSummary
+from hubbub.ingest.service import IngestSummary
+from hubbub.ingest.worker import ShardedIngestor, WorkerFailed, shard_of
 from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import ENGAGEMENT, EngagementRecorded
 from hubbub.settings import Settings

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hubbub.analytics import reports
+from hubbub.analytics import service
 from hubbub.analytics.duckdb import DuckDBRollups
-from hubbub.analytics.reports import Window, cover
 from hubbub.analytics.rollups import PAGE_COUNTERS, TIERED, TIERS, Deltas
+from hubbub.analytics.service import Window, cover
 
 START = datetime(2026, 3, 26, tzinfo=UTC)  # Europe moves its clocks on the 29th
 DAYS = 6
@@ -84,13 +84,13 @@ def test_top_lists_match_the_minute_rows(
 ) -> None:
     window = window_of(*span)
     first, last = window.minutes
-    table, key, counted = reports.TOP[what]
+    table, key, counted = service.TOP[what]
     expected = store.query(
         f"SELECT {key}, sum({counted}) AS n FROM {table}_minute WHERE minute >= ? AND"
         f" minute < ? GROUP BY 1 HAVING sum({counted}) > 0 ORDER BY n DESC, 1",
         [first, last],
     )
-    got = reports.top(store.query, what, window, 100, 0)  # type: ignore[arg-type]
+    got = service.top(store.query, what, window, 100, 0)  # type: ignore[arg-type]
     assert got == [(k, int(n)) for k, n in expected]
 
 
@@ -106,9 +106,9 @@ def test_series_and_summaries_match_the_minute_rows(
     window = window_of(*span)
     first, last = window.minutes
     tz = ZoneInfo(zone)
-    got = reports.series(store.query, "page", "page3", window, bucket, tz, "engagement")  # type: ignore[arg-type]
+    got = service.series(store.query, "page", "page3", window, bucket, tz, "engagement")  # type: ignore[arg-type]
     rows = store.query(
-        f"SELECT minute, {reports.ENGAGEMENT} FROM page_minute WHERE page = 'page3'"
+        f"SELECT minute, {service.ENGAGEMENT} FROM page_minute WHERE page = 'page3'"
         " AND minute >= ? AND minute < ?",
         [first, last],
     )
@@ -121,7 +121,7 @@ def test_series_and_summaries_match_the_minute_rows(
     assert {moment: n for moment, n in got if n} == {k: v for k, v in expected.items() if v}
     assert sum(n for _, n in got) == sum(int(n) for _, n in rows)
 
-    summary = reports.page_summary(store.query, "page3", window)
+    summary = service.page_summary(store.query, "page3", window)
     (totals,) = store.query(
         f"SELECT {', '.join(f'coalesce(sum({c}), 0)' for c in PAGE_COUNTERS)} FROM page_minute"
         " WHERE page = 'page3' AND minute >= ? AND minute < ?",
@@ -133,8 +133,8 @@ def test_series_and_summaries_match_the_minute_rows(
 def test_a_window_inside_one_minute_is_empty(store: DuckDBRollups) -> None:
     moment = START + timedelta(minutes=5, seconds=10)
     window = Window(moment, moment + timedelta(seconds=20))
-    assert reports.top(store.query, "hashtags", window, 10, 0) == []
-    assert reports.page_summary(store.query, "page3", window) == dict.fromkeys(PAGE_COUNTERS, 0)
+    assert service.top(store.query, "hashtags", window, 10, 0) == []
+    assert service.page_summary(store.query, "page3", window) == dict.fromkeys(PAGE_COUNTERS, 0)
 
 
 def test_compaction_waits_for_a_tail_worth_merging(tmp_path: Path) -> None:
@@ -160,6 +160,6 @@ def test_compaction_waits_for_a_tail_worth_merging(tmp_path: Path) -> None:
         assert rows("tag_hour") == (2, 80)  # 2 new rows: the hour tier waits
         assert store.compact(force=True) >= 1
         assert rows("tag_hour") == (1, 80)
-        assert reports.top(store.query, "hashtags", window_of(0, 60), 5, 0) == [("news", 80)]
+        assert service.top(store.query, "hashtags", window_of(0, 60), 5, 0) == [("news", 80)]
     finally:
         store.close()

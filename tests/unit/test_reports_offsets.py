@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hubbub.analytics.reports import offset_pieces
+from hubbub.analytics.service import offset_pieces
 
 
 def scan(first: int, last: int, tz: ZoneInfo) -> list[tuple[int, int, int]]:

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hubbub.analytics import reports
+from hubbub.analytics import service
 from hubbub.analytics.duckdb import DuckDBRollups
-from hubbub.analytics.reports import Window
 from hubbub.analytics.rollups import Deltas
+from hubbub.analytics.service import Window
 
 
 def utc(text: str) -> datetime:
@@ -33,13 +33,13 @@ MINUTE_HOUR_DAY = (("minute", 1), ("hour", 60), ("day", 1440))
 
 
 def widened(
-    start: str, end: str, tiers: tuple[tuple[str, int], ...] = reports.SERIES_TIERS
+    start: str, end: str, tiers: tuple[tuple[str, int], ...] = service.SERIES_TIERS
 ) -> tuple[str, str]:
-    window = reports.retained(Window(utc(start), utc(end)), HORIZONS, tiers)
+    window = service.retained(Window(utc(start), utc(end)), HORIZONS, tiers)
     return window.start.strftime("%Y-%m-%d %H:%M"), window.end.strftime("%Y-%m-%d %H:%M")
 
 
-@pytest.mark.parametrize("tiers", [reports.SERIES_TIERS, reports.TOP_TIERS, MINUTE_HOUR_DAY])
+@pytest.mark.parametrize("tiers", [service.SERIES_TIERS, service.TOP_TIERS, MINUTE_HOUR_DAY])
 @pytest.mark.parametrize(
     ("start", "end"),
     [
@@ -95,7 +95,7 @@ def test_before_the_hour_horizon_a_window_is_widened_to_whole_days(
 
 
 def test_a_top_list_reads_days_then_weeks_so_it_widens_to_those() -> None:
-    top = reports.TOP_TIERS
+    top = service.TOP_TIERS
     assert widened("2026-10-01 09:10", "2026-10-01 12:45", top) == (
         "2026-10-01 00:00",
         "2026-10-02 00:00",
@@ -134,10 +134,10 @@ def test_reports_past_the_horizon_count_whole_buckets_and_after_it_minutes(
     pruned_store: DuckDBRollups, start: str, end: str, posts: int
 ) -> None:
     asked = Window(utc(start), utc(end))
-    top_window = reports.retained(asked, HORIZONS, reports.TOP_TIERS)
-    assert reports.top(pruned_store.query, "hashtags", top_window, 10, 0) == [("rain", posts)]
-    series_window = reports.retained(asked, HORIZONS)
-    series = reports.series(
+    top_window = service.retained(asked, HORIZONS, service.TOP_TIERS)
+    assert service.top(pruned_store.query, "hashtags", top_window, 10, 0) == [("rain", posts)]
+    series_window = service.retained(asked, HORIZONS)
+    series = service.series(
         pruned_store.query, "hashtag", "rain", series_window, "hour", ZoneInfo("UTC")
     )
     assert sum(n for _, n in series) == posts

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 import structlog
 
-from hubbub.analytics import reports
+from hubbub.analytics import service
 from hubbub.analytics.ports import RollupStore
 from hubbub.analytics.spikes import SENSITIVITY, Rule, Spike, Statistic, detect
 from hubbub.analytics.terms import term_key
@@ -101,7 +101,7 @@ def check(
     prefix, counted = _COUNTED[watch.kind]
     target = watch_target(watch.kind, watch.target)
     counts = [  # oldest day first; the last is the window just ended
-        reports.total(store.query, prefix, target, counted, end - width, end)
+        service.total(store.query, prefix, target, counted, end - width, end)
         for end in range(now - days * 1440, now + 1, 1440)
     ]
     spikes = detect(counts, policy.rule(watch.sensitivity))

@@ -22,9 +22,9 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from hubbub.analytics import reports
+from hubbub.analytics import service
 from hubbub.analytics.ports import RollupStore
-from hubbub.analytics.reports import Bucket, ReportError, SeriesKind, Window
+from hubbub.analytics.service import Bucket, ReportError, SeriesKind, Window
 from hubbub.analytics.terms import InvalidTerm, term_key
 from hubbub.analytics.views import AlertViews
 from hubbub.analytics.watches_api import tenant_of
@@ -39,7 +39,7 @@ FormatQ = Annotated[Format, Query(description="json, or csv for a spreadsheet.")
 LimitQ = Annotated[int, Query(ge=1, le=1000)]
 # A top list is ranked up to `offset + limit` in SQL, with spare rows to settle ties:
 # bounded, so it fits DuckDB's integers and the memory of one request.
-OffsetQ = Annotated[int, Query(ge=0, le=reports.MAX_TOP_OFFSET)]
+OffsetQ = Annotated[int, Query(ge=0, le=service.MAX_TOP_OFFSET)]
 _UNSAFE_IN_FILENAME: Final = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -48,13 +48,13 @@ def _window(
     end: datetime,
     settings: Settings,
     clock: Clock,
-    tiers: tuple[tuple[str, int], ...] = reports.SERIES_TIERS,
+    tiers: tuple[tuple[str, int], ...] = service.SERIES_TIERS,
 ) -> Window:
     """The window asked for, widened to whole buckets where retention dropped the finer
-    rollups the report reads (`reports.retained`)."""
+    rollups the report reads (`service.retained`)."""
     now_minute = clock.now_us() // 60_000_000
     try:
-        return reports.retained(Window(start, end), settings.rollup_horizons(now_minute), tiers)
+        return service.retained(Window(start, end), settings.rollup_horizons(now_minute), tiers)
     except ReportError as error:
         raise HTTPException(422, str(error)) from error
 
@@ -207,7 +207,7 @@ def build_router(
             await _check_watched(request, key)
         body = await run(
             request,
-            reports.series,
+            service.series,
             lambda rows: [{"bucket": moment.isoformat(), "value": n} for moment, n in rows],
             kind, key, _window(start, end, settings, clock), bucket, _zone(tz), metric,
         )  # fmt: skip
@@ -226,11 +226,11 @@ def build_router(
         """Top hashtags, most mentioned pages, or pages by engagement received; paginated."""
         body = await run(
             request,
-            reports.top,
+            service.top,
             lambda rows: [
                 {"rank": offset + i + 1, "key": key, "count": n} for i, (key, n) in enumerate(rows)
             ],
-            what, _window(start, end, settings, clock, reports.TOP_TIERS),
+            what, _window(start, end, settings, clock, service.TOP_TIERS),
             limit, offset,
         )  # fmt: skip
         return _answer(body, format, f"top-{what}")
@@ -242,7 +242,7 @@ def build_router(
         """A page's posts, replies, mentions and engagement received over the window."""
         body = await run(
             request,
-            reports.page_summary,
+            service.page_summary,
             lambda counts: [{"page": page, **counts}],
             page, _window(start, end, settings, clock),
         )  # fmt: skip

@@ -41,14 +41,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hubbub.analytics import reports
+from hubbub.analytics import service
 from hubbub.analytics.archive import hour_of
 from hubbub.analytics.duckdb import DuckDBRollups, skip_pandas_lookups
-from hubbub.analytics.reports import Bucket, Window
 from hubbub.analytics.rollups import KEYED_TIERS, TIERED, TIERS, key_hash
+from hubbub.analytics.service import Bucket, Window
 from hubbub.analytics.worker import BATCH, TOPICS, catch_up
 from hubbub.eventlog.sqlite import SqliteEventLog
-from hubbub.ingest.pipeline import Ingestor
+from hubbub.ingest.service import Ingestor
 from hubbub.ingest.sqlite import SqliteIngestState
 from hubbub.kernel.clock import SystemClock
 from hubbub.settings import Settings
@@ -208,11 +208,11 @@ def _report_mix(rng: random.Random) -> Mix:
     mix: Mix = []
     for window, bucket, tag, page in _draws(rng, 40, 2000, 20000):
         mix += [
-            ("top hashtags", reports.top, ("hashtags", window, 20, 0)),
-            ("top engaged", reports.top, ("engaged", window, 20, 0)),
-            ("hashtag series", reports.series, ("hashtag", tag, window, bucket, PARIS)),
-            ("page series", reports.series, ("page", page, window, bucket, PARIS, "engagement")),
-            ("page summary", reports.page_summary, (page, window)),
+            ("top hashtags", service.top, ("hashtags", window, 20, 0)),
+            ("top engaged", service.top, ("engaged", window, 20, 0)),
+            ("hashtag series", service.series, ("hashtag", tag, window, bucket, PARIS)),
+            ("page series", service.series, ("page", page, window, bucket, PARIS, "engagement")),
+            ("page summary", service.page_summary, (page, window)),
         ]
     return mix
 
@@ -222,10 +222,10 @@ def _compare_mix(rng: random.Random) -> Mix:
     mix: Mix = []
     for window, bucket, tag, page in _draws(rng, RAW_WINDOWS, 200, 2000):
         mix += [
-            ("top hashtags", reports.top, ("hashtags", window, 20, 0)),
-            ("top mentioned", reports.top, ("mentioned", window, 20, 0)),
-            ("hashtag series", reports.series, ("hashtag", tag, window, bucket, PARIS)),
-            ("page series", reports.series, ("page", page, window, bucket, PARIS, "posts")),
+            ("top hashtags", service.top, ("hashtags", window, 20, 0)),
+            ("top mentioned", service.top, ("mentioned", window, 20, 0)),
+            ("hashtag series", service.series, ("hashtag", tag, window, bucket, PARIS)),
+            ("page series", service.series, ("page", page, window, bucket, PARIS, "posts")),
         ]
     return mix
 
@@ -272,7 +272,7 @@ class RawReports:
         tz: ZoneInfo,
         metric: str = "posts",
     ) -> list[tuple[datetime, int]]:
-        """Posts per bucket, bucketed as `reports.series` does (`metric` is posts)."""
+        """Posts per bucket, bucketed as `service.series` does (`metric` is posts)."""
 
         def counts(spans: list[tuple[int, int, int]], size: int) -> list[tuple[Any, ...]]:
             found = []
@@ -285,7 +285,7 @@ class RawReports:
                 found += self._db.execute(sql, [offset, size, offset, *parameters, key]).fetchall()
             return found
 
-        return reports.bucketed(window, bucket, tz, counts)
+        return service.bucketed(window, bucket, tz, counts)
 
     def close(self) -> None:
         self._db.close()

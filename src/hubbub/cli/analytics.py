@@ -16,8 +16,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from hubbub.analytics import reports, worker
-from hubbub.analytics.reports import ReportError, Window
+from hubbub.analytics import service, worker
+from hubbub.analytics.service import ReportError, Window
 from hubbub.analytics.worker import BATCH, TOPICS, catch_up, rebuild
 from hubbub.bootstrap import open_archive, open_event_log, open_rollups, open_staged_rollups
 from hubbub.cli.common import console, fail, load_settings, print_json, run, stop_on_signals
@@ -134,8 +134,8 @@ def totals(
     window = _totals_window(start, end, settings)
     store = open_rollups(settings, SystemClock())
     try:
-        found: dict[str, Any] = reports.global_totals(store.query, window)
-        found["top_tags"] = dict(reports.top(store.query, "hashtags", window, 10, 0))
+        found: dict[str, Any] = service.global_totals(store.query, window)
+        found["top_tags"] = dict(service.top(store.query, "hashtags", window, 10, 0))
     finally:
         store.close()
     if json:
@@ -150,8 +150,8 @@ def _totals_window(start: datetime | None, end: datetime | None, settings: Setti
     finer tiers; a clear error for one that makes no sense."""
     now_minute = int(datetime.now(UTC).timestamp() // 60)
     try:
-        window = Window(_utc(start, reports.EARLIEST), _utc(end, reports.LATEST))
-        return reports.retained(window, settings.rollup_horizons(now_minute), reports.TOP_TIERS)
+        window = Window(_utc(start, service.EARLIEST), _utc(end, service.LATEST))
+        return service.retained(window, settings.rollup_horizons(now_minute), service.TOP_TIERS)
     except ReportError as error:
         fail(str(error))
 

@@ -29,7 +29,7 @@ from hubbub.bootstrap import open_tenant_store
 from hubbub.cli.common import console, fail, load_settings, run, with_log
 from hubbub.cli.ingest import LiveLine
 from hubbub.eventlog.ports import LogStats
-from hubbub.ingest.pipeline import IngestSummary
+from hubbub.ingest.service import IngestSummary
 from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import DEADLETTER
 from hubbub.processes import stop_on_signals

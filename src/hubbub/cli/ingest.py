@@ -24,8 +24,8 @@ from hubbub.cli.common import (
 )
 from hubbub.cli.connectors import stored_token
 from hubbub.ingest.connectors.jsonl import replay_file
-from hubbub.ingest.pipeline import IngestSummary
 from hubbub.ingest.ports import SOURCES
+from hubbub.ingest.service import IngestSummary
 
 app = typer.Typer(help="Connect a source (live or a file) to the event log.", no_args_is_help=True)
 

@@ -27,8 +27,8 @@ from hubbub.kernel.signing import SignedAs
 from hubbub.mentions.matching import Suggestion
 from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.normalize import InvalidQuery
+from hubbub.mentions.service import SERVING_SETTING, catch_up
 from hubbub.mentions.store import warm_up
-from hubbub.mentions.worker import SERVING_SETTING, catch_up
 from hubbub.settings import MENTIONS_BACKENDS
 
 app = typer.Typer(help="@mention autocomplete.", no_args_is_help=True)

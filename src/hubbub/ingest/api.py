@@ -9,8 +9,8 @@ import structlog
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
-from hubbub.ingest.pipeline import BatchSink
 from hubbub.ingest.ports import SOURCES, TooManyIngestors
+from hubbub.ingest.service import BatchSink
 from hubbub.kernel.signing import KEY, TENANT
 from hubbub.kernel.telemetry import current_trace
 

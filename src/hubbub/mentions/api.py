@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hubbub.mentions.matching import MAX_LIMIT
 from hubbub.mentions.normalize import InvalidQuery
-from hubbub.mentions.worker import MentionsReplica
+from hubbub.mentions.service import MentionsReplica
 
 PATH = "/v1/mentions"
 _JSON = b"application/json"

@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from hubbub.ingest.pipeline import BatchSink, IngestSummary
+from hubbub.ingest.service import BatchSink, IngestSummary
 
 log = structlog.get_logger("hubbub.ingest.connectors")
 

@@ -30,8 +30,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidURI, WebSocketException
 
 from hubbub.ingest.connectors.batching import Backoff, LineBatcher, OnBatch, run_until_stopped
-from hubbub.ingest.pipeline import BatchSink
 from hubbub.ingest.ports import IngestState
+from hubbub.ingest.service import BatchSink
 from hubbub.kernel import telemetry
 
 SOURCE: Final = "jetstream"

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from hubbub.ingest.pipeline import BatchSink, IngestSummary
+from hubbub.ingest.service import BatchSink, IngestSummary
 
 CHUNK_BYTES = 8 * 1024 * 1024
 

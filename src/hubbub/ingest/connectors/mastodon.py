@@ -25,7 +25,7 @@ import msgspec
 import structlog
 
 from hubbub.ingest.connectors.batching import Backoff, LineBatcher, OnBatch, run_until_stopped
-from hubbub.ingest.pipeline import BatchSink
+from hubbub.ingest.service import BatchSink
 from hubbub.kernel import telemetry
 
 SOURCE: Final = "mastodon"

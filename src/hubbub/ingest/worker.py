@@ -32,12 +32,12 @@ from typing import Any
 import msgspec
 import structlog
 
-from hubbub.ingest.pipeline import BatchSink, IngestSummary, SinkBase, observe_summary
+from hubbub.ingest.service import BatchSink, IngestSummary, SinkBase, observe_summary
 from hubbub.kernel import telemetry
 from hubbub.kernel.clock import Clock
 from hubbub.settings import Settings
 
-log = structlog.get_logger("hubbub.ingest.parallel")
+log = structlog.get_logger("hubbub.ingest.worker")
 _DID = re.compile(rb'"did"\s*:\s*"([^"]*)"')
 _READY = -1  # the batch number of the reply a worker sends once it is ready
 _START_TIMEOUT_S = 60.0
