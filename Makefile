@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+AXE    := $(VENV)/axe-core/axe.min.js
 
-.PHONY: install demo test check lint audit bench wrk clean
+.PHONY: install demo test check lint audit bench wrk chromium vendor clean
 
 # venv seeds the setuptools its Python shipped with (65.5 for 3.11: known vulnerable).
 $(STAMP): pyproject.toml
@@ -20,8 +21,30 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/hubbub --data-dir data/demo demo
 
-test: $(STAMP)
+test: $(STAMP) chromium $(AXE)
 	$(BIN)/python -m pytest -q
+
+# axe-core checks each page's accessibility in the browser tests; it is fetched from the
+# npm registry once, at a pinned version, next to the venv (not shipped with Hubbub).
+$(AXE): $(STAMP)
+	@mkdir -p $(VENV)/axe-core
+	cd $(VENV)/axe-core && npm pack --silent axe-core@4.11.4 >/dev/null && \
+	  tar xzf axe-core-4.11.4.tgz --strip-components=1 package/axe.min.js package/LICENSE
+
+# The browser tests drive Debian's Chromium through Playwright (never a browser of
+# Playwright's own download).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  echo "installing chromium (Debian's), for the browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }; \
+	fi
+
+# The web app's JS and CSS, copied from their npm releases at the pinned versions, with
+# their licences and checksums (tools/vendor.py); the tests check the files against them.
+vendor:
+	$(PYTHON) tools/vendor.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench tools
@@ -67,4 +90,4 @@ bench: $(STAMP) wrk
 	$(BIN)/hubbub bench gateway --json
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -100,12 +100,15 @@ async def api_client(
 
 
 @asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app over real HTTP on a free local port while the block runs;
-    yields its base URL."""
+async def serving(app: Any, port: int = 0) -> AsyncIterator[str]:
+    """Serve an ASGI app over real HTTP on `port` (by default a free one) while the
+    block runs; yields its base URL."""
     import uvicorn
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+        timeout_graceful_shutdown=5,  # a live stream left open does not hold the test
+    )  # fmt: skip
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

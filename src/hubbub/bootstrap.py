@@ -43,9 +43,12 @@ from hubbub.mentions.store import warm_up
 from hubbub.settings import MentionsBackendName, Settings
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
     from hubbub.analytics.views import AlertViews
     from hubbub.gateway.app import Gateway
     from hubbub.gateway.ports import RateLimiter
+    from hubbub.gateway.service import People
     from hubbub.gateway.upstreams import Upstream
 
 
@@ -188,14 +191,26 @@ def open_redis_guard(settings: Settings) -> Guard:
     )
 
 
-def open_request_signer(settings: Settings) -> RequestSigner:
-    """What signs the gateway's requests to the roles and checks them there: the
-    configured secret, or the data dir's."""
+def internal_secret(settings: Settings) -> bytes:
+    """The deployment's internal secret: the configured one, or the data dir's."""
     if settings.internal_secret is not None:
-        secret = settings.internal_secret.get_secret_value().encode()
-    else:
-        secret = secret_file(settings.data_dir / "internal.key")
-    return RequestSigner(secret, settings.signature_ttl_s)
+        return settings.internal_secret.get_secret_value().encode()
+    return secret_file(settings.data_dir / "internal.key")
+
+
+def open_request_signer(settings: Settings) -> RequestSigner:
+    """What signs the gateway's requests to the roles and checks them there."""
+    return RequestSigner(internal_secret(settings), settings.signature_ttl_s)
+
+
+def open_people(settings: Settings, store: TenantStore, clock: Clock) -> People:
+    """Sign-in, sessions and invitations, with session tokens signed by a key derived
+    from the internal secret (any gateway replica checks them)."""
+    from hubbub.gateway.service import People
+    from hubbub.gateway.sessions import SessionSigner
+
+    signer = SessionSigner(internal_secret(settings), settings.session_days * retention.DAY_S)
+    return People(store, signer, clock, settings.invite_days * retention.DAY_S)
 
 
 def gateway_upstreams(settings: Settings, clock: Clock) -> dict[str, Upstream]:
@@ -212,13 +227,14 @@ def gateway_upstreams(settings: Settings, clock: Clock) -> dict[str, Upstream]:
     }
     if settings.legacy_url:
         places["legacy"] = (settings.legacy_url, settings.legacy_timeout_s)
+    places["web"] = (settings.web_url, settings.analytics_timeout_s)
     return {
         name: Upstream(
             name,
             url,
             timeout,
             CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s, clock),
-            signer if name != "legacy" else None,
+            signer if name not in ("legacy", "web") else None,
         )
         for name, (url, timeout) in places.items()
     }
@@ -242,10 +258,13 @@ async def build_gateway(settings: Settings, clock: Clock) -> Gateway:
     admin = settings.admin_token.get_secret_value() if settings.admin_token else None
     upstreams = gateway_upstreams(settings, clock)
     limiter = open_rate_limiter(settings, clock)
+    people = open_people(settings, store, clock)
     gateway = Gateway(
         store=store,
         event_log=event_log,
-        auth=Authenticator(store, admin, settings.key_cache_ttl_s, clock=clock),
+        auth=Authenticator(
+            store, admin, settings.key_cache_ttl_s, clock=clock, sessions=people.caller
+        ),
         limiter=limiter,
         key_quota=Quota(settings.rate_limit_key_per_s, settings.rate_limit_key_burst, "key"),
         tenant_quota=Quota(
@@ -257,12 +276,33 @@ async def build_gateway(settings: Settings, clock: Clock) -> Gateway:
         health=Health(upstreams, dependencies=shared_servers(limiter), clock=clock),
         usage=UsageRecorder(event_log, clock=clock),
         clock=clock,
+        people=people,
+        signin_quota=Quota(
+            settings.signin_attempts_per_minute / 60,
+            max(1, int(settings.signin_attempts_per_minute)),
+            "sign-in attempts",
+        ),
         control_poll_s=settings.control_poll_s,
         max_body_bytes=settings.max_body_bytes,
         max_push_bytes=settings.max_push_bytes,
     )
     await gateway.start()
     return gateway
+
+
+def gateway_url_for_web(settings: Settings) -> str:
+    """Where the web app asks the platform's API: the gateway, on loopback by default."""
+    return settings.gateway_url or f"http://127.0.0.1:{settings.http_port}"
+
+
+def build_web(settings: Settings) -> tuple[ASGIApp, Callable[[], Awaitable[None]]]:
+    """The web app's pages, asking the gateway's API; and what closes its client."""
+    from hubbub.ui.api import create_app
+    from hubbub.ui.http import GatewayApi
+
+    api = GatewayApi(gateway_url_for_web(settings))
+    max_age = int(settings.session_days * retention.DAY_S)
+    return create_app(api, internal_secret(settings), max_age), api.close
 
 
 def open_archive(settings: Settings) -> PostArchive:

@@ -208,6 +208,12 @@ class Settings(BaseSettings):
     analytics_url: str = Field(
         "http://127.0.0.1:8083", description="Where the analytics role listens."
     )
+    web_url: str = Field("http://127.0.0.1:8084", description="Where the web app's role listens.")
+    gateway_url: str | None = Field(
+        None,
+        description="Where the web app reaches the gateway's API"
+        " (default: loopback, on the gateway's port).",
+    )
     legacy_url: str | None = Field(None, description="The legacy application routes go to.")
     ingest_timeout_s: float = Field(30.0, gt=0, description="Longest wait on the ingest role.")
     mentions_timeout_s: float = Field(2.0, gt=0, description="Longest wait on the mentions role.")
@@ -228,6 +234,13 @@ class Settings(BaseSettings):
         200.0, gt=0, description="Requests a second per tenant, all its keys together."
     )
     rate_limit_tenant_burst: int = Field(800, ge=1, description="A tenant's burst.")
+    session_days: float = Field(
+        14.0, gt=0, description="How long a person stays signed in to the web app."
+    )
+    invite_days: float = Field(7.0, gt=0, description="How long an invitation link is open.")
+    signin_attempts_per_minute: float = Field(
+        10.0, gt=0, description="Sign-in attempts a minute, per email and per client address."
+    )
     key_cache_ttl_s: float = Field(
         5.0, ge=0, description="How long a checked API key is trusted before it is looked up."
     )

@@ -29,7 +29,7 @@ from rich.table import Table
 
 from hubbub.settings import Settings
 
-PLATFORM_ROLES = ("ingest", "mentions", "analytics", "gateway")
+PLATFORM_ROLES = ("ingest", "mentions", "analytics", "web", "gateway")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 log = structlog.get_logger()
@@ -224,6 +224,7 @@ def role_urls(settings: Settings, gateway_host: str, gateway_port: int) -> dict[
         "ingest": settings.ingest_url,
         "mentions": settings.mentions_url,
         "analytics": settings.analytics_url,
+        "web": settings.web_url,
         "gateway": f"http://{gateway_host}:{gateway_port}",
     }
 
@@ -260,5 +261,8 @@ def platform_roles(
         argv: tuple[str, ...] = (*common, *where)
         if name == "mentions" and mentions_replicas > 1:
             argv = (*argv, "--replicas", str(mentions_replicas))
-        specs.append(RoleSpec(name, argv, None, urls[name]))
+        env = None
+        if name == "web":  # it asks the gateway's API, wherever that listens here
+            env = {**os.environ, "HUBBUB_GATEWAY_URL": f"http://127.0.0.1:{port}"}
+        specs.append(RoleSpec(name, argv, env, urls[name]))
     return specs

@@ -6,6 +6,7 @@ The PostgreSQL store runs against the real server, in a database made for each t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,49 @@ def test_the_migrations_make_the_schema_the_code_expects(database_url: str) -> N
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
     engine.dispose()
     assert differences == []
+
+
+def test_an_invitation_is_used_once_and_never_after_it_expires(store: TenantStore) -> None:
+    acme, globex = store.create_tenant("acme"), store.create_tenant("globex")
+    now = datetime.now(UTC)
+    later = now + timedelta(days=7)
+    made = store.create_invite(acme.id, "Ed@Acme.example", "editor", "a" * 64, later)
+    assert (made.email, made.role, made.used_at) == ("ed@acme.example", "editor", None)
+    store.create_invite(acme.id, "old@acme.example", "viewer", "b" * 64, now - timedelta(1))
+    assert store.invite("a" * 64) == made
+    assert store.invite("c" * 64) is None
+
+    user = store.accept_invite("a" * 64, "hash-of-a-password", now)
+    assert (user.tenant, user.email, user.role) == (acme.id, "ed@acme.example", "editor")
+    with pytest.raises(NotFound):
+        store.accept_invite("a" * 64, "another", now)  # once
+    with pytest.raises(NotFound):
+        store.accept_invite("b" * 64, "another", now)  # expired
+    (credentials,) = store.credentials_by_email("ED@acme.example")
+    assert (credentials.user, credentials.password_hash) == (user, "hash-of-a-password")
+    assert [i.email for i in store.invites(acme.id)] == ["ed@acme.example", "old@acme.example"]
+    assert store.invites(globex.id) == []
+
+
+def test_a_users_sessions_end_and_its_profile_is_its_own(store: TenantStore) -> None:
+    acme, globex = store.create_tenant("acme"), store.create_tenant("globex")
+    user = store.add_user(acme.id, "ed@acme.example", "viewer")
+    found = store.credentials(user.id)
+    assert found is not None
+    assert (found.password_hash, found.sessions_after) == (None, 0)
+    store.set_password(acme.id, user.id, "hashed")
+    store.end_sessions(acme.id, user.id, 1_234)
+    found = store.credentials(user.id)
+    assert found is not None
+    assert (found.password_hash, found.sessions_after) == ("hashed", 1_234)
+    changed = store.set_profile(acme.id, user.id, "Europe/Paris", "fr_CH")
+    assert (changed.time_zone, changed.locale) == ("Europe/Paris", "fr_CH")
+    assert store.user(acme.id, user.id) == changed
+    for other_tenants in (
+        lambda: store.user(globex.id, user.id),
+        lambda: store.set_password(globex.id, user.id, "mine now"),
+        lambda: store.end_sessions(globex.id, user.id, 9),
+    ):
+        with pytest.raises(NotFound):
+            other_tenants()
+    assert store.credentials("0" * 16) is None

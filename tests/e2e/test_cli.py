@@ -119,6 +119,7 @@ def test_the_demo_runs_a_live_firehose_and_says_where_to_look(hubbub: CliRunner)
     assert result.exit_code == 0, result.stderr
     assert "deadletter list" in result.stderr
     assert "/metrics" in result.stderr
+    assert "sign in as demo@example.com, password " in result.stderr
     code, out = invoke(hubbub, "log", "stats", "--json")
     assert code == 0
     counts = {topic["topic"]: topic["count"] for topic in json.loads(out)["topics"]}

@@ -15,8 +15,11 @@ def hubbub(data_dir: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-async def cli(data_dir: Path, *args: str) -> str:
-    """Run a command as a person would (in a thread: the command runs its own loop)."""
-    result = await asyncio.to_thread(CliRunner().invoke, app, ["--data-dir", str(data_dir), *args])
+async def cli(data_dir: Path, *args: str, stdin: str | None = None) -> str:
+    """Run a command as a person would (in a thread: the command runs its own loop),
+    with `stdin` as its input."""
+    result = await asyncio.to_thread(
+        CliRunner().invoke, app, ["--data-dir", str(data_dir), *args], input=stdin
+    )
     assert result.exit_code == 0, result.output
     return result.stdout.strip()

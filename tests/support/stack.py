@@ -14,11 +14,12 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
-from hubbub.bootstrap import Platform, build_gateway, build_platform
+from hubbub.bootstrap import Platform, build_gateway, build_platform, build_web
 from hubbub.gateway.app import Gateway, observed
 from hubbub.settings import Settings
 from hubbub.web.app import create_app
 from tests.conftest import serving
+from tests.support.net import free_port
 
 OPERATOR = "operator-token-for-tests"
 ROLES = ("ingest", "mentions", "analytics")
@@ -33,6 +34,8 @@ class Stack:
     client: httpx.AsyncClient
     gateway_settings: Settings
     servers: dict[str, Any] = field(default_factory=dict)
+    url: str = ""
+    """The gateway over real HTTP (the web app's pages are under it, at `/`)."""
 
     async def tenant(self, name: str) -> dict[str, str]:
         """A new tenant; answers its id and its owner key's token."""
@@ -110,15 +113,22 @@ async def start_stack(data_dir: Path, **settings: Any) -> tuple[Stack, AsyncExit
         urls[role] = await stack.enter_async_context(server_cm)
         servers[role] = server_cm
     legacy = await stack.enter_async_context(serving(legacy_app()))
+    gateway_port = free_port()
+    web, close_web = build_web(
+        Settings(data_dir=data_dir, gateway_url=f"http://127.0.0.1:{gateway_port}")
+    )
+    stack.push_async_callback(close_web)
+    urls["web"] = await stack.enter_async_context(serving(web))
     gateway_settings = Settings(
         data_dir=data_dir, admin_token=OPERATOR, legacy_url=legacy, legacy_timeout_s=0.5,
         ingest_url=urls["ingest"], mentions_url=urls["mentions"],
-        analytics_url=urls["analytics"], control_poll_s=0.05, **settings,
+        analytics_url=urls["analytics"], web_url=urls["web"], control_poll_s=0.05, **settings,
     )  # fmt: skip
     gateway = await build_gateway(gateway_settings, platform.clock)
     stack.push_async_callback(gateway.close)
+    url = await stack.enter_async_context(serving(observed(gateway), gateway_port))
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=observed(gateway)), base_url="http://gateway"
     )
     stack.push_async_callback(client.aclose)
-    return Stack(platform, gateway, client, gateway_settings, servers), stack
+    return Stack(platform, gateway, client, gateway_settings, servers, url), stack

@@ -29,6 +29,7 @@ from hubbub.bootstrap import open_tenant_store
 from hubbub.cli.common import console, fail, load_settings, run, with_log
 from hubbub.cli.ingest import LiveLine
 from hubbub.eventlog.ports import LogStats
+from hubbub.gateway.sessions import hash_password
 from hubbub.ingest.service import IngestSummary
 from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import DEADLETTER
@@ -184,9 +185,13 @@ async def _until_healthy(
     return not pending
 
 
-def _demo_keys(settings: Settings) -> tuple[str, str]:
+DEMO_USER = "demo@example.com"
+
+
+def _demo_keys(settings: Settings) -> tuple[str, str, str]:
     """New keys of the tenant named "demo" (made the first time): an owner's, and the
-    firehose feeder's, which the operator grants `ingest`; their tokens."""
+    firehose feeder's, which the operator grants `ingest`; their tokens; and a new
+    password for the demo user (an owner of the tenant, who signs in to the web app)."""
     store = open_tenant_store(settings, SystemClock())
     try:
         tenant = next((t for t in store.tenants() if t.name == "demo"), None)
@@ -194,7 +199,11 @@ def _demo_keys(settings: Settings) -> tuple[str, str]:
         _, owner = store.create_key(tenant.id, "demo", "owner")
         feeder, pusher = store.create_key(tenant.id, "demo firehose", "editor")
         store.set_permissions(tenant.id, feeder.id, frozenset({"ingest"}))
-        return owner, pusher
+        user = next((u for u in store.users(tenant.id) if u.email == DEMO_USER), None)
+        user = user or store.add_user(tenant.id, DEMO_USER, "owner")
+        password = secrets.token_urlsafe(12)
+        store.set_password(tenant.id, user.id, hash_password(password))
+        return owner, pusher, password
     finally:
         store.close()
 
@@ -204,7 +213,7 @@ def _reachable(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
-def _where_to_look(settings: Settings, base: str, token: str) -> str:
+def _where_to_look(settings: Settings, base: str, token: str, password: str) -> str:
     hubbub = f".venv/bin/hubbub --data-dir {settings.data_dir}"
     auth = f'-H "Authorization: Bearer {token}"'
     operator = settings.admin_token.get_secret_value() if settings.admin_token else "<operator>"
@@ -212,6 +221,7 @@ def _where_to_look(settings: Settings, base: str, token: str) -> str:
     today, tomorrow = f"{day}T00:00:00Z", f"{day + timedelta(days=1)}T00:00:00Z"
     return (
         "[bold]Hubbub demo: a live synthetic Jetstream firehose, every role its own process[/]\n"
+        f"[bold]web app  {base}/  sign in as {DEMO_USER}, password {password}[/]\n"
         f"API docs {base}/docs\n"
         f"health   {base}/healthz  (and /readyz)\n"
         f'metrics  curl -H "Authorization: Bearer {operator}" {base}/metrics  (operator token)\n'
@@ -253,8 +263,9 @@ async def _demo(
         gateway_port = port or settings.http_port
         urls = role_urls(settings, _reachable(host or settings.http_host), gateway_port)
         if await _until_healthy(urls, stop, supervising):
-            owner, pusher = await asyncio.to_thread(_demo_keys, settings)
-            console.print(_where_to_look(settings, urls["gateway"], owner), soft_wrap=True)
+            owner, pusher, password = await asyncio.to_thread(_demo_keys, settings)
+            look = _where_to_look(settings, urls["gateway"], owner, password)
+            console.print(look, soft_wrap=True)
             spec = (rate, pages, duration)
             totals = await _show_feed(settings, urls["gateway"], pusher, spec, stop)
     finally:

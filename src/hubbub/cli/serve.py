@@ -33,7 +33,7 @@ from hubbub.settings import Settings
 from hubbub.supervisor import PLATFORM_ROLES, Supervisor, platform_roles, role_urls, url_port
 from hubbub.web.app import ROLES, create_app
 
-SERVE_ROLES = (*ROLES, "gateway")
+SERVE_ROLES = (*ROLES, "gateway", "web")
 
 
 def _server(platform: Platform, host: str, port: int, role: str = "all") -> uvicorn.Server:
@@ -134,6 +134,23 @@ async def _gateway(settings: Settings, host: str, port: int) -> None:
         await gateway.close()  # usage records still buffered reach the log
 
 
+async def _web(settings: Settings, host: str, port: int) -> None:
+    from hubbub.bootstrap import build_web
+
+    app, close = build_web(settings)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="off",
+        timeout_graceful_shutdown=5,  # live streams end, they are not waited for
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    close_after_signals(server)
+    stop_with_supervisor(server, settings.supervisor_pid)
+    try:
+        await server.serve()
+    finally:
+        await close()
+
+
 def _serve_gateway(settings: Settings, host: str, port: int) -> None:
     run(_gateway(settings, host, port))
 
@@ -167,7 +184,8 @@ def serve(
     /healthz of every role), `ingest` (push ingest), `mentions` (a replica of @mention
     autocomplete: it builds its own index from the log, so several can run side by
     side; `--replicas N` starts N of them on one port, one per core), `analytics` (the
-    rollups worker and the reports API; one process, since it owns the DuckDB file).
+    rollups worker and the reports API; one process, since it owns the DuckDB file),
+    `web` (the web app's pages, behind the gateway at `/`, on HUBBUB_WEB_URL's port).
     A role listens on the port of its URL setting (HUBBUB_INGEST_URL, HUBBUB_MENTIONS_URL,
     HUBBUB_ANALYTICS_URL). `--role all` serves every route but the gateway's in one
     process. Each process has /healthz, /readyz and /metrics.
@@ -184,6 +202,8 @@ def serve(
     host, port = host or default_host, port or _role_port(settings, role)
     if role == "gateway":
         _serve_gateway(settings, host, port)
+    elif role == "web":
+        run(_web(settings, host, port))
     elif replicas > 1:
         _run_replicas(settings, role, host, port, replicas)
     else:

@@ -1,7 +1,9 @@
-"""`hubbub tenants create|list` and `hubbub keys create|list|revoke|grant`."""
+"""`hubbub tenants create|list`, `hubbub keys create|list|revoke|grant` and
+`hubbub users create|list`."""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any, cast
 
 import typer
@@ -10,6 +12,7 @@ from rich.table import Table
 from hubbub.bootstrap import open_tenant_store
 from hubbub.cli.common import console, fail, load_settings, print_json
 from hubbub.gateway.ports import PERMISSIONS, Conflict, NotFound, Permission, Role, TenantStore
+from hubbub.gateway.sessions import WeakPassword, hash_password
 from hubbub.kernel.clock import SystemClock
 
 tenants_app = typer.Typer(help="Tenants (workspaces).", no_args_is_help=True)
@@ -26,7 +29,7 @@ def create_tenant(name: Annotated[str, typer.Argument(help="The tenant's name.")
     """Make a tenant; prints its id."""
     store = _store()
     try:
-        console.print(store.create_tenant(name.strip()).id)
+        print(store.create_tenant(name.strip()).id)  # stdout: `T=$(hubbub tenants create x)`
     except Conflict as error:
         fail(str(error))
     finally:
@@ -140,3 +143,53 @@ def grant(
         store.close()
     holds = ", ".join(sorted(changed.permissions)) or "no permissions"
     console.print(f"key {changed.id} now holds {holds}")
+
+
+users_app = typer.Typer(help="People who sign in to the web app.", no_args_is_help=True)
+
+
+@users_app.command("create")
+def create_user(
+    tenant: Annotated[str, typer.Option(help="The tenant's id.")],
+    email: Annotated[str, typer.Option(help="Their email: what they sign in with.")],
+    role: Annotated[Role, typer.Option(help="owner, admin, editor or viewer.")] = "viewer",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read their password from stdin.")
+    ] = False,
+) -> None:
+    """Add a person to a tenant; prints their id. With `--password-stdin` they can sign in
+    at once; without, an admin invites them from the web app to choose one."""
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    try:
+        hashed = hash_password(password) if password is not None else None
+    except WeakPassword as error:
+        fail(str(error))
+    store = _store()
+    try:
+        user = store.add_user(tenant, email, role)
+        if hashed is not None:
+            store.set_password(tenant, user.id, hashed)
+    except (NotFound, Conflict) as error:
+        fail(str(error))
+    finally:
+        store.close()
+    print(user.id)
+
+
+@users_app.command("list")
+def list_users(
+    tenant: Annotated[str, typer.Option(help="The tenant's id.")], json: JsonOption = False
+) -> None:
+    """A tenant's people."""
+    store = _store()
+    try:
+        found = store.users(tenant)
+    finally:
+        store.close()
+    if json:
+        print_json([{"id": u.id, "email": u.email, "role": u.role} for u in found])
+        return
+    table = Table("id", "email", "role")
+    for user in found:
+        table.add_row(user.id, user.email, user.role)
+    console.print(table if found else "no users")

@@ -49,7 +49,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from hubbub.eventlog.ports import EventLog
 from hubbub.gateway import api as gateway_api
-from hubbub.gateway import flags_api, worker
+from hubbub.gateway import flags_api, people_api, worker
 from hubbub.gateway.access import operator, refusal
 from hubbub.gateway.auth import Authenticator, token_of
 from hubbub.gateway.flags import FlagBook
@@ -60,7 +60,7 @@ from hubbub.gateway.ports import Caller, Decision, Quota, RateLimiter, TenantSto
 from hubbub.gateway.proxy import forward, refuse_unauthenticated, send_error
 from hubbub.gateway.ratelimit import headers, strictest
 from hubbub.gateway.routing import Route, RouteTable
-from hubbub.gateway.service import Tenancy
+from hubbub.gateway.service import People, Tenancy
 from hubbub.gateway.shadow import ShadowReads
 from hubbub.gateway.upstreams import Unavailable, Upstream
 from hubbub.gateway.usage import UsageRecorder
@@ -71,8 +71,11 @@ from hubbub.kernel.telemetry import Observed, header, route_of
 from hubbub.kernel.validation import printable_validation_errors
 
 PUBLIC: Final = frozenset({"/healthz", "/readyz", "/docs", "/openapi.json"})
+WEB: Final = "web"
+"""The upstream of the web app's pages: every path outside `/v1/` when it is set."""
 OWN_PREFIXES: Final = ("/v1/tenants", "/v1/tenant", "/v1/users", "/v1/keys", "/v1/flags",
-                       "/v1/platform", "/metrics")  # fmt: skip
+                       "/v1/platform", "/v1/sessions", "/v1/me", "/v1/invites",
+                       "/metrics")  # fmt: skip
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 SPEC_TTL_S: Final = 30.0
 
@@ -94,6 +97,9 @@ class Gateway:
     usage: UsageRecorder
     clock: Clock
     """The gateway's one clock: every part of it reads time from this."""
+    people: People
+    """Sign-in, sessions and invitations: the web app's people."""
+    signin_quota: Quota = field(default_factory=lambda: Quota(10 / 60, 10, "sign-in attempts"))
     control_poll_s: float = 0.5
     max_body_bytes: int = 1024 * 1024
     max_push_bytes: int = 64 * 1024 * 1024
@@ -143,9 +149,12 @@ class Gateway:
         self.store.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC:
+        if scope["type"] != "http" or scope["path"] in PUBLIC or _signing_in(scope):
             scope["hubbub.route"] = scope.get("path", "")
             await self.own(scope, receive, send)
+            return
+        if _page_path(scope["path"]) and WEB in self.upstreams:
+            await self._page(scope, receive, send)
             return
         token = token_of(header(scope, b"authorization"), header(scope, b"x-api-key"))
         caller = await self.auth.caller(token) if token else None
@@ -170,7 +179,7 @@ class Gateway:
                 scope["hubbub.route"] = "rate-limited"
                 wait = f"retry after {max(1, math.ceil(decision.retry_after_s))} s"
                 await send_error(answer, 429, f"too many requests for this {quota.name}: {wait}")
-            elif scope["path"].startswith(OWN_PREFIXES):
+            elif _own_path(scope["path"]):
                 scope["hubbub.caller"] = caller
                 await self.own(scope, receive, answer)
             else:
@@ -225,6 +234,19 @@ class Gateway:
         except Unavailable as error:
             await send_error(send, error.status, str(error), retry_after=error.retry_after_s)
 
+    async def _page(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A page of the web app: forwarded as it is, with its cookies; the web role
+        checks the person's session itself, and calls this gateway's API with it."""
+        scope["hubbub.route"] = "web"
+        upstream = self.upstreams[WEB]
+        if self.health.down(WEB):
+            await send_error(send, 503, "the web app is down; the API answers", retry_after=1)
+            return
+        try:
+            await forward(scope, receive, send, None, upstream)
+        except Unavailable as error:
+            await send_error(send, error.status, str(error), retry_after=error.retry_after_s)
+
     def _upstream(self, route: Route, side: str) -> Upstream | str:
         """The upstream of a route's side, or why there is none."""
         name = route.upstream("legacy" if side == "legacy" else "new")
@@ -267,6 +289,27 @@ def _refusal(caller: Caller, route: Route, method: str) -> str | None:
     return refusal(caller, "viewer" if method in SAFE_METHODS else "editor")
 
 
+def _own_path(path: str) -> bool:
+    """Whether `path` is one of the gateway's own routes: a prefix of `OWN_PREFIXES`,
+    whole segments only (`/v1/me` is not `/v1/mentions`)."""
+    return any(path == prefix or path.startswith(f"{prefix}/") for prefix in OWN_PREFIXES)
+
+
+def _page_path(path: str) -> bool:
+    """Whether `path` is the web app's: anything outside the API (`/v1/`) and the
+    gateway's own operational routes."""
+    return not (path == "/v1" or path.startswith("/v1/") or _own_path(path))
+
+
+def _signing_in(scope: Scope) -> bool:
+    """Whether the request is one of those that need no key: signing in, or an
+    invitation's link (the credential is in the request itself)."""
+    path: str = scope["path"]
+    return (path == "/v1/sessions" and scope["method"] == "POST") or path.startswith(
+        "/v1/invitations/"
+    )
+
+
 def caller_of(request: Request) -> Caller:
     """Who a request to the gateway's own routes speaks for (set by `Gateway`)."""
     found = request.scope.get("hubbub.caller")
@@ -292,6 +335,13 @@ def _own_app(gateway: Gateway) -> FastAPI:
     )
     app.include_router(
         flags_api.build_router(gateway.flags, gateway.event_log, caller_of, gateway.clock)
+    )
+
+    async def attempt(name: str) -> Decision:
+        return await gateway.limiter.acquire(name, gateway.signin_quota)
+
+    app.include_router(
+        people_api.build_router(gateway.people, caller_of, attempt, gateway.auth.forget)
     )
 
     @app.get("/healthz", tags=["operations"])

@@ -1,7 +1,7 @@
-"""Who is calling: an API key (`Authorization: Bearer hb_...` or `X-API-Key`), or the
-operator's token.
+"""Who is calling: an API key (`Authorization: Bearer hb_...` or `X-API-Key`), a
+person's session (`Bearer hs_...`, from signing in), or the operator's token.
 
-A key checked against the store is trusted for `ttl_s` seconds, so the store is not
+A key or session checked against the store is trusted for `ttl_s` seconds, so the store is not
 asked on every request; a key revoked through this gateway stops at once, and on other
 replicas within `ttl_s`. Tokens that fail are remembered as briefly, so a flood of bad
 tokens does not reach the store either. The cache is bounded.
@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import hmac
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Final
 
 from hubbub.gateway.ports import PLATFORM, Caller, TenantStore
+from hubbub.gateway.sessions import PREFIX as SESSION_PREFIX
 from hubbub.kernel.clock import Clock
 
 MAX_CACHED: Final = 100_000
@@ -38,8 +40,10 @@ class Authenticator:
         ttl_s: float = 5.0,
         *,
         clock: Clock,
+        sessions: Callable[[str], Caller | None] | None = None,
     ) -> None:
         self._store = store
+        self._sessions = sessions
         self._operator = operator_token.encode() if operator_token else None
         self._ttl_s = ttl_s
         self._clock = clock
@@ -53,12 +57,16 @@ class Authenticator:
         cached = self._cache.get(token)
         if cached is not None and cached[0] > now:
             return cached[1]
-        found = await asyncio.to_thread(self._store.authenticate, token)
+        check: Callable[[str], Caller | None] = self._store.authenticate
+        if token.startswith(SESSION_PREFIX) and self._sessions is not None:
+            check = self._sessions
+        found = await asyncio.to_thread(check, token)
         self._remember(token, (now + self._ttl_s, found))
         return found
 
     def forget(self, key_id: str) -> None:
-        """Drop every cached token of the key `key_id` (it was just revoked)."""
+        """Drop every cached token of the key `key_id` (it was just revoked), or of a
+        person's sessions (`user:<id>`: signed out everywhere)."""
         for token in [t for t, (_, c) in self._cache.items() if c is not None and c.key == key_id]:
             del self._cache[token]
 

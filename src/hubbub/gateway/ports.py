@@ -12,6 +12,8 @@ connector tokens. Contract, which every adapter meets (`tests/contract/test_tena
   (malformed, unknown, revoked, wrong secret), never telling which.
 - Everything a tenant owns is reached through its tenant id: a key id of another
   tenant is `NotFound`, as one that does not exist.
+- A user signs in with its email and a password kept only as a hash; its sessions
+  issued before `end_sessions` are void. An invitation is used once, before it expires.
 - A connector token (a Mastodon access token, say) is kept per tenant, connector and
   account (the instance host), sealed by the caller (`hubbub.kernel.sealing`): the store
   refuses, with ValueError, a value that is not sealed, so plaintext is never written.
@@ -58,6 +60,34 @@ class User:
     tenant: str
     email: str
     role: Role
+    time_zone: str = "UTC"
+    """Where times are shown to this person (an IANA zone name)."""
+    locale: str = "en"
+    """How numbers and dates are written for this person (a CLDR locale, `en`, `de_CH`)."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What signing in checks, for one user: its password hash (None until it sets one)
+    and the moment (µs) before which its sessions are void."""
+
+    user: User
+    password_hash: str | None
+    sessions_after: int
+
+
+@dataclass(frozen=True)
+class Invite:
+    """A one-time invitation to join a tenant with a role; the link's token is shown
+    once, when made, and kept only as its hash."""
+
+    id: str
+    tenant: str
+    email: str
+    role: Role
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -126,6 +156,42 @@ class TenantStore(Protocol):
         ...
 
     def authenticate(self, token: str) -> Caller | None: ...
+
+    def user(self, tenant: str, user: str) -> User:
+        """One of the tenant's users; `NotFound` for another tenant's, as for none."""
+        ...
+
+    def credentials_by_email(self, email: str) -> list[Credentials]:
+        """Every user with this email (any tenant), oldest tenant first."""
+        ...
+
+    def credentials(self, user: str) -> Credentials | None:
+        """The user's credentials by its id alone (a session names only that)."""
+        ...
+
+    def set_password(self, tenant: str, user: str, password_hash: str) -> None: ...
+
+    def end_sessions(self, tenant: str, user: str, before_us: int) -> None:
+        """Void every session of the user issued before `before_us`."""
+        ...
+
+    def set_profile(self, tenant: str, user: str, time_zone: str, locale: str) -> User: ...
+
+    def create_invite(
+        self, tenant: str, email: str, role: Role, token_hash: str, expires_at: datetime
+    ) -> Invite: ...
+
+    def invites(self, tenant: str) -> list[Invite]: ...
+
+    def invite(self, token_hash: str) -> Invite | None:
+        """The invitation whose token hashes to `token_hash`, used or not, or None."""
+        ...
+
+    def accept_invite(self, token_hash: str, password_hash: str, now: datetime) -> User:
+        """Use the invitation once: its user is added (or, if the email is a user of the
+        tenant already, given the password), in one transaction. `NotFound` when it is
+        unknown, used or expired at `now`."""
+        ...
 
     def put_connector_token(self, tenant: str, connector: str, account: str, sealed: str) -> None:
         """Keep `sealed` (a `SecretBox.seal` value, else ValueError) for the account,

@@ -28,14 +28,17 @@ HOP_BY_HOP: Final = frozenset({
     b"trailer", b"transfer-encoding", b"upgrade", b"host", b"expect",
 })  # fmt: skip
 CLIENT_ONLY: Final = frozenset({b"authorization", b"x-api-key", b"x-hubbub-role",
-                                b"x-request-id", b"traceparent", *SIGNED_HEADERS})  # fmt: skip
+                                b"x-request-id", b"traceparent", b"x-forwarded-for",
+                                b"x-forwarded-proto", b"x-forwarded-host",
+                                *SIGNED_HEADERS})  # fmt: skip
+"""Headers only the gateway sets: what a client sends under these names is dropped."""
 WHOLE_BODY_BYTES: Final = 64 * 1024
 """An answer of a known length up to this is passed on in one piece; longer ones, or
 ones of unknown length, stream as they come."""
 
 
 def _forwarded_headers(
-    scope: Scope, caller: Caller, upstream: Upstream, traceparent: str | None = None
+    scope: Scope, caller: Caller | None, upstream: Upstream, traceparent: str | None = None
 ) -> list[tuple[bytes, bytes]]:
     """The request's end-to-end headers, with the gateway's word on who is calling.
 
@@ -48,20 +51,34 @@ def _forwarded_headers(
     ]  # fmt: skip
     correlation: Correlation = scope["hubbub.correlation"]
     client = scope.get("client")
-    if upstream.signer is not None:
+    who: list[tuple[bytes, bytes]] = []
+    if caller is None:
+        pass
+    elif upstream.signer is not None:
         path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         who = upstream.signer.headers(scope["method"], path, caller.tenant, caller.key)
+        who.append((b"x-hubbub-role", caller.role.encode()))
     else:
-        who = [(TENANT_HEADER.encode(), caller.tenant.encode()), (KEY, caller.key.encode())]
+        who = [(TENANT_HEADER.encode(), caller.tenant.encode()), (KEY, caller.key.encode()),
+               (b"x-hubbub-role", caller.role.encode())]  # fmt: skip
     return [
         *kept,
         (b"x-request-id", correlation.request_id.encode()),
         (b"traceparent", (traceparent or correlation.traceparent).encode()),
         *who,
-        (b"x-hubbub-role", caller.role.encode()),
         (b"x-forwarded-for", (client[0] if client else "").encode()),
         (b"x-forwarded-proto", scope.get("scheme", "http").encode()),
+        (b"x-forwarded-host", _host(scope)),
     ]
+
+
+def _host(scope: Scope) -> bytes:
+    """The host the client asked for (what links in a page must name)."""
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return bytes(value)
+    server = scope.get("server") or ("localhost", None)
+    return f"{server[0]}:{server[1]}".encode() if server[1] else str(server[0]).encode()
 
 
 def _has_body(scope: Scope) -> bool:
@@ -88,9 +105,10 @@ def _target(scope: Scope) -> str:
 
 
 async def forward(
-    scope: Scope, receive: Receive, send: Send, caller: Caller, upstream: Upstream
+    scope: Scope, receive: Receive, send: Send, caller: Caller | None, upstream: Upstream
 ) -> None:
-    """Send the request to `upstream` and stream its answer back, as it comes."""
+    """Send the request to `upstream` and stream its answer back, as it comes; with no
+    caller (a page of the web app), nobody is vouched for."""
     if tracing.enabled():
         with tracing.client_span(f"{scope['method']} {upstream.name}") as span:
             await _stream(scope, receive, send, caller, upstream, tracing.traceparent_of(span))
@@ -102,7 +120,7 @@ async def _stream(
     scope: Scope,
     receive: Receive,
     send: Send,
-    caller: Caller,
+    caller: Caller | None,
     upstream: Upstream,
     traceparent: str | None,
 ) -> None:

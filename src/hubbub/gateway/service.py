@@ -16,12 +16,16 @@ that does not exist, so ids do not leak across tenants.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from hubbub.gateway.ports import (
     ApiKey,
     Caller,
+    Invite,
     NotFound,
     Permission,
     Role,
@@ -29,6 +33,13 @@ from hubbub.gateway.ports import (
     TenantStore,
     User,
 )
+from hubbub.gateway.sessions import (
+    SessionSigner,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
+from hubbub.kernel.clock import Clock
 
 
 class Refused(Exception):
@@ -129,3 +140,122 @@ class Tenancy:
         key = await asyncio.to_thread(self.store.set_permissions, tenant, key_id, permissions)
         self.forget(key_id)
         return key
+
+
+_UNUSED_HASH = hash_password("no one's password, hashed to be checked in vain")
+
+
+class SignInRefused(Refused):
+    """Wrong email or password (never saying which), or no password set yet."""
+
+
+@dataclass(frozen=True)
+class People:
+    """People who sign in: passwords, sessions, profiles and invitations.
+
+    A session speaks for its user as stored: the tenant and role are read from the user
+    at each check (cached by the authenticator for its TTL), so a changed role holds and
+    a user signed out everywhere is refused without waiting for its tokens to expire.
+    """
+
+    store: TenantStore
+    signer: SessionSigner
+    clock: Clock
+    invite_ttl_s: float = 7 * 86_400.0
+
+    def sign_in(self, email: str, password: str) -> tuple[str, User]:
+        """A session token for the user with this email and password. Every user of that
+        email (one per tenant) is tried, oldest tenant first; `SignInRefused` if none."""
+        tried = False
+        for found in self.store.credentials_by_email(email):
+            if found.password_hash is None:
+                continue
+            if verify_password(found.password_hash, password):
+                assert found.password_hash is not None  # verified against it
+                if needs_rehash(found.password_hash):
+                    user = found.user
+                    self.store.set_password(user.tenant, user.id, hash_password(password))
+                return self.signer.issue(found.user.id, self.clock.now_us()), found.user
+            tried = True
+        if not tried:  # as slow as a wrong password: the answer's time tells nothing
+            verify_password(_UNUSED_HASH, password)
+        raise SignInRefused("wrong email or password")
+
+    def caller(self, token: str) -> Caller | None:
+        """Who a session token speaks for, or None (forged, expired, signed out, or a
+        user that is gone)."""
+        claim = self.signer.check(token, self.clock.now_us())
+        if claim is None:
+            return None
+        found = self.store.credentials(claim.user)
+        if found is None or claim.issued_us <= found.sessions_after:
+            return None
+        user = found.user
+        return Caller(user.tenant, session_key(user.id), user.role)
+
+    def me(self, who: Caller) -> User:
+        return self.store.user(who.tenant, user_of(who))
+
+    def set_profile(self, who: Caller, time_zone: str, locale: str) -> User:
+        return self.store.set_profile(who.tenant, user_of(who), time_zone, locale)
+
+    def sign_out_everywhere(self, who: Caller) -> None:
+        """Void every session of the caller's user, this one included."""
+        self.store.end_sessions(who.tenant, user_of(who), self.clock.now_us())
+
+    def change_password(self, who: Caller, current: str, new: str) -> None:
+        user = self.me(who)
+        (found,) = [c for c in self.store.credentials_by_email(user.email) if c.user == user]
+        if not verify_password(found.password_hash, current):
+            raise SignInRefused("the current password is wrong")
+        self.store.set_password(who.tenant, user.id, hash_password(new))
+
+    def invite(self, who: Caller, email: str, role: Role) -> tuple[Invite, str]:
+        """An invitation to the caller's tenant with `role` (an admin's, never above its
+        own), and the token of its link, shown this once."""
+        granting(who, role)
+        token = secrets.token_urlsafe(32)
+        expires = _moment(self.clock.now_us() + int(self.invite_ttl_s * 1_000_000))
+        made = self.store.create_invite(who.tenant, email, role, _digest(token), expires)
+        return made, token
+
+    def invites(self, who: Caller) -> list[Invite]:
+        return self.store.invites(tenant_admin(who).tenant)
+
+    def invitation(self, token: str) -> Invite:
+        """The open invitation of a link's token; `NotFound` when unknown, used or expired."""
+        found = self.store.invite(_digest(token))
+        now = _moment(self.clock.now_us())
+        if found is None or found.used_at is not None or found.expires_at <= now:
+            raise NotFound("this invitation is unknown, used already, or expired")
+        return found
+
+    def accept(self, token: str, password: str) -> tuple[str, User]:
+        """Join with the invitation and a new password; answers a session token. The
+        link is checked before the password is hashed, so a stranger's requests cost no
+        hashing."""
+        self.invitation(token)
+        user = self.store.accept_invite(
+            _digest(token), hash_password(password), _moment(self.clock.now_us())
+        )
+        return self.signer.issue(user.id, self.clock.now_us()), user
+
+
+def session_key(user: str) -> str:
+    """The key id a session's requests are counted and limited under."""
+    return f"user:{user}"
+
+
+def user_of(who: Caller) -> str:
+    """The user a session speaks for; `Refused` for an API key or the operator's token."""
+    if not who.key.startswith("user:"):
+        raise Refused("this is for a person signed in, not an API key")
+    return who.key.removeprefix("user:")
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _moment(us: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)

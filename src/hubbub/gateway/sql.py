@@ -24,6 +24,8 @@ from hubbub.gateway.ports import (
     Caller,
     Conflict,
     ConnectorTokenInfo,
+    Credentials,
+    Invite,
     NotFound,
     Permission,
     Role,
@@ -48,7 +50,25 @@ users = sa.Table(
     sa.Column("tenant", sa.String(32), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("email", sa.String(320), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("password_hash", sa.String(200)),
+    sa.Column("time_zone", sa.String(64), nullable=False, server_default="UTC"),
+    sa.Column("locale", sa.String(16), nullable=False, server_default="en"),
+    sa.Column("sessions_after", sa.BigInteger, nullable=False, server_default="0"),
     sa.UniqueConstraint("tenant", "email"),
+    sa.Index("users_email", "email"),
+)
+invites = sa.Table(
+    "invites",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.String(32), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("used_at", sa.DateTime(timezone=True)),
+    sa.Index("invites_tenant", "tenant"),
 )
 api_keys = sa.Table(
     "api_keys",
@@ -129,6 +149,17 @@ def _role(role: str) -> Role:
     return role
 
 
+def _user(row: sa.Row[tuple[object, ...]]) -> User:
+    return User(row.id, row.tenant, row.email, _role(row.role), row.time_zone, row.locale)
+
+
+def _invite(row: sa.Row[tuple[object, ...]]) -> Invite:
+    return Invite(
+        row.id, row.tenant, row.email, _role(row.role), _aware(row.created_at) or _EPOCH,
+        _aware(row.expires_at) or _EPOCH, _aware(row.used_at),
+    )  # fmt: skip
+
+
 class SqlTenantStore:
     """Tenants, users and keys in the database at `url` (any SQLAlchemy URL); what it
     stamps (created, revoked, updated) is the time of `clock`."""
@@ -169,7 +200,7 @@ class SqlTenantStore:
         try:
             with self._engine.begin() as db:
                 self._check_tenant(db, tenant)
-                db.execute(users.insert().values(vars(user)))
+                db.execute(users.insert().values(vars(user)))  # no password yet
         except IntegrityError as error:
             raise Conflict(f"{user.email} is a user of this tenant already") from error
         return user
@@ -179,7 +210,102 @@ class SqlTenantStore:
             rows = db.execute(
                 sa.select(users).where(users.c.tenant == tenant).order_by(users.c.email)
             ).all()
-        return [User(row.id, row.tenant, row.email, _role(row.role)) for row in rows]
+        return [_user(row) for row in rows]
+
+    def user(self, tenant: str, user: str) -> User:
+        mine = (users.c.id == user) & (users.c.tenant == tenant)
+        with self._engine.connect() as db:
+            row = db.execute(sa.select(users).where(mine)).first()
+        if row is None:
+            raise NotFound(f"no user {user!r}")
+        return _user(row)
+
+    def credentials_by_email(self, email: str) -> list[Credentials]:
+        chosen = (
+            sa.select(users)
+            .join(tenants, tenants.c.id == users.c.tenant)
+            .where(users.c.email == email.strip().lower())
+            .order_by(tenants.c.created_at)
+        )
+        with self._engine.connect() as db:
+            rows = db.execute(chosen).all()
+        return [Credentials(_user(row), row.password_hash, row.sessions_after) for row in rows]
+
+    def credentials(self, user: str) -> Credentials | None:
+        with self._engine.connect() as db:
+            row = db.execute(sa.select(users).where(users.c.id == user)).first()
+        return (
+            None if row is None else Credentials(_user(row), row.password_hash, row.sessions_after)
+        )
+
+    def _update_user(self, tenant: str, user: str, **values: object) -> None:
+        mine = (users.c.id == user) & (users.c.tenant == tenant)
+        with self._engine.begin() as db:
+            if db.execute(users.update().where(mine).values(**values)).rowcount == 0:
+                raise NotFound(f"no user {user!r}")
+
+    def set_password(self, tenant: str, user: str, password_hash: str) -> None:
+        self._update_user(tenant, user, password_hash=password_hash)
+
+    def end_sessions(self, tenant: str, user: str, before_us: int) -> None:
+        self._update_user(tenant, user, sessions_after=before_us)
+
+    def set_profile(self, tenant: str, user: str, time_zone: str, locale: str) -> User:
+        self._update_user(tenant, user, time_zone=time_zone, locale=locale)
+        return self.user(tenant, user)
+
+    def create_invite(
+        self, tenant: str, email: str, role: Role, token_hash: str, expires_at: datetime
+    ) -> Invite:
+        invite = Invite(
+            secrets.token_hex(8), tenant, email.strip().lower(), _role(role), self._now(),
+            expires_at, None,
+        )  # fmt: skip
+        with self._engine.begin() as db:
+            self._check_tenant(db, tenant)
+            db.execute(invites.insert().values(**vars(invite), token_hash=token_hash))
+        return invite
+
+    def invites(self, tenant: str) -> list[Invite]:
+        with self._engine.connect() as db:
+            rows = db.execute(
+                sa.select(invites).where(invites.c.tenant == tenant).order_by(invites.c.created_at)
+            ).all()
+        return [_invite(row) for row in rows]
+
+    def invite(self, token_hash: str) -> Invite | None:
+        with self._engine.connect() as db:
+            row = db.execute(sa.select(invites).where(invites.c.token_hash == token_hash)).first()
+        return None if row is None else _invite(row)
+
+    def accept_invite(self, token_hash: str, password_hash: str, now: datetime) -> User:
+        usable = (
+            (invites.c.token_hash == token_hash)
+            & invites.c.used_at.is_(None)
+            & (invites.c.expires_at > now)
+        )
+        with self._engine.begin() as db:
+            row = db.execute(sa.select(invites).where(usable)).first()
+            # Marked used first, in the same transaction: of two acceptances at once,
+            # the second updates no row and fails.
+            if (
+                row is None
+                or db.execute(invites.update().where(usable).values(used_at=now)).rowcount != 1
+            ):
+                raise NotFound("this invitation is unknown, used already, or expired")
+            mine = (users.c.tenant == row.tenant) & (users.c.email == row.email)
+            existing = db.execute(sa.select(users).where(mine)).first()
+            if existing is None:
+                user = User(secrets.token_hex(8), row.tenant, row.email, _role(row.role))
+                db.execute(
+                    users.insert().values(
+                        id=user.id, tenant=user.tenant, email=user.email, role=user.role,
+                        password_hash=password_hash,
+                    )
+                )  # fmt: skip
+                return user
+            db.execute(users.update().where(mine).values(password_hash=password_hash))
+            return _user(existing)
 
     def create_key(self, tenant: str, name: str, role: Role) -> tuple[ApiKey, str]:
         made = keys.new_key()

@@ -1,0 +1,431 @@
+"""The web app's pages: server-rendered (Jinja2, autoescaped), htmx for partial updates,
+served by the `web` role behind the gateway at `/`.
+
+Sessions: signing in asks the platform's API for a session token, kept in an HttpOnly,
+SameSite=Lax cookie (Secure when the request came over TLS). Every page asks the API
+with it, so what one tenant's person sees is what its API answers, and nothing else.
+A session that the API no longer accepts (expired, signed out everywhere) sends the
+person back to the sign-in page. Every form carries a CSRF token (`hubbub.ui.csrf`); a
+POST without the right one is refused (403) before anything is done.
+
+Pages answer with a Content-Security-Policy that allows scripts, styles and everything
+else only from the app itself: no inline script, nothing from another site.
+"""
+
+# No `from __future__ import annotations` here: the routes' dependencies are closures
+# (`Who`, `Posting`), which FastAPI can only see in annotations evaluated at definition.
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hubbub.ui import csrf, formatting
+from hubbub.ui.ports import PlatformApi, Unreachable
+from hubbub.ui.service import REPORTS, Console, Problem, Window
+
+SESSION = "hubbub_session"
+LIVE_EVERY_S = 2.0
+LIVE_FOR_S = 60.0
+"""A live stream ends after this; the page's htmx reconnects at once. No stream outlives
+a page that went away unnoticed (behind a proxy) by more than this."""
+ROLES = ("viewer", "editor", "admin", "owner")
+SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+        " connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "x-frame-options": "DENY",
+}
+
+
+@dataclass(frozen=True)
+class Person:
+    """Who a page is for: their session and what the API says about them."""
+
+    session: str
+    me: dict[str, Any]
+    csrf: str
+
+    @property
+    def zone(self) -> str:
+        return str(self.me.get("time_zone") or "UTC")
+
+    @property
+    def locale(self) -> str:
+        return str(self.me.get("locale") or "en")
+
+
+class SignInFirst(Exception):
+    """No valid session: the person is sent to the sign-in page."""
+
+
+def _templates() -> Jinja2Templates:
+    env = Environment(
+        loader=PackageLoader("hubbub.ui", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+    )
+    return Jinja2Templates(env=env)
+
+
+def _public_base(request: Request) -> str:
+    """Where people reach the app: the gateway's scheme and host, as it forwarded them."""
+    host = request.headers.get("x-forwarded-host") or request.url.netloc
+    scheme = request.headers.get("x-forwarded-proto") or request.url.scheme
+    return f"{scheme}://{host}"
+
+
+def _secure(request: Request) -> bool:
+    return request.headers.get("x-forwarded-proto", request.url.scheme) == "https"
+
+
+def _set_session(response: Response, request: Request, token: str, max_age_s: int) -> None:
+    response.set_cookie(
+        SESSION, token, max_age=max_age_s, httponly=True, samesite="lax", secure=_secure(request),
+        path="/",
+    )  # fmt: skip
+
+
+def build_router(console: Console, key: csrf.CsrfKey, session_max_age_s: int) -> APIRouter:
+    router = APIRouter()
+    templates = _templates()
+
+    def page(request: Request, name: str, person: Person | None, **context: Any) -> HTMLResponse:
+        zone = person.zone if person else "UTC"
+        locale = person.locale if person else "en"
+        status = context.pop("status", 200)
+        return templates.TemplateResponse(
+            request,
+            name,
+            {
+                "person": person,
+                "number": lambda n: formatting.number(n, locale),
+                "moment": lambda m: formatting.moment(m, zone, locale),
+                **context,
+            },
+            status_code=status,
+        )
+
+    async def person(request: Request) -> Person:
+        session = request.cookies.get(SESSION)
+        if not session:
+            raise SignInFirst
+        me = await console.me(session)
+        if me is None:
+            raise SignInFirst
+        return Person(session, me, key.for_session(session))
+
+    async def checked(request: Request) -> Person:
+        """The person, for a POST: its CSRF token must be the one its pages carry."""
+        who = await person(request)
+        form = await request.form()
+        sent = request.headers.get(csrf.HEADER) or str(form.get(csrf.FIELD) or "")
+        if not key.valid(who.session, sent, None):
+            raise HTTPException(403, "this form is stale or forged: reload the page")
+        return who
+
+    async def signed_out_form(request: Request) -> None:
+        """The double-submit check of the forms shown before signing in."""
+        form = await request.form()
+        if not key.valid(None, str(form.get(csrf.FIELD) or ""), request.cookies.get(csrf.COOKIE)):
+            raise HTTPException(403, "this form is stale or forged: reload the page")
+
+    def with_fresh_csrf(request: Request, name: str, **context: Any) -> HTMLResponse:
+        token = request.cookies.get(csrf.COOKIE) or csrf.fresh()
+        response = page(request, name, None, csrf_token=token, **context)
+        response.set_cookie(
+            csrf.COOKIE, token, httponly=True, samesite="strict", secure=_secure(request)
+        )
+        return response
+
+    Who = Annotated[Person, Depends(person)]
+    Posting = Annotated[Person, Depends(checked)]
+
+    @router.get("/signin", response_class=HTMLResponse)
+    async def signin_page(request: Request) -> HTMLResponse:
+        return with_fresh_csrf(request, "signin.html")
+
+    @router.post("/signin", dependencies=[Depends(signed_out_form)])
+    async def signin(
+        request: Request, email: Annotated[str, Form()], password: Annotated[str, Form()]
+    ) -> Response:
+        try:
+            token = await console.sign_in(email, password)
+        except Problem as problem:
+            status = problem.status if problem.status in (401, 422, 429) else 400
+            return with_fresh_csrf(
+                request, "signin.html", error=str(problem), email=email, status=status
+            )
+        response = RedirectResponse("/", status_code=303)
+        _set_session(response, request, token, session_max_age_s)
+        return response
+
+    @router.post("/signout")
+    async def signout(request: Request, who: Posting) -> Response:
+        response = RedirectResponse("/signin", status_code=303)
+        response.delete_cookie(SESSION, path="/")
+        return response
+
+    @router.post("/signout/everywhere")
+    async def signout_everywhere(request: Request, who: Posting) -> Response:
+        await console.sign_out_everywhere(who.session)
+        response = RedirectResponse("/signin", status_code=303)
+        response.delete_cookie(SESSION, path="/")
+        return response
+
+    @router.get("/", response_class=HTMLResponse)
+    async def overview(request: Request, who: Who) -> HTMLResponse:
+        today = datetime.now(UTC).date()
+        window = Window.last_days(1, who.zone, today)
+        tenant = await console.tenant(who.session)
+        health = await console.health()
+        try:
+            hashtags = await console.top(who.session, "hashtags", window, 10)
+            problem = None
+        except Problem as error:
+            hashtags, problem = [], str(error)
+        return page(
+            request, "overview.html", who, tenant=tenant, hashtags=hashtags, problem=problem,
+            window=window, health=health,
+        )  # fmt: skip
+
+    @router.get("/live")
+    async def live(request: Request, who: Who) -> StreamingResponse:
+        """Server-sent events for the overview: the roles' health every `LIVE_EVERY_S`,
+        as an HTML fragment (autoescaped, like every page), until the page goes away."""
+        fragment = templates.env.get_template("health.html")
+
+        async def events() -> AsyncIterator[str]:
+            ends = asyncio.get_running_loop().time() + LIVE_FOR_S
+            while asyncio.get_running_loop().time() < ends and not await request.is_disconnected():
+                try:
+                    health = await console.health()
+                except Unreachable:
+                    health = {"status": "down", "roles": {}}
+                html = fragment.render(health=health).replace("\n", "")
+                yield f"event: health\ndata: {html}\n\n"
+                await asyncio.sleep(LIVE_EVERY_S)
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"cache-control": "no-store"}
+        )
+
+    @router.get("/mentions", response_class=HTMLResponse)
+    async def mentions(request: Request, who: Who) -> HTMLResponse:
+        return page(request, "mentions.html", who)
+
+    @router.get("/mentions/suggest")
+    async def suggest(who: Who, q: Annotated[str, Query(min_length=1, max_length=100)]) -> Response:
+        try:
+            body = await console.suggest(who.session, q)
+        except Problem as problem:
+            raise HTTPException(problem.status, str(problem)) from problem
+        return Response(body, media_type="application/json")
+
+    def report_window(who: Person, start: date | None, end: date | None) -> Window:
+        today = datetime.now(UTC).date()
+        default = Window.last_days(7, who.zone, today)
+        return Window(start or default.start, end or default.end, who.zone)
+
+    @router.get("/reports", response_class=HTMLResponse)
+    async def reports(
+        request: Request,
+        who: Who,
+        what: Annotated[str, Query()] = "hashtags",
+        start: Annotated[date | None, Query()] = None,
+        end: Annotated[date | None, Query()] = None,
+    ) -> HTMLResponse:
+        if what not in REPORTS:
+            what = "hashtags"
+        window = report_window(who, start, end)
+        try:
+            rows, problem = await console.top(who.session, what, window), None
+        except Problem as error:
+            rows, problem = [], str(error)
+        return page(
+            request, "reports.html", who, reports=REPORTS, what=what, window=window, rows=rows,
+            problem=problem,
+        )  # fmt: skip
+
+    @router.get("/reports/export.csv")
+    async def export(
+        who: Who,
+        what: Annotated[str, Query()] = "hashtags",
+        start: Annotated[date | None, Query()] = None,
+        end: Annotated[date | None, Query()] = None,
+    ) -> Response:
+        if what not in REPORTS:
+            raise HTTPException(404, f"no report {what!r}")
+        window = report_window(who, start, end)
+        try:
+            body = await console.top_csv(who.session, what, window)
+        except Problem as problem:
+            raise HTTPException(problem.status, str(problem)) from problem
+        name = f"top-{what}-{window.start}-{window.end}.csv"
+        return Response(
+            body, media_type="text/csv",
+            headers={"content-disposition": f'attachment; filename="{name}"'},
+        )  # fmt: skip
+
+    async def settings_page(request: Request, who: Person, **context: Any) -> HTMLResponse:
+        admin = who.me.get("role") in ("admin", "owner")
+        users = await console.users(who.session) if admin else []
+        invites = await console.invites(who.session) if admin else []
+        keys = await console.keys(who.session) if admin else []
+        return page(
+            request, "settings.html", who, admin=admin, users=users, invites=invites, keys=keys,
+            roles=ROLES, **context,
+        )  # fmt: skip
+
+    @router.get("/settings", response_class=HTMLResponse)
+    async def settings(request: Request, who: Who) -> HTMLResponse:
+        return await settings_page(request, who)
+
+    async def acting(
+        request: Request, who: Person, act: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> HTMLResponse:
+        try:
+            done = await act()
+        except Problem as problem:
+            return await settings_page(request, who, error=str(problem), status=problem.status)
+        return await settings_page(request, who, **done)
+
+    @router.post("/settings/invites", response_class=HTMLResponse)
+    async def invite(
+        request: Request,
+        who: Posting,
+        email: Annotated[str, Form()],
+        role: Annotated[str, Form()] = "viewer",
+    ) -> HTMLResponse:
+        async def act() -> dict[str, Any]:
+            made = await console.invite(who.session, email, role)
+            link = f"{_public_base(request)}/invite/{made['token']}"
+            return {"invited": made, "link": link}
+
+        return await acting(request, who, act)
+
+    @router.post("/settings/keys", response_class=HTMLResponse)
+    async def create_key(
+        request: Request,
+        who: Posting,
+        name: Annotated[str, Form()],
+        role: Annotated[str, Form()] = "viewer",
+    ) -> HTMLResponse:
+        async def act() -> dict[str, Any]:
+            return {"new_key": await console.create_key(who.session, name, role)}
+
+        return await acting(request, who, act)
+
+    @router.post("/settings/keys/{key_id}/revoke", response_class=HTMLResponse)
+    async def revoke_key(request: Request, who: Posting, key_id: str) -> HTMLResponse:
+        async def act() -> dict[str, Any]:
+            await console.revoke_key(who.session, key_id)
+            return {"revoked": key_id}
+
+        return await acting(request, who, act)
+
+    @router.post("/settings/profile", response_class=HTMLResponse)
+    async def profile(
+        request: Request,
+        who: Posting,
+        time_zone: Annotated[str, Form()],
+        locale: Annotated[str, Form()],
+    ) -> Response:
+        try:
+            await console.set_profile(who.session, time_zone, locale)
+        except Problem as problem:
+            return await settings_page(request, who, error=str(problem), status=problem.status)
+        return RedirectResponse("/settings", status_code=303)
+
+    @router.get("/invite/{link}", response_class=HTMLResponse)
+    async def invitation(request: Request, link: str) -> HTMLResponse:
+        try:
+            found = await console.invitation(link)
+        except Problem as problem:
+            return page(request, "error.html", None, message=str(problem), status=404)
+        return with_fresh_csrf(request, "invite.html", invitation=found, link=link)
+
+    @router.post("/invite/{link}", dependencies=[Depends(signed_out_form)])
+    async def accept(request: Request, link: str, password: Annotated[str, Form()]) -> Response:
+        try:
+            token = await console.accept(link, password)
+        except Problem as problem:
+            try:
+                found = await console.invitation(link)
+            except Problem:
+                return page(request, "error.html", None, message=str(problem), status=404)
+            return with_fresh_csrf(
+                request, "invite.html", invitation=found, link=link, error=str(problem),
+                status=problem.status,
+            )  # fmt: skip
+        response = RedirectResponse("/", status_code=303)
+        _set_session(response, request, token, session_max_age_s)
+        return response
+
+    return router
+
+
+class SecurityHeaders:
+    """Every answer of the web app gets `SECURITY_HEADERS`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self._headers = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *self._headers]
+            await send(message)
+
+        await self._app(scope, receive, with_headers)
+
+
+def create_app(api: PlatformApi, secret: bytes, session_max_age_s: int) -> ASGIApp:
+    """The web app: its pages, its static files, and the answers to errors."""
+    console = Console(api)
+    app = FastAPI(title="Hubbub web app", docs_url=None, redoc_url=None, openapi_url=None)
+    app.include_router(build_router(console, csrf.CsrfKey(secret), session_max_age_s))
+    static = resources.files("hubbub.ui") / "static"
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    templates = _templates()
+
+    @app.exception_handler(SignInFirst)
+    async def sign_in_first(request: Request, _: SignInFirst) -> Response:
+        if request.headers.get("hx-request"):
+            return Response(status_code=401, headers={"hx-redirect": "/signin"})
+        return RedirectResponse("/signin", status_code=303)
+
+    @app.exception_handler(Unreachable)
+    async def unreachable(request: Request, error: Unreachable) -> Response:
+        return templates.TemplateResponse(
+            request, "error.html", {"person": None, "message": "The platform is not answering;"
+                                     " try again in a moment."}, status_code=503,
+        )  # fmt: skip
+
+    @app.exception_handler(Problem)
+    async def problem(request: Request, error: Problem) -> Response:
+        return templates.TemplateResponse(
+            request, "error.html", {"person": None, "message": str(error)},
+            status_code=error.status if 400 <= error.status < 600 else 502,
+        )  # fmt: skip
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return SecurityHeaders(app)

@@ -1,0 +1,152 @@
+"""The web app's use cases: what a page needs, asked of the platform's API (`PlatformApi`)
+with the person's session token. Each answers what the page shows, or `Problem` with a
+sentence the person can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from hubbub.ui.ports import Answer, PlatformApi
+
+REPORTS = {
+    "hashtags": "Top hashtags",
+    "mentioned": "Most mentioned pages",
+    "engaged": "Pages by engagement",
+}
+
+
+class Problem(Exception):
+    """The platform refused or failed; `status` is its answer's, the message for people."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _part(value: str) -> str:
+    """`value` as one path segment: what a person sent never reaches another route."""
+    if value in ("", ".", ".."):
+        raise Problem(404, "not found")
+    return quote(value, safe="")
+
+
+def _checked(answer: Answer) -> Any:
+    if not answer.ok:
+        raise Problem(answer.status, answer.detail())
+    return answer.json()
+
+
+@dataclass(frozen=True)
+class Window:
+    """A report's window: whole days in the person's time zone, `start` to `end`
+    inclusive, as the reports API wants it (UTC instants, end exclusive)."""
+
+    start: date
+    end: date
+    zone: str
+
+    @classmethod
+    def last_days(cls, days: int, zone: str, today: date) -> Window:
+        return cls(today - timedelta(days=days - 1), today, zone)
+
+    def params(self) -> dict[str, str]:
+        tz = ZoneInfo(self.zone)
+        start = datetime.combine(self.start, datetime.min.time(), tz).astimezone(UTC)
+        end = datetime.combine(self.end + timedelta(days=1), datetime.min.time(), tz)
+        return {"start": start.isoformat(), "end": end.astimezone(UTC).isoformat()}
+
+
+@dataclass(frozen=True)
+class Console:
+    """What the pages ask of the platform."""
+
+    api: PlatformApi
+
+    async def sign_in(self, email: str, password: str) -> str:
+        answer = await self.api.call(
+            "POST", "/v1/sessions", json={"email": email, "password": password}
+        )
+        return str(_checked(answer)["token"])
+
+    async def sign_out_everywhere(self, token: str) -> None:
+        _checked(await self.api.call("DELETE", "/v1/sessions", token=token))
+
+    async def me(self, token: str) -> dict[str, Any] | None:
+        """The signed-in person, or None when the session is no longer valid."""
+        answer = await self.api.call("GET", "/v1/me", token=token)
+        if answer.status in (401, 403):
+            return None
+        return dict(_checked(answer))
+
+    async def health(self) -> dict[str, Any]:
+        """Each role's state (ok, degraded, down), as the gateway sees them."""
+        answer = await self.api.call("GET", "/healthz")
+        found = answer.json() if answer.body else None
+        return dict(found) if isinstance(found, dict) else {"status": "down", "roles": {}}
+
+    async def tenant(self, token: str) -> dict[str, Any]:
+        return dict(_checked(await self.api.call("GET", "/v1/tenant", token=token)))
+
+    async def set_profile(self, token: str, time_zone: str, locale: str) -> None:
+        body = {"time_zone": time_zone, "locale": locale}
+        _checked(await self.api.call("PUT", "/v1/me", token=token, json=body))
+
+    async def suggest(self, token: str, typed: str, limit: int = 8) -> bytes:
+        """The mentions service's answer for what was typed after `@`, as it is (JSON)."""
+        answer = await self.api.call(
+            "GET", "/v1/mentions", token=token, params={"q": typed, "limit": limit}
+        )
+        _checked(answer)
+        return answer.body
+
+    async def top(self, token: str, what: str, window: Window, limit: int = 20) -> list[Any]:
+        params = {**window.params(), "limit": limit}
+        return list(
+            _checked(
+                await self.api.call(
+                    "GET", f"/v1/reports/top/{_part(what)}", token=token, params=params
+                )
+            )
+        )
+
+    async def top_csv(self, token: str, what: str, window: Window) -> bytes:
+        params = {**window.params(), "limit": 100, "format": "csv"}
+        answer = await self.api.call(
+            "GET", f"/v1/reports/top/{_part(what)}", token=token, params=params
+        )
+        if not answer.ok:
+            raise Problem(answer.status, answer.detail())
+        return answer.body
+
+    async def users(self, token: str) -> list[Any]:
+        return list(_checked(await self.api.call("GET", "/v1/users", token=token)))
+
+    async def invites(self, token: str) -> list[Any]:
+        return list(_checked(await self.api.call("GET", "/v1/invites", token=token)))
+
+    async def invite(self, token: str, email: str, role: str) -> dict[str, Any]:
+        body = {"email": email, "role": role}
+        return dict(_checked(await self.api.call("POST", "/v1/invites", token=token, json=body)))
+
+    async def invitation(self, link: str) -> dict[str, Any]:
+        return dict(_checked(await self.api.call("GET", f"/v1/invitations/{_part(link)}")))
+
+    async def accept(self, link: str, password: str) -> str:
+        answer = await self.api.call(
+            "POST", f"/v1/invitations/{_part(link)}/accept", json={"password": password}
+        )
+        return str(_checked(answer)["token"])
+
+    async def keys(self, token: str) -> list[Any]:
+        return list(_checked(await self.api.call("GET", "/v1/keys", token=token)))
+
+    async def create_key(self, token: str, name: str, role: str) -> dict[str, Any]:
+        body = {"name": name, "role": role}
+        return dict(_checked(await self.api.call("POST", "/v1/keys", token=token, json=body)))
+
+    async def revoke_key(self, token: str, key: str) -> None:
+        _checked(await self.api.call("DELETE", f"/v1/keys/{_part(key)}", token=token))
