@@ -11,10 +11,12 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from hubbub.kernel.events import PageSeen, PostPublished
+from hubbub.analytics.alerts import Alert
+from hubbub.kernel.events import AlertRaised, PageSeen, PostPublished
 from tests.conftest import until
 from tests.support.browser import CHROMIUM, LAUNCH_ARGS
 from tests.support.stack import Stack, auth, start_stack
@@ -193,6 +195,15 @@ async def test_a_report_keeps_its_window_in_the_address_and_downloads_as_csv(
     lines = (await download.path()).read_text().splitlines()
     assert lines[0] == "rank,key,count"
     assert lines[1:] == ["1,quake,6", "2,flood,3"]
+
+    await page.get_by_role("link", name="A series over time").click()
+    await page.get_by_label("Hashtag, page id or words").fill("quake")
+    await page.get_by_label("Per").select_option("day")
+    await page.get_by_role("button", name="Show").click()
+    await expect(page).to_have_url(re.compile(r"kind=hashtag&key=quake&bucket=day"))
+    await expect(page.locator("#series-chart canvas")).to_have_count(1)  # uPlot drew it
+    await expect(page.get_by_role("cell", name="6", exact=True)).to_have_count(1)
+    await screens(page, "series")
     await context.close()
 
 
@@ -342,4 +353,37 @@ async def test_every_page_passes_axe_with_no_serious_or_critical_violation(
     for path in ("/", "/mentions", "/reports", "/settings"):
         await check(path)
     assert found == {path: [] for path in found}
+    await context.close()
+
+
+async def test_a_watch_added_in_the_app_shows_its_alert_as_it_is_raised(
+    stack: Stack, browser: Browser
+) -> None:
+    owner = await stack.tenant("Newsroom")
+    await person(stack, owner, "ed@newsroom.example", "editor")
+    context, page = await signed_in(browser, stack, "ed@newsroom.example")
+    await page.get_by_role("link", name="Alerts").click()
+    await expect(page.get_by_text("Nothing is watched.")).to_be_visible()
+    await page.get_by_label("Hashtag, page id or words").fill("#Quake")
+    await page.get_by_role("button", name="Watch").click()
+    row = page.get_by_role("row").filter(has_text="quake")
+    await expect(row).to_contain_text("medium")
+    await screens(page, "alerts")
+    (watch,) = (await stack.client.get("/v1/watches", headers=auth(owner["token"]))).json()
+
+    # The spike monitor raises an alert: it is an event on the log, as the monitor
+    # appends it; the page, left open, shows it without a reload.
+    minute = time.time_ns() // 60_000_000_000
+    alert = Alert(owner["id"], watch["id"], "hashtag", "quake", minute, 140, 10.0, 20.0)
+    await stack.platform.event_log.append(
+        [AlertRaised(id=f"alert-{minute}", key=owner["id"], ts=minute * 60_000_000,
+                     source="analytics", name="spike:hashtag:quake",
+                     message=msgspec.json.encode(alert).decode())]
+    )  # fmt: skip
+    live = page.locator("#alerts-list")
+    await expect(live).to_contain_text("hashtag quake", timeout=10_000)
+    await expect(live).to_contain_text("140")
+
+    await page.get_by_role("button", name="Stop watching hashtag quake").click()
+    await expect(page.get_by_text("Nothing is watched.")).to_be_visible()
     await context.close()

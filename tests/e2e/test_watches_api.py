@@ -310,3 +310,17 @@ async def test_a_tenant_has_at_most_the_watches_and_webhooks_the_settings_allow(
     assert third.status_code == second_hook.status_code == 422
     assert "has 2 watches, the most it may have (HUBBUB_WATCHES_PER_TENANT)" in third.text
     assert "has 1 webhooks, the most it may have (HUBBUB_WEBHOOKS_PER_TENANT)" in second_hook.text
+
+
+async def test_a_tenants_alerts_are_listed_newest_first_and_no_one_elses(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    assert (await client.get("/v1/alerts")).json() == []
+    await platform.event_log.append([raised(1, TENANT), raised(2, "rival"), raised(3, TENANT)])
+    listed = (await client.get("/v1/alerts")).json()
+    assert [a["watch"] for a in listed] == ["w3", "w1"]
+    assert listed[0] == {
+        "watch": "w3", "kind": "hashtag", "target": "quake",
+        "minute": "2026-04-12T13:23:00Z", "count": 40, "usual": 2.0, "threshold": 9.0,
+    }  # fmt: skip
+    assert [a["watch"] for a in (await client.get("/v1/alerts?limit=1")).json()] == ["w3"]

@@ -106,16 +106,23 @@ class WebhooksView(ActiveView[WebhookChanged]):
 
 class LastAlerts(LogView):
     """The minute of each watch's last alert, from the `alerts` topic, so the cooldown
-    holds across restarts. `forget_before` drops what no cooldown needs any more."""
+    holds across restarts (`forget_before` drops what no cooldown needs any more); and
+    each tenant's newest `kept` alerts, for people to read."""
 
     what = "last alerts"
 
-    def __init__(self, event_log: EventLog) -> None:
+    def __init__(self, event_log: EventLog, kept: int = 200) -> None:
         super().__init__(event_log, ALERTS)
         self._last: dict[str, int] = {}
+        self._kept = kept
+        self._recent: dict[str, deque[Alert]] = {}
 
     def last(self, watch: str) -> int | None:
         return self._last.get(watch)
+
+    def recent(self, tenant: str, limit: int) -> list[Alert]:
+        """The tenant's newest alerts, newest first."""
+        return list(itertools.islice(reversed(self._recent.get(tenant, ())), limit))
 
     def forget_before(self, minute: int) -> None:
         self._last = {watch: at for watch, at in self._last.items() if at >= minute}
@@ -130,6 +137,8 @@ class LastAlerts(LogView):
                     log.error("an alert on the log cannot be read", alert=event.id)
                     continue
                 self._last[alert.watch] = max(alert.minute, self._last.get(alert.watch, 0))
+                kept = self._recent.setdefault(alert.tenant, deque(maxlen=self._kept))
+                kept.append(alert)
                 changed += 1
         return changed
 
@@ -180,7 +189,7 @@ class AlertViews:
         return cls(
             WatchesView(event_log),
             WebhooksView(event_log),
-            LastAlerts(event_log),
+            LastAlerts(event_log, settings.webhook_deliveries_kept),
             DeliveriesView(event_log, settings.webhook_deliveries_kept),
             settings.view_read_limit,
         )

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 
-from hubbub.analytics.alerts import watch_target
+from hubbub.analytics.alerts import Alert, watch_target
 from hubbub.analytics.destinations import Network, check_url
 from hubbub.analytics.views import AlertViews, WatchesView
 from hubbub.eventlog.ports import EventLog
@@ -135,10 +135,44 @@ class RouteContext:
 
 
 def build_router(ctx: RouteContext) -> APIRouter:
-    """The watch and webhook routes, acting for the tenant the gateway names."""
+    """The watch, alert and webhook routes, acting for the tenant the gateway names."""
     router = APIRouter()
     router.include_router(_watch_routes(ctx))
+    router.include_router(_alert_routes(ctx))
     router.include_router(_webhook_routes(ctx))
+    return router
+
+
+class AlertRead(BaseModel):
+    watch: str
+    kind: str
+    target: str
+    minute: datetime = Field(description="The minute the spike was seen in (UTC).")
+    count: int = Field(description="Posts in that minute.")
+    usual: float = Field(description="What that minute usually holds.")
+    threshold: float
+
+
+def _alert_read(alert: Alert) -> AlertRead:
+    return AlertRead(
+        watch=alert.watch, kind=alert.kind, target=alert.target,
+        minute=datetime.fromtimestamp(alert.minute * 60, UTC), count=alert.count,
+        usual=alert.usual, threshold=alert.threshold,
+    )  # fmt: skip
+
+
+def _alert_routes(ctx: RouteContext) -> APIRouter:
+    router = APIRouter(prefix="/v1/alerts", tags=["watches"])
+
+    @router.get("")
+    async def recent(
+        tenant: Tenant, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    ) -> list[AlertRead]:
+        """The tenant's newest spike alerts, newest first."""
+        views = await ctx.views_of()
+        found = await views.current(views.last_alerts)
+        return [_alert_read(a) for a in found.recent(tenant, limit)]
+
     return router
 
 

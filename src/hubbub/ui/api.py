@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubbub.ui import csrf, formatting
 from hubbub.ui.ports import PlatformApi, Unreachable
-from hubbub.ui.service import REPORTS, Console, Problem, Window
+from hubbub.ui.service import BUCKETS, REPORTS, SERIES, Console, Problem, Window
 
 SESSION = "hubbub_session"
 LIVE_EVERY_S = 2.0
@@ -189,6 +189,7 @@ def build_router(console: Console, key: csrf.CsrfKey, session_max_age_s: int) ->
         window = Window.last_days(1, who.zone, today)
         tenant = await console.tenant(who.session)
         health = await console.health()
+        alerts = await console.alerts(who.session, 5)
         try:
             hashtags = await console.top(who.session, "hashtags", window, 10)
             problem = None
@@ -196,29 +197,74 @@ def build_router(console: Console, key: csrf.CsrfKey, session_max_age_s: int) ->
             hashtags, problem = [], str(error)
         return page(
             request, "overview.html", who, tenant=tenant, hashtags=hashtags, problem=problem,
-            window=window, health=health,
+            window=window, health=health, alerts=alerts,
         )  # fmt: skip
 
     @router.get("/live")
     async def live(request: Request, who: Who) -> StreamingResponse:
         """Server-sent events for the overview: the roles' health every `LIVE_EVERY_S`,
         as an HTML fragment (autoescaped, like every page), until the page goes away."""
-        fragment = templates.env.get_template("health.html")
+        health_html = templates.env.get_template("health.html")
+        alerts_html = templates.env.get_template("alerts_list.html")
+        zone, locale = who.zone, who.locale
+
+        def moment(value: Any) -> str:
+            return formatting.moment(value, zone, locale)
 
         async def events() -> AsyncIterator[str]:
             ends = asyncio.get_running_loop().time() + LIVE_FOR_S
             while asyncio.get_running_loop().time() < ends and not await request.is_disconnected():
                 try:
                     health = await console.health()
-                except Unreachable:
-                    health = {"status": "down", "roles": {}}
-                html = fragment.render(health=health).replace("\n", "")
-                yield f"event: health\ndata: {html}\n\n"
+                    alerts = await console.alerts(who.session)
+                except (Unreachable, Problem):
+                    health, alerts = {"status": "down", "roles": {}}, []
+                for name, html in (
+                    ("health", health_html.render(health=health)),
+                    ("alerts", alerts_html.render(alerts=alerts, moment=moment)),
+                ):
+                    yield f"event: {name}\ndata: {html.replace(chr(10), '')}\n\n"
                 await asyncio.sleep(LIVE_EVERY_S)
 
         return StreamingResponse(
             events(), media_type="text/event-stream", headers={"cache-control": "no-store"}
         )
+
+    async def alerts_page(request: Request, who: Person, **context: Any) -> HTMLResponse:
+        watches = await console.watches(who.session)
+        alerts = await console.alerts(who.session)
+        webhooks = await console.webhooks(who.session)
+        deliveries = await console.deliveries(who.session)
+        return page(
+            request, "alerts.html", who, watches=watches, alerts=alerts, webhooks=webhooks,
+            deliveries=deliveries, **context,
+        )  # fmt: skip
+
+    @router.get("/alerts", response_class=HTMLResponse)
+    async def alerts(request: Request, who: Who) -> HTMLResponse:
+        return await alerts_page(request, who)
+
+    @router.post("/alerts/watches", response_class=HTMLResponse)
+    async def add_watch(
+        request: Request,
+        who: Posting,
+        kind: Annotated[str, Form()],
+        target: Annotated[str, Form()],
+        sensitivity: Annotated[str, Form()] = "medium",
+    ) -> Response:
+        try:
+            await console.add_watch(who.session, kind, target, sensitivity)
+        except Problem as problem:
+            return await alerts_page(request, who, error=str(problem), status=problem.status)
+        return RedirectResponse("/alerts", status_code=303)
+
+    @router.post("/alerts/watches/{watch}/remove", response_class=HTMLResponse)
+    async def remove_watch(request: Request, who: Posting, watch: str) -> Response:
+        try:
+            await console.remove_watch(who.session, watch)
+        except Problem as problem:
+            return await alerts_page(request, who, error=str(problem), status=problem.status)
+        return RedirectResponse("/alerts", status_code=303)
 
     @router.get("/mentions", response_class=HTMLResponse)
     async def mentions(request: Request, who: Who) -> HTMLResponse:
@@ -255,6 +301,59 @@ def build_router(console: Console, key: csrf.CsrfKey, session_max_age_s: int) ->
         return page(
             request, "reports.html", who, reports=REPORTS, what=what, window=window, rows=rows,
             problem=problem,
+        )  # fmt: skip
+
+    @router.get("/reports/series", response_class=HTMLResponse)
+    async def series(
+        request: Request,
+        who: Who,
+        kind: Annotated[str, Query()] = "hashtag",
+        key: Annotated[str, Query(max_length=300)] = "",
+        bucket: Annotated[str, Query()] = "hour",
+        start: Annotated[date | None, Query()] = None,
+        end: Annotated[date | None, Query()] = None,
+    ) -> HTMLResponse:
+        kind = kind if kind in SERIES else "hashtag"
+        bucket = bucket if bucket in BUCKETS else "hour"
+        window = report_window(who, start, end)
+        points: list[Any] = []
+        problem = None
+        if key:
+            try:
+                points = await console.series(who.session, kind, key, bucket, window)
+            except Problem as error:
+                problem = str(error)
+        chart = {
+            "zone": who.zone,
+            "label": f"{kind} {key}",
+            "x": [datetime.fromisoformat(p["bucket"]).timestamp() for p in points],
+            "y": [p["value"] for p in points],
+        }
+        return page(
+            request, "series.html", who, kinds=SERIES, buckets=BUCKETS, kind=kind, key=key,
+            bucket=bucket, window=window, points=points, chart=chart, problem=problem,
+        )  # fmt: skip
+
+    @router.get("/reports/series.csv")
+    async def series_csv(
+        who: Who,
+        kind: Annotated[str, Query()],
+        key: Annotated[str, Query(min_length=1, max_length=300)],
+        bucket: Annotated[str, Query()] = "hour",
+        start: Annotated[date | None, Query()] = None,
+        end: Annotated[date | None, Query()] = None,
+    ) -> Response:
+        if kind not in SERIES or bucket not in BUCKETS:
+            raise HTTPException(404, "no such series")
+        window = report_window(who, start, end)
+        try:
+            body = await console.series(who.session, kind, key, bucket, window, csv=True)
+        except Problem as problem:
+            raise HTTPException(problem.status, str(problem)) from problem
+        name = f"series-{kind}-{window.start}-{window.end}.csv"
+        return Response(
+            body, media_type="text/csv",
+            headers={"content-disposition": f'attachment; filename="{name}"'},
         )  # fmt: skip
 
     @router.get("/reports/export.csv")

@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 
 from hubbub.ui.ports import Answer, PlatformApi
 
+SERIES = {"hashtag": "A hashtag", "page": "A page", "term": "A watched term"}
+BUCKETS = ("minute", "hour", "day")
 REPORTS = {
     "hashtags": "Top hashtags",
     "mentioned": "Most mentioned pages",
@@ -113,6 +115,19 @@ class Console:
             )
         )
 
+    async def series(
+        self, token: str, kind: str, key: str, bucket: str, window: Window, csv: bool = False
+    ) -> Any:
+        """A page's, hashtag's or watched term's counts per bucket, in the window's zone."""
+        params = {**window.params(), "bucket": bucket, "tz": window.zone}
+        if csv:
+            params["format"] = "csv"
+        path = f"/v1/reports/series/{_part(kind)}/{_part(key)}"
+        answer = await self.api.call("GET", path, token=token, params=params)
+        if not answer.ok:
+            raise Problem(answer.status, answer.detail())
+        return answer.body if csv else answer.json()
+
     async def top_csv(self, token: str, what: str, window: Window) -> bytes:
         params = {**window.params(), "limit": 100, "format": "csv"}
         answer = await self.api.call(
@@ -121,6 +136,29 @@ class Console:
         if not answer.ok:
             raise Problem(answer.status, answer.detail())
         return answer.body
+
+    async def watches(self, token: str) -> list[Any]:
+        return list(_checked(await self.api.call("GET", "/v1/watches", token=token)))
+
+    async def add_watch(self, token: str, kind: str, target: str, sensitivity: str) -> None:
+        body = {"kind": kind, "target": target, "sensitivity": sensitivity}
+        _checked(await self.api.call("POST", "/v1/watches", token=token, json=body))
+
+    async def remove_watch(self, token: str, watch: str) -> None:
+        _checked(await self.api.call("DELETE", f"/v1/watches/{_part(watch)}", token=token))
+
+    async def alerts(self, token: str, limit: int = 20) -> list[Any]:
+        answer = await self.api.call("GET", "/v1/alerts", token=token, params={"limit": limit})
+        return list(_checked(answer))
+
+    async def webhooks(self, token: str) -> list[Any]:
+        return list(_checked(await self.api.call("GET", "/v1/webhooks", token=token)))
+
+    async def deliveries(self, token: str, limit: int = 20) -> list[Any]:
+        answer = await self.api.call(
+            "GET", "/v1/webhooks/deliveries", token=token, params={"limit": limit}
+        )
+        return list(_checked(answer))
 
     async def users(self, token: str) -> list[Any]:
         return list(_checked(await self.api.call("GET", "/v1/users", token=token)))

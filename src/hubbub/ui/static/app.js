@@ -113,3 +113,24 @@
   });
   box.addEventListener("blur", () => setTimeout(close, 100));
 })();
+
+// A series chart (uPlot), drawn from the page's JSON data in the person's time zone; the
+// table beside it holds the same numbers for screen readers and for no JavaScript.
+(function () {
+  const data = document.getElementById("series-data");
+  const where = document.getElementById("series-chart");
+  if (!data || !where || typeof uPlot === "undefined") return;
+  const chart = JSON.parse(data.textContent);
+  const width = Math.min(where.clientWidth || 800, 960);
+  new uPlot(
+    {
+      width: width,
+      height: 280,
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), chart.zone),
+      series: [{}, { label: chart.label, stroke: "#1f5fbf", width: 2, fill: "rgba(31,95,191,.08)" }],
+      axes: [{}, { size: 60 }],
+    },
+    [chart.x, chart.y],
+    where
+  );
+})();
