@@ -276,7 +276,9 @@ class Settings(BaseSettings):
         None, description="Set by `hubbub serve` for its roles: they stop if it is gone."
     )
     log_level: str = "info"
-    log_format: str = Field("json", pattern="^(json|console)$")
+    log_format: Literal["json", "console"] | None = Field(
+        None, description="json or console; by default console on a terminal, json elsewhere."
+    )
 
     @field_validator("webhook_allowed_networks", mode="before")
     @classmethod

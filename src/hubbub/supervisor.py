@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import structlog
@@ -79,9 +80,13 @@ class Supervisor:
         backoff: Backoff | None = None,
         grace_s: float = 10.0,
         rng: random.Random | None = None,
+        log_file: Path | None = None,
     ) -> None:
         self.roles = list(roles)
+        self.log_file = log_file
+        """Where the roles' output goes (appended), instead of the supervisor's own."""
         self.backoff = backoff or Backoff()
+        self._log_fd: int | None = None
         self.grace_s = grace_s
         self.restarts = {role.name: 0 for role in self.roles}
         self.delays: dict[str, list[float]] = {role.name: [] for role in self.roles}
@@ -105,6 +110,9 @@ class Supervisor:
         finally:
             for process in self._processes.values():
                 _kill_if_running(process)
+            if self._log_fd is not None:
+                os.close(self._log_fd)
+                self._log_fd = None
 
     def table(self) -> Table:
         """Role, pid and URL of every role, for people."""
@@ -140,8 +148,9 @@ class Supervisor:
             # stops its feeder first) instead of seeing them all exit and restarting them.
             env = {**(role.env if role.env is not None else os.environ)}
             env["HUBBUB_SUPERVISOR_PID"] = str(os.getpid())  # a role outliving us stops
+            output = self._output()
             process = await asyncio.create_subprocess_exec(
-                *role.argv, env=env, start_new_session=True
+                *role.argv, env=env, start_new_session=True, stdout=output, stderr=output
             )
         except OSError as error:
             log.error("role failed to start", role=role.name, error=str(error))
@@ -191,6 +200,15 @@ class Supervisor:
             return False
         log.info("role restarting", role=role.name, restarts=self.restarts[role.name] + 1)
         return True
+
+    def _output(self) -> int | None:
+        """A file descriptor of the log file for a child to write to (None: inherit)."""
+        if self.log_file is None:
+            return None
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        if self._log_fd is None:
+            self._log_fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return self._log_fd
 
     async def _terminate(self, role: RoleSpec, process: asyncio.subprocess.Process) -> None:
         """SIGTERM, then SIGKILL after the grace period."""

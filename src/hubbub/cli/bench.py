@@ -122,3 +122,37 @@ def gateway(
         progress=(lambda _: None) if json else (lambda step: console.print(f"  {step}…")),
     )
     print_json(result)
+
+
+@app.command()
+def web(
+    posts_per_year: Annotated[
+        int, typer.Option(help="Posts the year of rollups behind the reports stands for.", min=1)
+    ] = 100_000_000,
+    pages: Annotated[
+        int, typer.Option(help="PageSeen events in the log for the mentions index.", min=100)
+    ] = 200_000,
+    requests: Annotated[int, typer.Option(help="Timed GETs of each page.", min=1)] = 50,
+    keystrokes: Annotated[
+        int, typer.Option(help="Keystrokes after an @ typed in Chromium.", min=1)
+    ] = 300,
+    json: Annotated[bool, typer.Option("--json", help="Print the JSON object only.")] = False,
+) -> None:
+    """The web app through the gateway: server time per page over a year of rollups,
+    keystroke to suggestions drawn in Chromium, and a page's JS and CSS compressed."""
+    from hubbub.benchmarks.web import run_web_benchmark
+
+    load_settings()  # logging as configured
+    if not json:
+        console.print(
+            f"web benchmark: {posts_per_year:,} posts a year, {pages:,} pages,"
+            f" {requests} requests a page…"
+        )
+    result = run_web_benchmark(
+        posts_per_year=posts_per_year,
+        pages=pages,
+        requests=requests,
+        keystrokes=keystrokes,
+        progress=(lambda _: None) if json else (lambda step: console.print(f"  {step}…")),
+    )
+    print_json(result)

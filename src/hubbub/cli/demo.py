@@ -249,12 +249,19 @@ async def _demo(
     duration: float | None,
     host: str | None,
     port: int | None,
+    verbose: bool = False,
 ) -> IngestSummary:
     """Every role under a supervisor, fed a firehose until Ctrl-C or `duration`; then the
-    feeder stops, then the roles."""
+    feeder stops, then the roles. The roles' logs go to `DATA_DIR/logs/demo.log`, unless
+    `verbose`, so the demo's own lines stay readable."""
     stop, roles_stop = asyncio.Event(), asyncio.Event()
     stop_on_signals(stop)
-    supervisor = Supervisor(platform_roles(settings, host=host, gateway_port=port))
+    log_file = None if verbose else settings.data_dir / "logs" / "demo.log"
+    supervisor = Supervisor(
+        platform_roles(settings, host=host, gateway_port=port), log_file=log_file
+    )
+    if log_file is not None:
+        console.print(f"the roles' logs go to {log_file} (--verbose shows them here)")
     supervising = asyncio.create_task(
         supervisor.run(roles_stop, on_started=lambda: console.print(supervisor.table()))
     )
@@ -281,6 +288,9 @@ def demo(
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     host: Annotated[str | None, typer.Option(help="Listen address (HUBBUB_HTTP_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="The gateway's port (HUBBUB_HTTP_PORT).")] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show the roles' logs here, not in a file.")
+    ] = False,
 ) -> None:
     """Run the whole platform (`hubbub serve`) with a live synthetic firehose pushed
     through the gateway; prints where the API docs, health page and metrics are, an API
@@ -291,4 +301,4 @@ def demo(
         made = secrets.token_urlsafe(24)
         os.environ["HUBBUB_ADMIN_TOKEN"] = made  # the roles' environment: the gateway's
         settings = settings.model_copy(update={"admin_token": SecretStr(made)})
-    run(_demo(settings, rate, pages, duration, host, port))
+    run(_demo(settings, rate, pages, duration, host, port, verbose))

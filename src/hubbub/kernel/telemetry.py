@@ -94,8 +94,10 @@ def child_traceparent(parent: str | None) -> str:
     return new_traceparent()
 
 
-def configure_logging(level: str = "info", fmt: str = "json") -> None:
-    """JSON lines on stderr (or a console renderer for people), at the given level."""
+def configure_logging(level: str = "info", fmt: str | None = "json") -> None:
+    """JSON lines on stderr, or lines for people (`console`), at the given level; with no
+    format, for people on a terminal and JSON elsewhere (a file, a log collector)."""
+    fmt = fmt or ("console" if sys.stderr.isatty() else "json")
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
