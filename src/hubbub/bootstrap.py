@@ -277,6 +277,7 @@ async def build_gateway(settings: Settings, clock: Clock) -> Gateway:
         usage=UsageRecorder(event_log, clock=clock),
         clock=clock,
         people=people,
+        secret_box=open_secret_box(settings),
         signin_quota=Quota(
             settings.signin_attempts_per_minute / 60,
             max(1, int(settings.signin_attempts_per_minute)),

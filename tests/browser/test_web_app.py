@@ -387,3 +387,33 @@ async def test_a_watch_added_in_the_app_shows_its_alert_as_it_is_raised(
     await page.get_by_role("button", name="Stop watching hashtag quake").click()
     await expect(page.get_by_text("Nothing is watched.")).to_be_visible()
     await context.close()
+
+
+async def test_a_connector_token_is_kept_unseen_and_a_flag_is_set_from_settings(
+    stack: Stack, browser: Browser
+) -> None:
+    owner, rival = await stack.tenant("Newsroom"), await stack.tenant("Rival")
+    await person(stack, owner, "boss@newsroom.example", "owner")
+    context, page = await signed_in(browser, stack, "boss@newsroom.example")
+    await page.goto("/settings")
+    secret = "mastodon-access-token-that-must-never-show"
+    await page.get_by_label("Mastodon instance").fill("mastodon.social")
+    await page.get_by_label("Access token").fill(secret)
+    await page.get_by_role("button", name="Keep the token").click()
+    await expect(page.get_by_role("status")).to_contain_text("kept, sealed")
+    await expect(page.get_by_role("cell", name="mastodon.social", exact=True)).to_be_visible()
+    assert secret not in await page.content()
+    listed = await stack.client.get("/v1/connectors", headers=auth(owner["token"]))
+    assert [c["account"] for c in listed.json()] == ["mastodon.social"]
+    assert secret not in listed.text
+    assert (await stack.client.get("/v1/connectors", headers=auth(rival["token"]))).json() == []
+
+    await page.get_by_label("Name", exact=True).last.fill("new-composer")
+    await page.get_by_label("Rolled out to (%)").fill("25")
+    await page.get_by_role("button", name="Set the flag").click()
+    await expect(page.get_by_role("row").filter(has_text="new-composer")).to_contain_text("25")
+    (flag,) = (await stack.client.get("/v1/flags", headers=auth(owner["token"]))).json()
+    assert (flag["name"], flag["percent"], flag["enabled"]) == ("new-composer", 25.0, True)
+    await page.get_by_role("button", name="Remove the flag new-composer").click()
+    await expect(page.get_by_text("No flags of this workspace.")).to_be_visible()
+    await context.close()

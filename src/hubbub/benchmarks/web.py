@@ -308,9 +308,9 @@ def _until_healthy(child: subprocess.Popen[bytes], base: str, output: Path) -> N
 # -- pages -----------------------------------------------------------------------------
 
 
-def _signed_in_client(base: str) -> httpx.Client:
-    """A client holding a session, signed in through the sign-in form as a browser does."""
-    client = httpx.Client(base_url=base, timeout=60, follow_redirects=False)
+def _sign_in(client: httpx.Client) -> None:
+    """Sign `client` in through the sign-in form, as a browser does: its CSRF token and
+    cookie, then the session cookie it keeps."""
     form = client.get("/signin")
     found = re.search(r'name="csrf" value="([^"]+)"', form.text)
     if form.status_code != 200 or not found:
@@ -320,13 +320,13 @@ def _signed_in_client(base: str) -> httpx.Client:
     )
     if answer.status_code != 303 or "hubbub_session" not in client.cookies:
         raise RuntimeError(f"POST /signin: {answer.status_code} {answer.text[:300]}")
-    return client
 
 
 def _time_pages(base: str, requests: int, progress: Progress, label: str) -> dict[str, list[float]]:
     """Each page once to warm up, then `requests` rounds over all pages; ms per GET."""
     timings: dict[str, list[float]] = {path: [] for path in PAGES}
-    with _signed_in_client(base) as client:
+    with httpx.Client(base_url=base, timeout=60, follow_redirects=False) as client:
+        _sign_in(client)
 
         def get(path: str) -> float:
             started = time.perf_counter()

@@ -28,7 +28,7 @@ from hubbub.gateway.ports import (
     User,
 )
 from hubbub.gateway.routing import Route, RouteTable, remove_route, set_route
-from hubbub.gateway.service import Tenancy
+from hubbub.gateway.service import Connectors, Tenancy
 from hubbub.kernel.clock import Clock
 from hubbub.kernel.validation import PlainText
 
@@ -109,12 +109,14 @@ class RouteSet(BaseModel):
 
 def build_router(
     tenancy: Tenancy,
+    connectors: Connectors,
     routes: RouteTable,
     event_log: EventLog,
     caller: CallerOf,
     clock: Clock,
 ) -> APIRouter:
     router = APIRouter()
+    router.include_router(_connector_routes(connectors, caller))
     router.include_router(_tenant_routes(tenancy, caller))
     router.include_router(_permission_routes(tenancy, caller))
     router.include_router(_key_routes(tenancy, caller))
@@ -203,6 +205,51 @@ def _permission_routes(tenancy: Tenancy, caller: CallerOf) -> APIRouter:
                 caller(request), tenant_id, key_id, frozenset(body.permissions)
             )
         return _key(key)
+
+    return router
+
+
+class ConnectorRead(BaseModel):
+    connector: str
+    account: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConnectorToken(BaseModel):
+    token: str = Field(min_length=1, max_length=4096, description="Sealed at rest; never shown.")
+
+
+def _connector_routes(connectors: Connectors, caller: CallerOf) -> APIRouter:
+    router = APIRouter(prefix="/v1/connectors", tags=["connectors"])
+
+    @router.get("")
+    def listed(request: Request) -> list[ConnectorRead]:
+        """The tenant's kept connector tokens, by connector and account; never the tokens
+        (admin or above)."""
+        with answering():
+            return [
+                ConnectorRead(
+                    connector=c.connector,
+                    account=c.account,
+                    created_at=c.created_at,
+                    updated_at=c.updated_at,
+                )
+                for c in connectors.listed(caller(request))
+            ]
+
+    @router.put("/{connector}/{account}", status_code=204, response_class=Response)
+    def keep(request: Request, connector: str, account: str, body: ConnectorToken) -> None:
+        """Keep a token for an account (a Mastodon instance's host), sealed; replaces the
+        one kept before (admin or above)."""
+        with answering():
+            connectors.keep(caller(request), connector, account, body.token)
+
+    @router.delete("/{connector}/{account}", status_code=204, response_class=Response)
+    def forget(request: Request, connector: str, account: str) -> None:
+        """Forget an account's token (admin or above)."""
+        with answering():
+            connectors.forget(caller(request), connector, account)
 
     return router
 

@@ -60,13 +60,14 @@ from hubbub.gateway.ports import Caller, Decision, Quota, RateLimiter, TenantSto
 from hubbub.gateway.proxy import forward, refuse_unauthenticated, send_error
 from hubbub.gateway.ratelimit import headers, strictest
 from hubbub.gateway.routing import Route, RouteTable
-from hubbub.gateway.service import People, Tenancy
+from hubbub.gateway.service import Connectors, People, Tenancy
 from hubbub.gateway.shadow import ShadowReads
 from hubbub.gateway.upstreams import Unavailable, Upstream
 from hubbub.gateway.usage import UsageRecorder
 from hubbub.kernel.background import Background
 from hubbub.kernel.clock import Clock
 from hubbub.kernel.limits import BodyLimit, limit_by_path
+from hubbub.kernel.sealing import SecretBox
 from hubbub.kernel.telemetry import Observed, header, route_of
 from hubbub.kernel.validation import printable_validation_errors
 
@@ -75,6 +76,7 @@ WEB: Final = "web"
 """The upstream of the web app's pages: every path outside `/v1/` when it is set."""
 OWN_PREFIXES: Final = ("/v1/tenants", "/v1/tenant", "/v1/users", "/v1/keys", "/v1/flags",
                        "/v1/platform", "/v1/sessions", "/v1/me", "/v1/invites",
+                       "/v1/connectors",
                        "/metrics")  # fmt: skip
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 SPEC_TTL_S: Final = 30.0
@@ -99,6 +101,8 @@ class Gateway:
     """The gateway's one clock: every part of it reads time from this."""
     people: People
     """Sign-in, sessions and invitations: the web app's people."""
+    secret_box: SecretBox
+    """What seals the connector tokens tenants keep."""
     signin_quota: Quota = field(default_factory=lambda: Quota(10 / 60, 10, "sign-in attempts"))
     control_poll_s: float = 0.5
     max_body_bytes: int = 1024 * 1024
@@ -327,6 +331,7 @@ def _own_app(gateway: Gateway) -> FastAPI:
     app.include_router(
         gateway_api.build_router(
             Tenancy(gateway.store, gateway.auth.forget),
+            Connectors(gateway.store, gateway.secret_box),
             gateway.routes,
             gateway.event_log,
             caller_of,

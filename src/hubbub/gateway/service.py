@@ -21,10 +21,12 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from hubbub.gateway.ports import (
     ApiKey,
     Caller,
+    ConnectorTokenInfo,
     Invite,
     NotFound,
     Permission,
@@ -40,6 +42,7 @@ from hubbub.gateway.sessions import (
     verify_password,
 )
 from hubbub.kernel.clock import Clock
+from hubbub.kernel.sealing import SecretBox
 
 
 class Refused(Exception):
@@ -259,3 +262,27 @@ def _digest(token: str) -> str:
 
 def _moment(us: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+
+
+CONNECTORS: Final = ("mastodon",)
+"""Connectors a tenant keeps a token for (the account is the instance's host)."""
+
+
+@dataclass(frozen=True)
+class Connectors:
+    """A tenant's connector tokens: sealed before they are stored, never shown back."""
+
+    store: TenantStore
+    box: SecretBox
+
+    def listed(self, who: Caller) -> list[ConnectorTokenInfo]:
+        return self.store.connector_tokens(tenant_admin(who).tenant)
+
+    def keep(self, who: Caller, connector: str, account: str, token: str) -> None:
+        tenant_admin(who)
+        if connector not in CONNECTORS:
+            raise NotFound(f"no connector {connector!r}: use {', '.join(CONNECTORS)}")
+        self.store.put_connector_token(who.tenant, connector, account, self.box.seal(token))
+
+    def forget(self, who: Caller, connector: str, account: str) -> None:
+        self.store.delete_connector_token(tenant_admin(who).tenant, connector, account)

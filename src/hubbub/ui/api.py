@@ -381,9 +381,11 @@ def build_router(console: Console, key: csrf.CsrfKey, session_max_age_s: int) ->
         users = await console.users(who.session) if admin else []
         invites = await console.invites(who.session) if admin else []
         keys = await console.keys(who.session) if admin else []
+        connectors = await console.connectors(who.session) if admin else []
+        flags = await console.flags(who.session)
         return page(
             request, "settings.html", who, admin=admin, users=users, invites=invites, keys=keys,
-            roles=ROLES, **context,
+            connectors=connectors, flags=flags, roles=ROLES, **context,
         )  # fmt: skip
 
     @router.get("/settings", response_class=HTMLResponse)
@@ -430,6 +432,53 @@ def build_router(console: Console, key: csrf.CsrfKey, session_max_age_s: int) ->
         async def act() -> dict[str, Any]:
             await console.revoke_key(who.session, key_id)
             return {"revoked": key_id}
+
+        return await acting(request, who, act)
+
+    @router.post("/settings/connectors", response_class=HTMLResponse)
+    async def keep_connector_token(
+        request: Request,
+        who: Posting,
+        account: Annotated[str, Form(max_length=255)],
+        token: Annotated[str, Form(max_length=4096)],
+        connector: Annotated[str, Form()] = "mastodon",
+    ) -> HTMLResponse:
+        async def act() -> dict[str, Any]:
+            await console.keep_connector_token(who.session, connector, account, token)
+            return {"kept": f"{connector} {account}"}
+
+        return await acting(request, who, act)
+
+    @router.post("/settings/connectors/{connector}/{account}/forget", response_class=HTMLResponse)
+    async def forget_connector_token(
+        request: Request, who: Posting, connector: str, account: str
+    ) -> HTMLResponse:
+        async def act() -> dict[str, Any]:
+            await console.forget_connector_token(who.session, connector, account)
+            return {"forgotten": f"{connector} {account}"}
+
+        return await acting(request, who, act)
+
+    @router.post("/settings/flags", response_class=HTMLResponse)
+    async def set_flag(
+        request: Request,
+        who: Posting,
+        name: Annotated[str, Form(max_length=100)],
+        percent: Annotated[float, Form(ge=0, le=100)] = 100.0,
+        description: Annotated[str, Form(max_length=1000)] = "",
+        enabled: Annotated[str | None, Form()] = None,
+    ) -> HTMLResponse:
+        async def act() -> dict[str, Any]:
+            await console.set_flag(who.session, name, enabled is not None, percent, description)
+            return {"flag_set": name}
+
+        return await acting(request, who, act)
+
+    @router.post("/settings/flags/{name}/remove", response_class=HTMLResponse)
+    async def remove_flag(request: Request, who: Posting, name: str) -> HTMLResponse:
+        async def act() -> dict[str, Any]:
+            await console.remove_flag(who.session, name)
+            return {"flag_removed": name}
 
         return await acting(request, who, act)
 

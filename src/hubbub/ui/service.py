@@ -160,6 +160,31 @@ class Console:
         )
         return list(_checked(answer))
 
+    async def connectors(self, token: str) -> list[Any]:
+        return list(_checked(await self.api.call("GET", "/v1/connectors", token=token)))
+
+    async def keep_connector_token(
+        self, token: str, connector: str, account: str, secret: str
+    ) -> None:
+        path = f"/v1/connectors/{_part(connector)}/{_part(account)}"
+        _checked(await self.api.call("PUT", path, token=token, json={"token": secret}))
+
+    async def forget_connector_token(self, token: str, connector: str, account: str) -> None:
+        path = f"/v1/connectors/{_part(connector)}/{_part(account)}"
+        _checked(await self.api.call("DELETE", path, token=token))
+
+    async def flags(self, token: str) -> list[Any]:
+        return list(_checked(await self.api.call("GET", "/v1/flags", token=token)))
+
+    async def set_flag(
+        self, token: str, name: str, enabled: bool, percent: float, description: str
+    ) -> None:
+        body = {"enabled": enabled, "percent": percent, "description": description}
+        _checked(await self.api.call("PUT", f"/v1/flags/{_part(name)}", token=token, json=body))
+
+    async def remove_flag(self, token: str, name: str) -> None:
+        _checked(await self.api.call("DELETE", f"/v1/flags/{_part(name)}", token=token))
+
     async def users(self, token: str) -> list[Any]:
         return list(_checked(await self.api.call("GET", "/v1/users", token=token)))
 
