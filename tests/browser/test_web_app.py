@@ -417,3 +417,38 @@ async def test_a_connector_token_is_kept_unseen_and_a_flag_is_set_from_settings(
     await page.get_by_role("button", name="Remove the flag new-composer").click()
     await expect(page.get_by_text("No flags of this workspace.")).to_be_visible()
     await context.close()
+
+
+async def test_the_overview_counts_todays_posts_of_the_watched_pages(
+    stack: Stack, browser: Browser
+) -> None:
+    owner = await stack.tenant("Newsroom")
+    await person(stack, owner, "ed@newsroom.example", "viewer")
+    watched = await stack.client.post(
+        "/v1/watches",
+        json={"kind": "page", "target": "did:plc:mayor"},
+        headers=auth(owner["token"]),
+    )
+    assert watched.status_code == 201
+    now_us = time.time_ns() // 1000
+    await stack.platform.event_log.append(
+        [
+            PostPublished(id=f"m{n}", key="did:plc:mayor", ts=now_us, source="test",
+                          post=f"at://did:plc:mayor/app.bsky.feed.post/{n}",
+                          author="did:plc:mayor", text="town hall tonight")
+            for n in range(3)
+        ]
+    )  # fmt: skip
+
+    async def folded() -> bool:
+        today = {"start": "2026-01-01T00:00:00Z", "end": "2100-01-01T00:00:00Z"}
+        answer = await stack.client.get(
+            "/v1/reports/pages/did:plc:mayor/summary", params=today, headers=auth(owner["token"])
+        )
+        return bool(answer.json()[0]["posts"] == 3)
+
+    await until(folded)
+    context, page = await signed_in(browser, stack, "ed@newsroom.example")
+    row = page.get_by_role("row").filter(has_text="did:plc:mayor")
+    await expect(row).to_contain_text("3")
+    await context.close()

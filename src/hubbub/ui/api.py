@@ -190,6 +190,8 @@ def build_router(console: Console, key: csrf.CsrfKey, session_max_age_s: int) ->
         tenant = await console.tenant(who.session)
         health = await console.health()
         alerts = await console.alerts(who.session, 5)
+        watched = [w["target"] for w in await console.watches(who.session) if w["kind"] == "page"]
+        pages = [await console.page_summary(who.session, page, window) for page in watched[:20]]
         try:
             hashtags = await console.top(who.session, "hashtags", window, 10)
             problem = None
@@ -197,7 +199,7 @@ def build_router(console: Console, key: csrf.CsrfKey, session_max_age_s: int) ->
             hashtags, problem = [], str(error)
         return page(
             request, "overview.html", who, tenant=tenant, hashtags=hashtags, problem=problem,
-            window=window, health=health, alerts=alerts,
+            window=window, health=health, alerts=alerts, pages=pages,
         )  # fmt: skip
 
     @router.get("/live")

@@ -128,6 +128,13 @@ class Console:
             raise Problem(answer.status, answer.detail())
         return answer.body if csv else answer.json()
 
+    async def page_summary(self, token: str, page: str, window: Window) -> dict[str, Any]:
+        """A page's posts, mentions and engagement received over the window."""
+        path = f"/v1/reports/pages/{_part(page)}/summary"
+        answer = await self.api.call("GET", path, token=token, params=window.params())
+        (row,) = _checked(answer)
+        return dict(row)
+
     async def top_csv(self, token: str, what: str, window: Window) -> bytes:
         params = {**window.params(), "limit": 100, "format": "csv"}
         answer = await self.api.call(
