@@ -13,7 +13,14 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Locator,
+    Page,
+    async_playwright,
+    expect,
+)
 
 from hubbub.analytics.alerts import Alert
 from hubbub.kernel.events import AlertRaised, PageSeen, PostPublished
@@ -63,6 +70,11 @@ async def signed_in(browser: Browser, stack: Stack, email: str) -> tuple[Browser
     await page.get_by_role("button", name="Sign in").click()
     await expect(page).to_have_url(f"{stack.url}/")
     return context, page
+
+
+def nav(page: Page, name: str) -> Locator:
+    """A link of the main navigation."""
+    return page.get_by_role("navigation", name="Main").get_by_role("link", name=name)
 
 
 async def screens(page: Page, name: str) -> None:
@@ -128,7 +140,7 @@ async def test_typing_at_in_the_compose_box_suggests_pages_chosen_by_keyboard(
     context, page = await signed_in(browser, stack, "ed@newsroom.example")
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: dialogs.append(dialog.message))
-    await page.get_by_role("link", name="Mentions").click()
+    await nav(page, "Mentions").click()
     box = page.get_by_role("combobox", name="Post")
     await box.press_sequentially("Hello @tay", delay=30)
     options = page.get_by_role("option")
@@ -172,7 +184,7 @@ async def test_a_report_keeps_its_window_in_the_address_and_downloads_as_csv(
 
     await until(folded)
     context, page = await signed_in(browser, stack, "ed@newsroom.example")
-    await page.get_by_role("link", name="Reports").click()
+    await nav(page, "Reports").click()
     await expect(page.get_by_role("cell", name="quake")).to_be_visible()
     rows = page.get_by_role("row")
     await expect(rows.nth(1)).to_contain_text("quake")
@@ -213,7 +225,7 @@ async def test_an_owner_invites_someone_who_joins_by_the_link(
     owner = await stack.tenant("Newsroom")
     await person(stack, owner, "boss@newsroom.example", "owner")
     context, page = await signed_in(browser, stack, "boss@newsroom.example")
-    await page.get_by_role("link", name="Settings").click()
+    await nav(page, "Settings").click()
     await page.get_by_label("Email", exact=True).fill("new@newsroom.example")
     await page.get_by_label("Role", exact=True).first.select_option("editor")
     await page.get_by_role("button", name="Invite").click()
@@ -245,7 +257,7 @@ async def test_a_revoked_key_stops_and_names_are_shown_as_text(
     page.on("dialog", lambda dialog: dialogs.append(dialog.message))
     await page.goto("/settings")
     name = "<script>alert('key')</script>"
-    await page.get_by_label("Name").fill(name)
+    await page.get_by_role("region", name="API keys").get_by_label("Name").fill(name)
     await page.get_by_role("button", name="Make a key").click()
     token = await page.get_by_label("The new key").input_value()
     assert (await stack.client.get("/v1/mentions?q=a", headers=auth(token))).status_code == 200
@@ -362,7 +374,7 @@ async def test_a_watch_added_in_the_app_shows_its_alert_as_it_is_raised(
     owner = await stack.tenant("Newsroom")
     await person(stack, owner, "ed@newsroom.example", "editor")
     context, page = await signed_in(browser, stack, "ed@newsroom.example")
-    await page.get_by_role("link", name="Alerts").click()
+    await nav(page, "Alerts").click()
     await expect(page.get_by_text("Nothing is watched.")).to_be_visible()
     await page.get_by_label("Hashtag, page id or words").fill("#Quake")
     await page.get_by_role("button", name="Watch").click()
@@ -408,7 +420,7 @@ async def test_a_connector_token_is_kept_unseen_and_a_flag_is_set_from_settings(
     assert secret not in listed.text
     assert (await stack.client.get("/v1/connectors", headers=auth(rival["token"]))).json() == []
 
-    await page.get_by_label("Name", exact=True).last.fill("new-composer")
+    await page.get_by_role("region", name="Feature flags").get_by_label("Name").fill("new-composer")
     await page.get_by_label("Rolled out to (%)").fill("25")
     await page.get_by_role("button", name="Set the flag").click()
     await expect(page.get_by_role("row").filter(has_text="new-composer")).to_contain_text("25")

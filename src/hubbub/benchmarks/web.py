@@ -61,10 +61,11 @@ from hubbub.benchmarks.reports import generate_year, load_rollups
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.events import PageSeen
 from hubbub.settings import Settings
-from hubbub.supervisor import PLATFORM_ROLES
 from hubbub.synthetic.population import page as synthetic_page
 
 Progress = Callable[[str], None]
+PLATFORM_ROLES: Final = ("ingest", "mentions", "analytics", "web", "gateway")
+"""The roles `hubbub serve` runs, each on a port of its own here."""
 
 CHROMIUM: Final = "/usr/bin/chromium"
 # As tests/support/browser.py launches it: headless, without the background traffic a
@@ -93,6 +94,9 @@ PAGES: Final = (
 EMAIL: Final = "owner@bench.example"
 PASSWORD: Final = "correct horse battery staple"
 KEY_DELAY_MS: Final = 120
+BUILD_MEMORY: Final = "6GB"
+"""DuckDB's memory while it builds the year (it spills the rest to disk): without a cap
+it takes 80% of the machine, which others share."""
 UNCACHED_TTL_S: Final = "0.001"  # the setting must be > 0: an entry outlives no request
 TARGETS: Final = {
     "page_p95_ms": 30.0,
@@ -137,7 +141,7 @@ def _build_rollups(
 ) -> dict[str, Any]:
     """The year's rollups as the live analytics file, retention applied; seconds per step."""
     DuckDBRollups(path).close()  # the schema
-    db = duckdb.connect(str(path))
+    db = duckdb.connect(str(path), config={"memory_limit": BUILD_MEMORY})
     steps: dict[str, Any] = {}
     try:
         progress(f"data: generating {posts_per_year:,} posts over 2025")
