@@ -88,6 +88,7 @@ bench: $(STAMP) wrk
 	$(BIN)/hubbub bench mentions --pages 1000000 --json
 	$(BIN)/hubbub bench reports --json
 	$(BIN)/hubbub bench gateway --json
+	$(BIN)/hubbub bench web --json
 
 clean:
 	rm -rf $(VENV) data test-artifacts .pytest_cache .mypy_cache .ruff_cache
