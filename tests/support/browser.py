@@ -1,19 +1,12 @@
-"""Debian's Chromium, as the browser tests launch it (never a browser Playwright
-downloads): headless, and without the background traffic a closed network refuses."""
+"""Debian's Chromium, as the browser tests launch it: the benchmark's own settings
+(headless, never a browser Playwright downloads, no background traffic)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
+from hubbub.benchmarks.web import CHROMIUM as _CHROMIUM
+from hubbub.benchmarks.web import LAUNCH_ARGS
+
+CHROMIUM = Path(_CHROMIUM)
+__all__ = ["CHROMIUM", "LAUNCH_ARGS"]

@@ -68,8 +68,8 @@ PLATFORM_ROLES: Final = ("ingest", "mentions", "analytics", "web", "gateway")
 """The roles `hubbub serve` runs, each on a port of its own here."""
 
 CHROMIUM: Final = "/usr/bin/chromium"
-# As tests/support/browser.py launches it: headless, without the background traffic a
-# closed network refuses.
+# Headless, without the background traffic a closed network refuses (the browser tests
+# launch it the same way, from here).
 LAUNCH_ARGS: Final = [
     "--headless=new",
     "--no-sandbox",

@@ -16,11 +16,11 @@ that does not exist, so ids do not leak across tenants.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from hubbub.gateway.ports import (
@@ -41,7 +41,7 @@ from hubbub.gateway.sessions import (
     needs_rehash,
     verify_password,
 )
-from hubbub.kernel.clock import Clock
+from hubbub.kernel.clock import Clock, moment_of
 from hubbub.kernel.sealing import SecretBox
 
 
@@ -145,7 +145,10 @@ class Tenancy:
         return key
 
 
-_UNUSED_HASH = hash_password("no one's password, hashed to be checked in vain")
+@functools.cache
+def _unused_hash() -> str:
+    """A hash no password matches, made on the first sign-in rather than at start-up."""
+    return hash_password("no one's password, hashed to be checked in vain")
 
 
 class SignInRefused(Refused):
@@ -181,7 +184,7 @@ class People:
                 return self.signer.issue(found.user.id, self.clock.now_us()), found.user
             tried = True
         if not tried:  # as slow as a wrong password: the answer's time tells nothing
-            verify_password(_UNUSED_HASH, password)
+            verify_password(_unused_hash(), password)
         raise SignInRefused("wrong email or password")
 
     def caller(self, token: str) -> Caller | None:
@@ -218,7 +221,7 @@ class People:
         own), and the token of its link, shown this once."""
         granting(who, role)
         token = secrets.token_urlsafe(32)
-        expires = _moment(self.clock.now_us() + int(self.invite_ttl_s * 1_000_000))
+        expires = moment_of(self.clock.now_us() + int(self.invite_ttl_s * 1_000_000))
         made = self.store.create_invite(who.tenant, email, role, _digest(token), expires)
         return made, token
 
@@ -228,7 +231,7 @@ class People:
     def invitation(self, token: str) -> Invite:
         """The open invitation of a link's token; `NotFound` when unknown, used or expired."""
         found = self.store.invite(_digest(token))
-        now = _moment(self.clock.now_us())
+        now = moment_of(self.clock.now_us())
         if found is None or found.used_at is not None or found.expires_at <= now:
             raise NotFound("this invitation is unknown, used already, or expired")
         return found
@@ -239,7 +242,7 @@ class People:
         hashing."""
         self.invitation(token)
         user = self.store.accept_invite(
-            _digest(token), hash_password(password), _moment(self.clock.now_us())
+            _digest(token), hash_password(password), moment_of(self.clock.now_us())
         )
         return self.signer.issue(user.id, self.clock.now_us()), user
 
@@ -258,10 +261,6 @@ def user_of(who: Caller) -> str:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _moment(us: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
 
 
 CONNECTORS: Final = ("mastodon",)

@@ -8,7 +8,7 @@ with SQLAlchemy's expression language: values are always bound parameters.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -32,7 +32,7 @@ from hubbub.gateway.ports import (
     Tenant,
     User,
 )
-from hubbub.kernel.clock import Clock
+from hubbub.kernel.clock import Clock, moment_of
 from hubbub.kernel.sealing import PREFIX as SEALED_PREFIX
 
 metadata = sa.MetaData()
@@ -117,12 +117,7 @@ def migrate(engine: sa.Engine) -> None:
         command.upgrade(config, "head")
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _moment_of(now_us: int) -> datetime:
-    """The aware UTC datetime of a clock's `now_us` (exact to the microsecond)."""
-    return _EPOCH + timedelta(microseconds=now_us)
+_EPOCH = moment_of(0)
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -175,7 +170,7 @@ class SqlTenantStore:
         return cls(f"sqlite:///{path}", clock)
 
     def _now(self) -> datetime:
-        return _moment_of(self._clock.now_us())
+        return moment_of(self._clock.now_us())
 
     def create_tenant(self, name: str) -> Tenant:
         tenant = Tenant(secrets.token_hex(8), name, self._now())

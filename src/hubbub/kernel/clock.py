@@ -8,6 +8,7 @@ the process, which a wall clock set back or forward must not disturb.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -45,3 +46,8 @@ class FixedClock:
     def advance(self, seconds: float) -> None:
         self._now += int(seconds * 1_000_000)
         self._monotonic_s += seconds
+
+
+def moment_of(now_us: int) -> datetime:
+    """The aware UTC datetime of a clock's `now_us` (exact to the microsecond)."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=now_us)

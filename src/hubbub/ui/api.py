@@ -371,10 +371,7 @@ def build_router(console: Console, key: csrf.CsrfKey, session_max_age_s: int) ->
         except Problem as problem:
             raise HTTPException(problem.status, str(problem)) from problem
         name = f"series-{kind}-{window.start}-{window.end}.csv"
-        return Response(
-            body, media_type="text/csv",
-            headers={"content-disposition": f'attachment; filename="{name}"'},
-        )  # fmt: skip
+        return _csv(body, name)
 
     @router.get("/reports/export.csv")
     async def export(
@@ -391,10 +388,7 @@ def build_router(console: Console, key: csrf.CsrfKey, session_max_age_s: int) ->
         except Problem as problem:
             raise HTTPException(problem.status, str(problem)) from problem
         name = f"top-{what}-{window.start}-{window.end}.csv"
-        return Response(
-            body, media_type="text/csv",
-            headers={"content-disposition": f'attachment; filename="{name}"'},
-        )  # fmt: skip
+        return _csv(body, name)
 
     async def settings_page(request: Request, who: Person, **context: Any) -> HTMLResponse:
         admin = who.me.get("role") in ("admin", "owner")
@@ -548,6 +542,12 @@ def build_router(console: Console, key: csrf.CsrfKey, session_max_age_s: int) ->
         return response
 
     return router
+
+
+def _csv(body: bytes, name: str) -> Response:
+    """A CSV download, named `name`."""
+    headers = {"content-disposition": f'attachment; filename="{name}"'}
+    return Response(body, media_type="text/csv", headers=headers)
 
 
 class SecurityHeaders:
