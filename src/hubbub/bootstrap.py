@@ -32,6 +32,7 @@ from hubbub.kernel.background import Background
 from hubbub.kernel.breaker import Guard
 from hubbub.kernel.cache import Cache, MemoryCache, RedisCache
 from hubbub.kernel.clock import Clock, SystemClock
+from hubbub.kernel.events import PAGES
 from hubbub.kernel.redis_guard import redis_guard
 from hubbub.kernel.sealing import SecretBox, key_file
 from hubbub.kernel.signing import RequestSigner, secret_file
@@ -206,11 +207,17 @@ def open_request_signer(settings: Settings) -> RequestSigner:
 def open_people(settings: Settings, store: TenantStore, clock: Clock) -> People:
     """Sign-in, sessions and invitations, with session tokens signed by a key derived
     from the internal secret (any gateway replica checks them)."""
-    from hubbub.gateway.service import People
+    from hubbub.gateway.service import OperatorSessions, People
     from hubbub.gateway.sessions import SessionSigner
 
-    signer = SessionSigner(internal_secret(settings), settings.session_days * retention.DAY_S)
-    return People(store, signer, clock, settings.invite_days * retention.DAY_S)
+    secret = internal_secret(settings)
+    signer = SessionSigner(secret, settings.session_days * retention.DAY_S)
+    operator = None
+    if settings.admin_token is not None:
+        token = settings.admin_token.get_secret_value().encode()
+        ttl_s = settings.operator_session_hours * 3600
+        operator = OperatorSessions(token, SessionSigner(secret + b"\0operator\0" + token, ttl_s))
+    return People(store, signer, clock, settings.invite_days * retention.DAY_S, operator)
 
 
 def gateway_upstreams(settings: Settings, clock: Clock) -> dict[str, Upstream]:
@@ -249,6 +256,7 @@ async def build_gateway(settings: Settings, clock: Clock) -> Gateway:
     from hubbub.gateway.flags import FlagBook
     from hubbub.gateway.health import Health
     from hubbub.gateway.ports import Quota
+    from hubbub.gateway.progress import Progress
     from hubbub.gateway.ratelimit import shared_servers
     from hubbub.gateway.routing import RouteTable
     from hubbub.gateway.usage import UsageRecorder
@@ -259,6 +267,7 @@ async def build_gateway(settings: Settings, clock: Clock) -> Gateway:
     upstreams = gateway_upstreams(settings, clock)
     limiter = open_rate_limiter(settings, clock)
     people = open_people(settings, store, clock)
+    health = Health(upstreams, dependencies=shared_servers(limiter), clock=clock)
     gateway = Gateway(
         store=store,
         event_log=event_log,
@@ -273,7 +282,8 @@ async def build_gateway(settings: Settings, clock: Clock) -> Gateway:
         upstreams=upstreams,
         routes=RouteTable(event_log),
         flags=FlagBook(event_log),
-        health=Health(upstreams, dependencies=shared_servers(limiter), clock=clock),
+        health=health,
+        progress=Progress(event_log, health, clock=clock),
         usage=UsageRecorder(event_log, clock=clock),
         clock=clock,
         people=people,
@@ -303,7 +313,8 @@ def build_web(settings: Settings) -> tuple[ASGIApp, Callable[[], Awaitable[None]
 
     api = GatewayApi(gateway_url_for_web(settings))
     max_age = int(settings.session_days * retention.DAY_S)
-    return create_app(api, internal_secret(settings), max_age), api.close
+    operator_max_age = int(settings.operator_session_hours * 3600)
+    return create_app(api, internal_secret(settings), max_age, operator_max_age), api.close
 
 
 def open_archive(settings: Settings) -> PostArchive:
@@ -386,6 +397,18 @@ class Platform:
         await self.analytics()
         assert self._alert_views is not None  # made with the analytics workers
         return self._alert_views
+
+    async def positions(self, *, mentions: bool, analytics: bool) -> dict[str, int]:
+        """The last log position folded, per topic, by the followers asked for that this
+        process has started (mentions: `pages`; analytics: posts, engagement, deletes);
+        none is started by asking."""
+        found: dict[str, int] = {}
+        replica = self._mentions
+        if mentions and replica is not None and replica.serving in replica.backends:
+            found[PAGES] = await replica.backends[replica.serving].position()
+        if analytics and self._analytics is not None:
+            found.update(await asyncio.to_thread(self._analytics.positions))
+        return found
 
     def secret_box(self) -> SecretBox:
         """What seals secrets before they are written and opens them where used."""

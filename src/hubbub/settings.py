@@ -238,6 +238,9 @@ class Settings(BaseSettings):
         14.0, gt=0, description="How long a person stays signed in to the web app."
     )
     invite_days: float = Field(7.0, gt=0, description="How long an invitation link is open.")
+    operator_session_hours: float = Field(
+        8.0, gt=0, description="How long the operator stays signed in to the web app."
+    )
     signin_attempts_per_minute: float = Field(
         10.0, gt=0, description="Sign-in attempts a minute, per email and per client address."
     )

@@ -26,7 +26,7 @@ from hubbub.analytics.alerts import Alert
 from hubbub.kernel.events import AlertRaised, PageSeen, PostPublished
 from tests.conftest import until
 from tests.support.browser import CHROMIUM, LAUNCH_ARGS
-from tests.support.stack import Stack, auth, start_stack
+from tests.support.stack import OPERATOR, Stack, auth, start_stack
 
 PASSWORD = "correct horse battery"
 ROOT = Path(__file__).resolve().parents[2]
@@ -362,8 +362,15 @@ async def test_every_page_passes_axe_with_no_serious_or_critical_violation(
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
     await expect(page).to_have_url(f"{stack.url}/")
-    for path in ("/", "/mentions", "/reports", "/settings"):
+    for path in ("/", "/mentions", "/reports", "/reports/series?key=python", "/alerts",
+                 "/settings"):  # fmt: skip
         await check(path)
+    await page.get_by_role("button", name="Sign out", exact=True).click()
+    await check("/signin/operator")
+    await page.get_by_label("Operator token").fill(OPERATOR)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(f"{stack.url}/operator")
+    await check("/operator")
     assert found == {path: [] for path in found}
     await context.close()
 
@@ -396,8 +403,92 @@ async def test_a_watch_added_in_the_app_shows_its_alert_as_it_is_raised(
     await expect(live).to_contain_text("hashtag quake", timeout=10_000)
     await expect(live).to_contain_text("140")
 
+    # The sensitivity changes in place: the same watch, now high.
+    await page.get_by_label("Sensitivity of hashtag quake", exact=True).select_option("high")
+    await page.get_by_role("button", name="Change the sensitivity of hashtag quake").click()
+    await expect(page.get_by_label("Sensitivity of hashtag quake", exact=True)).to_have_value("high")
+    (changed,) = (await stack.client.get("/v1/watches", headers=auth(owner["token"]))).json()
+    assert (changed["id"], changed["sensitivity"]) == (watch["id"], "high")
+
     await page.get_by_role("button", name="Stop watching hashtag quake").click()
     await expect(page.get_by_text("Nothing is watched.")).to_be_visible()
+    await context.close()
+
+
+async def test_a_webhook_is_added_with_its_secret_shown_once_and_never_to_inside(
+    stack: Stack, browser: Browser
+) -> None:
+    owner = await stack.tenant("Newsroom")
+    await person(stack, owner, "ed@newsroom.example", "editor")
+    context, page = await signed_in(browser, stack, "ed@newsroom.example")
+    await page.goto("/alerts")
+    await page.get_by_label("Address (https://…)").fill("http://127.0.0.1:6379/")
+    await page.get_by_role("button", name="Add webhook").click()
+    await expect(page.get_by_role("alert")).to_contain_text("127.0.0.1")  # an inside address
+    url = "https://hooks.newsroom.example/alerts"
+    await page.get_by_label("Address (https://…)").fill(url)
+    await page.get_by_role("button", name="Add webhook").click()
+    secret = await page.locator("#webhook-secret").inner_text()
+    assert len(secret) >= 32
+    await expect(page.get_by_role("cell", name=url, exact=True)).to_be_visible()
+    await page.goto("/alerts")
+    assert secret not in await page.content()  # shown that once
+    await page.get_by_role("button", name=f"Stop sending alerts to {url}").click()
+    await expect(page.get_by_text("No webhooks")).to_be_visible()
+    assert (await stack.client.get("/v1/webhooks", headers=auth(owner["token"]))).json() == []
+    await context.close()
+
+
+async def test_the_operator_makes_workspaces_and_sets_platform_flags_and_routes(
+    stack: Stack, browser: Browser
+) -> None:
+    owner = await stack.tenant("Newsroom")
+    await person(stack, owner, "boss@newsroom.example", "owner")
+    context, page = await signed_in(browser, stack, "boss@newsroom.example")
+    assert (await page.goto("/operator")).status == 404  # a workspace's owner is no operator
+    await context.close()
+
+    context = await browser.new_context(base_url=stack.url)
+    page = await context.new_page()
+    await page.goto("/signin")
+    await page.get_by_role("link", name="Sign in as the operator").click()
+    await page.get_by_label("Operator token").fill("not the token")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_have_text("wrong operator token")
+    await page.get_by_label("Operator token").fill(OPERATOR)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(f"{stack.url}/operator")
+    await expect(page.locator("#health")).to_contain_text("mentions ok")
+    await expect(page.locator("#ingest-rate")).to_contain_text("events a second", timeout=10_000)
+    await page.goto("/")  # the operator has no workspace: its home is the platform's page
+    await expect(page).to_have_url(f"{stack.url}/operator")
+
+    await page.get_by_label("Name", exact=True).first.fill("Agency <b>&</b>")
+    await page.get_by_role("button", name="Make a workspace").click()
+    key = await page.locator("#owner-key").inner_text()
+    made = await stack.client.get("/v1/tenant", headers=auth(key))
+    assert made.json()["name"] == "Agency <b>&</b>"  # the owner key works; the name is text
+    await expect(page.get_by_role("cell", name="Agency <b>&</b>", exact=True)).to_be_visible()
+
+    flags = page.get_by_role("region", name="Feature flags")
+    await flags.get_by_label("Name").fill("new-composer")
+    await flags.get_by_label("Rolled out to (%)").fill("10")
+    await page.get_by_role("button", name="Set the flag").click()
+    await expect(page.get_by_role("row").filter(has_text="new-composer")).to_contain_text("10")
+    (flag,) = (await stack.client.get("/v1/platform/flags", headers=auth(OPERATOR))).json()
+    assert (flag["name"], flag["percent"]) == ("new-composer", 10.0)
+
+    await page.get_by_label("Prefix").fill("/v1/mentions")
+    await page.get_by_label("Send to").select_option("legacy")
+    await page.get_by_role("button", name="Set the route").click()
+    mentions = await stack.client.get("/v1/mentions?q=a", headers=auth(owner["token"]))
+    assert mentions.json()["from"] == "legacy"
+    await screens(page, "operator")
+    await page.get_by_role("button", name="Send /v1/mentions back to its service").click()
+    await expect(page.get_by_role("status")).to_contain_text("goes back to its service")
+    mentions = await stack.client.get("/v1/mentions?q=a", headers=auth(owner["token"]))
+    assert mentions.status_code == 200
+    assert isinstance(mentions.json(), list)
     await context.close()
 
 

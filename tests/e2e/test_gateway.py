@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,9 +15,10 @@ import pytest
 from hubbub.bootstrap import build_gateway
 from hubbub.gateway.app import observed
 from hubbub.kernel.clock import SystemClock
-from hubbub.kernel.events import POSTS, USAGE, FeatureUsed
+from hubbub.kernel.events import POSTS, USAGE, FeatureUsed, PostPublished
 from hubbub.kernel.telemetry import configure_logging
-from tests.conftest import FIXTURES, require_service, unique_name
+from tests.conftest import FIXTURES, require_service, unique_name, until
+from tests.support.reports import EVENTS
 from tests.support.stack import OPERATOR, Stack, auth, start_stack
 
 
@@ -119,7 +121,8 @@ async def test_a_tenant_never_reaches_another_tenants_resources(stack: Stack) ->
             calls.append((method, url))
     called = 0
     for method, url in sorted(calls, key=lambda call: call[0] == "put"):  # upserts last
-        body = {"enabled": True, "percent": 50.0} if method == "put" else None
+        bodies = {"put": {"enabled": True, "percent": 50.0}, "patch": {"sensitivity": "high"}}
+        body = bodies.get(method)  # well-formed: only whose it is may refuse the call
         answer = await stack.client.request(
             method.upper(), url, headers=auth(b["token"]), json=body
         )
@@ -581,3 +584,36 @@ async def test_every_endpoint_limits_the_body_it_reads(tmp_path: Path) -> None:
             answer = await built.client.post(path, json=big, headers=auth(owner["token"]))
             assert answer.status_code == 413, (path, answer.text)
             assert "over 4096 bytes" in answer.json()["detail"]
+
+
+async def test_the_platform_status_shows_the_ingest_rate_and_each_roles_lag(stack: Stack) -> None:
+    owner = await stack.tenant("Newsroom")
+    viewer = await stack.key(owner, "viewer")
+    assert (await stack.client.get("/v1/platform/status")).status_code == 401
+    await stack.platform.analytics()  # the roles' followers, as `hubbub serve` starts them
+    await stack.platform.mentions()
+    await stack.gateway.progress.read()
+    await stack.platform.event_log.append(EVENTS)
+    await asyncio.sleep(0.05)
+    await stack.gateway.progress.read()
+    posts = sum(1 for event in EVENTS if isinstance(event, PostPublished))
+
+    async def status() -> dict[str, Any]:
+        await stack.gateway.health.check()
+        answer = await stack.client.get("/v1/platform/status", headers=auth(viewer))
+        assert answer.status_code == 200, answer.text
+        found: dict[str, Any] = answer.json()
+        return found
+
+    async def caught_up() -> bool:
+        behind = (await status())["roles"]["analytics"].get("behind")
+        return behind == {"deletes": 0, "engagement": 0, "posts": 0}
+
+    await until(caught_up)
+    found = await status()
+    assert found["topics"]["posts"]["head"] == posts
+    assert found["topics"]["posts"]["per_s"] > 0  # appended between the two readings
+    assert found["ingest_per_s"] >= found["topics"]["posts"]["per_s"]
+    assert found["roles"]["mentions"] == {"status": "ok", "behind": {"pages": 0}}
+    assert found["roles"]["gateway"] == {"status": "ok"}
+    assert "behind" not in found["roles"]["ingest"]  # it follows no topic

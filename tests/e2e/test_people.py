@@ -6,10 +6,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
+from pydantic import SecretStr
 
+from hubbub.bootstrap import build_gateway
+from hubbub.gateway.app import observed
 from tests.support.cli import cli
-from tests.support.stack import Stack, auth, start_stack
+from tests.support.stack import OPERATOR, Stack, auth, start_stack
 
 PASSWORD = "correct horse battery"
 
@@ -161,3 +165,46 @@ async def test_the_cli_adds_a_person_who_can_sign_in(stack: Stack, tmp_path: Pat
     )
     assert signed.status_code == 201
     assert signed.json()["user"]["role"] == "admin"
+
+
+async def test_the_operator_signs_in_with_its_token_for_a_session_of_its_own(
+    stack: Stack,
+) -> None:
+    newsroom = await stack.tenant("newsroom")
+    wrong = await stack.client.post("/v1/sessions/operator", json={"token": "a guess"})
+    assert (wrong.status_code, wrong.json()["detail"]) == (401, "wrong operator token")
+
+    signed = await stack.client.post("/v1/sessions/operator", json={"token": OPERATOR})
+    assert signed.status_code == 201, signed.text
+    session = signed.json()["token"]
+    assert session.startswith("hs_")
+    assert session != OPERATOR
+    me = (await stack.client.get("/v1/me", headers=auth(session))).json()
+    assert (me["operator"], me["tenant"]) == (True, "platform")
+    tenants = await stack.client.get("/v1/tenants", headers=auth(session))
+    assert [t["name"] for t in tenants.json()] == ["newsroom"]
+    # It is the operator's, not a tenant's: no tenant's data through it.
+    reports = await stack.client.get("/v1/reports/top/hashtags", headers=auth(session))
+    assert reports.status_code == 403
+    # A person's session is no operator's.
+    person = await invite_and_join(stack, newsroom, "boss@newsroom.example", "owner")
+    assert (await stack.client.get("/v1/tenants", headers=auth(person))).status_code == 403
+
+
+async def test_changing_the_operators_token_ends_its_sessions(stack: Stack, tmp_path: Path) -> None:
+    session = (await stack.client.post("/v1/sessions/operator", json={"token": OPERATOR})).json()
+    rotated = stack.gateway_settings.model_copy(
+        update={"admin_token": SecretStr("a new operator token")}
+    )
+    gateway = await build_gateway(rotated, stack.platform.clock)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=observed(gateway)), base_url="http://gateway"
+        ) as client:
+            assert (await client.get("/v1/me", headers=auth(session["token"]))).status_code == 401
+            fresh = await client.post(
+                "/v1/sessions/operator", json={"token": "a new operator token"}
+            )
+            assert fresh.status_code == 201
+    finally:
+        await gateway.close()

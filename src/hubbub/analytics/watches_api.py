@@ -64,6 +64,12 @@ class WatchCreate(BaseModel):
         return target
 
 
+class WatchChange(BaseModel):
+    """What may change in a watch in place; its kind and target make it what it is."""
+
+    sensitivity: Sensitivity
+
+
 class WatchRead(BaseModel):
     id: str
     tenant: str
@@ -211,6 +217,14 @@ def _watch_routes(ctx: RouteContext) -> APIRouter:
     async def get(tenant: Tenant, watch_id: str) -> WatchRead:
         """One of the tenant's active watches."""
         return _watch_read(await find(tenant, watch_id))
+
+    @router.patch("/{watch_id}")
+    async def change(tenant: Tenant, watch_id: str, body: WatchChange) -> WatchRead:
+        """Change a watch's sensitivity; the next check uses it."""
+        found = await find(tenant, watch_id)
+        changed = msgspec.structs.replace(found, sensitivity=body.sensitivity)
+        await _append(ctx, changed, found.watch)
+        return _watch_read(changed)
 
     @router.delete("/{watch_id}", status_code=204, response_class=Response)
     async def remove(tenant: Tenant, watch_id: str) -> None:

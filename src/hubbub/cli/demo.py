@@ -222,6 +222,7 @@ def _where_to_look(settings: Settings, base: str, token: str, password: str) -> 
     return (
         "[bold]Hubbub demo: a live synthetic Jetstream firehose, every role its own process[/]\n"
         f"[bold]web app  {base}/  sign in as {DEMO_USER}, password {password}[/]\n"
+        f"operator {base}/signin/operator  with the operator token {operator}\n"
         f"API docs {base}/docs\n"
         f"health   {base}/healthz  (and /readyz)\n"
         f'metrics  curl -H "Authorization: Bearer {operator}" {base}/metrics  (operator token)\n'

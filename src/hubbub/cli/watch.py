@@ -1,4 +1,4 @@
-"""`hubbub watch add|list|remove`: what a tenant wants to hear about when it spikes."""
+"""`hubbub watch add|list|change|remove`: what a tenant wants to hear about when it spikes."""
 
 from __future__ import annotations
 
@@ -82,6 +82,23 @@ def list_watches(
     for w in watches:
         table.add_row(w.watch, w.tenant, w.kind, w.target, w.sensitivity)
     out.print(table if watches else "no watches")
+
+
+@app.command()
+def change(
+    watch: Annotated[str, typer.Argument(help="The watch id `add` printed.")],
+    sensitivity: Annotated[
+        Sensitivity, typer.Option(help="high alerts on smaller rises, low on larger ones.")
+    ],
+) -> None:
+    """Change a watch's sensitivity; the next check uses it."""
+    settings = load_settings()
+
+    found = _watches(settings).get(watch)
+    if found is None:
+        fail(f"no active watch {watch!r}")
+    _save(settings, msgspec.structs.replace(found, sensitivity=sensitivity))
+    out.print(f"watch {watch} is {sensitivity} sensitivity now")
 
 
 @app.command()

@@ -57,6 +57,7 @@ from hubbub.gateway.health import Health
 from hubbub.gateway.openapi import merged_spec
 from hubbub.gateway.openfeature_provider import install
 from hubbub.gateway.ports import Caller, Decision, Quota, RateLimiter, TenantStore
+from hubbub.gateway.progress import Progress
 from hubbub.gateway.proxy import forward, refuse_unauthenticated, send_error
 from hubbub.gateway.ratelimit import headers, strictest
 from hubbub.gateway.routing import Route, RouteTable
@@ -96,6 +97,8 @@ class Gateway:
     routes: RouteTable
     flags: FlagBook
     health: Health
+    progress: Progress
+    """Ingest rates and each role's lag behind the log (`/v1/platform/status`)."""
     usage: UsageRecorder
     clock: Clock
     """The gateway's one clock: every part of it reads time from this."""
@@ -140,6 +143,7 @@ class Gateway:
             routes=self.routes,
             flags=self.flags,
             health=self.health,
+            progress=self.progress,
             usage=self.usage,
             control_poll_s=self.control_poll_s,
         )
@@ -309,9 +313,8 @@ def _signing_in(scope: Scope) -> bool:
     """Whether the request is one of those that need no key: signing in, or an
     invitation's link (the credential is in the request itself)."""
     path: str = scope["path"]
-    return (path == "/v1/sessions" and scope["method"] == "POST") or path.startswith(
-        "/v1/invitations/"
-    )
+    signing_in = path in ("/v1/sessions", "/v1/sessions/operator")
+    return (signing_in and scope["method"] == "POST") or path.startswith("/v1/invitations/")
 
 
 def caller_of(request: Request) -> Caller:
@@ -365,6 +368,18 @@ def _own_app(gateway: Gateway) -> FastAPI:
         if failing:  # a background task raised lately: which, and why
             body["failing_tasks"] = failing
         return JSONResponse(body)
+
+    @app.get("/v1/platform/status", tags=["platform"])
+    async def platform_status(request: Request) -> dict[str, Any]:
+        """How the platform keeps up: events per second into the firehose topics (over
+        the last seconds), each topic's head, and each role's status and how many events
+        it is behind in each topic it follows. For any signed-in caller: it names no
+        tenant's data."""
+        caller_of(request)
+        report = gateway.progress.report()
+        own = "degraded" if gateway.tasks.failing() else "ok"
+        report["roles"] = {"gateway": {"status": own}, **report["roles"]}
+        return report
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:

@@ -9,11 +9,15 @@ answer. While an upstream is down, its routes are answered 503 at once.
 The shared servers the gateway itself uses (Redis, for the rate limiter) are
 `dependencies`: each is `ok`, or `degraded` while its guard answers from the process
 instead; a degraded dependency makes the gateway `degraded` too, but never `down`.
+
+A role that follows the log says in its `/healthz` how far it has got (`positions`: the
+last position folded, per topic); the last it said is kept for `hubbub.gateway.progress`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from typing import Final, Literal
 
@@ -43,6 +47,7 @@ class Health:
         self._interval_s = interval_s
         self._dependencies = dict(dependencies or {})
         self._answered: dict[str, tuple[bool, float]] = {}
+        self._positions: dict[str, dict[str, int]] = {}
 
     def status(self, name: str) -> Status:
         """What is known of `name`; `ok` until the first check says otherwise."""
@@ -58,6 +63,10 @@ class Health:
 
     def report(self) -> dict[str, Status]:
         return {name: self.status(name) for name in self._upstreams}
+
+    def positions(self) -> dict[str, dict[str, int]]:
+        """What each role that follows the log last said it had folded, per topic."""
+        return dict(self._positions)
 
     def dependencies(self) -> dict[str, GuardStatus]:
         """Each shared server the gateway uses: `ok`, or `degraded` (answered from the
@@ -85,8 +94,10 @@ class Health:
         upstream = self._upstreams[name]
         started = self._clock.monotonic_s()
         try:
-            status, _ = await upstream.get("/healthz", min(upstream.timeout_s, 2.0))
+            status, body = await upstream.get("/healthz", min(upstream.timeout_s, 2.0))
             answered = status < 500  # a legacy app may have no /healthz: it answered
+            if status == 200 and (positions := _positions(body)) is not None:
+                self._positions[name] = positions
         except UpstreamError:
             answered = False
         except Exception:  # a check must never end the gateway
@@ -98,3 +109,14 @@ class Health:
             log.warning("upstream is back" if answered else "upstream is down", upstream=name)
             if answered:
                 upstream.breaker.succeeded()
+
+
+def _positions(body: bytes) -> dict[str, int] | None:
+    """The `positions` a role's health answer names, when it names them well."""
+    try:
+        found = json.loads(body).get("positions")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(found, dict):
+        return None
+    return {str(t): p for t, p in found.items() if isinstance(p, int) and p >= 0}

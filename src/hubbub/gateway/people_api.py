@@ -3,6 +3,8 @@
 - `POST /v1/sessions` (no key: it is how one gets a session) answers a session token for
   an email and password. Attempts are limited per email and per client address, so
   passwords cannot be guessed at speed; a refusal never says whether the email exists.
+- `POST /v1/sessions/operator` (no key) answers a session of the operator's for the
+  operator's token: the web app's operator pages use it.
 - `DELETE /v1/sessions` signs the caller out everywhere: every session of its user,
   this one included, stops at once here and within the key cache's TTL elsewhere.
 - `GET|PUT /v1/me`: the signed-in person, with the time zone and locale pages use.
@@ -49,6 +51,21 @@ class UserRead(BaseModel):
     role: Role
     time_zone: str
     locale: str
+    operator: bool = Field(False, description="The operator's session: no tenant's person.")
+
+
+class OperatorSignIn(BaseModel):
+    token: str = Field(min_length=1, max_length=1024, description="The operator's token.")
+
+
+class OperatorSession(BaseModel):
+    token: str = Field(description="Send it as `Authorization: Bearer <token>`.")
+
+
+OPERATOR_READ = UserRead(
+    id="operator", tenant="platform", email="", role="owner", time_zone="UTC", locale="en",
+    operator=True,
+)  # fmt: skip
 
 
 class Session(BaseModel):
@@ -128,6 +145,17 @@ def build_router(
             raise HTTPException(401, str(error)) from error
         return Session(token=token, user=_user(user))
 
+    @router.post("/v1/sessions/operator", status_code=201)
+    async def sign_in_operator(request: Request, body: OperatorSignIn) -> OperatorSession:
+        """Sign in to the web app as the operator, with the operator's token; answers a
+        session token that lasts `HUBBUB_OPERATOR_SESSION_HOURS`."""
+        client = request.client.host if request.client else "unknown"
+        await limited(f"signin-from:{client}")  # no global limit: none could lock it out
+        try:
+            return OperatorSession(token=people.sign_in_operator(body.token))
+        except SignInRefused as error:
+            raise HTTPException(401, str(error)) from error
+
     @router.delete("/v1/sessions", status_code=204, response_class=Response)
     async def sign_out_everywhere(request: Request) -> None:
         """End every session of the signed-in person, on every device."""
@@ -138,9 +166,12 @@ def build_router(
 
     @router.get("/v1/me")
     def me(request: Request) -> UserRead:
-        """The signed-in person."""
+        """The signed-in person (or the operator)."""
+        who = caller(request)
+        if who.operator:
+            return OPERATOR_READ
         with answering():
-            return _user(people.me(caller(request)))
+            return _user(people.me(who))
 
     @router.put("/v1/me")
     def set_profile(request: Request, body: Profile) -> UserRead:

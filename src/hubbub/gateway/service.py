@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from hubbub.gateway.auth import OPERATOR
 from hubbub.gateway.ports import (
     ApiKey,
     Caller,
@@ -36,6 +38,7 @@ from hubbub.gateway.ports import (
     User,
 )
 from hubbub.gateway.sessions import (
+    OPERATOR_USER,
     SessionSigner,
     hash_password,
     needs_rehash,
@@ -156,6 +159,14 @@ class SignInRefused(Refused):
 
 
 @dataclass(frozen=True)
+class OperatorSessions:
+    """The operator's token, and what signs its sessions (keyed with that token too)."""
+
+    token: bytes
+    signer: SessionSigner
+
+
+@dataclass(frozen=True)
 class People:
     """People who sign in: passwords, sessions, profiles and invitations.
 
@@ -168,6 +179,8 @@ class People:
     signer: SessionSigner
     clock: Clock
     invite_ttl_s: float = 7 * 86_400.0
+    operator: OperatorSessions | None = None
+    """The operator's web sessions; None when no operator's token is set."""
 
     def sign_in(self, email: str, password: str) -> tuple[str, User]:
         """A session token for the user with this email and password. Every user of that
@@ -187,17 +200,31 @@ class People:
             verify_password(_unused_hash(), password)
         raise SignInRefused("wrong email or password")
 
+    def sign_in_operator(self, token: str) -> str:
+        """A session of the operator's, for the operator's token; `SignInRefused` for
+        any other (or when no operator's token is set)."""
+        if self.operator is None or not hmac.compare_digest(token.encode(), self.operator.token):
+            raise SignInRefused("wrong operator token")
+        return self.operator.signer.issue(OPERATOR_USER, self.clock.now_us())
+
     def caller(self, token: str) -> Caller | None:
         """Who a session token speaks for, or None (forged, expired, signed out, or a
         user that is gone)."""
         claim = self.signer.check(token, self.clock.now_us())
         if claim is None:
-            return None
+            return self._operator(token)
         found = self.store.credentials(claim.user)
         if found is None or claim.issued_us <= found.sessions_after:
             return None
         user = found.user
         return Caller(user.tenant, session_key(user.id), user.role)
+
+    def _operator(self, token: str) -> Caller | None:
+        """The operator, for a token of one of its sessions; else None."""
+        if self.operator is None:
+            return None
+        claim = self.operator.signer.check(token, self.clock.now_us())
+        return OPERATOR if claim is not None and claim.user == OPERATOR_USER else None
 
     def me(self, who: Caller) -> User:
         return self.store.user(who.tenant, user_of(who))

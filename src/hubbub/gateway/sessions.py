@@ -9,6 +9,9 @@
   the user as stored (tenant, role), so a role change holds at once; signing out
   everywhere moves the user's `sessions_after`, and every token issued before is refused.
 - A token lives `ttl_s` at most; a person signs in again after that.
+- The operator signs in to the web app with the operator's token and gets a session of
+  its own (`OPERATOR_USER`), signed with a key derived from the internal secret and that
+  token together: changing `HUBBUB_ADMIN_TOKEN` voids every operator session at once.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 PREFIX = "hs_"
+OPERATOR_USER = "0" * 16
+"""The user id of the operator's sessions: no person's (theirs are random)."""
 _FORMAT = re.compile(r"^hs_([0-9a-f]{16})\.([0-9]{1,20})\.([A-Za-z0-9_-]{43})$")
 _hasher = PasswordHasher()
 MIN_PASSWORD = 10

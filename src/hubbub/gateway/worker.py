@@ -1,10 +1,12 @@
 """What a gateway runs in the background: it follows the `control` topic for the route
-table and the flags, probes the services behind it, and writes usage records in batches."""
+table and the flags, probes the services behind it, reads how far the log has got, and
+writes usage records in batches."""
 
 from __future__ import annotations
 
 from hubbub.gateway.flags import FlagBook
 from hubbub.gateway.health import Health
+from hubbub.gateway.progress import Progress
 from hubbub.gateway.routing import RouteTable
 from hubbub.gateway.usage import UsageRecorder
 from hubbub.kernel.background import Background
@@ -16,6 +18,7 @@ def run(
     routes: RouteTable,
     flags: FlagBook,
     health: Health,
+    progress: Progress,
     usage: UsageRecorder,
     control_poll_s: float,
 ) -> None:
@@ -24,4 +27,5 @@ def run(
     background.start("routes", lambda: routes.follow(control_poll_s))
     background.start("flags", lambda: flags.follow(control_poll_s))
     background.start("health", health.watch)
+    background.start("progress", progress.watch)
     background.start("usage", usage.run)

@@ -65,9 +65,17 @@ class Person:
     def locale(self) -> str:
         return str(self.me.get("locale") or "en")
 
+    @property
+    def operator(self) -> bool:
+        return bool(self.me.get("operator"))
+
 
 class SignInFirst(Exception):
     """No valid session: the person is sent to the sign-in page."""
+
+
+class OperatorHome(Exception):
+    """The operator asked for a workspace's page: it has none; its pages are elsewhere."""
 
 
 def _templates() -> Jinja2Templates:
@@ -96,7 +104,9 @@ def _set_session(response: Response, request: Request, token: str, max_age_s: in
     )  # fmt: skip
 
 
-def build_router(console: Console, key: csrf.CsrfKey, session_max_age_s: int) -> APIRouter:
+def build_router(
+    console: Console, key: csrf.CsrfKey, session_max_age_s: int, operator_max_age_s: int
+) -> APIRouter:
     router = APIRouter()
     templates = _templates()
 
@@ -125,6 +135,20 @@ def build_router(console: Console, key: csrf.CsrfKey, session_max_age_s: int) ->
             raise SignInFirst
         return Person(session, me, key.for_session(session))
 
+    async def member(request: Request) -> Person:
+        """A workspace's person (the operator is sent to its own pages)."""
+        who = await person(request)
+        if who.operator:
+            raise OperatorHome
+        return who
+
+    async def the_operator(request: Request) -> Person:
+        """The operator; anyone else is answered as if the page did not exist."""
+        who = await person(request)
+        if not who.operator:
+            raise HTTPException(404, "not found")
+        return who
+
     async def checked(request: Request) -> Person:
         """The person, for a POST: its CSRF token must be the one its pages carry."""
         who = await person(request)
@@ -148,8 +172,16 @@ def build_router(console: Console, key: csrf.CsrfKey, session_max_age_s: int) ->
         )
         return response
 
-    Who = Annotated[Person, Depends(person)]
+    async def operator_posting(request: Request) -> Person:
+        who = await checked(request)
+        if not who.operator:
+            raise HTTPException(404, "not found")
+        return who
+
+    Who = Annotated[Person, Depends(member)]
     Posting = Annotated[Person, Depends(checked)]
+    Operator = Annotated[Person, Depends(the_operator)]
+    OperatorPosting = Annotated[Person, Depends(operator_posting)]
 
     @router.get("/signin", response_class=HTMLResponse)
     async def signin_page(request: Request) -> HTMLResponse:
@@ -204,19 +236,21 @@ def build_router(console: Console, key: csrf.CsrfKey, session_max_age_s: int) ->
             )
 
         # The page's API calls at once: it takes as long as the slowest, not their sum.
-        tenant, health, alerts, pages, (hashtags, problem) = await asyncio.gather(
-            console.tenant(who.session), console.health(), console.alerts(who.session, 5),
+        tenant, progress, alerts, pages, (hashtags, problem) = await asyncio.gather(
+            console.tenant(who.session), console.status(who.session),
+            console.alerts(who.session, 5),
             watched_pages(), top(),
         )  # fmt: skip
         return page(
             request, "overview.html", who, tenant=tenant, hashtags=hashtags, problem=problem,
-            window=window, health=health, alerts=alerts, pages=pages,
+            window=window, progress=progress, alerts=alerts, pages=pages,
         )  # fmt: skip
 
     @router.get("/live")
     async def live(request: Request, who: Who) -> StreamingResponse:
-        """Server-sent events for the overview: the roles' health every `LIVE_EVERY_S`,
-        as an HTML fragment (autoescaped, like every page), until the page goes away."""
+        """Server-sent events for the overview: the ingest rate and the roles' health and
+        lag, and the alerts, every `LIVE_EVERY_S`, as HTML fragments (autoescaped, like
+        every page), until the page goes away."""
         health_html = templates.env.get_template("health.html")
         alerts_html = templates.env.get_template("alerts_list.html")
         zone, locale = who.zone, who.locale
@@ -224,16 +258,19 @@ def build_router(console: Console, key: csrf.CsrfKey, session_max_age_s: int) ->
         def moment(value: Any) -> str:
             return formatting.moment(value, zone, locale)
 
+        def number(value: float | int) -> str:
+            return formatting.number(value, locale)
+
         async def events() -> AsyncIterator[str]:
             ends = asyncio.get_running_loop().time() + LIVE_FOR_S
             while asyncio.get_running_loop().time() < ends and not await request.is_disconnected():
+                progress = await console.status(who.session)
                 try:
-                    health = await console.health()
                     alerts = await console.alerts(who.session)
                 except (Unreachable, Problem):
-                    health, alerts = {"status": "down", "roles": {}}, []
+                    alerts = []
                 for name, html in (
-                    ("health", health_html.render(health=health)),
+                    ("health", health_html.render(progress=progress, number=number)),
                     ("alerts", alerts_html.render(alerts=alerts, moment=moment)),
                 ):
                     yield f"event: {name}\ndata: {html.replace(chr(10), '')}\n\n"
@@ -253,6 +290,14 @@ def build_router(console: Console, key: csrf.CsrfKey, session_max_age_s: int) ->
             deliveries=deliveries, **context,
         )  # fmt: skip
 
+    async def on_alerts(request: Request, who: Person, act: Awaitable[Any]) -> Response:
+        """Do `act`, then back to the alerts page; or that page with why it failed."""
+        try:
+            await act
+        except Problem as problem:
+            return await alerts_page(request, who, error=str(problem), status=problem.status)
+        return RedirectResponse("/alerts", status_code=303)
+
     @router.get("/alerts", response_class=HTMLResponse)
     async def alerts(request: Request, who: Who) -> HTMLResponse:
         return await alerts_page(request, who)
@@ -265,19 +310,33 @@ def build_router(console: Console, key: csrf.CsrfKey, session_max_age_s: int) ->
         target: Annotated[str, Form()],
         sensitivity: Annotated[str, Form()] = "medium",
     ) -> Response:
-        try:
-            await console.add_watch(who.session, kind, target, sensitivity)
-        except Problem as problem:
-            return await alerts_page(request, who, error=str(problem), status=problem.status)
-        return RedirectResponse("/alerts", status_code=303)
+        return await on_alerts(
+            request, who, console.add_watch(who.session, kind, target, sensitivity)
+        )
+
+    @router.post("/alerts/watches/{watch}/sensitivity", response_class=HTMLResponse)
+    async def change_watch(
+        request: Request, who: Posting, watch: str, sensitivity: Annotated[str, Form()]
+    ) -> Response:
+        return await on_alerts(request, who, console.change_watch(who.session, watch, sensitivity))
 
     @router.post("/alerts/watches/{watch}/remove", response_class=HTMLResponse)
     async def remove_watch(request: Request, who: Posting, watch: str) -> Response:
+        return await on_alerts(request, who, console.remove_watch(who.session, watch))
+
+    @router.post("/alerts/webhooks", response_class=HTMLResponse)
+    async def add_webhook(
+        request: Request, who: Posting, url: Annotated[str, Form(max_length=2048)]
+    ) -> Response:
         try:
-            await console.remove_watch(who.session, watch)
+            made = await console.add_webhook(who.session, url)
         except Problem as problem:
             return await alerts_page(request, who, error=str(problem), status=problem.status)
-        return RedirectResponse("/alerts", status_code=303)
+        return await alerts_page(request, who, new_webhook=made)
+
+    @router.post("/alerts/webhooks/{webhook}/remove", response_class=HTMLResponse)
+    async def remove_webhook(request: Request, who: Posting, webhook: str) -> Response:
+        return await on_alerts(request, who, console.remove_webhook(who.session, webhook))
 
     @router.get("/mentions", response_class=HTMLResponse)
     async def mentions(request: Request, who: Who) -> HTMLResponse:
@@ -541,6 +600,107 @@ def build_router(console: Console, key: csrf.CsrfKey, session_max_age_s: int) ->
         _set_session(response, request, token, session_max_age_s)
         return response
 
+    @router.get("/signin/operator", response_class=HTMLResponse)
+    async def operator_signin_page(request: Request) -> HTMLResponse:
+        return with_fresh_csrf(request, "operator_signin.html")
+
+    @router.post("/signin/operator", dependencies=[Depends(signed_out_form)])
+    async def operator_signin(request: Request, token: Annotated[str, Form()]) -> Response:
+        try:
+            session = await console.sign_in_operator(token)
+        except Problem as problem:
+            status = problem.status if problem.status in (401, 422, 429) else 400
+            return with_fresh_csrf(
+                request, "operator_signin.html", error=str(problem), status=status
+            )
+        response = RedirectResponse("/operator", status_code=303)
+        _set_session(response, request, session, operator_max_age_s)
+        return response
+
+    async def operator_page(request: Request, who: Person, **context: Any) -> HTMLResponse:
+        token = who.session
+        tenants, flags, routes, progress = await asyncio.gather(
+            console.tenants(token), console.flags(token, platform=True), console.routes(token),
+            console.status(token),
+        )  # fmt: skip
+        return page(
+            request, "operator.html", who, tenants=tenants, flags=flags, routes=routes,
+            progress=progress, **context,
+        )  # fmt: skip
+
+    @router.get("/operator", response_class=HTMLResponse)
+    async def operator_home(request: Request, who: Operator) -> HTMLResponse:
+        return await operator_page(request, who)
+
+    async def operating(
+        request: Request, who: Person, act: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> HTMLResponse:
+        try:
+            done = await act()
+        except Problem as problem:
+            return await operator_page(request, who, error=str(problem), status=problem.status)
+        return await operator_page(request, who, **done)
+
+    @router.post("/operator/tenants", response_class=HTMLResponse)
+    async def create_tenant(
+        request: Request, who: OperatorPosting, name: Annotated[str, Form(max_length=100)]
+    ) -> HTMLResponse:
+        async def act() -> dict[str, Any]:
+            return {"new_tenant": await console.create_tenant(who.session, name)}
+
+        return await operating(request, who, act)
+
+    @router.post("/operator/flags", response_class=HTMLResponse)
+    async def set_platform_flag(
+        request: Request,
+        who: OperatorPosting,
+        name: Annotated[str, Form(max_length=100)],
+        percent: Annotated[float, Form(ge=0, le=100)] = 100.0,
+        description: Annotated[str, Form(max_length=1000)] = "",
+        enabled: Annotated[str | None, Form()] = None,
+    ) -> HTMLResponse:
+        async def act() -> dict[str, Any]:
+            on = enabled is not None
+            await console.set_flag(who.session, name, on, percent, description, platform=True)
+            return {"flag_set": name}
+
+        return await operating(request, who, act)
+
+    @router.post("/operator/flags/{name}/remove", response_class=HTMLResponse)
+    async def remove_platform_flag(
+        request: Request, who: OperatorPosting, name: str
+    ) -> HTMLResponse:
+        async def act() -> dict[str, Any]:
+            await console.remove_flag(who.session, name, platform=True)
+            return {"flag_removed": name}
+
+        return await operating(request, who, act)
+
+    @router.post("/operator/routes", response_class=HTMLResponse)
+    async def set_route(
+        request: Request,
+        who: OperatorPosting,
+        prefix: Annotated[str, Form(max_length=200)],
+        target: Annotated[str, Form()],
+        percent: Annotated[float, Form(ge=0, le=100)] = 0.0,
+        shadow: Annotated[str | None, Form()] = None,
+    ) -> HTMLResponse:
+        async def act() -> dict[str, Any]:
+            await console.set_route(who.session, prefix, target, percent, shadow is not None)
+            return {"route_set": prefix}
+
+        return await operating(request, who, act)
+
+    @router.post("/operator/routes/remove", response_class=HTMLResponse)
+    async def remove_route(
+        request: Request, who: OperatorPosting, prefix: Annotated[str, Form(max_length=200)]
+    ) -> HTMLResponse:
+        async def act() -> dict[str, Any]:
+            await console.remove_route(who.session, prefix)
+            return {"route_removed": prefix}
+
+        return await operating(request, who, act)
+
     return router
 
 
@@ -570,14 +730,24 @@ class SecurityHeaders:
         await self._app(scope, receive, with_headers)
 
 
-def create_app(api: PlatformApi, secret: bytes, session_max_age_s: int) -> ASGIApp:
+def create_app(
+    api: PlatformApi, secret: bytes, session_max_age_s: int, operator_max_age_s: int
+) -> ASGIApp:
     """The web app: its pages, its static files, and the answers to errors."""
     console = Console(api)
     app = FastAPI(title="Hubbub web app", docs_url=None, redoc_url=None, openapi_url=None)
-    app.include_router(build_router(console, csrf.CsrfKey(secret), session_max_age_s))
+    app.include_router(
+        build_router(console, csrf.CsrfKey(secret), session_max_age_s, operator_max_age_s)
+    )
     static = resources.files("hubbub.ui") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     templates = _templates()
+
+    @app.exception_handler(OperatorHome)
+    async def operator_home(request: Request, _: OperatorHome) -> Response:
+        if request.headers.get("hx-request"):
+            return Response(status_code=204, headers={"hx-redirect": "/operator"})
+        return RedirectResponse("/operator", status_code=303)
 
     @app.exception_handler(SignInFirst)
     async def sign_in_first(request: Request, _: SignInFirst) -> Response:

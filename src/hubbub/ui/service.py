@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from hubbub.ui.ports import Answer, PlatformApi
+from hubbub.ui.ports import Answer, PlatformApi, Unreachable
 
 SERIES = {"hashtag": "A hashtag", "page": "A page", "term": "A watched term"}
 BUCKETS = ("minute", "hour", "day")
@@ -34,6 +34,10 @@ def _part(value: str) -> str:
     if value in ("", ".", ".."):
         raise Problem(404, "not found")
     return quote(value, safe="")
+
+
+def _flags(platform: bool) -> str:
+    return "/v1/platform/flags" if platform else "/v1/flags"
 
 
 def _checked(answer: Answer) -> Any:
@@ -84,11 +88,15 @@ class Console:
             return None
         return dict(_checked(answer))
 
-    async def health(self) -> dict[str, Any]:
-        """Each role's state (ok, degraded, down), as the gateway sees them."""
-        answer = await self.api.call("GET", "/healthz")
-        found = answer.json() if answer.body else None
-        return dict(found) if isinstance(found, dict) else {"status": "down", "roles": {}}
+    async def status(self, token: str) -> dict[str, Any]:
+        """How the platform keeps up: the ingest rate, and each role's state (ok,
+        degraded, down) and lag behind the log; every role down when it cannot be asked."""
+        try:
+            answer = await self.api.call("GET", "/v1/platform/status", token=token)
+        except Unreachable:
+            return {"ingest_per_s": None, "topics": {}, "roles": {"gateway": {"status": "down"}}}
+        found = answer.json() if answer.ok else None
+        return dict(found) if isinstance(found, dict) else {"ingest_per_s": None, "roles": {}}
 
     async def tenant(self, token: str) -> dict[str, Any]:
         return dict(_checked(await self.api.call("GET", "/v1/tenant", token=token)))
@@ -151,6 +159,19 @@ class Console:
         body = {"kind": kind, "target": target, "sensitivity": sensitivity}
         _checked(await self.api.call("POST", "/v1/watches", token=token, json=body))
 
+    async def change_watch(self, token: str, watch: str, sensitivity: str) -> None:
+        body = {"sensitivity": sensitivity}
+        path = f"/v1/watches/{_part(watch)}"
+        _checked(await self.api.call("PATCH", path, token=token, json=body))
+
+    async def add_webhook(self, token: str, url: str) -> dict[str, Any]:
+        """A new webhook, with its signing secret (answered this once)."""
+        answer = await self.api.call("POST", "/v1/webhooks", token=token, json={"url": url})
+        return dict(_checked(answer))
+
+    async def remove_webhook(self, token: str, webhook: str) -> None:
+        _checked(await self.api.call("DELETE", f"/v1/webhooks/{_part(webhook)}", token=token))
+
     async def remove_watch(self, token: str, watch: str) -> None:
         _checked(await self.api.call("DELETE", f"/v1/watches/{_part(watch)}", token=token))
 
@@ -180,17 +201,21 @@ class Console:
         path = f"/v1/connectors/{_part(connector)}/{_part(account)}"
         _checked(await self.api.call("DELETE", path, token=token))
 
-    async def flags(self, token: str) -> list[Any]:
-        return list(_checked(await self.api.call("GET", "/v1/flags", token=token)))
+    async def flags(self, token: str, platform: bool = False) -> list[Any]:
+        """The workspace's flags, or (`platform`, the operator's) the platform's."""
+        return list(_checked(await self.api.call("GET", _flags(platform), token=token)))
 
     async def set_flag(
-        self, token: str, name: str, enabled: bool, percent: float, description: str
-    ) -> None:
+        self, token: str, name: str, enabled: bool, percent: float, description: str,
+        platform: bool = False,
+    ) -> None:  # fmt: skip
         body = {"enabled": enabled, "percent": percent, "description": description}
-        _checked(await self.api.call("PUT", f"/v1/flags/{_part(name)}", token=token, json=body))
+        path = f"{_flags(platform)}/{_part(name)}"
+        _checked(await self.api.call("PUT", path, token=token, json=body))
 
-    async def remove_flag(self, token: str, name: str) -> None:
-        _checked(await self.api.call("DELETE", f"/v1/flags/{_part(name)}", token=token))
+    async def remove_flag(self, token: str, name: str, platform: bool = False) -> None:
+        path = f"{_flags(platform)}/{_part(name)}"
+        _checked(await self.api.call("DELETE", path, token=token))
 
     async def users(self, token: str) -> list[Any]:
         return list(_checked(await self.api.call("GET", "/v1/users", token=token)))
@@ -220,3 +245,33 @@ class Console:
 
     async def revoke_key(self, token: str, key: str) -> None:
         _checked(await self.api.call("DELETE", f"/v1/keys/{_part(key)}", token=token))
+
+    # The operator's: the platform's tenants, flags and strangler-fig routes.
+
+    async def sign_in_operator(self, operator_token: str) -> str:
+        answer = await self.api.call(
+            "POST", "/v1/sessions/operator", json={"token": operator_token}
+        )
+        return str(_checked(answer)["token"])
+
+    async def tenants(self, token: str) -> list[Any]:
+        return list(_checked(await self.api.call("GET", "/v1/tenants", token=token)))
+
+    async def create_tenant(self, token: str, name: str) -> dict[str, Any]:
+        """A new tenant and its first owner key (its token answered this once)."""
+        answer = await self.api.call("POST", "/v1/tenants", token=token, json={"name": name})
+        return dict(_checked(answer))
+
+    async def routes(self, token: str) -> list[Any]:
+        return list(_checked(await self.api.call("GET", "/v1/platform/routes", token=token)))
+
+    async def set_route(
+        self, token: str, prefix: str, target: str, percent: float, shadow: bool
+    ) -> None:
+        body = {"prefix": prefix, "target": target, "percent": percent, "shadow": shadow}
+        _checked(await self.api.call("PUT", "/v1/platform/routes", token=token, json=body))
+
+    async def remove_route(self, token: str, prefix: str) -> None:
+        params = {"prefix": prefix}
+        answer = await self.api.call("DELETE", "/v1/platform/routes", token=token, params=params)
+        _checked(answer)

@@ -74,7 +74,8 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, object]:
         """`ok`; `degraded` while a shared server (Redis) fails and is done without, or
-        while a background task (a log follower, the alert monitor) fails and restarts."""
+        while a background task (a log follower, the alert monitor) fails and restarts.
+        `positions`: the last log position this process has folded, per topic."""
         guards = shared_servers(platform.cache()) if role in ("all", "analytics") else {}
         dependencies = {name: guard.status for name, guard in guards.items()}
         failing = platform.background.failing()
@@ -84,6 +85,9 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
             body["dependencies"] = dependencies
         if failing:
             body["failing_tasks"] = failing
+        mentions, analytics = role in ("all", "mentions"), role in ("all", "analytics")
+        if positions := await platform.positions(mentions=mentions, analytics=analytics):
+            body["positions"] = positions
         return body
 
     @app.get("/readyz", tags=["operations"])
