@@ -312,9 +312,13 @@ def build_web(settings: Settings) -> tuple[ASGIApp, Callable[[], Awaitable[None]
     from hubbub.ui.http import GatewayApi
 
     api = GatewayApi(gateway_url_for_web(settings))
-    max_age = int(settings.session_days * retention.DAY_S)
-    operator_max_age = int(settings.operator_session_hours * 3600)
-    return create_app(api, internal_secret(settings), max_age, operator_max_age), api.close
+    app = create_app(
+        api, internal_secret(settings), clock=SystemClock(),
+        session_max_age_s=int(settings.session_days * retention.DAY_S),
+        operator_max_age_s=int(settings.operator_session_hours * 3600),
+        person_ttl_s=settings.key_cache_ttl_s,
+    )  # fmt: skip
+    return app, api.close
 
 
 def open_archive(settings: Settings) -> PostArchive:

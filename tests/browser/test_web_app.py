@@ -406,7 +406,9 @@ async def test_a_watch_added_in_the_app_shows_its_alert_as_it_is_raised(
     # The sensitivity changes in place: the same watch, now high.
     await page.get_by_label("Sensitivity of hashtag quake", exact=True).select_option("high")
     await page.get_by_role("button", name="Change the sensitivity of hashtag quake").click()
-    await expect(page.get_by_label("Sensitivity of hashtag quake", exact=True)).to_have_value("high")
+    await expect(page.get_by_label("Sensitivity of hashtag quake", exact=True)).to_have_value(
+        "high"
+    )
     (changed,) = (await stack.client.get("/v1/watches", headers=auth(owner["token"]))).json()
     assert (changed["id"], changed["sensitivity"]) == (watch["id"], "high")
 

@@ -28,9 +28,10 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hubbub.kernel.clock import Clock
 from hubbub.ui import csrf, formatting
 from hubbub.ui.ports import PlatformApi, Unreachable
-from hubbub.ui.service import BUCKETS, REPORTS, SERIES, Console, Problem, Window
+from hubbub.ui.service import BUCKETS, REPORTS, SERIES, Console, KnownPeople, Problem, Window
 
 SESSION = "hubbub_session"
 LIVE_EVERY_S = 2.0
@@ -105,7 +106,11 @@ def _set_session(response: Response, request: Request, token: str, max_age_s: in
 
 
 def build_router(
-    console: Console, key: csrf.CsrfKey, session_max_age_s: int, operator_max_age_s: int
+    console: Console,
+    people: KnownPeople,
+    key: csrf.CsrfKey,
+    session_max_age_s: int,
+    operator_max_age_s: int,
 ) -> APIRouter:
     router = APIRouter()
     templates = _templates()
@@ -120,7 +125,7 @@ def build_router(
             {
                 "person": person,
                 "number": lambda n: formatting.number(n, locale),
-                "moment": lambda m: formatting.moment(m, zone, locale),
+                "moment": formatting.Moments(zone, locale),  # one a page: rows share days
                 **context,
             },
             status_code=status,
@@ -130,7 +135,7 @@ def build_router(
         session = request.cookies.get(SESSION)
         if not session:
             raise SignInFirst
-        me = await console.me(session)
+        me = await people.of(session)
         if me is None:
             raise SignInFirst
         return Person(session, me, key.for_session(session))
@@ -204,6 +209,7 @@ def build_router(
 
     @router.post("/signout")
     async def signout(request: Request, who: Posting) -> Response:
+        people.forget(who.session)
         response = RedirectResponse("/signin", status_code=303)
         response.delete_cookie(SESSION, path="/")
         return response
@@ -211,6 +217,7 @@ def build_router(
     @router.post("/signout/everywhere")
     async def signout_everywhere(request: Request, who: Posting) -> Response:
         await console.sign_out_everywhere(who.session)
+        people.forget(who.session)
         response = RedirectResponse("/signin", status_code=303)
         response.delete_cookie(SESSION, path="/")
         return response
@@ -255,8 +262,7 @@ def build_router(
         alerts_html = templates.env.get_template("alerts_list.html")
         zone, locale = who.zone, who.locale
 
-        def moment(value: Any) -> str:
-            return formatting.moment(value, zone, locale)
+        moment = formatting.Moments(zone, locale)
 
         def number(value: float | int) -> str:
             return formatting.number(value, locale)
@@ -573,6 +579,7 @@ def build_router(
             await console.set_profile(who.session, time_zone, locale)
         except Problem as problem:
             return await settings_page(request, who, error=str(problem), status=problem.status)
+        people.forget(who.session)
         return RedirectResponse("/settings", status_code=303)
 
     @router.get("/invite/{link}", response_class=HTMLResponse)
@@ -731,13 +738,20 @@ class SecurityHeaders:
 
 
 def create_app(
-    api: PlatformApi, secret: bytes, session_max_age_s: int, operator_max_age_s: int
+    api: PlatformApi,
+    secret: bytes,
+    *,
+    clock: Clock,
+    session_max_age_s: int,
+    operator_max_age_s: int,
+    person_ttl_s: float,
 ) -> ASGIApp:
     """The web app: its pages, its static files, and the answers to errors."""
     console = Console(api)
     app = FastAPI(title="Hubbub web app", docs_url=None, redoc_url=None, openapi_url=None)
+    people = KnownPeople(console, clock, person_ttl_s)
     app.include_router(
-        build_router(console, csrf.CsrfKey(secret), session_max_age_s, operator_max_age_s)
+        build_router(console, people, csrf.CsrfKey(secret), session_max_age_s, operator_max_age_s)
     )
     static = resources.files("hubbub.ui") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
@@ -764,6 +778,8 @@ def create_app(
 
     @app.exception_handler(Problem)
     async def problem(request: Request, error: Problem) -> Response:
+        if error.status == 401:  # the session ended since its person was last asked
+            return await sign_in_first(request, SignInFirst())
         return templates.TemplateResponse(
             request, "error.html", {"person": None, "message": str(error)},
             status_code=error.status if 400 <= error.status < 600 else 502,

@@ -4,12 +4,14 @@ sentence the person can act on."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+from hubbub.kernel.clock import Clock
 from hubbub.ui.ports import Answer, PlatformApi, Unreachable
 
 SERIES = {"hashtag": "A hashtag", "page": "A page", "term": "A watched term"}
@@ -64,6 +66,40 @@ class Window:
         start = datetime.combine(self.start, datetime.min.time(), tz).astimezone(UTC)
         end = datetime.combine(self.end + timedelta(days=1), datetime.min.time(), tz)
         return {"start": start.isoformat(), "end": end.astimezone(UTC).isoformat()}
+
+
+class KnownPeople:
+    """Who each session is, as the API last said, for `ttl_s`: a page asks `/v1/me` once
+    in that time rather than before each of its own calls (one hop less on every page).
+    A session the API refused is not kept. What a page shows is still asked with the
+    session, which the gateway checks each time: a session ended elsewhere gets no data
+    from a remembered answer (its calls are refused, and the person signs in again)."""
+
+    def __init__(self, console: Console, clock: Clock, ttl_s: float, most: int = 10_000) -> None:
+        self._console = console
+        self._clock = clock
+        self._ttl_s = ttl_s
+        self._most = most
+        self._known: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+
+    async def of(self, session: str) -> dict[str, Any] | None:
+        now = self._clock.monotonic_s()
+        found = self._known.get(session)
+        if found is not None and found[0] > now:
+            return found[1]
+        me = await self._console.me(session)
+        if me is None:
+            self._known.pop(session, None)
+            return None
+        self._known[session] = (now + self._ttl_s, me)
+        self._known.move_to_end(session)
+        while len(self._known) > self._most:
+            self._known.popitem(last=False)
+        return me
+
+    def forget(self, session: str) -> None:
+        """Ask the API again next time (the person changed, or signed out)."""
+        self._known.pop(session, None)
 
 
 @dataclass(frozen=True)
