@@ -94,6 +94,26 @@ async def test_a_watched_spike_raises_one_alert_and_a_quiet_watch_none(data_dir:
         await log.close()
 
 
+async def test_a_watch_made_more_sensitive_alerts_on_a_rise_it_let_pass(data_dir: Path) -> None:
+    log = SqliteEventLog(data_dir / "eventlog.db")
+    store = DuckDBRollups(data_dir / "analytics.duckdb")
+    views = AlertViews.open(log, Settings(data_dir=data_dir))
+    try:
+        await log.append(posts("vote", [10, 30, 10, 30, 10, 30, 20, 36]))  # 1.8 times usual
+        await catch_up(store, log, clock=CLOCK)
+        vote = await cli(data_dir, "watch", "add", "--hashtag", "vote", "--sensitivity", "low")
+        assert await monitor_once(store, log, views, NOW) == []  # within 3 deviations
+        said = await cli(data_dir, "watch", "change", vote, "--sensitivity", "high")
+        assert said == f"watch {vote} is high sensitivity now"
+        (alert,) = await monitor_once(store, log, views, NOW)  # beyond 1.5 of them
+        assert (alert.watch, alert.count) == (vote, 36)
+        (listed,) = json.loads(await cli(data_dir, "watch", "list", "--json"))
+        assert (listed["watch"], listed["sensitivity"]) == (vote, "high")
+    finally:
+        store.close()
+        await log.close()
+
+
 LOCAL: Final = DeliveryPolicy(
     backoff_s=0.01, poll_s=0.05, allowed=(ipaddress.ip_network("127.0.0.0/8"),)
 )
