@@ -216,6 +216,18 @@ async def test_a_report_keeps_its_window_in_the_address_and_downloads_as_csv(
     await expect(page.locator("#series-chart canvas")).to_have_count(1)  # uPlot drew it
     await expect(page.get_by_role("cell", name="6", exact=True)).to_have_count(1)
     await screens(page, "series")
+
+    await page.goto("/reports/page?start=2026-01-01")
+    await page.get_by_label("Page id").fill("did:plc:a")
+    await page.get_by_role("button", name="Show").click()
+    await expect(page).to_have_url(re.compile(r"/reports/page\?page=did%3Aplc%3Aa&start=2026"))
+    await expect(page.get_by_role("row").nth(1)).to_contain_text("9")  # its posts
+    await screens(page, "page-summary")
+    async with page.expect_download() as waiting:
+        await page.get_by_role("link", name="Download CSV").click()
+    lines = (await (await waiting.value).path()).read_text().splitlines()
+    assert lines[0].startswith("page,posts,")
+    assert lines[1].startswith("did:plc:a,9,")
     await context.close()
 
 
@@ -237,6 +249,7 @@ async def test_an_owner_invites_someone_who_joins_by_the_link(
     joining = await newcomer.new_page()
     await joining.goto(link)
     await expect(joining.get_by_text("new@newsroom.example")).to_be_visible()
+    await screens(joining, "invite")
     await joining.get_by_label("Password").fill(PASSWORD)
     await joining.get_by_role("button", name="Join").click()
     await expect(joining.get_by_role("heading", level=1)).to_have_text("Newsroom")
@@ -244,6 +257,13 @@ async def test_an_owner_invites_someone_who_joins_by_the_link(
     await joining.goto(link)  # a link works once
     await expect(joining.get_by_role("alert")).to_contain_text("used already")
     await newcomer.close()
+
+    await page.goto("/settings")  # the owner makes the newcomer a viewer
+    await page.get_by_label("Role of new@newsroom.example", exact=True).select_option("viewer")
+    await page.get_by_role("button", name="Change the role of new@newsroom.example").click()
+    await expect(page.get_by_role("status")).to_have_text("new@newsroom.example is viewer now.")
+    users = (await stack.client.get("/v1/users", headers=auth(owner["token"]))).json()
+    assert {u["email"]: u["role"] for u in users}["new@newsroom.example"] == "viewer"
     await context.close()
 
 
@@ -362,8 +382,8 @@ async def test_every_page_passes_axe_with_no_serious_or_critical_violation(
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
     await expect(page).to_have_url(f"{stack.url}/")
-    for path in ("/", "/mentions", "/reports", "/reports/series?key=python", "/alerts",
-                 "/settings"):  # fmt: skip
+    for path in ("/", "/mentions", "/reports", "/reports/series?key=python",
+                 "/reports/page?page=did:plc:a", "/alerts", "/settings"):  # fmt: skip
         await check(path)
     await page.get_by_role("button", name="Sign out", exact=True).click()
     await check("/signin/operator")

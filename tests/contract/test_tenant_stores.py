@@ -70,6 +70,23 @@ def test_users_have_one_role_and_one_email_per_tenant(store: TenantStore) -> Non
     assert [(u.email, u.role) for u in store.users(acme.id)] == [("ada@example.com", "owner")]
 
 
+def test_a_role_changes_but_never_leaves_a_tenant_without_an_owner(store: TenantStore) -> None:
+    acme, globex = store.create_tenant("acme"), store.create_tenant("globex")
+    ada = store.add_user(acme.id, "ada@example.com", "owner")
+    bob = store.add_user(acme.id, "bob@example.com", "viewer")
+    with pytest.raises(Conflict, match="last owner"):
+        store.set_role(acme.id, ada.id, "admin")
+    assert store.set_role(acme.id, bob.id, "owner").role == "owner"
+    assert store.set_role(acme.id, ada.id, "editor").role == "editor"  # bob owns it now
+    with pytest.raises(NotFound):
+        store.set_role(globex.id, bob.id, "viewer")  # not a user of that tenant
+    with pytest.raises(ValueError, match="unknown role"):
+        store.set_role(acme.id, bob.id, "root")  # type: ignore[arg-type]
+    assert [(u.email, u.role) for u in store.users(acme.id)] == [
+        ("ada@example.com", "editor"), ("bob@example.com", "owner"),
+    ]  # fmt: skip
+
+
 def test_a_key_is_shown_once_works_until_revoked_and_is_stored_hashed(
     store: TenantStore,
 ) -> None:

@@ -208,3 +208,43 @@ async def test_changing_the_operators_token_ends_its_sessions(stack: Stack, tmp_
             assert fresh.status_code == 201
     finally:
         await gateway.close()
+
+
+async def test_a_role_change_holds_at_once_and_never_lifts_anyone_above_its_changer(
+    stack: Stack,
+) -> None:
+    newsroom, other = await stack.tenant("newsroom"), await stack.tenant("other")
+    owner = await invite_and_join(stack, newsroom, "boss@newsroom.example", "owner")
+    admin = await invite_and_join(stack, newsroom, "admin@newsroom.example", "admin")
+    viewer = await invite_and_join(stack, newsroom, "ed@newsroom.example", "viewer")
+    people = {
+        u["email"]: u["id"]
+        for u in (await stack.client.get("/v1/users", headers=auth(owner))).json()
+    }
+    watch = {"kind": "hashtag", "target": "quake"}
+    refused = await stack.client.post("/v1/watches", json=watch, headers=auth(viewer))
+    assert refused.status_code == 403
+
+    made = await stack.client.patch(
+        f"/v1/users/{people['ed@newsroom.example']}", json={"role": "editor"}, headers=auth(admin)
+    )
+    assert (made.status_code, made.json()["role"]) == (200, "editor")
+    allowed = await stack.client.post("/v1/watches", json=watch, headers=auth(viewer))
+    assert allowed.status_code == 201  # the same session, at once
+
+    for target, role in (("ed@newsroom.example", "owner"), ("boss@newsroom.example", "viewer")):
+        answer = await stack.client.patch(
+            f"/v1/users/{people[target]}", json={"role": role}, headers=auth(admin)
+        )
+        assert answer.status_code == 403, answer.text  # above the admin, or of someone above
+    last = await stack.client.patch(
+        f"/v1/users/{people['boss@newsroom.example']}", json={"role": "admin"}, headers=auth(owner)
+    )
+    assert (last.status_code, last.json()["detail"]) == (
+        409, "this is the tenant's last owner: make another owner first",
+    )  # fmt: skip
+    elsewhere = await stack.client.patch(
+        f"/v1/users/{people['ed@newsroom.example']}", json={"role": "viewer"},
+        headers=auth(other["token"]),
+    )  # fmt: skip
+    assert elsewhere.status_code == 404

@@ -100,6 +100,10 @@ class RouteRead(BaseModel):
     shadow: bool
 
 
+class RoleChange(BaseModel):
+    role: Role
+
+
 class RouteSet(BaseModel):
     prefix: str = Field(description="A path prefix, such as /v1/reports.")
     target: Literal["new", "legacy", "percent"]
@@ -157,6 +161,13 @@ def _tenant_routes(tenancy: Tenancy, caller: CallerOf) -> APIRouter:
         """Add a user to the tenant (admin or above; never above the caller's role)."""
         with answering():
             return _user(tenancy.add_user(caller(request), body.email, body.role))
+
+    @router.patch("/v1/users/{user_id}")
+    def set_role(request: Request, user_id: str, body: RoleChange) -> UserRead:
+        """Change a user's role (admin or above; never above the caller's own, never for
+        someone above it, never the tenant's last owner). Holds at once."""
+        with answering():
+            return _user(tenancy.set_role(caller(request), user_id, body.role))
 
     return router
 

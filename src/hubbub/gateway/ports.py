@@ -177,6 +177,11 @@ class TenantStore(Protocol):
 
     def set_profile(self, tenant: str, user: str, time_zone: str, locale: str) -> User: ...
 
+    def set_role(self, tenant: str, user: str, role: Role) -> User:
+        """Give the tenant's user `role`; NotFound for a user of another tenant or none;
+        Conflict when it would leave the tenant without an owner."""
+        ...
+
     def create_invite(
         self, tenant: str, email: str, role: Role, token_hash: str, expires_at: datetime
     ) -> Invite: ...

@@ -119,6 +119,16 @@ class Tenancy:
     def add_user(self, who: Caller, email: str, role: Role) -> User:
         return self.store.add_user(granting(who, role).tenant, email, role)
 
+    def set_role(self, who: Caller, user: str, role: Role) -> User:
+        """Give a user of the caller's tenant `role` (an admin's, never above its own,
+        and never to change someone above it); it holds at once, sessions included."""
+        tenant = granting(who, role).tenant
+        if not who.may(self.store.user(tenant, user).role):
+            raise Refused(f"a {who.role} cannot change the role of someone above it")
+        changed = self.store.set_role(tenant, user, role)
+        self.forget(session_key(user))
+        return changed
+
     def keys(self, who: Caller) -> list[ApiKey]:
         """The tenant's keys, revoked ones too; never their tokens."""
         return self.store.keys(tenant_admin(who).tenant)

@@ -249,6 +249,23 @@ class SqlTenantStore:
         self._update_user(tenant, user, time_zone=time_zone, locale=locale)
         return self.user(tenant, user)
 
+    def set_role(self, tenant: str, user: str, role: Role) -> User:
+        role = _role(role)
+        mine = (users.c.id == user) & (users.c.tenant == tenant)
+        owners = (users.c.tenant == tenant) & (users.c.role == "owner")
+        with self._engine.begin() as db:
+            # Owners are counted and the user changed in one transaction, the owners'
+            # rows locked where the database can (PostgreSQL): two owners demoting each
+            # other at once cannot leave the tenant with none.
+            held = db.execute(sa.select(users.c.id).where(owners).with_for_update()).all()
+            found = db.execute(sa.select(users.c.role).where(mine)).first()
+            if found is None:
+                raise NotFound(f"no user {user!r}")
+            if found.role == "owner" and role != "owner" and len(held) <= 1:
+                raise Conflict("this is the tenant's last owner: make another owner first")
+            db.execute(users.update().where(mine).values(role=role))
+        return self.user(tenant, user)
+
     def create_invite(
         self, tenant: str, email: str, role: Role, token_hash: str, expires_at: datetime
     ) -> Invite:

@@ -438,6 +438,40 @@ def build_router(
         name = f"series-{kind}-{window.start}-{window.end}.csv"
         return _csv(body, name)
 
+    @router.get("/reports/page", response_class=HTMLResponse)
+    async def page_report(
+        request: Request,
+        who: Who,
+        page_id: Annotated[str, Query(alias="page", max_length=300)] = "",
+        start: Annotated[date | None, Query()] = None,
+        end: Annotated[date | None, Query()] = None,
+    ) -> HTMLResponse:
+        window = report_window(who, start, end)
+        summary, problem = None, None
+        if page_id:
+            try:
+                summary = await console.page_summary(who.session, page_id, window)
+            except Problem as error:
+                problem = str(error)
+        return page(
+            request, "page_summary.html", who, page_id=page_id, window=window, summary=summary,
+            problem=problem,
+        )  # fmt: skip
+
+    @router.get("/reports/page.csv")
+    async def page_report_csv(
+        who: Who,
+        page_id: Annotated[str, Query(alias="page", min_length=1, max_length=300)],
+        start: Annotated[date | None, Query()] = None,
+        end: Annotated[date | None, Query()] = None,
+    ) -> Response:
+        window = report_window(who, start, end)
+        try:
+            body = await console.page_summary_csv(who.session, page_id, window)
+        except Problem as problem:
+            raise HTTPException(problem.status, str(problem)) from problem
+        return _csv(body, f"page-{window.start}-{window.end}.csv")
+
     @router.get("/reports/export.csv")
     async def export(
         who: Who,
@@ -498,6 +532,15 @@ def build_router(
             made = await console.invite(who.session, email, role)
             link = f"{_public_base(request)}/invite/{made['token']}"
             return {"invited": made, "link": link}
+
+        return await acting(request, who, act)
+
+    @router.post("/settings/users/{user}/role", response_class=HTMLResponse)
+    async def set_role(
+        request: Request, who: Posting, user: str, role: Annotated[str, Form()]
+    ) -> HTMLResponse:
+        async def act() -> dict[str, Any]:
+            return {"role_set": await console.set_role(who.session, user, role)}
 
         return await acting(request, who, act)
 

@@ -179,6 +179,14 @@ class Console:
         (row,) = _checked(answer)
         return dict(row)
 
+    async def page_summary_csv(self, token: str, page: str, window: Window) -> bytes:
+        path = f"/v1/reports/pages/{_part(page)}/summary"
+        params = {**window.params(), "format": "csv"}
+        answer = await self.api.call("GET", path, token=token, params=params)
+        if not answer.ok:
+            raise Problem(answer.status, answer.detail())
+        return answer.body
+
     async def top_csv(self, token: str, what: str, window: Window) -> bytes:
         params = {**window.params(), "limit": 100, "format": "csv"}
         answer = await self.api.call(
@@ -255,6 +263,10 @@ class Console:
 
     async def users(self, token: str) -> list[Any]:
         return list(_checked(await self.api.call("GET", "/v1/users", token=token)))
+
+    async def set_role(self, token: str, user: str, role: str) -> dict[str, Any]:
+        path = f"/v1/users/{_part(user)}"
+        return dict(_checked(await self.api.call("PATCH", path, token=token, json={"role": role})))
 
     async def invites(self, token: str) -> list[Any]:
         return list(_checked(await self.api.call("GET", "/v1/invites", token=token)))
