@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from hubbub.gateway.ports import RateLimiter
     from hubbub.gateway.service import People
     from hubbub.gateway.upstreams import Upstream
+    from hubbub.publishing.service import Publishing
 
 
 class ConfigurationError(ValueError):
@@ -231,6 +232,7 @@ def gateway_upstreams(settings: Settings, clock: Clock) -> dict[str, Upstream]:
         "ingest": (settings.ingest_url, settings.ingest_timeout_s),
         "mentions": (settings.mentions_url, settings.mentions_timeout_s),
         "analytics": (settings.analytics_url, settings.analytics_timeout_s),
+        "publishing": (settings.publishing_url, settings.publishing_timeout_s),
     }
     if settings.legacy_url:
         places["legacy"] = (settings.legacy_url, settings.legacy_timeout_s)
@@ -343,6 +345,8 @@ class Platform:
     _alert_views: AlertViews | None = None
     _cache: Cache | None = None
     _secret_box: SecretBox | None = None
+    _publishing: Publishing | None = None
+    _closing: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: Background = field(init=False)
     """Its long-running tasks, restarted when they fail; health reports them."""
 
@@ -414,6 +418,53 @@ class Platform:
             found.update(await asyncio.to_thread(self._analytics.positions))
         return found
 
+    async def publishing(self) -> Publishing:
+        """Publishing's use cases over the relational store, and (on first use) the
+        publisher claiming due jobs and its sweeper, in the background."""
+        if self._publishing is None:
+            from hubbub.publishing import worker as publishing_worker
+            from hubbub.publishing.bluesky import BlueskyNetwork
+            from hubbub.publishing.mastodon import MastodonNetwork
+            from hubbub.publishing.mentions import MentionsDids
+            from hubbub.publishing.ports import Limits, Network, NetworkName
+            from hubbub.publishing.service import BLUESKY_LIMITS, Publishing
+            from hubbub.publishing.sql import SqlJobStore
+
+            settings, box = self.settings, self.secret_box()
+            store = SqlJobStore(settings.relational)
+            dids = MentionsDids(settings.mentions_url, open_request_signer(settings))
+            allowed = settings.publish_allowed_networks
+            mastodon = MastodonNetwork(box, allowed)
+            bluesky = BlueskyNetwork(box, dids.did_of, allowed)
+            self._closing += [mastodon.close, bluesky.close, dids.close]
+            self._closing.append(lambda: asyncio.to_thread(store.close))
+
+            async def limits_of(network: NetworkName, service: str) -> Limits:
+                return BLUESKY_LIMITS if network == "bluesky" else await mastodon.limits(service)
+
+            policy = publishing_worker.PublishPolicy(
+                lease_s=settings.publish_lease_s, max_late_s=settings.publish_max_late_s,
+                keep_finished_s=settings.publish_keep_days * retention.DAY_S,
+            )  # fmt: skip
+            networks: dict[str, Network] = {"bluesky": bluesky, "mastodon": mastodon}
+            publisher = publishing_worker.Publisher(store, networks, self.clock, policy)
+            publishing_worker.run(self.background, publisher)
+            self._publishing = Publishing(store, box, self.clock, limits_of, allowed)
+        return self._publishing
+
+    async def publishing_unready(self) -> str | None:
+        """Why no publisher here can claim work (its store does not answer, or its loop
+        keeps failing); None when one can."""
+        publishing = await self.publishing()
+        try:
+            await asyncio.to_thread(publishing.store.jobs, "", 1)
+        except Exception as error:
+            return f"the relational store does not answer: {error}"
+        failing = self.background.failing()
+        if "publisher" in failing:
+            return f"the publisher keeps failing: {failing['publisher']}"
+        return None
+
     def secret_box(self) -> SecretBox:
         """What seals secrets before they are written and opens them where used."""
         if self._secret_box is None:
@@ -473,6 +524,8 @@ class Platform:
     async def close(self) -> None:
         """Stop every ingestor (finishing what was submitted), then close the adapters."""
         await self.background.close()
+        for close in self._closing:
+            await close()
         if self._analytics is not None:
             self._analytics.close()
         if self._cache is not None:

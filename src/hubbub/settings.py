@@ -160,6 +160,11 @@ class Settings(BaseSettings):
         " e.g. 10.0.0.0/8,::1/128); others are refused.",
     )
     webhook_timeout_s: float = Field(10.0, gt=0, description="Longest wait on one webhook try.")
+    publish_allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        [],
+        description="Networks a channel's PDS or Mastodon instance may be on although not"
+        " public (comma-separated CIDRs); others are refused.",
+    )
     webhook_attempts: int = Field(5, ge=1, le=20, description="Tries of one delivery.")
     webhook_backoff_s: float = Field(
         0.5, gt=0, description="Wait before the second try; doubles at each try after."
@@ -209,6 +214,9 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8083", description="Where the analytics role listens."
     )
     web_url: str = Field("http://127.0.0.1:8084", description="Where the web app's role listens.")
+    publishing_url: str = Field(
+        "http://127.0.0.1:8085", description="Where the publishing role listens."
+    )
     gateway_url: str | None = Field(
         None,
         description="Where the web app reaches the gateway's API"
@@ -221,6 +229,20 @@ class Settings(BaseSettings):
         10.0, gt=0, description="Longest wait on the analytics role."
     )
     legacy_timeout_s: float = Field(10.0, gt=0, description="Longest wait on the legacy app.")
+    publishing_timeout_s: float = Field(
+        20.0, gt=0, description="Longest wait on the publishing role (it asks the networks)."
+    )
+    publish_max_late_s: float = Field(
+        3600.0, gt=0,
+        description="A post due longer ago than this when it could be published (the platform"
+        " was down) is marked missed, with the reason, rather than published late.",
+    )  # fmt: skip
+    publish_lease_s: float = Field(
+        60.0, gt=0, description="How long a publisher holds a claimed job before another may."
+    )
+    publish_keep_days: float = Field(
+        90.0, gt=0, description="How long finished publish jobs are kept."
+    )
     breaker_failures: int = Field(
         5, ge=1, description="Failures in a row that open an upstream's circuit."
     )
@@ -283,7 +305,7 @@ class Settings(BaseSettings):
         None, description="json or console; by default console on a terminal, json elsewhere."
     )
 
-    @field_validator("webhook_allowed_networks", mode="before")
+    @field_validator("webhook_allowed_networks", "publish_allowed_networks", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

@@ -30,7 +30,7 @@ from rich.table import Table
 
 from hubbub.settings import Settings
 
-PLATFORM_ROLES = ("ingest", "mentions", "analytics", "web", "gateway")
+PLATFORM_ROLES = ("ingest", "mentions", "analytics", "publishing", "web", "gateway")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 log = structlog.get_logger()
@@ -242,6 +242,7 @@ def role_urls(settings: Settings, gateway_host: str, gateway_port: int) -> dict[
         "ingest": settings.ingest_url,
         "mentions": settings.mentions_url,
         "analytics": settings.analytics_url,
+        "publishing": settings.publishing_url,
         "web": settings.web_url,
         "gateway": f"http://{gateway_host}:{gateway_port}",
     }

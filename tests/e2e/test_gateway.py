@@ -247,7 +247,7 @@ async def test_when_mentions_is_down_only_its_routes_answer_503(stack: Stack) ->
     assert health == {
         "status": "degraded",
         "roles": {"gateway": "ok", "ingest": "ok", "mentions": "down", "analytics": "ok",
-                  "legacy": "ok", "web": "ok"},
+                  "publishing": "ok", "legacy": "ok", "web": "ok"},
     }  # fmt: skip
     reports = await stack.client.get(
         "/v1/reports/top/hashtags",

@@ -18,7 +18,6 @@ import msgspec
 import pytest
 
 from hubbub.analytics.alerts import ALERTS, Alert, monitor_once
-from hubbub.analytics.destinations import ALLOWED_HINT
 from hubbub.analytics.duckdb import DuckDBRollups
 from hubbub.analytics.views import AlertViews
 from hubbub.analytics.webhooks import GROUP, DeliveryPolicy, Dispatcher, signature
@@ -27,6 +26,7 @@ from hubbub.bootstrap import build_platform, open_secret_box
 from hubbub.eventlog.ports import EventLog
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.clock import SystemClock
+from hubbub.kernel.destinations import ALLOWED_HINT
 from hubbub.kernel.events import AlertRaised, Event, PostPublished, WatchChanged, WebhookDelivered
 from hubbub.settings import Settings
 from tests.conftest import serving, until

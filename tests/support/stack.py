@@ -22,7 +22,7 @@ from tests.conftest import serving
 from tests.support.net import free_port
 
 OPERATOR = "operator-token-for-tests"
-ROLES = ("ingest", "mentions", "analytics")
+ROLES = ("ingest", "mentions", "analytics", "publishing")
 
 
 @dataclass
@@ -122,7 +122,8 @@ async def start_stack(data_dir: Path, **settings: Any) -> tuple[Stack, AsyncExit
     gateway_settings = Settings(
         data_dir=data_dir, admin_token=OPERATOR, legacy_url=legacy, legacy_timeout_s=0.5,
         ingest_url=urls["ingest"], mentions_url=urls["mentions"],
-        analytics_url=urls["analytics"], web_url=urls["web"], control_poll_s=0.05, **settings,
+        analytics_url=urls["analytics"], publishing_url=urls["publishing"], web_url=urls["web"],
+        control_poll_s=0.05, **settings,
     )  # fmt: skip
     gateway = await build_gateway(gateway_settings, platform.clock)
     stack.push_async_callback(gateway.close)

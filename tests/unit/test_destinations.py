@@ -7,7 +7,7 @@ import ipaddress
 import httpx
 import pytest
 
-from hubbub.analytics.destinations import AddressRefused, pinned, refusal, resolve
+from hubbub.kernel.destinations import AddressRefused, pinned, refusal, resolve
 
 
 @pytest.mark.parametrize(

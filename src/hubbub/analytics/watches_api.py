@@ -24,11 +24,11 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 
 from hubbub.analytics.alerts import Alert, watch_target
-from hubbub.analytics.destinations import Network, check_url
 from hubbub.analytics.views import AlertViews, WatchesView
 from hubbub.eventlog.ports import EventLog
 from hubbub.kernel.clock import Clock
 from hubbub.kernel.commands import short_id, stamped
+from hubbub.kernel.destinations import Network, check_url
 from hubbub.kernel.events import WatchChanged, WebhookChanged, WebhookDelivered
 from hubbub.kernel.sealing import SecretBox
 from hubbub.kernel.signing import TENANT_HEADER

@@ -4,7 +4,7 @@
   `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the webhook's secret>`.
   A receiver recomputes it (`signature`) and rejects old timestamps to stop replays.
 - **Only to public addresses:** the host is resolved and checked at each try, and the
-  request goes to the address checked (`hubbub.analytics.destinations`). Redirects are
+  request goes to the address checked (`hubbub.kernel.destinations`). Redirects are
   not followed; no proxy from the environment is used.
 - **Concurrent, and fair:** deliveries wait in a bounded retry queue (`RetryQueue`) and
   `concurrency` workers make their tries, at most one at a time per webhook, so a slow
@@ -43,11 +43,11 @@ import msgspec
 import structlog
 
 from hubbub.analytics.alerts import ALERTS, Alert
-from hubbub.analytics.destinations import AddressRefused, Network, pinned, resolve
 from hubbub.analytics.views import DELIVERIES, AlertViews
 from hubbub.eventlog.ports import EventLog, Record
 from hubbub.kernel.background import note_failure
 from hubbub.kernel.clock import Clock, SystemClock
+from hubbub.kernel.destinations import AddressRefused, Network, pinned, resolve
 from hubbub.kernel.events import AlertRaised, WebhookChanged, WebhookDelivered
 from hubbub.kernel.ids import event_id
 from hubbub.kernel.sealing import SealError, SecretBox

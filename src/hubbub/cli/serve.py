@@ -55,6 +55,8 @@ async def _warm_up(platform: Platform, role: str) -> None:
         )
     if role in ("all", "analytics"):
         await platform.analytics()  # the worker starts folding the log now
+    if role in ("all", "publishing"):
+        await platform.publishing()  # the publisher starts claiming due jobs now
 
 
 async def _serve(

@@ -10,11 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hubbub.analytics.destinations import check_url
 from hubbub.analytics.views import DeliveriesView, WebhooksView, loaded
 from hubbub.bootstrap import open_secret_box
 from hubbub.cli.common import append_command, fail, load_settings, print_json, run, with_log
 from hubbub.kernel.commands import short_id
+from hubbub.kernel.destinations import check_url
 from hubbub.kernel.events import WebhookChanged
 from hubbub.settings import Settings
 

@@ -22,7 +22,7 @@ async def merged_spec(
     """The gateway's spec with every service's paths and schemas merged in, from those
     services that answer; a service's `own_paths` (health, docs) are the gateway's."""
     spec: dict[str, Any] = json.loads(json.dumps(own.openapi()))  # FastAPI's is cached
-    for name in ("ingest", "mentions", "analytics"):
+    for name in dict.fromkeys(SERVICE_ROUTES.values()):  # every service, once
         upstream = upstreams.get(name)
         if upstream is not None and not health.down(name):
             with contextlib.suppress(UpstreamError, ValueError):

@@ -32,6 +32,9 @@ SERVICE_ROUTES: Final[dict[str, str]] = {
     "/v1/watches": "analytics",
     "/v1/alerts": "analytics",
     "/v1/webhooks": "analytics",
+    "/v1/channels": "publishing",
+    "/v1/posts": "publishing",
+    "/v1/jobs": "publishing",
 }
 LEGACY: Final = "legacy"
 Side = Literal["new", "legacy"]

@@ -1,19 +1,20 @@
-"""Where a webhook may send alerts: public addresses only, unless allow-listed.
+"""Where the platform may send a request a tenant named: public addresses only, unless
+allow-listed. A webhook's URL, a channel's PDS or Mastodon instance.
 
-A webhook URL is a tenant's input that makes the platform send requests, so without a
+Such a URL is a tenant's input that makes the platform send requests, so without a
 check a tenant could reach the platform's own network (SSRF): loopback, private,
 link-local, multicast, reserved and unspecified addresses, in IPv4 and IPv6, however
 written (`::ffff:127.0.0.1`, `2130706433`, `0x7f000001`, `127.1`, `localhost`).
 
-- `check_url` refuses, when a webhook is added, a URL whose host is such an address
+- `check_url` refuses, when a webhook or channel is added, a URL whose host is such an address
   written out, or a `localhost` name (no DNS is asked then: the answer could change).
-- `resolve` is asked at each delivery: it resolves the host and refuses it if any of
+- `resolve` is asked at each request: it resolves the host and refuses it if any of
   its addresses is refused, and `pinned` sends the request to the address checked, with
   the Host header and TLS server name of the URL, so a DNS answer that changes between
   the check and the connection (rebinding) cannot swap another address in.
 
-An operator allows more with `HUBBUB_WEBHOOK_ALLOWED_NETWORKS` (the tests allow
-loopback to reach their receivers).
+An operator allows more with `HUBBUB_WEBHOOK_ALLOWED_NETWORKS` and
+`HUBBUB_PUBLISH_ALLOWED_NETWORKS` (the tests allow loopback to reach their servers).
 """
 
 from __future__ import annotations
@@ -48,12 +49,13 @@ _NUMERIC_IPV4: Final = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)
 
 
 class AddressRefused(ValueError):
-    """A webhook's host is, or resolves to, an address alerts may not go to."""
+    """A host is, or resolves to, an address the platform may not send to."""
 
 
-def check_url(url: str, allowed: Sequence[Network] = ()) -> str:
-    """`url`, if alerts may be POSTed to it; otherwise `ValueError` saying why. The host
-    is checked as written; `resolve` checks what it resolves to at each delivery."""
+def check_url(url: str, allowed: Sequence[Network] = (), hint: str = ALLOWED_HINT) -> str:
+    """`url`, if requests may go to it; otherwise `ValueError` saying why (and `hint`,
+    what is allowed). The host is checked as written; `resolve` checks what it resolves
+    to at each request."""
     if not url.startswith(("https://", "http://")):
         raise ValueError("the url must start with https:// or http://")
     try:
@@ -63,7 +65,7 @@ def check_url(url: str, allowed: Sequence[Network] = ()) -> str:
     if not host:
         raise ValueError("the url has no host")
     for address in _written_addresses(host):
-        refuse(host, address, allowed)
+        refuse(host, address, allowed, hint)
     return url
 
 
@@ -106,13 +108,15 @@ def refusal(address: Address, allowed: Sequence[Network] = ()) -> str | None:
     return None
 
 
-def refuse(host: str, address: Address, allowed: Sequence[Network]) -> None:
+def refuse(
+    host: str, address: Address, allowed: Sequence[Network], hint: str = ALLOWED_HINT
+) -> None:
     """Raise `AddressRefused` naming `host` and why, if `address` is refused."""
     why = refusal(address, allowed)
     if why is not None:
         judged = _embedded_ipv4(address) or address
         shown = host if host == str(judged) else f"{host} ({judged})"
-        raise AddressRefused(f"{shown} is {why}: {ALLOWED_HINT}")
+        raise AddressRefused(f"{shown} is {why}: {hint}")
 
 
 def _embedded_ipv4(address: Address) -> Address | None:
@@ -125,7 +129,9 @@ def _embedded_ipv4(address: Address) -> Address | None:
     return address.teredo[1] if address.teredo is not None else None
 
 
-async def resolve(host: str, port: int, allowed: Sequence[Network] = ()) -> list[Address]:
+async def resolve(
+    host: str, port: int, allowed: Sequence[Network] = (), hint: str = ALLOWED_HINT
+) -> list[Address]:
     """Every address `host` resolves to, checked: `AddressRefused` if any is refused
     (a name with one private address among public ones is refused whole, as a
     resolver could hand out either) or if it resolves to none."""
@@ -138,7 +144,7 @@ async def resolve(host: str, port: int, allowed: Sequence[Network] = ()) -> list
     if not addresses:
         raise AddressRefused(f"{host} resolves to no address")
     for address in addresses:
-        refuse(host, address, allowed)
+        refuse(host, address, allowed, hint)
     return addresses
 
 
@@ -159,3 +165,16 @@ def pinned(client: httpx.AsyncClient, request: httpx.Request, address: Address) 
         content=request.content,
         extensions=extensions,
     )
+
+
+async def send_checked(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    allowed: Sequence[Network] = (),
+    hint: str = ALLOWED_HINT,
+) -> httpx.Response:
+    """`request`, sent only if its host resolves to addresses it may go to, and to the
+    address checked (`pinned`); `AddressRefused` otherwise. Redirects are not followed."""
+    port = request.url.port or (443 if request.url.scheme == "https" else 80)
+    addresses = await resolve(request.url.host, port, allowed, hint)
+    return await client.send(pinned(client, request, addresses[0]), follow_redirects=False)

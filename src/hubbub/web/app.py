@@ -25,11 +25,12 @@ from hubbub.kernel.signing import SignedOnly
 from hubbub.kernel.telemetry import Observed, route_of
 from hubbub.kernel.validation import printable_validation_errors
 from hubbub.mentions import api as mentions_api
+from hubbub.publishing import api as publishing_api
 
 READY_TIMEOUT_S = 2.0
 
 
-ROLES = ("all", "ingest", "mentions", "analytics")
+ROLES = ("all", "ingest", "mentions", "analytics", "publishing")
 
 
 def create_app(platform: Platform, role: str = "all") -> ASGIApp:
@@ -70,6 +71,8 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
             clock=platform.clock,
         )
         app.include_router(watches_api.build_router(context))
+    if role in ("all", "publishing"):
+        app.include_router(publishing_api.build_router(platform.publishing))
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, object]:
@@ -98,6 +101,8 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
         except Exception as error:
             reason = f"event log ({platform.settings.event_log}) not reachable: {error}"
             return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+        if role == "publishing" and (why := await platform.publishing_unready()) is not None:
+            return JSONResponse({"status": "unavailable", "reason": why}, status_code=503)
         return JSONResponse({"status": "ready", "event_log": platform.settings.event_log})
 
     @app.get("/metrics", tags=["operations"])

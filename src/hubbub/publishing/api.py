@@ -1,0 +1,171 @@
+"""`/v1/channels`, `/v1/posts` and `/v1/jobs`: a tenant's accounts on the networks, the
+posts it schedules to them, and the publish jobs that carry each post to each channel.
+
+The tenant is the one the gateway names (`X-Hubbub-Tenant`, signed); another tenant's
+channel, post or job is answered 404, as one that does not exist. A channel's
+credentials are taken in and sealed, and never answered back.
+"""
+
+# No `from __future__ import annotations` here: the routes' dependency on the service
+# is a closure (`Service`), which FastAPI can only see in annotations evaluated at once.
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from hubbub.kernel.signing import KEY, TENANT_HEADER
+from hubbub.kernel.validation import PlainText
+from hubbub.publishing.ports import Invalid, Job, NotFound
+from hubbub.publishing.service import Publishing, channel_view
+
+
+def tenant_of(request: Request) -> str:
+    tenant = request.headers.get(TENANT_HEADER)
+    if not tenant:
+        raise HTTPException(401, f"no tenant: call through the gateway ({TENANT_HEADER} unset)")
+    return tenant
+
+
+Tenant = Annotated[str, Depends(tenant_of)]
+
+
+class ChannelCreate(BaseModel):
+    network: Literal["bluesky", "mastodon"]
+    account: Annotated[str, PlainText] = Field(
+        min_length=1, max_length=255, description="A Bluesky handle, or user@instance."
+    )
+    service: str = Field(
+        max_length=2048, description="The PDS (https://bsky.social) or the Mastodon instance."
+    )
+    time_zone: str = Field("UTC", max_length=64, description="An IANA zone, as Europe/Paris.")
+    app_password: str | None = Field(
+        None, max_length=256, description="Bluesky: an app password of the account."
+    )
+    access_token: str | None = Field(
+        None, max_length=4096, description="Mastodon: an access token with write:statuses."
+    )
+
+
+class PostCreate(BaseModel):
+    text: str = Field(max_length=100_000)
+    channels: list[str] = Field(min_length=1, max_length=50)
+    at: str | None = Field(
+        None,
+        description="When: an ISO 8601 time; without an offset, in each channel's zone."
+        " Absent: now.",
+    )
+    variants: dict[str, str] = Field(default_factory=dict, description="Per channel id.")
+    language: str | None = Field(None, max_length=16)
+    spoiler: str | None = Field(None, max_length=1000, description="Mastodon's content warning.")
+    visibility: Literal["public", "unlisted", "private", "direct"] = "public"
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id, "post": job.post, "version": job.version, "channel": job.channel,
+        "due_us": job.due_us, "state": job.state, "attempts": job.attempts,
+        "remote_id": job.remote_id, "url": job.remote_url, "error": job.error,
+        "idempotency_key": job.idempotency_key,
+    }  # fmt: skip
+
+
+@contextmanager
+def answering() -> Iterator[None]:
+    """The store's and the service's refusals, as HTTP answers."""
+    try:
+        yield
+    except NotFound as error:
+        raise HTTPException(404, str(error)) from error
+    except Invalid as error:
+        raise HTTPException(422, str(error)) from error
+    except ValueError as error:
+        raise HTTPException(409, str(error)) from error
+
+
+def build_router(service_of: Callable[[], Any]) -> APIRouter:
+    """The routes; `service_of()` answers (awaitably) the started `Publishing`."""
+    router = APIRouter(tags=["publishing"])
+
+    async def service() -> Publishing:
+        found: Publishing = await service_of()
+        return found
+
+    Service = Annotated[Publishing, Depends(service)]
+
+    @router.get("/v1/channels")
+    async def channels(tenant: Tenant, publishing: Service) -> list[dict[str, Any]]:
+        """The tenant's connected accounts, with their limits; never their credentials."""
+        found = await asyncio.to_thread(publishing.channels, tenant)
+        return [channel_view(c) for c in found]
+
+    @router.post("/v1/channels", status_code=201)
+    async def add_channel(
+        tenant: Tenant, publishing: Service, body: ChannelCreate
+    ) -> dict[str, Any]:
+        """Connect an account: its limits are read from its network where it says them."""
+        if body.network == "bluesky":
+            if not body.app_password:
+                raise HTTPException(422, "a Bluesky channel needs an app password")
+            credentials = {"identifier": body.account, "password": body.app_password}
+        else:
+            if not body.access_token:
+                raise HTTPException(422, "a Mastodon channel needs an access token")
+            credentials = {"access_token": body.access_token}
+        with answering():
+            made = await publishing.add_channel(
+                tenant, body.network, body.account, body.service, credentials, body.time_zone
+            )
+        return channel_view(made)
+
+    @router.delete("/v1/channels/{channel}", status_code=204, response_class=Response)
+    async def remove_channel(tenant: Tenant, publishing: Service, channel: str) -> None:
+        """Disconnect an account; the posts it had scheduled are cancelled."""
+        with answering():
+            await asyncio.to_thread(publishing.remove_channel, tenant, channel)
+
+    @router.post("/v1/posts", status_code=201)
+    async def schedule(
+        request: Request, tenant: Tenant, publishing: Service, body: PostCreate
+    ) -> dict[str, Any]:
+        """Check a post against each channel's limits and schedule it to each: now, or
+        `at`. A 422 names every channel it does not fit, the limit, and by how much."""
+        author = request.headers.get(KEY.decode(), "")
+        with answering():
+            post, jobs = await asyncio.to_thread(
+                lambda: publishing.schedule(
+                    tenant, author, body.text, body.channels, at=body.at,
+                    variants=body.variants, language=body.language, spoiler=body.spoiler,
+                    visibility=body.visibility,
+                )
+            )  # fmt: skip
+        return {"post": post.id, "jobs": [job_view(job) for job in jobs]}
+
+    @router.get("/v1/jobs")
+    async def jobs(
+        tenant: Tenant, publishing: Service, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> list[dict[str, Any]]:
+        """The tenant's publish jobs, latest due first."""
+        return [job_view(j) for j in await asyncio.to_thread(publishing.jobs, tenant, limit)]
+
+    @router.get("/v1/jobs/{job}")
+    async def job(tenant: Tenant, publishing: Service, job: str) -> dict[str, Any]:
+        with answering():
+            return job_view(await asyncio.to_thread(publishing.job, tenant, job))
+
+    @router.post("/v1/jobs/{job}/retry")
+    async def retry(tenant: Tenant, publishing: Service, job: str) -> dict[str, Any]:
+        """Schedule a failed, missed or cancelled job again, now. It keeps its key: a
+        post that reached the network before is found there, not sent twice."""
+        with answering():
+            return job_view(await asyncio.to_thread(publishing.retry, tenant, job))
+
+    @router.post("/v1/jobs/{job}/cancel")
+    async def cancel(tenant: Tenant, publishing: Service, job: str) -> dict[str, Any]:
+        """Cancel a scheduled job."""
+        with answering():
+            return job_view(await asyncio.to_thread(publishing.cancel, tenant, job))
+
+    return router

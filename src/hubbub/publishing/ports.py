@@ -1,0 +1,230 @@
+"""Publishing's ports: where channels, posts and publish jobs are kept (`JobStore`), and
+the networks posts are published to (`Network`).
+
+A **channel** is one account of a tenant on one network (a Bluesky handle on its PDS, a
+Mastodon account on its instance), with its credentials sealed (`SecretBox`) and its
+IANA time zone. A **post** has one text, per-channel variants, a language, and for
+Mastodon a content warning and a visibility. Every (post version, channel) is a
+**publish job**, the truth of what is published:
+
+    scheduled → claimed (a worker holds a lease) → sending → published
+                                               ↘ failed (permanent, or out of tries)
+                                               ↘ unknown (the network may have it)
+    scheduled → missed (due longer ago than the platform may be late) · cancelled
+
+Exactly once rests on two things. Claiming is atomic (`claim`): a job is handed to one
+worker at a time, and a lease that runs out (the worker died) makes it claimable again.
+And what a job sends is named before it is sent: the Bluesky record key (a TID) and the
+Mastodon `Idempotency-Key` are chosen when the job is made, so a job claimed again after
+a crash first asks the network whether its post is there (`Network.find`) and sends it
+only if it is not.
+
+Contract of `JobStore` (`hubbub.publishing.sql.SqlJobStore` meets it on SQLite and
+PostgreSQL): `claim` never hands one job to two workers at once, even to workers on
+different processes or hosts; every change of state names the worker that holds the
+job, and is refused (`LostLease`) when another has it since; nothing is ever deleted but
+by `forget_before` (published, failed, missed and cancelled jobs older than the
+retention).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final, Literal, Protocol
+
+NetworkName = Literal["bluesky", "mastodon"]
+NETWORKS: Final = ("bluesky", "mastodon")
+JobState = Literal[
+    "scheduled", "claimed", "sending", "published", "failed", "unknown", "missed", "cancelled"
+]
+OPEN_STATES: Final = ("scheduled", "claimed", "sending", "unknown")
+"""States from which a job may still be published."""
+Visibility = Literal["public", "unlisted", "private", "direct"]
+
+
+class NotFound(LookupError):
+    """No such channel, post or job for this tenant (another tenant's is not found either)."""
+
+
+class LostLease(RuntimeError):
+    """The job is no longer this worker's: its lease ran out and another claimed it."""
+
+
+class Invalid(ValueError):
+    """What a post asks cannot be published; the message names the channel, the limit
+    and by how much it is exceeded."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a channel's network accepts in one post."""
+
+    characters: int
+    """In the network's own unit: graphemes on Bluesky, characters on Mastodon."""
+    media: int = 4
+    image_bytes: int = 1_000_000
+    url_length: int = 23
+    """What a URL counts for (Mastodon); 0: its own length (Bluesky counts graphemes)."""
+
+
+@dataclass(frozen=True)
+class Channel:
+    id: str
+    tenant: str
+    network: NetworkName
+    account: str
+    """The handle (Bluesky) or `user@instance` (Mastodon)."""
+    service: str
+    """The PDS or instance URL, https://…"""
+    time_zone: str
+    limits: Limits
+    sealed_credentials: str = field(repr=False)
+    """`SecretBox.seal` of the credentials' JSON: never kept or logged in the clear."""
+
+
+@dataclass(frozen=True)
+class Post:
+    id: str
+    tenant: str
+    author: str
+    text: str
+    version: int = 1
+    variants: dict[str, str] = field(default_factory=dict)
+    """Per channel id: the text that channel publishes instead."""
+    language: str | None = None
+    spoiler: str | None = None
+    visibility: Visibility = "public"
+
+    def text_for(self, channel: str) -> str:
+        return self.variants.get(channel, self.text)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    tenant: str
+    post: str
+    version: int
+    channel: str
+    due_us: int
+    state: JobState
+    idempotency_key: str
+    """Sent with the post: Mastodon's `Idempotency-Key`, and the Bluesky record key."""
+    attempts: int = 0
+    worker: str | None = None
+    lease_until_us: int | None = None
+    remote_id: str | None = None
+    remote_url: str | None = None
+    error: str | None = None
+    updated_us: int = 0
+    check_first: bool = False
+    """The post may be on the network already (a send was interrupted, or its outcome is
+    unknown): ask the network before sending."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """Where the network keeps the post."""
+
+    remote_id: str
+    url: str
+
+
+class Transient(Exception):
+    """Worth trying again later (a 5xx, a 429); `retry_after_s` when the network said."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class Permanent(Exception):
+    """Never worth trying again as it is (a 4xx): the message is the network's."""
+
+
+class OutcomeUnknown(Exception):
+    """The request may or may not have been carried out (a timeout, a reset)."""
+
+
+class Network(Protocol):
+    """One network's API, for one channel's credentials."""
+
+    async def publish(self, channel: Channel, post: Post, job: Job) -> Published:
+        """Publish `post` as `job` names it (its idempotency key / record key); raises
+        `Transient`, `Permanent` or `OutcomeUnknown`."""
+        ...
+
+    async def find(self, channel: Channel, post: Post, job: Job) -> Published | None:
+        """The post `job` published, if the network has it (after an unknown outcome)."""
+        ...
+
+
+class JobStore(Protocol):
+    def add_channel(self, channel: Channel) -> Channel: ...
+
+    def channels(self, tenant: str) -> list[Channel]: ...
+
+    def channel(self, tenant: str, channel: str) -> Channel:
+        """NotFound for another tenant's or none."""
+        ...
+
+    def remove_channel(self, tenant: str, channel: str, now_us: int = 0) -> None:
+        """Its scheduled jobs are cancelled; NotFound for another tenant's or none."""
+        ...
+
+    def schedule(self, post: Post, dues: Mapping[str, int]) -> list[Job]:
+        """Keep `post` and make one job per channel of `dues`, due when it says, each
+        with its own idempotency key; NotFound when a channel is not the tenant's."""
+        ...
+
+    def post(self, tenant: str, post: str) -> Post:
+        """The post's newest version."""
+        ...
+
+    def post_version(self, tenant: str, post: str, version: int) -> Post: ...
+
+    def jobs(self, tenant: str, limit: int = 100) -> list[Job]:
+        """The tenant's jobs, newest due first."""
+        ...
+
+    def job(self, tenant: str, job: str) -> Job: ...
+
+    def claim(self, worker: str, now_us: int, lease_s: float, limit: int) -> list[Job]:
+        """Up to `limit` jobs due by `now_us` (scheduled, unknown, or claimed/sending
+        with a lapsed lease), now this worker's until its lease ends."""
+        ...
+
+    def sending(self, job: str, worker: str, now_us: int) -> Job:
+        """The worker is about to send: from here an interruption is an unknown outcome."""
+        ...
+
+    def published(self, job: str, worker: str, found: Published, now_us: int) -> Job: ...
+
+    def failed(self, job: str, worker: str, error: str, now_us: int) -> Job: ...
+
+    def retry_later(self, job: str, worker: str, error: str, due_us: int, now_us: int) -> Job:
+        """Back to scheduled, due at `due_us`, the error kept for people to read."""
+        ...
+
+    def unknown(self, job: str, worker: str, error: str, due_us: int, now_us: int) -> Job:
+        """The outcome is unknown: claimable again at `due_us`, and then the network is
+        asked first whether the post is there."""
+        ...
+
+    def miss(self, now_us: int, late_us: int) -> list[Job]:
+        """Mark missed every scheduled job due longer than `late_us` before `now_us`."""
+        ...
+
+    def cancel(self, tenant: str, job: str, now_us: int) -> Job: ...
+
+    def retry(self, tenant: str, job: str, now_us: int) -> Job:
+        """A failed, missed or cancelled job scheduled again, now, with the same
+        idempotency key: what reached the network before is found, not sent twice."""
+        ...
+
+    def forget_before(self, before_us: int) -> int:
+        """Drop finished jobs last changed before `before_us`, and posts left with none."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,188 @@
+"""Publishing's use cases: channels connected, posts checked and scheduled, jobs listed,
+retried and cancelled. Each tenant sees and changes only its own (another's is
+`NotFound`, as one that does not exist).
+
+A time to publish is either a moment (an ISO 8601 time with its offset) or a wall-clock
+time without one, read in each channel's own IANA zone: "09:00" is 9:00 where the
+channel's audience is, whatever the offset that day. A wall-clock time that a DST change
+skips (02:30 on the night clocks go forward) is the moment an hour later; one it repeats
+is its first occurrence.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from hubbub.kernel.clock import Clock
+from hubbub.kernel.destinations import Network as IpNetwork
+from hubbub.kernel.destinations import check_url
+from hubbub.kernel.sealing import SecretBox
+from hubbub.publishing.ports import (
+    NETWORKS,
+    Channel,
+    Invalid,
+    Job,
+    JobStore,
+    Limits,
+    NetworkName,
+    OutcomeUnknown,
+    Permanent,
+    Post,
+    Transient,
+    Visibility,
+)
+from hubbub.publishing.text import BLUESKY_GRAPHEMES, graphemes, mastodon_length
+
+BLUESKY_LIMITS: Final = Limits(characters=BLUESKY_GRAPHEMES, media=4, image_bytes=1_000_000,
+                               url_length=0)  # fmt: skip
+"""What the protocol allows (app.bsky.feed.post: 300 graphemes; images: 4, 1 MB each)."""
+HINT: Final = "a channel's service must be on a public address (HUBBUB_PUBLISH_ALLOWED_NETWORKS)"
+LimitsOf = Callable[[NetworkName, str], Awaitable[Limits]]
+"""What a network's service accepts: read from it where it says (Mastodon's instance)."""
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise Invalid(f"unknown time zone {name!r}: use one such as Europe/Paris") from None
+
+
+def length(channel: Channel, text: str) -> int:
+    """`text`'s length in the unit the channel's network counts."""
+    if channel.network == "bluesky":
+        return graphemes(text)
+    return mastodon_length(text, channel.limits.url_length)
+
+
+def problems(post: Post, channels: Sequence[Channel]) -> list[str]:
+    """What keeps `post` from being published on each channel: which channel, which
+    limit, and by how much."""
+    found = []
+    for channel in channels:
+        text = post.text_for(channel.id)
+        unit = "graphemes" if channel.network == "bluesky" else "characters"
+        used, most = length(channel, text), channel.limits.characters
+        if not text.strip():
+            found.append(f"{channel.account} ({channel.network}): the text is empty")
+        elif used > most:
+            found.append(
+                f"{channel.account} ({channel.network}): {used} {unit}, {used - most} over"
+                f" its limit of {most}"
+            )
+        if channel.network == "bluesky" and (post.spoiler or post.visibility != "public"):
+            found.append(
+                f"{channel.account} (bluesky): Bluesky posts are public and have no content"
+                " warning; leave them out for this channel"
+            )
+    return found
+
+
+def due_us(at: str | None, channel: Channel, now_us: int) -> int:
+    """When a post for `channel` falls due: now, a moment, or a wall-clock time in the
+    channel's zone."""
+    if at is None:
+        return now_us
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        raise Invalid(f"{at!r} is not a time: use 2026-12-24T09:00 (or with an offset)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone(channel.time_zone))
+    return int(moment.timestamp() * 1_000_000)
+
+
+@dataclass(frozen=True)
+class Publishing:
+    store: JobStore
+    box: SecretBox
+    clock: Clock
+    limits_of: LimitsOf
+    allowed: Sequence[IpNetwork] = ()
+    """Networks a channel's service may be on although not public (the tests' loopback)."""
+
+    async def add_channel(
+        self, tenant: str, network: NetworkName, account: str, service: str,
+        credentials: dict[str, str], time_zone: str = "UTC",
+    ) -> Channel:  # fmt: skip
+        """Connect an account: its limits read from its network, its credentials sealed."""
+        if network not in NETWORKS:
+            raise Invalid(f"unknown network {network!r}: use {', '.join(NETWORKS)}")
+        zone(time_zone)
+        service = service.rstrip("/")
+        try:
+            check_url(service, self.allowed, HINT)
+        except ValueError as error:
+            raise Invalid(f"{service!r}: {error}") from error
+        try:
+            limits = await self.limits_of(network, service)
+        except (Permanent, Transient, OutcomeUnknown) as error:
+            raise Invalid(f"could not read what {service} accepts: {error}") from error
+        channel = Channel(
+            id=secrets.token_hex(8), tenant=tenant, network=network, account=account,
+            service=service, time_zone=time_zone, limits=limits,
+            sealed_credentials=self.box.seal(json.dumps(credentials)),
+        )  # fmt: skip
+        return self.store.add_channel(channel)
+
+    def channels(self, tenant: str) -> list[Channel]:
+        return self.store.channels(tenant)
+
+    def remove_channel(self, tenant: str, channel: str) -> None:
+        self.store.remove_channel(tenant, channel, self.clock.now_us())
+
+    def schedule(
+        self,
+        tenant: str,
+        author: str,
+        text: str,
+        channels: Sequence[str],
+        *,
+        at: str | None = None,
+        variants: dict[str, str] | None = None,
+        language: str | None = None,
+        spoiler: str | None = None,
+        visibility: Visibility = "public",
+    ) -> tuple[Post, list[Job]]:
+        """Check `text` against every channel's limits, then make one job per channel,
+        due now or `at`; `Invalid` naming every problem, and nothing made, otherwise."""
+        if not channels:
+            raise Invalid("name at least one channel to publish to")
+        chosen = [self.store.channel(tenant, channel) for channel in dict.fromkeys(channels)]
+        post = Post(
+            id=secrets.token_hex(8), tenant=tenant, author=author, text=text,
+            variants=dict(variants or {}), language=language, spoiler=spoiler,
+            visibility=visibility,
+        )  # fmt: skip
+        if found := problems(post, chosen):
+            raise Invalid("; ".join(found))
+        now = self.clock.now_us()
+        dues = {channel.id: due_us(at, channel, now) for channel in chosen}
+        return post, self.store.schedule(post, dues)
+
+    def jobs(self, tenant: str, limit: int = 100) -> list[Job]:
+        return self.store.jobs(tenant, limit)
+
+    def job(self, tenant: str, job: str) -> Job:
+        return self.store.job(tenant, job)
+
+    def retry(self, tenant: str, job: str) -> Job:
+        return self.store.retry(tenant, job, self.clock.now_us())
+
+    def cancel(self, tenant: str, job: str) -> Job:
+        return self.store.cancel(tenant, job, self.clock.now_us())
+
+
+def channel_view(channel: Channel) -> dict[str, Any]:
+    """A channel as people may see it: never its credentials."""
+    return {
+        "id": channel.id, "network": channel.network, "account": channel.account,
+        "service": channel.service, "time_zone": channel.time_zone,
+        "limits": vars(channel.limits),
+    }  # fmt: skip

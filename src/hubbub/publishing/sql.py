@@ -1,0 +1,359 @@
+"""Channels, posts and publish jobs in the relational store (`JobStore`): SQLite embedded,
+PostgreSQL at scale, through SQLAlchemy Core, with migrations of its own (Alembic).
+
+Claiming is one statement: the due jobs are chosen and made the worker's in the same
+`UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING`. On PostgreSQL the choice takes
+`FOR UPDATE SKIP LOCKED`, so replicas claiming at once each get other jobs without
+waiting on one another; SQLite runs one writer at a time, which makes the statement
+atomic there too.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.exc import IntegrityError
+
+from hubbub.publishing.ports import (
+    Channel,
+    Job,
+    Limits,
+    LostLease,
+    NotFound,
+    Post,
+    Published,
+)
+from hubbub.publishing.tid import tid
+
+MIGRATIONS: Final = Path(__file__).parent / "migrations"
+VERSION_TABLE: Final = "publishing_alembic_version"
+FINAL_STATES: Final = ("published", "failed", "missed", "cancelled")
+metadata = sa.MetaData()
+channels = sa.Table(
+    "publishing_channels", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.String(32), nullable=False, index=True),
+    sa.Column("network", sa.String(16), nullable=False),
+    sa.Column("account", sa.String(255), nullable=False),
+    sa.Column("service", sa.String(2048), nullable=False),
+    sa.Column("time_zone", sa.String(64), nullable=False),
+    sa.Column("limits", sa.JSON, nullable=False),
+    sa.Column("sealed_credentials", sa.Text, nullable=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("tenant", "network", "account"),
+)  # fmt: skip
+posts = sa.Table(
+    "publishing_posts", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("tenant", sa.String(32), nullable=False, index=True),
+    sa.Column("author", sa.String(255), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("variants", sa.JSON, nullable=False),
+    sa.Column("language", sa.String(16)),
+    sa.Column("spoiler", sa.Text),
+    sa.Column("visibility", sa.String(16), nullable=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+)  # fmt: skip
+jobs = sa.Table(
+    "publishing_jobs", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.String(32), nullable=False, index=True),
+    sa.Column("post", sa.String(32), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("due_us", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("idempotency_key", sa.String(64), nullable=False, unique=True),
+    sa.Column("check_first", sa.Boolean, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("worker", sa.String(64)),
+    sa.Column("lease_until_us", sa.BigInteger),
+    sa.Column("remote_id", sa.String(512)),
+    sa.Column("remote_url", sa.String(2048)),
+    sa.Column("error", sa.Text),
+    sa.Column("updated_us", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("post", "version", "channel"),
+    sa.Index("publishing_jobs_due", "state", "due_us"),
+)  # fmt: skip
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the database to publishing's newest schema."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class SqlJobStore:
+    """See `hubbub.publishing.ports` for the contract."""
+
+    def __init__(self, url: str) -> None:
+        self._engine = sa.create_engine(url)
+        migrate(self._engine)
+
+    @classmethod
+    def sqlite(cls, path: Path) -> SqlJobStore:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{path}")
+
+    # Channels
+
+    def add_channel(self, channel: Channel) -> Channel:
+        row = {**vars(channel), "limits": vars(channel.limits), "created_us": 0}
+        try:
+            with self._engine.begin() as db:
+                db.execute(channels.insert().values(row))
+        except IntegrityError as error:
+            raise ValueError(
+                f"{channel.account} on {channel.network} is a channel of this tenant already"
+            ) from error
+        return channel
+
+    def channels(self, tenant: str) -> list[Channel]:
+        with self._engine.connect() as db:
+            rows = db.execute(
+                sa.select(channels).where(channels.c.tenant == tenant).order_by(channels.c.account)
+            ).all()
+        return [_channel(row) for row in rows]
+
+    def channel(self, tenant: str, channel: str) -> Channel:
+        mine = (channels.c.id == channel) & (channels.c.tenant == tenant)
+        with self._engine.connect() as db:
+            row = db.execute(sa.select(channels).where(mine)).first()
+        if row is None:
+            raise NotFound(f"no channel {channel!r}")
+        return _channel(row)
+
+    def remove_channel(self, tenant: str, channel: str, now_us: int = 0) -> None:
+        mine = (channels.c.id == channel) & (channels.c.tenant == tenant)
+        with self._engine.begin() as db:
+            if db.execute(channels.delete().where(mine)).rowcount == 0:
+                raise NotFound(f"no channel {channel!r}")
+            db.execute(
+                jobs.update()
+                .where((jobs.c.channel == channel) & (jobs.c.state == "scheduled"))
+                .values(state="cancelled", error="its channel was removed", updated_us=now_us)
+            )
+
+    # Posts and jobs
+
+    def schedule(self, post: Post, dues: Mapping[str, int]) -> list[Job]:
+        channel_ids = list(dues)
+        made = [
+            Job(
+                id=secrets.token_hex(8),
+                tenant=post.tenant,
+                post=post.id,
+                version=post.version,
+                channel=channel,
+                due_us=due,
+                state="scheduled",
+                idempotency_key=tid(),
+                updated_us=due,
+            )
+            for channel, due in dues.items()
+        ]
+        with self._engine.begin() as db:
+            owned = db.execute(
+                sa.select(channels.c.id).where(
+                    (channels.c.tenant == post.tenant) & channels.c.id.in_(channel_ids)
+                )
+            ).scalars()
+            missing = set(channel_ids) - set(owned)
+            if missing:
+                raise NotFound(f"no channel {sorted(missing)[0]!r}")
+            created = min(dues.values(), default=0)
+            db.execute(posts.insert().values({**vars(post), "created_us": created}))
+            if made:
+                db.execute(jobs.insert(), [_job_row(job) for job in made])
+        return made
+
+    def post(self, tenant: str, post: str) -> Post:
+        mine = (posts.c.id == post) & (posts.c.tenant == tenant)
+        with self._engine.connect() as db:
+            row = db.execute(
+                sa.select(posts).where(mine).order_by(posts.c.version.desc()).limit(1)
+            ).first()
+        if row is None:
+            raise NotFound(f"no post {post!r}")
+        return _post(row)
+
+    def post_version(self, tenant: str, post: str, version: int) -> Post:
+        mine = (posts.c.id == post) & (posts.c.tenant == tenant) & (posts.c.version == version)
+        with self._engine.connect() as db:
+            row = db.execute(sa.select(posts).where(mine)).first()
+        if row is None:
+            raise NotFound(f"no post {post!r} version {version}")
+        return _post(row)
+
+    def jobs(self, tenant: str, limit: int = 100) -> list[Job]:
+        with self._engine.connect() as db:
+            rows = db.execute(
+                sa.select(jobs)
+                .where(jobs.c.tenant == tenant)
+                .order_by(jobs.c.due_us.desc(), jobs.c.id)
+                .limit(limit)
+            ).all()
+        return [_job(row) for row in rows]
+
+    def job(self, tenant: str, job: str) -> Job:
+        with self._engine.connect() as db:
+            row = db.execute(
+                sa.select(jobs).where((jobs.c.id == job) & (jobs.c.tenant == tenant))
+            ).first()
+        if row is None:
+            raise NotFound(f"no job {job!r}")
+        return _job(row)
+
+    def claim(self, worker: str, now_us: int, lease_s: float, limit: int) -> list[Job]:
+        lapsed = jobs.c.state.in_(("claimed", "sending")) & (jobs.c.lease_until_us < now_us)
+        due = (jobs.c.due_us <= now_us) & (jobs.c.state.in_(("scheduled", "unknown")) | lapsed)
+        chosen = (
+            sa.select(jobs.c.id)
+            .where(due)
+            .order_by(jobs.c.due_us)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        # A job that was being sent, or whose outcome is unknown, may be on the network:
+        # whoever claims it asks the network first.
+        maybe_sent = jobs.c.state.in_(("sending", "unknown"))
+        claimed = (
+            jobs.update()
+            .where(jobs.c.id.in_(chosen.scalar_subquery()))
+            .values(
+                state="claimed",
+                worker=worker,
+                lease_until_us=now_us + int(lease_s * 1e6),
+                attempts=jobs.c.attempts + 1,
+                updated_us=now_us,
+                check_first=sa.case((maybe_sent, sa.true()), else_=jobs.c.check_first),
+            )
+            .returning(*jobs.c)
+        )
+        with self._engine.begin() as db:
+            rows = db.execute(claimed).all()
+        return sorted((_job(row) for row in rows), key=lambda job: job.due_us)
+
+    def _move(self, job: str, holder: str, now_us: int, **values: Any) -> Job:
+        """Change a job `holder` holds; `LostLease` when it holds it no more."""
+        held = (jobs.c.id == job) & (jobs.c.worker == holder)
+        held &= jobs.c.state.in_(("claimed", "sending"))
+        with self._engine.begin() as db:
+            row = db.execute(
+                jobs.update().where(held).values(updated_us=now_us, **values).returning(*jobs.c)
+            ).first()
+        if row is None:
+            raise LostLease(f"job {job} is no longer {holder}'s")
+        return _job(row)
+
+    def sending(self, job: str, worker: str, now_us: int) -> Job:
+        return self._move(job, worker, now_us, state="sending")
+
+    def published(self, job: str, worker: str, found: Published, now_us: int) -> Job:
+        return self._move(
+            job, worker, now_us, state="published", remote_id=found.remote_id,
+            remote_url=found.url, error=None, lease_until_us=None, check_first=False,
+        )  # fmt: skip
+
+    def failed(self, job: str, worker: str, error: str, now_us: int) -> Job:
+        return self._move(job, worker, now_us, state="failed", error=error, lease_until_us=None)
+
+    def retry_later(self, job: str, worker: str, error: str, due_us: int, now_us: int) -> Job:
+        return self._move(
+            job, worker, now_us, state="scheduled", error=error, due_us=due_us,
+            worker=None, lease_until_us=None,
+        )  # fmt: skip
+
+    def unknown(self, job: str, worker: str, error: str, due_us: int, now_us: int) -> Job:
+        return self._move(
+            job, worker, now_us, state="unknown", error=error, due_us=due_us, worker=None,
+            lease_until_us=None, check_first=True,
+        )  # fmt: skip
+
+    def miss(self, now_us: int, late_us: int) -> list[Job]:
+        overdue = (jobs.c.state == "scheduled") & (jobs.c.due_us < now_us - late_us)
+        with self._engine.begin() as db:
+            rows = db.execute(
+                jobs.update()
+                .where(overdue)
+                .values(
+                    state="missed",
+                    updated_us=now_us,
+                    error=f"due more than {late_us // 1_000_000} s before the platform could"
+                    " publish it (HUBBUB_PUBLISH_MAX_LATE_S)",
+                )
+                .returning(*jobs.c)
+            ).all()
+        return [_job(row) for row in rows]
+
+    def cancel(self, tenant: str, job: str, now_us: int) -> Job:
+        return self._by_person(
+            tenant, job, ("scheduled",), now_us, state="cancelled", error="cancelled"
+        )
+
+    def retry(self, tenant: str, job: str, now_us: int) -> Job:
+        return self._by_person(
+            tenant, job, ("failed", "missed", "cancelled"), now_us, state="scheduled",
+            due_us=now_us, error=None, worker=None, lease_until_us=None, check_first=True,
+        )  # fmt: skip
+
+    def _by_person(
+        self, tenant: str, job: str, states: tuple[str, ...], now_us: int, **values: Any
+    ) -> Job:
+        found = self.job(tenant, job)  # NotFound for another tenant's
+        mine = (jobs.c.id == job) & (jobs.c.tenant == tenant) & jobs.c.state.in_(states)
+        with self._engine.begin() as db:
+            row = db.execute(
+                jobs.update().where(mine).values(updated_us=now_us, **values).returning(*jobs.c)
+            ).first()
+        if row is None:
+            raise ValueError(f"job {job} is {found.state}: only {', '.join(states)} jobs can")
+        return _job(row)
+
+    def forget_before(self, before_us: int) -> int:
+        """Drop finished jobs last changed before `before_us`, and posts left with none."""
+        old = jobs.c.state.in_(FINAL_STATES) & (jobs.c.updated_us < before_us)
+        with self._engine.begin() as db:
+            dropped = db.execute(jobs.delete().where(old)).rowcount
+            kept = sa.select(jobs.c.post).where(jobs.c.post == posts.c.id)
+            db.execute(posts.delete().where(~sa.exists(kept)))
+        return int(dropped)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def _channel(row: Any) -> Channel:
+    limits = row.limits if isinstance(row.limits, dict) else json.loads(row.limits)
+    return Channel(
+        id=row.id, tenant=row.tenant, network=row.network, account=row.account,
+        service=row.service, time_zone=row.time_zone, limits=Limits(**limits),
+        sealed_credentials=row.sealed_credentials,
+    )  # fmt: skip
+
+
+def _post(row: Any) -> Post:
+    return Post(
+        id=row.id, tenant=row.tenant, author=row.author, text=row.text, version=row.version,
+        variants=dict(row.variants or {}), language=row.language, spoiler=row.spoiler,
+        visibility=row.visibility,
+    )  # fmt: skip
+
+
+def _job_row(job: Job) -> dict[str, Any]:
+    return dict(vars(job))
+
+
+def _job(row: Any) -> Job:
+    return Job(**{**row._mapping, "check_first": bool(row.check_first)})
