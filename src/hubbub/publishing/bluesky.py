@@ -7,7 +7,9 @@ says it expired (`refreshSession`), and made again when the refresh token is ref
 A post is `com.atproto.repo.createRecord` of an `app.bsky.feed.post` with the job's TID
 as its record key: the key is the job's, chosen before anything was sent, so after an
 unknown outcome the record is read first (`getRecord`) and made only if it is absent;
-and a PDS refuses a second record under a key it holds. The text's mentions, links and
+and a PDS refuses a second record under a key it holds (with a 500: Bluesky's PDS
+0.5 lets the repository's "already a value at key" through as an internal error), after
+which the record is read. The text's mentions, links and
 hashtags go as facets (`hubbub.publishing.text`), a mention with the did `did_of` names.
 
 The direct HTTP client rather than the `atproto` library: its current release pins
@@ -89,9 +91,11 @@ class BlueskyNetwork:
                 "record": record}  # fmt: skip
         try:
             made = await self._call(channel, "POST", "com.atproto.repo.createRecord", json=body)
-        except Permanent:
+        except (Permanent, Transient):
+            # A PDS answers a record key it holds already with a 500 (and a 4xx from some
+            # versions): taken by this job's own record, sent before, the post is there.
             if (there := await self.find(channel, post, job)) is not None:
-                return there  # the key is taken: by this job's own record, sent before
+                return there
             raise
         return Published(str(made["uri"]), _web_url(session.handle, job.idempotency_key))
 
@@ -175,6 +179,8 @@ def _error(name: str, answer: httpx.Response) -> str:
 def _retry_after_s(answer: httpx.Response) -> float | None:
     """When to try again: `Retry-After`, or the rate limit's reset (epoch seconds)."""
     for header, now in (("retry-after", 0.0), ("ratelimit-reset", datetime.now(UTC).timestamp())):
+        if header == "ratelimit-reset" and answer.status_code != 429:
+            continue  # the window's end matters only once the limit is reached
         if (value := answer.headers.get(header)) is not None:
             try:
                 return max(0.0, float(value) - now)

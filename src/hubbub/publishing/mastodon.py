@@ -142,7 +142,8 @@ def _retry_after_s(answer: httpx.Response) -> float | None:
             return max(0.0, float(after))
         except ValueError:
             pass
-    if (reset := answer.headers.get("x-ratelimit-reset")) is not None:
+    reset = answer.headers.get("x-ratelimit-reset")
+    if answer.status_code == 429 and reset is not None:  # the window's end, when limited
         try:
             at = datetime.fromisoformat(reset.replace("Z", "+00:00"))
         except ValueError:

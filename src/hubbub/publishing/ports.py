@@ -204,7 +204,8 @@ class JobStore(Protocol):
     def failed(self, job: str, worker: str, error: str, now_us: int) -> Job: ...
 
     def retry_later(self, job: str, worker: str, error: str, due_us: int, now_us: int) -> Job:
-        """Back to scheduled, due at `due_us`, the error kept for people to read."""
+        """Back to scheduled, due at `due_us`, the error kept for people to read; looked
+        for first when it is claimed again if it had been sent."""
         ...
 
     def unknown(self, job: str, worker: str, error: str, due_us: int, now_us: int) -> Job:

@@ -270,9 +270,12 @@ class SqlJobStore:
         return self._move(job, worker, now_us, state="failed", error=error, lease_until_us=None)
 
     def retry_later(self, job: str, worker: str, error: str, due_us: int, now_us: int) -> Job:
+        # A refusal after the request went out (a 5xx) may follow a post that was made
+        # (a PDS answers a record key it holds with a 500): look before sending again.
+        sent = sa.case((jobs.c.state == "sending", sa.true()), else_=jobs.c.check_first)
         return self._move(
             job, worker, now_us, state="scheduled", error=error, due_us=due_us,
-            worker=None, lease_until_us=None,
+            worker=None, lease_until_us=None, check_first=sent,
         )  # fmt: skip
 
     def unknown(self, job: str, worker: str, error: str, due_us: int, now_us: int) -> Job:

@@ -1,0 +1,144 @@
+"""Publishing to Bluesky's own PDS (tests/support/pds.py) exactly once: the post's record
+under the job's record key, its mentions resolved to dids by the mentions role, and a
+record made before an answer was lost found rather than made twice."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+
+from hubbub.bootstrap import build_platform, open_request_signer
+from hubbub.kernel.clock import SystemClock
+from hubbub.kernel.events import PageSeen
+from hubbub.kernel.sealing import SecretBox
+from hubbub.publishing.bluesky import BlueskyNetwork
+from hubbub.publishing.mentions import MentionsDids
+from hubbub.publishing.ports import Job, Limits, NetworkName
+from hubbub.publishing.service import BLUESKY_LIMITS, Publishing
+from hubbub.publishing.sql import SqlJobStore
+from hubbub.publishing.worker import Publisher
+from hubbub.settings import Settings
+from hubbub.web.app import create_app
+from tests.conftest import serving
+from tests.support.pds import Account, LocalPds, bearer, local_pds, xrpc_result
+
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
+POST = "app.bsky.feed.post"
+
+
+@dataclass
+class Rig:
+    pds: LocalPds
+    author: Account
+    friend: Account
+    publishing: Publishing
+    publisher: Publisher
+    channel: str
+
+    async def records(self) -> list[dict[str, Any]]:
+        listed = await self.pds.client.get(
+            "/xrpc/com.atproto.repo.listRecords",
+            params={"repo": self.author.did, "collection": POST, "limit": 100},
+        )
+        return list(xrpc_result(listed)["records"])
+
+    async def record(self, job: Job) -> dict[str, Any]:
+        found = await self.pds.client.get(
+            "/xrpc/com.atproto.repo.getRecord",
+            params={"repo": self.author.did, "collection": POST, "rkey": job.idempotency_key},
+        )
+        return dict(xrpc_result(found))
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with local_pds() as pds:
+        author, friend = await pds.create_account(), await pds.create_account()
+        app_password = await pds.create_app_password(author)
+        settings = Settings(data_dir=tmp_path / "data")
+        platform = await build_platform(settings)
+        await platform.event_log.append(
+            [PageSeen(id="seen-friend", key=friend.did, ts=time.time_ns() // 1000,
+                      source="jetstream", page=friend.did, handle=friend.handle,
+                      followers_count=10)]
+        )  # fmt: skip
+        store = SqlJobStore.sqlite(tmp_path / "relational.db")
+        box = SecretBox(Fernet.generate_key())
+        try:
+            async with serving(create_app(platform, "mentions")) as mentions_url:
+                dids = MentionsDids(mentions_url, open_request_signer(settings))
+                network = BlueskyNetwork(box, dids.did_of, LOOPBACK)
+
+                async def limits_of(_: NetworkName, __: str) -> Limits:
+                    return BLUESKY_LIMITS
+
+                clock = SystemClock()
+                publishing = Publishing(store, box, clock, limits_of, LOOPBACK)
+                channel = await publishing.add_channel(
+                    "acme", "bluesky", author.handle, pds.url,
+                    {"identifier": author.handle, "password": app_password},
+                )  # fmt: skip
+                publisher = Publisher(store, {"bluesky": network}, clock, name="p1")
+                yield Rig(pds, author, friend, publishing, publisher, channel.id)
+                await network.close()
+                await dids.close()
+        finally:
+            store.close()
+            await platform.close()
+
+
+async def test_a_post_is_a_record_under_its_jobs_key_with_its_facets(rig: Rig) -> None:
+    text = f"Launch day with @{rig.friend.handle} 🚀 https://example.com/launch #Hubbub"
+    _, (job,) = rig.publishing.schedule("acme", "ed", text, [rig.channel], language="en")
+    assert await rig.publisher.once() == 1
+    done = rig.publishing.job("acme", job.id)
+    assert done.state == "published", done.error
+    assert done.remote_id == f"at://{rig.author.did}/{POST}/{job.idempotency_key}"
+    record = (await rig.record(job))["value"]
+    assert (record["text"], record["langs"]) == (text, ["en"])
+    raw = text.encode()
+    features = [
+        (raw[f["index"]["byteStart"] : f["index"]["byteEnd"]].decode(), f["features"][0])
+        for f in record["facets"]
+    ]
+    assert features == [
+        (f"@{rig.friend.handle}",
+         {"$type": "app.bsky.richtext.facet#mention", "did": rig.friend.did}),
+        ("https://example.com/launch",
+         {"$type": "app.bsky.richtext.facet#link", "uri": "https://example.com/launch"}),
+        ("#Hubbub", {"$type": "app.bsky.richtext.facet#tag", "tag": "Hubbub"}),
+    ]  # fmt: skip
+
+
+async def test_a_record_made_before_its_answer_was_lost_is_found_not_made_twice(
+    rig: Rig,
+) -> None:
+    _, (job,) = rig.publishing.schedule("acme", "ed", "Exactly once", [rig.channel])
+    # The PDS made the record, and the publisher never heard: as after a timeout.
+    made = await rig.pds.client.post(
+        "/xrpc/com.atproto.repo.createRecord",
+        json={"repo": rig.author.did, "collection": POST, "rkey": job.idempotency_key,
+              "record": {"$type": POST, "text": "Exactly once",
+                         "createdAt": "2026-12-06T12:00:00Z"}},
+        headers=bearer(rig.author.access_jwt),
+    )  # fmt: skip
+    xrpc_result(made)
+    assert await rig.publisher.once() == 1  # a fresh claim: it sends, the key is taken
+    done = rig.publishing.job("acme", job.id)
+    assert (done.state, done.attempts) == ("published", 1)
+    assert [r["value"]["text"] for r in await rig.records()] == ["Exactly once"]
+
+
+async def test_a_post_longer_than_300_graphemes_is_refused_with_the_overflow(rig: Rig) -> None:
+    with pytest.raises(ValueError, match=r"\(bluesky\): 301 graphemes, 1 over its limit of 300"):
+        rig.publishing.schedule("acme", "ed", "👋🏽" * 301, [rig.channel])
+    _, (job,) = rig.publishing.schedule("acme", "ed", "👋🏽" * 300, [rig.channel])
+    await rig.publisher.once()
+    assert rig.publishing.job("acme", job.id).state == "published"
