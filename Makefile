@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 AXE    := $(VENV)/axe-core/axe.min.js
 
-.PHONY: install demo test check lint audit bench wrk chromium vendor pds clean
+.PHONY: install demo test check lint audit bench chaos wrk chromium vendor pds clean
 
 # venv seeds the setuptools its Python shipped with (65.5 for 3.11: known vulnerable).
 $(STAMP): pyproject.toml
@@ -121,6 +121,12 @@ bench: $(STAMP) wrk
 	$(BIN)/hubbub bench reports --json
 	$(BIN)/hubbub bench gateway --json
 	$(BIN)/hubbub bench web --json
+
+# Faults at full size, longer than every CI run should be: the publisher killed with
+# SIGKILL 20 times while it publishes 1,000 posts to Bluesky's PDS and to Mastodon.
+chaos: $(STAMP) pds
+	HUBBUB_CRASH_POSTS=1000 HUBBUB_CRASH_KILLS=20 HUBBUB_REQUIRE_SERVICES=1 \
+	  $(BIN)/python -m pytest -q -s tests/integration/test_publishing_crashes.py
 
 clean:
 	rm -rf $(VENV) $(PDS_DIR)/node_modules data test-artifacts .pytest_cache .mypy_cache \

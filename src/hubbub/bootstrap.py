@@ -51,7 +51,9 @@ if TYPE_CHECKING:
     from hubbub.gateway.ports import RateLimiter
     from hubbub.gateway.service import People
     from hubbub.gateway.upstreams import Upstream
+    from hubbub.publishing.ports import Network
     from hubbub.publishing.service import Publishing
+    from hubbub.publishing.worker import PublishPolicy
 
 
 class ConfigurationError(ValueError):
@@ -67,6 +69,7 @@ def retention_policy(settings: Settings) -> RetentionPolicy:
         deadletter_days=settings.retain_deadletter_days,
         deliveries_days=settings.retain_deliveries_days,
         alerts_days=settings.retain_alerts_days,
+        publishing_days=settings.retain_publishing_days,
         pages_bytes=settings.retain_pages_bytes,
     )
 
@@ -308,6 +311,56 @@ def gateway_url_for_web(settings: Settings) -> str:
     return settings.gateway_url or f"http://127.0.0.1:{settings.http_port}"
 
 
+@dataclass
+class PublishingParts:
+    """Publishing as the settings describe it: its use cases, the networks it publishes
+    to, the publisher's policy, and what closes them."""
+
+    service: Publishing
+    networks: dict[str, Network]
+    policy: PublishPolicy
+    close: Callable[[], Awaitable[None]]
+
+
+def open_publishing(
+    settings: Settings, clock: Clock, event_log: EventLog | None
+) -> PublishingParts:
+    """Publishing over the relational store, the networks' APIs (guarded to public
+    addresses unless `HUBBUB_PUBLISH_ALLOWED_NETWORKS` says), the mentions role for the
+    dids of handles, and the log for each job's changes."""
+    from hubbub.publishing.bluesky import BlueskyNetwork
+    from hubbub.publishing.journal import Journal
+    from hubbub.publishing.mastodon import MastodonNetwork
+    from hubbub.publishing.mentions import MentionsDids
+    from hubbub.publishing.ports import Limits, NetworkName
+    from hubbub.publishing.service import BLUESKY_LIMITS, Publishing
+    from hubbub.publishing.sql import SqlJobStore
+    from hubbub.publishing.worker import PublishPolicy
+
+    box = open_secret_box(settings)
+    store = SqlJobStore(settings.relational)
+    dids = MentionsDids(settings.mentions_url, open_request_signer(settings))
+    allowed = settings.publish_allowed_networks
+    mastodon = MastodonNetwork(box, clock, allowed)
+    bluesky = BlueskyNetwork(box, dids.did_of, allowed)
+
+    async def limits_of(network: NetworkName, service: str) -> Limits:
+        return BLUESKY_LIMITS if network == "bluesky" else await mastodon.limits(service)
+
+    async def close() -> None:
+        for closing in (mastodon.close, bluesky.close, dids.close):
+            await closing()
+        await asyncio.to_thread(store.close)
+
+    journal = Journal(event_log, clock)
+    policy = PublishPolicy(
+        lease_s=settings.publish_lease_s, max_late_s=settings.publish_max_late_s,
+        keep_finished_s=settings.publish_keep_days * retention.DAY_S,
+    )  # fmt: skip
+    service = Publishing(store, box, clock, limits_of, allowed, journal)
+    return PublishingParts(service, {"bluesky": bluesky, "mastodon": mastodon}, policy, close)
+
+
 def build_web(settings: Settings) -> tuple[ASGIApp, Callable[[], Awaitable[None]]]:
     """The web app's pages, asking the gateway's API; and what closes its client."""
     from hubbub.ui.api import create_app
@@ -423,33 +476,15 @@ class Platform:
         publisher claiming due jobs and its sweeper, in the background."""
         if self._publishing is None:
             from hubbub.publishing import worker as publishing_worker
-            from hubbub.publishing.bluesky import BlueskyNetwork
-            from hubbub.publishing.mastodon import MastodonNetwork
-            from hubbub.publishing.mentions import MentionsDids
-            from hubbub.publishing.ports import Limits, Network, NetworkName
-            from hubbub.publishing.service import BLUESKY_LIMITS, Publishing
-            from hubbub.publishing.sql import SqlJobStore
 
-            settings, box = self.settings, self.secret_box()
-            store = SqlJobStore(settings.relational)
-            dids = MentionsDids(settings.mentions_url, open_request_signer(settings))
-            allowed = settings.publish_allowed_networks
-            mastodon = MastodonNetwork(box, allowed)
-            bluesky = BlueskyNetwork(box, dids.did_of, allowed)
-            self._closing += [mastodon.close, bluesky.close, dids.close]
-            self._closing.append(lambda: asyncio.to_thread(store.close))
-
-            async def limits_of(network: NetworkName, service: str) -> Limits:
-                return BLUESKY_LIMITS if network == "bluesky" else await mastodon.limits(service)
-
-            policy = publishing_worker.PublishPolicy(
-                lease_s=settings.publish_lease_s, max_late_s=settings.publish_max_late_s,
-                keep_finished_s=settings.publish_keep_days * retention.DAY_S,
+            parts = open_publishing(self.settings, self.clock, self.event_log)
+            self._closing.append(parts.close)
+            publisher = publishing_worker.Publisher(
+                parts.service.store, parts.networks, self.clock, parts.policy,
+                journal=parts.service.journal,
             )  # fmt: skip
-            networks: dict[str, Network] = {"bluesky": bluesky, "mastodon": mastodon}
-            publisher = publishing_worker.Publisher(store, networks, self.clock, policy)
             publishing_worker.run(self.background, publisher)
-            self._publishing = Publishing(store, box, self.clock, limits_of, allowed)
+            self._publishing = parts.service
         return self._publishing
 
     async def publishing_unready(self) -> str | None:

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     retain_deadletter_days: float = Field(30.0, ge=0, description="Days rejected input stays.")
     retain_deliveries_days: float = Field(30.0, ge=0, description="Days webhook outcomes stay.")
     retain_alerts_days: float = Field(30.0, ge=0, description="Days raised alerts stay.")
+    retain_publishing_days: float = Field(
+        90.0, ge=0, description="Days the publishing topic (each publish job's changes) stays."
+    )
     retain_pages_bytes: int = Field(
         0, ge=0, description="Most bytes `pages` keeps; 0: all (the mentions index needs it)."
     )

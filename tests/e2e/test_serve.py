@@ -72,7 +72,7 @@ def listening(pid: int, port: int, expected: int) -> list[psutil.Process]:
     raise AssertionError(f"{expected} replicas did not listen on {port} within 30 s")
 
 
-ROLES = ("ingest", "mentions", "analytics", "web", "gateway")
+ROLES = ("ingest", "mentions", "analytics", "publishing", "web", "gateway")
 
 
 def test_serve_runs_every_role_and_restarts_one_that_dies(tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def start_serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, int]
         **os.environ,
         "HUBBUB_LOG_LEVEL": "warning",
         "HUBBUB_HTTP_PORT": str(ports["gateway"]),
-        **{f"HUBBUB_{r.upper()}_URL": f"http://127.0.0.1:{ports[r]}" for r in ROLES[:4]},
+        **{f"HUBBUB_{r.upper()}_URL": f"http://127.0.0.1:{ports[r]}" for r in ROLES[:-1]},
     }
     command = [sys.executable, "-m", "hubbub", "--data-dir", str(data_dir), "serve"]
     return subprocess.Popen(command, env=env), ports
@@ -159,4 +159,5 @@ def test_the_roles_listen_on_loopback_wherever_the_gateway_is_published(
     specs = platform_roles(Settings(data_dir=tmp_path), host="0.0.0.0")
     hosts = {spec.name: spec.argv[spec.argv.index("--host") + 1] for spec in specs}
     assert hosts == {"ingest": "127.0.0.1", "mentions": "127.0.0.1", "analytics": "127.0.0.1",
-                     "web": "127.0.0.1", "gateway": "0.0.0.0"}  # fmt: skip
+                     "publishing": "127.0.0.1", "web": "127.0.0.1",
+                     "gateway": "0.0.0.0"}  # fmt: skip

@@ -96,7 +96,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 
 async def test_a_post_is_a_record_under_its_jobs_key_with_its_facets(rig: Rig) -> None:
     text = f"Launch day with @{rig.friend.handle} 🚀 https://example.com/launch #Hubbub"
-    _, (job,) = rig.publishing.schedule("acme", "ed", text, [rig.channel], language="en")
+    _, (job,) = await rig.publishing.schedule("acme", "ed", text, [rig.channel], language="en")
     assert await rig.publisher.once() == 1
     done = rig.publishing.job("acme", job.id)
     assert done.state == "published", done.error
@@ -120,7 +120,7 @@ async def test_a_post_is_a_record_under_its_jobs_key_with_its_facets(rig: Rig) -
 async def test_a_record_made_before_its_answer_was_lost_is_found_not_made_twice(
     rig: Rig,
 ) -> None:
-    _, (job,) = rig.publishing.schedule("acme", "ed", "Exactly once", [rig.channel])
+    _, (job,) = await rig.publishing.schedule("acme", "ed", "Exactly once", [rig.channel])
     # The PDS made the record, and the publisher never heard: as after a timeout.
     made = await rig.pds.client.post(
         "/xrpc/com.atproto.repo.createRecord",
@@ -138,7 +138,7 @@ async def test_a_record_made_before_its_answer_was_lost_is_found_not_made_twice(
 
 async def test_a_post_longer_than_300_graphemes_is_refused_with_the_overflow(rig: Rig) -> None:
     with pytest.raises(ValueError, match=r"\(bluesky\): 301 graphemes, 1 over its limit of 300"):
-        rig.publishing.schedule("acme", "ed", "👋🏽" * 301, [rig.channel])
-    _, (job,) = rig.publishing.schedule("acme", "ed", "👋🏽" * 300, [rig.channel])
+        await rig.publishing.schedule("acme", "ed", "👋🏽" * 301, [rig.channel])
+    _, (job,) = await rig.publishing.schedule("acme", "ed", "👋🏽" * 300, [rig.channel])
     await rig.publisher.once()
     assert rig.publishing.job("acme", job.id).state == "published"

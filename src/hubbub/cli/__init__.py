@@ -17,6 +17,7 @@ from hubbub.cli import (
     ingest,
     log,
     mentions,
+    publishing,
     routes,
     serve,
     tenants,
@@ -62,6 +63,8 @@ app.add_typer(watch.app, name="watch")
 app.add_typer(webhook.app, name="webhook")
 app.add_typer(flags.app, name="flags")
 app.add_typer(routes.app, name="routes")
+app.add_typer(publishing.channels_app, name="channels")
+app.add_typer(publishing.posts_app, name="posts")
 app.add_typer(bench.app, name="bench")
 app.command()(serve.serve)
 app.command()(demo.demo)

@@ -41,6 +41,7 @@ from hubbub.kernel.events import (
     ENGAGEMENT,
     PAGES,
     POSTS,
+    PUBLISHING,
     USAGE,
     Event,
     FlagChanged,
@@ -99,6 +100,7 @@ def policy(
     deadletter_days: float = 30.0,
     deliveries_days: float = 30.0,
     alerts_days: float = 30.0,
+    publishing_days: float = 90.0,
     pages_bytes: int = 0,
 ) -> RetentionPolicy:
     """The policy the `HUBBUB_RETAIN_*` settings describe (0: no limit of that kind)."""
@@ -107,6 +109,7 @@ def policy(
     topics[DEADLETTER] = TopicRetention(deadletter_days * DAY_S)
     topics[DELIVERIES] = TopicRetention(deliveries_days * DAY_S)
     topics[ALERTS] = TopicRetention(alerts_days * DAY_S)
+    topics[PUBLISHING] = TopicRetention(publishing_days * DAY_S)
     topics[PAGES] = TopicRetention(max_bytes=pages_bytes)
     topics[CONTROL] = COMPACTED
     return RetentionPolicy(topics)

@@ -34,6 +34,7 @@ DELETES: Final = "deletes"
 DEADLETTER: Final = "deadletter"
 CONTROL: Final = "control"
 USAGE: Final = "usage"
+PUBLISHING: Final = "publishing"
 TOPICS: Final = (POSTS, PAGES, ENGAGEMENT, DELETES, DEADLETTER, CONTROL)
 
 
@@ -229,6 +230,24 @@ class FeatureUsed(Event, frozen=True, kw_only=True, tag=True):
     duration_ms: float
 
 
+class PublishChanged(Event, frozen=True, kw_only=True, tag=True):
+    """A publish job of a tenant's post changed state: scheduled, published (with where
+    the network keeps it), failed, missed or unknown (with the reason), cancelled. On the
+    `publishing` topic, so analytics can attribute engagement to the tenant's own posts."""
+
+    tenant: str
+    job: str
+    post: str
+    version: int
+    channel: str
+    network: str
+    state: str
+    due_us: int
+    remote_id: str | None = None
+    url: str | None = None
+    error: str | None = None
+
+
 AnyEvent = (
     PostPublished
     | PostEdited
@@ -247,6 +266,7 @@ AnyEvent = (
     | FlagChanged
     | RouteChanged
     | FeatureUsed
+    | PublishChanged
 )
 
 _TOPIC_OF: Final[dict[type[Event], str]] = {
@@ -267,6 +287,7 @@ _TOPIC_OF: Final[dict[type[Event], str]] = {
     FlagChanged: CONTROL,
     RouteChanged: CONTROL,
     FeatureUsed: USAGE,
+    PublishChanged: PUBLISHING,
 }
 
 

@@ -134,12 +134,9 @@ def build_router(service_of: Callable[[], Any]) -> APIRouter:
         `at`. A 422 names every channel it does not fit, the limit, and by how much."""
         author = request.headers.get(KEY.decode(), "")
         with answering():
-            post, jobs = await asyncio.to_thread(
-                lambda: publishing.schedule(
-                    tenant, author, body.text, body.channels, at=body.at,
-                    variants=body.variants, language=body.language, spoiler=body.spoiler,
-                    visibility=body.visibility,
-                )
+            post, jobs = await publishing.schedule(
+                tenant, author, body.text, body.channels, at=body.at, variants=body.variants,
+                language=body.language, spoiler=body.spoiler, visibility=body.visibility,
             )  # fmt: skip
         return {"post": post.id, "jobs": [job_view(job) for job in jobs]}
 
@@ -160,12 +157,12 @@ def build_router(service_of: Callable[[], Any]) -> APIRouter:
         """Schedule a failed, missed or cancelled job again, now. It keeps its key: a
         post that reached the network before is found there, not sent twice."""
         with answering():
-            return job_view(await asyncio.to_thread(publishing.retry, tenant, job))
+            return job_view(await publishing.retry(tenant, job))
 
     @router.post("/v1/jobs/{job}/cancel")
     async def cancel(tenant: Tenant, publishing: Service, job: str) -> dict[str, Any]:
         """Cancel a scheduled job."""
         with answering():
-            return job_view(await asyncio.to_thread(publishing.cancel, tenant, job))
+            return job_view(await publishing.cancel(tenant, job))
 
     return router

@@ -19,6 +19,7 @@ part of the platform uses; this module needs six XRPC methods.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ class BlueskyNetwork:
         self._allowed = tuple(allowed)
         self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
         self._sessions: dict[str, _Session] = {}
+        self._signing_in: dict[str, asyncio.Lock] = {}
 
     async def publish(self, channel: Channel, post: Post, job: Job) -> Published:
         session = await self._session(channel)
@@ -111,9 +113,15 @@ class BlueskyNetwork:
         return Published(str(found["uri"]), _web_url(session.handle, job.idempotency_key))
 
     async def _session(self, channel: Channel) -> _Session:
+        """The channel's session, signed in once however many jobs ask at once: a PDS
+        limits sign-ins (30 in 5 minutes an account on Bluesky's)."""
         found = self._sessions.get(channel.id)
-        if found is None:
-            found = self._sessions[channel.id] = await self._sign_in(channel)
+        if found is not None:
+            return found
+        async with self._signing_in.setdefault(channel.id, asyncio.Lock()):
+            found = self._sessions.get(channel.id)
+            if found is None:
+                found = self._sessions[channel.id] = await self._sign_in(channel)
         return found
 
     async def _sign_in(self, channel: Channel) -> _Session:

@@ -2,9 +2,10 @@
 
 Each job sends its `Idempotency-Key`: Mastodon keeps a key for an hour and answers a
 repeated request with the status it made the first time, creating nothing. After an
-unknown outcome the account's recent statuses made since the job fell due are read
-first, and one whose source text (`/api/v1/statuses/:id/source`, as it was written) is
-the post's is taken as the job's (`find`); only when none is does the job send again.
+unknown outcome within that hour the job is simply sent again with its key. Later, the
+account's statuses made since the job fell due are read first, and one whose source
+text (`/api/v1/statuses/:id/source`, as it was written) is the post's is taken as the
+job's (`find`); only when none is does the job send again.
 
 Answers are sorted as the API documents them: 2xx published; 429 and 5xx worth retrying
 (after `Retry-After`, or the rate limit's reset); other 4xx permanent, with the server's
@@ -20,6 +21,7 @@ from typing import Any, Final
 
 import httpx
 
+from hubbub.kernel.clock import Clock
 from hubbub.kernel.destinations import AddressRefused, send_checked
 from hubbub.kernel.destinations import Network as IpNetwork
 from hubbub.kernel.sealing import SecretBox
@@ -38,15 +40,23 @@ TIMEOUT_S: Final = 10.0
 HINT: Final = "a channel's instance must be on a public address (HUBBUB_PUBLISH_ALLOWED_NETWORKS)"
 RECENT: Final = 40
 """Statuses read back when looking for a post sent before (the API's largest page)."""
+KEY_KEPT_US: Final = 55 * 60 * 1_000_000
+"""How long after a send its Idempotency-Key is surely still kept (Mastodon keeps it an
+hour; five minutes spare for clocks apart)."""
 SLACK_S: Final = 60.0
 """How far before a job's due time its post may have been made (clocks a little apart)."""
 
 
 class MastodonNetwork:
     def __init__(
-        self, box: SecretBox, allowed: Sequence[IpNetwork] = (), timeout_s: float = TIMEOUT_S
+        self,
+        box: SecretBox,
+        clock: Clock,
+        allowed: Sequence[IpNetwork] = (),
+        timeout_s: float = TIMEOUT_S,
     ) -> None:
         self._box = box
+        self._clock = clock
         self._allowed = tuple(allowed)
         self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
 
@@ -71,25 +81,29 @@ class MastodonNetwork:
         return Published(str(found["id"]), str(found.get("url") or found.get("uri") or ""))
 
     async def find(self, channel: Channel, post: Post, job: Job) -> Published | None:
+        if job.sent_us is not None and self._clock.now_us() - job.sent_us < KEY_KEPT_US:
+            return None  # sent again with its key, Mastodon answers the status it made
         headers = self._headers(channel)
         api = f"{channel.service}/api/v1"
         me = await self._call("GET", f"{api}/accounts/verify_credentials", headers=headers)
-        statuses = await self._call(
-            "GET", f"{api}/accounts/{me.json()['id']}/statuses", params={"limit": RECENT},
-            headers=headers,
-        )  # fmt: skip
         since = datetime.fromtimestamp(job.due_us / 1e6 - SLACK_S, UTC)
         text = post.text_for(channel.id)
-        for status in statuses.json():
-            made = datetime.fromisoformat(str(status["created_at"]).replace("Z", "+00:00"))
-            if made < since:
-                break  # newest first: the rest are older still
-            source = await self._call(
-                "GET", f"{api}/statuses/{status['id']}/source", headers=headers
-            )
-            if source.json().get("text") == text:
-                return Published(str(status["id"]), str(status.get("url") or status["uri"]))
-        return None
+        params: dict[str, Any] = {"limit": RECENT}
+        statuses = f"{api}/accounts/{me.json()['id']}/statuses"
+        while True:  # newest first, page by page, back to when the job fell due
+            page = (await self._call("GET", statuses, params=params, headers=headers)).json()
+            for status in page:
+                made = datetime.fromisoformat(str(status["created_at"]).replace("Z", "+00:00"))
+                if made < since:
+                    return None
+                source = await self._call(
+                    "GET", f"{api}/statuses/{status['id']}/source", headers=headers
+                )
+                if source.json().get("text") == text:
+                    return Published(str(status["id"]), str(status.get("url") or status["uri"]))
+            if len(page) < RECENT:
+                return None
+            params = {"limit": RECENT, "max_id": page[-1]["id"]}
 
     async def limits(self, service: str) -> Limits:
         """What the instance accepts in one status (`/api/v2/instance`)."""

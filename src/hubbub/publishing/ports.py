@@ -121,6 +121,8 @@ class Job:
     check_first: bool = False
     """The post may be on the network already (a send was interrupted, or its outcome is
     unknown): ask the network before sending."""
+    sent_us: int | None = None
+    """When it was last sent (its request went out)."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,8 @@ class Network(Protocol):
         ...
 
     async def find(self, channel: Channel, post: Post, job: Job) -> Published | None:
-        """The post `job` published, if the network has it (after an unknown outcome)."""
+        """The post `job` published, if the network has it (after an unknown outcome);
+        None also when sending it again with its key cannot make a second one."""
         ...
 
 

@@ -11,6 +11,7 @@ is its first occurrence.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,6 +24,7 @@ from hubbub.kernel.clock import Clock
 from hubbub.kernel.destinations import Network as IpNetwork
 from hubbub.kernel.destinations import check_url
 from hubbub.kernel.sealing import SecretBox
+from hubbub.publishing.journal import Journal
 from hubbub.publishing.ports import (
     NETWORKS,
     Channel,
@@ -106,6 +108,14 @@ class Publishing:
     limits_of: LimitsOf
     allowed: Sequence[IpNetwork] = ()
     """Networks a channel's service may be on although not public (the tests' loopback)."""
+    journal: Journal | None = None
+    """Where each job's changes go as events (`PublishChanged`)."""
+
+    async def _record(self, jobs: Sequence[Job]) -> None:
+        if self.journal is not None and jobs:
+            channels = await asyncio.to_thread(self.store.channels, jobs[0].tenant)
+            networks = {c.id: c.network for c in channels}
+            await self.journal.record(jobs, {j.channel: networks.get(j.channel, "") for j in jobs})
 
     async def add_channel(
         self, tenant: str, network: NetworkName, account: str, service: str,
@@ -137,7 +147,7 @@ class Publishing:
     def remove_channel(self, tenant: str, channel: str) -> None:
         self.store.remove_channel(tenant, channel, self.clock.now_us())
 
-    def schedule(
+    async def schedule(
         self,
         tenant: str,
         author: str,
@@ -154,7 +164,9 @@ class Publishing:
         due now or `at`; `Invalid` naming every problem, and nothing made, otherwise."""
         if not channels:
             raise Invalid("name at least one channel to publish to")
-        chosen = [self.store.channel(tenant, channel) for channel in dict.fromkeys(channels)]
+        chosen = await asyncio.to_thread(
+            lambda: [self.store.channel(tenant, channel) for channel in dict.fromkeys(channels)]
+        )
         post = Post(
             id=secrets.token_hex(8), tenant=tenant, author=author, text=text,
             variants=dict(variants or {}), language=language, spoiler=spoiler,
@@ -164,7 +176,11 @@ class Publishing:
             raise Invalid("; ".join(found))
         now = self.clock.now_us()
         dues = {channel.id: due_us(at, channel, now) for channel in chosen}
-        return post, self.store.schedule(post, dues)
+        jobs = await asyncio.to_thread(self.store.schedule, post, dues)
+        networks = {channel.id: channel.network for channel in chosen}
+        if self.journal is not None:
+            await self.journal.record(jobs, networks)
+        return post, jobs
 
     def jobs(self, tenant: str, limit: int = 100) -> list[Job]:
         return self.store.jobs(tenant, limit)
@@ -172,11 +188,15 @@ class Publishing:
     def job(self, tenant: str, job: str) -> Job:
         return self.store.job(tenant, job)
 
-    def retry(self, tenant: str, job: str) -> Job:
-        return self.store.retry(tenant, job, self.clock.now_us())
+    async def retry(self, tenant: str, job: str) -> Job:
+        changed = await asyncio.to_thread(self.store.retry, tenant, job, self.clock.now_us())
+        await self._record([changed])
+        return changed
 
-    def cancel(self, tenant: str, job: str) -> Job:
-        return self.store.cancel(tenant, job, self.clock.now_us())
+    async def cancel(self, tenant: str, job: str) -> Job:
+        changed = await asyncio.to_thread(self.store.cancel, tenant, job, self.clock.now_us())
+        await self._record([changed])
+        return changed
 
 
 def channel_view(channel: Channel) -> dict[str, Any]:

@@ -76,6 +76,7 @@ jobs = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("worker", sa.String(64)),
     sa.Column("lease_until_us", sa.BigInteger),
+    sa.Column("sent_us", sa.BigInteger),
     sa.Column("remote_id", sa.String(512)),
     sa.Column("remote_url", sa.String(2048)),
     sa.Column("error", sa.Text),
@@ -258,7 +259,7 @@ class SqlJobStore:
         return _job(row)
 
     def sending(self, job: str, worker: str, now_us: int) -> Job:
-        return self._move(job, worker, now_us, state="sending")
+        return self._move(job, worker, now_us, state="sending", sent_us=now_us)
 
     def published(self, job: str, worker: str, found: Published, now_us: int) -> Job:
         return self._move(

@@ -33,6 +33,7 @@ import structlog
 
 from hubbub.kernel.background import Background
 from hubbub.kernel.clock import Clock
+from hubbub.publishing.journal import Journal
 from hubbub.publishing.ports import (
     Job,
     JobStore,
@@ -69,8 +70,10 @@ class Publisher:
         clock: Clock,
         policy: PublishPolicy | None = None,
         name: str | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.store = store
+        self.journal = journal or Journal(None, clock)
         self.networks = networks
         self.clock = clock
         self.policy = policy or PublishPolicy()
@@ -100,6 +103,7 @@ class Publisher:
             )
             for job in missed:
                 log.warning("a post was missed", job=job.id, tenant=job.tenant, due_us=job.due_us)
+                await self._record(job)
             keep_us = int(self.policy.keep_finished_s * SECOND_US)
             await asyncio.to_thread(self.store.forget_before, now - keep_us)
             await asyncio.sleep(self.policy.sweep_every_s)
@@ -112,38 +116,46 @@ class Publisher:
                 log.info("a job was claimed by another publisher meanwhile", job=job.id)
 
     async def _attempt(self, job: Job) -> None:
-        store, now = self.store, self.clock.now_us
+        store, now, me = self.store, self.clock.now_us, self.name
         try:
             channel = await asyncio.to_thread(store.channel, job.tenant, job.channel)
             post = await asyncio.to_thread(store.post_version, job.tenant, job.post, job.version)
         except NotFound as error:
-            await asyncio.to_thread(store.failed, job.id, self.name, str(error), now())
+            await self._record(await asyncio.to_thread(store.failed, job.id, me, str(error), now()))
             return
         network = self.networks[channel.network]
         try:
             if job.check_first and (there := await network.find(channel, post, job)):
-                await asyncio.to_thread(store.published, job.id, self.name, there, now())
+                done = await asyncio.to_thread(store.published, job.id, me, there, now())
+                await self._record(done, channel.network)
                 return
-            await asyncio.to_thread(store.sending, job.id, self.name, now())
+            await asyncio.to_thread(store.sending, job.id, me, now())
             sent = await network.publish(channel, post, job)
         except Permanent as error:
-            await asyncio.to_thread(store.failed, job.id, self.name, str(error), now())
             log.warning("a post failed", job=job.id, error=str(error))
-            return
+            changed = await asyncio.to_thread(store.failed, job.id, me, str(error), now())
         except Transient as error:
             if job.attempts >= self.policy.max_attempts:
                 why = f"{error} (gave up after {job.attempts} attempts)"
-                await asyncio.to_thread(store.failed, job.id, self.name, why, now())
-                return
-            wait_s = error.retry_after_s or self._backoff_s(job)
-            due = now() + int(wait_s * SECOND_US)
-            await asyncio.to_thread(store.retry_later, job.id, self.name, str(error), due, now())
-            return
+                changed = await asyncio.to_thread(store.failed, job.id, me, why, now())
+            else:
+                due = now() + int((error.retry_after_s or self._backoff_s(job)) * SECOND_US)
+                changed = await asyncio.to_thread(
+                    store.retry_later, job.id, me, str(error), due, now()
+                )
         except OutcomeUnknown as error:
             due = now() + int(self._backoff_s(job) * SECOND_US)
-            await asyncio.to_thread(store.unknown, job.id, self.name, str(error), due, now())
-            return
-        await asyncio.to_thread(store.published, job.id, self.name, sent, now())
+            changed = await asyncio.to_thread(store.unknown, job.id, me, str(error), due, now())
+        else:
+            changed = await asyncio.to_thread(store.published, job.id, me, sent, now())
+        await self._record(changed, channel.network)
+
+    async def _record(self, job: Job, network: str = "") -> None:
+        """The change on the log; a log that does not take it is noted, the job stays."""
+        try:
+            await self.journal.record([job], network)
+        except Exception:
+            log.exception("a publish job's change did not reach the log", job=job.id)
 
     def _backoff_s(self, job: Job) -> float:
         return float(self.policy.backoff_s * 2 ** min(job.attempts - 1, 8))

@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("worker", sa.String(64)),
         sa.Column("lease_until_us", sa.BigInteger),
+        sa.Column("sent_us", sa.BigInteger),
         sa.Column("remote_id", sa.String(512)),
         sa.Column("remote_url", sa.String(2048)),
         sa.Column("error", sa.Text),

@@ -1,0 +1,202 @@
+"""`hubbub channels add|list|remove` and `hubbub posts schedule|list|show|retry|cancel`:
+a tenant's accounts on the networks, and the posts published to them.
+
+A channel's secret (a Bluesky app password, a Mastodon access token) is read from a
+hidden prompt, or from stdin when piped, never from an argument. The publishing role
+(`hubbub serve`) publishes what falls due; these commands only change what is kept.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+import typer
+from rich.table import Table
+
+from hubbub.bootstrap import open_publishing
+from hubbub.cli.common import console, fail, load_settings, print_json, run, with_log
+from hubbub.eventlog.ports import EventLog
+from hubbub.kernel.clock import SystemClock
+from hubbub.publishing.api import job_view
+from hubbub.publishing.ports import Invalid, NotFound
+from hubbub.publishing.service import Publishing, channel_view
+
+channels_app = typer.Typer(help="Accounts posts are published to.", no_args_is_help=True)
+posts_app = typer.Typer(help="Posts, and the jobs publishing them.", no_args_is_help=True)
+TenantOption = Annotated[str | None, typer.Option(help="Tenant (default: HUBBUB_TENANT).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+T = TypeVar("T")
+
+
+def _with_publishing(work: Callable[[Publishing], Awaitable[T]]) -> T:
+    """Run `work` on publishing as the settings describe it; refusals exit with why."""
+    settings = load_settings()
+
+    async def main(event_log: EventLog) -> T:
+        parts = open_publishing(settings, SystemClock(), event_log)
+        try:
+            return await work(parts.service)
+        finally:
+            await parts.close()
+
+    try:
+        return run(with_log(settings, main))
+    except (NotFound, Invalid, ValueError) as error:
+        fail(str(error))
+
+
+def _tenant(tenant: str | None) -> str:
+    return tenant or load_settings().tenant
+
+
+def _secret(what: str) -> str:
+    if sys.stdin.isatty():
+        return str(typer.prompt(what, hide_input=True)).strip()
+    return sys.stdin.readline().strip()
+
+
+@channels_app.command("add")
+def add_channel(
+    network: Annotated[Literal["bluesky", "mastodon"], typer.Argument(help="The network.")],
+    account: Annotated[str, typer.Option(help="The Bluesky handle, or user@instance.")],
+    service: Annotated[str, typer.Option(help="The PDS or instance, https://…")],
+    time_zone: Annotated[str, typer.Option(help="The channel's IANA zone.")] = "UTC",
+    tenant: TenantOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Connect an account; its secret is asked for (or read from stdin)."""
+    if network == "bluesky":
+        credentials = {"identifier": account, "password": _secret("App password")}
+    else:
+        credentials = {"access_token": _secret("Access token")}
+    chosen = _tenant(tenant)
+
+    async def add(publishing: Publishing) -> dict[str, Any]:
+        made = await publishing.add_channel(
+            chosen, network, account, service, credentials, time_zone
+        )
+        return channel_view(made)
+
+    made = _with_publishing(add)
+    if json:
+        print_json(made)
+        return
+    print(made["id"])
+    limits = made["limits"]
+    console.print(f"{account} on {network}: up to {limits['characters']} characters a post")
+
+
+@channels_app.command("list")
+def list_channels(tenant: TenantOption = None, json: JsonOption = False) -> None:
+    """The tenant's channels."""
+    chosen = _tenant(tenant)
+
+    async def listed(publishing: Publishing) -> list[dict[str, Any]]:
+        return [channel_view(c) for c in publishing.channels(chosen)]
+
+    found = _with_publishing(listed)
+    if json:
+        print_json(found)
+        return
+    table = Table("channel", "network", "account", "zone", "limit")
+    for c in found:
+        table.add_row(c["id"], c["network"], c["account"], c["time_zone"],
+                      str(c["limits"]["characters"]))  # fmt: skip
+    console.print(table if found else "no channels: `hubbub channels add` connects one")
+
+
+@channels_app.command("remove")
+def remove_channel(channel: str, tenant: TenantOption = None) -> None:
+    """Disconnect an account; what it had scheduled is cancelled."""
+    chosen = _tenant(tenant)
+
+    async def remove(publishing: Publishing) -> None:
+        publishing.remove_channel(chosen, channel)
+
+    _with_publishing(remove)
+    console.print(f"channel {channel} removed")
+
+
+@posts_app.command("schedule")
+def schedule(
+    text: Annotated[str, typer.Argument(help="The post's text.")],
+    channel: Annotated[list[str], typer.Option(help="A channel id; repeat for several.")],
+    at: Annotated[
+        str | None,
+        typer.Option(help="2026-12-24T09:00 (in each channel's zone), or with an offset."),
+    ] = None,
+    tenant: TenantOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Schedule a post to channels, now or `--at`; prints each job's id."""
+    chosen = _tenant(tenant)
+
+    async def made(publishing: Publishing) -> list[dict[str, Any]]:
+        _, jobs = await publishing.schedule(chosen, "cli", text, channel, at=at)
+        return [job_view(job) for job in jobs]
+
+    jobs = _with_publishing(made)
+    if json:
+        print_json(jobs)
+        return
+    for job in jobs:
+        print(job["id"])
+
+
+@posts_app.command("list")
+def list_jobs(
+    tenant: TenantOption = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    json: JsonOption = False,
+) -> None:
+    """The tenant's publish jobs, latest due first."""
+    chosen = _tenant(tenant)
+
+    async def listed(publishing: Publishing) -> list[dict[str, Any]]:
+        return [job_view(job) for job in publishing.jobs(chosen, limit)]
+
+    jobs = _with_publishing(listed)
+    if json:
+        print_json(jobs)
+        return
+    table = Table("job", "channel", "due (UTC)", "state", "tries", "where / why")
+    for job in jobs:
+        due = datetime.fromtimestamp(job["due_us"] / 1e6, UTC).strftime("%Y-%m-%d %H:%M")
+        table.add_row(job["id"], job["channel"], due, job["state"], str(job["attempts"]),
+                      job["url"] or job["error"] or "")  # fmt: skip
+    console.print(table if jobs else "no posts: `hubbub posts schedule` makes one")
+
+
+def _one(action: str, job: str, tenant: str | None) -> None:
+    chosen = _tenant(tenant)
+
+    async def act(publishing: Publishing) -> dict[str, Any]:
+        if action == "retry":
+            return job_view(await publishing.retry(chosen, job))
+        if action == "cancel":
+            return job_view(await publishing.cancel(chosen, job))
+        return job_view(publishing.job(chosen, job))
+
+    print_json(_with_publishing(act))
+
+
+@posts_app.command("show")
+def show(job: str, tenant: TenantOption = None) -> None:
+    """One job, as JSON: its state, tries, where it was published or why not."""
+    _one("show", job, tenant)
+
+
+@posts_app.command("retry")
+def retry(job: str, tenant: TenantOption = None) -> None:
+    """Schedule a failed, missed or cancelled job again, now; a post the network has
+    already is found, never sent twice."""
+    _one("retry", job, tenant)
+
+
+@posts_app.command("cancel")
+def cancel(job: str, tenant: TenantOption = None) -> None:
+    """Cancel a scheduled job."""
+    _one("cancel", job, tenant)
