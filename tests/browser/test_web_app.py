@@ -6,6 +6,7 @@ kept apart. Screenshots of each page, at desktop and phone widths, go to
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 from collections.abc import AsyncIterator
@@ -26,6 +27,7 @@ from hubbub.analytics.alerts import Alert
 from hubbub.kernel.events import AlertRaised, PageSeen, PostPublished
 from tests.conftest import until
 from tests.support.browser import CHROMIUM, LAUNCH_ARGS
+from tests.support.mastodon_api import MastodonState, mastodon_server
 from tests.support.stack import OPERATOR, Stack, auth, start_stack
 
 PASSWORD = "correct horse battery"
@@ -383,7 +385,7 @@ async def test_every_page_passes_axe_with_no_serious_or_critical_violation(
     await page.get_by_role("button", name="Sign in").click()
     await expect(page).to_have_url(f"{stack.url}/")
     for path in ("/", "/mentions", "/reports", "/reports/series?key=python",
-                 "/reports/page?page=did:plc:a", "/alerts", "/settings"):  # fmt: skip
+                 "/reports/page?page=did:plc:a", "/publish", "/alerts", "/settings"):  # fmt: skip
         await check(path)
     await page.get_by_role("button", name="Sign out", exact=True).click()
     await check("/signin/operator")
@@ -577,3 +579,50 @@ async def test_the_overview_counts_todays_posts_of_the_watched_pages(
     row = page.get_by_role("row").filter(has_text="did:plc:mayor")
     await expect(row).to_contain_text("3")
     await context.close()
+
+
+async def test_a_post_is_written_with_a_mention_scheduled_and_published_from_the_app(
+    tmp_path: Path, browser: Browser
+) -> None:
+    loopback = {"publish_allowed_networks": [ipaddress.ip_network("127.0.0.0/8")]}
+    built, resources = await start_stack(tmp_path, platform_settings=loopback)
+    state = MastodonState()
+    login = state.add_account("newsroom")
+    async with resources, mastodon_server(state) as server:
+        stack = built
+        owner = await stack.tenant("Newsroom")
+        await person(stack, owner, "ed@newsroom.example", "editor")
+        await stack.platform.event_log.append(
+            [PageSeen(id="seen-tay", key="did:plc:tay", ts=time.time_ns() // 1000,
+                      source="jetstream", page="did:plc:tay", handle="taylor.bsky.social",
+                      display_name="Taylor", followers_count=1000)]
+        )  # fmt: skip
+        made = await stack.client.post(
+            "/v1/channels",
+            json={"network": "mastodon", "account": "newsroom@127.0.0.1",
+                  "service": server.url, "access_token": login.access_token},
+            headers=auth(owner["token"]),
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        context, page = await signed_in(browser, stack, "ed@newsroom.example")
+        await nav(page, "Publish").click()
+        await expect(page.get_by_text("Nothing scheduled yet.")).to_be_visible()
+        box = page.get_by_label("Post", exact=True)
+        await box.press_sequentially("Big news with @tay", delay=40)
+        await expect(page.get_by_role("option").first).to_contain_text("taylor")
+        await box.press("Enter")  # the suggestion, chosen by keyboard
+        await expect(box).to_have_value(re.compile(r"^Big news with @taylor\.bsky\.social"))
+        await page.get_by_role("button", name="Schedule").click()
+        await expect(page.get_by_role("status")).to_have_text("Scheduled to 1 channel.")
+
+        async def published() -> bool:
+            return [s.text for s in state.statuses_by(login.account)] == [
+                "Big news with @taylor.bsky.social "
+            ]
+
+        await until(published)
+        await page.reload()
+        row = page.get_by_role("row").filter(has_text="newsroom@127.0.0.1")
+        await expect(row).to_contain_text("published")
+        await screens(page, "publish")
+        await context.close()

@@ -102,9 +102,12 @@ def legacy_app() -> FastAPI:
     return app
 
 
-async def start_stack(data_dir: Path, **settings: Any) -> tuple[Stack, AsyncExitStack]:
+async def start_stack(
+    data_dir: Path, platform_settings: dict[str, Any] | None = None, **settings: Any
+) -> tuple[Stack, AsyncExitStack]:
+    """The stack; `platform_settings` for the roles, `settings` for the gateway."""
     stack = AsyncExitStack()
-    platform = await build_platform(Settings(data_dir=data_dir))
+    platform = await build_platform(Settings(data_dir=data_dir, **(platform_settings or {})))
     stack.push_async_callback(platform.close)
     urls = {}
     servers = {}

@@ -344,6 +344,62 @@ def build_router(
     async def remove_webhook(request: Request, who: Posting, webhook: str) -> Response:
         return await on_alerts(request, who, console.remove_webhook(who.session, webhook))
 
+    async def publish_page(request: Request, who: Person, **context: Any) -> HTMLResponse:
+        channels, jobs = await asyncio.gather(
+            console.channels(who.session), console.jobs(who.session)
+        )
+        for job in jobs:
+            job["due"] = datetime.fromtimestamp(job["due_us"] / 1e6, UTC)
+        names = {c["id"]: f"{c['account']} ({c['network']})" for c in channels}
+        context.setdefault("chosen", [c["id"] for c in channels][:1])
+        return page(
+            request, "publish.html", who, channels=channels, jobs=jobs, names=names, **context
+        )
+
+    @router.get("/publish", response_class=HTMLResponse)
+    async def publish(
+        request: Request,
+        who: Who,
+        scheduled: Annotated[int | None, Query(ge=0, le=100)] = None,
+        done: Annotated[str | None, Query()] = None,
+    ) -> HTMLResponse:
+        changed = {"retry": "The post was scheduled again, now.",
+                   "cancel": "The post was cancelled."}.get(done or "")  # fmt: skip
+        return await publish_page(request, who, scheduled=scheduled, changed=changed)
+
+    @router.post("/publish", response_class=HTMLResponse)
+    async def schedule(
+        request: Request,
+        who: Posting,
+        text: Annotated[str, Form(max_length=10_000)],
+        channel: Annotated[list[str] | None, Form()] = None,
+        at: Annotated[str, Form(max_length=40)] = "",
+    ) -> Response:
+        if not channel:
+            return await publish_page(
+                request, who, error="Choose at least one channel.", status=422, text=text,
+                chosen=[], at=at,
+            )  # fmt: skip
+        try:
+            made = await console.schedule(who.session, text, channel, at or None)
+        except Problem as problem:
+            return await publish_page(
+                request, who, error=str(problem), status=problem.status, text=text,
+                chosen=channel, at=at,
+            )  # fmt: skip
+        # Post/Redirect/Get: reloading the page it lands on schedules nothing again.
+        return RedirectResponse(f"/publish?scheduled={len(made['jobs'])}", status_code=303)
+
+    @router.post("/publish/jobs/{job}/{action}", response_class=HTMLResponse)
+    async def job_action(request: Request, who: Posting, job: str, action: str) -> Response:
+        if action not in ("retry", "cancel"):
+            raise HTTPException(404, "not found")
+        try:
+            await console.job_action(who.session, job, action)
+        except Problem as problem:
+            return await publish_page(request, who, error=str(problem), status=problem.status)
+        return RedirectResponse(f"/publish?done={action}", status_code=303)
+
     @router.get("/mentions", response_class=HTMLResponse)
     async def mentions(request: Request, who: Who) -> HTMLResponse:
         return page(request, "mentions.html", who)

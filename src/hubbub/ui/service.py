@@ -284,6 +284,24 @@ class Console:
         )
         return str(_checked(answer)["token"])
 
+    async def channels(self, token: str) -> list[Any]:
+        return list(_checked(await self.api.call("GET", "/v1/channels", token=token)))
+
+    async def jobs(self, token: str, limit: int = 50) -> list[Any]:
+        answer = await self.api.call("GET", "/v1/jobs", token=token, params={"limit": limit})
+        return list(_checked(answer))
+
+    async def schedule(
+        self, token: str, text: str, channels: list[str], at: str | None
+    ) -> dict[str, Any]:
+        body = {"text": text, "channels": channels, "at": at or None}
+        return dict(_checked(await self.api.call("POST", "/v1/posts", token=token, json=body)))
+
+    async def job_action(self, token: str, job: str, action: str) -> dict[str, Any]:
+        """`retry` or `cancel` a publish job."""
+        path = f"/v1/jobs/{_part(job)}/{_part(action)}"
+        return dict(_checked(await self.api.call("POST", path, token=token)))
+
     async def keys(self, token: str) -> list[Any]:
         return list(_checked(await self.api.call("GET", "/v1/keys", token=token)))
 
