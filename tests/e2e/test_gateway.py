@@ -131,8 +131,9 @@ async def test_a_tenant_never_reaches_another_tenants_resources(stack: Stack) ->
         else:
             assert answer.status_code in (403, 404), (method, url, answer.text)
         called += 1
-    assert called >= 8, f"only {called} tenant-owned routes found"
-    for listing in ("/v1/watches", "/v1/webhooks", "/v1/keys", "/v1/flags", "/v1/users"):
+    assert called >= 12, f"only {called} tenant-owned routes found"
+    for listing in ("/v1/watches", "/v1/webhooks", "/v1/keys", "/v1/flags", "/v1/users",
+                    "/v1/channels", "/v1/jobs"):  # fmt: skip
         answer = await stack.client.get(listing, headers=auth(b["token"]))
         assert answer.status_code == 200
         assert a["id"] not in answer.text, listing
@@ -155,13 +156,28 @@ async def _resources_of(stack: Stack, owner: dict[str, str]) -> dict[str, str]:
     flag = await stack.client.put("/v1/flags/beta-reports", json={"percent": 10}, headers=headers)
     await stack.client.post("/v1/users", json={"email": "a@alpha.test"}, headers=headers)
     keys = (await stack.client.get("/v1/keys", headers=headers)).json()
-    for answer in (watch, hook, flag):
+    channel = await stack.client.post(
+        "/v1/channels",
+        json={"network": "bluesky", "account": "alpha.bsky.social",
+              "service": "https://bsky.social", "app_password": "xxxx-xxxx-xxxx-xxxx"},
+        headers=headers,
+    )  # fmt: skip
+    assert channel.status_code == 201, channel.text
+    post = await stack.client.post(
+        "/v1/posts",
+        json={"text": "due long after this test", "channels": [channel.json()["id"]],
+              "at": "2100-01-01T00:00:00Z"},
+        headers=headers,
+    )  # fmt: skip
+    for answer in (watch, hook, flag, post):
         assert answer.status_code in (200, 201), answer.text
     return {
         "watch_id": watch.json()["id"],
         "webhook_id": hook.json()["id"],
         "name": "beta-reports",
         "key_id": keys[0]["id"],
+        "channel": channel.json()["id"],
+        "job": post.json()["jobs"][0]["id"],
     }
 
 
