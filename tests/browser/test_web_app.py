@@ -25,9 +25,9 @@ from playwright.async_api import (
 
 from hubbub.analytics.alerts import Alert
 from hubbub.kernel.events import AlertRaised, PageSeen, PostPublished
+from hubbub.sandbox.mastodon import MastodonState, mastodon_server
 from tests.conftest import until
 from tests.support.browser import CHROMIUM, LAUNCH_ARGS
-from tests.support.mastodon_api import MastodonState, mastodon_server
 from tests.support.stack import OPERATOR, Stack, auth, start_stack
 
 PASSWORD = "correct horse battery"

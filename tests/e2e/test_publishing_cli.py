@@ -12,9 +12,9 @@ import pytest
 from hubbub.bootstrap import open_publishing
 from hubbub.kernel.clock import SystemClock
 from hubbub.publishing.worker import Publisher
+from hubbub.sandbox.mastodon import MastodonState, mastodon_server
 from hubbub.settings import Settings
 from tests.support.cli import cli, hubbub
-from tests.support.mastodon_api import MastodonState, mastodon_server
 
 
 async def test_a_channel_is_added_a_post_scheduled_published_and_listed(

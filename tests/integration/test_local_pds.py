@@ -1,4 +1,4 @@
-"""Publishing to a real Bluesky PDS (tests/support/pds.py) over plain XRPC: accounts,
+"""Publishing to a real Bluesky PDS (hubbub.sandbox.bluesky) over plain XRPC: accounts,
 app-password sessions and their refresh, posts under record keys we choose, images and
 rich-text facets, and the errors the PDS answers, so that the publishing connector is
 built against what the server does rather than what we assume."""
@@ -22,7 +22,7 @@ import pytest
 import pytest_asyncio
 
 from hubbub.publishing.tid import tid
-from tests.support import pds as support
+from hubbub.sandbox import bluesky as support
 from tests.support.pds import (
     Account,
     LocalPds,

@@ -21,7 +21,7 @@ from mastodon import (
 )
 
 from hubbub.kernel.clock import FixedClock, moment_of
-from tests.support.mastodon_api import (
+from hubbub.sandbox.mastodon import (
     DEFAULT_SCOPES,
     MEDIA_NOT_READY,
     OOB,

@@ -1,4 +1,4 @@
-"""Publishing to Bluesky's own PDS (tests/support/pds.py) exactly once: the post's record
+"""Publishing to Bluesky's own PDS (hubbub.sandbox.bluesky) exactly once: the post's record
 under the job's record key, its mentions resolved to dids by the mentions role, and a
 record made before an answer was lost found rather than made twice."""
 

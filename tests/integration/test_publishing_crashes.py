@@ -23,10 +23,10 @@ import httpx
 from hubbub.bootstrap import open_publishing
 from hubbub.kernel.clock import SystemClock
 from hubbub.publishing.ports import Job
+from hubbub.sandbox.mastodon import MastodonState, mastodon_server
 from hubbub.settings import Settings
-from tests.support.mastodon_api import MastodonState, mastodon_server
 from tests.support.net import free_port
-from tests.support.pds import local_pds, xrpc_result
+from tests.support.pds import local_pds
 
 POSTS = int(os.environ.get("HUBBUB_CRASH_POSTS", "150"))
 KILLS = int(os.environ.get("HUBBUB_CRASH_KILLS", "6"))
@@ -116,7 +116,7 @@ async def test_killed_at_random_the_publisher_publishes_every_post_once(tmp_path
         assert _states(jobs) == {"published": 2 * POSTS}, [j.error for j in jobs if j.error]
         on_mastodon = sorted(s.text for s in state.statuses_by(login.account))
         assert on_mastodon == sorted(texts)  # each once: none twice, none missing
-        assert sorted(await _records(pds.client, author.did)) == sorted(texts)
+        assert sorted(await pds.records(author.did)) == sorted(texts)
         assert kills >= min(KILLS, 1)
 
 
@@ -129,17 +129,3 @@ def _states(jobs: list[Job]) -> dict[str, int]:
     for job in jobs:
         found[job.state] = found.get(job.state, 0) + 1
     return found
-
-
-async def _records(client: httpx.AsyncClient, did: str) -> list[str]:
-    texts: list[str] = []
-    cursor = None
-    while True:
-        params = {"repo": did, "collection": "app.bsky.feed.post", "limit": 100}
-        if cursor:
-            params["cursor"] = cursor
-        page = xrpc_result(await client.get("/xrpc/com.atproto.repo.listRecords", params=params))
-        texts += [record["value"]["text"] for record in page["records"]]
-        cursor = page.get("cursor")
-        if not cursor or not page["records"]:
-            return texts

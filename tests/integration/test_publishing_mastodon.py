@@ -1,5 +1,5 @@
 """Publishing to Mastodon exactly once, against a server that follows Mastodon's API
-documentation (`tests.support.mastodon_api`), through failures before, during and after
+documentation (`hubbub.sandbox.mastodon`), through failures before, during and after
 a status is made."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from hubbub.publishing.ports import Invalid, Job
 from hubbub.publishing.service import Publishing
 from hubbub.publishing.sql import SqlJobStore
 from hubbub.publishing.worker import Publisher, PublishPolicy
-from tests.support.mastodon_api import (
+from hubbub.sandbox.mastodon import (
     AnswerLate,
     DropAfterCreating,
     FailBeforeCreating,

@@ -1,4 +1,4 @@
-"""A Mastodon REST API server for tests, in memory, built to the official API documentation
+"""A Mastodon REST API sandbox, in memory, built to the official API documentation
 (docs.joinmastodon.org) so that real clients, Mastodon.py among them, get the answers they
 would get from a Mastodon 4.4 server.
 
@@ -12,12 +12,14 @@ It serves the part of the API that publishing uses:
                                                 Link headers)
     POST /api/v1/statuses                      (Idempotency-Key kept one hour)
     GET  /api/v1/statuses/:id                  DELETE /api/v1/statuses/:id
+    GET  /api/v1/statuses/:id/source
     POST /api/v2/media                         GET/PUT /api/v1/media/:id
     GET  /api/v2/instance                      GET  /api/v1/instance (deprecated, for versions)
 
 with the documented error bodies (401 `The access token is invalid`, 404 `Record not found`,
 422 `Validation failed: …`), rate-limit headers on every answer to a user token and a 429 past
-the limit. Everything it knows sits in a `MastodonState` a test builds, changes and reads:
+the limit. Everything it knows sits in a `MastodonState` a test or benchmark builds,
+changes and reads:
 
     state = MastodonState(config=InstanceConfig(max_characters=100), clock=FixedClock())
     alice = state.add_account("alice")          # an account and a ready access token
