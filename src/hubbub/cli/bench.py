@@ -156,3 +156,33 @@ def web(
         progress=(lambda _: None) if json else (lambda step: console.print(f"  {step}…")),
     )
     print_json(result)
+
+
+@app.command()
+def publishing(
+    jobs: Annotated[int, typer.Option(help="Jobs due over the window.", min=1)] = 100_000,
+    window_s: Annotated[float, typer.Option(help="Seconds they fall due over.", min=1)] = 60.0,
+    burst: Annotated[int, typer.Option(help="Jobs due at once, for the rate.", min=1)] = 10_000,
+    pds_burst: Annotated[
+        int, typer.Option(help="Jobs due at once to Bluesky's PDS (0: skip it).", min=0)
+    ] = 1_000,
+    replicas: Annotated[int, typer.Option(help="Publishing processes.", min=1)] = 2,
+    relational_url: Annotated[
+        str | None, typer.Option(help="A PostgreSQL URL for the jobs (default: SQLite).")
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print the JSON object only.")] = False,
+) -> None:
+    """Publishing: lateness of many jobs falling due within a window, posts a second to
+    the Mastodon sandbox and to Bluesky's own PDS, and duplicates and skipped jobs."""
+    from hubbub.benchmarks.publishing import run_publishing_benchmark
+
+    settings = load_settings()
+    if not json:
+        console.print(
+            f"publishing benchmark: {jobs:,} jobs over {window_s:g} s, {replicas} publishers…"
+        )
+    result = run_publishing_benchmark(
+        jobs_count=jobs, window_s=window_s, burst=burst, pds_burst=pds_burst,
+        replicas=replicas, relational_url=relational_url, base=settings,
+    )  # fmt: skip
+    print_json(result)

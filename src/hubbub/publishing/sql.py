@@ -100,6 +100,8 @@ class SqlJobStore:
 
     def __init__(self, url: str) -> None:
         self._engine = sa.create_engine(url)
+        if self._engine.dialect.name == "sqlite":
+            sa.event.listen(self._engine, "connect", _sqlite_pragmas)
         migrate(self._engine)
 
     @classmethod
@@ -226,9 +228,9 @@ class SqlJobStore:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        # A job that was being sent, or whose outcome is unknown, may be on the network:
-        # whoever claims it asks the network first.
-        maybe_sent = jobs.c.state.in_(("sending", "unknown"))
+        # A job claimed before (its holder stopped), being sent, or whose outcome is
+        # unknown may be on the network: whoever claims it asks the network first.
+        maybe_sent = jobs.c.state.in_(("claimed", "sending", "unknown"))
         claimed = (
             jobs.update()
             .where(jobs.c.id.in_(chosen.scalar_subquery()))
@@ -336,6 +338,18 @@ class SqlJobStore:
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+def _sqlite_pragmas(connection: Any, _: Any) -> None:
+    """WAL, so the API reads while publishers write, and several processes share the
+    file; a commit syncs at checkpoints rather than each time (a crash of the machine
+    may lose the last changes, never corrupt them: a job whose change is lost is claimed
+    again, and looked for on its network first); and a wait on a writer rather than an
+    error."""
+    cursor = connection.cursor()
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
 
 
 def _channel(row: Any) -> Channel:

@@ -1,8 +1,8 @@
 """The publisher: claims due jobs and publishes them, each exactly once.
 
-Every `poll_s` it claims up to `batch` due jobs (`JobStore.claim`: no other publisher,
-here or on another host, holds them while its lease lasts) and publishes them at once,
-at most `concurrency` at a time. For each job:
+Every `poll_s` it claims as many due jobs as it has free slots (`concurrency` at most at
+once; `JobStore.claim`: no other publisher, here or on another host, holds them while
+its lease lasts) and publishes each as soon as it is claimed. For each job:
 
 1. a job that may be on the network already (`check_first`: a send was interrupted, or
    its outcome was unknown) is looked for first (`Network.find`), and marked published
@@ -51,7 +51,7 @@ log = structlog.get_logger("hubbub.publishing")
 
 @dataclass(frozen=True)
 class PublishPolicy:
-    poll_s: float = 0.2
+    poll_s: float = 0.1
     batch: int = 200
     concurrency: int = 64
     lease_s: float = 60.0
@@ -90,9 +90,29 @@ class Publisher:
         return len(claimed)
 
     async def run(self) -> None:
-        while True:
-            if await self.once() < self.policy.batch:
-                await asyncio.sleep(self.policy.poll_s)
+        """Claim as many due jobs as there are free slots, every `poll_s`, and publish
+        each as soon as it is claimed: a job falling due waits for a poll and a free
+        slot, never for a whole batch before it to finish."""
+        policy = self.policy
+        inflight: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                room = min(policy.batch, policy.concurrency - len(inflight))
+                claimed: list[Job] = []
+                if room > 0:
+                    claimed = await asyncio.to_thread(
+                        self.store.claim, self.name, self.clock.now_us(), policy.lease_s, room
+                    )
+                for job in claimed:
+                    task = asyncio.create_task(self._publish(job))
+                    inflight.add(task)
+                    task.add_done_callback(inflight.discard)
+                if not claimed or len(claimed) < room:
+                    await asyncio.sleep(policy.poll_s)
+        finally:
+            for task in inflight:
+                task.cancel()
+            await asyncio.gather(*inflight, return_exceptions=True)
 
     async def sweep(self) -> None:
         """Every `sweep_every_s`: mark missed what is too late, forget what is old."""
