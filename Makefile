@@ -115,13 +115,14 @@ ifeq ($(WRK),)
 	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk; }
 endif
 
-bench: $(STAMP) wrk
+bench: $(STAMP) wrk pds
 	$(BIN)/hubbub bench ingest --json
 	$(BIN)/hubbub bench ingest --log jetstream --json
 	$(BIN)/hubbub bench mentions --pages 1000000 --json
 	$(BIN)/hubbub bench reports --json
 	$(BIN)/hubbub bench gateway --json
 	$(BIN)/hubbub bench web --json
+	$(BIN)/hubbub bench publishing --json
 
 # Faults at full size, longer than every CI run should be: the publisher killed with
 # SIGKILL 20 times while it publishes 1,000 posts to Bluesky's PDS and to Mastodon.

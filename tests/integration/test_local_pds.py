@@ -5,10 +5,6 @@ built against what the server does rather than what we assume."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import os
 import struct
 import time
@@ -23,6 +19,7 @@ import pytest_asyncio
 
 from hubbub.publishing.tid import tid
 from hubbub.sandbox import bluesky as support
+from hubbub.sandbox.bluesky import jwt_hs256
 from tests.support.pds import (
     Account,
     LocalPds,
@@ -130,18 +127,6 @@ def png(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(rows))
         + chunk(b"IEND", b"")
     )
-
-
-def jwt_hs256(claims: dict[str, Any], secret: str, typ: str) -> str:
-    """A JWT signed as the PDS signs its session tokens (HS256 with its secret)."""
-
-    def part(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-    header = part(json.dumps({"typ": typ, "alg": "HS256"}).encode())
-    payload = part(json.dumps(claims).encode())
-    signature = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256)
-    return f"{header}.{payload}.{part(signature.digest())}"
 
 
 async def test_starts_on_loopback_and_stops_with_its_block() -> None:

@@ -24,6 +24,7 @@ from hubbub.publishing.ports import Job, Limits, NetworkName
 from hubbub.publishing.service import BLUESKY_LIMITS, Publishing
 from hubbub.publishing.sql import SqlJobStore
 from hubbub.publishing.worker import Publisher
+from hubbub.sandbox.bluesky import jwt_hs256
 from hubbub.settings import Settings
 from hubbub.web.app import create_app
 from tests.conftest import serving
@@ -35,6 +36,7 @@ POST = "app.bsky.feed.post"
 
 @dataclass
 class Rig:
+    network: BlueskyNetwork
     pds: LocalPds
     author: Account
     friend: Account
@@ -86,7 +88,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
                     {"identifier": author.handle, "password": app_password},
                 )  # fmt: skip
                 publisher = Publisher(store, {"bluesky": network}, clock, name="p1")
-                yield Rig(pds, author, friend, publishing, publisher, channel.id)
+                yield Rig(network, pds, author, friend, publishing, publisher, channel.id)
                 await network.close()
                 await dids.close()
         finally:
@@ -142,3 +144,37 @@ async def test_a_post_longer_than_300_graphemes_is_refused_with_the_overflow(rig
     _, (job,) = await rig.publishing.schedule("acme", "ed", "👋🏽" * 300, [rig.channel])
     await rig.publisher.once()
     assert rig.publishing.job("acme", job.id).state == "published"
+
+
+async def test_an_expired_session_is_refreshed_and_a_revoked_one_signed_in_again(
+    rig: Rig,
+) -> None:
+    _, (first,) = await rig.publishing.schedule("acme", "ed", "signed in", [rig.channel])
+    await rig.publisher.once()
+    assert rig.publishing.job("acme", first.id).state == "published"
+    described = xrpc_result(await rig.pds.client.get("/xrpc/com.atproto.server.describeServer"))
+    past = int(time.time()) - 300
+    expired = jwt_hs256(
+        {"scope": "com.atproto.access", "sub": rig.author.did, "aud": described["did"],
+         "iat": past - 60, "exp": past},
+        rig.pds.jwt_secret, "at+jwt",
+    )  # fmt: skip
+    session = rig.network._sessions[rig.channel]  # as two hours later: the access expired
+    session.access = expired
+    _, (second,) = await rig.publishing.schedule("acme", "ed", "refreshed", [rig.channel])
+    await rig.publisher.once()
+    assert rig.publishing.job("acme", second.id).state == "published"
+    assert rig.network._sessions[rig.channel].access != expired  # refreshed, not signed in
+
+    # The refresh token revoked as well (signed out elsewhere): it signs in again.
+    refreshed = rig.network._sessions[rig.channel]
+    revoked = await rig.pds.client.post(
+        "/xrpc/com.atproto.server.deleteSession", headers=bearer(refreshed.refresh)
+    )
+    xrpc_result(revoked)
+    refreshed.access = expired
+    _, (third,) = await rig.publishing.schedule("acme", "ed", "signed in again", [rig.channel])
+    await rig.publisher.once()
+    assert rig.publishing.job("acme", third.id).state == "published"
+    texts = sorted(r["value"]["text"] for r in await rig.records())
+    assert texts == ["refreshed", "signed in", "signed in again"]

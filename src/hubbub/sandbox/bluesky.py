@@ -10,7 +10,10 @@ It is spoken to over plain XRPC with httpx. Without `make pds`, `local_pds` rais
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -66,6 +69,19 @@ def xrpc_result(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         body = {}
     raise XrpcError(response.status_code, str(body.get("error", "")), str(body.get("message", "")))
+
+
+def jwt_hs256(claims: dict[str, Any], secret: str, typ: str) -> str:
+    """A JWT signed as the PDS signs its session tokens (HS256 with its secret): tests
+    make expired ones with it."""
+
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = part(json.dumps({"typ": typ, "alg": "HS256"}).encode())
+    payload = part(json.dumps(claims).encode())
+    signature = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256)
+    return f"{header}.{payload}.{part(signature.digest())}"
 
 
 def bearer(token: str) -> dict[str, str]:
