@@ -83,6 +83,7 @@ jobs = sa.Table(
     sa.Column("updated_us", sa.BigInteger, nullable=False),
     sa.UniqueConstraint("post", "version", "channel"),
     sa.Index("publishing_jobs_due", "state", "due_us"),
+    sa.Index("publishing_jobs_lease", "state", "lease_until_us"),
 )  # fmt: skip
 
 
@@ -219,12 +220,30 @@ class SqlJobStore:
         return _job(row)
 
     def claim(self, worker: str, now_us: int, lease_s: float, limit: int) -> list[Job]:
-        lapsed = jobs.c.state.in_(("claimed", "sending")) & (jobs.c.lease_until_us < now_us)
-        due = (jobs.c.due_us <= now_us) & (jobs.c.state.in_(("scheduled", "unknown")) | lapsed)
+        claimed: list[Job] = []
+        lapsed = jobs.c.lease_until_us < now_us
+        # One indexed walk per kind of claimable job, each in due order, rather than one
+        # query over all of them that sorts every due job: a publisher behind by 25,000
+        # jobs spent its time sorting them at every claim.
+        for state, order, ready in (
+            ("scheduled", jobs.c.due_us, jobs.c.due_us <= now_us),
+            ("unknown", jobs.c.due_us, jobs.c.due_us <= now_us),
+            ("claimed", jobs.c.lease_until_us, lapsed),
+            ("sending", jobs.c.lease_until_us, lapsed),
+        ):
+            if len(claimed) >= limit:
+                break
+            claimed += self._claim((jobs.c.state == state) & ready, order, worker, now_us,
+                                   lease_s, limit - len(claimed))  # fmt: skip
+        return sorted(claimed, key=lambda job: job.due_us)
+
+    def _claim(
+        self, claimable: Any, order: Any, worker: str, now_us: int, lease_s: float, limit: int
+    ) -> list[Job]:
         chosen = (
             sa.select(jobs.c.id)
-            .where(due)
-            .order_by(jobs.c.due_us)
+            .where(claimable)
+            .order_by(order)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -233,7 +252,7 @@ class SqlJobStore:
         maybe_sent = jobs.c.state.in_(("claimed", "sending", "unknown"))
         claimed = (
             jobs.update()
-            .where(jobs.c.id.in_(chosen.scalar_subquery()))
+            .where(jobs.c.id.in_(chosen.scalar_subquery()) & claimable)
             .values(
                 state="claimed",
                 worker=worker,
@@ -245,8 +264,7 @@ class SqlJobStore:
             .returning(*jobs.c)
         )
         with self._engine.begin() as db:
-            rows = db.execute(claimed).all()
-        return sorted((_job(row) for row in rows), key=lambda job: job.due_us)
+            return [_job(row) for row in db.execute(claimed).all()]
 
     def _move(self, job: str, holder: str, now_us: int, **values: Any) -> Job:
         """Change a job `holder` holds; `LostLease` when it holds it no more."""

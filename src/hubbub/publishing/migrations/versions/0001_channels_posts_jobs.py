@@ -62,6 +62,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("post", "version", "channel"),
     )
     op.create_index("publishing_jobs_due", "publishing_jobs", ["state", "due_us"])
+    op.create_index("publishing_jobs_lease", "publishing_jobs", ["state", "lease_until_us"])
 
 
 def downgrade() -> None:
