@@ -155,7 +155,7 @@ def _release(url: str, channel: str, start_us: int, window_us: int, count: int) 
         with engine.begin() as db:
             db.execute(
                 jobs.update()
-                .where(jobs.c.channel == channel)
+                .where((jobs.c.channel == channel) & (jobs.c.due_us >= FAR_US))  # waiting only
                 .values(due_us=start_us + ((jobs.c.due_us - FAR_US) * step).cast(sa.BigInteger))
             )
     finally:
