@@ -490,6 +490,7 @@ async def test_a_role_refuses_a_forged_tenant_the_gateway_is_let_through(stack: 
         "ingest": stack.gateway_settings.ingest_url,
         "mentions": stack.gateway_settings.mentions_url,
         "analytics": stack.gateway_settings.analytics_url,
+        "publishing": stack.gateway_settings.publishing_url,
     }
     forgeries = [
         {"x-hubbub-tenant": owner["id"]},

@@ -569,13 +569,15 @@ def build_router(
         return await settings_page(request, who)
 
     async def acting(
-        request: Request, who: Person, act: Callable[[], Awaitable[dict[str, Any]]]
-    ) -> HTMLResponse:
+        request: Request, who: Person, act: Callable[[], Awaitable[dict[str, Any]]],
+        shown: Callable[..., Awaitable[HTMLResponse]] = settings_page,
+    ) -> HTMLResponse:  # fmt: skip
+        """Do `act`, then show the page (`shown`) with what it did, or with why it failed."""
         try:
             done = await act()
         except Problem as problem:
-            return await settings_page(request, who, error=str(problem), status=problem.status)
-        return await settings_page(request, who, **done)
+            return await shown(request, who, error=str(problem), status=problem.status)
+        return await shown(request, who, **done)
 
     @router.post("/settings/invites", response_class=HTMLResponse)
     async def invite(
@@ -741,11 +743,7 @@ def build_router(
     async def operating(
         request: Request, who: Person, act: Callable[[], Awaitable[dict[str, Any]]]
     ) -> HTMLResponse:
-        try:
-            done = await act()
-        except Problem as problem:
-            return await operator_page(request, who, error=str(problem), status=problem.status)
-        return await operator_page(request, who, **done)
+        return await acting(request, who, act, operator_page)
 
     @router.post("/operator/tenants", response_class=HTMLResponse)
     async def create_tenant(
