@@ -48,9 +48,9 @@ if TYPE_CHECKING:
 
     from hubbub.analytics.views import AlertViews
     from hubbub.gateway.app import Gateway
-    from hubbub.gateway.ports import RateLimiter
     from hubbub.gateway.service import People
     from hubbub.gateway.upstreams import Upstream
+    from hubbub.kernel.ratelimit import RateLimiter
     from hubbub.publishing.ports import Network
     from hubbub.publishing.service import Publishing
     from hubbub.publishing.worker import PublishPolicy
@@ -162,7 +162,7 @@ def open_secret_box(settings: Settings) -> SecretBox:
 
 def open_rate_limiter(settings: Settings, clock: Clock) -> RateLimiter:
     """Rate-limit counters: in this process, or in Redis, shared by every gateway."""
-    from hubbub.gateway.ratelimit import MemoryRateLimiter, RedisRateLimiter
+    from hubbub.kernel.ratelimit import MemoryRateLimiter, RedisRateLimiter
 
     if settings.rate_limiter == "redis":
         prefix = f"{settings.stream_prefix}:ratelimit"
@@ -260,11 +260,10 @@ async def build_gateway(settings: Settings, clock: Clock) -> Gateway:
     from hubbub.gateway.auth import Authenticator
     from hubbub.gateway.flags import FlagBook
     from hubbub.gateway.health import Health
-    from hubbub.gateway.ports import Quota
     from hubbub.gateway.progress import Progress
-    from hubbub.gateway.ratelimit import shared_servers
     from hubbub.gateway.routing import RouteTable
     from hubbub.gateway.usage import UsageRecorder
+    from hubbub.kernel.ratelimit import Quota, shared_servers
 
     event_log = await open_event_log(settings)
     store = open_tenant_store(settings, clock)

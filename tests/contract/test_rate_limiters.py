@@ -14,9 +14,15 @@ import redis.asyncio as aioredis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubbub.gateway.ports import Decision, Quota, RateLimiter
-from hubbub.gateway.ratelimit import MemoryRateLimiter, RedisRateLimiter, headers, strictest
+from hubbub.gateway.ratelimit import headers, strictest
 from hubbub.kernel.clock import FixedClock, SystemClock
+from hubbub.kernel.ratelimit import (
+    Decision,
+    MemoryRateLimiter,
+    Quota,
+    RateLimiter,
+    RedisRateLimiter,
+)
 from hubbub.kernel.redis_guard import redis_guard
 from tests.conftest import require_service, unique_name
 from tests.redis_outage import redis_stopped

@@ -17,9 +17,9 @@ from hubbub.analytics.duckdb import DuckDBStaging, LiveDuckDB
 from hubbub.analytics.postgres import PostgresRollups, PostgresStaging
 from hubbub.eventlog.jetstream import JetStreamEventLog, delete_streams
 from hubbub.eventlog.sqlite import SqliteEventLog
-from hubbub.gateway.ratelimit import MemoryRateLimiter, RedisRateLimiter
 from hubbub.kernel.cache import MemoryCache, RedisCache
 from hubbub.kernel.clock import FixedClock, SystemClock
+from hubbub.kernel.ratelimit import MemoryRateLimiter, RedisRateLimiter
 from hubbub.mentions.memory import MemoryMentions
 from hubbub.mentions.postgres import PostgresMentions
 from hubbub.settings import Settings

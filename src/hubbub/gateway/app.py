@@ -56,7 +56,7 @@ from hubbub.gateway.flags import FlagBook
 from hubbub.gateway.health import Health
 from hubbub.gateway.openapi import merged_spec
 from hubbub.gateway.openfeature_provider import install
-from hubbub.gateway.ports import Caller, Decision, Quota, RateLimiter, TenantStore
+from hubbub.gateway.ports import Caller, TenantStore
 from hubbub.gateway.progress import Progress
 from hubbub.gateway.proxy import forward, refuse_unauthenticated, send_error
 from hubbub.gateway.ratelimit import headers, strictest
@@ -68,6 +68,7 @@ from hubbub.gateway.usage import UsageRecorder
 from hubbub.kernel.background import Background
 from hubbub.kernel.clock import Clock
 from hubbub.kernel.limits import BodyLimit, limit_by_path
+from hubbub.kernel.ratelimit import Decision, Quota, RateLimiter
 from hubbub.kernel.sealing import SecretBox
 from hubbub.kernel.telemetry import Observed, header, route_of
 from hubbub.kernel.validation import printable_validation_errors

@@ -27,9 +27,10 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field, field_validator
 
 from hubbub.gateway.access import answering
-from hubbub.gateway.ports import Caller, Decision, Invite, Role, User
+from hubbub.gateway.ports import Caller, Invite, Role, User
 from hubbub.gateway.service import People, SignInRefused
 from hubbub.gateway.sessions import MAX_PASSWORD, WeakPassword
+from hubbub.kernel.ratelimit import Decision
 from hubbub.kernel.validation import PlainText
 
 CallerOf = Callable[[Request], Caller]

@@ -1,5 +1,5 @@
-"""The gateway's ports: the relational store (`TenantStore`) and the rate limiter
-(`RateLimiter`, with its `Quota` and `Decision`).
+"""The gateway's port: the relational store (`TenantStore`). The rate limiter's port is in
+the kernel (`hubbub.kernel.ratelimit`), shared with publishing.
 
 The relational store holds tenants (workspaces), their users, their API keys and their
 connector tokens. Contract, which every adapter meets (`tests/contract/test_tenant_stores.py`):
@@ -216,45 +216,3 @@ class TenantStore(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class Quota:
-    """`burst` requests at once, then `rate_per_s` sustained; `name` labels the policy."""
-
-    rate_per_s: float
-    burst: int
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.rate_per_s > 0 or self.burst < 1:
-            raise ValueError(f"a quota needs a rate above 0 and a burst of 1 or more: {self}")
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The answer to one check: whether it passed, and what the client may do next."""
-
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_s: float
-    retry_after_s: float
-
-
-class RateLimiter(Protocol):
-    """Contract, met by every adapter (`tests/contract/test_rate_limiters.py`):
-
-    - A fresh key passes `quota.burst` requests at once; the next is refused with
-      `retry_after_s` of about one emission interval (1 / rate), after which one passes.
-    - A refused request consumes nothing: the state after it is the state before it.
-    - `cost` (1 to `quota.burst`, else `ValueError`) requests are counted as one check.
-    - `remaining` is how many requests of cost 1 would pass right now; `reset_s` is how
-      long until the key is as fresh as a new one.
-    - Keys are independent. Clients of the same store (the same Redis prefix, the same
-      `MemoryRateLimiter`) share every key's state.
-    """
-
-    async def acquire(self, key: str, quota: Quota, cost: int = 1) -> Decision: ...
-
-    async def close(self) -> None: ...
