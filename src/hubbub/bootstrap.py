@@ -340,8 +340,8 @@ def open_publishing(
     store = SqlJobStore(settings.relational)
     dids = MentionsDids(settings.mentions_url, open_request_signer(settings))
     allowed = settings.publish_allowed_networks
-    mastodon = MastodonNetwork(box, clock, allowed)
-    bluesky = BlueskyNetwork(box, dids.did_of, allowed)
+    mastodon = MastodonNetwork(box, clock, allowed, media_data=store.media_data)
+    bluesky = BlueskyNetwork(box, dids.did_of, allowed, media_data=store.media_data)
 
     async def limits_of(network: NetworkName, service: str) -> Limits:
         return BLUESKY_LIMITS if network == "bluesky" else await mastodon.limits(service)
@@ -356,7 +356,9 @@ def open_publishing(
         lease_s=settings.publish_lease_s, max_late_s=settings.publish_max_late_s,
         keep_finished_s=settings.publish_keep_days * retention.DAY_S,
     )  # fmt: skip
-    service = Publishing(store, box, clock, limits_of, allowed, journal)
+    service = Publishing(
+        store, box, clock, limits_of, allowed, journal, settings.publish_require_alt
+    )
     return PublishingParts(service, {"bluesky": bluesky, "mastodon": mastodon}, policy, close)
 
 

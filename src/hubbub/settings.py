@@ -246,6 +246,9 @@ class Settings(BaseSettings):
     publish_keep_days: float = Field(
         90.0, gt=0, description="How long finished publish jobs are kept."
     )
+    publish_require_alt: bool = Field(
+        False, description="Refuse a post with an image that has no alt text (accessibility)."
+    )
     breaker_failures: int = Field(
         5, ge=1, description="Failures in a row that open an upstream's circuit."
     )

@@ -76,7 +76,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         try:
             async with serving(create_app(platform, "mentions")) as mentions_url:
                 dids = MentionsDids(mentions_url, open_request_signer(settings))
-                network = BlueskyNetwork(box, dids.did_of, LOOPBACK)
+                network = BlueskyNetwork(box, dids.did_of, LOOPBACK, media_data=store.media_data)
 
                 async def limits_of(_: NetworkName, __: str) -> Limits:
                     return BLUESKY_LIMITS

@@ -73,7 +73,7 @@ async def rig(store: SqlJobStore, tmp_path: Path) -> AsyncIterator[Rig]:
     state = MastodonState(clock=clock)
     login = state.add_account("newsroom")
     box = SecretBox(Fernet.generate_key())
-    network = MastodonNetwork(box, clock, LOOPBACK, timeout_s=0.5)
+    network = MastodonNetwork(box, clock, LOOPBACK, timeout_s=0.5, media_data=store.media_data)
 
     async def limits_of(_: str, service: str):  # type: ignore[no-untyped-def]
         return await network.limits(service)

@@ -8,9 +8,11 @@ hidden prompt, or from stdin when piped, never from an argument. The publishing 
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import typer
@@ -120,22 +122,81 @@ def remove_channel(channel: str, tenant: TenantOption = None) -> None:
     console.print(f"channel {channel} removed")
 
 
+_IN_PART = re.compile(r"^(\d+):(.+)$")
+
+
+def _image(given: str, parts: int) -> tuple[int, Path]:
+    """`[N:]PATH` as (the part's index, from 0; the image's path)."""
+    found = _IN_PART.match(given)
+    if found is None or Path(given).exists():
+        return 0, Path(given)
+    number = int(found.group(1))
+    if not 1 <= number <= parts:
+        fail(f"--image {given}: there is no part {number} (the post has {parts})")
+    return number - 1, Path(found.group(2))
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        fail(f"cannot read {path}: {error.strerror}")
+
+
 @posts_app.command("schedule")
 def schedule(
-    text: Annotated[str, typer.Argument(help="The post's text.")],
+    text: Annotated[str, typer.Argument(help="The post's text (a thread's first part).")],
     channel: Annotated[list[str], typer.Option(help="A channel id; repeat for several.")],
     at: Annotated[
         str | None,
         typer.Option(help="2026-12-24T09:00 (in each channel's zone), or with an offset."),
     ] = None,
+    image: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="[N:]PATH",
+            help="An image (PNG, JPEG, WebP, GIF); repeat for several. `2:photo.jpg` puts it"
+            " in the thread's second part (the first --part); by default it is in the first.",
+        ),
+    ] = None,
+    alt: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="The alt text of an image, in the order of --image (the first --alt is the"
+            ' first image\'s); "" for none.',
+        ),
+    ] = None,
+    part: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Makes the post a thread: the text of a part after TEXT; repeat, in order."
+            " Each part replies to the one before.",
+        ),
+    ] = None,
     tenant: TenantOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Schedule a post to channels, now or `--at`; prints each job's id."""
+    """Schedule a post to channels, now or `--at`; prints each job's id.
+
+    hubbub posts schedule "Our new office" --channel C1 --image office.jpg
+    --alt "A bright room with six desks" --part "More photos tomorrow"
+    """
     chosen = _tenant(tenant)
+    texts, alts = [text, *(part or [])], list(alt or [])
+    if len(alts) > len(image or []):
+        fail(f"{len(alts)} --alt for {len(image or [])} --image: one alt text an image")
+    images = [(*_image(given, len(texts)), alts[n] if n < len(alts) else None)
+              for n, given in enumerate(image or [])]  # fmt: skip
+    data = [_read(path) for _, path, _ in images]
 
     async def made(publishing: Publishing) -> list[dict[str, Any]]:
-        _, jobs = await publishing.schedule(chosen, "cli", text, channel, at=at)
+        media: list[list[str]] = [[] for _ in texts]
+        for (index, _, described), content in zip(images, data, strict=True):
+            media[index].append((await publishing.add_media(chosen, content, described)).id)
+        thread = list(zip(texts[1:], media[1:], strict=True))
+        _, jobs = await publishing.schedule(
+            chosen, "cli", text, channel, at=at, media=media[0], thread=thread
+        )
         return [job_view(job) for job in jobs]
 
     jobs = _with_publishing(made)

@@ -1,5 +1,6 @@
-"""`/v1/channels`, `/v1/posts` and `/v1/jobs`: a tenant's accounts on the networks, the
-posts it schedules to them, and the publish jobs that carry each post to each channel.
+"""`/v1/channels`, `/v1/media`, `/v1/posts` and `/v1/jobs`: a tenant's accounts on the
+networks, the images its posts show, the posts it schedules to them, and the publish
+jobs that carry each post to each channel.
 
 The tenant is the one the gateway names (`X-Hubbub-Tenant`, signed); another tenant's
 channel, post or job is answered 404, as one that does not exist. A channel's
@@ -11,15 +12,41 @@ credentials are taken in and sealed, and never answered back.
 import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
 
 from hubbub.kernel.signing import KEY, TENANT_HEADER
 from hubbub.kernel.validation import PlainText
-from hubbub.publishing.ports import Invalid, Job, NotFound
-from hubbub.publishing.service import Publishing, channel_view
+from hubbub.publishing.ports import Invalid, Job, Media, NotFound
+from hubbub.publishing.service import MAX_PARTS, Publishing, channel_view
+
+ALT_LENGTH: Final = 1500
+"""The longest alt text (Mastodon's `description_limit`)."""
+MEDIA_PER_PART: Final = 20
+MediaId = Annotated[str, Field(max_length=32)]
+UPLOAD: Final = {
+    "requestBody": {
+        "required": True,
+        "description": "The image (PNG, JPEG, WebP or GIF, as its bytes say): a form's"
+        " `file`, with its `alt` text; or the body itself, with `alt` in the query.",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "alt": {"type": "string", "maxLength": ALT_LENGTH},
+                    },
+                }
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
 
 
 def tenant_of(request: Request) -> str:
@@ -49,8 +76,27 @@ class ChannelCreate(BaseModel):
     )
 
 
+class PartCreate(BaseModel):
+    text: str = Field(max_length=100_000)
+    media: list[MediaId] = Field(
+        default_factory=list, max_length=MEDIA_PER_PART, description="Ids from POST /v1/media."
+    )
+
+
 class PostCreate(BaseModel):
     text: str = Field(max_length=100_000)
+    media: list[MediaId] = Field(
+        default_factory=list,
+        max_length=MEDIA_PER_PART,
+        description="Images of the post (of its first part, in a thread): ids from"
+        " POST /v1/media. Each channel's limits apply (how many, how large).",
+    )
+    thread: list[PartCreate] = Field(
+        default_factory=list,
+        max_length=MAX_PARTS - 1,
+        description="Makes the post a thread: the parts after the first (`text`, `media`),"
+        " published in order, each in reply to the one before.",
+    )
     channels: list[str] = Field(min_length=1, max_length=50)
     at: str | None = Field(
         None,
@@ -61,6 +107,28 @@ class PostCreate(BaseModel):
     language: str | None = Field(None, max_length=16)
     spoiler: str | None = Field(None, max_length=1000, description="Mastodon's content warning.")
     visibility: Literal["public", "unlisted", "private", "direct"] = "public"
+
+
+def media_view(media: Media) -> dict[str, Any]:
+    return {
+        "id": media.id, "content_type": media.content_type, "size": media.size,
+        "alt": media.alt, "post": media.post,
+    }  # fmt: skip
+
+
+async def upload_of(request: Request, alt: str | None) -> tuple[bytes, str | None]:
+    """The image and its alt text: from a multipart form (`file`, `alt`), or the body."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return await request.body(), alt
+    async with request.form(max_files=1, max_fields=10) as form:
+        file, said = form.get("file"), form.get("alt")
+        if not isinstance(file, UploadFile):
+            raise HTTPException(422, "a form's image is its `file`")
+        if said is not None and not isinstance(said, str):
+            raise HTTPException(422, "`alt` is text")
+        if said is not None and len(said) > ALT_LENGTH:
+            raise HTTPException(422, f"alt text is at most {ALT_LENGTH} characters")
+        return await file.read(), said if said is not None else alt
 
 
 def job_view(job: Job) -> dict[str, Any]:
@@ -126,17 +194,40 @@ def build_router(service_of: Callable[[], Any]) -> APIRouter:
         with answering():
             await asyncio.to_thread(publishing.remove_channel, tenant, channel)
 
+    @router.post("/v1/media", status_code=201, openapi_extra=UPLOAD)
+    async def add_media(
+        request: Request,
+        tenant: Tenant,
+        publishing: Service,
+        alt: Annotated[str | None, Query(max_length=ALT_LENGTH)] = None,
+    ) -> dict[str, Any]:
+        """Keep an image for a post to show, with its alt text; answers its id. What it
+        is, is read from its bytes: PNG, JPEG, WebP or GIF; anything else is a 422. An
+        image no post names within a day is dropped."""
+        data, alt = await upload_of(request, alt)
+        with answering():
+            return media_view(await publishing.add_media(tenant, data, alt))
+
+    @router.get("/v1/media/{media}")
+    async def media(tenant: Tenant, publishing: Service, media: str) -> dict[str, Any]:
+        """An image: its type, size, alt text and the post that shows it (null: none yet)."""
+        with answering():
+            return media_view(await asyncio.to_thread(publishing.media, tenant, media))
+
     @router.post("/v1/posts", status_code=201)
     async def schedule(
         request: Request, tenant: Tenant, publishing: Service, body: PostCreate
     ) -> dict[str, Any]:
         """Check a post against each channel's limits and schedule it to each: now, or
-        `at`. A 422 names every channel it does not fit, the limit, and by how much."""
+        `at`. A 422 names every channel it does not fit, the limit (length, images and
+        their size, alt text where the workspace requires it), and by how much."""
         author = request.headers.get(KEY.decode(), "")
+        thread = [(part.text, part.media) for part in body.thread]
         with answering():
             post, jobs = await publishing.schedule(
                 tenant, author, body.text, body.channels, at=body.at, variants=body.variants,
                 language=body.language, spoiler=body.spoiler, visibility=body.visibility,
+                media=body.media, thread=thread,
             )  # fmt: skip
         return {"post": post.id, "jobs": [job_view(job) for job in jobs]}
 

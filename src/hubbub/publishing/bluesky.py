@@ -12,6 +12,15 @@ and a PDS refuses a second record under a key it holds (with a 500: Bluesky's PD
 which the record is read. The text's mentions, links and
 hashtags go as facets (`hubbub.publishing.text`), a mention with the did `did_of` names.
 
+Images are uploaded as blobs (`com.atproto.repo.uploadBlob`) just before the record that
+shows them, as `app.bsky.embed.images` with each image's alt text (which the lexicon
+requires: empty when there is none); a blob no record names is dropped by the PDS, so
+uploading one again after a failure is harmless. A thread is one record per part, each
+replying to the one before (`reply`: the first part as `root`, the previous as `parent`,
+each a strong reference, uri and cid). Each part has its own record key (`part_key`),
+derived from the job's, so after a failure each part is read back and the first missing
+one is made.
+
 The direct HTTP client rather than the `atproto` library: its current release pins
 httpx below 0.29 and cryptography below 51, which would move two packages every other
 part of the platform uses; this module needs six XRPC methods.
@@ -32,21 +41,53 @@ from hubbub.kernel.destinations import AddressRefused, send_checked
 from hubbub.kernel.destinations import Network as IpNetwork
 from hubbub.kernel.sealing import SecretBox
 from hubbub.publishing.ports import (
+    Attachment,
     Channel,
     Job,
+    MediaData,
+    NotFound,
     OutcomeUnknown,
+    Part,
     Permanent,
     Post,
     Published,
     Transient,
 )
 from hubbub.publishing.text import facets
+from hubbub.publishing.tid import ALPHABET, encode
 
 POST: Final = "app.bsky.feed.post"
 TIMEOUT_S: Final = 10.0
 HINT: Final = "a channel's PDS must be on a public address (HUBBUB_PUBLISH_ALLOWED_NETWORKS)"
 DidOf = Callable[[str, str], Awaitable[str | None]]
 """The did of a handle, for a tenant, from the mentions service (None: unknown)."""
+IMAGES: Final = "app.bsky.embed.images"
+CLOCK_IDS: Final = 1024
+
+
+def part_key(key: str, index: int) -> str:
+    """The record key of part `index` of the thread whose job has the TID `key`: the
+    job's own for the first part; then the same moment with the clock identifier moved on
+    by `index`. Every key stays a TID, and none is another job's of this process (its TIDs
+    all have its one clock identifier, each at a moment of its own)."""
+    if index == 0:
+        return key
+    value = 0
+    for character in key:
+        value = value * 32 + ALPHABET.index(character)
+    moment, clock_id = value >> 10, value & (CLOCK_IDS - 1)
+    return encode((moment << 10) | (clock_id + index) % CLOCK_IDS)
+
+
+@dataclass(frozen=True)
+class _Ref:
+    """A strong reference to a record, as a reply names its root and parent."""
+
+    uri: str
+    cid: str
+
+    def record(self) -> dict[str, str]:
+        return {"uri": self.uri, "cid": self.cid}
 
 
 @dataclass
@@ -64,53 +105,109 @@ class BlueskyNetwork:
         did_of: DidOf,
         allowed: Sequence[IpNetwork] = (),
         timeout_s: float = TIMEOUT_S,
+        *,
+        media_data: MediaData,
     ) -> None:
         self._box = box
         self._did_of = did_of
+        self._media_data = media_data
         self._allowed = tuple(allowed)
         self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
         self._sessions: dict[str, _Session] = {}
         self._signing_in: dict[str, asyncio.Lock] = {}
 
     async def publish(self, channel: Channel, post: Post, job: Job) -> Published:
+        """Each part in order, each replying to the one before; a part that may exist
+        already (the job was sent before) is read back rather than made again."""
         session = await self._session(channel)
-        text = post.text_for(channel.id)
-        handles = {}
-        for facet in facets(text, lambda handle: handle):  # the handles named, to resolve
-            if facet.kind == "mention":
-                handles[facet.value] = await self._did_of(channel.tenant, facet.value)
-        record: dict[str, Any] = {
-            "$type": POST,
-            "text": text,
-            "createdAt": _iso(job.due_us),
-        }
-        found = [f.record() for f in facets(text, lambda handle: handles.get(handle))]
-        if found:
-            record["facets"] = found
-        if post.language:
-            record["langs"] = [post.language]
-        body = {"repo": session.did, "collection": POST, "rkey": job.idempotency_key,
-                "record": record}  # fmt: skip
+        made: list[_Ref] = []
+        for index, part in enumerate(post.parts_for(channel.id)):
+            key = part_key(job.idempotency_key, index)
+            there = await self._record(channel, key) if job.check_first else None
+            made.append(there or await self._create(channel, post, job, index, part, made))
+        return Published(made[0].uri, _web_url(session.handle, job.idempotency_key))
+
+    async def find(self, channel: Channel, post: Post, job: Job) -> Published | None:
+        """The job's post when every part of it is there; None while one is missing."""
+        session = await self._session(channel)
+        first: _Ref | None = None
+        for index in range(len(post.parts_for(channel.id))):
+            there = await self._record(channel, part_key(job.idempotency_key, index))
+            if there is None:
+                return None
+            first = first or there
+        assert first is not None  # a post has one part at least
+        return Published(first.uri, _web_url(session.handle, job.idempotency_key))
+
+    async def _create(
+        self, channel: Channel, post: Post, job: Job, index: int, part: Part, before: list[_Ref]
+    ) -> _Ref:
+        """Make part `index`'s record under its key; a key the PDS holds already is this
+        part's own, sent before, and its record is read instead."""
+        session = await self._session(channel)
+        key = part_key(job.idempotency_key, index)
+        record = await self._post_record(channel, post, job, index, part)
+        if before:
+            record["reply"] = {"root": before[0].record(), "parent": before[-1].record()}
+        body = {"repo": session.did, "collection": POST, "rkey": key, "record": record}
         try:
             made = await self._call(channel, "POST", "com.atproto.repo.createRecord", json=body)
         except (Permanent, Transient):
             # A PDS answers a record key it holds already with a 500 (and a 4xx from some
             # versions): taken by this job's own record, sent before, the post is there.
-            if (there := await self.find(channel, post, job)) is not None:
+            if (there := await self._record(channel, key)) is not None:
                 return there
             raise
-        return Published(str(made["uri"]), _web_url(session.handle, job.idempotency_key))
+        return _Ref(str(made["uri"]), str(made["cid"]))
 
-    async def find(self, channel: Channel, post: Post, job: Job) -> Published | None:
+    async def _post_record(
+        self, channel: Channel, post: Post, job: Job, index: int, part: Part
+    ) -> dict[str, Any]:
+        """The `app.bsky.feed.post` of one part: its text and facets, its language, and
+        its images (uploaded now); each part a millisecond after the one before, so they
+        sort in order."""
+        handles = {}
+        for facet in facets(part.text, lambda handle: handle):  # the handles, to resolve
+            if facet.kind == "mention":
+                handles[facet.value] = await self._did_of(channel.tenant, facet.value)
+        record: dict[str, Any] = {
+            "$type": POST,
+            "text": part.text,
+            "createdAt": _iso(job.due_us + index * 1000),
+        }
+        found = [f.record() for f in facets(part.text, lambda handle: handles.get(handle))]
+        if found:
+            record["facets"] = found
+        if post.language:
+            record["langs"] = [post.language]
+        if part.media:
+            images = [await self._image(channel, image) for image in part.media]
+            record["embed"] = {"$type": IMAGES, "images": images}
+        return record
+
+    async def _image(self, channel: Channel, image: Attachment) -> dict[str, Any]:
+        """One image of `app.bsky.embed.images`: its blob, uploaded, and its alt text."""
+        try:
+            data = await asyncio.to_thread(self._media_data, channel.tenant, image.id)
+        except NotFound as error:
+            raise Permanent(f"image {image.id} is no longer kept: {error}") from error
+        uploaded = await self._call(
+            channel, "POST", "com.atproto.repo.uploadBlob", content=data,
+            headers={"content-type": image.content_type},
+        )  # fmt: skip
+        return {"alt": image.alt or "", "image": uploaded["blob"]}
+
+    async def _record(self, channel: Channel, key: str) -> _Ref | None:
+        """The post record under `key` in the channel's repository, if there is one."""
         session = await self._session(channel)
-        params = {"repo": session.did, "collection": POST, "rkey": job.idempotency_key}
+        params = {"repo": session.did, "collection": POST, "rkey": key}
         try:
             found = await self._call(channel, "GET", "com.atproto.repo.getRecord", params=params)
         except Permanent as error:
             if "RecordNotFound" in str(error) or "Could not locate record" in str(error):
                 return None
             raise
-        return Published(str(found["uri"]), _web_url(session.handle, job.idempotency_key))
+        return _Ref(str(found["uri"]), str(found["cid"]))
 
     async def _session(self, channel: Channel) -> _Session:
         """The channel's session, signed in once however many jobs ask at once: a PDS
@@ -153,7 +250,9 @@ class BlueskyNetwork:
     async def _xrpc(
         self, channel: Channel, method: str, name: str, token: str | None = None, **kwargs: Any
     ) -> Any:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
+        headers = dict(kwargs.pop("headers", {}))
+        if token:
+            headers["authorization"] = f"Bearer {token}"
         url = f"{channel.service}/xrpc/{name}"
         request = self._client.build_request(method, url, headers=headers, **kwargs)
         try:

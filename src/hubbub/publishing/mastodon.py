@@ -7,6 +7,18 @@ account's statuses made since the job fell due are read first, and one whose sou
 text (`/api/v1/statuses/:id/source`, as it was written) is the post's is taken as the
 job's (`find`); only when none is does the job send again.
 
+Images are uploaded before the status that shows them (`POST /api/v2/media`, with the
+alt text as `description`); an upload answered 202 is still processing, and is polled
+(`GET /api/v1/media/:id`: 206 while processing, 200 once done) before the status names it
+in `media_ids`. Uploading again after a failure is harmless: a medium no status names is
+dropped by the instance, and the status itself keeps its key.
+
+A thread is one status per part, each `in_reply_to_id` the one before, each with a key
+of its own derived from the job's (`part_key`). After a failure the thread is read back
+from the account's statuses since the job fell due, part by part (a part is the status
+whose source text is the part's, in reply to the part before), and sending resumes at the
+first missing part: a thread may take longer than the hour its first key is kept.
+
 Answers are sorted as the API documents them: 2xx published; 429 and 5xx worth retrying
 (after `Retry-After`, or the rate limit's reset); other 4xx permanent, with the server's
 `error`; no answer after the request was sent (a timeout, a reset) unknown.
@@ -14,7 +26,9 @@ Answers are sorted as the API documents them: 2xx published; 429 and 5xx worth r
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -26,10 +40,14 @@ from hubbub.kernel.destinations import AddressRefused, send_checked
 from hubbub.kernel.destinations import Network as IpNetwork
 from hubbub.kernel.sealing import SecretBox
 from hubbub.publishing.ports import (
+    Attachment,
     Channel,
     Job,
     Limits,
+    MediaData,
+    NotFound,
     OutcomeUnknown,
+    Part,
     Permanent,
     Post,
     Published,
@@ -45,6 +63,18 @@ KEY_KEPT_US: Final = 55 * 60 * 1_000_000
 hour; five minutes spare for clocks apart)."""
 SLACK_S: Final = 60.0
 """How far before a job's due time its post may have been made (clocks a little apart)."""
+PROCESSING_S: Final = 60.0
+"""Longest wait for an uploaded image to be processed before the job is tried later."""
+FIRST_POLL_S: Final = 0.1
+"""Wait before the first poll of an image being processed; doubled at each, up to 2 s."""
+EXTENSIONS: Final = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp",
+                     "image/gif": "gif"}  # fmt: skip
+
+
+def part_key(key: str, index: int) -> str:
+    """The `Idempotency-Key` of part `index` of the thread whose job has `key`: the job's
+    own for the first part, then the key and the part's number."""
+    return key if index == 0 else f"{key}-{index}"
 
 
 class MastodonNetwork:
@@ -54,9 +84,12 @@ class MastodonNetwork:
         clock: Clock,
         allowed: Sequence[IpNetwork] = (),
         timeout_s: float = TIMEOUT_S,
+        *,
+        media_data: MediaData,
     ) -> None:
         self._box = box
         self._clock = clock
+        self._media_data = media_data
         self._allowed = tuple(allowed)
         self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
 
@@ -69,41 +102,131 @@ class MastodonNetwork:
         return {"authorization": f"Bearer {token}"}
 
     async def publish(self, channel: Channel, post: Post, job: Job) -> Published:
-        data: dict[str, Any] = {"status": post.text_for(channel.id), "visibility": post.visibility}
+        """Each part in order, each in reply to the one before; of a thread sent before,
+        the parts there are read back and the rest sent. (A single post sent before is
+        looked for by `find` first, which the publisher asks.)"""
+        parts = post.parts_for(channel.id)
+        thread_sent = len(parts) > 1 and self._read_back(job, parts)
+        made = await self._thread_there(channel, job, parts) if thread_sent else []
+        for index in range(len(made), len(parts)):
+            parent = made[-1].remote_id if made else None
+            made.append(await self._status(channel, post, job, index, parts[index], parent))
+        return made[0]
+
+    async def find(self, channel: Channel, post: Post, job: Job) -> Published | None:
+        parts = post.parts_for(channel.id)
+        if not self._read_back(job, parts):
+            return None  # sent again with its key, Mastodon answers the status it made
+        made = await self._thread_there(channel, job, parts)
+        return made[0] if len(made) == len(parts) else None
+
+    def _read_back(self, job: Job, parts: list[Part]) -> bool:
+        """Whether what was sent must be read back rather than sent again with its keys:
+        once the key may have expired, and always for a thread (its first part's key may
+        have expired while a later part's was sent)."""
+        if not job.check_first:
+            return False
+        if len(parts) > 1 or job.sent_us is None:
+            return True
+        return self._clock.now_us() - job.sent_us >= KEY_KEPT_US
+
+    async def _status(
+        self, channel: Channel, post: Post, job: Job, index: int, part: Part, parent: str | None
+    ) -> Published:
+        """Post one part, its images uploaded first, with its own Idempotency-Key."""
+        data: dict[str, Any] = {"status": part.text, "visibility": post.visibility}
         if post.spoiler:
             data["spoiler_text"] = post.spoiler
         if post.language:
             data["language"] = post.language
-        headers = {**self._headers(channel), "idempotency-key": job.idempotency_key}
+        if parent is not None:
+            data["in_reply_to_id"] = parent
+        if part.media:
+            data["media_ids"] = [await self._upload(channel, image) for image in part.media]
+        key = part_key(job.idempotency_key, index)
+        headers = {**self._headers(channel), "idempotency-key": key}
         url = f"{channel.service}/api/v1/statuses"
         answer = await self._call("POST", url, json=data, headers=headers)
         found = answer.json()
         return Published(str(found["id"]), str(found.get("url") or found.get("uri") or ""))
 
-    async def find(self, channel: Channel, post: Post, job: Job) -> Published | None:
-        if job.sent_us is not None and self._clock.now_us() - job.sent_us < KEY_KEPT_US:
-            return None  # sent again with its key, Mastodon answers the status it made
+    async def _upload(self, channel: Channel, image: Attachment) -> str:
+        """Upload one image with its alt text; answers its id once it is processed."""
+        try:
+            data = await asyncio.to_thread(self._media_data, channel.tenant, image.id)
+        except NotFound as error:
+            raise Permanent(f"image {image.id} is no longer kept: {error}") from error
+        name = f"{image.id}.{EXTENSIONS.get(image.content_type, 'bin')}"
+        form = {"description": image.alt} if image.alt else {}
+        answer = await self._call(
+            "POST", f"{channel.service}/api/v2/media", headers=self._headers(channel),
+            files={"file": (name, data, image.content_type)}, data=form,
+        )  # fmt: skip
+        media_id = str(answer.json()["id"])
+        if answer.status_code == 202:
+            await self._processed(channel, media_id)
+        return media_id
+
+    async def _processed(self, channel: Channel, media_id: str) -> None:
+        """Poll an upload until the instance has processed it (200; 206 while not)."""
+        url = f"{channel.service}/api/v1/media/{media_id}"
+        wait_s, deadline = FIRST_POLL_S, time.monotonic() + PROCESSING_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(wait_s)
+            if (await self._call("GET", url, headers=self._headers(channel))).status_code == 200:
+                return
+            wait_s = min(wait_s * 2, 2.0)
+        raise Transient(f"{channel.service} was still processing image {media_id}")
+
+    async def _thread_there(self, channel: Channel, job: Job, parts: list[Part]) -> list[Published]:
+        """The statuses of the parts sent before, in order, up to the first missing one:
+        each the status, made since the job fell due, whose source text is the part's and
+        which replies to the part before (the first part to none)."""
+        made: list[Published] = []
+        statuses = await self._statuses_since(channel, job)
+        for part in parts:
+            parent = made[-1].remote_id if made else None
+            found = await self._written(channel, statuses, part.text, parent)
+            if found is None:
+                break
+            made.append(found)
+        return made
+
+    async def _statuses_since(self, channel: Channel, job: Job) -> list[dict[str, Any]]:
+        """The account's statuses made since the job fell due (a minute's slack), newest
+        first, page by page."""
         headers = self._headers(channel)
         api = f"{channel.service}/api/v1"
         me = await self._call("GET", f"{api}/accounts/verify_credentials", headers=headers)
         since = datetime.fromtimestamp(job.due_us / 1e6 - SLACK_S, UTC)
-        text = post.text_for(channel.id)
+        url = f"{api}/accounts/{me.json()['id']}/statuses"
         params: dict[str, Any] = {"limit": RECENT}
-        statuses = f"{api}/accounts/{me.json()['id']}/statuses"
-        while True:  # newest first, page by page, back to when the job fell due
-            page = (await self._call("GET", statuses, params=params, headers=headers)).json()
+        found: list[dict[str, Any]] = []
+        while True:
+            page = (await self._call("GET", url, params=params, headers=headers)).json()
             for status in page:
                 made = datetime.fromisoformat(str(status["created_at"]).replace("Z", "+00:00"))
                 if made < since:
-                    return None
-                source = await self._call(
-                    "GET", f"{api}/statuses/{status['id']}/source", headers=headers
-                )
-                if source.json().get("text") == text:
-                    return Published(str(status["id"]), str(status.get("url") or status["uri"]))
+                    return found
+                found.append(status)
             if len(page) < RECENT:
-                return None
+                return found
             params = {"limit": RECENT, "max_id": page[-1]["id"]}
+
+    async def _written(
+        self, channel: Channel, statuses: list[dict[str, Any]], text: str, parent: str | None
+    ) -> Published | None:
+        """The status of `statuses` in reply to `parent` whose source text is `text`."""
+        headers = self._headers(channel)
+        for status in statuses:
+            if status.get("in_reply_to_id") != parent:
+                continue
+            source = await self._call(
+                "GET", f"{channel.service}/api/v1/statuses/{status['id']}/source", headers=headers
+            )
+            if source.json().get("text") == text:
+                return Published(str(status["id"]), str(status.get("url") or status["uri"]))
+        return None
 
     async def limits(self, service: str) -> Limits:
         """What the instance accepts in one status (`/api/v2/instance`)."""

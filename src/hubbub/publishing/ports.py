@@ -3,9 +3,11 @@ the networks posts are published to (`Network`).
 
 A **channel** is one account of a tenant on one network (a Bluesky handle on its PDS, a
 Mastodon account on its instance), with its credentials sealed (`SecretBox`) and its
-IANA time zone. A **post** has one text, per-channel variants, a language, and for
-Mastodon a content warning and a visibility. Every (post version, channel) is a
-**publish job**, the truth of what is published:
+IANA time zone. A **post** has one text, per-channel variants, images with alt text, a
+language, and for Mastodon a content warning and a visibility; it may be a **thread**,
+parts published in order, each in reply to the one before. An image is kept as a
+**medium** of the tenant's until the post that names it is forgotten. Every (post
+version, channel) is a **publish job**, the truth of what is published:
 
     scheduled → claimed (a worker holds a lease) → sending → published
                                                ↘ failed (permanent, or out of tries)
@@ -17,19 +19,22 @@ worker at a time, and a lease that runs out (the worker died) makes it claimable
 And what a job sends is named before it is sent: the Bluesky record key (a TID) and the
 Mastodon `Idempotency-Key` are chosen when the job is made, so a job claimed again after
 a crash first asks the network whether its post is there (`Network.find`) and sends it
-only if it is not.
+only if it is not. A thread's parts have keys of their own, each derived from the job's
+(`part_key` of the network), so each part is looked for, and the first missing one sent.
 
 Contract of `JobStore` (`hubbub.publishing.sql.SqlJobStore` meets it on SQLite and
 PostgreSQL): `claim` never hands one job to two workers at once, even to workers on
 different processes or hosts; every change of state names the worker that holds the
 job, and is refused (`LostLease`) when another has it since; nothing is ever deleted but
 by `forget_before` (published, failed, missed and cancelled jobs older than the
-retention).
+retention, and with them their posts and the posts' media) and by `add_media` (media no
+post named within `UNATTACHED_MEDIA_US` of their upload). A medium belongs to one post at
+most, and another tenant's is `NotFound`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
@@ -41,6 +46,10 @@ JobState = Literal[
 OPEN_STATES: Final = ("scheduled", "claimed", "sending", "unknown")
 """States from which a job may still be published."""
 Visibility = Literal["public", "unlisted", "private", "direct"]
+IMAGE_TYPES: Final = ("image/png", "image/jpeg", "image/webp", "image/gif")
+"""The images a post may carry (both networks take them)."""
+UNATTACHED_MEDIA_US: Final = 86_400 * 1_000_000
+"""How long an uploaded medium waits for a post to name it before it is dropped."""
 
 
 class NotFound(LookupError):
@@ -84,6 +93,46 @@ class Channel:
 
 
 @dataclass(frozen=True)
+class Media:
+    """An image a tenant uploaded, kept in the relational store (its bytes apart:
+    `JobStore.media_data`)."""
+
+    id: str
+    tenant: str
+    content_type: str
+    """One of `IMAGE_TYPES`, as its bytes say (never as the uploader claimed)."""
+    size: int
+    alt: str | None
+    created_us: int
+    post: str | None = None
+    """The post that names it; None until one does."""
+
+
+MediaData = Callable[[str, str], bytes]
+"""The bytes of a tenant's medium (`JobStore.media_data`): how a network reads an image it
+uploads, only when it sends it."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A medium as a post names it: enough to check it against a channel's limits and to
+    describe it, without its bytes."""
+
+    id: str
+    content_type: str
+    size: int
+    alt: str | None = None
+
+
+@dataclass(frozen=True)
+class Part:
+    """One post of a thread (or the whole of a post that is not one)."""
+
+    text: str
+    media: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True)
 class Post:
     id: str
     tenant: str
@@ -91,13 +140,26 @@ class Post:
     text: str
     version: int = 1
     variants: dict[str, str] = field(default_factory=dict)
-    """Per channel id: the text that channel publishes instead."""
+    """Per channel id: the text that channel publishes instead (of the first part)."""
     language: str | None = None
     spoiler: str | None = None
     visibility: Visibility = "public"
+    media: tuple[Attachment, ...] = ()
+    """The images of the first part."""
+    thread: tuple[Part, ...] = ()
+    """The parts after the first, in order, each published in reply to the one before."""
 
     def text_for(self, channel: str) -> str:
         return self.variants.get(channel, self.text)
+
+    def parts_for(self, channel: str) -> list[Part]:
+        """What `channel` publishes, part by part: one part unless the post is a thread."""
+        return [Part(self.text_for(channel), self.media), *self.thread]
+
+    def media_ids(self) -> list[str]:
+        """Every medium the post names, in order, each once."""
+        named = [a.id for a in self.media] + [a.id for p in self.thread for a in p.media]
+        return list(dict.fromkeys(named))
 
 
 @dataclass(frozen=True)
@@ -178,7 +240,9 @@ class JobStore(Protocol):
 
     def schedule(self, post: Post, dues: Mapping[str, int]) -> list[Job]:
         """Keep `post` and make one job per channel of `dues`, due when it says, each
-        with its own idempotency key; NotFound when a channel is not the tenant's."""
+        with its own idempotency key; the media it names become its. NotFound when a
+        channel or a medium is not the tenant's; ValueError when a medium is another
+        post's already."""
         ...
 
     def post(self, tenant: str, post: str) -> Post:
@@ -228,7 +292,21 @@ class JobStore(Protocol):
         ...
 
     def forget_before(self, before_us: int) -> int:
-        """Drop finished jobs last changed before `before_us`, and posts left with none."""
+        """Drop finished jobs last changed before `before_us`, and posts left with none,
+        and those posts' media."""
+        ...
+
+    def add_media(self, media: Media, data: bytes) -> Media:
+        """Keep an image and its bytes; media no post named within `UNATTACHED_MEDIA_US`
+        before it are dropped meanwhile, so uploads never named do not pile up."""
+        ...
+
+    def media(self, tenant: str, media: str) -> Media:
+        """NotFound for another tenant's or none."""
+        ...
+
+    def media_data(self, tenant: str, media: str) -> bytes:
+        """The image's bytes; NotFound for another tenant's or none."""
         ...
 
     def close(self) -> None: ...

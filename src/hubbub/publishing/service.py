@@ -7,6 +7,12 @@ time without one, read in each channel's own IANA zone: "09:00" is 9:00 where th
 channel's audience is, whatever the offset that day. A wall-clock time that a DST change
 skips (02:30 on the night clocks go forward) is the moment an hour later; one it repeats
 is its first occurrence.
+
+A post's images are uploaded first (`add_media`: what an image is, is read from its bytes,
+never taken from what the uploader claims) and named by the post; each part of a thread
+has its own text and its own images. Everything is checked against every channel before
+anything is scheduled: each part's length, how many images it has and how large each is,
+and, where the tenant requires it (`require_alt`), that each image has alt text.
 """
 
 from __future__ import annotations
@@ -27,13 +33,16 @@ from hubbub.kernel.sealing import SecretBox
 from hubbub.publishing.journal import Journal
 from hubbub.publishing.ports import (
     NETWORKS,
+    Attachment,
     Channel,
     Invalid,
     Job,
     JobStore,
     Limits,
+    Media,
     NetworkName,
     OutcomeUnknown,
+    Part,
     Permanent,
     Post,
     Transient,
@@ -47,6 +56,27 @@ BLUESKY_LIMITS: Final = Limits(characters=BLUESKY_GRAPHEMES, media=4, image_byte
 HINT: Final = "a channel's service must be on a public address (HUBBUB_PUBLISH_ALLOWED_NETWORKS)"
 LimitsOf = Callable[[NetworkName, str], Awaitable[Limits]]
 """What a network's service accepts: read from it where it says (Mastodon's instance)."""
+MAX_MEDIA_BYTES: Final = 16 * 1024 * 1024
+"""The largest image kept (Mastodon's default limit); each channel may take less."""
+MAX_PARTS: Final = 25
+"""The most parts a thread may have."""
+_SIGNATURES: Final = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def image_type(data: bytes) -> str | None:
+    """The content type of an image, read from its first bytes (its "magic number"):
+    PNG, JPEG, GIF or WebP; None for anything else."""
+    for signature, content_type in _SIGNATURES:
+        if data.startswith(signature):
+            return content_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
 
 
 def zone(name: str) -> ZoneInfo:
@@ -63,25 +93,53 @@ def length(channel: Channel, text: str) -> int:
     return mastodon_length(text, channel.limits.url_length)
 
 
-def problems(post: Post, channels: Sequence[Channel]) -> list[str]:
+def problems(post: Post, channels: Sequence[Channel], require_alt: bool = False) -> list[str]:
     """What keeps `post` from being published on each channel: which channel, which
-    limit, and by how much."""
+    limit, and by how much (and in which part of a thread, and which image)."""
     found = []
     for channel in channels:
-        text = post.text_for(channel.id)
-        unit = "graphemes" if channel.network == "bluesky" else "characters"
-        used, most = length(channel, text), channel.limits.characters
-        if not text.strip():
-            found.append(f"{channel.account} ({channel.network}): the text is empty")
-        elif used > most:
-            found.append(
-                f"{channel.account} ({channel.network}): {used} {unit}, {used - most} over"
-                f" its limit of {most}"
-            )
+        parts = post.parts_for(channel.id)
+        for number, part in enumerate(parts, 1):
+            where = f"{channel.account} ({channel.network})"
+            if len(parts) > 1:
+                where += f", part {number}"
+            found += [f"{where}: {problem}" for problem in _part_problems(channel, part)]
+            if require_alt:
+                found += [
+                    f"{where}: image {image.id} has no alt text, which this workspace requires"
+                    for image in part.media
+                    if not (image.alt or "").strip()
+                ]
         if channel.network == "bluesky" and (post.spoiler or post.visibility != "public"):
             found.append(
                 f"{channel.account} (bluesky): Bluesky posts are public and have no content"
                 " warning; leave them out for this channel"
+            )
+    return found
+
+
+def _part_problems(channel: Channel, part: Part) -> list[str]:
+    """What one part exceeds of `channel`'s limits: its length, its images' count and
+    each image's size."""
+    limits, found = channel.limits, []
+    unit = "graphemes" if channel.network == "bluesky" else "characters"
+    used = length(channel, part.text)
+    if not part.text.strip() and not part.media:
+        found.append("the text is empty")
+    elif used > limits.characters:
+        found.append(
+            f"{used} {unit}, {used - limits.characters} over its limit of {limits.characters}"
+        )
+    if len(part.media) > limits.media:
+        found.append(
+            f"{len(part.media)} images, {len(part.media) - limits.media} over its limit of"
+            f" {limits.media}"
+        )
+    for image in part.media:
+        if image.size > limits.image_bytes:
+            found.append(
+                f"image {image.id} is {image.size:,} bytes, {image.size - limits.image_bytes:,}"
+                f" over its limit of {limits.image_bytes:,}"
             )
     return found
 
@@ -110,6 +168,8 @@ class Publishing:
     """Networks a channel's service may be on although not public (the tests' loopback)."""
     journal: Journal | None = None
     """Where each job's changes go as events (`PublishChanged`)."""
+    require_alt: bool = False
+    """Whether every image must have alt text (`HUBBUB_PUBLISH_REQUIRE_ALT`)."""
 
     async def _record(self, jobs: Sequence[Job]) -> None:
         if self.journal is not None and jobs:
@@ -144,6 +204,32 @@ class Publishing:
     def channels(self, tenant: str) -> list[Channel]:
         return self.store.channels(tenant)
 
+    async def add_media(self, tenant: str, data: bytes, alt: str | None = None) -> Media:
+        """Keep an image for a post to name: PNG, JPEG, WebP or GIF as its bytes say, at
+        most `MAX_MEDIA_BYTES` (each channel checks its own limit when a post names it)."""
+        content_type = image_type(data)
+        if content_type is None:
+            raise Invalid("not an image this platform publishes: use PNG, JPEG, WebP or GIF")
+        if len(data) > MAX_MEDIA_BYTES:
+            raise Invalid(
+                f"the image is {len(data):,} bytes, {len(data) - MAX_MEDIA_BYTES:,} over the"
+                f" limit of {MAX_MEDIA_BYTES:,}"
+            )
+        media = Media(
+            id=secrets.token_hex(8), tenant=tenant, content_type=content_type,
+            size=len(data), alt=(alt or "").strip() or None, created_us=self.clock.now_us(),
+        )  # fmt: skip
+        return await asyncio.to_thread(self.store.add_media, media, data)
+
+    def media(self, tenant: str, media: str) -> Media:
+        return self.store.media(tenant, media)
+
+    def _attachments(self, tenant: str, media: Sequence[str]) -> tuple[Attachment, ...]:
+        if len(set(media)) < len(media):
+            raise Invalid("an image is named twice: upload it again to show it twice")
+        found = [self.store.media(tenant, one) for one in media]
+        return tuple(Attachment(m.id, m.content_type, m.size, m.alt) for m in found)
+
     def remove_channel(self, tenant: str, channel: str) -> None:
         self.store.remove_channel(tenant, channel, self.clock.now_us())
 
@@ -159,20 +245,33 @@ class Publishing:
         language: str | None = None,
         spoiler: str | None = None,
         visibility: Visibility = "public",
+        media: Sequence[str] = (),
+        thread: Sequence[tuple[str, Sequence[str]]] = (),
     ) -> tuple[Post, list[Job]]:
-        """Check `text` against every channel's limits, then make one job per channel,
-        due now or `at`; `Invalid` naming every problem, and nothing made, otherwise."""
+        """Check the post against every channel's limits, then make one job per channel,
+        due now or `at`; `Invalid` naming every problem, and nothing made, otherwise.
+        `media` names the first part's images (`add_media`); `thread`, the parts after
+        it, each a text and its images."""
         if not channels:
             raise Invalid("name at least one channel to publish to")
-        chosen = await asyncio.to_thread(
-            lambda: [self.store.channel(tenant, channel) for channel in dict.fromkeys(channels)]
-        )
+        if len(thread) + 1 > MAX_PARTS:
+            raise Invalid(f"a thread has at most {MAX_PARTS} parts, not {len(thread) + 1}")
+        named = [*media, *(one for _, images in thread for one in images)]
+
+        def read() -> tuple[list[Channel], dict[str, Attachment]]:
+            found = [self.store.channel(tenant, channel) for channel in dict.fromkeys(channels)]
+            return found, {a.id: a for a in self._attachments(tenant, named)}
+
+        chosen, images = await asyncio.to_thread(read)
         post = Post(
             id=secrets.token_hex(8), tenant=tenant, author=author, text=text,
             variants=dict(variants or {}), language=language, spoiler=spoiler,
-            visibility=visibility,
+            visibility=visibility, media=tuple(images[one] for one in media),
+            thread=tuple(
+                Part(part, tuple(images[one] for one in ones)) for part, ones in thread
+            ),
         )  # fmt: skip
-        if found := problems(post, chosen):
+        if found := problems(post, chosen, self.require_alt):
             raise Invalid("; ".join(found))
         now = self.clock.now_us()
         dues = {channel.id: due_us(at, channel, now) for channel in chosen}

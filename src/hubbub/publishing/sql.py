@@ -22,11 +22,15 @@ from alembic.config import Config
 from sqlalchemy.exc import IntegrityError
 
 from hubbub.publishing.ports import (
+    UNATTACHED_MEDIA_US,
+    Attachment,
     Channel,
     Job,
     Limits,
     LostLease,
+    Media,
     NotFound,
+    Part,
     Post,
     Published,
 )
@@ -61,6 +65,21 @@ posts = sa.Table(
     sa.Column("spoiler", sa.Text),
     sa.Column("visibility", sa.String(16), nullable=False),
     sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.Column("media", sa.JSON),
+    sa.Column("thread", sa.JSON),
+)  # fmt: skip
+media_table = sa.Table(
+    "publishing_media", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.String(32), nullable=False),
+    sa.Column("post", sa.String(32)),
+    sa.Column("content_type", sa.String(32), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("alt", sa.Text),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.Index("publishing_media_tenant", "tenant"),
+    sa.Index("publishing_media_post", "post", "created_us"),
 )  # fmt: skip
 jobs = sa.Table(
     "publishing_jobs", metadata,
@@ -177,7 +196,8 @@ class SqlJobStore:
             if missing:
                 raise NotFound(f"no channel {sorted(missing)[0]!r}")
             created = min(dues.values(), default=0)
-            db.execute(posts.insert().values({**vars(post), "created_us": created}))
+            db.execute(posts.insert().values(_post_row(post, created)))
+            _attach(db, post)
             if made:
                 db.execute(jobs.insert(), [_job_row(job) for job in made])
         return made
@@ -346,13 +366,45 @@ class SqlJobStore:
         return _job(row)
 
     def forget_before(self, before_us: int) -> int:
-        """Drop finished jobs last changed before `before_us`, and posts left with none."""
+        """Drop finished jobs last changed before `before_us`, and posts left with none,
+        and those posts' media."""
         old = jobs.c.state.in_(FINAL_STATES) & (jobs.c.updated_us < before_us)
         with self._engine.begin() as db:
             dropped = db.execute(jobs.delete().where(old)).rowcount
             kept = sa.select(jobs.c.post).where(jobs.c.post == posts.c.id)
             db.execute(posts.delete().where(~sa.exists(kept)))
+            named = sa.select(posts.c.id).where(posts.c.id == media_table.c.post)
+            db.execute(
+                media_table.delete().where(media_table.c.post.is_not(None) & ~sa.exists(named))
+            )
         return int(dropped)
+
+    # Media
+
+    def add_media(self, media: Media, data: bytes) -> Media:
+        unnamed = media_table.c.post.is_(None)
+        stale = unnamed & (media_table.c.created_us < media.created_us - UNATTACHED_MEDIA_US)
+        with self._engine.begin() as db:
+            db.execute(media_table.delete().where(stale))
+            db.execute(media_table.insert().values({**vars(media), "data": data}))
+        return media
+
+    def media(self, tenant: str, media: str) -> Media:
+        described = [c for c in media_table.c if c.name != "data"]
+        with self._engine.connect() as db:
+            row = db.execute(sa.select(*described).where(_media_of(tenant, media))).first()
+        if row is None:
+            raise NotFound(f"no image {media!r}")
+        return Media(**row._mapping)
+
+    def media_data(self, tenant: str, media: str) -> bytes:
+        with self._engine.connect() as db:
+            data = db.execute(
+                sa.select(media_table.c.data).where(_media_of(tenant, media))
+            ).scalar()
+        if data is None:
+            raise NotFound(f"no image {media!r}")
+        return bytes(data)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -379,11 +431,62 @@ def _channel(row: Any) -> Channel:
     )  # fmt: skip
 
 
+def _media_of(tenant: str, media: str) -> Any:
+    return (media_table.c.id == media) & (media_table.c.tenant == tenant)
+
+
+def _attach(db: sa.Connection, post: Post) -> None:
+    """Make the media `post` names its own, in the transaction that keeps it: a medium
+    that is not the tenant's is NotFound, one another post named already a ValueError."""
+    named = post.media_ids()
+    if not named:
+        return
+    free = (
+        media_table.c.id.in_(named)
+        & (media_table.c.tenant == post.tenant)
+        & media_table.c.post.is_(None)
+    )
+    if db.execute(media_table.update().where(free).values(post=post.id)).rowcount == len(named):
+        return
+    owners = dict(
+        db.execute(
+            sa.select(media_table.c.id, media_table.c.post).where(
+                media_table.c.id.in_(named) & (media_table.c.tenant == post.tenant)
+            )
+        ).all()
+    )
+    for media in named:
+        if media not in owners:
+            raise NotFound(f"no image {media!r}")
+        if owners[media] != post.id:
+            raise ValueError(f"image {media} is in another post already: upload it again")
+
+
+def _attachments(found: Any) -> tuple[Attachment, ...]:
+    return tuple(Attachment(**item) for item in _json(found) or ())
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _post_row(post: Post, created_us: int) -> dict[str, Any]:
+    row = {name: getattr(post, name) for name in posts.c.keys() if hasattr(post, name)}
+    row["media"] = [vars(a) for a in post.media]
+    row["thread"] = [
+        {"text": part.text, "media": [vars(a) for a in part.media]} for part in post.thread
+    ]
+    return {**row, "created_us": created_us}
+
+
 def _post(row: Any) -> Post:
+    thread = tuple(
+        Part(part["text"], _attachments(part.get("media"))) for part in _json(row.thread) or ()
+    )
     return Post(
         id=row.id, tenant=row.tenant, author=row.author, text=row.text, version=row.version,
         variants=dict(row.variants or {}), language=row.language, spoiler=row.spoiler,
-        visibility=row.visibility,
+        visibility=row.visibility, media=_attachments(row.media), thread=thread,
     )  # fmt: skip
 
 
