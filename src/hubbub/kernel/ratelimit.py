@@ -67,9 +67,18 @@ class RateLimiter(Protocol):
       long until the key is as fresh as a new one.
     - Keys are independent. Clients of the same store (the same Redis prefix, the same
       `MemoryRateLimiter`) share every key's state.
+    - `hold(key, seconds)` records that the key's holder must wait (a server answered
+      429 with a Retry-After): `held_for(key)` answers the seconds left, 0.0 once it is
+      over, to every client of the store. A hold only ever lengthens: a shorter one
+      while a longer one lasts changes nothing. It is apart from the key's bucket, so
+      `acquire` does not look at it; a caller that honours holds asks `held_for` first.
     """
 
     async def acquire(self, key: str, quota: Quota, cost: int = 1) -> Decision: ...
+
+    async def hold(self, key: str, seconds: float) -> None: ...
+
+    async def held_for(self, key: str) -> float: ...
 
     async def close(self) -> None: ...
 
@@ -129,10 +138,11 @@ class MemoryRateLimiter:
         self.max_keys = max_keys
         self._sweep_at = max_keys
         self._tats: dict[str, int] = {}
+        self._holds: dict[str, int] = {}
 
     async def acquire(self, key: str, quota: Quota, cost: int = 1) -> Decision:
         _check_cost(quota, cost)
-        now_us = math.floor(self._clock.monotonic_s() * MICROS)
+        now_us = self._now_us()
         decision, tat_us = decide(self._tats.get(key), now_us, quota, cost)
         if decision.allowed:
             self._tats[key] = tat_us
@@ -144,12 +154,31 @@ class MemoryRateLimiter:
         self._tats = {key: tat for key, tat in self._tats.items() if tat > now_us}
         self._sweep_at = max(self.max_keys, 2 * len(self._tats))
 
+    async def hold(self, key: str, seconds: float) -> None:
+        now_us = self._now_us()
+        until_us = now_us + math.ceil(seconds * MICROS)
+        if until_us > self._holds.get(key, now_us):
+            self._holds[key] = until_us
+        if len(self._holds) > self.max_keys:  # holds are rare: a plain sweep will do
+            self._holds = {key: until for key, until in self._holds.items() if until > now_us}
+
+    async def held_for(self, key: str) -> float:
+        left_us = self._holds.get(key, 0) - self._now_us()
+        if left_us <= 0:
+            self._holds.pop(key, None)
+            return 0.0
+        return left_us / MICROS
+
+    def _now_us(self) -> int:
+        return math.floor(self._clock.monotonic_s() * MICROS)
+
     def __len__(self) -> int:
         """How many keys are held (busy ones, and full ones not yet swept)."""
         return len(self._tats)
 
     async def close(self) -> None:
         self._tats.clear()
+        self._holds.clear()
 
 
 # `decide` in Lua. Redis (5 and later) replicates a script's writes, not the script, so
@@ -176,10 +205,20 @@ local remaining = math.max(0, math.floor((now + burst * interval - tat) / interv
 return {allowed, remaining, tat - now, retry}
 """
 
+# A hold is a key that expires when the hold ends: PTTL answers the time left. Set in a
+# script so that a shorter hold never cuts a longer one short, whichever replica sets it.
+HOLD_SCRIPT: Final = """
+local ms = tonumber(ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ms then
+  redis.call('SET', KEYS[1], '1', 'PX', ms)
+end
+"""
+
 
 class RedisRateLimiter:
     """Each key's TAT in Redis under `prefix`, expiring (SET ... PX) when its bucket is
-    full again; the check is one EVALSHA of `GCRA_SCRIPT`.
+    full again; the check is one EVALSHA of `GCRA_SCRIPT`. A hold is a key of its own,
+    under `prefix/held:`, that expires when the hold ends (whole milliseconds, rounded up).
 
     A check Redis does not answer within the guard's timeout, or that the guard's open
     circuit holds back, is made by `fallback` (an in-process limiter unless given);
@@ -200,7 +239,9 @@ class RedisRateLimiter:
         self._fallback = fallback or MemoryRateLimiter(clock)
         self._redis = redis_client(url, self.guard.timeout_s)
         self._prefix = prefix + ":"
+        self._held_prefix = prefix + "/held:"
         self._script = self._redis.register_script(GCRA_SCRIPT)
+        self._hold_script = self._redis.register_script(HOLD_SCRIPT)
 
     async def acquire(self, key: str, quota: Quota, cost: int = 1) -> Decision:
         _check_cost(quota, cost)
@@ -221,6 +262,25 @@ class RedisRateLimiter:
             reset_s=reset_us / MICROS,
             retry_after_s=retry_us / MICROS,
         )
+
+    async def hold(self, key: str, seconds: float) -> None:
+        milliseconds = math.ceil(seconds * 1000)
+        if milliseconds <= 0:
+            return
+
+        async def hold_in_redis() -> None:
+            await self._hold_script(keys=[self._held_prefix + key], args=[milliseconds])
+
+        await self.guard.call(hold_in_redis, lambda: self._fallback.hold(key, seconds))
+
+    async def held_for(self, key: str) -> float:
+        return await self.guard.call(
+            lambda: self._held_for(key), lambda: self._fallback.held_for(key)
+        )
+
+    async def _held_for(self, key: str) -> float:
+        left_ms = int(await self._redis.pttl(self._held_prefix + key))
+        return max(0, left_ms) / 1000  # -2: no such key, -1: never (not one of ours)
 
     async def close(self) -> None:
         await self._redis.aclose()
