@@ -6,11 +6,23 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from hubbub.publishing.ports import Channel, Limits, LostLease, NotFound, Post, Published
+from hubbub.publishing.ports import (
+    UNATTACHED_MEDIA_US,
+    Attachment,
+    Channel,
+    Limits,
+    LostLease,
+    Media,
+    NotFound,
+    Part,
+    Post,
+    Published,
+)
 from hubbub.publishing.sql import SqlJobStore
 from hubbub.publishing.tid import PATTERN
 from tests.conftest import postgres_database
@@ -173,3 +185,43 @@ def test_removing_a_channel_cancels_what_it_had_scheduled(store: SqlJobStore) ->
     store.remove_channel("acme", "acme-news", T0)
     assert store.job("acme", job.id).state == "cancelled"
     assert store.claim("a", T0 + S, lease_s=60, limit=10) == []
+
+
+def image(tenant: str, n: int, at_us: int = T0) -> Media:
+    return Media(id=f"{tenant}-image-{n}", tenant=tenant, content_type="image/png", size=3,
+                 alt=f"picture {n}", created_us=at_us)  # fmt: skip
+
+
+def test_media_are_the_tenants_and_go_with_the_post_that_names_them(store: SqlJobStore) -> None:
+    store.add_channel(channel("acme", "news"))
+    store.add_media(image("acme", 1), b"one")
+    store.add_media(image("acme", 2), b"two")
+    with pytest.raises(NotFound):
+        store.media("globex", "acme-image-1")
+    with pytest.raises(NotFound):
+        store.media_data("globex", "acme-image-1")
+    shown = Attachment("acme-image-1", "image/png", 3, "picture 1")
+    thread = (Part("and more", (Attachment("acme-image-2", "image/png", 3),)),)
+    named = Post(id="p", tenant="acme", author="ed", text="look", media=(shown,), thread=thread)
+    with pytest.raises(NotFound):  # another tenant's post cannot take them
+        store.schedule(Post(id="q", tenant="globex", author="x", text="t", media=(shown,)), {})
+    (job,) = store.schedule(named, {"acme-news": T0})
+    assert store.post("acme", "p") == named
+    assert store.media("acme", "acme-image-2").post == "p"
+    assert store.media_data("acme", "acme-image-1") == b"one"
+    with pytest.raises(ValueError, match="in another post already"):
+        store.schedule(replace(named, id="again"), {"acme-news": T0})
+    store.cancel("acme", job.id, T0)
+    store.forget_before(T0 + S)
+    with pytest.raises(NotFound):
+        store.media("acme", "acme-image-1")
+
+
+def test_media_no_post_names_within_a_day_are_dropped(store: SqlJobStore) -> None:
+    store.add_media(image("acme", 1), b"one")
+    store.add_media(image("acme", 2, T0 + UNATTACHED_MEDIA_US), b"two")
+    assert store.media("acme", "acme-image-1").id == "acme-image-1"  # a day, not more
+    store.add_media(image("acme", 3, T0 + UNATTACHED_MEDIA_US + 1), b"three")
+    with pytest.raises(NotFound):
+        store.media("acme", "acme-image-1")
+    assert store.media_data("acme", "acme-image-2") == b"two"

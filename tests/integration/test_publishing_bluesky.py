@@ -18,7 +18,7 @@ from hubbub.bootstrap import build_platform, open_request_signer
 from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import PageSeen
 from hubbub.kernel.sealing import SecretBox
-from hubbub.publishing.bluesky import BlueskyNetwork
+from hubbub.publishing.bluesky import BlueskyNetwork, part_key
 from hubbub.publishing.mentions import MentionsDids
 from hubbub.publishing.ports import Job, Limits, NetworkName
 from hubbub.publishing.service import BLUESKY_LIMITS, Publishing
@@ -28,6 +28,7 @@ from hubbub.sandbox.bluesky import jwt_hs256
 from hubbub.settings import Settings
 from hubbub.web.app import create_app
 from tests.conftest import serving
+from tests.support.images import png
 from tests.support.pds import Account, LocalPds, bearer, local_pds, xrpc_result
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
@@ -52,9 +53,14 @@ class Rig:
         return list(xrpc_result(listed)["records"])
 
     async def record(self, job: Job) -> dict[str, Any]:
+        return await self.part(job, 0)
+
+    async def part(self, job: Job, index: int) -> dict[str, Any]:
+        """A thread's part `index` (0: the post itself), under its own record key."""
+        key = part_key(job.idempotency_key, index)
         found = await self.pds.client.get(
             "/xrpc/com.atproto.repo.getRecord",
-            params={"repo": self.author.did, "collection": POST, "rkey": job.idempotency_key},
+            params={"repo": self.author.did, "collection": POST, "rkey": key},
         )
         return dict(xrpc_result(found))
 
@@ -178,3 +184,70 @@ async def test_an_expired_session_is_refreshed_and_a_revoked_one_signed_in_again
     assert rig.publishing.job("acme", third.id).state == "published"
     texts = sorted(r["value"]["text"] for r in await rig.records())
     assert texts == ["refreshed", "signed in", "signed in again"]
+
+
+async def test_images_go_as_blobs_with_alt_text_and_a_thread_replies_part_by_part(
+    rig: Rig,
+) -> None:
+    chart = png(4, 3, seed=1)
+    first = await rig.publishing.add_media("acme", chart, alt="Revenue by quarter")
+    second = await rig.publishing.add_media("acme", png(seed=2))
+    _, (job,) = await rig.publishing.schedule(
+        "acme", "ed", "Our quarter, in a thread", [rig.channel], media=[first.id],
+        thread=[("The team behind it", [second.id]), ("Thanks for reading", [])],
+    )  # fmt: skip
+    await rig.publisher.once()
+    done = rig.publishing.job("acme", job.id)
+    assert done.state == "published", done.error
+    one, two, three = [await rig.part(job, index) for index in range(3)]
+    assert [p["value"]["text"] for p in (one, two, three)] == [
+        "Our quarter, in a thread", "The team behind it", "Thanks for reading",
+    ]  # fmt: skip
+    assert done.remote_id == one["uri"]
+    (image,) = one["value"]["embed"]["images"]
+    assert one["value"]["embed"]["$type"] == "app.bsky.embed.images"
+    assert (image["alt"], image["image"]["mimeType"]) == ("Revenue by quarter", "image/png")
+    blob = await rig.pds.client.get(
+        "/xrpc/com.atproto.sync.getBlob",
+        params={"did": rig.author.did, "cid": image["image"]["ref"]["$link"]},
+    )
+    assert blob.content == chart
+    assert [i["alt"] for i in two["value"]["embed"]["images"]] == [""]  # none given
+    root = {"uri": one["uri"], "cid": one["cid"]}
+    assert "reply" not in one["value"]
+    assert two["value"]["reply"] == {"root": root, "parent": root}
+    assert three["value"]["reply"] == {
+        "root": root, "parent": {"uri": two["uri"], "cid": two["cid"]},
+    }  # fmt: skip
+
+
+async def test_a_thread_cut_off_mid_way_resumes_at_its_first_missing_part(rig: Rig) -> None:
+    parts = ["1/3 the news", "2/3 the details", "3/3 the thanks"]
+    _, (job,) = await rig.publishing.schedule(
+        "acme", "ed", parts[0], [rig.channel], thread=[(parts[1], []), (parts[2], [])]
+    )
+    # A publisher made the first two parts, then died before it could record anything.
+    store = rig.publishing.store
+    (claimed,) = store.claim("crashed", job.due_us, lease_s=60, limit=1)
+    store.sending(job.id, "crashed", job.due_us)
+    made: list[dict[str, str]] = []
+    for index in range(2):
+        record: dict[str, Any] = {"$type": POST, "text": parts[index],
+                                  "createdAt": "2026-12-06T12:00:00Z"}  # fmt: skip
+        if made:
+            record["reply"] = {"root": made[0], "parent": made[-1]}
+        answer = await rig.pds.client.post(
+            "/xrpc/com.atproto.repo.createRecord",
+            json={"repo": rig.author.did, "collection": POST, "record": record,
+                  "rkey": part_key(claimed.idempotency_key, index)},
+            headers=bearer(rig.author.access_jwt),
+        )  # fmt: skip
+        made.append({key: xrpc_result(answer)[key] for key in ("uri", "cid")})
+    store.unknown(job.id, "crashed", "killed", job.due_us, job.due_us)
+
+    await rig.publisher.once()
+    done = rig.publishing.job("acme", job.id)
+    assert (done.state, done.remote_id) == ("published", made[0]["uri"])
+    assert sorted(r["value"]["text"] for r in await rig.records()) == parts  # each once
+    third = await rig.part(job, 2)
+    assert third["value"]["reply"] == {"root": made[0], "parent": made[1]}

@@ -4,13 +4,18 @@ a status is made."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import ipaddress
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from cryptography.fernet import Fernet
+from mastodon import Mastodon
 
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.clock import FixedClock
@@ -31,6 +36,7 @@ from hubbub.sandbox.mastodon import (
     MastodonState,
     mastodon_server,
 )
+from tests.support.images import png
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 
@@ -171,3 +177,103 @@ async def test_a_wall_clock_time_is_read_in_the_channels_zone_across_dst(rig: Ri
     )
     assert winter.due_us == 1_774_684_800_000_000  # 08:00 UTC, CET
     assert summer.due_us == 1_774_767_600_000_000  # 07:00 UTC, CEST: still 9:00 in Paris
+
+
+def mastodon_py(rig: Rig) -> Mastodon:
+    return Mastodon(
+        access_token=rig.login.access_token, api_base_url=rig.server.url, ratelimit_method="throw"
+    )
+
+
+async def test_images_go_with_their_alt_text_and_a_thread_replies_part_by_part(
+    rig: Rig,
+) -> None:
+    channel = await rig.channel()
+    chart, photo = png(seed=1), png(3, 2, seed=2)
+    first = await rig.publishing.add_media("acme", chart, alt="Revenue by quarter")
+    second = await rig.publishing.add_media("acme", photo)
+    _, (job,) = await rig.publishing.schedule(
+        "acme", "ed", "Our quarter, in a thread", [channel], media=[first.id],
+        thread=[("The team behind it", [second.id]), ("Thanks for reading", [])],
+    )  # fmt: skip
+    await rig.publisher.once()
+    done = rig.job(job)
+    assert done.state == "published", done.error
+
+    api = mastodon_py(rig)
+    statuses = await asyncio.to_thread(api.account_statuses, rig.login.account.id)
+    one, two, three = reversed(statuses)
+    assert [s.content for s in (one, two, three)] == [
+        "<p>Our quarter, in a thread</p>", "<p>The team behind it</p>",
+        "<p>Thanks for reading</p>",
+    ]  # fmt: skip
+    assert (one.in_reply_to_id, two.in_reply_to_id, three.in_reply_to_id) == (
+        None, one.id, two.id,
+    )  # fmt: skip
+    assert done.remote_id == str(one.id)  # the job is where the thread starts
+    assert [m.description for m in one.media_attachments] == ["Revenue by quarter"]
+    assert [m.description for m in two.media_attachments] == [None]
+    assert three.media_attachments == []
+    async with httpx.AsyncClient() as web:
+        shown = await web.get(one.media_attachments[0].url)
+    assert shown.content == chart
+    uploads = rig.state.requests_to("POST", "/api/v2/media")
+    polls = [r for r in rig.state.requests if r.path.startswith("/api/v1/media/")]
+    assert (len(uploads), len(polls)) == (2, 2)  # each answered 202, then polled to 200
+
+
+async def test_a_thread_cut_off_mid_way_resumes_at_its_first_missing_part(rig: Rig) -> None:
+    channel = await rig.channel()
+    parts = ["1/3 the news", "2/3 the details", "3/3 the thanks"]
+    _, (job,) = await rig.publishing.schedule(
+        "acme", "ed", parts[0], [channel], thread=[(parts[1], []), (parts[2], [])]
+    )
+    rig.state.plan_faults(AnswerLate(0.0))  # the first part goes through
+    rig.state.plan_faults(DropAfterCreating())  # the second is made, its answer lost
+    await rig.publisher.once()
+    assert rig.job(job).state == "unknown"
+    assert rig.statuses() == list(reversed(parts[:2]))
+    rig.clock.advance(10)
+    await rig.publisher.once()
+    done = rig.job(job)
+    assert (done.state, done.attempts) == ("published", 2)
+    made = rig.state.statuses_by(rig.login.account)
+    assert [s.text for s in made] == list(reversed(parts))  # each part once
+    first, second, third = reversed(made)
+    assert (second.in_reply_to, third.in_reply_to) == (first, second)
+    assert done.remote_id == first.id
+    assert len(rig.state.requests_to("POST", "/api/v1/statuses")) == 3
+
+
+async def test_images_and_parts_over_the_instances_limits_are_refused_before_scheduling(
+    rig: Rig,
+) -> None:
+    rig.state.config.max_characters = 100
+    rig.state.config.max_media_attachments = 2
+    rig.state.config.image_size_limit = 2_000
+    channel = await rig.channel()
+    small = [(await rig.publishing.add_media("acme", png(seed=n))).id for n in range(3)]
+    big = await rig.publishing.add_media("acme", png(30, 30, noise=True), alt="Noise")
+    where = "newsroom@127.0.0.1 (mastodon)"
+
+    async def refusal(publishing: Publishing = rig.publishing, **post: Any) -> str:
+        with pytest.raises(Invalid) as refused:
+            await publishing.schedule("acme", "ed", "Photos", [channel], **post)
+        return str(refused.value)
+
+    assert await refusal(media=small) == f"{where}: 3 images, 1 over its limit of 2"
+    assert await refusal(media=[big.id]) == (
+        f"{where}: image {big.id} is {big.size:,} bytes, {big.size - 2_000:,} over its limit"
+        " of 2,000"
+    )
+    assert await refusal(thread=[("x" * 101, [])]) == (
+        f"{where}, part 2: 101 characters, 1 over its limit of 100"
+    )
+    strict = dataclasses.replace(rig.publishing, require_alt=True)
+    assert await refusal(strict, thread=[("More", [small[0]])]) == (
+        f"{where}, part 2: image {small[0]} has no alt text, which this workspace requires"
+    )
+    assert rig.publishing.jobs("acme") == []
+    assert rig.publishing.media("acme", small[0]).post is None  # still free to use
+    _, (job,) = await strict.schedule("acme", "ed", "Noise", [channel], thread=[("ok", [])])
+    assert job.state == "scheduled"

@@ -95,6 +95,7 @@ class MastodonNetwork:
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         request = self._client.build_request(method, url, **kwargs)
+        request.read()  # a form with a file streams; the guarded send re-sends it whole
         return await _send(request, self._client, self._allowed)
 
     def _headers(self, channel: Channel) -> dict[str, str]:
