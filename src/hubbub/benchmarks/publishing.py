@@ -235,6 +235,7 @@ async def _measure(
             channel = made.id
             texts = await asyncio.to_thread(_schedule, url, channel, jobs_count, "due over")
             children = await asyncio.to_thread(_publishers, data, replicas, env)
+            cpu_at_start = _cpu_s(children)
 
             # Lateness: due evenly over the window, from a moment just ahead.
             start_us = time.time_ns() // 1000 + int(LEAD_S * 1e6)
@@ -256,6 +257,10 @@ async def _measure(
             await asyncio.to_thread(_release, url, channel, burst_start, 0, burst)
             done = await asyncio.to_thread(_until_final, url, channel, 600)
             result["mastodon_posts_per_s"] = _rate(done, burst_start)
+            published_count = sum(1 for st, _, _ in done if st == "published")
+            result["publisher_cpu_ms_per_post"] = round(
+                (_cpu_s(children) - cpu_at_start) * 1000 / max(1, published_count), 3
+            )
             published = Counter(s.text for s in sandbox.statuses_by(login.account))
             result["states"] = dict(Counter(st for st, _, _ in done))
         duplicates = sum(n - 1 for n in published.values() if n > 1)
@@ -272,6 +277,16 @@ async def _measure(
             except subprocess.TimeoutExpired:
                 child.kill()
         await parts.close()
+
+
+def _cpu_s(children: list[subprocess.Popen[bytes]]) -> float:
+    """CPU seconds the publishing processes spent so far (user and system, from /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for child in children:
+        fields = Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
 
 
 def _rate(done: list[tuple[str, int, int]], start_us: int) -> float:

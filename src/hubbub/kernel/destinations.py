@@ -23,6 +23,7 @@ import asyncio
 import ipaddress
 import re
 import socket
+import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -31,6 +32,9 @@ import httpx
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+RESOLVED_FOR_S: Final = 30.0
+RESOLVED_AT_MOST: Final = 4096
+_RESOLVED: dict[tuple[str, int], tuple[float, list[Address]]] = {}
 ALLOWED_HINT: Final = "alerts go to public addresses only (HUBBUB_WEBHOOK_ALLOWED_NETWORKS)"
 _REFUSED: Final[tuple[tuple[str, Callable[[Address], bool]], ...]] = (
     ("an unspecified", lambda a: a.is_unspecified),
@@ -135,6 +139,24 @@ async def resolve(
     """Every address `host` resolves to, checked: `AddressRefused` if any is refused
     (a name with one private address among public ones is refused whole, as a
     resolver could hand out either) or if it resolves to none."""
+    addresses = await _addresses(host, port)
+    for address in addresses:
+        refuse(host, address, allowed, hint)
+    return addresses
+
+
+async def _addresses(host: str, port: int) -> list[Address]:
+    """What `host` resolves to: an address written out as itself, a name as the resolver
+    answered in the last `RESOLVED_FOR_S` (a publisher sends hundreds of requests a
+    second to one instance; each asking the resolver, in a thread, cost more than the
+    request). What is kept is only ever used checked, and sent to as checked."""
+    literal = literal_address(host)
+    if literal is not None:
+        return [literal]
+    now = time.monotonic()
+    kept = _RESOLVED.get((host, port))
+    if kept is not None and kept[0] > now:
+        return kept[1]
     loop = asyncio.get_running_loop()
     try:
         found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -143,8 +165,9 @@ async def resolve(
     addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in found))
     if not addresses:
         raise AddressRefused(f"{host} resolves to no address")
-    for address in addresses:
-        refuse(host, address, allowed, hint)
+    if len(_RESOLVED) >= RESOLVED_AT_MOST:
+        _RESOLVED.clear()
+    _RESOLVED[(host, port)] = (now + RESOLVED_FOR_S, addresses)
     return addresses
 
 

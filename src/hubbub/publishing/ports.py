@@ -34,7 +34,7 @@ most, and another tenant's is `NotFound`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
@@ -195,6 +195,19 @@ class Published:
     url: str
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a job its worker held: the change `JobStore.settle` makes."""
+
+    job: str
+    state: Literal["published", "failed", "scheduled", "unknown"]
+    error: str | None = None
+    due_us: int | None = None
+    """When it is claimable again (scheduled, unknown)."""
+    found: Published | None = None
+    """Where the network keeps it (published)."""
+
+
 class Transient(Exception):
     """Worth trying again later (a 5xx, a 429); `retry_after_s` when the network said."""
 
@@ -264,6 +277,23 @@ class JobStore(Protocol):
 
     def sending(self, job: str, worker: str, now_us: int) -> Job:
         """The worker is about to send: from here an interruption is an unknown outcome."""
+        ...
+
+    def begin_sending(self, worker: str, jobs: Sequence[str], now_us: int) -> list[Job]:
+        """`sending` for many jobs in one transaction: answers those still the worker's."""
+        ...
+
+    def settle(self, worker: str, outcomes: Sequence[Outcome], now_us: int) -> list[Job]:
+        """Record many jobs' outcomes in one transaction (as `published`, `failed`,
+        `retry_later` and `unknown` each do): answers the jobs changed, leaving out those
+        no longer the worker's."""
+        ...
+
+    def context(
+        self, jobs: Sequence[Job]
+    ) -> tuple[dict[str, Channel], dict[tuple[str, int], Post]]:
+        """The channels (by id) and post versions (by (post, version)) `jobs` need, read
+        at once; one that is gone is left out."""
         ...
 
     def published(self, job: str, worker: str, found: Published, now_us: int) -> Job: ...

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,6 +30,7 @@ from hubbub.publishing.ports import (
     LostLease,
     Media,
     NotFound,
+    Outcome,
     Part,
     Post,
     Published,
@@ -39,6 +40,8 @@ from hubbub.publishing.tid import tid
 MIGRATIONS: Final = Path(__file__).parent / "migrations"
 VERSION_TABLE: Final = "publishing_alembic_version"
 FINAL_STATES: Final = ("published", "failed", "missed", "cancelled")
+HELD_STATES: Final = ("claimed", "sending")
+"""States in which a job is a worker's, while its lease lasts."""
 metadata = sa.MetaData()
 channels = sa.Table(
     "publishing_channels", metadata,
@@ -286,44 +289,92 @@ class SqlJobStore:
         with self._engine.begin() as db:
             return [_job(row) for row in db.execute(claimed).all()]
 
-    def _move(self, job: str, holder: str, now_us: int, **values: Any) -> Job:
-        """Change a job `holder` holds; `LostLease` when it holds it no more."""
-        held = (jobs.c.id == job) & (jobs.c.worker == holder)
-        held &= jobs.c.state.in_(("claimed", "sending"))
-        with self._engine.begin() as db:
-            row = db.execute(
-                jobs.update().where(held).values(updated_us=now_us, **values).returning(*jobs.c)
-            ).first()
-        if row is None:
-            raise LostLease(f"job {job} is no longer {holder}'s")
-        return _job(row)
+    def _held(self, job: str, holder: str) -> Any:
+        return (jobs.c.id == job) & (jobs.c.worker == holder) & jobs.c.state.in_(HELD_STATES)
 
     def sending(self, job: str, worker: str, now_us: int) -> Job:
-        return self._move(job, worker, now_us, state="sending", sent_us=now_us)
+        held = self.begin_sending(worker, [job], now_us)
+        if not held:
+            raise LostLease(f"job {job} is no longer {worker}'s")
+        return held[0]
+
+    def begin_sending(self, worker: str, jobs_: Sequence[str], now_us: int) -> list[Job]:
+        if not jobs_:
+            return []
+        held = jobs.c.id.in_(list(jobs_)) & (jobs.c.worker == worker)
+        held &= jobs.c.state.in_(HELD_STATES)
+        with self._engine.begin() as db:
+            rows = db.execute(
+                jobs.update()
+                .where(held)
+                .values(state="sending", sent_us=now_us, updated_us=now_us)
+                .returning(*jobs.c)
+            ).all()
+        return [_job(row) for row in rows]
+
+    def settle(self, worker: str, outcomes: Sequence[Outcome], now_us: int) -> list[Job]:
+        if not outcomes:
+            return []
+        # Three statements and one write per kind of outcome, whatever their number: the
+        # jobs still the worker's are found and locked by a write (so no one claims them
+        # between), each kind's columns are written at once (executemany), and the rows
+        # are read back.
+        ids = [outcome.job for outcome in outcomes]
+        held = jobs.c.id.in_(ids) & (jobs.c.worker == worker) & jobs.c.state.in_(HELD_STATES)
+        with self._engine.begin() as db:
+            mine = set(
+                db.execute(
+                    jobs.update().where(held).values(updated_us=now_us).returning(jobs.c.id)
+                ).scalars()
+            )
+            kinds: dict[str, list[dict[str, Any]]] = {}
+            for outcome in outcomes:
+                if outcome.job in mine:
+                    kinds.setdefault(outcome.state, []).append(_outcome_params(outcome))
+            for state, params in kinds.items():
+                db.execute(_SETTLE[state], params)
+            rows = db.execute(sa.select(jobs).where(jobs.c.id.in_(sorted(mine)))).all()
+        return [_job(row) for row in rows]
+
+    def _settle_one(self, worker: str, outcome: Outcome, now_us: int) -> Job:
+        changed = self.settle(worker, [outcome], now_us)
+        if not changed:
+            raise LostLease(f"job {outcome.job} is no longer {worker}'s")
+        return changed[0]
 
     def published(self, job: str, worker: str, found: Published, now_us: int) -> Job:
-        return self._move(
-            job, worker, now_us, state="published", remote_id=found.remote_id,
-            remote_url=found.url, error=None, lease_until_us=None, check_first=False,
-        )  # fmt: skip
+        return self._settle_one(worker, Outcome(job, "published", found=found), now_us)
 
     def failed(self, job: str, worker: str, error: str, now_us: int) -> Job:
-        return self._move(job, worker, now_us, state="failed", error=error, lease_until_us=None)
+        return self._settle_one(worker, Outcome(job, "failed", error=error), now_us)
 
     def retry_later(self, job: str, worker: str, error: str, due_us: int, now_us: int) -> Job:
-        # A refusal after the request went out (a 5xx) may follow a post that was made
-        # (a PDS answers a record key it holds with a 500): look before sending again.
-        sent = sa.case((jobs.c.state == "sending", sa.true()), else_=jobs.c.check_first)
-        return self._move(
-            job, worker, now_us, state="scheduled", error=error, due_us=due_us,
-            worker=None, lease_until_us=None, check_first=sent,
-        )  # fmt: skip
+        return self._settle_one(worker, Outcome(job, "scheduled", error, due_us), now_us)
 
     def unknown(self, job: str, worker: str, error: str, due_us: int, now_us: int) -> Job:
-        return self._move(
-            job, worker, now_us, state="unknown", error=error, due_us=due_us, worker=None,
-            lease_until_us=None, check_first=True,
-        )  # fmt: skip
+        return self._settle_one(worker, Outcome(job, "unknown", error, due_us), now_us)
+
+    def context(
+        self, jobs_: Sequence[Job]
+    ) -> tuple[dict[str, Channel], dict[tuple[str, int], Post]]:
+        channel_ids = sorted({job.channel for job in jobs_})
+        post_ids = sorted({job.post for job in jobs_})
+        wanted: dict[tuple[str, int], Post] = {}
+        with self._engine.connect() as db:
+            channel_rows = db.execute(sa.select(channels).where(channels.c.id.in_(channel_ids)))
+            found = {row.id: _channel(row) for row in channel_rows}
+            post_rows = db.execute(sa.select(posts).where(posts.c.id.in_(post_ids))).all()
+        versions = {(row.id, row.version): _post(row) for row in post_rows}
+        # Each is read as its job's tenant's: another tenant's channel or post is gone.
+        mine = {}
+        for job in jobs_:
+            channel = found.get(job.channel)
+            post = versions.get((job.post, job.version))
+            if channel is not None and channel.tenant == job.tenant:
+                mine[job.channel] = channel
+            if post is not None and post.tenant == job.tenant:
+                wanted[(job.post, job.version)] = post
+        return mine, wanted
 
     def miss(self, now_us: int, late_us: int) -> list[Job]:
         overdue = (jobs.c.state == "scheduled") & (jobs.c.due_us < now_us - late_us)
@@ -488,6 +539,41 @@ def _post(row: Any) -> Post:
         variants=dict(row.variants or {}), language=row.language, spoiler=row.spoiler,
         visibility=row.visibility, media=_attachments(row.media), thread=thread,
     )  # fmt: skip
+
+
+def _settling(**values: Any) -> Any:
+    return jobs.update().where(jobs.c.id == sa.bindparam("job_id")).values(**values)
+
+
+# A refusal after the request went out (a 5xx) may follow a post that was made (a PDS
+# answers a record key it holds with a 500): a job sent and scheduled again is looked
+# for before it is sent again. Whatever the outcome, the worker lets go of the job.
+_SETTLE: Final = {
+    "published": _settling(
+        state="published", remote_id=sa.bindparam("remote_id"), remote_url=sa.bindparam("url"),
+        error=None, lease_until_us=None, check_first=False,
+    ),
+    "failed": _settling(state="failed", error=sa.bindparam("error"), lease_until_us=None),
+    "scheduled": _settling(
+        state="scheduled", error=sa.bindparam("error"), due_us=sa.bindparam("due_us"),
+        worker=None, lease_until_us=None,
+        check_first=sa.case((jobs.c.state == "sending", sa.true()), else_=jobs.c.check_first),
+    ),
+    "unknown": _settling(
+        state="unknown", error=sa.bindparam("error"), due_us=sa.bindparam("due_us"),
+        worker=None, lease_until_us=None, check_first=True,
+    ),
+}  # fmt: skip
+
+
+def _outcome_params(outcome: Outcome) -> dict[str, Any]:
+    if outcome.state == "published":
+        assert outcome.found is not None
+        return {"job_id": outcome.job, "remote_id": outcome.found.remote_id,
+                "url": outcome.found.url}  # fmt: skip
+    if outcome.state == "failed":
+        return {"job_id": outcome.job, "error": outcome.error}
+    return {"job_id": outcome.job, "error": outcome.error, "due_us": outcome.due_us}
 
 
 def _job_row(job: Job) -> dict[str, Any]:

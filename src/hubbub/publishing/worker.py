@@ -35,17 +35,21 @@ from hubbub.kernel.background import Background
 from hubbub.kernel.clock import Clock
 from hubbub.publishing.journal import Journal
 from hubbub.publishing.ports import (
+    Channel,
     Job,
     JobStore,
     LostLease,
     Network,
-    NotFound,
+    Outcome,
     OutcomeUnknown,
     Permanent,
+    Post,
     Transient,
 )
 
 SECOND_US: Final = 1_000_000
+SETTLE_AT_MOST: Final = 500
+"""Outcomes recorded in one transaction, at most."""
 log = structlog.get_logger("hubbub.publishing")
 
 
@@ -78,41 +82,51 @@ class Publisher:
         self.clock = clock
         self.policy = policy or PublishPolicy()
         self.name = name or f"publisher-{secrets.token_hex(4)}"
-        self._slots = asyncio.Semaphore(self.policy.concurrency)
+        self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
+        self._network_of: dict[str, str] = {}
+        """Each channel's network, by id, for the events (a channel's never changes)."""
 
     async def once(self) -> int:
-        """Claim what is due now and publish it; answers how many jobs were claimed."""
+        """Claim what is due now, publish it and record every outcome; answers how many
+        jobs were claimed."""
         policy = self.policy
         claimed = await asyncio.to_thread(
             self.store.claim, self.name, self.clock.now_us(), policy.lease_s, policy.batch
         )
-        await asyncio.gather(*(self._publish(job) for job in claimed))
+        await asyncio.gather(*await self._start(claimed))
+        await self._settle(self._drain())
         return len(claimed)
 
     async def run(self) -> None:
         """Claim as many due jobs as there are free slots, every `poll_s`, and publish
         each as soon as it is claimed: a job falling due waits for a poll and a free
-        slot, never for a whole batch before it to finish."""
+        slot, never for a whole batch before it to finish. Outcomes are recorded by a
+        task of their own, as many at once as have come in meanwhile."""
         policy = self.policy
         inflight: set[asyncio.Task[None]] = set()
+        settling = asyncio.create_task(self._settle_forever())
         try:
             while True:
                 room = min(policy.batch, policy.concurrency - len(inflight))
-                claimed: list[Job] = []
-                if room > 0:
-                    claimed = await asyncio.to_thread(
-                        self.store.claim, self.name, self.clock.now_us(), policy.lease_s, room
-                    )
-                for job in claimed:
-                    task = asyncio.create_task(self._publish(job))
+                if inflight and room < max(1, policy.concurrency // 4):
+                    # A claim costs a transaction whatever it takes: wait for a quarter
+                    # of the slots to be free rather than claim a job or two at a time.
+                    await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                claimed = await asyncio.to_thread(
+                    self.store.claim, self.name, self.clock.now_us(), policy.lease_s, room
+                )
+                for task in await self._start(claimed):
                     inflight.add(task)
                     task.add_done_callback(inflight.discard)
                 if not claimed or len(claimed) < room:
                     await asyncio.sleep(policy.poll_s)
+                if settling.done():
+                    settling.result()  # its failure is this loop's, restarted with it
         finally:
-            for task in inflight:
+            for task in (*inflight, settling):
                 task.cancel()
-            await asyncio.gather(*inflight, return_exceptions=True)
+            await asyncio.gather(*inflight, settling, return_exceptions=True)
 
     async def sweep(self) -> None:
         """Every `sweep_every_s`: mark missed what is too late, forget what is old."""
@@ -123,59 +137,124 @@ class Publisher:
             )
             for job in missed:
                 log.warning("a post was missed", job=job.id, tenant=job.tenant, due_us=job.due_us)
-                await self._record(job)
+            await self._record(missed)
             keep_us = int(self.policy.keep_finished_s * SECOND_US)
             await asyncio.to_thread(self.store.forget_before, now - keep_us)
             await asyncio.sleep(self.policy.sweep_every_s)
 
-    async def _publish(self, job: Job) -> None:
-        async with self._slots:
-            try:
-                await self._attempt(job)
-            except LostLease:
+    async def _start(self, claimed: list[Job]) -> list[asyncio.Task[None]]:
+        """Read what the claimed jobs need, mark those that need no looking first as
+        being sent (one transaction for all), and start sending each; answers the tasks.
+        A job whose channel or post is gone fails at once."""
+        if not claimed:
+            return []
+        store, me = self.store, self.name
+        channels, posts = await asyncio.to_thread(store.context, claimed)
+        self._network_of.update((c.id, c.network) for c in channels.values())
+        ready, gone = [], []
+        for job in claimed:
+            channel, post = channels.get(job.channel), posts.get((job.post, job.version))
+            if channel is None or post is None:
+                what = f"channel {job.channel!r}" if channel is None else f"post {job.post!r}"
+                gone.append(Outcome(job.id, "failed", f"no {what}: it was removed"))
+            else:
+                ready.append((job, channel, post))
+        for outcome in gone:
+            self._outcomes.put_nowait(outcome)
+        plain = [job.id for job, _, _ in ready if not job.check_first]
+        held = {
+            j.id: j
+            for j in await asyncio.to_thread(store.begin_sending, me, plain, self.clock.now_us())
+        }
+        tasks = []
+        for job, channel, post in ready:
+            if job.check_first or job.id in held:
+                sent = not job.check_first
+                tasks.append(
+                    asyncio.create_task(self._attempt(held.get(job.id, job), channel, post, sent))
+                )
+            else:
                 log.info("a job was claimed by another publisher meanwhile", job=job.id)
+        return tasks
 
-    async def _attempt(self, job: Job) -> None:
-        store, now, me = self.store, self.clock.now_us, self.name
-        try:
-            channel = await asyncio.to_thread(store.channel, job.tenant, job.channel)
-            post = await asyncio.to_thread(store.post_version, job.tenant, job.post, job.version)
-        except NotFound as error:
-            await self._record(await asyncio.to_thread(store.failed, job.id, me, str(error), now()))
-            return
+    async def _attempt(self, job: Job, channel: Channel, post: Post, sending: bool) -> None:
+        """Publish one job (looking for it first if it may be there) and queue what became
+        of it."""
         network = self.networks[channel.network]
         try:
-            if job.check_first and (there := await network.find(channel, post, job)):
-                done = await asyncio.to_thread(store.published, job.id, me, there, now())
-                await self._record(done, channel.network)
-                return
-            await asyncio.to_thread(store.sending, job.id, me, now())
+            if not sending:
+                if there := await network.find(channel, post, job):
+                    self._outcomes.put_nowait(Outcome(job.id, "published", found=there))
+                    return
+                await asyncio.to_thread(self.store.sending, job.id, self.name, self.clock.now_us())
             sent = await network.publish(channel, post, job)
+        except LostLease:
+            log.info("a job was claimed by another publisher meanwhile", job=job.id)
+            return
         except Permanent as error:
             log.warning("a post failed", job=job.id, error=str(error))
-            changed = await asyncio.to_thread(store.failed, job.id, me, str(error), now())
+            outcome = Outcome(job.id, "failed", str(error))
         except Transient as error:
             if job.attempts >= self.policy.max_attempts:
                 why = f"{error} (gave up after {job.attempts} attempts)"
-                changed = await asyncio.to_thread(store.failed, job.id, me, why, now())
+                outcome = Outcome(job.id, "failed", why)
             else:
-                due = now() + int((error.retry_after_s or self._backoff_s(job)) * SECOND_US)
-                changed = await asyncio.to_thread(
-                    store.retry_later, job.id, me, str(error), due, now()
-                )
+                wait_s = error.retry_after_s or self._backoff_s(job)
+                outcome = Outcome(job.id, "scheduled", str(error), self._after(wait_s))
         except OutcomeUnknown as error:
-            due = now() + int(self._backoff_s(job) * SECOND_US)
-            changed = await asyncio.to_thread(store.unknown, job.id, me, str(error), due, now())
+            outcome = Outcome(job.id, "unknown", str(error), self._after(self._backoff_s(job)))
         else:
-            changed = await asyncio.to_thread(store.published, job.id, me, sent, now())
-        await self._record(changed, channel.network)
+            outcome = Outcome(job.id, "published", found=sent)
+        self._outcomes.put_nowait(outcome)
 
-    async def _record(self, job: Job, network: str = "") -> None:
-        """The change on the log; a log that does not take it is noted, the job stays."""
+    def _drain(self) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        while not self._outcomes.empty() and len(outcomes) < SETTLE_AT_MOST:
+            outcomes.append(self._outcomes.get_nowait())
+        return outcomes
+
+    async def _settle_forever(self) -> None:
+        while True:
+            first = await self._outcomes.get()
+            await self._settle([first, *self._drain()])
+
+    async def _settle(self, outcomes: list[Outcome]) -> None:
+        """Record `outcomes` in one transaction, then on the log. A store that does not
+        answer is asked again until the jobs' leases would end: after that another
+        publisher claims them, and looks on the network before sending anything."""
+        if not outcomes:
+            return
+        deadline = self.clock.now_us() + int(self.policy.lease_s * SECOND_US)
+        while True:
+            try:
+                changed = await asyncio.to_thread(
+                    self.store.settle, self.name, outcomes, self.clock.now_us()
+                )
+                break
+            except Exception:
+                if self.clock.now_us() >= deadline:
+                    log.exception("outcomes could not be recorded; their jobs will be looked for")
+                    return
+                log.warning("the job store did not take outcomes; trying again", exc_info=True)
+                await asyncio.sleep(1.0)
+        if len(changed) < len(outcomes):
+            log.info("jobs were claimed by another publisher meanwhile",
+                     lost=len(outcomes) - len(changed))  # fmt: skip
+        await self._record(changed)
+
+    async def _record(self, jobs: list[Job]) -> None:
+        """The changes on the log; a log that does not take them is noted, the jobs stay."""
+        if not jobs:
+            return
         try:
-            await self.journal.record([job], network)
+            await self.journal.record(
+                jobs, {j.channel: self._network_of.get(j.channel, "") for j in jobs}
+            )
         except Exception:
-            log.exception("a publish job's change did not reach the log", job=job.id)
+            log.exception("publish jobs' changes did not reach the log", jobs=len(jobs))
+
+    def _after(self, wait_s: float) -> int:
+        return self.clock.now_us() + int(wait_s * SECOND_US)
 
     def _backoff_s(self, job: Job) -> float:
         return float(self.policy.backoff_s * 2 ** min(job.attempts - 1, 8))
