@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+from typing import Any
 
 import httpx
 import pytest
 
-from hubbub.kernel.destinations import AddressRefused, pinned, refusal, resolve
+from hubbub.kernel.destinations import (
+    AddressRefused,
+    checked_client,
+    pinned,
+    refusal,
+    resolve,
+    send_checked,
+)
 
 
 @pytest.mark.parametrize(
@@ -59,3 +68,55 @@ async def test_a_pinned_request_goes_to_the_address_checked_as_the_host_it_names
     assert sent.headers["Host"] == "hooks.example:8443"
     assert sent.extensions["sni_hostname"] == "hooks.example"
     assert sent.content == b"{}"
+
+
+async def _server(handle: Any) -> tuple[asyncio.Server, int]:
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_the_checked_client_sends_as_the_host_named_and_says_whether_it_sent() -> None:
+    """What a publisher decides on: a refused connection sent nothing (safe to send
+    again), a connection dropped after the request went out may have been acted on."""
+    loopback = [ipaddress.ip_network("127.0.0.0/8")]
+
+    async def answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        host = next(line for line in head.split("\r\n") if line.lower().startswith("host:"))
+        body = host.encode()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    async def hangs_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    good, good_port = await _server(answers)
+    bad, bad_port = await _server(hangs_up)
+    closed, closed_port = await _server(hangs_up)
+    closed.close()
+    await closed.wait_closed()
+    client = checked_client(timeout_s=5)
+    try:
+        async with good, bad:
+            answer = await send_checked(
+                client, client.build_request("GET", f"http://localhost:{good_port}/"), loopback
+            )
+            assert answer.text == f"host: localhost:{good_port}"
+            with pytest.raises(httpx.ReadError):
+                await send_checked(
+                    client, client.build_request("POST", f"http://127.0.0.1:{bad_port}/"), loopback
+                )
+            with pytest.raises(httpx.ConnectError):
+                await send_checked(
+                    client,
+                    client.build_request("POST", f"http://127.0.0.1:{closed_port}/"),
+                    loopback,
+                )
+            with pytest.raises(AddressRefused):
+                await send_checked(
+                    client, client.build_request("GET", f"http://127.0.0.1:{good_port}/")
+                )
+    finally:
+        await client.aclose()

@@ -27,7 +27,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
+import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -201,3 +203,42 @@ async def send_checked(
     port = request.url.port or (443 if request.url.scheme == "https" else 80)
     addresses = await resolve(request.url.host, port, allowed, hint)
     return await client.send(pinned(client, request, addresses[0]), follow_redirects=False)
+
+
+def checked_client(timeout_s: float, connections: int = 256) -> httpx.AsyncClient:
+    """An httpx client for `send_checked`, whose connections are aiohttp's.
+
+    httpx's own pool looks at every pooled connection for every request (an idle one
+    with a select call): at 64 requests at once to one server it cost 1.1 to 1.8 ms of
+    CPU a request, aiohttp's pool 0.18 ms. Redirects are never followed, and nothing is
+    read from the environment (proxies): a request goes where it was checked to go."""
+    transport = _Transport(limits=httpx.Limits(max_connections=connections), trust_env=False)
+    return httpx.AsyncClient(
+        transport=transport, timeout=timeout_s, follow_redirects=False, trust_env=False
+    )
+
+
+class _Transport(AiohttpTransport):
+    """aiohttp's transport, its errors sorted as httpx sorts them where it matters to a
+    caller: whether the request may have reached the server. A refused or timed-out
+    connection sent nothing (`ConnectError`, `ConnectTimeout`); anything after it may
+    have (`ReadTimeout`, `ReadError`), so the outcome is unknown."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await super().handle_async_request(request)
+        except httpx.TransportError as error:
+            raise _sorted(error.__cause__ or error) from error
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise _sorted(error) from error
+
+
+def _sorted(error: BaseException) -> httpx.TransportError:
+    said = str(error) or type(error).__name__
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(said)
+    if isinstance(error, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(said)
+    if isinstance(error, aiohttp.ServerTimeoutError | TimeoutError):
+        return httpx.ReadTimeout(said)
+    return httpx.ReadError(said)

@@ -37,7 +37,7 @@ from typing import Any, Final
 
 import httpx
 
-from hubbub.kernel.destinations import AddressRefused, send_checked
+from hubbub.kernel.destinations import AddressRefused, checked_client, send_checked
 from hubbub.kernel.destinations import Network as IpNetwork
 from hubbub.kernel.sealing import SecretBox
 from hubbub.publishing.ports import (
@@ -112,7 +112,7 @@ class BlueskyNetwork:
         self._did_of = did_of
         self._media_data = media_data
         self._allowed = tuple(allowed)
-        self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+        self._client = checked_client(timeout_s)
         self._sessions: dict[str, _Session] = {}
         self._signing_in: dict[str, asyncio.Lock] = {}
 

@@ -36,7 +36,7 @@ from typing import Any, Final
 import httpx
 
 from hubbub.kernel.clock import Clock
-from hubbub.kernel.destinations import AddressRefused, send_checked
+from hubbub.kernel.destinations import AddressRefused, checked_client, send_checked
 from hubbub.kernel.destinations import Network as IpNetwork
 from hubbub.kernel.sealing import SecretBox
 from hubbub.publishing.ports import (
@@ -91,7 +91,7 @@ class MastodonNetwork:
         self._clock = clock
         self._media_data = media_data
         self._allowed = tuple(allowed)
-        self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+        self._client = checked_client(timeout_s)
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         request = self._client.build_request(method, url, **kwargs)
