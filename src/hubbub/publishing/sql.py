@@ -247,47 +247,21 @@ class SqlJobStore:
         lapsed = jobs.c.lease_until_us < now_us
         # One indexed walk per kind of claimable job, each in due order, rather than one
         # query over all of them that sorts every due job: a publisher behind by 25,000
-        # jobs spent its time sorting them at every claim.
-        for state, order, ready in (
-            ("scheduled", jobs.c.due_us, jobs.c.due_us <= now_us),
-            ("unknown", jobs.c.due_us, jobs.c.due_us <= now_us),
-            ("claimed", jobs.c.lease_until_us, lapsed),
-            ("sending", jobs.c.lease_until_us, lapsed),
-        ):
-            if len(claimed) >= limit:
-                break
-            claimed += self._claim((jobs.c.state == state) & ready, order, worker, now_us,
-                                   lease_s, limit - len(claimed))  # fmt: skip
-        return sorted(claimed, key=lambda job: job.due_us)
-
-    def _claim(
-        self, claimable: Any, order: Any, worker: str, now_us: int, lease_s: float, limit: int
-    ) -> list[Job]:
-        chosen = (
-            sa.select(jobs.c.id)
-            .where(claimable)
-            .order_by(order)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        # A job claimed before (its holder stopped), being sent, or whose outcome is
-        # unknown may be on the network: whoever claims it asks the network first.
-        maybe_sent = jobs.c.state.in_(("claimed", "sending", "unknown"))
-        claimed = (
-            jobs.update()
-            .where(jobs.c.id.in_(chosen.scalar_subquery()) & claimable)
-            .values(
-                state="claimed",
-                worker=worker,
-                lease_until_us=now_us + int(lease_s * 1e6),
-                attempts=jobs.c.attempts + 1,
-                updated_us=now_us,
-                check_first=sa.case((maybe_sent, sa.true()), else_=jobs.c.check_first),
-            )
-            .returning(*jobs.c)
-        )
+        # jobs spent its time sorting them at every claim. All in one transaction: on
+        # SQLite each would take the database's one write lock again.
         with self._engine.begin() as db:
-            return [_job(row) for row in db.execute(claimed).all()]
+            for state, order, ready in (
+                ("scheduled", jobs.c.due_us, jobs.c.due_us <= now_us),
+                ("unknown", jobs.c.due_us, jobs.c.due_us <= now_us),
+                ("claimed", jobs.c.lease_until_us, lapsed),
+                ("sending", jobs.c.lease_until_us, lapsed),
+            ):
+                if len(claimed) >= limit:
+                    break
+                statement = _claiming((jobs.c.state == state) & ready, order, worker, now_us,
+                                      lease_s, limit - len(claimed))  # fmt: skip
+                claimed += [_job(row) for row in db.execute(statement).all()]
+        return sorted(claimed, key=lambda job: job.due_us)
 
     def _held(self, job: str, holder: str) -> Any:
         return (jobs.c.id == job) & (jobs.c.worker == holder) & jobs.c.state.in_(HELD_STATES)
@@ -459,6 +433,39 @@ class SqlJobStore:
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+def _claiming(
+    claimable: Any, order: Any, worker: str, now_us: int, lease_s: float, limit: int
+) -> Any:
+    """Up to `limit` `claimable` jobs, first by `order`, made `worker`'s (returning them)."""
+    chosen = (
+        sa.select(jobs.c.id)
+        .where(claimable)
+        .order_by(order)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    # A job claimed before (its holder stopped), being sent, or whose outcome is
+    # unknown may be on the network: whoever claims it asks the network first.
+    maybe_sent = jobs.c.state.in_(("claimed", "sending", "unknown"))
+    # The chosen rows only, by their key: they are claimable, and stay so until the
+    # update (PostgreSQL holds them locked from the choice; SQLite runs one writer).
+    # Asking `claimable` again here made SQLite walk every due job by that index and
+    # test each against the choice: 12 ms a claim behind 60,000 due jobs.
+    return (
+        jobs.update()
+        .where(jobs.c.id.in_(chosen.scalar_subquery()))
+        .values(
+            state="claimed",
+            worker=worker,
+            lease_until_us=now_us + int(lease_s * 1e6),
+            attempts=jobs.c.attempts + 1,
+            updated_us=now_us,
+            check_first=sa.case((maybe_sent, sa.true()), else_=jobs.c.check_first),
+        )
+        .returning(*jobs.c)
+    )
 
 
 def _sqlite_pragmas(connection: Any, _: Any) -> None:
