@@ -249,6 +249,25 @@ class Settings(BaseSettings):
     publish_require_alt: bool = Field(
         False, description="Refuse a post with an image that has no alt text (accessibility)."
     )
+    publish_drafts_per_author: int = Field(
+        100, ge=1, description="The most drafts one person (or key) keeps; past it, a 409."
+    )
+    publish_draft_bytes: int = Field(
+        256 * 1024, ge=1024, description="The largest draft kept, as JSON; past it, a 422."
+    )
+    publish_series_horizon_days: float = Field(
+        7.0,
+        gt=0,
+        description="How far ahead a recurring post's jobs are made (and the first"
+        " occurrence past it); the sweeper makes later ones as time passes.",
+    )
+    publish_budget_burst_share: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="The part of a network's per-account limit that may go"
+        " at once (a queue due at 9:00); the rest follows at the sustained rate.",
+    )
     breaker_failures: int = Field(
         5, ge=1, description="Failures in a row that open an upstream's circuit."
     )
@@ -300,6 +319,9 @@ class Settings(BaseSettings):
     max_push_bytes: int = Field(64 * MIB, ge=1024, description="Largest HTTP push body.")
     max_body_bytes: int = Field(
         MIB, ge=1024, description="Largest request body of any other endpoint."
+    )
+    max_media_bytes: int = Field(
+        16 * MIB, ge=1024, description="Largest upload to /v1/media (an image)."
     )
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)

@@ -10,20 +10,27 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 
 from hubbub.publishing.ports import (
     UNATTACHED_MEDIA_US,
     Attachment,
     Channel,
+    Draft,
     Limits,
     LostLease,
     Media,
     NotFound,
+    Outcome,
     Part,
     Post,
     Published,
+    Series,
+    TooMany,
 )
-from hubbub.publishing.sql import SqlJobStore
+from hubbub.publishing.sql import MIGRATIONS, SqlJobStore
 from hubbub.publishing.tid import PATTERN
 from tests.conftest import postgres_database
 from tests.contract.test_tenant_stores import sqlalchemy_url
@@ -225,3 +232,155 @@ def test_media_no_post_names_within_a_day_are_dropped(store: SqlJobStore) -> Non
     with pytest.raises(NotFound):
         store.media("acme", "acme-image-1")
     assert store.media_data("acme", "acme-image-2") == b"two"
+
+
+def states(store: SqlJobStore, tenant: str, post_id: str) -> list[tuple[str, int]]:
+    return [(change.state, change.attempts) for change in store.history(tenant, post_id)]
+
+
+def test_every_change_of_a_job_is_in_its_posts_history_until_it_is_forgotten(
+    store: SqlJobStore,
+) -> None:
+    store.add_channel(channel("acme", "news"))
+    (job,) = store.schedule(post("acme", 1), {"acme-news": T0}, now_us=T0 - 60 * S)
+    store.claim("a", T0, lease_s=60, limit=10)
+    store.sending(job.id, "a", T0)
+    store.retry_later(job.id, "a", "503 from the instance", T0 + 5 * S, T0 + S)
+    store.claim("a", T0 + 5 * S, lease_s=60, limit=10)
+    store.published(job.id, "a", Published("1", "https://x/1"), T0 + 6 * S)
+    assert states(store, "acme", "acme-post-1") == [
+        ("scheduled", 0), ("claimed", 1), ("sending", 1), ("scheduled", 1), ("claimed", 2),
+        ("published", 2),
+    ]  # fmt: skip
+    changes = store.history("acme", "acme-post-1")
+    assert [c.at_us for c in changes][:2] == [T0 - 60 * S, T0]
+    assert changes[3].error == "503 from the instance"
+    assert {c.job for c in changes} == {job.id}
+    with pytest.raises(NotFound):
+        store.history("globex", "acme-post-1")
+
+    (late,) = store.schedule(post("acme", 2), {"acme-news": T0})
+    store.miss(T0 + 3601 * S, late_us=3600 * S)
+    store.retry("acme", late.id, T0 + 3602 * S)
+    store.cancel("acme", late.id, T0 + 3603 * S)
+    assert [s for s, _ in states(store, "acme", "acme-post-2")] == [
+        "scheduled", "missed", "scheduled", "cancelled",
+    ]  # fmt: skip
+    assert store.forget_before(T0 + 4000 * S) == 2
+    with pytest.raises(NotFound):
+        store.history("acme", "acme-post-1")
+
+
+def test_a_batch_of_outcomes_is_in_the_history_of_each_job(store: SqlJobStore) -> None:
+    store.add_channel(channel("acme", "news"))
+    made = [store.schedule(post("acme", n), {"acme-news": T0})[0] for n in range(5)]
+    store.claim("a", T0, lease_s=60, limit=10)
+    outcomes = [Outcome(job.id, "published", found=Published(job.id, "u")) for job in made[:3]]
+    outcomes += [Outcome(made[3].id, "failed", "422 too long"),
+                 Outcome(made[4].id, "unknown", "timed out", T0 + S)]  # fmt: skip
+    assert len(store.settle("a", outcomes, T0 + S)) == 5
+    last = [store.history("acme", f"acme-post-{n}")[-1] for n in range(5)]
+    assert [change.state for change in last] == ["published"] * 3 + ["failed", "unknown"]
+    assert last[3].error == "422 too long"
+
+
+def test_a_queue_slot_an_open_job_has_is_not_free(store: SqlJobStore) -> None:
+    store.add_channel(channel("acme", "news"))
+    slots = [T0 + 3600 * S, T0 + 7200 * S, T0 + 10800 * S]
+
+    def first_free(taken: set[int]) -> int:
+        return next(slot for slot in slots if slot not in taken)
+
+    one = store.schedule(post("acme", 1), {}, T0, {"acme-news": first_free})
+    two = store.schedule(post("acme", 2), {}, T0, {"acme-news": first_free})
+    assert [one[0].due_us, two[0].due_us] == slots[:2]
+    store.cancel("acme", one[0].id, T0)  # a cancelled job frees its slot
+    three = store.schedule(post("acme", 3), {}, T0, {"acme-news": first_free})
+    assert three[0].due_us == slots[0]
+    kept = store.set_queue("acme", "acme-news", "mon-fri 09:00")
+    assert store.channel("acme", "acme-news").queue == kept.queue == "mon-fri 09:00"
+    with pytest.raises(NotFound):
+        store.set_queue("globex", "acme-news", "mon 09:00")
+
+
+def series_of(tenant: str, through_us: int) -> Series:
+    return Series(
+        id="s1", tenant=tenant, post=f"{tenant}-post-1", version=1, channel=f"{tenant}-news",
+        rule="FREQ=DAILY", start_wall="2027-01-15T09:00:00", time_zone="Europe/Paris",
+        through_us=through_us, updated_us=T0,
+    )  # fmt: skip
+
+
+def test_a_series_is_extended_once_however_many_sweepers_try(store: SqlJobStore) -> None:
+    store.add_channel(channel("acme", "news"))
+    day = 86_400 * S
+    first = store.start_series(post("acme", 1), [series_of("acme", T0)], {"acme-news": [T0]}, T0)
+    assert [(j.series, j.occurrence_us) for j in first] == [("s1", T0)]
+    (due,) = store.series_to_extend(T0 + 7 * day, limit=10)
+    assert store.series_to_extend(T0, limit=10) == []  # its last job is not before that
+    more = store.extend_series(due, [T0 + day, T0 + 2 * day], T0 + S)
+    assert [job.due_us for job in more] == [T0 + day, T0 + 2 * day]
+    assert store.extend_series(due, [T0 + day, T0 + 2 * day], T0 + S) == []  # done already
+    assert len({job.idempotency_key for job in [*first, *more]}) == 3
+    with pytest.raises(NotFound):
+        store.cancel_series("globex", "s1", T0)
+    cancelled = store.cancel_series("acme", "s1", T0 + 2 * S)
+    assert sorted(job.due_us for job in cancelled) == [T0, T0 + day, T0 + 2 * day]
+    assert store.series("acme", "s1")[0].state == "cancelled"
+    assert store.series_to_extend(T0 + 30 * day, limit=10) == []
+    store.start_series(
+        post("acme", 2), [replace(series_of("acme", T0), id="s2", post="acme-post-2")],
+        {"acme-news": [T0]}, T0,
+    )  # fmt: skip
+    assert store.extend_series(store.series("acme", "s2")[0], [], T0) == []
+    assert store.series("acme", "s2")[0].state == "ended"
+
+
+def draft(tenant: str, author: str, n: int, at_us: int) -> Draft:
+    return Draft(f"{n:016x}", tenant, author, {"text": f"draft {n}", "channels": []}, at_us)
+
+
+def test_drafts_are_their_authors_newest_first_and_limited(store: SqlJobStore) -> None:
+    store.put_draft(draft("acme", "ed", 1, T0), at_most=2)
+    store.put_draft(draft("acme", "ed", 2, T0 + S), at_most=2)
+    with pytest.raises(TooMany, match="you keep 2 drafts"):
+        store.put_draft(draft("acme", "ed", 3, T0 + 2 * S), at_most=2)
+    store.put_draft(replace(draft("acme", "ed", 1, T0 + 3 * S), body={"text": "edited"}), 2)
+    assert [(d.id[-1], d.body["text"]) for d in store.drafts("acme", "ed")] == [
+        ("1", "edited"), ("2", "draft 2"),
+    ]  # fmt: skip
+    assert store.drafts("acme", "jo") == store.drafts("globex", "ed") == []
+    for tenant, author in (("acme", "jo"), ("globex", "ed")):
+        with pytest.raises(NotFound):
+            store.draft(tenant, author, f"{1:016x}")
+        assert store.delete_draft(tenant, author, f"{1:016x}") is False
+    assert store.delete_draft("acme", "ed", f"{1:016x}") is True
+    assert [d.id for d in store.drafts("acme", "ed")] == [f"{2:016x}"]
+
+
+def test_jobs_kept_before_recurring_posts_stay_and_publish(url: str) -> None:
+    """A database at the schema before series (p0002), with a job in it, is brought to the
+    newest: the job is still there, claimable, and its post may now recur."""
+    engine = sa.create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "p0002")
+        connection.execute(sa.text(
+            "INSERT INTO publishing_jobs (id, tenant, post, version, channel, due_us, state,"
+            " idempotency_key, check_first, attempts, updated_us) VALUES ('old', 'acme',"
+            " 'acme-post-9', 1, 'acme-news', :due, 'scheduled', 'k', false, 0, :due)"
+        ), {"due": T0})  # fmt: skip
+    engine.dispose()
+    store = SqlJobStore(url)
+    try:
+        (old,) = store.claim("a", T0, lease_s=60, limit=10)
+        assert (old.id, old.series, old.occurrence_us) == ("old", None, 0)
+        store.add_channel(channel("acme", "news"))
+        made = store.start_series(
+            post("acme", 1), [series_of("acme", T0 + S)], {"acme-news": [T0, T0 + S]}, T0
+        )
+        assert len(made) == 2
+    finally:
+        store.close()

@@ -14,10 +14,12 @@ import pytest
 
 from hubbub.bootstrap import build_gateway
 from hubbub.gateway.app import observed
+from hubbub.gateway.routing import SERVICE_ROUTES
 from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import POSTS, USAGE, FeatureUsed, PostPublished
 from hubbub.kernel.telemetry import configure_logging
 from tests.conftest import FIXTURES, require_service, unique_name, until
+from tests.support.images import png
 from tests.support.reports import EVENTS
 from tests.support.stack import OPERATOR, Stack, auth, start_stack
 
@@ -121,13 +123,16 @@ async def test_a_tenant_never_reaches_another_tenants_resources(stack: Stack) ->
             calls.append((method, url))
     called = 0
     for method, url in sorted(calls, key=lambda call: call[0] == "put"):  # upserts last
-        bodies = {"put": {"enabled": True, "percent": 50.0}, "patch": {"sensitivity": "high"}}
+        bodies = {
+            "put": {"enabled": True, "percent": 50.0, "slots": "mon 09:00", "text": "b's"},
+            "patch": {"sensitivity": "high"},
+        }
         body = bodies.get(method)  # well-formed: only whose it is may refuse the call
         answer = await stack.client.request(
             method.upper(), url, headers=auth(b["token"]), json=body
         )
         if method == "put" and answer.is_success:  # an upsert makes the caller's own
-            assert answer.json()["scope"] == b["id"], answer.text
+            assert answer.json().get("scope", b["id"]) == b["id"], answer.text
         else:
             assert answer.status_code in (403, 404), (method, url, answer.text)
         called += 1
@@ -137,6 +142,8 @@ async def test_a_tenant_never_reaches_another_tenants_resources(stack: Stack) ->
         answer = await stack.client.get(listing, headers=auth(b["token"]))
         assert answer.status_code == 200
         assert a["id"] not in answer.text, listing
+    draft = await stack.client.get(f"/v1/drafts/{ids['draft']}", headers=auth(a["token"]))
+    assert draft.json()["text"] == "alpha's draft"  # b's draft of that id is b's own
     # and the first tenant's things are all still there for it
     mine = await stack.client.get(f"/v1/watches/{ids['watch_id']}", headers=auth(a["token"]))
     assert mine.status_code == 200
@@ -169,9 +176,25 @@ async def _resources_of(stack: Stack, owner: dict[str, str]) -> dict[str, str]:
               "at": "2100-01-01T00:00:00Z"},
         headers=headers,
     )  # fmt: skip
-    for answer in (watch, hook, flag, post):
+    series = await stack.client.post(
+        "/v1/posts",
+        json={"text": "every Monday", "channels": [channel.json()["id"]],
+              "at": "2100-01-04T09:00", "repeat": "FREQ=WEEKLY;BYDAY=MO"},
+        headers=headers,
+    )  # fmt: skip
+    media = await stack.client.post(
+        "/v1/media", content=png(), headers={**headers, "content-type": "image/png"}
+    )
+    draft = await stack.client.put(
+        "/v1/drafts/00000000000000aa", json={"text": "alpha's draft"}, headers=headers
+    )
+    for answer in (watch, hook, flag, post, series, media, draft):
         assert answer.status_code in (200, 201), answer.text
     return {
+        "post": post.json()["post"],
+        "series": series.json()["series"],
+        "media": media.json()["id"],
+        "draft": "00000000000000aa",
         "watch_id": watch.json()["id"],
         "webhook_id": hook.json()["id"],
         "name": "beta-reports",
@@ -476,7 +499,12 @@ async def test_control_characters_are_refused_where_people_name_things(stack: St
 def _role_of(path: str) -> str:
     if path.startswith("/v1/ingest"):
         return "ingest"
+    if path.startswith(PUBLISHING_PREFIXES):
+        return "publishing"
     return "mentions" if path.startswith("/v1/mentions") else "analytics"
+
+
+PUBLISHING_PREFIXES = tuple(p for p, role in SERVICE_ROUTES.items() if role == "publishing")
 
 
 async def test_a_role_refuses_a_forged_tenant_the_gateway_is_let_through(stack: Stack) -> None:
@@ -501,10 +529,13 @@ async def test_a_role_refuses_a_forged_tenant_the_gateway_is_let_through(stack: 
         (method, path)
         for path, item in spec["paths"].items()
         if path.startswith(("/v1/ingest", "/v1/mentions", "/v1/reports", "/v1/watches",
-                            "/v1/webhooks"))
+                            "/v1/webhooks", *PUBLISHING_PREFIXES))
         for method in item
     ]  # fmt: skip
     assert len(routes) >= 10, routes
+    for publishing in ("/v1/drafts/{draft}", "/v1/series/{series}", "/v1/posts/{post}/history",
+                       "/v1/channels/{channel}/queue", "/v1/media"):  # fmt: skip
+        assert any(path == publishing for _, path in routes), publishing
     async with httpx.AsyncClient() as direct:
         for method, path in routes:
             url = path.replace("{source}", "jetstream").replace("{", "").replace("}", "")

@@ -111,6 +111,7 @@ class Gateway:
     control_poll_s: float = 0.5
     max_body_bytes: int = 1024 * 1024
     max_push_bytes: int = 64 * 1024 * 1024
+    max_media_bytes: int = 16 * 1024 * 1024
     own: FastAPI = field(init=False)
     _features: OpenFeatureClient | None = None
     tasks: Background = field(default_factory=Background)
@@ -415,7 +416,7 @@ def route_name(scope: Scope) -> str:
 
 def observed(gateway: Gateway) -> Observed:
     """The gateway as served: with correlation ids and per-route metrics around it."""
-    limit = limit_by_path(gateway.max_body_bytes, gateway.max_push_bytes)
+    limit = limit_by_path(gateway.max_body_bytes, gateway.max_push_bytes, gateway.max_media_bytes)
     return Observed(BodyLimit(gateway, limit), "gateway", route=route_name)
 
 

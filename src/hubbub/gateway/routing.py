@@ -35,6 +35,9 @@ SERVICE_ROUTES: Final[dict[str, str]] = {
     "/v1/channels": "publishing",
     "/v1/posts": "publishing",
     "/v1/jobs": "publishing",
+    "/v1/media": "publishing",
+    "/v1/drafts": "publishing",
+    "/v1/series": "publishing",
 }
 LEGACY: Final = "legacy"
 Side = Literal["new", "legacy"]

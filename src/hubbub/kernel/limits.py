@@ -15,13 +15,22 @@ from typing import Final
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PUSH_PREFIX: Final = "/v1/ingest"
+MEDIA_PREFIX: Final = "/v1/media"
 
 
-def limit_by_path(default_bytes: int, push_bytes: int) -> Callable[[str], int]:
-    """Push ingest takes large NDJSON batches; everything else is small JSON."""
+def limit_by_path(
+    default_bytes: int, push_bytes: int, media_bytes: int | None = None
+) -> Callable[[str], int]:
+    """Push ingest takes large NDJSON batches, and media uploads images (up to
+    `media_bytes`, the default limit when None); everything else is small JSON."""
+    media = default_bytes if media_bytes is None else media_bytes
 
     def limit(path: str) -> int:
-        return push_bytes if path.startswith(PUSH_PREFIX) else default_bytes
+        if path.startswith(PUSH_PREFIX):
+            return push_bytes
+        if path == MEDIA_PREFIX or path.startswith(MEDIA_PREFIX + "/"):
+            return media
+        return default_bytes
 
     return limit
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 NetworkName = Literal["bluesky", "mastodon"]
 NETWORKS: Final = ("bluesky", "mastodon")
@@ -90,6 +90,8 @@ class Channel:
     limits: Limits
     sealed_credentials: str = field(repr=False)
     """`SecretBox.seal` of the credentials' JSON: never kept or logged in the clear."""
+    queue: str | None = None
+    """Its queue's weekly slots, in its zone (`slots.WeeklySlots`' text); None: no queue."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,10 @@ class Job:
     unknown): ask the network before sending."""
     sent_us: int | None = None
     """When it was last sent (its request went out)."""
+    series: str | None = None
+    """The recurring post's series it publishes one occurrence of; None: no series."""
+    occurrence_us: int = 0
+    """The occurrence of its series it publishes (its first due time); 0 outside one."""
 
 
 @dataclass(frozen=True)
@@ -206,6 +212,56 @@ class Outcome:
     """When it is claimable again (scheduled, unknown)."""
     found: Published | None = None
     """Where the network keeps it (published)."""
+    attempted: bool = True
+    """Whether the claim counts as an attempt: not when nothing was sent (scheduled
+    again to wait for the account's budget)."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of a job's history: the state it went to, when, and why."""
+
+    job: str
+    channel: str
+    state: JobState
+    at_us: int
+    error: str | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Series:
+    """A recurring post on one channel: its RFC 5545 rule, expanded from `start_wall` (a
+    naive ISO wall-clock time) in `time_zone`. Jobs exist for its occurrences up to
+    `through_us`, the last one made; later ones are made as time passes."""
+
+    id: str
+    tenant: str
+    post: str
+    version: int
+    channel: str
+    rule: str
+    start_wall: str
+    time_zone: str
+    through_us: int
+    state: Literal["active", "ended", "cancelled"] = "active"
+    updated_us: int = 0
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A post being written, kept as its author types: what the composer holds, as it
+    holds it (`body`: text, channels, thread, media, at, language, spoiler, visibility)."""
+
+    id: str
+    tenant: str
+    author: str
+    body: Mapping[str, Any]
+    updated_us: int
+
+
+class TooMany(ValueError):
+    """A limit on how many of something one may keep is reached (drafts per author)."""
 
 
 class Transient(Exception):
@@ -251,11 +307,73 @@ class JobStore(Protocol):
         """Its scheduled jobs are cancelled; NotFound for another tenant's or none."""
         ...
 
-    def schedule(self, post: Post, dues: Mapping[str, int]) -> list[Job]:
-        """Keep `post` and make one job per channel of `dues`, due when it says, each
-        with its own idempotency key; the media it names become its. NotFound when a
-        channel or a medium is not the tenant's; ValueError when a medium is another
-        post's already."""
+    def set_queue(self, tenant: str, channel: str, slots: str | None) -> Channel:
+        """Keep the channel's queue slots (None: no queue); NotFound for another's."""
+        ...
+
+    def schedule(
+        self,
+        post: Post,
+        dues: Mapping[str, int],
+        now_us: int | None = None,
+        queued: Mapping[str, Callable[[set[int]], int]] | None = None,
+    ) -> list[Job]:
+        """Keep `post` and make one job per channel of `dues` and of `queued`, each with
+        its own idempotency key; the media it names become its. A job of `dues` is due
+        when it says; one of `queued` when its chooser answers, given the due times of
+        the channel's open jobs, read in the same transaction (the channel's row locked,
+        so two posts queued at once never take one slot). NotFound when a channel or a
+        medium is not the tenant's; ValueError when a medium is another post's already.
+        Each job's history starts at `now_us` (by default, its due time)."""
+        ...
+
+    def start_series(
+        self, post: Post, series: Sequence[Series], occurrences: Mapping[str, Sequence[int]],
+        now_us: int,
+    ) -> list[Job]:  # fmt: skip
+        """Keep `post` and its series (one per channel), with a job per occurrence of
+        `occurrences` (by channel); each series' `through_us` is its last occurrence."""
+        ...
+
+    def series_to_extend(self, before_us: int, limit: int) -> list[Series]:
+        """Active series whose last job is due before `before_us`: those to top up."""
+        ...
+
+    def extend_series(self, series: Series, occurrences: Sequence[int], now_us: int) -> list[Job]:
+        """A job for each of `occurrences` (all after `series.through_us`), and the series
+        through the last; an empty list ends it. Made once: a series another sweeper has
+        extended meanwhile (its `through_us` is no longer `series`') changes nothing and
+        answers no jobs."""
+        ...
+
+    def series(self, tenant: str, series: str) -> list[Series]:
+        """The series, one per channel; NotFound for another tenant's or none."""
+        ...
+
+    def cancel_series(self, tenant: str, series: str, now_us: int) -> list[Job]:
+        """Stop the series: no more occurrences; its scheduled jobs cancelled (answered).
+        NotFound for another tenant's or none."""
+        ...
+
+    def history(self, tenant: str, post: str) -> list[Change]:
+        """Every change of the post's jobs, oldest first; NotFound for another tenant's."""
+        ...
+
+    def put_draft(self, draft: Draft, at_most: int) -> Draft:
+        """Keep the draft (a new one, or the author's of that id, replaced); `TooMany`
+        when it is new and the author keeps `at_most` already."""
+        ...
+
+    def drafts(self, tenant: str, author: str) -> list[Draft]:
+        """The author's drafts, newest first."""
+        ...
+
+    def draft(self, tenant: str, author: str, draft: str) -> Draft:
+        """NotFound for another tenant's or author's, or none."""
+        ...
+
+    def delete_draft(self, tenant: str, author: str, draft: str) -> bool:
+        """Whether there was one to delete."""
         ...
 
     def post(self, tenant: str, post: str) -> Post:

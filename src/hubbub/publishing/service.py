@@ -34,20 +34,25 @@ from hubbub.publishing.journal import Journal
 from hubbub.publishing.ports import (
     NETWORKS,
     Attachment,
+    Change,
     Channel,
+    Draft,
     Invalid,
     Job,
     JobStore,
     Limits,
     Media,
     NetworkName,
+    NotFound,
     OutcomeUnknown,
     Part,
     Permanent,
     Post,
+    Series,
     Transient,
     Visibility,
 )
+from hubbub.publishing.slots import Recurrence, WeeklySlots, moment_us, next_free, occurrences
 from hubbub.publishing.text import BLUESKY_GRAPHEMES, graphemes, mastodon_length
 
 BLUESKY_LIMITS: Final = Limits(characters=BLUESKY_GRAPHEMES, media=4, image_bytes=1_000_000,
@@ -60,6 +65,8 @@ MAX_MEDIA_BYTES: Final = 16 * 1024 * 1024
 """The largest image kept (Mastodon's default limit); each channel may take less."""
 MAX_PARTS: Final = 25
 """The most parts a thread may have."""
+SERIES_AT_ONCE: Final = 400
+"""The most occurrences of a series made at once (an hourly rule over 7 days is 168)."""
 _SIGNATURES: Final = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
     (b"\xff\xd8\xff", "image/jpeg"),
@@ -170,6 +177,12 @@ class Publishing:
     """Where each job's changes go as events (`PublishChanged`)."""
     require_alt: bool = False
     """Whether every image must have alt text (`HUBBUB_PUBLISH_REQUIRE_ALT`)."""
+    drafts_per_author: int = 100
+    """The most drafts one author keeps (`HUBBUB_PUBLISH_DRAFTS_PER_AUTHOR`)."""
+    draft_bytes: int = 256 * 1024
+    """The largest draft, as JSON (`HUBBUB_PUBLISH_DRAFT_BYTES`)."""
+    series_horizon_s: float = 7 * 86_400.0
+    """How far ahead a recurring post's jobs are made (`HUBBUB_PUBLISH_SERIES_HORIZON_DAYS`)."""
 
     async def _record(self, jobs: Sequence[Job]) -> None:
         if self.journal is not None and jobs:
@@ -247,13 +260,19 @@ class Publishing:
         visibility: Visibility = "public",
         media: Sequence[str] = (),
         thread: Sequence[tuple[str, Sequence[str]]] = (),
+        queue: bool = False,
+        repeat: str | None = None,
+        draft: str | None = None,
     ) -> tuple[Post, list[Job]]:
         """Check the post against every channel's limits, then make one job per channel,
-        due now or `at`; `Invalid` naming every problem, and nothing made, otherwise.
+        due now, `at`, or in the channel's next free queue slot (`queue`); or, with
+        `repeat` (an RRULE, from `at`), a series per channel and a job per occurrence
+        within the horizon. `Invalid` naming every problem, and nothing made, otherwise.
         `media` names the first part's images (`add_media`); `thread`, the parts after
-        it, each a text and its images."""
+        it, each a text and its images. The author's `draft` it was written in goes."""
         if not channels:
             raise Invalid("name at least one channel to publish to")
+        rule = _when(at, queue, repeat)
         if len(thread) + 1 > MAX_PARTS:
             raise Invalid(f"a thread has at most {MAX_PARTS} parts, not {len(thread) + 1}")
         named = [*media, *(one for _, images in thread for one in images)]
@@ -274,12 +293,86 @@ class Publishing:
         if found := problems(post, chosen, self.require_alt):
             raise Invalid("; ".join(found))
         now = self.clock.now_us()
-        dues = {channel.id: due_us(at, channel, now) for channel in chosen}
-        jobs = await asyncio.to_thread(self.store.schedule, post, dues)
+        if rule is not None:
+            assert at is not None
+            jobs = await self._start_series(post, chosen, rule, at, now)
+        elif queue:
+            queued = {channel.id: _chooser(channel, now) for channel in chosen}
+            jobs = await asyncio.to_thread(self.store.schedule, post, {}, now, queued)
+        else:
+            dues = {channel.id: due_us(at, channel, now) for channel in chosen}
+            jobs = await asyncio.to_thread(self.store.schedule, post, dues, now)
+        if draft is not None:
+            await asyncio.to_thread(self.store.delete_draft, tenant, author, draft)
         networks = {channel.id: channel.network for channel in chosen}
         if self.journal is not None:
             await self.journal.record(jobs, networks)
         return post, jobs
+
+    async def _start_series(
+        self, post: Post, chosen: Sequence[Channel], rule: Recurrence, at: str, now_us: int
+    ) -> list[Job]:
+        """A series per channel from `at` (its first wall-clock time there), and a job for
+        each occurrence within the horizon and the first past it."""
+        series_id, horizon_us = secrets.token_hex(8), now_us + int(self.series_horizon_s * 1e6)
+        made, occurring = [], {}
+        for channel in chosen:
+            start = start_wall(at, channel)
+            first = max(moment_us(start, zone(channel.time_zone)) - 1, now_us - 1)
+            ahead = occurrences_ahead(rule, start, channel.time_zone, first, horizon_us)
+            if not ahead:
+                raise Invalid(f"{rule} has no occurrence from {at} on")
+            occurring[channel.id] = ahead
+            made.append(Series(
+                id=series_id, tenant=post.tenant, post=post.id, version=post.version,
+                channel=channel.id, rule=str(rule), start_wall=start.isoformat(),
+                time_zone=channel.time_zone, through_us=ahead[-1], updated_us=now_us,
+            ))  # fmt: skip
+        return await asyncio.to_thread(self.store.start_series, post, made, occurring, now_us)
+
+    async def set_queue(self, tenant: str, channel: str, slots: str | None) -> Channel:
+        """Keep the channel's weekly queue slots, read in its zone ("mon-fri 09:00,13:30");
+        blank: no queue. `Invalid` says where the text is wrong."""
+        found = await asyncio.to_thread(self.store.channel, tenant, channel)
+        kept = str(WeeklySlots.parse(slots, found.time_zone)) if slots and slots.strip() else None
+        return await asyncio.to_thread(self.store.set_queue, tenant, channel, kept)
+
+    def channel(self, tenant: str, channel: str) -> Channel:
+        return self.store.channel(tenant, channel)
+
+    def series(self, tenant: str, series: str) -> list[Series]:
+        return self.store.series(tenant, series)
+
+    async def cancel_series(self, tenant: str, series: str) -> list[Job]:
+        """Stop a recurring post: no more occurrences, its scheduled ones cancelled."""
+        cancelled = await asyncio.to_thread(
+            self.store.cancel_series, tenant, series, self.clock.now_us()
+        )
+        await self._record(cancelled)
+        return cancelled
+
+    def history(self, tenant: str, post: str) -> list[Change]:
+        return self.store.history(tenant, post)
+
+    def put_draft(self, tenant: str, author: str, draft: str, body: dict[str, Any]) -> Draft:
+        """Keep what the author is writing, as the composer holds it; `Invalid` when it is
+        larger than `draft_bytes`, `TooMany` past `drafts_per_author`."""
+        size = len(json.dumps(body, ensure_ascii=False).encode())
+        if size > self.draft_bytes:
+            raise Invalid(f"the draft is {size:,} bytes, {size - self.draft_bytes:,} over the"
+                          f" limit of {self.draft_bytes:,}")  # fmt: skip
+        kept = Draft(draft, tenant, author, body, self.clock.now_us())
+        return self.store.put_draft(kept, self.drafts_per_author)
+
+    def drafts(self, tenant: str, author: str) -> list[Draft]:
+        return self.store.drafts(tenant, author)
+
+    def draft(self, tenant: str, author: str, draft: str) -> Draft:
+        return self.store.draft(tenant, author, draft)
+
+    def delete_draft(self, tenant: str, author: str, draft: str) -> None:
+        if not self.store.delete_draft(tenant, author, draft):
+            raise NotFound(f"no draft {draft!r}")
 
     def jobs(self, tenant: str, limit: int = 100) -> list[Job]:
         return self.store.jobs(tenant, limit)
@@ -298,10 +391,69 @@ class Publishing:
         return changed
 
 
+def _when(at: str | None, queue: bool, repeat: str | None) -> Recurrence | None:
+    """The recurrence a post asks for, if any; `Invalid` when its times contradict."""
+    if queue and (at is not None or repeat is not None):
+        raise Invalid("a queued post takes its channels' next free slots: leave out at and repeat")
+    if repeat is None:
+        return None
+    if at is None:
+        raise Invalid("a recurring post needs `at`: its first time, as 2026-12-24T09:00")
+    return Recurrence.parse(repeat)
+
+
+def _chooser(channel: Channel, now_us: int) -> Callable[[set[int]], int]:
+    """What picks `channel`'s next free queue slot, given the slots its open jobs take."""
+    if not channel.queue:
+        raise Invalid(
+            f"{channel.account} ({channel.network}) has no queue: give it time slots first"
+            f" (PUT /v1/channels/{channel.id}/queue, or `hubbub channels queue {channel.id}`)"
+        )
+    slots = WeeklySlots.parse(channel.queue, channel.time_zone)
+    return lambda taken: next_free(slots, now_us, taken)
+
+
+def start_wall(at: str, channel: Channel) -> datetime:
+    """`at` as a wall-clock time in `channel`'s zone (a time with an offset, moved there)."""
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        raise Invalid(f"{at!r} is not a time: use 2026-12-24T09:00 (or with an offset)") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(zone(channel.time_zone)).replace(tzinfo=None)
+    return moment.replace(second=0, microsecond=0)
+
+
+def occurrences_ahead(
+    rule: Recurrence, start: datetime, time_zone: str, after_us: int, horizon_us: int
+) -> list[int]:
+    """The rule's occurrences after `after_us` up to `horizon_us`, and the first one
+    past it (none when the rule has ended): a series always has a job made beyond its
+    horizon, so the sweeper tops it up only once time brings that one within it."""
+    found = occurrences(rule, start, time_zone, after_us, SERIES_AT_ONCE)
+    within = [moment for moment in found if moment <= horizon_us]
+    return within + [moment for moment in found if moment > horizon_us][:1]
+
+
+def extend_series(store: JobStore, now_us: int, horizon_us: int, limit: int = 500) -> list[Job]:
+    """Top up every active series whose jobs run out before `now_us + horizon_us`: a job
+    for each occurrence after its last one up to the horizon and the first past it, so a
+    series is never more than a horizon and an occurrence ahead, and skips none however
+    long the platform was down (an occurrence too late to publish is then marked missed)."""
+    made: list[Job] = []
+    for one in store.series_to_extend(now_us + horizon_us, limit):
+        start = datetime.fromisoformat(one.start_wall)
+        ahead = occurrences_ahead(
+            Recurrence(one.rule), start, one.time_zone, one.through_us, now_us + horizon_us
+        )
+        made += store.extend_series(one, ahead, now_us)
+    return made
+
+
 def channel_view(channel: Channel) -> dict[str, Any]:
     """A channel as people may see it: never its credentials."""
     return {
         "id": channel.id, "network": channel.network, "account": channel.account,
         "service": channel.service, "time_zone": channel.time_zone,
-        "limits": vars(channel.limits),
+        "limits": vars(channel.limits), "queue": channel.queue,
     }  # fmt: skip

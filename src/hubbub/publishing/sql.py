@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -22,9 +22,12 @@ from alembic.config import Config
 from sqlalchemy.exc import IntegrityError
 
 from hubbub.publishing.ports import (
+    OPEN_STATES,
     UNATTACHED_MEDIA_US,
     Attachment,
+    Change,
     Channel,
+    Draft,
     Job,
     Limits,
     LostLease,
@@ -34,12 +37,16 @@ from hubbub.publishing.ports import (
     Part,
     Post,
     Published,
+    Series,
+    TooMany,
 )
 from hubbub.publishing.tid import tid
 
 MIGRATIONS: Final = Path(__file__).parent / "migrations"
 VERSION_TABLE: Final = "publishing_alembic_version"
 FINAL_STATES: Final = ("published", "failed", "missed", "cancelled")
+FORGET_AT_ONCE: Final = 500
+"""Forgotten jobs' histories dropped in one statement, at most."""
 HELD_STATES: Final = ("claimed", "sending")
 """States in which a job is a worker's, while its lease lasts."""
 metadata = sa.MetaData()
@@ -54,6 +61,7 @@ channels = sa.Table(
     sa.Column("limits", sa.JSON, nullable=False),
     sa.Column("sealed_credentials", sa.Text, nullable=False),
     sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.Column("queue", sa.Text),
     sa.UniqueConstraint("tenant", "network", "account"),
 )  # fmt: skip
 posts = sa.Table(
@@ -103,9 +111,52 @@ jobs = sa.Table(
     sa.Column("remote_url", sa.String(2048)),
     sa.Column("error", sa.Text),
     sa.Column("updated_us", sa.BigInteger, nullable=False),
-    sa.UniqueConstraint("post", "version", "channel"),
+    sa.Column("series", sa.String(32)),
+    sa.Column("occurrence_us", sa.BigInteger, nullable=False, server_default="0"),
+    sa.UniqueConstraint("post", "version", "channel", "occurrence_us",
+                        name="publishing_jobs_occurrence"),
     sa.Index("publishing_jobs_due", "state", "due_us"),
     sa.Index("publishing_jobs_lease", "state", "lease_until_us"),
+)  # fmt: skip
+series_table = sa.Table(
+    "publishing_series", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.String(32), nullable=False),
+    sa.Column("post", sa.String(32), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("rule", sa.String(512), nullable=False),
+    sa.Column("start_wall", sa.String(32), nullable=False),
+    sa.Column("time_zone", sa.String(64), nullable=False),
+    sa.Column("through_us", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("updated_us", sa.BigInteger, nullable=False),
+    sa.Index("publishing_series_due", "state", "through_us"),
+    sa.Index("publishing_series_tenant", "tenant", "post"),
+)  # fmt: skip
+drafts_table = sa.Table(
+    "publishing_drafts", metadata,
+    sa.Column("tenant", sa.String(32), primary_key=True),
+    sa.Column("author", sa.String(255), primary_key=True),
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.Column("updated_us", sa.BigInteger, nullable=False),
+    sa.Index("publishing_drafts_newest", "tenant", "author", "updated_us"),
+)  # fmt: skip
+history = sa.Table(
+    "publishing_history", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("job", sa.String(32), nullable=False),
+    sa.Column("tenant", sa.String(32), nullable=False),
+    sa.Column("post", sa.String(32), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("at_us", sa.BigInteger, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Index("publishing_history_post", "tenant", "post", "id"),
+    sa.Index("publishing_history_job", "job"),
 )  # fmt: skip
 
 
@@ -165,45 +216,188 @@ class SqlJobStore:
         with self._engine.begin() as db:
             if db.execute(channels.delete().where(mine)).rowcount == 0:
                 raise NotFound(f"no channel {channel!r}")
-            db.execute(
+            cancelled = db.execute(
                 jobs.update()
                 .where((jobs.c.channel == channel) & (jobs.c.state == "scheduled"))
                 .values(state="cancelled", error="its channel was removed", updated_us=now_us)
+                .returning(*jobs.c)
+            ).all()
+            db.execute(
+                series_table.update()
+                .where((series_table.c.channel == channel) & (series_table.c.state == "active"))
+                .values(state="cancelled", updated_us=now_us)
             )
+            _log(db, [_job(row) for row in cancelled], now_us)
+
+    def set_queue(self, tenant: str, channel: str, slots: str | None) -> Channel:
+        mine = (channels.c.id == channel) & (channels.c.tenant == tenant)
+        with self._engine.begin() as db:
+            row = db.execute(
+                channels.update().where(mine).values(queue=slots).returning(*channels.c)
+            ).first()
+        if row is None:
+            raise NotFound(f"no channel {channel!r}")
+        return _channel(row)
 
     # Posts and jobs
 
-    def schedule(self, post: Post, dues: Mapping[str, int]) -> list[Job]:
-        channel_ids = list(dues)
+    def schedule(
+        self,
+        post: Post,
+        dues: Mapping[str, int],
+        now_us: int | None = None,
+        queued: Mapping[str, Callable[[set[int]], int]] | None = None,
+    ) -> list[Job]:
+        queued = queued or {}
+        at_us = now_us if now_us is not None else min(dues.values(), default=0)
+        with self._engine.begin() as db:
+            _keep_post(db, post, [*dues, *queued], at_us)
+            chosen = dict(dues)
+            for channel, choose in queued.items():
+                chosen[channel] = choose(_taken(db, channel))
+            made = [_new_job(post, channel, due, at_us) for channel, due in chosen.items()]
+            _insert_jobs(db, made, at_us)
+        return made
+
+    def start_series(
+        self, post: Post, series: Sequence[Series], occurrences: Mapping[str, Sequence[int]],
+        now_us: int,
+    ) -> list[Job]:  # fmt: skip
         made = [
-            Job(
-                id=secrets.token_hex(8),
-                tenant=post.tenant,
-                post=post.id,
-                version=post.version,
-                channel=channel,
-                due_us=due,
-                state="scheduled",
-                idempotency_key=tid(),
-                updated_us=due,
-            )
-            for channel, due in dues.items()
+            _new_job(post, one.channel, due, now_us, one.id)
+            for one in series
+            for due in occurrences[one.channel]
         ]
         with self._engine.begin() as db:
-            owned = db.execute(
-                sa.select(channels.c.id).where(
-                    (channels.c.tenant == post.tenant) & channels.c.id.in_(channel_ids)
-                )
-            ).scalars()
-            missing = set(channel_ids) - set(owned)
-            if missing:
-                raise NotFound(f"no channel {sorted(missing)[0]!r}")
-            created = min(dues.values(), default=0)
-            db.execute(posts.insert().values(_post_row(post, created)))
-            _attach(db, post)
-            if made:
-                db.execute(jobs.insert(), [_job_row(job) for job in made])
+            _keep_post(db, post, [one.channel for one in series], now_us)
+            db.execute(series_table.insert(), [vars(one) for one in series])
+            _insert_jobs(db, made, now_us)
         return made
+
+    def series_to_extend(self, before_us: int, limit: int) -> list[Series]:
+        due = (series_table.c.state == "active") & (series_table.c.through_us < before_us)
+        with self._engine.connect() as db:
+            rows = db.execute(
+                sa.select(series_table).where(due).order_by(series_table.c.through_us).limit(limit)
+            ).all()
+        return [Series(**row._mapping) for row in rows]
+
+    def extend_series(self, series: Series, occurrences: Sequence[int], now_us: int) -> list[Job]:
+        one = (series_table.c.id == series.id) & (series_table.c.channel == series.channel)
+        unchanged = one & (series_table.c.through_us == series.through_us)
+        unchanged &= series_table.c.state == "active"
+        through = max(occurrences, default=series.through_us)
+        state = "active" if occurrences else "ended"
+        made = [_new_job(series, series.channel, due, now_us, series.id) for due in occurrences]
+        with self._engine.begin() as db:
+            moved = db.execute(
+                series_table.update()
+                .where(unchanged)
+                .values(through_us=through, state=state, updated_us=now_us)
+            ).rowcount
+            if moved == 0:
+                return []
+            _insert_jobs(db, made, now_us)
+        return made
+
+    def series(self, tenant: str, series: str) -> list[Series]:
+        mine = (series_table.c.id == series) & (series_table.c.tenant == tenant)
+        with self._engine.connect() as db:
+            rows = db.execute(
+                sa.select(series_table).where(mine).order_by(series_table.c.channel)
+            ).all()
+        if not rows:
+            raise NotFound(f"no series {series!r}")
+        return [Series(**row._mapping) for row in rows]
+
+    def cancel_series(self, tenant: str, series: str, now_us: int) -> list[Job]:
+        mine = (series_table.c.id == series) & (series_table.c.tenant == tenant)
+        with self._engine.begin() as db:
+            stopped = db.execute(
+                series_table.update()
+                .where(mine)
+                .values(
+                    state=sa.case(
+                        (series_table.c.state == "active", "cancelled"),
+                        else_=series_table.c.state,
+                    ),
+                    updated_us=now_us,
+                )
+            ).rowcount
+            if stopped == 0:
+                raise NotFound(f"no series {series!r}")
+            rows = db.execute(
+                jobs.update()
+                .where(
+                    (jobs.c.series == series)
+                    & (jobs.c.tenant == tenant)
+                    & (jobs.c.state == "scheduled")
+                )
+                .values(state="cancelled", error="its series was cancelled", updated_us=now_us)
+                .returning(*jobs.c)
+            ).all()
+            cancelled = [_job(row) for row in rows]
+            _log(db, cancelled, now_us)
+        return cancelled
+
+    def history(self, tenant: str, post: str) -> list[Change]:
+        mine = (history.c.tenant == tenant) & (history.c.post == post)
+        columns = [history.c[name] for name in ("job", "channel", "state", "at_us", "error",
+                                                 "attempts")]  # fmt: skip
+        with self._engine.connect() as db:
+            rows = db.execute(sa.select(*columns).where(mine).order_by(history.c.id)).all()
+        if not rows:
+            self.post(tenant, post)  # NotFound for another tenant's or none
+        return [Change(**row._mapping) for row in rows]
+
+    # Drafts
+
+    def put_draft(self, draft: Draft, at_most: int) -> Draft:
+        body = dict(draft.body)
+        with self._engine.begin() as db:
+            mine = _draft_of(draft.tenant, draft.author, draft.id)
+            replaced = db.execute(
+                drafts_table.update().where(mine).values(body=body, updated_us=draft.updated_us)
+            ).rowcount
+            if replaced:
+                return draft
+            kept = db.execute(
+                sa.select(sa.func.count()).where(
+                    (drafts_table.c.tenant == draft.tenant)
+                    & (drafts_table.c.author == draft.author)
+                )
+            ).scalar_one()
+            if kept >= at_most:
+                raise TooMany(
+                    f"you keep {kept} drafts, the most one may (HUBBUB_PUBLISH_DRAFTS_PER_AUTHOR):"
+                    " delete or schedule one first"
+                )
+            db.execute(drafts_table.insert().values({**vars(draft), "body": body}))
+        return draft
+
+    def drafts(self, tenant: str, author: str) -> list[Draft]:
+        theirs = (drafts_table.c.tenant == tenant) & (drafts_table.c.author == author)
+        with self._engine.connect() as db:
+            rows = db.execute(
+                sa.select(drafts_table)
+                .where(theirs)
+                .order_by(drafts_table.c.updated_us.desc(), drafts_table.c.id)
+            ).all()
+        return [_draft(row) for row in rows]
+
+    def draft(self, tenant: str, author: str, draft: str) -> Draft:
+        with self._engine.connect() as db:
+            row = db.execute(
+                sa.select(drafts_table).where(_draft_of(tenant, author, draft))
+            ).first()
+        if row is None:
+            raise NotFound(f"no draft {draft!r}")
+        return _draft(row)
+
+    def delete_draft(self, tenant: str, author: str, draft: str) -> bool:
+        with self._engine.begin() as db:
+            deleted = db.execute(drafts_table.delete().where(_draft_of(tenant, author, draft)))
+        return bool(deleted.rowcount)
 
     def post(self, tenant: str, post: str) -> Post:
         mine = (posts.c.id == post) & (posts.c.tenant == tenant)
@@ -261,6 +455,7 @@ class SqlJobStore:
                 statement = _claiming((jobs.c.state == state) & ready, order, worker, now_us,
                                       lease_s, limit - len(claimed))  # fmt: skip
                 claimed += [_job(row) for row in db.execute(statement).all()]
+            _log(db, claimed, now_us)
         return sorted(claimed, key=lambda job: job.due_us)
 
     def _held(self, job: str, holder: str) -> Any:
@@ -284,15 +479,17 @@ class SqlJobStore:
                 .values(state="sending", sent_us=now_us, updated_us=now_us)
                 .returning(*jobs.c)
             ).all()
-        return [_job(row) for row in rows]
+            sending = [_job(row) for row in rows]
+            _log(db, sending, now_us)
+        return sending
 
     def settle(self, worker: str, outcomes: Sequence[Outcome], now_us: int) -> list[Job]:
         if not outcomes:
             return []
-        # Three statements and one write per kind of outcome, whatever their number: the
+        # Four statements and one write per kind of outcome, whatever their number: the
         # jobs still the worker's are found and locked by a write (so no one claims them
-        # between), each kind's columns are written at once (executemany), and the rows
-        # are read back.
+        # between), each kind's columns are written at once (executemany), the rows are
+        # read back, and their history appended at once (executemany).
         ids = [outcome.job for outcome in outcomes]
         held = jobs.c.id.in_(ids) & (jobs.c.worker == worker) & jobs.c.state.in_(HELD_STATES)
         with self._engine.begin() as db:
@@ -308,7 +505,9 @@ class SqlJobStore:
             for state, params in kinds.items():
                 db.execute(_SETTLE[state], params)
             rows = db.execute(sa.select(jobs).where(jobs.c.id.in_(sorted(mine)))).all()
-        return [_job(row) for row in rows]
+            settled = [_job(row) for row in rows]
+            _log(db, settled, now_us)
+        return settled
 
     def _settle_one(self, worker: str, outcome: Outcome, now_us: int) -> Job:
         changed = self.settle(worker, [outcome], now_us)
@@ -364,7 +563,9 @@ class SqlJobStore:
                 )
                 .returning(*jobs.c)
             ).all()
-        return [_job(row) for row in rows]
+            missed = [_job(row) for row in rows]
+            _log(db, missed, now_us)
+        return missed
 
     def cancel(self, tenant: str, job: str, now_us: int) -> Job:
         return self._by_person(
@@ -386,23 +587,28 @@ class SqlJobStore:
             row = db.execute(
                 jobs.update().where(mine).values(updated_us=now_us, **values).returning(*jobs.c)
             ).first()
-        if row is None:
-            raise ValueError(f"job {job} is {found.state}: only {', '.join(states)} jobs can")
-        return _job(row)
+            if row is None:
+                raise ValueError(f"job {job} is {found.state}: only {', '.join(states)} jobs can")
+            changed = _job(row)
+            _log(db, [changed], now_us)
+        return changed
 
     def forget_before(self, before_us: int) -> int:
         """Drop finished jobs last changed before `before_us`, and posts left with none,
         and those posts' media."""
         old = jobs.c.state.in_(FINAL_STATES) & (jobs.c.updated_us < before_us)
         with self._engine.begin() as db:
-            dropped = db.execute(jobs.delete().where(old)).rowcount
+            dropped = db.execute(jobs.delete().where(old).returning(jobs.c.id)).scalars().all()
+            for start in range(0, len(dropped), FORGET_AT_ONCE):
+                some = dropped[start : start + FORGET_AT_ONCE]
+                db.execute(history.delete().where(history.c.job.in_(some)))
             kept = sa.select(jobs.c.post).where(jobs.c.post == posts.c.id)
             db.execute(posts.delete().where(~sa.exists(kept)))
             named = sa.select(posts.c.id).where(posts.c.id == media_table.c.post)
             db.execute(
                 media_table.delete().where(media_table.c.post.is_not(None) & ~sa.exists(named))
             )
-        return int(dropped)
+        return len(dropped)
 
     # Media
 
@@ -485,7 +691,7 @@ def _channel(row: Any) -> Channel:
     return Channel(
         id=row.id, tenant=row.tenant, network=row.network, account=row.account,
         service=row.service, time_zone=row.time_zone, limits=Limits(**limits),
-        sealed_credentials=row.sealed_credentials,
+        sealed_credentials=row.sealed_credentials, queue=row.queue,
     )  # fmt: skip
 
 
@@ -548,6 +754,67 @@ def _post(row: Any) -> Post:
     )  # fmt: skip
 
 
+def _keep_post(db: sa.Connection, post: Post, channel_ids: Sequence[str], at_us: int) -> None:
+    """Keep `post`, and make the media it names its, once every channel is the tenant's
+    (NotFound otherwise); the channels' rows are locked until the transaction ends."""
+    owned = db.execute(
+        sa.select(channels.c.id)
+        .where((channels.c.tenant == post.tenant) & channels.c.id.in_(list(channel_ids)))
+        .with_for_update()
+    ).scalars()
+    missing = set(channel_ids) - set(owned)
+    if missing:
+        raise NotFound(f"no channel {sorted(missing)[0]!r}")
+    db.execute(posts.insert().values(_post_row(post, at_us)))
+    _attach(db, post)
+
+
+def _taken(db: sa.Connection, channel: str) -> set[int]:
+    """The due times of the channel's open jobs: the queue's slots they take."""
+    open_ = (jobs.c.channel == channel) & jobs.c.state.in_(OPEN_STATES)
+    return set(db.execute(sa.select(jobs.c.due_us).where(open_)).scalars())
+
+
+def _new_job(post: Post | Series, channel: str, due_us: int, at_us: int,
+             series: str | None = None) -> Job:  # fmt: skip
+    """A scheduled job of `post` (or of a series' post) to `channel`, with a key of its own."""
+    post_id = post.post if isinstance(post, Series) else post.id
+    return Job(
+        id=secrets.token_hex(8), tenant=post.tenant, post=post_id, version=post.version,
+        channel=channel, due_us=due_us, state="scheduled", idempotency_key=tid(),
+        updated_us=at_us, series=series, occurrence_us=due_us if series else 0,
+    )  # fmt: skip
+
+
+def _insert_jobs(db: sa.Connection, made: Sequence[Job], at_us: int) -> None:
+    if made:
+        db.execute(jobs.insert(), [_job_row(job) for job in made])
+        _log(db, made, at_us)
+
+
+def _log(db: sa.Connection, changed: Sequence[Job], at_us: int) -> None:
+    """Append the jobs' new states to their history, in the transaction that made them."""
+    if changed:
+        db.execute(history.insert(), [
+            {"job": job.id, "tenant": job.tenant, "post": job.post, "channel": job.channel,
+             "state": job.state, "at_us": at_us, "error": job.error, "attempts": job.attempts}
+            for job in changed
+        ])  # fmt: skip
+
+
+def _draft_of(tenant: str, author: str, draft: str) -> Any:
+    return (
+        (drafts_table.c.tenant == tenant)
+        & (drafts_table.c.author == author)
+        & (drafts_table.c.id == draft)
+    )
+
+
+def _draft(row: Any) -> Draft:
+    return Draft(id=row.id, tenant=row.tenant, author=row.author, body=_json(row.body),
+                 updated_us=row.updated_us)  # fmt: skip
+
+
 def _settling(**values: Any) -> Any:
     return jobs.update().where(jobs.c.id == sa.bindparam("job_id")).values(**values)
 
@@ -563,7 +830,7 @@ _SETTLE: Final = {
     "failed": _settling(state="failed", error=sa.bindparam("error"), lease_until_us=None),
     "scheduled": _settling(
         state="scheduled", error=sa.bindparam("error"), due_us=sa.bindparam("due_us"),
-        worker=None, lease_until_us=None,
+        worker=None, lease_until_us=None, attempts=jobs.c.attempts - sa.bindparam("unattempted"),
         check_first=sa.case((jobs.c.state == "sending", sa.true()), else_=jobs.c.check_first),
     ),
     "unknown": _settling(
@@ -580,7 +847,10 @@ def _outcome_params(outcome: Outcome) -> dict[str, Any]:
                 "url": outcome.found.url}  # fmt: skip
     if outcome.state == "failed":
         return {"job_id": outcome.job, "error": outcome.error}
-    return {"job_id": outcome.job, "error": outcome.error, "due_us": outcome.due_us}
+    params = {"job_id": outcome.job, "error": outcome.error, "due_us": outcome.due_us}
+    if outcome.state == "scheduled":
+        params["unattempted"] = 0 if outcome.attempted else 1
+    return params
 
 
 def _job_row(job: Job) -> dict[str, Any]:

@@ -13,9 +13,17 @@ its lease lasts) and publishes each as soon as it is claimed. For each job:
    the network's message); or unknown (a timeout after sending: claimable again after a
    backoff, and then looked for before anything is sent).
 
-Each minute the sweeper marks missed the jobs due longer ago than `max_late_s` (the
-platform was down, or the network refused for that long), with the reason, so nothing
-due is skipped silently; and drops finished jobs older than the retention.
+Before a claimed job is sent, its account's budget on its network is spent (`Budget`,
+shared by every publisher through the rate limiter): a job the budget cannot take yet
+goes back to scheduled, due when the budget will take it, without counting as an
+attempt; a network's 429 anyway holds the account's budget for its `Retry-After`, so
+every publisher waits it out.
+
+Each minute the sweeper makes the jobs of recurring posts' next occurrences (up to
+`series_horizon_s` ahead, each series from its last occurrence made, so none is skipped),
+marks missed the jobs due longer ago than `max_late_s` (the platform was down, or the
+network refused for that long), with the reason, so nothing due is skipped silently;
+and drops finished jobs older than the retention.
 
 A worker that loses its lease (it stalled past `lease_s`, and another claimed the job)
 changes nothing more about that job (`LostLease`).
@@ -33,6 +41,7 @@ import structlog
 
 from hubbub.kernel.background import Background
 from hubbub.kernel.clock import Clock
+from hubbub.publishing.budget import Budget
 from hubbub.publishing.journal import Journal
 from hubbub.publishing.ports import (
     Channel,
@@ -46,6 +55,7 @@ from hubbub.publishing.ports import (
     Post,
     Transient,
 )
+from hubbub.publishing.service import extend_series
 
 SECOND_US: Final = 1_000_000
 SETTLE_AT_MOST: Final = 500
@@ -64,6 +74,7 @@ class PublishPolicy:
     max_late_s: float = 3600.0
     sweep_every_s: float = 60.0
     keep_finished_s: float = 90 * 86_400.0
+    series_horizon_s: float = 7 * 86_400.0
 
 
 class Publisher:
@@ -75,8 +86,10 @@ class Publisher:
         policy: PublishPolicy | None = None,
         name: str | None = None,
         journal: Journal | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.store = store
+        self.budget = budget
         self.journal = journal or Journal(None, clock)
         self.networks = networks
         self.clock = clock
@@ -129,18 +142,25 @@ class Publisher:
             await asyncio.gather(*inflight, settling, return_exceptions=True)
 
     async def sweep(self) -> None:
-        """Every `sweep_every_s`: mark missed what is too late, forget what is old."""
+        """Every `sweep_every_s`: top up recurring posts, mark missed what is too late,
+        forget what is old."""
         while True:
-            now = self.clock.now_us()
-            missed = await asyncio.to_thread(
-                self.store.miss, now, int(self.policy.max_late_s * SECOND_US)
-            )
-            for job in missed:
-                log.warning("a post was missed", job=job.id, tenant=job.tenant, due_us=job.due_us)
-            await self._record(missed)
-            keep_us = int(self.policy.keep_finished_s * SECOND_US)
-            await asyncio.to_thread(self.store.forget_before, now - keep_us)
+            await self.sweep_once()
             await asyncio.sleep(self.policy.sweep_every_s)
+
+    async def sweep_once(self) -> None:
+        now = self.clock.now_us()
+        horizon_us = int(self.policy.series_horizon_s * SECOND_US)
+        made = await asyncio.to_thread(extend_series, self.store, now, horizon_us)
+        await self._record(made)
+        missed = await asyncio.to_thread(
+            self.store.miss, now, int(self.policy.max_late_s * SECOND_US)
+        )
+        for job in missed:
+            log.warning("a post was missed", job=job.id, tenant=job.tenant, due_us=job.due_us)
+        await self._record(missed)
+        keep_us = int(self.policy.keep_finished_s * SECOND_US)
+        await asyncio.to_thread(self.store.forget_before, now - keep_us)
 
     async def _start(self, claimed: list[Job]) -> list[asyncio.Task[None]]:
         """Read what the claimed jobs need, mark those that need no looking first as
@@ -161,6 +181,7 @@ class Publisher:
                 ready.append((job, channel, post))
         for outcome in gone:
             self._outcomes.put_nowait(outcome)
+        ready = await self._within_budget(ready)
         plain = [job.id for job, _, _ in ready if not job.check_first]
         held = {
             j.id: j
@@ -176,6 +197,37 @@ class Publisher:
             else:
                 log.info("a job was claimed by another publisher meanwhile", job=job.id)
         return tasks
+
+    async def _within_budget(
+        self, ready: list[tuple[Job, Channel, Post]]
+    ) -> list[tuple[Job, Channel, Post]]:
+        """The jobs their accounts' budgets take now; the others go back to scheduled,
+        due when their budget will take them (not an attempt: nothing was sent)."""
+        if self.budget is None or not ready:
+            return ready
+        budget = self.budget
+        waits = await asyncio.gather(
+            *(budget.take(channel.network, channel.account, "create") for _, channel, _ in ready)
+        )
+        within = []
+        for (job, channel, post), wait_s in zip(ready, waits, strict=True):
+            if wait_s <= 0:
+                within.append((job, channel, post))
+                continue
+            why = f"waiting for the account's budget: {channel.account} on {channel.network}"
+            due = self._after(wait_s)
+            waiting = Outcome(job.id, "scheduled", f"{why}, {wait_s:.1f} s", due, attempted=False)
+            self._outcomes.put_nowait(waiting)
+        return within
+
+    async def _hold(self, channel: Channel, retry_after_s: float | None) -> None:
+        """A network's `Retry-After`, kept for every publisher of the account."""
+        if self.budget is None or not retry_after_s:
+            return
+        try:
+            await self.budget.hold(channel.network, channel.account, retry_after_s)
+        except Exception:
+            log.warning("the account's budget could not be held", exc_info=True)
 
     async def _attempt(self, job: Job, channel: Channel, post: Post, sending: bool) -> None:
         """Publish one job (looking for it first if it may be there) and queue what became
@@ -195,6 +247,7 @@ class Publisher:
             log.warning("a post failed", job=job.id, error=str(error))
             outcome = Outcome(job.id, "failed", str(error))
         except Transient as error:
+            await self._hold(channel, error.retry_after_s)
             if job.attempts >= self.policy.max_attempts:
                 why = f"{error} (gave up after {job.attempts} attempts)"
                 outcome = Outcome(job.id, "failed", why)
