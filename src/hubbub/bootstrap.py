@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from hubbub.gateway.service import People
     from hubbub.gateway.upstreams import Upstream
     from hubbub.kernel.ratelimit import RateLimiter
-    from hubbub.publishing.budget import Budget
+    from hubbub.publishing.logins import MastodonLogins
     from hubbub.publishing.ports import Network
     from hubbub.publishing.service import Publishing
     from hubbub.publishing.worker import PublishPolicy
@@ -301,7 +301,6 @@ async def build_gateway(settings: Settings, clock: Clock) -> Gateway:
         control_poll_s=settings.control_poll_s,
         max_body_bytes=settings.max_body_bytes,
         max_push_bytes=settings.max_push_bytes,
-        max_media_bytes=settings.max_media_bytes,
     )
     await gateway.start()
     return gateway
@@ -321,9 +320,6 @@ class PublishingParts:
     networks: dict[str, Network]
     policy: PublishPolicy
     close: Callable[[], Awaitable[None]]
-    budget: Budget | None = None
-    """Each account's budget on its network, shared by every publisher the rate limiter
-    is shared by (`HUBBUB_RATE_LIMITER`: in this process, or in Redis)."""
 
 
 def open_publishing(
@@ -331,10 +327,8 @@ def open_publishing(
 ) -> PublishingParts:
     """Publishing over the relational store, the networks' APIs (guarded to public
     addresses unless `HUBBUB_PUBLISH_ALLOWED_NETWORKS` says), the mentions role for the
-    dids of handles, the log for each job's changes, and each account's budget in the
-    rate limiter the settings name (Redis at scale, so every replica spends from one)."""
+    dids of handles, and the log for each job's changes."""
     from hubbub.publishing.bluesky import BlueskyNetwork
-    from hubbub.publishing.budget import Budget
     from hubbub.publishing.journal import Journal
     from hubbub.publishing.mastodon import MastodonNetwork
     from hubbub.publishing.mentions import MentionsDids
@@ -353,28 +347,20 @@ def open_publishing(
     async def limits_of(network: NetworkName, service: str) -> Limits:
         return BLUESKY_LIMITS if network == "bluesky" else await mastodon.limits(service)
 
-    limiter = open_rate_limiter(settings, clock)
-
     async def close() -> None:
-        for closing in (mastodon.close, bluesky.close, dids.close, limiter.close):
+        for closing in (mastodon.close, bluesky.close, dids.close):
             await closing()
         await asyncio.to_thread(store.close)
 
     journal = Journal(event_log, clock)
-    horizon_s = settings.publish_series_horizon_days * retention.DAY_S
     policy = PublishPolicy(
         lease_s=settings.publish_lease_s, max_late_s=settings.publish_max_late_s,
         keep_finished_s=settings.publish_keep_days * retention.DAY_S,
-        series_horizon_s=horizon_s,
     )  # fmt: skip
     service = Publishing(
-        store, box, clock, limits_of, allowed, journal, settings.publish_require_alt,
-        drafts_per_author=settings.publish_drafts_per_author,
-        draft_bytes=settings.publish_draft_bytes, series_horizon_s=horizon_s,
-    )  # fmt: skip
-    budget = Budget(limiter, burst_share=settings.publish_budget_burst_share)
-    networks: dict[str, Network] = {"bluesky": bluesky, "mastodon": mastodon}
-    return PublishingParts(service, networks, policy, close, budget)
+        store, box, clock, limits_of, allowed, journal, settings.publish_require_alt
+    )
+    return PublishingParts(service, {"bluesky": bluesky, "mastodon": mastodon}, policy, close)
 
 
 def build_web(settings: Settings) -> tuple[ASGIApp, Callable[[], Awaitable[None]]]:
@@ -415,6 +401,7 @@ class Platform:
     _cache: Cache | None = None
     _secret_box: SecretBox | None = None
     _publishing: Publishing | None = None
+    _mastodon_logins: MastodonLogins | None = None
     _closing: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: Background = field(init=False)
     """Its long-running tasks, restarted when they fail; health reports them."""
@@ -497,11 +484,23 @@ class Platform:
             self._closing.append(parts.close)
             publisher = publishing_worker.Publisher(
                 parts.service.store, parts.networks, self.clock, parts.policy,
-                journal=parts.service.journal, budget=parts.budget,
+                journal=parts.service.journal,
             )  # fmt: skip
             publishing_worker.run(self.background, publisher)
+            from hubbub.publishing.logins import MastodonLogins
+            from hubbub.publishing.mastodon import MastodonNetwork
+
+            mastodon = parts.networks["mastodon"]
+            assert isinstance(mastodon, MastodonNetwork)
+            self._mastodon_logins = MastodonLogins(parts.service, mastodon, self.clock)
             self._publishing = parts.service
         return self._publishing
+
+    async def mastodon_logins(self) -> MastodonLogins:
+        """Mastodon accounts connected by their owner's approval (OAuth)."""
+        await self.publishing()
+        assert self._mastodon_logins is not None
+        return self._mastodon_logins
 
     async def publishing_unready(self) -> str | None:
         """Why no publisher here can claim work (its store does not answer, or its loop

@@ -91,6 +91,44 @@ def add_channel(
     console.print(f"{account} on {network}: up to {limits['characters']} characters a post")
 
 
+@channels_app.command("connect")
+def connect_channel(
+    service: Annotated[str, typer.Option(help="The Mastodon instance, https://…")],
+    time_zone: Annotated[str, typer.Option(help="The channel's IANA zone.")] = "UTC",
+    tenant: TenantOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Connect a Mastodon account by its owner's approval (OAuth): open the address
+    shown, approve Hubbub there, and paste the code the instance shows."""
+    from hubbub.publishing.logins import MastodonLogins
+    from hubbub.publishing.mastodon import MastodonNetwork
+
+    settings, chosen = load_settings(), _tenant(tenant)
+
+    async def connect(event_log: EventLog) -> dict[str, Any]:
+        parts = open_publishing(settings, SystemClock(), event_log)
+        try:
+            mastodon = parts.networks["mastodon"]
+            assert isinstance(mastodon, MastodonNetwork)
+            logins = MastodonLogins(parts.service, mastodon, SystemClock())
+            login = await logins.start(chosen, service, time_zone)
+            console.print(f"Approve Hubbub at:\n{login.authorize_url}", soft_wrap=True)
+            code = _secret("The code the instance shows")
+            return channel_view(await logins.finish(chosen, login.state, code))
+        finally:
+            await parts.close()
+
+    try:
+        made = run(with_log(settings, connect))
+    except (NotFound, Invalid, ValueError) as error:
+        fail(str(error))
+    if json:
+        print_json(made)
+        return
+    print(made["id"])
+    console.print(f"{made['account']} on mastodon: up to {made['limits']['characters']} characters")
+
+
 @channels_app.command("list")
 def list_channels(tenant: TenantOption = None, json: JsonOption = False) -> None:
     """The tenant's channels."""

@@ -32,6 +32,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import httpx
 
@@ -55,6 +56,10 @@ from hubbub.publishing.ports import (
 )
 
 TIMEOUT_S: Final = 10.0
+APP_NAME: Final = "Hubbub"
+SCOPES: Final = "read write:statuses write:media"
+"""What a channel's token may do: read the account's statuses back (after an unknown
+outcome), post statuses, upload their images."""
 HINT: Final = "a channel's instance must be on a public address (HUBBUB_PUBLISH_ALLOWED_NETWORKS)"
 RECENT: Final = 40
 """Statuses read back when looking for a post sent before (the API's largest page)."""
@@ -242,6 +247,48 @@ class MastodonNetwork:
             url_length=int(statuses.get("characters_reserved_per_url", 23)),
         )
 
+    async def register_app(self, service: str, redirect_uri: str) -> tuple[str, str]:
+        """Register Hubbub with the instance as an OAuth client (`POST /api/v1/apps`);
+        answers its client id and secret."""
+        answer = await self._call(
+            "POST", f"{service}/api/v1/apps",
+            data={"client_name": APP_NAME, "redirect_uris": redirect_uri, "scopes": SCOPES},
+        )  # fmt: skip
+        made = _fields(answer, "client_id", "client_secret")
+        return made["client_id"], made["client_secret"]
+
+    @staticmethod
+    def authorize_url(
+        service: str, client_id: str, redirect_uri: str, state: str, challenge: str
+    ) -> str:
+        """Where the account's owner approves Hubbub (the authorization code flow, with
+        PKCE)."""
+        query = urlencode({
+            "response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
+            "scope": SCOPES, "state": state, "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        })  # fmt: skip
+        return f"{service}/oauth/authorize?{query}"
+
+    async def exchange_code(
+        self, service: str, client: tuple[str, str], redirect_uri: str, code: str, verifier: str
+    ) -> tuple[str, str]:
+        """The access token the owner's approval (`code`) grants (`POST /oauth/token`),
+        and the account it is for, `user@instance`."""
+        answer = await self._call(
+            "POST", f"{service}/oauth/token",
+            data={"grant_type": "authorization_code", "code": code, "client_id": client[0],
+                  "client_secret": client[1], "redirect_uri": redirect_uri,
+                  "code_verifier": verifier, "scope": SCOPES},
+        )  # fmt: skip
+        token = _fields(answer, "access_token")["access_token"]
+        me = await self._call(
+            "GET", f"{service}/api/v1/accounts/verify_credentials",
+            headers={"authorization": f"Bearer {token}"},
+        )  # fmt: skip
+        host = httpx.URL(service).host
+        return token, f"{_fields(me, 'username')['username']}@{host}"
+
     async def close(self) -> None:
         await self._client.aclose()
 
@@ -264,6 +311,15 @@ async def _send(
     if answer.status_code == 429 or answer.status_code >= 500:
         raise Transient(message, _retry_after_s(answer))
     raise Permanent(message)
+
+
+def _fields(answer: httpx.Response, *names: str) -> dict[str, str]:
+    """`names` from an answer's JSON object; `Permanent` when it lacks one."""
+    try:
+        found = answer.json()
+        return {name: str(found[name]) for name in names}
+    except (ValueError, KeyError, TypeError):
+        raise Permanent(f"the instance answered without {', '.join(names)}") from None
 
 
 def _error(answer: httpx.Response) -> str:

@@ -72,7 +72,9 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
         )
         app.include_router(watches_api.build_router(context))
     if role in ("all", "publishing"):
-        app.include_router(publishing_api.build_router(platform.publishing))
+        app.include_router(
+            publishing_api.build_router(platform.publishing, platform.mastodon_logins)
+        )
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, object]:
@@ -114,10 +116,7 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
         served = mentions_api.MentionsFastPath(app, platform.mentions)
     settings = platform.settings
     signed = SignedOnly(served, open_request_signer(settings))
-    limits = limit_by_path(
-        settings.max_body_bytes, settings.max_push_bytes, settings.max_media_bytes
-    )
-    limited = BodyLimit(signed, limits)
+    limited = BodyLimit(signed, limit_by_path(settings.max_body_bytes, settings.max_push_bytes))
     return Observed(limited, role, route=_route)
 
 
