@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from hubbub.gateway.service import People
     from hubbub.gateway.upstreams import Upstream
     from hubbub.kernel.ratelimit import RateLimiter
+    from hubbub.publishing.budget import Budget
     from hubbub.publishing.logins import MastodonLogins
     from hubbub.publishing.ports import Network
     from hubbub.publishing.service import Publishing
@@ -301,6 +302,7 @@ async def build_gateway(settings: Settings, clock: Clock) -> Gateway:
         control_poll_s=settings.control_poll_s,
         max_body_bytes=settings.max_body_bytes,
         max_push_bytes=settings.max_push_bytes,
+        max_media_bytes=settings.max_media_bytes,
     )
     await gateway.start()
     return gateway
@@ -320,6 +322,9 @@ class PublishingParts:
     networks: dict[str, Network]
     policy: PublishPolicy
     close: Callable[[], Awaitable[None]]
+    budget: Budget | None = None
+    """Each account's budget on its network, shared by every publisher the rate limiter
+    is shared by (`HUBBUB_RATE_LIMITER`: in this process, or in Redis)."""
 
 
 def open_publishing(
@@ -327,8 +332,10 @@ def open_publishing(
 ) -> PublishingParts:
     """Publishing over the relational store, the networks' APIs (guarded to public
     addresses unless `HUBBUB_PUBLISH_ALLOWED_NETWORKS` says), the mentions role for the
-    dids of handles, and the log for each job's changes."""
+    dids of handles, the log for each job's changes, and each account's budget in the
+    rate limiter the settings name (Redis at scale, so every replica spends from one)."""
     from hubbub.publishing.bluesky import BlueskyNetwork
+    from hubbub.publishing.budget import Budget
     from hubbub.publishing.journal import Journal
     from hubbub.publishing.mastodon import MastodonNetwork
     from hubbub.publishing.mentions import MentionsDids
@@ -347,20 +354,28 @@ def open_publishing(
     async def limits_of(network: NetworkName, service: str) -> Limits:
         return BLUESKY_LIMITS if network == "bluesky" else await mastodon.limits(service)
 
+    limiter = open_rate_limiter(settings, clock)
+
     async def close() -> None:
-        for closing in (mastodon.close, bluesky.close, dids.close):
+        for closing in (mastodon.close, bluesky.close, dids.close, limiter.close):
             await closing()
         await asyncio.to_thread(store.close)
 
     journal = Journal(event_log, clock)
+    horizon_s = settings.publish_series_horizon_days * retention.DAY_S
     policy = PublishPolicy(
         lease_s=settings.publish_lease_s, max_late_s=settings.publish_max_late_s,
         keep_finished_s=settings.publish_keep_days * retention.DAY_S,
+        series_horizon_s=horizon_s,
     )  # fmt: skip
     service = Publishing(
-        store, box, clock, limits_of, allowed, journal, settings.publish_require_alt
-    )
-    return PublishingParts(service, {"bluesky": bluesky, "mastodon": mastodon}, policy, close)
+        store, box, clock, limits_of, allowed, journal, settings.publish_require_alt,
+        drafts_per_author=settings.publish_drafts_per_author,
+        draft_bytes=settings.publish_draft_bytes, series_horizon_s=horizon_s,
+    )  # fmt: skip
+    budget = Budget(limiter, burst_share=settings.publish_budget_burst_share)
+    networks: dict[str, Network] = {"bluesky": bluesky, "mastodon": mastodon}
+    return PublishingParts(service, networks, policy, close, budget)
 
 
 def build_web(settings: Settings) -> tuple[ASGIApp, Callable[[], Awaitable[None]]]:
@@ -484,7 +499,7 @@ class Platform:
             self._closing.append(parts.close)
             publisher = publishing_worker.Publisher(
                 parts.service.store, parts.networks, self.clock, parts.policy,
-                journal=parts.service.journal,
+                journal=parts.service.journal, budget=parts.budget,
             )  # fmt: skip
             publishing_worker.run(self.background, publisher)
             from hubbub.publishing.logins import MastodonLogins

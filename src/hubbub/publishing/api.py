@@ -1,10 +1,12 @@
-"""`/v1/channels`, `/v1/media`, `/v1/posts` and `/v1/jobs`: a tenant's accounts on the
-networks, the images its posts show, the posts it schedules to them, and the publish
-jobs that carry each post to each channel.
+"""`/v1/channels`, `/v1/media`, `/v1/posts`, `/v1/jobs`, `/v1/series` and `/v1/drafts`: a
+tenant's accounts on the networks and their queues, the images its posts show, the posts
+it schedules to them (once, or recurring as a series), the publish jobs that carry each
+post to each channel, with their history, and the drafts its people are writing.
 
 The tenant is the one the gateway names (`X-Hubbub-Tenant`, signed); another tenant's
-channel, post or job is answered 404, as one that does not exist. A channel's
-credentials are taken in and sealed, and never answered back.
+channel, post, job or series is answered 404, as one that does not exist. A draft is its
+author's (the key or session the gateway names, `X-Hubbub-Key`): another's is a 404 too.
+A channel's credentials are taken in and sealed, and never answered back.
 """
 
 # No `from __future__ import annotations` here: the routes' dependency on the service
@@ -12,22 +14,29 @@ credentials are taken in and sealed, and never answered back.
 import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from hubbub.kernel.signing import KEY, TENANT_HEADER
 from hubbub.kernel.validation import PlainText
 from hubbub.publishing.logins import OUT_OF_BAND, MastodonLogins
-from hubbub.publishing.ports import Invalid, Job, Media, NotFound
+from hubbub.publishing.ports import Change, Channel, Draft, Invalid, Job, Media, NotFound, Series
 from hubbub.publishing.service import MAX_PARTS, Publishing, channel_view
+from hubbub.publishing.slots import WeeklySlots, upcoming, zone_of
 
 ALT_LENGTH: Final = 1500
 """The longest alt text (Mastodon's `description_limit`)."""
 MEDIA_PER_PART: Final = 20
 MediaId = Annotated[str, Field(max_length=32)]
+DRAFT_ID: Final = r"^[0-9a-f]{16}$"
+DRAFT_TEXT: Final = 100_000
+"""The longest text a draft keeps (a post's)."""
+UPCOMING: Final = 5
+"""Queue slots shown ahead."""
 UPLOAD: Final = {
     "requestBody": {
         "required": True,
@@ -58,6 +67,12 @@ def tenant_of(request: Request) -> str:
 
 
 Tenant = Annotated[str, Depends(tenant_of)]
+DraftId = Annotated[str, Path(pattern=DRAFT_ID, description="16 hex digits, the client's.")]
+
+
+def author_of(request: Request) -> str:
+    """Who is calling, as the gateway names them: the key or the person's session."""
+    return request.headers.get(KEY.decode(), "")
 
 
 class ChannelCreate(BaseModel):
@@ -123,6 +138,86 @@ class PostCreate(BaseModel):
     language: str | None = Field(None, max_length=16)
     spoiler: str | None = Field(None, max_length=1000, description="Mastodon's content warning.")
     visibility: Literal["public", "unlisted", "private", "direct"] = "public"
+    queue: bool = Field(
+        False, description="Put it in each channel's next free queue slot (no `at`, no `repeat`)."
+    )
+    repeat: str | None = Field(
+        None,
+        max_length=512,
+        description="Recur by an RFC 5545 RRULE, as FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0,"
+        " from `at` (its first wall-clock time in each channel's zone): a series, one job per"
+        " occurrence, made ahead as time passes; DELETE /v1/series/{id} stops it.",
+    )
+    draft: str | None = Field(
+        None, pattern=DRAFT_ID, description="The caller's draft it was written in: deleted."
+    )
+
+
+class QueueUpdate(BaseModel):
+    slots: str | None = Field(
+        max_length=2000,
+        description="Weekly slots in the channel's zone, as 'mon-fri 09:00,13:30; sat 10:00';"
+        " empty or null: no queue.",
+    )
+
+
+class DraftUpdate(BaseModel):
+    """What the composer holds; every field but `text` may be left out."""
+
+    text: str = Field(max_length=DRAFT_TEXT)
+    channels: list[Annotated[str, Field(max_length=32)]] = Field(
+        default_factory=list, max_length=50
+    )
+    thread: list[Annotated[str, Field(max_length=DRAFT_TEXT)]] = Field(
+        default_factory=list, max_length=MAX_PARTS - 1
+    )
+    media: list[MediaId] = Field(default_factory=list, max_length=MEDIA_PER_PART)
+    at: str | None = Field(None, max_length=64)
+    language: str | None = Field(None, max_length=16)
+    spoiler: str | None = Field(None, max_length=1000)
+    visibility: Literal["public", "unlisted", "private", "direct"] | None = None
+
+
+def draft_view(draft: Draft) -> dict[str, Any]:
+    return {"id": draft.id, **draft.body, "updated_us": draft.updated_us}
+
+
+def change_view(change: Change) -> dict[str, Any]:
+    return {
+        "job": change.job, "channel": change.channel, "state": change.state,
+        "at_us": change.at_us, "error": change.error, "attempts": change.attempts,
+    }  # fmt: skip
+
+
+def series_view(series: list[Series]) -> dict[str, Any]:
+    """A series as one: its rule, and per channel where it stands."""
+    first = series[0]
+    states = {one.state for one in series}
+    return {
+        "id": first.id, "post": first.post, "rule": first.rule,
+        "state": "active" if "active" in states else min(states),
+        "channels": [
+            {"channel": one.channel, "start": one.start_wall, "time_zone": one.time_zone,
+             "through_us": one.through_us, "state": one.state}
+            for one in series
+        ],
+    }  # fmt: skip
+
+
+def queue_view(channel: Channel, now_us: int) -> dict[str, Any]:
+    """A channel's queue: its slots and the next ones, as times in its zone."""
+    if not channel.queue:
+        return {"channel": channel.id, "time_zone": channel.time_zone, "slots": None,
+                "upcoming": []}  # fmt: skip
+    slots = WeeklySlots.parse(channel.queue, channel.time_zone)
+    zone = zone_of(channel.time_zone)
+    return {
+        "channel": channel.id, "time_zone": channel.time_zone, "slots": channel.queue,
+        "upcoming": [
+            datetime.fromtimestamp(moment / 1e6, zone).isoformat()
+            for moment in upcoming(slots, now_us, UPCOMING)
+        ],
+    }  # fmt: skip
 
 
 def media_view(media: Media) -> dict[str, Any]:
@@ -152,7 +247,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "id": job.id, "post": job.post, "version": job.version, "channel": job.channel,
         "due_us": job.due_us, "state": job.state, "attempts": job.attempts,
         "remote_id": job.remote_id, "url": job.remote_url, "error": job.error,
-        "idempotency_key": job.idempotency_key,
+        "idempotency_key": job.idempotency_key, "series": job.series,
     }  # fmt: skip
 
 
@@ -262,15 +357,88 @@ def build_router(
         """Check a post against each channel's limits and schedule it to each: now, or
         `at`. A 422 names every channel it does not fit, the limit (length, images and
         their size, alt text where the workspace requires it), and by how much."""
-        author = request.headers.get(KEY.decode(), "")
+        author = author_of(request)
         thread = [(part.text, part.media) for part in body.thread]
         with answering():
             post, jobs = await publishing.schedule(
                 tenant, author, body.text, body.channels, at=body.at, variants=body.variants,
                 language=body.language, spoiler=body.spoiler, visibility=body.visibility,
-                media=body.media, thread=thread,
+                media=body.media, thread=thread, queue=body.queue, repeat=body.repeat,
+                draft=body.draft,
             )  # fmt: skip
-        return {"post": post.id, "jobs": [job_view(job) for job in jobs]}
+        series = next((job.series for job in jobs if job.series), None)
+        return {"post": post.id, "jobs": [job_view(job) for job in jobs], "series": series}
+
+    @router.get("/v1/posts/{post}/history")
+    async def history(tenant: Tenant, publishing: Service, post: str) -> list[dict[str, Any]]:
+        """Every state each of the post's jobs went through, oldest first: scheduled,
+        claimed, sending, published, or why not (failed, missed, cancelled, retried)."""
+        with answering():
+            found = await asyncio.to_thread(publishing.history, tenant, post)
+        return [change_view(change) for change in found]
+
+    @router.get("/v1/channels/{channel}/queue")
+    async def queue(tenant: Tenant, publishing: Service, channel: str) -> dict[str, Any]:
+        """The channel's queue: its weekly slots in its zone, and the next ones."""
+        with answering():
+            found = await asyncio.to_thread(publishing.channel, tenant, channel)
+        return queue_view(found, publishing.clock.now_us())
+
+    @router.put("/v1/channels/{channel}/queue")
+    async def set_queue(
+        tenant: Tenant, publishing: Service, channel: str, body: QueueUpdate
+    ) -> dict[str, Any]:
+        """Set the channel's weekly slots, in its zone ('mon-fri 09:00,13:30'): a post
+        with `queue` takes the next one no open job of the channel has. A 422 says where
+        the text is wrong."""
+        with answering():
+            found = await publishing.set_queue(tenant, channel, body.slots)
+        return queue_view(found, publishing.clock.now_us())
+
+    @router.get("/v1/series/{series}")
+    async def series(tenant: Tenant, publishing: Service, series: str) -> dict[str, Any]:
+        """A recurring post: its rule, and how far ahead each channel's jobs are made."""
+        with answering():
+            return series_view(await asyncio.to_thread(publishing.series, tenant, series))
+
+    @router.delete("/v1/series/{series}", status_code=204, response_class=Response)
+    async def cancel_series(tenant: Tenant, publishing: Service, series: str) -> None:
+        """Stop a recurring post: no more occurrences; those scheduled are cancelled."""
+        with answering():
+            await publishing.cancel_series(tenant, series)
+
+    @router.get("/v1/drafts")
+    async def drafts(request: Request, tenant: Tenant, publishing: Service) -> list[dict[str, Any]]:
+        """The caller's drafts, newest first."""
+        found = await asyncio.to_thread(publishing.drafts, tenant, author_of(request))
+        return [draft_view(draft) for draft in found]
+
+    @router.get("/v1/drafts/{draft}")
+    async def draft(
+        request: Request, tenant: Tenant, publishing: Service, draft: DraftId
+    ) -> dict[str, Any]:
+        with answering():
+            found = await asyncio.to_thread(publishing.draft, tenant, author_of(request), draft)
+        return draft_view(found)
+
+    @router.put("/v1/drafts/{draft}")
+    async def put_draft(
+        request: Request, tenant: Tenant, publishing: Service, draft: DraftId, body: DraftUpdate
+    ) -> dict[str, Any]:
+        """Keep a draft as it is typed: the id is the client's (16 hex digits), the same
+        id replaces it. A 409 when the caller keeps the most drafts one may already."""
+        with answering():
+            kept = await asyncio.to_thread(
+                publishing.put_draft, tenant, author_of(request), draft, body.model_dump()
+            )
+        return draft_view(kept)
+
+    @router.delete("/v1/drafts/{draft}", status_code=204, response_class=Response)
+    async def delete_draft(
+        request: Request, tenant: Tenant, publishing: Service, draft: DraftId
+    ) -> None:
+        with answering():
+            await asyncio.to_thread(publishing.delete_draft, tenant, author_of(request), draft)
 
     @router.get("/v1/jobs")
     async def jobs(

@@ -116,7 +116,10 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
         served = mentions_api.MentionsFastPath(app, platform.mentions)
     settings = platform.settings
     signed = SignedOnly(served, open_request_signer(settings))
-    limited = BodyLimit(signed, limit_by_path(settings.max_body_bytes, settings.max_push_bytes))
+    limits = limit_by_path(
+        settings.max_body_bytes, settings.max_push_bytes, settings.max_media_bytes
+    )
+    limited = BodyLimit(signed, limits)
     return Observed(limited, role, route=_route)
 
 
