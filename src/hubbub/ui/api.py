@@ -15,6 +15,8 @@ else only from the app itself: no inline script, nothing from another site.
 # No `from __future__ import annotations` here: the routes' dependencies are closures
 # (`Who`, `Posting`), which FastAPI can only see in annotations evaluated at definition.
 import asyncio
+import re
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -22,18 +24,32 @@ from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubbub.kernel.clock import Clock
 from hubbub.ui import csrf, formatting
 from hubbub.ui.ports import PlatformApi, Unreachable
-from hubbub.ui.service import BUCKETS, REPORTS, SERIES, Console, KnownPeople, Problem, Window
+from hubbub.ui.service import (
+    BUCKETS,
+    REPORTS,
+    SERIES,
+    Composed,
+    Console,
+    KnownPeople,
+    Problem,
+    Window,
+)
 
 SESSION = "hubbub_session"
+DRAFT_ID = re.compile(r"[0-9a-f]{16}")
+MAX_IMAGE_BYTES = 16 * 1024 * 1024
+"""The largest image the web app takes in; each channel's own limit is the API's to say."""
 LIVE_EVERY_S = 2.0
 LIVE_FOR_S = 60.0
 """A live stream ends after this; the page's htmx reconnects at once. No stream outlives
@@ -345,16 +361,43 @@ def build_router(
         return await on_alerts(request, who, console.remove_webhook(who.session, webhook))
 
     async def publish_page(request: Request, who: Person, **context: Any) -> HTMLResponse:
-        channels, jobs = await asyncio.gather(
-            console.channels(who.session), console.jobs(who.session)
+        channels, jobs, drafts = await asyncio.gather(
+            console.channels(who.session), console.jobs(who.session), drafts_of(who.session)
         )
         for job in jobs:
-            job["due"] = datetime.fromtimestamp(job["due_us"] / 1e6, UTC)
+            job["due"] = _instant(job["due_us"])
+        for draft in drafts:
+            draft["updated"] = _instant(draft.get("updated_us") or 0)
         names = {c["id"]: f"{c['account']} ({c['network']})" for c in channels}
         context.setdefault("chosen", [c["id"] for c in channels][:1])
+        context.setdefault("draft_id", secrets.token_hex(8))
         return page(
-            request, "publish.html", who, channels=channels, jobs=jobs, names=names, **context
-        )
+            request, "publish.html", who, channels=channels, jobs=jobs, names=names,
+            drafts=drafts, **context,
+        )  # fmt: skip
+
+    async def drafts_of(session: str) -> list[dict[str, Any]]:
+        """The person's drafts; none when they cannot be asked (the page still composes)."""
+        try:
+            return [dict(d) for d in await console.drafts(session)]
+        except Problem:
+            return []
+
+    async def reopened(session: str, draft: str) -> dict[str, Any]:
+        """What the composer shows for a draft: its text, parts, images, channels, time."""
+        found = await console.draft(session, _draft_id(draft))
+        images = await asyncio.gather(*(image_of(session, m) for m in found.get("media") or []))
+        return {
+            "text": found.get("text") or "", "thread": list(found.get("thread") or []),
+            "images": images, "at": found.get("at") or "", "draft_id": found["id"],
+            "draft_kept": True, "chosen": list(found.get("channels") or []),
+        }  # fmt: skip
+
+    async def image_of(session: str, media: str) -> dict[str, Any]:
+        try:
+            return await console.media(session, media)
+        except Problem:
+            return {"id": media, "alt": None, "missing": True}
 
     @router.get("/publish", response_class=HTMLResponse)
     async def publish(
@@ -362,10 +405,18 @@ def build_router(
         who: Who,
         scheduled: Annotated[int | None, Query(ge=0, le=100)] = None,
         done: Annotated[str | None, Query()] = None,
+        draft: Annotated[str | None, Query(max_length=16)] = None,
     ) -> HTMLResponse:
         changed = {"retry": "The post was scheduled again, now.",
-                   "cancel": "The post was cancelled."}.get(done or "")  # fmt: skip
-        return await publish_page(request, who, scheduled=scheduled, changed=changed)
+                   "cancel": "The post was cancelled.",
+                   "discard": "The draft was discarded."}.get(done or "")  # fmt: skip
+        if draft is None:
+            return await publish_page(request, who, scheduled=scheduled, changed=changed)
+        try:
+            composed = await reopened(who.session, draft)
+        except Problem as problem:
+            return await publish_page(request, who, error=str(problem), status=problem.status)
+        return await publish_page(request, who, **composed)
 
     @router.post("/publish", response_class=HTMLResponse)
     async def schedule(
@@ -374,21 +425,71 @@ def build_router(
         text: Annotated[str, Form(max_length=10_000)],
         channel: Annotated[list[str] | None, Form()] = None,
         at: Annotated[str, Form(max_length=40)] = "",
+        thread: Annotated[list[str] | None, Form(max_length=25)] = None,
+        media: Annotated[list[str] | None, Form(max_length=20)] = None,
+        draft: Annotated[str, Form(max_length=16)] = "",
     ) -> Response:
-        if not channel:
-            return await publish_page(
-                request, who, error="Choose at least one channel.", status=422, text=text,
-                chosen=[], at=at,
-            )  # fmt: skip
+        post = Composed(text, channel or [], at or None, thread or [], media or [], draft or None)
         try:
-            made = await console.schedule(who.session, text, channel, at or None)
+            if not post.channels:
+                raise Problem(422, "Choose at least one channel.")
+            made = await console.schedule(who.session, post)
         except Problem as problem:
+            images = await asyncio.gather(*(image_of(who.session, m) for m in post.media))
             return await publish_page(
                 request, who, error=str(problem), status=problem.status, text=text,
-                chosen=channel, at=at,
+                chosen=post.channels, at=at, thread=post.thread, images=images,
+                draft_id=draft or secrets.token_hex(8), draft_kept=bool(draft),
             )  # fmt: skip
         # Post/Redirect/Get: reloading the page it lands on schedules nothing again.
         return RedirectResponse(f"/publish?scheduled={len(made['jobs'])}", status_code=303)
+
+    @router.put("/publish/drafts/{draft}")
+    async def save_draft(request: Request, who: Posting, draft: str, body: DraftBody) -> Response:
+        """The composer keeps what is typed as it is typed (the page's script, with the
+        CSRF token in its header); answers the API's answer, as JSON."""
+        return await as_json(console.save_draft(who.session, _draft_id(draft), body.sent()))
+
+    @router.post("/publish/drafts/{draft}/discard")
+    async def discard_draft(request: Request, who: Posting, draft: str) -> Response:
+        try:
+            await console.discard_draft(who.session, _draft_id(draft))
+        except Problem as problem:
+            return await publish_page(request, who, error=str(problem), status=problem.status)
+        return RedirectResponse("/publish?done=discard", status_code=303)
+
+    @router.post("/publish/media")
+    async def upload_media(request: Request, who: Posting) -> Response:
+        """An image for the post, from the composer's script (a form: `file`, `alt`):
+        kept by the API, which answers its id."""
+        form = await request.form()  # parsed already, for its CSRF token
+        image, alt = form.get("file"), form.get("alt")
+        if not isinstance(image, UploadFile):
+            return JSONResponse({"detail": "choose an image"}, status_code=422)
+        try:
+            data = await image.read(MAX_IMAGE_BYTES + 1)
+        finally:
+            await form.close()
+        if len(data) > MAX_IMAGE_BYTES:
+            detail = f"an image is at most {MAX_IMAGE_BYTES:,} bytes"
+            return JSONResponse({"detail": detail}, status_code=413)
+        said = alt.strip() if isinstance(alt, str) else ""
+        return await as_json(console.add_media(who.session, data, said or None), 201)
+
+    @router.get("/publish/posts/{post}", response_class=HTMLResponse)
+    async def post_history(request: Request, who: Who, post: str) -> HTMLResponse:
+        """A post: what it says (each part, its images and their alt text), where it
+        goes, and each of its jobs' changes of state, oldest first."""
+        found, history, channels = await asyncio.gather(
+            console.post(who.session, post), console.history(who.session, post),
+            console.channels(who.session),
+        )  # fmt: skip
+        names = {c["id"]: f"{c['account']} ({c['network']})" for c in channels}
+        for change in history:
+            change["when"] = _instant(change["at_us"])
+        return page(
+            request, "post.html", who, post=found, history=history, names=names,
+        )  # fmt: skip
 
     @router.post("/publish/jobs/{job}/{action}", response_class=HTMLResponse)
     async def job_action(request: Request, who: Posting, job: str, action: str) -> Response:
@@ -806,6 +907,40 @@ def build_router(
         return await operating(request, who, act)
 
     return router
+
+
+def _instant(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1e6, UTC)
+
+
+def _draft_id(draft: str) -> str:
+    """A draft's id as the composer chooses it (16 lowercase hex digits), or a 404."""
+    if not DRAFT_ID.fullmatch(draft):
+        raise HTTPException(404, "no such draft")
+    return draft
+
+
+async def as_json(act: Awaitable[Any], status: int = 200) -> Response:
+    """What the API answered, for a page's script: JSON, or `{"detail"}` and its status."""
+    try:
+        return JSONResponse(await act, status_code=status)
+    except Problem as problem:
+        return JSONResponse({"detail": str(problem)}, status_code=problem.status)
+
+
+class DraftBody(BaseModel):
+    """What the composer holds, as it saves it."""
+
+    text: str = Field("", max_length=10_000)
+    channels: list[str] = Field(default_factory=list, max_length=50)
+    thread: list[Annotated[str, Field(max_length=10_000)]] = Field(
+        default_factory=list, max_length=25
+    )
+    media: list[Annotated[str, Field(max_length=32)]] = Field(default_factory=list, max_length=20)
+    at: str | None = Field(None, max_length=40)
+
+    def sent(self) -> dict[str, Any]:
+        return self.model_dump()
 
 
 def _csv(body: bytes, name: str) -> Response:

@@ -22,11 +22,14 @@ class GatewayApi:
         token: str | None = None,
         params: dict[str, Any] | None = None,
         json: Any = None,
+        content: bytes | None = None,
     ) -> Answer:
         headers = {"authorization": f"Bearer {token}"} if token else {}
+        if content is not None:
+            headers["content-type"] = "application/octet-stream"
         try:
             answer = await self._client.request(
-                method, path, params=params, json=json, headers=headers
+                method, path, params=params, json=json, content=content, headers=headers
             )
         except httpx.HTTPError as error:
             raise Unreachable(f"the platform's API at {self._base_url}: {error}") from error

@@ -6,7 +6,8 @@ limits, roles, flags and tenant isolation to a page as to any API client.
 
 Contract (`hubbub.ui.http.GatewayApi` meets it):
 - `call` sends one request and answers the status and the body, whatever the status:
-  a 4xx is an answer for the page to show, not an error.
+  a 4xx is an answer for the page to show, not an error. Its body is `json`, or
+  `content` (bytes sent as they are, `application/octet-stream`), or none.
 - `Unreachable` when the gateway cannot be reached or does not answer in time.
 """
 
@@ -59,6 +60,7 @@ class PlatformApi(Protocol):
         token: str | None = None,
         params: dict[str, Any] | None = None,
         json: Any = None,
+        content: bytes | None = None,
     ) -> Answer: ...
 
     async def close(self) -> None: ...

@@ -5,7 +5,7 @@ sentence the person can act on."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -46,6 +46,30 @@ def _checked(answer: Answer) -> Any:
     if not answer.ok:
         raise Problem(answer.status, answer.detail())
     return answer.json()
+
+
+@dataclass(frozen=True)
+class Composed:
+    """A post as the composer sends it: its text, the parts after it (a thread), its
+    images (ids of kept media), its channels, when (empty: now), and the draft it was
+    written in (which scheduling it removes)."""
+
+    text: str
+    channels: list[str]
+    at: str | None = None
+    thread: list[str] = field(default_factory=list)
+    media: list[str] = field(default_factory=list)
+    draft: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        """As `POST /v1/posts` takes it; a blank part of a thread is no part."""
+        body: dict[str, Any] = {
+            "text": self.text, "channels": self.channels, "at": self.at or None,
+            "media": self.media, "thread": [{"text": t} for t in self.thread if t.strip()],
+        }  # fmt: skip
+        if self.draft:
+            body["draft"] = self.draft
+        return body
 
 
 @dataclass(frozen=True)
@@ -291,11 +315,47 @@ class Console:
         answer = await self.api.call("GET", "/v1/jobs", token=token, params={"limit": limit})
         return list(_checked(answer))
 
-    async def schedule(
-        self, token: str, text: str, channels: list[str], at: str | None
-    ) -> dict[str, Any]:
-        body = {"text": text, "channels": channels, "at": at or None}
-        return dict(_checked(await self.api.call("POST", "/v1/posts", token=token, json=body)))
+    async def schedule(self, token: str, post: Composed) -> dict[str, Any]:
+        """Schedule the post; the draft it was written in, if any, goes with it."""
+        answer = await self.api.call("POST", "/v1/posts", token=token, json=post.body())
+        return dict(_checked(answer))
+
+    async def post(self, token: str, post: str) -> dict[str, Any] | None:
+        """The post (its text, parts and images); None where the API does not say posts."""
+        answer = await self.api.call("GET", f"/v1/posts/{_part(post)}", token=token)
+        if answer.status in (404, 405):
+            return None
+        return dict(_checked(answer))
+
+    async def history(self, token: str, post: str) -> list[Any]:
+        """Every change of the post's jobs (one per channel), oldest first."""
+        path = f"/v1/posts/{_part(post)}/history"
+        return list(_checked(await self.api.call("GET", path, token=token)))
+
+    async def add_media(self, token: str, image: bytes, alt: str | None) -> dict[str, Any]:
+        """Keep an image for a post, with its alt text; answers its id, type and size."""
+        params = {"alt": alt} if alt else None
+        answer = await self.api.call("POST", "/v1/media", token=token, params=params, content=image)
+        return dict(_checked(answer))
+
+    async def media(self, token: str, media: str) -> dict[str, Any]:
+        return dict(_checked(await self.api.call("GET", f"/v1/media/{_part(media)}", token=token)))
+
+    async def drafts(self, token: str) -> list[Any]:
+        """The person's drafts, newest first."""
+        return list(_checked(await self.api.call("GET", "/v1/drafts", token=token)))
+
+    async def draft(self, token: str, draft: str) -> dict[str, Any]:
+        path = f"/v1/drafts/{_part(draft)}"
+        return dict(_checked(await self.api.call("GET", path, token=token)))
+
+    async def save_draft(self, token: str, draft: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Keep the draft as it is now (made, or replaced: the id is the composer's)."""
+        path = f"/v1/drafts/{_part(draft)}"
+        return dict(_checked(await self.api.call("PUT", path, token=token, json=body)))
+
+    async def discard_draft(self, token: str, draft: str) -> None:
+        _checked(await self.api.call("DELETE", f"/v1/drafts/{_part(draft)}", token=token))
 
     async def job_action(self, token: str, job: str, action: str) -> dict[str, Any]:
         """`retry` or `cancel` a publish job."""

@@ -70,6 +70,7 @@
     const caret = typed.start + handle.length;
     box.setSelectionRange(caret, caret);
     close();
+    box.dispatchEvent(new Event("input", { bubbles: true })); // the text changed: as if typed
   }
 
   async function suggest() {
