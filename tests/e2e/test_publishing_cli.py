@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,48 @@ async def test_a_channel_is_added_a_post_scheduled_published_and_listed(
         )
         assert code == 2  # the CLI's refusal
         assert "501 characters, 1 over its limit of 500" in said
+
+
+async def test_a_queue_and_a_recurring_post_from_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HUBBUB_PUBLISH_ALLOWED_NETWORKS", "127.0.0.0/8")
+    state = MastodonState()
+    login = state.add_account("newsroom")
+    data = tmp_path / "data"
+    async with mastodon_server(state) as server:
+        channel = await cli(
+            data, "channels", "add", "mastodon", "--account", "newsroom@127.0.0.1",
+            "--service", server.url, "--time-zone", "America/New_York",
+            stdin=login.access_token + "\n",
+        )  # fmt: skip
+    assert (
+        "has no queue" in (await asyncio.to_thread(hubbub, data, "channels", "queue", channel))[1]
+    )
+    code, said = await asyncio.to_thread(
+        hubbub, data, "posts", "schedule", "Queued", "--channel", channel, "--queue"
+    )
+    assert code == 2
+    assert "has no queue" in said
+    _, shown = await asyncio.to_thread(hubbub, data, "channels", "queue", channel, "sat,sun 10:00")
+    assert shown.startswith("sat,sun 10:00 (America/New_York)")
+    assert "T10:00:00-0" in shown  # the next slots, at 10:00 in New York
+    queued = json.loads(
+        await cli(data, "posts", "schedule", "Queued", "--channel", channel, "--queue", "--json")
+    )
+    (slot,) = [job["due_us"] for job in queued]
+    upcoming = json.loads(await cli(data, "channels", "queue", channel, "--json"))["upcoming"]
+    assert datetime.fromisoformat(upcoming[0]).timestamp() * 1e6 == slot
+
+    made = json.loads(await cli(
+        data, "posts", "schedule", "Weekly", "--channel", channel, "--at", "2100-01-04T09:00",
+        "--repeat", "FREQ=WEEKLY;BYDAY=MO", "--json",
+    ))  # fmt: skip
+    series = made[0]["series"]
+    assert series
+    shown_job = json.loads(await cli(data, "posts", "show", made[0]["id"]))
+    assert [change["state"] for change in shown_job["history"]] == ["scheduled"]
+    stopped = json.loads(await cli(data, "posts", "cancel", "--series", series))
+    assert {job["state"] for job in stopped} == {"cancelled"}
+    shown_job = json.loads(await cli(data, "posts", "show", made[0]["id"]))
+    assert [change["state"] for change in shown_job["history"]] == ["scheduled", "cancelled"]

@@ -1,5 +1,6 @@
-"""`hubbub channels add|list|remove` and `hubbub posts schedule|list|show|retry|cancel`:
-a tenant's accounts on the networks, and the posts published to them.
+"""`hubbub channels add|list|remove|queue` and `hubbub posts schedule|list|show|retry|cancel`:
+a tenant's accounts on the networks and their queues, and the posts published to them
+(now, at a time, in a queue's next slot, or recurring).
 
 A channel's secret (a Bluesky app password, a Mastodon access token) is read from a
 hidden prompt, or from stdin when piped, never from an argument. The publishing role
@@ -22,7 +23,7 @@ from hubbub.bootstrap import open_publishing
 from hubbub.cli.common import console, fail, load_settings, print_json, run, with_log
 from hubbub.eventlog.ports import EventLog
 from hubbub.kernel.clock import SystemClock
-from hubbub.publishing.api import job_view
+from hubbub.publishing.api import change_view, job_view, queue_view
 from hubbub.publishing.ports import Invalid, NotFound
 from hubbub.publishing.service import Publishing, channel_view
 
@@ -148,6 +149,43 @@ def list_channels(tenant: TenantOption = None, json: JsonOption = False) -> None
     console.print(table if found else "no channels: `hubbub channels add` connects one")
 
 
+@channels_app.command("queue")
+def queue(
+    channel: str,
+    slots: Annotated[
+        str | None,
+        typer.Argument(
+            help="Weekly slots in the channel's zone, as \"mon-fri 09:00,13:30;"
+            ' sat 10:00"; "" for none. Left out: the queue is shown.'
+        ),
+    ] = None,
+    tenant: TenantOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Show or set a channel's queue: `posts schedule --queue` takes its next free slot."""
+    chosen = _tenant(tenant)
+
+    async def queued(publishing: Publishing) -> dict[str, Any]:
+        found = (
+            publishing.channel(chosen, channel)
+            if slots is None
+            else await publishing.set_queue(chosen, channel, slots)
+        )
+        return queue_view(found, publishing.clock.now_us())
+
+    shown = _with_publishing(queued)
+    if json:
+        print_json(shown)
+        return
+    if not shown["slots"]:
+        console.print(f'channel {channel} has no queue: `hubbub channels queue {channel} "mon-fri'
+                      ' 09:00"` gives it one')  # fmt: skip
+        return
+    console.print(f"{shown['slots']} ({shown['time_zone']})")
+    for moment in shown["upcoming"]:
+        console.print(f"  next: {moment}")
+
+
 @channels_app.command("remove")
 def remove_channel(channel: str, tenant: TenantOption = None) -> None:
     """Disconnect an account; what it had scheduled is cancelled."""
@@ -211,6 +249,17 @@ def schedule(
             " Each part replies to the one before.",
         ),
     ] = None,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="In each channel's next free queue slot.")
+    ] = False,
+    repeat: Annotated[
+        str | None,
+        typer.Option(
+            metavar="RRULE",
+            help="Recur, from --at, as FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0 (RFC 5545);"
+            " `posts cancel --series` stops it.",
+        ),
+    ] = None,
     tenant: TenantOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -233,8 +282,9 @@ def schedule(
             media[index].append((await publishing.add_media(chosen, content, described)).id)
         thread = list(zip(texts[1:], media[1:], strict=True))
         _, jobs = await publishing.schedule(
-            chosen, "cli", text, channel, at=at, media=media[0], thread=thread
-        )
+            chosen, "cli", text, channel, at=at, media=media[0], thread=thread, queue=queue,
+            repeat=repeat,
+        )  # fmt: skip
         return [job_view(job) for job in jobs]
 
     jobs = _with_publishing(made)
@@ -243,6 +293,8 @@ def schedule(
         return
     for job in jobs:
         print(job["id"])
+    if jobs and jobs[0]["series"]:
+        console.print(f"series {jobs[0]['series']}: `hubbub posts cancel --series` stops it")
 
 
 @posts_app.command("list")
@@ -277,14 +329,17 @@ def _one(action: str, job: str, tenant: str | None) -> None:
             return job_view(await publishing.retry(chosen, job))
         if action == "cancel":
             return job_view(await publishing.cancel(chosen, job))
-        return job_view(publishing.job(chosen, job))
+        found = publishing.job(chosen, job)
+        changes = publishing.history(chosen, found.post)
+        return {**job_view(found), "history": [change_view(change) for change in changes]}
 
     print_json(_with_publishing(act))
 
 
 @posts_app.command("show")
 def show(job: str, tenant: TenantOption = None) -> None:
-    """One job, as JSON: its state, tries, where it was published or why not."""
+    """One job, as JSON: its state, tries, where it was published or why not, and its
+    post's history (each state of each of its jobs, oldest first)."""
     _one("show", job, tenant)
 
 
@@ -296,6 +351,23 @@ def retry(job: str, tenant: TenantOption = None) -> None:
 
 
 @posts_app.command("cancel")
-def cancel(job: str, tenant: TenantOption = None) -> None:
-    """Cancel a scheduled job."""
-    _one("cancel", job, tenant)
+def cancel(
+    job: Annotated[str | None, typer.Argument(help="The job.")] = None,
+    series: Annotated[
+        str | None, typer.Option(help="Stop a recurring post instead: no more occurrences.")
+    ] = None,
+    tenant: TenantOption = None,
+) -> None:
+    """Cancel a scheduled job, or a recurring post's series (its scheduled jobs too)."""
+    if (job is None) == (series is None):
+        fail("name a job, or a recurring post's --series")
+    if job is not None:
+        _one("cancel", job, tenant)
+        return
+    assert series is not None
+    chosen = _tenant(tenant)
+
+    async def stop(publishing: Publishing) -> list[dict[str, Any]]:
+        return [job_view(one) for one in await publishing.cancel_series(chosen, series)]
+
+    print_json(_with_publishing(stop))
