@@ -7,12 +7,16 @@ skipped.
   own PDS (`hubbub.sandbox.bluesky`, `make pds`) runs as a Node process, when installed.
 - **Publishers.** `replicas` processes of `hubbub serve --role publishing` on one data
   directory (SQLite, or PostgreSQL with `--relational-url`), as a deployment runs them.
-- **Lateness.** `jobs` posts to the Mastodon channel fall due evenly over `window_s`
+- **Accounts.** The jobs are spread over `accounts` Mastodon accounts (and
+  `pds_accounts` on the PDS), as a platform's are over its tenants' accounts: each
+  account's budget (Mastodon's 300 requests in 5 minutes, Bluesky's 5,000 points an
+  hour) is spent by the publishers, so one account could not take 1,000 posts a second.
+- **Lateness.** `jobs` posts to the Mastodon channels fall due evenly over `window_s`
   seconds, starting a few seconds after the publishers answer. A job's lateness is the
   moment it was recorded published minus its due time; `lateness_p50_ms` and
   `lateness_p99_ms` over all of them.
-- **Rates.** `burst` jobs due at once on the Mastodon channel, and `pds_burst` on the
-  Bluesky channel: posts published per second from the first due to the last recorded
+- **Rates.** `burst` jobs due at once on the Mastodon channels, and `pds_burst` on the
+  Bluesky channels: posts published per second from the first due to the last recorded
   (`mastodon_posts_per_s`, `pds_posts_per_s`).
 - **Exactly once.** Every status on the sandbox and every record in the PDS repository
   is counted against the jobs: `duplicates` (a text published more than once) and
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import os
 import secrets
 import signal
@@ -35,6 +40,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -121,10 +127,10 @@ def _until_answering(child: subprocess.Popen[bytes], within_s: float = 60.0) -> 
     raise RuntimeError("a publishing process did not answer within a minute")
 
 
-def _schedule(url: str, channel: str, count: int, tag: str) -> list[str]:
-    """`count` posts to `channel`, waiting far in the future, written in one transaction
-    as `JobStore.schedule` writes them one by one (each job its own TID); answers their
-    texts."""
+def _schedule(url: str, channels: list[str], count: int, tag: str) -> list[str]:
+    """`count` posts spread over `channels` in turn, waiting far in the future, written in
+    one transaction as `JobStore.schedule` writes them one by one (each job its own TID);
+    answers their texts."""
     now = time.time_ns() // 1000
     texts = [f"{tag} {n}" for n in range(count)]
     post_rows, job_rows = [], []
@@ -134,7 +140,8 @@ def _schedule(url: str, channel: str, count: int, tag: str) -> list[str]:
                           "text": text, "variants": {}, "language": None, "spoiler": None,
                           "visibility": "public", "created_us": now})  # fmt: skip
         job_rows.append({"id": secrets.token_hex(8), "tenant": "bench", "post": post,
-                         "version": 1, "channel": channel, "due_us": FAR_US + n,
+                         "version": 1, "channel": channels[n % len(channels)],
+                         "due_us": FAR_US + n,
                          "state": "scheduled", "idempotency_key": tid(), "check_first": False,
                          "attempts": 0, "updated_us": now})  # fmt: skip
     engine = sa.create_engine(url)
@@ -147,26 +154,26 @@ def _schedule(url: str, channel: str, count: int, tag: str) -> list[str]:
     return texts
 
 
-def _release(url: str, channel: str, start_us: int, window_us: int, count: int) -> None:
-    """Bring the waiting jobs of `channel` due from `start_us`, evenly over `window_us`."""
+def _release(url: str, channels: list[str], start_us: int, window_us: int, count: int) -> None:
+    """Bring the waiting jobs of `channels` due from `start_us`, evenly over `window_us`."""
     step = window_us / max(1, count)
     engine = sa.create_engine(url)
     try:
         with engine.begin() as db:
             db.execute(
                 jobs.update()
-                .where((jobs.c.channel == channel) & (jobs.c.due_us >= FAR_US))  # waiting only
+                .where(jobs.c.channel.in_(channels) & (jobs.c.due_us >= FAR_US))  # waiting only
                 .values(due_us=start_us + ((jobs.c.due_us - FAR_US) * step).cast(sa.BigInteger))
             )
     finally:
         engine.dispose()
 
 
-def _until_final(url: str, channel: str, within_s: float) -> list[tuple[str, int, int]]:
-    """Wait until no job of `channel` is open (or `within_s` passed); answers every job's
+def _until_final(url: str, channels: list[str], within_s: float) -> list[tuple[str, int, int]]:
+    """Wait until no job of `channels` is open (or `within_s` passed); answers every job's
     (state, due, last change)."""
     engine = sa.create_engine(url)
-    mine = jobs.c.channel == channel
+    mine = jobs.c.channel.in_(channels)
     still_open = mine & jobs.c.state.in_(OPEN_STATES)
     deadline = time.monotonic() + within_s
     try:
@@ -192,10 +199,13 @@ def run_publishing_benchmark(
     replicas: int,
     relational_url: str | None,
     base: Settings,
+    accounts: int = 1000,
+    pds_accounts: int = 10,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     result: dict[str, Any] = {"benchmark": "publishing", "cpu_count": os.cpu_count(),
-                              "replicas": replicas}  # fmt: skip
+                              "replicas": replicas, "accounts": accounts,
+                              "pds_accounts": pds_accounts}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="hubbub-bench-publishing-") as tmp:
         data = Path(tmp) / "data"
         settings = base.model_copy(
@@ -210,7 +220,7 @@ def run_publishing_benchmark(
         if relational_url:
             env["HUBBUB_RELATIONAL_URL"] = relational_url
         asyncio.run(_measure(settings, data, env, jobs_count, window_s, burst, pds_burst,
-                             replicas, result))  # fmt: skip
+                             replicas, accounts, pds_accounts, result))  # fmt: skip
     result["targets"] = {"lateness_p99_ms": 1000.0, "mastodon_posts_per_s": 1000.0}
     result["wall_s"] = round(time.perf_counter() - started, 1)
     return result
@@ -218,31 +228,28 @@ def run_publishing_benchmark(
 
 async def _measure(
     settings: Settings, data: Path, env: dict[str, str], jobs_count: int, window_s: float,
-    burst: int, pds_burst: int, replicas: int, result: dict[str, Any],
+    burst: int, pds_burst: int, replicas: int, accounts: int, pds_accounts: int,
+    result: dict[str, Any],
 ) -> None:  # fmt: skip
     url = settings.relational
     sandbox = MastodonState()
     sandbox.config.rate_limit = 1_000_000_000
-    login = sandbox.add_account("bench")
+    logins = [sandbox.add_account(f"bench{n}") for n in range(accounts)]
     parts = open_publishing(settings, SystemClock(), None)
     children: list[subprocess.Popen[bytes]] = []
     try:
         with _mastodon_sandbox(sandbox) as mastodon_url:
-            made = await parts.service.add_channel(
-                "bench", "mastodon", "bench@127.0.0.1", mastodon_url,
-                {"access_token": login.access_token},
-            )  # fmt: skip
-            channel = made.id
-            texts = await asyncio.to_thread(_schedule, url, channel, jobs_count, "due over")
+            channels = await _mastodon_channels(parts, mastodon_url, logins)
+            texts = await asyncio.to_thread(_schedule, url, channels, jobs_count, "due over")
             children = await asyncio.to_thread(_publishers, data, replicas, env)
             cpu_at_start = _cpu_s(children)
 
             # Lateness: due evenly over the window, from a moment just ahead.
             start_us = time.time_ns() // 1000 + int(LEAD_S * 1e6)
             await asyncio.to_thread(
-                _release, url, channel, start_us, int(window_s * 1e6), jobs_count
+                _release, url, channels, start_us, int(window_s * 1e6), jobs_count
             )
-            done = await asyncio.to_thread(_until_final, url, channel, window_s + 600)
+            done = await asyncio.to_thread(_until_final, url, channels, window_s + 600)
             late = [(changed - due) / 1000 for st, due, changed in done if st == "published"]
             result.update(
                 jobs=jobs_count, window_s=window_s,
@@ -252,20 +259,22 @@ async def _measure(
             )  # fmt: skip
 
             # Throughput: a burst due at once.
-            texts += await asyncio.to_thread(_schedule, url, channel, burst, "due at once")
+            texts += await asyncio.to_thread(_schedule, url, channels, burst, "due at once")
             burst_start = time.time_ns() // 1000 + int(LEAD_S * 1e6)
-            await asyncio.to_thread(_release, url, channel, burst_start, 0, burst)
-            done = await asyncio.to_thread(_until_final, url, channel, 600)
+            await asyncio.to_thread(_release, url, channels, burst_start, 0, burst)
+            done = await asyncio.to_thread(_until_final, url, channels, 600)
             result["mastodon_posts_per_s"] = _rate(done, burst_start)
             published_count = sum(1 for st, _, _ in done if st == "published")
             result["publisher_cpu_ms_per_post"] = round(
                 (_cpu_s(children) - cpu_at_start) * 1000 / max(1, published_count), 3
             )
-            published = Counter(s.text for s in sandbox.statuses_by(login.account))
+            published = Counter(
+                s.text for login in logins for s in sandbox.statuses_by(login.account)
+            )
             result["states"] = dict(Counter(st for st, _, _ in done))
         duplicates = sum(n - 1 for n in published.values() if n > 1)
         skipped = sum(1 for text in texts if text not in published)
-        result["pds_posts_per_s"] = await _pds_rate(parts, url, pds_burst, result)
+        result["pds_posts_per_s"] = await _pds_rate(parts, url, pds_burst, pds_accounts, result)
         result["duplicates"] = duplicates + result.pop("pds_duplicates", 0)
         result["skipped"] = skipped + result.pop("pds_skipped", 0)
     finally:
@@ -277,6 +286,24 @@ async def _measure(
             except subprocess.TimeoutExpired:
                 child.kill()
         await parts.close()
+
+
+async def _mastodon_channels(parts: Any, mastodon_url: str, logins: list[Any]) -> list[str]:
+    """A channel per sandbox account: the first connected as a person connects one (its
+    limits read from the instance), the others written beside it with the same limits."""
+    first = await parts.service.add_channel(
+        "bench", "mastodon", "bench0@127.0.0.1", mastodon_url,
+        {"access_token": logins[0].access_token},
+    )  # fmt: skip
+    store, box = parts.service.store, parts.service.box
+    others = [
+        replace(first, id=secrets.token_hex(8), account=f"bench{n}@127.0.0.1",
+                sealed_credentials=box.seal(json.dumps({"access_token": login.access_token})))
+        for n, login in enumerate(logins[1:], start=1)
+    ]  # fmt: skip
+    for channel in others:
+        await asyncio.to_thread(store.add_channel, channel)
+    return [first.id, *(channel.id for channel in others)]
 
 
 def _cpu_s(children: list[subprocess.Popen[bytes]]) -> float:
@@ -299,26 +326,32 @@ def _rate(done: list[tuple[str, int, int]], start_us: int) -> float:
     return round(len(published) / max((max(published) - start_us) / 1e6, 1e-6), 1)
 
 
-async def _pds_rate(parts: Any, url: str, count: int, result: dict[str, Any]) -> float | None:
-    """Posts a second to Bluesky's own PDS, when `make pds` installed it (else None and
-    the reason in `pds_note`)."""
+async def _pds_rate(
+    parts: Any, url: str, count: int, accounts: int, result: dict[str, Any]
+) -> float | None:
+    """Posts a second to Bluesky's own PDS, over `accounts` accounts, when `make pds`
+    installed it (else None and the reason in `pds_note`)."""
     from hubbub.sandbox.bluesky import PdsMissing, local_pds
 
     if count <= 0:
         return None
     try:
         async with local_pds() as pds:
-            author = await pds.create_account()
-            password = await pds.create_app_password(author)
-            made = await parts.service.add_channel(
-                "bench", "bluesky", author.handle, pds.url,
-                {"identifier": author.handle, "password": password},
-            )  # fmt: skip
-            texts = await asyncio.to_thread(_schedule, url, made.id, count, "to the PDS")
+            authors, channels = [], []
+            for _ in range(accounts):
+                author = await pds.create_account()
+                password = await pds.create_app_password(author)
+                made = await parts.service.add_channel(
+                    "bench", "bluesky", author.handle, pds.url,
+                    {"identifier": author.handle, "password": password},
+                )  # fmt: skip
+                authors.append(author)
+                channels.append(made.id)
+            texts = await asyncio.to_thread(_schedule, url, channels, count, "to the PDS")
             start = time.time_ns() // 1000 + int(LEAD_S * 1e6)
-            await asyncio.to_thread(_release, url, made.id, start, 0, count)
-            done = await asyncio.to_thread(_until_final, url, made.id, 600)
-            seen = Counter(await pds.records(author.did))
+            await asyncio.to_thread(_release, url, channels, start, 0, count)
+            done = await asyncio.to_thread(_until_final, url, channels, 600)
+            seen = Counter([text for author in authors for text in await pds.records(author.did)])
             result["pds_duplicates"] = sum(n - 1 for n in seen.values() if n > 1)
             result["pds_skipped"] = sum(1 for text in texts if text not in seen)
             return _rate(done, start)

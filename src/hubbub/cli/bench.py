@@ -167,6 +167,12 @@ def publishing(
         int, typer.Option(help="Jobs due at once to Bluesky's PDS (0: skip it).", min=0)
     ] = 1_000,
     replicas: Annotated[int, typer.Option(help="Publishing processes.", min=1)] = 2,
+    accounts: Annotated[
+        int, typer.Option(help="Mastodon accounts the jobs are spread over.", min=1)
+    ] = 1000,
+    pds_accounts: Annotated[
+        int, typer.Option(help="Accounts on the PDS the PDS jobs are spread over.", min=1)
+    ] = 10,
     relational_url: Annotated[
         str | None, typer.Option(help="A PostgreSQL URL for the jobs (default: SQLite).")
     ] = None,
@@ -183,6 +189,7 @@ def publishing(
         )
     result = run_publishing_benchmark(
         jobs_count=jobs, window_s=window_s, burst=burst, pds_burst=pds_burst,
-        replicas=replicas, relational_url=relational_url, base=settings,
+        replicas=replicas, relational_url=relational_url, base=settings, accounts=accounts,
+        pds_accounts=pds_accounts,
     )  # fmt: skip
     print_json(result)
