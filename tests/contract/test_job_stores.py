@@ -384,3 +384,27 @@ def test_jobs_kept_before_recurring_posts_stay_and_publish(url: str) -> None:
         assert len(made) == 2
     finally:
         store.close()
+
+
+def test_a_draft_saved_from_two_places_at_once_is_kept_once(url: str, store: SqlJobStore) -> None:
+    stores = [SqlJobStore(url) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def save(own: SqlJobStore, n: int) -> None:
+        try:
+            for m in range(20):
+                own.put_draft(replace(draft("acme", "ed", 1, T0 + m), body={"text": f"{n}"}), 5)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=save, args=(own, n)) for n, own in enumerate(stores)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for own in stores:
+            own.close()
+    assert errors == []
+    assert len(store.drafts("acme", "ed")) == 1

@@ -353,6 +353,12 @@ class SqlJobStore:
     # Drafts
 
     def put_draft(self, draft: Draft, at_most: int) -> Draft:
+        try:
+            return self._put_draft(draft, at_most)
+        except IntegrityError:  # the same draft saved at once from elsewhere: replace it
+            return self._put_draft(draft, at_most)
+
+    def _put_draft(self, draft: Draft, at_most: int) -> Draft:
         body = dict(draft.body)
         with self._engine.begin() as db:
             mine = _draft_of(draft.tenant, draft.author, draft.id)
