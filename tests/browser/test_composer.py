@@ -210,6 +210,8 @@ async def test_a_post_shows_its_history_of_states(composing: Composing) -> None:
     await until(published)
     await page.get_by_role("link", name=re.compile("^History of the post .* newsroom@")).click()
     await expect(page).to_have_url(re.compile(r"/publish/posts/[^/]+$"))
+    said = page.get_by_role("region", name="What it says")
+    await expect(said).to_contain_text("Storm update & more")  # the post itself, as written
     mastodon = page.get_by_role("row").filter(has_text="newsroom@127.0.0.1")
     await expect(mastodon.first).to_contain_text("scheduled")
     await expect(mastodon.last).to_contain_text("published", timeout=10_000)

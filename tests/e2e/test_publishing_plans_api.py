@@ -234,3 +234,10 @@ async def test_a_posts_history_shows_each_state_of_each_job(composer: Composer) 
     assert history.json()[1]["error"] == "cancelled"
     assert set(history.json()[0]) == {"job", "channel", "state", "at_us", "error", "attempts"}
     assert (await composer.call("globex", "GET", f"/v1/posts/{post}/history")).status_code == 404
+    shown = await composer.call("acme", "GET", f"/v1/posts/{post}")
+    assert (shown.json()["text"], shown.json()["thread"], shown.json()["media"]) == (
+        "Later",
+        [],
+        [],
+    )
+    assert (await composer.call("globex", "GET", f"/v1/posts/{post}")).status_code == 404

@@ -24,7 +24,18 @@ from starlette.datastructures import UploadFile
 from hubbub.kernel.signing import KEY, TENANT_HEADER
 from hubbub.kernel.validation import PlainText
 from hubbub.publishing.logins import OUT_OF_BAND, MastodonLogins
-from hubbub.publishing.ports import Change, Channel, Draft, Invalid, Job, Media, NotFound, Series
+from hubbub.publishing.ports import (
+    Attachment,
+    Change,
+    Channel,
+    Draft,
+    Invalid,
+    Job,
+    Media,
+    NotFound,
+    Post,
+    Series,
+)
 from hubbub.publishing.service import MAX_PARTS, Publishing, channel_view
 from hubbub.publishing.slots import WeeklySlots, upcoming, zone_of
 
@@ -242,6 +253,19 @@ async def upload_of(request: Request, alt: str | None) -> tuple[bytes, str | Non
         return await file.read(), said if said is not None else alt
 
 
+def post_view(post: Post) -> dict[str, Any]:
+    def attached(media: tuple[Attachment, ...]) -> list[dict[str, Any]]:
+        return [{"id": m.id, "content_type": m.content_type, "size": m.size, "alt": m.alt}
+                for m in media]  # fmt: skip
+
+    return {
+        "id": post.id, "version": post.version, "author": post.author, "text": post.text,
+        "variants": post.variants, "media": attached(post.media),
+        "thread": [{"text": part.text, "media": attached(part.media)} for part in post.thread],
+        "language": post.language, "spoiler": post.spoiler, "visibility": post.visibility,
+    }  # fmt: skip
+
+
 def job_view(job: Job) -> dict[str, Any]:
     return {
         "id": job.id, "post": job.post, "version": job.version, "channel": job.channel,
@@ -368,6 +392,15 @@ def build_router(
             )  # fmt: skip
         series = next((job.series for job in jobs if job.series), None)
         return {"post": post.id, "jobs": [job_view(job) for job in jobs], "series": series}
+
+    @router.get("/v1/posts/{post}")
+    async def post(tenant: Tenant, publishing: Service, post: str) -> dict[str, Any]:
+        """The post as it was written (its newest version): its text, per-channel
+        variants, images with their alt text, the parts of a thread, language, content
+        warning and visibility."""
+        with answering():
+            found = await asyncio.to_thread(publishing.post, tenant, post)
+        return post_view(found)
 
     @router.get("/v1/posts/{post}/history")
     async def history(tenant: Tenant, publishing: Service, post: str) -> list[dict[str, Any]]:

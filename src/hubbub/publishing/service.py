@@ -354,6 +354,10 @@ class Publishing:
     def history(self, tenant: str, post: str) -> list[Change]:
         return self.store.history(tenant, post)
 
+    def post(self, tenant: str, post: str) -> Post:
+        """The post's newest version; `NotFound` for another tenant's."""
+        return self.store.post(tenant, post)
+
     def put_draft(self, tenant: str, author: str, draft: str, body: dict[str, Any]) -> Draft:
         """Keep what the author is writing, as the composer holds it; `Invalid` when it is
         larger than `draft_bytes`, `TooMany` past `drafts_per_author`."""
