@@ -11,6 +11,7 @@ import pytest
 
 from hubbub.kernel.destinations import (
     AddressRefused,
+    CheckedSession,
     checked_client,
     pinned,
     refusal,
@@ -120,3 +121,43 @@ async def test_the_checked_client_sends_as_the_host_named_and_says_whether_it_se
                 )
     finally:
         await client.aclose()
+
+
+async def test_the_checked_session_connects_only_where_allowed_and_says_whether_it_sent() -> None:
+    """As the checked client: a name is checked as it resolves (its connection goes to
+    the address checked, as the host named), an address written out before its request."""
+    loopback = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+
+    async def answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        host = next(line for line in head.split("\r\n") if line.lower().startswith("host:"))
+        body = host.lower().encode()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    async def hangs_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    good, good_port = await _server(answers)
+    bad, bad_port = await _server(hangs_up)
+    closed, closed_port = await _server(hangs_up)
+    closed.close()
+    await closed.wait_closed()
+    allowed, strict = CheckedSession(5, loopback), CheckedSession(5)
+    try:
+        async with good, bad:
+            answer = await allowed.request("GET", f"http://localhost:{good_port}/")
+            assert answer.text == f"host: localhost:{good_port}"
+            with pytest.raises(httpx.ReadError):
+                await allowed.request("POST", f"http://127.0.0.1:{bad_port}/", data=b"x")
+            with pytest.raises(httpx.ConnectError):
+                await allowed.request("POST", f"http://127.0.0.1:{closed_port}/")
+            hosts = ("localhost", "127.0.0.1", "2130706433", "[::1]")
+            for url in (f"http://{host}:{good_port}/" for host in hosts):
+                with pytest.raises(AddressRefused):
+                    await strict.request("GET", url)
+    finally:
+        await allowed.close()
+        await strict.close()
