@@ -278,3 +278,30 @@ async def violations(page: Page) -> list[str]:
              .map(v => `${v.id}: ${v.help} (${v.nodes.length})`)"""
     )
     return found
+
+
+async def test_a_content_warning_visibility_and_language_reach_mastodon(
+    composing: Composing,
+) -> None:
+    page, state, login = composing.page, composing.state, composing.login
+    await page.get_by_role("checkbox", name="newsroom.bsky.social").uncheck()
+    await page.get_by_role("checkbox", name="newsroom@127.0.0.1").check()
+    await page.get_by_label("Post", exact=True).fill("Ending of the finale")
+    await page.get_by_label("Language").fill("pt-BR")
+    await page.get_by_label("Content warning").fill("Spoilers")
+    await page.get_by_label("Who sees it").select_option("unlisted")
+    await expect(page.locator("#draft-status")).to_have_text("Saved as a draft.")
+    await page.reload()  # the draft keeps them too
+    await page.get_by_role("link", name=re.compile("^Open the draft")).first.click()
+    await expect(page.get_by_label("Content warning")).to_have_value("Spoilers")
+    await expect(page.get_by_label("Who sees it")).to_have_value("unlisted")
+    await page.get_by_role("button", name="Schedule").click()
+    await expect(page.get_by_role("status")).to_have_text("Scheduled to 1 channel.")
+
+    async def published() -> bool:
+        return bool(state.statuses_by(login.account))
+
+    await until(published)
+    (status,) = state.statuses_by(login.account)
+    assert (status.text, status.spoiler_text) == ("Ending of the finale", "Spoilers")
+    assert (status.visibility, status.language) == ("unlisted", "pt-BR")

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
@@ -64,6 +64,9 @@ SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
 }
+
+Visibility = Literal["public", "unlisted", "private", "direct"]
+"""Who sees a Mastodon post."""
 
 
 @dataclass(frozen=True)
@@ -391,6 +394,8 @@ def build_router(
             "text": found.get("text") or "", "thread": list(found.get("thread") or []),
             "images": images, "at": found.get("at") or "", "draft_id": found["id"],
             "draft_kept": True, "chosen": list(found.get("channels") or []),
+            "language": found.get("language") or "", "spoiler": found.get("spoiler") or "",
+            "visibility": found.get("visibility") or "public",
         }  # fmt: skip
 
     async def image_of(session: str, media: str) -> dict[str, Any]:
@@ -428,8 +433,14 @@ def build_router(
         thread: Annotated[list[str] | None, Form(max_length=25)] = None,
         media: Annotated[list[str] | None, Form(max_length=20)] = None,
         draft: Annotated[str, Form(max_length=16)] = "",
+        language: Annotated[str, Form(max_length=16)] = "",
+        spoiler: Annotated[str, Form(max_length=1000)] = "",
+        visibility: Annotated[Visibility, Form()] = "public",
     ) -> Response:
-        post = Composed(text, channel or [], at or None, thread or [], media or [], draft or None)
+        post = Composed(
+            text, channel or [], at or None, thread or [], media or [], draft or None,
+            language.strip() or None, spoiler.strip() or None, visibility,
+        )  # fmt: skip
         try:
             if not post.channels:
                 raise Problem(422, "Choose at least one channel.")
@@ -440,6 +451,7 @@ def build_router(
                 request, who, error=str(problem), status=problem.status, text=text,
                 chosen=post.channels, at=at, thread=post.thread, images=images,
                 draft_id=draft or secrets.token_hex(8), draft_kept=bool(draft),
+                language=language, spoiler=spoiler, visibility=visibility,
             )  # fmt: skip
         # Post/Redirect/Get: reloading the page it lands on schedules nothing again.
         return RedirectResponse(f"/publish?scheduled={len(made['jobs'])}", status_code=303)
@@ -938,6 +950,9 @@ class DraftBody(BaseModel):
     )
     media: list[Annotated[str, Field(max_length=32)]] = Field(default_factory=list, max_length=20)
     at: str | None = Field(None, max_length=40)
+    language: str | None = Field(None, max_length=16)
+    spoiler: str | None = Field(None, max_length=1000)
+    visibility: Visibility = "public"
 
     def sent(self) -> dict[str, Any]:
         return self.model_dump()

@@ -60,12 +60,18 @@ class Composed:
     thread: list[str] = field(default_factory=list)
     media: list[str] = field(default_factory=list)
     draft: str | None = None
+    language: str | None = None
+    spoiler: str | None = None
+    """Mastodon's content warning."""
+    visibility: str = "public"
 
     def body(self) -> dict[str, Any]:
         """As `POST /v1/posts` takes it; a blank part of a thread is no part."""
         body: dict[str, Any] = {
             "text": self.text, "channels": self.channels, "at": self.at or None,
             "media": self.media, "thread": [{"text": t} for t in self.thread if t.strip()],
+            "language": self.language or None, "spoiler": self.spoiler or None,
+            "visibility": self.visibility,
         }  # fmt: skip
         if self.draft:
             body["draft"] = self.draft

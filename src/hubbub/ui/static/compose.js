@@ -381,6 +381,9 @@ const hubbubText = (function () {
       thread: texts().slice(1),
       media: images().map((image) => image.id),
       at: at || null,
+      language: form.querySelector("[name=language]").value.trim() || null,
+      spoiler: form.querySelector("[name=spoiler]").value.trim() || null,
+      visibility: form.querySelector("[name=visibility]").value,
     };
   }
 
