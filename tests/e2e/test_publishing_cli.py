@@ -56,6 +56,29 @@ async def test_a_channel_is_added_a_post_scheduled_published_and_listed(
         assert code == 2  # the CLI's refusal
         assert "501 characters, 1 over its limit of 500" in said
 
+        # A variant for the channel, a content warning, who sees it and a language.
+        job = await cli(
+            data, "posts", "schedule", "The general text", "--channel", channel,
+            "--variant", f"{channel}=What Mastodon says", "--spoiler", "Finale",
+            "--visibility", "unlisted", "--language", "pt-BR",
+        )  # fmt: skip
+        parts = open_publishing(settings, SystemClock(), None)
+        try:
+            publisher = Publisher(parts.service.store, parts.networks, SystemClock())
+            assert await publisher.once() == 1
+        finally:
+            await parts.close()
+        (latest,) = [
+            s for s in state.statuses_by(login.account) if s.text != "From the command line"
+        ]
+        assert (latest.text, latest.spoiler_text) == ("What Mastodon says", "Finale")
+        assert (latest.visibility, latest.language) == ("unlisted", "pt-BR")
+        code, said = await asyncio.to_thread(
+            hubbub, data, "posts", "schedule", "x", "--channel", channel, "--variant", "oops"
+        )
+        assert code == 2
+        assert "write it CHANNEL=TEXT" in said
+
 
 async def test_a_queue_and_a_recurring_post_from_the_command_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

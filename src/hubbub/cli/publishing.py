@@ -260,6 +260,23 @@ def schedule(
             " `posts cancel --series` stops it.",
         ),
     ] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="CHANNEL=TEXT",
+            help="What one channel publishes instead of TEXT; repeat for several.",
+        ),
+    ] = None,
+    language: Annotated[
+        str | None, typer.Option(help="The post's language, as en or pt-BR.")
+    ] = None,
+    spoiler: Annotated[
+        str | None, typer.Option(help="Mastodon: a content warning shown before the text.")
+    ] = None,
+    visibility: Annotated[
+        Literal["public", "unlisted", "private", "direct"],
+        typer.Option(help="Mastodon: who sees it."),
+    ] = "public",
     tenant: TenantOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -275,6 +292,12 @@ def schedule(
     images = [(*_image(given, len(texts)), alts[n] if n < len(alts) else None)
               for n, given in enumerate(image or [])]  # fmt: skip
     data = [_read(path) for _, path, _ in images]
+    variants = {}
+    for given in variant or []:
+        named, equals, said = given.partition("=")
+        if not equals or not named:
+            fail(f"--variant {given!r}: write it CHANNEL=TEXT")
+        variants[named] = said
 
     async def made(publishing: Publishing) -> list[dict[str, Any]]:
         media: list[list[str]] = [[] for _ in texts]
@@ -283,7 +306,8 @@ def schedule(
         thread = list(zip(texts[1:], media[1:], strict=True))
         _, jobs = await publishing.schedule(
             chosen, "cli", text, channel, at=at, media=media[0], thread=thread, queue=queue,
-            repeat=repeat,
+            repeat=repeat, variants=variants, language=language, spoiler=spoiler,
+            visibility=visibility,
         )  # fmt: skip
         return [job_view(job) for job in jobs]
 
