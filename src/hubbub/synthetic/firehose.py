@@ -13,8 +13,10 @@ import itertools
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import msgspec
 
@@ -95,6 +97,19 @@ class FirehoseSpec:
     seed: int = 0
     start_us: int = 1_783_175_888_000_000
     rate_per_s: int = 10_000
+    rhythm: Rhythm | None = None
+    """A planted daily rhythm of engagement (benchmarks of the best time to post); none by
+    default, and then the stream is the same as before rhythms existed."""
+
+
+@dataclass(frozen=True)
+class Rhythm:
+    """Posts created in the ``peaks`` of each local day (half-hour slots 0..47 in ``zone``)
+    draw ``share`` of all likes, on top of the likes every post draws by popularity."""
+
+    zone: str
+    peaks: tuple[int, ...]
+    share: float = 0.3
 
 
 def generate_firehose(spec: FirehoseSpec) -> Iterator[bytes]:
@@ -197,6 +212,9 @@ class _Firehose:
         ]
         self._mix_cumulative = cumulative_weights([weight for weight, _ in mix])
         self._handlers = [handler for _, handler in mix]
+        self._rhythm = spec.rhythm
+        self._zone = ZoneInfo(spec.rhythm.zone) if spec.rhythm else None
+        self._peak_posts = _Recent(self._random)
 
     def lines(self) -> Iterator[bytes]:
         """Encoded events in stream order; time_us strictly increases, ~1e6/rate_per_s apart.
@@ -334,12 +352,28 @@ class _Firehose:
 
     def _like_created(self, now: int) -> bytes:
         actor = int(self._random() * self._pages)
-        members = f'"subject":{self._subject_post()}'
+        members = f'"subject":{self._liked_post()}'
         if self._random() < _LIKE_VIA_REPOST and self._reposts.items:
             members = f'{members},"via":{self._reposts.pick()[2]}'
         line, rkey, _ = self._engagement(actor, now, LIKE, members)
         self._likes.remember((actor, rkey), now)
         return line
+
+    def _liked_post(self) -> str:
+        """The subject of a like: by popularity, or under a rhythm sometimes a post
+        created in a peak slot (the random draw is made only under a rhythm, so a stream
+        without one is unchanged)."""
+        rhythm = self._rhythm
+        if rhythm is not None and self._peak_posts.items and self._random() < rhythm.share:
+            return str(self._peak_posts.pick()[0])
+        return self._subject_post()
+
+    def _in_peak(self, now: int) -> bool:
+        """Whether `now` falls in one of the rhythm's peak half-hours, local time."""
+        if self._rhythm is None or self._zone is None:
+            return False
+        local = datetime.fromtimestamp(now / 1e6, self._zone)
+        return local.hour * 2 + local.minute // 30 in self._rhythm.peaks
 
     def _repost_created(self, now: int) -> bytes:
         actor = int(self._random() * self._pages)
@@ -382,6 +416,8 @@ class _Firehose:
         self._posts.remember((author, commit["rkey"], ref, root or ref), now)
         if author < len(self._latest_posts):
             self._latest_posts[author] = ref
+        if self._in_peak(now):
+            self._peak_posts.remember((ref,), now)
         return self._encode(event)
 
     def _post_deleted(self, now: int) -> bytes:
