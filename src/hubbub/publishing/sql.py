@@ -444,23 +444,17 @@ class SqlJobStore:
 
     def claim(self, worker: str, now_us: int, lease_s: float, limit: int) -> list[Job]:
         claimed: list[Job] = []
-        lapsed = jobs.c.lease_until_us < now_us
         # One indexed walk per kind of claimable job, each in due order, rather than one
         # query over all of them that sorts every due job: a publisher behind by 25,000
         # jobs spent its time sorting them at every claim. All in one transaction: on
         # SQLite each would take the database's one write lock again.
+        params = {"holder": worker, "now_us": now_us, "lease_until": now_us + int(lease_s * 1e6)}
         with self._engine.begin() as db:
-            for state, order, ready in (
-                ("scheduled", jobs.c.due_us, jobs.c.due_us <= now_us),
-                ("unknown", jobs.c.due_us, jobs.c.due_us <= now_us),
-                ("claimed", jobs.c.lease_until_us, lapsed),
-                ("sending", jobs.c.lease_until_us, lapsed),
-            ):
+            for statement in _CLAIMING:
                 if len(claimed) >= limit:
                     break
-                statement = _claiming((jobs.c.state == state) & ready, order, worker, now_us,
-                                      lease_s, limit - len(claimed))  # fmt: skip
-                claimed += [_job(row) for row in db.execute(statement).all()]
+                found = db.execute(statement, {**params, "limit": limit - len(claimed)}).all()
+                claimed += [_job(row) for row in found]
             _log(db, claimed, now_us)
         return sorted(claimed, key=lambda job: job.due_us)
 
@@ -476,14 +470,9 @@ class SqlJobStore:
     def begin_sending(self, worker: str, jobs_: Sequence[str], now_us: int) -> list[Job]:
         if not jobs_:
             return []
-        held = jobs.c.id.in_(list(jobs_)) & (jobs.c.worker == worker)
-        held &= jobs.c.state.in_(HELD_STATES)
         with self._engine.begin() as db:
             rows = db.execute(
-                jobs.update()
-                .where(held)
-                .values(state="sending", sent_us=now_us, updated_us=now_us)
-                .returning(*jobs.c)
+                _BEGIN_SENDING, {"ids": list(jobs_), "holder": worker, "now_us": now_us}
             ).all()
             sending = [_job(row) for row in rows]
             _log(db, sending, now_us)
@@ -497,20 +486,16 @@ class SqlJobStore:
         # between), each kind's columns are written at once (executemany), the rows are
         # read back, and their history appended at once (executemany).
         ids = [outcome.job for outcome in outcomes]
-        held = jobs.c.id.in_(ids) & (jobs.c.worker == worker) & jobs.c.state.in_(HELD_STATES)
         with self._engine.begin() as db:
-            mine = set(
-                db.execute(
-                    jobs.update().where(held).values(updated_us=now_us).returning(jobs.c.id)
-                ).scalars()
-            )
+            held = {"ids": ids, "holder": worker, "now_us": now_us}
+            mine = set(db.execute(_HOLDING, held).scalars())
             kinds: dict[str, list[dict[str, Any]]] = {}
             for outcome in outcomes:
                 if outcome.job in mine:
                     kinds.setdefault(outcome.state, []).append(_outcome_params(outcome))
             for state, params in kinds.items():
                 db.execute(_SETTLE[state], params)
-            rows = db.execute(sa.select(jobs).where(jobs.c.id.in_(sorted(mine)))).all()
+            rows = db.execute(_JOBS_NAMED, {"ids": sorted(mine)}).all()
             settled = [_job(row) for row in rows]
             _log(db, settled, now_us)
         return settled
@@ -540,9 +525,9 @@ class SqlJobStore:
         post_ids = sorted({job.post for job in jobs_})
         wanted: dict[tuple[str, int], Post] = {}
         with self._engine.connect() as db:
-            channel_rows = db.execute(sa.select(channels).where(channels.c.id.in_(channel_ids)))
+            channel_rows = db.execute(_CHANNELS_NAMED, {"ids": channel_ids})
             found = {row.id: _channel(row) for row in channel_rows}
-            post_rows = db.execute(sa.select(posts).where(posts.c.id.in_(post_ids))).all()
+            post_rows = db.execute(_POSTS_NAMED, {"ids": post_ids}).all()
         versions = {(row.id, row.version): _post(row) for row in post_rows}
         # Each is read as its job's tenant's: another tenant's channel or post is gone.
         mine = {}
@@ -647,15 +632,13 @@ class SqlJobStore:
         self._engine.dispose()
 
 
-def _claiming(
-    claimable: Any, order: Any, worker: str, now_us: int, lease_s: float, limit: int
-) -> Any:
+def _claiming(claimable: Any, order: Any) -> Any:
     """Up to `limit` `claimable` jobs, first by `order`, made `worker`'s (returning them)."""
     chosen = (
         sa.select(jobs.c.id)
         .where(claimable)
         .order_by(order)
-        .limit(limit)
+        .limit(sa.bindparam("limit", type_=sa.Integer))
         .with_for_update(skip_locked=True)
     )
     # A job claimed before (its holder stopped), being sent, or whose outcome is
@@ -670,14 +653,47 @@ def _claiming(
         .where(jobs.c.id.in_(chosen.scalar_subquery()))
         .values(
             state="claimed",
-            worker=worker,
-            lease_until_us=now_us + int(lease_s * 1e6),
+            worker=sa.bindparam("holder"),
+            lease_until_us=sa.bindparam("lease_until"),
             attempts=jobs.c.attempts + 1,
-            updated_us=now_us,
+            updated_us=sa.bindparam("now_us"),
             check_first=sa.case((maybe_sent, sa.true()), else_=jobs.c.check_first),
         )
         .returning(*jobs.c)
     )
+
+
+# The statements of the publishers' hot paths, built once with their parameters named:
+# built at each call, SQLAlchemy's building and cache keys cost 0.05 ms a job claimed.
+_NOW = sa.bindparam("now_us", type_=sa.BigInteger)
+_LAPSED = jobs.c.lease_until_us < _NOW
+_CLAIMING: Final = tuple(
+    _claiming((jobs.c.state == state) & ready, order)
+    for state, order, ready in (
+        ("scheduled", jobs.c.due_us, jobs.c.due_us <= _NOW),
+        ("unknown", jobs.c.due_us, jobs.c.due_us <= _NOW),
+        ("claimed", jobs.c.lease_until_us, _LAPSED),
+        ("sending", jobs.c.lease_until_us, _LAPSED),
+    )
+)
+"""One statement per kind of claimable job, tried in this order."""
+_HELD: Final = (
+    jobs.c.id.in_(sa.bindparam("ids", expanding=True))
+    & (jobs.c.worker == sa.bindparam("holder"))
+    & jobs.c.state.in_(HELD_STATES)
+)
+_BEGIN_SENDING: Final = (
+    jobs.update()
+    .where(_HELD)
+    .values(state="sending", sent_us=_NOW, updated_us=_NOW)
+    .returning(*jobs.c)
+)
+_HOLDING: Final = jobs.update().where(_HELD).values(updated_us=_NOW).returning(jobs.c.id)
+_JOBS_NAMED: Final = sa.select(jobs).where(jobs.c.id.in_(sa.bindparam("ids", expanding=True)))
+_CHANNELS_NAMED: Final = sa.select(channels).where(
+    channels.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+_POSTS_NAMED: Final = sa.select(posts).where(posts.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 
 def _sqlite_pragmas(connection: Any, _: Any) -> None:
