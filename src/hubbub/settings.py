@@ -138,6 +138,15 @@ class Settings(BaseSettings):
     rollup_post_days: float = Field(
         35.0, ge=1, description="Days a post's deletes and edits still change the rollups."
     )
+    best_time_weeks: int = Field(
+        16, ge=1, le=104, description="Weeks of posts the best time to post is scored on."
+    )
+    best_time_min_posts: int = Field(
+        20, ge=0, description="Own posts a channel needs before its own slots are used."
+    )
+    best_time_prior_posts: float = Field(
+        10.0, ge=0, description="Posts' worth of the average a slot is shrunk towards."
+    )
     archive_dir: Path | None = Field(None, description="Post archive root (DATA_DIR/archive).")
     archive_days: float = Field(30.0, ge=0, description="Days of raw posts archived; 0: all.")
     archive_flush_s: float = Field(60.0, gt=0, description="How often archive files are cut.")
@@ -385,5 +394,6 @@ class Settings(BaseSettings):
             "week": self.rollup_day_days,
             "fourweek": self.rollup_day_days,
             "posts": self.rollup_post_days,
+            "slots": self.best_time_weeks * 7 + 1,  # a day more: the last posts' engagement
         }
         return {tier: now_minute - int(n * 1440) for tier, n in days.items() if n}

@@ -201,6 +201,18 @@ class DuckDBRollups:
                 "(lang, source, minute)",
                 "posts = lang_minute.posts + excluded.posts",
             )
+            self._upsert(
+                "slot_halfhour",
+                {
+                    "scope": [scope for scope, _ in deltas.slots],
+                    "half": [half for _, half in deltas.slots],
+                    "posts": [posts for posts, _ in deltas.slots.values()],
+                    "engagement": [engaged for _, engaged in deltas.slots.values()],
+                },
+                "(scope, half)",
+                "posts = slot_halfhour.posts + excluded.posts,"
+                " engagement = slot_halfhour.engagement + excluded.engagement",
+            )
             for tier, minutes in TIERS:
                 rows = deltas.total_rows(minutes)
                 counts = {

@@ -58,6 +58,7 @@ def _upsert(table: str, key: tuple[str, ...], values: tuple[str, ...]) -> str:
 
 
 _LANG = _upsert("lang_minute", ("lang", "source", "minute"), ("posts",))
+_SLOT = _upsert("slot_halfhour", ("scope", "half"), ("posts", "engagement"))
 _GLOBAL = {tier: _upsert(f"global_{tier}", ("minute",), GLOBAL_COUNTERS) for tier, _ in TIERS}
 
 
@@ -149,6 +150,7 @@ class PostgresRollups:
                 for statement in tier_upserts(key, f"delta_{key}"):
                     cursor.execute(statement)
             cursor.executemany(_LANG, [(*key, n) for key, n in deltas.langs.items()])
+            cursor.executemany(_SLOT, [(*key, *n) for key, n in deltas.slots.items()])
             for tier, minutes in TIERS:
                 rows = deltas.total_rows(minutes)
                 cursor.executemany(

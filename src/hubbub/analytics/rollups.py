@@ -20,6 +20,12 @@ of what each post added, which the store keeps and hands back (`known`).
 - A post counts once for each watched term its text contains (`terms`); the terms it
   matched are kept in its contribution, so a delete subtracts them whatever is watched
   by then.
+- For the best time to post (`hubbub.analytics.best_times`), a post counts once in its
+  half-hour for its network and first language (`slots`), and the likes, reposts and
+  replies it receives in its first 24 hours count there too. A tenant's post that
+  publishing reports published (`PublishChanged`, on the `publishing` topic) is marked
+  with its tenant and channel in its contribution (`owner`), and counts again, with its
+  engagement, under that channel's own slots.
 """
 
 from __future__ import annotations
@@ -35,9 +41,22 @@ import xxhash
 
 from hubbub.analytics.terms import TermMatcher
 from hubbub.eventlog.ports import Record
-from hubbub.kernel.events import EngagementRecorded, PostDeleted, PostEdited, PostPublished
+from hubbub.kernel.events import (
+    EngagementRecorded,
+    PostDeleted,
+    PostEdited,
+    PostPublished,
+    PublishChanged,
+)
 
 MINUTE_US = 60_000_000
+SLOT_MINUTES: Final = 30
+"""The width of a best-time slot; slots are stored as absolute half-hours since the
+epoch (`minute // SLOT_MINUTES`), so any zone's wall-clock slots are derived on read."""
+ENGAGEMENT_WINDOW_US: Final = 24 * 3600 * 1_000_000
+"""Engagement counts for a post's slot when received within this time of the post."""
+NETWORK_OF_SOURCE: Final = {"jetstream": "bluesky"}
+"""The network of an event source, where their names differ."""
 
 PAGE_COUNTERS = (
     "posts",
@@ -106,6 +125,8 @@ def schema(blob: str, *, keyed: bool = True) -> tuple[str, ...]:
             f"CREATE TABLE IF NOT EXISTS {table} (minute BIGINT PRIMARY KEY, {totals})"
             for table in GLOBAL_TIERS
         ),
+        "CREATE TABLE IF NOT EXISTS slot_halfhour (scope TEXT NOT NULL, half BIGINT NOT NULL,"
+        " posts BIGINT NOT NULL, engagement BIGINT NOT NULL, PRIMARY KEY (scope, half))",
         "CREATE TABLE IF NOT EXISTS tracked_term (term TEXT PRIMARY KEY, since BIGINT NOT NULL)",
         "CREATE TABLE IF NOT EXISTS post_contribution (post TEXT PRIMARY KEY,"
         f" minute BIGINT NOT NULL, record {blob})",
@@ -184,6 +205,9 @@ def prune_statements(horizons: dict[str, int]) -> list[tuple[str, int]]:
         statements.append(("DELETE FROM lang_minute WHERE minute < ?", horizons["minute"]))
     if "posts" in horizons:
         statements.append(("DELETE FROM post_contribution WHERE minute < ?", horizons["posts"]))
+    if "slots" in horizons:
+        half = horizons["slots"] // SLOT_MINUTES
+        statements.append(("DELETE FROM slot_halfhour WHERE half < ?", half))
     return statements
 
 
@@ -198,7 +222,29 @@ class Contribution(msgspec.Struct, frozen=True, array_like=True):
     mentions: tuple[str, ...] = ()
     langs: tuple[str, ...] = ()
     deleted: bool = False
-    terms: tuple[str, ...] = ()  # last, so that records written before terms still decode
+    terms: tuple[str, ...] = ()  # after the rest, so that older records still decode
+    owner: str = ""
+    """For a tenant's own published post, `own_scope`'s tenant and channel."""
+
+
+def network_of(source: str) -> str:
+    return NETWORK_OF_SOURCE.get(source, source)
+
+
+def firehose_scope(network: str, lang: str) -> str:
+    """The slot rollup key of the posts of a network in a language."""
+    return f"net\x1f{network}\x1f{lang}"
+
+
+def own_scope(tenant: str, channel: str) -> str:
+    """The slot rollup key of a tenant's own posts on one channel."""
+    return f"own\x1f{tenant}\x1f{channel}"
+
+
+def _slot_scopes(c: Contribution) -> tuple[str, ...]:
+    network = network_of(c.source)
+    scopes = (firehose_scope(network, c.langs[0] if c.langs else ""),)
+    return (*scopes, c.owner) if c.owner else scopes
 
 
 def awaiting_post(minute: int) -> Contribution:
@@ -234,6 +280,10 @@ class Deltas:
     contributions: dict[str, Contribution] = field(default_factory=dict)
     tracked: dict[str, int] = field(default_factory=dict)
     """Terms counted from now on: term -> the first minute they were counted in."""
+    slots: defaultdict[tuple[str, int], list[int]] = field(
+        default_factory=lambda: defaultdict(lambda: [0, 0])
+    )
+    """Best-time slots: (scope, half-hour) -> [posts, engagement]."""
 
     def columns(self, key: str) -> dict[str, list[Any]]:
         """The page (`key` "page"), hashtag ("tag") or term minute deltas, as columns."""
@@ -267,8 +317,10 @@ class Deltas:
 
     def add(self, c: Contribution, sign: int) -> None:
         """Add (sign 1) or take away (sign -1) what a post contributes."""
-        if c.deleted:
+        if c.deleted or not c.author:  # no author: an own post published, not yet seen
             return
+        for scope in _slot_scopes(c):
+            self.slots[(scope, c.minute // SLOT_MINUTES)][0] += sign
         page = self.pages[(c.author, c.minute)]
         page["posts"] += sign
         total = self.totals[c.minute]
@@ -308,11 +360,31 @@ _ENGAGEMENT = {
 
 def posts_to_look_up(records: Iterable[Record]) -> set[str]:
     """The posts whose earlier contribution the fold of these records needs."""
-    return {
+    wanted = {
         r.event.post
         for r in records
-        if isinstance(r.event, PostDeleted | PostEdited | PostPublished)
+        if isinstance(r.event, PostDeleted | PostEdited | PostPublished | EngagementRecorded)
     }
+    return wanted | {key for r in records if (key := published_key(r.event))}
+
+
+def published_key(event: object) -> str | None:
+    """The post a `PublishChanged` says a tenant published, as engagement names it (an
+    at:// URI on Bluesky, else the post's URL); None for any other event."""
+    if not isinstance(event, PublishChanged) or event.state != "published":
+        return None
+    if event.remote_id and event.remote_id.startswith("at://"):
+        return event.remote_id
+    return event.url or event.remote_id
+
+
+_FOLD_ORDER: Final = {"publishing": 0, "posts": 1}
+
+
+def _fold_order(record: Record) -> int:
+    """Publications, then posts, then the rest: a batch holds its topics one after the
+    other, and a post's engagement (or its owner) must find the post already folded."""
+    return _FOLD_ORDER.get(record.topic, 2)
 
 
 def fold(
@@ -328,7 +400,7 @@ def fold(
     def current(post: str) -> Contribution | None:
         return seen[post] if post in seen else known.get(post)
 
-    for record in records:
+    for record in sorted(records, key=_fold_order):
         event = record.event
         if isinstance(event, PostEdited):
             before = current(event.post)
@@ -342,8 +414,10 @@ def fold(
             seen[event.post] = after
         elif isinstance(event, PostPublished):
             before = current(event.post)
-            if before is None:
+            if before is None or (not before.author and not before.deleted):
                 added = contribution(event, terms)
+                if before is not None:  # published by a tenant, now seen
+                    added = msgspec.structs.replace(added, owner=before.owner)
                 deltas.add(added, 1)
                 seen[event.post] = added
             elif is_awaiting_post(before):  # deleted already: counted as deleted only
@@ -353,9 +427,9 @@ def fold(
             # otherwise a post counts once
         elif isinstance(event, PostDeleted):
             before = current(event.post)
-            if before is None:
+            if before is None or (not before.author and not before.deleted):
                 seen[event.post] = awaiting_post(event.ts // MINUTE_US)
-            elif not before.deleted:
+            elif not before.deleted and before.author:
                 deltas.add(before, -1)
                 deltas.totals[before.minute]["deleted"] += 1
                 seen[event.post] = msgspec.structs.replace(before, deleted=True)
@@ -365,4 +439,36 @@ def fold(
             deltas.pages[(event.post_author, minute)][page_counter] += event.delta
             if total_counter:
                 deltas.totals[minute][total_counter] += event.delta
+            _engaged(deltas, current(event.post), event)
+        elif isinstance(event, PublishChanged) and (key := published_key(event)):
+            _published(deltas, seen, key, current(key), event)
     return deltas
+
+
+def _engaged(deltas: Deltas, target: Contribution | None, event: EngagementRecorded) -> None:
+    """Count engagement for its post's slots, when received in the post's first 24 hours."""
+    if target is None or target.deleted or not target.author:
+        return
+    if 0 <= event.ts - target.minute * MINUTE_US < ENGAGEMENT_WINDOW_US:
+        for scope in _slot_scopes(target):
+            deltas.slots[(scope, target.minute // SLOT_MINUTES)][1] += event.delta
+
+
+def _published(
+    deltas: Deltas,
+    seen: dict[str, Contribution],
+    key: str,
+    before: Contribution | None,
+    event: PublishChanged,
+) -> None:
+    """Mark a post a tenant published as theirs, once; a post not seen yet is remembered
+    with no author (it adds nothing) until it comes."""
+    if before is not None and before.owner:
+        return
+    owner = own_scope(event.tenant, event.channel)
+    if before is None:
+        minute = event.ts // MINUTE_US
+        seen[key] = Contribution(minute, "", event.network, False, owner=owner)
+    elif not before.deleted:
+        seen[key] = msgspec.structs.replace(before, owner=owner)
+        deltas.slots[(owner, before.minute // SLOT_MINUTES)][0] += 1

@@ -51,6 +51,7 @@ from hubbub.kernel.events import (
     DELETES,
     ENGAGEMENT,
     POSTS,
+    PUBLISHING,
     Event,
     InputRejected,
     WatchChanged,
@@ -61,6 +62,9 @@ from hubbub.kernel.tracing import consumer_span
 from hubbub.settings import Settings
 
 TOPICS = (POSTS, ENGAGEMENT, DELETES)
+FOLDED = (*TOPICS, PUBLISHING)
+"""What the worker reads: `TOPICS`, and the tenants' published posts (`publishing`), whose
+engagement counts for their channels' best times."""
 BATCH = 150_000
 POISON_RETRIES = 3
 """Times a batch may fail the same way before it is split (`HUBBUB_POISON_RETRIES`)."""
@@ -226,7 +230,7 @@ async def catch_up(
         target = current()
         positions = await asyncio.to_thread(target.positions)
         await terms.catch_up()
-        records = await read_past(event_log, TOPICS, positions, batch)
+        records = await read_past(event_log, FOLDED, positions, batch)
         newly = terms.matcher.terms - set(await asyncio.to_thread(_tracked, target))
         if not records:
             if newly:  # a term watched on a quiet log is counted from now on
