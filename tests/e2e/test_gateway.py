@@ -529,7 +529,7 @@ async def test_a_role_refuses_a_forged_tenant_the_gateway_is_let_through(stack: 
         (method, path)
         for path, item in spec["paths"].items()
         if path.startswith(("/v1/ingest", "/v1/mentions", "/v1/reports", "/v1/watches",
-                            "/v1/webhooks", *PUBLISHING_PREFIXES))
+                            "/v1/webhooks", "/v1/best-times", *PUBLISHING_PREFIXES))
         for method in item
     ]  # fmt: skip
     assert len(routes) >= 10, routes

@@ -22,7 +22,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from hubbub.analytics import service
+from hubbub.analytics import best_times_api, service
 from hubbub.analytics.ports import RollupStore
 from hubbub.analytics.service import Bucket, ReportError, SeriesKind, Window
 from hubbub.analytics.terms import InvalidTerm, term_key
@@ -248,4 +248,9 @@ def build_router(
         )  # fmt: skip
         return _answer(body, format, f"summary-{page}")
 
-    return router
+    outer = APIRouter()
+    outer.include_router(router)
+    outer.include_router(
+        best_times_api.build_router(rollups_of=rollups_of, settings=settings, clock=clock)
+    )
+    return outer

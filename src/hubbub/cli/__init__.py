@@ -18,6 +18,7 @@ from hubbub.cli import (
     log,
     mentions,
     publishing,
+    reports,
     routes,
     serve,
     tenants,
@@ -59,6 +60,7 @@ app.add_typer(tenants.keys_app, name="keys")
 app.add_typer(tenants.users_app, name="users")
 app.add_typer(connectors.app, name="connectors")
 app.add_typer(analytics.app, name="analytics")
+app.add_typer(reports.app, name="reports")
 app.add_typer(watch.app, name="watch")
 app.add_typer(webhook.app, name="webhook")
 app.add_typer(flags.app, name="flags")

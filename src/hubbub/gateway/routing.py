@@ -29,6 +29,7 @@ SERVICE_ROUTES: Final[dict[str, str]] = {
     "/v1/ingest": "ingest",
     "/v1/mentions": "mentions",
     "/v1/reports": "analytics",
+    "/v1/best-times": "analytics",
     "/v1/watches": "analytics",
     "/v1/alerts": "analytics",
     "/v1/webhooks": "analytics",
