@@ -193,3 +193,18 @@ def publishing(
         pds_accounts=pds_accounts,
     )  # fmt: skip
     print_json(result)
+
+
+@app.command("best-time")
+def best_time(
+    days: Annotated[int, typer.Option(help="Days of stream: all but the last train.", min=2)] = 8,
+    json: Annotated[bool, typer.Option("--json", help="Print the JSON object only.")] = False,
+) -> None:
+    """Whether the best-time model finds the daily peaks planted in a synthetic firehose,
+    and holds on a held-back day."""
+    from hubbub.benchmarks.best_time import run_best_time
+
+    load_settings()  # logging as configured
+    if not json:
+        console.print(f"  generating and folding {days} days of firehose…")
+    print_json(run_best_time(days=days))
