@@ -146,6 +146,19 @@ def test_a_lapsed_lease_passes_the_job_on_and_its_post_is_looked_for_first(
     assert (done.state, done.remote_url, done.worker) == ("published", "https://x/1", "b")
 
 
+def test_a_job_claimed_but_never_sent_is_sent_without_looking_first(store: SqlJobStore) -> None:
+    store.add_channel(channel("acme", "news"))
+    (job,) = store.schedule(post("acme", 1), {"acme-news": T0})
+    store.claim("a", T0 + S, lease_s=1, limit=10)  # and a stops before marking it sending
+    (again,) = store.claim("b", T0 + 3 * S, lease_s=60, limit=10)
+    assert (again.id, again.worker, again.check_first) == (job.id, "b", False)
+    store.unknown(job.id, "b", "timed out", T0 + 4 * S, T0 + 3 * S)  # b sent it, then…
+    (third,) = store.claim("c", T0 + 5 * S, lease_s=1, limit=10)
+    assert third.check_first is True
+    (fourth,) = store.claim("d", T0 + 7 * S, lease_s=60, limit=10)  # c stopped at once
+    assert fourth.check_first is True  # what it knew is kept
+
+
 def test_only_what_is_due_is_claimed_and_an_unknown_outcome_comes_back(
     store: SqlJobStore,
 ) -> None:

@@ -641,9 +641,12 @@ def _claiming(claimable: Any, order: Any) -> Any:
         .limit(sa.bindparam("limit", type_=sa.Integer))
         .with_for_update(skip_locked=True)
     )
-    # A job claimed before (its holder stopped), being sent, or whose outcome is
-    # unknown may be on the network: whoever claims it asks the network first.
-    maybe_sent = jobs.c.state.in_(("claimed", "sending", "unknown"))
+    # A job being sent, or whose outcome is unknown, may be on the network: whoever
+    # claims it asks the network first. One only claimed (its holder stopped before
+    # marking it sending) was never sent, and keeps what it knew: after a crash of a
+    # publisher holding 128 jobs, looking for each claimed one spent the account's
+    # requests reading its statuses back.
+    maybe_sent = jobs.c.state.in_(("sending", "unknown"))
     # The chosen rows only, by their key: they are claimable, and stay so until the
     # update (PostgreSQL holds them locked from the choice; SQLite runs one writer).
     # Asking `claimable` again here made SQLite walk every due job by that index and
