@@ -60,6 +60,9 @@ from hubbub.publishing.service import extend_series
 SECOND_US: Final = 1_000_000
 SETTLE_AT_MOST: Final = 500
 """Outcomes recorded in one transaction, at most."""
+SETTLE_LINGER_S: Final = 0.02
+"""How long outcomes are gathered before they are recorded together: a transaction, and
+an append to the log, cost as much for one outcome as for dozens."""
 log = structlog.get_logger("hubbub.publishing")
 
 
@@ -67,7 +70,9 @@ log = structlog.get_logger("hubbub.publishing")
 class PublishPolicy:
     poll_s: float = 0.1
     batch: int = 200
-    concurrency: int = 64
+    concurrency: int = 128
+    """Jobs being published at once; claimed a quarter of them at least at a time (claims
+    of 16 jobs cost the store 0.13 ms of CPU a job, of 48 0.09 ms)."""
     lease_s: float = 60.0
     max_attempts: int = 8
     backoff_s: float = 2.0
@@ -269,6 +274,8 @@ class Publisher:
     async def _settle_forever(self) -> None:
         while True:
             first = await self._outcomes.get()
+            if self._outcomes.qsize() < SETTLE_AT_MOST - 1:
+                await asyncio.sleep(SETTLE_LINGER_S)
             await self._settle([first, *self._drain()])
 
     async def _settle(self, outcomes: list[Outcome]) -> None:
