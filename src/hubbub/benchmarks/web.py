@@ -64,7 +64,7 @@ from hubbub.settings import Settings
 from hubbub.synthetic.population import page as synthetic_page
 
 Progress = Callable[[str], None]
-PLATFORM_ROLES: Final = ("ingest", "mentions", "analytics", "web", "gateway")
+PLATFORM_ROLES: Final = ("ingest", "mentions", "analytics", "publishing", "web", "gateway")
 """The roles `hubbub serve` runs, each on a port of its own here."""
 
 CHROMIUM: Final = "/usr/bin/chromium"
