@@ -620,7 +620,12 @@ async def test_a_post_is_written_with_a_mention_scheduled_and_published_from_the
                 "Big news with @taylor.bsky.social "
             ]
 
+        async def recorded() -> bool:  # the job's row is written just after the post is made
+            jobs = await stack.client.get("/v1/jobs", headers=auth(owner["token"]))
+            return [job["state"] for job in jobs.json()] == ["published"]
+
         await until(published)
+        await until(recorded)
         await page.reload()
         row = page.get_by_role("row").filter(has_text="newsroom@127.0.0.1")
         await expect(row).to_contain_text("published")
