@@ -35,6 +35,7 @@ DEADLETTER: Final = "deadletter"
 CONTROL: Final = "control"
 USAGE: Final = "usage"
 PUBLISHING: Final = "publishing"
+NOTICES: Final = "notices"
 TOPICS: Final = (POSTS, PAGES, ENGAGEMENT, DELETES, DEADLETTER, CONTROL)
 
 
@@ -248,6 +249,38 @@ class PublishChanged(Event, frozen=True, kw_only=True, tag=True):
     error: str | None = None
 
 
+class PersonChanged(Event, frozen=True, kw_only=True, tag=True):
+    """A person of a tenant joined, changed (role, email, zone) or, with `active` false,
+    left. On `control`, so every service that tells people things (notifications) or
+    decides by their role keeps the same directory, rebuilt by replaying the topic."""
+
+    tenant: str
+    user: str
+    email: str
+    role: str
+    time_zone: str = "UTC"
+    active: bool = True
+
+
+class NoticeIssued(Event, frozen=True, kw_only=True, tag=True):
+    """Some people of a tenant should be told something: the `users` named, and every
+    member of each of `roles`, except `actor` (who did it). `kind` says what happened
+    (`review_requested`, `approved`, `rejected`, `changes_requested`, `commented`,
+    `mentioned`, `reminder`, `overdue`, `scheduled`, `published`, `failed`); `link` is
+    the web app's path to look at it. On its own topic, `notices`."""
+
+    tenant: str
+    notice: str
+    kind: str
+    users: list[str] = []
+    roles: list[str] = []
+    actor: str = ""
+    post: str = ""
+    title: str
+    body: str = ""
+    link: str = ""
+
+
 AnyEvent = (
     PostPublished
     | PostEdited
@@ -267,6 +300,8 @@ AnyEvent = (
     | RouteChanged
     | FeatureUsed
     | PublishChanged
+    | PersonChanged
+    | NoticeIssued
 )
 
 _TOPIC_OF: Final[dict[type[Event], str]] = {
@@ -288,6 +323,8 @@ _TOPIC_OF: Final[dict[type[Event], str]] = {
     RouteChanged: CONTROL,
     FeatureUsed: USAGE,
     PublishChanged: PUBLISHING,
+    PersonChanged: CONTROL,
+    NoticeIssued: NOTICES,
 }
 
 

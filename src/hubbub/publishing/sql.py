@@ -62,6 +62,7 @@ channels = sa.Table(
     sa.Column("sealed_credentials", sa.Text, nullable=False),
     sa.Column("created_us", sa.BigInteger, nullable=False),
     sa.Column("queue", sa.Text),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("tenant", "network", "account"),
 )  # fmt: skip
 posts = sa.Table(
@@ -78,6 +79,7 @@ posts = sa.Table(
     sa.Column("created_us", sa.BigInteger, nullable=False),
     sa.Column("media", sa.JSON),
     sa.Column("thread", sa.JSON),
+    sa.Column("tags", sa.JSON),
 )  # fmt: skip
 media_table = sa.Table(
     "publishing_media", metadata,
@@ -157,6 +159,75 @@ history = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Index("publishing_history_post", "tenant", "post", "id"),
     sa.Index("publishing_history_job", "job"),
+)  # fmt: skip
+
+SERIAL: Final = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+workflows_table = sa.Table(
+    "publishing_workflows", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.String(32), nullable=False, index=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("steps", sa.JSON, nullable=False),
+    sa.Column("channels", sa.JSON, nullable=False),
+    sa.Column("roles", sa.JSON, nullable=False),
+    sa.Column("updated_us", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("tenant", "name", name="publishing_workflows_name"),
+)  # fmt: skip
+reviews_table = sa.Table(
+    "publishing_reviews", metadata,
+    sa.Column("post", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.String(32), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("author", sa.String(255), nullable=False),
+    sa.Column("workflows", sa.JSON, nullable=False),
+    sa.Column("steps", sa.JSON, nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(24), nullable=False),
+    sa.Column("plan", sa.JSON, nullable=False),
+    sa.Column("due_us", sa.BigInteger),
+    sa.Column("step_since_us", sa.BigInteger, nullable=False),
+    sa.Column("reminded_us", sa.BigInteger),
+    sa.Column("flagged_us", sa.BigInteger),
+    sa.Column("updated_us", sa.BigInteger, nullable=False),
+    sa.Index("publishing_reviews_tenant", "tenant", "state"),
+    sa.Index("publishing_reviews_waiting", "state", "step_since_us"),
+)  # fmt: skip
+decisions_table = sa.Table(
+    "publishing_decisions", metadata,
+    sa.Column("id", SERIAL, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(32), nullable=False),
+    sa.Column("post", sa.String(32), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("who", sa.String(255), nullable=False),
+    sa.Column("decision", sa.String(24), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("at_us", sa.BigInteger, nullable=False),
+    sa.Index("publishing_decisions_post", "post", "version"),
+)  # fmt: skip
+comments_table = sa.Table(
+    "publishing_comments", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.String(32), nullable=False),
+    sa.Column("post", sa.String(32), nullable=False),
+    sa.Column("parent", sa.String(32)),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("author", sa.String(255), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.Index("publishing_comments_post", "tenant", "post"),
+)  # fmt: skip
+audit_table = sa.Table(
+    "publishing_audit", metadata,
+    sa.Column("id", SERIAL, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(32), nullable=False),
+    sa.Column("post", sa.String(32), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("action", sa.String(24), nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("at_us", sa.BigInteger, nullable=False),
+    sa.Column("detail", sa.Text),
+    sa.Index("publishing_audit_post", "tenant", "post", "id"),
 )  # fmt: skip
 
 
