@@ -263,8 +263,10 @@ class PersonChanged(Event, frozen=True, kw_only=True, tag=True):
 
 
 class NoticeIssued(Event, frozen=True, kw_only=True, tag=True):
-    """Some people of a tenant should be told something: the `users` named, and every
-    member of each of `roles`, except `actor` (who did it). `kind` says what happened
+    """Some people of a tenant should be told something: the `users` named (ids), every
+    member of each of `roles`, and whoever each of `handles` names (`alice` in a comment's
+    "@alice": the person whose email's local part, or whole email, it is), except `actor`
+    (who did it; a user id). `kind` says what happened
     (`review_requested`, `approved`, `rejected`, `changes_requested`, `commented`,
     `mentioned`, `reminder`, `overdue`, `scheduled`, `published`, `failed`); `link` is
     the web app's path to look at it. On its own topic, `notices`."""
@@ -274,6 +276,7 @@ class NoticeIssued(Event, frozen=True, kw_only=True, tag=True):
     kind: str
     users: list[str] = []
     roles: list[str] = []
+    handles: list[str] = []
     actor: str = ""
     post: str = ""
     title: str
