@@ -1,8 +1,10 @@
 """Forwarding a request to a service: the headers it is sent, and its answer streamed back.
 
-What a service is told (`X-Hubbub-Tenant`, the key, signed with the deployment's secret;
-the correlation id and trace context), what of the client's headers it is not, and the
-answer passed back as it comes: in one piece when it is short and of a known length.
+What a service is told (`X-Hubbub-Tenant`, the key and the caller's role, signed with the
+deployment's secret; the correlation id and trace context), what of the client's headers
+it is not, and the answer passed back as it comes: in one piece when it is short and of a
+known length. A public path's request (`PUBLIC_CALLER`) keeps none of the client's
+credentials, its cookies included.
 Errors the gateway answers itself are JSON: `{"detail": ...}`.
 """
 
@@ -19,7 +21,7 @@ from hubbub.gateway.ports import TENANT_HEADER, Caller
 from hubbub.gateway.routing import LEGACY
 from hubbub.gateway.upstreams import Upstream
 from hubbub.kernel import tracing
-from hubbub.kernel.signing import KEY, SIGNED_HEADERS
+from hubbub.kernel.signing import KEY, PUBLIC_TENANT, ROLE, SIGNED_HEADERS
 from hubbub.kernel.telemetry import Correlation
 
 ANSWERED_BY_GATEWAY: Final = frozenset({b"x-request-id", b"date", b"server"})
@@ -27,11 +29,13 @@ HOP_BY_HOP: Final = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
     b"trailer", b"transfer-encoding", b"upgrade", b"host", b"expect",
 })  # fmt: skip
-CLIENT_ONLY: Final = frozenset({b"authorization", b"x-api-key", b"x-hubbub-role",
-                                b"x-request-id", b"traceparent", b"x-forwarded-for",
-                                b"x-forwarded-proto", b"x-forwarded-host",
-                                *SIGNED_HEADERS})  # fmt: skip
+CLIENT_ONLY: Final = frozenset({b"authorization", b"x-api-key", b"x-request-id",
+                                b"traceparent", b"x-forwarded-for", b"x-forwarded-proto",
+                                b"x-forwarded-host", *SIGNED_HEADERS})  # fmt: skip
 """Headers only the gateway sets: what a client sends under these names is dropped."""
+NOT_PUBLIC: Final = CLIENT_ONLY | {b"cookie"}
+"""Dropped from a public path's request: besides `CLIENT_ONLY`, every credential a client
+may send (a session cookie of the web app), so the service sees nobody's."""
 WHOLE_BODY_BYTES: Final = 64 * 1024
 """An answer of a known length up to this is passed on in one piece; longer ones, or
 ones of unknown length, stream as they come."""
@@ -45,9 +49,10 @@ def _forwarded_headers(
     A service is told the tenant by the gateway alone: what a client sent under those
     names is dropped. The legacy application also gets the client's credentials."""
     legacy = upstream.name == LEGACY
+    dropped = NOT_PUBLIC if caller is not None and caller.tenant == PUBLIC_TENANT else CLIENT_ONLY
     kept = [
         (k, v) for k, v in scope["headers"]
-        if k not in HOP_BY_HOP and (k not in CLIENT_ONLY or (legacy and k == b"authorization"))
+        if k not in HOP_BY_HOP and (k not in dropped or (legacy and k == b"authorization"))
     ]  # fmt: skip
     correlation: Correlation = scope["hubbub.correlation"]
     client = scope.get("client")
@@ -56,11 +61,10 @@ def _forwarded_headers(
         pass
     elif upstream.signer is not None:
         path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-        who = upstream.signer.headers(scope["method"], path, caller.tenant, caller.key)
-        who.append((b"x-hubbub-role", caller.role.encode()))
+        who = upstream.signer.headers(scope["method"], path, caller.tenant, caller.key, caller.role)
     else:
         who = [(TENANT_HEADER.encode(), caller.tenant.encode()), (KEY, caller.key.encode()),
-               (b"x-hubbub-role", caller.role.encode())]  # fmt: skip
+               (ROLE, caller.role.encode())]  # fmt: skip
     return [
         *kept,
         (b"x-request-id", correlation.request_id.encode()),

@@ -1,17 +1,24 @@
 """Requests from the gateway to the roles behind it, signed with the deployment's secret.
 
-The roles (ingest, mentions, analytics) trust the gateway's word on who is calling: the
-tenant in `X-Hubbub-Tenant` and the key in `X-Hubbub-Key`. A port reachable by anything
-but the gateway would make that word anyone's, so the gateway signs what it says:
+The roles (ingest, mentions, analytics, publishing) trust the gateway's word on who is
+calling: the tenant in `X-Hubbub-Tenant`, the key in `X-Hubbub-Key` and the caller's role
+(owner, admin, editor or viewer) in `X-Hubbub-Role`, read with `role_of`. A port reachable
+by anything but the gateway would make that word anyone's, so the gateway signs what it
+says:
 
     X-Hubbub-Time:      unix seconds when it was signed
     X-Hubbub-Signature: hex HMAC-SHA256, with the secret, of
-                        "<METHOD>\\n<raw path>\\n<tenant>\\n<key id>\\n<time>"
+                        "<METHOD>\\n<raw path>\\n<tenant>\\n<key id>\\n<role>\\n<time>"
 
 and a role answers only a request whose signature is right and at most `ttl_s` old (or
 early, for clocks a little apart); `/healthz`, `/readyz` and `/metrics` aside. The path
 is the one the client encoded, without the query: the route, not its arguments, is what
 a signature grants, for the few seconds it lives.
+
+A request to a public path (`/v1/public/...`: an external reviewer's link, a calendar
+feed, where the token in the path is the credential) has no caller: the gateway signs it
+for the tenant `PUBLIC_TENANT` and the key `PUBLIC_KEY`, as a viewer, so a role knows it
+vouches for nobody.
 
 The secret is `HUBBUB_INTERNAL_SECRET`, which every process of a deployment shares, or
 else a file made in the data directory on first use, readable by its owner only, so one
@@ -24,7 +31,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -38,9 +45,30 @@ TENANT_HEADER: Final = "x-hubbub-tenant"
 """The header that tells a role the caller's tenant (signed, with the key and time)."""
 TENANT: Final = TENANT_HEADER.encode()
 KEY: Final = b"x-hubbub-key"
+ROLE_HEADER: Final = "x-hubbub-role"
+"""The header that tells a role the caller's role (signed): read it with `role_of`."""
+ROLE: Final = ROLE_HEADER.encode()
 TIME: Final = b"x-hubbub-time"
 SIGNATURE: Final = b"x-hubbub-signature"
-SIGNED_HEADERS: Final = frozenset({TENANT, KEY, TIME, SIGNATURE})
+SIGNED_HEADERS: Final = frozenset({TENANT, KEY, ROLE, TIME, SIGNATURE})
+ROLES: Final = ("owner", "admin", "editor", "viewer")
+"""The roles a caller may have, highest first."""
+LEAST_ROLE: Final = "viewer"
+PUBLIC_TENANT: Final = "public"
+"""The tenant a request to a public path is signed for: it speaks for no tenant (tenant ids
+are random hex, so none is named this)."""
+PUBLIC_KEY: Final = "anonymous"
+"""The key a request to a public path is signed for: nobody's."""
+
+
+def role_of(headers: Mapping[str, str]) -> str:
+    """The caller's role, from a signed request's headers (as `request.headers`): one of
+    `ROLES`, and `"viewer"`, the least, when the header is absent or names no role.
+
+    Only meaningful behind `SignedOnly`, which refuses a request whose role the gateway did
+    not sign."""
+    found = headers.get(ROLE_HEADER, LEAST_ROLE)
+    return found if found in ROLES else LEAST_ROLE
 
 
 class RequestSigner:
@@ -53,17 +81,23 @@ class RequestSigner:
         self.ttl_s = ttl_s
         self._clock = clock or SystemClock()
 
-    def _digest(self, method: str, path: str, tenant: str, key: str, at: str) -> str:
-        message = f"{method}\n{path}\n{tenant}\n{key}\n{at}".encode()
+    def _digest(self, method: str, path: str, tenant: str, key: str, role: str, at: str) -> str:
+        message = f"{method}\n{path}\n{tenant}\n{key}\n{role}\n{at}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
-    def headers(self, method: str, path: str, tenant: str, key: str) -> list[tuple[bytes, bytes]]:
-        """The four headers that tell a role, verifiably, who this request is for."""
+    def headers(
+        self, method: str, path: str, tenant: str, key: str, role: str = LEAST_ROLE
+    ) -> list[tuple[bytes, bytes]]:
+        """The five headers that tell a role, verifiably, who this request is for: its
+        tenant, key and `role` (one of `ROLES`, else ValueError), signed with the time."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
         at = str(self._clock.now_us() // 1_000_000)
-        signature = self._digest(method, path, tenant, key, at)
+        signature = self._digest(method, path, tenant, key, role, at)
         return [
             (TENANT, tenant.encode()),
             (KEY, key.encode()),
+            (ROLE, role.encode()),
             (TIME, at.encode()),
             (SIGNATURE, signature.encode()),
         ]
@@ -77,8 +111,8 @@ class RequestSigner:
                 "this service answers only requests signed by the gateway: call it through"
                 " the gateway with an API key"
             )
-        tenant, key = found.get(TENANT, ""), found.get(KEY, "")
-        expected = self._digest(method, path, tenant, key, at)
+        tenant, key, role = found.get(TENANT, ""), found.get(KEY, ""), found.get(ROLE, "")
+        expected = self._digest(method, path, tenant, key, role, at)
         if not hmac.compare_digest(expected, signature):
             return (
                 "the request's signature is not valid: every process of a deployment needs"
@@ -132,15 +166,20 @@ class SignedOnly:
 
 
 class SignedAs(httpx.Auth):
-    """httpx auth that signs each request as the gateway would for `tenant`'s key `key`:
-    for the platform's own tools (`hubbub mentions shadow-report`, the benchmarks), which
-    reach a role directly with the deployment's secret."""
+    """httpx auth that signs each request as the gateway would for `tenant`'s key `key`,
+    of `role`: for the platform's own tools (`hubbub mentions shadow-report`, the
+    benchmarks), which reach a role directly with the deployment's secret."""
 
-    def __init__(self, signer: RequestSigner, tenant: str, key: str) -> None:
-        self.signer, self.tenant, self.key = signer, tenant, key
+    def __init__(
+        self, signer: RequestSigner, tenant: str, key: str, role: str = LEAST_ROLE
+    ) -> None:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+        self.signer, self.tenant, self.key, self.role = signer, tenant, key, role
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         path = request.url.raw_path.split(b"?")[0].decode("latin-1")
-        for name, value in self.signer.headers(request.method, path, self.tenant, self.key):
+        signed = self.signer.headers(request.method, path, self.tenant, self.key, self.role)
+        for name, value in signed:
             request.headers[name.decode()] = value.decode()
         yield request
