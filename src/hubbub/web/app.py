@@ -26,6 +26,7 @@ from hubbub.kernel.telemetry import Observed, route_of
 from hubbub.kernel.validation import printable_validation_errors
 from hubbub.mentions import api as mentions_api
 from hubbub.publishing import api as publishing_api
+from hubbub.publishing import calendar_api
 
 READY_TIMEOUT_S = 2.0
 
@@ -74,6 +75,9 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
     if role in ("all", "publishing"):
         app.include_router(
             publishing_api.build_router(platform.publishing, platform.mastodon_logins)
+        )
+        app.include_router(
+            calendar_api.build_router(platform.publishing, platform.settings.relational)
         )
 
     @app.get("/healthz", tags=["operations"])
