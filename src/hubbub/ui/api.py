@@ -33,7 +33,7 @@ from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubbub.kernel.clock import Clock
-from hubbub.ui import csrf, formatting
+from hubbub.ui import csrf, formatting, review
 from hubbub.ui.ports import PlatformApi, Unreachable
 from hubbub.ui.service import (
     BUCKETS,
@@ -206,6 +206,10 @@ def build_router(
     Posting = Annotated[Person, Depends(checked)]
     Operator = Annotated[Person, Depends(the_operator)]
     OperatorPosting = Annotated[Person, Depends(operator_posting)]
+    router.include_router(
+        review.routes(console.api, review.PageKit(
+            page, with_fresh_csrf, member, checked, signed_out_form, _public_base))
+    )  # fmt: skip
 
     @router.get("/signin", response_class=HTMLResponse)
     async def signin_page(request: Request) -> HTMLResponse:
