@@ -1,0 +1,182 @@
+"""The content calendar through the gateway over real HTTP: a tenant's posts in a week that
+a DST change crosses, at their wall-clock time in the asker's zone; its channels' queue
+slots; a person's iCalendar feed by its signed address; and none of it another tenant's."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from icalendar import Calendar as ICalendar
+
+from tests.support.stack import Stack, auth, start_stack
+
+WEEK = {"start": "2027-03-22T00:00", "end": "2027-03-29T00:00", "zone": "Europe/Paris"}
+"""The week in which Paris moves its clocks forward (Sunday 28 March 2027, 02:00)."""
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    loopback = {"publish_allowed_networks": [ipaddress.ip_network("127.0.0.0/8")]}
+    built, exits = await start_stack(tmp_path / "data", platform_settings=loopback)
+    async with exits:
+        yield built
+
+
+async def channel(stack: Stack, token: str, account: str, queue: str | None = None) -> str:
+    """A Bluesky channel in Paris (its limits are the protocol's: nothing is asked of it)."""
+    made = await stack.client.post(
+        "/v1/channels",
+        json={"network": "bluesky", "account": account, "service": "http://127.0.0.1:9",
+              "app_password": "abcd-efgh-ijkl-mnop", "time_zone": "Europe/Paris"},
+        headers=auth(token),
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    if queue:
+        kept = await stack.client.put(
+            f"/v1/channels/{made.json()['id']}/queue", json={"slots": queue}, headers=auth(token)
+        )
+        assert kept.status_code == 200, kept.text
+    return str(made.json()["id"])
+
+
+async def schedule(stack: Stack, token: str, text: str, channel_id: str, at: str) -> str:
+    made = await stack.client.post(
+        "/v1/posts", json={"text": text, "channels": [channel_id], "at": at}, headers=auth(token)
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["post"])
+
+
+async def calendar(stack: Stack, token: str, **params: Any) -> httpx.Response:
+    return await stack.client.get("/v1/calendar", params={**WEEK, **params}, headers=auth(token))
+
+
+async def test_the_week_of_a_dst_change_shows_posts_and_slots_at_their_local_time(
+    stack: Stack,
+) -> None:
+    owner = await stack.tenant("newsroom")
+    desk = await channel(stack, owner["token"], "desk.bsky.social", queue="mon-fri 09:00")
+    await schedule(stack, owner["token"], "Friday, winter time", desk, "2027-03-26T09:00")
+    await schedule(stack, owner["token"], "Monday, summer time", desk, "2027-03-29T09:00")
+    fortnight = await calendar(stack, owner["token"], end="2027-04-05T00:00")
+    assert fortnight.status_code == 200, fortnight.text
+    entries = fortnight.json()["entries"]
+    assert [(e["excerpt"], e["local"], e["due"]) for e in entries] == [
+        ("Friday, winter time", "2027-03-26T09:00:00+01:00", "2027-03-26T08:00:00+00:00"),
+        ("Monday, summer time", "2027-03-29T09:00:00+02:00", "2027-03-29T07:00:00+00:00"),
+    ]
+    assert {(e["account"], e["network"], e["state"]) for e in entries} == {
+        ("desk.bsky.social", "bluesky", "scheduled")
+    }
+    week = (await calendar(stack, owner["token"])).json()
+    assert (week["start"], week["end"]) == (
+        "2027-03-22T00:00:00+01:00",
+        "2027-03-29T00:00:00+02:00",
+    )
+    slots = week["channels"][0]["slots"]
+    assert [(s["local"], s["taken"]) for s in slots] == [
+        (f"2027-03-{day}T09:00:00+01:00", day == 26) for day in range(22, 27)
+    ]
+    assert week["channels"][0]["paused"] is False
+    in_tokyo = (await calendar(stack, owner["token"], zone="Asia/Tokyo")).json()
+    assert [e["local"] for e in in_tokyo["entries"]] == ["2027-03-26T17:00:00+09:00"]
+
+
+async def test_filters_and_wrong_asks_answer_as_a_person_can_act_on(stack: Stack) -> None:
+    owner = await stack.tenant("newsroom")
+    desk = await channel(stack, owner["token"], "desk.bsky.social")
+    wire = await channel(stack, owner["token"], "wire.bsky.social")
+    await schedule(stack, owner["token"], "On the desk", desk, "2027-03-23T10:00")
+    await schedule(stack, owner["token"], "On the wire", wire, "2027-03-24T10:00")
+    both = await calendar(stack, owner["token"], channel=[desk, wire], state=["scheduled"])
+    assert [e["excerpt"] for e in both.json()["entries"]] == ["On the desk", "On the wire"]
+    only = await calendar(stack, owner["token"], channel=wire)
+    assert [e["excerpt"] for e in only.json()["entries"]] == ["On the wire"]
+    assert [c["id"] for c in only.json()["channels"]] == [wire]
+    assert (await calendar(stack, owner["token"], state="published")).json()["entries"] == []
+    assert (await calendar(stack, owner["token"], tag="launch")).json()["entries"] == []
+
+    for params, said in (
+        ({"zone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+        ({"start": "next monday"}, "'next monday' is not a time"),
+        ({"end": "2027-06-01T00:00"}, "at most 62 days"),
+        ({"state": "done"}, "unknown state 'done'"),
+    ):
+        wrong = await calendar(stack, owner["token"], **params)
+        assert wrong.status_code == 422, wrong.text
+        assert said in wrong.json()["detail"]
+    missing = await stack.client.get("/v1/calendar", headers=auth(owner["token"]))
+    assert missing.status_code == 422
+
+
+async def test_another_tenants_calendar_queues_and_feed_are_out_of_reach(stack: Stack) -> None:
+    owner = await stack.tenant("newsroom")
+    rival = await stack.tenant("rival")
+    desk = await channel(stack, owner["token"], "desk.bsky.social", queue="mon-fri 09:00")
+    await schedule(stack, owner["token"], "Our scoop", desk, "2027-03-23T10:00")
+    kept = await stack.client.put(
+        "/v1/drafts/0123456789abcdef",
+        json={"text": "Our draft", "at": "2027-03-24T10:00", "channels": [desk]},
+        headers=auth(owner["token"]),
+    )
+    assert kept.status_code == 200, kept.text
+    ours = (await calendar(stack, owner["token"])).json()
+    assert {e["excerpt"] for e in ours["entries"]} == {"Our scoop", "Our draft"}
+
+    theirs = await calendar(stack, rival["token"])
+    assert theirs.status_code == 200
+    assert theirs.json()["entries"] == []
+    assert theirs.json()["channels"] == []
+    by_our_channel = await calendar(stack, rival["token"], channel=desk)
+    assert (by_our_channel.json()["entries"], by_our_channel.json()["channels"]) == ([], [])
+    editor = await stack.key(owner, "editor")  # the same tenant: not the owner's draft
+    assert [e["excerpt"] for e in (await calendar(stack, editor)).json()["entries"]] == [
+        "Our scoop"
+    ]
+
+    made = await stack.client.post("/v1/calendar/feed", headers=auth(rival["token"]))
+    assert made.status_code == 201, made.text
+    rival_feed = await stack.client.get(made.json()["path"])  # no key: the path is enough
+    assert rival_feed.status_code == 200, rival_feed.text
+    assert rival_feed.headers["content-type"].startswith("text/calendar")
+    assert list(ICalendar.from_ical(rival_feed.content).walk("VEVENT")) == []
+
+
+async def test_a_persons_feed_is_reached_by_its_signed_path_alone(stack: Stack) -> None:
+    owner = await stack.tenant("newsroom")
+    desk = await channel(stack, owner["token"], "desk.bsky.social")
+    post = await schedule(stack, owner["token"], "Launch; at last, <b>now</b>", desk,
+                          "2027-03-23T10:00")  # fmt: skip
+    made = await stack.client.post("/v1/calendar/feed", headers=auth(owner["token"]))
+    assert made.status_code == 201, made.text
+    path = made.json()["path"]
+    assert path.startswith("/v1/public/calendar/")
+    assert path.endswith(".ics")
+    async with httpx.AsyncClient(base_url=stack.url) as outsider:  # over real HTTP, no key
+        found = await outsider.get(path)
+        assert found.status_code == 200, found.text
+        events = list(ICalendar.from_ical(found.content).walk("VEVENT"))
+        assert [str(e["summary"]) for e in events] == ["scheduled: Launch; at last, <b>now</b>"]
+        assert events[0]["dtstart"].dt.isoformat() == "2027-03-23T09:00:00+00:00"
+        assert str(events[0]["location"]) == "desk.bsky.social (bluesky)"
+        jobs = (await stack.client.get("/v1/jobs", headers=auth(owner["token"]))).json()
+        assert str(events[0]["uid"]) == f"job-{jobs[0]['id']}@hubbub"
+        assert jobs[0]["post"] == post
+        again = await outsider.get(path)
+        assert again.content.count(b"UID:") == 1
+        token = path.removeprefix("/v1/public/calendar/").removesuffix(".ics")
+        for forged in (
+            token[:-8] + ("A" * 8 if not token.endswith("A" * 8) else "B" * 8),
+            token[::-1],
+            "gAAAAA" + token[6:40],
+        ):
+            answer = await outsider.get(f"/v1/public/calendar/{forged}.ics")
+            assert answer.status_code in (400, 404), (forged, answer.text)
+            assert b"BEGIN:VCALENDAR" not in answer.content
+        tampered = await outsider.get(f"/v1/public/calendar/{token[:-8]}AAAAAAAA.ics")
+        assert tampered.status_code == 404
