@@ -458,6 +458,8 @@ def build_router(
                 language=language, spoiler=spoiler, visibility=visibility,
             )  # fmt: skip
         # Post/Redirect/Get: reloading the page it lands on schedules nothing again.
+        if made.get("review"):  # under a workflow: to the post, where its review is
+            return RedirectResponse(review.post_page(made["post"]), status_code=303)
         return RedirectResponse(f"/publish?scheduled={len(made['jobs'])}", status_code=303)
 
     @router.put("/publish/drafts/{draft}")

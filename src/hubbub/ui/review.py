@@ -348,7 +348,8 @@ def _is_htmx(request: Request) -> bool:
     return bool(request.headers.get("hx-request")) and not request.headers.get("hx-boosted")
 
 
-def _post_page(post: str) -> str:
+def post_page(post: str) -> str:
+    """The address of the post's page."""
     return f"/publish/posts/{_part(post)}"
 
 
@@ -377,7 +378,7 @@ def routes(api: PlatformApi, kit: PageKit) -> APIRouter:
             await act()
         except Problem as problem:
             return await panel(request, who, post, error=str(problem), status=problem.status)
-        return RedirectResponse(f"{_post_page(post)}#review", status_code=303)
+        return RedirectResponse(f"{post_page(post)}#review", status_code=303)
 
     @router.get("/publish/posts/{post}/review", response_class=HTMLResponse)
     async def review_panel(request: Request, who: Who, post: str) -> HTMLResponse:
