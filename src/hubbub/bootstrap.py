@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from hubbub.gateway.service import People
     from hubbub.gateway.upstreams import Upstream
     from hubbub.kernel.ratelimit import RateLimiter
+    from hubbub.notifications.ports import Mailer, NotificationStore
+    from hubbub.notifications.service import Inbox
+    from hubbub.notifications.worker import NotificationPolicy
     from hubbub.publishing.budget import Budget
     from hubbub.publishing.logins import MastodonLogins
     from hubbub.publishing.ports import Network
@@ -238,6 +241,7 @@ def gateway_upstreams(settings: Settings, clock: Clock) -> dict[str, Upstream]:
         "mentions": (settings.mentions_url, settings.mentions_timeout_s),
         "analytics": (settings.analytics_url, settings.analytics_timeout_s),
         "publishing": (settings.publishing_url, settings.publishing_timeout_s),
+        "notifications": (settings.notifications_url, settings.notifications_timeout_s),
     }
     if settings.legacy_url:
         places["legacy"] = (settings.legacy_url, settings.legacy_timeout_s)
@@ -378,6 +382,40 @@ def open_publishing(
     return PublishingParts(service, networks, policy, close, budget)
 
 
+def open_notification_store(settings: Settings) -> NotificationStore:
+    """People's notifications: SQLite in the data dir, or the database the URL names."""
+    from hubbub.notifications.sql import SqlNotificationStore
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqlNotificationStore(settings.notifications_db)
+
+
+def open_mailer(settings: Settings) -> Mailer | None:
+    """The SMTP server notifications are emailed through; None (email off) without one."""
+    if not settings.smtp_host:
+        return None
+    from hubbub.notifications.smtp import SmtpMailer
+
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    return SmtpMailer(
+        settings.smtp_host, settings.smtp_port, settings.smtp_from, settings.smtp_security,
+        settings.smtp_username, password, settings.smtp_timeout_s,
+    )  # fmt: skip
+
+
+def notification_policy(settings: Settings) -> NotificationPolicy:
+    """How the notifications worker runs, and writes emails when there is a mailer."""
+    from hubbub.notifications.service import EmailPolicy
+    from hubbub.notifications.worker import NotificationPolicy
+
+    email = EmailPolicy(settings.smtp_from, settings.public_url) if settings.smtp_host else None
+    return NotificationPolicy(
+        email=email, keep_per_user=settings.notifications_per_user,
+        keep_read_s=settings.notifications_keep_read_days * retention.DAY_S,
+        email_attempts=settings.email_attempts, email_backoff_s=settings.email_backoff_s,
+    )  # fmt: skip
+
+
 def build_web(settings: Settings) -> tuple[ASGIApp, Callable[[], Awaitable[None]]]:
     """The web app's pages, asking the gateway's API; and what closes its client."""
     from hubbub.ui.api import create_app
@@ -417,6 +455,7 @@ class Platform:
     _secret_box: SecretBox | None = None
     _publishing: Publishing | None = None
     _mastodon_logins: MastodonLogins | None = None
+    _inbox: Inbox | None = None
     _closing: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: Background = field(init=False)
     """Its long-running tasks, restarted when they fail; health reports them."""
@@ -487,7 +526,32 @@ class Platform:
             found[PAGES] = await replica.backends[replica.serving].position()
         if analytics and self._analytics is not None:
             found.update(await asyncio.to_thread(self._analytics.positions))
+        if self._inbox is not None:
+            found.update(await asyncio.to_thread(self._inbox.store.positions))
         return found
+
+    async def notifications(self) -> Inbox:
+        """People's notifications, and (on first use) the worker folding notices into
+        them and emailing them, in the background."""
+        if self._inbox is None:
+            from hubbub.notifications import worker as notifications_worker
+            from hubbub.notifications.service import Inbox, StreamPolicy
+
+            settings = self.settings
+            store = open_notification_store(settings)
+            self._closing.append(lambda: asyncio.to_thread(store.close))
+            stream = StreamPolicy(
+                settings.notifications_stream_s, settings.notifications_heartbeat_s,
+                settings.notifications_poll_s,
+            )  # fmt: skip
+            inbox = Inbox(store, self.clock, stream=stream)
+            notifications_worker.run(
+                self.background, store=store, event_log=self.event_log,
+                mailer=open_mailer(settings), policy=notification_policy(settings),
+                clock=self.clock, arrivals=inbox.arrivals,
+            )  # fmt: skip
+            self._inbox = inbox
+        return self._inbox
 
     async def publishing(self) -> Publishing:
         """Publishing's use cases over the relational store, and (on first use) the

@@ -324,6 +324,56 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How long Redis is not asked after its circuit opens."
     )
     report_cache_ttl_s: float = Field(300.0, gt=0, description="Longest a cached report lives.")
+    # Notifications (the web app's inbox, live, and email)
+    notifications_url: str = Field(
+        "http://127.0.0.1:8086", description="Where the notifications role listens."
+    )
+    notifications_timeout_s: float = Field(
+        30.0, gt=0,
+        description="Longest wait on the notifications role (a live stream sends at least"
+        " a heartbeat within it).",
+    )  # fmt: skip
+    notifications_db_url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL of the notifications' store (postgresql+psycopg://...);"
+        " default: SQLite in the data dir (notifications.db).",
+    )
+    notifications_per_user: int = Field(
+        500, ge=1, description="The most notifications one person keeps; the oldest go first."
+    )
+    notifications_keep_read_days: float = Field(
+        30.0, gt=0, description="Days a read notification (and a sent email) is kept."
+    )
+    notifications_stream_s: float = Field(
+        300.0, gt=0, description="How long a live stream lasts before the client reconnects."
+    )
+    notifications_heartbeat_s: float = Field(
+        10.0, gt=0, description="A quiet live stream sends a comment this often."
+    )
+    notifications_poll_s: float = Field(
+        1.0, gt=0, description="How often a live stream looks for what another replica kept."
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8080",
+        description="Where people reach the web app: links in emails start with it.",
+    )
+    smtp_host: str | None = Field(
+        None, description="The SMTP server notifications are emailed through; unset: no email."
+    )
+    smtp_port: int = Field(587, ge=1, le=65535, description="The SMTP server's port.")
+    smtp_security: Literal["none", "starttls", "ssl"] = Field(
+        "starttls", description="starttls (upgrade, required), ssl (TLS at once) or none."
+    )
+    smtp_username: str | None = Field(None, description="Who signs in to the SMTP server.")
+    smtp_password: SecretStr | None = Field(None, description="Its password.")
+    smtp_from: str = Field("Hubbub <hubbub@localhost>", description="Who emails are from.")
+    smtp_timeout_s: float = Field(10.0, gt=0, description="Longest wait on the SMTP server.")
+    email_attempts: int = Field(
+        5, ge=1, le=50, description="Tries of one email before it is kept as dead, with why."
+    )
+    email_backoff_s: float = Field(
+        30.0, gt=0, description="Wait before an email's second try; doubles at each after."
+    )
     # HTTP and operations
     max_push_bytes: int = Field(64 * MIB, ge=1024, description="Largest HTTP push body.")
     max_body_bytes: int = Field(
@@ -379,6 +429,12 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr):
                 dumped[name] = value.get_secret_value()
         return json.dumps(dumped)
+
+    @property
+    def notifications_db(self) -> str:
+        if self.notifications_db_url is not None:
+            return self.notifications_db_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'notifications.db'}"
 
     @property
     def archive_path(self) -> Path:

@@ -84,8 +84,8 @@ def test_positions_move_only_from_where_the_fold_was_read(store: SqlNotification
     assert store.positions() == {"control": 4, "notices": 2}
     with pytest.raises(StalePositions):  # read before the last fold: refused, nothing kept
         store.apply(Fold(deliveries=[delivery("acme", "ann", "n1")]), {"notices": 3}, {}, KEEP)
+    stale = {"control": 3, "notices": 2}
     with pytest.raises(StalePositions):
-        stale = {"control": 3, "notices": 2}
         store.apply(Fold(deliveries=[delivery("acme", "ann", "n1")]), {"notices": 3}, stale, KEEP)
     assert store.listing("acme", "ann").notifications == []
     store.apply(Fold(), {"notices": 3}, {"control": 4, "notices": 2}, KEEP)

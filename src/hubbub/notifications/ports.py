@@ -94,6 +94,8 @@ class Fold:
 
     people: Sequence[Person] = ()
     deliveries: Sequence[Delivery] = ()
+    at_us: int = 0
+    """When it was folded: its emails are due then."""
 
 
 @dataclass(frozen=True)

@@ -143,7 +143,7 @@ class SqlNotificationStore:
                 _move_positions(db, reached, read_from)
                 for person in fold.people:
                     _put_person(db, person)
-                applied = _deliver(db, fold.deliveries)
+                applied = _deliver(db, fold.deliveries, fold.at_us)
                 for tenant, user in {(n.tenant, n.user) for n in applied.made}:
                     _keep_newest(db, tenant, user, keep_per_user)
         except IntegrityError as error:  # a position row made meanwhile by another worker
@@ -292,7 +292,7 @@ def _put_person(db: sa.Connection, person: Person) -> None:
         db.execute(people_table.insert().values(tenant=person.tenant, user=person.user, **values))
 
 
-def _deliver(db: sa.Connection, deliveries: Sequence[Delivery]) -> Applied:
+def _deliver(db: sa.Connection, deliveries: Sequence[Delivery], now_us: int) -> Applied:
     """Keep each delivery not kept before (by tenant, notice and user), with its email."""
     applied = Applied()
     kept = _kept_already(db, deliveries)
@@ -308,7 +308,7 @@ def _deliver(db: sa.Connection, deliveries: Sequence[Delivery]) -> Applied:
         applied.made.append(Notification(**{**row, "id": made_id}))
         applied.kept += 1
         if delivery.email is not None:
-            _queue(db, delivery.email, made_id, made.created_us)
+            _queue(db, delivery.email, made_id, now_us)
             applied.emails += 1
     return applied
 
