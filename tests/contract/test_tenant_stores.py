@@ -70,6 +70,21 @@ def test_users_have_one_role_and_one_email_per_tenant(store: TenantStore) -> Non
     assert [(u.email, u.role) for u in store.users(acme.id)] == [("ada@example.com", "owner")]
 
 
+def test_every_user_of_every_tenant_is_listed_by_tenant_then_email(store: TenantStore) -> None:
+    assert store.all_users() == []
+    acme, globex = store.create_tenant("acme"), store.create_tenant("globex")
+    made = [
+        store.add_user(acme.id, "zoe@example.com", "owner"),
+        store.add_user(globex.id, "ada@example.com", "viewer"),
+        store.add_user(acme.id, "bob@example.com", "editor"),
+    ]
+    store.set_profile(acme.id, made[2].id, "Europe/Paris", "fr")
+    expected = sorted(
+        [*made[:2], store.user(acme.id, made[2].id)], key=lambda u: (u.tenant, u.email)
+    )
+    assert store.all_users() == expected
+
+
 def test_a_role_changes_but_never_leaves_a_tenant_without_an_owner(store: TenantStore) -> None:
     acme, globex = store.create_tenant("acme"), store.create_tenant("globex")
     ada = store.add_user(acme.id, "ada@example.com", "owner")

@@ -4,12 +4,14 @@
   answers its first owner key, shown once.
 - `/v1/tenant`, `/v1/users`, `/v1/keys`: a tenant's own, with its key. Reading needs
   the admin role or above, as does making a user or a key; a key never gets a role
-  above its maker's. Another tenant's key id is 404, as one that does not exist.
+  above its maker's. Another tenant's key id is 404, as one that does not exist. A user
+  added or given another role is told to the log (`hubbub.gateway.directory`).
 - `/v1/platform/routes`: the operator's; a change reaches every gateway through the log.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Literal
@@ -19,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from hubbub.eventlog.ports import EventLog
 from hubbub.gateway.access import answering, operator
+from hubbub.gateway.directory import Directory
 from hubbub.gateway.ports import (
     ApiKey,
     Caller,
@@ -118,17 +121,18 @@ def build_router(
     event_log: EventLog,
     caller: CallerOf,
     clock: Clock,
+    directory: Directory,
 ) -> APIRouter:
     router = APIRouter()
     router.include_router(_connector_routes(connectors, caller))
-    router.include_router(_tenant_routes(tenancy, caller))
+    router.include_router(_tenant_routes(tenancy, caller, directory))
     router.include_router(_permission_routes(tenancy, caller))
     router.include_router(_key_routes(tenancy, caller))
     router.include_router(_route_routes(routes, event_log, caller, clock))
     return router
 
 
-def _tenant_routes(tenancy: Tenancy, caller: CallerOf) -> APIRouter:
+def _tenant_routes(tenancy: Tenancy, caller: CallerOf, directory: Directory) -> APIRouter:
     router = APIRouter(tags=["tenants"])
 
     @router.post("/v1/tenants", status_code=201)
@@ -157,17 +161,21 @@ def _tenant_routes(tenancy: Tenancy, caller: CallerOf) -> APIRouter:
             return [_user(u) for u in tenancy.users(caller(request))]
 
     @router.post("/v1/users", status_code=201)
-    def add_user(request: Request, body: UserCreate) -> UserRead:
+    async def add_user(request: Request, body: UserCreate) -> UserRead:
         """Add a user to the tenant (admin or above; never above the caller's role)."""
         with answering():
-            return _user(tenancy.add_user(caller(request), body.email, body.role))
+            user = await asyncio.to_thread(tenancy.add_user, caller(request), body.email, body.role)
+        await directory.changed(user)
+        return _user(user)
 
     @router.patch("/v1/users/{user_id}")
-    def set_role(request: Request, user_id: str, body: RoleChange) -> UserRead:
+    async def set_role(request: Request, user_id: str, body: RoleChange) -> UserRead:
         """Change a user's role (admin or above; never above the caller's own, never for
         someone above it, never the tenant's last owner). Holds at once."""
         with answering():
-            return _user(tenancy.set_role(caller(request), user_id, body.role))
+            user = await asyncio.to_thread(tenancy.set_role, caller(request), user_id, body.role)
+        await directory.changed(user)
+        return _user(user)
 
     return router
 

@@ -6,9 +6,10 @@ A request is, in order:
    the answer and sent on to the service, whose log lines and events carry it.
 2. Authenticated: a tenant's API key, or the operator's token (401 otherwise).
    `/healthz`, `/readyz`, `/docs` and `/openapi.json` are open; `/metrics` is the
-   operator's.
-3. Rate limited per key and per tenant (429 with Retry-After; RateLimit headers on
-   every answer).
+   operator's. Public paths (`/v1/public/...`, `hubbub.gateway.public`) need nothing:
+   the token in the path is the credential, which the publishing service checks.
+3. Rate limited per key and per tenant, public paths per client address (429 with
+   Retry-After; RateLimit headers on every answer).
 4. Routed: the gateway's own routes (tenants, keys, users, flags, the route table), or
    a service's by path prefix, where the strangler fig may send it to the legacy
    application instead (`hubbub.gateway.routing`).
@@ -52,6 +53,7 @@ from hubbub.gateway import api as gateway_api
 from hubbub.gateway import flags_api, people_api, worker
 from hubbub.gateway.access import operator, refusal
 from hubbub.gateway.auth import Authenticator, token_of
+from hubbub.gateway.directory import Directory
 from hubbub.gateway.flags import FlagBook
 from hubbub.gateway.health import Health
 from hubbub.gateway.openapi import merged_spec
@@ -59,6 +61,15 @@ from hubbub.gateway.openfeature_provider import install
 from hubbub.gateway.ports import Caller, TenantStore
 from hubbub.gateway.progress import Progress
 from hubbub.gateway.proxy import forward, refuse_unauthenticated, send_error
+from hubbub.gateway.public import (
+    DEFAULT_QUOTA,
+    PUBLIC_CALLER,
+    PUBLIC_ROUTE,
+    PUBLIC_UPSTREAM,
+    client_address,
+    is_public,
+)
+from hubbub.gateway.public import refusal as public_refusal
 from hubbub.gateway.ratelimit import headers, strictest
 from hubbub.gateway.routing import Route, RouteTable
 from hubbub.gateway.service import Connectors, People, Tenancy
@@ -108,11 +119,15 @@ class Gateway:
     secret_box: SecretBox
     """What seals the connector tokens tenants keep."""
     signin_quota: Quota = field(default_factory=lambda: Quota(10 / 60, 10, "sign-in attempts"))
+    public_quota: Quota = DEFAULT_QUOTA
+    """Requests to public paths, per client address."""
     control_poll_s: float = 0.5
     max_body_bytes: int = 1024 * 1024
     max_push_bytes: int = 64 * 1024 * 1024
     max_media_bytes: int = 16 * 1024 * 1024
     own: FastAPI = field(init=False)
+    directory: Directory = field(init=False)
+    """People's entries on the log (`PersonChanged`), as they change and at each start."""
     _features: OpenFeatureClient | None = None
     tasks: Background = field(default_factory=Background)
     """Its long-running tasks (route table, flags, health checks, usage), kept alive."""
@@ -120,6 +135,7 @@ class Gateway:
     _spec: tuple[float, dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
+        self.directory = Directory(self.event_log, self.store, self.clock)
         self.own = _own_app(self)
         self._flag_domain = f"hubbub-gateway-{id(self)}"
 
@@ -134,9 +150,11 @@ class Gateway:
         return self._features.get_boolean_value(name, True, context)
 
     async def start(self) -> None:
-        """Read the route table and flags, check the upstreams, then keep them current."""
+        """Read the route table and flags, announce on the log each person whose entry it
+        does not hold yet, check the upstreams, then keep them current."""
         await self.routes.catch_up()
         await self.flags.catch_up()
+        await self.directory.announce_everyone()
         install(self.flags, self._flag_domain)
         self._features = openfeature_api.get_client(self._flag_domain)
         await self.health.check()
@@ -147,6 +165,7 @@ class Gateway:
             health=self.health,
             progress=self.progress,
             usage=self.usage,
+            directory=self.directory,
             control_poll_s=self.control_poll_s,
         )
 
@@ -166,6 +185,9 @@ class Gateway:
         if _page_path(scope["path"]) and WEB in self.upstreams:
             await self._page(scope, receive, send)
             return
+        if is_public(scope):
+            await self._public(scope, receive, send)
+            return
         token = token_of(header(scope, b"authorization"), header(scope, b"x-api-key"))
         caller = await self.auth.caller(token) if token else None
         if caller is None:
@@ -174,21 +196,19 @@ class Gateway:
             return
         started = time.perf_counter()
         decision, quota = await self._limit(caller)
-        limited = [(k.encode(), v.encode()) for k, v in headers(decision, quota).items()]
         status = 429
 
-        async def answer(message: Message) -> None:
+        async def counted(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), *limited]
             await send(message)
 
+        answer = _limited(decision, quota, counted)
         try:
             if not decision.allowed:
                 scope["hubbub.route"] = "rate-limited"
-                wait = f"retry after {max(1, math.ceil(decision.retry_after_s))} s"
-                await send_error(answer, 429, f"too many requests for this {quota.name}: {wait}")
+                await _refuse_over_limit(answer, decision, quota)
             elif _own_path(scope["path"]):
                 scope["hubbub.caller"] = caller
                 await self.own(scope, receive, answer)
@@ -201,6 +221,25 @@ class Gateway:
                     caller.tenant, caller.key, feature, scope["method"], status,
                     time.perf_counter() - started,
                 )  # fmt: skip
+
+    async def _public(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A public path's request: no credentials asked or passed on, limited per client
+        address, forwarded to publishing signed for nobody (`hubbub.gateway.public`)."""
+        scope["hubbub.route"] = PUBLIC_ROUTE
+        address = client_address(scope)
+        decision = await self.limiter.acquire(f"public-from:{address}", self.public_quota)
+        send = _limited(decision, self.public_quota, send)
+        if not decision.allowed:
+            await _refuse_over_limit(send, decision, self.public_quota)
+            return
+        if (why := public_refusal(scope)) is not None:  # after the limit: probes spend it too
+            await send_error(send, 400, why)
+            return
+        upstream = self.upstreams.get(PUBLIC_UPSTREAM)
+        if upstream is None:
+            await send_error(send, 404, f"no service answers {PUBLIC_ROUTE} here")
+            return
+        await self._forward(scope, receive, send, PUBLIC_CALLER, upstream)
 
     async def _limit(self, caller: Caller) -> tuple[Decision, Quota]:
         """The key's limit first: a request its own key refuses spends nothing of the
@@ -231,13 +270,19 @@ class Gateway:
         if isinstance(upstream, str):
             await send_error(send, 404 if side == "new" else 503, upstream)
             return
-        if self.health.down(upstream.name):
-            await send_error(send, 503, f"the {upstream.name} service is down; the others answer",
-                              retry_after=1)  # fmt: skip
-            return
         other = self._upstream(route, "legacy" if side == "new" else "new")
         if route.shadow and scope["method"] in SAFE_METHODS and isinstance(other, Upstream):
             await self._shadows.answer(scope, receive, send, caller, upstream, other, route)
+            return
+        await self._forward(scope, receive, send, caller, upstream)
+
+    async def _forward(
+        self, scope: Scope, receive: Receive, send: Send, caller: Caller, upstream: Upstream
+    ) -> None:
+        """Forward to `upstream`; 503 at once when it is known to be down."""
+        if self.health.down(upstream.name):
+            await send_error(send, 503, f"the {upstream.name} service is down; the others answer",
+                              retry_after=1)  # fmt: skip
             return
         try:
             await forward(scope, receive, send, caller, upstream)
@@ -283,6 +328,23 @@ def feature_flag(prefix: str) -> str:
     return "route." + prefix.removeprefix("/v1/").strip("/").replace("/", ".").lower()
 
 
+def _limited(decision: Decision, quota: Quota, send: Send) -> Send:
+    """`send`, adding the RateLimit headers of `decision` to the answer's start."""
+    limited = [(k.encode(), v.encode()) for k, v in headers(decision, quota).items()]
+
+    async def answer(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), *limited]
+        await send(message)
+
+    return answer
+
+
+async def _refuse_over_limit(send: Send, decision: Decision, quota: Quota) -> None:
+    wait = f"retry after {max(1, math.ceil(decision.retry_after_s))} s"
+    await send_error(send, 429, f"too many requests for this {quota.name}: {wait}")
+
+
 def _refusal(caller: Caller, route: Route, method: str) -> str | None:
     """Why `caller` may not call `route` (None: it may). Pushing into the firehose, which
     every tenant's mentions and analytics read, is the operator's or a key's the operator
@@ -296,6 +358,8 @@ def _refusal(caller: Caller, route: Route, method: str) -> str | None:
         )
     if caller.operator:
         return "the operator's token has no tenant: use a tenant's key"
+    if route.service == "notifications":  # a person's own inbox: anyone marks theirs read
+        return refusal(caller, "viewer")
     return refusal(caller, "viewer" if method in SAFE_METHODS else "editor")
 
 
@@ -341,6 +405,7 @@ def _own_app(gateway: Gateway) -> FastAPI:
             gateway.event_log,
             caller_of,
             gateway.clock,
+            gateway.directory,
         )
     )
     app.include_router(
@@ -351,7 +416,9 @@ def _own_app(gateway: Gateway) -> FastAPI:
         return await gateway.limiter.acquire(name, gateway.signin_quota)
 
     app.include_router(
-        people_api.build_router(gateway.people, caller_of, attempt, gateway.auth.forget)
+        people_api.build_router(
+            gateway.people, caller_of, attempt, gateway.auth.forget, gateway.directory
+        )
     )
 
     @app.get("/healthz", tags=["operations"])

@@ -8,6 +8,8 @@
 - `DELETE /v1/sessions` signs the caller out everywhere: every session of its user,
   this one included, stops at once here and within the key cache's TTL elsewhere.
 - `GET|PUT /v1/me`: the signed-in person, with the time zone and locale pages use.
+  A person who joins, or whose time zone changes, is told to the log
+  (`hubbub.gateway.directory`).
 - `POST|GET /v1/invites` (admins): a one-time link to join the tenant with a role, no
   higher than the inviter's; its token is in the answer only.
 - `GET /v1/invitations/{token}` and `POST /v1/invitations/{token}/accept` (no key: the
@@ -27,6 +29,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field, field_validator
 
 from hubbub.gateway.access import answering
+from hubbub.gateway.directory import Directory
 from hubbub.gateway.ports import Caller, Invite, Role, User
 from hubbub.gateway.service import People, SignInRefused
 from hubbub.gateway.sessions import MAX_PASSWORD, WeakPassword
@@ -121,7 +124,11 @@ class Accept(BaseModel):
 
 
 def build_router(
-    people: People, caller: CallerOf, limit: Limit, forget: Callable[[str], None]
+    people: People,
+    caller: CallerOf,
+    limit: Limit,
+    forget: Callable[[str], None],
+    directory: Directory,
 ) -> APIRouter:
     router = APIRouter(tags=["people"])
 
@@ -175,10 +182,16 @@ def build_router(
             return _user(people.me(who))
 
     @router.put("/v1/me")
-    def set_profile(request: Request, body: Profile) -> UserRead:
+    async def set_profile(request: Request, body: Profile) -> UserRead:
         """Set where times are shown and how numbers are written for the signed-in person."""
         with answering():
-            return _user(people.set_profile(caller(request), body.time_zone, body.locale))
+            before = await asyncio.to_thread(people.me, caller(request))
+            user = await asyncio.to_thread(
+                people.set_profile, caller(request), body.time_zone, body.locale
+            )
+        if user.time_zone != before.time_zone:  # the locale is not in the directory
+            await directory.changed(user)
+        return _user(user)
 
     @router.post("/v1/invites", status_code=201)
     def invite(request: Request, body: InviteCreate) -> NewInvite:
@@ -209,6 +222,7 @@ def build_router(
                 session, user = await asyncio.to_thread(people.accept, token, body.password)
         except WeakPassword as error:
             raise HTTPException(422, str(error)) from error
+        await directory.changed(user)
         return Session(token=session, user=_user(user))
 
     return router

@@ -139,6 +139,11 @@ class TenantStore(Protocol):
 
     def users(self, tenant: str) -> list[User]: ...
 
+    def all_users(self) -> list[User]:
+        """Every user of every tenant, by tenant then email (what the directory on the log
+        is checked against when a gateway starts)."""
+        ...
+
     def create_key(self, tenant: str, name: str, role: Role) -> tuple[ApiKey, str]:
         """The key and its token, which is never available again."""
         ...

@@ -207,6 +207,11 @@ class SqlTenantStore:
             ).all()
         return [_user(row) for row in rows]
 
+    def all_users(self) -> list[User]:
+        with self._engine.connect() as db:
+            rows = db.execute(sa.select(users).order_by(users.c.tenant, users.c.email)).all()
+        return [_user(row) for row in rows]
+
     def user(self, tenant: str, user: str) -> User:
         mine = (users.c.id == user) & (users.c.tenant == tenant)
         with self._engine.connect() as db:
