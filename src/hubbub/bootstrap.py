@@ -371,6 +371,8 @@ def open_publishing(
         lease_s=settings.publish_lease_s, max_late_s=settings.publish_max_late_s,
         keep_finished_s=settings.publish_keep_days * retention.DAY_S,
         series_horizon_s=horizon_s,
+        remind_after_s=settings.publish_remind_after_hours * 3600,
+        overdue_within_s=settings.publish_overdue_within_hours * 3600,
     )  # fmt: skip
     service = Publishing(
         store, box, clock, limits_of, allowed, journal, settings.publish_require_alt,
@@ -565,7 +567,7 @@ class Platform:
                 parts.service.store, parts.networks, self.clock, parts.policy,
                 journal=parts.service.journal, budget=parts.budget,
             )  # fmt: skip
-            publishing_worker.run(self.background, publisher)
+            publishing_worker.run(self.background, publisher, parts.service)
             from hubbub.publishing.logins import MastodonLogins
             from hubbub.publishing.mastodon import MastodonNetwork
 

@@ -270,6 +270,12 @@ class Settings(BaseSettings):
         description="How far ahead a recurring post's jobs are made (and the first"
         " occurrence past it); the sweeper makes later ones as time passes.",
     )
+    publish_remind_after_hours: float = Field(
+        24.0, gt=0, description="A review step waiting longer than this reminds its approvers."
+    )
+    publish_overdue_within_hours: float = Field(
+        2.0, gt=0, description="A post not approved this long before its time is flagged."
+    )
     publish_budget_burst_share: float = Field(
         0.5,
         gt=0,

@@ -14,7 +14,7 @@ A channel's credentials are taken in and sealed, and never answered back.
 import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
@@ -22,20 +22,27 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from hubbub.kernel.signing import KEY, TENANT_HEADER
+from hubbub.kernel.signing import role_of as signed_role
 from hubbub.kernel.validation import PlainText
 from hubbub.publishing.logins import OUT_OF_BAND, MastodonLogins
 from hubbub.publishing.ports import (
+    Actor,
     Attachment,
     Change,
     Channel,
     Draft,
+    Forbidden,
     Invalid,
     Job,
     Media,
     NotFound,
     Post,
+    Review,
     Series,
+    Step,
+    Workflow,
 )
+from hubbub.publishing.review import approvals_of, eligible, waiting_on
 from hubbub.publishing.service import MAX_PARTS, Publishing, channel_view
 from hubbub.publishing.slots import WeeklySlots, upcoming, zone_of
 
@@ -84,6 +91,69 @@ DraftId = Annotated[str, Path(pattern=DRAFT_ID, description="16 hex digits, the 
 def author_of(request: Request) -> str:
     """Who is calling, as the gateway names them: the key or the person's session."""
     return request.headers.get(KEY.decode(), "")
+
+
+def role_of(request: Request) -> str:
+    """The caller's role, as the gateway names it (signed): owner, admin, editor, viewer."""
+    return signed_role(request.headers)
+
+
+def actor_of(request: Request) -> Actor:
+    return Actor(author_of(request), role_of(request))
+
+
+def review_of(review: Review | None, request: Request) -> dict[str, Any] | None:
+    return None if review is None else review_view(review, actor_of(request))
+
+
+def iso(us: int | None) -> str | None:
+    return None if us is None else datetime.fromtimestamp(us / 1e6, UTC).isoformat()
+
+
+def workflow_view(workflow: Workflow) -> dict[str, Any]:
+    return {
+        "id": workflow.id, "name": workflow.name,
+        "steps": [_step_view(step) for step in workflow.steps],
+        "channels": list(workflow.channels), "roles": list(workflow.roles),
+    }  # fmt: skip
+
+
+def _step_view(step: Step) -> dict[str, Any]:
+    return {"name": step.name, "users": list(step.users), "roles": list(step.roles),
+            "mode": step.mode, "external": step.external}  # fmt: skip
+
+
+def review_view(review: Review, actor: Actor | None = None) -> dict[str, Any]:
+    """A review as people see it; `can_decide` says whether `actor` may decide it now."""
+    steps = []
+    for number, step in enumerate(review.steps):
+        decided = [d for d in review.decisions if d.step == number]
+        steps.append({
+            **_step_view(step),
+            "done": number < review.step or review.state == "approved",
+            "decisions": [
+                {"who": d.who, "role": d.role, "decision": d.decision, "reason": d.reason,
+                 "at": iso(d.at_us)}
+                for d in decided
+            ],
+        })  # fmt: skip
+    current = review.steps[review.step]
+    can = (
+        actor is not None and review.state == "in_review" and actor.key != review.author
+        and eligible(current, actor)
+        and all(d.who != actor.key for d in approvals_of(review, review.step))
+    )  # fmt: skip
+    plan = review.plan
+    return {
+        "post": review.post, "version": review.version, "state": review.state,
+        "step": review.step, "author": review.author,
+        "plan": {"channels": list(plan.channels), "at": plan.at, "queue": plan.queue,
+                 "repeat": plan.repeat},
+        "due": iso(review.due_us), "steps": steps, "can_decide": can,
+        "waiting_on": waiting_on(current, approvals_of(review, review.step))
+        if review.state == "in_review" else [],
+        "overdue": review.flagged_us is not None,
+    }  # fmt: skip
 
 
 class ChannelCreate(BaseModel):
@@ -162,6 +232,29 @@ class PostCreate(BaseModel):
     draft: str | None = Field(
         None, pattern=DRAFT_ID, description="The caller's draft it was written in: deleted."
     )
+    tags: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list, max_length=20, description="The team's labels, for the calendar."
+    )
+
+
+class PostUpdate(BaseModel):
+    """A new version of a post: what is left out stays as it was."""
+
+    text: str | None = Field(None, max_length=100_000)
+    media: list[MediaId] | None = Field(None, max_length=MEDIA_PER_PART)
+    thread: list[PartCreate] | None = Field(None, max_length=MAX_PARTS - 1)
+    variants: dict[str, str] | None = None
+    language: str | None = Field(None, max_length=16)
+    spoiler: str | None = Field(None, max_length=1000)
+    visibility: Literal["public", "unlisted", "private", "direct"] | None = None
+    tags: list[Annotated[str, Field(max_length=64)]] | None = Field(None, max_length=20)
+
+
+class Reschedule(BaseModel):
+    at: str = Field(
+        max_length=64, description="ISO 8601; without an offset, in each channel's zone."
+    )
+    channel: str | None = Field(None, max_length=32, description="Move this channel's only.")
 
 
 class QueueUpdate(BaseModel):
@@ -263,6 +356,7 @@ def post_view(post: Post) -> dict[str, Any]:
         "variants": post.variants, "media": attached(post.media),
         "thread": [{"text": part.text, "media": attached(part.media)} for part in post.thread],
         "language": post.language, "spoiler": post.spoiler, "visibility": post.visibility,
+        "tags": list(post.tags),
     }  # fmt: skip
 
 
@@ -282,6 +376,8 @@ def answering() -> Iterator[None]:
         yield
     except NotFound as error:
         raise HTTPException(404, str(error)) from error
+    except Forbidden as error:
+        raise HTTPException(403, str(error)) from error
     except Invalid as error:
         raise HTTPException(422, str(error)) from error
     except ValueError as error:
@@ -388,19 +484,69 @@ def build_router(
                 tenant, author, body.text, body.channels, at=body.at, variants=body.variants,
                 language=body.language, spoiler=body.spoiler, visibility=body.visibility,
                 media=body.media, thread=thread, queue=body.queue, repeat=body.repeat,
-                draft=body.draft,
+                draft=body.draft, tags=body.tags, role=role_of(request),
             )  # fmt: skip
         series = next((job.series for job in jobs if job.series), None)
-        return {"post": post.id, "jobs": [job_view(job) for job in jobs], "series": series}
+        review = await asyncio.to_thread(publishing.review, tenant, post.id)
+        return {"post": post.id, "version": post.version, "jobs": [job_view(job) for job in jobs],
+                "series": series, "review": review_of(review, request)}  # fmt: skip
+
+    @router.put("/v1/posts/{post}")
+    async def revise(
+        request: Request, tenant: Tenant, publishing: Service, post: str, body: PostUpdate
+    ) -> dict[str, Any]:
+        """Change a post: a new version, on the same channels at the same times. Its
+        older version's waiting jobs are cancelled; under an approval workflow its review
+        starts again from the first step, and otherwise the new version is scheduled at
+        once. 409 when it is published already, or being sent."""
+        changes = body.model_dump(exclude_unset=True)
+        if "thread" in changes:
+            changes["thread"] = [(part.text, part.media) for part in body.thread or ()]
+        with answering():
+            found, review, jobs = await publishing.revise(tenant, actor_of(request), post, changes)
+        return {"post": found.id, "version": found.version,
+                "jobs": [job_view(job) for job in jobs],
+                "review": review_of(review, request)}  # fmt: skip
+
+    @router.post("/v1/posts/{post}/reschedule")
+    async def reschedule(
+        request: Request, tenant: Tenant, publishing: Service, post: str, body: Reschedule
+    ) -> dict[str, Any]:
+        """Move a post to another time (on one channel, or all): a new version, checked
+        and approved as any change is."""
+        with answering():
+            found, review, jobs = await publishing.reschedule(
+                tenant, actor_of(request), post, body.at, body.channel
+            )
+        return {"post": found.id, "version": found.version,
+                "jobs": [job_view(job) for job in jobs],
+                "review": review_of(review, request)}  # fmt: skip
+
+    @router.post("/v1/channels/{channel}/pause")
+    async def pause(tenant: Tenant, publishing: Service, channel: str) -> dict[str, Any]:
+        """Hold the channel's scheduled posts (none is published or missed) until it
+        resumes."""
+        with answering():
+            return channel_view(await publishing.set_paused(tenant, channel, True))
+
+    @router.post("/v1/channels/{channel}/resume")
+    async def resume(tenant: Tenant, publishing: Service, channel: str) -> dict[str, Any]:
+        """Publish the channel's posts again: one whose time passed while it was paused
+        takes its next free queue slot (or goes now, without a queue)."""
+        with answering():
+            return channel_view(await publishing.set_paused(tenant, channel, False))
 
     @router.get("/v1/posts/{post}")
-    async def post(tenant: Tenant, publishing: Service, post: str) -> dict[str, Any]:
+    async def post(
+        request: Request, tenant: Tenant, publishing: Service, post: str
+    ) -> dict[str, Any]:
         """The post as it was written (its newest version): its text, per-channel
         variants, images with their alt text, the parts of a thread, language, content
         warning and visibility."""
         with answering():
             found = await asyncio.to_thread(publishing.post, tenant, post)
-        return post_view(found)
+        review = await asyncio.to_thread(publishing.review, tenant, post)
+        return {**post_view(found), "review": review_of(review, request)}
 
     @router.get("/v1/posts/{post}/history")
     async def history(tenant: Tenant, publishing: Service, post: str) -> list[dict[str, Any]]:

@@ -1,17 +1,26 @@
 """Each change of a publish job, as an event on the log's `publishing` topic
 (`PublishChanged`): who scheduled what, where it was published, why it failed. The job
 rows are the truth of what to publish; the events are what the rest of the platform
-reads (analytics attributes engagement to a tenant's own posts from them)."""
+reads (analytics attributes engagement to a tenant's own posts from them).
+
+And what people should be told (`NoticeIssued`, on `notices`): a post waits for their
+approval, was approved, rejected or sent back for changes, was commented on, or named
+them; the notifications service tells them, in the web app and by email."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+
+import structlog
 
 from hubbub.eventlog.ports import EventLog
 from hubbub.kernel.clock import Clock
 from hubbub.kernel.commands import stamped
-from hubbub.kernel.events import PublishChanged
+from hubbub.kernel.events import NoticeIssued, PublishChanged
 from hubbub.publishing.ports import Job
+
+log = structlog.get_logger("hubbub.publishing")
 
 
 class Journal:
@@ -31,6 +40,31 @@ class Journal:
         ]
         if events:
             await self._event_log.append(events)
+
+    async def notify(
+        self, tenant: str, kind: str, title: str, *, users: Sequence[str] = (),
+        roles: Sequence[str] = (), handles: Sequence[str] = (), actor: str = "",
+        post: str = "", body: str = "", link: str = "",
+    ) -> None:  # fmt: skip
+        """Ask that people be told something (`NoticeIssued`); nothing when nobody is
+        named, or when there is no log (a notice is never worth failing an action for
+        that had happened)."""
+        if self._event_log is None or not (users or roles or handles):
+            return
+        notice = NoticeIssued(
+            id="", key=tenant, ts=0, source="publishing", tenant=tenant,
+            notice=secrets.token_hex(8), kind=kind, users=list(dict.fromkeys(users)),
+            roles=list(dict.fromkeys(roles)), handles=list(dict.fromkeys(handles)),
+            actor=actor, post=post, title=title, body=body, link=link,
+        )  # fmt: skip
+        now = self._clock.now_us()
+        try:
+            await self._event_log.append(
+                [stamped(notice, notice.notice, source="publishing", now_us=now)]
+            )
+        except Exception as error:  # the action happened; its notice is logged instead
+            log.warning("notice not sent", tenant=tenant, kind=kind, post=post,
+                        error=str(error))  # fmt: skip
 
 
 def _event(job: Job, network: str, now_us: int) -> PublishChanged:

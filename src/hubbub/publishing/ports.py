@@ -13,6 +13,7 @@ version, channel) is a **publish job**, the truth of what is published:
                                                ↘ failed (permanent, or out of tries)
                                                ↘ unknown (the network may have it)
     scheduled → missed (due longer ago than the platform may be late) · cancelled
+    scheduled ⇄ held (its channel's queue is paused: neither published nor missed)
 
 Exactly once rests on two things. Claiming is atomic (`claim`): a job is handed to one
 worker at a time, and a lease that runs out (the worker died) makes it claimable again.
@@ -41,9 +42,17 @@ from typing import Any, Final, Literal, Protocol
 NetworkName = Literal["bluesky", "mastodon"]
 NETWORKS: Final = ("bluesky", "mastodon")
 JobState = Literal[
-    "scheduled", "claimed", "sending", "published", "failed", "unknown", "missed", "cancelled"
+    "scheduled",
+    "claimed",
+    "sending",
+    "published",
+    "failed",
+    "unknown",
+    "missed",
+    "cancelled",
+    "held",
 ]
-OPEN_STATES: Final = ("scheduled", "claimed", "sending", "unknown")
+OPEN_STATES: Final = ("scheduled", "claimed", "sending", "unknown", "held")
 """States from which a job may still be published."""
 Visibility = Literal["public", "unlisted", "private", "direct"]
 IMAGE_TYPES: Final = ("image/png", "image/jpeg", "image/webp", "image/gif")
@@ -92,6 +101,8 @@ class Channel:
     """`SecretBox.seal` of the credentials' JSON: never kept or logged in the clear."""
     queue: str | None = None
     """Its queue's weekly slots, in its zone (`slots.WeeklySlots`' text); None: no queue."""
+    paused: bool = False
+    """Its posts are held (`held`): neither published nor missed until it resumes."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +161,8 @@ class Post:
     """The images of the first part."""
     thread: tuple[Part, ...] = ()
     """The parts after the first, in order, each published in reply to the one before."""
+    tags: tuple[str, ...] = ()
+    """The team's own labels (a campaign, a client), to find it by in the calendar."""
 
     def text_for(self, channel: str) -> str:
         return self.variants.get(channel, self.text)
@@ -382,6 +395,10 @@ class JobStore(Protocol):
 
     def post_version(self, tenant: str, post: str, version: int) -> Post: ...
 
+    def post_jobs(self, tenant: str, post: str) -> list[Job]:
+        """Every job of every version of the post, by due time."""
+        ...
+
     def jobs(self, tenant: str, limit: int = 100) -> list[Job]:
         """The tenant's jobs, newest due first."""
         ...
@@ -458,3 +475,234 @@ class JobStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# Team workflow: approvals, comments and each post's audit trail.
+
+ReviewState = Literal["in_review", "changes_requested", "rejected", "approved"]
+OPEN_REVIEWS: Final = ("in_review", "changes_requested", "rejected")
+"""A review that keeps its post from being scheduled."""
+DecisionKind = Literal["approved", "rejected", "changes_requested"]
+
+
+class Conflict(ValueError):
+    """The thing cannot change as asked now: a post already published or being sent, a
+    review decided by someone else meanwhile, a version that is no longer the newest."""
+
+
+class Forbidden(PermissionError):
+    """The caller may not do this (approve their own post, decide a step that is not
+    theirs, manage workflows without being an admin)."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts, as the gateway names them: `key` is `user:<id>` for a person signed in,
+    an API key's id otherwise, or `link:<name>` for an external reviewer; `role` the
+    caller's (owner, admin, editor, viewer)."""
+
+    key: str
+    role: str = "viewer"
+
+    @property
+    def user(self) -> str | None:
+        """The person's user id; None for an API key or an external reviewer."""
+        return self.key.removeprefix("user:") if self.key.startswith("user:") else None
+
+    @property
+    def external(self) -> bool:
+        return self.key.startswith("link:")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a workflow: who approves (people by user id, anyone of a role, or an
+    external reviewer through a link), and whether any one of them or all are needed."""
+
+    name: str
+    users: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    mode: Literal["any", "all"] = "any"
+    external: bool = False
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """Named steps in order, for the posts that name one of `channels` or whose author
+    has one of `roles`."""
+
+    id: str
+    tenant: str
+    name: str
+    steps: tuple[Step, ...]
+    channels: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    updated_us: int = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """When a post under review is to be published once approved: at `at` (a moment,
+    or a wall-clock time read in each channel's zone), in each channel's next free queue
+    slot (`queue`), as a series (`repeat`, from `at`), or now (none of them)."""
+
+    channels: tuple[str, ...]
+    at: str | None = None
+    queue: bool = False
+    repeat: str | None = None
+    dues: Mapping[str, int] = field(default_factory=dict)
+    """Each channel's own moment (µs), instead of `at`: what a post scheduled without
+    review keeps when it is changed."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    post: str
+    version: int
+    step: int
+    who: str
+    role: str
+    decision: DecisionKind
+    reason: str | None
+    at_us: int
+
+
+@dataclass(frozen=True)
+class Review:
+    """A post version's way through its workflows' steps. `decisions` are the current
+    version's only: a new version starts again from the first step."""
+
+    post: str
+    tenant: str
+    version: int
+    author: str
+    workflows: tuple[str, ...]
+    steps: tuple[Step, ...]
+    step: int
+    state: ReviewState
+    plan: Plan
+    due_us: int | None
+    step_since_us: int
+    updated_us: int
+    reminded_us: int | None = None
+    flagged_us: int | None = None
+    decisions: tuple[Decision, ...] = ()
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: str
+    tenant: str
+    post: str
+    parent: str | None
+    version: int
+    author: str
+    text: str
+    created_us: int
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One thing done to a post: by whom (`actor`, a key as `Actor.key`, or `publisher`),
+    when, on which version."""
+
+    tenant: str
+    post: str
+    version: int
+    action: str
+    actor: str
+    at_us: int
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Release:
+    """The jobs an approval makes, in the transaction that records it: at `dues`, in
+    queue slots chosen by `queued`, or as `series` with their `occurrences`."""
+
+    dues: Mapping[str, int] = field(default_factory=dict)
+    queued: Mapping[str, Callable[[set[int]], int]] = field(default_factory=dict)
+    series: Sequence[Series] = ()
+    occurrences: Mapping[str, Sequence[int]] = field(default_factory=dict)
+
+
+class ReviewStore(Protocol):
+    """Where workflows, reviews, comments and audit trails are kept, beside the jobs
+    (`hubbub.publishing.sql.SqlJobStore` is both). Every change of a review is made only
+    if the review is still as its caller read it (`Conflict` otherwise), with its audit
+    entries and the jobs it releases, in one transaction: an approval never publishes
+    twice, and a post is never left approved without its jobs."""
+
+    def workflows(self, tenant: str) -> list[Workflow]: ...
+
+    def put_workflow(self, workflow: Workflow) -> Workflow:
+        """Keep it (a new one, or the tenant's of that id, replaced); ValueError when the
+        tenant has another of that name; NotFound for another tenant's id."""
+        ...
+
+    def delete_workflow(self, tenant: str, workflow: str) -> bool: ...
+
+    def submit(self, post: Post, review: Review, audit: Sequence[AuditEntry]) -> None:
+        """Keep a new post and its review (no jobs until its last step approves)."""
+        ...
+
+    def revise(
+        self, post: Post, review: Review | None, release: Release | None,
+        audit: Sequence[AuditEntry], now_us: int,
+    ) -> tuple[list[Job], list[Job]]:  # fmt: skip
+        """Keep `post`, a new version of a kept one: the open jobs of its older versions
+        are cancelled; with `review`, that is its review from now on (replacing any);
+        with `release`, its jobs are made. Answers (cancelled, made). `Conflict` when a
+        job of the post is published or may be on its network."""
+        ...
+
+    def review(self, tenant: str, post: str) -> Review:
+        """The post's review with its current version's decisions; NotFound for none."""
+        ...
+
+    def reviews(self, tenant: str, states: Sequence[str], limit: int = 200) -> list[Review]: ...
+
+    def decide(
+        self, before: Review, after: Review, decision: Decision | None,
+        audit: Sequence[AuditEntry], release: Release | None, now_us: int,
+    ) -> list[Job]:  # fmt: skip
+        """Record a decision: `before` becomes `after`, with the release's jobs made, in
+        one transaction; `Conflict` when the review is no longer `before`."""
+        ...
+
+    def waiting_reviews(self, before_us: int, limit: int) -> list[Review]:
+        """Reviews in review whose step waits since before `before_us`, not reminded
+        since then either."""
+        ...
+
+    def reviews_due(self, before_us: int, limit: int) -> list[Review]:
+        """Open reviews planned before `before_us` and not flagged yet."""
+        ...
+
+    def mark_review(
+        self, post: str, reminded_us: int | None = None, flagged_us: int | None = None
+    ) -> None: ...
+
+    def add_comment(self, comment: Comment, audit: AuditEntry) -> Comment:
+        """NotFound when the post is not the tenant's, or the parent not the post's."""
+        ...
+
+    def comments(self, tenant: str, post: str) -> list[Comment]: ...
+
+    def add_audit(self, entries: Sequence[AuditEntry]) -> None: ...
+
+    def audit(self, tenant: str, post: str) -> list[AuditEntry]:
+        """Everything done to the post, oldest first: its audit entries and its jobs'
+        changes (scheduled, published, failed, missed, cancelled) together."""
+        ...
+
+    def pause(self, tenant: str, channel: str, paused: bool, now_us: int,
+              requeue: Callable[[Channel, Sequence[Job]], Mapping[str, int]] | None = None,
+              ) -> tuple[Channel, list[Job]]:  # fmt: skip
+        """Pause (hold every scheduled job of the channel) or resume it (held jobs
+        scheduled again, at the times `requeue` gives those whose time has passed)."""
+        ...
+
+
+class PublishingStore(JobStore, ReviewStore, Protocol):
+    """Jobs and reviews in one store: an approval makes its jobs in its transaction."""

@@ -20,23 +20,31 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hubbub.kernel.clock import Clock
 from hubbub.kernel.destinations import Network as IpNetwork
 from hubbub.kernel.destinations import check_url
-from hubbub.kernel.sealing import SecretBox
+from hubbub.kernel.sealing import PREFIX, SealError, SecretBox
 from hubbub.publishing.journal import Journal
 from hubbub.publishing.ports import (
     NETWORKS,
+    OPEN_REVIEWS,
+    Actor,
     Attachment,
+    AuditEntry,
     Change,
     Channel,
+    Comment,
+    Conflict,
+    Decision,
+    DecisionKind,
     Draft,
+    Forbidden,
     Invalid,
     Job,
     JobStore,
@@ -47,10 +55,25 @@ from hubbub.publishing.ports import (
     OutcomeUnknown,
     Part,
     Permanent,
+    Plan,
     Post,
+    PublishingStore,
+    Release,
+    Review,
     Series,
+    Step,
     Transient,
     Visibility,
+    Workflow,
+)
+from hubbub.publishing.review import (
+    applying,
+    approvals_of,
+    check_workflow,
+    decide,
+    eligible,
+    mentioned,
+    steps_of,
 )
 from hubbub.publishing.slots import Recurrence, WeeklySlots, moment_us, next_free, occurrences
 from hubbub.publishing.text import BLUESKY_GRAPHEMES, graphemes, mastodon_length
@@ -63,6 +86,7 @@ LimitsOf = Callable[[NetworkName, str], Awaitable[Limits]]
 """What a network's service accepts: read from it where it says (Mastodon's instance)."""
 MAX_MEDIA_BYTES: Final = 16 * 1024 * 1024
 """The largest image kept (Mastodon's default limit); each channel may take less."""
+SECOND_US: Final = 1_000_000
 MAX_PARTS: Final = 25
 """The most parts a thread may have."""
 SERIES_AT_ONCE: Final = 400
@@ -167,7 +191,7 @@ def due_us(at: str | None, channel: Channel, now_us: int) -> int:
 
 @dataclass(frozen=True)
 class Publishing:
-    store: JobStore
+    store: PublishingStore
     box: SecretBox
     clock: Clock
     limits_of: LimitsOf
@@ -263,13 +287,19 @@ class Publishing:
         queue: bool = False,
         repeat: str | None = None,
         draft: str | None = None,
+        tags: Sequence[str] = (),
+        role: str = "",
     ) -> tuple[Post, list[Job]]:
         """Check the post against every channel's limits, then make one job per channel,
         due now, `at`, or in the channel's next free queue slot (`queue`); or, with
         `repeat` (an RRULE, from `at`), a series per channel and a job per occurrence
         within the horizon. `Invalid` naming every problem, and nothing made, otherwise.
         `media` names the first part's images (`add_media`); `thread`, the parts after
-        it, each a text and its images. The author's `draft` it was written in goes."""
+        it, each a text and its images. The author's `draft` it was written in goes.
+
+        Under an approval workflow (one for a channel it names, or for the author's
+        `role`), the post is kept with its review and no jobs (an empty list): its last
+        step's approval makes them."""
         if not channels:
             raise Invalid("name at least one channel to publish to")
         rule = _when(at, queue, repeat)
@@ -277,11 +307,12 @@ class Publishing:
             raise Invalid(f"a thread has at most {MAX_PARTS} parts, not {len(thread) + 1}")
         named = [*media, *(one for _, images in thread for one in images)]
 
-        def read() -> tuple[list[Channel], dict[str, Attachment]]:
+        def read() -> tuple[list[Channel], dict[str, Attachment], list[Workflow]]:
             found = [self.store.channel(tenant, channel) for channel in dict.fromkeys(channels)]
-            return found, {a.id: a for a in self._attachments(tenant, named)}
+            images = {a.id: a for a in self._attachments(tenant, named)}
+            return found, images, self.store.workflows(tenant)
 
-        chosen, images = await asyncio.to_thread(read)
+        chosen, images, workflows = await asyncio.to_thread(read)
         post = Post(
             id=secrets.token_hex(8), tenant=tenant, author=author, text=text,
             variants=dict(variants or {}), language=language, spoiler=spoiler,
@@ -289,10 +320,18 @@ class Publishing:
             thread=tuple(
                 Part(part, tuple(images[one] for one in ones)) for part, ones in thread
             ),
+            tags=_tags(tags),
         )  # fmt: skip
         if found := problems(post, chosen, self.require_alt):
             raise Invalid("; ".join(found))
         now = self.clock.now_us()
+        flows = applying(workflows, [c.id for c in chosen], role)
+        if flows:
+            plan = Plan(tuple(c.id for c in chosen), at, queue, repeat)
+            await self._submit(post, chosen, plan, flows, now)
+            if draft is not None:
+                await asyncio.to_thread(self.store.delete_draft, tenant, author, draft)
+            return post, []
         if rule is not None:
             assert at is not None
             jobs = await self._start_series(post, chosen, rule, at, now)
@@ -314,6 +353,14 @@ class Publishing:
     ) -> list[Job]:
         """A series per channel from `at` (its first wall-clock time there), and a job for
         each occurrence within the horizon and the first past it."""
+        made, occurring = self._series_for(post, chosen, rule, at, now_us)
+        return await asyncio.to_thread(self.store.start_series, post, made, occurring, now_us)
+
+    def _series_for(
+        self, post: Post, chosen: Sequence[Channel], rule: Recurrence, at: str, now_us: int
+    ) -> tuple[list[Series], dict[str, list[int]]]:
+        """A series per channel from `at`, and its occurrences within the horizon and
+        the first past it, by channel."""
         series_id, horizon_us = secrets.token_hex(8), now_us + int(self.series_horizon_s * 1e6)
         made, occurring = [], {}
         for channel in chosen:
@@ -328,7 +375,7 @@ class Publishing:
                 channel=channel.id, rule=str(rule), start_wall=start.isoformat(),
                 time_zone=channel.time_zone, through_us=ahead[-1], updated_us=now_us,
             ))  # fmt: skip
-        return await asyncio.to_thread(self.store.start_series, post, made, occurring, now_us)
+        return made, occurring
 
     async def set_queue(self, tenant: str, channel: str, slots: str | None) -> Channel:
         """Keep the channel's weekly queue slots, read in its zone ("mon-fri 09:00,13:30");
@@ -393,6 +440,402 @@ class Publishing:
         changed = await asyncio.to_thread(self.store.cancel, tenant, job, self.clock.now_us())
         await self._record([changed])
         return changed
+
+    # Team workflow: approvals, new versions, comments, links, audit trails
+
+    def workflows(self, tenant: str) -> list[Workflow]:
+        return self.store.workflows(tenant)
+
+    async def put_workflow(
+        self, tenant: str, actor: Actor, name: str, steps: Sequence[Step],
+        channels: Sequence[str] = (), roles: Sequence[str] = (), workflow: str | None = None,
+    ) -> Workflow:  # fmt: skip
+        """Keep a workflow (a new one, or `workflow` replaced); only admins and owners."""
+        _admin(actor)
+        made = Workflow(
+            id=workflow or secrets.token_hex(8), tenant=tenant, name=name.strip(),
+            steps=tuple(steps), channels=tuple(dict.fromkeys(channels)),
+            roles=tuple(dict.fromkeys(roles)), updated_us=self.clock.now_us(),
+        )  # fmt: skip
+        mine = [c.id for c in await asyncio.to_thread(self.store.channels, tenant)]
+        check_workflow(made, mine)
+        return await asyncio.to_thread(self.store.put_workflow, made)
+
+    async def delete_workflow(self, tenant: str, actor: Actor, workflow: str) -> None:
+        """Posts in review keep the steps they started with."""
+        _admin(actor)
+        if not await asyncio.to_thread(self.store.delete_workflow, tenant, workflow):
+            raise NotFound(f"no workflow {workflow!r}")
+
+    def review(self, tenant: str, post: str) -> Review | None:
+        try:
+            return self.store.review(tenant, post)
+        except NotFound:
+            return None
+
+    def reviews(self, tenant: str, actor: Actor | None = None) -> list[Review]:
+        """The tenant's open reviews; with `actor`, those whose step waits on them."""
+        found = self.store.reviews(tenant, ("in_review",) if actor else OPEN_REVIEWS)
+        if actor is None:
+            return found
+        return [
+            r for r in found
+            if r.author != actor.key and eligible(r.steps[r.step], actor)
+            and all(d.who != actor.key for d in approvals_of(r, r.step))
+        ]  # fmt: skip
+
+    async def _submit(
+        self, post: Post, chosen: Sequence[Channel], plan: Plan, flows: Sequence[Workflow],
+        now_us: int,
+    ) -> Review:  # fmt: skip
+        """Keep a new post under its workflows, waiting for its first step."""
+        review = self._new_review(post, chosen, plan, flows, now_us)
+        audit = [
+            self._entry(post, "created", post.author, now_us),
+            self._entry(post, "submitted", post.author, now_us, _steps_said(review)),
+        ]
+        await asyncio.to_thread(self.store.submit, post, review, audit)
+        await self._ask(review, post)
+        return review
+
+    def _new_review(
+        self, post: Post, chosen: Sequence[Channel], plan: Plan, flows: Sequence[Workflow],
+        now_us: int,
+    ) -> Review:  # fmt: skip
+        return Review(
+            post=post.id, tenant=post.tenant, version=post.version, author=post.author,
+            workflows=tuple(w.id for w in flows), steps=steps_of(flows), step=0,
+            state="in_review", plan=plan, due_us=_planned(plan, chosen, now_us),
+            step_since_us=now_us, updated_us=now_us,
+        )  # fmt: skip
+
+    async def _ask(self, review: Review, post: Post) -> None:
+        """Tell the current step's approvers that the post waits for them."""
+        step = review.steps[review.step]
+        await self._tell(
+            review.tenant, "review_requested", post,
+            f"Waiting for your approval ({step.name}): {_excerpt(post.text)}",
+            users=step.users, roles=step.roles, actor=post.author,
+        )  # fmt: skip
+
+    async def _tell(
+        self, tenant: str, kind: str, post: Post, title: str, *, users: Sequence[str] = (),
+        roles: Sequence[str] = (), handles: Sequence[str] = (), actor: str = "",
+        body: str = "",
+    ) -> None:  # fmt: skip
+        if self.journal is not None:
+            await self.journal.notify(
+                tenant, kind, title, users=users, roles=roles, handles=handles,
+                actor=actor.removeprefix("user:"), post=post.id, body=body,
+                link=f"/publish/posts/{post.id}",
+            )  # fmt: skip
+
+    def _entry(
+        self, post: Post, action: str, actor: str, now_us: int, detail: str | None = None
+    ) -> AuditEntry:
+        return AuditEntry(post.tenant, post.id, post.version, action, actor, now_us, detail)
+
+    async def decide(
+        self, tenant: str, actor: Actor, post: str, kind: DecisionKind,
+        reason: str | None = None, version: int | None = None,
+    ) -> Review:  # fmt: skip
+        """Approve, reject or ask for changes on the post's current step: `Forbidden`
+        for the author or someone the step does not name, `Conflict` when the review is
+        not at `version` (the decider saw another) or was decided meanwhile. The last
+        approval makes the jobs of the approved version, in the same transaction."""
+        before = await asyncio.to_thread(self.store.review, tenant, post)
+        if version is not None and version != before.version:
+            raise Conflict(f"post {post} is at version {before.version}, not {version}:"
+                           " read it again before deciding")  # fmt: skip
+        now = self.clock.now_us()
+        after, decision = decide(before, actor, kind, reason, now)
+        kept = await asyncio.to_thread(self.store.post_version, tenant, post, before.version)
+        release = None
+        audit = [self._entry(kept, kind, actor.key, now, _decision_said(before, decision))]
+        if after.state == "approved":
+            chosen = await asyncio.to_thread(self._channels, tenant, after.plan.channels)
+            release = await asyncio.to_thread(self._release, kept, chosen, after.plan, now)
+        made = await asyncio.to_thread(
+            self.store.decide, before, after, decision, audit, release, now
+        )
+        if made:
+            await self._record(made)
+        await self._told_of(before, after, decision, kept)
+        return after
+
+    async def _told_of(self, before: Review, after: Review, decision: Decision, post: Post) -> None:
+        who = decision.who.removeprefix("user:").removeprefix("link:")
+        author = [post.author.removeprefix("user:")] if post.author.startswith("user:") else []
+        said = _excerpt(post.text)
+        if decision.decision != "approved":
+            verb = "rejected" if decision.decision == "rejected" else "asked for changes to"
+            await self._tell(
+                post.tenant,
+                decision.decision,
+                post,
+                f"{who} {verb}: {said}",
+                users=author,
+                actor=decision.who,
+                body=decision.reason or "",
+            )
+        elif after.state == "approved":
+            await self._tell(post.tenant, "approved", post, f"Approved and scheduled: {said}",
+                             users=author, actor=decision.who)  # fmt: skip
+        elif after.step != before.step:
+            await self._tell(post.tenant, "approved", post,
+                             f"{before.steps[before.step].name} approved: {said}",
+                             users=author, actor=decision.who)  # fmt: skip
+            await self._ask(after, post)
+
+    def _channels(self, tenant: str, channels: Sequence[str]) -> list[Channel]:
+        return [self.store.channel(tenant, channel) for channel in channels]
+
+    def _release(self, post: Post, chosen: Sequence[Channel], plan: Plan, now_us: int) -> Release:
+        """The jobs `plan` makes for `post`: none is due before now (an approval that
+        came after its time publishes at once)."""
+        rule = _when(plan.at, plan.queue, plan.repeat)
+        if rule is not None:
+            assert plan.at is not None
+            series, occurring = self._series_for(post, chosen, rule, plan.at, now_us)
+            return Release(series=series, occurrences=occurring)
+        if plan.queue:
+            return Release(queued={c.id: _chooser(c, now_us) for c in chosen})
+        if plan.dues:
+            return Release(dues={c: max(due, now_us) for c, due in plan.dues.items()})
+        return Release(dues={c.id: max(due_us(plan.at, c, now_us), now_us) for c in chosen})
+
+    async def revise(
+        self, tenant: str, actor: Actor, post: str, changes: Mapping[str, Any]
+    ) -> tuple[Post, Review | None, list[Job]]:
+        """A new version of the post, with `changes` (text, variants, language, spoiler,
+        visibility, media, thread, tags; and `at` or `dues` for when): its older
+        version's open jobs are cancelled; under a workflow the review starts again
+        from its first step, and otherwise its jobs are made at once. `Conflict` when a
+        job of it is published or being sent; `Forbidden` for someone who is neither
+        its author nor an admin."""
+        old = await asyncio.to_thread(self.store.post, tenant, post)
+        if actor.key != old.author and actor.role not in ("owner", "admin"):
+            raise Forbidden("only the post's author, or an admin, changes it")
+        before = self.review(tenant, post)
+        plan = before.plan if before else await asyncio.to_thread(self._plan_of, tenant, old)
+        if "dues" in changes:
+            plan = Plan(plan.channels, dues=changes["dues"])
+        elif "at" in changes:
+            plan = Plan(plan.channels, at=changes["at"], repeat=plan.repeat)
+        named = list(changes.get("media", [a.id for a in old.media]))
+        thread = changes.get("thread")
+        named += [one for _, images in thread or () for one in images]
+
+        def read() -> tuple[list[Channel], dict[str, Attachment], list[Workflow]]:
+            mine = [a.id for a in old.media] + [a.id for p in old.thread for a in p.media]
+            fresh = [one for one in named if one not in mine]
+            images = {a.id: a for a in self._attachments(tenant, fresh)}
+            images |= {a.id: a for a in old.media} | {a.id: a for p in old.thread for a in p.media}
+            found = self._channels(tenant, plan.channels)
+            return found, images, self.store.workflows(tenant)
+
+        chosen, images, workflows = await asyncio.to_thread(read)
+        new = replace(
+            old, version=old.version + 1,
+            text=changes.get("text", old.text), variants=changes.get("variants", old.variants),
+            language=changes.get("language", old.language),
+            spoiler=changes.get("spoiler", old.spoiler),
+            visibility=changes.get("visibility", old.visibility),
+            media=tuple(images[one] for one in changes.get("media", [a.id for a in old.media])),
+            thread=old.thread if thread is None else tuple(
+                Part(text, tuple(images[one] for one in ones)) for text, ones in thread
+            ),
+            tags=tuple(changes.get("tags", old.tags)),
+        )  # fmt: skip
+        if found := problems(new, chosen, self.require_alt):
+            raise Invalid("; ".join(found))
+        now = self.clock.now_us()
+        moved = "at" in changes and plan.at is not None and not plan.repeat
+        if moved and _planned(plan, chosen, now) < now - 60 * SECOND_US:  # type: ignore[operator]
+            raise Invalid(f"{plan.at} has passed: choose a time to come")
+        role = actor.role if actor.key == old.author else ""
+        flows = applying(workflows, plan.channels, role)
+        flows += [w for w in workflows if before and w.id in before.workflows and w not in flows]
+        action = "rescheduled" if set(changes) <= {"at", "dues"} else "edited"
+        audit = [self._entry(new, action, actor.key, now, _plan_said(plan))]
+        review, release = None, None
+        if flows:
+            review = self._new_review(new, chosen, plan, sorted(flows, key=lambda w: w.name), now)
+            audit.append(self._entry(new, "submitted", actor.key, now, _steps_said(review)))
+        else:
+            release = self._release(new, chosen, plan, now)
+        cancelled, made = await asyncio.to_thread(
+            self.store.revise, new, review, release, audit, now
+        )
+        await self._record([*cancelled, *made])
+        if review is not None:
+            await self._ask(review, new)
+        return new, review, made
+
+    def _plan_of(self, tenant: str, post: Post) -> Plan:
+        """When a post scheduled without review is published: its open jobs' times."""
+        waiting = [j for j in self.store.post_jobs(tenant, post.id)
+                   if j.state in ("scheduled", "held")]  # fmt: skip
+        if not waiting:
+            raise Conflict(f"nothing of post {post.id} waits to be published: it cannot change")
+        dues = {job.channel: job.due_us for job in waiting}
+        return Plan(tuple(dues), dues=dues)
+
+    async def reschedule(
+        self, tenant: str, actor: Actor, post: str, at: str, channel: str | None = None
+    ) -> tuple[Post, Review | None, list[Job]]:
+        """Move the post to `at` (on every channel, or on `channel` only): a new version,
+        through the same checks and approvals as any change."""
+        if channel is None:
+            return await self.revise(tenant, actor, post, {"at": at})
+        old = await asyncio.to_thread(self.store.post, tenant, post)
+        before = self.review(tenant, post)
+        plan = before.plan if before else await asyncio.to_thread(self._plan_of, tenant, old)
+        if channel not in plan.channels:
+            raise NotFound(f"post {post} is not on channel {channel!r}")
+        chosen = await asyncio.to_thread(self._channels, tenant, plan.channels)
+        now = self.clock.now_us()
+        dues = {c.id: (plan.dues or {}).get(c.id) or _planned(plan, [c], now) or now
+                for c in chosen}  # fmt: skip
+        moved = await asyncio.to_thread(self.store.channel, tenant, channel)
+        dues[channel] = due_us(at, moved, now)
+        if dues[channel] < now - 60 * SECOND_US:
+            raise Invalid(f"{at} has passed: choose a time to come")
+        return await self.revise(tenant, actor, post, {"dues": dues})
+
+    async def comment(
+        self, tenant: str, actor: Actor, post: str, text: str, parent: str | None = None
+    ) -> Comment:
+        """A comment on the post (a reply to `parent`); the author, the parent's author
+        and everyone it names (`@alice`) are told."""
+        text = text.strip()
+        if not text:
+            raise Invalid("the comment is empty")
+        if len(text) > MAX_COMMENT:
+            raise Invalid(f"a comment has at most {MAX_COMMENT} characters, not {len(text)}")
+        kept = await asyncio.to_thread(self.store.post, tenant, post)
+        now = self.clock.now_us()
+        made = Comment(secrets.token_hex(8), tenant, post, parent, kept.version, actor.key,
+                       text, now)  # fmt: skip
+        entry = self._entry(kept, "commented", actor.key, now, _excerpt(text))
+        await asyncio.to_thread(self.store.add_comment, made, entry)
+        others = [kept.author]
+        if parent is not None:
+            others += [c.author for c in self.store.comments(tenant, post) if c.id == parent]
+        told = [o.removeprefix("user:") for o in others if o.startswith("user:")]
+        who = actor.key.removeprefix("user:").removeprefix("link:")
+        await self._tell(tenant, "commented", kept, f"{who} commented: {_excerpt(text)}",
+                         users=told, actor=actor.key, body=text)  # fmt: skip
+        if handles := mentioned(text):
+            await self._tell(tenant, "mentioned", kept, f"{who} mentioned you: {_excerpt(text)}",
+                             handles=handles, actor=actor.key, body=text)  # fmt: skip
+        return made
+
+    def comments(self, tenant: str, post: str) -> list[Comment]:
+        self.store.post(tenant, post)  # NotFound for another tenant's
+        return self.store.comments(tenant, post)
+
+    def audit(self, tenant: str, post: str) -> list[AuditEntry]:
+        self.store.post(tenant, post)
+        return self.store.audit(tenant, post)
+
+    async def link(
+        self, tenant: str, actor: Actor, post: str, name: str, hours: float
+    ) -> tuple[str, int]:
+        """A signed link for an external reviewer named `name` to see the post, comment
+        and approve its external step, for `hours`: (its token, when it ends)."""
+        if actor.external or actor.role == "viewer":
+            raise Forbidden("only the team (editors and above) shares a post for review")
+        name = " ".join(name.split())
+        if not name or len(name) > 80:
+            raise Invalid("name the reviewer, in at most 80 characters")
+        if not 0 < hours <= MAX_LINK_HOURS:
+            raise Invalid(f"a link lasts from 1 to {MAX_LINK_HOURS} hours, not {hours}")
+        kept = await asyncio.to_thread(self.store.post, tenant, post)
+        ends = self.clock.now_us() + int(hours * 3600 * SECOND_US)
+        token = self.box.seal(json.dumps({"t": tenant, "p": post, "n": name, "e": ends}))
+        await asyncio.to_thread(self.store.add_audit, [
+            self._entry(kept, "link_created", actor.key, self.clock.now_us(), f"for {name}")
+        ])  # fmt: skip
+        return token.removeprefix(PREFIX), ends
+
+    def linked(self, token: str) -> tuple[str, str, Actor]:
+        """The tenant, post and reviewer a link's token names; `NotFound` for a forged,
+        tampered or expired one (never saying which)."""
+        try:
+            found = json.loads(self.box.open(PREFIX + token))
+            tenant, post, name, ends = found["t"], found["p"], found["n"], int(found["e"])
+        except (SealError, ValueError, KeyError, TypeError):
+            raise NotFound("no such link: it may have ended; ask for a new one") from None
+        if ends < self.clock.now_us():
+            raise NotFound("no such link: it may have ended; ask for a new one")
+        return tenant, post, Actor(f"link:{name}", "viewer")
+
+    async def set_paused(self, tenant: str, channel: str, paused: bool) -> Channel:
+        """Pause a channel (its scheduled posts held, none lost) or resume it: a held
+        post whose time passed takes the channel's next free queue slot, or goes now."""
+        now = self.clock.now_us()
+
+        def requeue(found: Channel, held: Sequence[Job]) -> dict[str, int]:
+            late = sorted((j for j in held if j.due_us < now), key=lambda j: j.due_us)
+            if not found.queue:
+                return {job.id: now for job in late}
+            slots = WeeklySlots.parse(found.queue, found.time_zone)
+            taken = {j.due_us for j in held if j.due_us >= now}
+            moved = {}
+            for job in late:
+                moved[job.id] = next_free(slots, now, taken)
+                taken.add(moved[job.id])
+            return moved
+
+        kept, changed = await asyncio.to_thread(
+            self.store.pause, tenant, channel, paused, now, requeue
+        )
+        await self._record(changed)
+        return kept
+
+    async def remind(self, remind_after_s: float, overdue_within_s: float, limit: int = 200) -> int:
+        """Tell again the approvers of every step waiting longer than `remind_after_s`;
+        flag (once) each open review whose planned time is within `overdue_within_s`.
+        Answers how many reviews it told of."""
+        now = self.clock.now_us()
+        waiting = await asyncio.to_thread(
+            self.store.waiting_reviews, now - int(remind_after_s * SECOND_US), limit
+        )
+        for review in waiting:
+            post = await asyncio.to_thread(self.store.post_version, review.tenant, review.post,
+                                           review.version)  # fmt: skip
+            step = review.steps[review.step]
+            title = f"Still waiting for your approval ({step.name}): {_excerpt(post.text)}"
+            await self._tell(review.tenant, "reminder", post, title, users=step.users,
+                             roles=step.roles)  # fmt: skip
+            await asyncio.to_thread(self.store.mark_review, review.post, reminded_us=now)
+        due = await asyncio.to_thread(
+            self.store.reviews_due, now + int(overdue_within_s * SECOND_US), limit
+        )
+        for review in due:
+            post = await asyncio.to_thread(self.store.post_version, review.tenant, review.post,
+                                           review.version)  # fmt: skip
+            step = review.steps[review.step]
+            author = (
+                [review.author.removeprefix("user:")] if review.author.startswith("user:") else []
+            )
+            await self._tell(review.tenant, "overdue", post,
+                             f"Not approved yet, and due soon: {_excerpt(post.text)}",
+                             users=[*author, *step.users], roles=step.roles)  # fmt: skip
+            await asyncio.to_thread(self.store.add_audit, [
+                self._entry(post, "flagged", "publisher", now, "due before it is approved")
+            ])  # fmt: skip
+            await asyncio.to_thread(self.store.mark_review, review.post, flagged_us=now)
+        return len(waiting) + len(due)
+
+
+def _tags(tags: Sequence[str]) -> tuple[str, ...]:
+    """Tags trimmed, without blanks or repeats; `Invalid` past 20, or one past 64."""
+    kept = tuple(dict.fromkeys(" ".join(t.split()) for t in tags if t.strip()))
+    if len(kept) > 20 or any(len(t) > 64 for t in kept):
+        raise Invalid("a post has at most 20 tags, each of at most 64 characters")
+    return kept
 
 
 def _when(at: str | None, queue: bool, repeat: str | None) -> Recurrence | None:
@@ -459,5 +902,56 @@ def channel_view(channel: Channel) -> dict[str, Any]:
     return {
         "id": channel.id, "network": channel.network, "account": channel.account,
         "service": channel.service, "time_zone": channel.time_zone,
-        "limits": vars(channel.limits), "queue": channel.queue,
+        "limits": vars(channel.limits), "queue": channel.queue, "paused": channel.paused,
     }  # fmt: skip
+
+
+MAX_COMMENT: Final = 5000
+"""The longest comment, in characters."""
+MAX_LINK_HOURS: Final = 720
+"""The longest an external reviewer's link lasts (30 days)."""
+
+
+def _admin(actor: Actor) -> None:
+    if actor.role not in ("owner", "admin"):
+        raise Forbidden("only an admin or the owner manages approval workflows")
+
+
+def _planned(plan: Plan, chosen: Sequence[Channel], now_us: int) -> int | None:
+    """When a post under review is planned to go out: the first of its channels' times
+    (None when it takes queue slots, or goes once approved)."""
+    if plan.dues:
+        return min(plan.dues.values())
+    if plan.queue or plan.at is None or not chosen:
+        return None
+    return min(due_us(plan.at, channel, now_us) for channel in chosen)
+
+
+def _excerpt(text: str, most: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
+def _steps_said(review: Review) -> str:
+    return " → ".join(step.name for step in review.steps)
+
+
+def _plan_said(plan: Plan) -> str:
+    if plan.dues:
+        return "at " + ", ".join(
+            f"{datetime.fromtimestamp(due / 1e6, UTC):%Y-%m-%d %H:%M} UTC"
+            for due in sorted(set(plan.dues.values()))
+        )
+    if plan.queue:
+        return "in the next free queue slots"
+    return (
+        f"at {plan.at}" + (f", repeating {plan.repeat}" if plan.repeat else "")
+        if plan.at
+        else "now"
+    )
+
+
+def _decision_said(review: Review, decision: Decision) -> str:
+    step = review.steps[decision.step]
+    said = f"step {decision.step + 1} ({step.name})"
+    return f"{said}: {decision.reason}" if decision.reason else said

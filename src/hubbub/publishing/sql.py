@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -22,11 +23,16 @@ from alembic.config import Config
 from sqlalchemy.exc import IntegrityError
 
 from hubbub.publishing.ports import (
+    OPEN_REVIEWS,
     OPEN_STATES,
     UNATTACHED_MEDIA_US,
     Attachment,
+    AuditEntry,
     Change,
     Channel,
+    Comment,
+    Conflict,
+    Decision,
     Draft,
     Job,
     Limits,
@@ -35,10 +41,15 @@ from hubbub.publishing.ports import (
     NotFound,
     Outcome,
     Part,
+    Plan,
     Post,
     Published,
+    Release,
+    Review,
     Series,
+    Step,
     TooMany,
+    Workflow,
 )
 from hubbub.publishing.tid import tid
 
@@ -47,6 +58,8 @@ VERSION_TABLE: Final = "publishing_alembic_version"
 FINAL_STATES: Final = ("published", "failed", "missed", "cancelled")
 FORGET_AT_ONCE: Final = 500
 """Forgotten jobs' histories dropped in one statement, at most."""
+AUDITED_STATES: Final = ("scheduled", "held", "published", "failed", "missed", "cancelled")
+"""The job changes a post's audit trail shows (not each claim and send of a job)."""
 HELD_STATES: Final = ("claimed", "sending")
 """States in which a job is a worker's, while its lease lasts."""
 metadata = sa.MetaData()
@@ -200,6 +213,7 @@ decisions_table = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("step", sa.Integer, nullable=False),
     sa.Column("who", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
     sa.Column("decision", sa.String(24), nullable=False),
     sa.Column("reason", sa.Text),
     sa.Column("at_us", sa.BigInteger, nullable=False),
@@ -327,7 +341,7 @@ class SqlJobStore:
             for channel, choose in queued.items():
                 chosen[channel] = choose(_taken(db, channel))
             made = [_new_job(post, channel, due, at_us) for channel, due in chosen.items()]
-            _insert_jobs(db, made, at_us)
+            made = _insert_jobs(db, made, at_us)
         return made
 
     def start_series(
@@ -342,7 +356,7 @@ class SqlJobStore:
         with self._engine.begin() as db:
             _keep_post(db, post, [one.channel for one in series], now_us)
             db.execute(series_table.insert(), [vars(one) for one in series])
-            _insert_jobs(db, made, now_us)
+            made = _insert_jobs(db, made, now_us)
         return made
 
     def series_to_extend(self, before_us: int, limit: int) -> list[Series]:
@@ -368,7 +382,7 @@ class SqlJobStore:
             ).rowcount
             if moved == 0:
                 return []
-            _insert_jobs(db, made, now_us)
+            made = _insert_jobs(db, made, now_us)
         return made
 
     def series(self, tenant: str, series: str) -> list[Series]:
@@ -493,6 +507,12 @@ class SqlJobStore:
         if row is None:
             raise NotFound(f"no post {post!r} version {version}")
         return _post(row)
+
+    def post_jobs(self, tenant: str, post: str) -> list[Job]:
+        mine = (jobs.c.tenant == tenant) & (jobs.c.post == post)
+        with self._engine.connect() as db:
+            rows = db.execute(sa.select(jobs).where(mine).order_by(jobs.c.due_us)).all()
+        return [_job(row) for row in rows]
 
     def jobs(self, tenant: str, limit: int = 100) -> list[Job]:
         with self._engine.connect() as db:
@@ -699,6 +719,278 @@ class SqlJobStore:
             raise NotFound(f"no image {media!r}")
         return bytes(data)
 
+    # Team workflow: workflows, reviews, comments, audit trails, paused queues
+
+    def workflows(self, tenant: str) -> list[Workflow]:
+        with self._engine.connect() as db:
+            rows = db.execute(
+                sa.select(workflows_table)
+                .where(workflows_table.c.tenant == tenant)
+                .order_by(workflows_table.c.name)
+            ).all()
+        return [_workflow(row) for row in rows]
+
+    def put_workflow(self, workflow: Workflow) -> Workflow:
+        row = {
+            "id": workflow.id, "tenant": workflow.tenant, "name": workflow.name,
+            "steps": _steps_json(workflow.steps),
+            "channels": list(workflow.channels), "roles": list(workflow.roles),
+            "updated_us": workflow.updated_us,
+        }  # fmt: skip
+        same = workflows_table.c.id == workflow.id
+        try:
+            with self._engine.begin() as db:
+                owner = db.execute(sa.select(workflows_table.c.tenant).where(same)).scalar()
+                if owner is None:
+                    db.execute(workflows_table.insert().values(row))
+                elif owner != workflow.tenant:
+                    raise NotFound(f"no workflow {workflow.id!r}")
+                else:
+                    db.execute(workflows_table.update().where(same).values(row))
+        except IntegrityError as error:
+            raise ValueError(f"a workflow named {workflow.name!r} exists already") from error
+        return workflow
+
+    def delete_workflow(self, tenant: str, workflow: str) -> bool:
+        mine = (workflows_table.c.id == workflow) & (workflows_table.c.tenant == tenant)
+        with self._engine.begin() as db:
+            return bool(db.execute(workflows_table.delete().where(mine)).rowcount)
+
+    def submit(self, post: Post, review: Review, audit: Sequence[AuditEntry]) -> None:
+        with self._engine.begin() as db:
+            _keep_post(db, post, review.plan.channels, review.updated_us)
+            db.execute(reviews_table.insert().values(_review_row(review)))
+            _audit(db, audit)
+
+    def revise(
+        self, post: Post, review: Review | None, release: Release | None,
+        audit: Sequence[AuditEntry], now_us: int,
+    ) -> tuple[list[Job], list[Job]]:  # fmt: skip
+        mine = (jobs.c.post == post.id) & (jobs.c.tenant == post.tenant)
+        with self._engine.begin() as db:
+            newest = db.execute(
+                sa.select(sa.func.max(posts.c.version)).where(
+                    (posts.c.id == post.id) & (posts.c.tenant == post.tenant)
+                )
+            ).scalar()
+            if newest is None:
+                raise NotFound(f"no post {post.id!r}")
+            if newest != post.version - 1:
+                raise Conflict(f"post {post.id} changed meanwhile: it is at version {newest}")
+            busy = db.execute(
+                sa.select(jobs.c.channel, jobs.c.state)
+                .where(mine & jobs.c.state.in_(("published", "claimed", "sending", "unknown")))
+                .limit(1)
+            ).first()
+            if busy is not None:
+                said = "published" if busy.state == "published" else "being published"
+                raise Conflict(f"post {post.id} is {said} already: it cannot change now")
+            cancelled = [
+                _job(row)
+                for row in db.execute(
+                    jobs.update()
+                    .where(mine & jobs.c.state.in_(("scheduled", "held")))
+                    .values(state="cancelled", error=f"replaced by version {post.version}",
+                            updated_us=now_us)
+                    .returning(*jobs.c)
+                ).all()
+            ]  # fmt: skip
+            _log(db, cancelled, now_us)
+            db.execute(series_table.update().where(
+                (series_table.c.post == post.id) & (series_table.c.state == "active")
+            ).values(state="cancelled", updated_us=now_us))  # fmt: skip
+            plan = review.plan.channels if review else ()
+            _keep_post(db, post, plan, now_us)
+            db.execute(reviews_table.delete().where(reviews_table.c.post == post.id))
+            if review is not None:
+                db.execute(reviews_table.insert().values(_review_row(review)))
+            made = _release(db, post, release, now_us) if release else []
+            _audit(db, audit)
+        return cancelled, made
+
+    def review(self, tenant: str, post: str) -> Review:
+        mine = (reviews_table.c.post == post) & (reviews_table.c.tenant == tenant)
+        with self._engine.connect() as db:
+            row = db.execute(sa.select(reviews_table).where(mine)).first()
+            if row is None:
+                raise NotFound(f"post {post!r} has no review")
+            decided = db.execute(
+                sa.select(decisions_table)
+                .where(
+                    (decisions_table.c.post == post) & (decisions_table.c.version == row.version)
+                )
+                .order_by(decisions_table.c.id)
+            ).all()
+        return _review(row, decided)
+
+    def reviews(self, tenant: str, states: Sequence[str], limit: int = 200) -> list[Review]:
+        chosen = (reviews_table.c.tenant == tenant) & reviews_table.c.state.in_(list(states))
+        return self._reviews(chosen, reviews_table.c.updated_us.desc(), limit)
+
+    def _reviews(self, where: Any, order: Any, limit: int) -> list[Review]:
+        with self._engine.connect() as db:
+            rows = db.execute(
+                sa.select(reviews_table).where(where).order_by(order).limit(limit)
+            ).all()
+            decided = db.execute(
+                sa.select(decisions_table).where(
+                    decisions_table.c.post.in_([row.post for row in rows])
+                ).order_by(decisions_table.c.id)
+            ).all() if rows else []  # fmt: skip
+        by_post: dict[tuple[str, int], list[Any]] = {}
+        for one in decided:
+            by_post.setdefault((one.post, one.version), []).append(one)
+        return [_review(row, by_post.get((row.post, row.version), [])) for row in rows]
+
+    def decide(
+        self, before: Review, after: Review, decision: Decision | None,
+        audit: Sequence[AuditEntry], release: Release | None, now_us: int,
+    ) -> list[Job]:  # fmt: skip
+        same = (
+            (reviews_table.c.post == before.post)
+            & (reviews_table.c.tenant == before.tenant)
+            & (reviews_table.c.version == before.version)
+            & (reviews_table.c.step == before.step)
+            & (reviews_table.c.state == before.state)
+            & (reviews_table.c.updated_us == before.updated_us)
+        )
+        with self._engine.begin() as db:
+            row = _review_row(after)
+            if not db.execute(reviews_table.update().where(same).values(row)).rowcount:
+                raise Conflict("the review changed meanwhile: read it again")
+            if decision is not None:
+                db.execute(decisions_table.insert().values(tenant=after.tenant, **vars(decision)))
+            made = []
+            if release is not None:
+                post = _post(db.execute(sa.select(posts).where(
+                    (posts.c.id == after.post) & (posts.c.version == after.version)
+                )).one())  # fmt: skip
+                made = _release(db, post, release, now_us)
+            _audit(db, audit)
+        return made
+
+    def waiting_reviews(self, before_us: int, limit: int) -> list[Review]:
+        waiting = (
+            (reviews_table.c.state == "in_review")
+            & (reviews_table.c.step_since_us < before_us)
+            & sa.or_(reviews_table.c.reminded_us.is_(None), reviews_table.c.reminded_us < before_us)
+        )
+        return self._reviews(waiting, reviews_table.c.step_since_us, limit)
+
+    def reviews_due(self, before_us: int, limit: int) -> list[Review]:
+        due = (
+            reviews_table.c.state.in_(OPEN_REVIEWS)
+            & (reviews_table.c.due_us < before_us)
+            & reviews_table.c.flagged_us.is_(None)
+        )
+        return self._reviews(due, reviews_table.c.due_us, limit)
+
+    def mark_review(
+        self, post: str, reminded_us: int | None = None, flagged_us: int | None = None
+    ) -> None:
+        values = {"reminded_us": reminded_us} if reminded_us is not None else {}
+        if flagged_us is not None:
+            values["flagged_us"] = flagged_us
+        if values:
+            with self._engine.begin() as db:
+                db.execute(
+                    reviews_table.update().where(reviews_table.c.post == post).values(values)
+                )
+
+    def add_comment(self, comment: Comment, audit: AuditEntry) -> Comment:
+        with self._engine.begin() as db:
+            kept = db.execute(
+                sa.select(sa.func.max(posts.c.version)).where(
+                    (posts.c.id == comment.post) & (posts.c.tenant == comment.tenant)
+                )
+            ).scalar()
+            if kept is None:
+                raise NotFound(f"no post {comment.post!r}")
+            if comment.parent is not None and db.execute(
+                sa.select(comments_table.c.id).where(
+                    (comments_table.c.id == comment.parent)
+                    & (comments_table.c.post == comment.post)
+                    & (comments_table.c.tenant == comment.tenant)
+                )
+            ).first() is None:  # fmt: skip
+                raise NotFound(f"no comment {comment.parent!r} on this post")
+            db.execute(comments_table.insert().values(vars(comment)))
+            _audit(db, [audit])
+        return comment
+
+    def comments(self, tenant: str, post: str) -> list[Comment]:
+        mine = (comments_table.c.tenant == tenant) & (comments_table.c.post == post)
+        with self._engine.connect() as db:
+            rows = db.execute(
+                sa.select(comments_table).where(mine).order_by(comments_table.c.created_us)
+            ).all()
+        return [Comment(**row._mapping) for row in rows]
+
+    def add_audit(self, entries: Sequence[AuditEntry]) -> None:
+        with self._engine.begin() as db:
+            _audit(db, entries)
+
+    def audit(self, tenant: str, post: str) -> list[AuditEntry]:
+        with self._engine.connect() as db:
+            done = db.execute(
+                sa.select(audit_table)
+                .where((audit_table.c.tenant == tenant) & (audit_table.c.post == post))
+                .order_by(audit_table.c.id)
+            ).all()
+            changes = db.execute(
+                sa.select(history, jobs.c.version, channels.c.account, channels.c.network)
+                .join(jobs, jobs.c.id == history.c.job)
+                .join(channels, channels.c.id == history.c.channel, isouter=True)
+                .where((history.c.tenant == tenant) & (history.c.post == post))
+                .where(history.c.state.in_(AUDITED_STATES))
+                .order_by(history.c.id)
+            ).all()
+        entries = [
+            AuditEntry(**{k: v for k, v in row._mapping.items() if k != "id"}) for row in done
+        ]
+        entries += [
+            AuditEntry(
+                tenant=tenant, post=post, version=row.version, action=row.state,
+                actor="publisher" if row.state in ("published", "failed", "missed") else "",
+                at_us=row.at_us,
+                detail=f"{row.account or row.channel} ({row.network or 'removed'})"
+                + (f": {row.error}" if row.error else ""),
+            )
+            for row in changes
+        ]  # fmt: skip
+        return sorted(entries, key=lambda e: e.at_us)
+
+    def pause(self, tenant: str, channel: str, paused: bool, now_us: int,
+              requeue: Callable[[Channel, Sequence[Job]], Mapping[str, int]] | None = None,
+              ) -> tuple[Channel, list[Job]]:  # fmt: skip
+        mine = (channels.c.id == channel) & (channels.c.tenant == tenant)
+        of_channel = (jobs.c.channel == channel) & (jobs.c.tenant == tenant)
+        with self._engine.begin() as db:
+            row = db.execute(
+                channels.update().where(mine).values(paused=paused).returning(*channels.c)
+            ).first()
+            if row is None:
+                raise NotFound(f"no channel {channel!r}")
+            found = _channel(row)
+            if paused:
+                changed = [_job(r) for r in db.execute(
+                    jobs.update().where(of_channel & (jobs.c.state == "scheduled"))
+                    .values(state="held", updated_us=now_us).returning(*jobs.c)
+                ).all()]  # fmt: skip
+            else:
+                held = [_job(r) for r in db.execute(
+                    sa.select(jobs).where(of_channel & (jobs.c.state == "held"))
+                ).all()]  # fmt: skip
+                moved = dict(requeue(found, held)) if requeue else {}
+                changed = []
+                for job in held:
+                    due = moved.get(job.id, job.due_us)
+                    db.execute(jobs.update().where(jobs.c.id == job.id).values(
+                        state="scheduled", updated_us=now_us, due_us=due))  # fmt: skip
+                    changed.append(replace(job, state="scheduled", updated_us=now_us, due_us=due))
+            _log(db, changed, now_us)
+        return found, changed
+
     def close(self) -> None:
         self._engine.dispose()
 
@@ -787,7 +1079,7 @@ def _channel(row: Any) -> Channel:
     return Channel(
         id=row.id, tenant=row.tenant, network=row.network, account=row.account,
         service=row.service, time_zone=row.time_zone, limits=Limits(**limits),
-        sealed_credentials=row.sealed_credentials, queue=row.queue,
+        sealed_credentials=row.sealed_credentials, queue=row.queue, paused=bool(row.paused),
     )  # fmt: skip
 
 
@@ -833,6 +1125,7 @@ def _json(value: Any) -> Any:
 def _post_row(post: Post, created_us: int) -> dict[str, Any]:
     row = {name: getattr(post, name) for name in posts.c.keys() if hasattr(post, name)}
     row["media"] = [vars(a) for a in post.media]
+    row["tags"] = list(post.tags) or None
     row["thread"] = [
         {"text": part.text, "media": [vars(a) for a in part.media]} for part in post.thread
     ]
@@ -847,6 +1140,7 @@ def _post(row: Any) -> Post:
         id=row.id, tenant=row.tenant, author=row.author, text=row.text, version=row.version,
         variants=dict(row.variants or {}), language=row.language, spoiler=row.spoiler,
         visibility=row.visibility, media=_attachments(row.media), thread=thread,
+        tags=tuple(_json(row.tags) or ()),
     )  # fmt: skip
 
 
@@ -882,10 +1176,22 @@ def _new_job(post: Post | Series, channel: str, due_us: int, at_us: int,
     )  # fmt: skip
 
 
-def _insert_jobs(db: sa.Connection, made: Sequence[Job], at_us: int) -> None:
-    if made:
-        db.execute(jobs.insert(), [_job_row(job) for job in made])
-        _log(db, made, at_us)
+def _insert_jobs(db: sa.Connection, made: Sequence[Job], at_us: int) -> list[Job]:
+    """Insert `made`, held where their channel is paused; answers them as kept."""
+    if not made:
+        return []
+    paused = set(
+        db.execute(
+            sa.select(channels.c.id).where(
+                channels.c.id.in_({job.channel for job in made}) & channels.c.paused
+            )
+        ).scalars()
+    )
+    if paused:
+        made = [replace(j, state="held") if j.channel in paused else j for j in made]
+    db.execute(jobs.insert(), [_job_row(job) for job in made])
+    _log(db, made, at_us)
+    return list(made)
 
 
 def _log(db: sa.Connection, changed: Sequence[Job], at_us: int) -> None:
@@ -955,3 +1261,83 @@ def _job_row(job: Job) -> dict[str, Any]:
 
 def _job(row: Any) -> Job:
     return Job(**{**row._mapping, "check_first": bool(row.check_first)})
+
+
+def _steps(value: Any) -> tuple[Step, ...]:
+    return tuple(
+        Step(name=step["name"], users=tuple(step.get("users", ())),
+             roles=tuple(step.get("roles", ())), mode=step.get("mode", "any"),
+             external=bool(step.get("external", False)))
+        for step in _json(value)
+    )  # fmt: skip
+
+
+def _steps_json(steps: Sequence[Step]) -> list[dict[str, Any]]:
+    return [vars(step) | {"users": list(step.users), "roles": list(step.roles)} for step in steps]
+
+
+def _workflow(row: Any) -> Workflow:
+    return Workflow(id=row.id, tenant=row.tenant, name=row.name, steps=_steps(row.steps),
+                    channels=tuple(_json(row.channels)), roles=tuple(_json(row.roles)),
+                    updated_us=row.updated_us)  # fmt: skip
+
+
+def _review_row(review: Review) -> dict[str, Any]:
+    plan = review.plan
+    return {
+        "post": review.post, "tenant": review.tenant, "version": review.version,
+        "author": review.author, "workflows": list(review.workflows),
+        "steps": _steps_json(review.steps),
+        "step": review.step, "state": review.state,
+        "plan": {"channels": list(plan.channels), "at": plan.at, "queue": plan.queue,
+                 "repeat": plan.repeat, "dues": dict(plan.dues)},
+        "due_us": review.due_us, "step_since_us": review.step_since_us,
+        "reminded_us": review.reminded_us, "flagged_us": review.flagged_us,
+        "updated_us": review.updated_us,
+    }  # fmt: skip
+
+
+def _review(row: Any, decided: Sequence[Any]) -> Review:
+    plan = _json(row.plan)
+    steps = _steps(row.steps)
+    return Review(
+        post=row.post, tenant=row.tenant, version=row.version, author=row.author,
+        workflows=tuple(_json(row.workflows)), steps=steps, step=row.step, state=row.state,
+        plan=Plan(tuple(plan["channels"]), plan.get("at"), bool(plan.get("queue")),
+                  plan.get("repeat"), dict(plan.get("dues") or {})),
+        due_us=row.due_us, step_since_us=row.step_since_us, updated_us=row.updated_us,
+        reminded_us=row.reminded_us, flagged_us=row.flagged_us,
+        decisions=tuple(_decision(one) for one in decided),
+    )  # fmt: skip
+
+
+def _decision(row: Any) -> Decision:
+    return Decision(**{k: v for k, v in row._mapping.items() if k not in ("id", "tenant")})
+
+
+def _audit(db: sa.Connection, entries: Sequence[AuditEntry]) -> None:
+    if entries:
+        db.execute(audit_table.insert(), [vars(entry) for entry in entries])
+
+
+def _release(db: sa.Connection, post: Post, release: Release, now_us: int) -> list[Job]:
+    """Make the jobs an approval (or an edit) releases, in its transaction: the channels'
+    rows locked, so queue slots are chosen once."""
+    named = [*release.dues, *release.queued, *(one.channel for one in release.series)]
+    db.execute(
+        sa.select(channels.c.id)
+        .where((channels.c.tenant == post.tenant) & channels.c.id.in_(named))
+        .with_for_update()
+    ).all()
+    chosen = dict(release.dues)
+    for channel, choose in release.queued.items():
+        chosen[channel] = choose(_taken(db, channel))
+    made = [_new_job(post, channel, due, now_us) for channel, due in chosen.items()]
+    if release.series:
+        db.execute(series_table.insert(), [vars(one) for one in release.series])
+        made += [
+            _new_job(post, one.channel, due, now_us, one.id)
+            for one in release.series
+            for due in release.occurrences[one.channel]
+        ]
+    return _insert_jobs(db, made, now_us)

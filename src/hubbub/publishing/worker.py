@@ -19,6 +19,9 @@ goes back to scheduled, due when the budget will take it, without counting as an
 attempt; a network's 429 anyway holds the account's budget for its `Retry-After`, so
 every publisher waits it out.
 
+Each minute, too, approvers of a review step waiting longer than `remind_after_s` are
+reminded, and a post not approved `overdue_within_s` before its time is flagged.
+
 Each minute the sweeper makes the jobs of recurring posts' next occurrences (up to
 `series_horizon_s` ahead, each series from its last occurrence made, so none is skipped),
 marks missed the jobs due longer ago than `max_late_s` (the platform was down, or the
@@ -55,7 +58,7 @@ from hubbub.publishing.ports import (
     Post,
     Transient,
 )
-from hubbub.publishing.service import extend_series
+from hubbub.publishing.service import Publishing, extend_series
 
 SECOND_US: Final = 1_000_000
 SETTLE_AT_MOST: Final = 500
@@ -80,6 +83,10 @@ class PublishPolicy:
     sweep_every_s: float = 60.0
     keep_finished_s: float = 90 * 86_400.0
     series_horizon_s: float = 7 * 86_400.0
+    remind_after_s: float = 86_400.0
+    """A review step waiting longer than this reminds its approvers (again, each time)."""
+    overdue_within_s: float = 2 * 3600.0
+    """A post not approved this long before its time is flagged, once."""
 
 
 class Publisher:
@@ -320,8 +327,21 @@ class Publisher:
         return float(self.policy.backoff_s * 2 ** min(job.attempts - 1, 8))
 
 
-def run(background: Background, publisher: Publisher) -> None:
-    """Keep `publisher` claiming and publishing, and its sweeper sweeping, under
-    `background` (restarted with a backoff when they fail)."""
+async def remind(service: Publishing, policy: PublishPolicy) -> None:
+    """Every `sweep_every_s`: remind approvers of steps waiting too long, and flag
+    posts due soon that are not approved yet (`Publishing.remind`)."""
+    while True:
+        told = await service.remind(policy.remind_after_s, policy.overdue_within_s)
+        if told:
+            log.info("reviews reminded or flagged", reviews=told)
+        await asyncio.sleep(policy.sweep_every_s)
+
+
+def run(background: Background, publisher: Publisher, service: Publishing | None = None) -> None:
+    """Keep `publisher` claiming and publishing, its sweeper sweeping, and (with
+    `service`) approvals reminded, under `background` (each restarted with a backoff
+    when it fails)."""
     background.start("publisher", publisher.run)
     background.start("publishing sweeper", publisher.sweep)
+    if service is not None:
+        background.start("approval reminders", lambda: remind(service, publisher.policy))

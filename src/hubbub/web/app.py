@@ -26,7 +26,7 @@ from hubbub.kernel.telemetry import Observed, route_of
 from hubbub.kernel.validation import printable_validation_errors
 from hubbub.mentions import api as mentions_api
 from hubbub.publishing import api as publishing_api
-from hubbub.publishing import calendar_api
+from hubbub.publishing import calendar_api, review_api
 
 READY_TIMEOUT_S = 2.0
 
@@ -76,6 +76,7 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
         app.include_router(
             publishing_api.build_router(platform.publishing, platform.mastodon_logins)
         )
+        app.include_router(review_api.build_router(platform.publishing))
         app.include_router(
             calendar_api.build_router(platform.publishing, platform.settings.relational)
         )

@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("step", sa.Integer, nullable=False),
         sa.Column("who", sa.String(255), nullable=False),
+        sa.Column("role", sa.String(16), nullable=False),
         sa.Column("decision", sa.String(24), nullable=False),
         sa.Column("reason", sa.Text),
         sa.Column("at_us", sa.BigInteger, nullable=False),

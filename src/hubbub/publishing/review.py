@@ -1,0 +1,164 @@
+"""Approval workflows: which apply to a post, who may decide a step, when a step is done,
+and what a decision does to a review. Pure functions of what the store read; the service
+(`hubbub.publishing.service`) keeps what they answer.
+
+A workflow applies to a post that names one of its channels, or whose author has one of
+its roles; when several apply, their steps follow one another, workflow by workflow in
+name order. A step is done:
+
+- `any`: when one person it names, or one of a role it names, approves;
+- `all`: when every person it names has approved, and one person of each role it names;
+- a step marked `external` is (also) done by an external reviewer approving through a
+  signed link (`link:<name>`).
+
+Nobody decides on their own post. A rejection, or a request for changes, stops the
+review until the author makes a new version, which starts again from the first step.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Final
+
+from hubbub.publishing.ports import (
+    Actor,
+    Decision,
+    DecisionKind,
+    Forbidden,
+    Invalid,
+    Review,
+    Step,
+    Workflow,
+)
+
+ROLES: Final = ("owner", "admin", "editor", "viewer")
+MAX_STEPS: Final = 10
+MAX_APPROVERS: Final = 50
+MENTION: Final = re.compile(r"(?<![\w@.])@([A-Za-z0-9][A-Za-z0-9._+-]{0,63}(?:@[A-Za-z0-9.-]+)?)")
+"""`@alice`, or `@alice@example.com`, in a comment: a person to tell."""
+
+
+def applying(workflows: Sequence[Workflow], channels: Sequence[str], role: str) -> list[Workflow]:
+    """The workflows that apply to a post to `channels` by an author of `role`, by name."""
+    found = [w for w in workflows if set(w.channels) & set(channels) or role in w.roles]
+    return sorted(found, key=lambda w: w.name)
+
+
+def steps_of(workflows: Sequence[Workflow]) -> tuple[Step, ...]:
+    return tuple(step for workflow in workflows for step in workflow.steps)
+
+
+def check_workflow(workflow: Workflow, channels: Sequence[str]) -> Workflow:
+    """`workflow` when it can work, else `Invalid` saying why: steps and their approvers,
+    roles that exist, channels of the tenant (`channels`), something it applies to."""
+    if not workflow.name.strip():
+        raise Invalid("a workflow needs a name")
+    if not workflow.steps:
+        raise Invalid("a workflow needs at least one step")
+    if len(workflow.steps) > MAX_STEPS:
+        raise Invalid(f"a workflow has at most {MAX_STEPS} steps, not {len(workflow.steps)}")
+    if not workflow.channels and not workflow.roles:
+        raise Invalid("say what the workflow applies to: channels, authors' roles, or both")
+    for role in workflow.roles:
+        if role not in ROLES:
+            raise Invalid(f"unknown role {role!r}: use {', '.join(ROLES)}")
+    for channel in workflow.channels:
+        if channel not in channels:
+            raise Invalid(f"no channel {channel!r} in this workspace")
+    for number, step in enumerate(workflow.steps, 1):
+        where = f"step {number} ({step.name or 'unnamed'})"
+        if not step.name.strip():
+            raise Invalid(f"step {number} needs a name")
+        if not (step.users or step.roles or step.external):
+            raise Invalid(f"{where} names no approver: people, a role, or an external reviewer")
+        if len(step.users) + len(step.roles) > MAX_APPROVERS:
+            raise Invalid(f"{where} names more than {MAX_APPROVERS} approvers")
+        for role in step.roles:
+            if role not in ROLES:
+                raise Invalid(f"{where}: unknown role {role!r}: use {', '.join(ROLES)}")
+        if step.mode not in ("any", "all"):
+            raise Invalid(f"{where}: mode is any or all, not {step.mode!r}")
+    return workflow
+
+
+def eligible(step: Step, actor: Actor) -> bool:
+    """Whether `actor` may decide `step`."""
+    if actor.external:
+        return step.external
+    return actor.user is not None and (actor.user in step.users or actor.role in step.roles)
+
+
+def done(step: Step, approvals: Sequence[Decision]) -> bool:
+    """Whether `approvals` (the step's, by eligible people) complete `step`."""
+    if step.external and any(a.who.startswith("link:") for a in approvals):
+        return True
+    people = [a for a in approvals if a.who.startswith("user:")]
+    if step.mode == "any":
+        return bool(people)
+    approved_users = {a.who.removeprefix("user:") for a in people}
+    approved_roles = {a.role for a in people}
+    if not step.users and not step.roles:
+        return False  # an external step, waiting for its reviewer
+    return set(step.users) <= approved_users and set(step.roles) <= approved_roles
+
+
+def waiting_on(step: Step, approvals: Sequence[Decision]) -> list[str]:
+    """Who the step still waits for: user ids, `role:<name>`, `external`."""
+    if done(step, approvals):
+        return []
+    approved = {a.who.removeprefix("user:") for a in approvals}
+    roles = {a.role for a in approvals if a.who.startswith("user:")}
+    if step.mode == "any":
+        return [*step.users, *(f"role:{r}" for r in step.roles)] + (
+            ["external"] if step.external else []
+        )
+    return [
+        *(u for u in step.users if u not in approved),
+        *(f"role:{r}" for r in step.roles if r not in roles),
+    ] + (["external"] if step.external and not (step.users or step.roles) else [])
+
+
+def approvals_of(review: Review, step: int) -> list[Decision]:
+    return [d for d in review.decisions if d.step == step and d.decision == "approved"]
+
+
+def decide(
+    review: Review, actor: Actor, kind: DecisionKind, reason: str | None, now_us: int
+) -> tuple[Review, Decision]:
+    """The review once `actor` decides `kind`, and the decision; `Forbidden` when the
+    actor may not decide it now, `Invalid` when a reason is missing."""
+    if review.state != "in_review":
+        raise Forbidden(f"the post is not waiting for a decision: it is {_said(review.state)}")
+    if actor.key == review.author:
+        raise Forbidden("nobody approves their own post")
+    step = review.steps[review.step]
+    if not eligible(step, actor):
+        raise Forbidden(f"not an approver of step {review.step + 1} ({step.name})")
+    if any(d.who == actor.key for d in approvals_of(review, review.step)) and kind == "approved":
+        raise Forbidden(f"you approved step {review.step + 1} ({step.name}) already")
+    reason = (reason or "").strip() or None
+    if kind != "approved" and reason is None:
+        raise Invalid("say why: a rejection or a request for changes needs a reason")
+    decision = Decision(review.post, review.version, review.step, actor.key, actor.role,
+                        kind, reason, now_us)  # fmt: skip
+    decided = replace(review, decisions=(*review.decisions, decision), updated_us=now_us)
+    if kind != "approved":
+        return replace(decided, state=kind), decision
+    if not done(step, approvals_of(decided, review.step)):
+        return decided, decision
+    if review.step + 1 < len(review.steps):
+        return replace(decided, step=review.step + 1, step_since_us=now_us,
+                       reminded_us=None), decision  # fmt: skip
+    return replace(decided, state="approved"), decision
+
+
+def mentioned(text: str) -> list[str]:
+    """The handles a text names (`@alice` → `alice`), each once, in order."""
+    return list(dict.fromkeys(m.lower() for m in MENTION.findall(text)))
+
+
+def _said(state: str) -> str:
+    return {"changes_requested": "waiting for changes", "rejected": "rejected",
+            "approved": "approved"}.get(state, state)  # fmt: skip
