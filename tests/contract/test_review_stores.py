@@ -5,7 +5,9 @@ is made once, with the jobs it releases, even when two approvers decide at once.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +25,23 @@ from hubbub.publishing.ports import (
     Workflow,
 )
 from hubbub.publishing.sql import SqlJobStore
-from tests.contract.test_job_stores import T0, S, channel, store, url  # noqa: F401
+from tests.conftest import postgres_database
+from tests.contract.test_job_stores import T0, S, channel
+from tests.contract.test_tenant_stores import sqlalchemy_url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlJobStore]:
+    if request.param == "sqlite":
+        built = SqlJobStore(f"sqlite:///{tmp_path / 'relational.db'}")
+        yield built
+        built.close()
+        return
+    with postgres_database("hubbub_reviews") as dsn:
+        built = SqlJobStore(sqlalchemy_url(dsn))
+        yield built
+        built.close()
+
 
 STEPS = (Step("Team", users=("ann", "bob"), mode="all"), Step("Client", external=True))
 
