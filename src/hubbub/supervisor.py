@@ -30,7 +30,9 @@ from rich.table import Table
 
 from hubbub.settings import Settings
 
-PLATFORM_ROLES = ("ingest", "mentions", "analytics", "publishing", "web", "gateway")
+PLATFORM_ROLES = (
+    "ingest", "mentions", "analytics", "publishing", "notifications", "web", "gateway",
+)  # fmt: skip
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 log = structlog.get_logger()
@@ -243,6 +245,7 @@ def role_urls(settings: Settings, gateway_host: str, gateway_port: int) -> dict[
         "mentions": settings.mentions_url,
         "analytics": settings.analytics_url,
         "publishing": settings.publishing_url,
+        "notifications": settings.notifications_url,
         "web": settings.web_url,
         "gateway": f"http://{gateway_host}:{gateway_port}",
     }

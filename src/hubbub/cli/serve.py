@@ -57,6 +57,8 @@ async def _warm_up(platform: Platform, role: str) -> None:
         await platform.analytics()  # the worker starts folding the log now
     if role in ("all", "publishing"):
         await platform.publishing()  # the publisher starts claiming due jobs now
+    if role in ("all", "notifications"):
+        await platform.notifications()  # the worker starts folding notices now
 
 
 async def _serve(
@@ -187,6 +189,7 @@ def serve(
     autocomplete: it builds its own index from the log, so several can run side by
     side; `--replicas N` starts N of them on one port, one per core), `analytics` (the
     rollups worker and the reports API; one process, since it owns the DuckDB file),
+    `notifications` (people's inboxes, live streams and emails, on HUBBUB_NOTIFICATIONS_URL),
     `web` (the web app's pages, behind the gateway at `/`, on HUBBUB_WEB_URL's port).
     A role listens on the port of its URL setting (HUBBUB_INGEST_URL, HUBBUB_MENTIONS_URL,
     HUBBUB_ANALYTICS_URL). `--role all` serves every route but the gateway's in one

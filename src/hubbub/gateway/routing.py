@@ -39,6 +39,7 @@ SERVICE_ROUTES: Final[dict[str, str]] = {
     "/v1/media": "publishing",
     "/v1/drafts": "publishing",
     "/v1/series": "publishing",
+    "/v1/notifications": "notifications",
     "/v1/calendar": "publishing",
 }
 LEGACY: Final = "legacy"

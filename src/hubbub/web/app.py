@@ -25,13 +25,14 @@ from hubbub.kernel.signing import SignedOnly
 from hubbub.kernel.telemetry import Observed, route_of
 from hubbub.kernel.validation import printable_validation_errors
 from hubbub.mentions import api as mentions_api
+from hubbub.notifications import api as notifications_api
 from hubbub.publishing import api as publishing_api
 from hubbub.publishing import calendar_api, review_api
 
 READY_TIMEOUT_S = 2.0
 
 
-ROLES = ("all", "ingest", "mentions", "analytics", "publishing")
+ROLES = ("all", "ingest", "mentions", "analytics", "publishing", "notifications")
 
 
 def create_app(platform: Platform, role: str = "all") -> ASGIApp:
@@ -80,6 +81,9 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
         app.include_router(
             calendar_api.build_router(platform.publishing, platform.settings.relational)
         )
+
+    if role in ("all", "notifications"):
+        app.include_router(notifications_api.build_router(platform.notifications))
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, object]:
