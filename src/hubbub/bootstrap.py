@@ -422,15 +422,22 @@ def build_web(settings: Settings) -> tuple[ASGIApp, Callable[[], Awaitable[None]
     """The web app's pages, asking the gateway's API; and what closes its client."""
     from hubbub.ui.api import create_app
     from hubbub.ui.http import GatewayApi
+    from hubbub.ui.notifications import GatewayStreams
 
     api = GatewayApi(gateway_url_for_web(settings))
+    streams = GatewayStreams(gateway_url_for_web(settings), 2 * settings.notifications_timeout_s)
     app = create_app(
         api, internal_secret(settings), clock=SystemClock(),
         session_max_age_s=int(settings.session_days * retention.DAY_S),
         operator_max_age_s=int(settings.operator_session_hours * 3600),
-        person_ttl_s=settings.key_cache_ttl_s,
+        person_ttl_s=settings.key_cache_ttl_s, streams=streams,
     )  # fmt: skip
-    return app, api.close
+
+    async def close() -> None:
+        await api.close()
+        await streams.close()
+
+    return app, close
 
 
 def open_archive(settings: Settings) -> PostArchive:

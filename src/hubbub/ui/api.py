@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
@@ -45,6 +45,9 @@ from hubbub.ui.service import (
     Problem,
     Window,
 )
+
+if TYPE_CHECKING:
+    from hubbub.ui.notifications import EventStreams
 
 SESSION = "hubbub_session"
 DRAFT_ID = re.compile(r"[0-9a-f]{16}")
@@ -998,14 +1001,21 @@ def create_app(
     session_max_age_s: int,
     operator_max_age_s: int,
     person_ttl_s: float,
+    streams: "EventStreams | None" = None,
 ) -> ASGIApp:
-    """The web app: its pages, its static files, and the answers to errors."""
+    """The web app: its pages, its static files, and the answers to errors; with
+    `streams`, the notifications' pages and their live stream too."""
     console = Console(api)
     app = FastAPI(title="Hubbub web app", docs_url=None, redoc_url=None, openapi_url=None)
     people = KnownPeople(console, clock, person_ttl_s)
     app.include_router(
         build_router(console, people, csrf.CsrfKey(secret), session_max_age_s, operator_max_age_s)
     )
+    if streams is not None:
+        from hubbub.ui import notifications  # it builds on this module's sessions
+
+        csrf_key = csrf.CsrfKey(secret)
+        app.include_router(notifications.build_router(api, streams, people, csrf_key))
     static = resources.files("hubbub.ui") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     templates = _templates()
