@@ -9,8 +9,9 @@ knows it speaks for nobody. Requests are limited per client address, so a link's
 cannot be guessed at speed, and counted under one route, `/v1/public` (a token never
 becomes a metric label).
 
-Only a path that is plainly public is forwarded (`refusal`): as the client wrote it, with
-no percent-escape, no `.` or `..` segment and no empty one. So no other spelling of a
+Only a path that is plainly public is forwarded (`refusal`): written `/v1/public/` then
+segments that are each, once unescaped, letters, digits or `. _ ~ = -` (so `%3D` for the
+`=` of a token is fine, `%2F` is not), none empty, `.` or `..`. So no other spelling of a
 route (`/v1/public/../v1/posts`, `/v1/public/%2e%2e/v1/posts`, `/v1/public%2f..`) reaches
 a service as a public request, whatever the service then makes of the path.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import re
 from typing import Final
+from urllib.parse import unquote
 
 from starlette.types import Scope
 
@@ -34,7 +36,12 @@ PUBLIC_CALLER: Final = Caller(PUBLIC_TENANT, PUBLIC_KEY, "viewer")
 DEFAULT_QUOTA: Final = Quota(5.0, 60, "client address")
 """Public requests per client address: 60 at once, then 5 a second."""
 _SEGMENT: Final = re.compile(r"[A-Za-z0-9._~=-]+")
-"""A segment of a public path: unreserved characters (and `=`, base64's padding)."""
+"""A segment of a public path, unescaped: unreserved characters (and `=`, base64's
+padding)."""
+PLAIN: Final = (
+    "a public path is /v1/public/ then segments of letters, digits and . _ ~ = - (escaped or"
+    " not), none empty, . or .."
+)
 
 
 def is_public(scope: Scope) -> bool:
@@ -44,17 +51,17 @@ def is_public(scope: Scope) -> bool:
 
 
 def refusal(scope: Scope) -> str | None:
-    """Why a public path's request is not forwarded (None: it is plainly public)."""
+    """Why a public path's request is not forwarded (None: it is plainly public). Each
+    segment is checked as the client wrote it and unescaped, so an escaped `/`, `.` or
+    `%` never makes a segment the service reads otherwise."""
     raw_path = scope.get("raw_path")
     written = raw_path.decode("latin-1") if raw_path else scope["path"]
-    if written != scope["path"] or not written.startswith(PUBLIC_PREFIX):
-        return "a public path is sent as it is: without percent-escapes"
-    segments = written.removeprefix(PUBLIC_PREFIX).split("/")
-    if any(s in (".", "..") or not _SEGMENT.fullmatch(s) for s in segments):
-        return (
-            "a public path is made of plain segments (letters, digits and . _ ~ = -),"
-            " none empty, . or .."
-        )
+    if not written.startswith(PUBLIC_PREFIX):
+        return PLAIN
+    for segment in written.removeprefix(PUBLIC_PREFIX).split("/"):
+        plain = unquote(segment)
+        if plain in (".", "..") or not _SEGMENT.fullmatch(plain):
+            return PLAIN
     return None
 
 
