@@ -1,6 +1,7 @@
-"""Public paths through the gateway over real HTTP: `/v1/public/...` reaches publishing
-with no account, signed for nobody; no credential a client sends gets past; no spelling
-of another route gets through as public; a client address is limited."""
+"""Who the gateway tells publishing is calling, over real HTTP: a key's tenant and role,
+signed; and for public paths (`/v1/public/...`, no account) nobody: no credential a client
+sends gets past, no spelling of another route gets through as public, and a client
+address is limited."""
 
 from __future__ import annotations
 
@@ -112,6 +113,21 @@ async def raw_request(base_url: str, target: str, method: str = "GET") -> tuple[
         writer.close()
     head, _, body = answer.partition(b"\r\n\r\n")
     return int(head.split()[1]), body.decode()
+
+
+async def test_a_keys_role_reaches_the_service_signed(front: Front) -> None:
+    async with httpx.AsyncClient(base_url=front.url) as client:
+        made = await client.post("/v1/tenants", json={"name": "newsroom"}, headers=auth(OPERATOR))
+        owner, tenant = made.json()["owner_key"]["token"], made.json()["tenant"]["id"]
+        for role in ("editor", "viewer"):
+            key = await client.post(
+                "/v1/keys", json={"name": role, "role": role}, headers=auth(owner)
+            )
+            forged = {**auth(key.json()["token"]), "X-Hubbub-Role": "owner"}
+            told = (await client.get("/v1/posts", headers=forged)).json()
+            assert (told["tenant"], told["key"], told["role"]) == (tenant, key.json()["id"], role)
+        told = (await client.get("/v1/posts", headers=auth(owner))).json()
+        assert told["role"] == "owner"
 
 
 async def test_a_public_path_needs_no_account_and_speaks_for_nobody(front: Front) -> None:
