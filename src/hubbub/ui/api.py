@@ -33,6 +33,7 @@ from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubbub.kernel.clock import Clock
+from hubbub.ui import calendar as calendar_pages
 from hubbub.ui import csrf, formatting, review
 from hubbub.ui.ports import PlatformApi, Unreachable
 from hubbub.ui.service import (
@@ -213,6 +214,7 @@ def build_router(
         review.routes(console.api, review.PageKit(
             page, with_fresh_csrf, member, checked, signed_out_form, _public_base))
     )  # fmt: skip
+    router.include_router(calendar_pages.build_router(console.api, member, checked, page))
 
     @router.get("/signin", response_class=HTMLResponse)
     async def signin_page(request: Request) -> HTMLResponse:

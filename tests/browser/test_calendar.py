@@ -1,0 +1,198 @@
+"""The content calendar in a real Chromium, through the gateway: a post scheduled at 09:00
+in Paris shows at 09:00 in the week that Paris moves its clocks forward and in the week
+after, in the person's own zone; dragging it to another half-hour, or moving it with the
+keyboard, reschedules it (the API's job falls due then); and a channel's queue pauses and
+resumes from the page. Screenshots go to `test-artifacts/screens/`."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from playwright.async_api import Browser, Locator, Page, expect
+
+from tests.browser.test_web_app import PASSWORD, browser, person, screens, signed_in
+from tests.conftest import until
+from tests.support.browser import CHROMIUM
+from tests.support.stack import Stack, auth, start_stack
+
+__all__ = ["browser"]  # the fixture, shared with the other browser tests
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no browser at {CHROMIUM}")
+PARIS = ZoneInfo("Europe/Paris")
+WINTER = "Friday's briefing <b>bold?</b>"
+SUMMER = "Monday's briefing"
+
+
+@dataclass
+class Desk:
+    """A tenant with a Paris channel (its queue at 09:00 every day) and two posts at
+    09:00 there, either side of the change to summer time; its editor signed in, in
+    Paris, on the calendar."""
+
+    stack: Stack
+    owner: dict[str, str]
+    channel: str
+    page: Page
+
+
+def paris_us(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=PARIS).timestamp() * 1_000_000)
+
+
+@pytest.fixture
+async def desk(tmp_path: Path, browser: Browser) -> AsyncIterator[Desk]:
+    loopback = {"publish_allowed_networks": [ipaddress.ip_network("127.0.0.0/8")]}
+    stack, resources = await start_stack(tmp_path, platform_settings=loopback)
+    async with resources:
+        owner = await stack.tenant("Desk")
+        await person(stack, owner, "ed@desk.example", "editor")
+        made = await stack.client.post(
+            "/v1/channels",
+            json={"network": "bluesky", "account": "desk.bsky.social",
+                  "service": "http://127.0.0.1:9", "app_password": "abcd-efgh-ijkl-mnop",
+                  "time_zone": "Europe/Paris"},
+            headers=auth(owner["token"]),
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        channel = made.json()["id"]
+        queued = await stack.client.put(f"/v1/channels/{channel}/queue",
+                                        json={"slots": "mon-sun 09:00"},
+                                        headers=auth(owner["token"]))  # fmt: skip
+        assert queued.status_code == 200, queued.text
+        session = await stack.client.post(
+            "/v1/sessions", json={"email": "ed@desk.example", "password": PASSWORD}
+        )
+        assert session.status_code == 201, session.text
+        for text, at in ((WINTER, "2027-03-26T09:00"), (SUMMER, "2027-03-29T09:00")):
+            posted = await stack.client.post(  # written by ed, who may move them
+                "/v1/posts", json={"text": text, "channels": [channel], "at": at},
+                headers=auth(session.json()["token"]),
+            )  # fmt: skip
+            assert posted.status_code == 201, posted.text
+        context, page = await signed_in(browser, stack, "ed@desk.example")
+        await page.goto("/settings")
+        await page.get_by_label("Time zone").fill("Europe/Paris")
+        await page.get_by_role("button", name="Save").first.click()
+        await (
+            page.get_by_role("navigation", name="Main").get_by_role("link", name="Calendar").click()
+        )
+        await page.goto("/calendar?view=week&day=2027-03-26")
+        yield Desk(stack, owner, channel, page)
+        await context.close()
+
+
+def cell(page: Page, at: str) -> Locator:
+    return page.locator(f'td[data-at="{at}"]')
+
+
+def entry(page: Page, text: str) -> Locator:
+    return page.locator(".entry", has_text=text)
+
+
+async def due_of(desk: Desk, text: str) -> list[int]:
+    """When the API says each open job of the post that says `text` falls due."""
+    jobs = await desk.stack.client.get("/v1/jobs", headers=auth(desk.owner["token"]))
+    found = []
+    for job in jobs.json():
+        post = await desk.stack.client.get(f"/v1/posts/{job['post']}",
+                                           headers=auth(desk.owner["token"]))  # fmt: skip
+        if post.json()["text"] == text and job["state"] in ("scheduled", "held"):
+            found.append(job["due_us"])
+    return found
+
+
+async def test_posts_show_at_nine_in_paris_on_both_sides_of_the_change_to_summer_time(
+    desk: Desk,
+) -> None:
+    page = desk.page
+    await expect(page.get_by_text("Times in Europe/Paris")).to_be_visible()
+    friday = cell(page, "2027-03-26T09:00")
+    await expect(friday.locator(".entry")).to_contain_text(WINTER)  # shown as text
+    await expect(friday.locator(".entry .time")).to_have_text("09:00")
+    await expect(friday.locator(".entry .label")).to_have_text("Scheduled")
+    sunday = cell(page, "2027-03-28T09:00")  # the day the clocks go forward
+    await expect(sunday.locator(".slot")).to_have_text("Free slot: desk.bsky.social")
+    assert await page.locator("table.calendar tbody tr").count() == 48
+    await screens(page, "calendar-week")
+
+    await page.get_by_role("link", name="Month view").click()
+    for day, text in (("2027-03-26", WINTER), ("2027-03-29", SUMMER)):
+        shown = page.locator(f'td[data-date="{day}"] .entry')
+        await expect(shown).to_contain_text(text)
+        await expect(shown.locator(".time")).to_have_text("09:00")
+    await screens(page, "calendar-month")
+
+    await page.get_by_role("link", name="Week view").click()
+    await page.get_by_role("link", name="Next week").click()
+    monday = cell(page, "2027-03-29T09:00")
+    await expect(monday.locator(".entry")).to_contain_text(SUMMER)
+    await expect(monday.locator(".entry .time")).to_have_text("09:00")
+
+
+async def test_dragging_a_post_to_another_half_hour_reschedules_it(desk: Desk) -> None:
+    page = desk.page
+    post = entry(page, WINTER)
+    await post.drag_to(cell(page, "2027-03-26T11:30"))
+    await expect(page.locator("#calendar-status")).to_have_text("Rescheduled to Fri 26 Mar 11:30.")
+    await expect(cell(page, "2027-03-26T11:30").locator(".entry")).to_contain_text(WINTER)
+    await until(lambda: _due_is(desk, WINTER, "2027-03-26T11:30"))
+
+    await page.reload()  # what the API says now, not only what the page moved
+    await expect(cell(page, "2027-03-26T11:30").locator(".entry .time")).to_have_text("11:30")
+    await expect(cell(page, "2027-03-26T09:00").locator(".entry")).to_have_count(0)
+
+
+async def test_the_keyboard_moves_a_post_by_half_hours_and_days(desk: Desk) -> None:
+    page = desk.page
+    status = page.locator("#calendar-status")
+    post = entry(page, WINTER)
+    await post.focus()
+    await page.keyboard.press("ArrowDown")
+    await expect(status).to_contain_text("to Friday, March 26 at 09:30: Enter to move it there")
+    await page.keyboard.press("Escape")
+    await expect(status).to_contain_text("stays at Friday, March 26 at 09:00")
+    await expect(cell(page, "2027-03-26T09:00").locator(".entry")).to_have_count(1)
+
+    await post.focus()
+    for key in ("ArrowRight", "ArrowRight", "ArrowDown", "ArrowDown"):
+        await page.keyboard.press(key)
+    await expect(cell(page, "2027-03-28T10:00").locator(".entry")).to_contain_text(WINTER)
+    await page.keyboard.press("Enter")
+    await expect(status).to_have_text("Rescheduled to Sun 28 Mar 10:00.")  # summer time by then
+    await until(lambda: _due_is(desk, WINTER, "2027-03-28T10:00"))
+    await expect(post).to_be_focused()
+
+    await page.keyboard.press("ArrowUp")
+    await page.keyboard.press("ArrowUp")
+    await page.keyboard.press("ArrowLeft")
+    await page.keyboard.press("ArrowLeft")
+    await page.keyboard.press("ArrowLeft")
+    await page.keyboard.press("ArrowLeft")
+    await page.keyboard.press("Enter")
+    await expect(status).to_have_text("Rescheduled to Wed 24 Mar 09:00.")
+    await until(lambda: _due_is(desk, WINTER, "2027-03-24T09:00"))
+
+
+async def test_a_channels_queue_pauses_and_resumes_from_the_calendar(desk: Desk) -> None:
+    page = desk.page
+    await page.get_by_role("button", name="Pause the queue of desk.bsky.social").click()
+    await expect(page.get_by_role("status")).to_contain_text("The channel's queue is paused")
+    await expect(page.get_by_text("Paused: its posts are held", exact=True)).to_be_visible()
+    await expect(entry(page, WINTER).locator(".label")).to_have_text("Held (queue paused)")
+    await expect(page.locator(".slot.paused").first).to_contain_text("(paused)")
+    await screens(page, "calendar-paused")
+    await page.get_by_role("button", name="Resume the queue of desk.bsky.social").click()
+    await expect(page.get_by_role("status")).to_contain_text("resumed")
+    await expect(entry(page, WINTER).locator(".label")).to_have_text("Scheduled")
+    await expect(page).to_have_url(
+        f"{desk.stack.url}/calendar?view=week&day=2027-03-26&done=resumed"
+    )
+
+
+async def _due_is(desk: Desk, text: str, at: str) -> bool:
+    return await due_of(desk, text) == [paris_us(at)]
