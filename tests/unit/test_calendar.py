@@ -78,9 +78,10 @@ class Tables:
 
     def review(self, tenant: str, post: str, channels_: list[str], due_us: int | None,
                state: str = "in_review", author: str = ED,
-               users: tuple[str, ...] = ()) -> None:  # fmt: skip
+               users: tuple[str, ...] = (), **planned: Any) -> None:  # fmt: skip
         steps = [{"name": "Editor", "users": list(users), "roles": [], "mode": "any"}]
-        plan = {"channels": channels_, "at": None, "queue": due_us is None, "repeat": None}
+        plan = {"channels": channels_, "at": None, "queue": due_us is None, "repeat": None,
+                **planned}  # fmt: skip
         self._insert(reviews_table, post=post, tenant=tenant, version=1, author=author,
                      workflows=["w"], steps=steps, step=0, state=state, plan=plan,
                      due_us=due_us, step_since_us=0, updated_us=0)  # fmt: skip
@@ -200,6 +201,24 @@ def test_each_kind_of_entry_shows_with_its_state_and_cancelled_jobs_do_not(
         wire: us(datetime(2026, 10, 22, 10, 0, tzinfo=ZoneInfo("America/New_York"))),
     }
     assert excerpt("short") == "short"
+
+
+def test_a_post_under_review_shows_at_the_time_planned_on_each_channel(tables: Tables) -> None:
+    paris_desk = tables.channel("t1", "desk.example")
+    new_york = tables.channel("t1", "wire.example", zone="America/New_York")
+    at_nine = tables.post("t1", "At nine, wherever")
+    tables.review("t1", at_nine, [paris_desk, new_york], paris(2026, 10, 21, 9, 0),
+                  at="2026-10-21T09:00")  # fmt: skip
+    moved = tables.post("t1", "Moved on one channel")
+    dues = {paris_desk: paris(2026, 10, 22, 9, 0), new_york: paris(2026, 10, 26, 23, 30)}
+    tables.review("t1", moved, [paris_desk, new_york], paris(2026, 10, 22, 9, 0), dues=dues)
+    entries = Calendar(tables.engine).read("t1", ED, week("2026-10-19"), Filters()).entries
+    new_york_nine = us(datetime(2026, 10, 21, 9, 0, tzinfo=ZoneInfo("America/New_York")))
+    assert [(e.excerpt, e.channel, e.due_us) for e in entries] == [
+        ("At nine, wherever", paris_desk, paris(2026, 10, 21, 9, 0)),
+        ("At nine, wherever", new_york, new_york_nine),
+        ("Moved on one channel", paris_desk, paris(2026, 10, 22, 9, 0)),
+    ]  # the move to the 26th is next week's
 
 
 def test_filters_narrow_by_channel_author_state_and_tag(tables: Tables) -> None:

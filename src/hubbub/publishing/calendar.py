@@ -7,8 +7,8 @@ An **entry** is one post on one channel at one moment:
   channel's queue is paused, `published`, `missed`, `failed`, `unknown`; a cancelled job
   is no entry), with its post's excerpt, author and tags;
 - a post waiting for approval (`in_review`, `changes_requested`, `rejected`): one entry
-  per channel its plan names, at the planned moment (a post planned for the queue has
-  none yet, and is no entry);
+  per channel its plan names, at the moment planned there (a post planned for the queue
+  has none yet, and is no entry);
 - one of the caller's drafts that names a time (`draft`): its wall-clock time read in each
   channel's zone, as scheduling it would read it.
 
@@ -52,6 +52,7 @@ MAX_ENTRIES: Final = 2000
 EXCERPT: Final = 140
 """Characters of a post's text an entry shows."""
 SECOND_US: Final = 1_000_000
+DAY_US: Final = 86_400 * SECOND_US
 REVIEW_STATES: Final = ("in_review", "changes_requested", "rejected")
 """A review in these states holds its post back; an approved one has made its jobs."""
 JOB_STATES: Final = {
@@ -332,8 +333,7 @@ def _reviews(
             (reviews_table.c.tenant == tenant)
             & (posts.c.tenant == tenant)
             & reviews_table.c.state.in_(REVIEW_STATES)
-            & (reviews_table.c.due_us >= span.start_us)
-            & (reviews_table.c.due_us < span.end_us)
+            & _planned_near(span)
         )
     )
     if only is not None:
@@ -341,9 +341,33 @@ def _reviews(
     for row in db.execute(query):
         tags, plan = _tags(row.tags), _json(row.plan) or {}
         for channel in plan.get("channels") or ():
-            if channel in found and filters.lets(row.state, channel, row.author, tags):
+            if channel not in found or not filters.lets(row.state, channel, row.author, tags):
+                continue
+            moment = planned_moment(plan, channel, found[channel].time_zone, row.due_us)
+            if moment is not None and span.holds(moment):
                 yield Entry("review", row.post, row.post, row.version, channel, row.state,
-                            row.due_us, row.author, excerpt(row.text), tags)  # fmt: skip
+                            moment, row.author, excerpt(row.text), tags)  # fmt: skip
+
+
+def _planned_near(span: Span) -> Any:
+    """Reviews whose planned moment may be in the span: each channel's own time (its
+    `dues`, or `at` read in its zone) is within a day of the review's `due_us`; one
+    without it may still name each channel's moment."""
+    due = reviews_table.c.due_us
+    return due.is_(None) | ((due >= span.start_us - DAY_US) & (due < span.end_us + DAY_US))
+
+
+def planned_moment(plan: dict[str, Any], channel: str, zone: str, due_us: int | None) -> int | None:
+    """When a post under review is planned on `channel`: its own moment (`dues`), or the
+    plan's `at` read in the channel's zone, or the review's moment; None for a post
+    planned for the queue (its slot is chosen once it is approved)."""
+    dues = plan.get("dues") or {}
+    if isinstance(dues.get(channel), int):
+        return int(dues[channel])
+    at = plan.get("at")
+    if isinstance(at, str) and at.strip():
+        return _draft_moment(at, zone)
+    return due_us
 
 
 def _followed_posts(db: sa.Connection, tenant: str, named: set[str], span: Span) -> set[str]:
@@ -354,9 +378,7 @@ def _followed_posts(db: sa.Connection, tenant: str, named: set[str], span: Span)
     )
     followed = set(db.execute(decided).scalars())
     reviews = sa.select(reviews_table.c.post, reviews_table.c.steps).where(
-        (reviews_table.c.tenant == tenant)
-        & (reviews_table.c.due_us >= span.start_us)
-        & (reviews_table.c.due_us < span.end_us)
+        (reviews_table.c.tenant == tenant) & _planned_near(span)
     )
     for row in db.execute(reviews):
         steps = _json(row.steps) or []
