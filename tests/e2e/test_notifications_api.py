@@ -211,3 +211,22 @@ async def test_a_stream_ends_after_a_while_so_the_client_reconnects(stack: Stack
     assert answer.status_code == 200
     assert answer.text.startswith("retry: 2000\n\nid: 0\nevent: unread\n")
     assert 2.5 < took < 6
+
+
+async def test_the_web_app_passes_the_stream_on_and_says_204_when_there_is_none(
+    stack: Stack,
+) -> None:
+    acme = await stack.tenant("acme")
+    ann = await join(stack, acme, "ann@acme.example", "viewer")
+    async with httpx.AsyncClient(base_url=stack.url, timeout=10) as client:
+        assert (await client.get("/notifications/stream")).status_code == 401
+        client.cookies.set("hubbub_session", ann["token"])
+        async with client.stream("GET", "/notifications/stream") as live:
+            assert live.status_code == 200
+            assert live.headers["content-type"].startswith("text/event-stream")
+            await notice(stack, acme["id"], 1, users=[ann["user"]["id"]], title="Hello")
+            events = [e for e in await events_of(live.aiter_lines(), 4) if e["event"] != "comment"]
+            assert [e["event"] for e in events[:2]] == ["unread", "notification"]
+            assert events[1]["data"]["title"] == "Hello"
+        await stack.servers["notifications"].__aexit__(None, None, None)  # the role stops
+        assert (await client.get("/notifications/stream")).status_code == 204

@@ -57,12 +57,14 @@ class EventStreams(Protocol):
 
 class GatewayStreams:
     """`EventStreams` over httpx: no limit on a stream's length, only on its silences
-    (`quiet_s`, longer than the platform's heartbeat)."""
+    (`quiet_s`, longer than the platform's heartbeat); a client of its own, with no cap on
+    its connections (one per open page), so streams never hold up the pages' calls."""
 
     def __init__(self, base_url: str, quiet_s: float = 60.0) -> None:
         self._base_url = base_url
         timeout = httpx.Timeout(10.0, read=quiet_s)
-        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
+        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits)
 
     @asynccontextmanager
     async def open(
@@ -161,7 +163,7 @@ def build_router(
     @router.get("/notifications/stream")
     async def stream(
         request: Request,
-        after: Annotated[str | None, Query(pattern=ID.pattern)] = None,
+        after: Annotated[str | None, Query(pattern=f"^{ID.pattern}$")] = None,
     ) -> Response:
         """The person's new notifications as they arrive: the platform's stream, passed on
         (no `/v1/me` first: the gateway checks the session, and refuses a void one)."""
