@@ -338,6 +338,7 @@ def open_publishing(
     addresses unless `HUBBUB_PUBLISH_ALLOWED_NETWORKS` says), the mentions role for the
     dids of handles, the log for each job's changes, and each account's budget in the
     rate limiter the settings name (Redis at scale, so every replica spends from one)."""
+    from hubbub.publishing.best_times import AnalyticsBestTimes
     from hubbub.publishing.bluesky import BlueskyNetwork
     from hubbub.publishing.budget import Budget
     from hubbub.publishing.journal import Journal
@@ -351,6 +352,9 @@ def open_publishing(
     box = open_secret_box(settings)
     store = SqlJobStore(settings.relational)
     dids = MentionsDids(settings.mentions_url, open_request_signer(settings))
+    best = AnalyticsBestTimes(
+        settings.analytics_url, open_request_signer(settings), settings.analytics_timeout_s
+    )
     allowed = settings.publish_allowed_networks
     mastodon = MastodonNetwork(box, clock, allowed, media_data=store.media_data)
     bluesky = BlueskyNetwork(box, dids.did_of, allowed, media_data=store.media_data)
@@ -361,7 +365,7 @@ def open_publishing(
     limiter = open_rate_limiter(settings, clock)
 
     async def close() -> None:
-        for closing in (mastodon.close, bluesky.close, dids.close, limiter.close):
+        for closing in (mastodon.close, bluesky.close, dids.close, limiter.close, best.close):
             await closing()
         await asyncio.to_thread(store.close)
 
@@ -378,6 +382,7 @@ def open_publishing(
         store, box, clock, limits_of, allowed, journal, settings.publish_require_alt,
         drafts_per_author=settings.publish_drafts_per_author,
         draft_bytes=settings.publish_draft_bytes, series_horizon_s=horizon_s,
+        best_times=best, best_count=settings.publish_best_slots,
     )  # fmt: skip
     budget = Budget(limiter, burst_share=settings.publish_budget_burst_share)
     networks: dict[str, Network] = {"bluesky": bluesky, "mastodon": mastodon}

@@ -270,6 +270,11 @@ class Settings(BaseSettings):
         description="How far ahead a recurring post's jobs are made (and the first"
         " occurrence past it); the sweeper makes later ones as time passes.",
     )
+    publish_best_slots: int = Field(
+        10, ge=1, le=336,
+        description="How many of the week's best half-hours a queue that takes its"
+        " channel's best times to post has (read from analytics each day).",
+    )  # fmt: skip
     publish_remind_after_hours: float = Field(
         24.0, gt=0, description="A review step waiting longer than this reminds its approvers."
     )

@@ -41,6 +41,8 @@ SERVICE_ROUTES: Final[dict[str, str]] = {
     "/v1/series": "publishing",
     "/v1/notifications": "notifications",
     "/v1/calendar": "publishing",
+    "/v1/workflows": "publishing",
+    "/v1/reviews": "publishing",
 }
 LEGACY: Final = "legacy"
 Side = Literal["new", "legacy"]

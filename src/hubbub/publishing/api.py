@@ -263,6 +263,12 @@ class QueueUpdate(BaseModel):
         description="Weekly slots in the channel's zone, as 'mon-fri 09:00,13:30; sat 10:00';"
         " empty or null: no queue.",
     )
+    best_times: bool | None = Field(
+        None,
+        description="Add to queue takes the channel's best times to post (its own posts'"
+        " engagement, or its network's), read each day; its slots only until they are known."
+        " Absent: as it was.",
+    )
 
 
 class DraftUpdate(BaseModel):
@@ -309,18 +315,21 @@ def series_view(series: list[Series]) -> dict[str, Any]:
 
 
 def queue_view(channel: Channel, now_us: int) -> dict[str, Any]:
-    """A channel's queue: its slots and the next ones, as times in its zone."""
-    if not channel.queue:
-        return {"channel": channel.id, "time_zone": channel.time_zone, "slots": None,
-                "upcoming": []}  # fmt: skip
-    slots = WeeklySlots.parse(channel.queue, channel.time_zone)
-    zone = zone_of(channel.time_zone)
+    """A channel's queue: its slots, its best times when it takes them, and the next
+    slots "add to queue" would take, as times in its zone."""
+    best = channel.best_queue and channel.best_slots
+    taken = channel.best_slots if best else channel.queue
+    upcoming_ = []
+    if taken:
+        zone = zone_of(channel.time_zone)
+        upcoming_ = [
+            datetime.fromtimestamp(moment / 1e6, zone).isoformat()
+            for moment in upcoming(WeeklySlots.parse(taken, channel.time_zone), now_us, UPCOMING)
+        ]
     return {
         "channel": channel.id, "time_zone": channel.time_zone, "slots": channel.queue,
-        "upcoming": [
-            datetime.fromtimestamp(moment / 1e6, zone).isoformat()
-            for moment in upcoming(slots, now_us, UPCOMING)
-        ],
+        "best_times": channel.best_queue, "best_slots": channel.best_slots,
+        "paused": channel.paused, "upcoming": upcoming_,
     }  # fmt: skip
 
 
@@ -571,7 +580,7 @@ def build_router(
         with `queue` takes the next one no open job of the channel has. A 422 says where
         the text is wrong."""
         with answering():
-            found = await publishing.set_queue(tenant, channel, body.slots)
+            found = await publishing.set_queue(tenant, channel, body.slots, body.best_times)
         return queue_view(found, publishing.clock.now_us())
 
     @router.get("/v1/series/{series}")

@@ -103,6 +103,12 @@ class Channel:
     """Its queue's weekly slots, in its zone (`slots.WeeklySlots`' text); None: no queue."""
     paused: bool = False
     """Its posts are held (`held`): neither published nor missed until it resumes."""
+    best_queue: bool = False
+    """Whether "add to queue" takes the channel's best times to post (`best_slots`)
+    rather than its own slots, once they are known."""
+    best_slots: str | None = None
+    """Its best half-hours of the week, as `slots.WeeklySlots`' text in its zone."""
+    best_updated_us: int | None = None
 
 
 @dataclass(frozen=True)
@@ -307,6 +313,17 @@ class Network(Protocol):
         ...
 
 
+class BestTimes(Protocol):
+    """Where a channel's best times to post come from (the analytics service's scores
+    of the week's half-hours, from the engagement of its own published posts, or of the
+    firehose's in its network and language)."""
+
+    async def best(self, channel: Channel, language: str, count: int) -> list[tuple[int, str]]:
+        """The `count` best half-hours of the week in the channel's zone, best first, as
+        (weekday, "HH:MM") with Monday 0; raises `Transient` when they cannot be read."""
+        ...
+
+
 class JobStore(Protocol):
     def add_channel(self, channel: Channel) -> Channel: ...
 
@@ -320,8 +337,19 @@ class JobStore(Protocol):
         """Its scheduled jobs are cancelled; NotFound for another tenant's or none."""
         ...
 
-    def set_queue(self, tenant: str, channel: str, slots: str | None) -> Channel:
-        """Keep the channel's queue slots (None: no queue); NotFound for another's."""
+    def set_queue(
+        self, tenant: str, channel: str, slots: str | None, best: bool | None = None
+    ) -> Channel:
+        """Keep the channel's queue slots (None: no queue), and whether its queue takes
+        its best times (`best`; None: as it was); NotFound for another's."""
+        ...
+
+    def keep_best_slots(self, channel: str, slots: str | None, now_us: int) -> None:
+        """The channel's best times to post, as they were read at `now_us`."""
+        ...
+
+    def stale_best_slots(self, before_us: int, limit: int) -> list[Channel]:
+        """Channels whose queue takes their best times, read last before `before_us`."""
         ...
 
     def schedule(

@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import structlog
+
 from hubbub.kernel.clock import Clock
 from hubbub.kernel.destinations import Network as IpNetwork
 from hubbub.kernel.destinations import check_url
@@ -37,6 +39,7 @@ from hubbub.publishing.ports import (
     Actor,
     Attachment,
     AuditEntry,
+    BestTimes,
     Change,
     Channel,
     Comment,
@@ -78,6 +81,7 @@ from hubbub.publishing.review import (
 from hubbub.publishing.slots import Recurrence, WeeklySlots, moment_us, next_free, occurrences
 from hubbub.publishing.text import BLUESKY_GRAPHEMES, graphemes, mastodon_length
 
+log = structlog.get_logger("hubbub.publishing")
 BLUESKY_LIMITS: Final = Limits(characters=BLUESKY_GRAPHEMES, media=4, image_bytes=1_000_000,
                                url_length=0)  # fmt: skip
 """What the protocol allows (app.bsky.feed.post: 300 graphemes; images: 4, 1 MB each)."""
@@ -87,6 +91,7 @@ LimitsOf = Callable[[NetworkName, str], Awaitable[Limits]]
 MAX_MEDIA_BYTES: Final = 16 * 1024 * 1024
 """The largest image kept (Mastodon's default limit); each channel may take less."""
 SECOND_US: Final = 1_000_000
+DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_PARTS: Final = 25
 """The most parts a thread may have."""
 SERIES_AT_ONCE: Final = 400
@@ -207,6 +212,12 @@ class Publishing:
     """The largest draft, as JSON (`HUBBUB_PUBLISH_DRAFT_BYTES`)."""
     series_horizon_s: float = 7 * 86_400.0
     """How far ahead a recurring post's jobs are made (`HUBBUB_PUBLISH_SERIES_HORIZON_DAYS`)."""
+    best_times: BestTimes | None = None
+    """Where channels' best times to post are read (the analytics service)."""
+    best_count: int = 10
+    """How many of the week's best half-hours a queue that takes them has."""
+    best_language: str = "en"
+    """The language whose firehose posts score a channel with too few posts of its own."""
 
     async def _record(self, jobs: Sequence[Job]) -> None:
         if self.journal is not None and jobs:
@@ -377,12 +388,42 @@ class Publishing:
             ))  # fmt: skip
         return made, occurring
 
-    async def set_queue(self, tenant: str, channel: str, slots: str | None) -> Channel:
+    async def set_queue(
+        self, tenant: str, channel: str, slots: str | None, best: bool | None = None
+    ) -> Channel:
         """Keep the channel's weekly queue slots, read in its zone ("mon-fri 09:00,13:30");
-        blank: no queue. `Invalid` says where the text is wrong."""
+        blank: no queue. `Invalid` says where the text is wrong. With `best`, "add to
+        queue" takes the channel's best times to post (read now, and again each day),
+        and its own slots only until they are known."""
         found = await asyncio.to_thread(self.store.channel, tenant, channel)
         kept = str(WeeklySlots.parse(slots, found.time_zone)) if slots and slots.strip() else None
-        return await asyncio.to_thread(self.store.set_queue, tenant, channel, kept)
+        changed = await asyncio.to_thread(self.store.set_queue, tenant, channel, kept, best)
+        if best:
+            await self.refresh_best(changed)
+            changed = await asyncio.to_thread(self.store.channel, tenant, channel)
+        return changed
+
+    async def refresh_best(self, channel: Channel) -> bool:
+        """Read the channel's best times to post again; whether they could be read (when
+        not, its queue keeps the ones it had, or its own slots)."""
+        if self.best_times is None:
+            return False
+        try:
+            best = await self.best_times.best(channel, self.best_language, self.best_count)
+        except (Transient, OutcomeUnknown, Permanent) as error:
+            log.warning("best times to post not read", channel=channel.id, error=str(error))
+            return False
+        text = "; ".join(f"{DAYS[day]} {time}" for day, time in best) or None
+        slots = str(WeeklySlots.parse(text, channel.time_zone)) if text else None
+        await asyncio.to_thread(self.store.keep_best_slots, channel.id, slots, self.clock.now_us())
+        return True
+
+    async def refresh_stale_best(self, every_s: float = 86_400.0, limit: int = 100) -> int:
+        """Read again the best times of every channel whose queue takes them and whose
+        were read longer than `every_s` ago; answers how many were."""
+        before = self.clock.now_us() - int(every_s * SECOND_US)
+        stale = await asyncio.to_thread(self.store.stale_best_slots, before, limit)
+        return sum([await self.refresh_best(channel) for channel in stale])
 
     def channel(self, tenant: str, channel: str) -> Channel:
         return self.store.channel(tenant, channel)
@@ -850,7 +891,11 @@ def _when(at: str | None, queue: bool, repeat: str | None) -> Recurrence | None:
 
 
 def _chooser(channel: Channel, now_us: int) -> Callable[[set[int]], int]:
-    """What picks `channel`'s next free queue slot, given the slots its open jobs take."""
+    """What picks `channel`'s next free queue slot, given the slots its open jobs take:
+    among its best times to post when its queue takes them and they are known."""
+    if channel.best_queue and channel.best_slots:
+        best = WeeklySlots.parse(channel.best_slots, channel.time_zone)
+        return lambda taken: next_free(best, now_us, taken)
     if not channel.queue:
         raise Invalid(
             f"{channel.account} ({channel.network}) has no queue: give it time slots first"
@@ -903,6 +948,7 @@ def channel_view(channel: Channel) -> dict[str, Any]:
         "id": channel.id, "network": channel.network, "account": channel.account,
         "service": channel.service, "time_zone": channel.time_zone,
         "limits": vars(channel.limits), "queue": channel.queue, "paused": channel.paused,
+        "best_queue": channel.best_queue, "best_slots": channel.best_slots,
     }  # fmt: skip
 
 

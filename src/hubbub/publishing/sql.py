@@ -76,6 +76,9 @@ channels = sa.Table(
     sa.Column("created_us", sa.BigInteger, nullable=False),
     sa.Column("queue", sa.Text),
     sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("best_queue", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("best_slots", sa.Text),
+    sa.Column("best_updated_us", sa.BigInteger),
     sa.UniqueConstraint("tenant", "network", "account"),
 )  # fmt: skip
 posts = sa.Table(
@@ -314,15 +317,33 @@ class SqlJobStore:
             )
             _log(db, [_job(row) for row in cancelled], now_us)
 
-    def set_queue(self, tenant: str, channel: str, slots: str | None) -> Channel:
+    def set_queue(
+        self, tenant: str, channel: str, slots: str | None, best: bool | None = None
+    ) -> Channel:
         mine = (channels.c.id == channel) & (channels.c.tenant == tenant)
+        values: dict[str, Any] = {"queue": slots}
+        if best is not None:
+            values["best_queue"] = best
         with self._engine.begin() as db:
             row = db.execute(
-                channels.update().where(mine).values(queue=slots).returning(*channels.c)
+                channels.update().where(mine).values(values).returning(*channels.c)
             ).first()
         if row is None:
             raise NotFound(f"no channel {channel!r}")
         return _channel(row)
+
+    def keep_best_slots(self, channel: str, slots: str | None, now_us: int) -> None:
+        with self._engine.begin() as db:
+            db.execute(channels.update().where(channels.c.id == channel).values(
+                best_slots=slots, best_updated_us=now_us))  # fmt: skip
+
+    def stale_best_slots(self, before_us: int, limit: int) -> list[Channel]:
+        stale = channels.c.best_queue & sa.or_(
+            channels.c.best_updated_us.is_(None), channels.c.best_updated_us < before_us
+        )
+        with self._engine.connect() as db:
+            rows = db.execute(sa.select(channels).where(stale).limit(limit)).all()
+        return [_channel(row) for row in rows]
 
     # Posts and jobs
 
@@ -1080,6 +1101,8 @@ def _channel(row: Any) -> Channel:
         id=row.id, tenant=row.tenant, network=row.network, account=row.account,
         service=row.service, time_zone=row.time_zone, limits=Limits(**limits),
         sealed_credentials=row.sealed_credentials, queue=row.queue, paused=bool(row.paused),
+        best_queue=bool(row.best_queue), best_slots=row.best_slots,
+        best_updated_us=row.best_updated_us,
     )  # fmt: skip
 
 

@@ -328,12 +328,14 @@ class Publisher:
 
 
 async def remind(service: Publishing, policy: PublishPolicy) -> None:
-    """Every `sweep_every_s`: remind approvers of steps waiting too long, and flag
-    posts due soon that are not approved yet (`Publishing.remind`)."""
+    """Every `sweep_every_s`: remind approvers of steps waiting too long, flag posts
+    due soon that are not approved yet (`Publishing.remind`), and read again the best
+    times to post of queues that take them, once a day each."""
     while True:
         told = await service.remind(policy.remind_after_s, policy.overdue_within_s)
         if told:
             log.info("reviews reminded or flagged", reviews=told)
+        await service.refresh_stale_best()
         await asyncio.sleep(policy.sweep_every_s)
 
 

@@ -1,5 +1,6 @@
 """Team workflow: approval workflows, each post version's review and the decisions on
-it, comments, every post's audit trail, tags on posts, and a pause on a channel's queue.
+it, comments, every post's audit trail, tags on posts, a pause on a channel's queue, and
+a queue that takes the channel's best times to post.
 
 Revision ID: p0004
 Revises: p0003
@@ -21,6 +22,12 @@ def upgrade() -> None:
         "publishing_channels",
         sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
     )
+    op.add_column(
+        "publishing_channels",
+        sa.Column("best_queue", sa.Boolean, nullable=False, server_default=sa.false()),
+    )
+    op.add_column("publishing_channels", sa.Column("best_slots", sa.Text))
+    op.add_column("publishing_channels", sa.Column("best_updated_us", sa.BigInteger))
     op.create_table(
         "publishing_workflows",
         sa.Column("id", sa.String(32), primary_key=True),
@@ -97,5 +104,8 @@ def downgrade() -> None:
     op.drop_table("publishing_decisions")
     op.drop_table("publishing_reviews")
     op.drop_table("publishing_workflows")
+    op.drop_column("publishing_channels", "best_updated_us")
+    op.drop_column("publishing_channels", "best_slots")
+    op.drop_column("publishing_channels", "best_queue")
     op.drop_column("publishing_channels", "paused")
     op.drop_column("publishing_posts", "tags")
