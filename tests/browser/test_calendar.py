@@ -13,7 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
+from icalendar import Calendar as ICalendar
 from playwright.async_api import Browser, Locator, Page, expect
 
 from tests.browser.test_web_app import PASSWORD, browser, person, screens, signed_in
@@ -142,6 +144,11 @@ async def test_dragging_a_post_to_another_half_hour_reschedules_it(desk: Desk) -
     await expect(cell(page, "2027-03-26T11:30").locator(".entry")).to_contain_text(WINTER)
     await until(lambda: _due_is(desk, WINTER, "2027-03-26T11:30"))
 
+    forged = await page.request.post(  # the session's cookie, without the page's token
+        "/calendar/reschedule",
+        data={"post": "0123456789abcdef", "channel": desk.channel, "at": "2027-03-26T12:00"},
+    )
+    assert forged.status == 403
     await page.reload()  # what the API says now, not only what the page moved
     await expect(cell(page, "2027-03-26T11:30").locator(".entry .time")).to_have_text("11:30")
     await expect(cell(page, "2027-03-26T09:00").locator(".entry")).to_have_count(0)
@@ -196,3 +203,57 @@ async def test_a_channels_queue_pauses_and_resumes_from_the_calendar(desk: Desk)
 
 async def _due_is(desk: Desk, text: str, at: str) -> bool:
     return await due_of(desk, text) == [paris_us(at)]
+
+
+async def test_a_move_the_api_refuses_is_said_and_the_post_goes_back(desk: Desk) -> None:
+    page = desk.page
+    theirs = await desk.stack.client.post(
+        "/v1/posts",
+        json={"text": "The owner's own", "channels": [desk.channel], "at": "2027-03-24T14:00"},
+        headers=auth(desk.owner["token"]),
+    )  # fmt: skip
+    assert theirs.status_code == 201, theirs.text
+    await page.reload()
+    owners = entry(page, "The owner's own")
+    await owners.drag_to(cell(page, "2027-03-25T14:00"))
+    await expect(page.locator("#calendar-error")).to_contain_text(
+        "“The owner's own” was not moved: "
+    )
+    await expect(cell(page, "2027-03-24T14:00").locator(".entry")).to_contain_text("owner's own")
+    assert await due_of(desk, "The owner's own") == [paris_us("2027-03-24T14:00")]
+
+
+async def test_add_to_queue_the_feed_and_the_heat_map(desk: Desk) -> None:
+    page, stack = desk.page, desk.stack
+    await page.get_by_text("Add to the queue of desk.bsky.social").click()
+    await page.get_by_label("Post for the next free slot of desk.bsky.social").fill(
+        "Queued from the calendar"
+    )
+    await page.get_by_role("button", name="Add to the queue").click()
+    await expect(page.get_by_role("status")).to_have_text("Added to the queue.")
+    [due] = await due_of(desk, "Queued from the calendar")
+    local = datetime.fromtimestamp(due / 1e6, PARIS)
+    assert local.strftime("%H:%M") == "09:00"  # the queue's next free slot
+    await page.goto(f"/calendar?day={local.date().isoformat()}")
+    await expect(cell(page, f"{local.date().isoformat()}T09:00").locator(".entry")).to_contain_text(
+        "Queued from the calendar"
+    )
+
+    await page.get_by_label("Best times to post on").select_option(label="desk.bsky.social")
+    await page.get_by_role("button", name="Show").click()
+    await expect(page.get_by_text("Heat map: the darker a half-hour")).to_be_visible()
+    assert await page.locator("td.cell[class*='heat-']").count() == 7 * 48
+    assert await page.get_by_text("No best times").count() == 0
+
+    await page.get_by_role("button", name="Get the address of my calendar feed").click()
+    address = await page.get_by_label("Calendar feed address").input_value()
+    assert address.startswith(f"{stack.url}/v1/public/calendar/")
+    async with httpx.AsyncClient() as outsider:
+        feed = await outsider.get(address)
+    assert feed.status_code == 200, feed.text
+    summaries = [str(e["summary"]) for e in ICalendar.from_ical(feed.content).walk("VEVENT")]
+    assert sorted(summaries) == sorted(
+        f"scheduled: {text}" for text in (WINTER, SUMMER, "Queued from the calendar")
+    )
+    await page.get_by_role("link", name="Back to the calendar").click()
+    await expect(page.get_by_role("heading", name="Calendar", level=1)).to_be_visible()
