@@ -19,6 +19,7 @@ from hubbub.cli import (
     mentions,
     publishing,
     reports,
+    review,
     routes,
     serve,
     tenants,
@@ -67,6 +68,7 @@ app.add_typer(flags.app, name="flags")
 app.add_typer(routes.app, name="routes")
 app.add_typer(publishing.channels_app, name="channels")
 app.add_typer(publishing.posts_app, name="posts")
+app.add_typer(review.workflows_app, name="workflows")
 app.add_typer(bench.app, name="bench")
 app.command()(serve.serve)
 app.command()(demo.demo)
