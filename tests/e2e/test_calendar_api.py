@@ -180,3 +180,80 @@ async def test_a_persons_feed_is_reached_by_its_signed_path_alone(stack: Stack) 
             assert b"BEGIN:VCALENDAR" not in answer.content
         tampered = await outsider.get(f"/v1/public/calendar/{token[:-8]}AAAAAAAA.ics")
         assert tampered.status_code == 404
+
+
+async def session_of(stack: Stack, owner: dict[str, str], email: str, role: str) -> str:
+    """`email` joins the owner's tenant with `role`; their session's token."""
+    invited = await stack.client.post(
+        "/v1/invites", json={"email": email, "role": role}, headers=auth(owner["token"])
+    )
+    assert invited.status_code == 201, invited.text
+    link = invited.json()["token"]
+    joined = await stack.client.post(
+        f"/v1/invitations/{link}/accept", json={"password": "correct horse battery"}
+    )
+    assert joined.status_code == 201, joined.text
+    signed = await stack.client.post(
+        "/v1/sessions", json={"email": email, "password": "correct horse battery"}
+    )
+    assert signed.status_code == 201, signed.text
+    return str(signed.json()["token"])
+
+
+async def feed_of(stack: Stack, token: str) -> list[str]:
+    """The summaries in the feed of whoever `token` is."""
+    made = await stack.client.post("/v1/calendar/feed", headers=auth(token))
+    assert made.status_code == 201, made.text
+    found = await stack.client.get(made.json()["path"])
+    assert found.status_code == 200, found.text
+    return [str(e["summary"]) for e in ICalendar.from_ical(found.content).walk("VEVENT")]
+
+
+async def test_a_post_under_review_is_on_the_calendar_moves_and_is_in_its_approvers_feed(
+    stack: Stack,
+) -> None:
+    owner = await stack.tenant("agency")
+    ed = await session_of(stack, owner, "ed@agency.example", "editor")
+    ada = await session_of(stack, owner, "ada@agency.example", "admin")
+    bo = await session_of(stack, owner, "bo@agency.example", "editor")
+    ada_id = (await stack.client.get("/v1/me", headers=auth(ada))).json()["id"]
+    desk = await channel(stack, owner["token"], "desk.bsky.social")
+    workflow = await stack.client.post(
+        "/v1/workflows",
+        json={"name": "Client posts", "channels": [desk],
+              "steps": [{"name": "Ada", "users": [ada_id], "mode": "any"}]},
+        headers=auth(owner["token"]),
+    )  # fmt: skip
+    assert workflow.status_code == 201, workflow.text
+    post = await schedule(stack, ed, "Waiting for Ada", desk, "2027-03-26T09:00")
+
+    waiting = (await calendar(stack, ed)).json()["entries"]
+    assert [(e["kind"], e["state"], e["local"], e["author"]) for e in waiting] == [
+        ("review", "in_review", "2027-03-26T09:00:00+01:00", waiting[0]["author"])
+    ]
+    assert waiting[0]["author"].startswith("user:")
+    assert await feed_of(stack, ada) == ["in review: Waiting for Ada"]  # asked to approve
+    assert await feed_of(stack, ed) == ["in review: Waiting for Ada"]  # wrote it
+    assert await feed_of(stack, bo) == []
+
+    moved = await stack.client.post(
+        f"/v1/posts/{post}/reschedule", json={"at": "2027-03-29T10:00", "channel": desk},
+        headers=auth(ed),
+    )  # fmt: skip
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["review"]["state"] == "in_review"
+    fortnight = await calendar(stack, ed, end="2027-04-05T00:00")
+    assert [(e["state"], e["local"]) for e in fortnight.json()["entries"]] == [
+        ("in_review", "2027-03-29T10:00:00+02:00")
+    ]
+
+    decided = await stack.client.post(
+        f"/v1/posts/{post}/review", json={"decision": "approve"}, headers=auth(ada)
+    )
+    assert decided.status_code in (200, 201), decided.text
+    approved = (await calendar(stack, ed, end="2027-04-05T00:00")).json()["entries"]
+    assert [(e["kind"], e["state"], e["local"]) for e in approved] == [
+        ("job", "scheduled", "2027-03-29T10:00:00+02:00")
+    ]
+    assert await feed_of(stack, ada) == ["scheduled: Waiting for Ada"]  # decided on it
+    assert await feed_of(stack, bo) == []
