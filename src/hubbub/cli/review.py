@@ -62,7 +62,9 @@ MaybeAsOption = Annotated[
         "--as", metavar="PERSON", help="Who acts: a user id or an email (default: the operator)."
     ),
 ]
-ReasonOption = Annotated[str | None, typer.Option(help="Why; required to reject or ask changes.")]
+ReasonOption = Annotated[
+    str | None, typer.Option(help="Why: needed to reject, or to ask for changes.")
+]
 VersionOption = Annotated[
     int | None,
     typer.Option(min=1, help="The version decided on: refused if the post changed since."),
@@ -407,8 +409,8 @@ def approve(
     tenant: TenantOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Approve the post's current step as `--as`; the last step's approval schedules the
-    approved version. Nobody approves their own post."""
+    """Approve the post's current step, as the person `--as` names; the last step's
+    approval schedules the approved version. Nobody approves their own post."""
     _decide("approved", post, person, reason, version, tenant, json)
 
 
