@@ -132,7 +132,7 @@ async def test_a_post_goes_through_changes_two_approvers_and_a_client_to_the_pds
     assert editor.url == post_page
     state = editor.locator("#review-state")
     await expect(state).to_have_text("in review")
-    await expect(editor.locator("#waiting-on")).to_contain_text("ada@agency.example")
+    await expect(editor.locator("#waiting-on")).to_be_visible()
     await expect(
         editor.get_by_text("You wrote this post: someone else approves it.")
     ).to_be_visible()
@@ -145,6 +145,7 @@ async def test_a_post_goes_through_changes_two_approvers_and_a_client_to_the_pds
     # An approver asks for changes, with a reason, and answers the comment.
     await open_from_approvals(admin, "Waiting on you", FIRST)
     assert admin.url == post_page
+    await expect(admin.locator("#waiting-on")).to_have_text("Waiting on you, bo@agency.example.")
     await admin.locator("details.reply summary").first.click()
     await admin.get_by_label("Your reply").fill("Yes, and say the time")
     await admin.get_by_role("button", name="Send the reply").click()
@@ -193,6 +194,21 @@ async def test_a_post_goes_through_changes_two_approvers_and_a_client_to_the_pds
     await expect(client.locator(".shared .text").first).to_have_text(EDITED)
     assert await client.get_by_role("navigation", name="Main").count() == 0
     await screens(client, "external-review")
+    # Another site cannot make the reviewer's browser approve: the form needs its token.
+    for form in ({"decision": "approve"}, {"decision": "approve", "csrf": "forged"}):
+        refused = await client_context.request.post(link, form=form, max_redirects=0)
+        assert refused.status == 403, await refused.text()
+    forged = await client_context.new_page()
+    await forged.goto(link[:-4] + "AAAA")
+    await expect(forged.get_by_role("alert")).to_contain_text("This review link does not work")
+    await client.reload()
+    await expect(client.locator("#review-state")).to_have_text("in review")
+    said = "Lovely! <b>Can we add the address?</b>"
+    await client.get_by_label("Your comment").fill(said)
+    await client.get_by_role("button", name="Comment", exact=True).click()
+    await expect(client.get_by_role("status")).to_have_text("Your comment is posted.")
+    mine = client.locator(".comment").filter(has_text=said)
+    await expect(mine.locator(".byline")).to_have_text("Carla <Client>")
     await client.get_by_role("button", name="Approve").click()
     await expect(client.get_by_role("status")).to_have_text("Thank you: your approval is recorded.")
     await expect(client.locator("#review-state")).to_have_text("approved")
@@ -221,7 +237,7 @@ async def expect_audit_in_order(page: Page) -> None:
     said = [line.strip() for line in await actions.all_inner_texts()]
     wanted = [
         "created", "commented", "asked for changes", "edited (a new version)", "approved",
-        "approved", "made an external reviewer's link", "approved", "published",
+        "approved", "made an external reviewer's link", "commented", "approved", "published",
     ]  # fmt: skip
     found = iter(said)
     assert all(action in found for action in wanted), said  # in this order, maybe with more

@@ -143,7 +143,8 @@ class Reviews:
 
     async def audit_csv(self, token: str, post: str) -> bytes:
         answer = await self.api.call("GET", f"/v1/posts/{_part(post)}/audit.csv", token=token)
-        _checked(answer)
+        if not answer.ok:
+            raise Problem(answer.status, answer.detail())
         return answer.body
 
     async def make_link(self, token: str, post: str, name: str, hours: int) -> dict[str, Any]:
@@ -187,8 +188,10 @@ class Reviews:
         """What an external reviewer's link shows: its post, review and comments."""
         return dict(_checked(await self.api.call("GET", f"/v1/public/reviews/{_part(link)}")))
 
-    async def decide_shared(self, link: str, decision: Decision, reason: str) -> None:
-        body = {"decision": decision, "reason": reason or None}
+    async def decide_shared(
+        self, link: str, decision: Decision, reason: str, version: int | None
+    ) -> None:
+        body = {"decision": decision, "reason": reason or None, "version": version}
         path = f"/v1/public/reviews/{_part(link)}"
         _checked(await self.api.call("POST", path, json=body))
 
@@ -279,9 +282,10 @@ def names_of(people: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 def who_is(key: str | None, names: Mapping[str, str], me: str | None = None) -> str:
     """A person, role or reviewer named in a review, as a person reads it: `user:<id>`
     or a bare user id by their email ("you" for `me`), `role:<name>` as anyone with the
-    role, `link:<name>` and `external` as an external reviewer."""
+    role, `link:<name>` and `external` as an external reviewer; nobody (the platform's
+    own doing) as Hubbub."""
     if not key:
-        return "someone"
+        return "Hubbub"  # the platform itself: a job made or sent
     if key.startswith("role:"):
         return f"anyone who is {key.removeprefix('role:')}"
     if key == "external":
@@ -599,12 +603,13 @@ def _shared_routes(router: APIRouter, reviews: Reviews, kit: PageKit) -> None:
         link: str,
         decision: Annotated[str, Form()],
         reason: Annotated[str, Form(max_length=2000)] = "",
+        version: Annotated[int | None, Form()] = None,
     ) -> Response:
         chosen = _decision(decision, EXTERNAL_DECISIONS)
 
         async def act() -> None:
             _reason_needed(chosen, reason)
-            await reviews.decide_shared(link, chosen, reason.strip())
+            await reviews.decide_shared(link, chosen, reason.strip(), version)
 
         return await acting(request, link, chosen, act())
 
