@@ -117,6 +117,7 @@ async def test_posts_show_at_nine_in_paris_on_both_sides_of_the_change_to_summer
     await expect(friday.locator(".entry")).to_contain_text(WINTER)  # shown as text
     await expect(friday.locator(".entry .time")).to_have_text("09:00")
     await expect(friday.locator(".entry .label")).to_have_text("Scheduled")
+    await expect(friday.locator(".entry .where")).to_have_text("desk.bsky.social, by you")
     sunday = cell(page, "2027-03-28T09:00")  # the day the clocks go forward
     await expect(sunday.locator(".slot")).to_have_text("Free slot: desk.bsky.social")
     assert await page.locator("table.calendar tbody tr").count() == 48

@@ -8,6 +8,7 @@ from datetime import date
 
 from hubbub.ui.calendar import (
     Grid,
+    People,
     days_shown,
     filters_of,
     heat_levels,
@@ -94,3 +95,15 @@ def test_filters_are_split_and_kept_in_the_links() -> None:
         "/calendar?view=month&day=2026-10-01&channel=c1&author=user%3Aed&author=user%3Abo"
         "&state=scheduled&tag=q4&tag=launch&heat=c1"
     )
+
+
+def test_authors_are_named_by_their_email_or_as_you() -> None:
+    names = People([{"id": "u1", "email": "ed@desk.example"}, {"id": "u2", "email": "bo@x"}], "u2")
+    assert names.name_of("user:u1") == "ed@desk.example"
+    assert names.name_of("user:u2") == "you"
+    assert names.name_of("user:u9") == "user:u9"
+    assert names.name_of("k_abc") == "k_abc"  # an API key, as the API names it
+    assert [names.key_of(typed) for typed in ("ed@desk.example", "you", "k_abc")] == [
+        "user:u1", "user:u2", "k_abc",
+    ]  # fmt: skip
+    assert shown_entry(entry("2026-10-23T09:00:00+02:00"), names)["by"] == "user:ed"

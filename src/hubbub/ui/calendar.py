@@ -12,6 +12,7 @@ changes is what the API lets them. Every POST carries the page's CSRF token.
 
 # No `from __future__ import annotations` here: the routes' dependencies are closures,
 # which FastAPI can only see in annotations evaluated at once.
+import asyncio
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -81,6 +82,11 @@ class CalendarApi:
     async def channels(self, token: str) -> list[Any]:
         return list(_answered(await self.api.call("GET", "/v1/channels", token=token)))
 
+    async def people(self, token: str) -> list[Any]:
+        """The workspace's people; none when the caller may not list them."""
+        answer = await self.api.call("GET", "/v1/users", token=token)
+        return list(answer.json()) if answer.ok else []
+
     async def reschedule(self, token: str, post: str, at: str, channel: str | None) -> Any:
         body = {"at": at, **({"channel": channel} if channel else {})}
         path = f"/v1/posts/{quote(post, safe='')}/reschedule"
@@ -132,13 +138,37 @@ def local_parts(local: str) -> tuple[date, int, str]:
     return moment.date(), (moment.hour * 60 + moment.minute) // 30, moment.strftime("%H:%M")
 
 
-def shown_entry(entry: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class People:
+    """How the page names authors: `user:<id>` by their email where the caller may list
+    the workspace's people (admins), "you" for the caller, else as the API names them."""
+
+    people: Sequence[dict[str, Any]] = ()
+    me: str = ""
+
+    def name_of(self, key: str) -> str:
+        user = key.removeprefix("user:")
+        if key.startswith("user:") and user == self.me:
+            return "you"
+        emails = {str(p.get("id")): str(p.get("email")) for p in self.people}
+        return emails.get(user, key) if key.startswith("user:") else key
+
+    def key_of(self, typed: str) -> str:
+        """The author key a person typed: an email of the workspace, "you", or a key."""
+        if typed == "you" and self.me:
+            return f"user:{self.me}"
+        found = next((p for p in self.people if p.get("email") == typed), None)
+        return f"user:{found['id']}" if found else typed
+
+
+def shown_entry(entry: dict[str, Any], names: People | None = None) -> dict[str, Any]:
     day, _, time = local_parts(entry["local"])
     movable = entry["state"] in MOVABLE and entry["kind"] != "draft" and bool(entry["channel"])
     return {
         **entry, "day": day, "time": time, "at": f"{day.isoformat()}T{time}",
         "label": STATES.get(entry["state"], entry["state"]), "movable": movable,
         "where": entry["account"] or "a removed channel",
+        "by": (names or People()).name_of(entry["author"]),
     }  # fmt: skip
 
 
@@ -320,18 +350,24 @@ def build_router(
             "query": request.url.query, "link": linking(filters, heat),
         }  # fmt: skip
         try:
-            found = await calendar.calendar(person.session, first, after, person.zone, filters)
-            channels = await calendar.channels(person.session)
+            channels, people = await asyncio.gather(
+                calendar.channels(person.session), calendar.people(person.session)
+            )
+            names = People(people, str(person.me.get("id") or ""))
+            asked = {**filters, "author": [names.key_of(a) for a in filters["author"]]}
+            found, (heated, heat_problem) = await asyncio.gather(
+                calendar.calendar(person.session, first, after, person.zone, asked),
+                heat_of(person, channels, heat),
+            )
         except Problem as problem:
             return page(request, "calendar.html", person, error=str(problem),
                         status=problem.status, grid=None, channels=[], **context)  # fmt: skip
-        heated, heat_problem = await heat_of(person, channels, heat)
-        entries = [shown_entry(entry) for entry in found["entries"]]
+        entries = [shown_entry(entry, names) for entry in found["entries"]]
         grid = Grid(view, first, after, entries, free_slots(found["channels"]), heated)
         return page(
             request, "calendar.html", person, grid=grid, channels=found["channels"],
             all_channels=channels, heat_problem=heat_problem,
-            authors=sorted({e["author"] for e in entries}), **context,
+            authors=sorted({names.name_of(e["author"]) for e in entries}), **context,
         )  # fmt: skip
 
     async def heat_of(
