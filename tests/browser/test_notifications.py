@@ -13,10 +13,12 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from hubbub.kernel.events import NoticeIssued, PersonChanged
+from tests.conftest import until
 from tests.support.browser import CHROMIUM, LAUNCH_ARGS
 from tests.support.stack import Stack, auth, start_stack
 
 PASSWORD = "correct horse battery"
+AXE = Path(__file__).resolve().parents[2] / ".venv" / "axe-core" / "axe.min.js"
 T0 = 1_800_000_000_000_000
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no browser at {CHROMIUM}")
 
@@ -67,8 +69,8 @@ async def notice(stack: Stack, user: dict[str, Any], number: int, title: str, **
     ])  # fmt: skip
 
 
-async def sign_in(browser: Browser, stack: Stack, email: str) -> Page:
-    context = await browser.new_context(base_url=stack.url)
+async def sign_in(browser: Browser, stack: Stack, email: str, *, axe: bool = False) -> Page:
+    context = await browser.new_context(base_url=stack.url, bypass_csp=axe)  # axe is injected
     page = await context.new_page()
     await page.goto("/signin")
     await page.get_by_label("Email").fill(email)
@@ -127,3 +129,28 @@ async def test_a_notice_rings_the_bell_and_lands_on_the_open_page_live_as_text(
     await expect(other.locator("#notification-list > li")).to_have_count(1)
     await expect(other.locator("#notification-list")).to_contain_text("Globex's own news")
     await expect(other.locator("#notification-list")).not_to_contain_text("review")
+
+
+async def test_the_notifications_page_passes_axe(stack: Stack, browser: Browser) -> None:
+    if not AXE.exists():
+        pytest.skip(f"axe-core is not at {AXE}: `make test` fetches it")
+    acme = await stack.tenant("Acme")
+    ann = await join(stack, acme, "ann@acme.example", "viewer")
+    await notice(stack, ann, 1, "Bob asks for your review", body="Launch post", link="/publish")
+    await notice(stack, ann, 2, "Cy commented")
+    inbox = await stack.platform.notifications()
+
+    async def delivered() -> bool:
+        return await inbox.unread(ann["tenant"], ann["id"]) == 2
+
+    await until(delivered)
+    page = await sign_in(browser, stack, "ann@acme.example", axe=True)
+    await page.goto("/notifications")
+    await page.locator("#notification-list form").first.get_by_role("button").click()
+    await page.add_script_tag(path=str(AXE))
+    violations = await page.evaluate(
+        """async () => (await axe.run()).violations
+             .filter(v => v.impact === "serious" || v.impact === "critical")
+             .map(v => `${v.id}: ${v.help} (${v.nodes.length})`)"""
+    )
+    assert violations == []
