@@ -25,7 +25,7 @@ from hubbub.bootstrap import (
 )
 from hubbub.eventlog.ports import EventLog
 from hubbub.kernel.clock import FixedClock
-from hubbub.kernel.events import NoticeIssued, PersonChanged
+from hubbub.kernel.events import DEADLETTER, InputRejected, NoticeIssued, PersonChanged
 from hubbub.notifications import worker
 from hubbub.notifications.ports import Mailer, NotificationStore
 from hubbub.notifications.worker import NotificationPolicy
@@ -122,7 +122,9 @@ TEAM = [
 
 
 async def send_all(parts: Parts, clock: FixedClock) -> None:
-    while await worker.send_emails(parts.store, parts.mailer, parts.policy, clock, "test"):
+    while await worker.send_emails(
+        parts.store, parts.mailer, parts.policy, clock, "test", parts.event_log
+    ):
         pass
 
 
@@ -192,6 +194,11 @@ async def test_a_refused_email_is_dead_with_the_servers_reason(
     assert "550" in dead.error
     assert "no such mailbox" in dead.error
     assert len(parts.store.listing("acme", "u-bob").notifications) == 1  # the inbox has it
+    (told,) = [r.event for r in await parts.event_log.read(DEADLETTER)]
+    assert isinstance(told, InputRejected)
+    assert told.reason.startswith("the email to user u-bob was given up on: refused: ")
+    assert "550" in told.reason
+    assert "Bob@acme.example" not in told.detail
 
 
 async def test_an_unreachable_server_is_tried_again_with_backoff_then_given_up(

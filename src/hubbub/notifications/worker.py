@@ -12,7 +12,8 @@
 - The postman (`send_emails`): claims due emails from the outbox with a lease and hands
   them to the `Mailer`; one that fails for now is due again after a backoff (doubling
   from `email_backoff_s`), one refused for good, or failing `email_attempts` times, is
-  kept as dead with its reason and logged. Without a mailer (no SMTP host set) email is
+  kept as dead with its reason, logged, and told to the log's dead-letter topic
+  (`hubbub deadletter list`). Without a mailer (no SMTP host set) email is
   off: notifications reach the inbox only, as the role says when it starts.
 - Retention (`keep_bounded`): read notifications older than `keep_read_s`, sent and dead
   emails older than that too, are dropped every `prune_every_s`.
@@ -36,7 +37,7 @@ from hubbub.eventlog.follow import every
 from hubbub.eventlog.ports import EventLog
 from hubbub.kernel.background import Background, note_failure
 from hubbub.kernel.clock import Clock
-from hubbub.kernel.events import CONTROL, NOTICES, NoticeIssued, PersonChanged
+from hubbub.kernel.events import CONTROL, NOTICES, InputRejected, NoticeIssued, PersonChanged
 from hubbub.kernel.tracing import consumer_span
 from hubbub.notifications.ports import (
     Email,
@@ -119,9 +120,17 @@ async def catch_up(
 
 
 async def send_emails(
-    store: NotificationStore, mailer: Mailer, policy: NotificationPolicy, clock: Clock, holder: str
+    store: NotificationStore,
+    mailer: Mailer,
+    policy: NotificationPolicy,
+    clock: Clock,
+    holder: str,
+    event_log: EventLog | None = None,
 ) -> int:
-    """Send the emails due now, all at once; returns how many were tried."""
+    """Send the emails due now, all at once; returns how many were tried. Each one given
+    up on is also told to the log's dead-letter topic (when `event_log` is given), before
+    it is settled: a crash between the two tries it again and tells the same event, which
+    the log drops."""
     now_us = clock.now_us()
     claimed = await asyncio.to_thread(
         store.claim_emails, holder, now_us, policy.email_lease_s, policy.email_batch
@@ -129,8 +138,26 @@ async def send_emails(
     if not claimed:
         return 0
     outcomes = await asyncio.gather(*(_try(mailer, e, policy, clock) for e in claimed))
+    dead = [
+        rejected(email, outcome.error, now_us)
+        for email, outcome in zip(claimed, outcomes, strict=True)
+        if outcome.error is not None and outcome.retry_at_us is None
+    ]
+    if dead and event_log is not None:
+        await event_log.append(dead)
     await asyncio.to_thread(store.settle_emails, holder, outcomes, clock.now_us())
     return len(claimed)
+
+
+def rejected(email: Email, reason: str, now_us: int) -> InputRejected:
+    """A dead email, for the dead-letter topic: its Message-ID and why it was given up on;
+    who it was for by id (the address and the text stay in the outbox)."""
+    return InputRejected(
+        id=f"email-dead-{email.id}-{email.message_id}", key=email.tenant, ts=now_us,
+        source="notifications", raw=email.message_id.encode(),
+        reason=f"the email to user {email.user} was given up on: {reason}",
+        detail=f"notifications outbox email {email.id}, tenant {email.tenant}",
+    )  # fmt: skip
 
 
 async def _try(mailer: Mailer, email: Email, policy: NotificationPolicy, clock: Clock) -> Settled:
@@ -159,13 +186,17 @@ def _dead(email: Email, reason: str) -> Settled:
 
 
 async def deliver_emails(
-    store: NotificationStore, mailer: Mailer, policy: NotificationPolicy, clock: Clock
+    store: NotificationStore,
+    mailer: Mailer,
+    policy: NotificationPolicy,
+    clock: Clock,
+    event_log: EventLog | None = None,
 ) -> None:
     """Send due emails every `email_interval_s` (at once again while there are more)."""
     holder = f"{socket.gethostname()}:{os.getpid()}"
     while True:
         try:
-            tried = await send_emails(store, mailer, policy, clock, holder)
+            tried = await send_emails(store, mailer, policy, clock, holder, event_log)
         except Exception as failure:  # the store did not answer: the next tick tries again
             log.exception("emails could not be sent")
             note_failure(failure)
@@ -211,4 +242,4 @@ def run(
         log.info("email is off (HUBBUB_SMTP_HOST is not set): notifications go to the inbox only")
         return
     log.info("notifications are emailed too", sender=policy.email.sender)
-    background.start("emails", lambda: deliver_emails(store, mailer, policy, clock))
+    background.start("emails", lambda: deliver_emails(store, mailer, policy, clock, event_log))
