@@ -230,3 +230,22 @@ async def test_the_web_app_passes_the_stream_on_and_says_204_when_there_is_none(
             assert events[1]["data"]["title"] == "Hello"
         await stack.servers["notifications"].__aexit__(None, None, None)  # the role stops
         assert (await client.get("/notifications/stream")).status_code == 204
+
+
+async def test_people_the_gateway_tells_the_log_of_are_notified(stack: Stack) -> None:
+    """No test-made `PersonChanged` here: the gateway's own directory names the people."""
+    acme = await stack.tenant("acme")
+    made = await stack.client.post(
+        "/v1/invites", json={"email": "Ann@acme.example", "role": "viewer"},
+        headers=auth(acme["token"]),
+    )  # fmt: skip
+    joined = await stack.client.post(
+        f"/v1/invitations/{made.json()['token']}/accept", json={"password": PASSWORD}
+    )
+    token = joined.json()["token"]
+    await notice(stack, acme["id"], 1, handles=["ann"], title="@ann, have a look")
+
+    async def delivered() -> bool:
+        return (await listed(stack, token))["unread"] == 1
+
+    await until(delivered)
