@@ -46,6 +46,12 @@ def test_named_users_role_members_and_handles_each_once_without_the_actor() -> N
     assert users(found) == ["u-ann", "u-bob"]
 
 
+def test_a_user_named_by_their_sessions_key_is_the_same_user() -> None:
+    found = recipients(notice(users=["user:u-ann", "user:u-bob"], actor="user:u-bob"),
+                       Directory.of(PEOPLE))  # fmt: skip
+    assert users(found) == ["u-ann"]
+
+
 def test_only_active_people_of_the_notices_tenant() -> None:
     directory = Directory.of(PEOPLE)
     found = recipients(notice(users=["u-eve", "u-dee"], roles=["admin"]), directory)

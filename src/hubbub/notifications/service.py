@@ -67,12 +67,18 @@ def handle_matches(handle: str, email: str) -> bool:
     return bool(wanted) and wanted in (address, address.partition("@")[0])
 
 
+def user_id(named: str) -> str:
+    """A user's id, also when named as its sessions' key (`user:<id>`)."""
+    return named.removeprefix("user:")
+
+
 def recipients(notice: NoticeIssued, directory: Directory) -> list[Person]:
     """Who `notice` is for, in a stable order (named users, role members, handles), each
     once: active people of its tenant, not its actor."""
     people = [p for p in directory.tenant(notice.tenant).values() if p.active]
-    named = set(notice.users)
+    named = {user_id(user) for user in notice.users}
     roles = set(notice.roles)
+    actor = user_id(notice.actor)
     chosen = [p for p in people if p.user in named]
     chosen += sorted((p for p in people if p.role in roles), key=lambda p: p.user)
     for handle in notice.handles:
@@ -80,7 +86,7 @@ def recipients(notice: NoticeIssued, directory: Directory) -> list[Person]:
                          key=lambda p: p.user)  # fmt: skip
     unique: dict[str, Person] = {}
     for person in chosen:
-        if person.user != notice.actor:
+        if person.user != actor:
             unique.setdefault(person.user, person)
     return list(unique.values())
 
