@@ -126,7 +126,9 @@ async def test_a_tenant_never_reaches_another_tenants_resources(stack: Stack) ->
         bodies = {
             "put": {"enabled": True, "percent": 50.0, "slots": "mon 09:00", "text": "b's"},
             "patch": {"sensitivity": "high"},
-        }
+            "post": {"at": "2030-01-07T09:00", "decision": "approve", "text": "b's",
+                     "name": "Eve"},
+        }  # fmt: skip
         body = bodies.get(method)  # well-formed: only whose it is may refuse the call
         answer = await stack.client.request(
             method.upper(), url, headers=auth(b["token"]), json=body
@@ -286,7 +288,7 @@ async def test_when_mentions_is_down_only_its_routes_answer_503(stack: Stack) ->
     assert health == {
         "status": "degraded",
         "roles": {"gateway": "ok", "ingest": "ok", "mentions": "down", "analytics": "ok",
-                  "publishing": "ok", "legacy": "ok", "web": "ok"},
+                  "publishing": "ok", "notifications": "ok", "legacy": "ok", "web": "ok"},
     }  # fmt: skip
     reports = await stack.client.get(
         "/v1/reports/top/hashtags",

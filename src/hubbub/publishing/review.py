@@ -24,6 +24,7 @@ from typing import Final
 
 from hubbub.publishing.ports import (
     Actor,
+    Conflict,
     Decision,
     DecisionKind,
     Forbidden,
@@ -130,7 +131,7 @@ def decide(
     """The review once `actor` decides `kind`, and the decision; `Forbidden` when the
     actor may not decide it now, `Invalid` when a reason is missing."""
     if review.state != "in_review":
-        raise Forbidden(f"the post is not waiting for a decision: it is {_said(review.state)}")
+        raise Conflict(f"the post is not waiting for a decision: it is {_said(review.state)}")
     if actor.key == review.author:
         raise Forbidden("nobody approves their own post")
     step = review.steps[review.step]
