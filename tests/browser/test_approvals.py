@@ -256,3 +256,94 @@ async def until_s(check: Callable[[], Awaitable[bool]], seconds: float) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"the condition did not hold within {seconds} s")
+
+
+async def test_workflows_are_an_admins_to_edit_and_a_rejection_needs_its_reason(
+    tmp_path: Path, browser: Browser
+) -> None:
+    loopback = {"publish_allowed_networks": [ipaddress.ip_network("127.0.0.0/8")]}
+    stack, resources = await start_stack(tmp_path, platform_settings=loopback)
+    async with resources:
+        owner = await stack.tenant("Agency")
+        for email, role in (("ada@agency.example", "admin"), ("ed@agency.example", "editor")):
+            await person(stack, owner, email, role)
+        made = await stack.client.post(
+            "/v1/channels",  # never published to: the post is rejected
+            json={"network": "bluesky", "account": "agency.bsky.social",
+                  "service": "http://127.0.0.1:9", "app_password": "abcd-efgh-ijkl-mnop"},
+            headers=auth(owner["token"]),
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        admin_context, admin = await signed_in(browser, stack, "ada@agency.example")
+        await admin.goto("/settings/workflows")
+        new = admin.locator("form[action='/settings/workflows']")
+        await new.get_by_label("Workflow name").fill("Editors' <posts>")
+        await new.get_by_role("checkbox", name="editors").check()
+        first = new.get_by_role("group", name="Step 1", exact=True)
+        await first.get_by_role("checkbox", name="anyone who is admin").check()
+        await new.get_by_role("button", name="Make the workflow").click()
+        await expect(admin.get_by_role("alert")).to_have_text("Step 1 needs a name.")
+        new = admin.locator("form[action='/settings/workflows']")
+        await new.get_by_label("Workflow name").fill("Editors' <posts>")
+        await new.get_by_role("checkbox", name="editors").check()
+        first = new.get_by_role("group", name="Step 1", exact=True)
+        await first.get_by_label("Name of step 1").fill("Lead")
+        await first.get_by_role("checkbox", name="anyone who is admin").check()
+        await new.get_by_role("button", name="Make the workflow").click()
+        made_one = admin.get_by_role("article").filter(has_text="Editors' <posts>")
+        await expect(made_one).to_contain_text("Lead: any one of anyone who is admin")
+
+        # Edited: a second step, for a named person.
+        await made_one.get_by_text("Edit Editors' <posts>").click()
+        second = made_one.get_by_role("group", name="Step 2", exact=True)
+        await second.get_by_label("Name of step 2").fill("Legal")
+        await second.get_by_role("checkbox", name="ada@agency.example").check()
+        await made_one.get_by_role("button", name="Save Editors' <posts>").click()
+        await expect(made_one).to_contain_text("Legal: any one of ada@agency.example")
+
+        # An editor neither sees nor manages workflows, and their post waits for them.
+        editor_context, editor = await signed_in(browser, stack, "ed@agency.example")
+        assert await editor.get_by_role("link", name="Workflows").count() == 0
+        refused = await editor.goto("/settings/workflows")
+        assert refused is not None
+        assert refused.status == 403
+        await editor.goto("/publish")
+        await editor.get_by_label("Post", exact=True).fill("A post nobody should publish")
+        await editor.get_by_role("checkbox", name="agency.bsky.social").check()
+        await editor.get_by_role("button", name="Schedule").click()
+        await expect(editor.locator("#review-state")).to_have_text("in review")
+        await expect(editor.get_by_role("listitem").filter(has_text="Lead")).to_contain_text("now")
+
+        # A rejection says why, or is refused.
+        await admin.goto(editor.url)
+        await decide(admin, "Reject")
+        await expect(admin.get_by_role("alert")).to_contain_text("a reason is needed")
+        await decide(admin, "Reject", "Off-brand <tone>")
+        await expect(admin.locator("#review-state")).to_have_text("rejected")
+        await expect(admin.locator(".decisions")).to_contain_text("“Off-brand <tone>”")
+        assert await admin.get_by_role("button", name="Approve").count() == 0
+        await admin.goto("/approvals")
+        listed = admin.get_by_role("table", name="Every post in review")
+        await expect(listed.get_by_role("row").filter(has_text="A post nobody")).to_contain_text(
+            "rejected"
+        )
+        await screens(admin, "approvals")
+
+        # Another tenant's admin sees none of it.
+        other = await stack.tenant("Rival")
+        await person(stack, other, "rita@rival.example", "admin")
+        rival_context, rival = await signed_in(browser, stack, "rita@rival.example")
+        await rival.goto("/settings/workflows")
+        await expect(rival.get_by_text("No workflows")).to_be_visible()
+        await rival.goto("/approvals")
+        await expect(rival.get_by_text("No post is in review.")).to_be_visible()
+        answer = await rival.goto(editor.url + "/review")
+        assert answer is not None
+        assert answer.status == 404
+
+        # Deleted, it is gone.
+        await admin.goto("/settings/workflows")
+        await admin.get_by_role("button", name="Delete Editors' <posts>").click()
+        await expect(admin.get_by_text("No workflows")).to_be_visible()
+        for context in (admin_context, editor_context, rival_context):
+            await context.close()
