@@ -89,11 +89,13 @@ async def test_a_post_goes_through_its_workflow_from_the_command_line(
         # Scheduled under it: nothing to publish until the last step approves.
         made = await cli(data, "posts", "schedule", "Launch day", "--channel", channel,
                          "--json", *acme)  # fmt: skip
-        assert json.loads(made) == []
+        said = json.loads(made)
+        assert (said["review"], said["waiting_on"]) == ("in_review", ["role:admin"])
         (waiting,) = json.loads(
             await cli(data, "posts", "reviews", "--as", "bob@example.com", "--json", *acme)
         )
         post = waiting["post"]
+        assert post == said["post"]
         assert (waiting["text"], waiting["waiting_on"], waiting["can_decide"]) == (
             "Launch day", ["role:admin"], True,
         )  # fmt: skip

@@ -9,6 +9,7 @@ hidden prompt, or from stdin when piped, never from an argument. The publishing 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,7 @@ from hubbub.eventlog.ports import EventLog
 from hubbub.kernel.clock import SystemClock
 from hubbub.publishing.api import change_view, job_view, queue_view
 from hubbub.publishing.ports import Invalid, NotFound
+from hubbub.publishing.review import waiting_on
 from hubbub.publishing.service import Publishing, channel_view
 
 channels_app = typer.Typer(help="Accounts posts are published to.", no_args_is_help=True)
@@ -277,10 +279,23 @@ def schedule(
         Literal["public", "unlisted", "private", "direct"],
         typer.Option(help="Mastodon: who sees it."),
     ] = "public",
+    tag: Annotated[
+        list[str] | None, typer.Option(help="A label for the calendar; repeat for several.")
+    ] = None,
+    as_: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            metavar="PERSON",
+            help="Who writes it: a user id or an email (their role picks the approval"
+            " workflows that apply). Default: the command line.",
+        ),
+    ] = None,
     tenant: TenantOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Schedule a post to channels, now or `--at`; prints each job's id.
+    """Schedule a post to channels, now or `--at`; prints each job's id, or, when an
+    approval workflow applies, the post's id and who it waits for.
 
     hubbub posts schedule "Our new office" --channel C1 --image office.jpg
     --alt "A bright room with six desks" --part "More photos tomorrow"
@@ -299,21 +314,32 @@ def schedule(
             fail(f"--variant {given!r}: write it CHANNEL=TEXT")
         variants[named] = said
 
-    async def made(publishing: Publishing) -> list[dict[str, Any]]:
+    from hubbub.cli.review import _person
+
+    author = _person(chosen, as_)
+
+    async def made(publishing: Publishing) -> tuple[str, list[dict[str, Any]], list[str]]:
         media: list[list[str]] = [[] for _ in texts]
         for (index, _, described), content in zip(images, data, strict=True):
             media[index].append((await publishing.add_media(chosen, content, described)).id)
         thread = list(zip(texts[1:], media[1:], strict=True))
-        _, jobs = await publishing.schedule(
-            chosen, "cli", text, channel, at=at, media=media[0], thread=thread, queue=queue,
-            repeat=repeat, variants=variants, language=language, spoiler=spoiler,
-            visibility=visibility,
+        post, jobs = await publishing.schedule(
+            chosen, author.key, text, channel, at=at, media=media[0], thread=thread,
+            queue=queue, repeat=repeat, variants=variants, language=language, spoiler=spoiler,
+            visibility=visibility, tags=tag or (), role=author.role,
         )  # fmt: skip
-        return [job_view(job) for job in jobs]
+        review = await asyncio.to_thread(publishing.review, chosen, post.id)
+        waiting = waiting_on(review.steps[0], []) if review else []
+        return post.id, [job_view(job) for job in jobs], waiting
 
-    jobs = _with_publishing(made)
+    post, jobs, waiting = _with_publishing(made)
     if json:
-        print_json(jobs)
+        print_json(jobs if not waiting else {"post": post, "review": "in_review",
+                                             "waiting_on": waiting})  # fmt: skip
+        return
+    if waiting:
+        console.print(f"post {post} waits for approval from {', '.join(waiting)}:"
+                      f" `hubbub posts review {post}` shows where it is")  # fmt: skip
         return
     for job in jobs:
         print(job["id"])
