@@ -49,6 +49,11 @@ FEED_AHEAD_DAYS: Final = 184
 FEED_PATH: Final = "/v1/public/calendar/{token}.ics"
 EVENT_MINUTES: Final = 15
 """How long a post's event lasts in a person's calendar: a post is a moment."""
+FEED_ANSWERS: Final[dict[int | str, dict[str, Any]]] = {
+    200: {"description": "The feed (RFC 5545).",
+          "content": {"text/calendar": {"schema": {"type": "string"}}}},
+    404: {"description": "No such feed: its token was not made here, was changed, or ended."},
+}  # fmt: skip
 TimeText = Annotated[
     str, Query(max_length=64, description="ISO 8601; without an offset, in `zone`.")
 ]
@@ -214,7 +219,7 @@ def build_router(
         until = wall_time(now_us + FEED_DAYS * 86_400 * SECOND_US, UTC)
         return {"path": FEED_PATH.format(token=token), "until": until.isoformat()}
 
-    @router.get(FEED_PATH, response_class=Response)
+    @router.get(FEED_PATH, response_class=Response, responses=FEED_ANSWERS)
     async def feed(token: str, publishing: Service, reader: Reader) -> Response:
         """A person's iCalendar feed, by the token `POST /v1/calendar/feed` made; a 404
         for any other."""
