@@ -176,8 +176,11 @@ class Reviews:
         path = f"/v1/workflows/{_part(workflow)}"
         _checked(await self.api.call("DELETE", path, token=token))
 
-    async def people(self, token: str) -> list[Any]:
-        """The tenant's users; none when the caller may not list them (not an admin)."""
+    async def people(self, token: str, admin: bool = True) -> list[Any]:
+        """The tenant's users; none when the caller may not list them (only admins and
+        owners may: to others, people are named by their ids)."""
+        if not admin:
+            return []
         answer = await self.api.call("GET", "/v1/users", token=token)
         return list(answer.json()) if answer.ok else []
 
@@ -364,9 +367,7 @@ def routes(api: PlatformApi, kit: PageKit) -> APIRouter:
     Who = Annotated[Any, Depends(kit.member)]
     Posting = Annotated[Any, Depends(kit.posting)]
 
-    async def panel(
-        request: Request, who: Someone, post: str, **context: Any
-    ) -> HTMLResponse:  # fmt: skip
+    async def panel(request: Request, who: Someone, post: str, **context: Any) -> HTMLResponse:
         """The post's review panel: alone when the post's page asks for it (htmx), or
         as a page of its own."""
         shown = await _panel_context(reviews, who, post)
@@ -467,7 +468,7 @@ def routes(api: PlatformApi, kit: PageKit) -> APIRouter:
     async def approvals(request: Request, who: Who) -> HTMLResponse:
         mine, everyone, people = await asyncio.gather(
             reviews.waiting(who.session, mine=True), reviews.waiting(who.session, mine=False),
-            reviews.people(who.session),
+            reviews.people(who.session, _admin(who)),
         )  # fmt: skip
         names = names_of(people)
         return kit.render(
@@ -487,7 +488,7 @@ async def _panel_context(reviews: Reviews, who: Someone, post: str) -> dict[str,
     found, review, comments, audit, people = await asyncio.gather(
         reviews.post(who.session, post), reviews.review(who.session, post),
         reviews.comments(who.session, post), reviews.audit(who.session, post),
-        reviews.people(who.session),
+        reviews.people(who.session, _admin(who)),
     )  # fmt: skip
     names = names_of(people)
     me = str(who.me.get("id") or "")
