@@ -415,3 +415,20 @@ async def test_waiting_steps_are_reminded_and_late_posts_flagged(
     assert ("overdue", ["ann", "bob", "ed"]) in kinds
     review = (await team.as_(EDITOR, "GET", f"/v1/posts/{post}/review")).json()
     assert review["overdue"] is True
+
+
+async def test_a_recurring_post_changed_keeps_recurring(team: Team) -> None:
+    channel = await a_channel(team)
+    made = (await team.as_(EDITOR, "POST", "/v1/posts", json={
+        "text": "Weekly tip", "channels": [channel], "at": "2027-03-29T09:00",
+        "repeat": "FREQ=WEEKLY;BYDAY=MO",
+    })).json()  # fmt: skip
+    assert len(made["jobs"]) >= 2
+    edited = await team.as_(EDITOR, "PUT", f"/v1/posts/{made['post']}", json={"text": "Tip"})
+    assert edited.status_code == 200, edited.text
+    jobs = edited.json()["jobs"]
+    assert [j["due_us"] for j in jobs] == [j["due_us"] for j in made["jobs"]]
+    assert len({j["series"] for j in jobs}) == 1
+    assert jobs[0]["series"] != made["series"]
+    old = (await team.as_(EDITOR, "GET", f"/v1/series/{made['series']}")).json()
+    assert old["state"] == "cancelled"

@@ -719,6 +719,11 @@ class Publishing:
                    if j.state in ("scheduled", "held")]  # fmt: skip
         if not waiting:
             raise Conflict(f"nothing of post {post.id} waits to be published: it cannot change")
+        recurring = next((job.series for job in waiting if job.series), None)
+        if recurring is not None:  # the series goes on from its first wall-clock time
+            series = self.store.series(post.tenant, recurring)
+            return Plan(tuple(one.channel for one in series), at=series[0].start_wall,
+                        repeat=series[0].rule)  # fmt: skip
         dues = {job.channel: job.due_us for job in waiting}
         return Plan(tuple(dues), dues=dues)
 
