@@ -197,3 +197,21 @@ def test_comments_are_the_posts_and_waiting_reviews_are_found(store: SqlJobStore
     assert [r.post for r in store.reviews_due(T0 + 3600 * S + 1, 10)] == ["p1"]
     store.mark_review("p1", flagged_us=T0 + S)
     assert store.reviews_due(T0 + 3600 * S + 1, 10) == []
+
+
+def test_a_post_in_review_is_kept_until_its_review_is_left_for_the_retention(
+    store: SqlJobStore,
+) -> None:
+    submitted(store)
+    store.add_comment(Comment("c1", "acme", "p1", None, 1, "user:ann", "hmm", T0),
+                      entry("commented"))  # fmt: skip
+    store.forget_before(T0)  # the sweeper, a moment later: the review is fresh
+    assert store.post("acme", "p1").text == "hello"
+    assert store.review("acme", "p1").state == "in_review"
+    store.forget_before(T0 + S)  # the review untouched for longer than the retention
+    with pytest.raises(NotFound):
+        store.post("acme", "p1")
+    with pytest.raises(NotFound):
+        store.review("acme", "p1")
+    assert store.comments("acme", "p1") == []
+    assert store.audit("acme", "p1") == []

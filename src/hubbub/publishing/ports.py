@@ -485,8 +485,9 @@ class JobStore(Protocol):
         ...
 
     def forget_before(self, before_us: int) -> int:
-        """Drop finished jobs last changed before `before_us`, and posts left with none,
-        and those posts' media."""
+        """Drop finished jobs last changed before `before_us`, and posts left with none
+        (but those whose review moved since), with their media, reviews, comments and
+        audit trails."""
         ...
 
     def add_media(self, media: Media, data: bytes) -> Media:

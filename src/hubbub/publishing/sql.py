@@ -697,8 +697,9 @@ class SqlJobStore:
         return changed
 
     def forget_before(self, before_us: int) -> int:
-        """Drop finished jobs last changed before `before_us`, and posts left with none,
-        and those posts' media."""
+        """Drop finished jobs last changed before `before_us`, and posts left with none
+        (but those whose review moved since), with their media, reviews, comments and
+        audit trails."""
         old = jobs.c.state.in_(FINAL_STATES) & (jobs.c.updated_us < before_us)
         with self._engine.begin() as db:
             dropped = db.execute(jobs.delete().where(old).returning(jobs.c.id)).scalars().all()
@@ -706,7 +707,23 @@ class SqlJobStore:
                 some = dropped[start : start + FORGET_AT_ONCE]
                 db.execute(history.delete().where(history.c.job.in_(some)))
             kept = sa.select(jobs.c.post).where(jobs.c.post == posts.c.id)
-            db.execute(posts.delete().where(~sa.exists(kept)))
+            # A post waiting for its review has no jobs yet: it stays while its review
+            # moved since `before_us`; one left untouched longer goes with its review.
+            reviewed = sa.select(reviews_table.c.post).where(
+                (reviews_table.c.post == posts.c.id) & (reviews_table.c.updated_us >= before_us)
+            )
+            gone = (
+                db.execute(
+                    sa.select(posts.c.id).where(~sa.exists(kept) & ~sa.exists(reviewed)).distinct()
+                )
+                .scalars()
+                .all()
+            )
+            for start in range(0, len(gone), FORGET_AT_ONCE):
+                some = gone[start : start + FORGET_AT_ONCE]
+                for table in (reviews_table, decisions_table, comments_table, audit_table):
+                    db.execute(table.delete().where(table.c.post.in_(some)))
+                db.execute(posts.delete().where(posts.c.id.in_(some)))
             named = sa.select(posts.c.id).where(posts.c.id == media_table.c.post)
             db.execute(
                 media_table.delete().where(media_table.c.post.is_not(None) & ~sa.exists(named))
