@@ -307,8 +307,19 @@ def test_a_feed_holds_what_a_person_wrote_approves_or_decided_on(tables: Tables)
     elsewhere = tables.post("t1", "Nothing to do with Ed", author="user:bo")
     tables.job("t1", elsewhere, desk, paris(2026, 10, 23, 9, 0))
 
-    entries, found = Calendar(tables.engine).feed("t1", ED, week("2026-10-19"))
+    by_role = tables.post("t1", "Any admin may approve", author="user:bo")
+    tables.review("t1", by_role, [desk], paris(2026, 10, 24, 9, 0), author="user:bo")
+    with tables.engine.begin() as db:  # a step that names a role, not people
+        steps = [{"name": "Admins", "users": [], "roles": ["admin"], "mode": "any"}]
+        db.execute(
+            reviews_table.update().where(reviews_table.c.post == by_role).values(steps=steps)
+        )
+    as_admin = Calendar(tables.engine).feed("t1", ED, week("2026-10-19"), "admin")[0]
+    assert [e.post for e in as_admin] == [written, to_approve, approved, by_role]
+    entries, found = Calendar(tables.engine).feed("t1", ED, week("2026-10-19"), "editor")
     assert [e.post for e in entries] == [written, to_approve, approved]
+    bo_as_admin = Calendar(tables.engine).feed("t1", "user:bo", week("2026-10-19"), "admin")[0]
+    assert by_role in [e.post for e in bo_as_admin]  # bo wrote it: there as its author
     now = paris(2026, 10, 19, 0, 0)
     body = feed_body(entries, found, now)
     parsed = ICalendar.from_ical(body)
@@ -331,9 +342,9 @@ def test_a_feed_token_opens_only_as_made_and_in_its_time() -> None:
     box = SecretBox(Fernet.generate_key())
     tokens = FeedTokens(box)
     now = us(datetime(2026, 10, 19, tzinfo=UTC))
-    token = tokens.make("t1", ED, now)
-    assert tokens.read(token, now) == ("t1", ED)
-    assert tokens.read(token, now + 364 * 86_400 * 1_000_000) == ("t1", ED)
+    token = tokens.make("t1", ED, "editor", now)
+    assert tokens.read(token, now) == ("t1", ED, "editor")
+    assert tokens.read(token, now + 364 * 86_400 * 1_000_000) == ("t1", ED, "editor")
     assert tokens.read(token, now + 366 * 86_400 * 1_000_000) is None  # expired
     assert tokens.read(token[:-6] + "AAAAAA", now) is None  # tampered
     assert tokens.read("not-a-token", now) is None

@@ -214,15 +214,18 @@ class Calendar:
                                    bool(row.paused), slots))  # fmt: skip
         return made
 
-    def feed(self, tenant: str, person: str, span: Span) -> tuple[list[Entry], dict[str, Any]]:
-        """What `person` (the gateway's key, `user:<id>`) follows in `span`: the posts they
-        wrote, the posts a review asks them to approve, and those they decided on; as
+    def feed(
+        self, tenant: str, person: str, span: Span, role: str | None = None
+    ) -> tuple[list[Entry], dict[str, Any]]:
+        """What `person` (the gateway's key, `user:<id>`, of `role`) follows in `span`: the
+        posts they wrote, the posts a review asks them (or their role) to approve, and
+        those they decided on; as
         entries by moment (at most `limit`, the nearest first), and the tenant's channels
         by id."""
         named = {person, person.removeprefix("user:")}
         with self._engine.connect() as db:
             found = {row.id: row for row in db.execute(_channels_of(tenant))}
-            theirs = _followed_posts(db, tenant, named, span)
+            theirs = _followed_posts(db, tenant, named, role, span)
             query = _jobs_in(tenant, span, Filters()).where(
                 (posts.c.author == person) | jobs.c.post.in_(sorted(theirs))
             )
@@ -370,19 +373,26 @@ def planned_moment(plan: dict[str, Any], channel: str, zone: str, due_us: int | 
     return due_us
 
 
-def _followed_posts(db: sa.Connection, tenant: str, named: set[str], span: Span) -> set[str]:
-    """The posts a person decided on, or that a review in the span asks them to approve
-    (named in a step's `users`, by key or by id)."""
+def _followed_posts(
+    db: sa.Connection, tenant: str, named: set[str], role: str | None, span: Span
+) -> set[str]:
+    """The posts a person decided on, or that a review in the span asks them to approve:
+    named in a step's `users` (by key or by id), or, while the review is open, holding a
+    role a step names; never their own (nobody approves their own post)."""
     decided = sa.select(decisions_table.c.post).where(
         (decisions_table.c.tenant == tenant) & decisions_table.c.who.in_(sorted(named))
     )
     followed = set(db.execute(decided).scalars())
-    reviews = sa.select(reviews_table.c.post, reviews_table.c.steps).where(
-        (reviews_table.c.tenant == tenant) & _planned_near(span)
-    )
+    reviews = sa.select(
+        reviews_table.c.post, reviews_table.c.steps, reviews_table.c.state,
+        reviews_table.c.author,
+    ).where((reviews_table.c.tenant == tenant) & _planned_near(span))  # fmt: skip
     for row in db.execute(reviews):
-        steps = _json(row.steps) or []
-        if any(named.intersection(step.get("users") or ()) for step in steps):
+        steps = [step for step in _json(row.steps) or [] if isinstance(step, dict)]
+        by_role = role is not None and row.state in REVIEW_STATES and row.author not in named
+        if any(named.intersection(step.get("users") or ()) for step in steps) or (
+            by_role and any(role in (step.get("roles") or ()) for step in steps)
+        ):
             followed.add(row.post)
     return followed
 

@@ -4,10 +4,11 @@ each person's iCalendar feed of the posts they write or approve.
 `GET /v1/calendar` is the tenant's the gateway names (`X-Hubbub-Tenant`, signed), like
 every publishing route. `POST /v1/calendar/feed` answers a path under `/v1/public/`, which
 the gateway forwards without a key: what that path grants is only what its token says
-(the tenant and the person it was made for, until when), sealed with the deployment's key
-(`SecretBox`, as `publishing.logins` seals its state), so it can be neither read nor
-forged; the tenant the gateway names on it is never looked at. A token that does not
-open, or whose time is over, is a 404, as a feed that does not exist.
+(the tenant, the person it was made for and their role then, and until when), sealed
+with the deployment's key (`SecretBox`, as `publishing.logins` seals its state), so it
+can be neither read nor forged; the tenant the gateway names on it is never looked at.
+A token that does not open, or whose time is over, is a 404, as a feed that does not
+exist.
 """
 
 # No `from __future__ import annotations` here: the routes' dependencies are closures,
@@ -24,7 +25,8 @@ from icalendar import Calendar as ICalendar
 from icalendar import Event
 
 from hubbub.kernel.sealing import PREFIX, SealError, SecretBox
-from hubbub.publishing.api import author_of, tenant_of
+from hubbub.kernel.signing import LEAST_ROLE
+from hubbub.publishing.api import author_of, role_of, tenant_of
 from hubbub.publishing.calendar import (
     MAX_ENTRIES,
     SECOND_US,
@@ -66,13 +68,14 @@ class FeedTokens:
     def __init__(self, box: SecretBox) -> None:
         self._box = box
 
-    def make(self, tenant: str, person: str, now_us: int) -> str:
+    def make(self, tenant: str, person: str, role: str, now_us: int) -> str:
         until_s = now_us // SECOND_US + FEED_DAYS * 86_400
-        sealed = self._box.seal(json.dumps({"tenant": tenant, "person": person, "until": until_s}))
-        return sealed.removeprefix(PREFIX)
+        said = {"tenant": tenant, "person": person, "role": role, "until": until_s}
+        return self._box.seal(json.dumps(said)).removeprefix(PREFIX)
 
-    def read(self, token: str, now_us: int) -> tuple[str, str] | None:
-        """(tenant, person) of a token made here and still in its time; None otherwise."""
+    def read(self, token: str, now_us: int) -> tuple[str, str, str] | None:
+        """(tenant, person, role) of a token made here and still in its time; None
+        otherwise."""
         try:
             said = json.loads(self._box.open(PREFIX + token))
         except (SealError, ValueError):
@@ -81,7 +84,7 @@ class FeedTokens:
             return None
         if said["until"] * SECOND_US <= now_us:
             return None
-        return str(said["tenant"]), str(said["person"])
+        return str(said["tenant"]), str(said["person"]), str(said.get("role") or LEAST_ROLE)
 
 
 def entry_view(entry: Entry, zone: Any, channels: dict[str, Any]) -> dict[str, Any]:
@@ -215,7 +218,7 @@ def build_router(
         if not person:
             raise HTTPException(422, "a feed is a person's: call with your key or session")
         now_us = publishing.clock.now_us()
-        token = FeedTokens(publishing.box).make(tenant, person, now_us)
+        token = FeedTokens(publishing.box).make(tenant, person, role_of(request), now_us)
         until = wall_time(now_us + FEED_DAYS * 86_400 * SECOND_US, UTC)
         return {"path": FEED_PATH.format(token=token), "until": until.isoformat()}
 
@@ -227,10 +230,10 @@ def build_router(
         said = FeedTokens(publishing.box).read(token, now_us)
         if said is None:
             raise HTTPException(404, "no such calendar")
-        tenant, person = said
+        tenant, person, role = said
         day_us = 86_400 * SECOND_US
         span = Span(now_us - FEED_PAST_DAYS * day_us, now_us + FEED_AHEAD_DAYS * day_us, "UTC")
-        entries, channels = await asyncio.to_thread(reader.feed, tenant, person, span)
+        entries, channels = await asyncio.to_thread(reader.feed, tenant, person, span, role)
         return Response(
             feed_body(entries, channels, now_us),
             media_type="text/calendar; charset=utf-8",
