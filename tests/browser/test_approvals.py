@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from tests.browser.test_web_app import browser, person, screens, signed_in
+from tests.browser.test_composer import violations
+from tests.browser.test_web_app import AXE, browser, person, screens, signed_in
 from tests.support.browser import CHROMIUM
 from tests.support.pds import Account, LocalPds, local_pds
 from tests.support.stack import Stack, auth, start_stack
@@ -116,9 +117,17 @@ async def test_a_post_goes_through_changes_two_approvers_and_a_client_to_the_pds
         page.on("dialog", lambda dialog: dialogs.append(dialog.message))
         return page
 
+    found: dict[str, list[str]] = {}
+
+    async def axe(page: Page, name: str) -> None:
+        """axe-core's serious and critical findings on the page, kept to assert at the end."""
+        if AXE.exists():
+            found[name] = await violations(page)
+
     admin = await signed_in_as("ada@agency.example")
     await make_the_workflow(admin, agency.author.handle)
     await screens(admin, "workflows")
+    await axe(admin, "/settings/workflows")
 
     # The editor writes the post: it waits for approval, and they may not approve it.
     editor = await signed_in_as("ed@agency.example")
@@ -137,6 +146,7 @@ async def test_a_post_goes_through_changes_two_approvers_and_a_client_to_the_pds
         editor.get_by_text("You wrote this post: someone else approves it.")
     ).to_be_visible()
     assert await editor.get_by_role("button", name="Approve").count() == 0
+    await axe(editor, "/publish/posts/… (the author's)")
     comment = "@ada is Friday right? <img src=x onerror=alert(1)>"
     await editor.get_by_label("Comment (for the team").fill(comment)
     await editor.get_by_role("button", name="Comment", exact=True).click()
@@ -150,6 +160,7 @@ async def test_a_post_goes_through_changes_two_approvers_and_a_client_to_the_pds
     await admin.get_by_label("Your reply").fill("Yes, and say the time")
     await admin.get_by_role("button", name="Send the reply").click()
     await expect(admin.locator(".replies .comment .text")).to_have_text("Yes, and say the time")
+    await axe(admin, "/publish/posts/… (an approver's)")
     await decide(admin, "Ask for changes", CHANGES)
     await expect(admin.locator("#review-state")).to_have_text("changes requested")
     await expect(admin.locator(".decisions")).to_contain_text(f"you asked for changes: “{CHANGES}”")
@@ -194,6 +205,7 @@ async def test_a_post_goes_through_changes_two_approvers_and_a_client_to_the_pds
     await expect(client.locator(".shared .text").first).to_have_text(EDITED)
     assert await client.get_by_role("navigation", name="Main").count() == 0
     await screens(client, "external-review")
+    await axe(client, "/review/…")
     # Another site cannot make the reviewer's browser approve: the form needs its token.
     for form in ({"decision": "approve"}, {"decision": "approve", "csrf": "forged"}):
         refused = await client_context.request.post(link, form=form, max_redirects=0)
@@ -224,6 +236,10 @@ async def test_a_post_goes_through_changes_two_approvers_and_a_client_to_the_pds
     await expect(history.get_by_role("row").last).to_contain_text("published", timeout=10_000)
     await expect_audit_in_order(editor)
     await screens(editor, "post-approved")
+    await axe(editor, "/publish/posts/… (approved)")
+    await editor.goto("/approvals")
+    await axe(editor, "/approvals")
+    assert found == {page: [] for page in found}
     assert dialogs == []
     for context in contexts:
         await context.close()
