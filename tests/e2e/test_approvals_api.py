@@ -432,3 +432,20 @@ async def test_a_recurring_post_changed_keeps_recurring(team: Team) -> None:
     assert jobs[0]["series"] != made["series"]
     old = (await team.as_(EDITOR, "GET", f"/v1/series/{made['series']}")).json()
     assert old["state"] == "cancelled"
+
+
+async def test_a_replaced_version_is_never_retried(team: Team) -> None:
+    channel = await a_channel(team)
+    made = (
+        await team.as_(
+            EDITOR,
+            "POST",
+            "/v1/posts",
+            json={"text": "First", "channels": [channel], "at": "2027-03-29T09:00"},
+        )
+    ).json()
+    await team.as_(EDITOR, "PUT", f"/v1/posts/{made['post']}", json={"text": "Second"})
+    old = made["jobs"][0]["id"]
+    retried = await team.as_(EDITOR, "POST", f"/v1/jobs/{old}/retry")
+    assert retried.status_code == 409
+    assert "version 2 replaced" in retried.json()["detail"]

@@ -676,6 +676,24 @@ class SqlJobStore:
         )
 
     def retry(self, tenant: str, job: str, now_us: int) -> Job:
+        found = self.job(tenant, job)
+        with self._engine.connect() as db:
+            newest = db.execute(
+                sa.select(sa.func.max(posts.c.version)).where(posts.c.id == found.post)
+            ).scalar()
+            waiting = db.execute(
+                sa.select(reviews_table.c.state).where(
+                    (reviews_table.c.post == found.post) & reviews_table.c.state.in_(OPEN_REVIEWS)
+                )
+            ).scalar()
+        if newest is not None and found.version != newest:
+            raise Conflict(
+                f"job {job} publishes version {found.version} of its post, which"
+                f" version {newest} replaced: the newest is the one to publish"
+            )
+        if waiting is not None:
+            raise Conflict(f"post {found.post} waits for its review: it is published once"
+                           " approved")  # fmt: skip
         return self._by_person(
             tenant, job, ("failed", "missed", "cancelled"), now_us, state="scheduled",
             due_us=now_us, error=None, worker=None, lease_until_us=None, check_first=True,
