@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ from hubbub.publishing.sql import (
     posts,
     reviews_table,
 )
+from tests.conftest import postgres_database
+from tests.contract.test_tenant_stores import sqlalchemy_url
 
 PARIS = ZoneInfo("Europe/Paris")
 ED = "user:ed"
@@ -104,12 +107,18 @@ class Tables:
             db.execute(table.insert().values(row))
 
 
-@pytest.fixture
-def tables(tmp_path: Path) -> Iterator[Tables]:
-    SqlJobStore.sqlite(tmp_path / "publishing.db").close()  # migrated, as the role does
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'publishing.db'}")
-    yield Tables(engine)
-    engine.dispose()
+@pytest.fixture(params=["sqlite", "postgres"])
+def tables(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tables]:
+    """Publishing's tables, migrated as the role migrates them, on either database."""
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'publishing.db'}"
+        else:
+            url = sqlalchemy_url(stack.enter_context(postgres_database("hubbub_calendar")))
+        SqlJobStore(url).close()
+        engine = sa.create_engine(url)
+        yield Tables(engine)
+        engine.dispose()
 
 
 def week(start: str, zone: str = "Europe/Paris", days: int = 7) -> Span:
