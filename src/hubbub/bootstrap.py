@@ -407,6 +407,7 @@ def open_mailer(settings: Settings) -> Mailer | None:
     return SmtpMailer(
         settings.smtp_host, settings.smtp_port, settings.smtp_from, settings.smtp_security,
         settings.smtp_username, password, settings.smtp_timeout_s,
+        str(settings.smtp_ca_file) if settings.smtp_ca_file else None,
     )  # fmt: skip
 
 

@@ -379,6 +379,9 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = Field(None, description="Its password.")
     smtp_from: str = Field("Hubbub <hubbub@localhost>", description="Who emails are from.")
     smtp_timeout_s: float = Field(10.0, gt=0, description="Longest wait on the SMTP server.")
+    smtp_ca_file: Path | None = Field(
+        None, description="CA certificates (PEM) trusted for the SMTP server besides the system's."
+    )
     email_attempts: int = Field(
         5, ge=1, le=50, description="Tries of one email before it is kept as dead, with why."
     )

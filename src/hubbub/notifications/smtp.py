@@ -32,6 +32,8 @@ class SmtpMailer:
     username: str | None = None
     password: str | None = None
     timeout_s: float = 10.0
+    ca_file: str | None = None
+    """Certificates trusted for the server besides the system's (a private relay's CA)."""
 
     async def send(self, email: Email) -> None:
         try:
@@ -39,6 +41,7 @@ class SmtpMailer:
                 message_of(email, self.sender), hostname=self.host, port=self.port,
                 username=self.username, password=self.password, timeout=self.timeout_s,
                 use_tls=self.security == "ssl", start_tls=self.security == "starttls",
+                cert_bundle=self.ca_file,
             )  # fmt: skip
         except aiosmtplib.SMTPRecipientsRefused as error:
             codes = [refused.code for refused in error.recipients]
