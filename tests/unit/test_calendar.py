@@ -164,6 +164,10 @@ def test_the_week_of_the_change_has_seven_days_and_its_slots_at_their_wall_clock
     assert [slot["local"][:10] for slot in slots][::2] == [f"2026-10-{d}" for d in range(19, 26)]
     assert [slot["local"][19:] for slot in slots[-4:]] == ["+02:00"] * 2 + ["+01:00"] * 2
     assert not any(slot["taken"] for slot in slots)  # the job is the next Monday's
+    now = paris(2026, 10, 22, 9, 0)  # a slot that has come is no longer one to fill
+    later = Calendar(tables.engine).read("t1", ED, span, Filters(), now).channels[0].slots
+    assert [moment for moment, _ in later][:2] == [paris(2026, 10, 22, 17, 30),
+                                                   paris(2026, 10, 23, 9, 0)]  # fmt: skip
     following = page_view(Calendar(tables.engine).read("t1", ED, week("2026-10-26"), Filters()))
     assert following["channels"][0]["slots"][0] == {
         "due_us": paris(2026, 10, 26, 9, 0), "local": "2026-10-26T09:00:00+01:00", "taken": True,

@@ -14,8 +14,8 @@ An **entry** is one post on one channel at one moment:
 
 Moments are UTC microseconds; each entry is also given as a wall-clock time in the
 caller's zone, so 09:00 in Paris is 09:00 whether that day is in summer time or not. A
-**channel** comes with its queue's slots in the span (its weekly slots expanded in its own
-zone, `publishing.slots`), each marked taken when an open job of the channel is due then,
+**channel** comes with its queue's slots to come in the span (its weekly slots expanded in
+its own zone, `publishing.slots`), each marked taken when an open job of the channel is due then,
 and whether its queue is paused.
 
 Everything read is the tenant's: each query names it, and another tenant's channel, post,
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -166,9 +166,12 @@ class Calendar:
         self._engine = engine
         self.limit = limit
 
-    def read(self, tenant: str, caller: str, span: Span, filters: Filters) -> CalendarPage:
+    def read(
+        self, tenant: str, caller: str, span: Span, filters: Filters, now_us: int | None = None
+    ) -> CalendarPage:
         """Every entry of `tenant` in `span` that `filters` let through, by moment; the
-        drafts are `caller`'s own. `TooMuch` past `limit` entries or queue slots."""
+        drafts are `caller`'s own; the queues' slots to come (after `now_us`). `TooMuch`
+        past `limit` entries or queue slots."""
         with self._engine.connect() as db:
             found = {row.id: row for row in db.execute(_channels_of(tenant))}
             entries = [
@@ -184,7 +187,8 @@ class Calendar:
         shown = [
             row for row in found.values() if not filters.channels or row.id in filters.channels
         ]
-        return CalendarPage(span, entries, self._channels(shown, span, entries))
+        ahead = span if now_us is None else replace(span, start_us=max(span.start_us, now_us + 1))
+        return CalendarPage(span, entries, self._channels(shown, ahead, entries))
 
     def _jobs(
         self, db: sa.Connection, tenant: str, span: Span, filters: Filters

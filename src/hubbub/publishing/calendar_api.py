@@ -185,6 +185,7 @@ def build_router(
         request: Request,
         tenant: Tenant,
         reader: Reader,
+        publishing: Service,
         start: TimeText,
         end: TimeText,
         zone: Annotated[
@@ -198,13 +199,15 @@ def build_router(
         """Every post in [start, end) on the tenant's channels: publish jobs (scheduled,
         published, missed, failed, unknown), posts waiting for approval, and the caller's
         drafts that name a time; each with its moment in UTC and in `zone`. And each
-        channel's queue slots in the span, and whether its queue is paused. At most 62
+        channel's queue slots to come in the span, and whether its queue is paused. At most 62
         days; a 422 asks for a narrower span past the most entries answered at once
         (2,000). Filters repeat (`channel=a&channel=b`)."""
         try:
             span = Span.parse(start, end, zone)
             filters = Filters(*(frozenset(v or ()) for v in (channel, author, state, tag)))
-            page = await asyncio.to_thread(reader.read, tenant, author_of(request), span, filters)
+            page = await asyncio.to_thread(
+                reader.read, tenant, author_of(request), span, filters, publishing.clock.now_us()
+            )
         except (Invalid, TooMuch) as error:
             raise HTTPException(422, str(error)) from error
         return page_view(page)
