@@ -75,7 +75,8 @@ def test_people_roles_and_external_reviewers_are_named_as_a_person_reads_them() 
     names = {"u1": "ann@acme.example", "u2": "bob@acme.example"}
     assert who_is("user:u1", names) == "ann@acme.example"
     assert who_is("u2", names, me="u2") == "you"
-    assert who_is("user:u9", names) == "user:u9"  # someone the caller may not list
+    assert who_is("user:c6954a519f7c2cb4", names) == "teammate c6954a51"  # not listed
+    assert who_is("key-1", names) == "key-1"  # an API key
     assert who_is(None, names) == "Hubbub"
     assert who_is("role:admin", names) == "anyone who is admin"
     assert who_is("link:Carla", names) == "Carla (external reviewer)"

@@ -284,7 +284,8 @@ def names_of(people: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 
 def who_is(key: str | None, names: Mapping[str, str], me: str | None = None) -> str:
     """A person, role or reviewer named in a review, as a person reads it: `user:<id>`
-    or a bare user id by their email ("you" for `me`), `role:<name>` as anyone with the
+    or a bare user id by their email ("you" for `me`; a teammate and the start of their id
+    when their email is not known), `role:<name>` as anyone with the
     role, `link:<name>` and `external` as an external reviewer; nobody (the platform's
     own doing) as Hubbub."""
     if not key:
@@ -298,7 +299,9 @@ def who_is(key: str | None, names: Mapping[str, str], me: str | None = None) -> 
     user = key.removeprefix("user:")
     if me is not None and user == me:
         return "you"
-    return names.get(user, key)
+    # Only admins and owners may list the tenant's people: to others, a teammate is
+    # named by the start of their id, enough to tell two apart.
+    return names.get(user) or (f"teammate {user[:8]}" if key.startswith("user:") else key)
 
 
 def inbox_entry(review: Mapping[str, Any]) -> dict[str, Any]:
@@ -323,7 +326,7 @@ def inbox_entry(review: Mapping[str, Any]) -> dict[str, Any]:
 
 def approvers_of(step: Mapping[str, Any], names: Mapping[str, str], me: str) -> list[str]:
     """Who may approve a step, as a person reads it."""
-    found = [who_is(str(user), names, me) for user in step.get("users") or []]
+    found = [who_is(f"user:{user}", names, me) for user in step.get("users") or []]
     found += [who_is(f"role:{role}", names) for role in step.get("roles") or []]
     if step.get("external"):
         found.append(who_is("external", names))
@@ -493,7 +496,9 @@ async def _panel_context(reviews: Reviews, who: Someone, post: str) -> dict[str,
     names = names_of(people)
     me = str(who.me.get("id") or "")
     if review is not None:
-        review["waiting"] = [who_is(str(key), names, me) for key in review.get("waiting_on") or []]
+        review["waiting"] = [
+            who_is(_waiting(key), names, me) for key in review.get("waiting_on") or []
+        ]
         for step in review.get("steps") or []:
             step["approvers"] = approvers_of(step, names, me)
     return {
@@ -502,6 +507,12 @@ async def _panel_context(reviews: Reviews, who: Someone, post: str) -> dict[str,
         "who_is": lambda key: who_is(key, names, me),
         "mine": bool(review) and str(review.get("author")) == f"user:{me}",
     }  # fmt: skip
+
+
+def _waiting(key: Any) -> str:
+    """Whom a review waits on, as `who_is` names them: user ids come bare."""
+    said = str(key)
+    return said if said == "external" or ":" in said else f"user:{said}"
 
 
 def _admin(who: Someone) -> bool:
