@@ -249,3 +249,45 @@ async def test_people_the_gateway_tells_the_log_of_are_notified(stack: Stack) ->
         return (await listed(stack, token))["unread"] == 1
 
     await until(delivered)
+
+
+def test_the_role_stops_at_once_with_a_stream_open(tmp_path: Path) -> None:
+    """A stream lasts minutes; stopping the role does not wait for it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from hubbub.bootstrap import open_request_signer
+    from hubbub.kernel.signing import SignedAs
+    from hubbub.settings import Settings
+    from tests.support.net import free_port
+
+    port = free_port()
+    env = {**os.environ, "HUBBUB_LOG_LEVEL": "warning"}
+    command = [sys.executable, "-m", "hubbub", "--data-dir", str(tmp_path), "serve",
+               "--role", "notifications", "--port", str(port)]  # fmt: skip
+    role = subprocess.Popen(command, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        signer = open_request_signer(Settings(data_dir=tmp_path))
+        with (
+            httpx.Client(base_url=url, auth=SignedAs(signer, "acme", "user:u-ann")) as client,
+            client.stream("GET", "/v1/notifications/stream") as live,
+        ):
+            assert live.status_code == 200
+            assert next(live.iter_lines()).startswith("retry:")
+            started = time.monotonic()
+            role.send_signal(signal.SIGTERM)
+            assert role.wait(15) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        if role.poll() is None:
+            role.kill()
