@@ -568,6 +568,19 @@ class Platform:
             self._inbox = inbox
         return self._inbox
 
+    async def notifications_unready(self) -> str | None:
+        """Why this process cannot serve notifications (its store does not answer, or
+        its worker keeps failing); None when it can."""
+        inbox = await self.notifications()
+        try:
+            await asyncio.to_thread(inbox.store.positions)
+        except Exception as error:
+            return f"the notifications' store does not answer: {error}"
+        failing = self.background.failing()
+        if "notifications" in failing:
+            return f"the notifications worker keeps failing: {failing['notifications']}"
+        return None
+
     async def publishing(self) -> Publishing:
         """Publishing's use cases over the relational store, and (on first use) the
         publisher claiming due jobs and its sweeper, in the background."""

@@ -251,8 +251,9 @@ async def test_people_the_gateway_tells_the_log_of_are_notified(stack: Stack) ->
     await until(delivered)
 
 
-def test_the_role_stops_at_once_with_a_stream_open(tmp_path: Path) -> None:
-    """A stream lasts minutes; stopping the role does not wait for it."""
+def test_the_role_is_ready_and_stops_at_once_with_a_stream_open(tmp_path: Path) -> None:
+    """`hubbub serve --role notifications`: ready once its store answers; a stream lasts
+    minutes, and stopping the role does not wait for it."""
     import os
     import signal
     import subprocess
@@ -277,6 +278,7 @@ def test_the_role_stops_at_once_with_a_stream_open(tmp_path: Path) -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
+        assert httpx.get(f"{url}/readyz").json()["status"] == "ready"
         signer = open_request_signer(Settings(data_dir=tmp_path))
         with (
             httpx.Client(base_url=url, auth=SignedAs(signer, "acme", "user:u-ann")) as client,

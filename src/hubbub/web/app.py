@@ -114,6 +114,8 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
             return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
         if role == "publishing" and (why := await platform.publishing_unready()) is not None:
             return JSONResponse({"status": "unavailable", "reason": why}, status_code=503)
+        if role == "notifications" and (why := await platform.notifications_unready()):
+            return JSONResponse({"status": "unavailable", "reason": why}, status_code=503)
         return JSONResponse({"status": "ready", "event_log": platform.settings.event_log})
 
     @app.get("/metrics", tags=["operations"])
