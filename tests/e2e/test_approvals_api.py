@@ -160,9 +160,11 @@ async def test_a_post_goes_through_its_steps_and_publishes_the_approved_version(
     assert link.status_code == 201, link.text
     token = link.json()["token"]
     assert link.json()["path"] == f"/review/{token}"
+    await team.as_(ANN, "POST", f"/v1/posts/{post}/comments", json={"text": "Team only"})
     seen = await team.public("GET", f"/v1/public/reviews/{token}")
     assert seen.status_code == 200, seen.text
     assert seen.json()["post"]["text"] == "Spring sale: 20%"
+    assert seen.json()["comments"] == []  # the team's comments stay the team's
     assert seen.json()["can_approve"]
     assert seen.json()["reviewer"] == "Dana at Client Co"
     forged = token[:-6] + ("AAAAAA" if not token.endswith("AAAAAA") else "BBBBBB")
@@ -184,7 +186,7 @@ async def test_a_post_goes_through_its_steps_and_publishes_the_approved_version(
         ("created", "user:ed"), ("submitted", "user:ed"),
         ("changes_requested", "user:ann"), ("edited", "user:ed"), ("submitted", "user:ed"),
         ("approved", "user:ann"), ("approved", "user:bob"), ("link_created", "user:ed"),
-        ("commented", "link:Dana at Client Co"), ("approved", "link:Dana at Client Co"),
+        ("commented", "user:ann"), ("commented", "link:Dana at Client Co"), ("approved", "link:Dana at Client Co"),
         ("scheduled", ""),
     ]  # fmt: skip
     assert "Say which sale" in trail[2]["detail"]

@@ -248,3 +248,18 @@ async def test_a_role_change_holds_at_once_and_never_lifts_anyone_above_its_chan
         headers=auth(other["token"]),
     )  # fmt: skip
     assert elsewhere.status_code == 404
+
+
+async def test_every_member_sees_who_their_teammates_are_and_only_theirs(stack: Stack) -> None:
+    owner, other = await stack.tenant("newsroom"), await stack.tenant("bakery")
+    viewer = await invite_and_join(stack, owner, "vic@newsroom.test", "viewer")
+    await invite_and_join(stack, other, "baker@bakery.test", "editor")
+    people = await stack.client.get("/v1/people", headers=auth(viewer))
+    assert people.status_code == 200, people.text
+    assert [(p["email"], p["role"]) for p in people.json()] == [("vic@newsroom.test", "viewer")]
+    assert set(people.json()[0]) == {"id", "email", "role"}  # nothing else of them
+    theirs = await stack.client.get("/v1/people", headers=auth(other["token"]))
+    assert [p["email"] for p in theirs.json()] == ["baker@bakery.test"]
+    assert (await stack.client.get("/v1/people", headers=auth(OPERATOR))).status_code == 403
+    users = await stack.client.get("/v1/users", headers=auth(viewer))
+    assert users.status_code == 403  # the admin's list, with more, stays the admin's

@@ -95,6 +95,12 @@ class UserRead(BaseModel):
     role: Role
 
 
+class PersonRead(BaseModel):
+    id: str
+    email: str
+    role: Role
+
+
 class RouteRead(BaseModel):
     prefix: str
     service: str | None
@@ -159,6 +165,14 @@ def _tenant_routes(tenancy: Tenancy, caller: CallerOf, directory: Directory) -> 
         """The tenant's users (admin or above)."""
         with answering():
             return [_user(u) for u in tenancy.users(caller(request))]
+
+    @router.get("/v1/people")
+    def list_people(request: Request) -> list[PersonRead]:
+        """The tenant's people, for any of its members: who can be named as an
+        approver, or told with an @ (their id, email and role; nothing else)."""
+        with answering():
+            return [PersonRead(id=u.id, email=u.email, role=u.role)
+                    for u in tenancy.teammates(caller(request))]  # fmt: skip
 
     @router.post("/v1/users", status_code=201)
     async def add_user(request: Request, body: UserCreate) -> UserRead:

@@ -87,7 +87,8 @@ from hubbub.kernel.validation import printable_validation_errors
 PUBLIC: Final = frozenset({"/healthz", "/readyz", "/docs", "/openapi.json"})
 WEB: Final = "web"
 """The upstream of the web app's pages: every path outside `/v1/` when it is set."""
-OWN_PREFIXES: Final = ("/v1/tenants", "/v1/tenant", "/v1/users", "/v1/keys", "/v1/flags",
+OWN_PREFIXES: Final = ("/v1/tenants", "/v1/tenant", "/v1/users", "/v1/people", "/v1/keys",
+                       "/v1/flags",
                        "/v1/platform", "/v1/sessions", "/v1/me", "/v1/invites",
                        "/v1/connectors",
                        "/metrics")  # fmt: skip

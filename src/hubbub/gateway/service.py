@@ -116,6 +116,13 @@ class Tenancy:
     def users(self, who: Caller) -> list[User]:
         return self.store.users(tenant_admin(who).tenant)
 
+    def teammates(self, who: Caller) -> list[User]:
+        """The people of the caller's tenant, for any of its members (whom to name as
+        an approver, whom a comment's @ tells); `Refused` for the operator."""
+        if who.operator:
+            raise Refused("the operator's token has no tenant: use a tenant's key")
+        return self.store.users(who.tenant)
+
     def add_user(self, who: Caller, email: str, role: Role) -> User:
         return self.store.add_user(granting(who, role).tenant, email, role)
 

@@ -272,7 +272,8 @@ def build_router(service_of: Callable[[], Any]) -> APIRouter:
 
     @router.get("/v1/public/reviews/{token}")
     async def public_review(publishing: Service, token: Token) -> dict[str, Any]:
-        """What an external reviewer's link shows: the post, its review, its comments."""
+        """What an external reviewer's link shows: the post, its review, and the
+        comments of external reviewers (the team's own stay the team's)."""
         tenant, post, reviewer = await linked(publishing, token)
         with answering():
             found = await asyncio.to_thread(publishing.post, tenant, post)
@@ -284,7 +285,7 @@ def build_router(service_of: Callable[[], Any]) -> APIRouter:
             "post": post_view(found),
             "review": view,
             "can_approve": bool(view and view.pop("can_decide")),
-            "comments": comments_view(comments),
+            "comments": comments_view([c for c in comments if c.author.startswith("link:")]),
         }
 
     @router.post("/v1/public/reviews/{token}")
