@@ -186,7 +186,8 @@ async def test_a_post_goes_through_its_steps_and_publishes_the_approved_version(
         ("created", "user:ed"), ("submitted", "user:ed"),
         ("changes_requested", "user:ann"), ("edited", "user:ed"), ("submitted", "user:ed"),
         ("approved", "user:ann"), ("approved", "user:bob"), ("link_created", "user:ed"),
-        ("commented", "user:ann"), ("commented", "link:Dana at Client Co"), ("approved", "link:Dana at Client Co"),
+        ("commented", "user:ann"), ("commented", "link:Dana at Client Co"),
+        ("approved", "link:Dana at Client Co"),
         ("scheduled", ""),
     ]  # fmt: skip
     assert "Say which sale" in trail[2]["detail"]
