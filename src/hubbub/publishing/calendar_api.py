@@ -55,6 +55,7 @@ FEED_ANSWERS: Final[dict[int | str, dict[str, Any]]] = {
     200: {"description": "The feed (RFC 5545).",
           "content": {"text/calendar": {"schema": {"type": "string"}}}},
     404: {"description": "No such feed: its token was not made here, was changed, or ended."},
+    400: {"description": "The gateway's: a public path is sent as it is (no percent-escapes)."},
 }  # fmt: skip
 TimeText = Annotated[
     str, Query(max_length=64, description="ISO 8601; without an offset, in `zone`.")
