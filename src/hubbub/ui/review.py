@@ -176,12 +176,10 @@ class Reviews:
         path = f"/v1/workflows/{_part(workflow)}"
         _checked(await self.api.call("DELETE", path, token=token))
 
-    async def people(self, token: str, admin: bool = True) -> list[Any]:
-        """The tenant's users; none when the caller may not list them (only admins and
-        owners may: to others, people are named by their ids)."""
-        if not admin:
-            return []
-        answer = await self.api.call("GET", "/v1/users", token=token)
+    async def people(self, token: str) -> list[Any]:
+        """The tenant's people (id, email, role), which every member may read; none when
+        the platform does not answer them."""
+        answer = await self.api.call("GET", "/v1/people", token=token)
         return list(answer.json()) if answer.ok else []
 
     async def channels(self, token: str) -> list[Any]:
@@ -299,8 +297,7 @@ def who_is(key: str | None, names: Mapping[str, str], me: str | None = None) -> 
     user = key.removeprefix("user:")
     if me is not None and user == me:
         return "you"
-    # Only admins and owners may list the tenant's people: to others, a teammate is
-    # named by the start of their id, enough to tell two apart.
+    # Someone no longer of the tenant is named by the start of their id.
     return names.get(user) or (f"teammate {user[:8]}" if key.startswith("user:") else key)
 
 
@@ -471,7 +468,7 @@ def routes(api: PlatformApi, kit: PageKit) -> APIRouter:
     async def approvals(request: Request, who: Who) -> HTMLResponse:
         mine, everyone, people = await asyncio.gather(
             reviews.waiting(who.session, mine=True), reviews.waiting(who.session, mine=False),
-            reviews.people(who.session, _admin(who)),
+            reviews.people(who.session),
         )  # fmt: skip
         names = names_of(people)
         return kit.render(
@@ -491,7 +488,7 @@ async def _panel_context(reviews: Reviews, who: Someone, post: str) -> dict[str,
     found, review, comments, audit, people = await asyncio.gather(
         reviews.post(who.session, post), reviews.review(who.session, post),
         reviews.comments(who.session, post), reviews.audit(who.session, post),
-        reviews.people(who.session, _admin(who)),
+        reviews.people(who.session),
     )  # fmt: skip
     names = names_of(people)
     me = str(who.me.get("id") or "")
