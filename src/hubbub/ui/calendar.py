@@ -338,10 +338,8 @@ def build_router(
         heat: Annotated[str, Query(max_length=32)] = "",
         done: Annotated[str, Query(max_length=16)] = "",
     ) -> HTMLResponse:
-        zone = ZoneInfo(person.zone)
-        today = datetime.now(UTC).astimezone(zone).date()
+        today = datetime.now(UTC).astimezone(ZoneInfo(person.zone)).date()
         shown = day or today
-        first, after = days_shown(view, shown)
         filters = filters_of(channel, author, state, tag)
         context: dict[str, Any] = {
             "view": view, "day": shown, "today": today, "filters": filters, "heat": heat,
@@ -350,25 +348,34 @@ def build_router(
             "query": request.url.query, "link": linking(filters, heat),
         }  # fmt: skip
         try:
-            channels, people = await asyncio.gather(
-                calendar.channels(person.session), calendar.people(person.session)
-            )
-            names = People(people, str(person.me.get("id") or ""))
-            asked = {**filters, "author": [names.key_of(a) for a in filters["author"]]}
-            found, (heated, heat_problem) = await asyncio.gather(
-                calendar.calendar(person.session, first, after, person.zone, asked),
-                heat_of(person, channels, heat),
-            )
+            shaped = await shape(person, view, shown, filters, heat)
         except Problem as problem:
             return page(request, "calendar.html", person, error=str(problem),
                         status=problem.status, grid=None, channels=[], **context)  # fmt: skip
+        return page(request, "calendar.html", person, **shaped, **context)
+
+    async def shape(
+        person: Person, view: View, day: date, filters: dict[str, list[str]], heat: str
+    ) -> dict[str, Any]:
+        """What the page shows of the calendar the API answers: its grid, its channels
+        (those shown, and all to filter by), and who wrote its posts."""
+        first, after = days_shown(view, day)
+        channels, people = await asyncio.gather(
+            calendar.channels(person.session), calendar.people(person.session)
+        )
+        names = People(people, str(person.me.get("id") or ""))
+        asked = {**filters, "author": [names.key_of(a) for a in filters["author"]]}
+        found, (heated, heat_problem) = await asyncio.gather(
+            calendar.calendar(person.session, first, after, person.zone, asked),
+            heat_of(person, channels, heat),
+        )
         entries = [shown_entry(entry, names) for entry in found["entries"]]
-        grid = Grid(view, first, after, entries, free_slots(found["channels"]), heated)
-        return page(
-            request, "calendar.html", person, grid=grid, channels=found["channels"],
-            all_channels=channels, heat_problem=heat_problem,
-            authors=sorted({names.name_of(e["author"]) for e in entries}), **context,
-        )  # fmt: skip
+        return {
+            "grid": Grid(view, first, after, entries, free_slots(found["channels"]), heated),
+            "channels": found["channels"], "all_channels": channels,
+            "heat_problem": heat_problem,
+            "authors": sorted({names.name_of(e["author"]) for e in entries}),
+        }  # fmt: skip
 
     async def heat_of(
         person: Person, channels: list[dict[str, Any]], heat: str
@@ -437,7 +444,7 @@ def build_router(
             return await failed(request, person, problem)
         url = f"{_public_base(request)}{made['path']}"
         return page(request, "calendar_feed.html", person, url=url, until=made["until"],
-                    back=back_to(back))  # fmt: skip
+                    back=back_to(urlencode(_query_pairs(back))))  # fmt: skip
 
     async def failed(request: Request, person: Person, problem: Problem) -> HTMLResponse:
         return page(request, "calendar.html", person, error=str(problem), status=problem.status,
