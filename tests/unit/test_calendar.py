@@ -72,11 +72,14 @@ class Tables:
         return made
 
     def job(self, tenant: str, post: str, channel: str, due_us: int, state: str = "scheduled",
-            version: int = 1) -> str:  # fmt: skip
+            version: int = 1, occurrence_us: int | None = None) -> str:  # fmt: skip
+        """A job; unless told, its own occurrence (as a series' are), so that one post
+        may have several on one channel."""
         made = secrets.token_hex(8)
         self._insert(jobs, id=made, tenant=tenant, post=post, version=version, channel=channel,
                      due_us=due_us, state=state, idempotency_key=secrets.token_hex(8),
-                     check_first=False, attempts=0, updated_us=0, occurrence_us=due_us)  # fmt: skip
+                     check_first=False, attempts=0, updated_us=0,
+                     occurrence_us=due_us if occurrence_us is None else occurrence_us)  # fmt: skip
         return made
 
     def review(self, tenant: str, post: str, channels_: list[str], due_us: int | None,
@@ -310,7 +313,7 @@ def test_more_entries_than_answered_at_once_ask_for_a_narrower_span(tables: Tabl
 def test_a_feed_holds_what_a_person_wrote_approves_or_decided_on(tables: Tables) -> None:
     desk = tables.channel("t1", "desk.example")
     written = tables.post("t1", 'Ed\'s post; with, "specials"\nand a line')
-    tables.job("t1", written, desk, paris(2026, 10, 20, 9, 0))
+    tables.job("t1", written, desk, paris(2026, 10, 20, 9, 0), occurrence_us=0)
     to_approve = tables.post("t1", "Bo asks Ed", author="user:bo")
     tables.review("t1", to_approve, [desk], paris(2026, 10, 21, 9, 0), author="user:bo",
                   users=("ed",))  # fmt: skip
@@ -349,6 +352,16 @@ def test_a_feed_holds_what_a_person_wrote_approves_or_decided_on(tables: Tables)
         str(e["uid"]) for e in events
     ]
     assert len({str(e["uid"]) for e in events}) == 3
+    # Moved: a new version, its job due later, the old one cancelled: the same event.
+    with tables.engine.begin() as db:
+        db.execute(jobs.update().where(jobs.c.post == written).values(state="cancelled"))
+    tables.post("t1", "Ed's post, moved", version=2, post=written)
+    tables.job("t1", written, desk, paris(2026, 10, 20, 11, 0), version=2, occurrence_us=0)
+    moved = ICalendar.from_ical(
+        feed_body(Calendar(tables.engine).feed("t1", ED, week("2026-10-19"))[0], found, now)
+    )
+    first = next(e for e in moved.walk("VEVENT") if str(e["uid"]) == str(events[0]["uid"]))
+    assert (str(first["summary"]), first["dtstart"].dt.hour) == ("scheduled: Ed's post, moved", 9)
 
 
 def test_a_feed_token_opens_only_as_made_and_in_its_time() -> None:

@@ -136,6 +136,9 @@ class Entry:
     author: str
     excerpt: str
     tags: tuple[str, ...] = ()
+    occurrence_us: int = 0
+    """Which occurrence of a recurring post (its first moment); 0 for a post that is
+    published once."""
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,8 @@ class Calendar:
             state = JOB_STATES[row.state]
             if filters.lets(state, row.channel, row.author, tags):
                 yield Entry("job", row.id, row.post, row.version, row.channel, state,
-                            row.due_us, row.author, excerpt(row.text), tags)  # fmt: skip
+                            row.due_us, row.author, excerpt(row.text), tags,
+                            row.occurrence_us)  # fmt: skip
 
     def _channels(
         self, rows: Iterable[Any], span: Span, entries: Sequence[Entry]
@@ -235,7 +239,8 @@ class Calendar:
             )
             entries = [
                 Entry("job", row.id, row.post, row.version, row.channel, JOB_STATES[row.state],
-                      row.due_us, row.author, excerpt(row.text), _tags(row.tags))
+                      row.due_us, row.author, excerpt(row.text), _tags(row.tags),
+                      row.occurrence_us)
                 for row in db.execute(query.limit(self.limit))
             ]  # fmt: skip
             asked = theirs | _authored(db, tenant, person)
@@ -288,6 +293,7 @@ def _jobs_in(tenant: str, span: Span, filters: Filters) -> sa.Select[Any]:
             jobs.c.channel,
             jobs.c.state,
             jobs.c.due_us,
+            jobs.c.occurrence_us,
             posts.c.author,
             posts.c.text,
             posts.c.tags,

@@ -126,15 +126,21 @@ def page_view(page: CalendarPage) -> dict[str, Any]:
 
 
 def feed_body(entries: Sequence[Entry], channels: dict[str, Any], now_us: int) -> bytes:
-    """The entries as an iCalendar (RFC 5545) feed: an event each, in UTC, with a UID
-    that stays the same for the same job (or review, on a channel) from one fetch to
-    the next."""
+    """The entries as an iCalendar (RFC 5545) feed: an event each, in UTC. An event's UID
+    is its post's on its channel (and occurrence, for a recurring post), so a post moved,
+    edited or approved is the same event moved in a person's calendar, not a new one;
+    of two versions at once, the newer is shown."""
     feed = ICalendar()
     feed.add("prodid", "-//Hubbub//Content calendar//EN")
     feed.add("version", "2.0")
     feed.add("x-wr-calname", "Hubbub posts")
     stamp = wall_time(now_us, UTC)
+    newest: dict[str, Entry] = {}
     for entry in entries:
+        kept = newest.get(_uid(entry))
+        if kept is None or (entry.version or 0) >= (kept.version or 0):
+            newest[_uid(entry)] = entry
+    for entry in sorted(newest.values(), key=lambda one: (one.due_us, _uid(one))):
         feed.add_component(_event(entry, channels.get(entry.channel or ""), stamp))
     body: bytes = feed.to_ical()
     return body
@@ -156,7 +162,7 @@ def _event(entry: Entry, channel: Any, stamp: datetime) -> Event:
 
 
 def _uid(entry: Entry) -> str:
-    return f"job-{entry.id}" if entry.kind == "job" else f"review-{entry.id}-{entry.channel}"
+    return f"post-{entry.post}-{entry.channel}-{entry.occurrence_us}"
 
 
 def build_router(
