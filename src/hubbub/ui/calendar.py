@@ -83,8 +83,8 @@ class CalendarApi:
         return list(_answered(await self.api.call("GET", "/v1/channels", token=token)))
 
     async def people(self, token: str) -> list[Any]:
-        """The workspace's people; none when the caller may not list them."""
-        answer = await self.api.call("GET", "/v1/users", token=token)
+        """The workspace's people (ids and emails); none when they cannot be asked."""
+        answer = await self.api.call("GET", "/v1/people", token=token)
         return list(answer.json()) if answer.ok else []
 
     async def reschedule(self, token: str, post: str, at: str, channel: str | None) -> Any:
@@ -140,8 +140,8 @@ def local_parts(local: str) -> tuple[date, int, str]:
 
 @dataclass(frozen=True)
 class People:
-    """How the page names authors: `user:<id>` by their email where the caller may list
-    the workspace's people (admins), "you" for the caller, else as the API names them."""
+    """How the page names authors: `user:<id>` by their email, "you" for the caller, and
+    an API key as the API names it."""
 
     people: Sequence[dict[str, Any]] = ()
     me: str = ""
