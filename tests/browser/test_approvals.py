@@ -184,15 +184,16 @@ async def test_a_post_goes_through_changes_two_approvers_and_a_client_to_the_pds
     await expect(second.locator("#waiting-on")).to_contain_text("an external reviewer")
     await expect(second.locator(".step.done")).to_contain_text("Team")
 
-    # The editor makes the client a link, shown once, in full.
-    await editor.goto(post_page)
-    await editor.get_by_label("Reviewer's name").fill("Carla <Client>")
-    await editor.get_by_label("Works for (hours)").fill("48")
-    await editor.get_by_role("button", name="Make a link").click()
-    shown = editor.get_by_label("The reviewer's link")
+    # The account's admin (not the post's author: an author's link comments, never
+    # approves) makes the client a link, shown once, in full.
+    await admin.goto(post_page)
+    await admin.get_by_label("Reviewer's name").fill("Carla <Client>")
+    await admin.get_by_label("Works for (hours)").fill("48")
+    await admin.get_by_role("button", name="Make a link").click()
+    shown = admin.get_by_label("The reviewer's link")
     await expect(shown).to_have_value(re.compile(rf"^{re.escape(stack.url)}/review/\S+$"))
     link = await shown.input_value()
-    await screens(editor, "review-link")
+    await screens(admin, "review-link")
 
     # The client opens it with no account, sees only the post, and approves.
     client_context = await browser.new_context()

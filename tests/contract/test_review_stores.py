@@ -191,12 +191,13 @@ def test_comments_are_the_posts_and_waiting_reviews_are_found(store: SqlJobStore
         store.add_comment(replace(top, id="c4", tenant="globex"), entry("commented"))
     assert [(c.id, c.parent) for c in store.comments("acme", "p1")] == [("c1", None), ("c2", "c1")]
     assert store.comments("globex", "p1") == []
-    assert [r.post for r in store.waiting_reviews(T0 + S, 10)] == ["p1"]
-    store.mark_review("p1", reminded_us=T0 + S)
-    assert store.waiting_reviews(T0 + S, 10) == []
-    assert [r.post for r in store.reviews_due(T0 + 3600 * S + 1, 10)] == ["p1"]
-    store.mark_review("p1", flagged_us=T0 + S)
-    assert store.reviews_due(T0 + 3600 * S + 1, 10) == []
+    claimed = [store.claim_reminders(T0 + S, T0 + S, 10) for _ in range(2)]
+    assert [[r.post for r in one] for one in claimed] == [["p1"], []]  # one replica tells
+    assert claimed[0][0].reminded_us == T0 + S
+    assert store.claim_reminders(T0 + S, T0 + 2 * S, 10) == []  # reminded since
+    assert [r.post for r in store.claim_reminders(T0 + 2 * S, T0 + 3 * S, 10)] == ["p1"]
+    due = [store.claim_overdue(T0 + 3600 * S + 1, T0 + S, 10) for _ in range(2)]
+    assert [[r.post for r in one] for one in due] == [["p1"], []]
 
 
 def test_a_post_in_review_is_kept_until_its_review_is_left_for_the_retention(
@@ -208,7 +209,9 @@ def test_a_post_in_review_is_kept_until_its_review_is_left_for_the_retention(
     store.forget_before(T0)  # the sweeper, a moment later: the review is fresh
     assert store.post("acme", "p1").text == "hello"
     assert store.review("acme", "p1").state == "in_review"
-    store.forget_before(T0 + S)  # the review untouched for longer than the retention
+    store.forget_before(T0 + S)  # untouched past the retention, but planned later still
+    assert store.review("acme", "p1").state == "in_review"
+    store.forget_before(T0 + 3601 * S)  # untouched, and its time long past
     with pytest.raises(NotFound):
         store.post("acme", "p1")
     with pytest.raises(NotFound):

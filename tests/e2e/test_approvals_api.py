@@ -71,10 +71,10 @@ async def team(tmp_path: Path, clock: FixedClock) -> AsyncIterator[Team]:
     await platform.close()
 
 
-async def a_channel(team: Team, tenant: str = "acme") -> str:
+async def a_channel(team: Team, tenant: str = "acme", name: str = "news") -> str:
     made = await team.as_(
         ADMIN, "POST", "/v1/channels", tenant=tenant,
-        json={"network": "bluesky", "account": f"news.{tenant}.example",
+        json={"network": "bluesky", "account": f"{name}.{tenant}.example",
               "time_zone": "Europe/Paris", "service": "https://bsky.social",
               "app_password": "xxxx-xxxx-xxxx-xxxx"},
     )  # fmt: skip
@@ -155,7 +155,14 @@ async def test_a_post_goes_through_its_steps_and_publishes_the_approved_version(
     assert (second.json()["step"], second.json()["waiting_on"]) == (1, ["external"])
     assert not second.json()["can_decide"]  # the client's step is the link's
 
-    link = await team.as_(EDITOR, "POST", f"/v1/posts/{post}/links",
+    own_link = await team.as_(EDITOR, "POST", f"/v1/posts/{post}/links", json={"name": "Me"})
+    by_author = own_link.json()["token"]
+    assert not (await team.public("GET", f"/v1/public/reviews/{by_author}")).json()["can_approve"]
+    refused = await team.public("POST", f"/v1/public/reviews/{by_author}",
+                                json={"decision": "approve"})  # fmt: skip
+    assert refused.status_code == 403
+    assert "shared by the post's author" in refused.json()["detail"]
+    link = await team.as_(ADMIN, "POST", f"/v1/posts/{post}/links",
                           json={"name": "Dana at Client Co", "hours": 48})  # fmt: skip
     assert link.status_code == 201, link.text
     token = link.json()["token"]
@@ -165,6 +172,11 @@ async def test_a_post_goes_through_its_steps_and_publishes_the_approved_version(
     assert seen.status_code == 200, seen.text
     assert seen.json()["post"]["text"] == "Spring sale: 20%"
     assert seen.json()["comments"] == []  # the team's comments stay the team's
+    public = seen.json()["review"]
+    assert set(public) == {"post", "version", "state", "step", "decisions"}
+    assert (public["step"], public["decisions"]) == ("Client", [])  # not the team's reasons
+    assert "author" not in seen.json()["post"]
+    assert "variants" not in seen.json()["post"]
     assert seen.json()["can_approve"]
     assert seen.json()["reviewer"] == "Dana at Client Co"
     forged = token[:-6] + ("AAAAAA" if not token.endswith("AAAAAA") else "BBBBBB")
@@ -186,8 +198,8 @@ async def test_a_post_goes_through_its_steps_and_publishes_the_approved_version(
         ("created", "user:ed"), ("submitted", "user:ed"),
         ("changes_requested", "user:ann"), ("edited", "user:ed"), ("submitted", "user:ed"),
         ("approved", "user:ann"), ("approved", "user:bob"), ("link_created", "user:ed"),
-        ("commented", "user:ann"), ("commented", "link:Dana at Client Co"),
-        ("approved", "link:Dana at Client Co"),
+        ("link_created", "user:adm"), ("commented", "user:ann"),
+        ("commented", "link:Dana at Client Co"), ("approved", "link:Dana at Client Co"),
         ("scheduled", ""),
     ]  # fmt: skip
     assert "Say which sale" in trail[2]["detail"]
@@ -452,3 +464,161 @@ async def test_a_replaced_version_is_never_retried(team: Team) -> None:
     retried = await team.as_(EDITOR, "POST", f"/v1/jobs/{old}/retry")
     assert retried.status_code == 409
     assert "version 2 replaced" in retried.json()["detail"]
+
+
+async def test_whoever_made_a_version_does_not_approve_it(team: Team) -> None:
+    channel = await a_channel(team)
+    made = await team.as_(ADMIN, "POST", "/v1/workflows", json={
+        "name": "Admins", "channels": [channel], "steps": [{"name": "Desk", "roles": ["admin"]}],
+    })  # fmt: skip
+    assert made.status_code == 201
+    post = (
+        await team.as_(
+            EDITOR,
+            "POST",
+            "/v1/posts",
+            json={"text": "Mine", "channels": [channel], "at": "2027-03-29T09:00"},
+        )
+    ).json()["post"]
+    rewritten = await team.as_(BOB, "PUT", f"/v1/posts/{post}", json={"text": "Bob's now"})
+    assert rewritten.status_code == 200
+    own = await team.as_(BOB, "POST", f"/v1/posts/{post}/review", json={"decision": "approve"})
+    assert own.status_code == 403
+    other = await team.as_(ADMIN, "POST", f"/v1/posts/{post}/review", json={"decision": "approve"})
+    assert other.json()["state"] == "approved"
+
+
+async def test_odd_changes_get_clear_answers(team: Team) -> None:
+    channel = await a_channel(team)
+    post = (
+        await team.as_(
+            EDITOR,
+            "POST",
+            "/v1/posts",
+            json={"text": "Hi", "channels": [channel], "at": "2027-03-29T09:00"},
+        )
+    ).json()["post"]
+    nulls = await team.as_(EDITOR, "PUT", f"/v1/posts/{post}",
+                           json={"text": None, "media": None, "tags": None, "variants": None,
+                                 "visibility": None})  # fmt: skip
+    assert nulls.status_code == 200, nulls.text
+    assert (await team.as_(EDITOR, "GET", f"/v1/posts/{post}")).json()["text"] == "Hi"
+    unknown = await team.as_(
+        ADMIN,
+        "PUT",
+        "/v1/workflows/0123456789abcdef",
+        json={"name": "x", "roles": ["editor"], "steps": [{"name": "s", "roles": ["admin"]}]},
+    )
+    assert unknown.status_code == 404
+    long_id = await team.as_(ADMIN, "DELETE", "/v1/workflows/" + "x" * 200)
+    assert long_id.status_code == 422
+    await team.as_(
+        ADMIN,
+        "POST",
+        "/v1/workflows",
+        json={
+            "name": "Desk",
+            "channels": [channel],
+            "steps": [{"name": "Desk", "roles": ["admin"]}],
+        },
+    )
+    no_queue = await team.as_(
+        EDITOR, "POST", "/v1/posts", json={"text": "Q", "channels": [channel], "queue": True}
+    )
+    assert no_queue.status_code == 422  # refused now, not when an admin approves
+    assert "has no queue" in no_queue.json()["detail"]
+
+
+async def test_a_review_outlives_its_deleted_workflow_and_removed_channel(team: Team) -> None:
+    first, second = await a_channel(team), await a_channel(team, name="jobs")
+    workflow = await a_workflow(team, first)
+    made = (
+        await team.as_(
+            EDITOR,
+            "POST",
+            "/v1/posts",
+            json={"text": "Both", "channels": [first, second], "at": "2027-03-29T09:00"},
+        )
+    ).json()
+    post = made["post"]
+    gone = await team.as_(ADMIN, "DELETE", f"/v1/workflows/{workflow['id']}")
+    assert gone.status_code == 204
+    edited = await team.as_(EDITOR, "PUT", f"/v1/posts/{post}", json={"text": "Both, edited"})
+    assert edited.json()["review"]["waiting_on"] == ["ann", "bob"]  # its steps are kept
+    assert edited.json()["jobs"] == []
+    removed = await team.as_(ADMIN, "DELETE", f"/v1/channels/{first}")
+    assert removed.status_code in (200, 204)
+    for who in (ANN, BOB):
+        await team.as_(who, "POST", f"/v1/posts/{post}/review", json={"decision": "approve"})
+    link = (await team.as_(ADMIN, "POST", f"/v1/posts/{post}/links",
+                           json={"name": "Client"})).json()["token"]  # fmt: skip
+    done = await team.public("POST", f"/v1/public/reviews/{link}", json={"decision": "approve"})
+    assert done.json()["state"] == "approved", done.text
+    jobs = [j for j in (await team.as_(EDITOR, "GET", "/v1/jobs")).json() if j["post"] == post]
+    assert [(j["channel"], j["state"]) for j in jobs if j["version"] == 2] == [
+        (second, "scheduled")
+    ]
+
+
+async def test_a_link_approves_once_and_a_named_person_counts_once(team: Team) -> None:
+    channel = await a_channel(team)
+    await team.as_(ADMIN, "POST", "/v1/workflows", json={
+        "name": "Two clients", "channels": [channel], "steps": [
+            {"name": "Desk", "users": ["bob"], "roles": ["admin"], "mode": "all"},
+            {"name": "Client A", "external": True}, {"name": "Client B", "external": True},
+        ]})  # fmt: skip
+    post = (
+        await team.as_(
+            EDITOR,
+            "POST",
+            "/v1/posts",
+            json={"text": "Hi", "channels": [channel], "at": "2027-03-29T09:00"},
+        )
+    ).json()["post"]
+    bob = await team.as_(BOB, "POST", f"/v1/posts/{post}/review", json={"decision": "approve"})
+    assert (bob.json()["step"], bob.json()["waiting_on"]) == (0, ["role:admin"])
+    adm = await team.as_(ADMIN, "POST", f"/v1/posts/{post}/review", json={"decision": "approve"})
+    assert adm.json()["step"] == 1
+    link = (await team.as_(ADMIN, "POST", f"/v1/posts/{post}/links",
+                           json={"name": "Dana"})).json()["token"]  # fmt: skip
+    first = await team.public("POST", f"/v1/public/reviews/{link}", json={"decision": "approve"})
+    assert first.json()["step"] == "Client B"
+    again = await team.public("POST", f"/v1/public/reviews/{link}", json={"decision": "approve"})
+    assert again.status_code == 403
+
+
+async def test_a_held_post_can_be_cancelled_and_one_channel_of_a_queue_not_moved(
+    team: Team,
+) -> None:
+    channel = await a_channel(team)
+    await team.as_(ADMIN, "PUT", f"/v1/channels/{channel}/queue", json={"slots": "mon 09:00"})
+    made = (
+        await team.as_(
+            EDITOR, "POST", "/v1/posts", json={"text": "Q", "channels": [channel], "queue": True}
+        )
+    ).json()
+    await team.as_(ADMIN, "POST", f"/v1/channels/{channel}/pause")
+    job = made["jobs"][0]["id"]
+    cancelled = await team.as_(EDITOR, "POST", f"/v1/jobs/{job}/cancel")
+    assert cancelled.json()["state"] == "cancelled", cancelled.text
+    retried = await team.as_(EDITOR, "POST", f"/v1/jobs/{job}/retry")
+    assert retried.json()["state"] == "held"  # the channel is still paused
+    await team.as_(
+        ADMIN,
+        "POST",
+        "/v1/workflows",
+        json={
+            "name": "Desk",
+            "channels": [channel],
+            "steps": [{"name": "Desk", "roles": ["admin"]}],
+        },
+    )
+    queued = (
+        await team.as_(
+            EDITOR, "POST", "/v1/posts", json={"text": "Q2", "channels": [channel], "queue": True}
+        )
+    ).json()["post"]
+    moved = await team.as_(EDITOR, "POST", f"/v1/posts/{queued}/reschedule",
+                           json={"at": "2027-03-30T10:00", "channel": channel})  # fmt: skip
+    assert moved.status_code == 422
+    assert "every channel at once" in moved.json()["detail"]

@@ -468,16 +468,17 @@ def _revised(
 @posts_app.command("edit")
 def edit(
     post: Annotated[str, typer.Argument(help="The post's id.")],
-    person: AsOption,
     text: Annotated[str | None, typer.Option(help="The new text (a thread's first part).")] = None,
     tag: Annotated[
         list[str] | None, typer.Option(help="The post's tags, replacing its own; repeat.")
     ] = None,
     language: Annotated[str | None, typer.Option(help="Its language, as en or pt-BR.")] = None,
+    person: MaybeAsOption = None,
     tenant: TenantOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Change a post (its author, or an admin): a new version on the same channels at the
+    """Change a post (its author, or an admin; without --as, the command line, the author
+    of the posts it schedules): a new version on the same channels at the
     same times. Under a workflow its review starts again from the first step; otherwise
     the new version is scheduled at once."""
     changes: dict[str, Any] = {"text": text, "tags": tag, "language": language}

@@ -139,9 +139,10 @@ def review_view(review: Review, actor: Actor | None = None) -> dict[str, Any]:
         })  # fmt: skip
     current = review.steps[review.step]
     can = (
-        actor is not None and review.state == "in_review" and actor.key != review.author
+        actor is not None and review.state == "in_review"
+        and not {actor.key, actor.via} & {review.author, review.submitted_by}
         and eligible(current, actor)
-        and all(d.who != actor.key for d in approvals_of(review, review.step))
+        and not any(d.who == actor.key and d.decision == "approved" for d in review.decisions)
     )  # fmt: skip
     plan = review.plan
     return {
@@ -508,7 +509,7 @@ def build_router(
         older version's waiting jobs are cancelled; under an approval workflow its review
         starts again from the first step, and otherwise the new version is scheduled at
         once. 409 when it is published already, or being sent."""
-        changes = body.model_dump(exclude_unset=True)
+        changes = body.model_dump(exclude_unset=True, exclude_none=True)
         if "thread" in changes:
             changes["thread"] = [(part.text, part.media) for part in body.thread or ()]
         with answering():

@@ -532,6 +532,8 @@ class Actor:
 
     key: str
     role: str = "viewer"
+    via: str = ""
+    """For an external reviewer, the key of who shared the link."""
 
     @property
     def user(self) -> str | None:
@@ -616,6 +618,9 @@ class Review:
     reminded_us: int | None = None
     flagged_us: int | None = None
     decisions: tuple[Decision, ...] = ()
+    submitted_by: str = ""
+    """Who made the version under review (its author, or whoever changed it): nobody
+    decides on a version they made."""
 
 
 @dataclass(frozen=True)
@@ -699,18 +704,15 @@ class ReviewStore(Protocol):
         one transaction; `Conflict` when the review is no longer `before`."""
         ...
 
-    def waiting_reviews(self, before_us: int, limit: int) -> list[Review]:
+    def claim_reminders(self, before_us: int, now_us: int, limit: int) -> list[Review]:
         """Reviews in review whose step waits since before `before_us`, not reminded
-        since then either."""
+        since then either: marked reminded at `now_us`, each by one caller only."""
         ...
 
-    def reviews_due(self, before_us: int, limit: int) -> list[Review]:
-        """Open reviews planned before `before_us` and not flagged yet."""
+    def claim_overdue(self, before_us: int, now_us: int, limit: int) -> list[Review]:
+        """Open reviews planned before `before_us` and not flagged yet: marked flagged
+        at `now_us`, each by one caller only."""
         ...
-
-    def mark_review(
-        self, post: str, reminded_us: int | None = None, flagged_us: int | None = None
-    ) -> None: ...
 
     def add_comment(self, comment: Comment, audit: AuditEntry) -> Comment:
         """NotFound when the post is not the tenant's, or the parent not the post's."""

@@ -92,17 +92,20 @@ def eligible(step: Step, actor: Actor) -> bool:
 
 
 def done(step: Step, approvals: Sequence[Decision]) -> bool:
-    """Whether `approvals` (the step's, by eligible people) complete `step`."""
-    if step.external and any(a.who.startswith("link:") for a in approvals):
-        return True
+    """Whether `approvals` (the step's, by eligible people) complete `step`: in `any`
+    mode one of them; in `all` mode every person it names, one more person of each role
+    it names (someone named counts for their name only), and its external reviewer."""
+    external = any(a.who.startswith("link:") for a in approvals)
     people = [a for a in approvals if a.who.startswith("user:")]
     if step.mode == "any":
-        return bool(people)
+        return bool(people) or (step.external and external)
     approved_users = {a.who.removeprefix("user:") for a in people}
-    approved_roles = {a.role for a in people}
-    if not step.users and not step.roles:
-        return False  # an external step, waiting for its reviewer
-    return set(step.users) <= approved_users and set(step.roles) <= approved_roles
+    approved_roles = {a.role for a in people if a.who.removeprefix("user:") not in step.users}
+    return (
+        set(step.users) <= approved_users
+        and set(step.roles) <= approved_roles
+        and (external or not step.external)
+    )
 
 
 def waiting_on(step: Step, approvals: Sequence[Decision]) -> list[str]:
@@ -110,15 +113,16 @@ def waiting_on(step: Step, approvals: Sequence[Decision]) -> list[str]:
     if done(step, approvals):
         return []
     approved = {a.who.removeprefix("user:") for a in approvals}
-    roles = {a.role for a in approvals if a.who.startswith("user:")}
+    roles = {a.role for a in approvals if a.who.startswith("user:") and
+             a.who.removeprefix("user:") not in step.users}  # fmt: skip
+    external = ["external"] if step.external else []
     if step.mode == "any":
-        return [*step.users, *(f"role:{r}" for r in step.roles)] + (
-            ["external"] if step.external else []
-        )
+        return [*step.users, *(f"role:{r}" for r in step.roles), *external]
     return [
         *(u for u in step.users if u not in approved),
         *(f"role:{r}" for r in step.roles if r not in roles),
-    ] + (["external"] if step.external and not (step.users or step.roles) else [])
+        *(external if not any(a.who.startswith("link:") for a in approvals) else []),
+    ]
 
 
 def approvals_of(review: Review, step: int) -> list[Decision]:
@@ -132,13 +136,21 @@ def decide(
     actor may not decide it now, `Invalid` when a reason is missing."""
     if review.state != "in_review":
         raise Conflict(f"the post is not waiting for a decision: it is {_said(review.state)}")
-    if actor.key == review.author:
-        raise Forbidden("nobody approves their own post")
+    if actor.key in (review.author, review.submitted_by):
+        raise Forbidden("nobody approves their own post (nor a version they made)")
+    if actor.via and actor.via in (review.author, review.submitted_by):
+        raise Forbidden("this link was shared by the post's author: it can comment, not"
+                        " decide; ask a teammate to share it")  # fmt: skip
     step = review.steps[review.step]
     if not eligible(step, actor):
         raise Forbidden(f"not an approver of step {review.step + 1} ({step.name})")
-    if any(d.who == actor.key for d in approvals_of(review, review.step)) and kind == "approved":
-        raise Forbidden(f"you approved step {review.step + 1} ({step.name}) already")
+    if kind == "approved" and any(d.who == actor.key and d.decision == "approved"
+                                  for d in review.decisions):  # fmt: skip
+        raise Forbidden(
+            "you approved this version already (a step needs someone else)"
+            if actor.external
+            else f"you approved step {review.step + 1} ({step.name}) already"
+        )
     reason = (reason or "").strip() or None
     if kind != "approved" and reason is None:
         raise Invalid("say why: a rejection or a request for changes needs a reason")

@@ -38,6 +38,8 @@ from hubbub.publishing.ports import (
     AuditEntry,
     Comment,
     DecisionKind,
+    Post,
+    Review,
     Step,
 )
 from hubbub.publishing.service import MAX_COMMENT, MAX_LINK_HOURS, Publishing
@@ -49,6 +51,7 @@ Token = Annotated[str, Path(pattern=TOKEN, description="The link's token, as it 
 
 
 Caller = Annotated[Actor, Depends(actor_of)]
+WorkflowId = Annotated[str, Path(max_length=32, description="As the workflow was answered.")]
 Name = Annotated[str, Field(min_length=1, max_length=80)]
 
 
@@ -90,6 +93,27 @@ class LinkBody(BaseModel):
 KINDS: Final[dict[str, DecisionKind]] = {
     "approve": "approved", "reject": "rejected", "request_changes": "changes_requested"
 }  # fmt: skip
+
+
+def public_review_view(review: Review) -> dict[str, Any]:
+    """A review as an external reviewer sees it: where it stands, and what external
+    reviewers decided; never the team's people, roles, reasons or channels."""
+    return {
+        "post": review.post, "version": review.version, "state": review.state,
+        "step": review.steps[review.step].name,
+        "decisions": [
+            {"who": d.who, "decision": d.decision, "reason": d.reason, "at": _iso(d.at_us)}
+            for d in review.decisions if d.who.startswith("link:")
+        ],
+    }  # fmt: skip
+
+
+def public_post_view(post: Post) -> dict[str, Any]:
+    """A post as an external reviewer sees it: what it says and shows, not who wrote
+    it nor its per-channel variants."""
+    view = post_view(post)
+    return {key: view[key] for key in ("id", "version", "text", "media", "thread", "language",
+                                       "spoiler", "visibility")}  # fmt: skip
 
 
 def comments_view(comments: list[Comment]) -> list[dict[str, Any]]:
@@ -160,7 +184,7 @@ def build_router(service_of: Callable[[], Any]) -> APIRouter:
 
     @router.put("/v1/workflows/{workflow}")
     async def put_workflow(
-        tenant: Tenant, actor: Caller, publishing: Service, body: WorkflowBody, workflow: str
+        tenant: Tenant, actor: Caller, publishing: Service, body: WorkflowBody, workflow: WorkflowId
     ) -> dict[str, Any]:
         """Replace a workflow; posts in review keep the steps they started with."""
         with answering():
@@ -171,7 +195,7 @@ def build_router(service_of: Callable[[], Any]) -> APIRouter:
 
     @router.delete("/v1/workflows/{workflow}", status_code=204)
     async def delete_workflow(
-        tenant: Tenant, actor: Caller, publishing: Service, workflow: str
+        tenant: Tenant, actor: Caller, publishing: Service, workflow: WorkflowId
     ) -> Response:
         with answering():
             await publishing.delete_workflow(tenant, actor, workflow)
@@ -279,12 +303,11 @@ def build_router(service_of: Callable[[], Any]) -> APIRouter:
             found = await asyncio.to_thread(publishing.post, tenant, post)
             comments = await asyncio.to_thread(publishing.comments, tenant, post)
         review = await asyncio.to_thread(publishing.review, tenant, post)
-        view = review_view(review, reviewer) if review else None
         return {
             "reviewer": reviewer.key.removeprefix("link:"),
-            "post": post_view(found),
-            "review": view,
-            "can_approve": bool(view and view.pop("can_decide")),
+            "post": public_post_view(found),
+            "review": public_review_view(review) if review else None,
+            "can_approve": bool(review and review_view(review, reviewer)["can_decide"]),
             "comments": comments_view([c for c in comments if c.author.startswith("link:")]),
         }
 
@@ -303,9 +326,7 @@ def build_router(service_of: Callable[[], Any]) -> APIRouter:
                 body.reason,
                 body.version,
             )
-        view = review_view(after, reviewer)
-        view.pop("can_decide")
-        return view
+        return public_review_view(after)
 
     @router.post("/v1/public/reviews/{token}/comments", status_code=201)
     async def public_comment(

@@ -339,6 +339,7 @@ class Publishing:
         flows = applying(workflows, [c.id for c in chosen], role)
         if flows:
             plan = Plan(tuple(c.id for c in chosen), at, queue, repeat)
+            self._release(post, chosen, plan, now)  # what approval will do must be possible
             await self._submit(post, chosen, plan, flows, now)
             if draft is not None:
                 await asyncio.to_thread(self.store.delete_draft, tenant, author, draft)
@@ -500,6 +501,10 @@ class Publishing:
         )  # fmt: skip
         mine = [c.id for c in await asyncio.to_thread(self.store.channels, tenant)]
         check_workflow(made, mine)
+        if workflow is not None:
+            kept = await asyncio.to_thread(self.store.workflows, tenant)
+            if workflow not in {one.id for one in kept}:
+                raise NotFound(f"no workflow {workflow!r}")
         return await asyncio.to_thread(self.store.put_workflow, made)
 
     async def delete_workflow(self, tenant: str, actor: Actor, workflow: str) -> None:
@@ -541,13 +546,15 @@ class Publishing:
 
     def _new_review(
         self, post: Post, chosen: Sequence[Channel], plan: Plan, flows: Sequence[Workflow],
-        now_us: int,
+        now_us: int, by: str | None = None, steps: Sequence[Step] = (),
     ) -> Review:  # fmt: skip
+        """A review of `post` from the first step of `flows` (or of `steps`, kept from
+        workflows since deleted); `by` made this version (its author by default)."""
         return Review(
             post=post.id, tenant=post.tenant, version=post.version, author=post.author,
-            workflows=tuple(w.id for w in flows), steps=steps_of(flows), step=0,
-            state="in_review", plan=plan, due_us=_planned(plan, chosen, now_us),
-            step_since_us=now_us, updated_us=now_us,
+            workflows=tuple(w.id for w in flows), steps=tuple(steps) or steps_of(flows),
+            step=0, state="in_review", plan=plan, due_us=_planned(plan, chosen, now_us),
+            step_since_us=now_us, updated_us=now_us, submitted_by=by or post.author,
         )  # fmt: skip
 
     async def _ask(self, review: Review, post: Post) -> None:
@@ -629,7 +636,14 @@ class Publishing:
             await self._ask(after, post)
 
     def _channels(self, tenant: str, channels: Sequence[str]) -> list[Channel]:
-        return [self.store.channel(tenant, channel) for channel in channels]
+        """The tenant's channels of `channels` that are still connected (a post planned
+        for one removed since goes to the others); `Conflict` when none is."""
+        kept = {channel.id: channel for channel in self.store.channels(tenant)}
+        found = [kept[channel] for channel in channels if channel in kept]
+        if not found:
+            raise Conflict("every channel the post was planned for was removed: change its"
+                           " channels by writing it again")  # fmt: skip
+        return found
 
     def _release(self, post: Post, chosen: Sequence[Channel], plan: Plan, now_us: int) -> Release:
         """The jobs `plan` makes for `post`: none is due before now (an approval that
@@ -676,6 +690,9 @@ class Publishing:
             return found, images, self.store.workflows(tenant)
 
         chosen, images, workflows = await asyncio.to_thread(read)
+        plan = replace(plan, channels=tuple(c.id for c in chosen),
+                       dues={c: due for c, due in plan.dues.items()
+                             if c in {one.id for one in chosen}})  # fmt: skip
         new = replace(
             old, version=old.version + 1,
             text=changes.get("text", old.text), variants=changes.get("variants", old.variants),
@@ -697,11 +714,15 @@ class Publishing:
         role = actor.role if actor.key == old.author else ""
         flows = applying(workflows, plan.channels, role)
         flows += [w for w in workflows if before and w.id in before.workflows and w not in flows]
+        # A review whose workflows were deleted meanwhile keeps its steps: a change never
+        # skips the approvals the post was under.
+        kept_steps = before.steps if before and not flows else ()
         action = "rescheduled" if set(changes) <= {"at", "dues"} else "edited"
         audit = [self._entry(new, action, actor.key, now, _plan_said(plan))]
         review, release = None, None
-        if flows:
-            review = self._new_review(new, chosen, plan, sorted(flows, key=lambda w: w.name), now)
+        if flows or kept_steps:
+            review = self._new_review(new, chosen, plan, sorted(flows, key=lambda w: w.name),
+                                      now, actor.key, kept_steps)  # fmt: skip
             audit.append(self._entry(new, "submitted", actor.key, now, _steps_said(review)))
         else:
             release = self._release(new, chosen, plan, now)
@@ -739,6 +760,9 @@ class Publishing:
         plan = before.plan if before else await asyncio.to_thread(self._plan_of, tenant, old)
         if channel not in plan.channels:
             raise NotFound(f"post {post} is not on channel {channel!r}")
+        if plan.queue or plan.repeat:
+            said = "a queued" if plan.queue else "a recurring"
+            raise Invalid(f"{said} post moves on every channel at once: leave out the channel")
         chosen = await asyncio.to_thread(self._channels, tenant, plan.channels)
         now = self.clock.now_us()
         dues = {c.id: (plan.dues or {}).get(c.id) or _planned(plan, [c], now) or now
@@ -799,7 +823,9 @@ class Publishing:
             raise Invalid(f"a link lasts from 1 to {MAX_LINK_HOURS} hours, not {hours}")
         kept = await asyncio.to_thread(self.store.post, tenant, post)
         ends = self.clock.now_us() + int(hours * 3600 * SECOND_US)
-        token = self.box.seal(json.dumps({"t": tenant, "p": post, "n": name, "e": ends}))
+        token = self.box.seal(
+            json.dumps({"t": tenant, "p": post, "n": name, "e": ends, "c": actor.key})
+        )
         await asyncio.to_thread(self.store.add_audit, [
             self._entry(kept, "link_created", actor.key, self.clock.now_us(), f"for {name}")
         ])  # fmt: skip
@@ -811,11 +837,12 @@ class Publishing:
         try:
             found = json.loads(self.box.open(PREFIX + token))
             tenant, post, name, ends = found["t"], found["p"], found["n"], int(found["e"])
+            shared_by = str(found.get("c", ""))
         except (SealError, ValueError, KeyError, TypeError):
             raise NotFound("no such link: it may have ended; ask for a new one") from None
         if ends < self.clock.now_us():
             raise NotFound("no such link: it may have ended; ask for a new one")
-        return tenant, post, Actor(f"link:{name}", "viewer")
+        return tenant, post, Actor(f"link:{name}", "viewer", via=shared_by)
 
     async def set_paused(self, tenant: str, channel: str, paused: bool) -> Channel:
         """Pause a channel (its scheduled posts held, none lost) or resume it: a held
@@ -841,38 +868,37 @@ class Publishing:
         return kept
 
     async def remind(self, remind_after_s: float, overdue_within_s: float, limit: int = 200) -> int:
-        """Tell again the approvers of every step waiting longer than `remind_after_s`;
-        flag (once) each open review whose planned time is within `overdue_within_s`.
-        Answers how many reviews it told of."""
+        """Tell again the approvers of every step waiting longer than `remind_after_s`
+        (those of them who have not approved it yet); flag (once) each open review whose
+        planned time is within `overdue_within_s`, telling its author and approvers. Each
+        review is claimed by one replica. Answers how many reviews it told of."""
         now = self.clock.now_us()
         waiting = await asyncio.to_thread(
-            self.store.waiting_reviews, now - int(remind_after_s * SECOND_US), limit
+            self.store.claim_reminders, now - int(remind_after_s * SECOND_US), now, limit
         )
         for review in waiting:
             post = await asyncio.to_thread(self.store.post_version, review.tenant, review.post,
                                            review.version)  # fmt: skip
             step = review.steps[review.step]
+            approved = {d.who.removeprefix("user:") for d in approvals_of(review, review.step)}
             title = f"Still waiting for your approval ({step.name}): {_excerpt(post.text)}"
-            await self._tell(review.tenant, "reminder", post, title, users=step.users,
-                             roles=step.roles)  # fmt: skip
-            await asyncio.to_thread(self.store.mark_review, review.post, reminded_us=now)
+            await self._tell(review.tenant, "reminder", post, title,
+                             users=[u for u in step.users if u not in approved],
+                             roles=step.roles, actor=review.author)  # fmt: skip
         due = await asyncio.to_thread(
-            self.store.reviews_due, now + int(overdue_within_s * SECOND_US), limit
+            self.store.claim_overdue, now + int(overdue_within_s * SECOND_US), now, limit
         )
         for review in due:
             post = await asyncio.to_thread(self.store.post_version, review.tenant, review.post,
                                            review.version)  # fmt: skip
             step = review.steps[review.step]
-            author = (
-                [review.author.removeprefix("user:")] if review.author.startswith("user:") else []
-            )
+            author = [review.author.removeprefix("user:")] * review.author.startswith("user:")
             await self._tell(review.tenant, "overdue", post,
                              f"Not approved yet, and due soon: {_excerpt(post.text)}",
                              users=[*author, *step.users], roles=step.roles)  # fmt: skip
             await asyncio.to_thread(self.store.add_audit, [
                 self._entry(post, "flagged", "publisher", now, "due before it is approved")
             ])  # fmt: skip
-            await asyncio.to_thread(self.store.mark_review, review.post, flagged_us=now)
         return len(waiting) + len(due)
 
 

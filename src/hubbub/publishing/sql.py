@@ -195,6 +195,7 @@ reviews_table = sa.Table(
     sa.Column("tenant", sa.String(32), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("author", sa.String(255), nullable=False),
+    sa.Column("submitted_by", sa.String(255), nullable=False, server_default=""),
     sa.Column("workflows", sa.JSON, nullable=False),
     sa.Column("steps", sa.JSON, nullable=False),
     sa.Column("step", sa.Integer, nullable=False),
@@ -306,7 +307,7 @@ class SqlJobStore:
                 raise NotFound(f"no channel {channel!r}")
             cancelled = db.execute(
                 jobs.update()
-                .where((jobs.c.channel == channel) & (jobs.c.state == "scheduled"))
+                .where((jobs.c.channel == channel) & jobs.c.state.in_(("scheduled", "held")))
                 .values(state="cancelled", error="its channel was removed", updated_us=now_us)
                 .returning(*jobs.c)
             ).all()
@@ -672,7 +673,7 @@ class SqlJobStore:
 
     def cancel(self, tenant: str, job: str, now_us: int) -> Job:
         return self._by_person(
-            tenant, job, ("scheduled",), now_us, state="cancelled", error="cancelled"
+            tenant, job, ("scheduled", "held"), now_us, state="cancelled", error="cancelled"
         )
 
     def retry(self, tenant: str, job: str, now_us: int) -> Job:
@@ -694,9 +695,11 @@ class SqlJobStore:
         if waiting is not None:
             raise Conflict(f"post {found.post} waits for its review: it is published once"
                            " approved")  # fmt: skip
+        paused = self.channel(tenant, found.channel).paused if found.channel else False
         return self._by_person(
-            tenant, job, ("failed", "missed", "cancelled"), now_us, state="scheduled",
-            due_us=now_us, error=None, worker=None, lease_until_us=None, check_first=True,
+            tenant, job, ("failed", "missed", "cancelled"), now_us,
+            state="held" if paused else "scheduled", due_us=now_us, error=None, worker=None,
+            lease_until_us=None, check_first=True,
         )  # fmt: skip
 
     def _by_person(
@@ -726,9 +729,14 @@ class SqlJobStore:
                 db.execute(history.delete().where(history.c.job.in_(some)))
             kept = sa.select(jobs.c.post).where(jobs.c.post == posts.c.id)
             # A post waiting for its review has no jobs yet: it stays while its review
-            # moved since `before_us`; one left untouched longer goes with its review.
+            # moved since `before_us`, or is still open for a time not that long past (a
+            # campaign planned months ahead); one left longer goes with its review.
+            still_open = reviews_table.c.state.in_(("in_review", "changes_requested")) & (
+                reviews_table.c.due_us >= before_us
+            )
             reviewed = sa.select(reviews_table.c.post).where(
-                (reviews_table.c.post == posts.c.id) & (reviews_table.c.updated_us >= before_us)
+                (reviews_table.c.post == posts.c.id)
+                & sa.or_(reviews_table.c.updated_us >= before_us, still_open)
             )
             gone = (
                 db.execute(
@@ -824,23 +832,14 @@ class SqlJobStore:
     ) -> tuple[list[Job], list[Job]]:  # fmt: skip
         mine = (jobs.c.post == post.id) & (jobs.c.tenant == post.tenant)
         with self._engine.begin() as db:
-            newest = db.execute(
-                sa.select(sa.func.max(posts.c.version)).where(
-                    (posts.c.id == post.id) & (posts.c.tenant == post.tenant)
-                )
-            ).scalar()
-            if newest is None:
-                raise NotFound(f"no post {post.id!r}")
-            if newest != post.version - 1:
-                raise Conflict(f"post {post.id} changed meanwhile: it is at version {newest}")
-            busy = db.execute(
-                sa.select(jobs.c.channel, jobs.c.state)
-                .where(mine & jobs.c.state.in_(("published", "claimed", "sending", "unknown")))
-                .limit(1)
-            ).first()
-            if busy is not None:
-                said = "published" if busy.state == "published" else "being published"
-                raise Conflict(f"post {post.id} is {said} already: it cannot change now")
+            # Writes first, so the rows are this transaction's before anything is checked:
+            # a last approval deciding at once has committed its jobs (cancelled here) or
+            # waits and finds its review gone; a publisher claiming at once has the job
+            # (seen busy below) or skips it, locked (cancelled here). SQLite takes its one
+            # writer's lock at the first write, and reads from there on.
+            db.execute(reviews_table.delete().where(
+                (reviews_table.c.post == post.id) & (reviews_table.c.tenant == post.tenant)
+            ))  # fmt: skip
             cancelled = [
                 _job(row)
                 for row in db.execute(
@@ -851,13 +850,29 @@ class SqlJobStore:
                     .returning(*jobs.c)
                 ).all()
             ]  # fmt: skip
+            busy = db.execute(
+                sa.select(jobs.c.channel, jobs.c.state)
+                .where(mine & jobs.c.state.in_(("published", "claimed", "sending", "unknown")))
+                .limit(1)
+            ).first()
+            if busy is not None:
+                said = "published" if busy.state == "published" else "being published"
+                raise Conflict(f"post {post.id} is {said} already: it cannot change now")
+            newest = db.execute(
+                sa.select(sa.func.max(posts.c.version)).where(
+                    (posts.c.id == post.id) & (posts.c.tenant == post.tenant)
+                )
+            ).scalar()
+            if newest is None:
+                raise NotFound(f"no post {post.id!r}")
+            if newest != post.version - 1:
+                raise Conflict(f"post {post.id} changed meanwhile: it is at version {newest}")
             _log(db, cancelled, now_us)
             db.execute(series_table.update().where(
                 (series_table.c.post == post.id) & (series_table.c.state == "active")
             ).values(state="cancelled", updated_us=now_us))  # fmt: skip
             plan = review.plan.channels if review else ()
             _keep_post(db, post, plan, now_us)
-            db.execute(reviews_table.delete().where(reviews_table.c.post == post.id))
             if review is not None:
                 db.execute(reviews_table.insert().values(_review_row(review)))
             made = _release(db, post, release, now_us) if release else []
@@ -925,33 +940,37 @@ class SqlJobStore:
             _audit(db, audit)
         return made
 
-    def waiting_reviews(self, before_us: int, limit: int) -> list[Review]:
+    def claim_reminders(self, before_us: int, now_us: int, limit: int) -> list[Review]:
         waiting = (
             (reviews_table.c.state == "in_review")
             & (reviews_table.c.step_since_us < before_us)
             & sa.or_(reviews_table.c.reminded_us.is_(None), reviews_table.c.reminded_us < before_us)
         )
-        return self._reviews(waiting, reviews_table.c.step_since_us, limit)
+        return self._claim(waiting, reviews_table.c.step_since_us, limit, reminded_us=now_us)
 
-    def reviews_due(self, before_us: int, limit: int) -> list[Review]:
+    def claim_overdue(self, before_us: int, now_us: int, limit: int) -> list[Review]:
         due = (
             reviews_table.c.state.in_(OPEN_REVIEWS)
             & (reviews_table.c.due_us < before_us)
             & reviews_table.c.flagged_us.is_(None)
         )
-        return self._reviews(due, reviews_table.c.due_us, limit)
+        return self._claim(due, reviews_table.c.due_us, limit, flagged_us=now_us)
 
-    def mark_review(
-        self, post: str, reminded_us: int | None = None, flagged_us: int | None = None
-    ) -> None:
-        values = {"reminded_us": reminded_us} if reminded_us is not None else {}
-        if flagged_us is not None:
-            values["flagged_us"] = flagged_us
-        if values:
-            with self._engine.begin() as db:
-                db.execute(
-                    reviews_table.update().where(reviews_table.c.post == post).values(values)
-                )
+    def _claim(self, where: Any, order: Any, limit: int, **mark: int) -> list[Review]:
+        """Mark up to `limit` reviews `where` holds, in `order`, and answer them: one
+        replica marks each (the condition is asked again as each row is changed)."""
+        chosen = sa.select(reviews_table.c.post).where(where).order_by(order).limit(limit)
+        with self._engine.begin() as db:
+            posts_ = [
+                row.post
+                for row in db.execute(
+                    reviews_table.update()
+                    .where(where & reviews_table.c.post.in_(chosen.scalar_subquery()))
+                    .values(**mark)
+                    .returning(reviews_table.c.post)
+                ).all()
+            ]
+        return self._reviews(reviews_table.c.post.in_(posts_), order, limit) if posts_ else []
 
     def add_comment(self, comment: Comment, audit: AuditEntry) -> Comment:
         with self._engine.begin() as db:
@@ -1351,7 +1370,7 @@ def _review_row(review: Review) -> dict[str, Any]:
                  "repeat": plan.repeat, "dues": dict(plan.dues)},
         "due_us": review.due_us, "step_since_us": review.step_since_us,
         "reminded_us": review.reminded_us, "flagged_us": review.flagged_us,
-        "updated_us": review.updated_us,
+        "updated_us": review.updated_us, "submitted_by": review.submitted_by,
     }  # fmt: skip
 
 
@@ -1366,6 +1385,7 @@ def _review(row: Any, decided: Sequence[Any]) -> Review:
         due_us=row.due_us, step_since_us=row.step_since_us, updated_us=row.updated_us,
         reminded_us=row.reminded_us, flagged_us=row.flagged_us,
         decisions=tuple(_decision(one) for one in decided),
+        submitted_by=row.submitted_by,
     )  # fmt: skip
 
 

@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("tenant", sa.String(32), nullable=False),
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("author", sa.String(255), nullable=False),
+        sa.Column("submitted_by", sa.String(255), nullable=False, server_default=""),
         sa.Column("workflows", sa.JSON, nullable=False),
         sa.Column("steps", sa.JSON, nullable=False),
         sa.Column("step", sa.Integer, nullable=False),
