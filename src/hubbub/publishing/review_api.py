@@ -50,6 +50,11 @@ Tenant = Annotated[str, Depends(tenant_of)]
 Token = Annotated[str, Path(pattern=TOKEN, description="The link's token, as it was given.")]
 
 
+PUBLIC_ANSWERS: Final[dict[int | str, dict[str, Any]]] = {
+    400: {"description": "The gateway's: a public path is plain segments (no odd escapes)."},
+    404: {"description": "No such link: its token was not made here, was changed, or ended."},
+    429: {"description": "The gateway's: too many requests from this address; wait."},
+}
 Caller = Annotated[Actor, Depends(actor_of)]
 WorkflowId = Annotated[str, Path(max_length=32, description="As the workflow was answered.")]
 Name = Annotated[str, Field(min_length=1, max_length=80)]
@@ -294,7 +299,7 @@ def build_router(service_of: Callable[[], Any]) -> APIRouter:
         with answering():
             return publishing.linked(token)
 
-    @router.get("/v1/public/reviews/{token}")
+    @router.get("/v1/public/reviews/{token}", responses=PUBLIC_ANSWERS)
     async def public_review(publishing: Service, token: Token) -> dict[str, Any]:
         """What an external reviewer's link shows: the post, its review, and the
         comments of external reviewers (the team's own stay the team's)."""
@@ -311,7 +316,7 @@ def build_router(service_of: Callable[[], Any]) -> APIRouter:
             "comments": comments_view([c for c in comments if c.author.startswith("link:")]),
         }
 
-    @router.post("/v1/public/reviews/{token}")
+    @router.post("/v1/public/reviews/{token}", responses=PUBLIC_ANSWERS)
     async def public_decide(
         publishing: Service, token: Token, body: DecisionBody
     ) -> dict[str, Any]:
@@ -328,7 +333,7 @@ def build_router(service_of: Callable[[], Any]) -> APIRouter:
             )
         return public_review_view(after)
 
-    @router.post("/v1/public/reviews/{token}/comments", status_code=201)
+    @router.post("/v1/public/reviews/{token}/comments", status_code=201, responses=PUBLIC_ANSWERS)
     async def public_comment(
         publishing: Service, token: Token, body: CommentBody
     ) -> dict[str, Any]:
