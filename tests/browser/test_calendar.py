@@ -200,6 +200,20 @@ async def test_a_channels_queue_pauses_and_resumes_from_the_calendar(desk: Desk)
     await expect(page).to_have_url(
         f"{desk.stack.url}/calendar?view=week&day=2027-03-26&done=resumed"
     )
+    # The queue can take the channel's best times to post instead of its own slots.
+    await page.get_by_role(
+        "button", name="Use the best times to post for the queue of desk.bsky.social"
+    ).click()
+    await expect(page.get_by_role("status")).to_contain_text("best times to post")
+    await expect(page.get_by_text("add to queue takes its best times to post")).to_be_visible()
+    queue = await desk.stack.client.get(
+        f"/v1/channels/{desk.channel}/queue", headers=auth(desk.owner["token"])
+    )
+    assert queue.json()["best_times"] is True
+    await page.get_by_role(
+        "button", name="Use its own slots for the queue of desk.bsky.social"
+    ).click()
+    await expect(page.get_by_role("status")).to_contain_text("own slots again")
 
 
 async def _due_is(desk: Desk, text: str, at: str) -> bool:

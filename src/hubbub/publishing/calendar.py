@@ -153,6 +153,9 @@ class ChannelDay:
     paused: bool
     slots: tuple[tuple[int, bool], ...] = field(default=())
     """(moment, taken) for each queue slot in the span."""
+    best_queue: bool = False
+    """Whether "add to queue" takes the channel's best times to post (then `slots` are
+    those, once known)."""
 
 
 @dataclass(frozen=True)
@@ -215,11 +218,12 @@ class Calendar:
         }
         made, budget = [], self.limit
         for row in rows:
-            moments = queue_slots(row.queue, row.time_zone, span, budget) if row.queue else []
+            weekly = row.best_slots if row.best_queue and row.best_slots else row.queue
+            moments = queue_slots(weekly, row.time_zone, span, budget) if weekly else []
             budget -= len(moments)
             slots = tuple((moment, (row.id, moment) in taken) for moment in moments)
             made.append(ChannelDay(row.id, row.network, row.account, row.time_zone, row.queue,
-                                   bool(row.paused), slots))  # fmt: skip
+                                   bool(row.paused), slots, bool(row.best_queue)))  # fmt: skip
         return made
 
     def feed(
@@ -278,7 +282,8 @@ def wall_time(moment_us: int, zone: tzinfo) -> datetime:
 
 def _channels_of(tenant: str) -> sa.Select[Any]:
     columns = [channels.c[name] for name in
-               ("id", "network", "account", "time_zone", "queue", "paused")]  # fmt: skip
+               ("id", "network", "account", "time_zone", "queue", "paused", "best_queue",
+                "best_slots")]  # fmt: skip
     return sa.select(*columns).where(channels.c.tenant == tenant).order_by(channels.c.account)
 
 

@@ -106,6 +106,7 @@ def channel_day_view(channel: ChannelDay, zone: Any) -> dict[str, Any]:
     return {
         "id": channel.id, "network": channel.network, "account": channel.account,
         "time_zone": channel.time_zone, "queue": channel.queue, "paused": channel.paused,
+        "best_times": channel.best_queue,
         "slots": [
             {"due_us": moment, "local": wall_time(moment, zone).isoformat(), "taken": taken}
             for moment, taken in channel.slots

@@ -45,6 +45,8 @@ WALL_TIME: Final = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$"
 DONE: Final = {
     "paused": "The channel's queue is paused: its posts are held until it resumes.",
     "resumed": "The channel's queue resumed: its held posts go out again.",
+    "best-on": "Add to queue now takes the channel's best times to post (read each day).",
+    "best-off": "Add to queue takes the channel's own slots again.",
     "queued": "Added to the queue.",
 }
 Person = Any
@@ -95,6 +97,13 @@ class CalendarApi:
     async def pause(self, token: str, channel: str, action: str) -> Any:
         path = f"/v1/channels/{quote(channel, safe='')}/{action}"
         return _answered(await self.api.call("POST", path, token=token))
+
+    async def best_times_queue(self, token: str, channel: str, on: bool) -> Any:
+        """Whether the channel's "add to queue" takes its best times to post."""
+        path = f"/v1/channels/{quote(channel, safe='')}/queue"
+        kept = _answered(await self.api.call("GET", path, token=token))
+        body = {"slots": kept.get("slots"), "best_times": on}
+        return _answered(await self.api.call("PUT", path, token=token, json=body))
 
     async def add_to_queue(self, token: str, channel: str, text: str) -> Any:
         body = {"text": text, "channels": [channel], "queue": True}
@@ -416,6 +425,21 @@ def build_router(
         except Problem as problem:
             return await failed(request, person, problem)
         return after(back, done="paused" if action == "pause" else "resumed")
+
+    @router.post("/calendar/best-times/{channel}", response_class=HTMLResponse)
+    async def best_times_queue(
+        request: Request,
+        person: Posting,
+        channel: str,
+        on: Annotated[bool, Form()],
+        back: Annotated[str, Form(max_length=2000)] = "",
+    ) -> Response:
+        """Let the channel's queue take its best times to post, or its own slots again."""
+        try:
+            await calendar.best_times_queue(person.session, channel, on)
+        except Problem as problem:
+            return await failed(request, person, problem)
+        return after(back, done="best-on" if on else "best-off")
 
     @router.post("/calendar/queue", response_class=HTMLResponse)
     async def add_to_queue(
