@@ -159,7 +159,7 @@ async def test_a_post_goes_through_its_steps_and_publishes_the_approved_version(
     by_author = own_link.json()["token"]
     assert not (await team.public("GET", f"/v1/public/reviews/{by_author}")).json()["can_approve"]
     refused = await team.public("POST", f"/v1/public/reviews/{by_author}",
-                                json={"decision": "approve"})  # fmt: skip
+                                json={"decision": "approve", "version": 2})  # fmt: skip
     assert refused.status_code == 403
     assert "shared by the post's author" in refused.json()["detail"]
     link = await team.as_(ADMIN, "POST", f"/v1/posts/{post}/links",
@@ -184,8 +184,11 @@ async def test_a_post_goes_through_its_steps_and_publishes_the_approved_version(
     commented = await team.public("POST", f"/v1/public/reviews/{token}/comments",
                                   json={"text": "Looks good @ann"})  # fmt: skip
     assert commented.status_code == 201
+    unversioned = await team.public("POST", f"/v1/public/reviews/{token}",
+                                    json={"decision": "approve"})  # fmt: skip
+    assert unversioned.status_code == 422  # a client decides on the version it was shown
     approved = await team.public("POST", f"/v1/public/reviews/{token}",
-                                 json={"decision": "approve"})  # fmt: skip
+                                 json={"decision": "approve", "version": 2})  # fmt: skip
     assert approved.json()["state"] == "approved", approved.text
 
     jobs = (await team.as_(EDITOR, "GET", "/v1/jobs")).json()
@@ -552,7 +555,8 @@ async def test_a_review_outlives_its_deleted_workflow_and_removed_channel(team: 
         await team.as_(who, "POST", f"/v1/posts/{post}/review", json={"decision": "approve"})
     link = (await team.as_(ADMIN, "POST", f"/v1/posts/{post}/links",
                            json={"name": "Client"})).json()["token"]  # fmt: skip
-    done = await team.public("POST", f"/v1/public/reviews/{link}", json={"decision": "approve"})
+    done = await team.public("POST", f"/v1/public/reviews/{link}",
+                             json={"decision": "approve", "version": 2})  # fmt: skip
     assert done.json()["state"] == "approved", done.text
     jobs = [j for j in (await team.as_(EDITOR, "GET", "/v1/jobs")).json() if j["post"] == post]
     assert [(j["channel"], j["state"]) for j in jobs if j["version"] == 2] == [
@@ -581,9 +585,11 @@ async def test_a_link_approves_once_and_a_named_person_counts_once(team: Team) -
     assert adm.json()["step"] == 1
     link = (await team.as_(ADMIN, "POST", f"/v1/posts/{post}/links",
                            json={"name": "Dana"})).json()["token"]  # fmt: skip
-    first = await team.public("POST", f"/v1/public/reviews/{link}", json={"decision": "approve"})
+    first = await team.public("POST", f"/v1/public/reviews/{link}",
+                              json={"decision": "approve", "version": 1})  # fmt: skip
     assert first.json()["step"] == "Client B"
-    again = await team.public("POST", f"/v1/public/reviews/{link}", json={"decision": "approve"})
+    again = await team.public("POST", f"/v1/public/reviews/{link}",
+                              json={"decision": "approve", "version": 1})  # fmt: skip
     assert again.status_code == 403
 
 

@@ -320,7 +320,10 @@ def build_router(service_of: Callable[[], Any]) -> APIRouter:
     async def public_decide(
         publishing: Service, token: Token, body: DecisionBody
     ) -> dict[str, Any]:
-        """The external reviewer approves, rejects or asks for changes."""
+        """The external reviewer approves, rejects or asks for changes, on the version
+        they were shown (`version`: a 409 when it changed meanwhile)."""
+        if body.version is None:
+            raise HTTPException(422, "say which version you decide on (`version`)")
         tenant, post, reviewer = await linked(publishing, token)
         with answering():
             after = await publishing.decide(

@@ -521,7 +521,9 @@ class Publishing:
 
     def reviews(self, tenant: str, actor: Actor | None = None) -> list[Review]:
         """The tenant's open reviews; with `actor`, those whose step waits on them."""
-        found = self.store.reviews(tenant, ("in_review",) if actor else OPEN_REVIEWS)
+        found = self.store.reviews(
+            tenant, ("in_review",) if actor else OPEN_REVIEWS, 2000 if actor else 200
+        )
         if actor is None:
             return found
         return [
