@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.exc import IntegrityError
 
+from hubbub.kernel import relational
 from hubbub.notifications.ports import (
     Applied,
     DeadEmail,
@@ -95,21 +94,14 @@ SETTLED_STATES: Final = ("sent", "dead")
 
 def migrate(engine: sa.Engine) -> None:
     """Bring the database to notifications' newest schema."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    relational.migrate(engine, MIGRATIONS)
 
 
 class SqlNotificationStore:
     """See `hubbub.notifications.ports` for the contract."""
 
     def __init__(self, url: str) -> None:
-        self._engine = sa.create_engine(url)
-        if self._engine.dialect.name == "sqlite":
-            sa.event.listen(self._engine, "connect", _sqlite_pragmas)
-        migrate(self._engine)
+        self._engine = relational.open_engine(url, MIGRATIONS)
 
     @classmethod
     def sqlite(cls, path: Path) -> SqlNotificationStore:
@@ -254,14 +246,6 @@ class SqlNotificationStore:
 
     def close(self) -> None:
         self._engine.dispose()
-
-
-def _sqlite_pragmas(connection: Any, _: Any) -> None:
-    """WAL, so streams read while the worker writes; a wait on a writer, not an error."""
-    cursor = connection.cursor()
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000"):
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
 
 
 def _move_positions(

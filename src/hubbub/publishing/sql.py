@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.exc import IntegrityError
 
+from hubbub.kernel import relational
 from hubbub.publishing.ports import (
     OPEN_REVIEWS,
     OPEN_STATES,
@@ -250,22 +249,15 @@ audit_table = sa.Table(
 
 
 def migrate(engine: sa.Engine) -> None:
-    """Bring the database to publishing's newest schema."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    """Bring the database to publishing' newest schema."""
+    relational.migrate(engine, MIGRATIONS)
 
 
 class SqlJobStore:
     """See `hubbub.publishing.ports` for the contract."""
 
     def __init__(self, url: str) -> None:
-        self._engine = sa.create_engine(url)
-        if self._engine.dialect.name == "sqlite":
-            sa.event.listen(self._engine, "connect", _sqlite_pragmas)
-        migrate(self._engine)
+        self._engine = relational.open_engine(url, MIGRATIONS)
 
     @classmethod
     def sqlite(cls, path: Path) -> SqlJobStore:
@@ -1135,18 +1127,6 @@ _CHANNELS_NAMED: Final = sa.select(channels).where(
     channels.c.id.in_(sa.bindparam("ids", expanding=True))
 )
 _POSTS_NAMED: Final = sa.select(posts).where(posts.c.id.in_(sa.bindparam("ids", expanding=True)))
-
-
-def _sqlite_pragmas(connection: Any, _: Any) -> None:
-    """WAL, so the API reads while publishers write, and several processes share the
-    file; a commit syncs at checkpoints rather than each time (a crash of the machine
-    may lose the last changes, never corrupt them: a job whose change is lost is claimed
-    again, and looked for on its network first); and a wait on a writer rather than an
-    error."""
-    cursor = connection.cursor()
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000"):
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
 
 
 def _channel(row: Any) -> Channel:
