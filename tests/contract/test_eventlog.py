@@ -25,6 +25,7 @@ from hubbub.kernel.events import (
     FlagChanged,
     FollowersChanged,
     InputRejected,
+    PersonChanged,
     SettingChanged,
 )
 from tests.conftest import NATS_URL, post, require_service, unique_name
@@ -325,3 +326,26 @@ async def test_control_keeps_the_latest_event_of_each_key(open_log: OpenLog) -> 
     await kept(log, CONTROL, [3, 4, 5, 7])
     stats = {t.topic: (t.count, t.last_position) for t in (await log.stats()).topics}
     assert stats[CONTROL] == (4, 7)
+
+
+def person(n: int, tenant: str, user: str, role: str) -> PersonChanged:
+    # People of one tenant share the envelope's key: compaction tells them apart.
+    return PersonChanged(
+        id=f"person-{n}", key=tenant, ts=n, source="test", tenant=tenant, user=user,
+        email=f"{user}@{tenant}.test", role=role,
+    )  # fmt: skip
+
+
+async def test_control_keeps_each_persons_latest_entry(open_log: OpenLog) -> None:
+    log = await open_log()
+    changes: list[Event] = [
+        person(1, "acme", "ann", "editor"),
+        person(2, "acme", "bob", "viewer"),
+        person(3, "globex", "ann", "owner"),  # another tenant's ann
+        person(4, "acme", "ann", "admin"),
+    ]
+    for change in changes:
+        await log.append([change])
+    await kept(log, CONTROL, [2, 3, 4])
+    live = [r.event for r in await log.read(CONTROL, 1)]
+    assert live == [changes[1], changes[2], changes[3]]

@@ -45,6 +45,7 @@ from hubbub.kernel.events import (
     USAGE,
     Event,
     FlagChanged,
+    PersonChanged,
     RouteChanged,
     SettingChanged,
     WatchChanged,
@@ -153,5 +154,7 @@ def compaction_key(event: Event) -> str:
         return f"watch\x00{event.tenant}\x00{event.watch}"
     if isinstance(event, WebhookChanged):
         return f"webhook\x00{event.tenant}\x00{event.webhook}"
+    if isinstance(event, PersonChanged):
+        return f"person\x00{event.tenant}\x00{event.user}"
     # An event type added to control later is kept per id until it gets a rule here.
     return f"{type(event).__name__}\x00{event.id}"
