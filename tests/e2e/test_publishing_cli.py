@@ -49,7 +49,7 @@ async def test_a_channel_is_added_a_post_scheduled_published_and_listed(
 
         code, said = await asyncio.to_thread(hubbub, data, "posts", "cancel", job)
         assert code == 2  # the CLI's refusal
-        assert "only scheduled jobs can" in said  # what is published stays published
+        assert "only scheduled or held jobs can" in said  # what is published stays published
         code, said = await asyncio.to_thread(
             hubbub, data, "posts", "schedule", "x" * 501, "--channel", channel
         )

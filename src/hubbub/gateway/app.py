@@ -177,6 +177,7 @@ class Gateway:
             await upstream.close()
         await self.limiter.close()
         self.store.close()
+        await self.event_log.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in PUBLIC or _signing_in(scope):

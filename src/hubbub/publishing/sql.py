@@ -704,7 +704,7 @@ class SqlJobStore:
                 jobs.update().where(mine).values(updated_us=now_us, **values).returning(*jobs.c)
             ).first()
             if row is None:
-                raise ValueError(f"job {job} is {found.state}: only {', '.join(states)} jobs can")
+                raise ValueError(f"job {job} is {found.state}: only {' or '.join(states)} jobs can")
             changed = _job(row)
             _log(db, [changed], now_us)
         return changed
