@@ -240,6 +240,13 @@ async def test_a_post_goes_through_changes_two_approvers_and_a_client_to_the_pds
     await axe(editor, "/publish/posts/… (approved)")
     await editor.goto("/approvals")
     await axe(editor, "/approvals")
+
+    # The admin ends the post's links: the client's no longer works.
+    await admin.goto(post_page)
+    await admin.get_by_role("button", name="End every link to this post").click()
+    await expect(admin.get_by_role("status")).to_contain_text("has ended")
+    await client.goto(link)
+    await expect(client.get_by_role("alert")).to_contain_text("This review link does not work")
     assert found == {page: [] for page in found}
     assert dialogs == []
     for context in contexts:

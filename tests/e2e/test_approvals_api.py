@@ -628,3 +628,32 @@ async def test_a_held_post_can_be_cancelled_and_one_channel_of_a_queue_not_moved
                            json={"at": "2027-03-30T10:00", "channel": channel})  # fmt: skip
     assert moved.status_code == 422
     assert "every channel at once" in moved.json()["detail"]
+
+
+async def test_a_posts_links_can_be_ended(team: Team, clock: FixedClock) -> None:
+    channel = await a_channel(team)
+    await a_workflow(team, channel)
+    post = (
+        await team.as_(
+            EDITOR,
+            "POST",
+            "/v1/posts",
+            json={"text": "Hi", "channels": [channel], "at": "2027-03-29T09:00"},
+        )
+    ).json()["post"]
+    link = (await team.as_(ADMIN, "POST", f"/v1/posts/{post}/links",
+                           json={"name": "Dana"})).json()["token"]  # fmt: skip
+    assert (await team.public("GET", f"/v1/public/reviews/{link}")).status_code == 200
+    theirs = await team.as_(("user:ann", "owner"), "DELETE", f"/v1/posts/{post}/links",
+                            tenant="globex")  # fmt: skip
+    assert theirs.status_code == 404
+    assert (await team.public("GET", f"/v1/public/reviews/{link}")).status_code == 200
+    ended = await team.as_(ADMIN, "DELETE", f"/v1/posts/{post}/links")
+    assert ended.status_code == 204
+    assert (await team.public("GET", f"/v1/public/reviews/{link}")).status_code == 404
+    clock.advance(1)
+    fresh = (await team.as_(ADMIN, "POST", f"/v1/posts/{post}/links",
+                            json={"name": "Dana"})).json()["token"]  # fmt: skip
+    assert (await team.public("GET", f"/v1/public/reviews/{fresh}")).status_code == 200
+    trail = [e["action"] for e in (await team.as_(ADMIN, "GET", f"/v1/posts/{post}/audit")).json()]
+    assert trail.count("links_ended") == 1

@@ -15,6 +15,7 @@ import pytest
 
 from hubbub.bootstrap import open_publishing
 from hubbub.kernel.clock import SystemClock
+from hubbub.publishing.ports import NotFound
 from hubbub.publishing.worker import Publisher
 from hubbub.sandbox.mastodon import MastodonState, mastodon_server
 from hubbub.settings import Settings
@@ -203,6 +204,10 @@ async def test_a_post_goes_through_its_workflow_from_the_command_line(
     parts = open_publishing(Settings(data_dir=data), SystemClock(), None)
     try:
         assert parts.service.linked(url.rpartition("/")[2])[:2] == (tenant, own.id)
+        said = await cli(data, "posts", "unshare", own.id, *acme)
+        assert "has ended" in said
+        with pytest.raises(NotFound):
+            parts.service.linked(url.rpartition("/")[2])
     finally:
         await parts.close()
 

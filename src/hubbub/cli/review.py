@@ -657,6 +657,23 @@ def share(
     console.print(f"for {name}, until {_time(link['expires'])}", markup=False)
 
 
+@posts_app.command("unshare")
+def unshare(
+    post: Annotated[str, typer.Argument(help="The post's id.")],
+    person: MaybeAsOption = None,
+    tenant: TenantOption = None,
+) -> None:
+    """End every reviewer link made to this post so far (`posts share` makes a new one)."""
+    chosen = _tenant(tenant)
+    actor = _person(chosen, person)
+
+    async def ended(publishing: Publishing) -> None:
+        await publishing.end_links(chosen, actor, post)
+
+    _with_publishing(ended)
+    print(f"every link to post {post} made until now has ended")
+
+
 # Paused queues
 
 

@@ -720,6 +720,14 @@ class ReviewStore(Protocol):
 
     def comments(self, tenant: str, post: str) -> list[Comment]: ...
 
+    def end_links(self, tenant: str, post: str, before_us: int, audit: AuditEntry) -> None:
+        """End every link to the post made before `before_us`."""
+        ...
+
+    def links_end(self, tenant: str, post: str) -> int:
+        """Links to the post made before this moment no longer work (0: none ended)."""
+        ...
+
     def add_audit(self, entries: Sequence[AuditEntry]) -> None: ...
 
     def audit(self, tenant: str, post: str) -> list[AuditEntry]:

@@ -297,7 +297,14 @@ def build_router(service_of: Callable[[], Any]) -> APIRouter:
 
     async def linked(publishing: Publishing, token: str) -> tuple[str, str, Actor]:
         with answering():
-            return publishing.linked(token)
+            return await asyncio.to_thread(publishing.linked, token)
+
+    @router.delete("/v1/posts/{post}/links", status_code=204)
+    async def end_links(tenant: Tenant, actor: Caller, publishing: Service, post: str) -> Response:
+        """End every link made to this post so far: each then answers 404."""
+        with answering():
+            await publishing.end_links(tenant, actor, post)
+        return Response(status_code=204)
 
     @router.get("/v1/public/reviews/{token}", responses=PUBLIC_ANSWERS)
     async def public_review(publishing: Service, token: Token) -> dict[str, Any]:

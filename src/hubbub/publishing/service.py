@@ -825,9 +825,10 @@ class Publishing:
             raise Invalid(f"a link lasts from 1 to {MAX_LINK_HOURS} hours, not {hours}")
         kept = await asyncio.to_thread(self.store.post, tenant, post)
         ends = self.clock.now_us() + int(hours * 3600 * SECOND_US)
-        token = self.box.seal(
-            json.dumps({"t": tenant, "p": post, "n": name, "e": ends, "c": actor.key})
-        )
+        made = self.clock.now_us()
+        token = self.box.seal(json.dumps(
+            {"t": tenant, "p": post, "n": name, "e": ends, "c": actor.key, "i": made}
+        ))  # fmt: skip
         await asyncio.to_thread(self.store.add_audit, [
             self._entry(kept, "link_created", actor.key, self.clock.now_us(), f"for {name}")
         ])  # fmt: skip
@@ -835,16 +836,25 @@ class Publishing:
 
     def linked(self, token: str) -> tuple[str, str, Actor]:
         """The tenant, post and reviewer a link's token names; `NotFound` for a forged,
-        tampered or expired one (never saying which)."""
+        tampered, expired or ended one (never saying which)."""
         try:
             found = json.loads(self.box.open(PREFIX + token))
             tenant, post, name, ends = found["t"], found["p"], found["n"], int(found["e"])
-            shared_by = str(found.get("c", ""))
+            shared_by, made = str(found.get("c", "")), int(found.get("i", 0))
         except (SealError, ValueError, KeyError, TypeError):
             raise NotFound("no such link: it may have ended; ask for a new one") from None
-        if ends < self.clock.now_us():
+        if ends < self.clock.now_us() or made < self.store.links_end(tenant, post):
             raise NotFound("no such link: it may have ended; ask for a new one")
         return tenant, post, Actor(f"link:{name}", "viewer", via=shared_by)
+
+    async def end_links(self, tenant: str, actor: Actor, post: str) -> None:
+        """End every link to the post made until now (a new one may be made after)."""
+        if actor.external or actor.role == "viewer":
+            raise Forbidden("only the team (editors and above) ends a post's links")
+        kept = await asyncio.to_thread(self.store.post, tenant, post)
+        now = self.clock.now_us()
+        entry = self._entry(kept, "links_ended", actor.key, now, "every link made until now")
+        await asyncio.to_thread(self.store.end_links, tenant, post, now + 1, entry)
 
     async def set_paused(self, tenant: str, channel: str, paused: bool) -> Channel:
         """Pause a channel (its scheduled posts held, none lost) or resume it: a held

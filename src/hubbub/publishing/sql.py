@@ -246,6 +246,12 @@ audit_table = sa.Table(
     sa.Column("detail", sa.Text),
     sa.Index("publishing_audit_post", "tenant", "post", "id"),
 )  # fmt: skip
+link_ends_table = sa.Table(
+    "publishing_link_ends", metadata,
+    sa.Column("post", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.String(32), nullable=False),
+    sa.Column("before_us", sa.BigInteger, nullable=False),
+)  # fmt: skip
 
 
 def migrate(engine: sa.Engine) -> None:
@@ -739,7 +745,8 @@ class SqlJobStore:
             )
             for start in range(0, len(gone), FORGET_AT_ONCE):
                 some = gone[start : start + FORGET_AT_ONCE]
-                for table in (reviews_table, decisions_table, comments_table, audit_table):
+                for table in (reviews_table, decisions_table, comments_table, audit_table,
+                              link_ends_table):  # fmt: skip
                     db.execute(table.delete().where(table.c.post.in_(some)))
                 db.execute(posts.delete().where(posts.c.id.in_(some)))
             named = sa.select(posts.c.id).where(posts.c.id == media_table.c.post)
@@ -992,6 +999,21 @@ class SqlJobStore:
                 sa.select(comments_table).where(mine).order_by(comments_table.c.created_us)
             ).all()
         return [Comment(**row._mapping) for row in rows]
+
+    def end_links(self, tenant: str, post: str, before_us: int, audit: AuditEntry) -> None:
+        mine = (link_ends_table.c.post == post) & (link_ends_table.c.tenant == tenant)
+        with self._engine.begin() as db:
+            if not db.execute(link_ends_table.update().where(mine).values(before_us=before_us)
+                              ).rowcount:  # fmt: skip
+                db.execute(link_ends_table.insert().values(
+                    post=post, tenant=tenant, before_us=before_us))  # fmt: skip
+            _audit(db, [audit])
+
+    def links_end(self, tenant: str, post: str) -> int:
+        mine = (link_ends_table.c.post == post) & (link_ends_table.c.tenant == tenant)
+        with self._engine.connect() as db:
+            found = db.execute(sa.select(link_ends_table.c.before_us).where(mine)).scalar()
+        return int(found or 0)
 
     def add_audit(self, entries: Sequence[AuditEntry]) -> None:
         with self._engine.begin() as db:

@@ -153,6 +153,10 @@ class Reviews:
         body = {"name": name, "hours": hours}
         return dict(_checked(await self.api.call("POST", path, token=token, json=body)))
 
+    async def end_links(self, token: str, post: str) -> None:
+        """End every link made to the post so far."""
+        _checked(await self.api.call("DELETE", f"/v1/posts/{_part(post)}/links", token=token))
+
     async def waiting(self, token: str, mine: bool) -> list[Any]:
         """The reviews waiting on the caller (`mine`), or all the tenant's open ones."""
         params = {"waiting": "me"} if mine else None
@@ -453,6 +457,15 @@ def routes(api: PlatformApi, kit: PageKit) -> APIRouter:
             return await panel(request, who, post, error=str(problem), status=problem.status)
         link = f"{kit.public_base(request)}/review/{_part(str(made['token']))}"
         return await panel(request, who, post, link=link, link_made=made, reviewer=name.strip())
+
+    @router.post("/publish/posts/{post}/links/end", response_class=HTMLResponse)
+    async def end_links(request: Request, who: Posting, post: str) -> HTMLResponse:
+        """End every link made to the post so far: each then shows that it does not work."""
+        try:
+            await reviews.end_links(who.session, post)
+        except Problem as problem:
+            return await panel(request, who, post, error=str(problem), status=problem.status)
+        return await panel(request, who, post, links_ended=True)
 
     @router.get("/publish/posts/{post}/audit.csv")
     async def audit_csv(who: Who, post: str) -> Response:

@@ -97,9 +97,16 @@ def upgrade() -> None:
         sa.Column("detail", sa.Text),
     )
     op.create_index("publishing_audit_post", "publishing_audit", ["tenant", "post", "id"])
+    op.create_table(
+        "publishing_link_ends",
+        sa.Column("post", sa.String(32), primary_key=True),
+        sa.Column("tenant", sa.String(32), nullable=False),
+        sa.Column("before_us", sa.BigInteger, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("publishing_link_ends")
     op.drop_table("publishing_audit")
     op.drop_table("publishing_comments")
     op.drop_table("publishing_decisions")
