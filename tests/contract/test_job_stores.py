@@ -184,7 +184,7 @@ def test_late_jobs_are_missed_with_the_reason_and_can_be_retried(store: SqlJobSt
     assert store.claim("a", T0 + 3601 * S, lease_s=60, limit=10)[0].id != job.id
     again = store.retry("acme", job.id, T0 + 4000 * S)
     assert (again.state, again.idempotency_key) == ("scheduled", job.idempotency_key)
-    with pytest.raises(ValueError, match="only failed, missed, cancelled"):
+    with pytest.raises(ValueError, match="only failed, missed or cancelled jobs can"):
         store.retry("acme", job.id, T0 + 4000 * S)
 
 

@@ -710,7 +710,7 @@ class SqlJobStore:
                 jobs.update().where(mine).values(updated_us=now_us, **values).returning(*jobs.c)
             ).first()
             if row is None:
-                raise ValueError(f"job {job} is {found.state}: only {' or '.join(states)} jobs can")
+                raise ValueError(f"job {job} is {found.state}: only {_either(states)} jobs can")
             changed = _job(row)
             _log(db, [changed], now_us)
         return changed
@@ -1389,6 +1389,11 @@ def _review(row: Any, decided: Sequence[Any]) -> Review:
         decisions=tuple(_decision(one) for one in decided),
         submitted_by=row.submitted_by,
     )  # fmt: skip
+
+
+def _either(states: Sequence[str]) -> str:
+    """'scheduled', 'scheduled or held', 'failed, missed or cancelled'."""
+    return " or ".join([", ".join(states[:-1]), states[-1]] if len(states) > 1 else states)
 
 
 def _decision(row: Any) -> Decision:
