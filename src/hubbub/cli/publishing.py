@@ -25,7 +25,7 @@ from hubbub.cli.common import console, fail, load_settings, print_json, run, wit
 from hubbub.eventlog.ports import EventLog
 from hubbub.kernel.clock import SystemClock
 from hubbub.publishing.api import change_view, job_view, queue_view
-from hubbub.publishing.ports import Invalid, NotFound
+from hubbub.publishing.ports import Forbidden, Invalid, NotFound
 from hubbub.publishing.review import waiting_on
 from hubbub.publishing.service import Publishing, channel_view
 
@@ -37,7 +37,8 @@ T = TypeVar("T")
 
 
 def _with_publishing(work: Callable[[Publishing], Awaitable[T]]) -> T:
-    """Run `work` on publishing as the settings describe it; refusals exit with why."""
+    """Run `work` on publishing as the settings describe it (its events and notices go
+    to the log, as the API's do); refusals exit with why."""
     settings = load_settings()
 
     async def main(event_log: EventLog) -> T:
@@ -49,7 +50,7 @@ def _with_publishing(work: Callable[[Publishing], Awaitable[T]]) -> T:
 
     try:
         return run(with_log(settings, main))
-    except (NotFound, Invalid, ValueError) as error:
+    except (NotFound, Invalid, Forbidden, ValueError) as error:
         fail(str(error))
 
 

@@ -25,14 +25,19 @@ from rich.markup import escape
 from rich.table import Column, Table
 from rich.text import Text
 
-from hubbub.bootstrap import open_publishing, open_tenant_store
-from hubbub.cli.common import console, fail, load_settings, print_json, run, with_log
-from hubbub.cli.publishing import JsonOption, TenantOption, channels_app, posts_app
-from hubbub.eventlog.ports import EventLog
+from hubbub.bootstrap import open_tenant_store
+from hubbub.cli.common import console, fail, load_settings, print_json
+from hubbub.cli.publishing import (
+    JsonOption,
+    TenantOption,
+    _with_publishing,
+    channels_app,
+    posts_app,
+)
 from hubbub.gateway.ports import User
 from hubbub.kernel.clock import SystemClock
 from hubbub.publishing.api import iso, job_view, review_view, workflow_view
-from hubbub.publishing.ports import Actor, DecisionKind, Forbidden, Invalid, NotFound, Step
+from hubbub.publishing.ports import Actor, DecisionKind, Invalid, NotFound, Step
 from hubbub.publishing.review import ROLES
 from hubbub.publishing.review_api import audit_csv, audit_view, comments_view
 from hubbub.publishing.service import MAX_LINK_HOURS, Publishing, channel_view
@@ -134,24 +139,6 @@ def _person(tenant: str, who: str | None, default: Actor = COMMAND_LINE) -> Acto
         return default
     user = _find(_people(tenant), tenant, who)
     return Actor(f"user:{user.id}", user.role)
-
-
-def _with_publishing(work: Callable[[Publishing], Awaitable[T]]) -> T:
-    """Run `work` on publishing as the settings describe it (its notices go to the log,
-    as the API's do); a refusal exits with why."""
-    settings = load_settings()
-
-    async def main(event_log: EventLog) -> T:
-        parts = open_publishing(settings, SystemClock(), event_log)
-        try:
-            return await work(parts.service)
-        finally:
-            await parts.close()
-
-    try:
-        return run(with_log(settings, main))
-    except (NotFound, Invalid, Forbidden, ValueError) as error:
-        fail(str(error))
 
 
 def _named(key: str, people: dict[str, User]) -> str:
