@@ -169,6 +169,30 @@ async def test_a_replay_never_tells_anyone_twice(
     assert [m["To"] for m in mailbox[0].received] == ["Bob@acme.example"]
 
 
+async def test_a_person_who_joins_while_the_worker_reads_gets_the_notice_that_follows(
+    parts: Parts,
+) -> None:
+    """The gateway appends a person before publishing can address them; a fold that reads
+    in between those appends still delivers the notice."""
+
+    class JoinWhileReading:
+        def __init__(self, log: EventLog) -> None:
+            self.log, self.joined = log, False
+
+        async def read(self, topic: str, position: int = 1, limit: int = 1000) -> Any:
+            records = await self.log.read(topic, position, limit)
+            if not self.joined:  # between the worker's first read and its second
+                self.joined = True
+                await self.log.append([person("u-bob", "bob@acme.example")])
+                await self.log.append([issued("n1", users=["u-bob"])])
+            return records
+
+    reading: Any = JoinWhileReading(parts.event_log)
+    await worker.catch_up(parts.store, reading, parts.policy, CLOCK)
+    (kept,) = parts.store.listing("acme", "u-bob").notifications
+    assert kept.title == "Ann commented"
+
+
 async def test_a_fold_from_positions_that_moved_is_read_again(parts: Parts) -> None:
     """Two workers at once (replicas, or one restarted while the old one finishes): each
     notice reaches each person once."""

@@ -90,10 +90,13 @@ async def catch_up(
     folded = 0
     while True:
         positions = await asyncio.to_thread(store.positions)
+        # The notices are read before the people, so a person appended before a notice
+        # (as the gateway does before publishing can address them) is read with it; and
+        # folded only once the people are caught up.
+        notices = await event_log.read(NOTICES, positions.get(NOTICES, 0) + 1, policy.batch)
         control = await event_log.read(CONTROL, positions.get(CONTROL, 0) + 1, policy.batch)
-        notices = []
-        if len(control) < policy.batch:  # the people first: notices once they are caught up
-            notices = await event_log.read(NOTICES, positions.get(NOTICES, 0) + 1, policy.batch)
+        if len(control) == policy.batch:
+            notices = []
         if not control and not notices:
             return folded
         people = [r.event for r in control if isinstance(r.event, PersonChanged)]
