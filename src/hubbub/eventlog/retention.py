@@ -2,13 +2,14 @@
 
 A topic is kept in one of three ways (`TopicRetention`):
 
-- **By age and size** (the firehose topics `posts`, `engagement`, `deletes`, and
-  `usage`, `deadletter`, `deliveries`, `alerts`): the oldest events go once they are
+- **By age and size** (the firehose topics `posts`, `engagement`, `deletes`, the
+  listening `matches` made from them, and `usage`, `deadletter`, `deliveries`, `alerts`): the oldest events go once they are
   older than `max_age_s` (since they were appended) or once the topic holds more than
   `max_bytes`. Retention removes a prefix of the topic, never events in the middle.
 - **Compacted** (`control`): only the latest event of each compaction key stays
   (`compaction_key`: a setting's name, a flag's scope and name, a route's prefix, a
-  watch's or webhook's tenant and id). Every control event carries the whole state of
+  watch's, webhook's, listening search's or channel's tenant and id; a person's tenant
+  and user). Every control event carries the whole state of
   what it names, so the latest one is the live setting; removals (`active` false) are
   kept as the latest of their key, so a reader never resurrects what was removed.
 - **Whole** (`pages`, and any topic without a rule): nothing is removed by age. The
@@ -18,7 +19,7 @@ A topic is kept in one of three ways (`TopicRetention`):
   spread over all its deltas. A size cap may still be set on purpose.
 
 The defaults come from settings (`HUBBUB_RETAIN_*`, see `hubbub.settings`):
-firehose topics 30 days, `usage` 90 days, `deadletter` 30 days, `deliveries` 30 days,
+firehose topics and `matches` 30 days, `usage` 90 days, `deadletter` 30 days, `deliveries` 30 days,
 `alerts` 30 days, no size cap, `control` compacted, `pages` whole.
 
 Falling behind. A reader whose position points into a removed prefix gets
@@ -39,14 +40,17 @@ from hubbub.kernel.events import (
     DEADLETTER,
     DELETES,
     ENGAGEMENT,
+    MATCHES,
     PAGES,
     POSTS,
     PUBLISHING,
     USAGE,
+    ChannelChanged,
     Event,
     FlagChanged,
     PersonChanged,
     RouteChanged,
+    SearchChanged,
     SettingChanged,
     WatchChanged,
     WebhookChanged,
@@ -112,6 +116,7 @@ def policy(
     topics[ALERTS] = TopicRetention(alerts_days * DAY_S)
     topics[PUBLISHING] = TopicRetention(publishing_days * DAY_S)
     topics[PAGES] = TopicRetention(max_bytes=pages_bytes)
+    topics[MATCHES] = TopicRetention(firehose_days * DAY_S)  # derived from the firehose
     topics[CONTROL] = COMPACTED
     return RetentionPolicy(topics)
 
@@ -156,5 +161,9 @@ def compaction_key(event: Event) -> str:
         return f"webhook\x00{event.tenant}\x00{event.webhook}"
     if isinstance(event, PersonChanged):
         return f"person\x00{event.tenant}\x00{event.user}"
+    if isinstance(event, SearchChanged):
+        return f"search\x00{event.tenant}\x00{event.search}"
+    if isinstance(event, ChannelChanged):
+        return f"channel\x00{event.tenant}\x00{event.channel}"
     # An event type added to control later is kept per id until it gets a rule here.
     return f"{type(event).__name__}\x00{event.id}"

@@ -36,6 +36,7 @@ CONTROL: Final = "control"
 USAGE: Final = "usage"
 PUBLISHING: Final = "publishing"
 NOTICES: Final = "notices"
+MATCHES: Final = "matches"
 TOPICS: Final = (POSTS, PAGES, ENGAGEMENT, DELETES, DEADLETTER, CONTROL)
 
 
@@ -75,6 +76,8 @@ class PostPublished(Event, frozen=True, kw_only=True, tag=True):
     created_at: int = 0
     pushed_by: str = ""
     """Who pushed it over HTTP (`tenant/key`); empty for a connector's events."""
+    media: int = 0
+    """How many images, videos or other attachments it carries."""
 
 
 class PostEdited(PostPublished, frozen=True, kw_only=True, tag=True):
@@ -284,6 +287,64 @@ class NoticeIssued(Event, frozen=True, kw_only=True, tag=True):
     link: str = ""
 
 
+class SearchChanged(Event, frozen=True, kw_only=True, tag=True):
+    """A tenant saved, changed or (with `active` false) removed a listening search. On
+    `control` (compacted by tenant and search), so every listening replica matches the
+    same searches from the next post, rebuilt by replaying the topic. `pages` holds
+    what each `@page` and `from:` handle of the query resolved to (page ids) when it
+    was saved."""
+
+    tenant: str
+    search: str
+    name: str = ""
+    query: str = ""
+    pages: dict[str, list[str]] = {}
+    active: bool = True
+    changed_by: str = ""
+
+
+class ChannelChanged(Event, frozen=True, kw_only=True, tag=True):
+    """A tenant connected (or, with `active` false, removed) a channel to publish to.
+    `page` is the account's page id as ingest names it (a Bluesky DID, a Mastodon
+    account URL), so listening knows which posts mention the tenant or reply to it. On
+    `control`, compacted by tenant and channel."""
+
+    tenant: str
+    channel: str
+    network: str
+    account: str
+    page: str = ""
+    active: bool = True
+
+
+class SearchMatched(Event, frozen=True, kw_only=True, tag=True):
+    """A post of the firehose matched a tenant's search (`search`), or reached its inbox
+    (`search` is `inbox:` and the channel; `kind` says `mention` or `reply`). On
+    `matches`; `position` is the post's position in `posts`."""
+
+    tenant: str
+    search: str
+    post: str
+    author: str
+    text: str
+    langs: list[str] = []
+    links: list[str] = []
+    media: int = 0
+    reply_parent: str | None = None
+    created_at: int = 0
+    position: int = 0
+    kind: str = "match"
+
+
+class MatchWithdrawn(Event, frozen=True, kw_only=True, tag=True):
+    """A post that matched a tenant's search was deleted: it leaves the stored matches
+    and the live views. On `matches`."""
+
+    tenant: str
+    search: str
+    post: str
+
+
 AnyEvent = (
     PostPublished
     | PostEdited
@@ -305,6 +366,10 @@ AnyEvent = (
     | PublishChanged
     | PersonChanged
     | NoticeIssued
+    | SearchChanged
+    | ChannelChanged
+    | SearchMatched
+    | MatchWithdrawn
 )
 
 _TOPIC_OF: Final[dict[type[Event], str]] = {
@@ -328,6 +393,10 @@ _TOPIC_OF: Final[dict[type[Event], str]] = {
     PublishChanged: PUBLISHING,
     PersonChanged: CONTROL,
     NoticeIssued: NOTICES,
+    SearchChanged: CONTROL,
+    ChannelChanged: CONTROL,
+    SearchMatched: MATCHES,
+    MatchWithdrawn: MATCHES,
 }
 
 
