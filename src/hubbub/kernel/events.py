@@ -301,6 +301,9 @@ class SearchChanged(Event, frozen=True, kw_only=True, tag=True):
     pages: dict[str, list[str]] = {}
     active: bool = True
     changed_by: str = ""
+    from_position: int = 0
+    """The head of `posts` when it was saved: matchers take the posts after it (a
+    backfill, those up to it)."""
 
 
 class ChannelChanged(Event, frozen=True, kw_only=True, tag=True):
