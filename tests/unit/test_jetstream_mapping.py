@@ -269,3 +269,74 @@ def test_the_same_source_event_always_gets_the_same_id(jetstream_lines: list[byt
     again = [e.id for e in run(jetstream_lines).events]
     assert first == again
     assert len(set(first)) == len(first)
+
+
+def test_the_real_sample_counts_the_images_of_a_post_and_not_its_link_cards(
+    jetstream_lines: list[bytes],
+) -> None:
+    posts = [e for e in run(jetstream_lines).events if isinstance(e, PostPublished)]
+    media = {post.post.rsplit("/", 1)[1]: post.media for post in posts}
+    assert {rkey: n for rkey, n in media.items() if n} == {"3mptbxs3hq22j": 1, "3mptbyo7tas2u": 1}
+    assert media["3mptbyoeyc22k"] == media["3mptbyproxc2q"] == 0  # link cards (YouTube, a GIF)
+
+
+def sample_embed(jetstream_lines: list[bytes], rkey: str) -> dict[str, Any]:
+    (line,) = (json.loads(line) for line in jetstream_lines if rkey.encode() in line)
+    embed: dict[str, Any] = line["commit"]["record"]["embed"]
+    return embed
+
+
+def test_images_a_video_and_the_media_of_a_quote_are_counted(
+    jetstream_lines: list[bytes],
+) -> None:
+    images = sample_embed(jetstream_lines, "3mptbxs3hq22j")
+    image = images["images"][0]
+    blob = image["image"]
+    quoted = {"uri": POST_URI, "cid": "bafyreiexample"}
+    embeds = {
+        "three images": {**images, "images": [image, image, image]},
+        "a video": {"$type": "app.bsky.embed.video", "video": blob, "alt": "a clip"},
+        "a quote with two images": {
+            "$type": "app.bsky.embed.recordWithMedia",
+            "record": {"$type": "app.bsky.embed.record", "record": quoted},
+            "media": {**images, "images": [image, image]},
+        },
+        "a quote with a video": {
+            "$type": "app.bsky.embed.recordWithMedia",
+            "record": {"$type": "app.bsky.embed.record", "record": quoted},
+            "media": {"$type": "app.bsky.embed.video", "video": blob},
+        },
+        "a quote": {"$type": "app.bsky.embed.record", "record": quoted},
+        "a link card": sample_embed(jetstream_lines, "3mptbyoeyc22k"),
+        "a kind not known yet": {"$type": "app.bsky.embed.gallery", "items": [image]},
+        "no embed": None,
+    }
+    lines = [
+        commit(
+            "app.bsky.feed.post",
+            "create",
+            f"3mptbyqhi7s{i}f",
+            post_record(name, **({"embed": embed} if embed else {})),
+        )
+        for i, (name, embed) in enumerate(embeds.items())
+    ]
+    batch = run(lines)
+    assert not batch.rejected
+    assert {e.text: e.media for e in batch.events if isinstance(e, PostPublished)} == {
+        "three images": 3,
+        "a video": 1,
+        "a quote with two images": 2,
+        "a quote with a video": 1,
+        "a quote": 0,
+        "a link card": 0,
+        "a kind not known yet": 0,
+        "no embed": 0,
+    }
+
+
+def test_an_edit_counts_the_media_of_the_new_version(jetstream_lines: list[bytes]) -> None:
+    images = sample_embed(jetstream_lines, "3mptbyo7tas2u")
+    record = post_record("now with two", embed={**images, "images": images["images"] * 2})
+    (edited,) = run([commit("app.bsky.feed.post", "update", "3mptbyqhi7s2f", record)]).events
+    assert isinstance(edited, PostEdited)
+    assert edited.media == 2

@@ -15,6 +15,7 @@ from hubbub.kernel.events import (
     PostEdited,
     PostPublished,
 )
+from tests.conftest import FIXTURES
 
 GARGRON = "https://mastodon.social/@Gargron"
 URI = "https://mastodon.social/users/Gargron/statuses/103270115826048975"
@@ -131,3 +132,11 @@ def test_other_stream_events_are_skipped_and_bad_ones_rejected() -> None:
     assert sum(batch.skipped.values()) == 2
     reasons = [r.reason.split(":")[0] for r in batch.rejected]
     assert reasons == ["missing field", "malformed JSON"]
+
+
+def test_a_post_counts_its_media_attachments(mastodon_status: bytes) -> None:
+    status = json.loads(mastodon_status)
+    attachments = json.loads((FIXTURES / "mastodon-media-attachments.json").read_bytes())
+    with_media = {**status, "id": "103270115826049999", "media_attachments": attachments}
+    batch = run([envelope("update", status), envelope("update", with_media)])
+    assert [e.media for e in batch.events if isinstance(e, PostPublished)] == [0, 2]

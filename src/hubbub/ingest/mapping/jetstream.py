@@ -1,7 +1,8 @@
 """Bluesky Jetstream (v1 JSON) to Hubbub events.
 
 - `app.bsky.feed.post` create / update / delete: PostPublished / PostEdited / PostDeleted;
-  a reply also records a "reply" engagement on its parent.
+  a reply also records a "reply" engagement on its parent. Its `media` counts the images
+  or video its embed carries (`media_count`).
 - `app.bsky.feed.like` and `app.bsky.feed.repost`: EngagementRecorded on the subject
   post and its author, +1 on create, -1 on delete.
 - `app.bsky.graph.follow`: FollowersChanged for the followed page, +1 / -1.
@@ -76,6 +77,16 @@ class _Record(msgspec.Struct, frozen=True, gc=False, tag_field="$type"):
     pass
 
 
+class Embed(msgspec.Struct, frozen=True, gc=False, rename={"type": "$type"}):
+    """What a post embeds, read only as far as counting its media: the kind, its images
+    (each left unread) and, for a quote with media, that media. Any other kind (a link
+    card, a quoted post, one of a future lexicon) is read as a kind with no media."""
+
+    type: str = ""
+    images: list[msgspec.Raw] = []
+    media: Embed | None = None
+
+
 class PostRecord(_Record, frozen=True, tag=POST):
     text: str
     createdAt: datetime
@@ -83,6 +94,7 @@ class PostRecord(_Record, frozen=True, tag=POST):
     # Facets are read loosely: one odd facet costs that facet, not the whole post.
     facets: list[dict[str, Any]] = []
     reply: ReplyRef | None = None
+    embed: Embed | None = None
 
 
 class LikeRecord(_Record, frozen=True, tag=LIKE):
@@ -380,6 +392,7 @@ class _BatchMapper:
             reply_parent=parent,
             reply_root=record.reply.root.uri if record.reply else None,
             created_at=micros(record.createdAt),
+            media=media_count(record.embed) if record.embed else 0,
         )
         self.emit(post)
         parent_author = post_author(parent) if parent else None
@@ -460,6 +473,21 @@ class _BatchMapper:
                     status=account.status or "inactive",
                 )
             )
+
+
+IMAGES: Final = "app.bsky.embed.images"
+VIDEO: Final = "app.bsky.embed.video"
+WITH_MEDIA: Final = "app.bsky.embed.recordWithMedia"
+
+
+def media_count(embed: Embed) -> int:
+    """The attachments an embed carries: each of its `images`, one `video`, and those of
+    the media of a quote with media; a link card or a quoted post carries none."""
+    if embed.type == WITH_MEDIA and embed.media is not None:
+        embed = embed.media
+    if embed.type == IMAGES:
+        return len(embed.images)
+    return 1 if embed.type == VIDEO else 0
 
 
 _FEATURES: Final = {

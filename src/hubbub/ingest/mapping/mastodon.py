@@ -4,8 +4,9 @@ A line is either a stream envelope, `{"event": "update" | "status.update" | "del
 "payload": ...}` (the payload a JSON string as the streaming API sends it, or an
 object), or a bare Status entity (a replayed file of statuses, taken as `update`).
 
-- `update` -> PostPublished; a reblog -> EngagementRecorded (repost) on the original;
-  a reply to a status seen before -> EngagementRecorded (reply) on its parent.
+- `update` -> PostPublished (`media`: how many `media_attachments` it has); a reblog ->
+  EngagementRecorded (repost) on the original; a reply to a status seen before ->
+  EngagementRecorded (reply) on its parent.
 - `status.update` -> PostEdited. `delete` (a status id) -> PostDeleted.
 - Every account met -> PageSeen with handle, display name and `followers_count`.
 
@@ -87,6 +88,8 @@ class Status(msgspec.Struct, frozen=True):
     mentions: list[Mention] = []
     tags: list[Tag] = []
     reblog: Reblogged | None = None
+    media_attachments: list[msgspec.Raw] = []
+    """Counted only (`PostPublished.media`): each attachment is left unread."""
 
 
 class StreamMessage(msgspec.Struct, frozen=True):
@@ -226,6 +229,7 @@ class MastodonMapping:
             links=links,
             reply_parent=parent_uri or None,
             created_at=micros(status.created_at),
+            media=len(status.media_attachments),
         )
         _emit(batch, post)
         self._remember(status, refs, batch)
