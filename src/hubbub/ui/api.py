@@ -1014,10 +1014,11 @@ def create_app(
         build_router(console, people, csrf.CsrfKey(secret), session_max_age_s, operator_max_age_s)
     )
     if streams is not None:
-        from hubbub.ui import notifications  # it builds on this module's sessions
+        from hubbub.ui import listening, notifications  # they build on this module's sessions
 
         csrf_key = csrf.CsrfKey(secret)
         app.include_router(notifications.build_router(api, streams, people, csrf_key))
+        app.include_router(listening.build_router(api, streams, people, csrf_key))
     static = resources.files("hubbub.ui") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     templates = _templates()
