@@ -1,6 +1,7 @@
 """Watches and the alerts they raise.
 
-A watch is a tenant's interest in a hashtag, a page or a term. Watches are changed
+A watch is a tenant's interest in a hashtag, a page, a term or one of its listening
+searches (the volume of its matches). Watches are changed
 through the log's `control` topic (`WatchChanged`), so every process sees the same list
 by folding that topic (`views.WatchesView`), and the CLI needs no access to the
 analytics store.
@@ -25,6 +26,7 @@ import structlog
 
 from hubbub.analytics import service
 from hubbub.analytics.ports import RollupStore
+from hubbub.analytics.rollups import search_key
 from hubbub.analytics.spikes import SENSITIVITY, Rule, Spike, Statistic, detect
 from hubbub.analytics.terms import term_key
 from hubbub.eventlog.follow import every
@@ -88,8 +90,10 @@ _COUNTED: Final = {
     "hashtag": ("tag", "posts"),
     "page": ("page", "posts + mentions_received"),
     "term": ("term", "posts"),
+    "search": ("search", "posts"),
 }
-"""What a watch counts: (rollup, counted expression); a page's own posts and mentions."""
+"""What a watch counts: (rollup, counted expression); a page's own posts and mentions, a
+search's matches."""
 
 
 def check(
@@ -99,7 +103,7 @@ def check(
     window of the days before."""
     days, width = policy.baseline_days, policy.window_minutes
     prefix, counted = _COUNTED[watch.kind]
-    target = watch_target(watch.kind, watch.target)
+    target = counted_key(watch)
     counts = [  # oldest day first; the last is the window just ended
         service.total(store.query, prefix, target, counted, end - width, end)
         for end in range(now - days * 1440, now + 1, 1440)
@@ -176,9 +180,19 @@ async def monitor(
     await every(interval_s, check, what="the spike check")
 
 
+def counted_key(watch: WatchChanged) -> str:
+    """The rollup key a watch reads: its target (`watch_target`); for a search, the
+    watch's tenant's search of that id (`rollups.search_key`), so a watch never reads
+    another tenant's search."""
+    if watch.kind == "search":
+        return search_key(watch.tenant, watch.target)
+    return watch_target(watch.kind, watch.target)
+
+
 def watch_target(kind: str, target: str) -> str:
     """What a watch of `kind` matches: a hashtag as posts carry it (no `#`, lower case),
-    a term by its words (`InvalidTerm` if it has none); a page as given."""
+    a term by its words (`InvalidTerm` if it has none); a page or a search (its id) as
+    given."""
     if kind == "term":
         return term_key(target)
     return target.lstrip("#").lower() if kind == "hashtag" else target

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 
 from hubbub.analytics import best_times_api, service
 from hubbub.analytics.ports import RollupStore
+from hubbub.analytics.rollups import search_key
 from hubbub.analytics.service import Bucket, ReportError, SeriesKind, Window
 from hubbub.analytics.terms import InvalidTerm, term_key
 from hubbub.analytics.views import AlertViews
@@ -153,14 +154,20 @@ def build_router(
     router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
     async def run(
-        request: Request, report: Any, shape: Callable[[Any], list[dict[str, Any]]], *args: Any
+        request: Request,
+        report: Any,
+        shape: Callable[[Any], list[dict[str, Any]]],
+        *args: Any,
+        tenant: str = "",
     ) -> bytes:
         """The report's rows as JSON, through the cache. The key holds the request and the
-        rollups' log positions, so an entry is never served once the rollups advance."""
+        rollups' log positions, so an entry is never served once the rollups advance, and
+        the `tenant` of a report of the caller's own (a search's), so no other tenant is
+        ever served it."""
         store = await rollups_of()
         params = sorted((k, v) for k, v in request.query_params.items() if k != "format")
         positions = await asyncio.to_thread(store.positions)
-        key = f"report:{request.url.path}?{params}@{sorted(positions.items())}"
+        key = f"report:{tenant}\x1f{request.url.path}?{params}@{sorted(positions.items())}"
 
         async def compute() -> bytes:
             try:
@@ -200,18 +207,25 @@ def build_router(
         format: FormatQ = "json",
     ) -> Response:
         """A page's, a hashtag's or a watched term's counts per minute, hour or day, in a
-        time zone. A term is counted from the moment a watch names it; a term the tenant
-        does not watch is answered 404, whether or not another tenant watches it."""
-        key = _series_key(kind, key)
+        time zone, or the matches of one of the caller's listening searches (by its id).
+        A term is counted from the moment a watch names it; a term the tenant does not
+        watch is answered 404, whether or not another tenant watches it. A search is
+        counted within its tenant: another tenant's search id counts nothing here."""
+        name = key = _series_key(kind, key)
+        tenant = ""
         if kind == "term":
             await _check_watched(request, key)
+        elif kind == "search":
+            tenant = tenant_of(request)
+            key = search_key(tenant, key)
         body = await run(
             request,
             service.series,
             lambda rows: [{"bucket": moment.isoformat(), "value": n} for moment, n in rows],
             kind, key, _window(start, end, settings, clock), bucket, _zone(tz), metric,
+            tenant=tenant,
         )  # fmt: skip
-        return _answer(body, format, f"{kind}-{key}-{bucket}")
+        return _answer(body, format, f"{kind}-{name}-{bucket}")
 
     @router.get("/top/{what}", responses=_rows(TopRow))
     async def top(

@@ -26,13 +26,19 @@ of what each post added, which the store keeps and hands back (`known`).
   publishing reports published (`PublishChanged`, on the `publishing` topic) is marked
   with its tenant and channel in its contribution (`owner`), and counts again, with its
   engagement, under that channel's own slots.
+- A listening search's match (`SearchMatched` of kind `match`, on the `matches` topic)
+  counts once for its tenant's search (`search_key`), in the minute of the match's time;
+  a match withdrawn (its post deleted) subtracts it there again. What a match added is
+  recorded with the posts' records, under `match_key`, so a match told twice counts
+  once and a withdrawal finds its minute. A post's inbox arrivals (`inbox:` searches,
+  and kinds other than `match`) are not counted.
 """
 
 from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -43,10 +49,12 @@ from hubbub.analytics.terms import TermMatcher
 from hubbub.eventlog.ports import Record
 from hubbub.kernel.events import (
     EngagementRecorded,
+    MatchWithdrawn,
     PostDeleted,
     PostEdited,
     PostPublished,
     PublishChanged,
+    SearchMatched,
 )
 
 MINUTE_US = 60_000_000
@@ -82,8 +90,14 @@ row's `minute` being the first minute of its bucket (UTC; weeks and four-week sp
 start on a Thursday, as the epoch did), so that a long window reads a few coarse rows
 and its edges finer ones, and every tier answers the same SQL."""
 
-TIERED: Final = {"page": PAGE_COUNTERS, "tag": ("posts",), "term": ("posts",)}
-"""The tiered rollups: key column (and table prefix) -> counters."""
+TIERED: Final = {
+    "page": PAGE_COUNTERS,
+    "tag": ("posts",),
+    "term": ("posts",),
+    "search": ("posts",),
+}
+"""The tiered rollups: key column (and table prefix) -> counters. A search's `posts` are
+its matches, keyed by tenant and search (`search_key`)."""
 
 GLOBAL_TIERS: Final = tuple(f"global_{tier}" for tier, minutes in TIERS if minutes > 1)
 """The global counters' tiers above `global_minute` (one row a bucket), so that totals over
@@ -128,6 +142,7 @@ def schema(blob: str, *, keyed: bool = True) -> tuple[str, ...]:
         "CREATE TABLE IF NOT EXISTS slot_halfhour (scope TEXT NOT NULL, half BIGINT NOT NULL,"
         " posts BIGINT NOT NULL, engagement BIGINT NOT NULL, PRIMARY KEY (scope, half))",
         "CREATE TABLE IF NOT EXISTS tracked_term (term TEXT PRIMARY KEY, since BIGINT NOT NULL)",
+        # What each post added, and each search match (keyed by `match_key`).
         "CREATE TABLE IF NOT EXISTS post_contribution (post TEXT PRIMARY KEY,"
         f" minute BIGINT NOT NULL, record {blob})",
         "CREATE TABLE IF NOT EXISTS consumer_position (topic TEXT PRIMARY KEY,"
@@ -284,11 +299,14 @@ class Deltas:
         default_factory=lambda: defaultdict(lambda: [0, 0])
     )
     """Best-time slots: (scope, half-hour) -> [posts, engagement]."""
+    searches: defaultdict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
+    """Search matches: (`search_key`, minute) -> matches."""
 
     def columns(self, key: str) -> dict[str, list[Any]]:
-        """The page (`key` "page"), hashtag ("tag") or term minute deltas, as columns."""
-        if key in ("tag", "term"):
-            counts = self.tags if key == "tag" else self.terms
+        """The page (`key` "page"), hashtag ("tag"), term or search minute deltas, as
+        columns."""
+        if key != "page":
+            counts = {"tag": self.tags, "term": self.terms, "search": self.searches}[key]
             return {
                 "h": [key_hash(name) for name, _ in counts],
                 key: [name for name, _ in counts],
@@ -359,13 +377,32 @@ _ENGAGEMENT = {
 
 
 def posts_to_look_up(records: Iterable[Record]) -> set[str]:
-    """The posts whose earlier contribution the fold of these records needs."""
+    """The posts (and matches) whose earlier contribution the fold of these records needs."""
     wanted = {
         r.event.post
         for r in records
         if isinstance(r.event, PostDeleted | PostEdited | PostPublished | EngagementRecorded)
     }
-    return wanted | {key for r in records if (key := published_key(r.event))}
+    return wanted | {
+        key
+        for r in records
+        if (key_of := _LOOKED_UP.get(type(r.event))) and (key := key_of(r.event))
+    }
+
+
+def search_key(tenant: str, search: str) -> str:
+    """The rollup key of a tenant's listening search: a search id names it within its
+    tenant only, so another tenant's series is never read for it."""
+    return f"{tenant}\x1f{search}"
+
+
+def match_key(event: SearchMatched | MatchWithdrawn) -> str | None:
+    """The key of the record of what a match added (`post_contribution`, beside the
+    posts' URIs and URLs, which it cannot equal); None for a match the rollups do not
+    count: an inbox arrival (`inbox:` search, or a kind other than `match`)."""
+    if event.search.startswith(INBOX) or (isinstance(event, SearchMatched) and event.kind != MATCH):
+        return None
+    return f"match\x1f{event.tenant}\x1f{event.search}\x1f{event.post}"
 
 
 def published_key(event: object) -> str | None:
@@ -377,6 +414,18 @@ def published_key(event: object) -> str | None:
         return event.remote_id
     return event.url or event.remote_id
 
+
+INBOX: Final = "inbox:"
+"""The prefix of the searches a tenant's inbox receives posts under (not counted)."""
+MATCH: Final = "match"
+"""The kind of a `SearchMatched` of a saved search (the one kind counted)."""
+_LOOKED_UP: Final[dict[type, Callable[[Any], str | None]]] = {
+    PublishChanged: published_key,
+    SearchMatched: match_key,
+    MatchWithdrawn: match_key,
+}
+"""The key of the earlier record an event other than a post's needs, by its type (one
+lookup, so a post's fold pays nothing for them)."""
 
 _FOLD_ORDER: Final = {"publishing": 0, "posts": 1}
 
@@ -442,7 +491,31 @@ def fold(
             _engaged(deltas, current(event.post), event)
         elif isinstance(event, PublishChanged) and (key := published_key(event)):
             _published(deltas, seen, key, current(key), event)
+        elif isinstance(event, SearchMatched | MatchWithdrawn) and (key := match_key(event)):
+            _matched(deltas, seen, key, current(key), event)
     return deltas
+
+
+def _matched(
+    deltas: Deltas,
+    seen: dict[str, Contribution],
+    key: str,
+    before: Contribution | None,
+    event: SearchMatched | MatchWithdrawn,
+) -> None:
+    """Count a match once in its search's series, in its minute; take a withdrawn one
+    away from the minute it was counted in. A match withdrawn stays withdrawn (a deleted
+    post does not come back), and a withdrawal of a match not counted (or no longer
+    recorded, past the `posts` horizon) changes nothing."""
+    series = search_key(event.tenant, event.search)
+    if isinstance(event, SearchMatched):
+        if before is None:
+            minute = event.ts // MINUTE_US
+            seen[key] = Contribution(minute, event.author, event.source, False)
+            deltas.searches[(series, minute)] += 1
+    elif before is not None and not before.deleted:
+        seen[key] = msgspec.structs.replace(before, deleted=True)
+        deltas.searches[(series, before.minute)] -= 1
 
 
 def _engaged(deltas: Deltas, target: Contribution | None, event: EngagementRecorded) -> None:

@@ -68,8 +68,10 @@ def _minute(moment: datetime) -> int:
 
 
 _BUCKET_MINUTES: Final = {"minute": 1, "hour": 60, "day": 1440}
-_SERIES_KEYS: Final = {"page": "page", "hashtag": "tag", "term": "term"}
-SeriesKind = Literal["page", "hashtag", "term"]
+_SERIES_KEYS: Final = {"page": "page", "hashtag": "tag", "term": "term", "search": "search"}
+SeriesKind = Literal["page", "hashtag", "term", "search"]
+"""What a series counts: a page's counters, a hashtag's or a watched term's posts, or a
+listening search's matches (keyed by `rollups.search_key`: its tenant and id)."""
 
 SERIES_TIERS: Final = tuple(t for t in TIERS if t[0] in ("minute", "hour"))
 """What series and summaries read: one key's hours (8,760 rows for a year), its minutes

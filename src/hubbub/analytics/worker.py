@@ -18,7 +18,9 @@ positions are passed, and the worker goes on. A store that is down is not a reas
 drop anything: its errors are retried for ever.
 
 It also follows the `control` topic for the terms that watches name, and counts them
-from then on (`hubbub.analytics.terms`).
+from then on (`hubbub.analytics.terms`), and folds the `matches` topic, listening's
+matches of the tenants' searches, into each search's series (`rollups.fold`): a small
+topic beside the posts, read from a position of its own, committed with the rest.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from hubbub.kernel.events import (
     CONTROL,
     DELETES,
     ENGAGEMENT,
+    MATCHES,
     POSTS,
     PUBLISHING,
     Event,
@@ -62,9 +65,10 @@ from hubbub.kernel.tracing import consumer_span
 from hubbub.settings import Settings
 
 TOPICS = (POSTS, ENGAGEMENT, DELETES)
-FOLDED = (*TOPICS, PUBLISHING)
-"""What the worker reads: `TOPICS`, and the tenants' published posts (`publishing`), whose
-engagement counts for their channels' best times."""
+FOLDED = (*TOPICS, PUBLISHING, MATCHES)
+"""What the worker reads: `TOPICS`, the tenants' published posts (`publishing`), whose
+engagement counts for their channels' best times, and the matches of their listening
+searches (`matches`), counted per search."""
 BATCH = 150_000
 POISON_RETRIES = 3
 """Times a batch may fail the same way before it is split (`HUBBUB_POISON_RETRIES`)."""

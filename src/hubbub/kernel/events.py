@@ -160,7 +160,7 @@ class WatchChanged(Event, frozen=True, kw_only=True, tag=True):
 
     tenant: str
     watch: str
-    kind: Literal["hashtag", "page", "term"]
+    kind: Literal["hashtag", "page", "term", "search"]
     target: str
     sensitivity: Literal["high", "medium", "low"] = "medium"
     active: bool = True
