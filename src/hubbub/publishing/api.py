@@ -236,6 +236,12 @@ class PostCreate(BaseModel):
     tags: list[Annotated[str, Field(max_length=64)]] = Field(
         default_factory=list, max_length=20, description="The team's labels, for the calendar."
     )
+    reply_to: str | None = Field(
+        None,
+        max_length=2048,
+        description="Publish it in reply to this post, someone else's: an at:// URI on"
+        " Bluesky, a status URL on Mastodon (any instance's).",
+    )
 
 
 class PostUpdate(BaseModel):
@@ -366,7 +372,7 @@ def post_view(post: Post) -> dict[str, Any]:
         "variants": post.variants, "media": attached(post.media),
         "thread": [{"text": part.text, "media": attached(part.media)} for part in post.thread],
         "language": post.language, "spoiler": post.spoiler, "visibility": post.visibility,
-        "tags": list(post.tags),
+        "tags": list(post.tags), "reply_to": post.reply_to,
     }  # fmt: skip
 
 
@@ -458,7 +464,7 @@ def build_router(
     async def remove_channel(tenant: Tenant, publishing: Service, channel: str) -> None:
         """Disconnect an account; the posts it had scheduled are cancelled."""
         with answering():
-            await asyncio.to_thread(publishing.remove_channel, tenant, channel)
+            await publishing.disconnect(tenant, channel)
 
     @router.post("/v1/media", status_code=201, openapi_extra=UPLOAD)
     async def add_media(
@@ -495,6 +501,7 @@ def build_router(
                 language=body.language, spoiler=body.spoiler, visibility=body.visibility,
                 media=body.media, thread=thread, queue=body.queue, repeat=body.repeat,
                 draft=body.draft, tags=body.tags, role=role_of(request),
+                reply_to=body.reply_to,
             )  # fmt: skip
         series = next((job.series for job in jobs if job.series), None)
         review = await asyncio.to_thread(publishing.review, tenant, post.id)

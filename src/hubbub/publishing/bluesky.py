@@ -17,9 +17,11 @@ shows them, as `app.bsky.embed.images` with each image's alt text (which the lex
 requires: empty when there is none); a blob no record names is dropped by the PDS, so
 uploading one again after a failure is harmless. A thread is one record per part, each
 replying to the one before (`reply`: the first part as `root`, the previous as `parent`,
-each a strong reference, uri and cid). Each part has its own record key (`part_key`),
-derived from the job's, so after a failure each part is read back and the first missing
-one is made.
+each a strong reference, uri and cid). A post that answers someone else's (`reply_to`,
+an at:// URI) names that post as its first part's parent and that post's conversation
+root as every part's root, both read with `getRecord` through the channel's PDS. Each
+part has its own record key (`part_key`), derived from the job's, so after a failure each
+part is read back and the first missing one is made.
 
 The direct HTTP client rather than the `atproto` library: its current release pins
 httpx below 0.29 and cryptography below 51, which would move two packages every other
@@ -90,6 +92,32 @@ class _Ref:
         return {"uri": self.uri, "cid": self.cid}
 
 
+@dataclass(frozen=True)
+class _Reply:
+    """Where a record replies: its conversation's first post, and the post it answers."""
+
+    root: _Ref
+    parent: _Ref
+
+
+def _reply(answered: _Reply | None, made: Sequence[_Ref]) -> _Reply | None:
+    """What the next part of a post replies to: the part before it (in the conversation
+    of the post it answers, or of its own first part), or, first, the post it answers."""
+    if not made:
+        return answered
+    return _Reply(answered.root if answered else made[0], made[-1])
+
+
+def _parts_of(uri: str) -> tuple[str, str, str]:
+    """The repository, collection and record key an at:// URI names; `Permanent` when
+    it names no record."""
+    repo, _, rest = uri.removeprefix("at://").partition("/")
+    collection, _, rkey = rest.partition("/")
+    if not uri.startswith("at://") or not (repo and collection and rkey) or "/" in rkey:
+        raise Permanent(f"{uri!r} names no post: a reply on Bluesky names at://DID/{POST}/KEY")
+    return repo, collection, rkey
+
+
 @dataclass
 class _Session:
     did: str
@@ -120,11 +148,13 @@ class BlueskyNetwork:
         """Each part in order, each replying to the one before; a part that may exist
         already (the job was sent before) is read back rather than made again."""
         session = await self._session(channel)
+        answered = await self._replied(channel, post.reply_to) if post.reply_to else None
         made: list[_Ref] = []
         for index, part in enumerate(post.parts_for(channel.id)):
             key = part_key(job.idempotency_key, index)
             there = await self._record(channel, key) if job.check_first else None
-            made.append(there or await self._create(channel, post, job, index, part, made))
+            reply = _reply(answered, made)
+            made.append(there or await self._create(channel, post, job, index, part, reply))
         return Published(made[0].uri, _web_url(session.handle, job.idempotency_key))
 
     async def find(self, channel: Channel, post: Post, job: Job) -> Published | None:
@@ -140,15 +170,17 @@ class BlueskyNetwork:
         return Published(first.uri, _web_url(session.handle, job.idempotency_key))
 
     async def _create(
-        self, channel: Channel, post: Post, job: Job, index: int, part: Part, before: list[_Ref]
-    ) -> _Ref:
-        """Make part `index`'s record under its key; a key the PDS holds already is this
-        part's own, sent before, and its record is read instead."""
+        self, channel: Channel, post: Post, job: Job, index: int, part: Part,
+        reply: _Reply | None,
+    ) -> _Ref:  # fmt: skip
+        """Make part `index`'s record under its key, in reply to `reply`'s parent; a key
+        the PDS holds already is this part's own, sent before, and its record is read
+        instead."""
         session = await self._session(channel)
         key = part_key(job.idempotency_key, index)
         record = await self._post_record(channel, post, job, index, part)
-        if before:
-            record["reply"] = {"root": before[0].record(), "parent": before[-1].record()}
+        if reply is not None:
+            record["reply"] = {"root": reply.root.record(), "parent": reply.parent.record()}
         body = {"repo": session.did, "collection": POST, "rkey": key, "record": record}
         try:
             made = await self._call(channel, "POST", "com.atproto.repo.createRecord", json=body)
@@ -208,6 +240,24 @@ class BlueskyNetwork:
                 return None
             raise
         return _Ref(str(found["uri"]), str(found["cid"]))
+
+    async def _replied(self, channel: Channel, uri: str) -> _Reply:
+        """Where a reply to the post at `uri` goes: that post as its parent, and the root
+        of its conversation (its own reply's root, or itself when it starts one), read
+        with `getRecord` through the channel's PDS."""
+        repo, collection, rkey = _parts_of(uri)
+        params = {"repo": repo, "collection": collection, "rkey": rkey}
+        try:
+            found = await self._call(channel, "GET", "com.atproto.repo.getRecord", params=params)
+        except Permanent as error:
+            raise Permanent(f"the post replied to, {uri}, cannot be read: {error}") from error
+        parent = _Ref(str(found["uri"]), str(found["cid"]))
+        root = (found.get("value") or {}).get("reply", {}).get("root")
+        return _Reply(_Ref(str(root["uri"]), str(root["cid"])) if root else parent, parent)
+
+    async def page(self, channel: Channel) -> str:
+        """The account's DID, as the PDS names it when the channel signs in."""
+        return (await self._session(channel)).did
 
     async def _session(self, channel: Channel) -> _Session:
         """The channel's session, signed in once however many jobs ask at once: a PDS

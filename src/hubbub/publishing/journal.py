@@ -3,6 +3,9 @@
 rows are the truth of what to publish; the events are what the rest of the platform
 reads (analytics attributes engagement to a tenant's own posts from them).
 
+A channel connected or removed, as a `ChannelChanged` on `control`
+(`hubbub.publishing.directory`): which account of which tenant, and its page.
+
 And what people should be told (`NoticeIssued`, on `notices`): a post waits for their
 approval, was approved, rejected or sent back for changes, was commented on, or named
 them; the notifications service tells them, in the web app and by email."""
@@ -18,7 +21,8 @@ from hubbub.eventlog.ports import EventLog
 from hubbub.kernel.clock import Clock
 from hubbub.kernel.commands import stamped
 from hubbub.kernel.events import NoticeIssued, PublishChanged
-from hubbub.publishing.ports import Job
+from hubbub.publishing.directory import channel_of
+from hubbub.publishing.ports import Channel, Job
 
 log = structlog.get_logger("hubbub.publishing")
 
@@ -40,6 +44,25 @@ class Journal:
         ]
         if events:
             await self._event_log.append(events)
+
+    @property
+    def event_log(self) -> EventLog | None:
+        return self._event_log
+
+    async def channel_changed(self, channel: Channel, active: bool = True) -> None:
+        """Tell the log the channel was connected (or, `active` false, removed), under a
+        fresh id; when the log cannot take it, it is logged, and the directory's next
+        pass announces it (`ChannelDirectory.announce_everyone`)."""
+        if self._event_log is None:
+            return
+        now = self._clock.now_us()
+        identity = f"{channel.tenant}/{channel.id}/{active}/{secrets.token_hex(8)}"
+        event = stamped(channel_of(channel, active), identity, source="publishing", now_us=now)
+        try:
+            await self._event_log.append([event])
+        except Exception as error:  # the channel changed; the directory tells it later
+            log.warning("a channel's change waits for the log", channel=channel.id,
+                        error=str(error))  # fmt: skip
 
     async def notify(
         self, tenant: str, kind: str, title: str, *, users: Sequence[str] = (),

@@ -14,6 +14,10 @@ alt text as `description`); an upload answered 202 is still processing, and is p
 in `media_ids`. Uploading again after a failure is harmless: a medium no status names is
 dropped by the instance, and the status itself keeps its key.
 
+A post that answers a status (`reply_to`, its URL) is `in_reply_to_id` that status's id
+on the channel's instance, which `GET /api/v2/search` (`resolve`) finds, fetching it from
+its own instance when it is another's.
+
 A thread is one status per part, each `in_reply_to_id` the one before, each with a key
 of its own derived from the job's (`part_key`). After a failure the thread is read back
 from the account's statuses since the job fell due, part by part (a part is the status
@@ -123,10 +127,11 @@ class MastodonNetwork:
         the parts there are read back and the rest sent. (A single post sent before is
         looked for by `find` first, which the publisher asks.)"""
         parts = post.parts_for(channel.id)
+        answered = await self._replied(channel, post.reply_to) if post.reply_to else None
         thread_sent = len(parts) > 1 and self._read_back(job, parts)
-        made = await self._thread_there(channel, job, parts) if thread_sent else []
+        made = await self._thread_there(channel, job, parts, answered) if thread_sent else []
         for index in range(len(made), len(parts)):
-            parent = made[-1].remote_id if made else None
+            parent = made[-1].remote_id if made else answered
             made.append(await self._status(channel, post, job, index, parts[index], parent))
         return made[0]
 
@@ -134,8 +139,30 @@ class MastodonNetwork:
         parts = post.parts_for(channel.id)
         if not self._read_back(job, parts):
             return None  # sent again with its key, Mastodon answers the status it made
-        made = await self._thread_there(channel, job, parts)
+        answered = await self._replied(channel, post.reply_to) if post.reply_to else None
+        made = await self._thread_there(channel, job, parts, answered)
         return made[0] if len(made) == len(parts) else None
+
+    async def _replied(self, channel: Channel, url: str) -> str:
+        """The id, on the channel's instance, of the status at `url` (another instance's
+        too: the instance fetches it), from `GET /api/v2/search` with `resolve`."""
+        params = {"q": url, "type": "statuses", "resolve": "true", "limit": 1}
+        answer = await self._call(
+            "GET", f"{channel.service}/api/v2/search", params=params,
+            headers=self._headers(channel),
+        )  # fmt: skip
+        found = answer.json().get("statuses") or []
+        if not found:
+            raise Permanent(f"{channel.service} cannot find the status replied to, {url}")
+        return str(found[0]["id"])
+
+    async def page(self, channel: Channel) -> str:
+        """The account's URL (its profile page), as ingest names a Mastodon page."""
+        me = await self._call(
+            "GET", f"{channel.service}/api/v1/accounts/verify_credentials",
+            headers=self._headers(channel),
+        )  # fmt: skip
+        return _fields(me, "url")["url"]
 
     def _read_back(self, job: Job, parts: list[Part]) -> bool:
         """Whether what was sent must be read back rather than sent again with its keys:
@@ -197,14 +224,17 @@ class MastodonNetwork:
             wait_s = min(wait_s * 2, 2.0)
         raise Transient(f"{channel.service} was still processing image {media_id}")
 
-    async def _thread_there(self, channel: Channel, job: Job, parts: list[Part]) -> list[Published]:
+    async def _thread_there(
+        self, channel: Channel, job: Job, parts: list[Part], answered: str | None
+    ) -> list[Published]:
         """The statuses of the parts sent before, in order, up to the first missing one:
         each the status, made since the job fell due, whose source text is the part's and
-        which replies to the part before (the first part to none)."""
+        which replies to the part before (the first part to `answered`, the status the
+        post replies to, or to none)."""
         made: list[Published] = []
         statuses = await self._statuses_since(channel, job)
         for part in parts:
-            parent = made[-1].remote_id if made else None
+            parent = made[-1].remote_id if made else answered
             found = await self._written(channel, statuses, part.text, parent)
             if found is None:
                 break

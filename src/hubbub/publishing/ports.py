@@ -109,6 +109,9 @@ class Channel:
     best_slots: str | None = None
     """Its best half-hours of the week, as `slots.WeeklySlots`' text in its zone."""
     best_updated_us: int | None = None
+    page: str = ""
+    """The account's page id as ingest names it (its DID on Bluesky, its account URL on
+    Mastodon), read from the network when it was connected; "" while unknown."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,9 @@ class Post:
     """The parts after the first, in order, each published in reply to the one before."""
     tags: tuple[str, ...] = ()
     """The team's own labels (a campaign, a client), to find it by in the calendar."""
+    reply_to: str | None = None
+    """The post it answers, someone else's as its network names it (an at:// URI on
+    Bluesky, a status URL on Mastodon); its first part is published in reply to it."""
 
     def text_for(self, channel: str) -> str:
         return self.variants.get(channel, self.text)
@@ -312,6 +318,11 @@ class Network(Protocol):
         None also when sending it again with its key cannot make a second one."""
         ...
 
+    async def page(self, channel: Channel) -> str:
+        """The channel's account as ingest names its page (a DID, an account URL); raises
+        `Transient`, `Permanent` or `OutcomeUnknown`."""
+        ...
+
 
 class BestTimes(Protocol):
     """Where a channel's best times to post come from (the analytics service's scores
@@ -328,6 +339,14 @@ class JobStore(Protocol):
     def add_channel(self, channel: Channel) -> Channel: ...
 
     def channels(self, tenant: str) -> list[Channel]: ...
+
+    def all_channels(self) -> list[Channel]:
+        """Every tenant's channels (to tell the log of each)."""
+        ...
+
+    def set_page(self, channel: str, page: str) -> None:
+        """Keep the channel's page id (read from its network after it was connected)."""
+        ...
 
     def channel(self, tenant: str, channel: str) -> Channel:
         """NotFound for another tenant's or none."""

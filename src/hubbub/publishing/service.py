@@ -32,6 +32,7 @@ from hubbub.kernel.clock import Clock
 from hubbub.kernel.destinations import Network as IpNetwork
 from hubbub.kernel.destinations import check_url
 from hubbub.kernel.sealing import PREFIX, SealError, SecretBox
+from hubbub.publishing.directory import PageOf
 from hubbub.publishing.journal import Journal
 from hubbub.publishing.ports import (
     NETWORKS,
@@ -146,12 +147,24 @@ def problems(post: Post, channels: Sequence[Channel], require_alt: bool = False)
                     for image in part.media
                     if not (image.alt or "").strip()
                 ]
+        if post.reply_to and (problem := _reply_problem(post.reply_to, channel)):
+            found.append(f"{channel.account} ({channel.network}): {problem}")
         if channel.network == "bluesky" and (post.spoiler or post.visibility != "public"):
             found.append(
                 f"{channel.account} (bluesky): Bluesky posts are public and have no content"
                 " warning; leave them out for this channel"
             )
     return found
+
+
+def _reply_problem(reply_to: str, channel: Channel) -> str | None:
+    """Why `channel` cannot answer the post `reply_to` names: a post of another network
+    (Bluesky names posts by at:// URIs, Mastodon by their URLs)."""
+    if channel.network == "bluesky" and not reply_to.startswith("at://"):
+        return f"replies on Bluesky answer an at:// post, not {reply_to!r}"
+    if channel.network == "mastodon" and not reply_to.startswith(("https://", "http://")):
+        return f"replies on Mastodon answer a status by its URL, not {reply_to!r}"
+    return None
 
 
 def _part_problems(channel: Channel, part: Part) -> list[str]:
@@ -218,6 +231,9 @@ class Publishing:
     """How many of the week's best half-hours a queue that takes them has."""
     best_language: str = "en"
     """The language whose firehose posts score a channel with too few posts of its own."""
+    page_of: PageOf | None = None
+    """A channel's page id, read from its network when it is connected (otherwise the
+    channel directory reads it on its next pass)."""
 
     async def _record(self, jobs: Sequence[Job]) -> None:
         if self.journal is not None and jobs:
@@ -247,7 +263,22 @@ class Publishing:
             service=service, time_zone=time_zone, limits=limits,
             sealed_credentials=self.box.seal(json.dumps(credentials)),
         )  # fmt: skip
-        return self.store.add_channel(channel)
+        channel = replace(channel, page=await self._page(channel))
+        made = await asyncio.to_thread(self.store.add_channel, channel)
+        if self.journal is not None:
+            await self.journal.channel_changed(made)
+        return made
+
+    async def _page(self, channel: Channel) -> str:
+        """The channel's page id as its network says it; "" when it cannot say now."""
+        if self.page_of is None:
+            return ""
+        try:
+            return await self.page_of(channel)
+        except (Permanent, Transient, OutcomeUnknown) as error:
+            log.warning("a channel's page was not read", account=channel.account,
+                        error=str(error))  # fmt: skip
+            return ""
 
     def channels(self, tenant: str) -> list[Channel]:
         return self.store.channels(tenant)
@@ -279,7 +310,16 @@ class Publishing:
         return tuple(Attachment(m.id, m.content_type, m.size, m.alt) for m in found)
 
     def remove_channel(self, tenant: str, channel: str) -> None:
+        """Disconnect it: its scheduled jobs cancelled (the log is told by the channel
+        directory's next pass; `disconnect` tells it at once)."""
         self.store.remove_channel(tenant, channel, self.clock.now_us())
+
+    async def disconnect(self, tenant: str, channel: str) -> None:
+        """Disconnect it: its scheduled jobs cancelled, the log told."""
+        gone = await asyncio.to_thread(self.store.channel, tenant, channel)
+        await asyncio.to_thread(self.remove_channel, tenant, channel)
+        if self.journal is not None:
+            await self.journal.channel_changed(gone, active=False)
 
     async def schedule(
         self,
@@ -300,6 +340,7 @@ class Publishing:
         draft: str | None = None,
         tags: Sequence[str] = (),
         role: str = "",
+        reply_to: str | None = None,
     ) -> tuple[Post, list[Job]]:
         """Check the post against every channel's limits, then make one job per channel,
         due now, `at`, or in the channel's next free queue slot (`queue`); or, with
@@ -307,6 +348,8 @@ class Publishing:
         within the horizon. `Invalid` naming every problem, and nothing made, otherwise.
         `media` names the first part's images (`add_media`); `thread`, the parts after
         it, each a text and its images. The author's `draft` it was written in goes.
+        With `reply_to` (someone's post, as its network names it: an at:// URI, a status
+        URL), it is published in reply to that post.
 
         Under an approval workflow (one for a channel it names, or for the author's
         `role`), the post is kept with its review and no jobs (an empty list): its last
@@ -331,7 +374,7 @@ class Publishing:
             thread=tuple(
                 Part(part, tuple(images[one] for one in ones)) for part, ones in thread
             ),
-            tags=_tags(tags),
+            tags=_tags(tags), reply_to=reply_to or None,
         )  # fmt: skip
         if found := problems(post, chosen, self.require_alt):
             raise Invalid("; ".join(found))

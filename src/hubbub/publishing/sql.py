@@ -78,6 +78,7 @@ channels = sa.Table(
     sa.Column("best_queue", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("best_slots", sa.Text),
     sa.Column("best_updated_us", sa.BigInteger),
+    sa.Column("page", sa.String(2048), nullable=False, server_default=""),
     sa.UniqueConstraint("tenant", "network", "account"),
 )  # fmt: skip
 posts = sa.Table(
@@ -95,6 +96,7 @@ posts = sa.Table(
     sa.Column("media", sa.JSON),
     sa.Column("thread", sa.JSON),
     sa.Column("tags", sa.JSON),
+    sa.Column("reply_to", sa.String(2048)),
 )  # fmt: skip
 media_table = sa.Table(
     "publishing_media", metadata,
@@ -289,6 +291,15 @@ class SqlJobStore:
                 sa.select(channels).where(channels.c.tenant == tenant).order_by(channels.c.account)
             ).all()
         return [_channel(row) for row in rows]
+
+    def all_channels(self) -> list[Channel]:
+        with self._engine.connect() as db:
+            rows = db.execute(sa.select(channels).order_by(channels.c.tenant, channels.c.id))
+            return [_channel(row) for row in rows]
+
+    def set_page(self, channel: str, page: str) -> None:
+        with self._engine.begin() as db:
+            db.execute(channels.update().where(channels.c.id == channel).values(page=page))
 
     def channel(self, tenant: str, channel: str) -> Channel:
         mine = (channels.c.id == channel) & (channels.c.tenant == tenant)
@@ -1158,7 +1169,7 @@ def _channel(row: Any) -> Channel:
         service=row.service, time_zone=row.time_zone, limits=Limits(**limits),
         sealed_credentials=row.sealed_credentials, queue=row.queue, paused=bool(row.paused),
         best_queue=bool(row.best_queue), best_slots=row.best_slots,
-        best_updated_us=row.best_updated_us,
+        best_updated_us=row.best_updated_us, page=row.page,
     )  # fmt: skip
 
 
@@ -1219,7 +1230,7 @@ def _post(row: Any) -> Post:
         id=row.id, tenant=row.tenant, author=row.author, text=row.text, version=row.version,
         variants=dict(row.variants or {}), language=row.language, spoiler=row.spoiler,
         visibility=row.visibility, media=_attachments(row.media), thread=thread,
-        tags=tuple(_json(row.tags) or ()),
+        tags=tuple(_json(row.tags) or ()), reply_to=row.reply_to,
     )  # fmt: skip
 
 

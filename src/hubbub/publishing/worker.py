@@ -22,6 +22,8 @@ every publisher waits it out.
 Each minute, too, approvers of a review step waiting longer than `remind_after_s` are
 reminded, and a post not approved `overdue_within_s` before its time is flagged.
 
+Every few minutes, too, the log is told of the channels it lacks (`ChannelDirectory`).
+
 Each minute the sweeper makes the jobs of recurring posts' next occurrences (up to
 `series_horizon_s` ahead, each series from its last occurrence made, so none is skipped),
 marks missed the jobs due longer ago than `max_late_s` (the platform was down, or the
@@ -45,6 +47,7 @@ import structlog
 from hubbub.kernel.background import Background
 from hubbub.kernel.clock import Clock
 from hubbub.publishing.budget import Budget
+from hubbub.publishing.directory import ChannelDirectory, PageOf
 from hubbub.publishing.journal import Journal
 from hubbub.publishing.ports import (
     Channel,
@@ -347,3 +350,18 @@ def run(background: Background, publisher: Publisher, service: Publishing | None
     background.start("publishing sweeper", publisher.sweep)
     if service is not None:
         background.start("approval reminders", lambda: remind(service, publisher.policy))
+    if service is not None and service.journal is not None and service.journal.event_log:
+        directory = ChannelDirectory(
+            service.journal.event_log, service.store, service.clock,
+            service.page_of or _page_reader(publisher.networks),
+        )  # fmt: skip
+        background.start("channel directory", directory.keep_announced)
+
+
+def _page_reader(networks: Mapping[str, Network]) -> PageOf:
+    """A channel's page id, read through its network."""
+
+    async def page_of(channel: Channel) -> str:
+        return await networks[channel.network].page(channel)
+
+    return page_of

@@ -15,6 +15,8 @@ It serves the part of the API that publishing uses:
     GET  /api/v1/statuses/:id/source
     POST /api/v2/media                         GET/PUT /api/v1/media/:id
     GET  /api/v2/instance                      GET  /api/v1/instance (deprecated, for versions)
+    GET  /api/v2/search                        (resolve: this server's statuses and accounts
+                                                by URL; accounts by username)
 
 with the documented error bodies (401 `The access token is invalid`, 404 `Record not found`,
 422 `Validation failed: …`), rate-limit headers on every answer to a user token and a 429 past
@@ -75,6 +77,9 @@ SCOPES = (
 VISIBILITIES = ("public", "unlisted", "private", "direct")
 TOKEN_INVALID = "The access token is invalid"
 NOT_FOUND = "Record not found"
+SEARCH_NEEDS_USER = (
+    "Search queries that resolve remote resources are not supported without authentication"
+)
 CODE_TTL_S = 600.0  # Doorkeeper's default lifetime of an authorization code
 INVALID_CLIENT = (
     "Client authentication failed due to unknown client, no client authentication included, "
@@ -1414,6 +1419,57 @@ class StatusEndpoints:
         return status
 
 
+class SearchEndpoints:
+    """Search (docs: methods/search, v2): what a URL names (`resolve`: a status or an
+    account of this server, by its `url` or `uri`; another server's is not fetched, and
+    not found), and accounts by the start of their username. Statuses are not searched by
+    their text, as on a server without full-text search (Elasticsearch)."""
+
+    def __init__(self, state: MastodonState, guard: Guard) -> None:
+        self.state = state
+        self.guard = guard
+
+    def routes(self) -> list[Route]:
+        return [Route("/api/v2/search", self.search, methods=["GET"])]
+
+    async def search(self, request: Request) -> Response:
+        viewer = self.guard.viewer(request, "read:search")
+        params = await read_params(request)
+        query = (params.text("q") or "").strip()
+        if not query:
+            raise ApiError(400, "param is missing or the value is empty: q")
+        resolve = bool(params.flag("resolve"))
+        if viewer is None and (resolve or (_as_int(params.text("offset")) or 0) > 0):
+            raise ApiError(401, SEARCH_NEEDS_USER)
+        kind = params.text("type")
+        limit = min(max(_as_int(params.text("limit")) or 20, 1), 40)
+        entities = Entities(self.state, base_url(request))
+        found: dict[str, list[Any]] = {"accounts": [], "statuses": [], "hashtags": []}
+        if resolve and re.match(r"\Ahttps?://", query):
+            statuses = [s for s in self._statuses_at(entities, query) if _visible(s, viewer)]
+            accounts = [
+                a
+                for a in self.state.accounts.values()
+                if query in (entities.account(a)["url"], entities.account(a)["uri"])
+            ]
+            found["statuses"] = [entities.status(s) for s in statuses]
+            found["accounts"] = [entities.account(a) for a in accounts]
+        elif kind in (None, "accounts"):
+            name = query.removeprefix("@").split("@")[0].lower()
+            matching = [a for a in self.state.accounts.values()
+                        if a.username.lower().startswith(name)]  # fmt: skip
+            found["accounts"] = [entities.account(a) for a in matching[:limit]]
+        if kind in ("accounts", "statuses", "hashtags"):
+            found = {name: found[name] if name == kind else [] for name in found}
+        return answer(found)
+
+    def _statuses_at(self, entities: Entities, url: str) -> list[Status]:
+        return [
+            status for status in self.state.statuses.values()
+            if url in ((made := entities.status(status))["url"], made["uri"])
+        ]  # fmt: skip
+
+
 def _refuse_unsupported(params: Params) -> None:
     """Say so plainly, rather than answer a Status where a client expects a ScheduledStatus
     or a poll it did not get."""
@@ -1691,6 +1747,7 @@ def create_app(state: MastodonState) -> ASGIApp:
         *AccountEndpoints(state, guard).routes(),
         *StatusEndpoints(state, guard).routes(),
         *MediaEndpoints(state, guard).routes(),
+        *SearchEndpoints(state, guard).routes(),
         *InstanceEndpoints(state).routes(),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
