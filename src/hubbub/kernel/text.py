@@ -1,8 +1,14 @@
-"""Text normalisation shared by every source: HTML to plain text, UTF-8 byte spans."""
+"""Text normalisation shared by every source: HTML to plain text, UTF-8 byte spans, and
+the folded form in which names, queries and posts are compared."""
 
 from __future__ import annotations
 
+import functools
+import re
+import sys
+import unicodedata
 from html.parser import HTMLParser
+from typing import Final
 
 _BLOCK_TAGS = frozenset({"p", "div", "blockquote", "li", "pre", "h1", "h2", "h3", "h4"})
 # Mastodon marks links to accounts and hashtags with these classes; they are not web links.
@@ -56,3 +62,57 @@ def utf8_span(text_bytes: bytes, start: object, end: object) -> str | None:
         return text_bytes[start:end].decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+# Letters NFKD does not decompose, mapped the way people type them on a plain keyboard.
+_SPELLED_OUT: Final = str.maketrans(
+    {
+        "ø": "o",
+        "ł": "l",
+        "đ": "d",
+        "ı": "i",  # noqa: RUF001 (the dotless i)
+        "æ": "ae",
+        "œ": "oe",
+        "ß": "ss",
+        "þ": "th",
+        "ð": "d",
+        "ħ": "h",
+        "ŧ": "t",
+    }
+)
+
+
+def fold(text: str) -> str:
+    """The case-, accent- and width-insensitive form of a text: "Zoë" and "ZOE" fold alike,
+    so do "Straße" and "strasse", and a full-width "TAYLOR" and "taylor".
+
+    NFKD splits accented letters and folds compatibility forms (full-width letters,
+    ligatures); the combining marks it splits off are dropped, then the text is casefolded.
+    NFKD leaves a few letters whole that people still type without their stroke or
+    ligature (ø ł đ æ œ ß þ, the dotless i); those are spelled out. Everything else (CJK, emoji,
+    right-to-left scripts) is kept as it is. Spaces are kept: callers strip or split.
+    """
+    if text.isascii():
+        return text.lower()
+    decomposed = unicodedata.normalize("NFKD", text)
+    marks, astral_marks = _combining_marks()
+    bare = marks.sub("", decomposed)
+    for char in _ASTRAL.findall(bare):
+        if char in astral_marks:
+            bare = bare.replace(char, "")
+    folded = bare.casefold()
+    return folded.translate(_SPELLED_OUT) if _TO_SPELL_OUT.search(folded) else folded
+
+
+_TO_SPELL_OUT: Final = re.compile("[" + "".join(map(chr, _SPELLED_OUT)) + "]")
+_ASTRAL: Final = re.compile("[\U00010000-\U0010ffff]")
+
+
+@functools.cache
+def _combining_marks() -> tuple[re.Pattern[str], frozenset[str]]:
+    """The code points with a combining class: those of the Basic Multilingual Plane as one
+    character class (a bitmap to the regex engine), the others as a set (few texts have
+    any). Built on first use, in tens of milliseconds ASCII-only processes never pay."""
+    marks = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.combining(chr(c))]
+    basic = "".join(re.escape(mark) for mark in marks if mark <= "\uffff")
+    return re.compile(f"[{basic}]+"), frozenset(mark for mark in marks if mark > "\uffff")

@@ -1,10 +1,9 @@
 """How names and queries are compared: case-, accent- and width-insensitively.
 
-`normalize` applies NFKD (which splits accented letters and folds compatibility forms
-such as full-width letters), drops the combining marks, then casefolds. NFKD leaves a
-few letters whole that people still type without their stroke or ligature (ø ł đ ı æ œ
-ß þ); those are spelled out. Everything else, CJK, emoji and right-to-left scripts
-included, is kept as it is, so a prefix of it matches.
+`normalize` is the kernel's `fold` (NFKD, combining marks dropped, casefolded, the few
+letters NFKD leaves whole spelled out), trimmed and without a leading `@`. Everything
+else, CJK, emoji and right-to-left scripts included, is kept as it is, so a prefix of it
+matches.
 """
 
 from __future__ import annotations
@@ -13,22 +12,8 @@ import re
 import unicodedata
 from typing import Final
 
-# Letters NFKD does not decompose, mapped the way people type them on a plain keyboard.
-_SPELLED_OUT: Final = str.maketrans(
-    {
-        "ø": "o",
-        "ł": "l",
-        "đ": "d",
-        "ı": "i",
-        "æ": "ae",
-        "œ": "oe",
-        "ß": "ss",
-        "þ": "th",
-        "ð": "d",
-        "ħ": "h",
-        "ŧ": "t",
-    }
-)
+from hubbub.kernel.text import fold
+
 # Categories that separate words in a display name: spaces, punctuation, controls.
 _SEPARATORS: Final = frozenset(
     {"Zs", "Zl", "Zp", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Cc", "Cf"}
@@ -46,12 +31,7 @@ _ASCII_SEPARATORS: Final = re.compile(
 
 def normalize(text: str) -> str:
     """The comparable form of a handle, a name or a query (a leading `@` dropped)."""
-    if text.isascii():
-        return text.lower().strip().removeprefix("@").lstrip()
-    decomposed = unicodedata.normalize("NFKD", text)
-    bare = "".join(char for char in decomposed if not unicodedata.combining(char))
-    folded = bare.casefold().translate(_SPELLED_OUT).strip()
-    return folded.removeprefix("@").lstrip()
+    return fold(text).strip().removeprefix("@").lstrip()
 
 
 def words(text: str) -> list[str]:

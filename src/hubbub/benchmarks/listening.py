@@ -1,0 +1,174 @@
+"""The listening benchmark's matching half: posts matched per second against N searches.
+
+Posts are the generated firehose's (`synthetic.firehose`, mapped by the real Jetstream
+mapping), in its eight languages. Searches are drawn from the same corpus, the way
+tenants write them: most watch a brand or a name that few posts carry (here: invented
+words no post carries), the others a word, a phrase, a hashtag or a CJK word of the
+corpus, alone or combined with OR, AND NOT, NEAR/n and lang:; a fixed handful have no
+required term at all (`costly_searches`) and are checked against every post.
+
+The figure is the median of five runs of `Matcher.match_many` over the same posts, in
+batches of `BATCH` as the worker reads them, on one core.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+from hubbub.ingest.mapping.jetstream import JetstreamMapping
+from hubbub.kernel.clock import SystemClock
+from hubbub.kernel.events import PostPublished
+from hubbub.kernel.text import fold
+from hubbub.listening.matching import Matcher
+from hubbub.listening.query import RUNS, parse, terms_of
+from hubbub.synthetic.corpus import HASHTAGS, LANGUAGES, SENTENCES
+from hubbub.synthetic.firehose import FirehoseSpec, generate_firehose
+
+BATCH: Final = 1_000
+RUNS_MEASURED: Final = 5
+COSTLY: Final = 5
+SHARE_OF_CORPUS_SEARCHES: Final = 0.05
+"""Searches whose terms the generated posts carry; the others watch rarer names."""
+_SYLLABLES: Final = ("ka", "lo", "mi", "zu", "ra", "ven", "tor", "bri", "sol", "nex", "qua")
+
+
+def generated_posts(count: int, seed: int = 0) -> list[PostPublished]:
+    """`count` posts of the generated firehose, as the ingest mapping turns them out."""
+    mapping = JetstreamMapping(SystemClock(), 1 << 20)
+    posts: list[PostPublished] = []
+    spec = FirehoseSpec(events=count * 20, pages=max(1000, count // 5), seed=seed)
+    batch: list[bytes] = []
+    for line in generate_firehose(spec):
+        batch.append(line)
+        if len(batch) == 10_000:
+            posts += _posts_of(mapping, batch)
+            batch = []
+            if len(posts) >= count:
+                return posts[:count]
+    return [*posts, *_posts_of(mapping, batch)][:count]
+
+
+def _posts_of(mapping: JetstreamMapping, lines: list[bytes]) -> list[PostPublished]:
+    mapped = mapping.map(mapping.decode(lines, "bench"), {}, "bench")
+    return [event for event in mapped.events if type(event) is PostPublished]
+
+
+class _Vocabulary:
+    """The words, CJK words and hashtags of the corpus, by language."""
+
+    def __init__(self) -> None:
+        self.words: dict[str, list[str]] = {}
+        self.fragments: list[str] = []
+        for lang, sentences in SENTENCES.items():
+            terms = [term for sentence in sentences for term in terms_of(fold(sentence))]
+            self.words[lang] = [term for term in terms if not RUNS.fullmatch(term)] or terms
+            for run in (term for term in terms if RUNS.fullmatch(term) and len(term) > 1):
+                self.fragments.extend(run[start : start + 2] for start in range(len(run) - 1))
+        self.tags = [tag for tags in HASHTAGS.values() for tag in tags]
+
+
+def search_texts(count: int, seed: int = 0) -> list[str]:
+    """`count` query texts: `COSTLY` without a required term, a share over the corpus's
+    terms, the rest over invented brand names."""
+    rng = random.Random(seed)
+    vocabulary = _Vocabulary()
+    texts = [f"NOT {_brand(rng)} NOT {_brand(rng)}" for _ in range(min(COSTLY, count))]
+    while len(texts) < count:
+        if rng.random() < SHARE_OF_CORPUS_SEARCHES:
+            texts.append(_corpus_search(rng, vocabulary))
+        else:
+            texts.append(_brand_search(rng, vocabulary))
+    return texts
+
+
+def _brand(rng: random.Random) -> str:
+    return "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4))) + str(
+        rng.randint(0, 999)
+    )
+
+
+def _brand_search(rng: random.Random, vocabulary: _Vocabulary) -> str:
+    brand, other = _brand(rng), _brand(rng)
+    word = rng.choice(vocabulary.words["en"])
+    shapes = (
+        f"{brand}",
+        f"{brand} OR {other} OR #{brand}",
+        f'"{brand} {word}" OR @{brand}',
+        f"({brand} OR {other}) AND NOT {word}",
+        f"{brand} lang:{rng.choice(LANGUAGES)}",
+        f"{brand} NEAR/3 {word}",
+        f"#{brand} has:link",
+        f"{word} {brand}",
+    )
+    return rng.choice(shapes)
+
+
+def _corpus_search(rng: random.Random, vocabulary: _Vocabulary) -> str:
+    lang = rng.choice(LANGUAGES)
+    words = vocabulary.words[lang]
+    first, second = rng.choice(words), rng.choice(words)
+    shapes = (
+        f"{first}",
+        f'"{first} {second}"',
+        f"{first} OR {second}",
+        f"{first} AND NOT {second}",
+        f"#{rng.choice(vocabulary.tags)}",
+        f"{first} lang:{lang}",
+        f"{first} NEAR/4 {second}",
+        f"{rng.choice(vocabulary.fragments)}",
+        f"{first} is:reply",
+    )
+    return rng.choice(shapes)
+
+
+def build_matcher(texts: Sequence[str]) -> Matcher:
+    matcher = Matcher()
+    for number, text in enumerate(texts):
+        matcher.put(f"tenant{number % 100}\x00search{number}", parse(text))
+    return matcher
+
+
+def _rate(matcher: Matcher, posts: Sequence[PostPublished]) -> tuple[float, int]:
+    """Posts matched per second, and matches found, in one run."""
+    found = 0
+    started = time.perf_counter()
+    for start in range(0, len(posts), BATCH):
+        for keys in matcher.match_many(posts[start : start + BATCH]):
+            found += len(keys)
+    return len(posts) / (time.perf_counter() - started), found
+
+
+def run_matching(searches: int, posts: int) -> dict[str, Any]:
+    """Posts matched per second (median of five runs) by `searches` saved searches."""
+    corpus = generated_posts(posts)
+    started = time.perf_counter()
+    matcher = build_matcher(search_texts(searches))
+    indexed_s = time.perf_counter() - started
+    runs = [_rate(matcher, corpus) for _ in range(RUNS_MEASURED)]
+    return {
+        "searches": searches,
+        "posts": len(corpus),
+        "posts_per_s": round(statistics.median(rate for rate, _ in runs)),
+        "matches_per_post": round(runs[0][1] / len(corpus), 3),
+        "costly_searches": len(matcher.costly()),
+        "index_s": round(indexed_s, 2),
+    }
+
+
+def bench_matching(posts: int = 50_000) -> dict[str, Any]:
+    """The figures `hubbub bench listening` reports for matching."""
+    ten = run_matching(10_000, posts)
+    hundred = run_matching(100_000, posts)
+    return {
+        "posts_per_s_10k_searches": ten["posts_per_s"],
+        "posts_per_s_100k_searches": hundred["posts_per_s"],
+        "matches_per_post": ten["matches_per_post"],
+        "matches_per_post_100k_searches": hundred["matches_per_post"],
+        "costly_searches": ten["costly_searches"],
+        "posts": ten["posts"],
+        "index_s_100k_searches": hundred["index_s"],
+    }
