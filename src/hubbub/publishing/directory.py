@@ -19,7 +19,7 @@ its posts without reading publishing's tables.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Final
 
@@ -33,7 +33,14 @@ from hubbub.kernel.clock import Clock
 from hubbub.kernel.events import CONTROL, ChannelChanged, Event
 from hubbub.kernel.ids import event_id
 from hubbub.kernel.telemetry import current_trace
-from hubbub.publishing.ports import Channel, JobStore, OutcomeUnknown, Permanent, Transient
+from hubbub.publishing.ports import (
+    Channel,
+    JobStore,
+    Network,
+    OutcomeUnknown,
+    Permanent,
+    Transient,
+)
 
 log = structlog.get_logger("hubbub.publishing")
 
@@ -43,6 +50,16 @@ ANNOUNCE_EVERY_S: Final = 300.0
 was made is told at the latest then)."""
 PageOf = Callable[[Channel], Awaitable[str]]
 """A channel's page id, read from its network (`Network.page`)."""
+
+
+def pages_through(networks: Mapping[str, Network]) -> PageOf:
+    """A channel's page id, read through its network (`Network.page`)."""
+
+    async def page_of(channel: Channel) -> str:
+        return await networks[channel.network].page(channel)
+
+    return page_of
+
 
 Key = tuple[str, str]
 """A channel, as (tenant, channel id)."""

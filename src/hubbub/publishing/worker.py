@@ -47,7 +47,7 @@ import structlog
 from hubbub.kernel.background import Background
 from hubbub.kernel.clock import Clock
 from hubbub.publishing.budget import Budget
-from hubbub.publishing.directory import ChannelDirectory, PageOf
+from hubbub.publishing.directory import ChannelDirectory, pages_through
 from hubbub.publishing.journal import Journal
 from hubbub.publishing.ports import (
     Channel,
@@ -353,15 +353,6 @@ def run(background: Background, publisher: Publisher, service: Publishing | None
     if service is not None and service.journal is not None and service.journal.event_log:
         directory = ChannelDirectory(
             service.journal.event_log, service.store, service.clock,
-            service.page_of or _page_reader(publisher.networks),
+            service.page_of or pages_through(publisher.networks),
         )  # fmt: skip
         background.start("channel directory", directory.keep_announced)
-
-
-def _page_reader(networks: Mapping[str, Network]) -> PageOf:
-    """A channel's page id, read through its network."""
-
-    async def page_of(channel: Channel) -> str:
-        return await networks[channel.network].page(channel)
-
-    return page_of
