@@ -1,10 +1,9 @@
 """Watches and the alerts they raise.
 
 A watch is a tenant's interest in a hashtag, a page, a term or one of its listening
-searches (the volume of its matches). Watches are changed
-through the log's `control` topic (`WatchChanged`), so every process sees the same list
-by folding that topic (`views.WatchesView`), and the CLI needs no access to the
-analytics store.
+searches (the volume of its matches). Watches are changed through the log's `control`
+topic (`WatchChanged`), so every process sees the same list by folding that topic
+(`views.WatchesView`), and the CLI needs no access to the analytics store.
 
 Every `alert_check_interval_s` the monitor takes, for each watch, the last hour (up to
 the current minute) and the same hour on each of the 7 days before (Socialmetrix-style:
