@@ -137,15 +137,19 @@ posts = st.builds(
 @given(st.lists(queries, min_size=1, max_size=12), st.lists(posts, min_size=1, max_size=6))
 def test_the_matcher_finds_what_brute_force_finds(texts: list[str], batch: list[Any]) -> None:
     searches = {f"search{number}": parse(text) for number, text in enumerate(texts)}
-    matcher = Matcher()
-    for key, query in searches.items():
-        matcher.put(key, query, PAGES)
+    # The second learns which keys are rare from every post and anchors again at once.
+    matchers = [Matcher(), Matcher(sample_every=1, learn_after=(1, 3))]
+    for matcher in matchers:
+        for key, query in searches.items():
+            matcher.put(key, query, PAGES)
     expected = [
         sorted(key for key, query in searches.items() if matches(query, each, PAGES))
         for each in batch
     ]
-    assert matcher.match_many(batch) == expected
-    assert sorted(matcher.costly()) == sorted(k for k, q in searches.items() if q.costly)
+    for matcher in matchers:
+        assert matcher.match_many(batch) == expected
+        assert matcher.match_many(batch[::-1]) == expected[::-1]
+        assert sorted(matcher.costly()) == sorted(k for k, q in searches.items() if q.costly)
 
 
 @settings(max_examples=300, deadline=None)
