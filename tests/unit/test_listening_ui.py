@@ -15,13 +15,16 @@ from jinja2 import Environment
 from hubbub.ui import formatting
 from hubbub.ui.api import Person, _templates
 from hubbub.ui.listening import (
+    INBOX_STATES,
     EventReader,
     Merged,
     Positions,
     QueryProblem,
     SentEvent,
     answered,
+    back_to_inbox,
     day_range,
+    inbox_filters,
     newest_positions,
     shown_match,
     tags_of,
@@ -191,9 +194,25 @@ def test_the_matches_page_and_the_inbox_show_posts_as_text() -> None:
         "listening_inbox.html", filters={"state": "open", "assignee": "", "tag": ""},
         items=[item], unread=1, team=[{"id": "u2", "email": "bo@acme.example"}],
         emails={"u2": "bo@acme.example"}, back="state=open", older=None, said=None,
+        states=INBOX_STATES, replying={"item": "i1", "text": "<our answer>"},
     )  # fmt: skip
     assert HOSTILE not in html
     assert "&lt;t&gt;" in html
     assert "assigned to bo@acme.example" in html
     assert 'action="/inbox/i1/reply"' in html
     assert 'data-unread="1"' in html
+    assert ">&lt;our answer&gt;</textarea>" in html  # a refused reply, kept to send again
+    assert '<option value="all">All</option>' in html
+
+
+def test_an_action_goes_back_to_the_inbox_as_it_was_shown() -> None:
+    assert inbox_filters("state=done&tag=press&assignee=u2&evil=1") == {
+        "state": "done", "assignee": "u2", "tag": "press",
+    }  # fmt: skip
+    assert inbox_filters("state=nonsense")["state"] == "open"
+    assert back_to_inbox("state=done&tag=a b", "tagged").headers["location"] == (
+        "/inbox?state=done&tag=a+b&done=tagged"
+    )
+    assert back_to_inbox("//evil.example", "read").headers["location"] == (
+        "/inbox?state=open&done=read"
+    )

@@ -22,7 +22,7 @@ import asyncio
 import codecs
 import json
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -51,7 +51,6 @@ MOST_COLUMNS: Final = 50
 """Streams one page's live stream merges, at most."""
 TEST_HOURS: Final = 1
 RETRY_MS: Final = 2000
-States = Literal["open", "done"]
 
 
 class QueryProblem(Problem):
@@ -196,6 +195,14 @@ def day_range(since: date | None, until: date | None, zone: str) -> dict[str, in
     if until is not None:
         found["until"] = start_of(until + timedelta(days=1))
     return found
+
+
+def day_of(typed: str) -> date | None:
+    """A day as a date field sends it (YYYY-MM-DD); None when empty or not a day."""
+    try:
+        return date.fromisoformat(typed) if len(typed) == 10 else None
+    except ValueError:
+        return None
 
 
 def tags_of(typed: str) -> list[str]:
@@ -576,14 +583,15 @@ def build_router(
         stream: str,
         q: Annotated[str, Query(max_length=200)] = "",
         lang: Annotated[str, Query(max_length=35)] = "",
-        since: Annotated[date | None, Query()] = None,
-        until: Annotated[date | None, Query()] = None,
+        since_day: Annotated[str, Query(alias="since", max_length=10)] = "",
+        until_day: Annotated[str, Query(alias="until", max_length=10)] = "",
         before: Annotated[str, Query(max_length=200)] = "",
     ) -> HTMLResponse:
         """One stream's stored matches, newest first: searched, filtered, a page at a
         time (`before` is the API's cursor to the next)."""
         found_stream = await listening.stream(who.session, stream)
         language = lang.strip() if LANGUAGE.fullmatch(lang.strip()) else ""
+        since, until = day_of(since_day), day_of(until_day)
         chosen: dict[str, Any] = {
             "q": q.strip(), "lang": language, **day_range(since, until, who.zone),
             "before": before,
@@ -602,18 +610,13 @@ def build_router(
 
     # ------------------------------------------------------------------ the inbox
 
-    @router.get("/inbox", response_class=HTMLResponse)
-    async def inbox(
-        request: Request,
-        who: Who,
-        state: Annotated[States, Query()] = "open",
-        assignee: Annotated[str, Query(max_length=64)] = "",
-        tag: Annotated[str, Query(max_length=100)] = "",
-        before: Annotated[str, Query(max_length=200)] = "",
-        done: Annotated[str, Query(max_length=32)] = "",
-    ) -> HTMLResponse:
-        """The inbox's items, newest first, filtered, a page at a time."""
-        filters = {"state": state, "assignee": assignee, "tag": tag.strip()}
+    async def inbox_page(
+        request: Request, who: Person, filters: Mapping[str, str], before: str = "",
+        **context: Any,
+    ) -> HTMLResponse:  # fmt: skip
+        """The inbox's items, newest first, filtered, a page at a time; with what an
+        action said (`said`) or why it failed (`error`)."""
+        status = context.pop("status", 200)
         params = {k: v for k, v in {**filters, "before": before}.items() if v}
         found, team = await asyncio.gather(
             listening.inbox(who.session, {**params, "limit": PAGE_SHOWN}),
@@ -625,48 +628,80 @@ def build_router(
             request, "listening_inbox.html", who, active="inbox", filters=filters,
             items=[shown_match(i) for i in found["items"]], unread=found.get("unread", 0),
             team=team, emails={str(p.get("id")): p.get("email") for p in team},
-            back=urlencode(kept), older=older, said=INBOX_DONE.get(done),
+            back=urlencode(kept), older=older, states=INBOX_STATES, status=status, **context,
         )  # fmt: skip
 
+    @router.get("/inbox", response_class=HTMLResponse)
+    async def inbox(
+        request: Request,
+        who: Who,
+        state: Annotated[InboxState, Query()] = "open",
+        assignee: Annotated[str, Query(max_length=255)] = "",
+        tag: Annotated[str, Query(max_length=100)] = "",
+        before: Annotated[str, Query(max_length=20, pattern="^[0-9]*$")] = "",
+        done: Annotated[str, Query(max_length=32)] = "",
+    ) -> HTMLResponse:
+        filters = {"state": state, "assignee": assignee, "tag": tag.strip()}
+        return await inbox_page(request, who, filters, before, said=INBOX_DONE.get(done))
+
     async def acting(
-        who: Person, item: str, body: dict[str, Any], back: str, said: str
+        request: Request, who: Person, back: str, act: Awaitable[Any], said: str
     ) -> Response:
-        await listening.change(who.session, item, body)
+        """Do `act`, then back to the inbox as it was shown; or the inbox with why the
+        API refused."""
+        try:
+            await act
+        except Problem as problem:
+            return await inbox_page(request, who, inbox_filters(back), error=str(problem),
+                                    status=problem.status)  # fmt: skip
         return back_to_inbox(back, said)
 
-    @router.post("/inbox/{item}/assign")
+    @router.post("/inbox/{item}/assign", response_class=HTMLResponse)
     async def assign(
-        who: Posting, item: str, assignee: Annotated[str, Form(max_length=64)] = "",
+        request: Request, who: Posting, item: str,
+        assignee: Annotated[str, Form(max_length=255)] = "", back: Text = "",
+    ) -> Response:  # fmt: skip
+        change = listening.change(who.session, item, {"assignee": assignee or None})
+        return await acting(request, who, back, change, "assigned")
+
+    @router.post("/inbox/{item}/tags", response_class=HTMLResponse)
+    async def tag_item(
+        request: Request, who: Posting, item: str, tags: Text = "", back: Text = ""
+    ) -> Response:
+        change = listening.change(who.session, item, {"tags": tags_of(tags)})
+        return await acting(request, who, back, change, "tagged")
+
+    @router.post("/inbox/{item}/done", response_class=HTMLResponse)
+    async def mark_done(
+        request: Request, who: Posting, item: str, done: Annotated[bool, Form()] = True,
         back: Text = "",
     ) -> Response:  # fmt: skip
-        return await acting(who, item, {"assignee": assignee or None}, back, "assigned")
+        change = listening.change(who.session, item, {"done": done, "read": True})
+        return await acting(request, who, back, change, "done" if done else "reopened")
 
-    @router.post("/inbox/{item}/tags")
-    async def tag_item(who: Posting, item: str, tags: Text = "", back: Text = "") -> Response:
-        return await acting(who, item, {"tags": tags_of(tags)}, back, "tagged")
+    @router.post("/inbox/{item}/read", response_class=HTMLResponse)
+    async def mark_read(request: Request, who: Posting, item: str, back: Text = "") -> Response:
+        change = listening.change(who.session, item, {"read": True})
+        return await acting(request, who, back, change, "read")
 
-    @router.post("/inbox/{item}/done")
-    async def mark_done(
-        who: Posting, item: str, done: Annotated[bool, Form()] = True, back: Text = ""
-    ) -> Response:
-        return await acting(who, item, {"done": done, "read": True}, back,
-                            "done" if done else "reopened")  # fmt: skip
-
-    @router.post("/inbox/{item}/read")
-    async def mark_read(who: Posting, item: str, back: Text = "") -> Response:
-        return await acting(who, item, {"read": True}, back, "read")
-
-    @router.post("/inbox/{item}/reply")
+    @router.post("/inbox/{item}/reply", response_class=HTMLResponse)
     async def reply(
+        request: Request,
         who: Posting,
         item: str,
         text: Annotated[str, Form(min_length=1, max_length=10_000)],
         back: Text = "",
     ) -> Response:
-        """A reply to the item's post, through publishing (and its approvals)."""
-        await listening.reply(who.session, item, text)
-        await listening.change(who.session, item, {"read": True})
-        return back_to_inbox(back, "replied")
+        """A reply to the item's post, through publishing (and its approvals); the item
+        is read then."""
+        try:
+            made = await listening.reply(who.session, item, text)
+            await listening.change(who.session, item, {"read": True})
+        except Problem as problem:
+            kept = {"item": item, "text": text}  # the reply, as written, to send again
+            return await inbox_page(request, who, inbox_filters(back), error=str(problem),
+                                    status=problem.status, replying=kept)  # fmt: skip
+        return back_to_inbox(back, "in-review" if made.get("in_review") else "replied")
 
     @router.get("/inbox/live")
     async def inbox_live(request: Request) -> Response:
@@ -684,12 +719,24 @@ def build_router(
 INBOX_DONE: Final = {
     "assigned": "Assigned.", "tagged": "Tags saved.", "done": "Marked done.",
     "reopened": "Opened again.", "read": "Marked read.",
-    "replied": "Reply sent through publishing (it waits for approval where the workflow"
-               " asks for one).",
+    "replied": "Reply sent: publishing posts it as an answer to that post.",
+    "in-review": "Reply written: it waits for approval before it goes out (see Approvals).",
 }  # fmt: skip
+"""What the inbox says after an action (`?done=`)."""
+INBOX_STATES: Final = {"open": "Open", "done": "Done", "all": "All"}
+InboxState = Literal["open", "done", "all"]
+
+
+def inbox_filters(back: str) -> dict[str, str]:
+    """The inbox's filters in the query it was shown with; the others left out."""
+    found = {"state": "open", "assignee": "", "tag": ""}
+    for name, value in parse_qsl(back)[:10]:
+        if name in found and (name != "state" or value in INBOX_STATES):
+            found[name] = value[:255]
+    return found
 
 
 def back_to_inbox(back: str, said: str) -> RedirectResponse:
     """The inbox with the filters it was shown with (only `/inbox`, never elsewhere)."""
-    kept = [(k, v) for k, v in parse_qsl(back)[:10] if k in ("state", "assignee", "tag")]
+    kept = [(k, v) for k, v in inbox_filters(back).items() if v]
     return RedirectResponse(f"/inbox?{urlencode([*kept, ('done', said)])}", status_code=303)

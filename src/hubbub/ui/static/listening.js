@@ -3,8 +3,8 @@
 // when the browser reconnects (its Last-Event-ID); a match is put on top of its column, a
 // withdrawn post leaves it. Everything a post says is set with textContent (never HTML),
 // and its link only when it is an http(s) address. A query's error puts the caret where
-// the query went wrong. The inbox (/inbox): its unread count kept live, and new items put
-// on top as the server renders them.
+// the query went wrong. The inbox (/inbox): its unread count kept live, new items put on
+// top as the server renders them, and an item whose post was deleted taken away.
 "use strict";
 
 (function () {
@@ -171,6 +171,12 @@
         unread.textContent = count.toLocaleString();
       });
       source.addEventListener("item", (event) => added(JSON.parse(event.data)));
+      source.addEventListener("withdrawn", (event) => {
+        const post = JSON.parse(event.data).post;
+        Array.from(list.children)
+          .filter((item) => item.dataset.post === post)
+          .forEach((item) => item.remove());
+      });
       source.addEventListener("error", () => {
         if (source.readyState === EventSource.CLOSED) setTimeout(connect, RETRY_MS);
       });
