@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from hubbub.gateway.service import People
     from hubbub.gateway.upstreams import Upstream
     from hubbub.kernel.ratelimit import RateLimiter
+    from hubbub.listening.ports import ListeningStore
+    from hubbub.listening.service import Listening
+    from hubbub.listening.worker import ListeningPolicy
     from hubbub.notifications.ports import Mailer, NotificationStore
     from hubbub.notifications.service import Inbox
     from hubbub.notifications.worker import NotificationPolicy
@@ -242,6 +245,7 @@ def gateway_upstreams(settings: Settings, clock: Clock) -> dict[str, Upstream]:
         "analytics": (settings.analytics_url, settings.analytics_timeout_s),
         "publishing": (settings.publishing_url, settings.publishing_timeout_s),
         "notifications": (settings.notifications_url, settings.notifications_timeout_s),
+        "listening": (settings.listening_url, settings.listening_timeout_s),
     }
     if settings.legacy_url:
         places["legacy"] = (settings.legacy_url, settings.legacy_timeout_s)
@@ -397,6 +401,39 @@ def open_notification_store(settings: Settings) -> NotificationStore:
     return SqlNotificationStore(settings.notifications_db)
 
 
+def open_listening_store(settings: Settings) -> ListeningStore:
+    """Saved searches and their matches: SQLite in the data dir, or the database the URL
+    names."""
+    from hubbub.listening.sql import SqlListeningStore
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqlListeningStore(settings.listening_db)
+
+
+def listening_policy(settings: Settings) -> ListeningPolicy:
+    """How the listening worker runs."""
+    from hubbub.listening.worker import ListeningPolicy
+
+    return ListeningPolicy(
+        batch=settings.listening_batch, interval_s=settings.listening_interval_s,
+        keep_per_search=settings.listening_keep_per_search,
+        keep_s=settings.listening_keep_days * retention.DAY_S,
+    )  # fmt: skip
+
+
+def open_listening(settings: Settings, event_log: EventLog, clock: Clock) -> Listening:
+    """Listening's use cases over its store, resolving handles through mentions."""
+    from hubbub.listening.pages import MentionsPages
+    from hubbub.listening.service import Listening, ListeningLimits
+
+    limits = ListeningLimits(
+        max_searches=settings.listening_max_searches, max_terms=settings.listening_max_terms,
+        test_max_posts=settings.listening_test_max_posts,
+    )  # fmt: skip
+    pages = MentionsPages(settings.mentions_url, open_request_signer(settings))
+    return Listening(open_listening_store(settings), event_log, pages, clock, limits)
+
+
 def open_mailer(settings: Settings) -> Mailer | None:
     """The SMTP server notifications are emailed through; None (email off) without one."""
     if not settings.smtp_host:
@@ -471,6 +508,7 @@ class Platform:
     _publishing: Publishing | None = None
     _mastodon_logins: MastodonLogins | None = None
     _inbox: Inbox | None = None
+    _listening: Listening | None = None
     _closing: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: Background = field(init=False)
     """Its long-running tasks, restarted when they fail; health reports them."""
@@ -543,7 +581,42 @@ class Platform:
             found.update(await asyncio.to_thread(self._analytics.positions))
         if self._inbox is not None:
             found.update(await asyncio.to_thread(self._inbox.store.positions))
+        if self._listening is not None:
+            for topic, position in (
+                await asyncio.to_thread(self._listening.store.positions)
+            ).items():
+                found.setdefault(topic, position)
         return found
+
+    async def listening(self) -> Listening:
+        """Listening's use cases, and (on first use) the matcher, the fold and retention
+        in the background."""
+        if self._listening is None:
+            from hubbub.listening import worker as listening_worker
+
+            listening = open_listening(self.settings, self.event_log, self.clock)
+            self._closing.append(lambda: asyncio.to_thread(listening.store.close))
+            self._closing.append(listening.pages.close)
+            listening_worker.run(
+                self.background, store=listening.store, event_log=self.event_log,
+                policy=listening_policy(self.settings), clock=self.clock,
+            )  # fmt: skip
+            self._listening = listening
+        return self._listening
+
+    async def listening_unready(self) -> str | None:
+        """Why this process cannot serve listening (its store does not answer, or its
+        worker keeps failing); None when it can."""
+        listening = await self.listening()
+        try:
+            await asyncio.to_thread(listening.store.positions)
+        except Exception as error:
+            return f"listening's store does not answer: {error}"
+        failing = self.background.failing()
+        for task in ("listening-matcher", "listening-fold"):
+            if task in failing:
+                return f"the listening worker keeps failing: {failing[task]}"
+        return None
 
     async def notifications(self) -> Inbox:
         """People's notifications, and (on first use) the worker folding notices into

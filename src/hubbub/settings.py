@@ -335,6 +335,49 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How long Redis is not asked after its circuit opens."
     )
     report_cache_ttl_s: float = Field(300.0, gt=0, description="Longest a cached report lives.")
+    # Listening (saved searches matched against the firehose, live streams, the inbox)
+    listening_url: str = Field(
+        "http://127.0.0.1:8087", description="Where the listening role listens."
+    )
+    listening_timeout_s: float = Field(
+        30.0, gt=0,
+        description="Longest wait on the listening role (a live stream sends at least a"
+        " heartbeat within it).",
+    )  # fmt: skip
+    listening_db_url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL of listening's store (postgresql+psycopg://...);"
+        " default: SQLite in the data dir (listening.db).",
+    )
+    listening_max_searches: int = Field(
+        100, ge=1, description="The most saved searches (streams) one workspace keeps."
+    )
+    listening_max_terms: int = Field(50, ge=1, description="The most terms one search may have.")
+    listening_batch: int = Field(
+        5000, ge=1, description="Posts the matcher reads and matches at a time."
+    )
+    listening_interval_s: float = Field(
+        0.05, gt=0, description="How often the matcher looks for new posts when caught up."
+    )
+    listening_keep_per_search: int = Field(
+        100_000, ge=1, description="The most stored matches a search keeps; the oldest go."
+    )
+    listening_keep_days: float = Field(
+        30.0, gt=0, description="Days a stored match is kept (by its post's creation)."
+    )
+    listening_live_poll_s: float = Field(
+        0.1, gt=0, description="How often a live stream reads the matches topic when quiet."
+    )
+    listening_heartbeat_s: float = Field(
+        10.0, gt=0, description="A quiet live stream sends a comment this often."
+    )
+    listening_stream_s: float = Field(
+        300.0, gt=0, description="How long a live stream lasts before the client reconnects."
+    )
+    listening_test_max_posts: int = Field(
+        200_000, ge=1,
+        description="The most recent posts `streams test` reads (of the last hour at most).",
+    )  # fmt: skip
     # Notifications (the web app's inbox, live, and email)
     notifications_url: str = Field(
         "http://127.0.0.1:8086", description="Where the notifications role listens."
@@ -443,6 +486,12 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr):
                 dumped[name] = value.get_secret_value()
         return json.dumps(dumped)
+
+    @property
+    def listening_db(self) -> str:
+        if self.listening_db_url is not None:
+            return self.listening_db_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'listening.db'}"
 
     @property
     def notifications_db(self) -> str:

@@ -31,7 +31,8 @@ from rich.table import Table
 from hubbub.settings import Settings
 
 PLATFORM_ROLES = (
-    "ingest", "mentions", "analytics", "publishing", "notifications", "web", "gateway",
+    "ingest", "mentions", "analytics", "publishing", "notifications", "listening", "web",
+    "gateway",
 )  # fmt: skip
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -246,6 +247,7 @@ def role_urls(settings: Settings, gateway_host: str, gateway_port: int) -> dict[
         "analytics": settings.analytics_url,
         "publishing": settings.publishing_url,
         "notifications": settings.notifications_url,
+        "listening": settings.listening_url,
         "web": settings.web_url,
         "gateway": f"http://{gateway_host}:{gateway_port}",
     }

@@ -22,7 +22,7 @@ from tests.conftest import serving
 from tests.support.net import free_port
 
 OPERATOR = "operator-token-for-tests"
-ROLES = ("ingest", "mentions", "analytics", "publishing", "notifications")
+ROLES = ("ingest", "mentions", "analytics", "publishing", "notifications", "listening")
 
 
 @dataclass
@@ -126,7 +126,7 @@ async def start_stack(
         data_dir=data_dir, admin_token=OPERATOR, legacy_url=legacy, legacy_timeout_s=0.5,
         ingest_url=urls["ingest"], mentions_url=urls["mentions"],
         analytics_url=urls["analytics"], publishing_url=urls["publishing"], web_url=urls["web"],
-        notifications_url=urls["notifications"],
+        notifications_url=urls["notifications"], listening_url=urls["listening"],
         control_poll_s=0.05, **settings,
     )  # fmt: skip
     gateway = await build_gateway(gateway_settings, platform.clock)

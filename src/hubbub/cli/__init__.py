@@ -22,6 +22,7 @@ from hubbub.cli import (
     review,
     routes,
     serve,
+    streams,
     tenants,
     watch,
     webhook,
@@ -69,6 +70,7 @@ app.add_typer(routes.app, name="routes")
 app.add_typer(publishing.channels_app, name="channels")
 app.add_typer(publishing.posts_app, name="posts")
 app.add_typer(review.workflows_app, name="workflows")
+app.add_typer(streams.app, name="streams")
 app.add_typer(bench.app, name="bench")
 app.command()(serve.serve)
 app.command()(demo.demo)

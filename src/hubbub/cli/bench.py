@@ -195,6 +195,30 @@ def publishing(
     print_json(result)
 
 
+@app.command()
+def listening(
+    posts: Annotated[
+        int, typer.Option(help="Generated posts the matching is timed on.", min=1)
+    ] = 50_000,
+    rate: Annotated[
+        int, typer.Option(help="Posts a second appended for the live half.", min=1)
+    ] = 10_000,
+    seconds: Annotated[float, typer.Option(help="How long the live half appends.", min=3)] = 20.0,
+    json: Annotated[bool, typer.Option("--json", help="Print the JSON object only.")] = False,
+) -> None:
+    """Listening: posts matched a second against 10,000 and 100,000 saved searches on one
+    core, and from a post appended to its match on an open live stream at `rate`."""
+    from hubbub.benchmarks.listening import bench_matching
+    from hubbub.benchmarks.listening_live import run_live
+
+    load_settings()  # logging as configured
+    say = (lambda _: None) if json else (lambda step: console.print(f"  {step}…"))
+    say("matching against 10,000 and 100,000 searches")
+    result = bench_matching(posts)
+    result |= run_live(10_000, rate, seconds, progress=say)
+    print_json(result)
+
+
 @app.command("best-time")
 def best_time(
     days: Annotated[int, typer.Option(help="Days of stream: all but the last train.", min=2)] = 8,

@@ -59,6 +59,8 @@ async def _warm_up(platform: Platform, role: str) -> None:
         await platform.publishing()  # the publisher starts claiming due jobs now
     if role in ("all", "notifications"):
         await platform.notifications()  # the worker starts folding notices now
+    if role in ("all", "listening"):
+        await platform.listening()  # the matcher starts matching posts now
 
 
 async def _serve(
@@ -190,6 +192,8 @@ def serve(
     side; `--replicas N` starts N of them on one port, one per core), `analytics` (the
     rollups worker and the reports API; one process, since it owns the DuckDB file),
     `notifications` (people's inboxes, live streams and emails, on HUBBUB_NOTIFICATIONS_URL),
+    `listening` (saved searches matched against the firehose, live streams and the inbox,
+    on HUBBUB_LISTENING_URL),
     `web` (the web app's pages, behind the gateway at `/`, on HUBBUB_WEB_URL's port).
     A role listens on the port of its URL setting (HUBBUB_INGEST_URL, HUBBUB_MENTIONS_URL,
     HUBBUB_ANALYTICS_URL). `--role all` serves every route but the gateway's in one

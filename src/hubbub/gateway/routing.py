@@ -43,6 +43,8 @@ SERVICE_ROUTES: Final[dict[str, str]] = {
     "/v1/calendar": "publishing",
     "/v1/workflows": "publishing",
     "/v1/reviews": "publishing",
+    "/v1/streams": "listening",
+    "/v1/inbox": "listening",
 }
 LEGACY: Final = "legacy"
 Side = Literal["new", "legacy"]

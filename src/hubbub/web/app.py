@@ -24,6 +24,7 @@ from hubbub.kernel.limits import BodyLimit, limit_by_path
 from hubbub.kernel.signing import SignedOnly
 from hubbub.kernel.telemetry import Observed, route_of
 from hubbub.kernel.validation import printable_validation_errors
+from hubbub.listening import api as listening_api
 from hubbub.mentions import api as mentions_api
 from hubbub.notifications import api as notifications_api
 from hubbub.publishing import api as publishing_api
@@ -32,7 +33,7 @@ from hubbub.publishing import calendar_api, review_api
 READY_TIMEOUT_S = 2.0
 
 
-ROLES = ("all", "ingest", "mentions", "analytics", "publishing", "notifications")
+ROLES = ("all", "ingest", "mentions", "analytics", "publishing", "notifications", "listening")
 
 
 def create_app(platform: Platform, role: str = "all") -> ASGIApp:
@@ -84,6 +85,13 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
 
     if role in ("all", "notifications"):
         app.include_router(notifications_api.build_router(platform.notifications))
+    if role in ("all", "listening"):
+        settings = platform.settings
+        live = listening_api.LivePolicy(
+            settings.listening_stream_s, settings.listening_heartbeat_s,
+            settings.listening_live_poll_s,
+        )  # fmt: skip
+        app.include_router(listening_api.build_router(platform.listening, live))
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, object]:
@@ -115,6 +123,8 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
         if role == "publishing" and (why := await platform.publishing_unready()) is not None:
             return JSONResponse({"status": "unavailable", "reason": why}, status_code=503)
         if role == "notifications" and (why := await platform.notifications_unready()):
+            return JSONResponse({"status": "unavailable", "reason": why}, status_code=503)
+        if role == "listening" and (why := await platform.listening_unready()):
             return JSONResponse({"status": "unavailable", "reason": why}, status_code=503)
         return JSONResponse({"status": "ready", "event_log": platform.settings.event_log})
 

@@ -1,0 +1,318 @@
+"""What the `listening` role runs in the background: the matcher, the fold, retention.
+
+- **The matcher** folds `control` (every tenant's searches, `SearchChanged`, and
+  channels, `ChannelChanged`) into one `Matcher`, then reads `posts` past its stored
+  position in batches, matches every post against every search at once, and appends a
+  `SearchMatched` per (search, post) to `matches`; a post that mentions a tenant's
+  channel, or replies to one of its posts, is appended for the tenant's inbox (search
+  `inbox:CHANNEL`). It reads `deletes` too: a deleted post that matched is withdrawn
+  (`MatchWithdrawn`), whether it is still in memory or only in the store. Its positions
+  move after the appends; the events' ids are stable, so a crash in between appends
+  nothing twice.
+- **The fold** keeps `matches` in the store for reading, positions in the same
+  transaction (compare-and-set, as notifications' fold).
+- **Retention** keeps the stored matches within `keep_per_search` per search and
+  `keep_s` of age.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import msgspec
+import structlog
+from prometheus_client import Counter, Gauge
+
+from hubbub.eventlog.follow import every
+from hubbub.eventlog.ports import EventLog, Record
+from hubbub.kernel.background import Background
+from hubbub.kernel.clock import Clock
+from hubbub.kernel.events import (
+    CONTROL,
+    DELETES,
+    MATCHES,
+    POSTS,
+    ChannelChanged,
+    Event,
+    MatchWithdrawn,
+    PostDeleted,
+    PostPublished,
+    SearchChanged,
+    SearchMatched,
+)
+from hubbub.kernel.tracing import consumer_span
+from hubbub.listening.matching import Matcher
+from hubbub.listening.ports import ListeningStore, StalePositions, Withdrawn
+from hubbub.listening.query import QueryError, parse
+from hubbub.listening.service import SOURCE, match_id, match_of, matched_event
+
+log = structlog.get_logger("hubbub.listening")
+INBOX: Final = "inbox:"
+MATCHED = Counter("hubbub_listening_matches_total", "Posts matched by a search, or inboxed.")
+POSTS_READ = Counter("hubbub_listening_posts_total", "Posts the matcher has matched.")
+SEARCHES = Gauge("hubbub_listening_searches", "Searches the matcher holds.")
+COSTLY = Gauge("hubbub_listening_costly_searches", "Searches checked against every post.")
+
+
+@dataclass(frozen=True)
+class ListeningPolicy:
+    """The worker's tunables (settings `HUBBUB_LISTENING_*`)."""
+
+    batch: int = 5000
+    interval_s: float = 0.05
+    fold_interval_s: float = 0.5
+    """The fold is not on the way to live streams (they read the log): it takes bigger
+    batches less often, and leaves the matcher the processor meanwhile."""
+    keep_per_search: int = 100_000
+    keep_s: float = 30 * 86400.0
+    prune_every_s: float = 600.0
+    recent: int = 200_000
+    """Matched posts remembered in memory, to withdraw before their match is stored."""
+
+
+@dataclass
+class MatcherState:
+    """What the matcher folded from `control`: each search, each channel's page."""
+
+    matcher: Matcher = field(default_factory=Matcher)
+    control: int = 0
+    from_position: dict[str, int] = field(default_factory=dict)
+    """Each search's (key's) first post: the live matcher takes the posts after it."""
+    inboxes: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    """Page id -> the (tenant, channel) of each channel publishing as it."""
+    channels: dict[tuple[str, str], str] = field(default_factory=dict)
+    recent: OrderedDict[str, list[tuple[str, str]]] = field(default_factory=OrderedDict)
+
+    def fold(self, events: Sequence[Event]) -> None:
+        for event in events:
+            if isinstance(event, SearchChanged):
+                self._search(event)
+            elif isinstance(event, ChannelChanged):
+                self._channel(event)
+        SEARCHES.set(len(self.matcher))
+        COSTLY.set(len(self.matcher.costly()))
+
+    def _search(self, change: SearchChanged) -> None:
+        key = f"{change.tenant}\x00{change.search}"
+        if not change.active:
+            self.matcher.remove(key)
+            self.from_position.pop(key, None)
+            return
+        try:
+            query = parse(change.query, max_terms=10_000, max_chars=100_000)
+        except QueryError as error:  # saved by an older version's rules: skipped, said
+            log.error("a saved search no longer parses", tenant=change.tenant,
+                      search=change.search, why=str(error))  # fmt: skip
+            self.matcher.remove(key)
+            return
+        self.matcher.put(key, query, change.pages)
+        self.from_position[key] = change.from_position
+
+    def _channel(self, change: ChannelChanged) -> None:
+        key = (change.tenant, change.channel)
+        old = self.channels.pop(key, None)
+        if old is not None:
+            self.inboxes.get(old, set()).discard(key)
+        if change.active and change.page:
+            self.channels[key] = change.page
+            self.inboxes.setdefault(change.page, set()).add(key)
+
+    def match(self, records: Sequence[Record], remember: int) -> list[Event]:
+        """The matches and inbox arrivals of a batch of posts."""
+        posted = [r for r in records if isinstance(r.event, PostPublished)]
+        found: list[Event] = []
+        keyed = self.matcher.match_many([r.event for r in posted])  # type: ignore[misc]
+        for record, keys in zip(posted, keyed, strict=True):
+            post = record.event
+            assert isinstance(post, PostPublished)
+            hits: list[tuple[str, str]] = []
+            for key in keys:
+                tenant, _, search = key.partition("\x00")
+                if record.position > self.from_position.get(key, 0):
+                    found.append(matched_event(tenant, search, record))
+                    hits.append((tenant, search))
+            if self.inboxes:
+                for tenant, channel, kind in self._inboxed(post):
+                    event = matched_event(tenant, INBOX + channel, record)
+                    found.append(msgspec.structs.replace(event, kind=kind))
+                    hits.append((tenant, INBOX + channel))
+            if hits:
+                self.recent[post.post] = hits
+        while len(self.recent) > remember:
+            self.recent.popitem(last=False)
+        return found
+
+    def _inboxed(self, post: PostPublished) -> list[tuple[str, str, str]]:
+        """(tenant, channel, kind) of each inbox the post reaches: a reply to one of the
+        channel's posts, or a mention of the channel (not the channel's own posts)."""
+        reached: dict[tuple[str, str], str] = {}
+        parent = _author_of(post.reply_parent)
+        if parent is not None:
+            for tenant, channel in self.inboxes.get(parent, ()):
+                reached[(tenant, channel)] = "reply"
+        for page in post.mentions:
+            for tenant, channel in self.inboxes.get(page, ()):
+                reached.setdefault((tenant, channel), "mention")
+        own = self.inboxes.get(post.author, set())
+        return [(t, c, kind) for (t, c), kind in reached.items() if (t, c) not in own]
+
+
+def _author_of(uri: str | None) -> str | None:
+    """The author's page id of a Bluesky post's at:// URI (a DID); None otherwise
+    (a Mastodon reply also mentions whom it answers)."""
+    if not uri or not uri.startswith("at://"):
+        return None
+    return uri[5:].split("/", 1)[0]
+
+
+async def catch_up_control(state: MatcherState, event_log: EventLog, batch: int = 10_000) -> int:
+    """Fold what `control` holds past the state's position."""
+    folded = 0
+    while records := await event_log.read(CONTROL, state.control + 1, batch):
+        state.fold([r.event for r in records])
+        state.control = records[-1].position
+        folded += len(records)
+    return folded
+
+
+async def match_step(
+    store: ListeningStore,
+    event_log: EventLog,
+    state: MatcherState,
+    policy: ListeningPolicy,
+    clock: Clock,
+) -> int:
+    """Match the next batch of posts and withdraw the matches of deleted posts; returns
+    the records read (0 when caught up)."""
+    await catch_up_control(state, event_log)
+    positions = await asyncio.to_thread(store.positions)
+    posts = await event_log.read(POSTS, positions.get(POSTS, 0) + 1, policy.batch)
+    deletes = await event_log.read(DELETES, positions.get(DELETES, 0) + 1, policy.batch)
+    if not posts and not deletes:
+        return 0
+    now = clock.now_us()
+    with consumer_span("listening match", (r.event.trace for r in posts[:1])):
+        found = await asyncio.to_thread(state.match, posts, policy.recent)
+    found += await _withdrawn(store, state, deletes, now)
+    if found:
+        await event_log.append(found)
+        MATCHED.inc(sum(isinstance(e, SearchMatched) for e in found))
+    POSTS_READ.inc(len(posts))
+    reached = {}
+    if posts:
+        reached[POSTS] = posts[-1].position
+    if deletes:
+        reached[DELETES] = deletes[-1].position
+    await asyncio.to_thread(store.advance, reached)
+    return len(posts) + len(deletes)
+
+
+async def _withdrawn(
+    store: ListeningStore, state: MatcherState, deletes: Sequence[Record], now_us: int
+) -> list[Event]:
+    """The matches a batch of deletions withdraws: those the store keeps, and those
+    matched lately (their match may not be stored yet)."""
+    gone = [r.event.post for r in deletes if isinstance(r.event, PostDeleted)]
+    if not gone:
+        return []
+    found = {(w.tenant, w.search, w.post) for w in await asyncio.to_thread(store.matched, gone)}
+    for post in gone:
+        for tenant, search in state.recent.pop(post, ()):
+            found.add((tenant, search, post))
+    return [
+        MatchWithdrawn(
+            id=f"withdrawn:{match_id(tenant, search, post)}",
+            key=f"{tenant}/{search}",
+            ts=now_us,
+            source=SOURCE,
+            tenant=tenant,
+            search=search,
+            post=post,
+        )
+        for tenant, search, post in sorted(found)
+    ]
+
+
+async def match_all(
+    store: ListeningStore,
+    event_log: EventLog,
+    state: MatcherState,
+    policy: ListeningPolicy,
+    clock: Clock,
+) -> int:
+    """Match until caught up; returns the records read."""
+    read = 0
+    while done := await match_step(store, event_log, state, policy, clock):
+        read += done
+    return read
+
+
+async def fold(store: ListeningStore, event_log: EventLog, batch: int = 5000) -> int:
+    """Keep what `matches` holds past the stored position; returns the records read."""
+    folded = 0
+    while True:
+        positions = await asyncio.to_thread(store.positions)
+        start = positions.get(MATCHES, 0)
+        records = await event_log.read(MATCHES, start + 1, batch)
+        if not records:
+            return folded
+        kept = [
+            match_of(r.event, r.position) for r in records if isinstance(r.event, SearchMatched)
+        ]
+        withdrawn = [
+            Withdrawn(r.event.tenant, r.event.search, r.event.post)
+            for r in records
+            if isinstance(r.event, MatchWithdrawn)
+        ]
+        read_from = {MATCHES: start} if MATCHES in positions else {}
+        try:
+            await asyncio.to_thread(
+                store.apply, kept, withdrawn, {MATCHES: records[-1].position}, read_from
+            )
+        except StalePositions as error:
+            log.info("positions moved under the fold; folding on from them", why=str(error))
+            continue
+        folded += len(records)
+
+
+def run(
+    background: Background,
+    *,
+    store: ListeningStore,
+    event_log: EventLog,
+    policy: ListeningPolicy,
+    clock: Clock,
+    state: MatcherState | None = None,
+) -> MatcherState:
+    """Start the matcher, the fold and retention under `background`."""
+    state = state or MatcherState()
+
+    async def prune() -> None:
+        before = clock.now_us() - int(policy.keep_s * 1e6)
+        dropped = await asyncio.to_thread(store.prune, policy.keep_per_search, before)
+        if dropped:
+            log.info("old matches dropped", rows=dropped)
+
+    background.start(
+        "listening-matcher",
+        lambda: every(
+            policy.interval_s,
+            lambda: match_all(store, event_log, state, policy, clock),
+            what="matching posts against the searches",
+        ),
+    )
+    background.start(
+        "listening-fold",
+        lambda: every(
+            policy.fold_interval_s, lambda: fold(store, event_log), what="keeping the matches"
+        ),
+    )
+    background.start(
+        "listening-retention",
+        lambda: every(policy.prune_every_s, prune, what="dropping old matches"),
+    )
+    return state
