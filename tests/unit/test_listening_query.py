@@ -152,3 +152,13 @@ def test_a_query_over_the_length_limit_is_refused_before_it_is_read() -> None:
         parse("(" * 21, max_chars=20)
     assert raised.value.position == 20
     assert str(raised.value) == "the query is 21 characters long; at most 20 are allowed"
+
+
+def test_a_query_nested_too_deep_is_refused_where_it_goes_too_deep() -> None:
+    parse("(" * 10 + "NOT " * 10 + "a" + ")" * 10)
+    with pytest.raises(QueryError) as raised:
+        parse("(" * 10 + "NOT " * 11 + "a" + ")" * 10)
+    assert raised.value.position == 50
+    assert "nests parentheses and NOTs more than 20 deep" in str(raised.value)
+    with pytest.raises(QueryError):
+        parse("(" * 5000 + "a" + ")" * 5000, max_chars=100_000)

@@ -6,32 +6,35 @@ The rules (`matches` applies them to one query; `Matcher` to every search at onc
   accents and width do not count ("CAFÉ" matches "cafe", "Straße" matches "strasse").
   Folding drops the voicing marks of kana too (ガ folds to カ).
 - A post's text is cut into terms (`hubbub.listening.query.terms_of`): words are runs of
-  letters and digits of any spaced script; punctuation, spaces and underscores separate
-  them, and so does a change between a spaced and an unspaced script ("iPhone発売"
-  is "iphone" then "発売"). A word matches a whole word only: "cat" is not in
-  "category", nor in "cat_lover"'s neighbour "catlover".
+  letters and digits of any spaced script; spaces, punctuation and underscores separate
+  them, and so does a change between a spaced and an unspaced script ("iPhone発売" is
+  "iphone" then "発売"). A word matches a whole word only: "cat" is not in "category".
 - Han, kana, Thai, Lao, Khmer and Myanmar are written without spaces: a term in those
   scripts matches anywhere inside a run of them ("東京" is in "東京タワー"), never across
   a letter of another script. Emoji are the same: "☕" is in "☕☕". Hangul is written
-  with spaces and its words are whole words like Latin ones.
-- A phrase matches consecutive terms, punctuation between them aside ("hello, world"
-  matches "hello world"). Its first part may end a run of an unspaced script, its last
-  may begin one.
-- `a NEAR/n b`: an occurrence of each, with at most n terms between them, either order.
-- `#tag` matches the post's tags (lower-cased, without `#`) or a #tag in its text;
-  a plain word matches the words of a hashtag too ("coffee" is in "#coffee").
+  with spaces, and its words are whole words like Latin ones.
+- A phrase matches consecutive terms, whatever punctuation is between them ("hello,
+  world" matches "hello world"). Its first part may end a run of an unspaced script and
+  its last part begin one ("iPhone 発売" is in "iPhone発売日").
+- `a NEAR/n b`: an occurrence of each, with at most n terms between them, in either
+  order (a word is never near itself).
+- `#tag` matches the post's tags (folded, without `#`) or a #tag in its text; a plain
+  word matches the words of a hashtag too ("coffee" is in "#coffee").
 - `@page` matches a post that mentions one of the page ids the handle resolves to (the
   `pages` mapping) or whose text names @handle; `from:` a post by one of those pages, or
-  by the literal page id given.
+  by the page id written.
 - `lang:en` matches en and its variants (en-US), not "eng"; `has:link` a post with a
   link; `has:media` one with an attachment; `is:reply` a reply.
 
-The index: each search is reduced to anchors, terms of which every post it matches
-contains at least one (a word, an n-gram of an unspaced run, or a pseudo-term such as
-"\\x00lang:en" that the post's fields produce). AND picks its cheapest child's anchors,
-OR needs all of its children's, NOT gives none. A post's terms look up the searches
-anchored on them, and only those candidates are checked exactly. A search with no anchor
-(only NOTs, say) is checked against every post: `Matcher.costly` lists them.
+The index: each search is reduced to anchors, keys of which every post it matches
+yields at least one (a word, a bigram or a character of an unspaced run, or a
+pseudo-term such as "\\x00lang:en" that the post's fields yield). OR needs all its
+children's anchors, NOT gives none, and AND (like a phrase, NEAR, or a long CJK term)
+takes the rarest of its choices: guessed from the kind and length of the keys at
+first, then counted on a sample of the posts matched. A post's keys look up the searches
+anchored on them, and only those candidates are checked exactly, each by one compiled
+function. A search with no anchor (only NOTs, say) is checked against every post:
+`Matcher.costly` lists them.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from hubbub.listening.query import (
     Near,
     Node,
     Not,
+    Or,
     Page,
     Phrase,
     Query,
@@ -62,6 +66,7 @@ from hubbub.listening.query import (
     Term,
     Word,
     is_run,
+    required,
     terms_of,
 )
 
@@ -352,8 +357,18 @@ def _authors(node: Author, pages: Pages) -> frozenset[str]:
 
 
 def matches(query: Query, post: PostPublished, pages: Pages = _NO_PAGES) -> bool:
-    """Whether the post matches the query: the exact rules, applied to this one post."""
-    return compile_query(query.expression, pages)(Prepared(post))
+    """Whether the post matches the query: the exact rules, applied to this one post.
+
+    The compiled query is remembered, so that calling this for each of many posts costs
+    little more than a `Matcher` holding that one search.
+    """
+    resolved = tuple((handle, tuple(ids)) for handle, ids in pages.items()) if pages else ()
+    return _test_of(query.expression, resolved)(Prepared(post))
+
+
+@functools.lru_cache(maxsize=1024)
+def _test_of(expression: Node, pages: tuple[tuple[str, tuple[str, ...]], ...]) -> Test:
+    return compile_query(expression, dict(pages))
 
 
 # Anchors.
@@ -448,11 +463,13 @@ class _Rarities:
     def sample(self, keys: list[str]) -> bool:
         """Count one post's keys; True when the sample just grew to a size in `learn_after`
         (the searches are then worth anchoring again)."""
-        self.countdown = self.sample_every
         counts = self.counts
         for key in set(keys):
             counts[key] = counts.get(key, 0) + 1
         self.sampled += 1
+        # Once the largest sample is taken, the countdown goes below zero and stays there.
+        done = not self.learn_after or self.sampled >= self.learn_after[-1]
+        self.countdown = -1 if done else self.sample_every
         return self.sampled in self.learn_after
 
 
@@ -462,6 +479,23 @@ class _Search:
     pages: Pages
     test: Test
     anchors: Anchors | None
+    chooses: bool
+    """Whether its anchors are chosen among several (worth choosing again when rarities
+    are learned)."""
+
+
+def _chooses(node: Node) -> bool:
+    if isinstance(node, Phrase | Near):
+        return True
+    if isinstance(node, Fragment):
+        return len(node.text) > 2
+    if isinstance(node, And):
+        return sum(required(child) for child in node.children) > 1 or any(
+            _chooses(child) for child in node.children
+        )
+    if isinstance(node, Or):
+        return any(_chooses(child) for child in node.children)
+    return False
 
 
 REANCHORED_PER_BATCH: Final = 2_000
@@ -479,7 +513,7 @@ class Matcher:
     """
 
     def __init__(
-        self, *, sample_every: int = 16, learn_after: Sequence[int] = (1_000, 20_000)
+        self, *, sample_every: int = 4, learn_after: Sequence[int] = (1_000, 20_000)
     ) -> None:
         self._searches: dict[str, _Search] = {}
         self._tests: dict[str, Test] = {}
@@ -492,7 +526,8 @@ class Matcher:
     def put(self, key: str, query: Query, pages: Pages = _NO_PAGES) -> None:
         """Add the search, or replace the one of that key; `pages` resolves its handles."""
         self.remove(key)
-        search = _Search(query, pages, compile_query(query.expression, pages), None)
+        test = compile_query(query.expression, pages)
+        search = _Search(query, pages, test, None, _chooses(query.expression))
         self._searches[key] = search
         self._tests[key] = search.test
         if query.costly:
@@ -531,7 +566,7 @@ class Matcher:
         rarities = self._rarities
         rarities.countdown -= 1
         if not rarities.countdown and rarities.sample(keys):
-            self._to_reanchor = list(self._searches)
+            self._to_reanchor = [key for key, search in self._searches.items() if search.chooses]
         tests = self._tests
         candidates = _NO_KEYS.union(*filter(None, map(self._index.get, keys)))
         matched = [key for key in candidates if tests[key](post)]

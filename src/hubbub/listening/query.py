@@ -30,6 +30,8 @@ from typing import Final, Literal
 from hubbub.kernel.text import fold
 
 MAX_NEAR: Final = 100
+MAX_DEPTH: Final = 20
+"""Parentheses and NOTs nested deeper are refused (and would exhaust Python's stack)."""
 
 # Scripts written without spaces between words (Han, kana, Thai, Lao, Khmer, Myanmar):
 # their runs are searched by substring.
@@ -292,6 +294,7 @@ class _Parser:
         self.max_terms = max_terms
         self.terms = 0
         self.handles: list[str] = []
+        self.depth = 0
 
     def peek(self) -> _Token:
         return self.tokens[self.index]
@@ -332,9 +335,21 @@ class _Parser:
 
     def unary(self, context: str) -> Node:
         if self.peek().kind == "NOT":
-            self.take()
-            return Not(self.unary("after NOT"))
+            self.enter(self.take())
+            node = Not(self.unary("after NOT"))
+            self.depth -= 1
+            return node
         return self.near(context)
+
+    def enter(self, token: _Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise QueryError(
+                f"at character {token.position + 1}: the query nests parentheses and NOTs "
+                f"more than {MAX_DEPTH} deep",
+                token.position,
+                f"at most {MAX_DEPTH} parentheses and NOTs inside each other",
+            )
 
     def near(self, context: str) -> Node:
         start = self.peek()
@@ -377,7 +392,9 @@ class _Parser:
     def primary(self, context: str) -> Node:
         token = self.take()
         if token.kind == "(":
+            self.enter(token)
             inner = self.any_of("after (")
+            self.depth -= 1
             closing = self.peek()
             if closing.kind != ")":
                 raise _error(
