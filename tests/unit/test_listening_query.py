@@ -43,6 +43,8 @@ def w(text: str) -> Word:
         ("☕", Fragment("☕")),
         ("#Fußball", Tag("fussball")),
         ("@Hubbub.Social", Page("hubbub.social")),
+        ("@bob@Mastodon.social,", Page("bob@mastodon.social")),
+        ("-5", w("5")),
         ("from:Alice.bsky.social", Author("alice.bsky.social", "alice.bsky.social")),
         ("from:@alice", Author("alice", "alice")),
         ("from:did:plc:abc", Author("did:plc:abc", None)),
@@ -125,6 +127,7 @@ def test_a_query_without_a_required_term_is_costly(text: str, costly: bool) -> N
         ("from:", 5, "an author's handle or page id after from:", 'found "from:"'),
         ("coffee !!!", 7, "a word with letters or digits", 'found "!!!"'),
         ('""', 1, "a word with letters or digits", ""),
+        ("coffee -decaf", 7, "NOT decaf to leave out decaf", 'found "-decaf"'),
     ],
 )
 def test_an_error_says_where_and_what_was_expected(

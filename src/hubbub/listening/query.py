@@ -434,6 +434,11 @@ class _Parser:
         operator = prefix.lower()
         if colon and operator in ("from", "lang", "has", "is"):
             return self.operator(token, operator, value)
+        if text[0] == "-" and text[1:2].isalpha():
+            # A search engine's "-word" would otherwise be read as the word itself.
+            raise _error(
+                token.position, f"NOT {text[1:]} to leave out {text[1:]}", "", _found(token)
+            )
         return self.words(token, text, token.position)
 
     def tag(self, token: _Token) -> Tag:
@@ -443,7 +448,7 @@ class _Parser:
         return Tag(name)
 
     def handle(self, token: _Token, position: int, value: str, expected: str) -> str:
-        handle = fold(value).removeprefix("@")
+        handle = fold(value).removeprefix("@").rstrip(".,;:!?-")
         if not terms_of(handle):
             raise _error(position, expected, "", _found(token))
         self.handles.append(handle)
