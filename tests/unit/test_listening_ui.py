@@ -172,6 +172,10 @@ def test_a_query_error_is_marked_beside_the_field() -> None:
     assert 'aria-invalid="true"' in html
     assert 'data-error-position="4"' in html
     assert "<code>ab (<mark>&lt;</mark>)</code>" in html
+    assert "Expected a word." not in html  # the message says so already
+    problem = QueryProblem("at character 4: unexpected )", 4, "a word")
+    html = render("listening.html", columns=[], after="",
+                  form={**form, "query_error": problem.shown("ab (<)")})  # fmt: skip
     assert "Expected a word." in html
     assert 'value="&lt;i&gt;Brand&lt;/i&gt;"' in html
 
