@@ -4,6 +4,8 @@ analyst sees for a query that does not parse."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hubbub.listening.query import (
     And,
@@ -17,6 +19,7 @@ from hubbub.listening.query import (
     Or,
     Page,
     Phrase,
+    Query,
     QueryError,
     Tag,
     Word,
@@ -165,3 +168,47 @@ def test_a_query_nested_too_deep_is_refused_where_it_goes_too_deep() -> None:
     assert "nests parentheses and NOTs more than 20 deep" in str(raised.value)
     with pytest.raises(QueryError):
         parse("(" * 5000 + "a" + ")" * 5000, max_chars=100_000)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "a",
+                "café",
+                "東京",
+                "(",
+                ")",
+                '"',
+                "AND",
+                "OR",
+                "NOT",
+                "NEAR/2",
+                "NEAR",
+                "#",
+                "#x",
+                "@",
+                "@b",
+                "from:",
+                "lang:en",
+                "has:",
+                "-x",
+                "!",
+            ]
+        ),
+        max_size=12,
+    ).map(" ".join)
+    | st.text(max_size=40)
+)
+def test_any_text_parses_or_says_where_it_goes_wrong(text: str) -> None:
+    outcome: Query | QueryError
+    try:
+        outcome = parse(text)
+    except QueryError as error:
+        outcome = error
+    if isinstance(outcome, QueryError):
+        assert 0 <= outcome.position <= len(text)
+        assert str(outcome).startswith(f"at character {outcome.position + 1}: ")
+    else:
+        assert outcome.terms >= 1
