@@ -82,20 +82,23 @@ _SPELLED_OUT: Final = str.maketrans(
 )
 
 
-def fold(text: str) -> str:
+def fold(text: str, *, kana_voicing: bool = False) -> str:
     """The case-, accent- and width-insensitive form of a text: "Zoë" and "ZOE" fold alike,
     so do "Straße" and "strasse", and a full-width "TAYLOR" and "taylor".
 
     NFKD splits accented letters and folds compatibility forms (full-width letters,
     ligatures); the combining marks it splits off are dropped, then the text is casefolded.
     NFKD leaves a few letters whole that people still type without their stroke or
-    ligature (ø ł đ æ œ ß þ, the dotless i); those are spelled out. Everything else (CJK, emoji,
-    right-to-left scripts) is kept as it is. Spaces are kept: callers strip or split.
+    ligature (ø ł đ æ œ ß þ, the dotless i); those are spelled out. Everything else (CJK,
+    emoji, right-to-left scripts) is kept as it is. Spaces are kept: callers strip or split.
+
+    NFKD splits the voicing marks off kana too (ガ becomes カ and a mark); with
+    `kana_voicing` they are kept, split off, so that ガス (gas) and カス (dregs) differ.
     """
     if text.isascii():
         return text.lower()
     decomposed = unicodedata.normalize("NFKD", text)
-    marks, astral_marks = _combining_marks()
+    marks, astral_marks = _combining_marks(kana_voicing)
     bare = marks.sub("", decomposed)
     for char in _ASTRAL.findall(bare):
         if char in astral_marks:
@@ -104,15 +107,22 @@ def fold(text: str) -> str:
     return folded.translate(_SPELLED_OUT) if _TO_SPELL_OUT.search(folded) else folded
 
 
+_KANA_VOICING: Final = frozenset("\u3099\u309a")
 _TO_SPELL_OUT: Final = re.compile("[" + "".join(map(chr, _SPELLED_OUT)) + "]")
 _ASTRAL: Final = re.compile("[\U00010000-\U0010ffff]")
 
 
 @functools.cache
-def _combining_marks() -> tuple[re.Pattern[str], frozenset[str]]:
-    """The code points with a combining class: those of the Basic Multilingual Plane as one
-    character class (a bitmap to the regex engine), the others as a set (few texts have
-    any). Built on first use, in tens of milliseconds ASCII-only processes never pay."""
-    marks = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.combining(chr(c))]
+def _combining_marks(kana_voicing: bool) -> tuple[re.Pattern[str], frozenset[str]]:
+    """The code points with a combining class (but kana's voicing marks when they are
+    kept): those of the Basic Multilingual Plane as one character class (a bitmap to the
+    regex engine), the others as a set (few texts have any). Built on first use, in tens
+    of milliseconds ASCII-only processes never pay."""
+    kept = _KANA_VOICING if kana_voicing else frozenset()
+    marks = [
+        chr(c)
+        for c in range(sys.maxunicode + 1)
+        if unicodedata.combining(chr(c)) and chr(c) not in kept
+    ]
     basic = "".join(re.escape(mark) for mark in marks if mark <= "\uffff")
     return re.compile(f"[{basic}]+"), frozenset(mark for mark in marks if mark > "\uffff")

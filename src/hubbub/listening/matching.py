@@ -3,8 +3,8 @@
 The rules (`matches` applies them to one query; `Matcher` to every search at once):
 
 - Text is compared folded, as mentions compare names (`hubbub.kernel.text.fold`): case,
-  accents and width do not count ("CAFÉ" matches "cafe", "Straße" matches "strasse").
-  Folding drops the voicing marks of kana too (ガ folds to カ).
+  accents and width do not count ("CAFÉ" matches "cafe", "Straße" matches "strasse"),
+  but kana keep their voicing marks (ガス, gas, does not match カス, dregs).
 - A post's text is cut into terms (`hubbub.listening.query.terms_of`): words are runs of
   letters and digits of any spaced script; spaces, punctuation and underscores separate
   them, and so does a change between a spaced and an unspaced script ("iPhone発売" is
@@ -47,7 +47,6 @@ from types import CodeType
 from typing import Final
 
 from hubbub.kernel.events import PostPublished
-from hubbub.kernel.text import fold
 from hubbub.listening.query import (
     RUNS,
     And,
@@ -65,6 +64,7 @@ from hubbub.listening.query import (
     Tag,
     Term,
     Word,
+    folded,
     is_run,
     required,
     terms_of,
@@ -84,7 +84,7 @@ class Prepared:
 
     The text is cut at whitespace first, and each piece folded and cut into terms once
     per process (`_piece`): folding never joins what whitespace separates, so this is
-    `terms_of(fold(text))`, and the words of a firehose repeat enough that most pieces
+    `terms_of(folded(text))`, and the words of a firehose repeat enough that most pieces
     are found ready.
     """
 
@@ -162,11 +162,12 @@ _PIECES: dict[str, _Piece] = {}
 def _piece(text: str) -> _Piece:
     """The piece of `text`, remembered (the memory is emptied when it grows past a bound:
     a firehose's new words then fill it again)."""
-    folded = fold(text)
-    terms = tuple(terms_of(folded))
+    text_folded = folded(text)
+    terms = tuple(terms_of(text_folded))
     runs = [term for term in terms if is_run(term)]
-    tags = tuple(_HASHTAG.findall(folded)) if "#" in folded else ()
-    handles = tuple(h.rstrip(".-") for h in _HANDLE.findall(folded)) if "@" in folded else ()
+    tags = tuple(_HASHTAG.findall(text_folded)) if "#" in text_folded else ()
+    at = "@" in text_folded
+    handles = tuple(h.rstrip(".-") for h in _HANDLE.findall(text_folded)) if at else ()
     bigrams = tuple(run[start : start + 2] for run in runs for start in range(len(run) - 1))
     unigrams = tuple(char for run in runs for char in run)
     piece = _Piece(terms, tags, handles, bigrams, unigrams, bool(runs or tags or handles))
@@ -183,7 +184,7 @@ def forget_pieces() -> None:
 
 @functools.lru_cache(maxsize=65_536)
 def _folded(tag: str) -> str:
-    return fold(tag)
+    return folded(tag)
 
 
 _NO_LANGS: Final[tuple[frozenset[str], tuple[str, ...]]] = (frozenset(), ())

@@ -10,7 +10,7 @@ OR, NEAR/n tightest, and joins two words or phrases. `parse` turns a text into a
 (the tree of `Node`s below) or raises `QueryError`, which says where and what was
 expected, in the analysts' terms.
 
-A word or phrase is folded (`hubbub.kernel.text.fold`) and cut into terms by `terms_of`,
+A word or phrase is folded (`folded`) and cut into terms by `terms_of`,
 the same cut the matcher makes of a post's text: a word with inner punctuation
 ("sci-fi", "example.com", "iphone発売") becomes the phrase of its parts. What those terms
 match is `hubbub.listening.matching`'s business.
@@ -56,6 +56,12 @@ TERMS: Final = re.compile(f"{_RUN_PATTERN}|(?:[^\\W_{_UNSPACED}]|[{_INDIC_SIGNS}
 script: Latin, Cyrillic, Greek, Arabic, Hebrew, Hangul, Devanagari...)."""
 ASCII_TERMS: Final = re.compile("[a-z0-9]+")
 """`TERMS` for a folded ASCII text, several times faster."""
+
+
+def folded(text: str) -> str:
+    """Text as listening compares it: `fold`ed, but kana keep their voicing marks (ガス,
+    gas, is not カス, dregs: a brand's name is not a word it resembles)."""
+    return fold(text, kana_voicing=True)
 
 
 def terms_of(folded: str) -> list[str]:
@@ -442,13 +448,13 @@ class _Parser:
         return self.words(token, text, token.position)
 
     def tag(self, token: _Token) -> Tag:
-        name = fold(token.text[1:])
+        name = folded(token.text[1:])
         if not terms_of(name):
             raise _error(token.position, "a hashtag (letters or digits after #)", "", _found(token))
         return Tag(name)
 
     def handle(self, token: _Token, position: int, value: str, expected: str) -> str:
-        handle = fold(value).removeprefix("@").rstrip(".,;:!?-")
+        handle = folded(value).removeprefix("@").rstrip(".,;:!?-")
         if not terms_of(handle):
             raise _error(position, expected, "", _found(token))
         self.handles.append(handle)
@@ -485,7 +491,7 @@ class _Parser:
         return Has(flag)
 
     def words(self, token: _Token, text: str, position: int) -> Node:
-        terms = terms_of(fold(text))
+        terms = terms_of(folded(text))
         if not terms:
             raise _error(position, "a word with letters or digits", "", _found(token))
         parts = tuple(Fragment(term) if is_run(term) else Word(term) for term in terms)
