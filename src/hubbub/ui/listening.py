@@ -628,7 +628,8 @@ def build_router(
             request, "listening_inbox.html", who, active="inbox", filters=filters,
             items=[shown_match(i) for i in found["items"]], unread=found.get("unread", 0),
             team=team, emails={str(p.get("id")): p.get("email") for p in team},
-            back=urlencode(kept), older=older, states=INBOX_STATES, status=status, **context,
+            back=urlencode(kept), older=older, states=INBOX_STATES, paged=bool(before),
+            status=status, **context,
         )  # fmt: skip
 
     @router.get("/inbox", response_class=HTMLResponse)

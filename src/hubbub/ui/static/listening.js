@@ -151,13 +151,21 @@
     const unread = document.getElementById("inbox-unread");
     if (!unread || typeof EventSource === "undefined") return;
 
-    async function added(item) {
-      if (list.querySelector('[data-id="' + CSS.escape(item.id) + '"]')) return;
+    // A new item as the page itself shows it (forms and all): the inbox page asked again,
+    // the item taken from it. The item is on the live stream as soon as it is matched,
+    // and in the inbox's store a moment later; it is asked for a few times until it is.
+    async function added(item, tries) {
+      const selector = '[data-id="' + CSS.escape(item.id) + '"]';
+      if (list.querySelector(selector)) return;
       const answer = await fetch(location.pathname + location.search, { credentials: "same-origin" });
       if (!answer.ok) return;
       const fresh = new DOMParser().parseFromString(await answer.text(), "text/html");
-      const made = fresh.querySelector('#inbox-items > [data-id="' + CSS.escape(item.id) + '"]');
-      if (!made || list.querySelector('[data-id="' + CSS.escape(item.id) + '"]')) return;
+      const made = fresh.querySelector("#inbox-items > " + selector);
+      if (!made) {
+        if (tries > 1) setTimeout(() => added(item, tries - 1), 500);
+        return;
+      }
+      if (list.querySelector(selector)) return;
       list.prepend(document.importNode(made, true));
       const empty = document.getElementById("inbox-empty");
       if (empty) empty.remove();
@@ -170,7 +178,10 @@
         unread.dataset.unread = String(count);
         unread.textContent = count.toLocaleString();
       });
-      source.addEventListener("item", (event) => added(JSON.parse(event.data)));
+      source.addEventListener("item", (event) => {
+        // A new item is open, unassigned and untagged: a list of others does not show it.
+        if (list.dataset.filtered !== "true") added(JSON.parse(event.data), 10);
+      });
       source.addEventListener("withdrawn", (event) => {
         const post = JSON.parse(event.data).post;
         Array.from(list.children)
