@@ -143,7 +143,7 @@ class Listening:
     async def _announce(self, search: Search, user: str, *, active: bool) -> None:
         await self.event_log.append([
             SearchChanged(
-                id=f"search:{search.tenant}:{search.id}:{search.updated_us}:{int(active)}",
+                id=f"search:{search.tenant}:{search.id}:{secrets.token_hex(8)}",
                 key=f"{search.tenant}/{search.id}", ts=self.clock.now_us(), source=SOURCE,
                 tenant=search.tenant, search=search.id, name=search.name, query=search.query,
                 pages={k: list(v) for k, v in search.pages.items()}, active=active,
