@@ -68,10 +68,13 @@ async def test_a_watched_spike_raises_one_alert_and_a_quiet_watch_none(data_dir:
         await catch_up(store, log, clock=CLOCK)
         quake = await cli(data_dir, "watch", "add", "--hashtag", "#Quake", "--tenant", "newsroom")
         await cli(data_dir, "watch", "add", "--hashtag", "coffee", "--sensitivity", "high")
+        search = await cli(data_dir, "watch", "add", "--search", "0a1b2c3d4e5f6a7b")
         watches = json.loads(await cli(data_dir, "watch", "list", "--json"))
-        assert {(w["target"], w["tenant"]) for w in watches} == {
-            ("quake", "newsroom"), ("coffee", "default"),
+        assert {(w["kind"], w["target"], w["tenant"]) for w in watches} == {
+            ("hashtag", "quake", "newsroom"), ("hashtag", "coffee", "default"),
+            ("search", "0a1b2c3d4e5f6a7b", "default"),
         }  # fmt: skip
+        await cli(data_dir, "watch", "remove", search)  # a quiet search: no alert either way
 
         (alert,) = await monitor_once(store, log, views, NOW)
         assert (alert.watch, alert.tenant, alert.target, alert.count) == (

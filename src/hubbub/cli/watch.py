@@ -17,7 +17,10 @@ from hubbub.kernel.commands import short_id
 from hubbub.kernel.events import WatchChanged
 from hubbub.settings import Settings
 
-app = typer.Typer(help="Watches: spike alerts on hashtags, pages and terms.", no_args_is_help=True)
+app = typer.Typer(
+    help="Watches: spike alerts on hashtags, pages, terms and listening searches.",
+    no_args_is_help=True,
+)
 out = Console()
 Sensitivity = Literal["high", "medium", "low"]
 
@@ -38,17 +41,20 @@ def add(
     term: Annotated[str | None, typer.Option(help="Words or a phrase in the text of posts.")] = (
         None
     ),
+    search: Annotated[
+        str | None, typer.Option(help="A listening search's id: the volume of its matches.")
+    ] = None,
     sensitivity: Annotated[
         Sensitivity | None,
         typer.Option(help="high alerts on smaller rises (default: HUBBUB_SPIKE_SENSITIVITY)."),
     ] = None,
     tenant: Annotated[str | None, typer.Option(help="Tenant (default: HUBBUB_TENANT).")] = None,
 ) -> None:
-    """Watch a hashtag, a page or a term; prints the watch id."""
-    given = {"hashtag": hashtag, "page": page, "term": term}
+    """Watch a hashtag, a page, a term or a listening search; prints the watch id."""
+    given = {"hashtag": hashtag, "page": page, "term": term, "search": search}
     chosen = [(kind, target) for kind, target in given.items() if target is not None]
     if len(chosen) != 1:
-        fail("give one of --hashtag, --page or --term")
+        fail("give one of --hashtag, --page, --term or --search")
     settings = load_settings()
     kind, target = chosen[0]
     try:

@@ -155,8 +155,8 @@ class AlertRaised(Event, frozen=True, kw_only=True, tag=True):
 
 
 class WatchChanged(Event, frozen=True, kw_only=True, tag=True):
-    """A tenant started (or, with `active` false, stopped) watching a hashtag, a page or
-    a term (words in the text of posts)."""
+    """A tenant started (or, with `active` false, stopped) watching a hashtag, a page, a
+    term (words in the text of posts) or one of its listening searches (by id)."""
 
     tenant: str
     watch: str
