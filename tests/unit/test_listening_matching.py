@@ -4,6 +4,7 @@ indexed `Matcher` against the brute-force `matches` on random queries and posts.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,23 @@ from hypothesis import strategies as st
 
 from hubbub.kernel.events import PostPublished
 from hubbub.listening.matching import Matcher, Prepared, matches
-from hubbub.listening.query import folded, parse, terms_of
+from hubbub.listening.query import (
+    And,
+    Author,
+    Fragment,
+    Has,
+    Lang,
+    Near,
+    Node,
+    Not,
+    Page,
+    Phrase,
+    Tag,
+    Word,
+    folded,
+    parse,
+    terms_of,
+)
 
 CASES = json.loads((Path(__file__).parents[1] / "fixtures" / "listening_cases.json").read_text())
 PAGES = {"alice.bsky.social": ["did:plc:alice"], "bob": ["did:plc:bob", "https://m.social/@bob"]}
@@ -98,11 +115,14 @@ WORDS = [
 TAGS = ["coffee", "café", "日本", "Fußball"]
 # Full-width # and @ fold to # and @.
 TEXT_EXTRAS = ["#coffee", "#Café", "\uff03日本", "@bob", "\uff20alice.bsky.social", "@bobby"]
+# Half the words of a post are drawn from these few, so that phrases and NEAR match.
+CORE = ["cat", "cafe", "x", "東京", "タワー"]
 LEAVES = [
-    *WORDS, '"cat category"', '"東京 タワー"', '"cafe cat"', "#coffee", "#cafe", "#日本",
-    "#fussball", "@bob", "@alice.bsky.social", "from:bob", "from:did:plc:carol",
-    "lang:en", "lang:en-us", "lang:ja", "has:link", "has:media", "is:reply",
-    "cat NEAR/1 cafe", '"cafe cat" NEAR/0 東京', "タワー NEAR/2 x",
+    *WORDS, '"cat category"', '"東京 タワー"', '"cafe cat"', '"x cat"', '"タワー x"',
+    "#coffee", "#cafe", "#日本", "#fussball", "@bob", "@alice.bsky.social", "from:bob",
+    "from:did:plc:carol", "lang:en", "lang:en-us", "lang:ja", "has:link", "has:media",
+    "is:reply", "cat NEAR/1 cafe", "x NEAR/0 cat", '"cafe cat" NEAR/0 東京',
+    "タワー NEAR/2 x", '"x cat" NEAR/1 cafe',
 ]  # fmt: skip
 
 queries = st.recursive(
@@ -117,7 +137,10 @@ queries = st.recursive(
     max_leaves=6,
 )
 texts = st.lists(
-    st.tuples(st.sampled_from(WORDS + TEXT_EXTRAS), st.sampled_from([" ", "", ", ", "-", "_"])),
+    st.tuples(
+        st.sampled_from(CORE) | st.sampled_from(WORDS + TEXT_EXTRAS),
+        st.sampled_from([" ", "", ", ", "-", "_"]),
+    ),
     max_size=8,
 ).map(lambda parts: "".join(word + glue for word, glue in parts))
 posts = st.builds(
@@ -150,6 +173,91 @@ def test_the_matcher_finds_what_brute_force_finds(texts: list[str], batch: list[
         assert matcher.match_many(batch) == expected
         assert matcher.match_many(batch[::-1]) == expected[::-1]
         assert sorted(matcher.costly()) == sorted(k for k, q in searches.items() if q.costly)
+
+
+def naive(node: Node, each: PostPublished) -> bool:
+    """The rules of `hubbub.listening.matching`, written as plainly as possible: the
+    whole text folded at once, every span tried, nothing compiled or remembered."""
+    text = folded(each.text)
+    terms = terms_of(text)
+    if isinstance(node, Word | Fragment | Phrase):
+        return bool(naive_spans(node, terms))
+    if isinstance(node, Near):
+        return any(
+            max(a[0], b[0]) - min(a[1], b[1]) - 1 <= node.distance
+            for a in naive_spans(node.left, terms)
+            for b in naive_spans(node.right, terms)
+            if a[1] < b[0] or b[1] < a[0]
+        )
+    if isinstance(node, Tag):
+        return node.name in [folded(t) for t in each.tags] + re.findall(r"(?<![\w&])#(\w+)", text)
+    if isinstance(node, Page):
+        handles = [h.rstrip(".-") for h in re.findall(r"(?<![\w@])@([\w.\-@]+)", text)]
+        return node.handle in handles or bool(set(PAGES.get(node.handle, [])) & set(each.mentions))
+    if isinstance(node, Author):
+        named = PAGES.get(node.handle, []) if node.handle else []
+        return each.author in [node.literal, *named]
+    if isinstance(node, Lang):
+        return any(
+            lang.lower() == node.code or lang.lower().startswith(node.code + "-")
+            for lang in each.langs
+        )
+    if isinstance(node, Has):
+        flags = {"has:link": bool(each.links), "has:media": each.media > 0}
+        return flags.get(node.flag, bool(each.reply_parent))
+    if isinstance(node, Not):
+        return not naive(node.child, each)
+    outcomes = [naive(child, each) for child in node.children]
+    return all(outcomes) if isinstance(node, And) else any(outcomes)
+
+
+def naive_spans(term: Word | Fragment | Phrase, terms: list[str]) -> list[tuple[int, int]]:
+    parts = term.parts if isinstance(term, Phrase) else (term,)
+    found = []
+    for start in range(len(terms) - len(parts) + 1):
+        window = terms[start : start + len(parts)]
+        if all(
+            naive_part(part, index, len(parts), window[index]) for index, part in enumerate(parts)
+        ):
+            found.append((start, start + len(parts) - 1))
+    return found
+
+
+def naive_part(part: Word | Fragment, index: int, size: int, term: str) -> bool:
+    if isinstance(part, Word):
+        return part.text == term
+    if size == 1:
+        return part.text in term
+    if index == 0:
+        return term.endswith(part.text)
+    return term.startswith(part.text) if index == size - 1 else part.text == term
+
+
+@settings(max_examples=400, deadline=None)
+@given(queries, posts)
+def test_brute_force_follows_the_rules_as_plainly_written(text: str, each: PostPublished) -> None:
+    query = parse(text)
+    assert matches(query, each, PAGES) is naive(query.expression, each)
+
+
+core_terms = st.lists(st.sampled_from(CORE), min_size=1, max_size=2).map(" ".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        core_terms.map('"{}"'.format),
+        st.builds(
+            "{} NEAR/{} {}".format, core_terms.map('"{}"'.format), st.integers(0, 3), core_terms
+        ),
+    ),
+    st.lists(st.tuples(st.sampled_from(CORE), st.sampled_from([" ", "", ", "])), max_size=8).map(
+        lambda parts: "".join(word + glue for word, glue in parts)
+    ),
+)
+def test_phrases_and_near_follow_the_rules_as_plainly_written(text: str, body: str) -> None:
+    query = parse(text)
+    assert matches(query, post(body)) is naive(query.expression, post(body))
 
 
 @settings(max_examples=300, deadline=None)
