@@ -430,8 +430,11 @@ def open_listening(settings: Settings, event_log: EventLog, clock: Clock) -> Lis
         max_searches=settings.listening_max_searches, max_terms=settings.listening_max_terms,
         test_max_posts=settings.listening_test_max_posts,
     )  # fmt: skip
+    from hubbub.listening.live import LiveTail
+
     pages = MentionsPages(settings.mentions_url, open_request_signer(settings))
-    return Listening(open_listening_store(settings), event_log, pages, clock, limits)
+    live = LiveTail(event_log, poll_s=settings.listening_live_poll_s)
+    return Listening(open_listening_store(settings), event_log, pages, clock, limits, live)
 
 
 def open_mailer(settings: Settings) -> Mailer | None:
@@ -597,6 +600,7 @@ class Platform:
             listening = open_listening(self.settings, self.event_log, self.clock)
             self._closing.append(lambda: asyncio.to_thread(listening.store.close))
             self._closing.append(listening.pages.close)
+            self._closing.append(listening.live.close)
             listening_worker.run(
                 self.background, store=listening.store, event_log=self.event_log,
                 policy=listening_policy(self.settings), clock=self.clock,

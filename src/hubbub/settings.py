@@ -366,7 +366,7 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Days a stored match is kept (by its post's creation)."
     )
     listening_live_poll_s: float = Field(
-        0.1, gt=0, description="How often a live stream reads the matches topic when quiet."
+        0.05, gt=0, description="How often the live streams' reader looks for new matches."
     )
     listening_heartbeat_s: float = Field(
         10.0, gt=0, description="A quiet live stream sends a comment this often."

@@ -37,7 +37,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Requ
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from hubbub.kernel.events import MATCHES, MatchWithdrawn, SearchMatched
+from hubbub.kernel.events import SearchMatched
 from hubbub.kernel.signing import KEY, TENANT_HEADER
 from hubbub.listening.ports import Match, MatchFilter, NotFound, Refused, Search
 from hubbub.listening.query import QueryError
@@ -46,7 +46,6 @@ from hubbub.listening.service import Listening, match_of
 STREAM_ID: Final = r"^[0-9a-f]{16}$"
 POSITION: Final = r"^[0-9]{1,18}$"
 QUERY_CHARS: Final = 2000
-LIVE_BATCH: Final = 1000
 T = TypeVar("T")
 
 
@@ -235,7 +234,7 @@ def build_router(
         """The stream's matches as Server-Sent Events, as they are made."""
         await _found(service.stream(tenant, search))
         resume = last_event_id or after
-        start = int(resume) if resume else await _head(service)
+        start = int(resume) if resume else None
         events = _live(request, service, tenant, search, start, live)
         headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
         return StreamingResponse(events, media_type="text/event-stream", headers=headers)
@@ -263,45 +262,34 @@ async def _found(pending: Awaitable[T]) -> T:
         raise HTTPException(404, str(error)) from error
 
 
-async def _head(service: Listening) -> int:
-    stats = await service.event_log.stats()
-    return next((t.last_position for t in stats.topics if t.topic == MATCHES), 0)
-
-
 async def _live(
     request: Request,
     service: Listening,
     tenant: str,
     search: str,
-    cursor: int,
+    cursor: int | None,
     policy: LivePolicy,
 ) -> AsyncIterator[str]:
-    """Each match of the stream past `cursor`, as it reaches the log, until `last_s`."""
+    """Each match of the stream past `cursor` (the head when None), as it reaches the
+    log, until `last_s`."""
     loop = asyncio.get_running_loop()
     ends = loop.time() + policy.last_s
     quiet_since = loop.time()
+    await service.live.start()
+    if cursor is None:
+        cursor = service.live.head
     yield "retry: 2000\n\n"
     while loop.time() < ends and not await request.is_disconnected():
-        records = await service.event_log.read(MATCHES, cursor + 1, LIVE_BATCH)
-        sent = False
-        for record in records:
-            event = record.event
-            if isinstance(event, SearchMatched | MatchWithdrawn) and (
-                event.tenant == tenant and event.search == search
-            ):
-                if isinstance(event, SearchMatched):
-                    yield sse(
-                        "match", match_view(match_of(event, record.position)), record.position
-                    )
-                else:
-                    yield sse("withdrawn", {"post": event.post}, record.position)
-                sent = True
-        if records:
-            cursor = records[-1].position
-        if sent:
+        arrivals, cursor = await service.live.since(tenant, search, cursor, policy.poll_s)
+        for arrival in arrivals:
+            event = arrival.event
+            if isinstance(event, SearchMatched):
+                view = match_view(match_of(event, arrival.position))
+                yield sse("match", view, arrival.position)
+            else:
+                yield sse("withdrawn", {"post": event.post}, arrival.position)
+        if arrivals:
             quiet_since = loop.time()
         elif loop.time() - quiet_since >= policy.heartbeat_s:
             yield ": heartbeat\n\n"
             quiet_since = loop.time()
-        if len(records) < LIVE_BATCH:
-            await asyncio.sleep(policy.poll_s)

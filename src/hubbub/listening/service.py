@@ -19,6 +19,7 @@ from typing import Final
 from hubbub.eventlog.ports import EventLog, Record
 from hubbub.kernel.clock import Clock
 from hubbub.kernel.events import POSTS, PostPublished, SearchChanged, SearchMatched
+from hubbub.listening.live import LiveTail
 from hubbub.listening.matching import matches
 from hubbub.listening.ports import (
     ListeningStore,
@@ -84,12 +85,15 @@ class Listening:
         pages: Pages,
         clock: Clock,
         limits: ListeningLimits = ListeningLimits(),
+        live: LiveTail | None = None,
     ) -> None:
         self.store = store
         self.event_log = event_log
         self.pages = pages
         self.clock = clock
         self.limits = limits
+        self.live = live or LiveTail(event_log)
+        """The matches as they arrive, for live streams (started by the first)."""
 
     def parse(self, text: str) -> Query:
         """The query, or `QueryError` saying where it goes wrong and what was expected."""
