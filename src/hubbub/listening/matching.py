@@ -99,48 +99,64 @@ class Prepared:
         "unigrams",
         "words",
     )
+    tags: set[str] | frozenset[str]
+    handles: set[str] | frozenset[str]
+    bigrams: Sequence[str]
+    unigrams: Sequence[str]
 
     def __init__(self, post: PostPublished) -> None:
         self.post = post
         sequence: list[str] = []
         special: list[_Piece] = []
-        pieces = _PIECES
+        get = _PIECES.get
         for text in post.text.split():
-            piece = pieces.get(text) or _piece(text)
+            piece = get(text) or _piece(text)
             sequence += piece.terms
             if piece.special:
                 special.append(piece)
         self.sequence = sequence
         self.words = set(sequence)
-        self.tags = {_folded(tag) for tag in post.tags} if post.tags else set()
-        self.handles: set[str] = set()
-        self.bigrams: list[str] = []
-        self.unigrams: list[str] = []
+        self.langs, self.lang_keys = _languages(tuple(post.langs)) if post.langs else _NO_LANGS
+        if not special and not post.tags:
+            self.tags = self.handles = _NOTHING
+            self.bigrams = self.unigrams = ()
+            return
+        self.tags = {_folded(tag) for tag in post.tags}
+        handles: set[str] = set()
+        bigrams: list[str] = []
+        unigrams: list[str] = []
         for piece in special:
             self.tags.update(piece.tags)
-            self.handles.update(piece.handles)
-            self.bigrams += piece.bigrams
-            self.unigrams += piece.unigrams
-        self.langs, self.lang_keys = _languages(tuple(post.langs)) if post.langs else _NO_LANGS
+            handles.update(piece.handles)
+            bigrams += piece.bigrams
+            unigrams += piece.unigrams
+        self.handles, self.bigrams, self.unigrams = handles, bigrams, unigrams
 
     def keys(self, unigrams: bool) -> list[str]:
         """The terms and pseudo-terms an anchor can be: words, the bigrams of runs (and
         their single characters when `unigrams`), and the pseudo-terms of the fields."""
         post = self.post
-        keys = [*self.words, *self.bigrams, _PSEUDO + "from:" + post.author]
+        keys = [*self.words, *self.bigrams, *self.lang_keys, _FROM + post.author]
         if unigrams:
             keys += self.unigrams
-        keys += self.lang_keys
-        keys += [_PSEUDO + "tag:" + tag for tag in self.tags]
-        keys += [_PSEUDO + "at:" + handle for handle in self.handles]
-        keys += [_PSEUDO + "mention:" + mention for mention in post.mentions]
+        if self.tags:
+            keys += [_TAG + tag for tag in self.tags]
+        if self.handles:
+            keys += [_AT + handle for handle in self.handles]
+        if post.mentions:
+            keys += [_MENTION + mention for mention in post.mentions]
         if post.links:
-            keys.append(_PSEUDO + "has:link")
+            keys.append(_HAS_LINK)
         if post.media:
-            keys.append(_PSEUDO + "has:media")
+            keys.append(_HAS_MEDIA)
         if post.reply_parent:
-            keys.append(_PSEUDO + "is:reply")
+            keys.append(_IS_REPLY)
         return keys
+
+
+_NOTHING: Final[frozenset[str]] = frozenset()
+_FROM, _TAG, _AT, _MENTION = "\x00from:", "\x00tag:", "\x00at:", "\x00mention:"
+_HAS_LINK, _HAS_MEDIA, _IS_REPLY = "\x00has:link", "\x00has:media", "\x00is:reply"
 
 
 @dataclass(frozen=True, slots=True)
