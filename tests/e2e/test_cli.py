@@ -125,6 +125,8 @@ def test_the_demo_runs_a_live_firehose_and_says_where_to_look(hubbub: CliRunner)
     counts = {topic["topic"]: topic["count"] for topic in json.loads(out)["topics"]}
     assert counts["engagement"] > 500
     assert counts["posts"] > 50
+    assert "/listening" in result.stderr
+    assert counts["matches"] > 0  # the demo workspace's streams, matched as the posts came
 
 
 def test_mentions_query_answers_from_what_was_replayed(hubbub: CliRunner, tmp_path: Path) -> None:

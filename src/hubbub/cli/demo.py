@@ -208,6 +208,24 @@ def _demo_keys(settings: Settings) -> tuple[str, str, str]:
         store.close()
 
 
+DEMO_STREAMS = (
+    ("Coffee", "#coffee OR #café OR #Kaffee OR #قهوة OR coffee"),
+    ("Football", '(#futebol OR #fútbol OR #Fußball OR #كرة_القدم OR football) NOT "fantasy"'),
+    ("Japan, in Japanese", "lang:ja (#日本 OR 猫 OR 花火)"),
+)
+
+
+async def _demo_streams(base: str, token: str) -> None:
+    """The demo workspace's listening streams (the first time): columns that fill live."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as client:
+        kept = await client.get("/v1/streams")
+        if kept.status_code != 200 or kept.json()["streams"]:
+            return
+        for name, query in DEMO_STREAMS:
+            await client.post("/v1/streams", json={"name": name, "query": query})
+
+
 def _reachable(host: str) -> str:
     """Where a client on this machine reaches a server listening on `host`."""
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
@@ -230,6 +248,7 @@ def _where_to_look(settings: Settings, base: str, token: str, password: str) -> 
         f'mentions curl {auth} "{base}/v1/mentions?q=ma"\n'
         f'reports  curl {auth} "{base}/v1/reports/top/hashtags?start={today}&end={tomorrow}"\n'
         f"push     POST {base}/v1/ingest/jetstream  (fed now, by a key granted `ingest`)\n"
+        f"listen   {base}/listening  (the demo workspace's streams, matched live)\n"
         f"log      {hubbub} log stats\n"
         f"refused  {hubbub} deadletter list\n"
         f"state    {settings.data_dir.resolve()} ({settings.event_log} event log)\n"
@@ -272,6 +291,7 @@ async def _demo(
         urls = role_urls(settings, _reachable(host or settings.http_host), gateway_port)
         if await _until_healthy(urls, stop, supervising):
             owner, pusher, password = await asyncio.to_thread(_demo_keys, settings)
+            await _demo_streams(urls["gateway"], owner)
             look = _where_to_look(settings, urls["gateway"], owner, password)
             console.print(look, soft_wrap=True)
             spec = (rate, pages, duration)
