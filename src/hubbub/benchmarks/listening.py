@@ -3,14 +3,19 @@
 Posts are the generated firehose's (`synthetic.firehose`, mapped by the real Jetstream
 mapping), in its eight languages. Searches are drawn from the same corpus, the way
 tenants write them: most watch a brand or a name that few posts carry (here: invented
-words no post carries), the others a word, a phrase, a hashtag or a CJK word of the
-corpus, alone or combined with OR, AND NOT, NEAR/n and lang:; a fixed handful have no
-required term at all (`costly_searches`) and are checked against every post.
+words no post carries, alone, ORed, in a phrase, with AND NOT, NEAR/n, lang:, has:link,
+or next to a common word), 0.3% a word, a phrase, a hashtag or a CJK word of the corpus
+(whose few hundred words each recur in a few percent of the posts), and a fixed handful
+have no required term at all (`costly_searches`: posts in none of six languages) and are
+checked against every post. `matches_per_post` says what the rate was measured with:
+each match is a search checked in full.
 
 The figure is the median of five runs of `Matcher.match_many` over the same posts, in
-batches of `BATCH` as the worker reads them, on one core, after a first run whose rate is
-reported apart (`_cold`): the words of the posts are then folded for the first time, and
-the searches anchored on guessed rarities until the matcher has sampled enough posts.
+batches of `BATCH` as the worker reads them, counted in the CPU time of the process (one
+core; other processes on the machine do not count), after a first run reported apart
+(`_cold`): the words of the posts are then folded for the first time, and the searches
+anchored on rarities guessed from the keys alone until the matcher has sampled enough
+posts to count them (it then anchors them again, a few thousand per batch).
 """
 
 from __future__ import annotations
@@ -24,9 +29,8 @@ from typing import Any, Final
 from hubbub.ingest.mapping.jetstream import JetstreamMapping
 from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import PostPublished
-from hubbub.kernel.text import fold
 from hubbub.listening.matching import Matcher, forget_pieces
-from hubbub.listening.query import RUNS, parse, terms_of
+from hubbub.listening.query import RUNS, folded, parse, terms_of
 from hubbub.synthetic.corpus import HASHTAGS, LANGUAGES, SENTENCES
 from hubbub.synthetic.firehose import FirehoseSpec, generate_firehose
 
@@ -66,7 +70,7 @@ class _Vocabulary:
         self.words: dict[str, list[str]] = {}
         self.fragments: list[str] = []
         for lang, sentences in SENTENCES.items():
-            terms = [term for sentence in sentences for term in terms_of(fold(sentence))]
+            terms = [term for sentence in sentences for term in terms_of(folded(sentence))]
             # Short words are mostly articles and particles, which nobody watches.
             words = [term for term in terms if not RUNS.fullmatch(term) and len(term) > 3]
             self.words[lang] = words or terms

@@ -74,7 +74,7 @@ from hubbub.listening.query import (
 _HASHTAG: Final = re.compile(r"(?<![\w&])#(\w+)")
 _HANDLE: Final = re.compile(r"(?<![\w@])@(\w[\w.\-]*(?:@\w[\w.\-]*)?)")
 _PSEUDO: Final = "\x00"
-_MAX_PIECES: Final = 1 << 18
+_MAX_PIECES: Final = 1 << 17
 
 Pages = Mapping[str, Sequence[str]]
 _NO_PAGES: Final[Pages] = {}
