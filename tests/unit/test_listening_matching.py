@@ -264,3 +264,13 @@ def test_phrases_and_near_follow_the_rules_as_plainly_written(text: str, body: s
 @given(texts | st.text())
 def test_a_post_is_cut_into_the_terms_of_its_folded_text(text: str) -> None:
     assert Prepared(post(text)).sequence == terms_of(folded(text))
+
+
+def test_the_benchmark_matches_generated_posts_against_generated_searches() -> None:
+    from hubbub.benchmarks.listening import run_matching
+
+    figures = run_matching(searches=300, posts=2_000)
+    assert figures["posts"] == 2_000
+    assert figures["costly_searches"] == 5
+    assert figures["posts_per_s"] > 0
+    assert figures["matches_per_post"] > 0
