@@ -169,8 +169,13 @@ async def test_a_matching_post_arrives_live_in_its_column_as_text_and_leaves_whe
     ])  # fmt: skip
     await expect(arrived).to_have_count(1, timeout=10_000)  # withdrawn, live
     await expect(arrived.locator(".text")).to_have_text("an espresso, then another")
-    await page.reload()
-    await expect(column(page, "Coffee").locator("ol.posts > li")).to_have_count(1)
+    await page.reload()  # the column from the stored matches, live from the newest on
+    arrived = column(page, "Coffee").locator("ol.posts > li")
+    await expect(arrived).to_have_count(1)
+    await expect(board).to_have_attribute("data-live", "true", timeout=10_000)
+    await publish(stack, 4, "espresso again")
+    await expect(arrived).to_have_count(2, timeout=10_000)
+    await expect(arrived.first.locator(".text")).to_have_text("espresso again")
     assert spaces.dialogs == []
 
 
