@@ -429,6 +429,7 @@ def open_listening(settings: Settings, event_log: EventLog, clock: Clock) -> Lis
     limits = ListeningLimits(
         max_searches=settings.listening_max_searches, max_terms=settings.listening_max_terms,
         test_max_posts=settings.listening_test_max_posts,
+        keep_per_search=settings.listening_keep_per_search,
     )  # fmt: skip
     from hubbub.listening.live import LiveTail
 

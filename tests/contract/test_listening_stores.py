@@ -92,6 +92,11 @@ def test_matches_are_kept_once_read_newest_first_and_filtered(store: SqlListenin
     assert page.matches[0].langs == ("fr-CA",)
     assert [m.post for m in store.matches("acme", "a1", MatchFilter(lang="fr")).matches] == ["p2"]
     assert [m.post for m in store.matches("acme", "a1", MatchFilter(text="CAFÉ")).matches] == ["p2"]
+    # folded as matching folds: case and accents, beyond ASCII too
+    assert [m.post for m in store.matches("acme", "a1", MatchFilter(text="Cafe")).matches] == ["p2"]
+    assert [m.post for m in store.matches("acme", "a1", MatchFilter(text="LE 100")).matches] == [
+        "p2"
+    ]
     # LIKE's wildcards are the text's own characters, never patterns
     assert [m.post for m in store.matches("acme", "a1", MatchFilter(text="100%")).matches] == ["p2"]
     assert store.matches("acme", "a1", MatchFilter(text="0%h")).matches == []

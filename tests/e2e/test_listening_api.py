@@ -191,6 +191,11 @@ async def test_matches_arrive_live_and_a_reconnection_resumes_without_loss_or_re
 
         # Away: two more matches (and another tenant's), then a deletion.
         await stack.platform.event_log.append([post(4, "hubbub four"), post(5, "hubbub five")])
+
+        async def kept() -> bool:  # matched (a post deleted before that is never matched)
+            return len((await stored(stack, acme["token"], brand["id"]))["matches"]) == 4
+
+        await until(kept)
         await stack.platform.event_log.append([
             PostDeleted(id="test-delete-4", key="did:plc:author4", ts=T0, source="test",
                         post=post(4, "").post, author="did:plc:author4"),
@@ -203,3 +208,42 @@ async def test_matches_arrive_live_and_a_reconnection_resumes_without_loss_or_re
     assert resumed[2].json() == {"post": post(4, "").post}
     assert int(resumed[0].id) > int(last_seen)
     assert sorted({e.id for e in [*first, *resumed]}) == sorted(e.id for e in [*first, *resumed])
+
+
+async def test_a_quiet_stream_still_tells_its_position_so_a_reconnection_starts_there(
+    stack: Stack,
+) -> None:
+    acme, globex = await stack.tenant("acme"), await stack.tenant("globex")
+    quiet = await add_stream(stack, acme["token"], "nothing-matches-this")
+    await add_stream(stack, globex["token"], "hubbub")
+    path = f"/v1/streams/{quiet['id']}/live"
+    async with (
+        httpx.AsyncClient(base_url=stack.url, timeout=10) as client,
+        client.stream("GET", path, headers=auth(acme["token"])) as live,
+    ):
+        lines = live.aiter_lines()
+        assert await anext(lines) == "retry: 2000"
+        opened = int((await anext(lines)).removeprefix("id: "))
+        await stack.platform.event_log.append([post(n, f"hubbub {n}") for n in range(1, 4)])
+        told = opened
+        async for line in lines:
+            if line.startswith("data:"):
+                pytest.fail(f"another tenant's match reached the stream: {line}")
+            if line.startswith("id: "):
+                told = int(line.removeprefix("id: "))
+                if told >= opened + 3:
+                    break
+    assert told == opened + 3  # past the three matches of another tenant's stream
+
+
+async def test_dates_that_are_no_dates_are_refused_with_why(stack: Stack) -> None:
+    acme = await stack.tenant("acme")
+    brand = await add_stream(stack, acme["token"], "hubbub")
+    for since in ("99999999999999999999", "²", "yesterday", "9999-99-99"):
+        answer = await stack.client.get(
+            f"/v1/streams/{brand['id']}/matches", params={"since": since},
+            headers=auth(acme["token"]),
+        )  # fmt: skip
+        assert answer.status_code == 422, since
+    fine = await stored(stack, acme["token"], brand["id"], since="2026-01-01", until="2030-01-01")
+    assert fine["matches"] == []

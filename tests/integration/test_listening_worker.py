@@ -82,7 +82,7 @@ def post(n: int, text: str, author: str = "", **more: Any) -> PostPublished:
 def deleted(n: int, author: str = "") -> PostDeleted:
     author = author or f"did:plc:author{n}"
     return PostDeleted(
-        id=f"delete-{n}", key=author, ts=T0, source="test",
+        id=f"delete-{n}", key=author, ts=T0 + 1000 + n, source="test",
         post=f"at://{author}/app.bsky.feed.post/{n}", author=author,
     )  # fmt: skip
 
@@ -211,3 +211,48 @@ async def test_a_search_that_no_longer_parses_is_skipped_and_said(
     assert len(parts.state.matcher) == 0
     said = capsys.readouterr()
     assert "a saved search no longer parses" in said.out + said.err
+
+
+async def test_a_post_deleted_before_the_matcher_reaches_it_is_never_matched(
+    parts: Parts,
+) -> None:
+    brand = await parts.listening.save("acme", "u-ann", "Brand", "hubbub")
+    await parts.event_log.append([post(n, f"hubbub {n}") for n in range(1, 6)])
+    await parts.event_log.append([deleted(4)])
+    small = worker.ListeningPolicy(batch=2)
+    await worker.match_step(parts.listening.store, parts.event_log, parts.state, small, CLOCK)
+    await worker.match_all(parts.listening.store, parts.event_log, parts.state, small, CLOCK)
+    await worker.fold(parts.listening.store, parts.event_log)
+    assert await parts.texts("acme", brand.id) == ["hubbub 5", "hubbub 3", "hubbub 2", "hubbub 1"]
+
+
+async def test_a_search_the_matcher_learns_of_late_takes_the_posts_it_went_past(
+    parts: Parts,
+) -> None:
+    await parts.run()  # the matcher knows every search there is
+    await parts.event_log.append([post(1, "hubbub one")])
+    await parts.run()  # ... and went past post 1 before the search below was announced
+    await parts.event_log.append([
+        SearchChanged(id="late", key="acme/late", ts=T0, source="listening", tenant="acme",
+                      search="late", query="hubbub", from_position=0),
+    ])  # fmt: skip
+    await parts.event_log.append([post(2, "hubbub two")])
+    await parts.run()
+    stored = parts.listening.store.matches("acme", "late", MatchFilter())
+    assert [m.text for m in stored.matches] == ["hubbub two", "hubbub one"]
+    restarted = worker.MatcherState()  # a restart re-reads control: nothing is re-matched
+    await worker.match_all(parts.listening.store, parts.event_log, restarted, parts.policy, CLOCK)
+    matched = [r.event for r in await parts.event_log.read(MATCHES)]
+    assert len(matched) == 2
+
+
+async def test_a_backfill_and_a_try_leave_deleted_posts_out(parts: Parts) -> None:
+    await parts.event_log.append([post(1, "hubbub kept"), post(2, "hubbub gone")])
+    await parts.event_log.append([deleted(2)])
+    parts.listening.clock = FixedClock(T0 + 60_000_000)  # a minute after the posts
+    tried = await parts.listening.test("acme", "hubbub")
+    assert [m.text for m in tried.matches] == ["hubbub kept"]
+    brand = await parts.listening.save("acme", "u-ann", "Brand", "hubbub")
+    assert await parts.listening.backfill("acme", brand.id) == 1
+    await worker.fold(parts.listening.store, parts.event_log)
+    assert await parts.texts("acme", brand.id) == ["hubbub kept"]

@@ -28,6 +28,7 @@ Answers (a `Stream` is `{"id", "name", "query", "terms", "costly", "created_by",
 # No `from __future__ import annotations` here: FastAPI reads the routes' annotations.
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,6 +47,9 @@ from hubbub.listening.service import Listening, match_of
 STREAM_ID: Final = r"^[0-9a-f]{16}$"
 POSITION: Final = r"^[0-9]{1,18}$"
 QUERY_CHARS: Final = 2000
+TELL_EVERY: Final = 5000
+"""Records looked at, with none of the stream's among them, after which its position is
+told to the client without waiting for a heartbeat."""
 T = TypeVar("T")
 
 
@@ -129,15 +133,17 @@ def _moment(value: str | None, field: str) -> int | None:
     number of µs."""
     if not value:
         return None
-    if value.isdigit():
+    if re.fullmatch("[0-9]{1,18}", value):
         return int(value)
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise HTTPException(422, f"{field}: an ISO 8601 date or time, not {value!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1e6)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return int(moment.timestamp() * 1e6)
+    except (ValueError, OverflowError):
+        raise HTTPException(
+            422, f"{field}: an ISO 8601 date or time, or µs since 1970, not {value[:40]!r}"
+        ) from None
 
 
 def sse(event: str, data: Any, event_id: int | None = None) -> str:
@@ -271,14 +277,18 @@ async def _live(
     policy: LivePolicy,
 ) -> AsyncIterator[str]:
     """Each match of the stream past `cursor` (the head when None), as it reaches the
-    log, until `last_s`."""
+    log, until `last_s`. Every record looked at moves the stream's position, and a
+    block with only an `id:` tells the client so (at the start, with heartbeats, and
+    while it reads a long way back): a client that reconnects resumes from there rather
+    than reading again what was nobody's business of its."""
     loop = asyncio.get_running_loop()
     ends = loop.time() + policy.last_s
     quiet_since = loop.time()
     await service.live.start()
     if cursor is None:
         cursor = service.live.head
-    yield "retry: 2000\n\n"
+    told = cursor
+    yield f"retry: 2000\nid: {cursor}\n\n"
     while loop.time() < ends and not await request.is_disconnected():
         arrivals, cursor = await service.live.since(tenant, search, cursor, policy.poll_s)
         for arrival in arrivals:
@@ -288,8 +298,10 @@ async def _live(
                 yield sse("match", view, arrival.position)
             else:
                 yield sse("withdrawn", {"post": event.post}, arrival.position)
+            told = arrival.position
         if arrivals:
             quiet_since = loop.time()
-        elif loop.time() - quiet_since >= policy.heartbeat_s:
-            yield ": heartbeat\n\n"
+        elif loop.time() - quiet_since >= policy.heartbeat_s or cursor - told >= TELL_EVERY:
+            yield f"id: {cursor}\n: heartbeat\n\n" if cursor > told else ": heartbeat\n\n"
+            told = max(told, cursor)
             quiet_since = loop.time()

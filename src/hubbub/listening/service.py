@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Final
 
 from hubbub.eventlog.ports import EventLog, Record
 from hubbub.kernel.clock import Clock
-from hubbub.kernel.events import POSTS, PostPublished, SearchChanged, SearchMatched
+from hubbub.kernel.events import (
+    DELETES,
+    POSTS,
+    PostDeleted,
+    PostPublished,
+    SearchChanged,
+    SearchMatched,
+)
 from hubbub.listening.live import LiveTail
 from hubbub.listening.matching import matches
 from hubbub.listening.ports import (
@@ -45,6 +53,7 @@ class ListeningLimits:
     max_searches: int = 100
     max_terms: int = 50
     test_max_posts: int = 200_000
+    keep_per_search: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -161,84 +170,111 @@ class Listening:
 
     async def test(self, tenant: str, text: str, hours: float = 1.0, limit: int = 50) -> Tried:
         """What `text` would have matched among the posts of the last `hours` (at most
-        the newest `test_max_posts` of them), newest first."""
+        the newest `test_max_posts` of them) that are not deleted, newest first."""
         query = self.parse(text)
         pages = {handle: await self.pages.resolve(tenant, handle) for handle in query.handles}
-        first, head = await self._kept()
+        first, head = await self._kept(POSTS)
         start = max(first, head - self.limits.test_max_posts + 1)
         since = self.clock.now_us() - int(hours * HOUR_US)
-        start = await self._first_since(start, head, since)
+        start = await self._first_since(POSTS, start, head, since)
         found: list[Match] = []
         scanned = 0
-        position = start
-        while position <= head:
-            records = await self.event_log.read(POSTS, position, READ_BATCH)
-            if not records:
-                break
-            for record in records:
-                post = record.event
-                if isinstance(post, PostPublished) and post.ts >= since:
-                    scanned += 1
-                    if matches(query, post, pages):
-                        event = matched_event(tenant, "test", record)
-                        found.append(match_of(event))
-            position = records[-1].position + 1
-        found.sort(key=lambda m: -m.position)
-        return Tried(found[:limit], scanned)
+        async for record in self._posts(start, head):
+            post = record.event
+            if isinstance(post, PostPublished) and post.ts >= since:
+                scanned += 1
+                if matches(query, post, pages):
+                    found.append(match_of(matched_event(tenant, "test", record)))
+        deleted = await self._deleted({m.post for m in found}, since)
+        kept = [m for m in found if m.post not in deleted]
+        kept.sort(key=lambda m: -m.position)
+        return Tried(kept[:limit], scanned)
 
     async def backfill(
         self, tenant: str, search: str, progress: Callable[[int, int], None] | None = None
     ) -> int:
         """Match the search against the retained posts up to where the live matcher took
-        it over, from where an earlier backfill stopped; returns the matches appended.
-        `progress(done, total)` is told after each batch."""
+        it over (from where an earlier backfill stopped), leaving out deleted posts and
+        keeping the newest `keep_per_search`; returns the matches appended.
+        `progress(done, total)` is told as it reads the posts, then the deletions."""
         found = await self.stream(tenant, search)
         query = self.parse(found.query)
-        first, _ = await self._kept()
+        first, _ = await self._kept(POSTS)
         start = max(first, found.backfilled_to + 1)
         end = found.from_position
         total = max(end - start + 1, 0)
+        candidates: deque[SearchMatched] = deque(maxlen=self.limits.keep_per_search)
+        async for record in self._posts(start, end):
+            if isinstance(record.event, PostPublished) and matches(
+                query, record.event, found.pages
+            ):
+                candidates.append(matched_event(tenant, search, record))
+            if progress is not None and record.position % READ_BATCH == 0:
+                progress(record.position - start + 1, total)
+        oldest = min((c.ts for c in candidates), default=0)
+        deleted = await self._deleted({c.post for c in candidates}, oldest)
+        events = [c for c in candidates if c.post not in deleted]
         appended = 0
+        for chunk in range(0, len(events), READ_BATCH):
+            appended += (await self.event_log.append(events[chunk : chunk + READ_BATCH])).appended
+        if end >= start:
+            await asyncio.to_thread(self.store.mark_backfilled, tenant, search, end)
+        if progress is not None:
+            progress(total, total)
+        return appended
+
+    async def _posts(self, start: int, end: int) -> AsyncIterator[Record]:
+        """The records of `posts` from `start` to `end`, in batches."""
         position = start
         while position <= end:
             records = await self.event_log.read(
                 POSTS, position, min(READ_BATCH, end - position + 1)
             )
             if not records:
-                break
-            events = [
-                matched_event(tenant, search, record)
-                for record in records
-                if record.position <= end
-                and isinstance(record.event, PostPublished)
-                and matches(query, record.event, found.pages)
-            ]
-            if events:
-                appended += (await self.event_log.append(events)).appended
+                return
+            for record in records:
+                if record.position > end:
+                    return
+                yield record
             position = records[-1].position + 1
-            await asyncio.to_thread(self.store.mark_backfilled, tenant, search, position - 1)
-            if progress is not None:
-                progress(min(position - start, total), total)
-        return appended
+
+    async def _deleted(self, posts: set[str], since_us: int) -> set[str]:
+        """Which of `posts` the `deletes` topic says were deleted (from `since_us` on)."""
+        if not posts:
+            return set()
+        first, head = await self._kept(DELETES)
+        position = await self._first_since(DELETES, first, head, since_us)
+        deleted: set[str] = set()
+        while position <= head:
+            records = await self.event_log.read(DELETES, position, READ_BATCH)
+            if not records:
+                break
+            deleted.update(
+                r.event.post
+                for r in records
+                if isinstance(r.event, PostDeleted) and r.event.post in posts
+            )
+            position = records[-1].position + 1
+        return deleted
 
     async def _head(self) -> int:
-        return (await self._kept())[1]
+        return (await self._kept(POSTS))[1]
 
-    async def _kept(self) -> tuple[int, int]:
-        """The first and last positions of `posts` the log keeps (1, 0 when empty)."""
+    async def _kept(self, topic_name: str) -> tuple[int, int]:
+        """The first and last positions of a topic the log keeps (1, 0 when empty)."""
         stats = await self.event_log.stats()
         for topic in stats.topics:
-            if topic.topic == POSTS:
+            if topic.topic == topic_name:
                 return topic.last_position - topic.count + 1, topic.last_position
         return 1, 0
 
-    async def _first_since(self, low: int, high: int, since_us: int) -> int:
+    async def _first_since(self, topic: str, low: int, high: int, since_us: int) -> int:
         """The first position in [low, high] of a post appended at `since_us` or later
         (the log is in append order, so its times only grow, give or take a source's
         clock): a binary search reading one record at a time."""
         while low < high:
             middle = (low + high) // 2
-            records = await self.event_log.read(POSTS, middle, 1)
+            records = await self.event_log.read(topic, middle, 1)
             if records and records[0].event.ts < since_us:
                 low = middle + 1
             else:

@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from hubbub.kernel import relational
+from hubbub.kernel.text import fold
 from hubbub.listening.ports import (
     Match,
     MatchFilter,
@@ -54,6 +55,7 @@ matches_table = sa.Table(
     sa.Column("post", sa.String(512), primary_key=True),
     sa.Column("author", sa.String(512), nullable=False),
     sa.Column("text", sa.Text, nullable=False),
+    sa.Column("folded", sa.Text, nullable=False),
     sa.Column("langs", sa.JSON, nullable=False),
     sa.Column("links", sa.JSON, nullable=False),
     sa.Column("media", sa.Integer, nullable=False),
@@ -212,10 +214,8 @@ class SqlListeningStore:
     def matches(self, tenant: str, search: str, chosen: MatchFilter) -> MatchPage:
         c = matches_table.c
         query = sa.select(matches_table).where((c.tenant == tenant) & (c.search == search))
-        if chosen.text:
-            query = query.where(
-                sa.func.lower(c.text).contains(chosen.text.lower(), autoescape=True)
-            )
+        if chosen.text:  # folded as matching folds (case, accents, width), in Python
+            query = query.where(c.folded.contains(fold(chosen.text), autoescape=True))
         if chosen.lang:
             # Languages are kept as a JSON list of tags: '"en"' or '"en-' within it.
             tag = chosen.lang.lower()
@@ -296,7 +296,8 @@ def _search(row: Any) -> Search:
 def _match_row(match: Match) -> dict[str, Any]:
     return {
         "tenant": match.tenant, "search": match.search, "post": match.post,
-        "author": match.author, "text": match.text, "langs": list(match.langs),
+        "author": match.author, "text": match.text, "folded": fold(match.text),
+        "langs": list(match.langs),
         "links": list(match.links), "media": match.media, "reply_parent": match.reply_parent,
         "created_at": match.created_at, "position": match.position, "kind": match.kind,
     }  # fmt: skip

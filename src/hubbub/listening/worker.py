@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -45,13 +45,15 @@ from hubbub.kernel.events import (
     SearchMatched,
 )
 from hubbub.kernel.tracing import consumer_span
-from hubbub.listening.matching import Matcher
+from hubbub.listening.matching import Matcher, matches
 from hubbub.listening.ports import ListeningStore, StalePositions, Withdrawn
-from hubbub.listening.query import QueryError, parse
+from hubbub.listening.query import Query, QueryError, parse
 from hubbub.listening.service import SOURCE, match_id, match_of, matched_event
 
 log = structlog.get_logger("hubbub.listening")
 INBOX: Final = "inbox:"
+FRESH_GAP: Final = 1_000_000
+"""The most posts a search saved while the matcher was behind takes from before it."""
 MATCHED = Counter("hubbub_listening_matches_total", "Posts matched by a search, or inboxed.")
 POSTS_READ = Counter("hubbub_listening_posts_total", "Posts the matcher has matched.")
 SEARCHES = Gauge("hubbub_listening_searches", "Searches the matcher holds.")
@@ -86,6 +88,17 @@ class MatcherState:
     """Page id -> the (tenant, channel) of each channel publishing as it."""
     channels: dict[tuple[str, str], str] = field(default_factory=dict)
     recent: OrderedDict[str, list[tuple[str, str]]] = field(default_factory=OrderedDict)
+    deleted: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    """Posts lately deleted: `deletes` and `posts` are read each from its own position, so
+    a deletion may be read before its post is matched; the post is then not matched."""
+    fresh: dict[str, Query] = field(default_factory=dict)
+    """Searches added or changed since the last batch, by key: saved while this matcher
+    was behind the head they were saved at, they take the posts in between too."""
+    pages_of: dict[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)
+    loaded: bool = False
+    """Whether `control` was read to its end once: the searches known then were matched
+    by this matcher's earlier runs up to its stored position; only those folded later
+    are fresh."""
 
     def fold(self, events: Sequence[Event]) -> None:
         for event in events:
@@ -101,6 +114,8 @@ class MatcherState:
         if not change.active:
             self.matcher.remove(key)
             self.from_position.pop(key, None)
+            self.fresh.pop(key, None)
+            self.pages_of.pop(key, None)
             return
         try:
             query = parse(change.query, max_terms=10_000, max_chars=100_000)
@@ -111,6 +126,9 @@ class MatcherState:
             return
         self.matcher.put(key, query, change.pages)
         self.from_position[key] = change.from_position
+        self.pages_of[key] = change.pages
+        if self.loaded:
+            self.fresh[key] = query
 
     def _channel(self, change: ChannelChanged) -> None:
         key = (change.tenant, change.channel)
@@ -123,7 +141,11 @@ class MatcherState:
 
     def match(self, records: Sequence[Record], remember: int) -> list[Event]:
         """The matches and inbox arrivals of a batch of posts."""
-        posted = [r for r in records if isinstance(r.event, PostPublished)]
+        posted = [
+            r
+            for r in records
+            if isinstance(r.event, PostPublished) and r.event.post not in self.deleted
+        ]
         found: list[Event] = []
         keyed = self.matcher.match_many([r.event for r in posted])  # type: ignore[misc]
         for record, keys in zip(posted, keyed, strict=True):
@@ -145,6 +167,13 @@ class MatcherState:
         while len(self.recent) > remember:
             self.recent.popitem(last=False)
         return found
+
+    def forget(self, posts: Sequence[str], remember: int) -> None:
+        """Note deleted posts, so a post deleted before it is matched is not matched."""
+        for post in posts:
+            self.deleted[post] = None
+        while len(self.deleted) > remember:
+            self.deleted.popitem(last=False)
 
     def _inboxed(self, post: PostPublished) -> list[tuple[str, str, str]]:
         """(tenant, channel, kind) of each inbox the post reaches: a reply to one of the
@@ -176,6 +205,7 @@ async def catch_up_control(state: MatcherState, event_log: EventLog, batch: int 
         state.fold([r.event for r in records])
         state.control = records[-1].position
         folded += len(records)
+    state.loaded = True
     return folded
 
 
@@ -190,14 +220,18 @@ async def match_step(
     the records read (0 when caught up)."""
     await catch_up_control(state, event_log)
     positions = await asyncio.to_thread(store.positions)
+    if state.fresh:
+        await _catch_up_fresh(event_log, state, positions.get(POSTS, 0))
     posts = await event_log.read(POSTS, positions.get(POSTS, 0) + 1, policy.batch)
     deletes = await event_log.read(DELETES, positions.get(DELETES, 0) + 1, policy.batch)
     if not posts and not deletes:
         return 0
     now = clock.now_us()
+    gone = [r.event.post for r in deletes if isinstance(r.event, PostDeleted)]
+    state.forget(gone, policy.recent)
     with consumer_span("listening match", (r.event.trace for r in posts[:1])):
         found = await asyncio.to_thread(state.match, posts, policy.recent)
-    found += await _withdrawn(store, state, deletes, now)
+    found += await _withdrawn(store, state, gone, now)
     if found:
         await event_log.append(found)
         MATCHED.inc(sum(isinstance(e, SearchMatched) for e in found))
@@ -211,12 +245,37 @@ async def match_step(
     return len(posts) + len(deletes)
 
 
+async def _catch_up_fresh(event_log: EventLog, state: MatcherState, reached: int) -> None:
+    """Match the searches added since the last batch against the posts this matcher took
+    before it knew them, from the head they were saved at (at most `FRESH_GAP` posts)."""
+    fresh, state.fresh = state.fresh, {}
+    for key, query in fresh.items():
+        start = max(state.from_position.get(key, 0), reached - FRESH_GAP) + 1
+        tenant, _, search = key.partition("\x00")
+        pages = state.pages_of.get(key, {})
+        found: list[Event] = []
+        while start <= reached:
+            records = await event_log.read(POSTS, start, min(5000, reached - start + 1))
+            if not records:
+                break
+            found += [
+                matched_event(tenant, search, r)
+                for r in records
+                if r.position <= reached
+                and isinstance(r.event, PostPublished)
+                and r.event.post not in state.deleted
+                and matches(query, r.event, pages)
+            ]
+            start = records[-1].position + 1
+        if found:
+            await event_log.append(found)
+
+
 async def _withdrawn(
-    store: ListeningStore, state: MatcherState, deletes: Sequence[Record], now_us: int
+    store: ListeningStore, state: MatcherState, gone: Sequence[str], now_us: int
 ) -> list[Event]:
     """The matches a batch of deletions withdraws: those the store keeps, and those
     matched lately (their match may not be stored yet)."""
-    gone = [r.event.post for r in deletes if isinstance(r.event, PostDeleted)]
     if not gone:
         return []
     found = {(w.tenant, w.search, w.post) for w in await asyncio.to_thread(store.matched, gone)}

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("post", sa.String(512), primary_key=True),
         sa.Column("author", sa.String(512), nullable=False),
         sa.Column("text", sa.Text, nullable=False),
+        sa.Column("folded", sa.Text, nullable=False),
         sa.Column("langs", sa.JSON, nullable=False),
         sa.Column("links", sa.JSON, nullable=False),
         sa.Column("media", sa.Integer, nullable=False),
