@@ -87,6 +87,9 @@ def test_the_merged_stream_names_each_events_stream_and_carries_every_position()
     assert merged.relayed("a", SentEvent(None, "", "", comment=True)) == ": heartbeat\n\n"
     assert merged.relayed("a", SentEvent("7", "other", "{}")) == "id: a:7,b:8\n\n"
     assert merged.relayed("a", SentEvent(None, "match", "not json")) == ""
+    # A heartbeat that tells the stream's position (`id: 9`, then a comment) moves it.
+    (told,) = EventReader().feed(b"id: 9\n: heartbeat\n\n")
+    assert merged.relayed("b", told) == "id: a:7,b:9\n\n"
     assert merged.relayed("a", SentEvent("x\ny", "match", "[]")) == ""  # never two lines
 
 
