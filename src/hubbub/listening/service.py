@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Final
 
+import xxhash
+
 from hubbub.eventlog.ports import EventLog, Record
 from hubbub.kernel.clock import Clock
 from hubbub.kernel.events import (
@@ -67,7 +69,8 @@ class Tried:
 def match_id(tenant: str, search: str, post: str) -> str:
     """The id of a post's match of a search: the same however often it is made (live,
     by a backfill, after a crash), so the log keeps it once."""
-    return f"match:{tenant}:{search}:{post}"
+    digest = xxhash.xxh3_128_hexdigest(f"{tenant}\x00{search}\x00{post}".encode())
+    return f"m{digest}"
 
 
 def matched_event(tenant: str, search: str, record: Record) -> SearchMatched:
