@@ -301,3 +301,18 @@ async def test_a_reply_waits_for_approval_or_is_refused_as_publishing_says(rig: 
         assert review is not None
         assert review.state == "in_review"
         assert rig.publishing.post("acme", post).reply_to == item["post"]
+
+
+async def test_a_live_inbox_resumes_after_the_last_event_seen(rig: Rig) -> None:
+    async with rig.client() as acme:
+        watching = asyncio.create_task(sse_events(acme, "/v1/inbox/live", 2))
+        await asyncio.sleep(0.5)  # connected, at the head
+        first = await rig.friend_posts(f"@{rig.author.handle} first")
+        unread, item = await asyncio.wait_for(watching, 10)
+        assert (unread.event, item.event, item.json()["post"]) == ("unread", "item", first)
+
+        second = await rig.friend_posts(f"@{rig.author.handle} second, while away")
+        resumed = await sse_events(acme, "/v1/inbox/live", 2, {"Last-Event-ID": item.id})
+    assert [e.event for e in resumed] == ["unread", "item"]
+    assert resumed[1].json()["post"] == second
+    assert int(resumed[1].id) > int(item.id)

@@ -18,9 +18,9 @@ The caller's tenant is the one the gateway names (signed); another tenant's item
 - `GET /v1/inbox/live`: Server-Sent Events: `event: unread` `data: {"unread": n}` first
   and whenever the count changes, `event: item` `data: Item` (with `id:` its position in
   `matches`) as items arrive, `event: withdrawn` `data: {"post", "channel"}` when an
-  item's post was deleted (it leaves the inbox), `: heartbeat` comments when quiet. With
-  `Last-Event-ID` (or `?after=`) it resumes after that item; the stream ends after a
-  while and the client reconnects.
+  item's post was deleted (it leaves the inbox), `: heartbeat` comments when quiet (with
+  an `id:`, the position it has read to). With `Last-Event-ID` (or `?after=`) it resumes
+  after that position; the stream ends after a while and the client reconnects.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the routes' annotations.
@@ -193,12 +193,15 @@ async def _live(
     request: Request, service: Inbox, tenant: str, cursor: int, policy: LivePolicy
 ) -> AsyncIterator[str]:
     """The unread count (when it changes) and each item of the tenant past `cursor`, as
-    it reaches the log, until `last_s`."""
+    it reaches the log, until `last_s`. Every record looked at moves the stream's
+    position, which a block with only an `id:` tells the client (at the start and with
+    heartbeats), so a client that reconnects does not read again what was not its."""
     loop = asyncio.get_running_loop()
     ends = loop.time() + policy.last_s
     quiet_since = counted_at = loop.time()
     unread = await service.unread(tenant)
-    yield "retry: 2000\n\n"
+    told = cursor
+    yield f"retry: 2000\nid: {cursor}\n\n"
     yield sse("unread", {"unread": unread})
     while loop.time() < ends and not await request.is_disconnected():
         records = await service.event_log.read(MATCHES, cursor + 1, LIVE_BATCH)
@@ -212,6 +215,7 @@ async def _live(
             elif isinstance(event, MatchWithdrawn):
                 gone = {"post": event.post, "channel": channel_of(event.search)}
                 yield sse("withdrawn", gone, record.position)
+            told = record.position
             sent = True
         if records:
             cursor = records[-1].position
@@ -224,7 +228,8 @@ async def _live(
         if sent:
             quiet_since = loop.time()
         elif loop.time() - quiet_since >= policy.heartbeat_s:
-            yield ": heartbeat\n\n"
+            yield f"id: {cursor}\n: heartbeat\n\n" if cursor > told else ": heartbeat\n\n"
+            told = max(told, cursor)
             quiet_since = loop.time()
         if len(records) < LIVE_BATCH:
             await asyncio.sleep(policy.poll_s)
