@@ -17,6 +17,7 @@ import pytest
 from cryptography.fernet import Fernet
 from mastodon import Mastodon
 
+from hubbub.bootstrap import build_platform
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.clock import FixedClock, SystemClock
 from hubbub.kernel.events import CONTROL, ChannelChanged
@@ -30,6 +31,8 @@ from hubbub.publishing.service import BLUESKY_LIMITS, Publishing
 from hubbub.publishing.sql import SqlJobStore
 from hubbub.publishing.worker import Publisher
 from hubbub.sandbox.mastodon import MastodonServer, mastodon_server
+from hubbub.settings import Settings
+from tests.conftest import api_client
 from tests.support.pds import Account, LocalPds, bearer, local_pds, xrpc_result
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
@@ -298,3 +301,29 @@ async def test_a_bluesky_channel_is_told_to_the_log_with_its_did(bluesky: Bluesk
     assert (connected.channel, connected.network, connected.page) == (
         bluesky.channel, "bluesky", bluesky.author.did,
     )  # fmt: skip
+
+
+async def test_a_reply_is_asked_and_shown_by_publishings_api(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data", publish_allowed_networks=[ipaddress.ip_network("127.0.0.0/8")]
+    )
+    platform = await build_platform(settings)
+    try:
+        async with mastodon_server() as server, api_client(platform, "publishing", "acme") as api:
+            login = server.state.add_account("newsroom")
+            made = await api.post("/v1/channels", json={
+                "network": "mastodon", "account": "newsroom@127.0.0.1", "service": server.url,
+                "access_token": login.access_token,
+            })  # fmt: skip
+            assert made.status_code == 201, made.text
+            asked = "https://elsewhere.example/@carol/109"
+            body = {"text": "Thanks!", "channels": [made.json()["id"]], "reply_to": asked}
+            scheduled = await api.post("/v1/posts", json={**body, "at": "2030-01-01T09:00Z"})
+            assert scheduled.status_code == 201, scheduled.text
+            shown = await api.get(f"/v1/posts/{scheduled.json()['post']}")
+            assert shown.json()["reply_to"] == asked
+            wrong = await api.post("/v1/posts", json={**body, "reply_to": "at://did:plc:x/p/1"})
+            assert wrong.status_code == 422
+            assert "answer a status by its URL" in wrong.json()["detail"]
+    finally:
+        await platform.close()

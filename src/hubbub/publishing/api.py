@@ -559,7 +559,7 @@ def build_router(
     ) -> dict[str, Any]:
         """The post as it was written (its newest version): its text, per-channel
         variants, images with their alt text, the parts of a thread, language, content
-        warning and visibility."""
+        warning and visibility, and the post it replies to (`reply_to`)."""
         with answering():
             found = await asyncio.to_thread(publishing.post, tenant, post)
         review = await asyncio.to_thread(publishing.review, tenant, post)
