@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from hubbub.gateway.service import People
     from hubbub.gateway.upstreams import Upstream
     from hubbub.kernel.ratelimit import RateLimiter
+    from hubbub.listening.inbox import Inbox as ListeningInbox
     from hubbub.listening.ports import ListeningStore
     from hubbub.listening.service import Listening
     from hubbub.listening.worker import ListeningPolicy
@@ -345,6 +346,7 @@ def open_publishing(
     from hubbub.publishing.best_times import AnalyticsBestTimes
     from hubbub.publishing.bluesky import BlueskyNetwork
     from hubbub.publishing.budget import Budget
+    from hubbub.publishing.directory import pages_through
     from hubbub.publishing.journal import Journal
     from hubbub.publishing.mastodon import MastodonNetwork
     from hubbub.publishing.mentions import MentionsDids
@@ -374,6 +376,7 @@ def open_publishing(
         await asyncio.to_thread(store.close)
 
     journal = Journal(event_log, clock)
+    networks: dict[str, Network] = {"bluesky": bluesky, "mastodon": mastodon}
     horizon_s = settings.publish_series_horizon_days * retention.DAY_S
     policy = PublishPolicy(
         lease_s=settings.publish_lease_s, max_late_s=settings.publish_max_late_s,
@@ -387,9 +390,9 @@ def open_publishing(
         drafts_per_author=settings.publish_drafts_per_author,
         draft_bytes=settings.publish_draft_bytes, series_horizon_s=horizon_s,
         best_times=best, best_count=settings.publish_best_slots,
+        page_of=pages_through(networks),
     )  # fmt: skip
     budget = Budget(limiter, burst_share=settings.publish_budget_burst_share)
-    networks: dict[str, Network] = {"bluesky": bluesky, "mastodon": mastodon}
     return PublishingParts(service, networks, policy, close, budget)
 
 
@@ -513,6 +516,7 @@ class Platform:
     _mastodon_logins: MastodonLogins | None = None
     _inbox: Inbox | None = None
     _listening: Listening | None = None
+    _listening_inbox: ListeningInbox | None = None
     _closing: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: Background = field(init=False)
     """Its long-running tasks, restarted when they fail; health reports them."""
@@ -608,6 +612,27 @@ class Platform:
             )  # fmt: skip
             self._listening = listening
         return self._listening
+
+    async def listening_inbox(self) -> ListeningInbox:
+        """The tenants' inboxes, over listening's store (its matcher and fold started),
+        answering through publishing's API."""
+        if self._listening_inbox is None:
+            from hubbub.listening.inbox import Inbox, PublishingReplies
+            from hubbub.listening.inbox_sql import SqlInbox
+            from hubbub.listening.sql import SqlListeningStore
+
+            listening = await self.listening()
+            store = listening.store
+            assert isinstance(store, SqlListeningStore)
+            replies = PublishingReplies(
+                self.settings.publishing_url, open_request_signer(self.settings),
+                self.settings.publishing_timeout_s,
+            )  # fmt: skip
+            self._closing.append(replies.close)
+            self._listening_inbox = Inbox(
+                SqlInbox(store.engine), self.event_log, self.clock, replies
+            )
+        return self._listening_inbox
 
     async def listening_unready(self) -> str | None:
         """Why this process cannot serve listening (its store does not answer, or its

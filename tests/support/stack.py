@@ -107,12 +107,16 @@ async def start_stack(
 ) -> tuple[Stack, AsyncExitStack]:
     """The stack; `platform_settings` for the roles, `settings` for the gateway."""
     stack = AsyncExitStack()
-    platform = await build_platform(Settings(data_dir=data_dir, **(platform_settings or {})))
+    ports = {"publishing": free_port()}  # listening's inbox answers through publishing
+    platform = await build_platform(Settings(
+        data_dir=data_dir, publishing_url=f"http://127.0.0.1:{ports['publishing']}",
+        **(platform_settings or {}),
+    ))  # fmt: skip
     stack.push_async_callback(platform.close)
     urls = {}
     servers = {}
     for role in ROLES:
-        server_cm = serving(create_app(platform, role))
+        server_cm = serving(create_app(platform, role), ports.get(role, 0))
         urls[role] = await stack.enter_async_context(server_cm)
         servers[role] = server_cm
     legacy = await stack.enter_async_context(serving(legacy_app()))

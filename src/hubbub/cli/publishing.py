@@ -195,7 +195,7 @@ def remove_channel(channel: str, tenant: TenantOption = None) -> None:
     chosen = _tenant(tenant)
 
     async def remove(publishing: Publishing) -> None:
-        publishing.remove_channel(chosen, channel)
+        await publishing.disconnect(chosen, channel)
 
     _with_publishing(remove)
     console.print(f"channel {channel} removed")

@@ -47,6 +47,21 @@ from hubbub.listening.service import Listening, match_of
 STREAM_ID: Final = r"^[0-9a-f]{16}$"
 POSITION: Final = r"^[0-9]{1,18}$"
 QUERY_CHARS: Final = 2000
+QUERY_ERROR: Final[dict[int | str, dict[str, Any]]] = {
+    400: {
+        "description": "The query does not parse: where (0-based `position`) and what was"
+        " `expected`, in a sentence (`message`); or the body is not JSON (a string).",
+        "content": {"application/json": {"schema": {
+            "type": "object", "required": ["detail"],
+            "properties": {"detail": {"anyOf": [
+                {"type": "string"},
+                {"type": "object", "required": ["message", "position", "expected"],
+                 "properties": {"message": {"type": "string"}, "position": {"type": "integer"},
+                                "expected": {"type": "string"}}},
+            ]}},
+        }}},
+    }
+}  # fmt: skip
 TELL_EVERY: Final = 5000
 """Records looked at, with none of the stream's among them, after which its position is
 told to the client without waiting for a heartbeat."""
@@ -167,14 +182,14 @@ def build_router(
         """The workspace's streams, by name."""
         return {"streams": [stream_view(s) for s in await service.streams(tenant)]}
 
-    @router.post("", status_code=201)
+    @router.post("", status_code=201, responses=QUERY_ERROR)
     async def add(
         request: Request, tenant: Tenant, service: Service, body: StreamBody
     ) -> dict[str, Any]:
         """Save a search: matched from the next post on."""
         return stream_view(await _saved(service, tenant, author_of(request), body, None))
 
-    @router.post("/test")
+    @router.post("/test", responses=QUERY_ERROR)
     async def test(tenant: Tenant, service: Service, body: TestBody) -> dict[str, Any]:
         """What a query would have matched among the last hour's posts, newest first."""
         try:
@@ -187,7 +202,7 @@ def build_router(
     async def one(tenant: Tenant, service: Service, search: StreamId) -> dict[str, Any]:
         return stream_view(await _found(service.stream(tenant, search)))
 
-    @router.put("/{search}")
+    @router.put("/{search}", responses=QUERY_ERROR)
     async def change(
         request: Request, tenant: Tenant, service: Service, search: StreamId, body: StreamBody
     ) -> dict[str, Any]:

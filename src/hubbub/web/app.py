@@ -25,6 +25,7 @@ from hubbub.kernel.signing import SignedOnly
 from hubbub.kernel.telemetry import Observed, route_of
 from hubbub.kernel.validation import printable_validation_errors
 from hubbub.listening import api as listening_api
+from hubbub.listening import inbox_api
 from hubbub.mentions import api as mentions_api
 from hubbub.notifications import api as notifications_api
 from hubbub.publishing import api as publishing_api
@@ -92,6 +93,7 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
             settings.listening_live_poll_s,
         )  # fmt: skip
         app.include_router(listening_api.build_router(platform.listening, live))
+        app.include_router(inbox_api.build_inbox_router(platform.listening_inbox, live))
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, object]:
