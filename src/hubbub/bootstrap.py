@@ -630,7 +630,7 @@ class Platform:
             )  # fmt: skip
             self._closing.append(replies.close)
             self._listening_inbox = Inbox(
-                SqlInbox(store.engine), self.event_log, self.clock, replies
+                SqlInbox(store.engine), self.event_log, self.clock, replies, listening.live
             )
         return self._listening_inbox
 

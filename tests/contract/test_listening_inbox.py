@@ -12,7 +12,7 @@ import pytest
 
 from hubbub.listening.inbox import InboxFilter, Item
 from hubbub.listening.inbox_sql import SqlInbox
-from hubbub.listening.ports import Match
+from hubbub.listening.ports import Match, Withdrawn
 from hubbub.listening.sql import SqlListeningStore
 from tests.conftest import postgres_database
 from tests.contract.test_tenant_stores import sqlalchemy_url
@@ -133,3 +133,20 @@ def test_no_item_of_one_tenant_reaches_another(store: SqlListeningStore, inbox: 
     assert inbox.items("globex", InboxFilter(state="all", tag="vip"))[0] == []
     assert inbox.unread("globex") == 1
     assert inbox.unread("acme") == 0
+
+
+def test_what_the_team_did_goes_with_its_item(store: SqlListeningStore, inbox: SqlInbox) -> None:
+    fold(store, *(arrival("acme", "c1", f"at://x/p/{n}", n) for n in range(1, 4)))
+    for n in (1, 2, 3):
+        item = inbox.item("acme", n)
+        assert item is not None
+        inbox.change(replace(item, tags=("kept",)), T0, "user:u-ann")
+    positions = store.positions()
+    store.apply([], [Withdrawn("acme", "inbox:c1", "at://x/p/2")], {"matches": 4},
+                {"matches": positions["matches"]})  # fmt: skip
+    store.prune(keep_per_search=1, before_us=0)  # item 1 goes by count, 2 was withdrawn
+    assert ids(inbox.items("acme", InboxFilter(state="all"))[0]) == ["3"]
+    fold(store, arrival("acme", "c1", "at://x/p/1", 5))  # the same post again, later
+    again = inbox.item("acme", 5)
+    assert again is not None
+    assert again.tags == ()  # nothing of the state it had before

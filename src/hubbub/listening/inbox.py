@@ -29,6 +29,7 @@ from hubbub.eventlog.ports import EventLog
 from hubbub.kernel.clock import Clock
 from hubbub.kernel.events import MatchWithdrawn, SearchMatched
 from hubbub.kernel.signing import LEAST_ROLE, RequestSigner
+from hubbub.listening.live import LiveTail
 from hubbub.listening.ports import Match, NotFound
 from hubbub.listening.service import match_of
 
@@ -194,12 +195,19 @@ class Inbox:
     """Every tenant's inbox over `store`; answers go out through `replies`."""
 
     def __init__(
-        self, store: InboxStore, event_log: EventLog, clock: Clock, replies: Replies | None
+        self,
+        store: InboxStore,
+        event_log: EventLog,
+        clock: Clock,
+        replies: Replies | None,
+        live: LiveTail | None = None,
     ) -> None:
         self.store = store
         self.event_log = event_log
         self.clock = clock
         self.replies = replies
+        self.live = live or LiveTail(event_log)
+        """The matches as they arrive (the streams' own reader, shared)."""
 
     async def items(self, tenant: str, chosen: InboxFilter) -> InboxPage:
         found, more = await asyncio.to_thread(self.store.items, tenant, chosen)

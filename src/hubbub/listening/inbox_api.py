@@ -33,10 +33,11 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Requ
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from hubbub.kernel.events import MATCHES, MatchWithdrawn, SearchMatched
+from hubbub.kernel.events import SearchMatched
 from hubbub.kernel.signing import role_of
 from hubbub.listening.api import POSITION, LivePolicy, Tenant, author_of, match_view, sse
 from hubbub.listening.inbox import (
+    INBOX,
     MAX_TAGS,
     REPLY_CHARS,
     TAG_CHARS,
@@ -51,7 +52,6 @@ from hubbub.listening.inbox import (
     State,
     arrived,
     channel_of,
-    is_inbox,
 )
 from hubbub.listening.ports import NotFound
 
@@ -185,8 +185,12 @@ def build_inbox_router(
 
 
 async def _head(service: Inbox) -> int:
-    stats = await service.event_log.stats()
-    return next((t.last_position for t in stats.topics if t.topic == MATCHES), 0)
+    await service.live.start()
+    return service.live.head
+
+
+def _is_inbox_search(search: str) -> bool:
+    return search.startswith(INBOX)
 
 
 async def _live(
@@ -204,21 +208,19 @@ async def _live(
     yield f"retry: 2000\nid: {cursor}\n\n"
     yield sse("unread", {"unread": unread})
     while loop.time() < ends and not await request.is_disconnected():
-        records = await service.event_log.read(MATCHES, cursor + 1, LIVE_BATCH)
+        arrivals, cursor = await service.live.since_where(
+            tenant, _is_inbox_search, cursor, policy.poll_s
+        )
         sent = False
-        for record in records:
-            event = record.event
-            if not is_inbox(event, tenant):
-                continue
+        for arrival in arrivals:
+            event = arrival.event
             if isinstance(event, SearchMatched):
-                yield sse("item", item_view(arrived(event, record.position)), record.position)
-            elif isinstance(event, MatchWithdrawn):
+                yield sse("item", item_view(arrived(event, arrival.position)), arrival.position)
+            else:
                 gone = {"post": event.post, "channel": channel_of(event.search)}
-                yield sse("withdrawn", gone, record.position)
-            told = record.position
+                yield sse("withdrawn", gone, arrival.position)
+            told = arrival.position
             sent = True
-        if records:
-            cursor = records[-1].position
         if sent or loop.time() - counted_at >= UNREAD_EVERY_S:
             counted_at = loop.time()
             if (now := await service.unread(tenant)) != unread:
@@ -231,5 +233,3 @@ async def _live(
             yield f"id: {cursor}\n: heartbeat\n\n" if cursor > told else ": heartbeat\n\n"
             told = max(told, cursor)
             quiet_since = loop.time()
-        if len(records) < LIVE_BATCH:
-            await asyncio.sleep(policy.poll_s)

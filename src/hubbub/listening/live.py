@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -45,6 +46,8 @@ class LiveTail:
         self._poll_s = poll_s
         self._keep = keep
         self._by_key: dict[Key, deque[Arrival]] = {}
+        self._searches: dict[str, set[str]] = {}
+        """Each tenant's searches that have arrivals held."""
         self._order: deque[tuple[int, Key]] = deque()
         self._first = 0
         """Every record past `_first` is held (or was no stream's)."""
@@ -93,7 +96,10 @@ class LiveTail:
             event = record.event
             if isinstance(event, SearchMatched | MatchWithdrawn):
                 key = (event.tenant, event.search)
-                self._by_key.setdefault(key, deque()).append(Arrival(record.position, event))
+                if key not in self._by_key:
+                    self._by_key[key] = deque()
+                    self._searches.setdefault(event.tenant, set()).add(event.search)
+                self._by_key[key].append(Arrival(record.position, event))
                 self._order.append((record.position, key))
             self._last = record.position
         while len(self._order) > self._keep:
@@ -102,6 +108,10 @@ class LiveTail:
             held.popleft()
             if not held:
                 del self._by_key[key]
+                searches = self._searches[key[0]]
+                searches.discard(key[1])
+                if not searches:
+                    del self._searches[key[0]]
             self._first = position
 
     async def since(
@@ -110,23 +120,38 @@ class LiveTail:
         """The search's arrivals past `cursor`, waiting up to `wait_s` for some when there
         are none yet; and the position every record up to which has been looked at (the
         next call's `cursor`)."""
+        return await self.since_where(tenant, lambda name: name == search, cursor, wait_s)
+
+    async def since_where(
+        self, tenant: str, wanted: Callable[[str], bool], cursor: int, wait_s: float
+    ) -> tuple[list[Arrival], int]:
+        """As `since`, for every search of the tenant whose name is `wanted` (an inbox's
+        channels: the searches named `inbox:...`), in log order."""
         await self.start()
         if cursor < self._first:
-            return await self._from_log(tenant, search, cursor)
+            return await self._from_log(tenant, wanted, cursor)
         cursor = min(cursor, self._last)
         if wait_s > 0 and self._last <= cursor:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait_s):
                     await self._arrived.wait()
-        return self._held(tenant, search, cursor), self._last
+        return self._held(tenant, wanted, cursor), self._last
 
-    def _held(self, tenant: str, search: str, cursor: int) -> list[Arrival]:
-        held = self._by_key.get((tenant, search))
-        if not held or held[-1].position <= cursor:
-            return []
-        return [arrival for arrival in held if arrival.position > cursor]
+    def _held(self, tenant: str, wanted: Callable[[str], bool], cursor: int) -> list[Arrival]:
+        runs = [
+            [arrival for arrival in held if arrival.position > cursor]
+            for search in self._searches.get(tenant, ())
+            if wanted(search)
+            and (held := self._by_key[(tenant, search)])
+            and held[-1].position > cursor
+        ]
+        if len(runs) == 1:
+            return runs[0]
+        return list(heapq.merge(*runs, key=lambda arrival: arrival.position))
 
-    async def _from_log(self, tenant: str, search: str, cursor: int) -> tuple[list[Arrival], int]:
+    async def _from_log(
+        self, tenant: str, wanted: Callable[[str], bool], cursor: int
+    ) -> tuple[list[Arrival], int]:
         """One batch of the log past `cursor`, not beyond what the tail holds, keeping the
         search's; a cursor in a prefix retention removed starts at the first kept record."""
         first = self._first
@@ -140,6 +165,6 @@ class LiveTail:
             if record.position <= first
             and isinstance(record.event, SearchMatched | MatchWithdrawn)
             and record.event.tenant == tenant
-            and record.event.search == search
+            and wanted(record.event.search)
         ]
         return found, min(records[-1].position, first) if records else first

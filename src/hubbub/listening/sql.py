@@ -82,6 +82,11 @@ _json = msgspec.json.Encoder()
 MATCHER_TOPICS: Final = ("posts", "deletes")
 """The matcher's positions; the fold's are the others (`matches`)."""
 _IN_CHUNK: Final = 500
+_ORPHANED_INBOX_STATE: Final = sa.text(
+    "DELETE FROM listening_inbox WHERE NOT EXISTS (SELECT 1 FROM listening_matches m"
+    " WHERE m.tenant = listening_inbox.tenant AND m.search = 'inbox:' || listening_inbox.channel"
+    " AND m.post = listening_inbox.post)"
+)
 
 
 class SqlListeningStore:
@@ -280,6 +285,9 @@ class SqlListeningStore:
                 ).scalar_one()  # fmt: skip
                 gone = matches_table.delete().where(theirs & (c.position < oldest_kept))
                 dropped += int(db.execute(gone).rowcount)
+            # What the team did with an inbox item goes with the item (its match): pruned,
+            # withdrawn (the post deleted), or dropped with its search.
+            db.execute(_ORPHANED_INBOX_STATE)
         return dropped
 
     def close(self) -> None:
