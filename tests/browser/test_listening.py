@@ -5,11 +5,16 @@ person's zone), and leaves it when it is deleted; a query that does not parse is
 marked where it goes wrong; "test" shows what a query would have matched in the last
 hour; a stream's stored matches are searched, filtered and paged; another workspace's
 stream is a 404 on every page and never streams; the page's live stream, read by a
-real SSE client, resumes after `Last-Event-ID` losing and repeating nothing. axe-core
-checks each page. Screenshots go to `test-artifacts/screens/`."""
+real SSE client, resumes after `Last-Event-ID` losing and repeating nothing. The inbox
+counts its unread items live and puts a new one on top; its items are assigned, tagged,
+closed and answered (the reply posted to Bluesky's own PDS as an answer to the post),
+and another workspace's items are neither shown nor changed. axe-core checks each page.
+Screenshots go to `test-artifacts/screens/`."""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,17 +28,19 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
 
-from hubbub.kernel.events import PostDeleted, PostPublished
+from hubbub.kernel.events import ChannelChanged, PostDeleted, PostPublished
 from hubbub.ui.listening import EventReader
 from tests.browser.test_web_app import AXE, PASSWORD, browser, nav, person, screens, signed_in
 from tests.conftest import until
 from tests.support.browser import CHROMIUM
+from tests.support.pds import bearer, local_pds, xrpc_result
 from tests.support.stack import Stack, auth, start_stack
 
 __all__ = ["browser"]  # the fixture, shared with the other browser tests
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no browser at {CHROMIUM}")
 HOSTILE = "coffee <img src=x onerror=alert(1)> <script>alert(2)</script>"
 TOKYO = ZoneInfo("Asia/Tokyo")
+POST = "app.bsky.feed.post"
 FAST = {"listening_live_poll_s": 0.05, "listening_heartbeat_s": 1.0,
         "listening_interval_s": 0.02, "listening_stream_s": 30.0,
         "notifications_heartbeat_s": 1.0}  # fmt: skip
@@ -421,3 +428,168 @@ async def test_the_listening_pages_pass_axe(spaces: Workspaces) -> None:
     await page.goto(f"/listening/{made.json()['id']}")
     found["/listening/{id}"] = await violations(page)
     assert found == {path: [] for path in found}
+
+
+async def connect_channel(stack: Stack, tenant: str, page: str) -> None:
+    """A channel of the tenant's, as publishing tells the log of it: posts that mention
+    `page` reach the tenant's inbox."""
+    await stack.platform.event_log.append([
+        ChannelChanged(id=f"channel-{tenant}", key=tenant, ts=now_us(), source="test",
+                       tenant=tenant, channel=f"c-{tenant}", network="bluesky",
+                       account=f"{tenant}.bsky.social", page=page)
+    ])  # fmt: skip
+
+
+async def mention(stack: Stack, n: int, text: str, page: str) -> str:
+    uri = f"at://did:plc:fan/app.bsky.feed.post/{n}"
+    at = now_us()
+    await stack.platform.event_log.append([
+        PostPublished(id=f"mention-{n}", key="did:plc:fan", ts=at, source="test", post=uri,
+                      author="did:plc:fan", text=text, langs=["en"], mentions=[page],
+                      created_at=at)
+    ])  # fmt: skip
+    return uri
+
+
+async def test_the_inbox_counts_unread_live_and_its_items_are_assigned_tagged_and_closed(
+    spaces: Workspaces, browser: Browser
+) -> None:
+    stack, page = spaces.stack, spaces.page
+    await person(stack, spaces.acme, "bo@acme.example", "viewer")
+    await connect_channel(stack, spaces.acme["id"], "did:plc:acme")
+    await connect_channel(stack, spaces.globex["id"], "did:plc:globex")
+    await nav(page, "Inbox").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Inbox")
+    unread = page.locator("#inbox-unread")
+    await expect(unread).to_have_text("0")
+    await expect(page.locator("#inbox-empty")).to_be_visible()
+    await page.wait_for_timeout(1000)  # the live stream is open, at the head
+
+    hostile = "@acme <img src=x onerror=alert(1)> do you ship to Lyon?"
+    await mention(stack, 1, hostile, "did:plc:acme")
+    await mention(stack, 2, "@globex only", "did:plc:globex")
+    items = page.locator("#inbox-items > li")
+    await expect(unread).to_have_text("1", timeout=10_000)  # live
+    await expect(items).to_have_count(1, timeout=10_000)  # put on top, no reload
+    item = items.first
+    await expect(item.locator(".text")).to_have_text(hostile)
+    assert await page.locator("#inbox-items img").count() == 0
+    await expect(item.locator(".kind")).to_have_text("Mention")
+    await screens(page, "inbox")
+
+    await item.get_by_label("Assign the item by did:plc:fan to").select_option(
+        label="bo@acme.example"
+    )
+    await item.get_by_role("button", name="Assign").click()
+    await expect(page.get_by_role("status")).to_have_text("Assigned.")
+    await expect(items.first.locator(".assignee")).to_have_text("assigned to bo@acme.example")
+    await items.first.get_by_label("Tags of the item by did:plc:fan, apart by commas").fill(
+        "press, <urgent>"
+    )
+    await items.first.get_by_role("button", name="Save tags").click()
+    await expect(items.first.locator(".tag")).to_have_text(["press", "<urgent>"])
+    await page.get_by_label("Tag", exact=True).fill("press")
+    await page.get_by_role("button", name="Show").click()
+    await expect(items).to_have_count(1)
+
+    await items.first.get_by_label("Reply to did:plc:fan").fill("We do, from Monday!")
+    await items.first.get_by_role("button", name="Reply").click()
+    await expect(page.get_by_role("alert")).to_be_visible()  # no such channel to answer from
+    await expect(items.first.get_by_label("Reply to did:plc:fan")).to_have_value(
+        "We do, from Monday!"
+    )
+
+    await items.first.get_by_role("button", name="Mark done").click()
+    await expect(page.get_by_role("status")).to_have_text("Marked done.")
+    await expect(items).to_have_count(0)
+    await expect(unread).to_have_text("0")
+    await page.get_by_label("Show", exact=True).select_option("done")
+    await page.get_by_role("button", name="Show").click()
+    await expect(items).to_have_count(1)
+    item_id = await items.first.get_attribute("data-id")
+
+    other, eve = await signed_in(browser, stack, "eve@globex.example")
+    await eve.goto("/inbox?state=all")
+    await expect(eve.locator("#inbox-items > li")).to_have_count(1)
+    await expect(eve.locator("#inbox-items")).to_contain_text("@globex only")
+    await expect(eve.locator("#inbox-items")).not_to_contain_text("Lyon")
+    refused = await eve.evaluate(
+        """async ([id, token]) => {
+            const form = new FormData();
+            form.append("csrf", token);
+            form.append("done", "false");
+            return (await fetch(`/inbox/${id}/done`, {method: "POST", body: form})).status;
+        }""",
+        [item_id, await eve.locator("input[name=csrf]").first.input_value()],
+    )
+    assert refused == 404
+    await other.close()
+    if AXE.exists():
+        assert await violations(page) == []
+    assert spaces.dialogs == []
+
+
+async def test_a_reply_from_the_inbox_goes_out_on_bluesky_as_an_answer_to_the_post(
+    tmp_path: Path, browser: Browser
+) -> None:
+    loopback = {**FAST, "publish_allowed_networks": [ipaddress.ip_network("127.0.0.0/8")]}
+    async with local_pds() as pds:
+        author, friend = await pds.create_account(), await pds.create_account()
+        app_password = await pds.create_app_password(author)
+        stack, resources = await start_stack(tmp_path, platform_settings=loopback)
+        async with resources:
+            owner = await stack.tenant("Shop")
+            await person(stack, owner, "ed@shop.example", "editor")
+            made = await stack.client.post(
+                "/v1/channels",
+                json={"network": "bluesky", "account": author.handle, "service": pds.url,
+                      "app_password": app_password},
+                headers=auth(owner["token"]),
+            )  # fmt: skip
+            assert made.status_code == 201, made.text
+            record = {"$type": POST, "text": f"@{author.handle} do you ship to Lyon?",
+                      "createdAt": "2026-12-06T10:00:00Z"}  # fmt: skip
+            asked = xrpc_result(
+                await pds.client.post(
+                    "/xrpc/com.atproto.repo.createRecord",
+                    json={"repo": friend.did, "collection": POST, "record": record},
+                    headers=bearer(friend.access_jwt),
+                )
+            )["uri"]
+            context, page = await signed_in(browser, stack, "ed@shop.example")
+            at = now_us()
+            await stack.platform.event_log.append([
+                PostPublished(id="asked", key=friend.did, ts=at, source="test", post=asked,
+                              author=friend.did, text=record["text"], langs=["en"],
+                              mentions=[author.did], created_at=at)
+            ])  # fmt: skip
+            items = page.locator("#inbox-items > li")
+
+            async def arrived() -> bool:
+                await page.goto("/inbox")
+                return await items.count() == 1
+
+            await until(arrived)
+            await items.first.get_by_label(f"Reply to {friend.did}").fill("We do, from Monday!")
+            await items.first.get_by_role("button", name="Reply").click()
+            await expect(page.get_by_role("status")).to_contain_text("Reply sent")
+            await expect(items.first.locator(".badge")).to_have_count(0)  # read now
+
+            async def answered() -> bool:
+                return "We do, from Monday!" in await pds.records(author.did)
+
+            for _ in range(20):  # published by the publisher, within a few seconds
+                if await answered():
+                    break
+                await asyncio.sleep(0.5)
+            assert await answered()
+            listed = xrpc_result(
+                await pds.client.get("/xrpc/com.atproto.repo.listRecords",
+                                     params={"repo": author.did, "collection": POST})
+            )  # fmt: skip
+            (reply,) = [r["value"] for r in listed["records"]]
+            assert (reply["text"], reply["reply"]["parent"]["uri"]) == (
+                "We do, from Monday!",
+                asked,
+            )
+            await context.close()
