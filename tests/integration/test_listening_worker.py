@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from hubbub.bootstrap import listening_policy, open_event_log, open_listening
@@ -21,6 +22,7 @@ from hubbub.kernel.events import (
     ChannelChanged,
     MatchWithdrawn,
     PostDeleted,
+    PostEdited,
     PostPublished,
     SearchChanged,
     SearchMatched,
@@ -256,3 +258,15 @@ async def test_a_backfill_and_a_try_leave_deleted_posts_out(parts: Parts) -> Non
     assert await parts.listening.backfill("acme", brand.id) == 1
     await worker.fold(parts.listening.store, parts.event_log)
     assert await parts.texts("acme", brand.id) == ["hubbub kept"]
+
+
+async def test_an_edit_that_no_longer_matches_leaves_the_search(parts: Parts) -> None:
+    brand = await parts.listening.save("acme", "u-ann", "Brand", "hubbub")
+    other = await parts.listening.save("acme", "u-ann", "Other", "launch")
+    await parts.event_log.append([post(1, "hubbub launch")])
+    await parts.run()
+    edit = PostEdited(**{**msgspec.structs.asdict(post(1, "just the launch")), "id": "edit-1"})
+    await parts.event_log.append([edit])
+    await parts.run()
+    assert await parts.texts("acme", brand.id) == []
+    assert await parts.texts("acme", other.id) == ["hubbub launch"]  # still matches: kept

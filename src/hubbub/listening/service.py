@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -45,6 +45,8 @@ from hubbub.listening.query import Query, parse
 NAME_CHARS: Final = 200
 SOURCE: Final = "listening"
 HOUR_US: Final = 3_600_000_000
+Resolved = Mapping[str, Sequence[str]]
+"""What each handle of a query resolved to (page ids)."""
 READ_BATCH: Final = 5000
 
 
@@ -182,12 +184,11 @@ class Listening:
         start = await self._first_since(POSTS, start, head, since)
         found: list[Match] = []
         scanned = 0
-        async for record in self._posts(start, head):
-            post = record.event
-            if isinstance(post, PostPublished) and post.ts >= since:
-                scanned += 1
-                if matches(query, post, pages):
-                    found.append(match_of(matched_event(tenant, "test", record)))
+        async for batch in self._batches(start, head):
+            recent = [r for r in batch if r.event.ts >= since]
+            scanned += sum(isinstance(r.event, PostPublished) for r in recent)
+            hits = await asyncio.to_thread(_matching, query, recent, pages)
+            found += [match_of(matched_event(tenant, "test", record)) for record in hits]
         deleted = await self._deleted({m.post for m in found}, since)
         kept = [m for m in found if m.post not in deleted]
         kept.sort(key=lambda m: -m.position)
@@ -207,13 +208,11 @@ class Listening:
         end = found.from_position
         total = max(end - start + 1, 0)
         candidates: deque[SearchMatched] = deque(maxlen=self.limits.keep_per_search)
-        async for record in self._posts(start, end):
-            if isinstance(record.event, PostPublished) and matches(
-                query, record.event, found.pages
-            ):
-                candidates.append(matched_event(tenant, search, record))
-            if progress is not None and record.position % READ_BATCH == 0:
-                progress(record.position - start + 1, total)
+        async for batch in self._batches(start, end):
+            hits = await asyncio.to_thread(_matching, query, batch, found.pages)
+            candidates.extend(matched_event(tenant, search, record) for record in hits)
+            if progress is not None:
+                progress(batch[-1].position - start + 1, total)
         oldest = min((c.ts for c in candidates), default=0)
         deleted = await self._deleted({c.post for c in candidates}, oldest)
         events = [c for c in candidates if c.post not in deleted]
@@ -226,19 +225,17 @@ class Listening:
             progress(total, total)
         return appended
 
-    async def _posts(self, start: int, end: int) -> AsyncIterator[Record]:
-        """The records of `posts` from `start` to `end`, in batches."""
+    async def _batches(self, start: int, end: int) -> AsyncIterator[list[Record]]:
+        """The records of `posts` from `start` to `end`, a batch at a time."""
         position = start
         while position <= end:
             records = await self.event_log.read(
                 POSTS, position, min(READ_BATCH, end - position + 1)
             )
-            if not records:
+            batch = [record for record in records if record.position <= end]
+            if not batch:
                 return
-            for record in records:
-                if record.position > end:
-                    return
-                yield record
+            yield batch
             position = records[-1].position + 1
 
     async def _deleted(self, posts: set[str], since_us: int) -> set[str]:
@@ -283,6 +280,16 @@ class Listening:
             else:
                 high = middle
         return low
+
+
+def _matching(query: Query, records: Sequence[Record], pages: Resolved) -> list[Record]:
+    """The records of posts `query` matches (run in a thread: a batch of thousands of
+    posts is milliseconds of the processor the event loop needs for live streams)."""
+    return [
+        record
+        for record in records
+        if isinstance(record.event, PostPublished) and matches(query, record.event, pages)
+    ]
 
 
 def match_of(event: SearchMatched, position: int | None = None) -> Match:

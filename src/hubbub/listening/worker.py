@@ -40,6 +40,7 @@ from hubbub.kernel.events import (
     Event,
     MatchWithdrawn,
     PostDeleted,
+    PostEdited,
     PostPublished,
     SearchChanged,
     SearchMatched,
@@ -229,9 +230,14 @@ async def match_step(
     now = clock.now_us()
     gone = [r.event.post for r in deletes if isinstance(r.event, PostDeleted)]
     state.forget(gone, policy.recent)
+    edited = [r.event.post for r in posts if isinstance(r.event, PostEdited)]
+    matched_before = await _matched(store, state, edited)
     with consumer_span("listening match", (r.event.trace for r in posts[:1])):
         found = await asyncio.to_thread(state.match, posts, policy.recent)
-    found += await _withdrawn(store, state, gone, now)
+    if matched_before:  # an edit that no longer matches a search leaves it
+        still = {(e.tenant, e.search, e.post) for e in found if isinstance(e, SearchMatched)}
+        found += _withdrawals(matched_before - still, now)
+    found += _withdrawals(await _matched(store, state, gone, forget=True), now)
     if found:
         await event_log.append(found)
         MATCHED.inc(sum(isinstance(e, SearchMatched) for e in found))
@@ -271,17 +277,21 @@ async def _catch_up_fresh(event_log: EventLog, state: MatcherState, reached: int
             await event_log.append(found)
 
 
-async def _withdrawn(
-    store: ListeningStore, state: MatcherState, gone: Sequence[str], now_us: int
-) -> list[Event]:
-    """The matches a batch of deletions withdraws: those the store keeps, and those
-    matched lately (their match may not be stored yet)."""
-    if not gone:
-        return []
-    found = {(w.tenant, w.search, w.post) for w in await asyncio.to_thread(store.matched, gone)}
-    for post in gone:
-        for tenant, search in state.recent.pop(post, ()):
-            found.add((tenant, search, post))
+async def _matched(
+    store: ListeningStore, state: MatcherState, posts: Sequence[str], *, forget: bool = False
+) -> set[tuple[str, str, str]]:
+    """(tenant, search, post) of every match of these posts: those the store keeps, and
+    those matched lately (their match may not be stored yet); `forget` them in memory."""
+    if not posts:
+        return set()
+    found = {(w.tenant, w.search, w.post) for w in await asyncio.to_thread(store.matched, posts)}
+    for post in posts:
+        lately = state.recent.pop(post, ()) if forget else state.recent.get(post, ())
+        found.update((tenant, search, post) for tenant, search in lately)
+    return found
+
+
+def _withdrawals(matched: set[tuple[str, str, str]], now_us: int) -> list[Event]:
     return [
         MatchWithdrawn(
             id=f"withdrawn:{match_id(tenant, search, post)}",
@@ -292,7 +302,7 @@ async def _withdrawn(
             search=search,
             post=post,
         )
-        for tenant, search, post in sorted(found)
+        for tenant, search, post in sorted(matched)
     ]
 
 
