@@ -288,7 +288,8 @@ async def test_when_mentions_is_down_only_its_routes_answer_503(stack: Stack) ->
     assert health == {
         "status": "degraded",
         "roles": {"gateway": "ok", "ingest": "ok", "mentions": "down", "analytics": "ok",
-                  "publishing": "ok", "notifications": "ok", "legacy": "ok", "web": "ok"},
+                  "publishing": "ok", "notifications": "ok", "listening": "ok", "legacy": "ok",
+                  "web": "ok"},
     }  # fmt: skip
     reports = await stack.client.get(
         "/v1/reports/top/hashtags",
@@ -335,6 +336,28 @@ async def test_legacy_answers_stream_through_with_the_callers_tenant(stack: Stac
         "/v1/legacy/whoami", headers={**auth(owner["token"]), "X-Hubbub-Tenant": "someone-else"}
     )
     assert whoami.json() == {"tenant": owner["id"]}  # a client cannot claim a tenant
+
+
+async def test_a_stream_whose_client_goes_away_ends_upstream_at_once(stack: Stack) -> None:
+    """A live stream (SSE) through the gateway, its page closed: the service's end of it
+    ends too, rather than when the service would have ended it."""
+    owner = await stack.tenant("newsroom")
+    await stack.client.put(
+        "/v1/platform/routes", json={"prefix": "/v1/legacy", "target": "legacy"},
+        headers=auth(OPERATOR),
+    )  # fmt: skip
+    assert stack.legacy is not None
+    async with (
+        httpx.AsyncClient(base_url=stack.url, timeout=10) as client,
+        client.stream("GET", "/v1/legacy/forever", headers=auth(owner["token"])) as live,
+    ):
+        lines = live.aiter_lines()
+        assert [await anext(lines), await anext(lines)] == ["tick", "tick"]
+
+    async def ended() -> bool:
+        return getattr(stack.legacy.state, "ended", 0) == 1
+
+    await until(ended)
 
 
 async def test_flipping_a_route_live_fails_no_request(tmp_path: Path) -> None:

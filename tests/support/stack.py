@@ -36,6 +36,8 @@ class Stack:
     servers: dict[str, Any] = field(default_factory=dict)
     url: str = ""
     """The gateway over real HTTP (the web app's pages are under it, at `/`)."""
+    legacy: FastAPI | None = None
+    """The legacy application behind the gateway."""
 
     async def tenant(self, name: str) -> dict[str, str]:
         """A new tenant; answers its id and its owner key's token."""
@@ -90,6 +92,21 @@ def legacy_app() -> FastAPI:
 
         return StreamingResponse(chunks(), media_type="text/plain")
 
+    @app.get("/v1/legacy/forever")
+    async def forever() -> StreamingResponse:
+        """A chunk every tenth of a second until the client goes; `app.state.ended`
+        counts the streams that ended."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    yield b"tick\n"
+                    await asyncio.sleep(0.1)
+            finally:
+                app.state.ended = getattr(app.state, "ended", 0) + 1
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
     @app.get("/v1/legacy/slow")
     async def slow() -> dict[str, str]:
         await asyncio.sleep(2)
@@ -119,7 +136,8 @@ async def start_stack(
         server_cm = serving(create_app(platform, role), ports.get(role, 0))
         urls[role] = await stack.enter_async_context(server_cm)
         servers[role] = server_cm
-    legacy = await stack.enter_async_context(serving(legacy_app()))
+    old_app = legacy_app()
+    legacy = await stack.enter_async_context(serving(old_app))
     gateway_port = free_port()
     web, close_web = build_web(
         Settings(data_dir=data_dir, gateway_url=f"http://127.0.0.1:{gateway_port}")
@@ -140,4 +158,4 @@ async def start_stack(
         transport=httpx.ASGITransport(app=observed(gateway)), base_url="http://gateway"
     )
     stack.push_async_callback(client.aclose)
-    return Stack(platform, gateway, client, gateway_settings, servers, url), stack
+    return Stack(platform, gateway, client, gateway_settings, servers, url, old_app), stack

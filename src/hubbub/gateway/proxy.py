@@ -10,6 +10,7 @@ Errors the gateway answers itself are JSON: `{"detail": ...}`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
@@ -17,6 +18,7 @@ from typing import Final
 import xxhash
 from starlette.types import Message, Receive, Scope, Send
 
+from hubbub.gateway.http1 import Response
 from hubbub.gateway.ports import TENANT_HEADER, Caller
 from hubbub.gateway.routing import LEGACY
 from hubbub.gateway.upstreams import Upstream
@@ -141,11 +143,36 @@ async def _stream(
         if length is not None and length <= WHOLE_BODY_BYTES:  # most answers: one write
             await send({"type": "http.response.body", "body": await response.read()})
             return
+        await _pass_on(response, receive, send)
+    finally:
+        response.release()
+
+
+async def _pass_on(response: Response, receive: Receive, send: Send) -> None:
+    """The answer's chunks, as they come, until it ends or the client goes away: a live
+    stream (SSE) whose page was closed is dropped upstream at once (its connection
+    closed, not kept), rather than kept open until the service ends it."""
+
+    async def pump() -> None:
         async for chunk in response.chunks():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+
+    async def client_gone() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    pumping = asyncio.create_task(pump())
+    gone = asyncio.create_task(client_gone())
+    try:
+        await asyncio.wait({pumping, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        response.release()
+        gone.cancel()
+        if not pumping.done():
+            pumping.cancel()
+        await asyncio.gather(pumping, gone, return_exceptions=True)
+    if not pumping.cancelled() and (error := pumping.exception()) is not None:
+        raise error
 
 
 async def fetch(scope: Scope, caller: Caller, upstream: Upstream) -> tuple[int, str]:
