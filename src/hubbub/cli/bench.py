@@ -212,7 +212,11 @@ def listening(
     from hubbub.benchmarks.listening_live import run_live
 
     load_settings()  # logging as configured
-    say = (lambda _: None) if json else (lambda step: console.print(f"  {step}…"))
+
+    def say(step: str) -> None:
+        if not json:
+            console.print(f"  {step}…")
+
     say("matching against 10,000 and 100,000 searches")
     result = bench_matching(posts)
     result |= run_live(10_000, rate, seconds, progress=say)

@@ -3,8 +3,9 @@
 A topic is kept in one of three ways (`TopicRetention`):
 
 - **By age and size** (the firehose topics `posts`, `engagement`, `deletes`, the
-  listening `matches` made from them, and `usage`, `deadletter`, `deliveries`, `alerts`): the oldest events go once they are
-  older than `max_age_s` (since they were appended) or once the topic holds more than
+  listening `matches` made from them, and `usage`, `deadletter`, `deliveries`,
+  `alerts`): the oldest events go once they are older than `max_age_s` (since they were
+  appended) or once the topic holds more than
   `max_bytes`. Retention removes a prefix of the topic, never events in the middle.
 - **Compacted** (`control`): only the latest event of each compaction key stays
   (`compaction_key`: a setting's name, a flag's scope and name, a route's prefix, a
