@@ -4,6 +4,7 @@ migrations before anything else is done."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +39,31 @@ def _sqlite_pragmas(connection: Any, _: Any) -> None:
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
+
+
+def move_positions(
+    db: sa.Connection,
+    positions: sa.Table,
+    reached: Mapping[str, int],
+    read_from: Mapping[str, int],
+    stale: type[Exception],
+) -> None:
+    """Move each log position a fold read from (a row of `positions`: `topic`,
+    `position`) to where it reached, only where it is still what the fold read: a
+    compare-and-set in the fold's transaction, which also takes the write lock (rows on
+    PostgreSQL), so a second worker's fold of the same records raises `stale`. A topic
+    the fold found no position for is inserted (a row made meanwhile by another worker
+    fails the insert, which the caller takes as `stale` too)."""
+    for topic in sorted(set(reached) | set(read_from)):
+        was = read_from.get(topic, 0)
+        now = reached.get(topic, was)
+        if topic not in read_from:
+            db.execute(positions.insert().values(topic=topic, position=now))
+            continue
+        moved = db.execute(
+            positions.update()
+            .where((positions.c.topic == topic) & (positions.c.position == was))
+            .values(position=now)
+        )
+        if moved.rowcount != 1:
+            raise stale(f"the position in {topic} is no longer {was}")

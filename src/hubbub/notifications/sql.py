@@ -132,7 +132,7 @@ class SqlNotificationStore:
     ) -> Applied:
         try:
             with self._engine.begin() as db:
-                _move_positions(db, reached, read_from)
+                relational.move_positions(db, positions_table, reached, read_from, StalePositions)
                 for person in fold.people:
                     _put_person(db, person)
                 applied = _deliver(db, fold.deliveries, fold.at_us)
@@ -246,26 +246,6 @@ class SqlNotificationStore:
 
     def close(self) -> None:
         self._engine.dispose()
-
-
-def _move_positions(
-    db: sa.Connection, reached: Mapping[str, int], read_from: Mapping[str, int]
-) -> None:
-    """Every position the fold read from moves to where it reached, only if it is still
-    where it was read from; `StalePositions` otherwise."""
-    for topic in sorted(set(reached) | set(read_from)):
-        was = read_from.get(topic, 0)
-        now = reached.get(topic, was)
-        if topic not in read_from:
-            db.execute(positions_table.insert().values(topic=topic, position=now))
-            continue
-        moved = db.execute(
-            positions_table.update()
-            .where((positions_table.c.topic == topic) & (positions_table.c.position == was))
-            .values(position=now)
-        )
-        if moved.rowcount != 1:
-            raise StalePositions(f"the position in {topic} is no longer {was}")
 
 
 def _put_person(db: sa.Connection, person: Person) -> None:
