@@ -102,6 +102,34 @@ class OperatorHome(Exception):
     """The operator asked for a workspace's page: it has none; its pages are elsewhere."""
 
 
+@dataclass(frozen=True)
+class Access:
+    """Who asks for a workspace's page, for the routers of the pages (`member`); and,
+    for a POST, that its CSRF token is the one the person's pages carry (`posting`)."""
+
+    people: KnownPeople
+    key: csrf.CsrfKey
+
+    async def member(self, request: Request) -> Person:
+        """A workspace's person; no session is sent to sign in, the operator home."""
+        session = request.cookies.get(SESSION)
+        me = await self.people.of(session) if session else None
+        if session is None or me is None:
+            raise SignInFirst
+        who = Person(session, me, self.key.for_session(session))
+        if who.operator:
+            raise OperatorHome
+        return who
+
+    async def posting(self, request: Request) -> Person:
+        who = await self.member(request)
+        form = await request.form()
+        sent = request.headers.get(csrf.HEADER) or str(form.get(csrf.FIELD) or "")
+        if not self.key.valid(who.session, sent, None):
+            raise HTTPException(403, "this form is stale or forged: reload the page")
+        return who
+
+
 def _templates() -> Jinja2Templates:
     env = Environment(
         loader=PackageLoader("hubbub.ui", "templates"),

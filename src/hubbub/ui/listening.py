@@ -34,7 +34,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from hubbub.ui import csrf, formatting
-from hubbub.ui.api import SESSION, OperatorHome, Person, SignInFirst, _templates
+from hubbub.ui.api import SESSION, Access, Person, _templates
 from hubbub.ui.notifications import EventStreams, StreamAnswer
 from hubbub.ui.ports import Answer, PlatformApi, Unreachable
 from hubbub.ui.service import KnownPeople, Problem
@@ -442,26 +442,10 @@ def build_router(
     templates = _templates()
     listening = ListeningApi(api)
 
-    async def member(request: Request) -> Person:
-        session = request.cookies.get(SESSION)
-        me = await people.of(session) if session else None
-        if session is None or me is None:
-            raise SignInFirst
-        who = Person(session, me, key.for_session(session))
-        if who.operator:
-            raise OperatorHome
-        return who
+    access = Access(people, key)
 
-    async def posting(request: Request) -> Person:
-        who = await member(request)
-        form = await request.form()
-        sent_token = request.headers.get(csrf.HEADER) or str(form.get(csrf.FIELD) or "")
-        if not key.valid(who.session, sent_token, None):
-            raise HTTPException(403, "this form is stale or forged: reload the page")
-        return who
-
-    Who = Annotated[Person, Depends(member)]
-    Posting = Annotated[Person, Depends(posting)]
+    Who = Annotated[Person, Depends(access.member)]
+    Posting = Annotated[Person, Depends(access.posting)]
 
     def render(request: Request, name: str, who: Person, **context: Any) -> HTMLResponse:
         status = context.pop("status", 200)
