@@ -72,7 +72,10 @@ def listening(pid: int, port: int, expected: int) -> list[psutil.Process]:
     raise AssertionError(f"{expected} replicas did not listen on {port} within 30 s")
 
 
-ROLES = ("ingest", "mentions", "analytics", "publishing", "notifications", "web", "gateway")
+ROLES = (
+    "ingest", "mentions", "analytics", "publishing", "notifications", "listening", "web",
+    "gateway",
+)  # fmt: skip
 
 
 def test_serve_runs_every_role_and_restarts_one_that_dies(tmp_path: Path) -> None:
@@ -159,5 +162,6 @@ def test_the_roles_listen_on_loopback_wherever_the_gateway_is_published(
     specs = platform_roles(Settings(data_dir=tmp_path), host="0.0.0.0")
     hosts = {spec.name: spec.argv[spec.argv.index("--host") + 1] for spec in specs}
     assert hosts == {"ingest": "127.0.0.1", "mentions": "127.0.0.1", "analytics": "127.0.0.1",
-                     "publishing": "127.0.0.1", "notifications": "127.0.0.1", "web": "127.0.0.1",
+                     "publishing": "127.0.0.1", "notifications": "127.0.0.1",
+                     "listening": "127.0.0.1", "web": "127.0.0.1",
                      "gateway": "0.0.0.0"}  # fmt: skip
