@@ -16,6 +16,7 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
 
+from hubbub.bootstrap import open_request_signer
 from hubbub.kernel.events import PostDeleted, PostPublished
 from tests.conftest import until
 from tests.support.stack import Stack, auth, start_stack
@@ -247,3 +248,37 @@ async def test_dates_that_are_no_dates_are_refused_with_why(stack: Stack) -> Non
         assert answer.status_code == 422, since
     fine = await stored(stack, acme["token"], brand["id"], since="2026-01-01", until="2030-01-01")
     assert fine["matches"] == []
+
+
+async def test_the_listening_roles_own_port_keeps_each_tenant_to_its_own(stack: Stack) -> None:
+    """Asked directly, without the gateway, in requests signed for another tenant: the
+    role answers as if the stream and the inbox item did not exist."""
+    acme = await stack.tenant("acme")
+    brand = await add_stream(stack, acme["token"], "hubbub")
+    signer = open_request_signer(stack.platform.settings)
+    role = stack.gateway_settings.listening_url
+
+    def signed(method: str, path: str, tenant: str) -> dict[str, str]:
+        pairs = signer.headers(method, path, tenant, "key-1", "owner")
+        return {name.decode(): value.decode() for name, value in pairs}
+
+    async with httpx.AsyncClient(base_url=role, timeout=10) as client:
+        mine = await client.get(f"/v1/streams/{brand['id']}", headers=signed(
+            "GET", f"/v1/streams/{brand['id']}", acme["id"]))  # fmt: skip
+        assert mine.status_code == 200
+        for method, path in [
+            ("GET", f"/v1/streams/{brand['id']}"),
+            ("GET", f"/v1/streams/{brand['id']}/matches"),
+            ("GET", f"/v1/streams/{brand['id']}/live"),
+            ("DELETE", f"/v1/streams/{brand['id']}"),
+            ("PATCH", "/v1/inbox/1"),
+        ]:
+            theirs = await client.request(
+                method, path, headers=signed(method, path, "globex"),
+                json={"done": True} if method == "PATCH" else None,
+            )  # fmt: skip
+            assert theirs.status_code == 404, (method, path)
+        listed = await client.get("/v1/streams", headers=signed("GET", "/v1/streams", "globex"))
+        assert listed.json() == {"streams": []}
+        unsigned = await client.get("/v1/streams", headers={"x-hubbub-tenant": acme["id"]})
+        assert unsigned.status_code in (401, 403)
