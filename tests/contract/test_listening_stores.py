@@ -83,6 +83,7 @@ def test_searches_are_kept_per_tenant_and_limited(store: SqlListeningStore) -> N
 
 
 def test_matches_are_kept_once_read_newest_first_and_filtered(store: SqlListeningStore) -> None:
+    assert store.matches("acme", "a1", MatchFilter()).folded == 0  # nothing folded: from 0
     assert fold(store, match("acme", "a1", "p1", 1), match("acme", "a1", "p2", 2,
                 langs=("fr-CA",), text="Le 100% Hubbub_ café")) == 2  # fmt: skip
     assert fold(store, match("acme", "a1", "p1", 3)) == 0  # the same post again
@@ -111,6 +112,8 @@ def test_matches_are_kept_once_read_newest_first_and_filtered(store: SqlListenin
     since = store.matches("acme", "a1", MatchFilter(since_us=T0 + 2 * S))
     assert [m.post for m in since.matches] == ["p2"]
     assert [m.post for m in store.matches("globex", "a1", MatchFilter()).matches] == ["p3"]
+    # Where the fold is: a live view of the matches resumes there, whoever's they are.
+    assert store.matches("acme", "a1", MatchFilter()).folded == 4
 
 
 def test_a_withdrawn_match_goes_and_deleted_posts_find_their_matches(

@@ -197,6 +197,8 @@ async def test_matches_arrive_live_and_a_reconnection_resumes_without_loss_or_re
             return len((await stored(stack, acme["token"], brand["id"]))["matches"]) == 4
 
         await until(kept)
+        held = await stored(stack, acme["token"], brand["id"])  # where a live view resumes:
+        assert int(held["live_from"]) >= max(int(m["position"]) for m in held["matches"])
         await stack.platform.event_log.append([
             PostDeleted(id="test-delete-4", key="did:plc:author4", ts=T0, source="test",
                         post=post(4, "").post, author="did:plc:author4"),

@@ -137,6 +137,14 @@ def test_tags_and_where_each_column_resumes() -> None:
         {"stream": {"id": "s2"}, "matches": []},
     ]
     assert newest_positions(columns) == {"s1": "103"}
+    # Where the platform's stored matches end: a column whose matches are not stored yet
+    # (the fold behind) is sent them live, from there, rather than from the log's head.
+    columns = [
+        {"stream": {"id": "s1"}, "matches": [match(3)], "live_from": "250"},
+        {"stream": {"id": "s2"}, "matches": [], "live_from": "250"},
+        {"stream": {"id": "s3"}, "matches": [], "live_from": "nonsense"},
+    ]
+    assert newest_positions(columns) == {"s1": "250", "s2": "250"}
 
 
 def render(name: str, **context: Any) -> str:

@@ -226,7 +226,9 @@ def build_router(
         before: Annotated[str | None, Query(pattern=POSITION)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
     ) -> dict[str, Any]:
-        """The stored matches, newest first; `next` is the `before` of the next page."""
+        """The stored matches, newest first; `next` is the `before` of the next page;
+        `live_from` is where the stream's live view resumes to show what came after
+        (and what was matched but is not stored yet)."""
         chosen = MatchFilter(
             text=q.strip(), lang=lang, since_us=_moment(since, "since"),
             until_us=_moment(until, "until"), before=int(before) if before else None,
@@ -237,6 +239,7 @@ def build_router(
         return {
             "matches": [match_view(m) for m in shown],
             "next": str(shown[-1].position) if page.more and shown else None,
+            "live_from": str(page.folded),
         }
 
     @router.get(

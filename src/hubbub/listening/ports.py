@@ -92,10 +92,15 @@ class Withdrawn:
 
 @dataclass(frozen=True)
 class MatchPage:
-    """Stored matches, newest first; `more` when older ones follow."""
+    """Stored matches, newest first; `more` when older ones follow. `folded` is the
+    position in `matches` the store held when they were read: every match up to it
+    that was not withdrawn is stored, so a live view of them resumes from there (the
+    matches made but not stored yet are then sent live, however far the fold is
+    behind)."""
 
     matches: list[Match]
     more: bool
+    folded: int = 0
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from hubbub.kernel import relational
+from hubbub.kernel.events import MATCHES
 from hubbub.kernel.text import fold
 from hubbub.listening.ports import (
     Match,
@@ -261,9 +262,12 @@ class SqlListeningStore:
         if chosen.before is not None:
             query = query.where(c.position < chosen.before)
         query = query.order_by(c.position.desc()).limit(chosen.limit + 1)
-        with self._engine.connect() as db:
+        folded = sa.select(positions_table.c.position).where(positions_table.c.topic == MATCHES)
+        with self._engine.connect() as db:  # the position first: never past the rows read
+            reached = db.execute(folded).scalar_one_or_none() or 0
             rows = db.execute(query).all()
-        return MatchPage([_match(row) for row in rows[: chosen.limit]], len(rows) > chosen.limit)
+        shown = [_match(row) for row in rows[: chosen.limit]]
+        return MatchPage(shown, len(rows) > chosen.limit, reached)
 
     def prune(self, keep_per_search: int, before_us: int) -> int:
         c = matches_table.c

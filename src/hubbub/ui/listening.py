@@ -211,11 +211,14 @@ def tags_of(typed: str) -> list[str]:
 
 
 def newest_positions(columns: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """Each column's stream and the position of its newest match shown, where its live
-    stream resumes."""
+    """Each column's stream and where its live stream resumes: where the platform's
+    stored matches end (what was matched since, stored or not yet, is then sent live),
+    else the position of its newest match shown."""
     found = {}
     for column in columns:
         positions = [int(m["position"]) for m in column["matches"] if m.get("position") is not None]
+        if POSITION.fullmatch(str(column.get("live_from", ""))):
+            positions.append(int(column["live_from"]))
         if positions:
             found[str(column["stream"]["id"])] = str(max(positions))
     return found
@@ -460,7 +463,8 @@ def build_router(
             found = await listening.matches(who.session, stream["id"], {"limit": COLUMN_SHOWN})
         except Problem as problem:
             return {"stream": stream, "matches": [], "problem": str(problem)}
-        return {"stream": stream, "matches": [shown_match(m) for m in found["matches"]]}
+        shown = [shown_match(m) for m in found["matches"]]
+        return {"stream": stream, "matches": shown, "live_from": found.get("live_from")}
 
     async def board(request: Request, who: Person, **context: Any) -> HTMLResponse:
         """The streams as columns, each with its newest matches; with what a form said."""
