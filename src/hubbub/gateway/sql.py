@@ -12,8 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.exc import IntegrityError
 
 from hubbub.gateway import keys
@@ -32,6 +30,7 @@ from hubbub.gateway.ports import (
     Tenant,
     User,
 )
+from hubbub.kernel import relational
 from hubbub.kernel.clock import Clock, moment_of
 from hubbub.kernel.sealing import PREFIX as SEALED_PREFIX
 
@@ -109,12 +108,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def migrate(engine: sa.Engine) -> None:
-    """Bring the database to the newest schema."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    """Bring the database to the newest schema (one process at a time)."""
+    relational.migrate(engine, MIGRATIONS)
 
 
 _EPOCH = moment_of(0)

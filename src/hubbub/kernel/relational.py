@@ -6,18 +6,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+MIGRATING_LOCK: Final = "hubbub: migrating"
+"""Named by a PostgreSQL advisory lock while a process migrates a database."""
+
 
 def migrate(engine: sa.Engine, migrations: Path) -> None:
-    """Bring the database to the newest schema of the migrations in `migrations`."""
+    """Bring the database to the newest schema of the migrations in `migrations`. On
+    PostgreSQL the migration holds an advisory lock until it commits: replicas starting
+    together (a first start, a release with a migration) take turns, and those after the
+    first find the schema done, rather than all but one failing on a duplicate key."""
     config = Config()
     config.set_main_option("script_location", str(migrations))
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": MIGRATING_LOCK}
+            )
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
@@ -35,8 +45,10 @@ def open_engine(url: str, migrations: Path) -> sa.Engine:
 
 
 def _sqlite_pragmas(connection: Any, _: Any) -> None:
+    # The wait first: turning WAL on takes the file's lock, and roles starting together
+    # (`hubbub serve`) open it at once; without the wait one of them fails "locked".
     cursor = connection.cursor()
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000"):
+    for pragma in ("busy_timeout=10000", "journal_mode=WAL", "synchronous=NORMAL"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 
