@@ -3,8 +3,12 @@
 Each upstream is asked `GET /healthz` every `interval_s`. It is `ok` when it answers
 (any status below 500: a legacy application may have no such route) and its circuit
 is closed, `degraded` when it answers but its circuit is not closed
-(requests have been failing) or it is slow to answer, and `down` when it does not
-answer. While an upstream is down, its routes are answered 503 at once.
+(requests have been failing), it is slow to answer or one of its replicas is held out
+(`hubbub.gateway.replicas`), and `down` when it does not
+answer: at once when its connection is refused or broken (the process is gone), after
+`TIMEOUTS_TO_DOWN` checks in a row without an answer in time (a busy process answers
+late: it is `degraded` meanwhile, and its routes are still sent to it). While an
+upstream is down, its routes are answered 503 at once.
 
 The shared servers the gateway itself uses (Redis, for the rate limiter) are
 `dependencies`: each is `ok`, or `degraded` while its guard answers from the process
@@ -23,13 +27,16 @@ from typing import Final, Literal
 
 import structlog
 
-from hubbub.gateway.http1 import UpstreamError
+from hubbub.gateway.http1 import UpstreamError, UpstreamTimeout
 from hubbub.gateway.upstreams import Upstream
 from hubbub.kernel.breaker import Guard, GuardStatus
 from hubbub.kernel.clock import Clock
 
 Status = Literal["ok", "degraded", "down"]
 SLOW_S: Final = 0.5
+TIMEOUTS_TO_DOWN: Final = 3
+"""Checks in a row an upstream may leave unanswered in time before it is `down`: one
+slow answer from a role busy folding the log took its routes away (503) for a second."""
 log = structlog.get_logger()
 
 
@@ -47,6 +54,7 @@ class Health:
         self._interval_s = interval_s
         self._dependencies = dict(dependencies or {})
         self._answered: dict[str, tuple[bool, float]] = {}
+        self._late: dict[str, int] = {}
         self._positions: dict[str, dict[str, int]] = {}
 
     def status(self, name: str) -> Status:
@@ -54,7 +62,9 @@ class Health:
         answered, took_s = self._answered.get(name, (True, 0.0))
         if not answered:
             return "down"
-        if self._upstreams[name].breaker.state != "closed" or took_s > SLOW_S:
+        upstream = self._upstreams[name]
+        late = took_s > SLOW_S or self._late.get(name, 0) > 0
+        if upstream.breaker.state != "closed" or late or upstream.replicas_held_out():
             return "degraded"
         return "ok"
 
@@ -96,8 +106,12 @@ class Health:
         try:
             status, body = await upstream.get("/healthz", min(upstream.timeout_s, 2.0))
             answered = status < 500  # a legacy app may have no /healthz: it answered
+            self._late[name] = 0
             if status == 200 and (positions := _positions(body)) is not None:
                 self._positions[name] = positions
+        except UpstreamTimeout:
+            self._late[name] = late = self._late.get(name, 0) + 1
+            answered = late < TIMEOUTS_TO_DOWN and self._answered.get(name, (True, 0.0))[0]
         except UpstreamError:
             answered = False
         except Exception:  # a check must never end the gateway

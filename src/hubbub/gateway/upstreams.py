@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from hubbub.gateway.http1 import Pool, Response, UpstreamError, UpstreamTimeout
 from hubbub.gateway.ports import PLATFORM
+from hubbub.gateway.replicas import Replicas, open_pool
 from hubbub.kernel.breaker import CircuitBreaker, State
 from hubbub.kernel.signing import RequestSigner
 
@@ -46,11 +47,18 @@ class Upstream:
     breaker: CircuitBreaker
     signer: RequestSigner | None = None
     """Signs what is sent to a role of the platform; None for the legacy application."""
-    pool: Pool = field(init=False)
+    pool: Pool | Replicas = field(init=False)
+    """One pool, or one per replica when `base_url` names several (`hubbub.gateway.replicas`)."""
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
-        self.pool = Pool(self.base_url, connect_timeout_s=min(self.timeout_s, 2.0))
+        self.pool = open_pool(
+            self.base_url, connect_timeout_s=min(self.timeout_s, 2.0), hold_s=self.breaker.reset_s
+        )
+
+    def replicas_held_out(self) -> int:
+        """How many of this upstream's replicas are held out after failing (0 with one)."""
+        return self.pool.held_out() if isinstance(self.pool, Replicas) else 0
 
     def check(self) -> None:
         """Raise `Unavailable` when the breaker holds requests back."""
