@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     analytics_store: RollupStoreName = Field(
         "duckdb", description="Rollup store: duckdb (a file in the data dir) or postgres."
     )
+    analytics_memory_limit: str = Field(
+        "1GB",
+        pattern=r"^[0-9]+(\.[0-9]+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="The most memory DuckDB's rollups keep (e.g. 512MB, 2GB); the rest spills"
+        " to disk.",
+    )
     analytics_postgres_url: SecretStr = Field(
         SecretStr("postgresql://127.0.0.1:5432/hubbub"),
         description="Database of the postgres rollups.",
@@ -220,7 +226,9 @@ class Settings(BaseSettings):
     # Gateway
     ingest_url: str = Field("http://127.0.0.1:8081", description="Where the ingest role listens.")
     mentions_url: str = Field(
-        "http://127.0.0.1:8082", description="Where the mentions role listens."
+        "http://127.0.0.1:8082",
+        description="Where the mentions role listens; the gateway's may name several"
+        " replicas, separated by commas, which it balances between and fails over.",
     )
     analytics_url: str = Field(
         "http://127.0.0.1:8083", description="Where the analytics role listens."
