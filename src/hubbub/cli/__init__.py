@@ -9,6 +9,7 @@ import typer
 
 from hubbub.cli import (
     analytics,
+    backup,
     bench,
     connectors,
     demo,
@@ -17,6 +18,7 @@ from hubbub.cli import (
     ingest,
     log,
     mentions,
+    ops,
     publishing,
     reports,
     review,
@@ -24,6 +26,7 @@ from hubbub.cli import (
     serve,
     streams,
     tenants,
+    testnet,
     watch,
     webhook,
 )
@@ -72,5 +75,10 @@ app.add_typer(publishing.posts_app, name="posts")
 app.add_typer(review.workflows_app, name="workflows")
 app.add_typer(streams.app, name="streams")
 app.add_typer(bench.app, name="bench")
+app.add_typer(testnet.app, name="testnet")
+app.add_typer(backup.app, name="backup")
+app.command("rebuild")(backup.rebuild_model)
+app.command()(ops.config)
+app.command()(ops.doctor)
 app.command()(serve.serve)
 app.command()(demo.demo)

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Back up, check and restore one of Hubbub's PostgreSQL databases (relational store,
+# listening, notifications, rollups, mentions baseline) with pg_dump's custom format.
+#
+#   deploy/backup/postgres.sh backup  DATABASE_URL FILE.dump   # consistent while it runs
+#   deploy/backup/postgres.sh verify  FILE.dump                # checksum and table of contents
+#   deploy/backup/postgres.sh restore FILE.dump DATABASE_URL   # into an EMPTY database
+#
+# pg_dump reads one snapshot of the database (a repeatable-read transaction), so the dump
+# is consistent while the platform writes. FILE.dump.sha256 is written beside the dump
+# and checked before a restore. Restoring into a database that has tables is refused
+# (pass --force as the last argument to restore over it: objects are dropped first).
+# At scale, dump every read model's database BEFORE the JetStream streams
+# (deploy/backup/jetstream.sh), so no stored log position is past the log backed up.
+set -euo pipefail
+
+usage() {
+    sed -n '2,8p' "$0" >&2
+    exit 2
+}
+
+die() {
+    echo "error: $*" >&2
+    exit 1
+}
+
+checksum() {
+    sha256sum "$1" | cut -d' ' -f1
+}
+
+verify() {
+    local dump=$1
+    [[ -f $dump ]] || die "$dump: no such file"
+    [[ -f $dump.sha256 ]] || die "$dump.sha256: no checksum beside the dump"
+    [[ $(checksum "$dump") == "$(cat "$dump.sha256")" ]] || die "$dump: checksum differs from $dump.sha256"
+    local entries
+    entries=$(pg_restore --list "$dump" 2>&1) || die "$dump: not a readable pg_dump archive: $entries"
+    echo "$dump: checksum matches; $(grep -c ' TABLE DATA ' <<<"$entries" || true) tables"
+}
+
+backup() {
+    local url=$1 dump=$2
+    [[ -e $dump ]] && die "$dump exists; choose a new file"
+    pg_dump --format=custom --no-owner --no-privileges --file="$dump.partial" "$url" \
+        || { rm -f "$dump.partial"; die "pg_dump failed"; }
+    mv "$dump.partial" "$dump"
+    checksum "$dump" >"$dump.sha256"
+    verify "$dump"
+}
+
+restore() {
+    local dump=$1 url=$2 force=${3:-}
+    verify "$dump"
+    local tables
+    tables=$(psql --no-psqlrc --tuples-only --no-align "$url" \
+        -c "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')") \
+        || die "cannot reach the database"
+    if [[ $tables != 0 && $force != --force ]]; then
+        die "the database holds $tables tables; restore into an empty one (or pass --force)"
+    fi
+    local clean=()
+    [[ $force == --force ]] && clean=(--clean --if-exists)
+    pg_restore --no-owner --no-privileges --exit-on-error --single-transaction \
+        "${clean[@]}" --dbname="$url" "$dump"
+    echo "restored $dump"
+}
+
+case ${1:-} in
+    backup) [[ $# == 3 ]] || usage; backup "$2" "$3" ;;
+    verify) [[ $# == 2 ]] || usage; verify "$2" ;;
+    restore) [[ $# == 3 || $# == 4 ]] || usage; restore "$2" "$3" "${4:-}" ;;
+    *) usage ;;
+esac

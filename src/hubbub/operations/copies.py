@@ -1,0 +1,198 @@
+"""Consistent copies of the files that hold an embedded platform's state, taken while
+the platform runs, each by the means its engine gives:
+
+- a SQLite file through SQLite's online backup API, in one step: a read transaction
+  sees one committed state while writers (WAL) go on;
+- a DuckDB file through the process that has it open when that is this one
+  (`COPY FROM DATABASE`, one transaction), through its own lock when nobody has it
+  open; when another process owns it (DuckDB lets one process open a file), the file and
+  its write-ahead log are read until two reads in a row agree, which is an image of one
+  instant: DuckDB recovers such an image as after a crash, to its last commit;
+- the mentions snapshot, a directory written aside and renamed into place, by opening
+  every file through one handle on the directory: a later snapshot renamed over it
+  cannot mix its files with these;
+- the post archive under its writer's own lock (`flock` on its `.lock`).
+
+Every copy calls `advance(bytes)` as it goes, for a progress bar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import duckdb
+
+Advance = Callable[[int], None]
+CHUNK = 1 << 20
+STABLE_ATTEMPTS = 50
+"""Reads of a DuckDB file another process writes before giving up on a quiet moment."""
+
+
+class CopyFailed(RuntimeError):
+    """A file could not be copied consistently; the message says which and why."""
+
+
+def copy_sqlite(source: Path, target: Path, advance: Advance) -> None:
+    """`source` as of one committed transaction, written to `target` as one file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(source, timeout=30)) as reader:
+        reader.execute("PRAGMA busy_timeout=30000")
+        with contextlib.closing(sqlite3.connect(target)) as writer:
+            reader.backup(writer)
+            writer.execute("PRAGMA journal_mode=DELETE")
+    advance(target.stat().st_size)
+
+
+def copy_duckdb(source: Path, target: Path, advance: Advance) -> None:
+    """`source` as of one committed transaction, written to `target` as one file (see
+    the module docstring for the three ways)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db = duckdb.connect(str(source))
+    except duckdb.IOException as error:
+        if "lock" not in str(error).lower():
+            raise CopyFailed(f"{source}: {error}") from error
+        _copy_owned_duckdb(source, target)
+    else:
+        with contextlib.closing(db):
+            (name,) = db.execute("SELECT current_database()").fetchone() or ("",)
+            quoted = str(target).replace("'", "''")
+            db.execute(f"ATTACH '{quoted}' AS hubbub_backup")
+            try:
+                db.execute(f'COPY FROM DATABASE "{name}" TO hubbub_backup')
+            finally:
+                db.execute("DETACH hubbub_backup")
+    advance(target.stat().st_size)
+
+
+def _copy_owned_duckdb(source: Path, target: Path) -> None:
+    """Copy a DuckDB file (and its WAL) that another process has open and writes: read
+    both until two reads in a row are the same bytes, then let DuckDB recover the image
+    and fold its WAL in, so the copy is one file."""
+    wal = source.with_name(source.name + ".wal")
+    image = target.with_name(target.name + ".image")
+    last: tuple[str, str] | None = None
+    for _ in range(STABLE_ATTEMPTS):
+        now = (
+            _copy_hashing(source, image),
+            _copy_hashing(wal, image.with_name(image.name + ".wal")),
+        )
+        if now == last:
+            break
+        last = now
+        time.sleep(0.05)
+    else:
+        _remove_duckdb(image)
+        raise CopyFailed(
+            f"{source}: the analytics role wrote it during each of {STABLE_ATTEMPTS} reads;"
+            " stop the analytics role (or wait for a quieter moment) and try again"
+        )
+    with contextlib.closing(duckdb.connect(str(image))) as db:
+        db.execute("CHECKPOINT")
+    image.rename(target)
+
+
+def _copy_hashing(source: Path, target: Path) -> str:
+    """Copy `source` (absent: remove `target`) and answer the sha256 of what was read."""
+    digest = hashlib.sha256()
+    try:
+        reading = source.open("rb")
+    except FileNotFoundError:
+        target.unlink(missing_ok=True)
+        return "absent"
+    with reading, target.open("wb") as writing:
+        while chunk := reading.read(CHUNK):
+            digest.update(chunk)
+            writing.write(chunk)
+    return digest.hexdigest()
+
+
+def _remove_duckdb(path: Path) -> None:
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+
+
+def copy_snapshot(source: Path, target: Path, advance: Advance) -> None:
+    """Copy the mentions snapshot directory `source` as one snapshot (see the module
+    docstring); tried again when a newer one replaced it between two opens."""
+    for _ in range(STABLE_ATTEMPTS):
+        opened = _open_snapshot(source)
+        if opened is None:
+            time.sleep(0.05)
+            continue
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for name, fd in opened.items():
+            with os.fdopen(fd, "rb") as reading, (target / name).open("wb") as writing:
+                while chunk := reading.read(CHUNK):
+                    writing.write(chunk)
+                    advance(len(chunk))
+        return
+    raise CopyFailed(f"{source}: replaced during each of {STABLE_ATTEMPTS} attempts")
+
+
+def _open_snapshot(directory: Path) -> dict[str, int] | None:
+    """A descriptor of every file of the snapshot in `directory`, all opened through one
+    handle on it; None if it was replaced and removed while they were being opened."""
+    try:
+        handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:  # between the old one set aside and the new one renamed in
+        return None
+    opened: dict[str, int] = {}
+    try:
+        for name in sorted(os.listdir(handle)):
+            opened[name] = os.open(name, os.O_RDONLY, dir_fd=handle)
+    except FileNotFoundError:
+        for fd in opened.values():
+            os.close(fd)
+        return None
+    finally:
+        os.close(handle)
+    return opened
+
+
+def copy_archive(source: Path, target: Path, advance: Advance) -> None:
+    """Copy the post archive's files under the archive writer's lock, so no batch or
+    compaction is half there."""
+    with _archive_locked(source):
+        for path in sorted(source.rglob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                copied = target / path.relative_to(source)
+                copied.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, copied)
+                advance(copied.stat().st_size)
+
+
+@contextlib.contextmanager
+def _archive_locked(root: Path) -> Iterator[None]:
+    with (root / ".lock").open("a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def copy_file(source: Path, target: Path, advance: Advance) -> None:
+    """Copy a small file written once (a key)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    advance(target.stat().st_size)
+
+
+def sha256_of(path: Path, advance: Advance | None = None) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as reading:
+        while chunk := reading.read(CHUNK):
+            digest.update(chunk)
+            if advance is not None:
+                advance(len(chunk))
+    return digest.hexdigest()
