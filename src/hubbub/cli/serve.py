@@ -20,7 +20,7 @@ import uvicorn
 
 from hubbub.bootstrap import Platform, build_platform
 from hubbub.cli.common import console, fail, load_settings, run
-from hubbub.kernel.telemetry import configure_logging
+from hubbub.kernel.telemetry import DATA_DIR, configure_logging
 from hubbub.kernel.tracing import configure_tracing
 from hubbub.processes import (
     close_after_signals,
@@ -69,6 +69,7 @@ async def _serve(
     """Serve `role`; as replica N of several (sharing the port), only replica 0 writes
     the mentions snapshot that all of them start from."""
     configure_tracing(role, settings.otlp_endpoint)
+    DATA_DIR.watch(settings.data_dir)
     platform = await build_platform(settings)
     platform.keeps_snapshots = not replica
     try:
@@ -130,6 +131,7 @@ async def _gateway(settings: Settings, host: str, port: int) -> None:
     from hubbub.kernel.clock import SystemClock
 
     configure_tracing("gateway", settings.otlp_endpoint)
+    DATA_DIR.watch(settings.data_dir)
     gateway = await build_gateway(settings, SystemClock())
     try:
         server = gateway_server(gateway, host, port)

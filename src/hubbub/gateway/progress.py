@@ -6,6 +6,11 @@ The gateway reads the log's head positions every `interval_s` and keeps the last
 by its length. A role's lag in a topic is the head minus the position the role last
 said it had folded (its `/healthz`, kept by `Health`): the events it still has to fold.
 Nothing here is a tenant's: the firehose is public, so any signed-in caller may ask.
+
+Each reading is exported too, for Prometheus: every topic's head, and every role's
+position and lag in each topic it follows (the dead-letter topic's head rising is
+rejected input arriving; a lag that grows, or a position that stands still, is a role
+falling behind).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final
 
+from prometheus_client import Gauge
+
 from hubbub.eventlog.ports import EventLog
 from hubbub.gateway.health import Health
 from hubbub.kernel.clock import Clock
@@ -22,6 +29,22 @@ from hubbub.kernel.events import DELETES, ENGAGEMENT, PAGES, POSTS
 
 FIREHOSE: Final = (POSTS, ENGAGEMENT, DELETES, PAGES)
 """The topics ingest appends to: their rate is the ingest rate."""
+
+HEADS: Final = Gauge(
+    "hubbub_eventlog_head_position",
+    "The last position ever appended to each topic of the log, as the gateway last read it.",
+    ["topic"],
+)
+POSITIONS: Final = Gauge(
+    "hubbub_consumer_position",
+    "The last position of a topic a role said (in its /healthz) it had folded.",
+    ["consumer", "topic"],
+)
+LAGS: Final = Gauge(
+    "hubbub_consumer_lag_events",
+    "Events of a topic a role has still to fold: the topic's head minus the role's position.",
+    ["consumer", "topic"],
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +77,16 @@ class Progress:
         self._readings.append(Reading(now, {t.topic: t.last_position for t in stats.topics}))
         while len(self._readings) > 2 and now - self._readings[1].at_s >= self._window_s:
             self._readings.popleft()
+        self._export(self._readings[-1].heads)
+
+    def _export(self, heads: dict[str, int]) -> None:
+        """The heads, and each role's position and lag, as Prometheus gauges."""
+        for topic, head in heads.items():
+            HEADS.labels(topic).set(head)
+        for role, positions in self._health.positions().items():
+            for topic, position in positions.items():
+                POSITIONS.labels(role, topic).set(position)
+                LAGS.labels(role, topic).set(max(heads.get(topic, position) - position, 0))
 
     async def watch(self) -> None:
         while True:

@@ -11,15 +11,19 @@ import logging
 import os
 import random
 import re
+import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import structlog
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubbub.kernel import tracing
@@ -57,6 +61,55 @@ INGEST_FACETS_DROPPED: Final = Counter(
 SOURCE_RECONNECTS: Final = Counter(
     "hubbub_source_reconnects", "Times a streaming connector reconnected.", ["source"]
 )
+
+
+class DataDirUsage(Collector):
+    """The file system of the process's data dir: its free and total bytes, read at each
+    scrape (a role that cannot write there fails, so the operator must be told before).
+
+    Nothing is exported until `watch` names the dir; a dir that cannot be read (removed,
+    unmounted) exports nothing rather than a stale figure.
+    """
+
+    def __init__(self) -> None:
+        self._path: Path | None = None
+
+    def watch(self, path: Path) -> None:
+        """Measure `path` from now on (a process has one data dir: the last named)."""
+        self._path = path.resolve()
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families(None)
+
+    def collect(self) -> Iterator[Metric]:
+        if self._path is None:
+            return
+        try:
+            usage = shutil.disk_usage(self._path)
+        except OSError:
+            return
+        yield from self._families((str(self._path), usage.free, usage.total))
+
+    @staticmethod
+    def _families(measured: tuple[str, int, int] | None) -> Iterator[Metric]:
+        free = GaugeMetricFamily(
+            "hubbub_data_dir_free_bytes",
+            "Bytes free for the process (not root) on the data dir's file system.",
+            labels=["path"],
+        )
+        size = GaugeMetricFamily(
+            "hubbub_data_dir_size_bytes", "Size of the data dir's file system.", labels=["path"]
+        )
+        if measured is not None:
+            path, free_bytes, size_bytes = measured
+            free.add_metric([path], free_bytes)
+            size.add_metric([path], size_bytes)
+        yield free
+        yield size
+
+
+DATA_DIR: Final = DataDirUsage()
+REGISTRY.register(DATA_DIR)
 
 
 HTTP_REQUESTS: Final = Counter(

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import structlog
+from prometheus_client import Counter
 
 from hubbub.kernel.background import Background
 from hubbub.kernel.clock import Clock
@@ -70,6 +71,13 @@ SETTLE_LINGER_S: Final = 0.02
 """How long outcomes are gathered before they are recorded together: a transaction, and
 an append to the log, cost as much for one outcome as for dozens."""
 log = structlog.get_logger("hubbub.publishing")
+JOB_CHANGES: Final = Counter(
+    "hubbub_publish_jobs",
+    "Changes of publish jobs this publisher recorded, by network and the state each went to:"
+    " published, failed, missed, scheduled (again, or a series' next), unknown (looked for"
+    " before it is sent again).",
+    ["network", "state"],
+)
 
 
 @dataclass(frozen=True)
@@ -316,10 +324,11 @@ class Publisher:
         """The changes on the log; a log that does not take them is noted, the jobs stay."""
         if not jobs:
             return
+        networks = {j.channel: self._network_of.get(j.channel, "") for j in jobs}
+        for job in jobs:
+            JOB_CHANGES.labels(networks[job.channel] or "unknown", job.state).inc()
         try:
-            await self.journal.record(
-                jobs, {j.channel: self._network_of.get(j.channel, "") for j in jobs}
-            )
+            await self.journal.record(jobs, networks)
         except Exception:
             log.exception("publish jobs' changes did not reach the log", jobs=len(jobs))
 
