@@ -236,3 +236,41 @@ def best_time(
     if not json:
         console.print(f"  generating and folding {days} days of firehose…")
     print_json(run_best_time(days=days))
+
+
+@app.command()
+def soak(
+    minutes: Annotated[float, typer.Option(help="Minutes to run after start-up.", min=0.05)] = 60.0,
+    rate: Annotated[int, typer.Option(help="Firehose events a second.", min=1)] = 10_000,
+    pages: Annotated[int, typer.Option(help="Accounts in the firehose.", min=1)] = 100_000,
+    http_rate: Annotated[
+        float, typer.Option(help="GETs a second: autocomplete and reports.", min=0.1)
+    ] = 20.0,
+    sample_s: Annotated[float, typer.Option(help="Seconds between samples.", min=0.5)] = 5.0,
+    plot: Annotated[
+        str, typer.Option(help="Where the PNG of the curves goes (the roles' log beside it).")
+    ] = "test-artifacts/soak.png",
+    json: Annotated[bool, typer.Option("--json", help="Print the JSON object only.")] = False,
+) -> None:
+    """The whole platform (`hubbub serve`) for --minutes under a synthetic firehose and
+    HTTP load through the gateway: memory growth per role, each consumer's lag, errors."""
+    from pathlib import Path
+
+    from rich.live import Live
+
+    from hubbub.benchmarks.soak import SoakPlan, run_soak_benchmark
+
+    load_settings()  # logging as configured
+    plan = SoakPlan(
+        minutes=minutes, rate=rate, pages=pages, http_rate=http_rate, sample_s=sample_s,
+        plot=Path(plot),
+    )  # fmt: skip
+    try:
+        if json:
+            result = run_soak_benchmark(plan)
+        else:
+            with Live(console=console, refresh_per_second=2) as live:
+                result = run_soak_benchmark(plan, show=live.update)
+    except RuntimeError as error:  # no room on disk, a role or helper that did not start
+        fail(str(error))
+    print_json(result)
