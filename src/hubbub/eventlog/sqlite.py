@@ -202,7 +202,10 @@ class SqliteEventLog:
                 self._write_segments(by_topic)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                # A full disk (SQLITE_FULL) has SQLite roll the transaction back itself;
+                # a ROLLBACK then would fail and hide why.
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
         return AppendResult(len(fresh), len(skipped), skipped)
 

@@ -40,7 +40,8 @@ def in_transaction(db: sqlite3.Connection, lock: WriteLock, work: Callable[[], T
             result = work()
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite rolled back itself (a full disk): say why
+                db.execute("ROLLBACK")
             raise
     return result
 

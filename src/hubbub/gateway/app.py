@@ -48,7 +48,7 @@ from openfeature.evaluation_context import EvaluationContext
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import Message, Receive, Scope, Send
 
-from hubbub.eventlog.ports import EventLog
+from hubbub.eventlog.ports import EventLog, LogUnavailable
 from hubbub.gateway import api as gateway_api
 from hubbub.gateway import flags_api, people_api, worker
 from hubbub.gateway.access import operator, refusal
@@ -76,6 +76,7 @@ from hubbub.gateway.service import Connectors, People, Tenancy
 from hubbub.gateway.shadow import ShadowReads
 from hubbub.gateway.upstreams import Unavailable, Upstream
 from hubbub.gateway.usage import UsageRecorder
+from hubbub.kernel import diskfull
 from hubbub.kernel.background import Background
 from hubbub.kernel.clock import Clock
 from hubbub.kernel.limits import BodyLimit, limit_by_path
@@ -399,6 +400,7 @@ def _own_app(gateway: Gateway) -> FastAPI:
         description="Every Hubbub API, through the gateway. Send `Authorization: Bearer <key>`.",
     )  # fmt: skip
     app.add_exception_handler(RequestValidationError, printable_validation_errors)  # type: ignore[arg-type]
+    diskfull.register(app, unavailable=(LogUnavailable,))
     app.include_router(
         gateway_api.build_router(
             Tenancy(gateway.store, gateway.auth.forget),

@@ -5,6 +5,11 @@ A key or session checked against the store is trusted for `ttl_s` seconds, so th
 asked on every request; a key revoked through this gateway stops at once, and on other
 replicas within `ttl_s`. Tokens that fail are remembered as briefly, so a flood of bad
 tokens does not reach the store either. The cache is bounded.
+
+While the store cannot be asked (its server is down or restarting), a token checked
+before is taken as it was last checked, however long ago, and a warning says so: the
+features that do not need the store keep answering their callers (fail small). No key
+is revoked meanwhile: revoking one needs the store too.
 """
 
 from __future__ import annotations
@@ -15,12 +20,15 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
 
+import structlog
+
 from hubbub.gateway.ports import PLATFORM, Caller, TenantStore
 from hubbub.gateway.sessions import PREFIX as SESSION_PREFIX
 from hubbub.kernel.clock import Clock
 
 MAX_CACHED: Final = 100_000
 OPERATOR: Final = Caller(tenant=PLATFORM, key="operator", role="owner")
+log = structlog.get_logger()
 
 
 def token_of(authorization: str | None, api_key: str | None) -> str | None:
@@ -60,7 +68,13 @@ class Authenticator:
         check: Callable[[str], Caller | None] = self._store.authenticate
         if token.startswith(SESSION_PREFIX) and self._sessions is not None:
             check = self._sessions
-        found = await asyncio.to_thread(check, token)
+        try:
+            found = await asyncio.to_thread(check, token)
+        except Exception as error:
+            if cached is None:
+                raise
+            log.warning("key store unreachable: the key is taken as last checked", error=str(error))
+            return cached[1]
         self._remember(token, (now + self._ttl_s, found))
         return found
 

@@ -18,7 +18,9 @@ from starlette.types import ASGIApp, Scope
 from hubbub.analytics import api as reports_api
 from hubbub.analytics import watches_api
 from hubbub.bootstrap import Platform, open_request_signer
+from hubbub.eventlog.ports import LogUnavailable
 from hubbub.ingest import api as ingest_api
+from hubbub.kernel import diskfull
 from hubbub.kernel.cache import shared_servers
 from hubbub.kernel.limits import BodyLimit, limit_by_path
 from hubbub.kernel.signing import SignedOnly
@@ -47,6 +49,7 @@ def create_app(platform: Platform, role: str = "all") -> ASGIApp:
         raise ValueError(f"unknown role {role!r}: use {', '.join(ROLES)}")
     app = FastAPI(title="Hubbub", version="0.1.0")
     app.add_exception_handler(RequestValidationError, printable_validation_errors)  # type: ignore[arg-type]
+    diskfull.register(app, unavailable=(LogUnavailable,))
     if role in ("all", "ingest"):
         app.include_router(
             ingest_api.build_router(
