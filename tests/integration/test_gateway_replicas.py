@@ -4,6 +4,7 @@ turn once it answers again, with no restart; real HTTP servers on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from hubbub.gateway.health import Health
+from hubbub.gateway.health import TIMEOUTS_TO_DOWN, Health
 from hubbub.gateway.upstreams import CircuitBreaker, Unavailable, Upstream
 from hubbub.kernel.clock import SystemClock
 from tests.conftest import serving, until
@@ -104,3 +105,34 @@ async def test_a_write_is_never_sent_twice_and_all_held_out_fails_at_once() -> N
             await ask(up)
     finally:
         await up.close()
+
+
+def slow_replica(name: str, busy: asyncio.Event) -> Starlette:
+    async def who(request: Request) -> PlainTextResponse:
+        if busy.is_set():
+            await asyncio.sleep(1.0)
+        return PlainTextResponse(name)
+
+    return Starlette(routes=[Route("/who", who), Route("/healthz", who)])
+
+
+async def test_replicas_that_answer_late_are_busy_not_gone() -> None:
+    busy = asyncio.Event()
+    async with serving(slow_replica("a", busy)) as a, serving(slow_replica("b", busy)) as b:
+        up = Upstream("mentions", f"{a},{b}", 0.3, CircuitBreaker(5, HOLD_S, CLOCK))
+        health = Health({"mentions": up}, clock=CLOCK)
+        try:
+            busy.set()
+            for _ in range(TIMEOUTS_TO_DOWN - 1):
+                with pytest.raises(Unavailable) as late:
+                    await ask(up)
+                assert late.value.status == 504  # told it timed out
+                await health.check()
+            assert up.replicas_held_out() == 0  # busy, not gone: still in turn
+            assert health.status("mentions") == "degraded"
+            busy.clear()
+            assert {await ask(up), await ask(up)} == {"a", "b"}
+            await health.check()
+            assert health.status("mentions") == "ok"
+        finally:
+            await up.close()

@@ -37,6 +37,11 @@ class UpstreamTimeout(UpstreamError):
     """No answer (or no more of it) within the timeout."""
 
 
+class NoConnectionInTime(UpstreamTimeout):
+    """No connection within the connect timeout: the host is cut off or gone, rather
+    than slow to answer."""
+
+
 class _Answer(asyncio.Protocol):
     """One connection: feeds what arrives to the parser, hands the head and the body
     chunks of the current response to the waiting request."""
@@ -233,7 +238,9 @@ class Pool:
             async with asyncio.timeout(self.connect_timeout_s):
                 transport, connection = await loop.create_connection(_Answer, self.host, self.port)
         except TimeoutError as error:
-            raise UpstreamTimeout(f"no connection within {self.connect_timeout_s:g} s") from error
+            raise NoConnectionInTime(
+                f"no connection within {self.connect_timeout_s:g} s"
+            ) from error
         except OSError as error:
             raise UpstreamError(f"cannot connect: {error.strerror or error}") from error
         connection.transport = transport  # uvloop may call connection_made only later

@@ -1,15 +1,18 @@
 """Several replicas of one role behind one upstream: requests spread over them, and a
-replica that fails is left out until it can be reached again.
+replica that cannot be reached is left out until it can be again.
 
 An upstream's URL setting may name several replicas, separated by commas
 (`HUBBUB_MENTIONS_URL=http://10.0.0.2:8082,http://10.0.0.3:8082`). Requests go to the
-replicas in turn. A replica that fails (refused, reset, no connection or no answer in
+replicas in turn. A replica that cannot be reached (refused, reset, no connection in
 time) is held out for `hold_s`, and a request that may be asked twice (GET, HEAD or
 OPTIONS, with no body streamed) goes on to the next replica at once: the caller sees
-an answer, only later. When a replica's hold is up, a connection to it is tried off the
-request path; it is back in turn once one is made, and held out again otherwise, so a
-replica cut off from the gateway comes back on its own, without a restart. While every
-replica is held out, a request fails at once with `UpstreamError`.
+an answer, only later. A replica that is reached but answers late is not held out: it
+is busy, not gone, and the caller is told it timed out (holding a slow replica out after
+one late answer took the whole role away when every replica was busy at once). When a
+replica's hold is up, a connection to it is tried off the request path; it is back in
+turn once one is made, and held out again otherwise, so a replica cut off from the
+gateway comes back on its own, without a restart. While every replica is held out, a
+request fails at once with `UpstreamError`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from hubbub.gateway.http1 import Pool, Response, UpstreamError
+from hubbub.gateway.http1 import (
+    NoConnectionInTime,
+    Pool,
+    Response,
+    UpstreamError,
+    UpstreamTimeout,
+)
 
 SAFE_TO_REPEAT: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -78,6 +87,8 @@ class Replicas:
                     method, target, headers, body, timeout_s=timeout_s
                 )
             except UpstreamError as error:
+                if isinstance(error, UpstreamTimeout) and not isinstance(error, NoConnectionInTime):
+                    raise  # reached, but late: waited out already, and not gone
                 self._hold(replica)
                 if not repeatable:
                     raise
