@@ -113,6 +113,39 @@ def test_no_secret_is_ever_printed_only_where_it_goes() -> None:
     assert line.rstrip(" │").endswith("environment")
 
 
+AWKWARD_PASSWORDS = {
+    # SQLAlchemy, libpq and redis-py read a password up to its `@`, whatever it holds.
+    "HUBBUB_RELATIONAL_URL": "postgresql+psycopg://app:sl4sh-A/sl4sh-B@db/h",
+    "HUBBUB_LISTENING_DB_URL": "postgresql://app:c0mma-A,c0mma-B@db/h",
+    "HUBBUB_NOTIFICATIONS_DB_URL": "postgresql://app:h4sh-A#h4sh-B@db/h",
+    "HUBBUB_REDIS_URL": "redis://:qu3ry-A?qu3ry-B@redis:6379/0",
+    "HUBBUB_NATS_URL": (
+        "nats://alice:n4ts-First@nats-1:4222,nats://bob:n4ts-Second@nats-2:4222,"
+        "nats://n4ts-Third@nats-3:4222"
+    ),
+}
+
+
+def test_a_password_with_a_slash_comma_hash_or_question_mark_is_still_hidden() -> None:
+    table = hubbub(AWKWARD_PASSWORDS, "config")
+    as_json = hubbub(AWKWARD_PASSWORDS, "config", "--json")
+
+    for result in (table, as_json):
+        assert result.exit_code == 0, result.output
+        for word in ("sl4sh", "c0mma", "h4sh", "qu3ry", "n4ts"):
+            assert word not in result.output
+    shown = json.loads(as_json.stdout)["settings"]
+    assert shown["relational_url"]["value"] == "postgresql+psycopg://app:***@db/h"
+    assert shown["listening_db_url"]["value"] == "postgresql://app:***@db/h"
+    assert shown["notifications_db_url"]["value"] == "postgresql://app:***@db/h"
+    assert shown["redis_url"]["value"] == "redis://:***@redis:6379/0"
+    # Each server of a NATS list stays visible, with its credentials hidden.
+    assert shown["nats_url"]["value"] == (
+        "nats://alice:***@nats-1:4222,nats://bob:***@nats-2:4222,nats://***@nats-3:4222"
+    )
+    assert "postgresql://app:***@db/h" in row(table.stdout, "HUBBUB_LISTENING_DB_URL")
+
+
 def test_an_invalid_setting_names_its_variable_and_what_it_takes() -> None:
     result = hubbub({"HUBBUB_EVENT_LOG": "kafka", "HUBBUB_SMTP_PORT": "seventy"}, "config")
 

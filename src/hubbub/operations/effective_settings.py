@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import SecretStr, ValidationError
 
@@ -29,14 +28,22 @@ OPTIONS: Final = {"data_dir": "--data-dir", "event_log": "--event-log"}
 HIDDEN: Final = "***"
 SECRET_WORDS: Final = frozenset({"password", "passwd", "token", "secret", "key"})
 """A string setting whose name has one of these words (`admin_token`) is a secret."""
-# `token=...`, `password=...` in a query string or a libpq connection string.
+# `token=...`, `password=...` in a query string or a libpq connection string, where a
+# value may be quoted (`password='a b'`).
 _SECRET_PARAMETER: Final = re.compile(
-    r"(?P<name>\b[A-Za-z_]*(?:password|passwd|pass|token|secret|key)=)[^&\s]*", re.IGNORECASE
+    r"(?P<name>\b[A-Za-z_]*(?:password|passwd|pass|token|secret|key)=)"
+    r"(?:'(?:[^'\\]|\\.)*'?|[^&\s]*)",
+    re.IGNORECASE,
 )
 # A libpq connection string: `key=value` pairs, at least two (a key ending in `=` is none).
 _CONNINFO: Final = re.compile(r"^\s*\w+\s*=\s*\S*(?:\s+\w+\s*=\s*\S*)+\s*$")
+# The password of a URL: all from `scheme://user:` to the last `@`, as SQLAlchemy, libpq
+# and redis-py may take `/`, `?`, `#`, `,` or `@` in it for part of the password.
+_URL_PASSWORD: Final = re.compile(r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^:/]*:).*@")
 # The user name alone of a NATS URL is a token (`nats://s3cret@host`).
-_TOKEN_SCHEMES: Final = frozenset({"nats", "tls", "ws", "wss"})
+_URL_TOKEN: Final = re.compile(r"(?P<keep>(?<![\w+.-])(?:nats|tls|ws|wss)://)[^:]*@", re.I)
+# A scheme: several comma-separated URLs (NATS servers) each start with one.
+_SCHEME: Final = re.compile(r"^\s*[A-Za-z][A-Za-z0-9+.-]*://")
 
 DERIVED: Final[dict[str, tuple[Callable[[Settings], str], str]]] = {
     "relational_url": (lambda s: s.relational, "SQLite in the data dir"),
@@ -171,24 +178,22 @@ def _is_secret(name: str) -> bool:
 
 def redact_url(text: str) -> str:
     """`text` (a URL, several comma-separated, or a libpq connection string) with its
-    passwords, tokens and keys replaced by `***`."""
-    parts = [_redact_one(part) if "://" in part else part for part in text.split(",")]
-    return _SECRET_PARAMETER.sub(lambda m: f"{m['name']}{HIDDEN}", ",".join(parts))
+    passwords, tokens and keys replaced by `***`.
+
+    Text is taken for a list of URLs only when each of its comma-separated parts starts
+    with a scheme: otherwise a comma is part of a password."""
+    parts = text.split(",")
+    if len(parts) > 1 and all(_SCHEME.match(part) for part in parts):
+        text = ",".join(_redact_one(part) for part in parts)
+    else:
+        text = _redact_one(text)
+    return _SECRET_PARAMETER.sub(lambda m: f"{m['name']}{HIDDEN}", text)
 
 
 def _redact_one(url: str) -> str:
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return HIDDEN  # not a URL that can be taken apart: show none of it
-    if "@" not in parts.netloc:
-        return url
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user, colon, _ = userinfo.partition(":")
-    if colon:
-        userinfo = f"{user}:{HIDDEN}"
-    elif parts.scheme in _TOKEN_SCHEMES:
-        userinfo = HIDDEN
-    leading = url[: len(url) - len(url.lstrip())]
-    netloc = f"{userinfo}@{host}"
-    return leading + urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """`url` with its password, or the token of a NATS URL, replaced by `***`: more
+    than the password is hidden when `@` also comes later, never less."""
+    hidden, found = _URL_PASSWORD.subn(lambda m: f"{m['keep']}{HIDDEN}@", url)
+    if found:
+        return hidden
+    return _URL_TOKEN.sub(lambda m: f"{m['keep']}{HIDDEN}@", url)

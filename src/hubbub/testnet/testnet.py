@@ -132,8 +132,8 @@ class Testnet:
         step(f"making the network {self.state.subnet}")
         self._make_network()
         step("starting NATS, PostgreSQL and Redis")
-        self._start_servers()
-        self._wait_for_servers(step)
+        sockets = self._start_servers()
+        self._wait_for_servers(sockets, step)
         step("starting the roles")
         for name in plan.ROLE_HOSTS:
             self._start_role(name, hubbub)
@@ -171,7 +171,8 @@ class Testnet:
 
     # Servers
 
-    def _start_servers(self) -> None:
+    def _start_servers(self) -> Path:
+        """NATS, Redis and PostgreSQL started; the directory of PostgreSQL's socket."""
         peers = {n: self.host(n).address for n in plan.NATS_HOSTS}
         for name in plan.NATS_HOSTS:
             home = self._home(name)
@@ -188,10 +189,12 @@ class Testnet:
         self._start(plan.DATA_HOST, "postgres", plan.postgres_argv(
             pgdata / "data", data.address, pgdata
         ))  # fmt: skip
+        return pgdata
 
     def _init_postgres(self) -> Path:
         """A new cluster, in a directory the postgres user may reach (a test's own tmp
-        dir may not be), trusting every host of the subnet."""
+        dir may not be), trusting the role hosts alone over TCP: the subnet's first address
+        is this machine's root namespace, where any user could connect as superuser."""
         root = Path(tempfile.mkdtemp(prefix=f"hbt-{self.state.net_id}-pg-"))
         self.state.directories.append(str(root))
         self._save()
@@ -204,18 +207,21 @@ class Testnet:
         if done.returncode != 0:
             raise TestnetError(f"initdb failed: {done.stderr.strip()}")
         with (root / "data" / "pg_hba.conf").open("a") as hba:
-            hba.write(f"host all all {self.state.subnet} trust\n")
+            for name in plan.ROLE_HOSTS:
+                hba.write(f"host all all {self.host(name).address}/32 trust\n")
         return root
 
-    def _wait_for_servers(self, step: Callable[[str], None]) -> None:
+    def _wait_for_servers(self, sockets: Path, step: Callable[[str], None]) -> None:
+        """Until every server answers; a database made for each role over PostgreSQL's
+        socket in `sockets` (only root and postgres reach it; TCP from here is refused)."""
         data = self.host(plan.DATA_HOST).address
         _wait_for_port(data, plan.REDIS_PORT, "Redis")
         _wait_for_port(data, plan.POSTGRES_PORT, "PostgreSQL")
-        _wait_for_postgres(data)
+        _wait_for_postgres(sockets)
         step("making a database for each role")
         for name in plan.ROLE_HOSTS:
             done = subprocess.run(
-                [str(plan.postgres_bin() / "createdb"), "-h", data, "-U", "postgres",
+                [str(plan.postgres_bin() / "createdb"), "-h", str(sockets), "-U", "postgres",
                  plan.database_of(name)],
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
@@ -402,13 +408,14 @@ def _wait_for_port(address: str, port: int, what: str, timeout_s: float = 60.0) 
             time.sleep(0.2)
 
 
-def _wait_for_postgres(address: str, timeout_s: float = 60.0) -> None:
-    """Until PostgreSQL takes connections (it listens before it has started up)."""
-    ready = [str(plan.postgres_bin() / "pg_isready"), "-q", "-h", address, "-U", "postgres"]
+def _wait_for_postgres(sockets: Path, timeout_s: float = 60.0) -> None:
+    """Until PostgreSQL takes connections on its socket in `sockets` (it listens before
+    it has started up)."""
+    ready = [str(plan.postgres_bin() / "pg_isready"), "-q", "-h", str(sockets), "-U", "postgres"]
     deadline = time.monotonic() + timeout_s
     while subprocess.run(ready, check=False).returncode != 0:
         if time.monotonic() > deadline:
-            raise TestnetError(f"PostgreSQL on {address} does not take connections")
+            raise TestnetError(f"PostgreSQL on {sockets} does not take connections")
         time.sleep(0.2)
 
 
