@@ -10,7 +10,10 @@
 # Run it AFTER deploy/backup/postgres.sh has dumped every read model's database, so no
 # stored log position is past what the snapshots hold. With the `nats` CLI the same is
 # `nats stream backup STREAM DIR` per stream and `nats stream restore DIR`.
+# HUBBUB_NATS_URL may list several servers, separated by commas. The backup is readable
+# by its owner only.
 set -euo pipefail
+umask 077
 
 HUBBUB=${HUBBUB:-hubbub}
 

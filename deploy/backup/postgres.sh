@@ -10,9 +10,13 @@
 # is consistent while the platform writes. FILE.dump.sha256 is written beside the dump
 # and checked before a restore. Restoring into a database that has tables is refused
 # (pass --force as the last argument to restore over it: objects are dropped first).
+# DATABASE_URL may be Hubbub's own form (postgresql+psycopg://user:password@host/db):
+# the driver part is dropped for libpq, and the password is handed over in PGPASSWORD,
+# never on a command line (where `ps` shows it). Dumps are readable by their owner only.
 # At scale, dump every read model's database BEFORE the JetStream streams
 # (deploy/backup/jetstream.sh), so no stored log position is past the log backed up.
 set -euo pipefail
+umask 077
 
 usage() {
     sed -n '2,8p' "$0" >&2
@@ -22,6 +26,28 @@ usage() {
 die() {
     echo "error: $*" >&2
     exit 1
+}
+
+# libpq_url URL: URL as libpq reads it (postgresql://, no password); the password, decoded,
+# is exported as PGPASSWORD. Sets LIBPQ_URL.
+libpq_url() {
+    local url=$1
+    if [[ $url =~ ^postgres(ql)?\+[^:/]*://(.*)$ ]]; then
+        url="postgresql://${BASH_REMATCH[2]}"
+    fi
+    [[ $url =~ ^postgres(ql)?:// ]] || die "DATABASE_URL is not a PostgreSQL URL (postgresql://...)"
+    if [[ $url =~ ^(postgres(ql)?://)([^/?#]*)@([^@]*)$ ]]; then
+        local scheme=${BASH_REMATCH[1]} userinfo=${BASH_REMATCH[3]} rest=${BASH_REMATCH[4]}
+        if [[ $userinfo == *:* ]]; then
+            local password=${userinfo#*:}
+            password=${password//\\/\\\\}
+            PGPASSWORD=$(printf '%b' "${password//%/\\x}")
+            export PGPASSWORD
+            userinfo=${userinfo%%:*}
+        fi
+        url="$scheme$userinfo@$rest"
+    fi
+    LIBPQ_URL=$url
 }
 
 checksum() {
@@ -39,8 +65,10 @@ verify() {
 }
 
 backup() {
-    local url=$1 dump=$2
+    local dump=$2
     [[ -e $dump ]] && die "$dump exists; choose a new file"
+    libpq_url "$1"
+    local url=$LIBPQ_URL
     pg_dump --format=custom --no-owner --no-privileges --file="$dump.partial" "$url" \
         || { rm -f "$dump.partial"; die "pg_dump failed"; }
     mv "$dump.partial" "$dump"
@@ -49,8 +77,10 @@ backup() {
 }
 
 restore() {
-    local dump=$1 url=$2 force=${3:-}
+    local dump=$1 force=${3:-}
     verify "$dump"
+    libpq_url "$2"
+    local url=$LIBPQ_URL
     local tables
     tables=$(psql --no-psqlrc --tuples-only --no-align "$url" \
         -c "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')") \

@@ -368,10 +368,11 @@ def test_postgres_script_dumps_checks_and_restores_a_database(tmp_path: Path) ->
         kept.advance({"posts": 42, "deletes": 7})
         kept.close()
 
-        made = script("postgres.sh", "backup", source, str(dump))
+        made = script("postgres.sh", "backup", sqlalchemy_url(source), str(dump))
         assert made.returncode == 0, made.stderr
         assert "checksum matches" in made.stdout
-        restored = script("postgres.sh", "restore", str(dump), target)
+        assert dump.stat().st_mode & 0o777 == 0o600
+        restored = script("postgres.sh", "restore", str(dump), sqlalchemy_url(target))
         assert restored.returncode == 0, restored.stderr
 
         back = SqlListeningStore(sqlalchemy_url(target))
@@ -380,9 +381,15 @@ def test_postgres_script_dumps_checks_and_restores_a_database(tmp_path: Path) ->
             assert [s.name for s in back.searches(TENANT)] == ["festivals"]
         finally:
             back.close()
-        again = script("postgres.sh", "restore", str(dump), target)
+        again = script("postgres.sh", "restore", str(dump), sqlalchemy_url(target))
         assert again.returncode == 1
         assert "restore into an empty one (or pass --force)" in again.stderr
+
+    missing = "postgresql+psycopg://hubbub:hunter2@127.0.0.1:5432/hubbub_backup_no_such_db"
+    failed = script("postgres.sh", "backup", missing, str(tmp_path / "missing.dump"))
+    assert failed.returncode == 1
+    assert 'connection to server at "127.0.0.1", port 5432' in failed.stderr
+    assert "hunter2" not in failed.stderr + failed.stdout
 
     with dump.open("ab") as damaged:
         damaged.write(b"\0")
@@ -417,7 +424,8 @@ def nats_server(tmp_path: Path) -> Iterator[str]:
 async def test_jetstream_script_snapshots_and_restores_the_log(
     nats_server: str, tmp_path: Path
 ) -> None:
-    env = {"HUBBUB_NATS_URL": nats_server, "HUBBUB_STREAM_PREFIX": "hubbub_backup",
+    servers = f"{nats_server},{nats_server}"  # a list of servers, as deployments set it
+    env = {"HUBBUB_NATS_URL": servers, "HUBBUB_STREAM_PREFIX": "hubbub_backup",
            "HUBBUB_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
     log = await JetStreamEventLog.connect(nats_server, stream_prefix="hubbub_backup")
     try:
@@ -429,6 +437,13 @@ async def test_jetstream_script_snapshots_and_restores_the_log(
     made = await asyncio.to_thread(script, "jetstream.sh", "backup", str(tmp_path / "b"), **env)
     assert made.returncode == 0, made.stderr
     assert "hubbub_backup_posts" in made.stderr
+    saved = tmp_path / "b"
+    assert saved.stat().st_mode & 0o777 == 0o700
+    assert {path.stat().st_mode & 0o777 for path in saved.iterdir()} == {0o600}
+    order = json.loads((saved / "streams.json").read_text())["order"]
+    offsets = [name for name in order if name.startswith("KV_")]
+    assert offsets, order
+    assert order[: len(offsets)] == offsets, "offsets are saved before the log"
     refused = await asyncio.to_thread(
         CliRunner().invoke, app, ["backup", "jetstream", "restore", str(tmp_path / "b")], env=env
     )
@@ -498,3 +513,81 @@ async def test_rollups_another_process_writes_are_copied_as_of_one_moment(
     await cli(restored, "analytics", "run", "--once")
     totals = json.loads(await cli(restored, "analytics", "totals", "--json"))
     assert totals["posts"] == manifest["log"]["posts"]
+
+
+def test_a_backup_and_its_restore_are_readable_by_their_owner_only(
+    small_backup: Path, tmp_path: Path
+) -> None:
+    assert small_backup.stat().st_mode & 0o777 == 0o700
+    for name in ("secret.key", "internal.key", "eventlog.db", "manifest.json"):
+        assert (small_backup / name).stat().st_mode & 0o777 == 0o600, name
+    data = tmp_path / "data"
+    code, said = hubbub(data, "backup", "restore", str(small_backup))
+    assert code == 0, said
+    for name in ("secret.key", "internal.key", "eventlog.db", "archive/positions.json"):
+        assert (data / name).stat().st_mode & 0o777 == 0o600, name
+
+
+def test_a_restore_puts_the_archive_where_the_settings_keep_it(
+    small_backup: Path, tmp_path: Path
+) -> None:
+    data, archive = tmp_path / "data", tmp_path / "archive-elsewhere"
+    env = {"HUBBUB_ARCHIVE_DIR": str(archive)}
+    restored = CliRunner().invoke(
+        app, ["--data-dir", str(data), "backup", "restore", str(small_backup)], env=env
+    )
+    assert restored.exit_code == 0, restored.output
+    assert (archive / "positions.json").exists()
+    assert not (data / "archive").exists()
+    assert positions(data)["log"] == json.loads((small_backup / "manifest.json").read_text())["log"]
+
+    again = CliRunner().invoke(
+        app, ["--data-dir", str(tmp_path / "other"), "backup", "restore", str(small_backup)],
+        env=env,
+    )  # fmt: skip
+    assert again.exit_code == 1
+    assert f"the archive directory {archive} is not empty" in " ".join(again.output.split())
+
+
+async def test_a_forced_restore_is_refused_while_the_platform_runs(
+    small_backup: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    await cli(data, "backup", "restore", str(small_backup))
+    head = positions(data)["log"]["posts"]
+    log = SqliteEventLog(data / "eventlog.db")
+    try:
+        await log.append([post(10**6)])
+        code, said = await asyncio.to_thread(
+            hubbub, data, "backup", "restore", "--force", str(small_backup)
+        )
+        assert code == 1
+        assert "stop the platform first" in said
+        assert positions(data)["log"]["posts"] == head + 1
+    finally:
+        await log.close()
+    await cli(data, "backup", "restore", "--force", str(small_backup))
+    assert positions(data)["log"]["posts"] == head
+
+
+async def test_a_mentions_snapshot_that_does_not_load_fails_the_backup(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    log = SqliteEventLog(data / "eventlog.db")
+    await log.append([post(1)])
+    await log.close()
+    (data / "mentions").mkdir()
+    (data / "mentions" / "manifest.json").write_text("{not json")
+    code, said = hubbub(data, "backup", "create", str(tmp_path / "backup"))
+    assert code == 1
+    assert "the copied mentions snapshot does not load" in said
+
+
+def test_jetstream_errors_name_the_servers_without_their_password(tmp_path: Path) -> None:
+    closed = f"nats://hubbub:hunter2@127.0.0.1:{free_port()}"
+    failed = CliRunner().invoke(
+        app, ["backup", "jetstream", "create", str(tmp_path / "b")],
+        env={"HUBBUB_NATS_URL": f"{closed},{closed}", "HUBBUB_DATA_DIR": str(tmp_path / "d")},
+    )  # fmt: skip
+    assert failed.exit_code == 1
+    assert "cannot reach NATS at nats://hubbub:***@127.0.0.1" in " ".join(failed.output.split())
+    assert "hunter2" not in failed.output

@@ -502,6 +502,6 @@ def _remove_if_unowned(path: Path) -> None:
     deletes it when it swaps)."""
     try:
         duckdb.connect(str(path)).close()
-    except duckdb.IOException:
-        return  # held by the analytics process
+    except (duckdb.IOException, duckdb.ConnectionException):
+        return  # held by the analytics process (another, or this one)
     path.unlink(missing_ok=True)

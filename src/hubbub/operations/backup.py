@@ -20,6 +20,11 @@ copied before the log too, so re-ingesting from them after a restore misses noth
 manifest (`manifest.json`) lists every file with its size and sha256, each topic's head
 in the copied log, each read model's stored positions and each ingest cursor, all
 read from the copies themselves.
+
+A backup holds the keys and every database, so it is readable by its owner only (the
+directory 0700, each file 0600), and so is what a restore writes. A restore puts each
+part where the restoring settings keep it (the archive in HUBBUB_ARCHIVE_DIR when set),
+and `force` replaces state only when no process has the data directory's files open.
 """
 
 from __future__ import annotations
@@ -118,10 +123,12 @@ def create(settings: Settings, target: Path, progress: Progress | None = None) -
     chosen, elsewhere = parts(settings)
     if not any(part.name == "eventlog.db" for part in chosen):
         raise BackupError(f"{settings.log_path}: no event log to back up")
-    target.mkdir(parents=True, exist_ok=True)
+    target.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target.chmod(0o700)
     progress.start("copying", sum(_size(part.source) for part in chosen))
     for part in chosen:
         _COPY[part.kind](part.source, target / part.name, progress.advance)
+    copies.owner_only(target)
     files = _files(target)
     progress.start("checksumming", sum(_size(target / name) for name in files))
     manifest = {
@@ -314,34 +321,95 @@ def restore(
 ) -> Verdict:
     """Verify the backup, then copy it into the settings' data directory, which must be
     empty (or `force`: the state it holds is replaced). Raises BackupError with the
-    faults when the backup does not verify."""
+    faults when the backup does not verify, or with `force` while the platform runs.
+
+    Each part goes where these settings keep it (`destination`): the archive into
+    HUBBUB_ARCHIVE_DIR when that is set, which must then be empty too (or `force`)."""
     progress = progress or Progress()
     data = settings.data_dir
-    if not force:
+    if force:
+        _require_stopped(settings)
+    else:
         _require_empty(data, "the data directory")
     verdict = verify(directory, progress)
     if not verdict.sound:
         raise BackupError("the backup does not verify:\n  " + "\n  ".join(verdict.faults))
     manifest = read_manifest(directory)
     names = sorted({entry["path"].split("/", 1)[0] for entry in manifest["files"]})
-    data.mkdir(parents=True, exist_ok=True)
+    places = {name: destination(name, settings) for name in names}
+    if not force:
+        for name, place in places.items():
+            if place.is_dir():
+                _require_empty(place, f"the {name} directory")
+    data.mkdir(parents=True, exist_ok=True, mode=0o700)
     staging = data / ".restoring"
     shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(mode=0o700)
     progress.start("restoring", sum(int(e["bytes"]) for e in manifest["files"]))
     for entry in manifest["files"]:
         copies.copy_file(directory / entry["path"], staging / entry["path"], progress.advance)
+    copies.owner_only(staging)
     if force:
-        _remove_state(data, names)
-    for name in names:
-        os.replace(staging / name, data / name)
+        _remove_state(data, places.values())
+    for name, place in places.items():
+        place.parent.mkdir(parents=True, exist_ok=True)
+        if place.is_dir():  # an empty archive directory the settings name
+            place.rmdir()
+        shutil.move(staging / name, place)
     staging.rmdir()
     return verdict
 
 
-def _remove_state(data: Path, names: Iterable[str]) -> None:
-    """What a restore replaces: the backup's names, and the files that go with them
-    (write-ahead logs, the rollups' pointer and files, snapshots set aside)."""
-    doomed = {data / name for name in names}
+def destination(name: str, settings: Settings) -> Path:
+    """Where a restore puts the part `name` of a backup: the path these settings keep
+    it at (the same names `parts` copies from)."""
+    kept = {
+        "mentions": settings.mentions_snapshot_path,
+        "archive": settings.archive_path,
+        "ingest.db": settings.ingest_state_path,
+        "eventlog.db": settings.log_path,
+    }
+    return kept.get(name, settings.data_dir / name)
+
+
+def _require_stopped(settings: Settings) -> None:
+    """Refuse to replace state a running platform has open: the event log cannot leave
+    write-ahead mode while another connection holds it, and the rollups' DuckDB file
+    cannot be opened for writing while its owner holds it."""
+    running = BackupError(
+        f"the data directory {settings.data_dir} is in use: stop the platform first"
+    )
+    log = settings.log_path
+    if log.exists():
+        try:
+            with contextlib.closing(sqlite3.connect(log, timeout=0.5)) as db:
+                mode = db.execute("PRAGMA journal_mode=DELETE").fetchone()
+                db.execute("BEGIN EXCLUSIVE")
+                db.rollback()
+        except sqlite3.OperationalError as error:
+            if "locked" in str(error) or "busy" in str(error):
+                raise running from None
+            raise BackupError(f"{log}: {error}") from None
+        if mode is None or str(mode[0]).lower() != "delete":
+            raise running
+    rollups = live_path(settings.data_dir)
+    if settings.analytics_store == "duckdb" and rollups.exists():
+        try:
+            duckdb.connect(str(rollups)).close()
+        except duckdb.ConnectionException:  # open in this process
+            raise running from None
+        except duckdb.IOException as error:
+            if "lock" in str(error).lower():
+                raise running from None
+            raise BackupError(f"{rollups}: {error}") from None
+
+
+def _remove_state(data: Path, places: Iterable[Path]) -> None:
+    """What a restore replaces: where the backup's parts go, and the files that go with
+    them (write-ahead logs, the rollups' pointer and files, snapshots set aside)."""
+    doomed = set(places)
+    for place in list(doomed):
+        doomed.update(place.with_name(place.name + suffix) for suffix in ("-wal", "-shm"))
     for pattern in ("*.db-wal", "*.db-shm", "analytics*", ".mentions.*"):
         doomed.update(data.glob(pattern))
     for path in doomed:
@@ -375,4 +443,5 @@ def _size(path: Path) -> int:
 def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     partial = directory / f".{MANIFEST}.partial"
     partial.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    partial.chmod(0o600)
     os.replace(partial, directory / MANIFEST)

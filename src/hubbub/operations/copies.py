@@ -9,11 +9,13 @@ the platform runs, each by the means its engine gives:
   its write-ahead log are read until two reads in a row agree, which is an image of one
   instant: DuckDB recovers such an image as after a crash, to its last commit;
 - the mentions snapshot, a directory written aside and renamed into place, by opening
-  every file through one handle on the directory: a later snapshot renamed over it
-  cannot mix its files with these;
+  every file through one handle on the directory, which must still be the one in place
+  once all are open (the writer sets the old one aside before removing it, so a listing
+  cut short by that removal is noticed and tried again); the copy must then load;
 - the post archive under its writer's own lock (`flock` on its `.lock`).
 
-Every copy calls `advance(bytes)` as it goes, for a progress bar.
+Every copy calls `advance(bytes)` as it goes, for a progress bar. What a copy writes
+is readable by its owner only (keys and databases hold secrets): see `owner_only`.
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import duckdb
+
+from hubbub.mentions import snapshots
 
 Advance = Callable[[int], None]
 CHUNK = 1 << 20
@@ -38,6 +43,17 @@ STABLE_ATTEMPTS = 50
 
 class CopyFailed(RuntimeError):
     """A file could not be copied consistently; the message says which and why."""
+
+
+def owner_only(path: Path) -> None:
+    """Make `path` (a file, or a directory and all it holds) readable by its owner only:
+    0700 for directories, 0600 for files."""
+    if path.is_dir():
+        for inner in path.rglob("*"):
+            inner.chmod(0o700 if inner.is_dir() else 0o600)
+        path.chmod(0o700)
+    elif path.exists():
+        path.chmod(0o600)
 
 
 def copy_sqlite(source: Path, target: Path, advance: Advance) -> None:
@@ -60,6 +76,8 @@ def copy_duckdb(source: Path, target: Path, advance: Advance) -> None:
     except duckdb.IOException as error:
         if "lock" not in str(error).lower():
             raise CopyFailed(f"{source}: {error}") from error
+        _copy_owned_duckdb(source, target)
+    except duckdb.ConnectionException:  # open in this process, configured otherwise
         _copy_owned_duckdb(source, target)
     else:
         with contextlib.closing(db):
@@ -129,34 +147,60 @@ def copy_snapshot(source: Path, target: Path, advance: Advance) -> None:
             time.sleep(0.05)
             continue
         shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
-        for name, fd in opened.items():
-            with os.fdopen(fd, "rb") as reading, (target / name).open("wb") as writing:
-                while chunk := reading.read(CHUNK):
-                    writing.write(chunk)
-                    advance(len(chunk))
+        target.mkdir(parents=True, mode=0o700)
+        try:
+            for name, fd in list(opened.items()):
+                del opened[name]
+                with os.fdopen(fd, "rb") as reading, _owner_only_file(target / name) as writing:
+                    while chunk := reading.read(CHUNK):
+                        writing.write(chunk)
+                        advance(len(chunk))
+        finally:
+            _close(opened.values())
+        try:
+            snapshots.read(target, mutable=())
+        except ValueError as error:
+            raise CopyFailed(
+                f"{source}: the copied mentions snapshot does not load ({error})"
+            ) from None
         return
     raise CopyFailed(f"{source}: replaced during each of {STABLE_ATTEMPTS} attempts")
 
 
 def _open_snapshot(directory: Path) -> dict[str, int] | None:
     """A descriptor of every file of the snapshot in `directory`, all opened through one
-    handle on it; None if it was replaced and removed while they were being opened."""
+    handle on it; None if it was replaced (and perhaps partly removed) while they were
+    being opened: the directory at `directory` is then no longer the one they came from."""
     try:
         handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except FileNotFoundError:  # between the old one set aside and the new one renamed in
         return None
     opened: dict[str, int] = {}
+    complete = False
     try:
         for name in sorted(os.listdir(handle)):
             opened[name] = os.open(name, os.O_RDONLY, dir_fd=handle)
+        complete = os.stat(directory).st_ino == os.fstat(handle).st_ino
     except FileNotFoundError:
-        for fd in opened.values():
-            os.close(fd)
-        return None
+        pass
     finally:
         os.close(handle)
-    return opened
+        if not complete:
+            _close(opened.values())
+    return opened if complete else None
+
+
+def _close(descriptors: Iterable[int]) -> None:
+    for fd in descriptors:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _owner_only_file(path: Path) -> BinaryIO:
+    """`path` opened to be written (emptied first), created readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "wb")
 
 
 def copy_archive(source: Path, target: Path, advance: Advance) -> None:
@@ -166,8 +210,9 @@ def copy_archive(source: Path, target: Path, advance: Advance) -> None:
         for path in sorted(source.rglob("*")):
             if path.is_file() and not path.name.startswith("."):
                 copied = target / path.relative_to(source)
-                copied.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, copied)
+                copied.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                with path.open("rb") as reading, _owner_only_file(copied) as writing:
+                    shutil.copyfileobj(reading, writing, CHUNK)
                 advance(copied.stat().st_size)
 
 
@@ -182,9 +227,10 @@ def _archive_locked(root: Path) -> Iterator[None]:
 
 
 def copy_file(source: Path, target: Path, advance: Advance) -> None:
-    """Copy a small file written once (a key)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
+    """Copy a file (a key, or a file of a verified backup), readable by its owner only."""
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with source.open("rb") as reading, _owner_only_file(target) as writing:
+        shutil.copyfileobj(reading, writing, CHUNK)
     advance(target.stat().st_size)
 
 

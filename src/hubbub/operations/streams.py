@@ -6,9 +6,15 @@ key-value buckets of consumer offsets and partition tails, `KV_PREFIX_*`) is ask
 snapshot (`$JS.API.STREAM.SNAPSHOT.<stream>`): the server sends the stream's messages
 and consumers as one compressed archive, in chunks, each acknowledged so it does not
 outrun the client. A snapshot is one point in the stream's history; the streams are taken
-one after another, so back up the read models' databases first (their stored positions
-are then at most what the streams hold). Each archive is written as `<stream>.snapshot`
-with the stream's configuration and state in `streams.json`, with sizes and sha256.
+one after another: the key-value buckets (the offsets consumers stored) first, then the
+topics' streams, so no saved offset is past the saved log; and back up the read models'
+databases before (their stored positions are then at most what the streams hold). Each
+archive is written as `<stream>.snapshot` with the stream's configuration and state in
+`streams.json` (with sizes, sha256 and the order they were taken in), all readable by
+their owner only.
+
+The URL is HUBBUB_NATS_URL's form: one server, or several separated by commas. Errors
+name it with its password replaced.
 
 A restore (`$JS.API.STREAM.RESTORE.<stream>`) recreates each stream from its archive,
 chunk by chunk, each acknowledged by the server; a stream that exists is refused
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
@@ -26,6 +33,8 @@ from typing import Any, Final
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+
+from hubbub.kernel.telemetry import redact
 
 FORMAT: Final = "hubbub-jetstream-backup-1"
 MANIFEST: Final = "streams.json"
@@ -45,14 +54,18 @@ async def save(
     nc = await _connect(url)
     try:
         streams = {}
-        for name in await _stream_names(nc, prefix):
+        names = await _stream_names(nc, prefix)
+        offsets = [name for name in names if name.startswith(f"KV_{prefix}_")]
+        order = offsets + [name for name in names if name not in offsets]
+        for name in order:
             streams[name] = await _snapshot(nc, name, target / f"{name}.snapshot", advance)
     finally:
         await nc.close()
     if not streams:
-        raise StreamBackupError(f"no stream under the prefix {prefix!r} at {url}")
-    manifest = {"format": FORMAT, "prefix": prefix, "streams": streams}
-    (target / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        raise StreamBackupError(f"no stream under the prefix {prefix!r} at {redact(url)}")
+    manifest = {"format": FORMAT, "prefix": prefix, "streams": streams, "order": order}
+    with _owner_only(target / MANIFEST) as file:
+        file.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
     return manifest
 
 
@@ -86,7 +99,15 @@ async def restore(
 def _make_empty(target: Path) -> None:
     if target.exists() and any(target.iterdir()):
         raise StreamBackupError(f"the backup directory {target} is not empty")
-    target.mkdir(parents=True, exist_ok=True)
+    target.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target.chmod(0o700)
+
+
+def _owner_only(path: Path) -> Any:
+    """`path` opened to be written (emptied first), readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "wb")
 
 
 def verify(source: Path) -> dict[str, Any]:
@@ -108,10 +129,25 @@ def verify(source: Path) -> dict[str, Any]:
 
 
 async def _connect(url: str) -> Client:
+    """A connection to the first server of `url` (one URL, or several separated by
+    commas, as HUBBUB_NATS_URL allows) that answers; each is tried twice."""
+    servers = [server.strip() for server in url.split(",") if server.strip()]
+    if not servers:
+        raise StreamBackupError("no NATS server: HUBBUB_NATS_URL is empty")
+    failures: list[Exception] = []
+
+    async def failed(error: Exception) -> None:
+        failures.append(error)
+
     try:
-        return await nats.connect(url, connect_timeout=TIMEOUT_S, allow_reconnect=False)
+        return await nats.connect(
+            servers, connect_timeout=TIMEOUT_S, allow_reconnect=False,
+            max_reconnect_attempts=1, reconnect_time_wait=0.5, error_cb=failed,
+        )  # fmt: skip
     except Exception as error:
-        raise StreamBackupError(f"cannot reach NATS at {url}: {error}") from error
+        cause = failures[-1] if failures else error
+        said = str(cause) or type(cause).__name__
+        raise StreamBackupError(f"cannot reach NATS at {redact(url)}: {redact(said)}") from None
 
 
 async def _stream_names(nc: Client, prefix: str) -> list[str]:
@@ -139,7 +175,7 @@ async def _snapshot(
             nc, f"$JS.API.STREAM.SNAPSHOT.{name}", json.dumps(request).encode(), name
         )
         digest, size = hashlib.sha256(), 0
-        with path.open("wb") as file:
+        with _owner_only(path) as file:
             while True:
                 chunk = await chunks.next_msg(timeout=TIMEOUT_S)
                 _raise_for_status(chunk, name)
