@@ -164,7 +164,8 @@ testnet: $(STAMP) pds
 chaos: $(STAMP) pds testnet
 	HUBBUB_CRASH_POSTS=1000 HUBBUB_CRASH_KILLS=20 HUBBUB_REQUIRE_SERVICES=1 \
 	  $(BIN)/python -m pytest -q -s tests/integration/test_publishing_crashes.py
-	HUBBUB_CHAOS=1 HUBBUB_CHAOS_KILLS=20 HUBBUB_CHAOS_RATE=10000 HUBBUB_REQUIRE_SERVICES=1 \
+	HUBBUB_CHAOS=1 HUBBUB_CHAOS_KILLS=20 HUBBUB_CHAOS_RATE=10000 HUBBUB_CHAOS_GAP_S=8 \
+	  HUBBUB_REQUIRE_SERVICES=1 \
 	  $(BIN)/python -m pytest -q -s --timeout 3600 tests/chaos
 
 clean:

@@ -5,8 +5,10 @@ firehose crosses has raised exactly one alert.
 
 Each of the six roles (ingest, mentions, analytics, publishing, listening, gateway) is
 its own `hubbub serve --role X` process; one task per role kills it
-`HUBBUB_CHAOS_KILLS` times (default 1), at a random moment 0.5 to 3 s after it answers,
-and starts it again at once, so several roles may be down together. The firehose goes
+`HUBBUB_CHAOS_KILLS` times (default 1), at a random moment 0.5 to `HUBBUB_CHAOS_GAP_S`
+(default 3) seconds after it answers, and starts it again at once, so several roles may
+be down together (a longer gap keeps the platform up, and the firehose at its rate, for
+more of the run). The firehose goes
 in at `HUBBUB_CHAOS_RATE` lines a second (default 2,000) until the last kill; a chunk
 that fails (connection refused, 502, 503) is pushed again, as a client would.
 `make chaos` runs 20 kills of each role at 10,000 lines a second.
@@ -42,6 +44,7 @@ from tests.chaos.harness import (
 KILLS = env_int("HUBBUB_CHAOS_KILLS", 1)
 RATE = env_int("HUBBUB_CHAOS_RATE", 2_000)
 SEED = env_int("HUBBUB_CHAOS_SEED", 11)
+GAP_S = env_int("HUBBUB_CHAOS_GAP_S", 3)
 CATCH_UP_S = 240.0
 pytestmark = long_run
 
@@ -51,13 +54,14 @@ async def kill_repeatedly(
 ) -> None:
     """Kill `role` `kills` times at random moments, each time starting it again."""
     for _ in range(kills):
-        await asyncio.sleep(rng.uniform(0.5, 3.0))
+        await asyncio.sleep(rng.uniform(0.5, GAP_S))
         await role.restart_after_kill(client)
 
 
 async def test_every_role_killed_at_random_counts_each_event_once(tmp_path: Path) -> None:
-    # Lines for the kills (about 5 s each on a busy machine) and ten seconds more.
-    lines = firehose(tmp_path, RATE * (KILLS * 6 + 10), SEED)
+    # Lines for the kills (a restart takes about 5 s on a busy machine, then the gap)
+    # and ten seconds more.
+    lines = firehose(tmp_path, int(RATE * (KILLS * (5 + GAP_S / 2) + 10)), SEED)
     platform = Platform(tmp_path / "data")
     async with httpx.AsyncClient(timeout=30) as client:
         try:
@@ -92,7 +96,8 @@ async def test_every_role_killed_at_random_counts_each_event_once(tmp_path: Path
     restarts = [s for role in platform.roles.values() for s in role.restarts]
     assert len(restarts) == KILLS * len(ROLES)
     report("role kills", {
-        "kills_per_role": KILLS, "rate_target": RATE, "rate_pushed": round(stats.rate),
+        "kills_per_role": KILLS, "gap_s_max": GAP_S, "rate_target": RATE,
+        "rate_pushed": round(stats.rate),
         "lines": stats.lines, "run_s": round(kills_s, 1), "caught_up_s": round(caught_up_s, 1),
         "retried_chunks": stats.retries, "refusals": dict(stats.refusals),
         "max_stall_s": round(stats.max_stall_s, 2), "restart_s_max": round(max(restarts), 2),
