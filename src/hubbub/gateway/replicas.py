@@ -6,9 +6,12 @@ An upstream's URL setting may name several replicas, separated by commas
 replicas in turn. A replica that cannot be reached (refused, reset, no connection in
 time) is held out for `hold_s`, and a request that may be asked twice (GET, HEAD or
 OPTIONS, with no body streamed) goes on to the next replica at once: the caller sees
-an answer, only later. A replica that is reached but answers late is not held out: it
-is busy, not gone, and the caller is told it timed out (holding a slow replica out after
-one late answer took the whole role away when every replica was busy at once). When a
+an answer, only later. A replica that answers late is not held out at once: a
+connection to it is tried off the request path, and it is held out only if none can be
+made (cut off under a connection made before); one only busy stays in turn (holding a
+slow replica out after one late answer took the whole role away when every replica was
+busy at once). A late request that may be asked twice goes on to the next replica too;
+when every replica answers late, the caller is told it timed out. When a
 replica's hold is up, a connection to it is tried off the request path; it is back in
 turn once one is made, and held out again otherwise, so a replica cut off from the
 gateway comes back on its own, without a restart. While every replica is held out, a
@@ -87,9 +90,13 @@ class Replicas:
                     method, target, headers, body, timeout_s=timeout_s
                 )
             except UpstreamError as error:
-                if isinstance(error, UpstreamTimeout) and not isinstance(error, NoConnectionInTime):
-                    raise  # reached, but late: waited out already, and not gone
-                self._hold(replica)
+                late = isinstance(error, UpstreamTimeout) and not isinstance(
+                    error, NoConnectionInTime
+                )
+                if late:  # busy, or cut off under a connection made before: a probe tells
+                    self._start_probe(replica)
+                else:
+                    self._hold(replica)
                 if not repeatable:
                     raise
                 failed = error
@@ -119,11 +126,16 @@ class Replicas:
         """Start a probe of each replica whose hold is up."""
         now = self._monotonic()
         for replica in self._replicas:
-            if replica.held_until and replica.held_until <= now and not replica.probing:
-                replica.probing = True
-                probe = asyncio.create_task(self._probe(replica))
-                self._probes.add(probe)
-                probe.add_done_callback(self._probes.discard)
+            if replica.held_until and replica.held_until <= now:
+                self._start_probe(replica)
+
+    def _start_probe(self, replica: _Replica) -> None:
+        if replica.probing:
+            return
+        replica.probing = True
+        probe = asyncio.create_task(self._probe(replica))
+        self._probes.add(probe)
+        probe.add_done_callback(self._probes.discard)
 
     async def _probe(self, replica: _Replica) -> None:
         """Back in turn once a connection to the replica is made; held out otherwise."""
