@@ -168,8 +168,9 @@ def decide(
 
 
 def mentioned(text: str) -> list[str]:
-    """The handles a text names (`@alice` → `alice`), each once, in order."""
-    return list(dict.fromkeys(m.lower() for m in MENTION.findall(text)))
+    """The handles a text names (`@alice` → `alice`), each once, in order. Punctuation
+    that ends a sentence is not part of a handle: "thanks @ada." names `ada`."""
+    return list(dict.fromkeys(m.rstrip("._+-").lower() for m in MENTION.findall(text)))
 
 
 def _said(state: str) -> str:
