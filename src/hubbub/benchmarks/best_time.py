@@ -6,8 +6,10 @@ Paris day draw a share of all likes), ingested into a fresh SQLite log and folde
 real analytics worker into fresh DuckDB rollups. The first `days - 1` days train the
 model (`analytics.best_times`, English posts on Bluesky); the last day is held back.
 
-- `hit_rate`: the share of the planted (day, half-hour) peaks of the training week
-  found among its `top_k` best slots (`top_k` = the number planted).
+- `hit_rate`: the share of the planted (day, half-hour) peaks of the training days
+  found among the model's `top_k` best slots (`top_k` = the number planted).
+- `holdout_hit_rate`: on the held-back day, the share of its own best half-hours (by
+  engagement per post, as they happened) at a time of day of the model's top slots.
 - `holdout_lift`: on the held-back day, engagement per post made in the training's
   top slots over engagement per post made in the others (above 1: the ranking holds
   on data it never saw).
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -92,13 +94,16 @@ def run_best_time(days: int = 8, prior_posts: float = 10.0) -> dict[str, Any]:
         finally:
             store.close()
     posts, scores = slot_scores(train, zone, prior_posts)
-    planted = {day * SLOTS_PER_DAY + peak for day in range(7) for peak in PEAKS}
+    weekdays = {(START + timedelta(days=day)).weekday() for day in range(min(days - 1, 7))}
+    planted = {day * SLOTS_PER_DAY + peak for day in weekdays for peak in PEAKS}
     top = set(ranked(scores, len(planted)))
+    top_times = {slot % SLOTS_PER_DAY for slot in top}
     return {
         "hit_rate": round(len(top & planted) / len(planted), 3),
+        "holdout_hit_rate": _holdout_hits(held, top_times, zone),
         "slots_planted": len(planted),
         "top_k": len(planted),
-        "holdout_lift": _lift(held, {slot % SLOTS_PER_DAY for slot in top}, zone),
+        "holdout_lift": _lift(held, top_times, zone),
         "posts_trained": posts,
         "posts_held_back": sum(n for _, n, _ in held),
         "events": spec.events,
@@ -107,6 +112,20 @@ def run_best_time(days: int = 8, prior_posts: float = 10.0) -> dict[str, Any]:
         "peaks_local": [f"{p // 2:02d}:{p % 2 * 30:02d}" for p in PEAKS],
         "wall_s": round(time.perf_counter() - started, 1),
     }
+
+
+def _holdout_hits(rows: list[tuple[int, int, int]], top_times: set[int], zone: ZoneInfo) -> float:
+    """The share of the held-back day's best half-hours (engagement per post as it
+    happened, among those with at least 10 posts) at a time of day of the model's top
+    slots (`top_times`)."""
+    sums: dict[int, list[int]] = {}
+    for half, posts, engaged in rows:
+        side = sums.setdefault(local_slot(half, zone) % SLOTS_PER_DAY, [0, 0])
+        side[0] += posts
+        side[1] += engaged
+    busy = [time for time, (posts, _) in sums.items() if posts >= 10]
+    seen = sorted(busy, key=lambda time: (-sums[time][1] / sums[time][0], time))[: len(PEAKS)]
+    return round(len(top_times.intersection(seen)) / len(seen), 3) if seen else 0.0
 
 
 def _lift(rows: list[tuple[int, int, int]], top_times: set[int], zone: ZoneInfo) -> float:
