@@ -235,6 +235,31 @@ def test_a_post_under_review_shows_at_the_time_planned_on_each_channel(tables: T
         ("At nine, wherever", new_york, new_york_nine),
         ("Moved on one channel", paris_desk, paris(2026, 10, 22, 9, 0)),
     ]  # the move to the 26th is next week's
+    following = Calendar(tables.engine).read("t1", ED, week("2026-10-26"), Filters()).entries
+    assert [(e.excerpt, e.channel, e.due_us) for e in following] == [
+        ("Moved on one channel", new_york, paris(2026, 10, 26, 23, 30)),
+    ]  # shown in the week it moved to, though its other channel's time is days before
+
+
+def test_a_post_under_review_moved_weeks_later_on_one_channel_shows_in_that_week(
+    tables: Tables,
+) -> None:
+    desk = tables.channel("t1", "desk.example")
+    wire = tables.channel("t1", "wire.example", zone="America/New_York")
+    ann = "user:ann"
+    moved = tables.post("t1", "Launch, moved on the wire", author="user:bo")
+    dues = {desk: paris(2026, 10, 20, 9, 0), wire: paris(2026, 11, 17, 15, 0)}
+    tables.review("t1", moved, [desk, wire], paris(2026, 10, 20, 9, 0), author="user:bo",
+                  users=(ann,), dues=dues)  # fmt: skip
+    calendar = Calendar(tables.engine)
+    for first, channel, due in (("2026-10-19", desk, dues[desk]),
+                                ("2026-11-16", wire, dues[wire])):  # fmt: skip
+        entries = calendar.read("t1", ED, week(first), Filters()).entries
+        assert [(e.state, e.channel, e.due_us) for e in entries] == [("in_review", channel, due)]
+        followed = calendar.feed("t1", ann, week(first))[0]
+        assert [(e.post, e.channel) for e in followed] == [(moved, channel)]
+    assert calendar.read("t1", ED, week("2026-11-02"), Filters()).entries == []
+    assert calendar.read("t1", ED, week("2026-10-12"), Filters()).entries == []
 
 
 def test_filters_narrow_by_channel_author_state_and_tag(tables: Tables) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
 from hubbub.ui.calendar import (
     Grid,
     People,
@@ -18,6 +20,7 @@ from hubbub.ui.calendar import (
     shown_entry,
     wall_time_in,
 )
+from hubbub.ui.service import Problem
 
 
 def entry(local: str, state: str = "scheduled", **more: object) -> dict[str, object]:
@@ -107,3 +110,19 @@ def test_authors_are_named_by_their_email_or_as_you() -> None:
         "user:u1", "user:u2", "k_abc",
     ]  # fmt: skip
     assert shown_entry(entry("2026-10-23T09:00:00+02:00"), names)["by"] == "user:ed"
+
+
+def test_a_post_dropped_on_a_time_the_clocks_skip_is_refused_saying_so() -> None:
+    # 02:30 on the last Sunday of March does not happen in Paris: 02:00 becomes 03:00.
+    with pytest.raises(Problem) as refused:
+        wall_time_in("2026-03-29T02:30", "Europe/Paris", "Europe/Paris")
+    assert refused.value.status == 422
+    assert str(refused.value) == (
+        "Sun 29 Mar 02:30 does not exist in Europe/Paris: the clocks go forward that night"
+        " and skip it. Choose a time before or after."
+    )
+    assert wall_time_in("2026-03-29T03:00", "Europe/Paris", "Europe/Paris") == "2026-03-29T03:00"
+    # The same wall-clock time in New York (which changed weeks before) is a real time.
+    assert wall_time_in("2026-03-29T02:30", "America/New_York", "Europe/Paris") == (
+        "2026-03-29T08:30"
+    )

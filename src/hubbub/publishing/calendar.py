@@ -351,7 +351,7 @@ def _reviews(
             (reviews_table.c.tenant == tenant)
             & (posts.c.tenant == tenant)
             & reviews_table.c.state.in_(REVIEW_STATES)
-            & _planned_near(span)
+            & _planned_near(span, db.dialect.name)
         )
     )
     if only is not None:
@@ -367,12 +367,27 @@ def _reviews(
                             moment, row.author, excerpt(row.text), tags)  # fmt: skip
 
 
-def _planned_near(span: Span) -> Any:
-    """Reviews whose planned moment may be in the span: each channel's own time (its
-    `dues`, or `at` read in its zone) is within a day of the review's `due_us`; one
-    without it may still name each channel's moment."""
+def _planned_near(span: Span, dialect: str) -> Any:
+    """Reviews whose planned moments may be in the span. A review's `due_us` is the
+    earliest of its channels' times: one planned by `at` has the others within a day
+    and a few hours of it (zones' offsets), but one moved on a channel alone (its
+    `dues`) may have that channel's time weeks later, which the latest of its `dues`
+    bounds. One without `due_us` may still name each channel's moment."""
     due = reviews_table.c.due_us
-    return due.is_(None) | ((due >= span.start_us - DAY_US) & (due < span.end_us + DAY_US))
+    near = due >= span.start_us - 2 * DAY_US
+    later = _latest_due(dialect)
+    return due.is_(None) | ((due < span.end_us + DAY_US) & (near | (later >= span.start_us)))
+
+
+def _latest_due(dialect: str) -> Any:
+    """The latest of a review's channels' own moments (its plan's `dues`), in SQL."""
+    plan = reviews_table.c.plan
+    each = (
+        sa.func.json_each_text(plan.op("->")("dues"))
+        if dialect == "postgresql"
+        else sa.func.json_each(plan, "$.dues")
+    ).table_valued("key", "value")
+    return sa.select(sa.func.max(sa.cast(each.c.value, sa.BigInteger))).scalar_subquery()
 
 
 def planned_moment(plan: dict[str, Any], channel: str, zone: str, due_us: int | None) -> int | None:
@@ -401,7 +416,7 @@ def _followed_posts(
     reviews = sa.select(
         reviews_table.c.post, reviews_table.c.steps, reviews_table.c.state,
         reviews_table.c.author,
-    ).where((reviews_table.c.tenant == tenant) & _planned_near(span))  # fmt: skip
+    ).where((reviews_table.c.tenant == tenant) & _planned_near(span, db.dialect.name))  # fmt: skip
     for row in db.execute(reviews):
         steps = [step for step in _json(row.steps) or [] if isinstance(step, dict)]
         by_role = role is not None and row.state in REVIEW_STATES and row.author not in named

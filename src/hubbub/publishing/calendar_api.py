@@ -27,6 +27,7 @@ from icalendar import Event
 from hubbub.kernel.sealing import PREFIX, SealError, SecretBox
 from hubbub.kernel.signing import LEAST_ROLE
 from hubbub.publishing.api import author_of, role_of, tenant_of
+from hubbub.publishing.best_times import channel_language
 from hubbub.publishing.calendar import (
     MAX_ENTRIES,
     SECOND_US,
@@ -39,7 +40,7 @@ from hubbub.publishing.calendar import (
     TooMuch,
     wall_time,
 )
-from hubbub.publishing.ports import Invalid
+from hubbub.publishing.ports import Invalid, NotFound
 from hubbub.publishing.service import Publishing
 from hubbub.publishing.slots import zone_of
 
@@ -219,6 +220,20 @@ def build_router(
         except (Invalid, TooMuch) as error:
             raise HTTPException(422, str(error)) from error
         return page_view(page)
+
+    @router.get("/v1/calendar/channels/{channel}/language")
+    async def language(tenant: Tenant, channel: str, publishing: Service) -> dict[str, str]:
+        """The language the channel's best times to post fall back on when it has too
+        few posts of its own: the one most of its recent posts were written in (the
+        firehose's posts in it score the week), as its queue reads them."""
+        try:
+            found = await asyncio.to_thread(publishing.channel, tenant, channel)
+        except NotFound as error:
+            raise HTTPException(404, str(error)) from error
+        said = await asyncio.to_thread(
+            channel_language, publishing.store, found, publishing.best_language
+        )
+        return {"channel": channel, "language": said}
 
     @router.post("/v1/calendar/feed", status_code=201)
     async def make_feed(request: Request, tenant: Tenant, publishing: Service) -> dict[str, Any]:

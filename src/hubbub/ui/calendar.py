@@ -77,7 +77,10 @@ class CalendarApi:
         return found
 
     async def best_times(self, token: str, channel: dict[str, Any], zone: str) -> list[Any]:
-        params = {"channel": channel["id"], "zone": zone, "network": channel["network"]}
+        path = f"/v1/calendar/channels/{quote(channel['id'], safe='')}/language"
+        language = _answered(await self.api.call("GET", path, token=token))["language"]
+        params = {"channel": channel["id"], "zone": zone, "network": channel["network"],
+                  "language": language}  # fmt: skip
         answer = await self.api.call("GET", "/v1/best-times", token=token, params=params)
         return list(_answered(answer)["slots"])
 
@@ -258,8 +261,17 @@ def free_slots(channels: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def wall_time_in(at: str, person_zone: str, channel_zone: str) -> str:
     """`at` (a wall-clock time in the person's zone, as the page shows it) as the
-    wall-clock time it is in the channel's zone, which the API reads it in."""
-    moment = datetime.fromisoformat(at).replace(tzinfo=ZoneInfo(person_zone))
+    wall-clock time it is in the channel's zone, which the API reads it in. A time the
+    clocks skip there (02:30 the night they go forward) is refused, saying so: read as
+    the hour after, the post would land elsewhere than where it was dropped."""
+    wall = datetime.fromisoformat(at)
+    moment = wall.replace(tzinfo=ZoneInfo(person_zone))
+    if moment.astimezone(UTC).astimezone(moment.tzinfo).replace(tzinfo=None) != wall:
+        raise Problem(
+            422,
+            f"{wall:%a %d %b %H:%M} does not exist in {person_zone}: the clocks go forward"
+            " that night and skip it. Choose a time before or after.",
+        )
     return moment.astimezone(ZoneInfo(channel_zone)).replace(tzinfo=None).isoformat("T", "minutes")
 
 
