@@ -218,3 +218,22 @@ def test_a_post_in_review_is_kept_until_its_review_is_left_for_the_retention(
         store.review("acme", "p1")
     assert store.comments("acme", "p1") == []
     assert store.audit("acme", "p1") == []
+
+
+def test_the_audit_trail_names_who_changed_each_job(store: SqlJobStore) -> None:
+    store.add_channel(channel("acme", "news"))
+    store.add_audit([entry("created")])
+    (job,) = store.schedule(a_post(), {"acme-news": T0 + 60 * S}, T0)
+    store.cancel("acme", job.id, T0 + S)
+    store.add_audit([AuditEntry("acme", "p1", 1, "cancelled", "user:ann", T0 + S, "by hand")])
+    store.retry("acme", job.id, T0 + 2 * S)  # nobody's entry at that moment: the publisher's
+    (claimed,) = store.claim("w", T0 + 60 * S, 60, 10)
+    store.failed(claimed.id, "w", "refused", T0 + 61 * S)
+    trail = [(e.action, e.actor, e.detail) for e in store.audit("acme", "p1")]
+    assert trail == [
+        ("created", "user:ed", None),
+        ("scheduled", "user:ed", "news@example.social (mastodon)"),
+        ("cancelled", "user:ann", "by hand"),  # said once, by whoever cancelled it
+        ("scheduled", "publisher", "news@example.social (mastodon)"),
+        ("failed", "publisher", "news@example.social (mastodon): refused"),
+    ]

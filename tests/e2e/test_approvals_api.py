@@ -203,7 +203,7 @@ async def test_a_post_goes_through_its_steps_and_publishes_the_approved_version(
         ("approved", "user:ann"), ("approved", "user:bob"), ("link_created", "user:ed"),
         ("link_created", "user:adm"), ("commented", "user:ann"),
         ("commented", "link:Dana at Client Co"), ("approved", "link:Dana at Client Co"),
-        ("scheduled", ""),
+        ("scheduled", "link:Dana at Client Co"),  # the last approval scheduled it
     ]  # fmt: skip
     assert "Say which sale" in trail[2]["detail"]
     sheet = await team.as_(EDITOR, "GET", f"/v1/posts/{post}/audit.csv")
@@ -657,3 +657,111 @@ async def test_a_posts_links_can_be_ended(team: Team, clock: FixedClock) -> None
     assert (await team.public("GET", f"/v1/public/reviews/{fresh}")).status_code == 200
     trail = [e["action"] for e in (await team.as_(ADMIN, "GET", f"/v1/posts/{post}/audit")).json()]
     assert trail.count("links_ended") == 1
+
+
+async def test_a_post_outside_any_workflow_has_its_trail_who_and_when(
+    team: Team, clock: FixedClock
+) -> None:
+    channel = await a_channel(team)
+    made = (await team.as_(EDITOR, "POST", "/v1/posts", json={
+        "text": "No review", "channels": [channel], "at": "2027-03-29T09:00",
+    })).json()  # fmt: skip
+    job = made["jobs"][0]["id"]
+    clock.advance(60)
+    cancelled = await team.as_(ADMIN, "POST", f"/v1/jobs/{job}/cancel")
+    assert cancelled.json()["state"] == "cancelled", cancelled.text
+    clock.advance(60)
+    retried = await team.as_(EDITOR, "POST", f"/v1/jobs/{job}/retry")
+    assert retried.json()["state"] == "scheduled", retried.text
+    trail = (await team.as_(EDITOR, "GET", f"/v1/posts/{made['post']}/audit")).json()
+    assert [(e["action"], e["actor"], e["at"][11:19]) for e in trail] == [
+        ("created", "user:ed", "09:00:00"), ("scheduled", "user:ed", "09:00:00"),
+        ("cancelled", "user:adm", "09:01:00"), ("scheduled", "user:ed", "09:02:00"),
+    ]  # fmt: skip
+    assert trail[0]["detail"] == "as editor"
+    assert trail[2]["detail"] == "news.acme.example (bluesky)"
+
+
+async def test_an_expired_link_shows_nothing_and_decides_nothing(
+    team: Team, clock: FixedClock
+) -> None:
+    channel = await a_channel(team)
+    await a_workflow(team, channel)
+    post = (await team.as_(EDITOR, "POST", "/v1/posts", json={
+        "text": "Hi", "channels": [channel], "at": "2027-03-29T09:00",
+    })).json()["post"]  # fmt: skip
+    link = await team.as_(ADMIN, "POST", f"/v1/posts/{post}/links",
+                          json={"name": "Dana", "hours": 1})  # fmt: skip
+    token = link.json()["token"]
+    assert (await team.public("GET", f"/v1/public/reviews/{token}")).status_code == 200
+    clock.advance(3600 + 1)
+    seen = await team.public("GET", f"/v1/public/reviews/{token}")
+    assert seen.status_code == 404
+    assert "no such link" in seen.json()["detail"]
+    commented = await team.public("POST", f"/v1/public/reviews/{token}/comments",
+                                  json={"text": "Late"})  # fmt: skip
+    assert commented.status_code == 404
+    decided = await team.public("POST", f"/v1/public/reviews/{token}",
+                                json={"decision": "approve", "version": 1})  # fmt: skip
+    assert decided.status_code == 404
+    assert (await team.as_(EDITOR, "GET", f"/v1/posts/{post}/comments")).json() == []
+    assert (await team.as_(EDITOR, "GET", f"/v1/posts/{post}/review")).json()["step"] == 0
+
+
+async def test_reminders_spare_who_approved_come_again_and_a_late_post_tells_its_author(
+    team: Team, clock: FixedClock
+) -> None:
+    channel = await a_channel(team)
+    await team.as_(ADMIN, "POST", "/v1/workflows", json={
+        "name": "Desk", "channels": [channel],
+        "steps": [{"name": "Desk", "roles": ["admin", "owner"], "mode": "all"}],
+    })  # fmt: skip
+    waiting = (await team.as_(EDITOR, "POST", "/v1/posts", json={
+        "text": "Next week", "channels": [channel], "at": "2027-03-29T09:00",
+    })).json()["post"]  # fmt: skip
+    half = await team.as_(BOB, "POST", f"/v1/posts/{waiting}/review", json={"decision": "approve"})
+    assert half.json()["waiting_on"] == ["role:owner"]
+    late = (await team.as_(EDITOR, "POST", "/v1/posts", json={
+        "text": "Tomorrow", "channels": [channel], "at": "2027-03-23T11:00",
+    })).json()["post"]  # fmt: skip
+    await team.as_(ADMIN, "POST", f"/v1/posts/{late}/review",
+                   json={"decision": "request_changes", "reason": "Which shop?"})  # fmt: skip
+    publishing = await team.platform.publishing()  # type: ignore[attr-defined]
+    clock.advance(86_400 + 60)  # 10:01 on the 23rd: the late post is due at 11:00
+    assert await publishing.remind(86_400, 7_200) == 2
+    told = [(n.post, n.kind, n.users, n.roles) for n in await notices(team)
+            if n.kind in ("reminder", "overdue")]  # fmt: skip
+    assert told == [
+        (waiting, "reminder", [], ["owner"]),  # the admins' part is done: not them again
+        (late, "overdue", ["ed"], []),  # it waits on its author, not on the desk
+    ]
+    assert await publishing.remind(86_400, 7_200) == 0
+    clock.advance(86_400 + 60)  # another day waiting: reminded again
+    assert await publishing.remind(86_400, 7_200) == 1
+    again = [n for n in await notices(team) if n.kind == "reminder" and n.post == waiting]
+    assert [n.roles for n in again] == [["owner"], ["owner"]]
+
+
+async def test_an_admins_edit_keeps_the_workflow_of_the_authors_role(team: Team) -> None:
+    channel = await a_channel(team)
+    made = (await team.as_(EDITOR, "POST", "/v1/posts", json={
+        "text": "Before the rule", "channels": [channel], "at": "2027-03-29T09:00",
+    })).json()  # fmt: skip
+    assert made["review"] is None
+    await team.as_(ADMIN, "POST", "/v1/workflows", json={
+        "name": "Editors", "roles": ["editor"], "steps": [{"name": "Desk", "roles": ["admin"]}],
+    })  # fmt: skip
+    edited = await team.as_(ADMIN, "PUT", f"/v1/posts/{made['post']}",
+                            json={"text": "After the rule"})  # fmt: skip
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["review"]["waiting_on"] == ["role:admin"]  # the editor's workflow
+    assert edited.json()["jobs"] == []
+    own = await team.as_(ADMIN, "POST", f"/v1/posts/{made['post']}/review",
+                         json={"decision": "approve"})  # fmt: skip
+    assert own.status_code == 403  # who made the version does not approve it
+    done = await team.as_(BOB, "POST", f"/v1/posts/{made['post']}/review",
+                          json={"decision": "approve"})  # fmt: skip
+    assert done.json()["state"] == "approved"
+    jobs = [j for j in (await team.as_(EDITOR, "GET", "/v1/jobs")).json()
+            if j["post"] == made["post"] and j["state"] == "scheduled"]  # fmt: skip
+    assert [j["version"] for j in jobs] == [2]

@@ -649,16 +649,20 @@ def build_router(
             return job_view(await asyncio.to_thread(publishing.job, tenant, job))
 
     @router.post("/v1/jobs/{job}/retry")
-    async def retry(tenant: Tenant, publishing: Service, job: str) -> dict[str, Any]:
+    async def retry(
+        tenant: Tenant, publishing: Service, job: str, request: Request
+    ) -> dict[str, Any]:
         """Schedule a failed, missed or cancelled job again, now. It keeps its key: a
         post that reached the network before is found there, not sent twice."""
         with answering():
-            return job_view(await publishing.retry(tenant, job))
+            return job_view(await publishing.retry(tenant, job, author_of(request)))
 
     @router.post("/v1/jobs/{job}/cancel")
-    async def cancel(tenant: Tenant, publishing: Service, job: str) -> dict[str, Any]:
+    async def cancel(
+        tenant: Tenant, publishing: Service, job: str, request: Request
+    ) -> dict[str, Any]:
         """Cancel a scheduled job."""
         with answering():
-            return job_view(await publishing.cancel(tenant, job))
+            return job_view(await publishing.cancel(tenant, job, author_of(request)))
 
     return router

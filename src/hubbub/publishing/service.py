@@ -32,6 +32,7 @@ from hubbub.kernel.clock import Clock
 from hubbub.kernel.destinations import Network as IpNetwork
 from hubbub.kernel.destinations import check_url
 from hubbub.kernel.sealing import PREFIX, SealError, SecretBox
+from hubbub.publishing.best_times import channel_language
 from hubbub.publishing.directory import PageOf
 from hubbub.publishing.journal import Journal
 from hubbub.publishing.ports import (
@@ -78,6 +79,7 @@ from hubbub.publishing.review import (
     eligible,
     mentioned,
     steps_of,
+    waiting_on,
 )
 from hubbub.publishing.slots import Recurrence, WeeklySlots, moment_us, next_free, occurrences
 from hubbub.publishing.text import BLUESKY_GRAPHEMES, graphemes, mastodon_length
@@ -230,7 +232,8 @@ class Publishing:
     best_count: int = 10
     """How many of the week's best half-hours a queue that takes them has."""
     best_language: str = "en"
-    """The language whose firehose posts score a channel with too few posts of its own."""
+    """The language whose firehose posts score a channel with too few posts of its own,
+    when none of its posts names one (`best_times.channel_language`)."""
     page_of: PageOf | None = None
     """A channel's page id, read from its network when it is connected (otherwise the
     channel directory reads it on its next pass)."""
@@ -383,10 +386,14 @@ class Publishing:
         if flows:
             plan = Plan(tuple(c.id for c in chosen), at, queue, repeat)
             self._release(post, chosen, plan, now)  # what approval will do must be possible
-            await self._submit(post, chosen, plan, flows, now)
+            await self._submit(post, chosen, plan, flows, now, role)
             if draft is not None:
                 await asyncio.to_thread(self.store.delete_draft, tenant, author, draft)
             return post, []
+        # Written first, at the jobs' moment: their "scheduled" entries name its author.
+        await asyncio.to_thread(self.store.add_audit, [
+            self._entry(post, "created", author, now, _as_role(role))
+        ])  # fmt: skip
         if rule is not None:
             assert at is not None
             jobs = await self._start_series(post, chosen, rule, at, now)
@@ -453,7 +460,10 @@ class Publishing:
         if self.best_times is None:
             return False
         try:
-            best = await self.best_times.best(channel, self.best_language, self.best_count)
+            language = await asyncio.to_thread(
+                channel_language, self.store, channel, self.best_language
+            )
+            best = await self.best_times.best(channel, language, self.best_count)
         except (Transient, OutcomeUnknown, Permanent) as error:
             log.warning("best times to post not read", channel=channel.id, error=str(error))
             return False
@@ -516,15 +526,32 @@ class Publishing:
     def job(self, tenant: str, job: str) -> Job:
         return self.store.job(tenant, job)
 
-    async def retry(self, tenant: str, job: str) -> Job:
-        changed = await asyncio.to_thread(self.store.retry, tenant, job, self.clock.now_us())
+    async def retry(self, tenant: str, job: str, actor: str = "") -> Job:
+        """Schedule a failed, missed or cancelled job again; `actor` (who asked) is named
+        in its post's audit trail."""
+        now = self.clock.now_us()
+        changed = await asyncio.to_thread(self.store.retry, tenant, job, now)
+        await self._audit_job(changed, actor, now)
         await self._record([changed])
         return changed
 
-    async def cancel(self, tenant: str, job: str) -> Job:
-        changed = await asyncio.to_thread(self.store.cancel, tenant, job, self.clock.now_us())
+    async def cancel(self, tenant: str, job: str, actor: str = "") -> Job:
+        """Cancel a scheduled (or held) job; `actor` is named in its post's audit trail."""
+        now = self.clock.now_us()
+        changed = await asyncio.to_thread(self.store.cancel, tenant, job, now)
+        await self._audit_job(changed, actor, now)
         await self._record([changed])
         return changed
+
+    async def _audit_job(self, job: Job, actor: str, now_us: int) -> None:
+        """An audit entry naming who changed `job` (the trail shows the change once)."""
+        if actor:
+            post = await asyncio.to_thread(self.store.post_version, job.tenant, job.post,
+                                           job.version)  # fmt: skip
+            channel = await asyncio.to_thread(self.store.channel, job.tenant, job.channel)
+            await asyncio.to_thread(self.store.add_audit, [self._entry(
+                post, job.state, actor, now_us, f"{channel.account} ({channel.network})"
+            )])  # fmt: skip
 
     # Team workflow: approvals, new versions, comments, links, audit trails
 
@@ -577,12 +604,12 @@ class Publishing:
 
     async def _submit(
         self, post: Post, chosen: Sequence[Channel], plan: Plan, flows: Sequence[Workflow],
-        now_us: int,
+        now_us: int, role: str = "",
     ) -> Review:  # fmt: skip
         """Keep a new post under its workflows, waiting for its first step."""
         review = self._new_review(post, chosen, plan, flows, now_us)
         audit = [
-            self._entry(post, "created", post.author, now_us),
+            self._entry(post, "created", post.author, now_us, _as_role(role)),
             self._entry(post, "submitted", post.author, now_us, _steps_said(review)),
         ]
         await asyncio.to_thread(self.store.submit, post, review, audit)
@@ -756,7 +783,9 @@ class Publishing:
         moved = "at" in changes and plan.at is not None and not plan.repeat
         if moved and _planned(plan, chosen, now) < now - 60 * SECOND_US:  # type: ignore[operator]
             raise Invalid(f"{plan.at} has passed: choose a time to come")
-        role = actor.role if actor.key == old.author else ""
+        role = actor.role
+        if actor.key != old.author:
+            role = await asyncio.to_thread(self._author_role, tenant, old)
         flows = applying(workflows, plan.channels, role)
         flows += [w for w in workflows if before and w.id in before.workflows and w not in flows]
         # A review whose workflows were deleted meanwhile keeps its steps: a change never
@@ -778,6 +807,14 @@ class Publishing:
         if review is not None:
             await self._ask(review, new)
         return new, review, made
+
+    def _author_role(self, tenant: str, post: Post) -> str:
+        """The role its author wrote the post in, as its trail's "created" entry says
+        ("" when it does not say): the workflows of that role apply to every version."""
+        created = [e for e in self.store.audit(tenant, post.id)
+                   if e.action == "created" and e.actor == post.author]  # fmt: skip
+        said = (created[0].detail or "") if created else ""
+        return said.removeprefix("as ") if said.startswith("as ") else ""
 
     def _plan_of(self, tenant: str, post: Post) -> Plan:
         """When a post scheduled without review is published: its open jobs' times."""
@@ -935,11 +972,15 @@ class Publishing:
             post = await asyncio.to_thread(self.store.post_version, review.tenant, review.post,
                                            review.version)  # fmt: skip
             step = review.steps[review.step]
-            approved = {d.who.removeprefix("user:") for d in approvals_of(review, review.step)}
+            # Only who the step still waits on: a role one of its people approved for
+            # (an `all` step) is not reminded again.
+            waiting_for = waiting_on(step, approvals_of(review, review.step))
             title = f"Still waiting for your approval ({step.name}): {_excerpt(post.text)}"
             await self._tell(review.tenant, "reminder", post, title,
-                             users=[u for u in step.users if u not in approved],
-                             roles=step.roles, actor=review.author)  # fmt: skip
+                             users=[u for u in waiting_for if u in step.users],
+                             roles=[w.removeprefix("role:") for w in waiting_for
+                                    if w.startswith("role:")],
+                             actor=review.author)  # fmt: skip
         due = await asyncio.to_thread(
             self.store.claim_overdue, now + int(overdue_within_s * SECOND_US), now, limit
         )
@@ -948,9 +989,14 @@ class Publishing:
                                            review.version)  # fmt: skip
             step = review.steps[review.step]
             author = [review.author.removeprefix("user:")] * review.author.startswith("user:")
-            await self._tell(review.tenant, "overdue", post,
-                             f"Not approved yet, and due soon: {_excerpt(post.text)}",
-                             users=[*author, *step.users], roles=step.roles)  # fmt: skip
+            if review.state != "in_review":  # it waits on its author, not on approvers
+                await self._tell(review.tenant, "overdue", post,
+                                 f"Due soon, and waiting for your new version: "
+                                 f"{_excerpt(post.text)}", users=author)  # fmt: skip
+            else:
+                await self._tell(review.tenant, "overdue", post,
+                                 f"Not approved yet, and due soon: {_excerpt(post.text)}",
+                                 users=[*author, *step.users], roles=step.roles)  # fmt: skip
             await asyncio.to_thread(self.store.add_audit, [
                 self._entry(post, "flagged", "publisher", now, "due before it is approved")
             ])  # fmt: skip
@@ -1057,6 +1103,10 @@ def _planned(plan: Plan, chosen: Sequence[Channel], now_us: int) -> int | None:
     if plan.queue or plan.at is None or not chosen:
         return None
     return min(due_us(plan.at, channel, now_us) for channel in chosen)
+
+
+def _as_role(role: str) -> str | None:
+    return f"as {role}" if role else None
 
 
 def _excerpt(text: str, most: int = 80) -> str:

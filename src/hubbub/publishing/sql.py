@@ -1048,15 +1048,26 @@ class SqlJobStore:
         entries = [
             AuditEntry(**{k: v for k, v in row._mapping.items() if k != "id"}) for row in done
         ]
+        # A job changed by someone's action is changed at the moment its entry is written
+        # (a post created, edited or approved, a job cancelled or retried): that entry
+        # names who, and one for the change itself (cancelled) stands for it. Any other
+        # job scheduled is the publisher's own (a retry after an error, a series' next);
+        # a job cancelled or held with nobody's entry says nobody (a channel removed).
+        by: dict[int, str] = {}
+        for entry in entries:  # the latest at a moment: the action that changed the jobs
+            by[entry.at_us] = entry.actor
+        said = {(entry.at_us, entry.action) for entry in entries}
         entries += [
             AuditEntry(
                 tenant=tenant, post=post, version=row.version, action=row.state,
-                actor="publisher" if row.state in ("published", "failed", "missed") else "",
+                actor="publisher" if row.state in ("published", "failed", "missed")
+                else by.get(row.at_us, "publisher" if row.state == "scheduled" else ""),
                 at_us=row.at_us,
                 detail=f"{row.account or row.channel} ({row.network or 'removed'})"
                 + (f": {row.error}" if row.error else ""),
             )
             for row in changes
+            if (row.at_us, row.state) not in said
         ]  # fmt: skip
         return sorted(entries, key=lambda e: e.at_us)
 

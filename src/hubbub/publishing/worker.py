@@ -121,6 +121,8 @@ class Publisher:
         self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
         self._network_of: dict[str, str] = {}
         """Each channel's network, by id, for the events (a channel's never changes)."""
+        self._sending: dict[str, tuple[Post, Channel]] = {}
+        """What each job being published is of, by id: its author is told how it went."""
 
     async def once(self) -> int:
         """Claim what is due now, publish it and record every outcome; answers how many
@@ -214,6 +216,7 @@ class Publisher:
         for job, channel, post in ready:
             if job.check_first or job.id in held:
                 sent = not job.check_first
+                self._sending[job.id] = (post, channel)
                 tasks.append(
                     asyncio.create_task(self._attempt(held.get(job.id, job), channel, post, sent))
                 )
@@ -319,6 +322,26 @@ class Publisher:
             log.info("jobs were claimed by another publisher meanwhile",
                      lost=len(outcomes) - len(changed))  # fmt: skip
         await self._record(changed)
+        sent = {outcome.job: self._sending.pop(outcome.job, None) for outcome in outcomes}
+        await asyncio.gather(*(
+            self._tell_author(job, *about) for job in changed
+            if job.state in ("published", "failed") and (about := sent.get(job.id))
+        ))  # fmt: skip
+
+    async def _tell_author(self, job: Job, post: Post, channel: Channel) -> None:
+        """Tell the post's author (a person) that it was published, or failed for good."""
+        if not post.author.startswith("user:"):
+            return
+        where = f"{channel.account} ({channel.network})"
+        text = " ".join(post.text.split())
+        text = text if len(text) <= 80 else text[:79] + "…"
+        title = (f"Published on {where}: {text}" if job.state == "published"
+                 else f"Not published on {where}: {text}")  # fmt: skip
+        await self.journal.notify(
+            job.tenant, job.state, title, users=[post.author.removeprefix("user:")],
+            post=job.post, body=job.remote_url or job.error or "",
+            link=f"/publish/posts/{job.post}",
+        )  # fmt: skip
 
     async def _record(self, jobs: list[Job]) -> None:
         """The changes on the log; a log that does not take them is noted, the jobs stay."""
