@@ -79,6 +79,17 @@ async def test_a_channel_is_added_a_post_scheduled_published_and_listed(
         assert code == 2
         assert "write it CHANNEL=TEXT" in said
 
+        # A job cancelled from the command line is the command line's in the trail.
+        later = json.loads(await cli(
+            data, "posts", "schedule", "Not yet", "--channel", channel,
+            "--at", "2100-01-04T09:00", "--json",
+        ))  # fmt: skip
+        await cli(data, "posts", "cancel", later[0]["id"])
+        trail = json.loads(await cli(data, "posts", "audit", later[0]["post"], "--json"))
+        assert [(e["action"], e["actor"]) for e in trail] == [
+            ("created", "cli"), ("scheduled", "cli"), ("cancelled", "cli")
+        ]
+
 
 async def test_a_queue_and_a_recurring_post_from_the_command_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -377,9 +377,9 @@ def _one(action: str, job: str, tenant: str | None) -> None:
 
     async def act(publishing: Publishing) -> dict[str, Any]:
         if action == "retry":
-            return job_view(await publishing.retry(chosen, job))
+            return job_view(await publishing.retry(chosen, job, "cli"))
         if action == "cancel":
-            return job_view(await publishing.cancel(chosen, job))
+            return job_view(await publishing.cancel(chosen, job, "cli"))
         found = publishing.job(chosen, job)
         changes = publishing.history(chosen, found.post)
         return {**job_view(found), "history": [change_view(change) for change in changes]}
