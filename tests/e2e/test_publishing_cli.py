@@ -87,7 +87,9 @@ async def test_a_channel_is_added_a_post_scheduled_published_and_listed(
         await cli(data, "posts", "cancel", later[0]["id"])
         trail = json.loads(await cli(data, "posts", "audit", later[0]["post"], "--json"))
         assert [(e["action"], e["actor"]) for e in trail] == [
-            ("created", "cli"), ("scheduled", "cli"), ("cancelled", "cli")
+            ("created", "cli"),
+            ("scheduled", "cli"),
+            ("cancelled", "cli"),
         ]
 
 
