@@ -21,6 +21,23 @@ def test_passwords_in_urls_and_connection_strings_are_redacted() -> None:
     assert "ops@example.com" in said  # only credentials go
 
 
+@pytest.mark.parametrize(
+    ("text", "secret", "shown"),
+    [
+        ("postgresql://ops@corp:s3cret@db/hubbub", "s3cret", "postgresql://ops@corp:***@db/hubbub"),
+        ("redis://:p@ss@cache:6379", "ss", "redis://:***@cache:6379"),
+        ("host=db password='two words' dbname=x", "two words", "password=*** dbname=x"),
+        ('host=db password = "q\\"uoted" user=a', "uoted", "password = *** user=a"),
+    ],
+)
+def test_a_password_with_an_at_sign_or_spaces_is_redacted_whole(
+    text: str, secret: str, shown: str
+) -> None:
+    said = redact(text)
+    assert secret not in said
+    assert shown in said
+
+
 def test_a_log_line_carries_no_password(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("info", "json")
     structlog.get_logger().error(

@@ -226,7 +226,10 @@ def add_correlation(
 
 
 _CREDENTIALS: Final = re.compile(
-    r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@|(?P<word>password=)\S+"
+    # A URL's password runs to the last @ before its path: a user or password written
+    # with an unescaped @ still loses all of the password. A keyword's may be quoted.
+    r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^:/\s]*:)[^/\s]*@"
+    r"|(?P<word>password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\S+)"
 )
 
 
@@ -242,7 +245,7 @@ def redact_credentials(
     """A structlog processor: no database, Redis or NATS password reaches a log line,
     whatever message or error carried the URL."""
     for name, value in event.items():
-        if isinstance(value, str) and ("@" in value or "password=" in value):
+        if isinstance(value, str) and ("@" in value or "password" in value):
             event[name] = redact(value)
     return event
 
