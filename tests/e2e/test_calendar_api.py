@@ -4,6 +4,7 @@ slots; a person's iCalendar feed by its signed address; and none of it another t
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from icalendar import Calendar as ICalendar
 
 from tests.support.stack import Stack, auth, start_stack
@@ -255,3 +257,96 @@ async def test_a_post_under_review_is_on_the_calendar_moves_and_is_in_its_approv
     ]
     assert await feed_of(stack, ada) == ["scheduled: Waiting for Ada"]  # decided on it
     assert await feed_of(stack, bo) == []
+
+
+async def feed_path(stack: Stack, token: str) -> str:
+    made = await stack.client.post("/v1/calendar/feed", headers=auth(token))
+    assert made.status_code == 201, made.text
+    return str(made.json()["path"])
+
+
+async def summaries(stack: Stack, path: str) -> list[str] | None:
+    """The summaries in the feed at `path`; None when it answers 404."""
+    found = await stack.client.get(path)
+    if found.status_code == 404:
+        return None
+    assert found.status_code == 200, found.text
+    return [str(e["summary"]) for e in ICalendar.from_ical(found.content).walk("VEVENT")]
+
+
+async def eventually(stack: Stack, path: str, expected: list[str] | None) -> None:
+    """The feed at `path` comes to answer `expected` (publishing folds the people from the
+    log every half second)."""
+    said: list[str] | None = []
+    for _ in range(100):
+        said = await summaries(stack, path)
+        if said == expected:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the feed still answers {said!r}, not {expected!r}")
+
+
+async def test_a_new_feed_address_ends_the_one_before(stack: Stack) -> None:
+    owner = await stack.tenant("newsroom")
+    editor = await session_of(stack, owner, "ed@newsroom.example", "editor")
+    desk = await channel(stack, owner["token"], "desk.bsky.social")
+    await schedule(stack, editor, "Ed's scoop", desk, "2027-03-23T10:00")
+    first = await feed_path(stack, editor)
+    assert await summaries(stack, first) == ["scheduled: Ed's scoop"]
+    others = await feed_path(stack, owner["token"])  # another's feed is theirs to end
+    assert await summaries(stack, others) == []
+
+    second = await feed_path(stack, editor)
+    assert second != first
+    assert await summaries(stack, first) is None
+    assert await summaries(stack, second) == ["scheduled: Ed's scoop"]
+    async with httpx.AsyncClient(base_url=stack.url) as outsider:  # over real HTTP, no key
+        assert (await outsider.get(first)).status_code == 404
+        assert b"BEGIN:VCALENDAR" not in (await outsider.get(first)).content
+        assert (await outsider.get(second)).status_code == 200
+    assert await summaries(stack, others) == []
+
+    third = await feed_path(stack, owner["token"])  # a key's feed ends the same way
+    assert await summaries(stack, others) is None
+    assert await summaries(stack, third) == []
+    assert await summaries(stack, second) == ["scheduled: Ed's scoop"]
+
+
+async def test_a_feed_follows_its_persons_role_and_ends_when_they_leave(stack: Stack) -> None:
+    owner = await stack.tenant("agency")
+    ed = await session_of(stack, owner, "ed@agency.example", "editor")
+    ada = await session_of(stack, owner, "ada@agency.example", "admin")
+    ada_id = (await stack.client.get("/v1/me", headers=auth(ada))).json()["id"]
+    desk = await channel(stack, owner["token"], "desk.bsky.social")
+    workflow = await stack.client.post(
+        "/v1/workflows",
+        json={"name": "Admins approve", "channels": [desk],
+              "steps": [{"name": "Admins", "roles": ["admin"], "mode": "any"}]},
+        headers=auth(owner["token"]),
+    )  # fmt: skip
+    assert workflow.status_code == 201, workflow.text
+    await schedule(stack, ed, "Waiting for an admin", desk, "2027-03-26T09:00")
+    adas = await feed_path(stack, ada)
+    eds = await feed_path(stack, ed)
+    await eventually(stack, adas, ["in review: Waiting for an admin"])  # her role is asked
+
+    demoted = await stack.client.patch(
+        f"/v1/users/{ada_id}", json={"role": "editor"}, headers=auth(owner["token"])
+    )
+    assert demoted.status_code == 200, demoted.text
+    await eventually(stack, adas, [])  # the same address, read with the role she has now
+    promoted = await stack.client.patch(
+        f"/v1/users/{ada_id}", json={"role": "admin"}, headers=auth(owner["token"])
+    )
+    assert promoted.status_code == 200, promoted.text
+    await eventually(stack, adas, ["in review: Waiting for an admin"])
+
+    # The gateway has no route that removes a person: their row goes, and the gateway
+    # tells the log they left as it does for anyone its store no longer has.
+    gateway_db = sa.create_engine(stack.gateway_settings.relational)
+    with gateway_db.begin() as db:
+        db.execute(sa.text("DELETE FROM users WHERE id = :id"), {"id": ada_id})
+    gateway_db.dispose()
+    assert await stack.gateway.directory.announce_everyone() == 1
+    await eventually(stack, adas, None)
+    assert await summaries(stack, eds) == ["in review: Waiting for an admin"]  # his stays

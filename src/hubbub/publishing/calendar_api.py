@@ -4,11 +4,14 @@ each person's iCalendar feed of the posts they write or approve.
 `GET /v1/calendar` is the tenant's the gateway names (`X-Hubbub-Tenant`, signed), like
 every publishing route. `POST /v1/calendar/feed` answers a path under `/v1/public/`, which
 the gateway forwards without a key: what that path grants is only what its token says
-(the tenant, the person it was made for and their role then, and until when), sealed
-with the deployment's key (`SecretBox`, as `publishing.logins` seals its state), so it
-can be neither read nor forged; the tenant the gateway names on it is never looked at.
-A token that does not open, or whose time is over, is a 404, as a feed that does not
-exist.
+(the tenant, the person it was made for and their role then, the generation of their
+feed, and until when), sealed with the deployment's key (`SecretBox`, as
+`publishing.logins` seals its state), so it can be neither read nor forged; the tenant
+the gateway names on it is never looked at. A token that does not open, or whose time is
+over, is a 404, as a feed that does not exist; so is one of an earlier generation (asking
+for a new address ends the old one), and one of a person who has left the tenant. A
+person the log has told publishing of (`PersonChanged`, folded by the publishing worker)
+is read with the role they have now, not the one the token names.
 """
 
 # No `from __future__ import annotations` here: the routes' dependencies are closures,
@@ -17,7 +20,7 @@ import asyncio
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, NamedTuple
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -40,12 +43,12 @@ from hubbub.publishing.calendar import (
     TooMuch,
     wall_time,
 )
-from hubbub.publishing.ports import Invalid, NotFound
+from hubbub.publishing.ports import FeedStore, Invalid, NotFound
 from hubbub.publishing.service import Publishing
 from hubbub.publishing.slots import zone_of
 
 FEED_DAYS: Final = 365
-"""How long a feed's address works; asking again gives a new one."""
+"""How long a feed's address works; asking again gives a new one and ends it."""
 FEED_PAST_DAYS: Final = 31
 FEED_AHEAD_DAYS: Final = 184
 """A feed holds the posts of the last month and the next six."""
@@ -55,7 +58,8 @@ EVENT_MINUTES: Final = 15
 FEED_ANSWERS: Final[dict[int | str, dict[str, Any]]] = {
     200: {"description": "The feed (RFC 5545).",
           "content": {"text/calendar": {"schema": {"type": "string"}}}},
-    404: {"description": "No such feed: its token was not made here, was changed, or ended."},
+    404: {"description": "No such feed: its token was not made here, was changed, ended, or"
+                         " was replaced by a newer address; or its person left the tenant."},
     400: {"description": "The gateway's: a public path is sent as it is (no percent-escapes)."},
 }  # fmt: skip
 TimeText = Annotated[
@@ -64,20 +68,30 @@ TimeText = Annotated[
 Many = Annotated[list[str] | None, Query(max_length=50)]
 
 
+class FeedToken(NamedTuple):
+    tenant: str
+    person: str
+    role: str
+    """The person's role when the token was made."""
+    generation: int
+    """The generation of the person's feed it was made for (0: made before feeds had)."""
+
+
 class FeedTokens:
-    """Feed tokens: the tenant, the person and the end of the token, sealed."""
+    """Feed tokens: the tenant, the person, their feed's generation and the end of the
+    token, sealed."""
 
     def __init__(self, box: SecretBox) -> None:
         self._box = box
 
-    def make(self, tenant: str, person: str, role: str, now_us: int) -> str:
+    def make(self, tenant: str, person: str, role: str, now_us: int, generation: int = 0) -> str:
         until_s = now_us // SECOND_US + FEED_DAYS * 86_400
-        said = {"tenant": tenant, "person": person, "role": role, "until": until_s}
+        said = {"tenant": tenant, "person": person, "role": role, "until": until_s,
+                "generation": generation}  # fmt: skip
         return self._box.seal(json.dumps(said)).removeprefix(PREFIX)
 
-    def read(self, token: str, now_us: int) -> tuple[str, str, str] | None:
-        """(tenant, person, role) of a token made here and still in its time; None
-        otherwise."""
+    def open(self, token: str, now_us: int) -> FeedToken | None:
+        """What a token made here and still in its time says; None otherwise."""
         try:
             said = json.loads(self._box.open(PREFIX + token))
         except (SealError, ValueError):
@@ -86,7 +100,31 @@ class FeedTokens:
             return None
         if said["until"] * SECOND_US <= now_us:
             return None
-        return str(said["tenant"]), str(said["person"]), str(said.get("role") or LEAST_ROLE)
+        generation = said.get("generation", 0)
+        return FeedToken(
+            str(said["tenant"]), str(said["person"]), str(said.get("role") or LEAST_ROLE),
+            generation if isinstance(generation, int) else -1,
+        )  # fmt: skip
+
+    def read(self, token: str, now_us: int) -> tuple[str, str, str] | None:
+        """(tenant, person, role) of a token made here and still in its time; None
+        otherwise."""
+        opened = self.open(token, now_us)
+        return None if opened is None else (opened.tenant, opened.person, opened.role)
+
+
+def feed_role(store: FeedStore, token: FeedToken) -> str | None:
+    """The role a feed is read with: the person's now, as the log last told it (the
+    token's when it has not named them yet, as for a key); None when the feed no longer
+    works (a newer address was made, or its person left the tenant)."""
+    if store.feed_generation(token.tenant, token.person) != token.generation:
+        return None
+    if not token.person.startswith("user:"):
+        return token.role
+    member = store.member(token.tenant, token.person.removeprefix("user:"))
+    if member is None:
+        return token.role
+    return member.role if member.active else None
 
 
 def entry_view(entry: Entry, zone: Any, channels: dict[str, Any]) -> dict[str, Any]:
@@ -239,24 +277,29 @@ def build_router(
     async def make_feed(request: Request, tenant: Tenant, publishing: Service) -> dict[str, Any]:
         """The caller's own iCalendar feed: the posts they write, and those they are
         asked to approve or decided on. Answers its `path` (under `/v1/public/`, which
-        needs no key: keep it as a password) and when it stops working (a year on)."""
+        needs no key: keep it as a password) and when it stops working (a year on, or
+        when the caller asks for a new one: the path given before no longer works)."""
         person = author_of(request)
         if not person:
             raise HTTPException(422, "a feed is a person's: call with your key or session")
         now_us = publishing.clock.now_us()
-        token = FeedTokens(publishing.box).make(tenant, person, role_of(request), now_us)
+        generation = await asyncio.to_thread(publishing.store.new_feed, tenant, person)
+        token = FeedTokens(publishing.box).make(
+            tenant, person, role_of(request), now_us, generation
+        )
         until = wall_time(now_us + FEED_DAYS * 86_400 * SECOND_US, UTC)
         return {"path": FEED_PATH.format(token=token), "until": until.isoformat()}
 
     @router.get(FEED_PATH, response_class=Response, responses=FEED_ANSWERS)
     async def feed(token: str, publishing: Service, reader: Reader) -> Response:
-        """A person's iCalendar feed, by the token `POST /v1/calendar/feed` made; a 404
-        for any other."""
+        """A person's iCalendar feed, by the token `POST /v1/calendar/feed` made last
+        for them, while they are in the tenant; a 404 for any other."""
         now_us = publishing.clock.now_us()
-        said = FeedTokens(publishing.box).read(token, now_us)
-        if said is None:
+        said = FeedTokens(publishing.box).open(token, now_us)
+        role = None if said is None else await asyncio.to_thread(feed_role, publishing.store, said)
+        if said is None or role is None:
             raise HTTPException(404, "no such calendar")
-        tenant, person, role = said
+        tenant, person = said.tenant, said.person
         day_us = 86_400 * SECOND_US
         span = Span(now_us - FEED_PAST_DAYS * day_us, now_us + FEED_AHEAD_DAYS * day_us, "UTC")
         entries, channels = await asyncio.to_thread(reader.feed, tenant, person, span, role)

@@ -762,5 +762,53 @@ class ReviewStore(Protocol):
         ...
 
 
-class PublishingStore(JobStore, ReviewStore, Protocol):
+class StalePositions(RuntimeError):
+    """The log positions a fold was read from are no longer the store's: read them again."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """A person of a tenant as the gateway last told the log (`PersonChanged`): their
+    role, and whether they are still in the tenant. `user` is the stored id (a session's
+    key is `user:<id>`)."""
+
+    tenant: str
+    user: str
+    role: str
+    active: bool = True
+
+
+class FeedStore(Protocol):
+    """Each person's calendar feed address, and the people of every tenant folded from
+    the log, so a feed is ended by a new address, by its person leaving, and read with
+    the role they have now."""
+
+    def new_feed(self, tenant: str, person: str) -> int:
+        """The next generation of `person`'s feed (from 1): an address made for an
+        earlier one no longer works."""
+        ...
+
+    def feed_generation(self, tenant: str, person: str) -> int:
+        """The generation of `person`'s feed whose address works (0: none made yet)."""
+        ...
+
+    def member(self, tenant: str, user: str) -> Member | None:
+        """The person as last folded; None when the log has not named them."""
+        ...
+
+    def people_positions(self) -> dict[str, int]:
+        """Where the people's fold has read the log to, by topic."""
+        ...
+
+    def fold_people(
+        self, changes: Sequence[Member], reached: Mapping[str, int], read_from: Mapping[str, int]
+    ) -> None:
+        """In one transaction: each change (the latest of a person wins; one who left has
+        their feed's generation moved on, so no address of theirs works even if they come
+        back), and the positions `reached`; `StalePositions` when the store's positions are
+        no longer `read_from`."""
+        ...
+
+
+class PublishingStore(JobStore, ReviewStore, FeedStore, Protocol):
     """Jobs and reviews in one store: an approval makes its jobs in its transaction."""

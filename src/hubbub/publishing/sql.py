@@ -37,6 +37,7 @@ from hubbub.publishing.ports import (
     Limits,
     LostLease,
     Media,
+    Member,
     NotFound,
     Outcome,
     Part,
@@ -46,6 +47,7 @@ from hubbub.publishing.ports import (
     Release,
     Review,
     Series,
+    StalePositions,
     Step,
     TooMany,
     Workflow,
@@ -253,6 +255,24 @@ link_ends_table = sa.Table(
     sa.Column("post", sa.String(32), primary_key=True),
     sa.Column("tenant", sa.String(32), nullable=False),
     sa.Column("before_us", sa.BigInteger, nullable=False),
+)  # fmt: skip
+feeds_table = sa.Table(
+    "publishing_feeds", metadata,
+    sa.Column("tenant", sa.String(32), primary_key=True),
+    sa.Column("person", sa.String(255), primary_key=True),
+    sa.Column("generation", sa.Integer, nullable=False),
+)  # fmt: skip
+people_table = sa.Table(
+    "publishing_people", metadata,
+    sa.Column("tenant", sa.String(32), primary_key=True),
+    sa.Column("user", sa.String(255), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+)  # fmt: skip
+positions_table = sa.Table(
+    "publishing_positions", metadata,
+    sa.Column("topic", sa.String(64), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
 )  # fmt: skip
 
 
@@ -1071,6 +1091,50 @@ class SqlJobStore:
         ]  # fmt: skip
         return sorted(entries, key=lambda e: e.at_us)
 
+    # Feeds, and the people folded from the log
+
+    def new_feed(self, tenant: str, person: str) -> int:
+        try:
+            with self._engine.begin() as db:
+                return _next_feed(db, tenant, person)
+        except IntegrityError:  # a first feed made at once by another: its row is there now
+            with self._engine.begin() as db:
+                return _next_feed(db, tenant, person)
+
+    def feed_generation(self, tenant: str, person: str) -> int:
+        mine = (feeds_table.c.tenant == tenant) & (feeds_table.c.person == person)
+        with self._engine.connect() as db:
+            found = db.execute(sa.select(feeds_table.c.generation).where(mine)).scalar()
+        return int(found or 0)
+
+    def member(self, tenant: str, user: str) -> Member | None:
+        mine = (people_table.c.tenant == tenant) & (people_table.c.user == user)
+        with self._engine.connect() as db:
+            row = db.execute(sa.select(people_table).where(mine)).first()
+        return None if row is None else Member(**row._mapping)
+
+    def people_positions(self) -> dict[str, int]:
+        with self._engine.connect() as db:
+            rows = db.execute(sa.select(positions_table)).all()
+        return {row.topic: row.position for row in rows}
+
+    def fold_people(
+        self, changes: Sequence[Member], reached: Mapping[str, int], read_from: Mapping[str, int]
+    ) -> None:
+        latest = {(change.tenant, change.user): change for change in changes}
+        try:
+            with self._engine.begin() as db:
+                relational.move_positions(db, positions_table, reached, read_from, StalePositions)
+                for (tenant, user), change in sorted(latest.items()):
+                    mine = (people_table.c.tenant == tenant) & (people_table.c.user == user)
+                    said = {"role": change.role, "active": change.active}
+                    if not db.execute(people_table.update().where(mine).values(said)).rowcount:
+                        db.execute(people_table.insert().values(tenant=tenant, user=user, **said))
+                    if not change.active:
+                        _next_feed(db, tenant, f"user:{user}")
+        except IntegrityError as error:  # another worker inserted a position or a person
+            raise StalePositions(str(error)) from error
+
     def pause(self, tenant: str, channel: str, paused: bool, now_us: int,
               requeue: Callable[[Channel, Sequence[Job]], Mapping[str, int]] | None = None,
               ) -> tuple[Channel, list[Job]]:  # fmt: skip
@@ -1104,6 +1168,21 @@ class SqlJobStore:
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+def _next_feed(db: sa.Connection, tenant: str, person: str) -> int:
+    """Move `person`'s feed to its next generation; answers it. The update takes the row's
+    write lock, so two at once each get a generation of their own; a first feed made at
+    once by two fails one insert, which the caller's transaction raises."""
+    mine = (feeds_table.c.tenant == tenant) & (feeds_table.c.person == person)
+    moved = db.execute(
+        feeds_table.update().where(mine).values(generation=feeds_table.c.generation + 1)
+        .returning(feeds_table.c.generation)
+    ).scalar()  # fmt: skip
+    if moved is not None:
+        return int(moved)
+    db.execute(feeds_table.insert().values(tenant=tenant, person=person, generation=1))
+    return 1
 
 
 def _claiming(claimable: Any, order: Any) -> Any:

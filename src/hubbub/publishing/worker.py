@@ -24,6 +24,10 @@ reminded, and a post not approved `overdue_within_s` before its time is flagged.
 
 Every few minutes, too, the log is told of the channels it lacks (`ChannelDirectory`).
 
+The people of every tenant are folded from the log (`PersonChanged` on `control`) into
+publishing's store, with the position reached in the same transaction (`fold_people`):
+a person's calendar feed is read with the role they have now, and ends when they leave.
+
 Each minute the sweeper makes the jobs of recurring posts' next occurrences (up to
 `series_horizon_s` ahead, each series from its last occurrence made, so none is skipped),
 marks missed the jobs due longer ago than `max_late_s` (the platform was down, or the
@@ -45,21 +49,27 @@ from typing import Final
 import structlog
 from prometheus_client import Counter
 
+from hubbub.eventlog.follow import every
+from hubbub.eventlog.ports import EventLog
 from hubbub.kernel.background import Background
 from hubbub.kernel.clock import Clock
+from hubbub.kernel.events import CONTROL, PersonChanged
 from hubbub.publishing.budget import Budget
 from hubbub.publishing.directory import ChannelDirectory, pages_through
 from hubbub.publishing.journal import Journal
 from hubbub.publishing.ports import (
     Channel,
+    FeedStore,
     Job,
     JobStore,
     LostLease,
+    Member,
     Network,
     Outcome,
     OutcomeUnknown,
     Permanent,
     Post,
+    StalePositions,
     Transient,
 )
 from hubbub.publishing.service import Publishing, extend_series
@@ -98,6 +108,9 @@ class PublishPolicy:
     """A review step waiting longer than this reminds its approvers (again, each time)."""
     overdue_within_s: float = 2 * 3600.0
     """A post not approved this long before its time is flagged, once."""
+    people_poll_s: float = 0.5
+    """How often the people's fold reads the log for changes."""
+    people_batch: int = 1000
 
 
 class Publisher:
@@ -374,17 +387,47 @@ async def remind(service: Publishing, policy: PublishPolicy) -> None:
         await asyncio.sleep(policy.sweep_every_s)
 
 
+async def fold_people(store: FeedStore, event_log: EventLog, batch: int = 1000) -> int:
+    """Fold the people changes the log holds past the stored position; answers the records
+    read. A fold from a position another replica moved meanwhile is read again."""
+    folded = 0
+    while True:
+        positions = await asyncio.to_thread(store.people_positions)
+        records = await event_log.read(CONTROL, positions.get(CONTROL, 0) + 1, batch)
+        if not records:
+            return folded
+        changes = [
+            Member(r.event.tenant, r.event.user, r.event.role, r.event.active)
+            for r in records
+            if isinstance(r.event, PersonChanged)
+        ]
+        try:
+            await asyncio.to_thread(
+                store.fold_people, changes, {CONTROL: records[-1].position}, positions
+            )
+        except StalePositions as error:
+            log.info("positions moved under the people's fold; folding on", why=str(error))
+            continue
+        folded += len(records)
+
+
 def run(background: Background, publisher: Publisher, service: Publishing | None = None) -> None:
     """Keep `publisher` claiming and publishing, its sweeper sweeping, and (with
-    `service`) approvals reminded, under `background` (each restarted with a backoff
-    when it fails)."""
+    `service`) approvals reminded, the log told of channels and the people folded from
+    it, under `background` (each restarted with a backoff when it fails)."""
     background.start("publisher", publisher.run)
     background.start("publishing sweeper", publisher.sweep)
-    if service is not None:
-        background.start("approval reminders", lambda: remind(service, publisher.policy))
-    if service is not None and service.journal is not None and service.journal.event_log:
-        directory = ChannelDirectory(
-            service.journal.event_log, service.store, service.clock,
-            service.page_of or pages_through(publisher.networks),
-        )  # fmt: skip
-        background.start("channel directory", directory.keep_announced)
+    if service is None:
+        return
+    background.start("approval reminders", lambda: remind(service, publisher.policy))
+    event_log = service.journal.event_log if service.journal is not None else None
+    if not event_log:
+        return
+    pages = service.page_of or pages_through(publisher.networks)
+    directory = ChannelDirectory(event_log, service.store, service.clock, pages)
+    background.start("channel directory", directory.keep_announced)
+    policy = publisher.policy
+    background.start("publishing people", lambda: every(
+        policy.people_poll_s, lambda: fold_people(service.store, event_log, policy.people_batch),
+        what="folding people into publishing",
+    ))  # fmt: skip
