@@ -1,15 +1,19 @@
 """The content calendar in a real Chromium, through the gateway: a post scheduled at 09:00
 in Paris shows at 09:00 in the week that Paris moves its clocks forward and in the week
-after, in the person's own zone; dragging it to another half-hour, or moving it with the
-keyboard, reschedules it (the API's job falls due then); and a channel's queue pauses and
-resumes from the page. Screenshots go to `test-artifacts/screens/`."""
+after, in the person's own zone, and at 04:00 then 03:00 for someone in New York (whose
+clocks moved two weeks before); dragging it to another half-hour, or moving it with the
+keyboard, reschedules it (the API's job falls due then); a channel's queue pauses and
+resumes from the page; and a post published on Bluesky's own PDS shows as published at
+the local time it went out. Screenshots go to `test-artifacts/screens/`."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -18,9 +22,11 @@ import pytest
 from icalendar import Calendar as ICalendar
 from playwright.async_api import Browser, Locator, Page, expect
 
+from tests.browser.test_approvals import until_s
 from tests.browser.test_web_app import PASSWORD, browser, person, screens, signed_in
 from tests.conftest import until
 from tests.support.browser import CHROMIUM
+from tests.support.pds import local_pds
 from tests.support.stack import Stack, auth, start_stack
 
 __all__ = ["browser"]  # the fixture, shared with the other browser tests
@@ -272,3 +278,122 @@ async def test_add_to_queue_the_feed_and_the_heat_map(desk: Desk) -> None:
     )
     await page.get_by_role("link", name="Back to the calendar").click()
     await expect(page.get_by_role("heading", name="Calendar", level=1)).to_be_visible()
+
+
+async def test_someone_in_new_york_sees_paris_posts_at_their_own_time_across_the_change(
+    desk: Desk,
+) -> None:
+    """New York moved its clocks on 14 March and Paris moves them on the 28th: 09:00 in
+    Paris is 04:00 in New York until then, and 03:00 from that day."""
+    page = desk.page
+    await page.goto("/settings")
+    await page.get_by_label("Time zone").fill("America/New_York")
+    await page.get_by_role("button", name="Save").first.click()
+    await page.goto("/calendar?view=week&day=2027-03-26")
+    await expect(page.get_by_text("Times in America/New_York")).to_be_visible()
+    friday = cell(page, "2027-03-26T04:00").locator(".entry")
+    await expect(friday).to_contain_text(WINTER)
+    await expect(friday.locator(".time")).to_have_text("04:00")
+    await expect(cell(page, "2027-03-26T09:00").locator(".entry")).to_have_count(0)
+    saturday = cell(page, "2027-03-27T04:00")
+    await expect(saturday.locator(".slot")).to_have_text("Free slot: desk.bsky.social")
+    sunday = cell(page, "2027-03-28T03:00")  # the day Paris goes forward
+    await expect(sunday.locator(".slot")).to_have_text("Free slot: desk.bsky.social")
+    await expect(cell(page, "2027-03-28T04:00").locator(".slot")).to_have_count(0)
+    await screens(page, "calendar-new-york")
+
+    await page.get_by_role("link", name="Month view").click()
+    for day, text, time in (("2027-03-26", WINTER, "04:00"), ("2027-03-29", SUMMER, "03:00")):
+        shown = page.locator(f'td[data-date="{day}"] .entry')
+        await expect(shown).to_contain_text(text)
+        await expect(shown.locator(".time")).to_have_text(time)
+
+    await page.get_by_role("link", name="Week view").click()
+    await page.get_by_role("link", name="Next week").click()
+    monday = cell(page, "2027-03-29T03:00").locator(".entry")
+    await expect(monday).to_contain_text(SUMMER)
+    await expect(monday.locator(".time")).to_have_text("03:00")
+
+    # Dragged in New York's time, it lands at the same moment in Paris's.
+    await page.goto("/calendar?view=week&day=2027-03-26")
+    await entry(page, WINTER).drag_to(cell(page, "2027-03-26T05:30"))
+    await expect(page.locator("#calendar-status")).to_have_text("Rescheduled to Fri 26 Mar 05:30.")
+    await until(lambda: _due_is(desk, WINTER, "2027-03-26T10:30"))
+    await page.reload()
+    await expect(cell(page, "2027-03-26T05:30").locator(".entry .time")).to_have_text("05:30")
+
+
+async def test_a_published_post_shows_as_published_at_the_local_time_it_went_out(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """Published on Bluesky's own PDS through a Paris channel, seen from Kolkata (whose
+    offset is half an hour off Paris's)."""
+    loopback = {"publish_allowed_networks": [ipaddress.ip_network("127.0.0.0/8")]}
+    text = "Out now: the <b>autumn</b> list"
+    async with local_pds() as pds:
+        author = await pds.create_account()
+        app_password = await pds.create_app_password(author)
+        stack, resources = await start_stack(tmp_path, platform_settings=loopback)
+        async with resources:
+            owner = await stack.tenant("Press")
+            await person(stack, owner, "ed@press.example", "editor")
+            made = await stack.client.post(
+                "/v1/channels",
+                json={"network": "bluesky", "account": author.handle, "service": pds.url,
+                      "app_password": app_password, "time_zone": "Europe/Paris"},
+                headers=auth(owner["token"]),
+            )  # fmt: skip
+            assert made.status_code == 201, made.text
+            context, page = await signed_in(browser, stack, "ed@press.example")
+            await page.goto("/settings")
+            await page.get_by_label("Time zone").fill("Asia/Kolkata")
+            await page.get_by_role("button", name="Save").first.click()
+
+            # At the start of a minute, so that it goes out within that same minute.
+            now = datetime.now(UTC)
+            if now.second > 30:
+                await asyncio.sleep(61 - now.second)
+            minute = datetime.now(UTC).replace(second=0, microsecond=0)
+            session = await stack.client.post(
+                "/v1/sessions", json={"email": "ed@press.example", "password": PASSWORD}
+            )
+            at = minute.astimezone(PARIS).strftime("%Y-%m-%dT%H:%M")
+            posted = await stack.client.post(
+                "/v1/posts", json={"text": text, "channels": [made.json()["id"]], "at": at},
+                headers=auth(session.json()["token"]),
+            )  # fmt: skip
+            assert posted.status_code == 201, posted.text
+
+            async def published() -> bool:
+                jobs = await stack.client.get("/v1/jobs", headers=auth(owner["token"]))
+                return [job["state"] for job in jobs.json()] == ["published"]
+
+            await until_s(published, 20)
+            assert await pds.records(author.did) == [text]
+
+            local = minute.astimezone(ZoneInfo("Asia/Kolkata"))
+            half = f"{local:%Y-%m-%dT%H}:{local.minute // 30 * 30:02d}"
+            await page.goto("/calendar")
+            await expect(page.get_by_text("Times in Asia/Kolkata")).to_be_visible()
+            shown = cell(page, half).locator(".entry")
+            await expect(shown).to_contain_text(text)
+            await expect(shown.locator(".label")).to_have_text("Published")
+            await expect(shown.locator(".time")).to_have_text(f"{local:%H:%M}")
+            assert await shown.get_attribute("draggable") is None  # it is out: not movable
+            await screens(page, "calendar-published")
+            await page.get_by_role("link", name="Month view").click()
+            day = page.locator(f'td[data-date="{local.date().isoformat()}"] .entry')
+            await expect(day.locator(".label")).to_have_text("Published")
+            await expect(day.locator(".time")).to_have_text(f"{local:%H:%M}")
+
+            # The post's history says when it went out, in the same zone and minute.
+            await day.get_by_role("link", name=f"Open the post: {text}").click()
+            history = page.get_by_role("region", name="History")
+            went = history.get_by_role("row").filter(has_text="published")
+            await expect(went).to_have_count(1)
+            when = (await went.get_by_role("cell").first.inner_text()).strip()
+            clock = re.search(r"(\d{1,2}):(\d{2}):\d{2}\s*([AP]M)", when)
+            assert clock is not None, when
+            hours = int(clock[1]) % 12 + (12 if clock[3] == "PM" else 0)
+            assert f"{hours:02d}:{clock[2]}" == f"{local:%H:%M}", when
+            await context.close()

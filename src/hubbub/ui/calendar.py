@@ -421,7 +421,10 @@ def build_router(
             answer = await calendar.reschedule(person.session, body.post, at, body.channel)
         except Problem as problem:
             return JSONResponse({"detail": str(problem)}, status_code=problem.status)
-        return JSONResponse({"message": moved_message(answer, body.at), "post": answer})
+        review = answer.get("review") if isinstance(answer, dict) else None
+        state = str(review["state"]) if isinstance(review, dict) and review.get("state") else ""
+        return JSONResponse({"message": moved_message(answer, body.at), "post": answer,
+                             "label": STATES.get(state, state)})  # fmt: skip
 
     @router.post("/calendar/channels/{channel}/{action}", response_class=HTMLResponse)
     async def pause(

@@ -109,6 +109,7 @@
     if (review && review.state) {
       entry.className = entry.className.replace(/state-\S+/, "state-" + review.state);
       entry.dataset.state = review.state;
+      if (body.label) entry.querySelector(".label").textContent = body.label;
     }
     tell(body.message || `Rescheduled to ${said(to)}.`);
     entry.focus();
