@@ -102,6 +102,40 @@ def test_a_role_changes_but_never_leaves_a_tenant_without_an_owner(store: Tenant
     ]  # fmt: skip
 
 
+def test_a_removed_user_is_gone_with_its_sessions_but_never_the_last_owner(
+    store: TenantStore,
+) -> None:
+    acme, globex = store.create_tenant("acme"), store.create_tenant("globex")
+    ada = store.add_user(acme.id, "ada@example.com", "owner")
+    bob = store.add_user(acme.id, "bob@example.com", "owner")
+    ed = store.add_user(acme.id, "ed@example.com", "editor")
+    store.set_password(acme.id, ed.id, "hashed")
+    later = datetime.now(UTC) + timedelta(days=7)
+    invited = store.create_invite(acme.id, "ed@example.com", "viewer", "a" * 64, later)
+    with pytest.raises(NotFound):
+        store.remove_user(globex.id, ed.id)  # not a user of that tenant
+    assert store.user(acme.id, ed.id) == ed
+
+    assert store.remove_user(acme.id, ed.id) == ed
+    assert store.credentials(ed.id) is None  # what a session is checked against
+    assert store.credentials_by_email("ed@example.com") == []
+    with pytest.raises(NotFound):
+        store.user(acme.id, ed.id)
+    with pytest.raises(NotFound):
+        store.remove_user(acme.id, ed.id)
+    assert store.invites(acme.id) == [invited]  # an invitation to their email stays
+    back = store.accept_invite("a" * 64, "hash-of-a-password", datetime.now(UTC))
+    assert (back.email, back.role) == ("ed@example.com", "viewer")
+    assert back.id != ed.id
+
+    assert store.remove_user(acme.id, ada.id) == ada  # bob still owns it
+    with pytest.raises(Conflict, match="last owner"):
+        store.remove_user(acme.id, bob.id)
+    assert [(u.email, u.role) for u in store.users(acme.id)] == [
+        ("bob@example.com", "owner"), ("ed@example.com", "viewer"),
+    ]  # fmt: skip
+
+
 def test_a_key_is_shown_once_works_until_revoked_and_is_stored_hashed(
     store: TenantStore,
 ) -> None:

@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from icalendar import Calendar as ICalendar
 
 from tests.support.stack import Stack, auth, start_stack
@@ -341,12 +340,7 @@ async def test_a_feed_follows_its_persons_role_and_ends_when_they_leave(stack: S
     assert promoted.status_code == 200, promoted.text
     await eventually(stack, adas, ["in review: Waiting for an admin"])
 
-    # The gateway has no route that removes a person: their row goes, and the gateway
-    # tells the log they left as it does for anyone its store no longer has.
-    gateway_db = sa.create_engine(stack.gateway_settings.relational)
-    with gateway_db.begin() as db:
-        db.execute(sa.text("DELETE FROM users WHERE id = :id"), {"id": ada_id})
-    gateway_db.dispose()
-    assert await stack.gateway.directory.announce_everyone() == 1
+    removed = await stack.client.delete(f"/v1/users/{ada_id}", headers=auth(owner["token"]))
+    assert removed.status_code == 200, removed.text
     await eventually(stack, adas, None)
     assert await summaries(stack, eds) == ["in review: Waiting for an admin"]  # his stays

@@ -4,8 +4,9 @@
   answers its first owner key, shown once.
 - `/v1/tenant`, `/v1/users`, `/v1/keys`: a tenant's own, with its key. Reading needs
   the admin role or above, as does making a user or a key; a key never gets a role
-  above its maker's. Another tenant's key id is 404, as one that does not exist. A user
-  added or given another role is told to the log (`hubbub.gateway.directory`).
+  above its maker's. Another tenant's key or user id is 404, as one that does not exist.
+  A user added, given another role or removed is told to the log
+  (`hubbub.gateway.directory`); a removed user's sessions end with them.
 - `/v1/platform/routes`: the operator's; a change reaches every gateway through the log.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -113,6 +114,16 @@ class RoleChange(BaseModel):
     role: Role
 
 
+REMOVAL_ANSWERS: Final[dict[int | str, dict[str, Any]]] = {
+    200: {"description": "Removed: the user as it was."},
+    403: {"description": "The caller is below admin, the user's role is above the"
+                         " caller's, or the token is the operator's (it has no tenant)."},
+    404: {"description": "No such user in the caller's tenant (another tenant's is"
+                         " answered the same)."},
+    409: {"description": "The tenant's last owner: make another owner first."},
+}  # fmt: skip
+
+
 class RouteSet(BaseModel):
     prefix: str = Field(description="A path prefix, such as /v1/reports.")
     target: Literal["new", "legacy", "percent"]
@@ -189,6 +200,18 @@ def _tenant_routes(tenancy: Tenancy, caller: CallerOf, directory: Directory) -> 
         with answering():
             user = await asyncio.to_thread(tenancy.set_role, caller(request), user_id, body.role)
         await directory.changed(user)
+        return _user(user)
+
+    @router.delete("/v1/users/{user_id}", responses=REMOVAL_ANSWERS)
+    async def remove_user(request: Request, user_id: str) -> UserRead:
+        """Remove a user from the tenant (admin or above; never someone above the caller,
+        never the tenant's last owner); answers the user as it was. Their sessions stop
+        at once here, within seconds everywhere; invitations to their email stay as they
+        are. The log is told they left (`PersonChanged`, not active): their calendar feed
+        ends, and they are told nothing more."""
+        with answering():
+            user = await tenancy.remove_user(caller(request), user_id)
+        await directory.left(user)
         return _user(user)
 
     return router

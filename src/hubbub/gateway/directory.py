@@ -76,9 +76,18 @@ class Directory(ControlView):
     async def changed(self, user: User) -> PersonChanged | None:
         """Append `user`'s entry as it is now; returns the event, or None when the log
         could not take it (logged; `keep_announced` announces it when the log is back)."""
+        return await self._tell(user, active=True)
+
+    async def left(self, user: User) -> PersonChanged | None:
+        """Append that `user` (removed from the store) is no longer active; as `changed`
+        when the log cannot take it: the next announcement finds them gone."""
+        return await self._tell(user, active=False)
+
+    async def _tell(self, user: User, *, active: bool) -> PersonChanged | None:
         now_us = self._clock.now_us()
         identity = f"{user.tenant}/{user.id}/{uuid.uuid4().hex}"
-        event = stamped(person_of(user), identity, source=SOURCE, now_us=now_us)
+        entry = msgspec.structs.replace(person_of(user), active=active)
+        event = stamped(entry, identity, source=SOURCE, now_us=now_us)
         try:
             await self._event_log.append([event])
         except LogUnavailable as error:

@@ -6,7 +6,8 @@ connector tokens. Contract, which every adapter meets (`tests/contract/test_tena
 
 - Tenants have unique names; creating a second one of the same name is `Conflict`.
 - A user belongs to one tenant with one role of `ROLES`; an email is unique within
-  its tenant.
+  its tenant. A tenant with an owner keeps one: neither a role change nor a removal
+  takes its last.
 - A key is shown once, when made; the store keeps its hash. `authenticate` answers the
   key's tenant, role and permissions for a valid, unrevoked token, and None for anything else
   (malformed, unknown, revoked, wrong secret), never telling which.
@@ -185,6 +186,12 @@ class TenantStore(Protocol):
     def set_role(self, tenant: str, user: str, role: Role) -> User:
         """Give the tenant's user `role`; NotFound for a user of another tenant or none;
         Conflict when it would leave the tenant without an owner."""
+        ...
+
+    def remove_user(self, tenant: str, user: str) -> User:
+        """Remove the tenant's user, answering it as it was: its sessions end with it
+        (`credentials` is None), its tenant's invitations stay as they are. NotFound for
+        a user of another tenant or none; Conflict for the tenant's last owner."""
         ...
 
     def create_invite(

@@ -9,8 +9,9 @@ that does not exist, so ids do not leak across tenants.
 - The operator makes tenants (each with a first owner key), lists them, and grants a
   tenant's key permissions beyond its role (`ingest`).
 - A tenant's admins (and owners) list and add users and keys, never of a role above
-  their own, and revoke keys of a role no higher than their own. A revoked key stops
-  working at once in this gateway (`forget`), within the key cache's TTL elsewhere.
+  their own, and revoke keys and remove users of a role no higher than their own. A
+  revoked key, or a removed user's session, stops working at once in this gateway
+  (`forget`), within the key cache's TTL elsewhere.
 """
 
 from __future__ import annotations
@@ -135,6 +136,17 @@ class Tenancy:
         changed = self.store.set_role(tenant, user, role)
         self.forget(session_key(user))
         return changed
+
+    async def remove_user(self, who: Caller, user: str) -> User:
+        """Remove a user of the caller's tenant (an admin's, never someone above it, never
+        the last owner); its sessions stop at once. Answers the user as it was."""
+        tenant = tenant_admin(who).tenant
+        found = await asyncio.to_thread(self.store.user, tenant, user)
+        if not who.may(found.role):
+            raise Refused(f"the {who.role} role cannot remove someone of the {found.role} role")
+        removed = await asyncio.to_thread(self.store.remove_user, tenant, user)
+        self.forget(session_key(user))  # on the event loop, as `revoke_key`
+        return removed
 
     def keys(self, who: Caller) -> list[ApiKey]:
         """The tenant's keys, revoked ones too; never their tokens."""

@@ -266,6 +266,20 @@ class SqlTenantStore:
             db.execute(users.update().where(mine).values(role=role))
         return self.user(tenant, user)
 
+    def remove_user(self, tenant: str, user: str) -> User:
+        mine = (users.c.id == user) & (users.c.tenant == tenant)
+        owners = (users.c.tenant == tenant) & (users.c.role == "owner")
+        with self._engine.begin() as db:
+            # As in `set_role`: two owners removing each other at once leave one.
+            held = db.execute(sa.select(users.c.id).where(owners).with_for_update()).all()
+            row = db.execute(sa.select(users).where(mine)).first()
+            if row is None:
+                raise NotFound(f"no user {user!r}")
+            if row.role == "owner" and len(held) <= 1:
+                raise Conflict("this is the tenant's last owner: make another owner first")
+            db.execute(users.delete().where(mine))
+        return _user(row)
+
     def create_invite(
         self, tenant: str, email: str, role: Role, token_hash: str, expires_at: datetime
     ) -> Invite:

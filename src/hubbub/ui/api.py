@@ -755,6 +755,13 @@ def build_router(
 
         return await acting(request, who, act)
 
+    @router.post("/settings/users/{user}/remove", response_class=HTMLResponse)
+    async def remove_user(request: Request, who: Posting, user: str) -> HTMLResponse:
+        async def act() -> dict[str, Any]:
+            return {"removed": await console.remove_user(who.session, user)}
+
+        return await acting(request, who, act)
+
     @router.post("/settings/keys", response_class=HTMLResponse)
     async def create_key(
         request: Request,

@@ -298,6 +298,11 @@ class Console:
         path = f"/v1/users/{_part(user)}"
         return dict(_checked(await self.api.call("PATCH", path, token=token, json={"role": role})))
 
+    async def remove_user(self, token: str, user: str) -> dict[str, Any]:
+        """Remove a person from the workspace; answers them as they were."""
+        path = f"/v1/users/{_part(user)}"
+        return dict(_checked(await self.api.call("DELETE", path, token=token)))
+
     async def invites(self, token: str) -> list[Any]:
         return list(_checked(await self.api.call("GET", "/v1/invites", token=token)))
 
