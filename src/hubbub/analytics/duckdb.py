@@ -46,6 +46,7 @@ from hubbub.analytics.rollups import (
     Contribution,
     Deltas,
     global_backfills,
+    post_hash,
     prune_statements,
     schema,
     tier_appends,
@@ -144,12 +145,52 @@ class DuckDBRollups:
         }
         db.begin()
         try:
+            text_keyed = (
+                "post_contribution" in existing
+                and not db.execute(
+                    "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
+                    " AND table_name = 'post_contribution' AND column_name = 'h'"
+                ).fetchall()
+            )
+            if text_keyed:
+                db.execute("ALTER TABLE post_contribution RENAME TO post_contribution_by_text")
             for statement in (*SCHEMA, *global_backfills(existing)):
                 db.execute(statement)
+            if text_keyed:
+                self._rekey_posts()
             db.commit()
         except BaseException:
             db.rollback()
             raise
+
+    def _rekey_posts(self) -> None:
+        """Copy the records of a database made when posts were keyed by their text into
+        the table keyed by their hash, in the schema's transaction."""
+        db = self._db
+        (last,) = db.execute("SELECT max(rowid) FROM post_contribution_by_text").fetchone() or (
+            None,
+        )
+        for first in range(0, (last or 0) + 1, 100_000):
+            rows = db.execute(
+                "SELECT post, minute, record FROM post_contribution_by_text"
+                " WHERE rowid >= ? AND rowid < ?",
+                [first, first + 100_000],
+            ).fetchall()
+            posts = [post for post, _, _ in rows]
+            db.register(
+                "old_posts",
+                pa.table(
+                    {
+                        "h": [post_hash(post) for post in posts],
+                        "post": posts,
+                        "minute": [minute for _, minute, _ in rows],
+                        "record": pa.array([record for _, _, record in rows], pa.binary()),
+                    }
+                ),
+            )
+            db.execute("INSERT OR REPLACE INTO post_contribution SELECT * FROM old_posts")
+            db.unregister("old_posts")
+        db.execute("DROP TABLE post_contribution_by_text")
 
     def positions(self) -> dict[str, int]:
         """The last log position folded, per topic."""
@@ -166,10 +207,13 @@ class DuckDBRollups:
     def _contributions(self, posts: set[str]) -> dict[str, Contribution]:
         cursor = self._db.cursor()
         try:
-            cursor.register("wanted_posts", pa.table({"post": list(posts)}))
+            wanted = list(posts)
+            cursor.register(
+                "wanted_posts", pa.table({"h": [post_hash(p) for p in wanted], "post": wanted})
+            )
             rows = cursor.execute(
                 "SELECT c.post, c.record FROM post_contribution c"
-                " JOIN wanted_posts w ON c.post = w.post"
+                " JOIN wanted_posts w ON c.h = w.h AND c.post = w.post"
             ).fetchall()
         finally:
             cursor.close()
@@ -236,6 +280,7 @@ class DuckDBRollups:
             if deltas.contributions:
                 records = pa.table(
                     {
+                        "h": [post_hash(post) for post in deltas.contributions],
                         "post": list(deltas.contributions),
                         "minute": [c.minute for c in deltas.contributions.values()],
                         "record": [_encode(c) for c in deltas.contributions.values()],
@@ -243,7 +288,7 @@ class DuckDBRollups:
                 )
                 db.register("delta_posts", records)
                 db.execute(
-                    "INSERT OR REPLACE INTO post_contribution SELECT post, minute, record"
+                    "INSERT OR REPLACE INTO post_contribution SELECT h, post, minute, record"
                     " FROM delta_posts"
                 )
                 db.unregister("delta_posts")
