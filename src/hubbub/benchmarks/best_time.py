@@ -5,6 +5,8 @@ daily rhythm (`synthetic.firehose.Rhythm`: posts created in three half-hours of 
 Paris day draw a share of all likes), ingested into a fresh SQLite log and folded by the
 real analytics worker into fresh DuckDB rollups. The first `days - 1` days train the
 model (`analytics.best_times`, English posts on Bluesky); the last day is held back.
+One more day of stream follows it, unscored, so that the held-back day's posts have
+their whole first 24 hours of engagement, as the training's have.
 
 - `hit_rate`: the share of the planted (day, half-hour) peaks of the training days
   found among the model's `top_k` best slots (`top_k` = the number planted).
@@ -80,7 +82,7 @@ def run_best_time(days: int = 8, prior_posts: float = 10.0) -> dict[str, Any]:
     start_us = int(START.timestamp() * 1_000_000)
     rhythm = Rhythm(zone=ZONE, peaks=PEAKS)
     spec = FirehoseSpec(
-        events=days * 86_400, pages=20_000, start_us=start_us, rate_per_s=1, rhythm=rhythm
+        events=(days + 1) * 86_400, pages=20_000, start_us=start_us, rate_per_s=1, rhythm=rhythm
     )
     zone = ZoneInfo(ZONE)
     with tempfile.TemporaryDirectory(prefix="hubbub-best-time-") as directory:
@@ -89,8 +91,9 @@ def run_best_time(days: int = 8, prior_posts: float = 10.0) -> dict[str, Any]:
             scope = firehose_scope("bluesky", "en")
             train_end = start_us + (days - 1) * DAY_US
             train = read_slots(store.query, scope, train_end + ENGAGEMENT_WINDOW_US, 1)
+            held_halves = range(train_end // HALF_US, (train_end + DAY_US) // HALF_US)
             held = [row for row in read_slots(store.query, scope, start_us + 2 * days * DAY_US, 2)
-                    if row[0] >= train_end // HALF_US]  # fmt: skip
+                    if row[0] in held_halves]  # fmt: skip
         finally:
             store.close()
     posts, scores = slot_scores(train, zone, prior_posts)
