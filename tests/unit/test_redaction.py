@@ -26,6 +26,9 @@ def test_passwords_in_urls_and_connection_strings_are_redacted() -> None:
     [
         ("postgresql://ops@corp:s3cret@db/hubbub", "s3cret", "postgresql://ops@corp:***@db/hubbub"),
         ("redis://:p@ss@cache:6379", "ss", "redis://:***@cache:6379"),
+        ("postgresql://u:pa/ss@db:5432/x", "pa/ss", "postgresql://u:***@db:5432/x"),
+        ("nats://u:a/b@c@nats:4222 next", "a/b@c", "nats://u:***@nats:4222 next"),
+        ("dbname=x PASSWORD=Up5ecret", "Up5ecret", "PASSWORD=***"),
         ("host=db password='two words' dbname=x", "two words", "password=*** dbname=x"),
         ('host=db password = "q\\"uoted" user=a', "uoted", "password = *** user=a"),
     ],
@@ -36,6 +39,11 @@ def test_a_password_with_an_at_sign_or_spaces_is_redacted_whole(
     said = redact(text)
     assert secret not in said
     assert shown in said
+
+
+def test_a_link_that_is_not_a_password_is_left_as_it_is() -> None:
+    text = "see http://host:8080?next=a@b or http://host/x@y, mail ops@example.com"
+    assert redact(text) == text
 
 
 def test_a_log_line_carries_no_password(capsys: pytest.CaptureFixture[str]) -> None:

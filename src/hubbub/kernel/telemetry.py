@@ -226,10 +226,14 @@ def add_correlation(
 
 
 _CREDENTIALS: Final = re.compile(
-    # A URL's password runs to the last @ before its path: a user or password written
-    # with an unescaped @ still loses all of the password. A keyword's may be quoted.
-    r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^:/\s]*:)[^/\s]*@"
-    r"|(?P<word>password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\S+)"
+    # A URL's password runs to the last @ of its authority (the @ after which no / ? #
+    # or @ comes before the host ends): a password holding / or @ unescaped is still
+    # hidden whole; one holding ? or # is taken for a query. Better hidden than shown:
+    # `http://host:80/path@x` loses "80/path". A keyword's password may be quoted.
+    r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*(?:@[^:/?#@\s]*)*:)[^?#\s]+?@"
+    r"(?=[^@/?#\s]*(?:[/?#\s]|$))"
+    r"|(?P<word>password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\S+)",
+    re.IGNORECASE,
 )
 
 
@@ -245,7 +249,7 @@ def redact_credentials(
     """A structlog processor: no database, Redis or NATS password reaches a log line,
     whatever message or error carried the URL."""
     for name, value in event.items():
-        if isinstance(value, str) and ("@" in value or "password" in value):
+        if isinstance(value, str) and ("@" in value or "password" in value.lower()):
             event[name] = redact(value)
     return event
 
