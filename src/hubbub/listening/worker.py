@@ -77,6 +77,9 @@ class ListeningPolicy:
     """Matched posts remembered in memory, to withdraw before their match is stored: it
     needs to cover only the fold's lag (at 10,000 posts/s, a third of them matched, this
     is 15 s); each costs about 350 bytes."""
+    deleted: int = 200_000
+    """Deleted posts remembered, so one deleted before it is matched is never matched:
+    the deletes topic, a hundredth of the posts, may be read that far ahead of them."""
 
 
 @dataclass
@@ -244,7 +247,7 @@ async def match_step(
         return 0
     now = clock.now_us()
     gone = [r.event.post for r in deletes if isinstance(r.event, PostDeleted)]
-    state.forget(gone, policy.recent)
+    state.forget(gone, policy.deleted)
     edited = [r.event.post for r in posts if isinstance(r.event, PostEdited)]
     matched_before = await _matched(store, state, edited)
     with consumer_span("listening match", (r.event.trace for r in posts[:1])):
