@@ -14,6 +14,8 @@ import httpx
 import pytest
 from icalendar import Calendar as ICalendar
 
+from hubbub.bootstrap import open_secret_box
+from hubbub.publishing.calendar_api import FeedTokens
 from tests.support.stack import Stack, auth, start_stack
 
 WEEK = {"start": "2027-03-22T00:00", "end": "2027-03-29T00:00", "zone": "Europe/Paris"}
@@ -140,7 +142,8 @@ async def test_another_tenants_calendar_queues_and_feed_are_out_of_reach(stack: 
         "Our scoop"
     ]
 
-    made = await stack.client.post("/v1/calendar/feed", headers=auth(rival["token"]))
+    rivals_person = await session_of(stack, rival, "ann@rival.example", "admin")
+    made = await stack.client.post("/v1/calendar/feed", headers=auth(rivals_person))
     assert made.status_code == 201, made.text
     rival_feed = await stack.client.get(made.json()["path"])  # no key: the path is enough
     assert rival_feed.status_code == 200, rival_feed.text
@@ -150,10 +153,11 @@ async def test_another_tenants_calendar_queues_and_feed_are_out_of_reach(stack: 
 
 async def test_a_persons_feed_is_reached_by_its_signed_path_alone(stack: Stack) -> None:
     owner = await stack.tenant("newsroom")
+    editor = await session_of(stack, owner, "ed@newsroom.example", "editor")
     desk = await channel(stack, owner["token"], "desk.bsky.social")
-    post = await schedule(stack, owner["token"], "Launch; at last, <b>now</b>", desk,
+    post = await schedule(stack, editor, "Launch; at last, <b>now</b>", desk,
                           "2027-03-23T10:00")  # fmt: skip
-    made = await stack.client.post("/v1/calendar/feed", headers=auth(owner["token"]))
+    made = await stack.client.post("/v1/calendar/feed", headers=auth(editor))
     assert made.status_code == 201, made.text
     path = made.json()["path"]
     assert path.startswith("/v1/public/calendar/")
@@ -292,7 +296,8 @@ async def test_a_new_feed_address_ends_the_one_before(stack: Stack) -> None:
     await schedule(stack, editor, "Ed's scoop", desk, "2027-03-23T10:00")
     first = await feed_path(stack, editor)
     assert await summaries(stack, first) == ["scheduled: Ed's scoop"]
-    others = await feed_path(stack, owner["token"])  # another's feed is theirs to end
+    ada = await session_of(stack, owner, "ada@newsroom.example", "admin")
+    others = await feed_path(stack, ada)  # another's feed is theirs to end
     assert await summaries(stack, others) == []
 
     second = await feed_path(stack, editor)
@@ -305,7 +310,7 @@ async def test_a_new_feed_address_ends_the_one_before(stack: Stack) -> None:
         assert (await outsider.get(second)).status_code == 200
     assert await summaries(stack, others) == []
 
-    third = await feed_path(stack, owner["token"])  # a key's feed ends the same way
+    third = await feed_path(stack, ada)
     assert await summaries(stack, others) is None
     assert await summaries(stack, third) == []
     assert await summaries(stack, second) == ["scheduled: Ed's scoop"]
@@ -344,3 +349,35 @@ async def test_a_feed_follows_its_persons_role_and_ends_when_they_leave(stack: S
     assert removed.status_code == 200, removed.text
     await eventually(stack, adas, None)
     assert await summaries(stack, eds) == ["in review: Waiting for an admin"]  # his stays
+
+
+async def test_a_key_is_refused_a_feed_and_one_made_for_a_key_before_opens_as_none(
+    stack: Stack,
+) -> None:
+    owner = await stack.tenant("newsroom")
+    desk = await channel(stack, owner["token"], "desk.bsky.social")
+    await schedule(stack, owner["token"], "The owner key's post", desk, "2027-03-23T10:00")
+    editor_key = await stack.key(owner, "editor")
+    for key in (owner["token"], editor_key):
+        refused = await stack.client.post("/v1/calendar/feed", headers=auth(key))
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["detail"] == "a calendar feed is a person's: sign in to make one"
+        assert "path" not in refused.json()
+
+    # An address made for the key before keys were refused (as it was then: the key's
+    # name, its role, generation 0) no longer opens: revoking a key must end what it made.
+    # Sealed with the deployment's own key, as a person's made alike still opens.
+    person = await session_of(stack, owner, "ed@newsroom.example", "editor")
+    assert await feed_of(stack, person) == []  # a person still has theirs
+    me = (await stack.client.get("/v1/me", headers=auth(person))).json()["id"]
+    [written] = (await calendar(stack, owner["token"])).json()["entries"]
+    now_us = stack.platform.clock.now_us()
+    tokens = FeedTokens(open_secret_box(stack.gateway_settings))
+    keys = tokens.make(owner["id"], written["author"], "owner", now_us)
+    persons = tokens.make(owner["id"], f"user:{me}", "editor", now_us, generation=1)
+    async with httpx.AsyncClient(base_url=stack.url) as outsider:  # over real HTTP, no key
+        old = await outsider.get(f"/v1/public/calendar/{keys}.ics")
+        assert old.status_code == 404, old.text
+        assert b"BEGIN:VCALENDAR" not in old.content
+        theirs = await outsider.get(f"/v1/public/calendar/{persons}.ics")
+        assert theirs.status_code == 200, theirs.text

@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 from cryptography.fernet import Fernet
 from icalendar import Calendar as ICalendar
 
@@ -28,11 +30,13 @@ from hubbub.publishing.calendar import (
 from hubbub.publishing.calendar_api import FeedTokens, feed_body, page_view
 from hubbub.publishing.ports import Invalid
 from hubbub.publishing.sql import (
+    MIGRATIONS,
     SqlJobStore,
     channels,
     decisions_table,
     drafts_table,
     jobs,
+    latest_due,
     posts,
     reviews_table,
 )
@@ -90,7 +94,8 @@ class Tables:
                 **planned}  # fmt: skip
         self._insert(reviews_table, post=post, tenant=tenant, version=1, author=author,
                      workflows=["w"], steps=steps, step=0, state=state, plan=plan,
-                     due_us=due_us, step_since_us=0, updated_us=0)  # fmt: skip
+                     due_us=due_us, step_since_us=0, updated_us=0,
+                     latest_due_us=latest_due(planned.get("dues") or {}, due_us))  # fmt: skip
 
     def draft(self, tenant: str, author: str, body: dict[str, Any]) -> str:
         made = secrets.token_hex(8)
@@ -111,17 +116,22 @@ class Tables:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def tables(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tables]:
-    """Publishing's tables, migrated as the role migrates them, on either database."""
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of either kind."""
     with ExitStack() as stack:
         if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path / 'publishing.db'}"
+            yield f"sqlite:///{tmp_path / 'publishing.db'}"
         else:
-            url = sqlalchemy_url(stack.enter_context(postgres_database("hubbub_calendar")))
-        SqlJobStore(url).close()
-        engine = sa.create_engine(url)
-        yield Tables(engine)
-        engine.dispose()
+            yield sqlalchemy_url(stack.enter_context(postgres_database("hubbub_calendar")))
+
+
+@pytest.fixture
+def tables(url: str) -> Iterator[Tables]:
+    """Publishing's tables, migrated as the role migrates them, on either database."""
+    SqlJobStore(url).close()
+    engine = sa.create_engine(url)
+    yield Tables(engine)
+    engine.dispose()
 
 
 def week(start: str, zone: str = "Europe/Paris", days: int = 7) -> Span:
@@ -260,6 +270,85 @@ def test_a_post_under_review_moved_weeks_later_on_one_channel_shows_in_that_week
         assert [(e.post, e.channel) for e in followed] == [(moved, channel)]
     assert calendar.read("t1", ED, week("2026-11-02"), Filters()).entries == []
     assert calendar.read("t1", ED, week("2026-10-12"), Filters()).entries == []
+
+
+def test_a_review_moved_weeks_later_before_the_upgrade_still_shows_in_that_week(
+    url: str,
+) -> None:
+    """Reviews written before their latest planned moment was kept get it from their
+    plan as the tables are upgraded."""
+    engine = sa.create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "p0006")
+    tables = Tables(engine)
+    desk = tables.channel("t1", "desk.example")
+    wire = tables.channel("t1", "wire.example", zone="America/New_York")
+    moved = tables.post("t1", "Launch, moved on the wire", author="user:bo")
+    dues = {desk: paris(2026, 10, 20, 9, 0), wire: paris(2026, 11, 17, 15, 0)}
+    at_ten = tables.post("t1", "At ten", author="user:bo")
+    queued = tables.post("t1", "For the queue", author="user:bo")
+    old = sa.Table("publishing_reviews", sa.MetaData(), autoload_with=engine)
+    assert "latest_due_us" not in old.c
+    with engine.begin() as db:
+        for post, due_us, plan in (
+            (moved, dues[desk], {"channels": [desk, wire], "dues": dues}),
+            (at_ten, paris(2026, 11, 18, 10, 0), {"channels": [desk], "at": "2026-11-18T10:00"}),
+            (queued, None, {"channels": [desk], "queue": True}),
+        ):
+            db.execute(old.insert().values(
+                post=post, tenant="t1", version=1, author="user:bo", workflows=["w"],
+                steps=[{"name": "Ann", "users": ["user:ann"], "roles": [], "mode": "any"}],
+                step=0, state="in_review", plan=plan, due_us=due_us, step_since_us=0,
+                updated_us=0,
+            ))  # fmt: skip
+    engine.dispose()
+    SqlJobStore(url).close()  # the role starts: its tables move to the newest
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as db:
+            said = db.execute(sa.select(reviews_table.c.post, reviews_table.c.latest_due_us))
+            kept = {row.post: row.latest_due_us for row in said}
+        assert kept == {moved: dues[wire], at_ten: paris(2026, 11, 18, 10, 0), queued: None}
+        calendar = Calendar(engine)
+        entries = calendar.read("t1", ED, week("2026-11-16"), Filters()).entries
+        assert [(e.excerpt, e.channel, e.due_us) for e in entries] == [
+            ("Launch, moved on the wire", wire, dues[wire]),
+            ("At ten", desk, paris(2026, 11, 18, 10, 0)),
+        ]
+        followed = calendar.feed("t1", "user:ann", week("2026-11-16"))[0]
+        assert [e.excerpt for e in followed] == ["Launch, moved on the wire", "At ten"]
+    finally:
+        engine.dispose()
+
+
+def test_a_tenants_long_history_of_reviews_stays_out_of_the_week_and_the_feed(
+    tables: Tables,
+) -> None:
+    desk = tables.channel("t1", "desk.example")
+    for week_back in range(1, 30):  # months of reviews, decided or still open, long past
+        old = tables.post("t1", f"Old {week_back}", author="user:bo")
+        state = "approved" if week_back % 2 else "rejected"
+        due = paris(2026, 10, 19, 9, 0) - week_back * 7 * 86_400_000_000
+        tables.review("t1", old, [desk], due, state=state, author="user:bo", users=("user:ann",))
+    approved = tables.post("t1", "Approved, moved into the week", author="user:bo")
+    tables.review("t1", approved, [desk], paris(2026, 9, 1, 9, 0), state="approved",
+                  author="user:bo", users=("user:ann",))  # fmt: skip
+    tables.job("t1", approved, desk, paris(2026, 10, 21, 9, 0), occurrence_us=0)
+    open_now = tables.post("t1", "Waiting for Ann", author="user:bo")
+    tables.review("t1", open_now, [desk], paris(2026, 10, 22, 9, 0), author="user:bo",
+                  users=("user:ann",))  # fmt: skip
+    calendar = Calendar(tables.engine)
+    entries = calendar.read("t1", ED, week("2026-10-19"), Filters()).entries
+    assert [(e.excerpt, e.state) for e in entries] == [
+        ("Approved, moved into the week", "scheduled"), ("Waiting for Ann", "in_review"),
+    ]  # fmt: skip
+    followed = calendar.feed("t1", "user:ann", week("2026-10-19"))[0]
+    assert [(e.excerpt, e.state) for e in followed] == [
+        ("Approved, moved into the week", "scheduled"), ("Waiting for Ann", "in_review"),
+    ]  # fmt: skip
 
 
 def test_filters_narrow_by_channel_author_state_and_tag(tables: Tables) -> None:

@@ -5,7 +5,6 @@ request signed like the gateway's, so analytics answers only that tenant's score
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Final
 
 import httpx
@@ -16,8 +15,6 @@ from hubbub.publishing.ports import Channel, JobStore, Permanent, Transient
 PATH: Final = "/v1/best-times"
 KEY: Final = "publishing"
 """The key the requests are signed as: the publishing service, not a person."""
-RECENT_JOBS: Final = 500
-"""The tenant's latest jobs a channel's language is read from."""
 RECENT_POSTS: Final = 50
 """The most of a channel's posts whose language is counted."""
 
@@ -26,17 +23,9 @@ def channel_language(store: JobStore, channel: Channel, default: str) -> str:
     """The language most of the channel's recent posts were written in (the composer's,
     kept on each post), for the firehose's scores when the channel has too few posts
     of its own; `default` when none of them names one. Of two as common, the one of
-    the latest post."""
-    seen: dict[tuple[str, int], None] = {}
-    for job in store.jobs(channel.tenant, RECENT_JOBS):
-        if job.channel == channel.id and len(seen) < RECENT_POSTS:
-            seen.setdefault((job.post, job.version))
-    languages = Counter(
-        language
-        for post, version in seen
-        if (language := store.post_version(channel.tenant, post, version).language)
-    )
-    return languages.most_common(1)[0][0] if languages else default
+    the latest post. One query, read from the channel's own jobs however busy its
+    tenant's other channels are."""
+    return store.channel_language(channel.tenant, channel.id, RECENT_POSTS) or default
 
 
 class AnalyticsBestTimes:

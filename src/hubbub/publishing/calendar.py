@@ -247,8 +247,7 @@ class Calendar:
                       row.occurrence_us)
                 for row in db.execute(query.limit(self.limit))
             ]  # fmt: skip
-            asked = theirs | _authored(db, tenant, person)
-            entries += list(_reviews(db, tenant, span, Filters(), found, asked))
+            entries += list(_reviews(db, tenant, span, Filters(), found, theirs, person))
         entries.sort(key=lambda entry: (entry.due_us, entry.channel or "", entry.id))
         return entries[: self.limit], found
 
@@ -328,10 +327,10 @@ def _jobs_in(tenant: str, span: Span, filters: Filters) -> sa.Select[Any]:
 
 def _reviews(
     db: sa.Connection, tenant: str, span: Span, filters: Filters, found: dict[str, Any],
-    only: set[str] | None = None,
+    only: set[str] | None = None, author: str | None = None,
 ) -> Iterator[Entry]:  # fmt: skip
     """A review's post on each channel of its plan, at the planned moment (of the posts
-    `only` names, when it names some)."""
+    `only` names and those `author` wrote, when they are given)."""
     query = (
         sa.select(
             reviews_table.c.post,
@@ -351,11 +350,13 @@ def _reviews(
             (reviews_table.c.tenant == tenant)
             & (posts.c.tenant == tenant)
             & reviews_table.c.state.in_(REVIEW_STATES)
-            & _planned_near(span, db.dialect.name)
+            & _planned_near(span)
         )
     )
     if only is not None:
-        query = query.where(reviews_table.c.post.in_(sorted(only)))
+        query = query.where(
+            reviews_table.c.post.in_(sorted(only)) | (reviews_table.c.author == (author or ""))
+        )
     for row in db.execute(query):
         tags, plan = _tags(row.tags), _json(row.plan) or {}
         for channel in plan.get("channels") or ():
@@ -367,27 +368,16 @@ def _reviews(
                             moment, row.author, excerpt(row.text), tags)  # fmt: skip
 
 
-def _planned_near(span: Span, dialect: str) -> Any:
-    """Reviews whose planned moments may be in the span. A review's `due_us` is the
-    earliest of its channels' times: one planned by `at` has the others within a day
-    and a few hours of it (zones' offsets), but one moved on a channel alone (its
-    `dues`) may have that channel's time weeks later, which the latest of its `dues`
-    bounds. One without `due_us` may still name each channel's moment."""
-    due = reviews_table.c.due_us
-    near = due >= span.start_us - 2 * DAY_US
-    later = _latest_due(dialect)
-    return due.is_(None) | ((due < span.end_us + DAY_US) & (near | (later >= span.start_us)))
-
-
-def _latest_due(dialect: str) -> Any:
-    """The latest of a review's channels' own moments (its plan's `dues`), in SQL."""
-    plan = reviews_table.c.plan
-    each = (
-        sa.func.json_each_text(plan.op("->")("dues"))
-        if dialect == "postgresql"
-        else sa.func.json_each(plan, "$.dues")
-    ).table_valued("key", "value")
-    return sa.select(sa.func.max(sa.cast(each.c.value, sa.BigInteger))).scalar_subquery()
+def _planned_near(span: Span) -> Any:
+    """Reviews whose planned moments may be in the span, by the review's own columns
+    (indexed with its tenant): `due_us` is the earliest of its channels' times and
+    `latest_due_us` the latest. One planned by `at` has its channels within a day and a
+    few hours of `due_us` (zones' offsets), hence the margins; one moved on a channel
+    alone (its `dues`) may have that channel's time weeks later, which `latest_due_us`
+    is. One without them (planned for the queue) may still name each channel's moment."""
+    due, latest = reviews_table.c.due_us, reviews_table.c.latest_due_us
+    near = (due < span.end_us + DAY_US) & (latest >= span.start_us - 2 * DAY_US)
+    return latest.is_(None) | near
 
 
 def planned_moment(plan: dict[str, Any], channel: str, zone: str, due_us: int | None) -> int | None:
@@ -406,17 +396,27 @@ def planned_moment(plan: dict[str, Any], channel: str, zone: str, due_us: int | 
 def _followed_posts(
     db: sa.Connection, tenant: str, named: set[str], role: str | None, span: Span
 ) -> set[str]:
-    """The posts a person decided on, or that a review in the span asks them to approve:
-    named in a step's `users` (by key or by id), or, while the review is open, holding a
-    role a step names; never their own (nobody approves their own post)."""
+    """The posts a person decided on, or whose review names them: named in a step's
+    `users` (by key or by id), or, while the review is open, holding a role a step names;
+    never their own (nobody approves their own post). Only the reviews that can show in
+    the span are read: open ones planned near it, and those of posts with a job in it."""
     decided = sa.select(decisions_table.c.post).where(
         (decisions_table.c.tenant == tenant) & decisions_table.c.who.in_(sorted(named))
     )
     followed = set(db.execute(decided).scalars())
+    in_span = sa.select(jobs.c.post).where(
+        (jobs.c.tenant == tenant) & (jobs.c.due_us >= span.start_us) & (jobs.c.due_us < span.end_us)
+    )
     reviews = sa.select(
         reviews_table.c.post, reviews_table.c.steps, reviews_table.c.state,
         reviews_table.c.author,
-    ).where((reviews_table.c.tenant == tenant) & _planned_near(span, db.dialect.name))  # fmt: skip
+    ).where(
+        (reviews_table.c.tenant == tenant)
+        & sa.or_(
+            reviews_table.c.state.in_(REVIEW_STATES) & _planned_near(span),
+            reviews_table.c.post.in_(in_span),
+        )
+    )  # fmt: skip
     for row in db.execute(reviews):
         steps = [step for step in _json(row.steps) or [] if isinstance(step, dict)]
         by_role = role is not None and row.state in REVIEW_STATES and row.author not in named
@@ -425,12 +425,6 @@ def _followed_posts(
         ):
             followed.add(row.post)
     return followed
-
-
-def _authored(db: sa.Connection, tenant: str, person: str) -> set[str]:
-    """The posts under review that `person` wrote."""
-    mine = (reviews_table.c.tenant == tenant) & (reviews_table.c.author == person)
-    return set(db.execute(sa.select(reviews_table.c.post).where(mine)).scalars())
 
 
 def _drafts(

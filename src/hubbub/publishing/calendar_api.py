@@ -12,6 +12,10 @@ over, is a 404, as a feed that does not exist; so is one of an earlier generatio
 for a new address ends the old one), and one of a person who has left the tenant. A
 person the log has told publishing of (`PersonChanged`, folded by the publishing worker)
 is read with the role they have now, not the one the token names.
+
+A feed is a person's (`user:<id>`, signed in): an API key asking for one is refused, and
+a token made for anything but a person opens as no feed. A key is revoked apart from
+publishing, which could not end a year-long address made with it.
 """
 
 # No `from __future__ import annotations` here: the routes' dependencies are closures,
@@ -53,6 +57,9 @@ FEED_PAST_DAYS: Final = 31
 FEED_AHEAD_DAYS: Final = 184
 """A feed holds the posts of the last month and the next six."""
 FEED_PATH: Final = "/v1/public/calendar/{token}.ics"
+PERSON: Final = "user:"
+"""How the gateway names a signed-in person; anything else is a key."""
+NOT_A_PERSON: Final = "a calendar feed is a person's: sign in to make one"
 EVENT_MINUTES: Final = 15
 """How long a post's event lasts in a person's calendar: a post is a moment."""
 FEED_ANSWERS: Final[dict[int | str, dict[str, Any]]] = {
@@ -115,13 +122,13 @@ class FeedTokens:
 
 def feed_role(store: FeedStore, token: FeedToken) -> str | None:
     """The role a feed is read with: the person's now, as the log last told it (the
-    token's when it has not named them yet, as for a key); None when the feed no longer
-    works (a newer address was made, or its person left the tenant)."""
+    token's when it has not named them yet); None when the feed does not work (a newer
+    address was made, its person left the tenant, or it was made for no person)."""
+    if not token.person.startswith(PERSON):
+        return None
     if store.feed_generation(token.tenant, token.person) != token.generation:
         return None
-    if not token.person.startswith("user:"):
-        return token.role
-    member = store.member(token.tenant, token.person.removeprefix("user:"))
+    member = store.member(token.tenant, token.person.removeprefix(PERSON))
     if member is None:
         return token.role
     return member.role if member.active else None
@@ -273,15 +280,19 @@ def build_router(
         )
         return {"channel": channel, "language": said}
 
-    @router.post("/v1/calendar/feed", status_code=201)
+    @router.post(
+        "/v1/calendar/feed", status_code=201,
+        responses={403: {"description": "Called with an API key: " + NOT_A_PERSON + "."}},
+    )  # fmt: skip
     async def make_feed(request: Request, tenant: Tenant, publishing: Service) -> dict[str, Any]:
         """The caller's own iCalendar feed: the posts they write, and those they are
-        asked to approve or decided on. Answers its `path` (under `/v1/public/`, which
+        asked to approve or decided on. Only a signed-in person has one: an API key is
+        refused (403). Answers its `path` (under `/v1/public/`, which
         needs no key: keep it as a password) and when it stops working (a year on, or
         when the caller asks for a new one: the path given before no longer works)."""
         person = author_of(request)
-        if not person:
-            raise HTTPException(422, "a feed is a person's: call with your key or session")
+        if not person.startswith(PERSON):
+            raise HTTPException(403, NOT_A_PERSON)
         now_us = publishing.clock.now_us()
         generation = await asyncio.to_thread(publishing.store.new_feed, tenant, person)
         token = FeedTokens(publishing.box).make(

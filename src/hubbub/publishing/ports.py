@@ -377,6 +377,7 @@ class JobStore(Protocol):
         dues: Mapping[str, int],
         now_us: int | None = None,
         queued: Mapping[str, Callable[[set[int]], int]] | None = None,
+        audit: Sequence[AuditEntry] = (),
     ) -> list[Job]:
         """Keep `post` and make one job per channel of `dues` and of `queued`, each with
         its own idempotency key; the media it names become its. A job of `dues` is due
@@ -384,15 +385,17 @@ class JobStore(Protocol):
         the channel's open jobs, read in the same transaction (the channel's row locked,
         so two posts queued at once never take one slot). NotFound when a channel or a
         medium is not the tenant's; ValueError when a medium is another post's already.
-        Each job's history starts at `now_us` (by default, its due time)."""
+        Each job's history starts at `now_us` (by default, its due time). The `audit`
+        entries are written in the same transaction."""
         ...
 
     def start_series(
         self, post: Post, series: Sequence[Series], occurrences: Mapping[str, Sequence[int]],
-        now_us: int,
+        now_us: int, audit: Sequence[AuditEntry] = (),
     ) -> list[Job]:  # fmt: skip
         """Keep `post` and its series (one per channel), with a job per occurrence of
-        `occurrences` (by channel); each series' `through_us` is its last occurrence."""
+        `occurrences` (by channel); each series' `through_us` is its last occurrence. The
+        `audit` entries are written in the same transaction."""
         ...
 
     def series_to_extend(self, before_us: int, limit: int) -> list[Series]:
@@ -441,6 +444,13 @@ class JobStore(Protocol):
         ...
 
     def post_version(self, tenant: str, post: str, version: int) -> Post: ...
+
+    def channel_language(self, tenant: str, channel: str, recent: int = 50) -> str | None:
+        """The language most of the channel's `recent` latest posts (by their jobs' due
+        time, cancelled ones left out: an edited post counts as its newest version) were
+        written in; of two as common, the one of the latest post; None when
+        none of them names one. One query, however many jobs the tenant has."""
+        ...
 
     def post_jobs(self, tenant: str, post: str) -> list[Job]:
         """Every job of every version of the post, by due time."""
@@ -496,11 +506,21 @@ class JobStore(Protocol):
         """Mark missed every scheduled job due longer than `late_us` before `now_us`."""
         ...
 
-    def cancel(self, tenant: str, job: str, now_us: int) -> Job: ...
+    def cancel(
+        self, tenant: str, job: str, now_us: int,
+        audit: Callable[[Job], Sequence[AuditEntry]] | None = None,
+    ) -> Job:  # fmt: skip
+        """A scheduled or held job cancelled; `audit` gives, from the changed job, the
+        entries written in the same transaction."""
+        ...
 
-    def retry(self, tenant: str, job: str, now_us: int) -> Job:
+    def retry(
+        self, tenant: str, job: str, now_us: int,
+        audit: Callable[[Job], Sequence[AuditEntry]] | None = None,
+    ) -> Job:  # fmt: skip
         """A failed, missed or cancelled job scheduled again, now, with the same
-        idempotency key: what reached the network before is found, not sent twice."""
+        idempotency key: what reached the network before is found, not sent twice.
+        `audit` gives, from the changed job, the entries written in the same transaction."""
         ...
 
     def forget_before(self, before_us: int) -> int:

@@ -138,6 +138,7 @@ jobs = sa.Table(
                         name="publishing_jobs_occurrence"),
     sa.Index("publishing_jobs_due", "state", "due_us"),
     sa.Index("publishing_jobs_lease", "state", "lease_until_us"),
+    sa.Index("publishing_jobs_channel", "channel", "due_us"),
 )  # fmt: skip
 series_table = sa.Table(
     "publishing_series", metadata,
@@ -209,8 +210,10 @@ reviews_table = sa.Table(
     sa.Column("reminded_us", sa.BigInteger),
     sa.Column("flagged_us", sa.BigInteger),
     sa.Column("updated_us", sa.BigInteger, nullable=False),
+    sa.Column("latest_due_us", sa.BigInteger),
     sa.Index("publishing_reviews_tenant", "tenant", "state"),
     sa.Index("publishing_reviews_waiting", "state", "step_since_us"),
+    sa.Index("publishing_reviews_latest", "tenant", "latest_due_us"),
 )  # fmt: skip
 decisions_table = sa.Table(
     "publishing_decisions", metadata,
@@ -383,11 +386,13 @@ class SqlJobStore:
         dues: Mapping[str, int],
         now_us: int | None = None,
         queued: Mapping[str, Callable[[set[int]], int]] | None = None,
+        audit: Sequence[AuditEntry] = (),
     ) -> list[Job]:
         queued = queued or {}
         at_us = now_us if now_us is not None else min(dues.values(), default=0)
         with self._engine.begin() as db:
             _keep_post(db, post, [*dues, *queued], at_us)
+            _audit(db, audit)
             chosen = dict(dues)
             for channel, choose in queued.items():
                 chosen[channel] = choose(_taken(db, channel))
@@ -397,7 +402,7 @@ class SqlJobStore:
 
     def start_series(
         self, post: Post, series: Sequence[Series], occurrences: Mapping[str, Sequence[int]],
-        now_us: int,
+        now_us: int, audit: Sequence[AuditEntry] = (),
     ) -> list[Job]:  # fmt: skip
         made = [
             _new_job(post, one.channel, due, now_us, one.id)
@@ -406,6 +411,7 @@ class SqlJobStore:
         ]
         with self._engine.begin() as db:
             _keep_post(db, post, [one.channel for one in series], now_us)
+            _audit(db, audit)
             db.execute(series_table.insert(), [vars(one) for one in series])
             made = _insert_jobs(db, made, now_us)
         return made
@@ -559,6 +565,32 @@ class SqlJobStore:
             raise NotFound(f"no post {post!r} version {version}")
         return _post(row)
 
+    def channel_language(self, tenant: str, channel: str, recent: int = 50) -> str | None:
+        # A cancelled job's version was replaced or dropped: not what the channel posts.
+        mine = (
+            (jobs.c.tenant == tenant) & (jobs.c.channel == channel) & (jobs.c.state != "cancelled")
+        )
+        due = sa.func.max(jobs.c.due_us).label("due_us")
+        latest = (
+            sa.select(jobs.c.post, jobs.c.version, due)
+            .where(mine)
+            .group_by(jobs.c.post, jobs.c.version)
+            .order_by(due.desc(), jobs.c.post.desc(), jobs.c.version.desc())
+            .limit(recent)
+            .subquery()
+        )
+        said = (
+            sa.select(posts.c.language)
+            .join(latest, (posts.c.id == latest.c.post) & (posts.c.version == latest.c.version))
+            .where((posts.c.tenant == tenant) & (sa.func.coalesce(posts.c.language, "") != ""))
+            .group_by(posts.c.language)
+            .order_by(sa.func.count().desc(), sa.func.max(latest.c.due_us).desc(), posts.c.language)
+            .limit(1)
+        )
+        with self._engine.connect() as db:
+            found: str | None = db.execute(said).scalar()
+        return found
+
     def post_jobs(self, tenant: str, post: str) -> list[Job]:
         mine = (jobs.c.tenant == tenant) & (jobs.c.post == post)
         with self._engine.connect() as db:
@@ -700,12 +732,19 @@ class SqlJobStore:
             _log(db, missed, now_us)
         return missed
 
-    def cancel(self, tenant: str, job: str, now_us: int) -> Job:
+    def cancel(
+        self, tenant: str, job: str, now_us: int,
+        audit: Callable[[Job], Sequence[AuditEntry]] | None = None,
+    ) -> Job:  # fmt: skip
         return self._by_person(
-            tenant, job, ("scheduled", "held"), now_us, state="cancelled", error="cancelled"
-        )
+            tenant, job, ("scheduled", "held"), now_us, audit, state="cancelled",
+            error="cancelled",
+        )  # fmt: skip
 
-    def retry(self, tenant: str, job: str, now_us: int) -> Job:
+    def retry(
+        self, tenant: str, job: str, now_us: int,
+        audit: Callable[[Job], Sequence[AuditEntry]] | None = None,
+    ) -> Job:  # fmt: skip
         found = self.job(tenant, job)
         with self._engine.connect() as db:
             newest = db.execute(
@@ -726,14 +765,15 @@ class SqlJobStore:
                            " approved")  # fmt: skip
         paused = self.channel(tenant, found.channel).paused if found.channel else False
         return self._by_person(
-            tenant, job, ("failed", "missed", "cancelled"), now_us,
+            tenant, job, ("failed", "missed", "cancelled"), now_us, audit,
             state="held" if paused else "scheduled", due_us=now_us, error=None, worker=None,
             lease_until_us=None, check_first=True,
         )  # fmt: skip
 
     def _by_person(
-        self, tenant: str, job: str, states: tuple[str, ...], now_us: int, **values: Any
-    ) -> Job:
+        self, tenant: str, job: str, states: tuple[str, ...], now_us: int,
+        audit: Callable[[Job], Sequence[AuditEntry]] | None, **values: Any,
+    ) -> Job:  # fmt: skip
         found = self.job(tenant, job)  # NotFound for another tenant's
         mine = (jobs.c.id == job) & (jobs.c.tenant == tenant) & jobs.c.state.in_(states)
         with self._engine.begin() as db:
@@ -744,6 +784,8 @@ class SqlJobStore:
                 raise ValueError(f"job {job} is {found.state}: only {_either(states)} jobs can")
             changed = _job(row)
             _log(db, [changed], now_us)
+            if audit is not None:
+                _audit(db, audit(changed))
         return changed
 
     def forget_before(self, before_us: int) -> int:
@@ -1471,10 +1513,17 @@ def _review_row(review: Review) -> dict[str, Any]:
         "step": review.step, "state": review.state,
         "plan": {"channels": list(plan.channels), "at": plan.at, "queue": plan.queue,
                  "repeat": plan.repeat, "dues": dict(plan.dues)},
-        "due_us": review.due_us, "step_since_us": review.step_since_us,
-        "reminded_us": review.reminded_us, "flagged_us": review.flagged_us,
+        "due_us": review.due_us, "latest_due_us": latest_due(plan.dues, review.due_us),
+        "step_since_us": review.step_since_us, "reminded_us": review.reminded_us,
+        "flagged_us": review.flagged_us,
         "updated_us": review.updated_us, "submitted_by": review.submitted_by,
     }  # fmt: skip
+
+
+def latest_due(dues: Mapping[str, int], due_us: int | None) -> int | None:
+    """A review's latest planned moment: the last of its channels' own times, or its
+    `due_us` (the earliest, by which the others are within a day) without them."""
+    return max(dues.values()) if dues else due_us
 
 
 def _review(row: Any, decided: Sequence[Any]) -> Review:
