@@ -16,6 +16,7 @@ from hubbub.publishing.ports import (
     Comment,
     Conflict,
     Decision,
+    Job,
     NotFound,
     Plan,
     Post,
@@ -236,4 +237,36 @@ def test_the_audit_trail_names_who_changed_each_job(store: SqlJobStore) -> None:
         ("cancelled", "user:ann", "by hand"),  # said once, by whoever cancelled it
         ("scheduled", "publisher", "news@example.social (mastodon)"),
         ("failed", "publisher", "news@example.social (mastodon): refused"),
+    ]
+
+
+def test_audit_entries_are_kept_with_the_change_they_tell_of_or_not_at_all(
+    store: SqlJobStore,
+) -> None:
+    store.add_channel(channel("acme", "news"))
+
+    def full(taken: set[int]) -> int:
+        raise ValueError("the queue has no free slot")
+
+    with pytest.raises(ValueError, match="no free slot"):
+        store.schedule(a_post(), {}, T0, {"acme-news": full}, [entry("created")])
+    with pytest.raises(NotFound):
+        store.post("acme", "p1")
+    assert store.audit("acme", "p1") == []  # no trail of a post that was not kept
+
+    (job,) = store.schedule(a_post(), {"acme-news": T0 + 60 * S}, T0, None, [entry("created")])
+    with pytest.raises(ValueError, match="only failed, missed or cancelled"):
+        store.retry("acme", job.id, T0 + S, lambda changed: [entry(changed.state, T0 + S)])
+
+    def said(changed: Job) -> list[AuditEntry]:
+        return [AuditEntry("acme", "p1", 1, changed.state, "user:ann", T0 + 2 * S, "by hand")]
+
+    store.cancel("acme", job.id, T0 + 2 * S, said)
+    with pytest.raises(ValueError, match="only scheduled or held"):
+        store.cancel("acme", job.id, T0 + 3 * S, said)
+    trail = [(e.action, e.actor, e.detail) for e in store.audit("acme", "p1")]
+    assert trail == [
+        ("created", "user:ed", None),
+        ("scheduled", "user:ed", "news@example.social (mastodon)"),
+        ("cancelled", "user:ann", "by hand"),  # once: the refused retry and cancel wrote none
     ]

@@ -14,11 +14,15 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from hubbub.bootstrap import build_platform, open_request_signer
 from hubbub.kernel.clock import FixedClock
-from hubbub.kernel.events import NOTICES, NoticeIssued
+from hubbub.kernel.events import CONTROL, NOTICES, NoticeIssued, PersonChanged
 from hubbub.kernel.signing import RequestSigner
+from hubbub.publishing.ports import Member
+from hubbub.publishing.sql import audit_table
+from hubbub.publishing.worker import fold_people
 from hubbub.settings import Settings
 from hubbub.web.app import create_app
 
@@ -765,3 +769,122 @@ async def test_an_admins_edit_keeps_the_workflow_of_the_authors_role(team: Team)
     jobs = [j for j in (await team.as_(EDITOR, "GET", "/v1/jobs")).json()
             if j["post"] == made["post"] and j["state"] == "scheduled"]  # fmt: skip
     assert [j["version"] for j in jobs] == [2]
+
+
+def folded(store: Any, *people: Member) -> None:
+    """Publishing's people table told of `people`, as its fold of the log tells it."""
+    store.fold_people(people, {CONTROL: len(people)}, store.people_positions())
+
+
+async def test_a_step_stops_waiting_on_someone_who_left_and_the_sweep_moves_it_on(
+    team: Team, clock: FixedClock
+) -> None:
+    channel = await a_channel(team)
+    await team.as_(ADMIN, "POST", "/v1/workflows", json={
+        "name": "Desk", "channels": [channel],
+        "steps": [{"name": "Team", "users": ["ann", "bob"], "mode": "all"}],
+    })  # fmt: skip
+    post = (await team.as_(EDITOR, "POST", "/v1/posts", json={
+        "text": "Launch", "channels": [channel], "at": "2027-03-29T09:00",
+    })).json()["post"]  # fmt: skip
+    half = await team.as_(ANN, "POST", f"/v1/posts/{post}/review", json={"decision": "approve"})
+    assert half.json()["waiting_on"] == ["bob"]
+    publishing = await team.platform.publishing()  # type: ignore[attr-defined]
+    folded(publishing.store, Member("acme", "bob", "admin", active=False))  # bob was removed
+
+    clock.advance(86_400 + 60)
+    assert await publishing.remind(86_400, 7_200) == 1
+    review = (await team.as_(EDITOR, "GET", f"/v1/posts/{post}/review")).json()
+    assert review["state"] == "approved"
+    jobs = [j for j in (await team.as_(EDITOR, "GET", "/v1/jobs")).json() if j["post"] == post]
+    assert [j["state"] for j in jobs] == ["scheduled"]
+    when = datetime.fromtimestamp(jobs[0]["due_us"] / 1e6, PARIS)
+    assert (when.day, when.hour) == (29, 9)
+    told = [(n.kind, n.users, n.title) for n in await notices(team) if n.post == post]
+    assert ("approved", ["ed"], "Approved and scheduled: Launch") in told
+    assert not [t for t in told if t[0] == "reminder"]  # nobody left to remind
+    trail = (await team.as_(EDITOR, "GET", f"/v1/posts/{post}/audit")).json()
+    passed = [e for e in trail if e["actor"] == "publisher" and e["action"] == "approved"]
+    assert [e["detail"] for e in passed] == ["step 1 (Team): the others named left (bob)"]
+    assert await publishing.remind(86_400, 7_200) == 0
+
+
+async def test_a_step_whose_people_all_left_waits_on_admins_and_owners(
+    team: Team, clock: FixedClock
+) -> None:
+    channel = await a_channel(team)
+    await team.as_(ADMIN, "POST", "/v1/workflows", json={
+        "name": "Desk", "channels": [channel], "steps": [
+            {"name": "Team", "users": ["ann", "bob"], "mode": "all"},
+            {"name": "Legal", "users": ["bob"]},
+        ],
+    })  # fmt: skip
+    post = (await team.as_(EDITOR, "POST", "/v1/posts", json={
+        "text": "Terms", "channels": [channel], "at": "2027-03-29T09:00",
+    })).json()["post"]  # fmt: skip
+    await team.as_(ANN, "POST", f"/v1/posts/{post}/review", json={"decision": "approve"})
+    publishing = await team.platform.publishing()  # type: ignore[attr-defined]
+    event_log = team.platform.event_log  # type: ignore[attr-defined]
+    await event_log.append([PersonChanged(
+        id="bob-left", key="acme/bob", ts=clock.now_us(), source="gateway", tenant="acme",
+        user="bob", email="bob@acme.example", role="admin", active=False,
+    )])  # fmt: skip
+    # The fold of the log moves the review on at once: Team needs ann only now.
+    assert await fold_people(publishing.store, event_log, left=publishing.settle_departures)
+    review = (await team.as_(EDITOR, "GET", f"/v1/posts/{post}/review")).json()
+    assert (review["state"], review["step"]) == ("in_review", 1)  # Legal does not pass alone
+    asked = [(n.users, n.roles) for n in await notices(team)
+             if n.post == post and n.kind == "review_requested"]  # fmt: skip
+    assert asked[-1] == ([], ["owner", "admin"])  # nobody left in Legal: the admins decide
+
+    clock.advance(86_400 + 60)
+    assert await publishing.remind(86_400, 7_200) == 1
+    (reminder,) = [n for n in await notices(team) if n.post == post and n.kind == "reminder"]
+    assert (reminder.users, reminder.roles) == ([], ["owner", "admin"])
+    refused = await team.as_(ANN, "POST", f"/v1/posts/{post}/review", json={"decision": "approve"})
+    assert refused.status_code == 403  # an editor is not an admin
+    done = await team.as_(ADMIN, "POST", f"/v1/posts/{post}/review", json={"decision": "approve"})
+    assert done.json()["state"] == "approved", done.text
+    jobs = [j for j in (await team.as_(EDITOR, "GET", "/v1/jobs")).json() if j["post"] == post]
+    assert [j["state"] for j in jobs] == ["scheduled"]
+
+
+async def test_a_schedule_that_fails_leaves_no_trail(team: Team) -> None:
+    channel = await a_channel(team)
+    passed = await team.as_(EDITOR, "POST", "/v1/posts", json={
+        "text": "Once, long ago", "channels": [channel], "at": "2027-03-01T09:00",
+        "repeat": "FREQ=DAILY;COUNT=1",
+    })  # fmt: skip
+    assert passed.status_code == 422, passed.text
+    queued = await team.as_(EDITOR, "POST", "/v1/posts", json={
+        "text": "Next slot", "channels": [channel], "queue": True,
+    })  # fmt: skip
+    assert queued.status_code == 422, queued.text  # the channel has no queue
+    publishing = await team.platform.publishing()  # type: ignore[attr-defined]
+    with publishing.store._engine.connect() as db:
+        assert db.execute(sa.select(sa.func.count()).select_from(audit_table)).scalar() == 0
+
+
+async def test_a_change_follows_the_authors_role_now_and_late_notices_spare_who_approved(
+    team: Team, clock: FixedClock
+) -> None:
+    channel = await a_channel(team)
+    made = (await team.as_(("user:ed", "admin"), "POST", "/v1/posts", json={
+        "text": "As an admin", "channels": [channel], "at": "2027-03-23T11:00",
+    })).json()  # fmt: skip
+    assert made["review"] is None
+    await team.as_(ADMIN, "POST", "/v1/workflows", json={
+        "name": "Editors", "roles": ["editor"],
+        "steps": [{"name": "Team", "users": ["ann", "bob"], "mode": "all"}],
+    })  # fmt: skip
+    publishing = await team.platform.publishing()  # type: ignore[attr-defined]
+    folded(publishing.store, Member("acme", "ed", "editor"))  # ed is an editor now
+    edited = await team.as_(ADMIN, "PUT", f"/v1/posts/{made['post']}", json={"text": "Now"})
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["review"]["waiting_on"] == ["ann", "bob"]  # the editors' workflow
+    await team.as_(ANN, "POST", f"/v1/posts/{made['post']}/review", json={"decision": "approve"})
+    clock.advance(86_400 + 60)  # 10:01 on the 23rd: the post is due at 11:00
+    assert await publishing.remind(86_400, 7_200) == 2
+    (late,) = [n for n in await notices(team)
+               if n.post == made["post"] and n.kind == "overdue"]  # fmt: skip
+    assert sorted(late.users) == ["bob", "ed"]  # ann approved already: not told again

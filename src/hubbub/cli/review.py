@@ -319,8 +319,11 @@ def list_reviews(
 
     async def listed(publishing: Publishing) -> list[dict[str, Any]]:
         found = publishing.reviews(chosen, actor)
-        return [{**review_view(one, actor), "text": publishing.post(chosen, one.post).text[:200]}
-                for one in found]  # fmt: skip
+        return [
+            {**review_view(one, actor, publishing.departed(one)),
+             "text": publishing.post(chosen, one.post).text[:200]}
+            for one in found
+        ]  # fmt: skip
 
     found = _with_publishing(listed)
     if json:

@@ -12,7 +12,7 @@ A channel's credentials are taken in and sealed, and never answered back.
 # No `from __future__ import annotations` here: the routes' dependency on the service
 # is a closure (`Service`), which FastAPI can only see in annotations evaluated at once.
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
@@ -102,8 +102,10 @@ def actor_of(request: Request) -> Actor:
     return Actor(author_of(request), role_of(request))
 
 
-def review_of(review: Review | None, request: Request) -> dict[str, Any] | None:
-    return None if review is None else review_view(review, actor_of(request))
+def review_of(
+    review: Review | None, request: Request, left: Collection[str] = ()
+) -> dict[str, Any] | None:
+    return None if review is None else review_view(review, actor_of(request), left)
 
 
 def iso(us: int | None) -> str | None:
@@ -123,8 +125,11 @@ def _step_view(step: Step) -> dict[str, Any]:
             "mode": step.mode, "external": step.external}  # fmt: skip
 
 
-def review_view(review: Review, actor: Actor | None = None) -> dict[str, Any]:
-    """A review as people see it; `can_decide` says whether `actor` may decide it now."""
+def review_view(
+    review: Review, actor: Actor | None = None, left: Collection[str] = ()
+) -> dict[str, Any]:
+    """A review as people see it; `can_decide` says whether `actor` may decide it now;
+    `left`: the people its current step names who left (`Publishing.departed`)."""
     steps = []
     for number, step in enumerate(review.steps):
         decided = [d for d in review.decisions if d.step == number]
@@ -141,7 +146,7 @@ def review_view(review: Review, actor: Actor | None = None) -> dict[str, Any]:
     can = (
         actor is not None and review.state == "in_review"
         and not {actor.key, actor.via} & {review.author, review.submitted_by}
-        and eligible(current, actor)
+        and eligible(current, actor, left)
         and not any(d.who == actor.key and d.decision == "approved" for d in review.decisions)
     )  # fmt: skip
     plan = review.plan
@@ -151,7 +156,7 @@ def review_view(review: Review, actor: Actor | None = None) -> dict[str, Any]:
         "plan": {"channels": list(plan.channels), "at": plan.at, "queue": plan.queue,
                  "repeat": plan.repeat},
         "due": iso(review.due_us), "steps": steps, "can_decide": can,
-        "waiting_on": waiting_on(current, approvals_of(review, review.step))
+        "waiting_on": waiting_on(current, approvals_of(review, review.step), left)
         if review.state == "in_review" else [],
         "overdue": review.flagged_us is not None,
     }  # fmt: skip
@@ -563,7 +568,8 @@ def build_router(
         with answering():
             found = await asyncio.to_thread(publishing.post, tenant, post)
         review = await asyncio.to_thread(publishing.review, tenant, post)
-        return {**post_view(found), "review": review_of(review, request)}
+        left = await asyncio.to_thread(publishing.departed, review) if review else set()
+        return {**post_view(found), "review": review_of(review, request, left)}
 
     @router.get("/v1/posts/{post}/history")
     async def history(tenant: Tenant, publishing: Service, post: str) -> list[dict[str, Any]]:

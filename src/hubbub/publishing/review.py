@@ -13,12 +13,18 @@ name order. A step is done:
 
 Nobody decides on their own post. A rejection, or a request for changes, stops the
 review until the author makes a new version, which starts again from the first step.
+
+People leave (removed from the tenant, as publishing's people table knows them): a step
+stops waiting on a person it names who has left, and an approval they gave stands
+(`standing`). A step naming nobody left who could approve (only people, all gone, and
+no role or external reviewer) waits on the tenant's admins and owners instead (any one
+of them), never passing by itself. A role is never "gone": anyone given it approves.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Final
 
@@ -39,6 +45,8 @@ MAX_STEPS: Final = 10
 MAX_APPROVERS: Final = 50
 MENTION: Final = re.compile(r"(?<![\w@.])@([A-Za-z0-9][A-Za-z0-9._+-]{0,63}(?:@[A-Za-z0-9.-]+)?)")
 """`@alice`, or `@alice@example.com`, in a comment: a person to tell."""
+STAND_IN: Final = ("owner", "admin")
+"""Who decides a step whose named people have all left."""
 
 
 def applying(workflows: Sequence[Workflow], channels: Sequence[str], role: str) -> list[Workflow]:
@@ -84,17 +92,34 @@ def check_workflow(workflow: Workflow, channels: Sequence[str]) -> Workflow:
     return workflow
 
 
-def eligible(step: Step, actor: Actor) -> bool:
-    """Whether `actor` may decide `step`."""
+def standing(step: Step, approvals: Sequence[Decision], left: Collection[str] = ()) -> Step:
+    """`step` as it stands once the people of `left` (user ids) have left: without those
+    of them who had not approved it; with nobody left to decide it (it named only people,
+    all gone), the tenant's admins and owners, any one of them."""
+    gone = set(step.users) & set(left)
+    if not gone:
+        return step
+    approved = {a.who.removeprefix("user:") for a in approvals if a.who.startswith("user:")}
+    users = tuple(u for u in step.users if u not in gone or u in approved)
+    if not (users or step.roles or step.external):
+        return Step(step.name, roles=STAND_IN, mode="any")
+    return replace(step, users=users)
+
+
+def eligible(step: Step, actor: Actor, left: Collection[str] = ()) -> bool:
+    """Whether `actor` may decide `step` (whose people of `left` have left)."""
+    step = standing(step, (), left)
     if actor.external:
         return step.external
     return actor.user is not None and (actor.user in step.users or actor.role in step.roles)
 
 
-def done(step: Step, approvals: Sequence[Decision]) -> bool:
+def done(step: Step, approvals: Sequence[Decision], left: Collection[str] = ()) -> bool:
     """Whether `approvals` (the step's, by eligible people) complete `step`: in `any`
     mode one of them; in `all` mode every person it names, one more person of each role
-    it names (someone named counts for their name only), and its external reviewer."""
+    it names (someone named counts for their name only), and its external reviewer.
+    People of `left` have left: the step no longer waits on them (`standing`)."""
+    step = standing(step, approvals, left)
     external = any(a.who.startswith("link:") for a in approvals)
     people = [a for a in approvals if a.who.startswith("user:")]
     if step.mode == "any":
@@ -108,10 +133,12 @@ def done(step: Step, approvals: Sequence[Decision]) -> bool:
     )
 
 
-def waiting_on(step: Step, approvals: Sequence[Decision]) -> list[str]:
-    """Who the step still waits for: user ids, `role:<name>`, `external`."""
-    if done(step, approvals):
+def waiting_on(step: Step, approvals: Sequence[Decision], left: Collection[str] = ()) -> list[str]:
+    """Who the step still waits for: user ids, `role:<name>`, `external`; never someone
+    of `left`."""
+    if done(step, approvals, left):
         return []
+    step = standing(step, approvals, left)
     approved = {a.who.removeprefix("user:") for a in approvals}
     roles = {a.role for a in approvals if a.who.startswith("user:") and
              a.who.removeprefix("user:") not in step.users}  # fmt: skip
@@ -130,10 +157,12 @@ def approvals_of(review: Review, step: int) -> list[Decision]:
 
 
 def decide(
-    review: Review, actor: Actor, kind: DecisionKind, reason: str | None, now_us: int
-) -> tuple[Review, Decision]:
+    review: Review, actor: Actor, kind: DecisionKind, reason: str | None, now_us: int,
+    left: Collection[str] = (),
+) -> tuple[Review, Decision]:  # fmt: skip
     """The review once `actor` decides `kind`, and the decision; `Forbidden` when the
-    actor may not decide it now, `Invalid` when a reason is missing."""
+    actor may not decide it now, `Invalid` when a reason is missing. `left`: the people
+    named by the current step who have left."""
     if review.state != "in_review":
         raise Conflict(f"the post is not waiting for a decision: it is {_said(review.state)}")
     if actor.key in (review.author, review.submitted_by):
@@ -142,7 +171,7 @@ def decide(
         raise Forbidden("this link was shared by the post's author: it can comment, not"
                         " decide; ask a teammate to share it")  # fmt: skip
     step = review.steps[review.step]
-    if not eligible(step, actor):
+    if not eligible(step, actor, left):
         raise Forbidden(f"not an approver of step {review.step + 1} ({step.name})")
     if kind == "approved" and any(d.who == actor.key and d.decision == "approved"
                                   for d in review.decisions):  # fmt: skip
@@ -159,12 +188,19 @@ def decide(
     decided = replace(review, decisions=(*review.decisions, decision), updated_us=now_us)
     if kind != "approved":
         return replace(decided, state=kind), decision
-    if not done(step, approvals_of(decided, review.step)):
+    if not done(step, approvals_of(decided, review.step), left):
         return decided, decision
+    return passed(decided, now_us), decision
+
+
+def passed(review: Review, now_us: int) -> Review:
+    """The review once its current step is done: at its next step, or approved after
+    its last. (A next step is never done already: it has no approvals yet, and one
+    whose people have all left waits on admins and owners.)"""
     if review.step + 1 < len(review.steps):
-        return replace(decided, step=review.step + 1, step_since_us=now_us,
-                       reminded_us=None), decision  # fmt: skip
-    return replace(decided, state="approved"), decision
+        return replace(review, step=review.step + 1, step_since_us=now_us, reminded_us=None,
+                       updated_us=now_us)  # fmt: skip
+    return replace(review, state="approved", updated_us=now_us)
 
 
 def mentioned(text: str) -> list[str]:

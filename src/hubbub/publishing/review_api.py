@@ -220,9 +220,10 @@ def build_router(service_of: Callable[[], Any]) -> APIRouter:
         posts = await asyncio.gather(*(
             asyncio.to_thread(publishing.post, tenant, one.post) for one in found
         ))  # fmt: skip
+        left = await asyncio.to_thread(lambda: [publishing.departed(one) for one in found])
         return [
-            {**review_view(one, actor), "text": post.text[:200], "tags": list(post.tags)}
-            for one, post in zip(found, posts, strict=True)
+            {**review_view(one, actor, gone), "text": post.text[:200], "tags": list(post.tags)}
+            for one, post, gone in zip(found, posts, left, strict=True)
         ]
 
     @router.get("/v1/posts/{post}/review")
@@ -233,7 +234,7 @@ def build_router(service_of: Callable[[], Any]) -> APIRouter:
         found = await asyncio.to_thread(publishing.review, tenant, post)
         if found is None:
             raise HTTPException(404, f"post {post!r} has no review")
-        return review_view(found, actor)
+        return review_view(found, actor, await asyncio.to_thread(publishing.departed, found))
 
     @router.post("/v1/posts/{post}/review")
     async def decide(
@@ -250,7 +251,7 @@ def build_router(service_of: Callable[[], Any]) -> APIRouter:
                 body.reason,
                 body.version,
             )
-        return review_view(after, actor)
+        return review_view(after, actor, await asyncio.to_thread(publishing.departed, after))
 
     @router.get("/v1/posts/{post}/comments")
     async def comments(tenant: Tenant, publishing: Service, post: str) -> list[dict[str, Any]]:
@@ -319,7 +320,12 @@ def build_router(service_of: Callable[[], Any]) -> APIRouter:
             "reviewer": reviewer.key.removeprefix("link:"),
             "post": public_post_view(found),
             "review": public_review_view(review) if review else None,
-            "can_approve": bool(review and review_view(review, reviewer)["can_decide"]),
+            "can_approve": bool(
+                review
+                and review_view(
+                    review, reviewer, await asyncio.to_thread(publishing.departed, review)
+                )["can_decide"]
+            ),
             "comments": comments_view([c for c in comments if c.author.startswith("link:")]),
         }
 

@@ -76,8 +76,11 @@ from hubbub.publishing.review import (
     approvals_of,
     check_workflow,
     decide,
+    done,
     eligible,
     mentioned,
+    passed,
+    standing,
     steps_of,
     waiting_on,
 )
@@ -390,19 +393,18 @@ class Publishing:
             if draft is not None:
                 await asyncio.to_thread(self.store.delete_draft, tenant, author, draft)
             return post, []
-        # Written first, at the jobs' moment: their "scheduled" entries name its author.
-        await asyncio.to_thread(self.store.add_audit, [
-            self._entry(post, "created", author, now, _as_role(role))
-        ])  # fmt: skip
+        # In the jobs' transaction, at their moment: their "scheduled" entries name its
+        # author, and a schedule that fails leaves no trail of a post that is not kept.
+        created = [self._entry(post, "created", author, now, _as_role(role))]
         if rule is not None:
             assert at is not None
-            jobs = await self._start_series(post, chosen, rule, at, now)
+            jobs = await self._start_series(post, chosen, rule, at, now, created)
         elif queue:
             queued = {channel.id: _chooser(channel, now) for channel in chosen}
-            jobs = await asyncio.to_thread(self.store.schedule, post, {}, now, queued)
+            jobs = await asyncio.to_thread(self.store.schedule, post, {}, now, queued, created)
         else:
             dues = {channel.id: due_us(at, channel, now) for channel in chosen}
-            jobs = await asyncio.to_thread(self.store.schedule, post, dues, now)
+            jobs = await asyncio.to_thread(self.store.schedule, post, dues, now, None, created)
         if draft is not None:
             await asyncio.to_thread(self.store.delete_draft, tenant, author, draft)
         networks = {channel.id: channel.network for channel in chosen}
@@ -411,12 +413,15 @@ class Publishing:
         return post, jobs
 
     async def _start_series(
-        self, post: Post, chosen: Sequence[Channel], rule: Recurrence, at: str, now_us: int
-    ) -> list[Job]:
+        self, post: Post, chosen: Sequence[Channel], rule: Recurrence, at: str, now_us: int,
+        audit: Sequence[AuditEntry] = (),
+    ) -> list[Job]:  # fmt: skip
         """A series per channel from `at` (its first wall-clock time there), and a job for
         each occurrence within the horizon and the first past it."""
         made, occurring = self._series_for(post, chosen, rule, at, now_us)
-        return await asyncio.to_thread(self.store.start_series, post, made, occurring, now_us)
+        return await asyncio.to_thread(
+            self.store.start_series, post, made, occurring, now_us, audit
+        )
 
     def _series_for(
         self, post: Post, chosen: Sequence[Channel], rule: Recurrence, at: str, now_us: int
@@ -530,28 +535,31 @@ class Publishing:
         """Schedule a failed, missed or cancelled job again; `actor` (who asked) is named
         in its post's audit trail."""
         now = self.clock.now_us()
-        changed = await asyncio.to_thread(self.store.retry, tenant, job, now)
-        await self._audit_job(changed, actor, now)
+        audit = await asyncio.to_thread(self._job_audit, tenant, job, actor, now)
+        changed = await asyncio.to_thread(self.store.retry, tenant, job, now, audit)
         await self._record([changed])
         return changed
 
     async def cancel(self, tenant: str, job: str, actor: str = "") -> Job:
         """Cancel a scheduled (or held) job; `actor` is named in its post's audit trail."""
         now = self.clock.now_us()
-        changed = await asyncio.to_thread(self.store.cancel, tenant, job, now)
-        await self._audit_job(changed, actor, now)
+        audit = await asyncio.to_thread(self._job_audit, tenant, job, actor, now)
+        changed = await asyncio.to_thread(self.store.cancel, tenant, job, now, audit)
         await self._record([changed])
         return changed
 
-    async def _audit_job(self, job: Job, actor: str, now_us: int) -> None:
-        """An audit entry naming who changed `job` (the trail shows the change once)."""
-        if actor:
-            post = await asyncio.to_thread(self.store.post_version, job.tenant, job.post,
-                                           job.version)  # fmt: skip
-            channel = await asyncio.to_thread(self.store.channel, job.tenant, job.channel)
-            await asyncio.to_thread(self.store.add_audit, [self._entry(
-                post, job.state, actor, now_us, f"{channel.account} ({channel.network})"
-            )])  # fmt: skip
+    def _job_audit(
+        self, tenant: str, job: str, actor: str, now_us: int
+    ) -> Callable[[Job], list[AuditEntry]] | None:
+        """What writes, in the change's transaction, the entry naming who changed `job`
+        (as the state it went to: the trail shows the change once); None without `actor`."""
+        if not actor:
+            return None
+        found = self.store.job(tenant, job)  # NotFound for another tenant's
+        post = self.store.post_version(tenant, found.post, found.version)
+        channel = self.store.channel(tenant, found.channel)
+        where = f"{channel.account} ({channel.network})"
+        return lambda changed: [self._entry(post, changed.state, actor, now_us, where)]
 
     # Team workflow: approvals, new versions, comments, links, audit trails
 
@@ -596,11 +604,29 @@ class Publishing:
         )
         if actor is None:
             return found
+        known: dict[str, bool] = {}
         return [
             r for r in found
-            if r.author != actor.key and eligible(r.steps[r.step], actor)
+            if r.author != actor.key
+            and eligible(r.steps[r.step], actor, self._left(tenant, r.steps[r.step], known))
             and all(d.who != actor.key for d in approvals_of(r, r.step))
         ]  # fmt: skip
+
+    def departed(self, review: Review) -> set[str]:
+        """The people the review's current step names who have left the tenant: what
+        `review.waiting_on` and `review.eligible` take as `left`."""
+        return self._left(review.tenant, review.steps[review.step])
+
+    def _left(self, tenant: str, step: Step, known: dict[str, bool] | None = None) -> set[str]:
+        """The people `step` names who have left the tenant, as publishing's people table
+        knows them (someone it has not heard of counts as still there); `known` keeps
+        what was read, by user id, across calls."""
+        known = {} if known is None else known
+        for user in step.users:
+            if user not in known:
+                member = self.store.member(tenant, user)
+                known[user] = member is not None and not member.active
+        return {user for user in step.users if known[user]}
 
     async def _submit(
         self, post: Post, chosen: Sequence[Channel], plan: Plan, flows: Sequence[Workflow],
@@ -630,12 +656,15 @@ class Publishing:
         )  # fmt: skip
 
     async def _ask(self, review: Review, post: Post) -> None:
-        """Tell the current step's approvers that the post waits for them."""
+        """Tell the current step's approvers (those still in the tenant) that the post
+        waits for them."""
         step = review.steps[review.step]
+        left = await asyncio.to_thread(self._left, review.tenant, step)
+        asked = standing(step, (), left)
         await self._tell(
             review.tenant, "review_requested", post,
             f"Waiting for your approval ({step.name}): {_excerpt(post.text)}",
-            users=step.users, roles=step.roles, actor=post.author,
+            users=asked.users, roles=asked.roles, actor=post.author,
         )  # fmt: skip
 
     async def _tell(
@@ -668,7 +697,8 @@ class Publishing:
             raise Conflict(f"post {post} is at version {before.version}, not {version}:"
                            " read it again before deciding")  # fmt: skip
         now = self.clock.now_us()
-        after, decision = decide(before, actor, kind, reason, now)
+        left = await asyncio.to_thread(self._left, tenant, before.steps[before.step])
+        after, decision = decide(before, actor, kind, reason, now, left)
         kept = await asyncio.to_thread(self.store.post_version, tenant, post, before.version)
         release = None
         audit = [self._entry(kept, kind, actor.key, now, _decision_said(before, decision))]
@@ -809,8 +839,13 @@ class Publishing:
         return new, review, made
 
     def _author_role(self, tenant: str, post: Post) -> str:
-        """The role its author wrote the post in, as its trail's "created" entry says
-        ("" when it does not say): the workflows of that role apply to every version."""
+        """The author's role now, as publishing's people table knows it; else the role they
+        wrote the post in, as its trail's "created" entry says ("" when it does not say):
+        the workflows of that role apply to every version."""
+        if post.author.startswith("user:"):
+            member = self.store.member(tenant, post.author.removeprefix("user:"))
+            if member is not None:
+                return member.role
         created = [e for e in self.store.audit(tenant, post.id)
                    if e.action == "created" and e.actor == post.author]  # fmt: skip
         said = (created[0].detail or "") if created else ""
@@ -961,23 +996,30 @@ class Publishing:
 
     async def remind(self, remind_after_s: float, overdue_within_s: float, limit: int = 200) -> int:
         """Tell again the approvers of every step waiting longer than `remind_after_s`
-        (those of them who have not approved it yet); flag (once) each open review whose
-        planned time is within `overdue_within_s`, telling its author and approvers. Each
-        review is claimed by one replica. Answers how many reviews it told of."""
+        (those of them who have not approved it yet, and are still in the tenant); a step
+        done meanwhile because the people it waited on left goes on instead, as an
+        approval would (`settle_departures` does so at once, when the log says they
+        left). Flag (once) each open review whose planned time is within
+        `overdue_within_s`, telling its author and those it still waits on. Each review
+        is claimed by one replica. Answers how many reviews it told of."""
         now = self.clock.now_us()
         waiting = await asyncio.to_thread(
             self.store.claim_reminders, now - int(remind_after_s * SECOND_US), now, limit
         )
         for review in waiting:
+            step = review.steps[review.step]
+            left = await asyncio.to_thread(self._left, review.tenant, step)
+            if await self._pass_if_done(review, left):
+                continue  # the people it waited on left: it went on instead
             post = await asyncio.to_thread(self.store.post_version, review.tenant, review.post,
                                            review.version)  # fmt: skip
-            step = review.steps[review.step]
             # Only who the step still waits on: a role one of its people approved for
-            # (an `all` step) is not reminded again.
-            waiting_for = waiting_on(step, approvals_of(review, review.step))
+            # (an `all` step) is not reminded again, nor anyone who left.
+            waiting_for = waiting_on(step, approvals_of(review, review.step), left)
             title = f"Still waiting for your approval ({step.name}): {_excerpt(post.text)}"
             await self._tell(review.tenant, "reminder", post, title,
-                             users=[u for u in waiting_for if u in step.users],
+                             users=[u for u in waiting_for
+                                    if not u.startswith("role:") and u != "external"],
                              roles=[w.removeprefix("role:") for w in waiting_for
                                     if w.startswith("role:")],
                              actor=review.author)  # fmt: skip
@@ -993,14 +1035,70 @@ class Publishing:
                 await self._tell(review.tenant, "overdue", post,
                                  f"Due soon, and waiting for your new version: "
                                  f"{_excerpt(post.text)}", users=author)  # fmt: skip
-            else:
+            else:  # those it still waits on, as reminders tell
+                left = await asyncio.to_thread(self._left, review.tenant, step)
+                waiting_for = waiting_on(step, approvals_of(review, review.step), left)
                 await self._tell(review.tenant, "overdue", post,
                                  f"Not approved yet, and due soon: {_excerpt(post.text)}",
-                                 users=[*author, *step.users], roles=step.roles)  # fmt: skip
+                                 users=[*author, *(u for u in waiting_for if not
+                                                   u.startswith("role:") and u != "external")],
+                                 roles=[w.removeprefix("role:") for w in waiting_for
+                                        if w.startswith("role:")])  # fmt: skip
             await asyncio.to_thread(self.store.add_audit, [
                 self._entry(post, "flagged", "publisher", now, "due before it is approved")
             ])  # fmt: skip
         return len(waiting) + len(due)
+
+    async def settle_departures(self, tenant: str) -> int:
+        """Move on each of the tenant's reviews whose current step is done now that people
+        it waited on have left (`review.standing`); answers how many moved."""
+        found = await asyncio.to_thread(self.store.reviews, tenant, ("in_review",), 2000)
+        known: dict[str, bool] = {}
+        moved = 0
+        for review in found:
+            left = await asyncio.to_thread(self._left, tenant, review.steps[review.step], known)
+            moved += await self._pass_if_done(review, left)
+        return moved
+
+    async def _pass_if_done(self, review: Review, left: set[str]) -> bool:
+        """Move the review past its current step when that step is done without the
+        people of `left` (the last step's makes its jobs, as an approval does); whether
+        it moved (not when it was decided meanwhile)."""
+        step = review.steps[review.step]
+        if not left or review.state != "in_review":
+            return False
+        if not done(step, approvals_of(review, review.step), left):
+            return False
+        now = self.clock.now_us()
+        after = passed(review, now)
+        post = await asyncio.to_thread(self.store.post_version, review.tenant, review.post,
+                                       review.version)  # fmt: skip
+        gone = ", ".join(sorted(left))
+        said = f"step {review.step + 1} ({step.name}): the others named left ({gone})"
+        audit = [self._entry(post, "approved", "publisher", now, said)]
+        release = None
+        try:
+            if after.state == "approved":
+                chosen = await asyncio.to_thread(self._channels, review.tenant, after.plan.channels)
+                release = await asyncio.to_thread(self._release, post, chosen, after.plan, now)
+            made = await asyncio.to_thread(
+                self.store.decide, review, after, None, audit, release, now
+            )
+        except (Conflict, Invalid) as error:
+            log.info("a review was not moved on", post=review.post, why=str(error))
+            return False
+        await self._record(made)
+        author = [post.author.removeprefix("user:")] * post.author.startswith("user:")
+        if after.state == "approved":
+            await self._tell(review.tenant, "approved", post,
+                             f"Approved and scheduled: {_excerpt(post.text)}", users=author,
+                             actor="publisher")  # fmt: skip
+        else:
+            await self._tell(review.tenant, "approved", post,
+                             f"{step.name} approved: {_excerpt(post.text)}", users=author,
+                             actor="publisher")  # fmt: skip
+            await self._ask(after, post)
+        return True
 
 
 def _tags(tags: Sequence[str]) -> tuple[str, ...]:

@@ -26,7 +26,8 @@ Every few minutes, too, the log is told of the channels it lacks (`ChannelDirect
 
 The people of every tenant are folded from the log (`PersonChanged` on `control`) into
 publishing's store, with the position reached in the same transaction (`fold_people`):
-a person's calendar feed is read with the role they have now, and ends when they leave.
+a person's calendar feed is read with the role they have now, and ends when they leave;
+a review step that waited on someone who left moves on without them.
 
 Each minute the sweeper makes the jobs of recurring posts' next occurrences (up to
 `series_horizon_s` ahead, each series from its last occurrence made, so none is skipped),
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -135,7 +136,9 @@ class Publisher:
         self._network_of: dict[str, str] = {}
         """Each channel's network, by id, for the events (a channel's never changes)."""
         self._sending: dict[str, tuple[Post, Channel]] = {}
-        """What each job being published is of, by id: its author is told how it went."""
+        """What each job being published is of, by id: its author is told how it went.
+        Each is added by its attempt, and goes with the attempt's outcome (recorded or
+        not), or with the attempt when it ends without one: it never outlives either."""
 
     async def once(self) -> int:
         """Claim what is due now, publish it and record every outcome; answers how many
@@ -229,7 +232,6 @@ class Publisher:
         for job, channel, post in ready:
             if job.check_first or job.id in held:
                 sent = not job.check_first
-                self._sending[job.id] = (post, channel)
                 tasks.append(
                     asyncio.create_task(self._attempt(held.get(job.id, job), channel, post, sent))
                 )
@@ -271,17 +273,31 @@ class Publisher:
     async def _attempt(self, job: Job, channel: Channel, post: Post, sending: bool) -> None:
         """Publish one job (looking for it first if it may be there) and queue what became
         of it."""
+        self._sending[job.id] = (post, channel)
+        queued = False
+        try:
+            outcome = await self._outcome(job, channel, post, sending)
+            if outcome is not None:
+                self._outcomes.put_nowait(outcome)
+                queued = True
+        finally:  # no outcome (a lost lease, an error, cancelled): nobody is told
+            if not queued:
+                self._sending.pop(job.id, None)
+
+    async def _outcome(
+        self, job: Job, channel: Channel, post: Post, sending: bool
+    ) -> Outcome | None:
+        """What became of one job; None when another publisher holds it now."""
         network = self.networks[channel.network]
         try:
             if not sending:
                 if there := await network.find(channel, post, job):
-                    self._outcomes.put_nowait(Outcome(job.id, "published", found=there))
-                    return
+                    return Outcome(job.id, "published", found=there)
                 await asyncio.to_thread(self.store.sending, job.id, self.name, self.clock.now_us())
             sent = await network.publish(channel, post, job)
         except LostLease:
             log.info("a job was claimed by another publisher meanwhile", job=job.id)
-            return
+            return None
         except Permanent as error:
             log.warning("a post failed", job=job.id, error=str(error))
             outcome = Outcome(job.id, "failed", str(error))
@@ -297,7 +313,7 @@ class Publisher:
             outcome = Outcome(job.id, "unknown", str(error), self._after(self._backoff_s(job)))
         else:
             outcome = Outcome(job.id, "published", found=sent)
-        self._outcomes.put_nowait(outcome)
+        return outcome
 
     def _drain(self) -> list[Outcome]:
         outcomes: list[Outcome] = []
@@ -318,6 +334,8 @@ class Publisher:
         publisher claims them, and looks on the network before sending anything."""
         if not outcomes:
             return
+        # Taken first: outcomes that cannot be recorded tell nobody, and leave nothing.
+        sent = {outcome.job: self._sending.pop(outcome.job, None) for outcome in outcomes}
         deadline = self.clock.now_us() + int(self.policy.lease_s * SECOND_US)
         while True:
             try:
@@ -335,7 +353,6 @@ class Publisher:
             log.info("jobs were claimed by another publisher meanwhile",
                      lost=len(outcomes) - len(changed))  # fmt: skip
         await self._record(changed)
-        sent = {outcome.job: self._sending.pop(outcome.job, None) for outcome in outcomes}
         await asyncio.gather(*(
             self._tell_author(job, *about) for job in changed
             if job.state in ("published", "failed") and (about := sent.get(job.id))
@@ -387,9 +404,15 @@ async def remind(service: Publishing, policy: PublishPolicy) -> None:
         await asyncio.sleep(policy.sweep_every_s)
 
 
-async def fold_people(store: FeedStore, event_log: EventLog, batch: int = 1000) -> int:
+async def fold_people(
+    store: FeedStore, event_log: EventLog, batch: int = 1000,
+    left: Callable[[str], Awaitable[object]] | None = None,
+) -> int:  # fmt: skip
     """Fold the people changes the log holds past the stored position; answers the records
-    read. A fold from a position another replica moved meanwhile is read again."""
+    read. A fold from a position another replica moved meanwhile is read again. Once
+    people of a tenant are folded as gone, `left` is called with the tenant (reviews
+    waiting on them move on: `Publishing.settle_departures`; one it misses, the
+    reminders' sweep moves on later)."""
     folded = 0
     while True:
         positions = await asyncio.to_thread(store.people_positions)
@@ -409,6 +432,9 @@ async def fold_people(store: FeedStore, event_log: EventLog, batch: int = 1000) 
             log.info("positions moved under the people's fold; folding on", why=str(error))
             continue
         folded += len(records)
+        for tenant in sorted({change.tenant for change in changes if not change.active}):
+            if left is not None:
+                await left(tenant)
 
 
 def run(background: Background, publisher: Publisher, service: Publishing | None = None) -> None:
@@ -428,6 +454,8 @@ def run(background: Background, publisher: Publisher, service: Publishing | None
     background.start("channel directory", directory.keep_announced)
     policy = publisher.policy
     background.start("publishing people", lambda: every(
-        policy.people_poll_s, lambda: fold_people(service.store, event_log, policy.people_batch),
+        policy.people_poll_s,
+        lambda: fold_people(service.store, event_log, policy.people_batch,
+                            service.settle_departures),
         what="folding people into publishing",
     ))  # fmt: skip
