@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from hubbub.bootstrap import Platform, build_platform
+from hubbub.kernel.cache import MemoryCache
 from hubbub.settings import Settings
 from tests.conftest import api_client, until
 from tests.support.reports import EVENTS, at, post
@@ -158,3 +159,23 @@ async def test_a_cached_report_is_recomputed_once_the_rollups_advance(
 
     await until(folded)
     assert python_count(await client.get("/v1/reports/top/hashtags", params=params)) == 4
+
+
+async def test_a_report_keeps_one_cache_entry_however_often_the_rollups_advance(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    cache = platform.cache()
+    assert isinstance(cache, MemoryCache)
+    store = await platform.analytics()
+    params = {**WINDOW, "bucket": "minute"}
+    for n in range(3):
+        answer = await client.get("/v1/reports/series/hashtag/python", params=params)
+        assert sum(row["value"] for row in answer.json()) == 3 + n
+        await platform.event_log.append([post(10 + n, "dave", at(2), ["python"])])
+
+        async def folded(expected: int = len(EVENTS) + n + 1) -> bool:
+            return sum(store.positions().values()) == expected
+
+        await until(folded)
+    # One entry, replaced as the rollups advanced: not one for each batch folded.
+    assert len(cache._entries) == 1
