@@ -178,4 +178,4 @@ async def test_a_report_keeps_one_cache_entry_however_often_the_rollups_advance(
 
         await until(folded)
     # One entry, replaced as the rollups advanced: not one for each batch folded.
-    assert len(cache._entries) == 1
+    assert cache.size[0] == 1

@@ -43,31 +43,53 @@ class Cache(Protocol):
 
 
 class MemoryCache:
-    """Entries in a dict, in this process; the oldest go first beyond `max_entries`."""
+    """Entries in a dict, in this process; the oldest go first beyond `max_entries` or
+    `max_bytes` of values (a report answer may weigh hundreds of kilobytes: ten thousand
+    of them would be gigabytes)."""
 
-    def __init__(self, max_entries: int = 10_000, clock: Clock | None = None) -> None:
+    def __init__(
+        self, max_entries: int = 10_000, clock: Clock | None = None,
+        max_bytes: int = 64 * 1024 * 1024,
+    ) -> None:  # fmt: skip
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._clock = clock or SystemClock()
         self._entries: dict[str, tuple[float, bytes]] = {}
+        self._bytes = 0
         self._locks: dict[str, float] = {}
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(entries, bytes of their values) held now."""
+        return len(self._entries), self._bytes
 
     async def get(self, key: str) -> bytes | None:
         entry = self._entries.get(key)
         if entry is None or entry[0] < self._clock.monotonic_s():
-            self._entries.pop(key, None)
+            self._drop(key)
             return None
         return entry[1]
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
-        self._entries.pop(key, None)
+        self._drop(key)
+        if len(value) > self.max_bytes:
+            return  # would push out everything else, and itself next
         self._entries[key] = (self._clock.monotonic_s() + ttl_s, value)
-        while len(self._entries) > self.max_entries:
-            del self._entries[next(iter(self._entries))]
+        self._bytes += len(value)
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= len(entry[1])
 
     async def lock(self, key: str, ttl_s: float) -> bool:
         now = self._clock.monotonic_s()
         if self._locks.get(key, 0.0) > now:
             return False
+        if len(self._locks) >= self.max_entries:  # locks never unlocked (a crashed fill)
+            self._locks = {k: until for k, until in self._locks.items() if until > now}
         self._locks[key] = now + ttl_s
         return True
 
@@ -76,6 +98,7 @@ class MemoryCache:
 
     async def close(self) -> None:
         self._entries.clear()
+        self._bytes = 0
 
 
 class RedisCache:
