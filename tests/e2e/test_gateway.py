@@ -574,6 +574,9 @@ async def test_a_role_refuses_a_forged_tenant_the_gateway_is_let_through(stack: 
             through = await stack.client.request(
                 method.upper(), url, headers=auth(key), content=b"{}"
             )
+            if (method, path) == ("post", "/v1/calendar/feed"):  # let through, then refused:
+                assert through.json()["detail"].startswith("a calendar feed is a person's")
+                continue  # a key may not make one (a person signs in)
             assert through.status_code not in (401, 403), (method, url, through.text)
             assert through.status_code < 500, (method, url, through.text)
     healthy = await direct_get(urls["mentions"] + "/healthz")
