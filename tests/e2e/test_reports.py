@@ -19,7 +19,11 @@ from tests.support.reports import EVENTS, at, post
 
 @pytest.fixture
 async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
-    built = await build_platform(Settings(data_dir=tmp_path))
+    # The events are of March 2026: kept past the default retention, which the worker
+    # enforces as it starts, so that no read races the prune.
+    built = await build_platform(
+        Settings(data_dir=tmp_path, rollup_minute_days=3650, rollup_post_days=3650)
+    )
     await built.event_log.append(EVENTS)
     store = await built.analytics()
 

@@ -1,15 +1,20 @@
-"""A DuckDB rollups file made when post records were keyed by the post's text opens with
-its records kept: a delete read after the upgrade still takes its post's counts away."""
+"""The embedded rollups' post records, kept in SQLite beside the DuckDB file: a file made
+when DuckDB held them opens with them moved; records of batches the rollups lack are
+dropped; and they hold millions of posts under a small DuckDB memory limit."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import duckdb
 import msgspec
+import pytest
 
 from hubbub.analytics.duckdb import DuckDBRollups
-from hubbub.analytics.rollups import Contribution
+from hubbub.analytics.ports import RejectedBatch
+from hubbub.analytics.post_records import records_path
+from hubbub.analytics.rollups import Contribution, Deltas
 
 POST = "at://did:plc:abc/app.bsky.feed.post/3kabc"
 
@@ -38,5 +43,90 @@ def test_records_keyed_by_text_are_found_after_the_upgrade(tmp_path: Path) -> No
     store = DuckDBRollups(path)  # opened again: nothing left to convert
     try:
         assert store.contributions({POST}) == {POST: before}
+    finally:
+        store.close()
+
+
+def _posted(n: int) -> Contribution:
+    return Contribution(n, f"did:plc:{n}", "jetstream", False, tags=("duckdb",))
+
+
+def _batch(store: DuckDBRollups, first: int, count: int, since: int) -> int:
+    """Apply the records of posts `first` .. `first + count - 1` as one batch of the
+    `posts` topic read after `since`; returns the position reached."""
+    deltas = Deltas()
+    deltas.contributions.update({f"{POST}/{n}": _posted(n) for n in range(first, first + count)})
+    store.apply(deltas, {"posts": since + count}, {"posts": since})
+    return since + count
+
+
+def test_records_of_a_batch_the_rollups_refused_are_not_kept(tmp_path: Path) -> None:
+    store = DuckDBRollups(tmp_path / "analytics.duckdb")
+    try:
+        reached = _batch(store, 0, 10, 0)
+        deltas = Deltas()
+        deltas.contributions[f"{POST}/new"] = _posted(10)
+        deltas.langs[("en", "jetstream", 2**70)] = 1  # too large for a BIGINT
+        with pytest.raises(RejectedBatch):
+            store.apply(deltas, {"posts": reached + 1}, {"posts": reached})
+        assert store.contributions({f"{POST}/new", f"{POST}/3"}) == {f"{POST}/3": _posted(3)}
+        assert _batch(store, 20, 5, reached) == reached + 5
+        assert len(store.contributions({f"{POST}/{n}" for n in range(30)})) == 15
+    finally:
+        store.close()
+
+
+def test_records_copied_after_their_rollups_are_cut_back_to_the_rollups_batch(
+    tmp_path: Path,
+) -> None:
+    """A backup copies the rollups, then the records while the worker goes on: restored,
+    the records the rollups never counted are gone, so those posts count when folded."""
+    live, copy = tmp_path / "live", tmp_path / "copy"
+    store = DuckDBRollups(live / "analytics.duckdb")
+    try:
+        reached = _batch(store, 0, 100, 0)
+        store.query("CHECKPOINT")
+        copy.mkdir()
+        shutil.copy(live / "analytics.duckdb", copy / "analytics.duckdb")
+        for batch in range(1, 4):  # the worker folds on while the backup runs
+            reached = _batch(store, batch * 100, 100, reached)
+    finally:
+        store.close()
+    shutil.copy(records_path(live / "analytics.duckdb"), records_path(copy / "analytics.duckdb"))
+
+    restored = DuckDBRollups(copy / "analytics.duckdb")
+    try:
+        assert restored.positions() == {"posts": 100}
+        known = restored.contributions({f"{POST}/{n}" for n in range(400)})
+        assert set(known) == {f"{POST}/{n}" for n in range(100)}
+        assert _batch(restored, 100, 100, 100) == 200  # folded again, they are recorded
+        assert len(restored.contributions({f"{POST}/{n}" for n in range(400)})) == 200
+    finally:
+        restored.close()
+
+
+def test_records_beside_rollups_made_anew_are_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "analytics.duckdb"
+    store = DuckDBRollups(path)
+    _batch(store, 0, 10, 0)
+    store.close()
+    path.unlink()  # the rollups are deleted to start again; their records stay
+    store = DuckDBRollups(path)
+    try:
+        assert store.contributions({f"{POST}/{n}" for n in range(10)}) == {}
+    finally:
+        store.close()
+
+
+def test_records_do_not_count_against_duckdbs_memory_limit(tmp_path: Path) -> None:
+    """Kept in DuckDB, a primary key's index of a million posts needs about 60 MB that
+    DuckDB cannot spill: at a 32 MB limit, writes failed with an out-of-memory error."""
+    store = DuckDBRollups(tmp_path / "analytics.duckdb", memory_limit="32MB")
+    try:
+        reached = 0
+        for first in range(0, 1_000_000, 50_000):
+            reached = _batch(store, first, 50_000, reached)
+        wanted = {f"{POST}/{n}" for n in (0, 499_999, 999_999, 1_000_000)}
+        assert set(store.contributions(wanted)) == wanted - {f"{POST}/1000000"}
     finally:
         store.close()

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from hubbub.analytics import service
 from hubbub.analytics.duckdb import POINTER, LiveDuckDB
 from hubbub.analytics.ports import RollupStore, StalePositions
+from hubbub.analytics.post_records import record_files
 from hubbub.analytics.rollups import fold, posts_to_look_up
 from hubbub.analytics.service import Window
 from hubbub.analytics.worker import TOPICS, catch_up, rebuild
@@ -184,7 +185,7 @@ async def test_reports_answer_through_a_rebuild_then_from_the_rebuilt_rollups(
         assert (settings.data_dir / POINTER).read_text() == live.path.name
         assert not old_file.exists()
         assert {p.name for p in settings.data_dir.glob("analytics*")} == {
-            POINTER, live.path.name,
+            POINTER, live.path.name, *(p.name for p in record_files(live.path)),
         }  # fmt: skip
     else:
         assert where == "schema rollups"

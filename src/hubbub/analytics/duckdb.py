@@ -18,10 +18,16 @@ of about 122,000 rows:
 
 Rows appended since the last compaction sit at the end, in time order, and are found
 by their time. The small tables (languages, totals, positions) are upserted.
+
+What each post added (`Contribution`) is kept in a SQLite file beside this one
+(`hubbub.analytics.post_records`), whose index stays on disk: a batch writes its records
+there first, as versions numbered by the batch, then its rollups here with that number,
+and records newer than the number found here are dropped when the store opens.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import importlib.abc
 import importlib.util
@@ -34,10 +40,11 @@ from pathlib import Path
 from typing import Any, Final
 
 import duckdb
-import msgspec
 import pyarrow as pa
+import structlog
 
 from hubbub.analytics.ports import RejectedBatch, RollupStore, StalePositions
+from hubbub.analytics.post_records import PostRecords, new_identity, record_files, records_path
 from hubbub.analytics.rollups import (
     GLOBAL_COUNTERS,
     KEYED_TIERS,
@@ -46,12 +53,14 @@ from hubbub.analytics.rollups import (
     Contribution,
     Deltas,
     global_backfills,
-    post_hash,
     prune_statements,
     schema,
     tier_appends,
 )
 from hubbub.kernel.clock import Clock
+from hubbub.kernel.copy_requests import serve_copies
+
+log = structlog.get_logger("hubbub.analytics")
 
 
 class _PandasAbsent(importlib.abc.MetaPathFinder):
@@ -79,7 +88,11 @@ SCHEMA = (
     # appended to since (the tail to merge).
     "CREATE TABLE IF NOT EXISTS compacted (name TEXT PRIMARY KEY, rows BIGINT NOT NULL,"
     " tail_since BIGINT)",
+    # The post records' identity, and the last batch whose records they hold.
+    "CREATE TABLE IF NOT EXISTS post_records (id TEXT NOT NULL, seq BIGINT NOT NULL)",
 )
+MOVE_CHUNK = 100_000
+"""Post records moved per transaction out of a file made when DuckDB held them."""
 COMPACT_TAIL_ROWS = 200_000
 """A time-ordered table merges its tail once this many rows were appended to it."""
 COMPACT_TAIL_SHARE = 0.05
@@ -90,10 +103,6 @@ however large the table grows, and a series reads a tail of at most that many ro
 
 def _add_totals(table: str) -> str:
     return ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in GLOBAL_COUNTERS)
-
-
-_encode = msgspec.msgpack.Encoder().encode
-_decode = msgspec.msgpack.Decoder(Contribution).decode
 
 
 @contextlib.contextmanager
@@ -130,7 +139,15 @@ class DuckDBRollups:
         self._db = duckdb.connect(str(path), config={"memory_limit": memory_limit})
         self._writing = threading.Lock()  # close() waits for a batch being applied
         self._readers = _Readers()  # and for reads in other threads: DuckDB crashes else
-        self._create_schema()
+        self._records = PostRecords(records_path(path))
+        self._records_writer = concurrent.futures.ThreadPoolExecutor(1, "post-records")
+        try:
+            self._create_schema()
+            self._seq = self._adopt_records()
+        except BaseException:
+            self._records.close()
+            self._db.close()
+            raise
 
     def _create_schema(self) -> None:
         """The tables, in one transaction; those added since a database was made are
@@ -145,52 +162,44 @@ class DuckDBRollups:
         }
         db.begin()
         try:
-            text_keyed = (
-                "post_contribution" in existing
-                and not db.execute(
-                    "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
-                    " AND table_name = 'post_contribution' AND column_name = 'h'"
-                ).fetchall()
-            )
-            if text_keyed:
-                db.execute("ALTER TABLE post_contribution RENAME TO post_contribution_by_text")
             for statement in (*SCHEMA, *global_backfills(existing)):
                 db.execute(statement)
-            if text_keyed:
-                self._rekey_posts()
             db.commit()
         except BaseException:
             db.rollback()
             raise
 
-    def _rekey_posts(self) -> None:
-        """Copy the records of a database made when posts were keyed by their text into
-        the table keyed by their hash, in the schema's transaction."""
+    def _adopt_records(self) -> int:
+        """Pair the records' file with this one (see `PostRecords.adopt`), after moving
+        in the records of a file made when this one held them; returns the last batch."""
         db = self._db
-        (last,) = db.execute("SELECT max(rowid) FROM post_contribution_by_text").fetchone() or (
-            None,
-        )
-        for first in range(0, (last or 0) + 1, 100_000):
-            rows = db.execute(
-                "SELECT post, minute, record FROM post_contribution_by_text"
-                " WHERE rowid >= ? AND rowid < ?",
-                [first, first + 100_000],
-            ).fetchall()
-            posts = [post for post, _, _ in rows]
-            db.register(
-                "old_posts",
-                pa.table(
-                    {
-                        "h": [post_hash(post) for post in posts],
-                        "post": posts,
-                        "minute": [minute for _, minute, _ in rows],
-                        "record": pa.array([record for _, _, record in rows], pa.binary()),
-                    }
-                ),
-            )
-            db.execute("INSERT OR REPLACE INTO post_contribution SELECT * FROM old_posts")
-            db.unregister("old_posts")
-        db.execute("DROP TABLE post_contribution_by_text")
+        found = db.execute("SELECT id, seq FROM post_records").fetchall()
+        if not found:
+            db.execute("INSERT INTO post_records VALUES (?, 0)", [new_identity()])
+            found = db.execute("SELECT id, seq FROM post_records").fetchall()
+        ((identity, seq),) = found
+        self._records.adopt(str(identity), int(seq))
+        if db.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema()"
+            " AND table_name = 'post_contribution'"
+        ).fetchall():
+            self._move_records(int(seq))
+        return int(seq)
+
+    def _move_records(self, seq: int) -> None:
+        """Move the records of a file made when DuckDB held them (keyed by the post, or
+        by its hash with the post beside it) into the records' file, a chunk at a time;
+        the table is dropped once all are there, so a crash midway moves them again."""
+        db = self._db
+        (total,) = db.execute("SELECT count(*) FROM post_contribution").fetchone() or (0,)
+        log.info("moving the post records out of the rollups' file", records=total)
+        moved = 0
+        cursor = db.execute("SELECT post, minute, record FROM post_contribution")
+        while rows := cursor.fetchmany(MOVE_CHUNK):
+            moved += self._records.load(((str(p), int(m), bytes(r)) for p, m, r in rows), seq)
+            log.info("post records moved", moved=moved, of=total)
+        db.execute("DROP TABLE post_contribution")
+        db.execute("CHECKPOINT")
 
     def positions(self) -> dict[str, int]:
         """The last log position folded, per topic."""
@@ -202,22 +211,7 @@ class DuckDBRollups:
         if not posts:
             return {}
         with self._readers.reading():
-            return self._contributions(posts)
-
-    def _contributions(self, posts: set[str]) -> dict[str, Contribution]:
-        cursor = self._db.cursor()
-        try:
-            wanted = list(posts)
-            cursor.register(
-                "wanted_posts", pa.table({"h": [post_hash(p) for p in wanted], "post": wanted})
-            )
-            rows = cursor.execute(
-                "SELECT c.post, c.record FROM post_contribution c"
-                " JOIN wanted_posts w ON c.h = w.h AND c.post = w.post"
-            ).fetchall()
-        finally:
-            cursor.close()
-        return {post: _decode(record) for post, record in rows}
+            return self._records.lookup(posts)
 
     def apply(self, deltas: Deltas, positions: dict[str, int], since: dict[str, int]) -> None:
         """Add the deltas and move the positions, all or nothing; `StalePositions` if the
@@ -227,11 +221,19 @@ class DuckDBRollups:
 
     def _apply(self, deltas: Deltas, positions: dict[str, int], since: dict[str, int]) -> None:
         db = self._db
+        records: concurrent.futures.Future[None] | None = None
         db.begin()
         try:
             stored = dict(db.execute("SELECT topic, position FROM consumer_position").fetchall())
             if any(stored.get(topic, 0) != since.get(topic, 0) for topic in positions):
                 raise StalePositions(f"positions moved to {stored}, the batch read after {since}")
+            # The records commit first, as the next batch's versions (module docstring),
+            # written in a thread while the rollups' statements run.
+            if deltas.contributions:
+                records = self._records_writer.submit(
+                    self._records.write, self._seq + 1, deltas.contributions
+                )
+                db.execute("UPDATE post_records SET seq = ?", [self._seq + 1])
             for key in TIERED:
                 columns = deltas.columns(key)
                 if columns["minute"]:
@@ -277,21 +279,6 @@ class DuckDBRollups:
                     "(minute)",
                     _add_totals(f"global_{tier}"),
                 )
-            if deltas.contributions:
-                records = pa.table(
-                    {
-                        "h": [post_hash(post) for post in deltas.contributions],
-                        "post": list(deltas.contributions),
-                        "minute": [c.minute for c in deltas.contributions.values()],
-                        "record": [_encode(c) for c in deltas.contributions.values()],
-                    }
-                )
-                db.register("delta_posts", records)
-                db.execute(
-                    "INSERT OR REPLACE INTO post_contribution SELECT h, post, minute, record"
-                    " FROM delta_posts"
-                )
-                db.unregister("delta_posts")
             for term, since_minute in deltas.tracked.items():
                 db.execute(
                     "INSERT INTO tracked_term VALUES (?, ?) ON CONFLICT DO NOTHING",
@@ -301,10 +288,17 @@ class DuckDBRollups:
                 db.execute(
                     "INSERT OR REPLACE INTO consumer_position VALUES (?, ?)", [topic, position]
                 )
+            if records:
+                records.result()
             db.commit()
         except BaseException:
             db.rollback()
+            if records:
+                concurrent.futures.wait([records])
+                self._records.trim(self._seq)
             raise
+        if records:
+            self._seq += 1
 
     def _upsert(self, table: str, columns: dict[str, list[Any]], key: str, update: str) -> None:
         if not next(iter(columns.values())):
@@ -320,13 +314,17 @@ class DuckDBRollups:
             self._db.unregister("delta_rows")
 
     def prune(self, horizons: dict[str, int]) -> int:
-        """Delete each tier's rows before its horizon, and older post records."""
+        """Delete each tier's rows before its horizon, and older post records (a chunk
+        at a time, so the fold goes on between them)."""
+        rollups = {name: minute for name, minute in horizons.items() if name != "posts"}
         with self._writing:
             deleted = 0
-            for statement, parameter in prune_statements(horizons):
+            for statement, parameter in prune_statements(rollups):
                 (row,) = self._db.execute(statement, [parameter]).fetchall()
                 deleted += int(row[0])
-            return deleted
+        if "posts" in horizons:
+            deleted += self._records.prune(horizons["posts"])
+        return deleted
 
     def _note_tail(self, key: str, first_minute: int) -> None:
         tables = [(f"{key}_{tier}", first_minute - first_minute % size) for tier, size in TIERS]
@@ -383,6 +381,18 @@ class DuckDBRollups:
             raise
         return 1
 
+    def copy_to(self, target: Path) -> None:
+        """Write the rollups as of the last batch to the new DuckDB file `target` (a
+        backup; the post records are copied apart, after); the fold waits meanwhile."""
+        quoted = str(target).replace("'", "''")
+        with self._writing:
+            (name,) = self._db.execute("SELECT current_database()").fetchone() or ("",)
+            self._db.execute(f"ATTACH '{quoted}' AS hubbub_copy")
+            try:
+                self._db.execute(f'COPY FROM DATABASE "{name}" TO hubbub_copy')
+            finally:
+                self._db.execute("DETACH hubbub_copy")
+
     def query(self, sql: str, parameters: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Rows of a read query (reports, checks), on a cursor of its own: reads may run
         in other threads while the worker writes, each seeing committed batches only."""
@@ -397,6 +407,8 @@ class DuckDBRollups:
         with self._writing:
             self._readers.close()
             self._db.close()
+            self._records_writer.shutdown()
+            self._records.close()
 
 
 class RollupsClosed(RuntimeError):
@@ -431,6 +443,8 @@ class _Readers:
             self._idle.wait_for(lambda: self._count == 0)
 
 
+COPY_OWNER: Final = "analytics"
+"""The name a backup asks the live rollups' owner for a copy by."""
 POINTER = "analytics.current"
 """In the data directory: the name of the DuckDB file that holds the live rollups. A
 rebuild writes a new file, then replaces this one (a rename, so atomically)."""
@@ -487,6 +501,8 @@ class LiveDuckDB:
         self._retired.append((now, old))
         for leftover in (old_path, old_path.with_name(old_path.name + ".wal")):
             leftover.unlink(missing_ok=True)
+        for leftover in record_files(old_path):
+            leftover.unlink(missing_ok=True)
 
     def __call__(self) -> RollupStore:
         return self.current()
@@ -508,6 +524,14 @@ class LiveDuckDB:
 
     def query(self, sql: str, parameters: list[Any] | None = None) -> list[tuple[Any, ...]]:
         return self.current().query(sql, parameters)
+
+    def copy_to(self, target: Path) -> None:
+        self.current().copy_to(target)
+
+    async def serve_copies(self) -> None:
+        """Make the copies a backup asks of this process (`hubbub.kernel.copy_requests`)
+        until cancelled: another process cannot copy the file while the fold writes it."""
+        await serve_copies(self._data_dir, COPY_OWNER, self.copy_to)
 
     def close(self) -> None:
         for _, store in self._retired:
@@ -538,7 +562,11 @@ class DuckDBStaging:
 
     def discard(self) -> None:
         self.store.close()
-        for leftover in (self._building, self._building.with_name(self._building.name + ".wal")):
+        for leftover in (
+            self._building,
+            self._building.with_name(self._building.name + ".wal"),
+            *record_files(self._building),
+        ):
             leftover.unlink(missing_ok=True)
 
 
@@ -549,4 +577,5 @@ def _remove_if_unowned(path: Path) -> None:
         duckdb.connect(str(path)).close()
     except (duckdb.IOException, duckdb.ConnectionException):
         return  # held by the analytics process (another, or this one)
-    path.unlink(missing_ok=True)
+    for leftover in (path, *record_files(path)):
+        leftover.unlink(missing_ok=True)

@@ -6,7 +6,7 @@ the embedded default, and PostgreSQL, to scale out.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from hubbub.analytics.rollups import Contribution, Deltas
 
@@ -79,4 +79,14 @@ class StagedRollups(Protocol):
 
     def discard(self) -> None:
         """Drop them (a rebuild that failed or was stopped)."""
+        ...
+
+
+@runtime_checkable
+class CopyServer(Protocol):
+    """A store whose files only its process can copy consistently (embedded DuckDB):
+    it serves the copies a backup asks for while the role runs."""
+
+    async def serve_copies(self) -> None:
+        """Make the copies asked for, until cancelled."""
         ...

@@ -119,8 +119,9 @@ def key_hash(key: str) -> int:
 
 def schema(blob: str, *, keyed: bool = True) -> tuple[str, ...]:
     """The rollup tables, in SQL both stores speak (`blob`: their binary type). With
-    `keyed`, the tiered tables have a primary key to upsert into; without, a store
-    appends deltas and merges rows itself (the reports sum whatever rows there are)."""
+    `keyed`, the tiered tables have a primary key to upsert into, and the posts' records
+    are a table too; without, a store appends deltas and merges rows itself (the reports
+    sum whatever rows there are), and keeps the records its own way."""
     totals = ", ".join(f"{name} BIGINT NOT NULL DEFAULT 0" for name in GLOBAL_COUNTERS)
     tiered = tuple(
         f"CREATE TABLE IF NOT EXISTS {key}_{tier} (h BIGINT NOT NULL, {key} TEXT NOT NULL,"
@@ -143,33 +144,22 @@ def schema(blob: str, *, keyed: bool = True) -> tuple[str, ...]:
         " posts BIGINT NOT NULL, engagement BIGINT NOT NULL, PRIMARY KEY (scope, half))",
         "CREATE TABLE IF NOT EXISTS tracked_term (term TEXT PRIMARY KEY, since BIGINT NOT NULL)",
         # What each post added, and each search match (keyed by `match_key`).
-        post_contribution_table(blob, keyed=keyed),
+        *((POST_CONTRIBUTION.format(blob=blob),) if keyed else ()),
         "CREATE TABLE IF NOT EXISTS consumer_position (topic TEXT PRIMARY KEY,"
         " position BIGINT NOT NULL)",
     )
 
 
-def post_contribution_table(blob: str, *, keyed: bool = True) -> str:
-    """The posts' records. Without `keyed` (DuckDB), the primary key is the post's 63-bit
-    hash (`post_hash`), the post kept beside it to tell a collision: DuckDB's index of a
-    primary key stays whole in memory and cannot be spilled, and on AT-URIs (about 70
-    bytes) it held about 120 MB per million posts, where one on a BIGINT holds half that
-    and takes upserts three times faster. Two posts of one hash (about one chance in 20
-    among a billion) share a row: the later one's record replaces the earlier one's,
-    whose delete then subtracts nothing."""
-    if keyed:
-        return (
-            "CREATE TABLE IF NOT EXISTS post_contribution (post TEXT PRIMARY KEY,"
-            f" minute BIGINT NOT NULL, record {blob})"
-        )
-    return (
-        "CREATE TABLE IF NOT EXISTS post_contribution (h BIGINT PRIMARY KEY,"
-        f" post TEXT NOT NULL, minute BIGINT NOT NULL, record {blob})"
-    )
+POST_CONTRIBUTION: Final = (
+    "CREATE TABLE IF NOT EXISTS post_contribution (post TEXT PRIMARY KEY,"
+    " minute BIGINT NOT NULL, record {blob})"
+)
+"""The posts' records, in a store with keyed tables (the DuckDB store keeps them in
+`hubbub.analytics.post_records`)."""
 
 
 def post_hash(post: str) -> int:
-    """A post's (or match's) 63-bit hash, the DuckDB records' key (not cached, unlike
+    """A post's (or match's) 63-bit hash, the embedded records' key (not cached, unlike
     `key_hash`: a post is looked up a few times, and would push the pages out)."""
     return xxhash.xxh3_64_intdigest(post.encode()) >> 1
 

@@ -38,7 +38,13 @@ import structlog
 from hubbub.analytics.alerts import AlertPolicy, monitor
 from hubbub.analytics.archive import TOPICS as ARCHIVED
 from hubbub.analytics.archive import PostArchive
-from hubbub.analytics.ports import RejectedBatch, RollupStore, StagedRollups, StalePositions
+from hubbub.analytics.ports import (
+    CopyServer,
+    RejectedBatch,
+    RollupStore,
+    StagedRollups,
+    StalePositions,
+)
 from hubbub.analytics.rollups import MINUTE_US, Deltas, fold, posts_to_look_up
 from hubbub.analytics.terms import InvalidTerm, TermMatcher, term_key
 from hubbub.analytics.views import AlertViews
@@ -390,6 +396,13 @@ def run_rollups(
     background.start("retention", lambda: keep_retention(store, archive, settings, clock))
 
 
+def serve_copies(background: Background, store: RollupStore) -> None:
+    """Serve the copies a backup asks of the rollups, under `background`, when only
+    this process can make them (`CopyServer`)."""
+    if isinstance(store, CopyServer):
+        background.start("copies", store.serve_copies)
+
+
 def run(
     background: Background,
     *,
@@ -404,6 +417,7 @@ def run(
     """Start the analytics role's background work under `background`: the rollups, the
     archive and retention (`run_rollups`), the alerting views, the spike check, and the
     webhook deliveries."""
+    serve_copies(background, store)
     run_rollups(
         background,
         store=store,

@@ -48,6 +48,9 @@ def run_worker(
         clock = SystemClock()
         event_log = await open_event_log(settings)
         store = open_rollups(settings, clock)
+        background = Background(clock=clock)
+        if not once:  # a backup may ask for a copy of the rollups while they catch up
+            worker.serve_copies(background, store)
         try:
             with Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True
@@ -65,7 +68,6 @@ def run_worker(
                 return folded
             stop = asyncio.Event()
             stop_on_signals(stop)
-            background = Background(clock=clock)
             worker.run_rollups(
                 background,
                 store=store,
@@ -75,9 +77,9 @@ def run_worker(
                 clock=clock,
             )
             await stop.wait()
-            await background.close()
             return folded
         finally:
+            await background.close()
             store.close()
             await event_log.close()
 

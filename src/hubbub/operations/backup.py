@@ -5,6 +5,8 @@ What holds state in the data directory (`hubbub.settings`, `bootstrap`):
 
     mentions/            the mentions index snapshot (pages folded to its position)
     analytics*.duckdb    the rollups (`analytics.current` names the live file)
+    analytics*.posts.db  the rollups' post records (copied after the rollups: see
+                         `hubbub.analytics.post_records`)
     listening.db         searches, kept matches, inbox state, the fold's positions
     notifications.db     people's notifications and their positions
     archive/             the post archive (Parquet) and its positions
@@ -43,6 +45,7 @@ from typing import Any, Final, Literal
 import duckdb
 
 from hubbub.analytics.duckdb import live_path
+from hubbub.analytics.post_records import records_path
 from hubbub.mentions import snapshots
 from hubbub.operations import copies
 from hubbub.settings import Settings
@@ -50,6 +53,7 @@ from hubbub.settings import Settings
 FORMAT: Final = "hubbub-backup-1"
 MANIFEST: Final = "manifest.json"
 ANALYTICS: Final = "analytics.duckdb"
+POST_RECORDS: Final = records_path(Path(ANALYTICS)).name
 """The rollups' name in a backup and in a restored data directory (no pointer)."""
 
 Kind = Literal["sqlite", "duckdb", "snapshot", "archive", "file"]
@@ -91,6 +95,8 @@ def parts(settings: Settings) -> tuple[list[Part], list[str]]:
     found.append(Part("mentions", settings.mentions_snapshot_path, "snapshot"))
     if settings.analytics_store == "duckdb":
         found.append(Part(ANALYTICS, live_path(data), "duckdb"))
+        # After the rollups: records of batches they lack are dropped when they open.
+        found.append(Part(POST_RECORDS, records_path(live_path(data)), "sqlite"))
     else:
         elsewhere.append("analytics rollups: PostgreSQL (deploy/backup/postgres.sh)")
     for name, url in (

@@ -3,11 +3,13 @@ the platform runs, each by the means its engine gives:
 
 - a SQLite file through SQLite's online backup API, in one step: a read transaction
   sees one committed state while writers (WAL) go on;
-- a DuckDB file through the process that has it open when that is this one
-  (`COPY FROM DATABASE`, one transaction), through its own lock when nobody has it
-  open; when another process owns it (DuckDB lets one process open a file), the file and
-  its write-ahead log are read until two reads in a row agree, which is an image of one
-  instant: DuckDB recovers such an image as after a crash, to its last commit;
+- a DuckDB file through the process that has it open (`COPY FROM DATABASE`, one
+  transaction): this one, or the analytics role, asked through the data directory
+  (`hubbub.kernel.copy_requests`), or through its own lock when nobody has it open.
+  When another process owns it that does not answer (DuckDB lets one process open a
+  file), the file and its write-ahead log are read until two reads in a row agree, which
+  is an image of one instant: DuckDB recovers such an image as after a crash, to its
+  last commit (a file written more often than it can be read is then refused);
 - the mentions snapshot, a directory written aside and renamed into place, by opening
   every file through one handle on the directory, which must still be the one in place
   once all are open (the writer sets the old one aside before removing it, so a listing
@@ -33,6 +35,8 @@ from typing import BinaryIO
 
 import duckdb
 
+from hubbub.analytics.duckdb import COPY_OWNER
+from hubbub.kernel.copy_requests import CopyRefused, request_copy
 from hubbub.mentions import snapshots
 
 Advance = Callable[[int], None]
@@ -92,9 +96,15 @@ def copy_duckdb(source: Path, target: Path, advance: Advance) -> None:
 
 
 def _copy_owned_duckdb(source: Path, target: Path) -> None:
-    """Copy a DuckDB file (and its WAL) that another process has open and writes: read
-    both until two reads in a row are the same bytes, then let DuckDB recover the image
-    and fold its WAL in, so the copy is one file."""
+    """Copy a DuckDB file (and its WAL) that another process has open and writes: made
+    by that process when it serves copies; else read both until two reads in a row are
+    the same bytes, then let DuckDB recover the image and fold its WAL in, so the copy
+    is one file."""
+    try:
+        if request_copy(source.parent, COPY_OWNER, target):
+            return
+    except CopyRefused as error:
+        raise CopyFailed(f"{source}: {error}") from error
     wal = source.with_name(source.name + ".wal")
     image = target.with_name(target.name + ".image")
     last: tuple[str, str] | None = None
