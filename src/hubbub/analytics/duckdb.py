@@ -88,6 +88,9 @@ SCHEMA = (
     # appended to since (the tail to merge).
     "CREATE TABLE IF NOT EXISTS compacted (name TEXT PRIMARY KEY, rows BIGINT NOT NULL,"
     " tail_since BIGINT)",
+    # Where each batch's appends to a tiered table begin: the fold appends a note, and
+    # compaction merges a table's notes (written in `compacted.tail_since` before).
+    "CREATE TABLE IF NOT EXISTS tail_note (name TEXT NOT NULL, since BIGINT NOT NULL)",
     # The post records' identity, and the last batch whose records they hold.
     "CREATE TABLE IF NOT EXISTS post_records (id TEXT NOT NULL, seq BIGINT NOT NULL)",
 )
@@ -138,6 +141,7 @@ class DuckDBRollups:
         skip_pandas_lookups()
         self._db = duckdb.connect(str(path), config={"memory_limit": memory_limit})
         self._writing = threading.Lock()  # close() waits for a batch being applied
+        self._compacting = threading.Lock()  # one compaction or prune at a time
         self._readers = _Readers()  # and for reads in other threads: DuckDB crashes else
         self._records = PostRecords(records_path(path))
         self._records_writer = concurrent.futures.ThreadPoolExecutor(1, "post-records")
@@ -164,6 +168,11 @@ class DuckDBRollups:
         try:
             for statement in (*SCHEMA, *global_backfills(existing)):
                 db.execute(statement)
+            db.execute(
+                "INSERT INTO tail_note SELECT name, tail_since FROM compacted"
+                " WHERE tail_since IS NOT NULL"
+            )
+            db.execute("UPDATE compacted SET tail_since = NULL WHERE tail_since IS NOT NULL")
             db.commit()
         except BaseException:
             db.rollback()
@@ -317,7 +326,7 @@ class DuckDBRollups:
         """Delete each tier's rows before its horizon, and older post records (a chunk
         at a time, so the fold goes on between them)."""
         rollups = {name: minute for name, minute in horizons.items() if name != "posts"}
-        with self._writing:
+        with self._compacting, self._writing:
             deleted = 0
             for statement, parameter in prune_statements(rollups):
                 (row,) = self._db.execute(statement, [parameter]).fetchall()
@@ -327,43 +336,56 @@ class DuckDBRollups:
         return deleted
 
     def _note_tail(self, key: str, first_minute: int) -> None:
-        tables = [(f"{key}_{tier}", first_minute - first_minute % size) for tier, size in TIERS]
+        """Note the earliest bucket a batch appended to in each tier of `key` (appended
+        rows: a compaction running beside the fold never writes the same rows)."""
+        notes = [(f"{key}_{tier}", first_minute - first_minute % size) for tier, size in TIERS]
         self._db.execute(
-            "INSERT INTO compacted SELECT name, 0, since FROM (VALUES"
-            f" {', '.join(['(?, ?)'] * len(tables))}) AS t(name, since)"
-            " ON CONFLICT (name) DO UPDATE SET tail_since ="
-            " least(coalesce(compacted.tail_since, excluded.tail_since), excluded.tail_since)",
-            [value for pair in tables for value in pair],
+            f"INSERT INTO tail_note VALUES {', '.join(['(?, ?)'] * len(notes))}",
+            [value for pair in notes for value in pair],
         )
 
     def compact(self, *, force: bool = False) -> int:
         """Merge each bucket's rows and restore each table's order (see the module
         docstring); returns the tables rewritten. Sums are unchanged, so a crash in the
-        middle leaves the rollups as right as before."""
+        middle leaves the rollups as right as before.
+
+        Each table is compacted in a transaction of its own, beside the fold: it merges
+        and deletes the rows it sees, while the fold only appends (rows, and notes of
+        where its tail starts), so the two never write the same row, and the fold does
+        not wait for a rewrite of the whole hour tier."""
         rewritten = 0
-        with self._writing:
-            for key in TIERED:
-                for tier, _ in TIERS:
-                    rewritten += self._compact(key, tier, force)
+        with self._compacting, self._readers.reading():
+            cursor = self._db.cursor()
+            try:
+                for key in TIERED:
+                    for tier, _ in TIERS:
+                        rewritten += self._compact(cursor, key, tier, force)
+            finally:
+                cursor.close()
         return rewritten
 
-    def _compact(self, key: str, tier: str, force: bool) -> int:
-        table, db = f"{key}_{tier}", self._db
-        (total,) = db.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)
-        found = db.execute(
-            "SELECT rows, tail_since FROM compacted WHERE name = ?", [table]
-        ).fetchall()
-        before, tail_since = found[0] if found else (0, 0)
-        tail = total - before
-        keyed = tier in KEYED_TIERS
-        due = max(self._tail_rows, self._tail_share * total if keyed else 0)
-        if tail <= 0 or not (force or tail > due):
-            return 0
-        sums = ", ".join(f"sum({name}) AS {name}" for name in TIERED[key])
-        # Key order needs the whole table rewritten; time order, the buckets of the tail.
-        since = 0 if keyed or tail_since is None else tail_since
+    def _compact(self, db: duckdb.DuckDBPyConnection, key: str, tier: str, force: bool) -> int:
+        table = f"{key}_{tier}"
         db.begin()
         try:
+            (total,) = db.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)
+            found = db.execute("SELECT rows FROM compacted WHERE name = ?", [table]).fetchall()
+            before = found[0][0] if found else 0
+            (tail_since, notes) = db.execute(
+                "SELECT min(since), count(*) FROM tail_note WHERE name = ?", [table]
+            ).fetchone() or (None, 0)
+            tail = total - before
+            keyed = tier in KEYED_TIERS
+            due = max(self._tail_rows, self._tail_share * total if keyed else 0)
+            if tail <= 0 or not (force or tail > due):
+                if notes > 1:  # one note says as much as all of them
+                    db.execute("DELETE FROM tail_note WHERE name = ?", [table])
+                    db.execute("INSERT INTO tail_note VALUES (?, ?)", [table, tail_since])
+                db.commit()
+                return 0
+            sums = ", ".join(f"sum({name}) AS {name}" for name in TIERED[key])
+            # Key order needs the whole table rewritten; time order, the buckets of the tail.
+            since = 0 if keyed or tail_since is None else tail_since
             db.execute(
                 f"CREATE TEMPORARY TABLE merged AS SELECT h, {key}, minute, {sums} FROM {table}"
                 f" WHERE minute >= ? GROUP BY h, {key}, minute"
@@ -375,6 +397,7 @@ class DuckDBRollups:
             db.execute("DROP TABLE merged")
             (left,) = db.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)
             db.execute("INSERT OR REPLACE INTO compacted VALUES (?, ?, NULL)", [table, left])
+            db.execute("DELETE FROM tail_note WHERE name = ?", [table])
             db.commit()
         except BaseException:
             db.rollback()
