@@ -148,6 +148,7 @@ class DuckDBRollups:
         try:
             self._create_schema()
             self._seq = self._adopt_records()
+            self._trim_pending = False
         except BaseException:
             self._records.close()
             self._db.close()
@@ -219,6 +220,9 @@ class DuckDBRollups:
         """What these posts added so far (those never seen are left out)."""
         if not posts:
             return {}
+        if self._trim_pending:
+            with self._writing:
+                self._settle_records()
         with self._readers.reading():
             return self._records.lookup(posts)
 
@@ -226,6 +230,7 @@ class DuckDBRollups:
         """Add the deltas and move the positions, all or nothing; `StalePositions` if the
         stored positions are no longer `since`."""
         with self._writing, _rejecting_bad_values():
+            self._settle_records()
             self._apply(deltas, positions, since)
 
     def _apply(self, deltas: Deltas, positions: dict[str, int], since: dict[str, int]) -> None:
@@ -304,10 +309,19 @@ class DuckDBRollups:
             db.rollback()
             if records:
                 concurrent.futures.wait([records])
-                self._records.trim(self._seq)
+                self._trim_pending = True
+                with contextlib.suppress(Exception):  # the error raised says what failed
+                    self._settle_records()
             raise
         if records:
             self._seq += 1
+
+    def _settle_records(self) -> None:
+        """Drop the records of a batch the rollups refused, if that failed before (a
+        full disk): until then, nothing is looked up or written (the error says why)."""
+        if self._trim_pending:
+            self._records.trim(self._seq)
+            self._trim_pending = False
 
     def _upsert(self, table: str, columns: dict[str, list[Any]], key: str, update: str) -> None:
         if not next(iter(columns.values())):
