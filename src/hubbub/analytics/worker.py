@@ -331,8 +331,9 @@ async def keep_retention(
     due = 0.0
     while True:
         try:
-            if await asyncio.to_thread(store.compact):
-                log.info("rollups compacted")
+            started = clock.monotonic_s()
+            if tables := await asyncio.to_thread(store.compact):
+                log.info("rollups compacted", tables=tables, seconds=clock.monotonic_s() - started)
         except Exception as failure:
             log.exception("the rollups could not be compacted")
             note_failure(failure)

@@ -45,7 +45,7 @@ errors that come now and then.
   refused before it starts.
 - **Curves.** RSS in all and per role, lag per role, events per second and the load's
   p99 per sample, as a PNG at `plot` (default `test-artifacts/soak.png`, which git
-  ignores).
+  ignores), and the samples themselves beside it (`soak.samples.jsonl`).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -156,6 +156,8 @@ class Sample:
     events_per_s: float
     log_events_per_s: float
     http_p99_ms: dict[str, float]
+    lag_s_by_topic: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Each role's lag in each topic it follows (`lag_s` holds the largest)."""
 
 
 def _free_port() -> int:
@@ -754,6 +756,7 @@ class Watcher:
             t_s=round(t_s, 1), rss_mb=rss, cpu_s=cpu, lag_s=lag,
             events_per_s=round(events_per_s, 1), log_events_per_s=round(log_per_s, 1),
             http_p99_ms=dict(self.loader.last.get("window_p99_ms") or {}),
+            lag_s_by_topic={role: dict(lags) for role, lags in self.lag_by_topic.items()},
         )  # fmt: skip
         self.samples.append(sample)
         return sample
@@ -945,6 +948,7 @@ def summarize(
         "samples": len(watcher.samples),
         "sample_s": plan.sample_s,
         "plot": str(draw(plan, watcher.samples, warmup_s)),
+        "curves": str(write_samples(plan, watcher.samples)),
         "log": str(served.log),
     }
 
@@ -1120,6 +1124,17 @@ def draw(plan: SoakPlan, samples: Sequence[Sample], warmup_s: float) -> Path:
     figure.savefig(plan.plot, dpi=90)
     plt.close(figure)
     return plan.plot
+
+
+def write_samples(plan: SoakPlan, samples: Sequence[Sample]) -> Path:
+    """The curves' samples beside the plot (`soak.samples.jsonl`, one JSON object a
+    sample), to read a moment of the run again."""
+    path = plan.plot.with_name(f"{plan.plot.stem}.samples.jsonl")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as out:
+        for sample in samples:
+            out.write(json.dumps(asdict(sample)) + "\n")
+    return path
 
 
 # -- the helper processes' entry point ---------------------------------------------------
