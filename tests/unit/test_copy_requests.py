@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -60,3 +63,49 @@ def test_another_owners_requests_are_not_taken(tmp_path: Path) -> None:
     (tmp_path / REQUESTS / "mentions-1.json").write_text('{"target": "/x"}')
     assert serve_pending(tmp_path / REQUESTS, "analytics", lambda target: None) == 0
     assert (tmp_path / REQUESTS / "mentions-1.json").exists()
+
+
+def test_an_owner_that_dies_during_the_copy_is_noticed(tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])  # a pid that no longer runs
+    dead.wait()
+
+    def claim_and_die() -> None:
+        requests = tmp_path / REQUESTS
+        while not (found := list(requests.glob("analytics-*.json"))):
+            time.sleep(0.01)
+        taken = found[0].with_suffix(".taken")
+        found[0].rename(taken)
+        taken.write_text(json.dumps({"target": "/x", "pid": str(dead.pid)}))
+
+    thread = threading.Thread(target=claim_and_die)
+    thread.start()
+    started = time.monotonic()
+    with pytest.raises(CopyRefused, match="stopped while it made the copy"):
+        request_copy(tmp_path, "analytics", tmp_path / "copy", finish_s=60)
+    thread.join()
+    assert time.monotonic() - started < 30
+
+
+def test_a_request_left_by_one_who_stopped_waiting_is_dropped(tmp_path: Path) -> None:
+    requests = tmp_path / REQUESTS
+    requests.mkdir()
+    old = requests / "analytics-1.json"
+    old.write_text(json.dumps({"target": str(tmp_path / "copy")}))
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    made: list[Path] = []
+    assert serve_pending(requests, "analytics", made.append) == 0
+    assert made == []
+    assert not old.exists()
+
+
+def test_a_copy_never_overwrites_a_file(tmp_path: Path) -> None:
+    (tmp_path / "copy").write_text("kept")
+    stop = threading.Event()
+    thread = _owner(tmp_path, lambda target: target.write_text("rollups"), stop)
+    try:
+        with pytest.raises(CopyRefused, match="exists already"):
+            request_copy(tmp_path, "analytics", tmp_path / "copy")
+    finally:
+        stop.set()
+        thread.join()
+    assert (tmp_path / "copy").read_text() == "kept"

@@ -108,6 +108,13 @@ def _add_totals(table: str) -> str:
     return ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in GLOBAL_COUNTERS)
 
 
+def _rollback(db: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the transaction, if one is still open: a COMMIT that failed has ended
+    it already, and the error to raise is the commit's."""
+    with contextlib.suppress(duckdb.Error):
+        db.rollback()
+
+
 @contextlib.contextmanager
 def _rejecting_bad_values() -> Iterator[None]:
     """DuckDB's and Arrow's errors about a value (out of range, not convertible) as
@@ -143,7 +150,11 @@ class DuckDBRollups:
         self._writing = threading.Lock()  # close() waits for a batch being applied
         self._compacting = threading.Lock()  # one compaction or prune at a time
         self._readers = _Readers()  # and for reads in other threads: DuckDB crashes else
-        self._records = PostRecords(records_path(path))
+        try:
+            self._records = PostRecords(records_path(path))
+        except BaseException:
+            self._db.close()
+            raise
         self._records_writer = concurrent.futures.ThreadPoolExecutor(1, "post-records")
         try:
             self._create_schema()
@@ -176,7 +187,7 @@ class DuckDBRollups:
             db.execute("UPDATE compacted SET tail_since = NULL WHERE tail_since IS NOT NULL")
             db.commit()
         except BaseException:
-            db.rollback()
+            _rollback(db)
             raise
 
     def _adopt_records(self) -> int:
@@ -306,7 +317,7 @@ class DuckDBRollups:
                 records.result()
             db.commit()
         except BaseException:
-            db.rollback()
+            _rollback(db)
             if records:
                 concurrent.futures.wait([records])
                 self._trim_pending = True
@@ -346,7 +357,8 @@ class DuckDBRollups:
                 (row,) = self._db.execute(statement, [parameter]).fetchall()
                 deleted += int(row[0])
         if "posts" in horizons:
-            deleted += self._records.prune(horizons["posts"])
+            with self._readers.reading():  # close() waits for it
+                deleted += self._records.prune(horizons["posts"])
         return deleted
 
     def _note_tail(self, key: str, first_minute: int) -> None:
@@ -414,13 +426,14 @@ class DuckDBRollups:
             db.execute("DELETE FROM tail_note WHERE name = ?", [table])
             db.commit()
         except BaseException:
-            db.rollback()
+            _rollback(db)
             raise
         return 1
 
     def copy_to(self, target: Path) -> None:
-        """Write the rollups as of the last batch to the new DuckDB file `target` (a
-        backup; the post records are copied apart, after); the fold waits meanwhile."""
+        """Write the rollups as of the last batch to the new DuckDB file `target` (the
+        fold waits meanwhile), then their post records beside it (`records_path`; they
+        may hold later batches, dropped when the copy opens): a backup."""
         quoted = str(target).replace("'", "''")
         with self._writing:
             (name,) = self._db.execute("SELECT current_database()").fetchone() or ("",)
@@ -429,6 +442,8 @@ class DuckDBRollups:
                 self._db.execute(f'COPY FROM DATABASE "{name}" TO hubbub_copy')
             finally:
                 self._db.execute("DETACH hubbub_copy")
+        with self._readers.reading():
+            self._records.copy_to(records_path(target))
 
     def query(self, sql: str, parameters: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Rows of a read query (reports, checks), on a cursor of its own: reads may run

@@ -73,6 +73,7 @@ class PostRecords:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
         db = self._db
@@ -90,10 +91,21 @@ class PostRecords:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # A COMMIT that failed (a full disk) may leave the transaction open.
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+
+    def copy_to(self, target: Path) -> None:
+        """Write the records as of one commit to the new SQLite file `target`, through a
+        reader of their own (the writer goes on meanwhile)."""
+        reader = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True)
+        with contextlib.closing(reader), contextlib.closing(sqlite3.connect(target)) as copy:
+            reader.backup(copy)
+            copy.execute("PRAGMA journal_mode=DELETE")
 
     def meta(self) -> tuple[str | None, int]:
         """The identity of the rollups these records belong to (None when new), and the

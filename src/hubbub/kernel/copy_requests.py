@@ -12,6 +12,7 @@ read every file in it already.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -27,10 +28,22 @@ log = structlog.get_logger("hubbub.copies")
 REQUESTS: Final = ".copy-requests"
 POLL_S: Final = 0.5
 """How often an owner looks for requests."""
+STALE_S: Final = 60.0
+"""A request older than this was left by one who no longer waits (killed): dropped."""
 
 
 class CopyRefused(RuntimeError):
     """The owner could not make the copy; the message says why."""
+
+
+def _check_target(target: Path) -> None:
+    """A copy goes to a new file, named by an absolute path, in a directory that exists."""
+    if not target.is_absolute():
+        raise CopyRefused(f"{target}: not an absolute path")
+    if target.exists() or target.is_symlink():
+        raise CopyRefused(f"{target}: exists already")
+    if not target.parent.is_dir():
+        raise CopyRefused(f"{target.parent}: no such directory")
 
 
 def _write_atomically(path: Path, content: dict[str, str | None]) -> None:
@@ -54,8 +67,19 @@ def request_copy(
     requests = data_dir / REQUESTS
     requests.mkdir(mode=0o700, exist_ok=True)
     name = f"{owner}-{uuid.uuid4().hex}"
-    request, done = requests / f"{name}.json", requests / f"{name}.done"
+    request, taken = requests / f"{name}.json", requests / f"{name}.taken"
+    done = requests / f"{name}.done"
     _write_atomically(request, {"target": str(target.resolve())})
+    try:
+        return _await(owner, request, taken, done, claim_s, finish_s)
+    finally:  # answered, refused, or interrupted: nothing of it is left to serve
+        request.unlink(missing_ok=True)
+        done.unlink(missing_ok=True)
+
+
+def _await(
+    owner: str, request: Path, taken: Path, done: Path, claim_s: float, finish_s: float
+) -> bool:
     started = time.monotonic()
     claimed = False
     while not done.exists():
@@ -67,13 +91,31 @@ def request_copy(
                 claimed = True  # the owner took it just now
             else:
                 return False
+        if claimed and not done.exists() and not _alive(taken):
+            raise CopyRefused(f"the {owner} role stopped while it made the copy")
         if waited > finish_s:
             raise CopyRefused(f"the {owner} role did not finish the copy in {finish_s:.0f} s")
         time.sleep(0.05)
     answer = json.loads(done.read_text())
-    done.unlink(missing_ok=True)
     if answer.get("error"):
         raise CopyRefused(f"the {owner} role could not copy its file: {answer['error']}")
+    return True
+
+
+def _alive(taken: Path) -> bool:
+    """Whether the process that claimed a request (its pid in the claim) still runs."""
+    try:
+        pid = int(json.loads(taken.read_text()).get("pid", 0))
+    except (OSError, ValueError):
+        return True  # being written or just answered: look again
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
     return True
 
 
@@ -89,9 +131,16 @@ async def serve_copies(
 def serve_pending(requests: Path, owner: str, copy: Callable[[Path], None]) -> int:
     """Make the copies asked of `owner` now; returns how many were asked."""
     served = 0
+    for answer in requests.glob(f"{owner}-*.done"):  # for one who stopped waiting
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - answer.stat().st_mtime > STALE_S:
+                answer.unlink()
     for request in sorted(requests.glob(f"{owner}-*.json")):
         taken = request.with_suffix(".taken")
         try:
+            if time.time() - request.stat().st_mtime > STALE_S:
+                request.unlink()  # its asker is gone
+                continue
             request.rename(taken)
         except FileNotFoundError:
             continue  # withdrawn, or taken by another process
@@ -99,6 +148,8 @@ def serve_pending(requests: Path, owner: str, copy: Callable[[Path], None]) -> i
         error: str | None = None
         try:
             target = Path(json.loads(taken.read_text())["target"])
+            _write_atomically(taken, {"target": str(target), "pid": str(os.getpid())})
+            _check_target(target)
             started = time.monotonic()
             copy(target)
             log.info("a copy was made", target=str(target), seconds=time.monotonic() - started)

@@ -5,8 +5,8 @@ What holds state in the data directory (`hubbub.settings`, `bootstrap`):
 
     mentions/            the mentions index snapshot (pages folded to its position)
     analytics*.duckdb    the rollups (`analytics.current` names the live file)
-    analytics*.posts.db  the rollups' post records (copied after the rollups: see
-                         `hubbub.analytics.post_records`)
+    analytics*.posts.db  the rollups' post records (copied with the rollups, after
+                         them: see `hubbub.analytics.post_records`)
     listening.db         searches, kept matches, inbox state, the fold's positions
     notifications.db     people's notifications and their positions
     archive/             the post archive (Parquet) and its positions
@@ -94,9 +94,7 @@ def parts(settings: Settings) -> tuple[list[Part], list[str]]:
         )
     found.append(Part("mentions", settings.mentions_snapshot_path, "snapshot"))
     if settings.analytics_store == "duckdb":
-        found.append(Part(ANALYTICS, live_path(data), "duckdb"))
-        # After the rollups: records of batches they lack are dropped when they open.
-        found.append(Part(POST_RECORDS, records_path(live_path(data)), "sqlite"))
+        found.append(Part(ANALYTICS, live_path(data), "duckdb"))  # and its post records
     else:
         elsewhere.append("analytics rollups: PostgreSQL (deploy/backup/postgres.sh)")
     for name, url in (
@@ -131,7 +129,13 @@ def create(settings: Settings, target: Path, progress: Progress | None = None) -
         raise BackupError(f"{settings.log_path}: no event log to back up")
     target.mkdir(parents=True, exist_ok=True, mode=0o700)
     target.chmod(0o700)
-    progress.start("copying", sum(_size(part.source) for part in chosen))
+    progress.start(
+        "copying",
+        sum(
+            _size(part.source) + (_size(records_path(part.source)) if part.kind == "duckdb" else 0)
+            for part in chosen
+        ),
+    )
     for part in chosen:
         _COPY[part.kind](part.source, target / part.name, progress.advance)
     copies.owner_only(target)
@@ -148,7 +152,10 @@ def create(settings: Settings, target: Path, progress: Progress | None = None) -
             }
             for name in files
         ],
-        "kinds": {part.name: part.kind for part in chosen},
+        "kinds": {
+            **{part.name: part.kind for part in chosen},
+            **({POST_RECORDS: "sqlite"} if (target / POST_RECORDS).exists() else {}),
+        },
         **positions(target),
         "elsewhere": elsewhere,
     }

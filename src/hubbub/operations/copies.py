@@ -36,6 +36,7 @@ from typing import BinaryIO
 import duckdb
 
 from hubbub.analytics.duckdb import COPY_OWNER
+from hubbub.analytics.post_records import records_path
 from hubbub.kernel.copy_requests import CopyRefused, request_copy
 from hubbub.mentions import snapshots
 
@@ -63,7 +64,9 @@ def owner_only(path: Path) -> None:
 def copy_sqlite(source: Path, target: Path, advance: Advance) -> None:
     """`source` as of one committed transaction, written to `target` as one file."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.closing(sqlite3.connect(source, timeout=30)) as reader:
+    # mode=rw: a file gone meanwhile is an error, not a new empty database
+    reader = sqlite3.connect(f"file:{source}?mode=rw", uri=True, timeout=30)
+    with contextlib.closing(reader):
         reader.execute("PRAGMA busy_timeout=30000")
         with contextlib.closing(sqlite3.connect(target)) as writer:
             reader.backup(writer)
@@ -72,17 +75,24 @@ def copy_sqlite(source: Path, target: Path, advance: Advance) -> None:
 
 
 def copy_duckdb(source: Path, target: Path, advance: Advance) -> None:
-    """`source` as of one committed transaction, written to `target` as one file (see
-    the module docstring for the three ways)."""
+    """The rollups `source` as of one committed transaction, written to `target` as one
+    file (see the module docstring for the three ways), then their post records beside
+    it (`records_path`: copied after, they may hold later batches, which are dropped
+    when the copy opens). The analytics role copies both itself, from the rollups it
+    has open: a rebuild swapped in meanwhile cannot pair one file's rollups with
+    another's records."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    records: Path | None = records_path(source)
     try:
         db = duckdb.connect(str(source))
     except duckdb.IOException as error:
         if "lock" not in str(error).lower():
             raise CopyFailed(f"{source}: {error}") from error
-        _copy_owned_duckdb(source, target)
+        if _copy_owned_duckdb(source, target):
+            records = None
     except duckdb.ConnectionException:  # open in this process, configured otherwise
-        _copy_owned_duckdb(source, target)
+        if _copy_owned_duckdb(source, target):
+            records = None
     else:
         with contextlib.closing(db):
             (name,) = db.execute("SELECT current_database()").fetchone() or ("",)
@@ -93,16 +103,20 @@ def copy_duckdb(source: Path, target: Path, advance: Advance) -> None:
             finally:
                 db.execute("DETACH hubbub_backup")
     advance(target.stat().st_size)
+    if records is not None and records.exists():
+        copy_sqlite(records, records_path(target), advance)
+    elif records_path(target).exists():
+        advance(records_path(target).stat().st_size)
 
 
-def _copy_owned_duckdb(source: Path, target: Path) -> None:
+def _copy_owned_duckdb(source: Path, target: Path) -> bool:
     """Copy a DuckDB file (and its WAL) that another process has open and writes: made
-    by that process when it serves copies; else read both until two reads in a row are
-    the same bytes, then let DuckDB recover the image and fold its WAL in, so the copy
-    is one file."""
+    by that process when it serves copies (True: it copied the post records too); else
+    read both until two reads in a row are the same bytes, then let DuckDB recover the
+    image and fold its WAL in, so the copy is one file (False)."""
     try:
         if request_copy(source.parent, COPY_OWNER, target):
-            return
+            return True
     except CopyRefused as error:
         raise CopyFailed(f"{source}: {error}") from error
     wal = source.with_name(source.name + ".wal")
@@ -126,6 +140,7 @@ def _copy_owned_duckdb(source: Path, target: Path) -> None:
     with contextlib.closing(duckdb.connect(str(image))) as db:
         db.execute("CHECKPOINT")
     image.rename(target)
+    return False
 
 
 def _copy_hashing(source: Path, target: Path) -> str:
