@@ -79,7 +79,12 @@ class ListeningPolicy:
     is 15 s); each costs about 350 bytes."""
     deleted: int = 200_000
     """Deleted posts remembered, so one deleted before it is matched is never matched:
-    the deletes topic, a hundredth of the posts, may be read that far ahead of them."""
+    the deletes topic, a hundredth of the posts, may be read that far ahead of them
+    while the matcher catches up."""
+    deleted_margin_s: float = 60.0
+    """A deleted post is forgotten once the posts matched reach this far past its
+    deletion: a post comes before its deletion, so it was matched (or skipped) by then.
+    Caught up, the memory holds about a minute of deletions, not `deleted`."""
 
 
 @dataclass
@@ -95,9 +100,10 @@ class MatcherState:
     channels: dict[tuple[str, str], str] = field(default_factory=dict)
     recent: OrderedDict[str, list[tuple[str, str]]] = field(default_factory=OrderedDict)
     pairs: dict[str, tuple[str, str]] = field(default_factory=dict)
-    deleted: OrderedDict[str, None] = field(default_factory=OrderedDict)
-    """Posts lately deleted: `deletes` and `posts` are read each from its own position, so
-    a deletion may be read before its post is matched; the post is then not matched."""
+    deleted: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    """Posts lately deleted, with the time of their deletion: `deletes` and `posts` are
+    read each from its own position, so a deletion may be read before its post is
+    matched; the post is then not matched."""
     fresh: dict[str, Query] = field(default_factory=dict)
     """Searches added or changed since the last batch, by key: saved while this matcher
     was behind the head they were saved at, they take the posts in between too."""
@@ -187,12 +193,21 @@ class MatcherState:
             pair = self.pairs[key] = (tenant, search)
         return pair
 
-    def forget(self, posts: Sequence[str], remember: int) -> None:
-        """Note deleted posts, so a post deleted before it is matched is not matched."""
-        for post in posts:
-            self.deleted[post] = None
+    def forget(self, posts: Mapping[str, int], remember: int) -> None:
+        """Note deleted posts (each with the time of its deletion), so a post deleted
+        before it is matched is not matched."""
+        for post, ts in posts.items():
+            self.deleted[post] = ts
         while len(self.deleted) > remember:
             self.deleted.popitem(last=False)
+
+    def settle(self, matched_to_us: int, margin_s: float) -> None:
+        """Drop the deleted posts whose deletion the posts matched have passed by
+        `margin_s`: their posts came before, and were read."""
+        before = matched_to_us - int(margin_s * 1e6)
+        deleted = self.deleted
+        while deleted and next(iter(deleted.values())) < before:
+            deleted.popitem(last=False)
 
     def _inboxed(self, post: PostPublished) -> list[tuple[str, str, str]]:
         """(tenant, channel, kind) of each inbox the post reaches: a reply to one of the
@@ -233,7 +248,6 @@ async def match_step(
     event_log: EventLog,
     state: MatcherState,
     policy: ListeningPolicy,
-    clock: Clock,
 ) -> int:
     """Match the next batch of posts and withdraw the matches of deleted posts; returns
     the records read (0 when caught up)."""
@@ -245,21 +259,22 @@ async def match_step(
     deletes = await event_log.read(DELETES, positions.get(DELETES, 0) + 1, policy.batch)
     if not posts and not deletes:
         return 0
-    now = clock.now_us()
-    gone = [r.event.post for r in deletes if isinstance(r.event, PostDeleted)]
+    gone = {r.event.post: r.event.ts for r in deletes if isinstance(r.event, PostDeleted)}
     state.forget(gone, policy.deleted)
-    edited = [r.event.post for r in posts if isinstance(r.event, PostEdited)]
-    matched_before = await _matched(store, state, edited)
+    edited = {r.event.post: r.event.ts for r in posts if isinstance(r.event, PostEdited)}
+    matched_before = await _matched(store, state, list(edited))
     with consumer_span("listening match", (r.event.trace for r in posts[:1])):
         found = await asyncio.to_thread(state.match, posts, policy.recent)
     if matched_before:  # an edit that no longer matches a search leaves it
         still = {(e.tenant, e.search, e.post) for e in found if isinstance(e, SearchMatched)}
-        found += _withdrawals(matched_before - still, now)
-    found += _withdrawals(await _matched(store, state, gone, forget=True), now)
+        found += _withdrawals(matched_before - still, edited)
+    found += _withdrawals(await _matched(store, state, list(gone), forget=True), gone)
     if found:
         await event_log.append(found)
         MATCHED.inc(sum(isinstance(e, SearchMatched) for e in found))
     POSTS_READ.inc(len(posts))
+    if posts:
+        state.settle(max(r.event.ts for r in posts), policy.deleted_margin_s)
     reached = {}
     if posts:
         reached[POSTS] = posts[-1].position
@@ -309,12 +324,16 @@ async def _matched(
     return found
 
 
-def _withdrawals(matched: set[tuple[str, str, str]], now_us: int) -> list[Event]:
+def _withdrawals(matched: set[tuple[str, str, str]], dated: Mapping[str, int]) -> list[Event]:
+    """The withdrawals of these matches, each dated as the delete or edit of its post:
+    `matches` stays in event time, as its matches are dated as their posts (a date of
+    the matcher's clock would jump ahead of every match around it whenever the source
+    runs behind that clock, as a replay does)."""
     return [
         MatchWithdrawn(
             id=f"withdrawn:{match_id(tenant, search, post)}",
             key=f"{tenant}/{search}",
-            ts=now_us,
+            ts=dated[post],
             source=SOURCE,
             tenant=tenant,
             search=search,
@@ -329,11 +348,10 @@ async def match_all(
     event_log: EventLog,
     state: MatcherState,
     policy: ListeningPolicy,
-    clock: Clock,
 ) -> int:
     """Match until caught up; returns the records read."""
     read = 0
-    while done := await match_step(store, event_log, state, policy, clock):
+    while done := await match_step(store, event_log, state, policy):
         read += done
     return read
 
@@ -388,7 +406,7 @@ def run(
         "listening-matcher",
         lambda: every(
             policy.interval_s,
-            lambda: match_all(store, event_log, state, policy, clock),
+            lambda: match_all(store, event_log, state, policy),
             what="matching posts against the searches",
         ),
     )
