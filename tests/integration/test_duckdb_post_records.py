@@ -11,10 +11,11 @@ import duckdb
 import msgspec
 import pytest
 
-from hubbub.analytics.duckdb import DuckDBRollups
+from hubbub.analytics.duckdb import DuckDBRollups, DuckDBStaging, LiveDuckDB
 from hubbub.analytics.ports import RejectedBatch
 from hubbub.analytics.post_records import records_path
 from hubbub.analytics.rollups import Contribution, Deltas
+from hubbub.kernel.clock import SystemClock
 
 POST = "at://did:plc:abc/app.bsky.feed.post/3kabc"
 
@@ -49,6 +50,9 @@ def test_records_keyed_by_text_are_found_after_the_upgrade(tmp_path: Path) -> No
 
 def _posted(n: int) -> Contribution:
     return Contribution(n, f"did:plc:{n}", "jetstream", False, tags=("duckdb",))
+
+
+CLOCK = SystemClock()
 
 
 def _batch(store: DuckDBRollups, first: int, count: int, since: int) -> int:
@@ -116,6 +120,30 @@ def test_records_beside_rollups_made_anew_are_dropped(tmp_path: Path) -> None:
         assert store.contributions({f"{POST}/{n}" for n in range(10)}) == {}
     finally:
         store.close()
+
+
+def test_a_killed_rebuilds_files_are_removed_and_a_running_ones_kept(tmp_path: Path) -> None:
+    killed = DuckDBStaging(tmp_path)  # a rebuild killed before its end: its files stay
+    _batch(killed.store, 0, 10, 0)
+    killed.store.close()
+    running = DuckDBStaging(tmp_path)  # a rebuild running now, in another process
+    _batch(running.store, 0, 10, 0)
+    orphan = tmp_path / "analytics-gone.posts.db"  # records whose rollups were removed
+    orphan.write_bytes(b"")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    live = LiveDuckDB(tmp_path, CLOCK)  # the analytics role starts
+    try:
+        kept = sorted(p.name for p in tmp_path.iterdir())
+        gone = sorted(set(left) - set(kept))
+        assert [name.rsplit(".", 1)[-1] for name in gone] == ["building", "db", "db"]
+        assert orphan.name in gone
+        assert any(name.endswith(".building") for name in kept)  # the running rebuild's
+        assert len([n for n in kept if n.endswith(".posts.db")]) == 2  # its, and live's
+        assert _batch(running.store, 10, 10, 10) == 20  # the rebuild carries on
+    finally:
+        live.close()
+        running.discard()
+    assert sorted(p.name for p in tmp_path.iterdir() if "building" in p.name) == []
 
 
 def test_records_do_not_count_against_duckdbs_memory_limit(tmp_path: Path) -> None:

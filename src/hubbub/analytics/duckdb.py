@@ -523,6 +523,7 @@ class LiveDuckDB:
         self._clock = clock
         self._memory_limit = memory_limit
         self._path = live_path(data_dir)
+        sweep_leftovers(data_dir)
         self._store = DuckDBRollups(self._path, memory_limit=memory_limit)
         self._checked = clock.monotonic_s()
         self._retired: list[tuple[float, DuckDBRollups]] = []
@@ -537,11 +538,11 @@ class LiveDuckDB:
         now = self._clock.monotonic_s()
         if now - self._checked >= self.CHECK_EVERY_S:
             self._checked = now
-            if live_path(self._data_dir) != self._path:
-                with self._swapping:
+            with self._swapping:  # the fold, the readers and the copies all call this
+                if live_path(self._data_dir) != self._path:
                     self._swap(now)
-            while self._retired and now - self._retired[0][0] > self.RETIRE_AFTER_S:
-                self._retired.pop(0)[1].close()
+                while self._retired and now - self._retired[0][0] > self.RETIRE_AFTER_S:
+                    self._retired.pop(0)[1].close()
         return self._store
 
     def _swap(self, now: float) -> None:
@@ -622,12 +623,48 @@ class DuckDBStaging:
             leftover.unlink(missing_ok=True)
 
 
-def _remove_if_unowned(path: Path) -> None:
-    """Delete a replaced rollups file, unless a live process holds it (that process
-    deletes it when it swaps)."""
+def sweep_leftovers(data_dir: Path) -> list[Path]:
+    """Remove what a rebuild killed before its end left (its `.building` file and the
+    post records beside it), and records whose rollups are gone; a rebuild running now
+    holds its file, and keeps it. Returns what was removed."""
+    removed: list[Path] = []
+    for building in sorted(data_dir.glob("analytics-*.building")):
+        if _held(building):
+            continue
+        for leftover in (
+            building,
+            building.with_name(building.name + ".wal"),
+            *record_files(building),
+        ):
+            if leftover.exists():
+                leftover.unlink(missing_ok=True)
+                removed.append(leftover)
+    for records in sorted(data_dir.glob("analytics*.posts.db")):
+        stem = records.name.removesuffix(".posts.db")
+        if any((data_dir / f"{stem}{suffix}").exists() for suffix in (".duckdb", ".building")):
+            continue
+        for leftover in (records, *(records.with_name(records.name + s) for s in ("-wal", "-shm"))):
+            if leftover.exists():
+                leftover.unlink(missing_ok=True)
+                removed.append(leftover)
+    if removed:
+        log.info("a rebuild's leftovers removed", files=[p.name for p in removed])
+    return removed
+
+
+def _held(path: Path) -> bool:
+    """Whether a process holds this DuckDB file open (DuckDB locks it)."""
     try:
         duckdb.connect(str(path)).close()
     except (duckdb.IOException, duckdb.ConnectionException):
+        return True
+    return False
+
+
+def _remove_if_unowned(path: Path) -> None:
+    """Delete a replaced rollups file, unless a live process holds it (that process
+    deletes it when it swaps)."""
+    if _held(path):
         return  # held by the analytics process (another, or this one)
     for leftover in (path, *record_files(path)):
         leftover.unlink(missing_ok=True)

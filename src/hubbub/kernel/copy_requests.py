@@ -91,7 +91,8 @@ def _await(
                 claimed = True  # the owner took it just now
             else:
                 return False
-        if claimed and not done.exists() and not _alive(taken):
+        if claimed and not _alive(taken) and not done.exists():  # done comes before
+            # the claim goes: a claim gone and no answer after it is a dropped claim
             raise CopyRefused(f"the {owner} role stopped while it made the copy")
         if waited > finish_s:
             raise CopyRefused(f"the {owner} role did not finish the copy in {finish_s:.0f} s")
@@ -106,10 +107,16 @@ def _alive(taken: Path) -> bool:
     """Whether the process that claimed a request (its pid in the claim) still runs."""
     try:
         pid = int(json.loads(taken.read_text()).get("pid", 0))
+    except FileNotFoundError:
+        return False  # answered (the answer is written first), or dropped as stale
     except (OSError, ValueError):
-        return True  # being written or just answered: look again
+        return True  # being written: look again
     if pid <= 0:
         return True
+    return _running(pid)
+
+
+def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -120,7 +127,7 @@ def _alive(taken: Path) -> bool:
 
 
 async def serve_copies(
-    data_dir: Path, owner: str, copy: Callable[[Path], None], poll_s: float = POLL_S
+    data_dir: Path, owner: str, copy: Callable[[Path], object], poll_s: float = POLL_S
 ) -> None:
     """Make the copies asked of `owner` with `copy(target)`, until cancelled."""
     while True:
@@ -128,13 +135,30 @@ async def serve_copies(
         await asyncio.sleep(poll_s)
 
 
-def serve_pending(requests: Path, owner: str, copy: Callable[[Path], None]) -> int:
+def _sweep_claim(claim: Path) -> None:
+    """Drop a claim whose owner died: its pid no longer runs, or it never noted one
+    and was left for `STALE_S` (killed between claiming and noting its pid)."""
+    try:
+        age_s = time.time() - claim.stat().st_mtime
+        pid = int(json.loads(claim.read_text()).get("pid", 0))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError):
+        pid = 0
+    if (pid > 0 and not _running(pid)) or (pid <= 0 and age_s > STALE_S):
+        claim.unlink(missing_ok=True)
+        log.info("a claim left by a stopped owner was dropped", claim=claim.name)
+
+
+def serve_pending(requests: Path, owner: str, copy: Callable[[Path], object]) -> int:
     """Make the copies asked of `owner` now; returns how many were asked."""
     served = 0
     for answer in requests.glob(f"{owner}-*.done"):  # for one who stopped waiting
         with contextlib.suppress(FileNotFoundError):
             if time.time() - answer.stat().st_mtime > STALE_S:
                 answer.unlink()
+    for claim in requests.glob(f"{owner}-*.taken"):
+        _sweep_claim(claim)
     for request in sorted(requests.glob(f"{owner}-*.json")):
         taken = request.with_suffix(".taken")
         try:
