@@ -133,7 +133,12 @@ def open_rollups(settings: Settings, clock: Clock) -> RollupStore:
         from hubbub.analytics.postgres import PostgresRollups
 
         return PostgresRollups(settings.analytics_postgres_url.get_secret_value())
-    return LiveDuckDB(settings.data_dir, clock, settings.analytics_memory_limit)
+    return LiveDuckDB(
+        settings.data_dir,
+        clock,
+        settings.analytics_memory_limit,
+        threads=settings.analytics_threads or None,
+    )
 
 
 def open_staged_rollups(settings: Settings) -> StagedRollups:

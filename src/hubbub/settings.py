@@ -118,6 +118,13 @@ class Settings(BaseSettings):
         description="The most memory DuckDB's rollups keep (e.g. 512MB, 2GB); the rest spills"
         " to disk.",
     )
+    analytics_threads: int = Field(
+        1,
+        ge=0,
+        description="Threads DuckDB runs the rollups' statements on; 0 for one per core."
+        " One leaves the other cores to the other roles on a shared machine; raise it"
+        " where analytics has a host of its own.",
+    )
     analytics_postgres_url: SecretStr = Field(
         SecretStr("postgresql://127.0.0.1:5432/hubbub"),
         description="Database of the postgres rollups.",
