@@ -83,6 +83,8 @@ _json = msgspec.json.Encoder()
 MATCHER_TOPICS: Final = ("posts", "deletes")
 """The matcher's positions; the fold's are the others (`matches`)."""
 _IN_CHUNK: Final = 500
+PRUNE_CHUNK: Final = 5000
+"""Matches dropped a transaction by retention (`SqlListeningStore.prune`)."""
 _ORPHANED_INBOX_STATE: Final = sa.text(
     "DELETE FROM listening_inbox WHERE NOT EXISTS (SELECT 1 FROM listening_matches m"
     " WHERE m.tenant = listening_inbox.tenant AND m.search = 'inbox:' || listening_inbox.channel"
@@ -269,30 +271,50 @@ class SqlListeningStore:
         shown = [_match(row) for row in rows[: chosen.limit]]
         return MatchPage(shown, len(rows) > chosen.limit, reached)
 
-    def prune(self, keep_per_search: int, before_us: int) -> int:
+    def prune(self, keep_per_search: int, before_us: int, chunk: int = PRUNE_CHUNK) -> int:
+        """Drop matches older than `before_us`, and each search's beyond its newest
+        `keep_per_search`, in transactions of about `chunk` rows: the matcher and the fold
+        write the same database, and wait for one chunk rather than for the whole prune.
+        (In one transaction, the first prune of searches past 100,000 matches held
+        SQLite's lock for longer than their 10 s wait, an hour into the soak benchmark,
+        and both failed "database is locked".)"""
         c = matches_table.c
-        dropped = 0
-        with self._engine.begin() as db:
-            dropped += int(
-                db.execute(matches_table.delete().where(c.created_at < before_us)).rowcount
-            )
+        dropped = self._drop_in_chunks(c.created_at < before_us, c.created_at, chunk)
+        with self._engine.connect() as db:  # a read: writers go on meanwhile
             crowded = db.execute(
                 sa.select(c.tenant, c.search)
                 .group_by(c.tenant, c.search)
                 .having(sa.func.count() > keep_per_search)
             ).all()
-            for tenant, search in crowded:
-                theirs = (c.tenant == tenant) & (c.search == search)
+        for tenant, search in crowded:
+            theirs = (c.tenant == tenant) & (c.search == search)
+            with self._engine.connect() as db:
                 oldest_kept = db.execute(
                     sa.select(c.position).where(theirs).order_by(c.position.desc())
                     .offset(keep_per_search - 1).limit(1)
                 ).scalar_one()  # fmt: skip
-                gone = matches_table.delete().where(theirs & (c.position < oldest_kept))
-                dropped += int(db.execute(gone).rowcount)
-            # What the team did with an inbox item goes with the item (its match): pruned,
-            # withdrawn (the post deleted), or dropped with its search.
+            dropped += self._drop_in_chunks(theirs & (c.position < oldest_kept), c.position, chunk)
+        # What the team did with an inbox item goes with the item (its match): pruned,
+        # withdrawn (the post deleted), or dropped with its search.
+        with self._engine.begin() as db:
             db.execute(_ORPHANED_INBOX_STATE)
         return dropped
+
+    def _drop_in_chunks(
+        self, where: sa.ColumnElement[bool], order: sa.Column[Any], chunk: int
+    ) -> int:
+        """Delete the matches `where` says, about `chunk` at a time (those up to the
+        chunk's last value of the indexed column `order`), each in its own transaction."""
+        dropped = 0
+        while True:
+            with self._engine.begin() as db:
+                last = db.execute(
+                    sa.select(order).where(where).order_by(order).offset(chunk - 1).limit(1)
+                ).scalar()
+                upto = where if last is None else where & (order <= last)
+                dropped += int(db.execute(matches_table.delete().where(upto)).rowcount)
+            if last is None:
+                return dropped
 
     def close(self) -> None:
         self._engine.dispose()
