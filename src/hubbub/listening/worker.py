@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -81,10 +81,10 @@ class ListeningPolicy:
     """Deleted posts remembered, so one deleted before it is matched is never matched:
     the deletes topic, a hundredth of the posts, may be read that far ahead of them
     while the matcher catches up."""
-    deleted_margin_s: float = 60.0
-    """A deleted post is forgotten once the posts matched reach this far past its
-    deletion: a post comes before its deletion, so it was matched (or skipped) by then.
-    Caught up, the memory holds about a minute of deletions, not `deleted`."""
+    deleted_keep_s: float = 60.0
+    """A deletion is remembered at least this long after it was read, and until a read
+    of `posts` begun after it reached their head (`MatcherState.settle`): caught up, the
+    memory holds about this long's deletions, not `deleted`."""
 
 
 @dataclass
@@ -100,10 +100,12 @@ class MatcherState:
     channels: dict[tuple[str, str], str] = field(default_factory=dict)
     recent: OrderedDict[str, list[tuple[str, str]]] = field(default_factory=OrderedDict)
     pairs: dict[str, tuple[str, str]] = field(default_factory=dict)
-    deleted: OrderedDict[str, int] = field(default_factory=OrderedDict)
-    """Posts lately deleted, with the time of their deletion: `deletes` and `posts` are
-    read each from its own position, so a deletion may be read before its post is
-    matched; the post is then not matched."""
+    deleted: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    """Posts lately deleted, with when their deletion was read (the clock's monotonic
+    seconds): `deletes` and `posts` are read each from its own position, so a deletion
+    may be read before its post is matched; the post is then not matched."""
+    caught_up_at: float = float("-inf")
+    """When the last read of `posts` that reached their head began."""
     fresh: dict[str, Query] = field(default_factory=dict)
     """Searches added or changed since the last batch, by key: saved while this matcher
     was behind the head they were saved at, they take the posts in between too."""
@@ -193,18 +195,22 @@ class MatcherState:
             pair = self.pairs[key] = (tenant, search)
         return pair
 
-    def forget(self, posts: Mapping[str, int], remember: int) -> None:
-        """Note deleted posts (each with the time of its deletion), so a post deleted
+    def forget(self, posts: Iterable[str], read_at: float, remember: int) -> None:
+        """Note deleted posts, their deletions read at `read_at`, so a post deleted
         before it is matched is not matched."""
-        for post, ts in posts.items():
-            self.deleted[post] = ts
+        for post in posts:
+            self.deleted[post] = read_at
         while len(self.deleted) > remember:
             self.deleted.popitem(last=False)
 
-    def settle(self, matched_to_us: int, margin_s: float) -> None:
-        """Drop the deleted posts whose deletion the posts matched have passed by
-        `margin_s`: their posts came before, and were read."""
-        before = matched_to_us - int(margin_s * 1e6)
+    def settle(self, now: float, keep_s: float) -> None:
+        """Drop the deleted posts whose deletion was read before the last read of
+        `posts` that reached their head, and more than `keep_s` ago. A source sends a
+        post before its deletion, so that read took the post; `keep_s` covers a log that
+        writes its topics concurrently (JetStream), and may store the deletion first.
+        The events' own times are not used: each source dates them by its own clock, and
+        a replay by old ones."""
+        before = min(self.caught_up_at, now - keep_s)
         deleted = self.deleted
         while deleted and next(iter(deleted.values())) < before:
             deleted.popitem(last=False)
@@ -248,6 +254,7 @@ async def match_step(
     event_log: EventLog,
     state: MatcherState,
     policy: ListeningPolicy,
+    clock: Clock,
 ) -> int:
     """Match the next batch of posts and withdraw the matches of deleted posts; returns
     the records read (0 when caught up)."""
@@ -255,12 +262,13 @@ async def match_step(
     positions = await asyncio.to_thread(store.positions)
     if state.fresh:
         await _catch_up_fresh(event_log, state, positions.get(POSTS, 0))
+    posts_read_at = clock.monotonic_s()
     posts = await event_log.read(POSTS, positions.get(POSTS, 0) + 1, policy.batch)
     deletes = await event_log.read(DELETES, positions.get(DELETES, 0) + 1, policy.batch)
     if not posts and not deletes:
         return 0
     gone = {r.event.post: r.event.ts for r in deletes if isinstance(r.event, PostDeleted)}
-    state.forget(gone, policy.deleted)
+    state.forget(gone, posts_read_at, policy.deleted)
     edited = {r.event.post: r.event.ts for r in posts if isinstance(r.event, PostEdited)}
     matched_before = await _matched(store, state, list(edited))
     with consumer_span("listening match", (r.event.trace for r in posts[:1])):
@@ -273,8 +281,9 @@ async def match_step(
         await event_log.append(found)
         MATCHED.inc(sum(isinstance(e, SearchMatched) for e in found))
     POSTS_READ.inc(len(posts))
-    if posts:
-        state.settle(max(r.event.ts for r in posts), policy.deleted_margin_s)
+    if len(posts) < policy.batch:
+        state.caught_up_at = posts_read_at
+    state.settle(clock.monotonic_s(), policy.deleted_keep_s)
     reached = {}
     if posts:
         reached[POSTS] = posts[-1].position
@@ -348,10 +357,11 @@ async def match_all(
     event_log: EventLog,
     state: MatcherState,
     policy: ListeningPolicy,
+    clock: Clock,
 ) -> int:
     """Match until caught up; returns the records read."""
     read = 0
-    while done := await match_step(store, event_log, state, policy):
+    while done := await match_step(store, event_log, state, policy, clock):
         read += done
     return read
 
@@ -406,7 +416,7 @@ def run(
         "listening-matcher",
         lambda: every(
             policy.interval_s,
-            lambda: match_all(store, event_log, state, policy),
+            lambda: match_all(store, event_log, state, policy, clock),
             what="matching posts against the searches",
         ),
     )
