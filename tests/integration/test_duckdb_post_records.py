@@ -11,7 +11,7 @@ import duckdb
 import msgspec
 import pytest
 
-from hubbub.analytics.duckdb import DuckDBRollups, DuckDBStaging, LiveDuckDB
+from hubbub.analytics.duckdb import DuckDBRollups, DuckDBStaging, LiveDuckDB, sweep_leftovers
 from hubbub.analytics.ports import RejectedBatch
 from hubbub.analytics.post_records import records_path
 from hubbub.analytics.rollups import Contribution, Deltas
@@ -122,28 +122,42 @@ def test_records_beside_rollups_made_anew_are_dropped(tmp_path: Path) -> None:
         store.close()
 
 
-def test_a_killed_rebuilds_files_are_removed_and_a_running_ones_kept(tmp_path: Path) -> None:
-    killed = DuckDBStaging(tmp_path)  # a rebuild killed before its end: its files stay
+def test_a_killed_rebuilds_files_are_removed_when_the_role_starts(tmp_path: Path) -> None:
+    killed = DuckDBStaging(tmp_path)
     _batch(killed.store, 0, 10, 0)
     killed.store.close()
-    running = DuckDBStaging(tmp_path)  # a rebuild running now, in another process
-    _batch(running.store, 0, 10, 0)
+    killed._running.close()  # as the kernel does when the rebuild's process is killed
     orphan = tmp_path / "analytics-gone.posts.db"  # records whose rollups were removed
     orphan.write_bytes(b"")
-    left = sorted(p.name for p in tmp_path.iterdir())
+    before = {p.name for p in tmp_path.iterdir()}
     live = LiveDuckDB(tmp_path, CLOCK)  # the analytics role starts
     try:
-        kept = sorted(p.name for p in tmp_path.iterdir())
-        gone = sorted(set(left) - set(kept))
+        gone = sorted(before - {p.name for p in tmp_path.iterdir()})
         assert [name.rsplit(".", 1)[-1] for name in gone] == ["building", "db", "db"]
         assert orphan.name in gone
-        assert any(name.endswith(".building") for name in kept)  # the running rebuild's
-        assert len([n for n in kept if n.endswith(".posts.db")]) == 2  # its, and live's
-        assert _batch(running.store, 10, 10, 10) == 20  # the rebuild carries on
+        assert records_path(live.path).exists()  # the live rollups keep theirs
     finally:
         live.close()
-        running.discard()
-    assert sorted(p.name for p in tmp_path.iterdir() if "building" in p.name) == []
+
+
+def test_while_a_rebuild_runs_no_leftover_is_touched(tmp_path: Path) -> None:
+    killed = DuckDBStaging(tmp_path)
+    killed.store.close()
+    killed._running.close()
+    running = DuckDBStaging(tmp_path)  # its lock is what another process would hold
+    _batch(running.store, 0, 10, 0)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    live = LiveDuckDB(tmp_path, CLOCK)
+    try:
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name in before) == before
+        promoted = Path(running.promote())  # the rebuild ends, and is swapped in
+        assert promoted.exists()
+        assert records_path(promoted).exists()
+    finally:
+        live.close()
+    removed = sweep_leftovers(tmp_path)  # no rebuild runs now: the killed one's files
+    assert sorted(p.name.rsplit(".", 1)[-1] for p in removed) == ["building", "db"]
+    assert not list(tmp_path.glob("*.building"))
 
 
 def test_records_do_not_count_against_duckdbs_memory_limit(tmp_path: Path) -> None:

@@ -121,8 +121,10 @@ def test_claims_left_by_an_owner_that_died_are_swept(tmp_path: Path) -> None:
     unnoted = requests / "analytics-2.taken"  # killed before it noted its pid
     unnoted.write_text(json.dumps({"target": "/x"}))
     os.utime(unnoted, (time.time() - 3600, time.time() - 3600))
+    mine = requests / "analytics-5.taken"  # a predecessor's with this pid (a container)
+    mine.write_text(json.dumps({"target": "/x", "pid": str(os.getpid())}))
     working = requests / "analytics-3.taken"  # a copy still being made, however long
-    working.write_text(json.dumps({"target": "/x", "pid": str(os.getpid())}))
+    working.write_text(json.dumps({"target": "/x", "pid": str(os.getppid())}))
     os.utime(working, (time.time() - 3600, time.time() - 3600))
     just_claimed = requests / "analytics-4.taken"
     just_claimed.write_text(json.dumps({"target": "/x"}))

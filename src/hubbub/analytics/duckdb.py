@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import fcntl
 import importlib.abc
 import importlib.util
 import os
@@ -37,7 +38,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import duckdb
 import pyarrow as pa
@@ -556,11 +557,14 @@ class LiveDuckDB:
         now = self._clock.monotonic_s()
         if now - self._checked >= self.CHECK_EVERY_S:
             self._checked = now
+            retiring = []
             with self._swapping:  # the fold, the readers and the copies all call this
                 if live_path(self._data_dir) != self._path:
                     self._swap(now)
                 while self._retired and now - self._retired[0][0] > self.RETIRE_AFTER_S:
-                    self._retired.pop(0)[1].close()
+                    retiring.append(self._retired.pop(0)[1])
+            for old in retiring:  # waits for its reads and copies; nobody else does
+                old.close()
         return self._store
 
     def _swap(self, now: float) -> None:
@@ -617,39 +621,70 @@ class DuckDBStaging:
 
     def __init__(self, data_dir: Path) -> None:
         self._data_dir = data_dir
+        # Held until promoted or discarded: `sweep_leftovers` leaves this rebuild be.
+        self._running = _rebuild_lock(data_dir)
+        fcntl.flock(self._running, fcntl.LOCK_SH)
         # A fresh name per rebuild (the file's own time says when it was made).
         self._final = data_dir / f"analytics-{uuid.uuid4().hex[:12]}.duckdb"
         self._building = self._final.with_suffix(".building")
-        self.store = DuckDBRollups(self._building)
+        try:
+            self.store = DuckDBRollups(self._building)
+        except BaseException:
+            self._running.close()
+            raise
 
     def promote(self) -> str:
-        self.store.close()
-        os.replace(self._building, self._final)
-        replaced = live_path(self._data_dir)
-        temporary = self._data_dir / f".{POINTER}.tmp"
-        temporary.write_text(self._final.name)
-        os.replace(temporary, self._data_dir / POINTER)
-        _remove_if_unowned(replaced)
+        try:
+            self.store.close()
+            os.replace(self._building, self._final)
+            replaced = live_path(self._data_dir)
+            temporary = self._data_dir / f".{POINTER}.tmp"
+            temporary.write_text(self._final.name)
+            os.replace(temporary, self._data_dir / POINTER)
+            _remove_if_unowned(replaced)
+        finally:
+            self._running.close()
         return str(self._final)
 
     def discard(self) -> None:
-        self.store.close()
-        for leftover in (
-            self._building,
-            self._building.with_name(self._building.name + ".wal"),
-            *record_files(self._building),
-        ):
-            leftover.unlink(missing_ok=True)
+        try:
+            self.store.close()
+            for leftover in (
+                self._building,
+                self._building.with_name(self._building.name + ".wal"),
+                *record_files(self._building),
+            ):
+                leftover.unlink(missing_ok=True)
+        finally:
+            self._running.close()
+
+
+REBUILDING: Final = ".analytics-rebuilding.lock"
+"""Each rebuild holds this file locked (shared) from its start to its promotion or
+discard; a sweep of leftovers takes it exclusively, or leaves everything be."""
+
+
+def _rebuild_lock(data_dir: Path) -> BinaryIO:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return (data_dir / REBUILDING).open("ab")
 
 
 def sweep_leftovers(data_dir: Path) -> list[Path]:
     """Remove what a rebuild killed before its end left (its `.building` file and the
-    post records beside it), and records whose rollups are gone; a rebuild running now
-    holds its file, and keeps it. Returns what was removed."""
+    post records beside it), and records whose rollups are gone; while any rebuild runs
+    (its promotion included), nothing. Returns what was removed."""
+    with _rebuild_lock(data_dir) as running:
+        try:
+            fcntl.flock(running, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("a rebuild is running: leftovers of others are left for later")
+            return []
+        return _sweep(data_dir)  # closing the file lets rebuilds start again
+
+
+def _sweep(data_dir: Path) -> list[Path]:
     removed: list[Path] = []
     for building in sorted(data_dir.glob("analytics-*.building")):
-        if _held(building):
-            continue
         for leftover in (
             building,
             building.with_name(building.name + ".wal"),
@@ -660,7 +695,7 @@ def sweep_leftovers(data_dir: Path) -> list[Path]:
                 removed.append(leftover)
     for records in sorted(data_dir.glob("analytics*.posts.db")):
         stem = records.name.removesuffix(".posts.db")
-        if any((data_dir / f"{stem}{suffix}").exists() for suffix in (".duckdb", ".building")):
+        if any((data_dir / f"{stem}{suffix}").exists() for suffix in (".building", ".duckdb")):
             continue
         for leftover in (records, *(records.with_name(records.name + s) for s in ("-wal", "-shm"))):
             if leftover.exists():
@@ -671,19 +706,12 @@ def sweep_leftovers(data_dir: Path) -> list[Path]:
     return removed
 
 
-def _held(path: Path) -> bool:
-    """Whether a process holds this DuckDB file open (DuckDB locks it)."""
-    try:
-        duckdb.connect(str(path)).close()
-    except (duckdb.IOException, duckdb.ConnectionException):
-        return True
-    return False
-
-
 def _remove_if_unowned(path: Path) -> None:
     """Delete a replaced rollups file, unless a live process holds it (that process
-    deletes it when it swaps)."""
-    if _held(path):
-        return  # held by the analytics process (another, or this one)
+    deletes it when it swaps), or it cannot be opened to tell: then it is left."""
+    try:
+        duckdb.connect(str(path)).close()
+    except duckdb.Error:
+        return  # held by the analytics process (another, or this one), or unreadable
     for leftover in (path, *record_files(path)):
         leftover.unlink(missing_ok=True)

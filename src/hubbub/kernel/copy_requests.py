@@ -136,8 +136,10 @@ async def serve_copies(
 
 
 def _sweep_claim(claim: Path) -> None:
-    """Drop a claim whose owner died: its pid no longer runs, or it never noted one
-    and was left for `STALE_S` (killed between claiming and noting its pid)."""
+    """Drop a claim whose owner died: its pid no longer runs, or is this process's (a
+    restarted container's owner often gets its predecessor's pid, and this process
+    serves one request at a time, none now), or it never noted one and was left for
+    `STALE_S` (killed between claiming and noting its pid)."""
     try:
         age_s = time.time() - claim.stat().st_mtime
         pid = int(json.loads(claim.read_text()).get("pid", 0))
@@ -145,7 +147,7 @@ def _sweep_claim(claim: Path) -> None:
         return
     except (OSError, ValueError):
         pid = 0
-    if (pid > 0 and not _running(pid)) or (pid <= 0 and age_s > STALE_S):
+    if (pid > 0 and (pid == os.getpid() or not _running(pid))) or (pid <= 0 and age_s > STALE_S):
         claim.unlink(missing_ok=True)
         log.info("a claim left by a stopped owner was dropped", claim=claim.name)
 
