@@ -194,6 +194,102 @@ def test_only_the_gateway_is_published_at_the_public_url(
                 assert backend == {"name": "gateway", "port": {"name": "http"}}
 
 
+def _pods(objects: list[dict[str, Any]]) -> dict[str, tuple[dict[str, str], set[str]]]:
+    """Each workload's pods: (labels, names of the ports they listen on), by workload."""
+    pods = {}
+    for kind in ("Deployment", "StatefulSet"):
+        for name, workload in of_kind(objects, kind).items():
+            template = workload["spec"]["template"]
+            ports = {
+                port["name"]
+                for container in template["spec"]["containers"]
+                for port in container.get("ports", [])
+            }
+            pods[name] = (template["metadata"]["labels"], ports)
+    return pods
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels, matchExpressions with In) selects `labels`."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression  # the only one the files use
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def admitted(
+    objects: list[dict[str, Any]],
+    target: dict[str, str],
+    port: str,
+    source: dict[str, str],
+    source_namespace: str | None = None,
+) -> bool:
+    """Whether NetworkPolicy lets a pod labelled `source` (in the overlay's namespace, or
+    in `source_namespace`) open a connection to `port` (by name) of a pod labelled
+    `target`: no policy selecting the target for ingress admits everything; else one of
+    their rules must admit both the peer and the port."""
+    selecting = [
+        policy
+        for policy in of_kind(objects, "NetworkPolicy").values()
+        if _selects(policy["spec"]["podSelector"], target)
+        and "Ingress" in policy["spec"].get("policyTypes", ["Ingress"])
+    ]
+    if not selecting:
+        return True
+    namespace_labels = {"kubernetes.io/metadata.name": source_namespace or "(the overlay's)"}
+
+    def peer_admits(peer: dict[str, Any]) -> bool:
+        if "ipBlock" in peer:
+            return source_namespace is not None  # from outside the cluster's pods
+        pods, namespaces = peer.get("podSelector"), peer.get("namespaceSelector")
+        if namespaces is None and source_namespace is not None:
+            return False  # a podSelector alone means the policy's own namespace
+        return (namespaces is None or _selects(namespaces, namespace_labels)) and (
+            pods is None or _selects(pods, source)
+        )
+
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress", []):
+            peers, ports = rule.get("from"), rule.get("ports")
+            if (peers is None or any(peer_admits(peer) for peer in peers)) and (
+                ports is None or any(p.get("port") == port for p in ports)
+            ):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_gateway_takes_connections_from_outside_the_platform(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    objects = rendered[overlay]
+    pods = _pods(objects)
+    platform = {name: labels for name, (labels, _) in pods.items()}
+    outside = {"app.kubernetes.io/name": "ingress-nginx"}
+    prometheus = {"app.kubernetes.io/name": "prometheus"}
+    for name, (labels, ports) in pods.items():
+        for port in ports:
+            from_outside = admitted(objects, labels, port, outside, "ingress-nginx")
+            assert from_outside == (name == "gateway"), (overlay, name, port)
+            from_roles = {
+                source
+                for source, source_labels in platform.items()
+                if admitted(objects, labels, port, source_labels)
+            }
+            if port == "cluster":  # NATS's routes: its servers only
+                assert from_roles == {"nats"}, (overlay, name, port)
+            elif port != "monitor":
+                assert set(role_deployments(objects)) <= from_roles, (overlay, name, port)
+            scraped = admitted(objects, labels, port, prometheus, "monitoring")
+            assert scraped == (port in {"http", "monitor"}), (overlay, name, port)
+    assert admitted(objects, pods["gateway"][0], "http", outside, "ingress-nginx")
+    assert not admitted(objects, pods["mentions"][0], "http", outside, "ingress-nginx")
+    assert not admitted(objects, pods["nats"][0], "client", outside, "ingress-nginx")
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_role_is_probed_on_healthz_at_its_port(
     rendered: dict[str, list[dict[str, Any]]], overlay: str
