@@ -38,12 +38,9 @@ from hubbub.analytics.best_times import (
 from hubbub.analytics.duckdb import DuckDBRollups
 from hubbub.analytics.rollups import ENGAGEMENT_WINDOW_US, firehose_scope
 from hubbub.analytics.worker import catch_up
-from hubbub.eventlog.sqlite import SqliteEventLog
-from hubbub.ingest.service import Ingestor
-from hubbub.ingest.sqlite import SqliteIngestState
+from hubbub.benchmarks.firehose_log import ingest_firehose
 from hubbub.kernel.clock import SystemClock
-from hubbub.settings import Settings
-from hubbub.synthetic.firehose import FirehoseSpec, Rhythm, generate_firehose
+from hubbub.synthetic.firehose import FirehoseSpec, Rhythm
 
 ZONE: Final = "Europe/Paris"
 PEAKS: Final = (17, 25, 39)  # 08:30, 12:30, 19:30
@@ -52,26 +49,9 @@ DAY_US: Final = 86_400_000_000
 
 
 async def _fold(spec: FirehoseSpec, directory: Path) -> DuckDBRollups:
-    from hubbub.bootstrap import mapping_for
-
-    settings = Settings(data_dir=directory)
-    log = SqliteEventLog(settings.log_path)
-    state = SqliteIngestState(settings.ingest_state_path)
-    clock = SystemClock()
-    ingestor = Ingestor(mapping_for("jetstream", settings, clock), log, state, clock)
-    await ingestor.start()
-    batch: list[bytes] = []
-    for line in generate_firehose(spec):
-        batch.append(line)
-        if len(batch) == 50_000:
-            await ingestor.submit(batch)
-            batch = []
-    if batch:
-        await ingestor.submit(batch)
-    await ingestor.stop()
-    await state.close()
+    log = await ingest_firehose(directory, spec)
     store = DuckDBRollups(directory / "analytics.duckdb")
-    await catch_up(store, log, clock=clock)
+    await catch_up(store, log, clock=SystemClock())
     await log.close()
     return store
 

@@ -47,12 +47,10 @@ from hubbub.analytics.duckdb import DuckDBRollups, skip_pandas_lookups
 from hubbub.analytics.rollups import KEYED_TIERS, TIERED, TIERS, key_hash
 from hubbub.analytics.service import Bucket, Window
 from hubbub.analytics.worker import BATCH, TOPICS, catch_up
+from hubbub.benchmarks.firehose_log import ingest_firehose
 from hubbub.eventlog.sqlite import SqliteEventLog
-from hubbub.ingest.service import Ingestor
-from hubbub.ingest.sqlite import SqliteIngestState
 from hubbub.kernel.clock import SystemClock
-from hubbub.settings import Settings
-from hubbub.synthetic.firehose import FirehoseSpec, generate_firehose
+from hubbub.synthetic.firehose import FirehoseSpec
 
 YEAR_START = datetime(2025, 1, 1, tzinfo=UTC)
 MINUTES_PER_YEAR = 365 * 24 * 60
@@ -72,25 +70,8 @@ async def _read_rate(log: SqliteEventLog, batch: int = BATCH) -> float:
 
 async def _worker_rate(events: int, directory: Path) -> tuple[int, float, float]:
     """Records folded, the seconds it took, and the baseline read rate."""
-    from hubbub.bootstrap import mapping_for
-
-    settings = Settings(data_dir=directory)
-    log = SqliteEventLog(settings.log_path)
-    state = SqliteIngestState(settings.ingest_state_path)
-    clock = SystemClock()
-    ingestor = Ingestor(mapping_for("jetstream", settings, clock), log, state, clock)
-    await ingestor.start()
-    lines = generate_firehose(FirehoseSpec(events=events, pages=max(1000, events // 10)))
-    batch: list[bytes] = []
-    for line in lines:
-        batch.append(line)
-        if len(batch) == 50_000:
-            await ingestor.submit(batch)
-            batch = []
-    if batch:
-        await ingestor.submit(batch)
-    await ingestor.stop()
-    await state.close()
+    spec = FirehoseSpec(events=events, pages=max(1000, events // 10))
+    log = await ingest_firehose(directory, spec)
     store = DuckDBRollups(directory / "analytics.duckdb")
     try:
         baseline = await _read_rate(log)
