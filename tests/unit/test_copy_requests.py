@@ -42,6 +42,15 @@ def _dead_pid() -> int:
     return dead.pid
 
 
+def _claim_first(requests: Path) -> Path:
+    """Claim the first request made, as an owner does (its claim, without a pid yet)."""
+    while not (found := list(requests.glob("analytics-*.json"))):
+        time.sleep(0.01)
+    taken = found[0].with_suffix(".taken")
+    found[0].rename(taken)
+    return taken
+
+
 def test_the_owner_makes_the_copy(tmp_path: Path) -> None:
     with owner(tmp_path, lambda target: target.write_text("rollups")):
         assert request_copy(tmp_path, "analytics", tmp_path / "copy") is True
@@ -75,11 +84,7 @@ def test_an_owner_that_dies_during_the_copy_is_noticed(tmp_path: Path) -> None:
     dead = _dead_pid()
 
     def claim_and_die() -> None:
-        requests = tmp_path / REQUESTS
-        while not (found := list(requests.glob("analytics-*.json"))):
-            time.sleep(0.01)
-        taken = found[0].with_suffix(".taken")
-        found[0].rename(taken)
+        taken = _claim_first(tmp_path / REQUESTS)
         taken.write_text(json.dumps({"target": "/x", "pid": str(dead)}))
 
     thread = threading.Thread(target=claim_and_die)
@@ -134,11 +139,7 @@ def test_claims_left_by_an_owner_that_died_are_swept(tmp_path: Path) -> None:
 
 def test_an_asker_whose_claim_was_dropped_stops_waiting_at_once(tmp_path: Path) -> None:
     def claim_and_drop() -> None:
-        requests = tmp_path / REQUESTS
-        while not (found := list(requests.glob("analytics-*.json"))):
-            time.sleep(0.01)
-        taken = found[0].with_suffix(".taken")
-        found[0].rename(taken)
+        taken = _claim_first(tmp_path / REQUESTS)
         time.sleep(0.5)  # past the asker's wait for a claim
         taken.unlink()  # swept, with no answer
 
