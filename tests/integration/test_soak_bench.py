@@ -13,13 +13,14 @@ from hubbub.cli import app
 
 MINUTES = 0.2
 RATE = 400
+PAGES = 2_000
 
 
 def test_a_short_soak_reports_sane_figures_and_no_errors(tmp_path: Path) -> None:
     plot = tmp_path / "soak.png"
     arguments = [
         "--minutes", str(MINUTES), "--rate", str(RATE), "--http-rate", "5", "--sample-s", "1",
-        "--plot", str(plot),
+        "--pages", str(PAGES), "--plot", str(plot),
     ]  # fmt: skip
     done = CliRunner().invoke(app, ["bench", "soak", *arguments, "--json"])
     assert done.exit_code == 0, done.output[-3000:]
@@ -51,6 +52,8 @@ def test_a_short_soak_reports_sane_figures_and_no_errors(tmp_path: Path) -> None
     assert result["work"]["watches"] > 0
     assert result["work"]["matches"] > 0, "listening matched posts"
     assert result["work"]["pages_seen"] > 0, "the mentions index had pages to fold"
+    assert result["introduced"] == 2 * PAGES, "each account's handle and display name"
+    assert result["analytics_memory_limit"] == "512MB"
 
     assert result["http_requests"] >= 5 * MINUTES * 60 * 0.5
     assert 0 < result["http_p50_ms"] <= result["http_p99_ms"]

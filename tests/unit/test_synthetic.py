@@ -15,7 +15,15 @@ import pytest
 from typer.testing import CliRunner
 
 from hubbub.cli import app
-from hubbub.synthetic.firehose import FirehoseSpec, generate_firehose, write_firehose
+from hubbub.ingest.mapping.jetstream import JetstreamMapping
+from hubbub.kernel.clock import FixedClock
+from hubbub.kernel.events import PageSeen
+from hubbub.synthetic.firehose import (
+    FirehoseSpec,
+    generate_firehose,
+    generate_population,
+    write_firehose,
+)
 from hubbub.synthetic.population import page
 
 PAGES = 2_000
@@ -356,3 +364,22 @@ def test_an_unreadable_start_is_refused_with_an_example(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "is not an ISO 8601 time, e.g. 2026-07-04T12:00Z" in result.output
     assert not out.exists()
+
+
+def test_the_population_introduces_every_account_by_handle_and_display_name() -> None:
+    lines = list(generate_population(FirehoseSpec(events=0, pages=300, start_us=10**15)))
+    mapping = JetstreamMapping(FixedClock(), max_event_bytes=1 << 20)
+    decoded = mapping.decode(lines, trace="t")
+    batch = mapping.map(decoded, {}, "t")
+    assert not decoded.rejected
+    assert not batch.rejected
+    seen = [event for event in batch.events if isinstance(event, PageSeen)]
+    handles = {e.page: e.handle for e in seen if e.handle}
+    names = {e.page: e.display_name for e in seen if e.display_name}
+    everyone = [page(index) for index in range(300)]
+    assert handles == {p.did: p.handle for p in everyone}
+    assert names == {p.did: p.display_name for p in everyone}
+    times = [json.loads(line)["time_us"] for line in lines]
+    assert times == sorted(times)
+    assert times[0] > 10**15
+    assert len(set(times)) == len(times)

@@ -11,6 +11,11 @@ errors that come now and then.
   hashtag of the synthetic corpus and a few more, and watches those hashtags, two terms
   and some of the searches (the alert monitor checks each watch every minute; a steady
   stream with no history raises no spike, so alerts are checked, not expected).
+- **Population.** Before the run, every account of the firehose's `pages` is introduced
+  (its handle and display name, `introduce`) and mentions folds them: the run starts on
+  a platform that knows its accounts, as one long in service does, so the index grows
+  with what changes, not with accounts met for the first time (the firehose names about
+  140 a second, and would take half an hour to name them all).
 - **Firehose.** A feeder process (`python -m hubbub.benchmarks.soak feed`) generates the
   synthetic Jetstream firehose at `rate` events a second, its times starting now, and
   pushes it through the gateway to the ingest role in a batch every `TICK_S`, at most
@@ -53,6 +58,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -85,7 +91,7 @@ from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import DEADLETTER, MATCHES, PAGES
 from hubbub.settings import Settings
 from hubbub.synthetic.corpus import HASHTAGS
-from hubbub.synthetic.firehose import FirehoseSpec, generate_firehose
+from hubbub.synthetic.firehose import FirehoseSpec, generate_firehose, generate_population
 from hubbub.synthetic.population import page as synthetic_page
 
 ROLES: Final = (
@@ -99,6 +105,7 @@ TICK_S: Final = 0.1
 PUSHES_IN_FLIGHT: Final = 8
 REQUESTS_IN_FLIGHT: Final = 64
 REPORT_EVERY_S: Final = 1.0
+INTRODUCED_PER_PUSH: Final = 2_000
 READY_TIMEOUT_S: Final = 600.0
 REQUEST_TIMEOUT_S: Final = 10.0
 MENTIONS_SHARE: Final = 0.75
@@ -136,6 +143,11 @@ class SoakPlan:
     warmup_share: float = 0.1
     plot: Path = DEFAULT_PLOT
     seed: int = 1
+    analytics_memory_limit: str = "512MB"
+    """DuckDB's buffer pool in analytics (`HUBBUB_ANALYTICS_MEMORY_LIMIT`; 1 GB by
+    default): a cache of the rollups' blocks that fills as the store grows, and then
+    holds. At 512 MB it is full within the warm-up, so the run's growth is what does not
+    hold; at 1 GB it fills through the hour (the runs before 2026-12-07, 16:00 UTC)."""
 
     def __post_init__(self) -> None:
         if self.minutes <= 0 or self.rate < 1 or self.pages < 1 or self.http_rate <= 0:
@@ -252,6 +264,26 @@ async def feed(
             await asyncio.wait_for(stop.wait(), max(0.0, ahead))
     if in_flight:
         await asyncio.wait(in_flight)
+
+
+async def introduce(client: httpx.AsyncClient, pages: int, seed: int) -> int:
+    """Push the population's introductions (`generate_population`: every account's
+    handle and display name) before the firehose, one batch at a time, and return how
+    many: the run then starts on a platform that has seen its accounts, as one long in
+    service has, so the mentions index grows with what changes, not with accounts new
+    to it (a firehose names about 140 a second of the 100,000, which takes half an
+    hour to see them all)."""
+    counts = FeedCounts()
+    spec = FirehoseSpec(
+        events=0, pages=pages, seed=seed, start_us=time.time_ns() // 1000 - 2 * pages
+    )
+    lines = generate_population(spec)
+    while batch := list(itertools.islice(lines, INTRODUCED_PER_PUSH)):
+        await _push(client, batch, counts)
+        counts.sent += len(batch)
+        if counts.failed_pushes:
+            raise RuntimeError(f"introducing the population failed: {counts.last_error}")
+    return counts.sent
 
 
 # -- the HTTP load process ---------------------------------------------------------------
@@ -441,7 +473,7 @@ class Serving:
     startup_s: float
 
 
-def _environment(data: Path, ports: dict[str, int]) -> dict[str, str]:
+def _environment(data: Path, ports: dict[str, int], plan: SoakPlan) -> dict[str, str]:
     limits = {
         f"HUBBUB_RATE_LIMIT_{who}_{what}": "1000000000"
         for who in ("KEY", "TENANT")
@@ -458,6 +490,7 @@ def _environment(data: Path, ports: dict[str, int]) -> dict[str, str]:
             if role != "gateway"
         },
         **limits,
+        "HUBBUB_ANALYTICS_MEMORY_LIMIT": plan.analytics_memory_limit,
     }
     env.pop("HUBBUB_DATA_DIR", None)
     return env
@@ -788,7 +821,7 @@ async def _run(plan: SoakPlan, data: Path, log_path: Path, show: Show) -> dict[s
     """Serve, give every role work, feed and load it while sampling; the figures. The
     data directory holds `load-paths.json` already."""
     ports = {role: _free_port() for role in ROLES}
-    env = _environment(data, ports)
+    env = _environment(data, ports, plan)
     settings = Settings(data_dir=data)
     owner, pusher = await asyncio.to_thread(make_tenant, settings)
     show(Text(f"starting every role (`hubbub serve`); their log: {log_path}"))
@@ -799,17 +832,54 @@ async def _run(plan: SoakPlan, data: Path, log_path: Path, show: Show) -> dict[s
         load_args = (served.base, str(plan.http_rate), str(data / "load-paths.json"))
         loader = Helper(_helper_argv("load", *load_args), {**env, TOKEN: owner}, log_path)
         try:
-            await feeder.start()  # Python starts in them while the work is saved
-            await loader.start()
             giving = time.perf_counter()
             work = await give_work(served.base, owner)
             work_setup_s = round(time.perf_counter() - giving, 1)
+            show(
+                Text(f"introducing the {plan.pages:,} accounts; waiting for mentions to fold them")
+            )
+            introduced = await introduce_population(served, settings, pusher, plan)
+            await feeder.start()
+            await loader.start()
             watcher, measured_s = await _watch(plan, settings, served, feeder, loader, show)
         finally:
             await feeder.stop()
             await loader.stop()
         result = summarize(plan, served, watcher, work, feeder.last, loader.last, measured_s)
-        return result | {"work_setup_s": work_setup_s}
+        return result | {"work_setup_s": work_setup_s} | introduced
+
+
+async def introduce_population(
+    served: Serving, settings: Settings, token: str, plan: SoakPlan
+) -> dict[str, Any]:
+    """`introduce` the plan's accounts through the gateway, then wait until mentions has
+    folded every page event up to the log's head, so that the run starts from there:
+    how many lines, and the seconds both took."""
+    from hubbub.bootstrap import open_event_log  # not in the helper processes: 4 s
+
+    started = time.perf_counter()
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(
+        base_url=served.base, headers=headers, timeout=REQUEST_TIMEOUT_S, trust_env=False
+    ) as client:
+        lines = await introduce(client, plan.pages, plan.seed)
+    log = await open_event_log(settings)
+    try:
+        stats = await log.stats()
+    finally:
+        await log.close()
+    head = next((t.last_position for t in stats.topics if t.topic == PAGES), 0)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    async with httpx.AsyncClient(timeout=5, trust_env=False) as plain:
+        while True:
+            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                health = (await plain.get(f"{served.urls['mentions']}/healthz")).json()
+                if int(health["positions"][PAGES]) >= head:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mentions did not fold the population's {head} page events")
+            await asyncio.sleep(0.5)
+    return {"introduced": lines, "introduce_s": round(time.perf_counter() - started, 1)}
 
 
 async def _watch(
@@ -933,6 +1003,7 @@ def summarize(
         "measured_s": round(measured_s, 1),
         "startup_s": served.startup_s,
         "machine_cpus": os.cpu_count(),
+        "analytics_memory_limit": plan.analytics_memory_limit,
         **_rates(plan, watcher, feed_last, measured_s, warmup_s),
         **memory(watcher.samples, warmup_s),
         "warmup_s": round(warmup_s, 1),

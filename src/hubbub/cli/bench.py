@@ -247,6 +247,10 @@ def soak(
         float, typer.Option(help="GETs a second: autocomplete and reports.", min=0.1)
     ] = 20.0,
     sample_s: Annotated[float, typer.Option(help="Seconds between samples.", min=0.5)] = 5.0,
+    analytics_memory_limit: Annotated[
+        str,
+        typer.Option(help="DuckDB's buffer pool in analytics (a cache that fills, then holds)."),
+    ] = "512MB",
     plot: Annotated[
         str, typer.Option(help="Where the PNG of the curves goes (the roles' log beside it).")
     ] = "test-artifacts/soak.png",
@@ -263,7 +267,7 @@ def soak(
     load_settings()  # logging as configured
     plan = SoakPlan(
         minutes=minutes, rate=rate, pages=pages, http_rate=http_rate, sample_s=sample_s,
-        plot=Path(plot),
+        analytics_memory_limit=analytics_memory_limit, plot=Path(plot),
     )  # fmt: skip
     try:
         if json:

@@ -122,6 +122,16 @@ def generate_firehose(spec: FirehoseSpec) -> Iterator[bytes]:
     return _Firehose(spec).lines()
 
 
+def generate_population(spec: FirehoseSpec) -> Iterator[bytes]:
+    """Yield two JSON lines per account of the population, in account order: its
+    identity (the handle) and its profile (the display name), `spec.start_us` on, a
+    microsecond apart. Pushed before a firehose, they stand for a platform long in
+    service, which has seen every account already; `spec.events` is not used."""
+    if spec.pages < 1:
+        raise ValueError(f"invalid firehose spec: {spec}")
+    return _Firehose(spec).introductions()
+
+
 def write_firehose(
     spec: FirehoseSpec, path: Path, progress: Callable[[int], None] | None = None
 ) -> int:
@@ -229,6 +239,15 @@ class _Firehose:
             now += int(half_step + 2 * half_step * random_unit() + 0.5) or 1  # rounded:
             # truncated, the steps would average half a µs short (0.5% at 10,000/s)
             yield handlers[bisect_left(mix, random_unit())](now)
+
+    def introductions(self) -> Iterator[bytes]:
+        now = self._spec.start_us
+        for author in range(self._pages):
+            yield self._identity(author, now + 1)
+            yield self._encode(
+                self._created(author, now + 2, PROFILE, self._profile_record(author, now), "self")
+            )
+            now += 2
 
     # identifiers and time
 
@@ -549,7 +568,10 @@ class _Firehose:
         return self._with_record(event, self._profile_record(author, now))
 
     def _identity_changed(self, now: int) -> bytes:
-        about = page(self._actor())
+        return self._identity(self._actor(), now)
+
+    def _identity(self, author: int, now: int) -> bytes:
+        about = page(author)
         identity = {
             "did": about.did,
             "handle": about.handle,
