@@ -158,12 +158,12 @@ def test_prune_keeps_the_newest_per_search_and_nothing_too_old(store: SqlListeni
 def test_prune_drops_the_same_in_chunks_of_any_size(store: SqlListeningStore) -> None:
     fold(store, *(match("acme", "a1", f"p{n}", n) for n in range(1, 12)))
     fold(store, *(match("globex", "g1", f"old{n}", 20 + n, created_at=T0 - S) for n in range(5)))
-    assert store.prune(keep_per_search=4, before_us=T0, chunk=2) == 12
+    assert store.prune(keep_per_search=4, before_us=T0, chunk=2, pause_s=0) == 12
     assert [m.post for m in store.matches("acme", "a1", MatchFilter()).matches] == [
         "p11", "p10", "p9", "p8"
     ]  # fmt: skip
     assert store.matches("globex", "g1", MatchFilter()).matches == []
-    assert store.prune(keep_per_search=4, before_us=T0, chunk=2) == 0
+    assert store.prune(keep_per_search=4, before_us=T0, chunk=2, pause_s=0) == 0
 
 
 def test_removing_a_search_drops_its_matches(store: SqlListeningStore) -> None:

@@ -10,6 +10,7 @@ keep each match once.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -85,6 +86,11 @@ MATCHER_TOPICS: Final = ("posts", "deletes")
 _IN_CHUNK: Final = 500
 PRUNE_CHUNK: Final = 5000
 """Matches dropped a transaction by retention (`SqlListeningStore.prune`)."""
+PRUNE_PAUSE_S: Final = 0.2
+"""Between two chunks of a prune. SQLite hands its lock to no one in particular: a writer
+waiting for it polls (every 100 ms at most), and a prune that began its next chunk at
+once kept the matcher and the fold waiting through many chunks, 5 to 7 s in the soak
+benchmark. A pause longer than the poll lets each waiting writer in between chunks."""
 _ORPHANED_INBOX_STATE: Final = sa.text(
     "DELETE FROM listening_inbox WHERE NOT EXISTS (SELECT 1 FROM listening_matches m"
     " WHERE m.tenant = listening_inbox.tenant AND m.search = 'inbox:' || listening_inbox.channel"
@@ -271,15 +277,22 @@ class SqlListeningStore:
         shown = [_match(row) for row in rows[: chosen.limit]]
         return MatchPage(shown, len(rows) > chosen.limit, reached)
 
-    def prune(self, keep_per_search: int, before_us: int, chunk: int = PRUNE_CHUNK) -> int:
+    def prune(
+        self,
+        keep_per_search: int,
+        before_us: int,
+        chunk: int = PRUNE_CHUNK,
+        pause_s: float = PRUNE_PAUSE_S,
+    ) -> int:
         """Drop matches older than `before_us`, and each search's beyond its newest
         `keep_per_search`, in transactions of about `chunk` rows: the matcher and the fold
-        write the same database, and wait for one chunk rather than for the whole prune.
+        write the same database, and wait for one chunk rather than for the whole prune
+        (`pause_s` between chunks lets them in).
         (In one transaction, the first prune of searches past 100,000 matches held
         SQLite's lock for longer than their 10 s wait, an hour into the soak benchmark,
         and both failed "database is locked".)"""
         c = matches_table.c
-        dropped = self._drop_in_chunks(c.created_at < before_us, c.created_at, chunk)
+        dropped = self._drop_in_chunks(c.created_at < before_us, c.created_at, chunk, pause_s)
         with self._engine.connect() as db:  # a read: writers go on meanwhile
             crowded = db.execute(
                 sa.select(c.tenant, c.search)
@@ -293,7 +306,8 @@ class SqlListeningStore:
                     sa.select(c.position).where(theirs).order_by(c.position.desc())
                     .offset(keep_per_search - 1).limit(1)
                 ).scalar_one()  # fmt: skip
-            dropped += self._drop_in_chunks(theirs & (c.position < oldest_kept), c.position, chunk)
+            older = theirs & (c.position < oldest_kept)
+            dropped += self._drop_in_chunks(older, c.position, chunk, pause_s)
         # What the team did with an inbox item goes with the item (its match): pruned,
         # withdrawn (the post deleted), or dropped with its search.
         with self._engine.begin() as db:
@@ -301,10 +315,11 @@ class SqlListeningStore:
         return dropped
 
     def _drop_in_chunks(
-        self, where: sa.ColumnElement[bool], order: sa.Column[Any], chunk: int
+        self, where: sa.ColumnElement[bool], order: sa.Column[Any], chunk: int, pause_s: float
     ) -> int:
         """Delete the matches `where` says, about `chunk` at a time (those up to the
-        chunk's last value of the indexed column `order`), each in its own transaction."""
+        chunk's last value of the indexed column `order`), each in its own transaction,
+        `pause_s` apart."""
         dropped = 0
         while True:
             with self._engine.begin() as db:
@@ -315,6 +330,7 @@ class SqlListeningStore:
                 dropped += int(db.execute(matches_table.delete().where(upto)).rowcount)
             if last is None:
                 return dropped
+            time.sleep(pause_s)
 
     def close(self) -> None:
         self._engine.dispose()
