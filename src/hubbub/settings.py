@@ -125,6 +125,13 @@ class Settings(BaseSettings):
         " One leaves the other cores to the other roles on a shared machine; raise it"
         " where analytics has a host of its own.",
     )
+    analytics_fold_interval_s: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="How long the rollups' fold waits, once caught up, before it reads the"
+        " log again: the floor of analytics' lag under a steady firehose.",
+    )
     analytics_postgres_url: SecretStr = Field(
         SecretStr("postgresql://127.0.0.1:5432/hubbub"),
         description="Database of the postgres rollups.",

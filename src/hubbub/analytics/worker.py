@@ -389,7 +389,13 @@ def run_rollups(
     retention enforced, under `background`."""
     background.start(
         "rollups",
-        lambda: follow(store, event_log, clock, poison_retries=settings.poison_retries),
+        lambda: follow(
+            store,
+            event_log,
+            clock,
+            interval_s=settings.analytics_fold_interval_s,
+            poison_retries=settings.poison_retries,
+        ),
     )
     background.start(
         "archive", lambda: follow_archive(archive, event_log, settings.archive_flush_s)
