@@ -53,7 +53,7 @@ def test_a_short_soak_reports_sane_figures_and_no_errors(tmp_path: Path) -> None
     assert result["work"]["matches"] > 0, "listening matched posts"
     assert result["work"]["pages_seen"] > 0, "the mentions index had pages to fold"
     assert result["introduced"] == 2 * PAGES, "each account's handle and display name"
-    assert result["analytics_memory_limit"] == "512MB"
+    assert result["analytics_memory_limit"] == "1GB"
 
     assert result["http_requests"] >= 5 * MINUTES * 60 * 0.5
     assert 0 < result["http_p50_ms"] <= result["http_p99_ms"]

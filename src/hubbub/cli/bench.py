@@ -249,8 +249,8 @@ def soak(
     sample_s: Annotated[float, typer.Option(help="Seconds between samples.", min=0.5)] = 5.0,
     analytics_memory_limit: Annotated[
         str,
-        typer.Option(help="DuckDB's buffer pool in analytics (a cache that fills, then holds)."),
-    ] = "512MB",
+        typer.Option(help="DuckDB's buffer pool in analytics (HUBBUB_ANALYTICS_MEMORY_LIMIT)."),
+    ] = "1GB",
     plot: Annotated[
         str, typer.Option(help="Where the PNG of the curves goes (the roles' log beside it).")
     ] = "test-artifacts/soak.png",
