@@ -270,11 +270,8 @@ async def feed(
 
 async def introduce(client: httpx.AsyncClient, pages: int, seed: int) -> int:
     """Push the population's introductions (`generate_population`: every account's
-    handle and display name) before the firehose, one batch at a time, and return how
-    many: the run then starts on a platform that has seen its accounts, as one long in
-    service has, so the mentions index grows with what changes, not with accounts new
-    to it (a firehose names about 140 a second of the 100,000, which takes half an
-    hour to see them all)."""
+    handle and display name), one batch at a time; how many lines (see **Population**
+    in the module's docstring)."""
     counts = FeedCounts()
     spec = FirehoseSpec(
         events=0, pages=pages, seed=seed, start_us=time.time_ns() // 1000 - 2 * pages
