@@ -47,7 +47,7 @@ from hubbub.eventlog.ports import (
 from hubbub.eventlog.retention import RetentionPolicy, check_not_expired
 from hubbub.kernel.clock import Clock, SystemClock
 from hubbub.kernel.events import Event, decode_many, encode_many, topic_of
-from hubbub.kernel.sqlite import WriteLock, connect
+from hubbub.kernel.sqlite import READ_CACHE_KIB, WriteLock, connect
 
 T = TypeVar("T")
 
@@ -105,7 +105,7 @@ class SqliteEventLog:
         self._write_lock = WriteLock(path)
         self._writer.executescript(_SCHEMA)
         self._add_appended_column()
-        self._reader = connect(path)
+        self._reader = connect(path, READ_CACHE_KIB)
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-write")
         self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-read")
         self._cursors: dict[tuple[str, str], int] = {}
