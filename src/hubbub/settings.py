@@ -125,6 +125,19 @@ class Settings(BaseSettings):
         " One leaves the other cores to the other roles on a shared machine; raise it"
         " where analytics has a host of its own.",
     )
+    allocator_mmap_threshold_kib: int = Field(
+        128,
+        ge=0,
+        description="On glibc, every memory block this large or larger is mapped on its own"
+        " and given back when freed; 0 leaves glibc's threshold, which rises as blocks are"
+        " freed and lets a role's memory creep (hubbub.kernel.allocator).",
+    )
+    allocator_trim_interval_s: float = Field(
+        60.0,
+        ge=0,
+        description="On glibc, how often a role hands the allocator's free pages back to the"
+        " system (malloc_trim); 0 never.",
+    )
     analytics_fold_interval_s: float = Field(
         0.5,
         gt=0,

@@ -20,6 +20,7 @@ import uvicorn
 
 from hubbub.bootstrap import Platform, build_platform
 from hubbub.cli.common import console, fail, load_settings, run
+from hubbub.kernel import allocator
 from hubbub.kernel.telemetry import DATA_DIR, configure_logging
 from hubbub.kernel.tracing import configure_tracing
 from hubbub.processes import (
@@ -69,9 +70,15 @@ async def _serve(
     """Serve `role`; as replica N of several (sharing the port), only replica 0 writes
     the mentions snapshot that all of them start from."""
     configure_tracing(role, settings.otlp_endpoint)
+    allocator.pin_mmap_threshold(settings.allocator_mmap_threshold_kib)
     DATA_DIR.watch(settings.data_dir)
     platform = await build_platform(settings)
     platform.keeps_snapshots = not replica
+    trimming = (
+        asyncio.create_task(allocator.trim_every(settings.allocator_trim_interval_s))
+        if settings.allocator_trim_interval_s
+        else None
+    )
     try:
         await _warm_up(platform, role)
         server = _server(platform, host, port, role)
@@ -82,6 +89,8 @@ async def _serve(
         else:
             await server.serve(sockets=[shared_socket(host, port)])
     finally:
+        if trimming:
+            trimming.cancel()
         await platform.close()
 
 
