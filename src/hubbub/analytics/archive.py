@@ -168,17 +168,27 @@ class PostArchive:
                 deletes[hour_of(event.ts)].append(event)
             if record.topic in TOPICS:
                 reached[record.topic] = max(reached.get(record.topic, 0), record.position)
-        tables = [
-            *((POSTS, hour, post_table(events)) for hour, events in posts.items()),
-            *((DELETES, hour, delete_table(events)) for hour, events in deletes.items()),
-        ]
-        for topic, hour, table in tables:
-            first, last = positions.get(topic, 0) + 1, reached.get(topic, 0)
-            self._write_file(topic, hour, f"{first}-{last}", table)
-        written = sum(int(table.num_rows) for _, _, table in tables)
+        written = 0
+        for hour, published in posts.items():  # one table in memory at a time
+            written += self._write_hour(POSTS, hour, post_table(published), positions, reached)
+        for hour, deleted in deletes.items():
+            written += self._write_hour(DELETES, hour, delete_table(deleted), positions, reached)
         if reached != positions:
             self._save_positions(reached)
         return written
+
+    def _write_hour(
+        self,
+        topic: str,
+        hour: str,
+        table: pa.Table,
+        positions: dict[str, int],
+        reached: dict[str, int],
+    ) -> int:
+        """Write a batch's rows of one hour, named by the batch's range; returns them."""
+        first, last = positions.get(topic, 0) + 1, reached.get(topic, 0)
+        self._write_file(topic, hour, f"{first}-{last}", table)
+        return int(table.num_rows)
 
     def pattern(self, topic: str = POSTS) -> str:
         """The glob of a topic's files, for `read_parquet(..., hive_partitioning = true)`."""
