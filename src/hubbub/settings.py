@@ -139,7 +139,7 @@ class Settings(BaseSettings):
         " system (malloc_trim); 0 never.",
     )
     analytics_fold_interval_s: float = Field(
-        0.5,
+        0.25,
         gt=0,
         le=60,
         description="How long the rollups' fold waits, once caught up, before it reads the"
