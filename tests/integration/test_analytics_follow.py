@@ -14,20 +14,10 @@ from hubbub.analytics.rollups import Deltas
 from hubbub.analytics.worker import catch_up
 from hubbub.eventlog.sqlite import SqliteEventLog
 from hubbub.kernel.clock import SystemClock
-from hubbub.kernel.events import POSTS, Event, PostPublished
-from tests.support.reports import at
+from hubbub.kernel.events import POSTS, Event
+from tests.support.rollups import posts
 
 CLOCK = SystemClock()
-
-
-def posts(first: int, count: int) -> list[Event]:
-    return [
-        PostPublished(
-            id=f"p{n}", key="alice", ts=at(1, n % 60), source="jetstream", post=f"post{n}",
-            author="alice", text="hello", tags=["ok"],
-        )
-        for n in range(first, first + count)
-    ]  # fmt: skip
 
 
 class Log(SqliteEventLog):

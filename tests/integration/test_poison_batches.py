@@ -17,13 +17,11 @@ from hubbub.kernel.clock import SystemClock
 from hubbub.kernel.events import (
     DEADLETTER,
     EngagementRecorded,
-    Event,
     InputRejected,
-    PostPublished,
     decode,
 )
 from tests.support.reports import at
-from tests.support.rollups import Store, rollup_store
+from tests.support.rollups import Store, posts, rollup_store
 
 CLOCK = SystemClock()
 
@@ -41,16 +39,6 @@ async def log(tmp_path: Path) -> AsyncIterator[SqliteEventLog]:
     opened = SqliteEventLog(tmp_path / "log.db")
     yield opened
     await opened.close()
-
-
-def posts(first: int, count: int) -> list[Event]:
-    return [
-        PostPublished(
-            id=f"p{n}", key="alice", ts=at(1, n % 60), source="jetstream", post=f"post{n}",
-            author="alice", text="hello", tags=["ok"],
-        )
-        for n in range(first, first + count)
-    ]  # fmt: skip
 
 
 def like(n: int, delta: int = 1) -> EngagementRecorded:

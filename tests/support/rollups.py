@@ -26,6 +26,17 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def posts(first: int, count: int) -> list[Event]:
+    """Posts by alice numbered `first` on, a minute apart within hour 1."""
+    return [
+        PostPublished(
+            id=f"p{n}", key="alice", ts=at(1, n % 60), source="jetstream", post=f"post{n}",
+            author="alice", text="hello", tags=["ok"],
+        )
+        for n in range(first, first + count)
+    ]  # fmt: skip
+
+
 def activity() -> tuple[list[Event], list[Event]]:
     """Posts (some replies, some edited) over two hours, likes and reposts of them, and
     deletes of every third, a third of those deleted after an edit: (posts topic, others)."""
